@@ -1,0 +1,86 @@
+//! Decoders: bytes of one radar file in, a [`RadarScan`] out.
+//!
+//! One module per format. Each exposes
+//! `decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError>`
+//! and `looks_like(bytes, file_name) -> bool` for auto-detection. The file
+//! name is only used where a format keeps metadata there (MeteoSwiss puts the
+//! scan time in the name); decoders never touch the file system.
+
+pub mod bom;
+pub mod fmi_pgm;
+pub mod mch_gif;
+pub mod odim;
+
+use crate::scan::{DecodeError, Format, RadarScan};
+
+/// HDF5 superblock signature (ODIM_H5 and netCDF4 both start with it).
+pub(crate) const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+
+/// Guesses the format from the content (and, for GIFs, nothing else).
+/// Returns `None` when no decoder recognises the bytes.
+pub fn detect(bytes: &[u8], file_name: Option<&str>) -> Option<Format> {
+    if bytes.starts_with(HDF5_MAGIC) {
+        // Both ODIM and BOM are HDF5; the decoders tell them apart by content.
+        if bom::looks_like(bytes, file_name) {
+            return Some(Format::Bom);
+        }
+        return Some(Format::Odim);
+    }
+    if mch_gif::looks_like(bytes, file_name) {
+        return Some(Format::MchGif);
+    }
+    if fmi_pgm::looks_like(bytes, file_name) {
+        return Some(Format::FmiPgm);
+    }
+    None
+}
+
+/// Decodes `bytes`, auto-detecting the format unless `format` forces one.
+pub fn decode(
+    bytes: &[u8],
+    file_name: Option<&str>,
+    format: Option<Format>,
+) -> Result<RadarScan, DecodeError> {
+    let format = match format {
+        Some(f) => f,
+        None => detect(bytes, file_name).ok_or_else(|| DecodeError::UnknownContent {
+            head: hex_head(bytes),
+        })?,
+    };
+    match format {
+        Format::Odim => odim::decode(bytes, file_name),
+        Format::Bom => bom::decode(bytes, file_name),
+        Format::MchGif => mch_gif::decode(bytes, file_name),
+        Format::FmiPgm => fmi_pgm::decode(bytes, file_name),
+        Format::Nexrad => Err(DecodeError::Unsupported {
+            format,
+            what: "NEXRAD Level II is not supported yet".into(),
+        }),
+    }
+}
+
+/// The first bytes as printable text for error messages (`"GIF89a.."`, `"1f 8b 08"`).
+pub(crate) fn hex_head(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(8)];
+    if head.is_empty() {
+        return "an empty file".into();
+    }
+    head.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_empty_content_are_errors() {
+        let err = decode(b"hello world", None, None).unwrap_err();
+        assert_eq!(err.code(), "unknown_content");
+        assert!(err.to_string().contains("68 65 6c 6c"));
+        let err = decode(b"", None, None).unwrap_err();
+        assert!(err.to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,259 @@
+//! The decoded radar scan, the formats Raincast reads, and decoding errors.
+
+use crate::grid::{Grid, GridError};
+use chrono::{DateTime, Utc};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Radar file formats Raincast decodes. The `name()` strings are the values
+/// accepted by `--format` and printed in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// ODIM_H5 composite (OPERA, RMI, ...), HDF5.
+    Odim,
+    /// Australian BOM Rainfields netCDF4 (`prcp-cscn`, `prcp-c10`).
+    Bom,
+    /// MeteoSwiss AQC 8-bit GIF.
+    MchGif,
+    /// FMI gzip-compressed 8-bit PGM.
+    FmiPgm,
+    /// NOAA NEXRAD Archive II volume.
+    Nexrad,
+}
+
+impl Format {
+    /// Every format, in detection order.
+    pub const ALL: [Format; 5] = [
+        Format::Odim,
+        Format::Bom,
+        Format::MchGif,
+        Format::FmiPgm,
+        Format::Nexrad,
+    ];
+
+    /// Stable lower-case name (`odim`, `bom`, `mch-gif`, `fmi-pgm`, `nexrad`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Odim => "odim",
+            Format::Bom => "bom",
+            Format::MchGif => "mch-gif",
+            Format::FmiPgm => "fmi-pgm",
+            Format::Nexrad => "nexrad",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Error for an unknown `--format` value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {0:?}; expected one of odim, bom, mch-gif, fmi-pgm, nexrad")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownFormat(s.to_string()))
+    }
+}
+
+/// The physical quantity held in [`RadarScan::values`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Quantity {
+    /// Rain rate in mm/h.
+    RainRate,
+    /// Radar reflectivity factor in dBZ.
+    Reflectivity,
+    /// Rain accumulation in mm over `seconds` ending at the scan time.
+    Accumulation { seconds: f64 },
+}
+
+/// A Z–R relation `Z = a · R^b` (Z in mm⁶/m³, R in mm/h).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ZR {
+    /// Multiplier `a`.
+    pub a: f64,
+    /// Exponent `b`.
+    pub b: f64,
+}
+
+impl ZR {
+    /// Marshall–Palmer, Z = 200·R^1.6: Raincast's default.
+    pub const MARSHALL_PALMER: ZR = ZR { a: 200.0, b: 1.6 };
+    /// FMI's operational relation, Z = 223·R^1.53.
+    pub const FMI: ZR = ZR { a: 223.0, b: 1.53 };
+    /// NEXRAD's default convective relation, Z = 300·R^1.4.
+    pub const NEXRAD_CONVECTIVE: ZR = ZR { a: 300.0, b: 1.4 };
+
+    /// Rain rate (mm/h) from reflectivity (dBZ). `-inf` dBZ gives 0 mm/h,
+    /// NaN stays NaN.
+    pub fn rate_mm_h(self, dbz: f64) -> f64 {
+        (10f64.powf(dbz / 10.0) / self.a).powf(1.0 / self.b)
+    }
+
+    /// Reflectivity (dBZ) from rain rate (mm/h); 0 mm/h gives `-inf`.
+    pub fn dbz(self, rate_mm_h: f64) -> f64 {
+        10.0 * (self.a * rate_mm_h.powf(self.b)).log10()
+    }
+}
+
+impl Default for ZR {
+    fn default() -> Self {
+        ZR::MARSHALL_PALMER
+    }
+}
+
+/// One decoded radar scan (or composite) on its native grid.
+///
+/// `values` holds the physical quantity named by `quantity`, shape
+/// `(grid.rows, grid.cols)`, row 0 north. Cell states:
+/// * `NaN`: **no data**: outside coverage, not scanned, fill value;
+/// * `0.0` (rate, accumulation) or `-inf` (dBZ): **undetect**: scanned, no echo;
+/// * anything else: a measured value.
+#[derive(Debug, Clone)]
+pub struct RadarScan {
+    /// The format the bytes were decoded from.
+    pub format: Format,
+    /// Who produced the scan, from the file's metadata where present
+    /// (e.g. `"ODIM:ORG:RMI"`, `"BOM radar 2"`, `"MeteoSwiss AQC"`).
+    pub source: String,
+    /// Nominal time of the scan (end of the accumulation period), UTC.
+    pub time: DateTime<Utc>,
+    /// What `values` measures.
+    pub quantity: Quantity,
+    /// Where the cells are.
+    pub grid: Grid,
+    /// Physical values, `(rows, cols)`, row 0 north; see the type docs.
+    pub values: Array2<f32>,
+    /// The Z–R relation the producer recommends for this product, if any
+    /// (FMI: 223/1.53, NEXRAD: 300/1.4). Configuration may override it.
+    pub zr_hint: Option<ZR>,
+}
+
+/// Why a scan could not be decoded. Every variant names the format and the
+/// field, group or byte position involved, so that a quarantine record or an
+/// error line tells an operator what is wrong without a debugger.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes end before a structure is complete.
+    #[error("{format}: truncated input: {what} needs {needed} bytes, only {available} present")]
+    Truncated {
+        format: Format,
+        what: &'static str,
+        needed: usize,
+        available: usize,
+    },
+    /// The file does not start with the signature of the format.
+    #[error("{format}: wrong magic number: expected {expected}, found {found}")]
+    BadMagic {
+        format: Format,
+        expected: &'static str,
+        found: String,
+    },
+    /// No decoder recognised the content.
+    #[error("unrecognised file content (starts with {head}); pass --format to force a decoder")]
+    UnknownContent { head: String },
+    /// A group, dataset, variable or attribute the format requires is absent.
+    #[error("{format}: missing {path}")]
+    Missing { format: Format, path: String },
+    /// A field is present but its value is unusable.
+    #[error("{format}: invalid {field} = {value}: {reason}")]
+    BadValue {
+        format: Format,
+        field: String,
+        value: String,
+        reason: String,
+    },
+    /// A declared size is impossible or absurdly large.
+    #[error("{format}: absurd size {field} = {value} (limit {limit})")]
+    AbsurdSize {
+        format: Format,
+        field: String,
+        value: u64,
+        limit: u64,
+    },
+    /// The data do not have the declared or expected shape.
+    #[error("{format}: shape mismatch for {field}: expected {expected}, found {found}")]
+    Shape {
+        format: Format,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    /// The container (HDF5, netCDF, GIF, gzip, bzip2) could not be read.
+    #[error("{format}: container error in {layer}: {reason}")]
+    Container {
+        format: Format,
+        layer: &'static str,
+        reason: String,
+    },
+    /// The content is valid but uses a feature Raincast does not support.
+    #[error("{format}: unsupported {what}")]
+    Unsupported { format: Format, what: String },
+    /// The grid described by the file is invalid.
+    #[error("{format}: invalid grid: {source}")]
+    Grid {
+        format: Format,
+        #[source]
+        source: GridError,
+    },
+}
+
+impl DecodeError {
+    /// A short machine-readable reason code (`truncated`, `bad_magic`, ...),
+    /// used for metrics labels and quarantine records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::BadMagic { .. } => "bad_magic",
+            DecodeError::UnknownContent { .. } => "unknown_content",
+            DecodeError::Missing { .. } => "missing",
+            DecodeError::BadValue { .. } => "bad_value",
+            DecodeError::AbsurdSize { .. } => "absurd_size",
+            DecodeError::Shape { .. } => "shape",
+            DecodeError::Container { .. } => "container",
+            DecodeError::Unsupported { .. } => "unsupported",
+            DecodeError::Grid { .. } => "grid",
+        }
+    }
+}
+
+/// Upper bound on the number of cells of any decoded field (~400 M cells =
+/// 1.6 GB of f32). Declared sizes above it are rejected before allocating.
+pub const MAX_CELLS: u64 = 400_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip() {
+        for f in Format::ALL {
+            assert_eq!(f.name().parse::<Format>(), Ok(f));
+        }
+        assert!("MCH-GIF".parse::<Format>().is_ok());
+        let err = "tiff".parse::<Format>().unwrap_err();
+        assert!(err.to_string().contains("tiff"));
+    }
+
+    #[test]
+    fn zr_relations() {
+        let mp = ZR::MARSHALL_PALMER;
+        // 200 * 1^1.6 = 200 -> 23.01 dBZ.
+        assert!((mp.dbz(1.0) - 23.0103).abs() < 1e-3);
+        assert!((mp.rate_mm_h(mp.dbz(12.5)) - 12.5).abs() < 1e-9);
+        assert_eq!(mp.rate_mm_h(f64::NEG_INFINITY), 0.0);
+        assert!(mp.rate_mm_h(f64::NAN).is_nan());
+    }
+}

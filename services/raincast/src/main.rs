@@ -1,0 +1,45 @@
+//! `raincast`: the command-line entry point.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod prep_cmd;
+
+/// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
+/// nowcast the next two hours, serve an HTTP API and post rain alerts.
+#[derive(Parser, Debug)]
+#[command(name = "raincast", version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "RAINCAST_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
+    Prep(prep_cmd::PrepArgs),
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    match cli.command {
+        Command::Prep(args) => prep_cmd::run(args),
+    }
+}

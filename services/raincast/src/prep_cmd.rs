@@ -1,0 +1,164 @@
+//! `raincast prep FILE|DIR [--format F] [--npy OUT.npy]`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use raincast_algorithms::decode;
+use raincast_algorithms::npy;
+use raincast_algorithms::prep::{self, PrepOptions};
+use raincast_algorithms::scan::Format;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct PrepArgs {
+    /// A radar file (ODIM_H5, BOM netCDF4, MeteoSwiss GIF, FMI PGM[.gz]) or a folder of them.
+    pub path: PathBuf,
+    /// Force a decoder instead of detecting the format from the content:
+    /// odim, bom, mch-gif, fmi-pgm.
+    #[arg(long, value_name = "F")]
+    pub format: Option<Format>,
+    /// Write the decoded rain rate before thresholding to this .npy file
+    /// (float32 mm/h, C order, row 0 north, NaN = no data). Single file only.
+    #[arg(long, value_name = "OUT.npy")]
+    pub npy: Option<PathBuf>,
+    /// Rain threshold in mm/h; lower rates count as no rain.
+    #[arg(long, default_value_t = 0.1, value_name = "MM_H")]
+    pub threshold: f32,
+    /// Remove isolated single rain cells (speckle).
+    #[arg(long)]
+    pub speckle: bool,
+}
+
+pub fn run(args: PrepArgs) -> Result<()> {
+    let opts = PrepOptions {
+        zr: None,
+        threshold_mm_h: args.threshold,
+        speckle_filter: args.speckle,
+    };
+    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
+        bail!("--threshold must be a finite number >= 0, got {}", args.threshold);
+    }
+    if args.path.is_dir() {
+        if args.npy.is_some() {
+            bail!("--npy takes a single FILE, but {} is a folder", args.path.display());
+        }
+        return run_dir(&args.path, args.format, &opts);
+    }
+    let summary = prep_file(&args.path, args.format, &opts, args.npy.as_deref())?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// Decodes and preps one file and returns its JSON summary.
+pub fn prep_file(
+    path: &Path,
+    format: Option<Format>,
+    opts: &PrepOptions,
+    npy_out: Option<&Path>,
+) -> Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str());
+    let scan = decode::decode(&bytes, name, format)
+        .with_context(|| format!("{}: cannot decode", path.display()))?;
+    let raw = prep::to_rain_rate(&scan, opts.zr);
+    if let Some(out) = npy_out {
+        write_atomically(out, &npy::encode_f32(&raw.rate_mm_h))
+            .with_context(|| format!("{}: cannot write .npy", out.display()))?;
+    }
+    let field = prep::prep(&scan, opts);
+    let (rows, cols) = field.grid.shape();
+    Ok(json!({
+        "file": path.display().to_string(),
+        "format": scan.format.name(),
+        "source": scan.source,
+        "time": scan.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "rows": rows,
+        "cols": cols,
+        "cell_m": field.grid.cell_m(),
+        "projection": field.grid.projection,
+        "nodata_cells": field.nodata_cells(),
+        "rain_cells": field.rain_cells(),
+        "max_mm_h": round3(field.max_mm_h() as f64),
+        "mean_mm_h": round3(field.mean_mm_h()),
+        "dense_bytes": rows * cols * 4,
+    }))
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Writes to a temporary file beside `path`, then renames it into place, so
+/// that a crash never leaves a half-written file under the final name.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-raincast");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Every regular file below `dir`, sorted by path (hidden files skipped).
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
+            let entry = entry?;
+            let p = entry.path();
+            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn run_dir(dir: &Path, format: Option<Format>, opts: &PrepOptions) -> Result<()> {
+    let files = files_below(dir)?;
+    let started = Instant::now();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let stdout = std::io::stdout();
+    for (i, path) in files.iter().enumerate() {
+        let line = match prep_file(path, format, opts, None) {
+            Ok(v) => {
+                ok += 1;
+                v
+            }
+            Err(e) => {
+                failed += 1;
+                json!({"file": path.display().to_string(), "error": format!("{e:#}")})
+            }
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        eprintln!(
+            "prep: [{}/{}] {} ({:.1} s elapsed)",
+            i + 1,
+            files.len(),
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "{}",
+        json!({"summary": {"files": files.len(), "ok": ok, "failed": failed,
+               "seconds": round3(started.elapsed().as_secs_f64())}})
+    );
+    if failed > 0 {
+        bail!("{failed} of {} files failed", files.len());
+    }
+    Ok(())
+}
