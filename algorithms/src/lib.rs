@@ -13,10 +13,18 @@
 //!   same as zero rain ("undetect": measured, no echo).
 
 pub mod decode;
+pub mod extrapolate;
 pub mod grid;
+pub mod motion;
+pub mod nowcast;
 pub mod npy;
 pub mod prep;
+pub mod render;
 pub mod scan;
+pub mod sparse;
+pub mod synth;
+pub mod verify;
+pub mod write;
 
 pub use grid::{Grid, GridError};
 pub use scan::{DecodeError, Format, Quantity, RadarScan};

@@ -1,0 +1,2 @@
+//! Encoders that write fields in real radar formats (used by the synthetic
+//! demo radar and by tests that need files of each format). Bytes out, no I/O.
