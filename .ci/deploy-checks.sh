@@ -39,8 +39,9 @@ APT_PACKAGES=(shellcheck packer debootstrap systemd-container curl util-linux)
 START=$SECONDS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raincast-deploy.XXXXXX")
 NSPAWN_PID=""
+OVERLAY=""
 
-log() { printf '== deploy: %s\n' "$*"; }
+log() { printf '== deploy [%3d s]: %s\n' "$((SECONDS - START))" "$*"; }
 die() {
     printf '== deploy: FAILED: %s\n' "$*" >&2
     exit 1
@@ -54,6 +55,9 @@ cleanup() {
             sleep 0.5
         done
         kill -9 "$NSPAWN_PID" 2>/dev/null || true
+    fi
+    if [ -n "$OVERLAY" ]; then
+        umount "$OVERLAY" 2>/dev/null || umount --lazy "$OVERLAY" || true
     fi
     rm -rf "$WORK"
 }
@@ -83,17 +87,6 @@ install_tools() {
     export PATH="$VENV/bin:$PATH"
     export ANSIBLE_CONFIG="$REPO/ansible/ansible.cfg"
     export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
-}
-
-# Renders one role template with the role defaults plus extra -e arguments.
-render() {
-    local template=$1 dest=$2
-    shift 2
-    (cd "$REPO/ansible" && ansible localhost -c local -i localhost, \
-        -e "ansible_python_interpreter=$VENV/bin/python" \
-        -m ansible.builtin.template -a "src=roles/raincast/templates/$template dest=$dest" \
-        -e @roles/raincast/defaults/main.yml "$@" >"$WORK/render.log" 2>&1) \
-        || { cat "$WORK/render.log"; die "rendering $template"; }
 }
 
 # ------------------------------------------------------------------ tier 1
@@ -127,10 +120,14 @@ tier1() {
         echo "packer validate: $tpl ok"
     done
 
-    log "tier 1: rendered configuration files parse"
-    render raincast.toml.j2 "$WORK/default.toml"
-    render raincast.toml.j2 "$WORK/example.toml" -e @vars.example.yml
-    render raincast.env.j2 "$WORK/example.env" -e @vars.example.yml
+    log "tier 1: render the role's templates; the configuration parses"
+    # systemd-analyze verify checks that ExecStart= is executable, so the
+    # rendered unit points at a real file.
+    local exe=$WORK/bin/raincast
+    install -D -m 0755 "$(if [ -x "$BINARY" ]; then echo "$BINARY"; else type -P true; fi)" "$exe"
+    ansible-playbook -i localhost, -c local -e "ansible_python_interpreter=$VENV/bin/python" \
+        -e "out=$WORK" -e "exe=$exe" .ci/deploy-render.yml >"$WORK/render.log" 2>&1 \
+        || { cat "$WORK/render.log"; die "rendering the role's templates"; }
     # The example must come back from TOML exactly as it went in from YAML.
     "$VENV/bin/python" - "$WORK/default.toml" "$WORK/example.toml" ansible/vars.example.yml <<'EOF'
 import sys, tomllib, yaml
@@ -148,10 +145,6 @@ EOF
     grep -q '^RAINCAST_X_CONSUMER_KEY="' "$WORK/example.env" || die "X credentials missing from the rendered env file"
 
     log "tier 1: systemd-analyze verify on the rendered unit"
-    # verify checks that ExecStart= is executable, so point it at a real file.
-    local exe=$WORK/bin/raincast
-    install -D -m 0755 "$(if [ -x "$BINARY" ]; then echo "$BINARY"; else type -P true; fi)" "$exe"
-    render raincast.service.j2 "$WORK/raincast.service" -e "raincast_binary_dest=$exe"
     local out rc=0
     out=$(systemd-analyze verify --man=no "$WORK/raincast.service" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ] || [ -n "$out" ]; then
@@ -177,17 +170,20 @@ playbook() {
 changed_count() { grep -E '^\S+ +: ok=' "$1" | tail -n 1 | sed -E 's/.* changed=([0-9]+).*/\1/'; }
 
 healthz() {
-    local i body
+    local i body code
     for i in $(seq 1 60); do
-        if body=$(nsenter --target "$LEADER" --net -- curl -fsS --max-time 2 http://127.0.0.1:8080/healthz 2>/dev/null); then
-            echo "GET /healthz -> 200 after ${i} tries: ${body:0:200}"
+        code=$(nsenter --target "$LEADER" --net -- \
+            curl -sS --max-time 2 -o "$WORK/healthz.body" -w '%{http_code}' http://127.0.0.1:8080/healthz 2>/dev/null || true)
+        if [ "$code" = 200 ]; then
+            body=$(head -c 200 "$WORK/healthz.body")
+            echo "GET /healthz -> 200 after ${i} tries: $body"
             return 0
         fi
         sleep 1
     done
     in_ct systemctl status --no-pager raincast.service || true
     in_ct journalctl --no-pager -u raincast.service -n 60 || true
-    die "/healthz did not answer on 127.0.0.1:8080 inside the container within 60 s"
+    die "/healthz did not answer 200 on 127.0.0.1:8080 inside the container within 60 s (last status: ${code:-none})"
 }
 
 main_pid() { in_ct systemctl show -p MainPID --value raincast.service; }
@@ -223,8 +219,17 @@ tier2() {
 
     local rootfs=$WORK/rootfs
     base_rootfs
-    log "tier 2: fresh copy of the cached root file system"
-    cp -a --reflink=auto "$BASE_ROOTFS" "$rootfs"
+    # An overlay keeps the cached root pristine and makes the fresh copy (and
+    # its removal, slow on this disk) nearly free; a plain copy otherwise.
+    mkdir -p "$rootfs" "$WORK/upper" "$WORK/overlay-work"
+    if mount -t overlay overlay \
+        -o "lowerdir=$BASE_ROOTFS,upperdir=$WORK/upper,workdir=$WORK/overlay-work" "$rootfs" 2>/dev/null; then
+        OVERLAY=$rootfs
+        log "tier 2: cached root file system mounted as an overlay"
+    else
+        log "tier 2: fresh copy of the cached root file system"
+        cp -a --reflink=auto "$BASE_ROOTFS/." "$rootfs"
+    fi
 
     log "tier 2: playbook into the root file system over community.general.chroot"
     printf '[raincast]\n%s ansible_connection=community.general.chroot ansible_become=false\n' "$rootfs" \
@@ -251,8 +256,16 @@ tier2() {
     done
     [ "${comm:-}" = systemd ] || { cat "$WORK/boot.log"; die "the container's systemd did not start"; }
 
-    local state
-    state=$(in_ct timeout 90 systemctl is-system-running --wait 2>&1 || true)
+    # Until the container's systemd has its private socket, systemctl cannot
+    # connect; then --wait blocks until start-up has finished.
+    local state=""
+    for i in $(seq 1 60); do
+        state=$(in_ct timeout 90 systemctl is-system-running --wait 2>&1 || true)
+        case $state in
+            *"Failed to connect to bus"*) sleep 0.5 ;;
+            *) break ;;
+        esac
+    done
     echo "container systemd: $state (booted in $((SECONDS - START)) s since the start of the checks)"
     if [ "$state" != running ]; then
         in_ct systemctl --failed --no-pager || true

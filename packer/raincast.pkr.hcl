@@ -34,6 +34,12 @@ variable "raincast_binary" {
   description = "Path of the Linux x86_64 release binary to install."
 }
 
+variable "ansible_extra_arguments" {
+  type        = list(string)
+  default     = []
+  description = "More ansible-playbook arguments, e.g. [\"--extra-vars\", \"@secrets.yml\", \"--vault-password-file\", \"vault.pass\"] for the X credentials."
+}
+
 variable "ssh_host" {
   type        = string
   default     = "127.0.0.1"
@@ -103,12 +109,12 @@ build {
     playbook_file = "${path.root}/../ansible/site.yml"
     user          = build.User
     groups        = ["raincast"]
-    extra_arguments = [
+    extra_arguments = concat([
       "--extra-vars", "raincast_binary_src=${var.raincast_binary}",
       # An image must hold no data from the build machine: enable the unit,
       # do not start it; it starts on the instance's first boot.
       "--extra-vars", "raincast_start_service=false",
-    ]
+    ], var.ansible_extra_arguments)
     ansible_env_vars = ["ANSIBLE_CONFIG=${path.root}/../ansible/ansible.cfg"]
   }
 }
