@@ -1,0 +1,1 @@
+//! FMI PGM writer (filled in below).
