@@ -66,7 +66,8 @@ pub fn encode_indices(indices: &[u8], width: u16, height: u16) -> Result<Vec<u8>
     let gif_err = |e: gif::EncodingError| EncodeError::Gif(e.to_string());
     let mut out = Vec::with_capacity(expected / 4 + 1024);
     {
-        let mut encoder = gif::Encoder::new(&mut out, width, height, &palette()).map_err(gif_err)?;
+        let mut encoder =
+            gif::Encoder::new(&mut out, width, height, &palette()).map_err(gif_err)?;
         let frame = gif::Frame::from_indexed_pixels(width, height, indices, None);
         encoder.write_frame(&frame).map_err(gif_err)?;
         encoder.into_inner().map_err(gif_err)?;
