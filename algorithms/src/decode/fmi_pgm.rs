@@ -662,48 +662,63 @@ mod tests {
             let text = String::from_utf8_lossy(&good).replacen(from, to, 1);
             decode(text.as_bytes(), None).map(|_| ()).unwrap_err()
         };
-        let err = edit("# obstime 202001021530\n", "");
-        assert_eq!(
-            (err.code(), err.to_string().contains("obstime")),
-            ("missing", true)
-        );
-        assert_eq!(
-            edit("obstime 202001021530", "obstime 202013021530").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("type stereographic", "type mercator").code(),
-            "unsupported"
-        );
-        assert_eq!(
-            edit("centrallongitude 25", "centrallongitude east").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("truelatitude 60", "truelatitude 600").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("bottomleft 18.6 57.93", "bottomleft 18.6").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("metersperpixel_x 1000", "metersperpixel_x nan").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("metersperpixel_y 1000", "metersperpixel_y -5").code(),
-            "bad_value"
-        );
-        assert_eq!(
-            edit("metersperpixel_y 1000", "metersperpixel_y 3000").code(),
-            "bad_value"
-        );
-        let err = edit("# topright", "# top_right");
-        assert_eq!(
-            (err.code(), err.to_string().contains("topright")),
-            ("missing", true)
-        );
+        let cases = [
+            ("# obstime 202001021530\n", "", "missing", "obstime"),
+            (
+                "obstime 202001021530",
+                "obstime 202013021530",
+                "bad_value",
+                "obstime",
+            ),
+            (
+                "type stereographic",
+                "type mercator",
+                "unsupported",
+                "mercator",
+            ),
+            (
+                "centrallongitude 25",
+                "centrallongitude east",
+                "bad_value",
+                "east",
+            ),
+            (
+                "truelatitude 60",
+                "truelatitude 600",
+                "bad_value",
+                "truelatitude",
+            ),
+            (
+                "bottomleft 18.6 57.93",
+                "bottomleft 18.6",
+                "bad_value",
+                "bottomleft",
+            ),
+            (
+                "metersperpixel_x 1000",
+                "metersperpixel_x nan",
+                "bad_value",
+                "_x",
+            ),
+            (
+                "metersperpixel_y 1000",
+                "metersperpixel_y -5",
+                "bad_value",
+                "-5",
+            ),
+            (
+                "metersperpixel_y 1000",
+                "metersperpixel_y 3000",
+                "bad_value",
+                "corners span",
+            ),
+            ("# topright", "# top_right", "missing", "topright"),
+        ];
+        for (from, to, want, needle) in cases {
+            let err = edit(from, to);
+            assert_eq!(err.code(), want, "{to:?}: {err}");
+            assert!(err.to_string().contains(needle), "{to:?}: {err}");
+        }
         // A pixel above the declared maximum value.
         let mut over = header(4, 3, 200, "").into_bytes();
         over.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 201]);
@@ -823,31 +838,11 @@ mod tests {
         assert!((lon - TOP_RIGHT_4X3.0).abs() < 1e-6 && (lat - TOP_RIGHT_4X3.1).abs() < 1e-6);
     }
 
-    fn data_files() -> Option<Vec<std::path::PathBuf>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/fmi");
-        if !dir.is_dir() {
-            eprintln!("skipped: ../shared/data not found");
-            return None;
-        }
-        let mut out = Vec::new();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.to_string_lossy().contains(".pgm") {
-                    out.push(p);
-                }
-            }
-        }
-        out.sort();
-        Some(out)
-    }
-
     #[test]
     fn real_files_decode() {
-        let Some(files) = data_files() else { return };
+        let Some(files) = crate::decode::shared_data_files("fmi", ".pgm") else {
+            return;
+        };
         assert!(!files.is_empty());
         for path in &files {
             let bytes = std::fs::read(path).unwrap();

@@ -255,33 +255,6 @@ mod tests {
     use crate::write::mch_gif as writer;
     use chrono::TimeZone;
 
-    fn data_dir() -> Option<std::path::PathBuf> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mch");
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            eprintln!("skipped: ../shared/data not found");
-            None
-        }
-    }
-
-    fn gif_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "gif") {
-                    out.push(p);
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
     const NAME: &str = "AQC161932045V_00005.801.gif";
 
     #[test]
@@ -449,8 +422,9 @@ mod tests {
 
     #[test]
     fn real_files_decode() {
-        let Some(dir) = data_dir() else { return };
-        let files = gif_files(&dir);
+        let Some(files) = crate::decode::shared_data_files("mch", ".gif") else {
+            return;
+        };
         assert!(!files.is_empty());
         let grid = ccs4_grid().unwrap();
         // The grid's outer corners (UL, UR, LR, LL), as computed independently
