@@ -23,9 +23,13 @@
 # `run` subcommand; once it has one, every failure is fatal.
 set -euo pipefail
 
+BINARY=""
+if [ $# -gt 0 ]; then
+    BINARY=$(realpath -m -- "$1")
+fi
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-BINARY=${1:-${CARGO_TARGET_DIR:-$REPO/target}/release/raincast}
+BINARY=${BINARY:-${CARGO_TARGET_DIR:-$REPO/target}/release/raincast}
 CACHE=${RAINCAST_DEPLOY_CACHE:-$HOME/.cache/raincast-deploy}
 TIERS=${RAINCAST_DEPLOY_TIERS:-1 2}
 VENV=$CACHE/venv
