@@ -111,8 +111,30 @@ tier1() {
     local scripts=()
     mapfile -t scripts < <(git ls-files --cached --others --exclude-standard '*.sh' .ci/run | sort -u)
     [ "${#scripts[@]}" -gt 0 ] || die "no shell scripts found"
-    shellcheck "${scripts[@]}"
-    echo "shellcheck: ${scripts[*]}"
+    # The launch template's user data, with Fn::Sub's ${...} filled in as
+    # CloudFormation would.
+    "$VENV/bin/python" - infra/raincast.yaml "$WORK/user-data.sh" <<'EOF'
+import re, sys
+from cfnlint.decode import cfn_yaml
+template, out = sys.argv[1:]
+data = cfn_yaml.load(template)["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+script = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+with open(out, "w") as f:
+    f.write(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "example", script))
+EOF
+    shellcheck "${scripts[@]}" "$WORK/user-data.sh"
+    echo "shellcheck: ${scripts[*]} and the launch template's user data"
+
+    log "tier 1: compose.yaml parses"
+    "$VENV/bin/python" - compose.yaml <<'EOF'
+import sys, yaml
+with open(sys.argv[1]) as f:
+    services = yaml.safe_load(f)["services"]
+assert services["raincast"]["build"] == ".", "compose builds the repository's Dockerfile"
+env = services["raincast"]["environment"]
+assert env["RAINCAST_LISTEN"].startswith("0.0.0.0:"), "the API must listen beyond the container's loopback"
+print(f"compose.yaml: services {sorted(services)}")
+EOF
 
     log "tier 1: packer fmt -check and validate ($(packer version | head -n 1))"
     packer fmt -check packer/
