@@ -8,6 +8,7 @@
 
 pub mod bom;
 pub mod fmi_pgm;
+mod h5;
 pub mod mch_gif;
 pub mod odim;
 
