@@ -13,7 +13,11 @@ use hdf5_reader::{Attribute, Datatype, Hdf5File};
 /// address declared by the superblock, so that a cut-off download is
 /// reported as [`DecodeError::Truncated`] rather than as some inner
 /// structure failing to parse.
-pub(crate) fn check_signature_and_length(bytes: &[u8], format: Format) -> Result<(), DecodeError> {
+pub(crate) fn check_signature_and_length(
+    bytes: &[u8],
+    format: Format,
+    expected: &'static str,
+) -> Result<(), DecodeError> {
     if bytes.len() < HDF5_MAGIC.len() {
         if HDF5_MAGIC.starts_with(bytes) {
             return Err(DecodeError::Truncated {
@@ -23,10 +27,10 @@ pub(crate) fn check_signature_and_length(bytes: &[u8], format: Format) -> Result
                 available: bytes.len(),
             });
         }
-        return Err(bad_magic(bytes, format));
+        return Err(bad_magic(bytes, format, expected));
     }
     if !bytes.starts_with(HDF5_MAGIC) {
-        return Err(bad_magic(bytes, format));
+        return Err(bad_magic(bytes, format, expected));
     }
     let mut cursor = hdf5_reader::io::Cursor::new(bytes);
     let superblock = hdf5_reader::superblock::Superblock::parse(&mut cursor)
@@ -45,10 +49,10 @@ pub(crate) fn check_signature_and_length(bytes: &[u8], format: Format) -> Result
     Ok(())
 }
 
-fn bad_magic(bytes: &[u8], format: Format) -> DecodeError {
+fn bad_magic(bytes: &[u8], format: Format, expected: &'static str) -> DecodeError {
     DecodeError::BadMagic {
         format,
-        expected: "HDF5 signature 89 48 44 46 0d 0a 1a 0a",
+        expected,
         found: super::hex_head(bytes),
     }
 }
@@ -56,7 +60,7 @@ fn bad_magic(bytes: &[u8], format: Format) -> DecodeError {
 /// Opens HDF5 bytes after [`check_signature_and_length`]. The reader keeps
 /// its own copy of the bytes (a memcpy, small next to decompression).
 pub(crate) fn open(bytes: &[u8], format: Format) -> Result<Hdf5File, DecodeError> {
-    check_signature_and_length(bytes, format)?;
+    check_signature_and_length(bytes, format, "HDF5 signature 89 48 44 46 0d 0a 1a 0a")?;
     Hdf5File::from_bytes_with_options(bytes, open_options())
         .map_err(|e| map_err(format, "HDF5 file", bytes.len(), e))
 }
@@ -90,9 +94,7 @@ pub(crate) fn map_err(
         root = source;
     }
     match root {
-        E::UnexpectedEof {
-            offset, needed, ..
-        } => DecodeError::Truncated {
+        E::UnexpectedEof { offset, needed, .. } => DecodeError::Truncated {
             format,
             what: layer,
             needed: usize::try_from(offset.saturating_add(*needed)).unwrap_or(usize::MAX),
@@ -208,3 +210,51 @@ fn clean(s: &str) -> String {
     s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
         .to_string()
 }
+
+/// A numeric storage type of raw radar values (HDF5 / netCDF).
+pub(crate) trait Raw: hdf5_reader::H5Type + Copy + PartialEq {
+    /// Size in bytes.
+    const SIZE: usize;
+    fn to_f64(self) -> f64;
+    /// `v` in this type when it is exactly representable (for comparing
+    /// with `nodata`/`undetect`); `None` means no raw value can match.
+    fn exact(v: f64) -> Option<Self>;
+    /// Decodes one value from exactly `SIZE` bytes.
+    fn decode_raw(b: &[u8], big_endian: bool) -> Self;
+}
+
+macro_rules! raw_type {
+    ($t:ty, $size:literal, $exact:expr) => {
+        impl Raw for $t {
+            const SIZE: usize = $size;
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn exact(v: f64) -> Option<Self> {
+                #[allow(clippy::redundant_closure_call)]
+                ($exact)(v)
+            }
+            fn decode_raw(b: &[u8], big_endian: bool) -> Self {
+                let mut a = [0u8; $size];
+                a.copy_from_slice(&b[..$size]);
+                if big_endian {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                }
+            }
+        }
+    };
+}
+
+macro_rules! raw_int {
+    ($($t:ty: $size:literal),*) => {$(
+        raw_type!($t, $size, |v: f64| (v.fract() == 0.0
+            && v >= <$t>::MIN as f64
+            && v <= <$t>::MAX as f64)
+            .then(|| v as $t));
+    )*};
+}
+raw_int!(u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8);
+raw_type!(f32, 4, |v: f64| (!v.is_nan()).then_some(v as f32));
+raw_type!(f64, 8, |v: f64| (!v.is_nan()).then_some(v));

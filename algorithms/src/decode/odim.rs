@@ -43,12 +43,12 @@
 //! the file's own `UL/UR/LL/LR_lon/lat` to a small fraction of a cell (a
 //! half-cell error would show up as ~0.5 cell).
 
-use super::h5::{self, Attrs};
+use super::h5::{self, Attrs, Raw};
 use super::HDF5_MAGIC;
 use crate::grid::{Grid, MAX_GRID_SIDE};
 use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use hdf5_reader::{Dataset, Datatype, H5Type, Hdf5File};
+use hdf5_reader::{Dataset, Datatype, Hdf5File};
 use ndarray::Array2;
 
 const F: Format = Format::Odim;
@@ -312,7 +312,11 @@ fn declared_size(v: f64, field: &str) -> Result<u64, DecodeError> {
             reason: "expected a positive integer".into(),
         });
     }
-    Ok(if v >= u64::MAX as f64 { u64::MAX } else { v as u64 })
+    Ok(if v >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        v as u64
+    })
 }
 
 /// Rejects shapes above [`MAX_CELLS`] or [`MAX_GRID_SIDE`] before anything
@@ -383,7 +387,12 @@ fn data_shape(
 }
 
 /// Builds the grid; see the module docs for the corner conventions.
-fn grid(root_where: &Attrs, ds_where: &Attrs, rows: usize, cols: usize) -> Result<Grid, DecodeError> {
+fn grid(
+    root_where: &Attrs,
+    ds_where: &Attrs,
+    rows: usize,
+    cols: usize,
+) -> Result<Grid, DecodeError> {
     let projdef = match root_where.string("projdef", F)? {
         Some(p) => p,
         None => ds_where
@@ -503,54 +512,6 @@ impl Scaling {
     }
 }
 
-/// A raw storage type of ODIM data.
-trait Raw: H5Type + Copy + PartialEq {
-    /// Size in bytes.
-    const SIZE: usize;
-    fn to_f64(self) -> f64;
-    /// `v` in this type when it is exactly representable (for comparing
-    /// with `nodata`/`undetect`); `None` means no raw value can match.
-    fn exact(v: f64) -> Option<Self>;
-    /// Decodes one value from exactly `SIZE` bytes.
-    fn decode_raw(b: &[u8], big_endian: bool) -> Self;
-}
-
-macro_rules! raw_type {
-    ($t:ty, $size:literal, $exact:expr) => {
-        impl Raw for $t {
-            const SIZE: usize = $size;
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn exact(v: f64) -> Option<Self> {
-                #[allow(clippy::redundant_closure_call)]
-                ($exact)(v)
-            }
-            fn decode_raw(b: &[u8], big_endian: bool) -> Self {
-                let mut a = [0u8; $size];
-                a.copy_from_slice(&b[..$size]);
-                if big_endian {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }
-            }
-        }
-    };
-}
-
-macro_rules! raw_int {
-    ($($t:ty: $size:literal),*) => {$(
-        raw_type!($t, $size, |v: f64| (v.fract() == 0.0
-            && v >= <$t>::MIN as f64
-            && v <= <$t>::MAX as f64)
-            .then(|| v as $t));
-    )*};
-}
-raw_int!(u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8);
-raw_type!(f32, 4, |v: f64| (!v.is_nan()).then_some(v as f32));
-raw_type!(f64, 8, |v: f64| (!v.is_nan()).then_some(v));
-
 /// Reads the dataset as `T` and converts it to physical f32 in one pass.
 ///
 /// Chunked datasets are converted chunk by chunk straight into the output,
@@ -653,7 +614,6 @@ fn unsupported_type(path: &str, dtype: &Datatype) -> DecodeError {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,7 +701,10 @@ mod tests {
                 assert_eq!(got, 0.0, "cell {i}");
             } else {
                 let want = want.min(655.34);
-                assert!((got - want).abs() <= 0.005 + 1e-4, "cell {i}: {want} vs {got}");
+                assert!(
+                    (got - want).abs() <= 0.005 + 1e-4,
+                    "cell {i}: {want} vs {got}"
+                );
             }
         }
     }
@@ -782,11 +745,27 @@ mod tests {
 
     #[test]
     fn scaling_falls_back_to_dataset_what_and_acrr_has_its_period() {
-        let raw: Vec<f64> = vec![-9_999_000.0, -8_888_000.0, 0.5, f64::NAN, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let raw: Vec<f64> = vec![
+            -9_999_000.0,
+            -8_888_000.0,
+            0.5,
+            f64::NAN,
+            1.0,
+            2.0,
+            3.0,
+            4.0,
+            5.0,
+            6.0,
+            7.0,
+            8.0,
+        ];
         let start = t0() - chrono::Duration::minutes(15);
         let b = dataset_what(meta(), "dataset1", start, t0())
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute("dataset1/what", AttributeBuilder::fixed_string("quantity", "ACRR"))
+            .group_attribute(
+                "dataset1/what",
+                AttributeBuilder::fixed_string("quantity", "ACRR"),
+            )
             .group_attribute("dataset1/what", f64_attr("gain", 2.0))
             .group_attribute("dataset1/what", f64_attr("nodata", -9_999_000.0))
             .group_attribute("dataset1/what", f64_attr("undetect", -8_888_000.0));
@@ -804,7 +783,10 @@ mod tests {
         let raw = vec![1u8; 12];
         let b = meta()
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "ACRR"));
+            .group_attribute(
+                "dataset1/data1/what",
+                AttributeBuilder::fixed_string("quantity", "ACRR"),
+            );
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(err.code(), "missing", "{err}");
         assert!(err.to_string().contains("startdate"), "{err}");
@@ -816,9 +798,15 @@ mod tests {
         let r: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
         let b = meta()
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &q).unwrap())
-            .group_attribute("dataset1/what", AttributeBuilder::fixed_string("quantity", "QIND"))
+            .group_attribute(
+                "dataset1/what",
+                AttributeBuilder::fixed_string("quantity", "QIND"),
+            )
             .dataset(DatasetBuilder::typed_data("dataset2/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute("dataset2/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"));
+            .group_attribute(
+                "dataset2/data1/what",
+                AttributeBuilder::fixed_string("quantity", "RATE"),
+            );
         let scan = decode(&finish(b).unwrap(), None).unwrap();
         assert_eq!(scan.quantity, Quantity::RainRate);
         assert_eq!(scan.values[[2, 3]], 5.5);
@@ -834,22 +822,37 @@ mod tests {
         // No root where/xsize..: sizes, scales and UL_x/UL_y sit in dataset1/where.
         let r = vec![0.5f32; 12];
         let b = Hdf5Builder::new()
-            .attribute(AttributeBuilder::fixed_string("Conventions", "ODIM_H5/V2_2"))
+            .attribute(AttributeBuilder::fixed_string(
+                "Conventions",
+                "ODIM_H5/V2_2",
+            ))
             .group_attribute("what", AttributeBuilder::fixed_string("date", "20210704"))
             .group_attribute("what", AttributeBuilder::fixed_string("time", "155000"))
             .group_attribute("where", AttributeBuilder::fixed_string("projdef", LAEA))
-            .group_attribute("dataset1/where", AttributeBuilder::scalar("xsize", 4i64).unwrap())
-            .group_attribute("dataset1/where", AttributeBuilder::scalar("ysize", 3i64).unwrap())
+            .group_attribute(
+                "dataset1/where",
+                AttributeBuilder::scalar("xsize", 4i64).unwrap(),
+            )
+            .group_attribute(
+                "dataset1/where",
+                AttributeBuilder::scalar("ysize", 3i64).unwrap(),
+            )
             .group_attribute("dataset1/where", f64_attr("xscale", 2000.0))
             .group_attribute("dataset1/where", f64_attr("yscale", 2000.0))
             .group_attribute("dataset1/where", f64_attr("UL_x", 1_000_000.0))
             .group_attribute("dataset1/where", f64_attr("UL_y", -1_000_000.0))
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"));
+            .group_attribute(
+                "dataset1/data1/what",
+                AttributeBuilder::fixed_string("quantity", "RATE"),
+            );
         let scan = decode(&finish(b).unwrap(), None).unwrap();
         assert!(scan.grid.same_geometry(&small_grid()));
         assert_eq!(scan.source, "ODIM:unknown");
-        assert_eq!(scan.time, Utc.with_ymd_and_hms(2021, 7, 4, 15, 50, 0).unwrap());
+        assert_eq!(
+            scan.time,
+            Utc.with_ymd_and_hms(2021, 7, 4, 15, 50, 0).unwrap()
+        );
     }
 
     #[test]
@@ -863,7 +866,10 @@ mod tests {
             );
             assert!(!looks_like(&bytes[..cut], None) || cut > 100);
         }
-        assert_eq!(decode(&bytes[..bytes.len() / 2], None).unwrap_err().code(), "truncated");
+        assert_eq!(
+            decode(&bytes[..bytes.len() / 2], None).unwrap_err().code(),
+            "truncated"
+        );
         assert_eq!(decode(&bytes[..3], None).unwrap_err().code(), "truncated");
         let mut wrong = bytes.clone();
         wrong[1] = b'X';
@@ -888,18 +894,21 @@ mod tests {
 
     #[test]
     fn hdf5_without_odim_groups() {
-        let plain = finish(
-            Hdf5Builder::new()
-                .dataset(DatasetBuilder::typed_data("temperature", vec![2], &[1.0f32, 2.0]).unwrap()),
-        )
-        .unwrap();
+        let plain =
+            finish(Hdf5Builder::new().dataset(
+                DatasetBuilder::typed_data("temperature", vec![2], &[1.0f32, 2.0]).unwrap(),
+            ))
+            .unwrap();
         assert!(!looks_like(&plain, None));
         let err = decode(&plain, None).unwrap_err();
         assert_eq!(err.code(), "missing", "{err}");
         assert!(err.to_string().contains("/dataset1"), "{err}");
 
         // Root metadata but a dataset group without data.
-        let b = meta().group_attribute("dataset1/what", AttributeBuilder::fixed_string("product", "COMP"));
+        let b = meta().group_attribute(
+            "dataset1/what",
+            AttributeBuilder::fixed_string("product", "COMP"),
+        );
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(err.code(), "missing", "{err}");
 
@@ -908,9 +917,18 @@ mod tests {
         let b = Hdf5Builder::new()
             .group_attribute("where", AttributeBuilder::fixed_string("projdef", LAEA))
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"));
+            .group_attribute(
+                "dataset1/data1/what",
+                AttributeBuilder::fixed_string("quantity", "RATE"),
+            );
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
-        assert_eq!(err, DecodeError::Missing { format: F, path: "/what/date".into() });
+        assert_eq!(
+            err,
+            DecodeError::Missing {
+                format: F,
+                path: "/what/date".into()
+            }
+        );
     }
 
     #[test]
@@ -918,7 +936,10 @@ mod tests {
         let bytes = u8_file("RATE", vec![f64_attr("gain", f64::NAN)]);
         let err = decode(&bytes, None).unwrap_err();
         assert_eq!(err.code(), "bad_value", "{err}");
-        assert!(err.to_string().contains("dataset1/data1/what/gain"), "{err}");
+        assert!(
+            err.to_string().contains("dataset1/data1/what/gain"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -929,15 +950,28 @@ mod tests {
             .group_attribute("what", AttributeBuilder::fixed_string("date", "20240517"))
             .group_attribute("what", AttributeBuilder::fixed_string("time", "134500"))
             .group_attribute("where", AttributeBuilder::fixed_string("projdef", LAEA))
-            .group_attribute("where", AttributeBuilder::scalar("xsize", 1_000_000_000i64).unwrap())
+            .group_attribute(
+                "where",
+                AttributeBuilder::scalar("xsize", 1_000_000_000i64).unwrap(),
+            )
             .group_attribute("where", AttributeBuilder::scalar("ysize", 3i64).unwrap())
             .group_attribute("where", f64_attr("xscale", grid.cell_x_m))
             .group_attribute("where", f64_attr("yscale", grid.cell_y_m))
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"));
+            .group_attribute(
+                "dataset1/data1/what",
+                AttributeBuilder::fixed_string("quantity", "RATE"),
+            );
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert!(
-            matches!(err, DecodeError::AbsurdSize { limit: MAX_CELLS, value: 3_000_000_000, .. }),
+            matches!(
+                err,
+                DecodeError::AbsurdSize {
+                    limit: MAX_CELLS,
+                    value: 3_000_000_000,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -947,7 +981,10 @@ mod tests {
         let raw = vec![1u8; 10];
         let b = meta()
             .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![2, 5], &raw).unwrap())
-            .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"));
+            .group_attribute(
+                "dataset1/data1/what",
+                AttributeBuilder::fixed_string("quantity", "RATE"),
+            );
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(err.code(), "shape", "{err}");
     }
@@ -958,7 +995,10 @@ mod tests {
         let base = || {
             Hdf5Builder::new()
                 .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-                .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"))
+                .group_attribute(
+                    "dataset1/data1/what",
+                    AttributeBuilder::fixed_string("quantity", "RATE"),
+                )
                 .group_attribute("where", f64_attr("xscale", 1000.0))
                 .group_attribute("where", f64_attr("yscale", 1000.0))
                 .group_attribute("where", f64_attr("UL_x", 0.0))
@@ -968,15 +1008,27 @@ mod tests {
         let b = base()
             .group_attribute("what", AttributeBuilder::fixed_string("time", "25:99"))
             .group_attribute("where", AttributeBuilder::fixed_string("projdef", LAEA));
-        assert_eq!(decode(&finish(b).unwrap(), None).unwrap_err().code(), "bad_value");
+        assert_eq!(
+            decode(&finish(b).unwrap(), None).unwrap_err().code(),
+            "bad_value"
+        );
         let b = base()
             .group_attribute("what", AttributeBuilder::fixed_string("time", "1200"))
-            .group_attribute("where", AttributeBuilder::fixed_string("projdef", "+proj=nonsense"));
-        assert_eq!(decode(&finish(b).unwrap(), None).unwrap_err().code(), "grid");
+            .group_attribute(
+                "where",
+                AttributeBuilder::fixed_string("projdef", "+proj=nonsense"),
+            );
+        assert_eq!(
+            decode(&finish(b).unwrap(), None).unwrap_err().code(),
+            "grid"
+        );
         let b = base().group_attribute("what", AttributeBuilder::fixed_string("time", "1200"));
         assert_eq!(
             decode(&finish(b).unwrap(), None).unwrap_err(),
-            DecodeError::Missing { format: F, path: "/where/projdef".into() }
+            DecodeError::Missing {
+                format: F,
+                path: "/where/projdef".into()
+            }
         );
     }
 
@@ -1010,9 +1062,12 @@ mod tests {
         let file = Hdf5File::open(path).unwrap();
         let ds = file.dataset("/dataset1/data1/data").unwrap();
         let raw: Vec<f64> = match ds.dtype() {
-            Datatype::FloatingPoint { size: 4, .. } => {
-                ds.read_array::<f32>().unwrap().iter().map(|&v| v as f64).collect()
-            }
+            Datatype::FloatingPoint { size: 4, .. } => ds
+                .read_array::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
             _ => ds.read_array::<f64>().unwrap().iter().copied().collect(),
         };
         let what = file.group("/dataset1/what").unwrap();
@@ -1031,7 +1086,11 @@ mod tests {
     #[test]
     fn real_files_decode_with_matching_corners_masks_and_times() {
         let Some(files) = odim_files() else { return };
-        assert!(files.len() >= 33, "expected the RMI and OPERA files, found {}", files.len());
+        assert!(
+            files.len() >= 33,
+            "expected the RMI and OPERA files, found {}",
+            files.len()
+        );
         for path in &files {
             let name = path.file_name().unwrap().to_str().unwrap();
             let bytes = std::fs::read(path).unwrap();

@@ -32,8 +32,7 @@ use crate::grid::{Grid, GridError};
 use crate::prep::RainField;
 use chrono::{DateTime, Utc};
 use hdf5_writer::{
-    AttributeBuilder, DatasetBuilder, FilterDescription, Hdf5Builder, WriteOptions,
-    FILTER_DEFLATE,
+    AttributeBuilder, DatasetBuilder, FilterDescription, Hdf5Builder, WriteOptions, FILTER_DEFLATE,
 };
 
 /// Storage type of the raw values.
@@ -191,10 +190,22 @@ pub fn encode_rate(field: &RainField, opts: &OdimRateOptions) -> Result<Vec<u8>,
     let builder = composite_metadata(Hdf5Builder::new(), grid, field.time, &opts.source)?;
     let builder = dataset_what(builder, "dataset1", field.time, field.time)
         .dataset(data)
-        .group_attribute("dataset1/data1/what", AttributeBuilder::fixed_string("quantity", "RATE"))
-        .group_attribute("dataset1/data1/what", AttributeBuilder::scalar("gain", opts.gain)?)
-        .group_attribute("dataset1/data1/what", AttributeBuilder::scalar("offset", opts.offset)?)
-        .group_attribute("dataset1/data1/what", AttributeBuilder::scalar("nodata", opts.nodata)?)
+        .group_attribute(
+            "dataset1/data1/what",
+            AttributeBuilder::fixed_string("quantity", "RATE"),
+        )
+        .group_attribute(
+            "dataset1/data1/what",
+            AttributeBuilder::scalar("gain", opts.gain)?,
+        )
+        .group_attribute(
+            "dataset1/data1/what",
+            AttributeBuilder::scalar("offset", opts.offset)?,
+        )
+        .group_attribute(
+            "dataset1/data1/what",
+            AttributeBuilder::scalar("nodata", opts.nodata)?,
+        )
         .group_attribute(
             "dataset1/data1/what",
             AttributeBuilder::scalar("undetect", opts.undetect)?,
@@ -240,25 +251,46 @@ pub(crate) fn composite_metadata(
     let (date, hms) = odim_date_time(time);
     let [ul, ur, lr, ll] = grid.corners_lonlat()?;
     let mut b = builder
-        .attribute(AttributeBuilder::fixed_string("Conventions", "ODIM_H5/V2_2"))
+        .attribute(AttributeBuilder::fixed_string(
+            "Conventions",
+            "ODIM_H5/V2_2",
+        ))
         .group_attribute("what", AttributeBuilder::fixed_string("object", "COMP"))
-        .group_attribute("what", AttributeBuilder::fixed_string("version", "H5rad 2.2"))
+        .group_attribute(
+            "what",
+            AttributeBuilder::fixed_string("version", "H5rad 2.2"),
+        )
         .group_attribute("what", AttributeBuilder::fixed_string("date", &date))
         .group_attribute("what", AttributeBuilder::fixed_string("time", &hms))
         .group_attribute("what", AttributeBuilder::fixed_string("source", source))
-        .group_attribute("how", AttributeBuilder::fixed_string("software", "Raincast"))
+        .group_attribute(
+            "how",
+            AttributeBuilder::fixed_string("software", "Raincast"),
+        )
         .group_attribute(
             "where",
             AttributeBuilder::fixed_string("projdef", grid.projection.trim()),
         )
-        .group_attribute("where", AttributeBuilder::scalar("xsize", grid.cols as i64)?)
-        .group_attribute("where", AttributeBuilder::scalar("ysize", grid.rows as i64)?)
+        .group_attribute(
+            "where",
+            AttributeBuilder::scalar("xsize", grid.cols as i64)?,
+        )
+        .group_attribute(
+            "where",
+            AttributeBuilder::scalar("ysize", grid.rows as i64)?,
+        )
         .group_attribute("where", AttributeBuilder::scalar("xscale", grid.cell_x_m)?)
         .group_attribute("where", AttributeBuilder::scalar("yscale", grid.cell_y_m)?);
     for (name, (lon, lat)) in [("UL", ul), ("UR", ur), ("LR", lr), ("LL", ll)] {
         b = b
-            .group_attribute("where", AttributeBuilder::scalar(format!("{name}_lon"), lon)?)
-            .group_attribute("where", AttributeBuilder::scalar(format!("{name}_lat"), lat)?);
+            .group_attribute(
+                "where",
+                AttributeBuilder::scalar(format!("{name}_lon"), lon)?,
+            )
+            .group_attribute(
+                "where",
+                AttributeBuilder::scalar(format!("{name}_lat"), lat)?,
+            );
     }
     Ok(b)
 }
@@ -288,5 +320,8 @@ pub(crate) fn finish(builder: Hdf5Builder) -> Result<Vec<u8>, EncodeError> {
 
 /// ODIM `YYYYMMDD` and `HHMMSS`.
 fn odim_date_time(t: DateTime<Utc>) -> (String, String) {
-    (t.format("%Y%m%d").to_string(), t.format("%H%M%S").to_string())
+    (
+        t.format("%Y%m%d").to_string(),
+        t.format("%H%M%S").to_string(),
+    )
 }
