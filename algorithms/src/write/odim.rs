@@ -325,3 +325,95 @@ fn odim_date_time(t: DateTime<Utc>) -> (String, String) {
         t.format("%H%M%S").to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use ndarray::Array2;
+
+    fn field(rows: usize, cols: usize, f: impl Fn(usize, usize) -> f32) -> RainField {
+        let grid = Grid::new(
+            "+proj=stere +lon_0=25 +lat_0=90 +lat_ts=60 +a=6371288 +x_0=380886.310 +y_0=3395677.920",
+            rows,
+            cols,
+            1000.0,
+            1000.0,
+            0.0,
+            1_000_000.0,
+        )
+        .expect("grid");
+        RainField {
+            grid,
+            time: Utc.with_ymd_and_hms(2016, 9, 28, 16, 0, 0).unwrap(),
+            rate_mm_h: Array2::from_shape_fn((rows, cols), |(r, c)| f(r, c)),
+        }
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let f = field(2, 2, |_, _| 1.0);
+        let cases: [(&str, Box<dyn Fn(&mut OdimRateOptions)>); 6] = [
+            ("gain", Box::new(|o| o.gain = f64::NAN)),
+            ("gain", Box::new(|o| o.gain = 0.0)),
+            ("offset", Box::new(|o| o.offset = f64::INFINITY)),
+            ("nodata", Box::new(|o| o.nodata = 256.0)),
+            ("undetect", Box::new(|o| o.undetect = o.nodata)),
+            ("deflate_level", Box::new(|o| o.deflate_level = Some(0))),
+        ];
+        for (field_name, tweak) in cases {
+            let mut o = OdimRateOptions::u8("NOD:x");
+            tweak(&mut o);
+            match encode_rate(&f, &o) {
+                Err(EncodeError::BadOption { field, .. }) => assert_eq!(field, field_name),
+                other => panic!("{field_name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn quantiser_codes() {
+        let o = OdimRateOptions::u8("x");
+        let q = quantiser(&o);
+        assert_eq!(q(f32::NAN), 255.0);
+        assert_eq!(q(0.0), 0.0);
+        assert_eq!(q(-3.0), 0.0);
+        assert_eq!(q(0.2), 0.0, "below half a step is no rain");
+        assert_eq!(q(0.3), 1.0);
+        assert_eq!(q(12.4), 25.0);
+        assert_eq!(q(1e6), 254.0, "clamped, never the nodata code");
+        let mut o = OdimRateOptions::u16("x");
+        o.nodata = 100.0;
+        let q = quantiser(&o);
+        assert_eq!(q(1.0), 101.0, "a rate on the nodata code moves up");
+    }
+
+    #[test]
+    fn compressed_output_is_small_and_valid_hdf5() {
+        // A mostly dry 400 x 300 field with a rain blob and a no-data band.
+        let f = field(400, 300, |r, c| {
+            if c < 20 {
+                f32::NAN
+            } else {
+                let d = ((r as f32 - 200.0).powi(2) + (c as f32 - 150.0).powi(2)).sqrt();
+                (20.0 - d * 0.5).max(0.0)
+            }
+        });
+        let packed = encode_rate(&f, &OdimRateOptions::u16("NOD:x")).unwrap();
+        let mut plain_opts = OdimRateOptions::u16("NOD:x");
+        plain_opts.deflate_level = None;
+        let plain = encode_rate(&f, &plain_opts).unwrap();
+        assert!(packed.starts_with(b"\x89HDF\r\n\x1a\n"));
+        assert!(plain.len() > 400 * 300 * 2, "{}", plain.len());
+        assert!(packed.len() * 10 < plain.len(), "{} vs {}", packed.len(), plain.len());
+        let a = crate::decode::odim::decode(&packed, None).unwrap();
+        let b = crate::decode::odim::decode(&plain, None).unwrap();
+        assert_eq!(a.values.shape(), &[400, 300]);
+        assert!(a
+            .values
+            .iter()
+            .zip(b.values.iter())
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())));
+        assert_eq!(a.values.iter().filter(|v| v.is_nan()).count(), 400 * 20);
+    }
+}
