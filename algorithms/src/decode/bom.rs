@@ -663,7 +663,6 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use netcdf_writer::{NcAttrValue, NcFileBuilder, NcWriteFormat, NcWriteOptions};
-    use std::path::PathBuf;
 
     const VALID: i64 = 1_529_143_200; // 2018-06-16T10:00:00Z
 
@@ -1023,17 +1022,9 @@ mod tests {
 
     #[test]
     fn real_files_decode_with_fill_counts_times_and_radar_at_the_centre() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/bom");
-        if !dir.is_dir() {
-            eprintln!("skipped: ../shared/data not found");
+        let Some(files) = super::super::shared_data_files("bom", ".nc") else {
             return;
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("02"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
+        };
         assert!(files.len() >= 61, "found {}", files.len());
         for path in &files {
             let name = path.file_name().unwrap().to_str().unwrap();

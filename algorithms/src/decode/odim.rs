@@ -623,7 +623,7 @@ mod tests {
     };
     use chrono::TimeZone;
     use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     const LAEA: &str =
         "+proj=laea +lat_0=55.0 +lon_0=10.0 +x_0=1950000.0 +y_0=-2100000.0 +units=m +ellps=WGS84";
@@ -1034,28 +1034,6 @@ mod tests {
 
     // ---- real data ------------------------------------------------------
 
-    fn odim_files() -> Option<Vec<PathBuf>> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/odim");
-        if !dir.is_dir() {
-            eprintln!("skipped: ../shared/data not found");
-            return None;
-        }
-        let mut files = Vec::new();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).expect("readable dir").flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
-        Some(files)
-    }
-
     /// Reference values read the plain way (whole array through
     /// `read_array`), independent of the chunk-wise conversion.
     fn reference(path: &Path) -> (Vec<f64>, Option<f64>, Option<f64>, [(f64, f64); 4]) {
@@ -1085,7 +1063,9 @@ mod tests {
 
     #[test]
     fn real_files_decode_with_matching_corners_masks_and_times() {
-        let Some(files) = odim_files() else { return };
+        let Some(files) = super::super::shared_data_files("odim", "") else {
+            return;
+        };
         assert!(
             files.len() >= 33,
             "expected the RMI and OPERA files, found {}",

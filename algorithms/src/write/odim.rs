@@ -405,7 +405,12 @@ mod tests {
         let plain = encode_rate(&f, &plain_opts).unwrap();
         assert!(packed.starts_with(b"\x89HDF\r\n\x1a\n"));
         assert!(plain.len() > 400 * 300 * 2, "{}", plain.len());
-        assert!(packed.len() * 10 < plain.len(), "{} vs {}", packed.len(), plain.len());
+        assert!(
+            packed.len() * 10 < plain.len(),
+            "{} vs {}",
+            packed.len(),
+            plain.len()
+        );
         let a = crate::decode::odim::decode(&packed, None).unwrap();
         let b = crate::decode::odim::decode(&plain, None).unwrap();
         assert_eq!(a.values.shape(), &[400, 300]);
