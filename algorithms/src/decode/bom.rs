@@ -200,7 +200,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
     let valid = time_var(&nc, "valid_time", len)?;
     let start = time_var(&nc, "start_time", len)?;
     let seconds = (valid - start).num_milliseconds() as f64 / 1000.0;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(bad(
             "valid_time - start_time",
             seconds,
@@ -659,6 +659,7 @@ fn convert<T: Raw + NcReadable>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use chrono::TimeZone;

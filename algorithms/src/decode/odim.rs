@@ -283,7 +283,7 @@ fn accumulation_seconds(
     })?;
     let end = pair("enddate", "endtime")?.unwrap_or(root_time);
     let seconds = (end - start).num_milliseconds() as f64 / 1000.0;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(DecodeError::BadValue {
             format: F,
             field: format!("{}/startdate..enddate", ds_what.path),
@@ -615,6 +615,7 @@ fn unsupported_type(path: &str, dtype: &Datatype) -> DecodeError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::prep::RainField;
@@ -1034,9 +1035,17 @@ mod tests {
 
     // ---- real data ------------------------------------------------------
 
-    /// Reference values read the plain way (whole array through
-    /// `read_array`), independent of the chunk-wise conversion.
-    fn reference(path: &Path) -> (Vec<f64>, Option<f64>, Option<f64>, [(f64, f64); 4]) {
+    /// A file read the plain way (whole array through `read_array`),
+    /// independent of the chunk-wise conversion.
+    struct Reference {
+        raw: Vec<f64>,
+        nodata: Option<f64>,
+        undetect: Option<f64>,
+        /// UL, UR, LR, LL (lon, lat) as the file states them.
+        corners: [(f64, f64); 4],
+    }
+
+    fn reference(path: &Path) -> Reference {
         let file = Hdf5File::open(path).unwrap();
         let ds = file.dataset("/dataset1/data1/data").unwrap();
         let raw: Vec<f64> = match ds.dtype() {
@@ -1058,7 +1067,12 @@ mod tests {
             (c("LR_lon"), c("LR_lat")),
             (c("LL_lon"), c("LL_lat")),
         ];
-        (raw, attr("nodata"), attr("undetect"), corners)
+        Reference {
+            raw,
+            nodata: attr("nodata"),
+            undetect: attr("undetect"),
+            corners,
+        }
     }
 
     #[test]
@@ -1080,7 +1094,12 @@ mod tests {
             let g = &scan.grid;
 
             // Corners: the file's own lon/lat fall on the grid's outer corners.
-            let (raw, nodata, undetect, corners) = reference(path);
+            let Reference {
+                raw,
+                nodata,
+                undetect,
+                corners,
+            } = reference(path);
             let want = [
                 (0.0, 0.0),
                 (0.0, g.cols as f64),

@@ -327,6 +327,7 @@ fn odim_date_time(t: DateTime<Utc>) -> (String, String) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
