@@ -6,8 +6,10 @@
 //! `hdf5-reader` crate (see docs/ARCHITECTURE.md for why).
 
 use super::HDF5_MAGIC;
-use crate::scan::{DecodeError, Format};
+use crate::grid::MAX_GRID_SIDE;
+use crate::scan::{DecodeError, Format, MAX_CELLS};
 use hdf5_reader::{Attribute, Datatype, Hdf5File};
+use ndarray::Array2;
 
 /// Checks the HDF5 signature and that the bytes reach the end-of-file
 /// address declared by the superblock, so that a cut-off download is
@@ -112,6 +114,52 @@ pub(crate) fn map_err(
             reason: err.to_string(),
         },
     }
+}
+
+/// Rejects a declared shape that is empty or above [`MAX_CELLS`] cells or
+/// [`MAX_GRID_SIDE`] per side, before anything is allocated for it.
+pub(crate) fn check_shape(
+    format: Format,
+    rows: u64,
+    cols: u64,
+    what: &str,
+) -> Result<(), DecodeError> {
+    let cells = rows.saturating_mul(cols);
+    if cells > MAX_CELLS {
+        return Err(DecodeError::AbsurdSize {
+            format,
+            field: format!("{what} ({rows} rows x {cols} cols)"),
+            value: cells,
+            limit: MAX_CELLS,
+        });
+    }
+    for (side, v) in [("rows", rows), ("cols", cols)] {
+        if v == 0 || v > MAX_GRID_SIDE as u64 {
+            return Err(DecodeError::AbsurdSize {
+                format,
+                field: format!("{what} {side}"),
+                value: v,
+                limit: MAX_GRID_SIDE as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The converted values as a `(rows, cols)` field.
+pub(crate) fn into_array(
+    format: Format,
+    field: &str,
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+) -> Result<Array2<f32>, DecodeError> {
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| DecodeError::Shape {
+        format,
+        field: field.into(),
+        expected: format!("{rows}x{cols}"),
+        found: e.to_string(),
+    })
 }
 
 /// True when the error only says that a group, dataset or attribute is absent.
