@@ -244,10 +244,11 @@ pub(crate) fn inflate_exact(
 ) -> Result<Vec<u8>, SparseError> {
     let mut out = Vec::with_capacity(expected_len);
     let mut dec = DeflateDecoder::new(compressed).take(expected_len as u64 + 1);
-    dec.read_to_end(&mut out).map_err(|e| SparseError::Deflate {
-        part,
-        reason: e.to_string(),
-    })?;
+    dec.read_to_end(&mut out)
+        .map_err(|e| SparseError::Deflate {
+            part,
+            reason: e.to_string(),
+        })?;
     if out.len() != expected_len {
         return Err(SparseError::Deflate {
             part,
@@ -389,7 +390,12 @@ mod tests {
         assert!(e.to_string().contains("10+"), "{e}");
         let e = inflate_exact(Part::Tile, &z, 200_000).unwrap_err();
         assert_eq!(e.code(), "deflate");
-        assert_eq!(inflate_exact(Part::Tile, &[0xff, 0xff], 10).unwrap_err().code(), "deflate");
+        assert_eq!(
+            inflate_exact(Part::Tile, &[0xff, 0xff], 10)
+                .unwrap_err()
+                .code(),
+            "deflate"
+        );
     }
 
     #[test]
@@ -414,7 +420,10 @@ mod tests {
         let mut bad = b.clone();
         bad[9] ^= 1;
         assert_eq!(unseal(Part::Header, &bad).unwrap_err().code(), "checksum");
-        assert_eq!(unseal(Part::Header, &b[..5]).unwrap_err().code(), "truncated");
+        assert_eq!(
+            unseal(Part::Header, &b[..5]).unwrap_err().code(),
+            "truncated"
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub enum SparseError {
     },
     /// The encoding version is not one this build reads.
     #[error("sparse {part}: unsupported version {found} (this build reads version {supported})")]
-    UnsupportedVersion { part: Part, found: u8, supported: u8 },
+    UnsupportedVersion {
+        part: Part,
+        found: u8,
+        supported: u8,
+    },
     /// The stored CRC-32 does not match the bytes: corruption or a torn write.
     #[error("sparse {part}: checksum mismatch: stored {stored:08x}, computed {computed:08x}")]
     Checksum {

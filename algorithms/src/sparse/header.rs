@@ -80,7 +80,12 @@ pub(crate) fn write(h: &Header<'_>) -> Result<Vec<u8>, SparseError> {
     out.extend_from_slice(&nanos.to_le_bytes());
     out.extend_from_slice(&(h.grid.rows as u32).to_le_bytes());
     out.extend_from_slice(&(h.grid.cols as u32).to_le_bytes());
-    for v in [h.grid.cell_x_m, h.grid.cell_y_m, h.grid.x_west_m, h.grid.y_north_m] {
+    for v in [
+        h.grid.cell_x_m,
+        h.grid.cell_y_m,
+        h.grid.x_west_m,
+        h.grid.y_north_m,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&(proj.len() as u16).to_le_bytes());
@@ -115,7 +120,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Header<'_>, SparseError> {
     let nanos = r.u32("time nanoseconds")?;
     let time = DateTime::<Utc>::from_timestamp(secs, nanos)
         .filter(|_| nanos < 1_000_000_000)
-        .ok_or_else(|| bad("time", format!("{secs} s + {nanos} ns"), "not a valid UTC time"))?;
+        .ok_or_else(|| {
+            bad(
+                "time",
+                format!("{secs} s + {nanos} ns"),
+                "not a valid UTC time",
+            )
+        })?;
     let rows = r.u32("rows")? as usize;
     let cols = r.u32("columns")? as usize;
     for (field, v) in [("rows", rows), ("columns", cols)] {
@@ -160,7 +171,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Header<'_>, SparseError> {
     }
     let quantiser = r.u8("quantiser")?;
     if quantiser != QUANTISER_LOG_U16 {
-        return Err(bad("quantiser", quantiser.to_string(), "version 1 knows quantiser 1 only"));
+        return Err(bad(
+            "quantiser",
+            quantiser.to_string(),
+            "version 1 knows quantiser 1 only",
+        ));
     }
     let rain_cells = r.u32("rain cells")? as u64;
     let nodata_cells = r.u32("no-data cells")? as u64;
@@ -173,7 +188,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Header<'_>, SparseError> {
     }
     let max_mm_h = r.f32("max rate")?;
     if !(max_mm_h.is_finite() && max_mm_h >= 0.0) || (max_mm_h > 0.0) != (rain_cells > 0) {
-        return Err(bad("max rate", max_mm_h.to_string(), "must be > 0 exactly when there is rain"));
+        return Err(bad(
+            "max rate",
+            max_mm_h.to_string(),
+            "must be > 0 exactly when there is rain",
+        ));
     }
     let mask_fingerprint = r.u64("mask fingerprint")?;
     let mask_len = r.u32("mask length")? as usize;
@@ -213,15 +232,27 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Header<'_>, SparseError> {
         }
         if let Some(prev) = tiles.last().map(|p: &TileInfo| (p.row, p.col)) {
             if prev >= (t.row, t.col) {
-                return Err(bad("tile index", where_(), "tiles must be sorted and unique"));
+                return Err(bad(
+                    "tile index",
+                    where_(),
+                    "tiles must be sorted and unique",
+                ));
             }
         }
         let cells_in_tile = tile_size * tile_size;
         if t.rain_cells == 0 || t.rain_cells as usize > cells_in_tile {
-            return Err(bad("tile rain cells", t.rain_cells.to_string(), "must be 1..=tile cells"));
+            return Err(bad(
+                "tile rain cells",
+                t.rain_cells.to_string(),
+                "must be 1..=tile cells",
+            ));
         }
         if (t.bytes as usize) < super::tile::TILE_OVERHEAD || t.bytes as usize > MAX_ITEM_BYTES {
-            return Err(bad("tile bytes", t.bytes.to_string(), "outside the possible item sizes"));
+            return Err(bad(
+                "tile bytes",
+                t.bytes.to_string(),
+                "outside the possible item sizes",
+            ));
         }
         total_rain += t.rain_cells as u64;
         tiles.push(t);

@@ -396,7 +396,12 @@ fn check_tile<'a>(
     mismatch("rain cells", p.rain_cells as u64, entry.rain_cells as u64)?;
     let n = t.bytes.len();
     // parse() succeeded, so the item holds at least its 4-byte CRC.
-    let crc = u32::from_le_bytes([t.bytes[n - 4], t.bytes[n - 3], t.bytes[n - 2], t.bytes[n - 1]]);
+    let crc = u32::from_le_bytes([
+        t.bytes[n - 4],
+        t.bytes[n - 3],
+        t.bytes[n - 2],
+        t.bytes[n - 1],
+    ]);
     mismatch("checksum", crc as u64, entry.crc32 as u64)?;
     let g = TileGeom::new(entry.row, entry.col, h.tile_size, h.grid.rows, h.grid.cols).ok_or(
         SparseError::UnexpectedTile {
@@ -417,7 +422,14 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
     let (rows, cols) = h.grid.shape();
     // rows * cols <= MAX_SCAN_CELLS, checked by the header parser.
     let mut data = vec![0.0f32; rows * cols];
-    mask::decode_into(h.mask, rows, cols, h.nodata_cells, h.mask_fingerprint, &mut data)?;
+    mask::decode_into(
+        h.mask,
+        rows,
+        cols,
+        h.nodata_cells,
+        h.mask_fingerprint,
+        &mut data,
+    )?;
     let mut seen = vec![false; h.tiles.len()];
     for t in tiles {
         let Some(i) = h.find(t.row, t.col) else {
@@ -455,12 +467,13 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
         });
     }
     // `data` has exactly rows * cols cells: this cannot fail.
-    let rate_mm_h = Array2::from_shape_vec((rows, cols), data).map_err(|_| SparseError::BadValue {
-        part: Part::Header,
-        field: "shape",
-        value: format!("{rows}x{cols}"),
-        reason: "inconsistent with the cells decoded",
-    })?;
+    let rate_mm_h =
+        Array2::from_shape_vec((rows, cols), data).map_err(|_| SparseError::BadValue {
+            part: Part::Header,
+            field: "shape",
+            value: format!("{rows}x{cols}"),
+            reason: "inconsistent with the cells decoded",
+        })?;
     Ok(RainField {
         grid: h.grid,
         time: h.time,

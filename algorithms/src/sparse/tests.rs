@@ -61,7 +61,11 @@ fn radar_like(rows: usize, cols: usize, cells: usize, seed: u64) -> Array2<f32> 
             )
         })
         .collect();
-    let (cr, cc, rad) = (rows as f64 / 2.0, cols as f64 / 2.0, rows.min(cols) as f64 / 2.0);
+    let (cr, cc, rad) = (
+        rows as f64 / 2.0,
+        cols as f64 / 2.0,
+        rows.min(cols) as f64 / 2.0,
+    );
     Array2::from_shape_fn((rows, cols), |(r, c)| {
         let (y, x) = (r as f64 + 0.5, c as f64 + 0.5);
         if (y - cr).hypot(x - cc) > rad {
@@ -69,7 +73,9 @@ fn radar_like(rows: usize, cols: usize, cells: usize, seed: u64) -> Array2<f32> 
         }
         let v: f64 = blobs
             .iter()
-            .map(|&(br, bc, s, a)| a * (-((y - br).powi(2) + (x - bc).powi(2)) / (2.0 * s * s)).exp())
+            .map(|&(br, bc, s, a)| {
+                a * (-((y - br).powi(2) + (x - bc).powi(2)) / (2.0 * s * s)).exp()
+            })
             .sum();
         let q = (v * 2.0).round() / 2.0;
         if q < 0.1 {
@@ -94,7 +100,10 @@ fn assert_round_trip(orig: &Array2<f32>, back: &Array2<f32>) {
             let a64 = a as f64;
             let expected = a64.clamp(QUANT_MIN_MM_H as f64, QUANT_MAX_MM_H as f64);
             let rel = (b as f64 - expected).abs() / expected;
-            assert!(rel <= MAX_RELATIVE_ERROR, "{idx:?}: {a} -> {b}, relative error {rel}");
+            assert!(
+                rel <= MAX_RELATIVE_ERROR,
+                "{idx:?}: {a} -> {b}, relative error {rel}"
+            );
         }
     }
 }
@@ -120,7 +129,10 @@ fn round_trip_radar_like_field() {
     assert_eq!(info.header_bytes, enc.header.len());
     assert_eq!(info.version, 1);
     for (t, i) in enc.tiles.iter().zip(&info.tiles) {
-        assert_eq!((t.row, t.col, t.bytes.len() as u32), (i.row, i.col, i.bytes));
+        assert_eq!(
+            (t.row, t.col, t.bytes.len() as u32),
+            (i.row, i.col, i.bytes)
+        );
     }
     // Stored tiles are exactly the tiles with rain.
     let with_rain: usize = (0..5)
@@ -136,8 +148,15 @@ fn round_trip_radar_like_field() {
     reversed.reverse();
     let again = decode(&enc.header, &reversed).unwrap();
     assert_eq!(
-        again.rate_mm_h.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-        back.rate_mm_h.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        again
+            .rate_mm_h
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        back.rate_mm_h
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
     );
 }
 
@@ -176,10 +195,16 @@ fn special_values() {
     ];
     let enc = encode(&field(rate), &SparseOptions { tile_size: 16 }).unwrap();
     let back = enc.decode().unwrap().rate_mm_h;
-    assert!((back[[0, 0]] / QUANT_MAX_MM_H - 1.0).abs() < 1e-4, "+inf clamps");
+    assert!(
+        (back[[0, 0]] / QUANT_MAX_MM_H - 1.0).abs() < 1e-4,
+        "+inf clamps"
+    );
     assert_eq!(back[[0, 1]], 0.0, "-inf is no rain");
     assert_eq!(back[[0, 2]], 0.0, "negative is no rain");
-    assert!(back[[0, 3]] > 0.0 && back[[0, 3]] <= QUANT_MIN_MM_H * 1.001, "tiny rain stays rain");
+    assert!(
+        back[[0, 3]] > 0.0 && back[[0, 3]] <= QUANT_MIN_MM_H * 1.001,
+        "tiny rain stays rain"
+    );
     assert!(back[[1, 0]].is_nan());
     assert_eq!(back[[1, 1]], 0.0);
     assert!((back[[1, 2]] / QUANT_MAX_MM_H - 1.0).abs() < 1e-4);
@@ -201,7 +226,10 @@ fn mask_fingerprint_follows_the_mask_only() {
     // Same mask pattern on another shape is another mask.
     let flat = Array2::<f32>::zeros((8, 8));
     let flat2 = Array2::<f32>::zeros((4, 16));
-    assert_ne!(mask_fingerprint(&flat.view()), mask_fingerprint(&flat2.view()));
+    assert_ne!(
+        mask_fingerprint(&flat.view()),
+        mask_fingerprint(&flat2.view())
+    );
     // Fixed value: the fingerprint must never change for a given mask.
     assert_eq!(mask_fingerprint(&flat.view()), {
         let mut raw = b"raincast-mask-v1".to_vec();
@@ -244,37 +272,80 @@ fn point_value_errors() {
     assert_eq!(e.code(), "wrong_tile");
     let e = point_value(&enc.header, None, 64, 0).unwrap_err();
     assert_eq!(e.code(), "out_of_grid");
-    let fake = EncodedTile { row: 0, col: 0, bytes: t.bytes.clone() };
+    let fake = EncodedTile {
+        row: 0,
+        col: 0,
+        bytes: t.bytes.clone(),
+    };
     let e = point_value(&enc.header, Some(&fake), 0, 0).unwrap_err();
     assert_eq!(e, SparseError::UnexpectedTile { row: 0, col: 0 });
 }
 
 #[test]
 fn decode_checks_the_tile_set() {
-    let a = encode(&field(radar_like(96, 96, 6, 21)), &SparseOptions { tile_size: 32 }).unwrap();
+    let a = encode(
+        &field(radar_like(96, 96, 6, 21)),
+        &SparseOptions { tile_size: 32 },
+    )
+    .unwrap();
     assert!(a.tiles.len() >= 2, "{}", a.tiles.len());
     let e = decode(&a.header, &a.tiles[1..]).unwrap_err();
-    assert_eq!(e, SparseError::MissingTile { row: a.tiles[0].row, col: a.tiles[0].col });
+    assert_eq!(
+        e,
+        SparseError::MissingTile {
+            row: a.tiles[0].row,
+            col: a.tiles[0].col
+        }
+    );
     let mut twice = a.tiles.clone();
     twice.push(a.tiles[0].clone());
-    assert_eq!(decode(&a.header, &twice).unwrap_err().code(), "duplicate_tile");
+    assert_eq!(
+        decode(&a.header, &twice).unwrap_err().code(),
+        "duplicate_tile"
+    );
     // A tile of another scan (same position) does not fit this header.
-    let b = encode(&field(radar_like(96, 96, 6, 22)), &SparseOptions { tile_size: 32 }).unwrap();
-    let shared = a.tiles.iter().find(|t| b.tiles.iter().any(|u| (u.row, u.col) == (t.row, t.col))).unwrap();
+    let b = encode(
+        &field(radar_like(96, 96, 6, 22)),
+        &SparseOptions { tile_size: 32 },
+    )
+    .unwrap();
+    let shared = a
+        .tiles
+        .iter()
+        .find(|t| b.tiles.iter().any(|u| (u.row, u.col) == (t.row, t.col)))
+        .unwrap();
     let mut mixed = a.tiles.clone();
     for t in mixed.iter_mut() {
         if (t.row, t.col) == (shared.row, shared.col) {
-            *t = b.tiles.iter().find(|u| (u.row, u.col) == (t.row, t.col)).unwrap().clone();
+            *t = b
+                .tiles
+                .iter()
+                .find(|u| (u.row, u.col) == (t.row, t.col))
+                .unwrap()
+                .clone();
         }
     }
-    assert_eq!(decode(&a.header, &mixed).unwrap_err().code(), "tile_mismatch");
+    assert_eq!(
+        decode(&a.header, &mixed).unwrap_err().code(),
+        "tile_mismatch"
+    );
     // A tile passed under the wrong indices.
     let mut moved = a.tiles.clone();
     moved[0].bytes = a.tiles[1].bytes.clone();
-    assert_eq!(decode(&a.header, &moved).unwrap_err().code(), "tile_mismatch");
+    assert_eq!(
+        decode(&a.header, &moved).unwrap_err().code(),
+        "tile_mismatch"
+    );
     // A tile not in the header.
-    let empty = encode(&field(Array2::zeros((96, 96))), &SparseOptions { tile_size: 32 }).unwrap();
-    assert_eq!(decode(&empty.header, &a.tiles[..1]).unwrap_err().code(), "unexpected_tile");
+    let empty = encode(
+        &field(Array2::zeros((96, 96))),
+        &SparseOptions { tile_size: 32 },
+    )
+    .unwrap();
+    assert_eq!(
+        decode(&empty.header, &a.tiles[..1]).unwrap_err().code(),
+        "unexpected_tile"
+    );
 }
 
 #[test]
@@ -286,13 +357,19 @@ fn encode_rejects_bad_input() {
     }
     let mut bad = f.clone();
     bad.rate_mm_h = Array2::zeros((10, 11));
-    assert_eq!(encode(&bad, &SparseOptions::default()).unwrap_err().code(), "bad_value");
+    assert_eq!(
+        encode(&bad, &SparseOptions::default()).unwrap_err().code(),
+        "bad_value"
+    );
     // A transposed (non-C-order) view still encodes correctly.
     let rate = radar_like(40, 30, 3, 4);
     let fortran = rate.clone().reversed_axes();
     let g = field(fortran.clone());
     assert!(!g.rate_mm_h.is_standard_layout());
-    let back = encode(&g, &SparseOptions { tile_size: 16 }).unwrap().decode().unwrap();
+    let back = encode(&g, &SparseOptions { tile_size: 16 })
+        .unwrap()
+        .decode()
+        .unwrap();
     assert_round_trip(&fortran, &back.rate_mm_h);
 }
 
@@ -325,7 +402,11 @@ fn worst_case_tiles_fit_the_item_limit() {
         let enc = encode(&field(rate.clone()), &SparseOptions { tile_size: t }).unwrap();
         assert_eq!(enc.tiles.len(), 1);
         let n = enc.tiles[0].bytes.len();
-        assert!(n <= tile::max_item_bytes(t), "{n} > bound {}", tile::max_item_bytes(t));
+        assert!(
+            n <= tile::max_item_bytes(t),
+            "{n} > bound {}",
+            tile::max_item_bytes(t)
+        );
         assert!(n <= MAX_ITEM_BYTES);
         assert_round_trip(&rate, &enc.decode().unwrap().rate_mm_h);
     }
@@ -363,7 +444,11 @@ fn continental_grid_is_split_into_small_items() {
     };
     let enc = encode(&f, &SparseOptions::default()).unwrap();
     assert!(enc.tiles.len() > 40, "{}", enc.tiles.len());
-    assert!(enc.largest_item_bytes() <= MAX_ITEM_BYTES, "{}", enc.largest_item_bytes());
+    assert!(
+        enc.largest_item_bytes() <= MAX_ITEM_BYTES,
+        "{}",
+        enc.largest_item_bytes()
+    );
     assert_eq!(enc.info().unwrap().tile_grid, (9, 8));
 }
 
@@ -412,7 +497,10 @@ fn truncation_at_every_offset_is_an_error() {
     assert!(enc.tiles.len() == 2);
     for n in 0..enc.header.len() {
         assert!(header_info(&enc.header[..n]).is_err(), "header cut at {n}");
-        assert!(decode(&enc.header[..n], &enc.tiles).is_err(), "header cut at {n}");
+        assert!(
+            decode(&enc.header[..n], &enc.tiles).is_err(),
+            "header cut at {n}"
+        );
     }
     for n in 0..enc.tiles[0].bytes.len() {
         let mut tiles = enc.tiles.clone();
@@ -422,7 +510,10 @@ fn truncation_at_every_offset_is_an_error() {
     }
     let blob = enc.to_blob();
     for n in 0..blob.len() {
-        assert!(EncodedScan::from_blob(&blob[..n]).is_err(), "blob cut at {n}");
+        assert!(
+            EncodedScan::from_blob(&blob[..n]).is_err(),
+            "blob cut at {n}"
+        );
     }
 }
 
@@ -501,11 +592,21 @@ fn wrong_magic_kind_and_version() {
     assert_eq!(e.code(), "bad_magic");
     assert!(e.to_string().contains("RCSPH"), "{e}");
     // A tile is not a header.
-    assert_eq!(header_info(&enc.tiles[0].bytes).unwrap_err().code(), "bad_magic");
+    assert_eq!(
+        header_info(&enc.tiles[0].bytes).unwrap_err().code(),
+        "bad_magic"
+    );
     let mut h = enc.header.clone();
     h[4] = 2;
     let e = header_info(&reseal(h)).unwrap_err();
-    assert_eq!(e, SparseError::UnsupportedVersion { part: Part::Header, found: 2, supported: 1 });
+    assert_eq!(
+        e,
+        SparseError::UnsupportedVersion {
+            part: Part::Header,
+            found: 2,
+            supported: 1
+        }
+    );
     let mut t = enc.tiles.clone();
     t[0].bytes[4] = 9;
     t[0].bytes = reseal(t[0].bytes.clone());
@@ -513,9 +614,15 @@ fn wrong_magic_kind_and_version() {
     assert_eq!(e.code(), "unsupported_version");
     let mut b = enc.to_blob();
     b[5] = b'Z';
-    assert_eq!(EncodedScan::from_blob(&reseal(b)).unwrap_err().code(), "bad_magic");
+    assert_eq!(
+        EncodedScan::from_blob(&reseal(b)).unwrap_err().code(),
+        "bad_magic"
+    );
     assert_eq!(header_info(b"").unwrap_err().code(), "truncated");
-    assert_eq!(header_info(b"GIF89a\0\0\0\0\0\0\0\0").unwrap_err().code(), "checksum");
+    assert_eq!(
+        header_info(b"GIF89a\0\0\0\0\0\0\0\0").unwrap_err().code(),
+        "checksum"
+    );
 }
 
 /// Offsets of header fields (see the layout in `header`).
@@ -537,10 +644,16 @@ fn absurd_lengths_are_rejected_before_allocating() {
     // Grid of 20 000 x 20 000 cells (400 M) is over MAX_SCAN_CELLS.
     let h = put(&enc.header, H_ROWS, &[0x20, 0x4e, 0, 0, 0x20, 0x4e, 0, 0]);
     let e = decode(&h, &enc.tiles).unwrap_err();
-    assert!(matches!(e, SparseError::AbsurdSize { field: "cells", .. }), "{e}");
+    assert!(
+        matches!(e, SparseError::AbsurdSize { field: "cells", .. }),
+        "{e}"
+    );
     // Rows beyond MAX_GRID_SIDE.
     let h = put(&enc.header, H_ROWS, &u32::MAX.to_le_bytes());
-    assert!(matches!(header_info(&h).unwrap_err(), SparseError::AbsurdSize { field: "rows", .. }));
+    assert!(matches!(
+        header_info(&h).unwrap_err(),
+        SparseError::AbsurdSize { field: "rows", .. }
+    ));
     // Projection length past the end.
     let h = put(&enc.header, H_PROJ_LEN, &u16::MAX.to_le_bytes());
     assert_eq!(header_info(&h).unwrap_err().code(), "truncated");
@@ -564,7 +677,10 @@ fn absurd_lengths_are_rejected_before_allocating() {
     let mut b = enc.to_blob();
     let at = 8 + 4 + enc.header.len();
     b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(EncodedScan::from_blob(&reseal(b)).unwrap_err().code(), "truncated");
+    assert_eq!(
+        EncodedScan::from_blob(&reseal(b)).unwrap_err().code(),
+        "truncated"
+    );
     // Tile: raw length of 4 GB, payload length past the end.
     let t = &enc.tiles[0].bytes;
     let raw_len_at = 8 + 6 + 4 + 1;
@@ -590,7 +706,11 @@ fn errors_say_what_is_wrong() {
     let n = h.len();
     h[n - 1] ^= 0xff;
     let e = header_info(&h).unwrap_err();
-    assert!(e.to_string().starts_with("sparse header: checksum mismatch"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("sparse header: checksum mismatch"),
+        "{e}"
+    );
     let e = decode(&enc.header[..10], &[]).unwrap_err();
     assert!(e.to_string().contains("truncated"), "{e}");
 }
@@ -602,7 +722,14 @@ fn errors_say_what_is_wrong() {
 /// kind that often, making runs like real rain and coverage edges. Rain
 /// rates spread over and beyond the quantiser's range (1e-9 to 1e6 mm/h).
 /// Built from a seed (not cell by cell by proptest) to keep cases fast.
-fn random_field(rows: usize, cols: usize, seed: u64, p_nodata: f64, p_rain: f64, sticky: f64) -> Array2<f32> {
+fn random_field(
+    rows: usize,
+    cols: usize,
+    seed: u64,
+    p_nodata: f64,
+    p_rain: f64,
+    sticky: f64,
+) -> Array2<f32> {
     let mut rng = Rng(seed | 1);
     let mut prev = 0u8;
     Array2::from_shape_fn((rows, cols), |(_, c)| {
@@ -635,7 +762,14 @@ fn random_field(rows: usize, cols: usize, seed: u64, p_nodata: f64, p_rain: f64,
 }
 
 fn rate_field() -> impl Strategy<Value = Array2<f32>> {
-    (1usize..90, 1usize..90, any::<u64>(), 0.0f64..0.6, 0.0f64..1.0, prop_oneof![Just(0.0), 0.5f64..0.98])
+    (
+        1usize..90,
+        1usize..90,
+        any::<u64>(),
+        0.0f64..0.6,
+        0.0f64..1.0,
+        prop_oneof![Just(0.0), 0.5f64..0.98],
+    )
         .prop_map(|(r, c, seed, nd, rain, sticky)| random_field(r, c, seed, nd, rain, sticky))
 }
 

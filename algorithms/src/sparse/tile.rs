@@ -25,7 +25,9 @@
 //!   then all high bytes. Neighbouring rain rates are close, so deltas are
 //!   small and the high plane is mostly zeros, which deflate packs well.
 
-use super::bytes::{check_prefix, deflate, inflate_exact, put_prefix, put_varint, seal, unseal, Reader};
+use super::bytes::{
+    check_prefix, deflate, inflate_exact, put_prefix, put_varint, seal, unseal, Reader,
+};
 use super::error::{Part, SparseError};
 use super::quant;
 use std::borrow::Cow;
@@ -60,7 +62,13 @@ pub(crate) struct TileGeom {
 
 impl TileGeom {
     /// Geometry of tile `(tr, tc)`; `None` when the tile lies outside the grid.
-    pub(crate) fn new(tr: u16, tc: u16, tile_size: usize, rows: usize, cols: usize) -> Option<Self> {
+    pub(crate) fn new(
+        tr: u16,
+        tc: u16,
+        tile_size: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Option<Self> {
         let row0 = tr as usize * tile_size;
         let col0 = tc as usize * tile_size;
         if row0 >= rows || col0 >= cols {
@@ -195,10 +203,18 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ParsedTile<'_>, SparseError> {
     let payload = r.take(payload_len, "payload")?;
     r.finish()?;
     if encoding > 1 {
-        return Err(bad("encoding", encoding.to_string(), "expected 0 (stored) or 1 (deflate)"));
+        return Err(bad(
+            "encoding",
+            encoding.to_string(),
+            "expected 0 (stored) or 1 (deflate)",
+        ));
     }
     if encoding == 0 && payload_len != raw_len {
-        return Err(bad("raw length", raw_len.to_string(), "differs from the stored payload length"));
+        return Err(bad(
+            "raw length",
+            raw_len.to_string(),
+            "differs from the stored payload length",
+        ));
     }
     Ok(ParsedTile {
         tr,
@@ -281,7 +297,11 @@ impl ParsedTile<'_> {
                     ));
                 }
                 if len > n - i {
-                    return Err(bad("run length", len.to_string(), "more rain cells than declared"));
+                    return Err(bad(
+                        "run length",
+                        len.to_string(),
+                        "more rain cells than declared",
+                    ));
                 }
                 col += gap;
                 for c in col..col + len {
