@@ -137,8 +137,137 @@ pub fn displacements(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// Cells of a row segment handled together.
+const SEGMENT: usize = 16;
+
+/// Largest spread (pixels) of the displacement within a segment for the
+/// segment to be shifted as a block; the position error is then at most half
+/// of it, far below what the bilinear interpolation itself smooths.
+const SHIFT_EPS: f32 = 0.02;
+
+/// Side of the source tiles whose value range is summarised.
+const TILE: usize = 16;
+
+/// Per-tile summary of the source: min and max of the finite values and
+/// whether the tile has NaN (no data) cells, or only NaN cells.
+struct Tiles {
+    cols: usize,
+    min: Vec<f32>,
+    max: Vec<f32>,
+    any_nan: Vec<bool>,
+    all_nan: Vec<bool>,
+}
+
+impl Tiles {
+    fn new(data: &[f32], rows: usize, cols: usize) -> Self {
+        let (tr, tc) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
+        let mut t = Tiles {
+            cols: tc,
+            min: vec![f32::INFINITY; tr * tc],
+            max: vec![f32::NEG_INFINITY; tr * tc],
+            any_nan: vec![false; tr * tc],
+            all_nan: vec![true; tr * tc],
+        };
+        for (r, row) in data.chunks_exact(cols).enumerate() {
+            let base = (r / TILE) * tc;
+            for (j, chunk) in row.chunks(TILE).enumerate() {
+                let (mut lo, mut hi, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+                for v in chunk {
+                    lo = lo.min(*v);
+                    hi = hi.max(*v);
+                    nan += v.is_nan() as usize;
+                }
+                let k = base + j;
+                t.min[k] = t.min[k].min(lo);
+                t.max[k] = t.max[k].max(hi);
+                t.any_nan[k] |= nan > 0;
+                t.all_nan[k] &= nan == chunk.len();
+            }
+        }
+        t
+    }
+
+    /// The common value of every source cell in rows `r0..=r1`, columns
+    /// `c0..=c1` when they are all equal and finite.
+    fn constant(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> Option<f32> {
+        let mut value = None;
+        for tr in r0 / TILE..=r1 / TILE {
+            for tc in c0 / TILE..=c1 / TILE {
+                let k = tr * self.cols + tc;
+                if self.any_nan[k] || self.min[k] != self.max[k] {
+                    return None;
+                }
+                match value {
+                    None => value = Some(self.min[k]),
+                    Some(v) if v != self.min[k] => return None,
+                    _ => {}
+                }
+            }
+        }
+        value
+    }
+
+    /// True when every source cell in the range is NaN.
+    fn all_nan(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> bool {
+        (r0 / TILE..=r1 / TILE).all(|tr| (c0 / TILE..=c1 / TILE).all(|tc| self.all_nan[tr * self.cols + tc]))
+    }
+}
+
+/// Bilinear value of `data` (`rows × cols`) at the fractional cell-centre
+/// position `(sr, sc)`: NaN more than half a cell outside the grid, or when
+/// finite neighbours carry less than half of the weight.
+#[inline]
+fn bilinear(data: &[f32], rows: usize, cols: usize, sr: f32, sc: f32) -> f32 {
+    if !(sr >= -0.5 && sc >= -0.5 && sr <= rows as f32 - 0.5 && sc <= cols as f32 - 0.5) {
+        return f32::NAN;
+    }
+    // sr + 1 ≥ 0.5, so truncation is floor, and the i32 conversion is cheap
+    // and exact in range. Indices k − 1 and k are the two neighbours, clamped
+    // into the grid (edge cells extend by half a cell).
+    let (fr, fc) = (sr + 1.0, sc + 1.0);
+    let (kr, kc) = (fr as i32, fc as i32);
+    let (ty, tx) = (fr - kr as f32, fc - kc as f32);
+    let r0 = (kr - 1).max(0) as usize;
+    let c0 = (kc - 1).max(0) as usize;
+    let r1 = (kr as usize).min(rows - 1);
+    let c1 = (kc as usize).min(cols - 1);
+    let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
+    let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
+    let top = v00 + tx * (v01 - v00);
+    let bot = v10 + tx * (v11 - v10);
+    let s = top + ty * (bot - top);
+    if s.is_finite() {
+        return s;
+    }
+    // Some neighbours are no data: renormalise over the finite ones.
+    let w = [
+        (1.0 - ty) * (1.0 - tx),
+        (1.0 - ty) * tx,
+        ty * (1.0 - tx),
+        ty * tx,
+    ];
+    let (mut num, mut den) = (0f32, 0f32);
+    for (v, w) in [v00, v01, v10, v11].into_iter().zip(w) {
+        if v.is_finite() {
+            num += v * w;
+            den += w;
+        }
+    }
+    if den >= 0.5 {
+        num / den
+    } else {
+        f32::NAN
+    }
+}
+
 /// Warps `src` (row-major, `d.shape()`) by a displacement into `out`
 /// (resized): bilinear, NaN outside the grid or in no data.
+///
+/// Speed: the displacement is smooth, so each row is cut into segments of
+/// [`SEGMENT`] cells; where the displacement varies by less than
+/// [`SHIFT_EPS`] px within a segment and its source lies inside the grid, the
+/// segment is one shifted block with constant bilinear weights (a loop the
+/// compiler vectorises). Other cells take the general per-cell path.
 pub(crate) fn warp_into(src: &Img, d: &Displacement, out: &mut Vec<f32>) {
     let (rows, cols) = d.shape;
     out.clear();
@@ -147,58 +276,144 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, out: &mut Vec<f32>) {
     let (wr, wc) = (d.du.rows, d.du.cols);
     let ry = axis_weights(wr, rows, 1.0 / f);
     let cx = axis_weights(wc, cols, 1.0 / f);
-    let mut row_u = vec![0f32; wc];
-    let mut row_v = vec![0f32; wc];
-    let (rmax, cmax) = (rows as f32 - 0.5, cols as f32 - 0.5);
+    // Each coarse row interpolated to full width once.
+    let widen = |img: &Img| -> Vec<f32> {
+        let mut w = vec![0f32; wr * cols];
+        for i in 0..wr {
+            let row = &img.data[i * wc..(i + 1) * wc];
+            for (o, &(j0, j1, t)) in w[i * cols..(i + 1) * cols].iter_mut().zip(&cx) {
+                *o = row[j0] + t * (row[j1] - row[j0]);
+            }
+        }
+        w
+    };
+    let (wu, wv) = (widen(&d.du), widen(&d.dv));
+    let mut du = vec![0f32; cols];
+    let mut dv = vec![0f32; cols];
     let data = &src.data;
+    let tiles = Tiles::new(data, rows, cols);
+    let has_nan = tiles.any_nan.iter().any(|x| *x);
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
-        for j in 0..wc {
-            let (a, b) = (d.du.data[i0 * wc + j], d.du.data[i1 * wc + j]);
-            row_u[j] = a + wy * (b - a);
-            let (a, b) = (d.dv.data[i0 * wc + j], d.dv.data[i1 * wc + j]);
-            row_v[j] = a + wy * (b - a);
+        let (u0, u1) = (&wu[i0 * cols..(i0 + 1) * cols], &wu[i1 * cols..(i1 + 1) * cols]);
+        let (v0, v1) = (&wv[i0 * cols..(i0 + 1) * cols], &wv[i1 * cols..(i1 + 1) * cols]);
+        for (((o, a), b), (c, e)) in du.iter_mut().zip(u0).zip(u1).zip(dv.iter_mut().zip(v0.iter().zip(v1))) {
+            *o = a + wy * (b - a);
+            *c = e.0 + wy * (e.1 - e.0);
         }
         let orow = &mut out[r * cols..(r + 1) * cols];
-        for (c, (o, &(j0, j1, wx))) in orow.iter_mut().zip(&cx).enumerate() {
-            let du = row_u[j0] + wx * (row_u[j1] - row_u[j0]);
-            let dv = row_v[j0] + wx * (row_v[j1] - row_v[j0]);
-            let sr = r as f32 - dv;
-            let sc = c as f32 - du;
-            if !(sr >= -0.5 && sc >= -0.5 && sr <= rmax && sc <= cmax) {
+        let mut start = 0;
+        while start < cols {
+            let end = (start + SEGMENT).min(cols);
+            let (su, sv) = (&du[start..end], &dv[start..end]);
+            // Plain comparisons (not f32::min) so the reductions vectorise;
+            // displacements are always finite.
+            let range = |xs: &[f32]| {
+                xs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| {
+                    (if x < lo { x } else { lo }, if x > hi { x } else { hi })
+                })
+            };
+            let (umin, umax) = range(su);
+            let (vmin, vmax) = range(sv);
+            let mut done = false;
+            // Source rows and columns the segment can touch.
+            let (sr_lo, sr_hi) = (r as f32 - vmax, r as f32 - vmin);
+            let (sc_lo, sc_hi) = (start as f32 - umax, (end - 1) as f32 - umin);
+            let (rmax, cmax) = (rows as f32 - 0.5, cols as f32 - 0.5);
+            if sr_hi < -0.5 || sc_hi < -0.5 || sr_lo > rmax || sc_lo > cmax {
+                // Entirely outside the grid: unknown (already NaN).
+                start = end;
                 continue;
             }
-            let r0 = (sr.max(0.0) as usize).min(rows - 1);
-            let c0 = (sc.max(0.0) as usize).min(cols - 1);
-            let r1 = (r0 + 1).min(rows - 1);
-            let c1 = (c0 + 1).min(cols - 1);
-            let ty = (sr - r0 as f32).clamp(0.0, 1.0);
-            let tx = (sc - c0 as f32).clamp(0.0, 1.0);
-            let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
-            let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
-            let top = v00 + tx * (v01 - v00);
-            let bot = v10 + tx * (v11 - v10);
-            let s = top + ty * (bot - top);
-            if s.is_finite() {
-                *o = s;
-                continue;
-            }
-            // Some neighbours are no data: renormalise over the finite ones.
-            let w = [
-                (1.0 - ty) * (1.0 - tx),
-                (1.0 - ty) * tx,
-                ty * (1.0 - tx),
-                ty * tx,
-            ];
-            let (mut num, mut den) = (0f32, 0f32);
-            for (v, w) in [v00, v01, v10, v11].into_iter().zip(w) {
-                if v.is_finite() {
-                    num += v * w;
-                    den += w;
+            let clamp_r = |x: f32| (x.max(0.0) as usize).min(rows - 1);
+            let clamp_c = |x: f32| (x.max(0.0) as usize).min(cols - 1);
+            let (r0, r1) = (clamp_r(sr_lo), clamp_r(sr_hi + 1.0));
+            let (c0, c1) = (clamp_c(sc_lo), clamp_c(sc_hi + 1.0));
+            let inside = sr_lo >= -0.5 && sc_lo >= -0.5 && sr_hi <= rmax && sc_hi <= cmax;
+            if inside {
+                if let Some(v) = tiles.constant(r0, r1, c0, c1) {
+                    orow[start..end].iter_mut().for_each(|o| *o = v);
+                    start = end;
+                    continue;
                 }
             }
-            if den >= 0.5 {
-                *o = num / den;
+            if tiles.all_nan(r0, r1, c0, c1) {
+                start = end;
+                continue;
             }
+            if umax - umin < SHIFT_EPS && vmax - vmin < SHIFT_EPS {
+                // Source of cell c is (r − v, c − u): rows r0, r0+1 and
+                // columns c + k, c + k + 1 with constant weights.
+                let (sr, sc) = (r as f32 - 0.5 * (vmin + vmax), -0.5 * (umin + umax));
+                let (fr, fc) = (sr.floor(), sc.floor());
+                let (r0, k) = (fr as i64, fc as i64);
+                let lo = start as i64 + k;
+                let hi = end as i64 + k; // index of the last cell's right neighbour
+                if r0 >= 0 && r0 + 1 < rows as i64 && lo >= 0 && hi < cols as i64 {
+                    let (ty, tx) = (sr - fr, sc - fc);
+                    let (r0, lo, n) = (r0 as usize, lo as usize, end - start);
+                    let a = &data[r0 * cols + lo..r0 * cols + lo + n + 1];
+                    let b = &data[(r0 + 1) * cols + lo..(r0 + 1) * cols + lo + n + 1];
+                    let seg = &mut orow[start..end];
+                    for ((o, (a0, a1)), (b0, b1)) in seg
+                        .iter_mut()
+                        .zip(a.iter().zip(&a[1..]))
+                        .zip(b.iter().zip(&b[1..]))
+                    {
+                        let top = a0 + tx * (a1 - a0);
+                        let bot = b0 + tx * (b1 - b0);
+                        *o = top + ty * (bot - top);
+                    }
+                    if has_nan {
+                        for (i, o) in seg.iter_mut().enumerate() {
+                            if o.is_nan() {
+                                let c = start + i;
+                                *o = bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c]);
+                            }
+                        }
+                    }
+                    done = true;
+                }
+            }
+            if !done && inside {
+                // Every source position is inside the grid: compute indices and
+                // weights in one branch-free pass (vectorisable), then gather.
+                let n = end - start;
+                let (mut kr, mut kc) = ([0i32; SEGMENT], [0i32; SEGMENT]);
+                let (mut ty, mut tx) = ([0f32; SEGMENT], [0f32; SEGMENT]);
+                for i in 0..n {
+                    let fr = r as f32 - dv[start + i] + 1.0;
+                    let fc = (start + i) as f32 - du[start + i] + 1.0;
+                    kr[i] = fr as i32;
+                    kc[i] = fc as i32;
+                    ty[i] = fr - kr[i] as f32;
+                    tx[i] = fc - kc[i] as f32;
+                }
+                let (last_r, last_c) = (rows as i32 - 1, cols as i32 - 1);
+                for i in 0..n {
+                    let r0 = (kr[i] - 1).clamp(0, last_r) as usize;
+                    let r1 = kr[i].clamp(0, last_r) as usize;
+                    let c0 = (kc[i] - 1).clamp(0, last_c) as usize;
+                    let c1 = kc[i].clamp(0, last_c) as usize;
+                    let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
+                    let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
+                    let top = v00 + tx[i] * (v01 - v00);
+                    let bot = v10 + tx[i] * (v11 - v10);
+                    let v = top + ty[i] * (bot - top);
+                    let c = start + i;
+                    orow[c] = if v.is_finite() {
+                        v
+                    } else {
+                        bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
+                    };
+                }
+                done = true;
+            }
+            if !done {
+                for c in start..end {
+                    orow[c] = bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c]);
+                }
+            }
+            start = end;
         }
     }
 }

@@ -307,14 +307,23 @@ pub fn estimate(
     // Two box passes of radius R have σ² = ((2R+1)² − 1)/6.
     let sigma = cfg.final_smooth_sigma_km / work_km;
     let radius = (((6.0 * sigma * sigma + 1.0).sqrt() - 1.0) / 2.0).round() as usize;
-    if radius > 0 {
-        let ones = Img::filled(u.rows, u.cols, 1.0);
-        smooth_weighted(&mut u, &mut v, &ones, radius, 0.0, &mut scratch);
-    }
     // Back to input pixels per step.
     let f = factor as f32;
     u.data.iter_mut().for_each(|x| *x *= f);
     v.data.iter_mut().for_each(|x| *x *= f);
+    let mut factor = factor;
+    if radius > 0 {
+        let ones = Img::filled(u.rows, u.cols, 1.0);
+        smooth_weighted(&mut u, &mut v, &ones, radius, 0.0, &mut scratch);
+        // The smoothed field varies over σ: keep ~2 samples per σ, which makes
+        // trajectory integration cheap without losing anything.
+        let k = (sigma / 2.0).floor() as usize;
+        if k >= 2 {
+            u = block_mean(&u, k);
+            v = block_mean(&v, k);
+            factor *= k;
+        }
+    }
     Ok(MotionField { u, v, factor, shape })
 }
 

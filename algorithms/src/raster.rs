@@ -41,11 +41,6 @@ impl Img {
     pub fn len(&self) -> usize {
         self.data.len()
     }
-
-    /// Number of finite cells.
-    pub fn finite_count(&self) -> usize {
-        self.data.iter().filter(|v| v.is_finite()).count()
-    }
 }
 
 /// NaN-aware block mean by an integer factor `f` (≥ 1). Output cell `(i, j)`
@@ -152,7 +147,8 @@ pub(crate) fn axis_weights(n_src: usize, n_dst: usize, scale: f32) -> Vec<(usize
     (0..n_dst)
         .map(|i| {
             let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, last as f32);
-            let i0 = (x.floor() as usize).min(last);
+            // x >= 0 after the clamp: truncation is floor (and avoids a libm call).
+            let i0 = (x as usize).min(last);
             let i1 = (i0 + 1).min(last);
             (i0, i1, x - i0 as f32)
         })
@@ -165,39 +161,47 @@ pub(crate) fn axis_weights(n_src: usize, n_dst: usize, scale: f32) -> Vec<(usize
 /// the weights of finite neighbours are renormalised, and the result is NaN
 /// when all four neighbours are NaN.
 pub(crate) fn upsample(src: &Img, rows: usize, cols: usize, factor: f32) -> Img {
+    let mut out = Img::filled(rows, cols, f32::NAN);
+    upsample_into(src, &mut out, factor);
+    out
+}
+
+/// [`upsample`] into an existing raster (its shape is kept).
+pub(crate) fn upsample_into(src: &Img, out: &mut Img, factor: f32) {
+    let (rows, cols) = (out.rows, out.cols);
     let scale = 1.0 / factor;
     let ry = axis_weights(src.rows, rows, scale);
     let cx = axis_weights(src.cols, cols, scale);
-    let mut out = Img::filled(rows, cols, f32::NAN);
+    let mut tmp = vec![0f32; src.cols];
     for (r, &(r0, r1, wy)) in ry.iter().enumerate() {
         let a = &src.data[r0 * src.cols..(r0 + 1) * src.cols];
         let b = &src.data[r1 * src.cols..(r1 + 1) * src.cols];
+        for ((t, x), y) in tmp.iter_mut().zip(a).zip(b) {
+            *t = x + wy * (y - x);
+        }
         let orow = &mut out.data[r * cols..(r + 1) * cols];
         for (o, &(c0, c1, wx)) in orow.iter_mut().zip(&cx) {
-            let (v00, v01, v10, v11) = (a[c0], a[c1], b[c0], b[c1]);
+            let s = tmp[c0] + wx * (tmp[c1] - tmp[c0]);
+            if s.is_finite() {
+                *o = s;
+                continue;
+            }
+            // Some neighbour is no data: renormalise over the finite ones.
             let w00 = (1.0 - wy) * (1.0 - wx);
             let w01 = (1.0 - wy) * wx;
             let w10 = wy * (1.0 - wx);
             let w11 = wy * wx;
-            let s = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11;
-            if s.is_finite() {
-                *o = s;
-            } else {
-                let mut num = 0f32;
-                let mut den = 0f32;
-                for (v, w) in [(v00, w00), (v01, w01), (v10, w10), (v11, w11)] {
-                    if v.is_finite() {
-                        num += v * w;
-                        den += w;
-                    }
-                }
-                if den > 1e-6 {
-                    *o = num / den;
+            let mut num = 0f32;
+            let mut den = 0f32;
+            for (v, w) in [(a[c0], w00), (a[c1], w01), (b[c0], w10), (b[c1], w11)] {
+                if v.is_finite() && w > 0.0 {
+                    num += v * w;
+                    den += w;
                 }
             }
+            *o = if den > 1e-6 { num / den } else { f32::NAN };
         }
     }
-    out
 }
 
 /// Bilinear sample of `img` at fractional `(r, c)` in cell-centre coordinates
@@ -210,10 +214,9 @@ pub(crate) fn sample(img: &Img, r: f32, c: f32) -> f32 {
     if !(r >= -0.5 && c >= -0.5 && r <= rows as f32 - 0.5 && c <= cols as f32 - 0.5) {
         return f32::NAN;
     }
-    let rf = r.max(0.0).floor();
-    let cf = c.max(0.0).floor();
-    let r0 = (rf as usize).min(rows - 1);
-    let c0 = (cf as usize).min(cols - 1);
+    // Truncation of a non-negative value is floor, without a libm call.
+    let r0 = (r.max(0.0) as usize).min(rows - 1);
+    let c0 = (c.max(0.0) as usize).min(cols - 1);
     let r1 = (r0 + 1).min(rows - 1);
     let c1 = (c0 + 1).min(cols - 1);
     let wy = (r - r0 as f32).clamp(0.0, 1.0);
@@ -256,8 +259,8 @@ pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
     let (rows, cols) = (img.rows, img.cols);
     let r = r.clamp(0.0, (rows - 1) as f32);
     let c = c.clamp(0.0, (cols - 1) as f32);
-    let r0 = (r.floor() as usize).min(rows - 1);
-    let c0 = (c.floor() as usize).min(cols - 1);
+    let r0 = (r as usize).min(rows - 1);
+    let c0 = (c as usize).min(cols - 1);
     let r1 = (r0 + 1).min(rows - 1);
     let c1 = (c0 + 1).min(cols - 1);
     let wy = r - r0 as f32;
