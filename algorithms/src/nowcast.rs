@@ -1071,6 +1071,7 @@ impl Sprog {
 mod tests {
     use super::*;
     use crate::synth::{local_grid, Coverage, SynthConfig, SynthRadar};
+    use crate::verify::Contingency;
     use chrono::Duration;
 
     fn radar(rows: usize, cols: usize, vel: (f32, f32), coverage: Coverage) -> SynthRadar {
@@ -1087,12 +1088,348 @@ mod tests {
         )
     }
 
+    fn frames() -> Vec<RainField> {
+        radar(96, 128, (2.0, 1.0), Coverage::Full).fields(30, 3)
+    }
+
     #[test]
-    fn placeholder_compiles() {
-        let r = radar(64, 64, (1.0, 0.0), Coverage::Full);
-        let frames = r.fields(10, 3);
-        let nc = nowcast(&frames, &[10, 20], &NowcastConfig::default()).expect("nowcast");
-        assert_eq!(nc.rate_mm_h.len(), 2);
-        let _ = Duration::minutes(1);
+    fn too_few_frames() {
+        let f = frames();
+        let err = nowcast(&f[..2], &[10], &NowcastConfig::default()).unwrap_err();
+        assert_eq!(err, NowcastError::TooFewFrames { needed: 3, got: 2 });
+        assert!(err.to_string().contains("at least 3"));
+    }
+
+    #[test]
+    fn different_grids() {
+        let mut f = frames();
+        let other = local_grid(6.0, 50.0, 96, 128, 1000.0).expect("grid");
+        f[0].grid = other;
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        assert!(matches!(err, NowcastError::GridMismatch { index: 0, .. }), "{err}");
+        assert!(err.to_string().contains("different grid"));
+        // An array that does not fit its grid.
+        let mut f = frames();
+        f[1].rate_mm_h = Array2::zeros((10, 10));
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        assert!(matches!(err, NowcastError::ShapeMismatch { index: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn irregular_and_unordered_times() {
+        let mut f = frames();
+        f[0].time -= Duration::seconds(240); // steps of 540 s then 300 s
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        match &err {
+            NowcastError::IrregularSteps { times, steps_s } => {
+                assert_eq!(times.len(), 3);
+                assert_eq!(steps_s, &vec![540, 300]);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains("540, 300") && text.contains(&f[0].time.format("%H:%M:%S").to_string()), "{text}");
+        // Within the tolerance (10 % or 30 s) is accepted.
+        let mut f = frames();
+        f[0].time -= Duration::seconds(20);
+        assert!(nowcast(&f, &[10], &NowcastConfig::default()).is_ok());
+        // Oldest first is required.
+        let mut f = frames();
+        f.swap(1, 2);
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        assert!(matches!(err, NowcastError::NotIncreasing { index: 2, .. }), "{err}");
+        // Scans an hour apart cannot be tracked.
+        let mut f = frames();
+        for (i, x) in f.iter_mut().enumerate() {
+            x.time = x.time + Duration::seconds(3300 * i as i64);
+        }
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        assert!(matches!(err, NowcastError::StepTooLong { step_s: 3600, .. }), "{err}");
+    }
+
+    #[test]
+    fn all_no_data_is_refused() {
+        let mut f = frames();
+        f[1].rate_mm_h.fill(f32::NAN);
+        let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
+        assert!(matches!(err, NowcastError::AllNoData { index: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn all_zero_gives_a_zero_nowcast() {
+        let mut f = frames();
+        for x in f.iter_mut() {
+            x.rate_mm_h.fill(0.0);
+            x.rate_mm_h[[0, 0]] = f32::NAN;
+        }
+        for smoothing in [Smoothing::Sprog, Smoothing::None] {
+            let cfg = NowcastConfig {
+                smoothing,
+                ..Default::default()
+            };
+            let nc = nowcast(&f, &[10, 60], &cfg).expect("valid");
+            assert_eq!(nc.motion.max_speed(), 0.0);
+            for field in &nc.rate_mm_h {
+                assert!(field.iter().all(|v| *v == 0.0 || v.is_nan()));
+                assert!(field[[0, 0]].is_nan(), "no data stays unknown");
+                assert!(field[[50, 50]] == 0.0);
+            }
+            let p = nc.point(50, 50, 0.1).expect("inside");
+            assert_eq!(p.summary, "No rain expected in the next 60 min");
+        }
+    }
+
+    #[test]
+    fn bad_leads() {
+        let f = frames();
+        let cfg = NowcastConfig::default();
+        assert_eq!(nowcast(&f, &[], &cfg).unwrap_err(), NowcastError::NoLeads);
+        assert!(matches!(
+            nowcast(&f, &[10, 400], &cfg).unwrap_err(),
+            NowcastError::BadLead { lead_min: 400, .. }
+        ));
+    }
+
+    #[test]
+    fn only_the_latest_frames_are_used() {
+        let mut f = radar(96, 128, (2.0, 1.0), Coverage::Full).fields(27, 6);
+        // An older, irregular, foreign frame is ignored with the default of 3.
+        f[0].time -= Duration::seconds(999);
+        f[0].grid = local_grid(9.0, 40.0, 96, 128, 1000.0).expect("grid");
+        assert!(nowcast(&f, &[10], &NowcastConfig::default()).is_ok());
+        let cfg = NowcastConfig {
+            frames: 6,
+            ..Default::default()
+        };
+        assert!(nowcast(&f, &[10], &cfg).is_err());
+    }
+
+    #[test]
+    fn beats_persistence_on_moving_rain() {
+        let r = radar(160, 200, (2.5, 1.0), Coverage::Full);
+        let all = r.fields(40, 9);
+        let (past, future) = all.split_at(3);
+        let leads = [15, 30]; // 3 and 6 steps of 5 min
+        for smoothing in [Smoothing::None, Smoothing::Sprog] {
+            let cfg = NowcastConfig {
+                smoothing,
+                ..Default::default()
+            };
+            let nc = nowcast(past, &leads, &cfg).expect("nowcast");
+            for (k, obs) in [(0usize, &future[2]), (1, &future[5])] {
+                let persistence = Contingency::new(&past[2].rate_mm_h.view(), &obs.rate_mm_h.view(), 1.0)
+                    .csi()
+                    .expect("events");
+                let ours = Contingency::new(&nc.rate_mm_h[k].view(), &obs.rate_mm_h.view(), 1.0)
+                    .csi()
+                    .expect("events");
+                assert!(
+                    ours > persistence + 0.1,
+                    "{smoothing:?} lead {}: CSI {ours:.3} vs persistence {persistence:.3}",
+                    leads[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn coverage_and_inflow_stay_unknown() {
+        let cov = Coverage::Circle {
+            centre_row: 60.0,
+            centre_col: 60.0,
+            radius_px: 55.0,
+        };
+        let f = radar(120, 120, (3.0, 0.0), cov).fields(30, 3);
+        let nc = nowcast(&f, &[30], &NowcastConfig::default()).expect("nowcast");
+        let out = &nc.rate_mm_h[0];
+        assert!(out[[0, 0]].is_nan(), "outside coverage");
+        assert!(out[[60, 8]].is_nan(), "source west of the coverage edge");
+        assert!(out[[60, 100]].is_finite());
+        assert!(out.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0));
+    }
+
+    #[test]
+    fn probability_is_a_fraction_and_widens() {
+        let f = frames();
+        let nc = nowcast(&f, &[10, 60], &NowcastConfig::default()).expect("nowcast");
+        assert!(nc.prob_radius_cells(60) > nc.prob_radius_cells(10));
+        let p1 = nc.probability(1.0);
+        let p5 = nc.probability(5.0);
+        for (a, b) in p1.iter().zip(&p5) {
+            for (x, y) in a.iter().zip(b) {
+                if x.is_finite() {
+                    assert!((0.0..=1.0).contains(x));
+                    assert!(y <= x, "a higher threshold is never more likely");
+                }
+            }
+        }
+        // The point series agrees with the field.
+        let p = nc.point(40, 60, 1.0).expect("inside");
+        assert!((p.probability[1] - p1[1][[40, 60]]).abs() < 1e-6);
+        assert_eq!(p.rate_mm_h[0], nc.rate_mm_h[0][[40, 60]]);
+        assert!(nc.point(96, 0, 1.0).is_none());
+    }
+
+    #[test]
+    fn neighbourhood_probability_by_hand() {
+        let f = ndarray::array![[0.0f32, 2.0, 0.0], [f32::NAN, 0.0, 3.0], [0.0, 0.0, 0.0]];
+        let p = neighbourhood_probability(&f.view(), 1.0, 1);
+        // Centre: 8 known cells, 2 wet.
+        assert_eq!(p[[1, 1]], 2.0 / 8.0);
+        // Corner (0,0): window rows 0-1, cols 0-1: 3 known, 1 wet.
+        assert_eq!(p[[0, 0]], 1.0 / 3.0);
+        assert!(p[[1, 0]].is_nan());
+        let p0 = neighbourhood_probability(&f.view(), 1.0, 0);
+        assert_eq!(p0[[0, 1]], 1.0);
+        assert_eq!(p0[[0, 0]], 0.0);
+    }
+
+    #[test]
+    fn ar2_autocorrelation() {
+        assert_eq!(ar2_acf(0.9, 0.8, 0.0), 1.0);
+        assert!((ar2_acf(0.9, 0.8, 1.0) - 0.9).abs() < 1e-6);
+        assert!((ar2_acf(0.9, 0.8, 2.0) - 0.8).abs() < 1e-6);
+        let mut prev = 1.0;
+        for k in 1..30 {
+            let v = ar2_acf(0.9, 0.8, k as f32 * 0.5);
+            assert!(v <= prev + 1e-6 && v >= 0.0);
+            prev = v;
+        }
+        // Pure AR(1) when r2 = r1².
+        assert!((ar2_acf(0.5, 0.25, 3.0) - 0.125).abs() < 1e-5);
+        // Noise is tamed: negative or inconsistent correlations.
+        assert_eq!(ar2_acf(-0.3, 0.2, 2.0), 0.0);
+        assert!(ar2_acf(0.5, 0.9, 2.0) <= 0.5);
+    }
+
+    #[test]
+    fn quantile_matching_restores_the_distribution() {
+        // Target: 6 dry, 4 wet cells (1, 2, 4, 8 mm/h), one no-data cell.
+        let target_rates = [0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 8.0, f32::NAN];
+        let dbr: Vec<f32> = target_rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
+        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        // A smooth forecast with a different scale: ranks are what count.
+        let mut v: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.0).collect();
+        v.push(f32::NAN);
+        quantile_match(&mut v, &t);
+        assert!(v[10].is_nan());
+        assert_eq!(v.iter().filter(|x| **x == 0.0).count(), 6, "{v:?}");
+        assert!(v.windows(2).take(9).all(|w| w[1] >= w[0]), "monotone {v:?}");
+        assert!((v[9] - 8.0).abs() < 0.05 && v[6] >= 0.99, "{v:?}");
+    }
+
+    #[test]
+    fn push_pull_fills_gaps_smoothly() {
+        let mut img = Img {
+            rows: 4,
+            cols: 4,
+            data: vec![
+                1.0,
+                1.0,
+                f32::NAN,
+                3.0, //
+                1.0,
+                f32::NAN,
+                f32::NAN,
+                3.0, //
+                1.0,
+                1.0,
+                3.0,
+                3.0, //
+                f32::NAN,
+                1.0,
+                3.0,
+                3.0,
+            ],
+        };
+        let before = img.clone();
+        push_pull_fill(&mut img, -15.0);
+        for (a, b) in img.data.iter().zip(&before.data) {
+            assert!(a.is_finite() && (1.0..=3.0).contains(a));
+            if b.is_finite() {
+                assert_eq!(a, b);
+            }
+        }
+        let mut empty = Img::filled(3, 3, f32::NAN);
+        push_pull_fill(&mut empty, -15.0);
+        assert!(empty.data.iter().all(|v| *v == -15.0));
+    }
+
+    #[test]
+    fn summaries() {
+        let leads = [10, 20, 30, 40, 50, 60];
+        let p = [0.9f32; 6];
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0, 0.5, 1.0, 1.2, 0.0, 0.0], &p),
+            "Light rain starting in about 20 min, stopping by 50 min"
+        );
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0, 1.0, 4.0, 3.0, 1.0, 0.5], &p),
+            "Moderate rain starting in about 20 min, easing after 40 min"
+        );
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0, 0.0, 12.0, 0.0, 0.0, 0.0], &[0.0, 0.0, 0.3, 0.0, 0.0, 0.0]),
+            "Heavy rain possible in about 30 min, stopping by 40 min"
+        );
+        assert_eq!(summary_text(0.0, &leads, &[0.0; 6], &p), "No rain expected in the next 60 min");
+        assert_eq!(
+            summary_text(3.0, &leads, &[3.0, 2.0, 1.0, 0.0, 0.0, 0.0], &p),
+            "Moderate rain now, easing in about 20 min, stopping in about 40 min"
+        );
+        assert_eq!(
+            summary_text(1.0, &leads, &[1.0, 3.0, 12.0, 12.0, 12.0, 5.0], &p),
+            "Light rain now, turning heavy in about 30 min, continuing for the next 60 min"
+        );
+        assert_eq!(
+            summary_text(f32::NAN, &leads, &[f32::NAN; 6], &p),
+            "No radar data here"
+        );
+        assert_eq!(Intensity::of(2.49), Intensity::Light);
+        assert_eq!(Intensity::of(2.5), Intensity::Moderate);
+        assert_eq!(Intensity::of(10.0), Intensity::Heavy);
+        assert_eq!(Intensity::of(0.05), Intensity::Dry);
+    }
+
+    #[test]
+    fn rain_arriving_at_a_point_is_announced() {
+        // One cell moving east at 3 px/step towards a point 30 px downstream.
+        let grid = local_grid(5.0, 50.0, 80, 160, 1000.0).expect("grid");
+        let cfg = SynthConfig {
+            velocity_px_per_step: (3.0, 0.0),
+            cells: 1,
+            peak_mm_h: (8.0, 8.0),
+            sigma_px: (6.0, 6.0),
+            lifetime_steps: (400, 400),
+            ..SynthConfig::for_shape(80, 160)
+        };
+        let r = SynthRadar::new(grid, cfg);
+        // Find steps where the cell centre is around column 40.
+        let step = (2..800)
+            .find(|s| {
+                let f = r.field(*s);
+                let (mut best, mut at) = (0.0, (0, 0));
+                for ((row, col), v) in f.rate_mm_h.indexed_iter() {
+                    if *v > best {
+                        best = *v;
+                        at = (row, col);
+                    }
+                }
+                best > 4.0 && (38..42).contains(&at.1) && (12..68).contains(&at.0)
+            })
+            .expect("cell crosses the domain");
+        let frames = r.fields(step - 2, 3);
+        let peak_row = frames[2]
+            .rate_mm_h
+            .indexed_iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|((row, _), _)| row)
+            .expect("cells");
+        let nc = nowcast(&frames, &[10, 20, 30, 40, 50, 60], &NowcastConfig::default()).expect("nowcast");
+        // 40 + 30 px east: the centre arrives after 10 steps = 50 min; rain
+        // (≥ 0.1 mm/h) reaches the point well before.
+        let p = nc.point(peak_row, 70, 0.1).expect("inside");
+        assert!(p.now_mm_h < 0.1, "dry now: {}", p.now_mm_h);
+        assert!(p.summary.contains("rain") && p.summary.contains("in about"), "{}", p.summary);
+        assert!(p.rate_mm_h[5] > p.rate_mm_h[0], "{:?}", p.rate_mm_h);
     }
 }
