@@ -117,12 +117,11 @@ impl Grid {
                 });
             }
         }
-        let proj = Proj::from_proj_string(projection.trim()).map_err(|e| {
-            GridError::BadProjection {
+        let proj =
+            Proj::from_proj_string(projection.trim()).map_err(|e| GridError::BadProjection {
                 projection: projection.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self {
             projection,
             rows,
@@ -315,7 +314,10 @@ mod tests {
         assert!((y - 200_000.0).abs() < 100.0, "y {y}");
         let (lon, lat) = g.rowcol_to_lonlat(100.5, 300.5).expect("inverse");
         let (r, c) = g.lonlat_to_rowcol(lon, lat).expect("forward");
-        assert!((r - 100.5).abs() < 1e-3 && (c - 300.5).abs() < 1e-3, "{r} {c}");
+        assert!(
+            (r - 100.5).abs() < 1e-3 && (c - 300.5).abs() < 1e-3,
+            "{r} {c}"
+        );
         assert_eq!(g.cell_at_lonlat(lon, lat), Some((100, 300)));
     }
 
@@ -327,7 +329,10 @@ mod tests {
         ));
         assert!(matches!(
             Grid::new("+proj=longlat", 5, 5, f64::NAN, 1.0, 0.0, 0.0),
-            Err(GridError::BadParameter { field: "cell_x_m", .. })
+            Err(GridError::BadParameter {
+                field: "cell_x_m",
+                ..
+            })
         ));
         assert!(matches!(
             Grid::new("+proj=nonsense +x=1", 5, 5, 1.0, 1.0, 0.0, 0.0),

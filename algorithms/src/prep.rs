@@ -217,7 +217,10 @@ mod tests {
 
     #[test]
     fn accumulation_becomes_rate() {
-        let s = scan(array![[0.5f32, 0.0]], Quantity::Accumulation { seconds: 360.0 });
+        let s = scan(
+            array![[0.5f32, 0.0]],
+            Quantity::Accumulation { seconds: 360.0 },
+        );
         let f = to_rain_rate(&s, None);
         assert!((f.rate_mm_h[[0, 0]] - 5.0).abs() < 1e-6);
     }

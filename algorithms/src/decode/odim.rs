@@ -9,5 +9,8 @@ pub fn looks_like(_bytes: &[u8], _file_name: Option<&str>) -> bool {
 
 /// Decodes one file.
 pub fn decode(_bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
-    Err(DecodeError::Unsupported { format: Format::Odim, what: "not implemented yet".into() })
+    Err(DecodeError::Unsupported {
+        format: Format::Odim,
+        what: "not implemented yet".into(),
+    })
 }

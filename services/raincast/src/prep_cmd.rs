@@ -38,11 +38,17 @@ pub fn run(args: PrepArgs) -> Result<()> {
         speckle_filter: args.speckle,
     };
     if !(args.threshold.is_finite() && args.threshold >= 0.0) {
-        bail!("--threshold must be a finite number >= 0, got {}", args.threshold);
+        bail!(
+            "--threshold must be a finite number >= 0, got {}",
+            args.threshold
+        );
     }
     if args.path.is_dir() {
         if args.npy.is_some() {
-            bail!("--npy takes a single FILE, but {} is a folder", args.path.display());
+            bail!(
+                "--npy takes a single FILE, but {} is a folder",
+                args.path.display()
+            );
         }
         return run_dir(&args.path, args.format, &opts);
     }
@@ -107,10 +113,15 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?
+        {
             let entry = entry?;
             let p = entry.path();
-            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+            if p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
                 continue;
             }
             let ft = entry.file_type()?;
