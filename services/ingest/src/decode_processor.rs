@@ -31,7 +31,12 @@ impl DecodeProcessor {
 }
 
 impl ScanProcessor for DecodeProcessor {
-    fn process(&self, radar: &RadarConfig, file_name: &str, bytes: &[u8]) -> Result<ProcessedScan, Rejection> {
+    fn process(
+        &self,
+        radar: &RadarConfig,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<ProcessedScan, Rejection> {
         let scan = decode::decode(bytes, Some(file_name), radar.format).map_err(|e| Rejection {
             code: e.code().to_string(),
             reason: e.to_string(),

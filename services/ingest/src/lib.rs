@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod decode_processor;
 pub mod jobs;
 pub mod layout;
 pub mod metrics;
@@ -19,6 +20,7 @@ pub mod process;
 
 pub use config::{Config, ConfigError, Overrides, RadarConfig};
 pub use connect::{ConnectError, Connector, Stores};
+pub use decode_processor::DecodeProcessor;
 pub use jobs::run_scheduled;
 pub use metrics::IngestMetrics;
 pub use pass::{IngestError, Ingester, PassSummary, RadarSource};

@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod ingest_cmd;
 mod prep_cmd;
+mod scans_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -21,6 +23,11 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// Ingest raw scans from a bucket or folder into the store: one pass
+    /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Inspect stored and quarantined scans.
+    Scans(scans_cmd::ScansArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -41,5 +48,7 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::run(args),
+        Command::Scans(args) => scans_cmd::run(args),
     }
 }
