@@ -67,18 +67,17 @@ pub fn run(args: ScansArgs) -> Result<()> {
                     .await?;
                 let mut out = std::io::stdout().lock();
                 for m in scans {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({
-                            "time": m.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                            "rain_cells": m.rain_cells,
-                            "bytes": m.bytes,
-                            "tiles": m.tiles.len(),
-                            "format": m.format,
-                            "source_key": m.source_key,
-                        })
-                    )?;
+                    let line = json!({
+                        "time": m.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        "rain_cells": m.rain_cells,
+                        "bytes": m.bytes,
+                        "tiles": m.tiles.len(),
+                        "format": m.format,
+                        "source_key": m.source_key,
+                    });
+                    if !emit(&mut out, &line)? {
+                        break;
+                    }
                 }
                 Ok(())
             })
@@ -90,20 +89,28 @@ pub fn run(args: ScansArgs) -> Result<()> {
                 let stores = Connector::new(&cfg, &env).stores().await?;
                 let mut out = std::io::stdout().lock();
                 for q in stores.state.list_quarantined(&a.radar).await? {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({
-                            "key": q.key,
-                            "reason_code": q.reason_code,
-                            "reason": q.reason,
-                            "time": q.time.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                            "recorded_at": q.recorded_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                        })
-                    )?;
+                    let line = json!({
+                        "key": q.key,
+                        "reason_code": q.reason_code,
+                        "reason": q.reason,
+                        "time": q.time.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                        "recorded_at": q.recorded_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    });
+                    if !emit(&mut out, &line)? {
+                        break;
+                    }
                 }
                 Ok(())
             })
         }
+    }
+}
+
+/// Writes one JSON line; false when the reader went away (`| head`).
+fn emit(out: &mut impl Write, line: &serde_json::Value) -> Result<bool> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
