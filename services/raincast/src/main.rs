@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 mod nowcast_cmd;
 mod prep_cmd;
 mod verify_cmd;
+mod ingest_cmd;
+mod scans_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -27,6 +29,11 @@ enum Command {
     Nowcast(nowcast_cmd::NowcastArgs),
     /// Nowcast at every start time of a day of scans and score against persistence.
     Verify(verify_cmd::VerifyArgs),
+    /// Ingest raw scans from a bucket or folder into the store: one pass
+    /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Inspect stored and quarantined scans.
+    Scans(scans_cmd::ScansArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -49,5 +56,7 @@ fn main() -> Result<()> {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::run(args),
+        Command::Scans(args) => scans_cmd::run(args),
     }
 }
