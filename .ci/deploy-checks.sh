@@ -122,7 +122,10 @@ script = data["UserData"]["Fn::Base64"]["Fn::Sub"]
 with open(out, "w") as f:
     f.write(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "example", script))
 EOF
-    shellcheck "${scripts[@]}" "$WORK/user-data.sh"
+    # The project's scripts are bash, some of them sourced (no shebang);
+    # the user data is POSIX sh.
+    shellcheck --external-sources --source-path=SCRIPTDIR --shell=bash "${scripts[@]}"
+    shellcheck --shell=sh "$WORK/user-data.sh"
     echo "shellcheck: ${scripts[*]} and the launch template's user data"
 
     log "tier 1: compose.yaml parses"
