@@ -589,12 +589,12 @@ mod tests {
     use super::*;
     use crate::prep::RainField;
     use crate::scan::MAX_CELLS;
-    use ndarray::Array2;
     use crate::write::odim::{
         composite_metadata, dataset_what, encode_rate, finish, OdimRateOptions, RawType,
     };
     use chrono::TimeZone;
     use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder};
+    use ndarray::Array2;
     use std::path::Path;
 
     const LAEA: &str =

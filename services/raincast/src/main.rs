@@ -3,11 +3,13 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod demo;
+mod ingest_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
-mod verify_cmd;
-mod ingest_cmd;
+mod run_cmd;
 mod scans_cmd;
+mod verify_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -34,6 +36,9 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
+    /// Run every job and the HTTP service; with no configuration, the embedded
+    /// default with a synthetic demo radar.
+    Run(run_cmd::RunArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -58,5 +63,6 @@ fn main() -> Result<()> {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
     }
 }
