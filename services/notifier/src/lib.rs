@@ -9,10 +9,12 @@
 //! 4. [`text`]: the post text;
 //! 5. [`publish`]: X (API v2, OAuth 1.0a) and outbox publishers behind one trait.
 
+pub mod claims;
 pub mod events;
 pub mod oauth;
 pub mod outlook;
 pub mod place;
+pub mod publish;
 pub mod text;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};
