@@ -11,6 +11,7 @@
 
 pub mod claims;
 pub mod events;
+pub mod notify;
 pub mod oauth;
 pub mod outlook;
 pub mod place;
@@ -20,3 +21,4 @@ pub mod text;
 pub use events::{evaluate, Event, EventKind, PlaceState};
 pub use outlook::Outlook;
 pub use place::{Place, Thresholds};
+pub use notify::{GifSource, Job, Notifier, Report, ReportStatus};
