@@ -11,6 +11,7 @@
 
 pub mod claims;
 pub mod events;
+pub mod frames;
 pub mod notify;
 pub mod oauth;
 pub mod outlook;
