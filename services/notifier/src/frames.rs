@@ -161,3 +161,50 @@ mod tests {
         assert_eq!(upscale_factor(Window { r0: 0, r1: 2000, c0: 0, c1: 10 }, 480), 1);
     }
 }
+
+/// The outlook of every place covered by `frames` (places whose disk misses
+/// the grid are left out). Probability fields are used when present.
+pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::notify::Job> {
+    let Some((_, observed)) = frames.observed.last() else {
+        return Vec::new();
+    };
+    let mut jobs = Vec::new();
+    for place in places {
+        let mask = match crate::outlook::DiskMask::new(&frames.grid, place.lat, place.lon, place.radius_km) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(place = %place.name, radar = %frames.radar, error = %e, "place not covered");
+                continue;
+            }
+        };
+        let leads: Vec<crate::outlook::LeadField<'_>> = frames
+            .forecast
+            .iter()
+            .map(|(lead, f)| crate::outlook::LeadField {
+                lead_min: *lead,
+                rate_mm_h: f.view(),
+                probability: frames
+                    .probability
+                    .iter()
+                    .find(|(l, _)| l == lead)
+                    .map(|(_, p)| p.view()),
+            })
+            .collect();
+        match crate::outlook::build_outlook(
+            &frames.radar,
+            &frames.radar_name,
+            frames.base_time,
+            &mask,
+            place.thresholds.rain_mm_h,
+            observed.view(),
+            &leads,
+        ) {
+            Ok(outlook) => jobs.push(crate::notify::Job {
+                place: place.clone(),
+                outlook,
+            }),
+            Err(e) => tracing::warn!(place = %place.name, radar = %frames.radar, error = %e, "no outlook"),
+        }
+    }
+    jobs
+}

@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod outlook;
 pub mod place;
 pub mod publish;
+pub mod stores;
 pub mod text;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};
