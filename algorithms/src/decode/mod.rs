@@ -71,6 +71,37 @@ pub(crate) fn hex_head(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// Test helper: every file below `../shared/data/<folder>` whose name
+/// contains `needle`, sorted; `None` after printing the skip notice when the
+/// shared data folder is absent.
+#[cfg(test)]
+pub(crate) fn shared_data_files(folder: &str, needle: &str) -> Option<Vec<std::path::PathBuf>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if !root.is_dir() {
+        eprintln!("skipped: ../shared/data not found");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(folder)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(needle))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
