@@ -31,11 +31,13 @@
 mod animation;
 pub mod font;
 pub mod lzw;
+mod map_raster;
 
 pub use animation::{
     animation_layout, render_animation, AnimationFrame, AnimationLayout, AnimationOptions,
     FrameKind, Marker, RangeRings, Rect, MAX_GIF_SIDE_PX, MIN_GIF_WIDTH_PX,
 };
+pub use map_raster::{MapRaster, MAX_MAP_SIDE_PX};
 
 use ndarray::ArrayView2;
 use serde::Serialize;
@@ -186,6 +188,9 @@ pub enum RenderError {
     /// Too many frames for one animation.
     #[error("too many frames: {frames} (limit {limit})")]
     TooManyFrames { frames: usize, limit: usize },
+    /// Lon/lat could not be mapped to the grid (projection outside its domain).
+    #[error("projection failed: {reason}")]
+    Projection { reason: String },
     /// The image encoder failed (should not happen with valid sizes).
     #[error("{format} encoding failed: {reason}")]
     Encode {
