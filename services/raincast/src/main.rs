@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod nowcast_cmd;
 mod prep_cmd;
+mod verify_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -21,6 +23,10 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
+    Nowcast(nowcast_cmd::NowcastArgs),
+    /// Nowcast at every start time of a day of scans and score against persistence.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -41,5 +47,7 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Nowcast(args) => nowcast_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
     }
 }
