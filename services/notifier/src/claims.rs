@@ -249,7 +249,13 @@ pub struct ClaimRecord {
 
 impl ClaimRecord {
     /// A new pending claim held by `owner` until `lease_until`.
-    pub fn new(event: Event, place: Place, text: String, owner: &str, lease_until: DateTime<Utc>) -> Self {
+    pub fn new(
+        event: Event,
+        place: Place,
+        text: String,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Self {
         Self {
             event,
             place,
@@ -315,7 +321,11 @@ pub fn claim_key(event_key: &str) -> String {
 
 /// Store key of a (place, radar) state.
 pub fn state_key(place: &Place, radar: &str) -> String {
-    format!("{STATE_PREFIX}{}/{}", place.slug(), crate::place::slug(radar))
+    format!(
+        "{STATE_PREFIX}{}/{}",
+        place.slug(),
+        crate::place::slug(radar)
+    )
 }
 
 impl<S: RecordStore> Claims<S> {
@@ -357,17 +367,15 @@ impl<S: RecordStore> Claims<S> {
     ) -> Result<ClaimOutcome, StoreError> {
         // Cross-instance cool-down: the previous bucket's claim.
         let cooldown = Duration::minutes(i64::from(place.thresholds.cooldown_min));
-        let prev_key = crate::events::event_key(
-            place,
-            event.kind,
-            &event.radar,
-            event.start_time - cooldown,
-        );
+        let prev_key =
+            crate::events::event_key(place, event.kind, &event.radar, event.start_time - cooldown);
         if prev_key != event.key {
             if let Some((prev, _)) = self.get(&prev_key).await? {
                 let recent = event.start_time - prev.event.start_time < cooldown;
                 if recent && prev.status != ClaimStatus::Expired {
-                    return Ok(ClaimOutcome::CoolingDown { other_key: prev_key });
+                    return Ok(ClaimOutcome::CoolingDown {
+                        other_key: prev_key,
+                    });
                 }
             }
         }
@@ -412,7 +420,11 @@ impl<S: RecordStore> Claims<S> {
         let mut record = existing.clone();
         record.owner = Some(self.owner.clone());
         record.lease_until = Some(now + self.lease);
-        match self.store.put(&key, &to_json(&key, &record)?, Some(version)).await {
+        match self
+            .store
+            .put(&key, &to_json(&key, &record)?, Some(version))
+            .await
+        {
             Ok(version) => Ok(ClaimOutcome::Acquired { version, record }),
             Err(StoreError::Conflict { .. }) => Ok(ClaimOutcome::Busy { record: existing }),
             Err(e) => Err(e),
@@ -420,7 +432,10 @@ impl<S: RecordStore> Claims<S> {
     }
 
     /// Pending claims nobody holds a live lease on at `now`, oldest scan first.
-    pub async fn retryable(&self, now: DateTime<Utc>) -> Result<Vec<(ClaimRecord, u64)>, StoreError> {
+    pub async fn retryable(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ClaimRecord, u64)>, StoreError> {
         let mut out = Vec::new();
         for (key, v) in self.store.list(EVENT_PREFIX).await? {
             let record: ClaimRecord = from_json(&key, &v.value)?;
@@ -446,7 +461,9 @@ impl<S: RecordStore> Claims<S> {
     /// [`StoreError::Conflict`] means the lease was lost meanwhile.
     pub async fn update(&self, record: &ClaimRecord, version: u64) -> Result<u64, StoreError> {
         let key = claim_key(&record.event.key);
-        self.store.put(&key, &to_json(&key, record)?, Some(version)).await
+        self.store
+            .put(&key, &to_json(&key, record)?, Some(version))
+            .await
     }
 
     /// Every claim (for reports and tests), ordered by key.
@@ -503,14 +520,29 @@ mod tests {
     async fn memory_store_compare_and_set() {
         let s = MemoryStore::new();
         assert_eq!(s.put("a", "1", None).await, Ok(1));
-        assert!(matches!(s.put("a", "2", None).await, Err(StoreError::Conflict { .. })));
-        assert!(matches!(s.put("a", "2", Some(7)).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.put("a", "2", None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.put("a", "2", Some(7)).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(s.put("a", "2", Some(1)).await, Ok(2));
-        assert_eq!(s.get("a").await.expect("get").map(|v| v.value), Some("2".into()));
+        assert_eq!(
+            s.get("a").await.expect("get").map(|v| v.value),
+            Some("2".into())
+        );
         s.put("b/1", "x", None).await.expect("put");
         s.put("b/2", "y", None).await.expect("put");
         s.put("c", "z", None).await.expect("put");
-        let keys: Vec<String> = s.list("b/").await.expect("list").into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = s
+            .list("b/")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, vec!["b/1", "b/2"]);
     }
 
@@ -520,11 +552,20 @@ mod tests {
         base.put("k", "base", None).await.expect("put");
         let o = OverlayStore::new(base.clone());
         assert_eq!(o.get("k").await.expect("get").map(|v| v.version), Some(1));
-        assert!(matches!(o.put("k", "x", None).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            o.put("k", "x", None).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(o.put("k", "over", Some(1)).await, Ok(2));
         assert_eq!(o.put("new", "n", None).await, Ok(1));
-        assert_eq!(o.get("k").await.expect("get").map(|v| v.value), Some("over".into()));
-        assert_eq!(base.get("k").await.expect("get").map(|v| v.value), Some("base".into()));
+        assert_eq!(
+            o.get("k").await.expect("get").map(|v| v.value),
+            Some("over".into())
+        );
+        assert_eq!(
+            base.get("k").await.expect("get").map(|v| v.value),
+            Some("base".into())
+        );
         assert!(base.get("new").await.expect("get").is_none());
         assert_eq!(o.list("").await.expect("list").len(), 2);
     }
@@ -536,7 +577,11 @@ mod tests {
         let b = Claims::new(store.clone(), "b", Duration::minutes(10));
         let (event, place) = first_event();
         let got_a = a.claim(&event, &place, "text", now()).await.expect("claim");
-        let ClaimOutcome::Acquired { version, mut record } = got_a else {
+        let ClaimOutcome::Acquired {
+            version,
+            mut record,
+        } = got_a
+        else {
             panic!("a should acquire: {got_a:?}");
         };
         // b meets a's live lease.
@@ -552,14 +597,19 @@ mod tests {
         let retry = b.retryable(now()).await.expect("list");
         assert_eq!(retry.len(), 1);
         let (rec, v) = retry.into_iter().next().expect("one");
-        let ClaimOutcome::Acquired { version: vb, mut record } =
-            b.acquire(rec, v, now()).await.expect("acquire")
+        let ClaimOutcome::Acquired {
+            version: vb,
+            mut record,
+        } = b.acquire(rec, v, now()).await.expect("acquire")
         else {
             panic!("b should acquire the released claim");
         };
         assert_eq!(record.owner.as_deref(), Some("b"));
         // a's stale version can no longer write.
-        assert!(matches!(a.update(&record, version).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            a.update(&record, version).await,
+            Err(StoreError::Conflict { .. })
+        ));
         record.status = ClaimStatus::Posted;
         b.update(&record, vb).await.expect("posted");
         assert!(matches!(
@@ -580,7 +630,11 @@ mod tests {
             ClaimOutcome::Acquired { .. }
         ));
         // a "crashes". Before its lease ends, nothing to retry; after, b takes over.
-        assert!(b.retryable(now() + Duration::minutes(5)).await.expect("list").is_empty());
+        assert!(b
+            .retryable(now() + Duration::minutes(5))
+            .await
+            .expect("list")
+            .is_empty());
         let later = now() + Duration::minutes(11);
         assert!(matches!(
             b.claim(&event, &place, "t", later).await.expect("claim"),
@@ -593,7 +647,9 @@ mod tests {
         let store = MemoryStore::new();
         let c = Claims::new(store, "a", Duration::minutes(10));
         let (event, place) = first_event();
-        let ClaimOutcome::Acquired { .. } = c.claim(&event, &place, "t", now()).await.expect("claim") else {
+        let ClaimOutcome::Acquired { .. } =
+            c.claim(&event, &place, "t", now()).await.expect("claim")
+        else {
             panic!("acquire");
         };
         // The same kind starting 90 min later falls in the next 120-min bucket
@@ -612,7 +668,9 @@ mod tests {
         much_later.key =
             crate::events::event_key(&place, later.kind, &later.radar, much_later.start_time);
         assert!(matches!(
-            c.claim(&much_later, &place, "t", now()).await.expect("claim"),
+            c.claim(&much_later, &place, "t", now())
+                .await
+                .expect("claim"),
             ClaimOutcome::Acquired { .. }
         ));
     }
@@ -623,9 +681,14 @@ mod tests {
         let place = Place::new("Brussels", 50.85, 4.35);
         let (s, v) = c.load_state(&place, "be-rmi").await.expect("load");
         assert_eq!((s, v), (PlaceState::default(), None));
-        let mut st = PlaceState::default();
-        st.raining = true;
-        let v1 = c.save_state(&place, "be-rmi", &st, None).await.expect("save");
+        let st = PlaceState {
+            raining: true,
+            ..PlaceState::default()
+        };
+        let v1 = c
+            .save_state(&place, "be-rmi", &st, None)
+            .await
+            .expect("save");
         assert!(c.save_state(&place, "be-rmi", &st, None).await.is_err());
         let (back, v) = c.load_state(&place, "be-rmi").await.expect("load");
         assert!(back.raining);

@@ -344,7 +344,10 @@ pub fn evaluate(place: &Place, state: &PlaceState, outlook: &Outlook) -> Evaluat
     let mut events = Vec::new();
     let mut suppressed = Vec::new();
     for (kind, ev) in transitions {
-        let cooling = state.last_fired.get(&kind).is_some_and(|&last| t - last < cooldown);
+        let cooling = state
+            .last_fired
+            .get(&kind)
+            .is_some_and(|&last| t - last < cooldown);
         if cooling {
             suppressed.push(kind);
         } else {
@@ -552,11 +555,15 @@ pub(crate) mod tests {
         let place = Place::new("Brussels", 50.85, 4.35);
         // Rain only at lead 70: beyond the 60 min horizon.
         let o = outlook(0, area(0.0), &[(60, 0.0), (70, 3.0)]);
-        assert!(evaluate(&place, &PlaceState::default(), &o).events.is_empty());
+        assert!(evaluate(&place, &PlaceState::default(), &o)
+            .events
+            .is_empty());
         // Rain at lead 30 but with low probability: not expected.
         let mut o = outlook(0, area(0.0), &[(30, 3.0)]);
         o.leads[0].probability = Some(0.2);
-        assert!(evaluate(&place, &PlaceState::default(), &o).events.is_empty());
+        assert!(evaluate(&place, &PlaceState::default(), &o)
+            .events
+            .is_empty());
         o.leads[0].probability = Some(0.7);
         let ev = evaluate(&place, &PlaceState::default(), &o);
         assert_eq!(kinds(&ev.events), vec![EventKind::RainExpected]);

@@ -87,7 +87,11 @@ pub fn upscale_factor(window: Window, target_px: u32) -> usize {
 }
 
 /// The grid of `window` subdivided `k` times along each axis.
-pub fn window_grid(grid: &Grid, window: Window, k: usize) -> Result<Grid, raincast_algorithms::GridError> {
+pub fn window_grid(
+    grid: &Grid,
+    window: Window,
+    k: usize,
+) -> Result<Grid, raincast_algorithms::GridError> {
     let (rows, cols) = window.shape();
     Grid::new(
         grid.projection.clone(),
@@ -108,60 +112,6 @@ pub fn crop_field(field: ArrayView2<'_, f32>, window: Window, k: usize) -> Array
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grid() -> Grid {
-        Grid::new(
-            "+proj=aeqd +lat_0=50 +lon_0=4 +ellps=WGS84 +units=m",
-            400,
-            300,
-            1000.0,
-            1000.0,
-            -150_000.0,
-            200_000.0,
-        )
-        .expect("grid")
-    }
-
-    #[test]
-    fn window_is_centred_and_clipped() {
-        let g = grid();
-        let w = crop_window(&g, 50.0, 4.0, 80.0).expect("window");
-        assert_eq!(w, Window { r0: 120, r1: 280, c0: 70, c1: 230 });
-        // Near the west edge the window is clipped.
-        let (lon_w, lat_w) = g.rowcol_to_lonlat(200.0, 10.0).expect("lonlat");
-        let w = crop_window(&g, lat_w, lon_w, 80.0).expect("window");
-        assert_eq!(w.c0, 0);
-        assert!((w.c1 as i64 - 90).abs() <= 1);
-        assert!(crop_window(&g, 70.0, 4.0, 80.0).is_err());
-    }
-
-    #[test]
-    fn enlarged_window_keeps_geometry() {
-        let g = grid();
-        let w = crop_window(&g, 50.0, 4.0, 80.0).expect("window");
-        let k = upscale_factor(w, 480);
-        assert_eq!(k, 3);
-        let sub = window_grid(&g, w, k).expect("grid");
-        assert_eq!(sub.shape(), (480, 480));
-        // The place sits at the same spot in both grids.
-        let (r, c) = sub.lonlat_to_rowcol(4.0, 50.0).expect("rowcol");
-        assert!((r - 240.0).abs() < 0.01 && (c - 240.0).abs() < 0.01, "{r} {c}");
-        let mut f = Array2::<f32>::zeros((400, 300));
-        f[[200, 150]] = 7.0;
-        f[[120, 70]] = f32::NAN;
-        let cropped = crop_field(f.view(), w, k);
-        assert_eq!(cropped.dim(), (480, 480));
-        assert_eq!(cropped[[240, 240]], 7.0);
-        assert_eq!(cropped[[242, 242]], 7.0);
-        assert_eq!(cropped[[243, 243]], 0.0);
-        assert!(cropped[[0, 0]].is_nan() && cropped[[2, 2]].is_nan());
-        assert_eq!(upscale_factor(Window { r0: 0, r1: 2000, c0: 0, c1: 10 }, 480), 1);
-    }
-}
-
 /// The outlook of every place covered by `frames` (places whose disk misses
 /// the grid are left out). Probability fields are used when present.
 pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::notify::Job> {
@@ -170,7 +120,12 @@ pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::not
     };
     let mut jobs = Vec::new();
     for place in places {
-        let mask = match crate::outlook::DiskMask::new(&frames.grid, place.lat, place.lon, place.radius_km) {
+        let mask = match crate::outlook::DiskMask::new(
+            &frames.grid,
+            place.lat,
+            place.lon,
+            place.radius_km,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(place = %place.name, radar = %frames.radar, error = %e, "place not covered");
@@ -203,8 +158,86 @@ pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::not
                 place: place.clone(),
                 outlook,
             }),
-            Err(e) => tracing::warn!(place = %place.name, radar = %frames.radar, error = %e, "no outlook"),
+            Err(e) => {
+                tracing::warn!(place = %place.name, radar = %frames.radar, error = %e, "no outlook")
+            }
         }
     }
     jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> Grid {
+        Grid::new(
+            "+proj=aeqd +lat_0=50 +lon_0=4 +ellps=WGS84 +units=m",
+            400,
+            300,
+            1000.0,
+            1000.0,
+            -150_000.0,
+            200_000.0,
+        )
+        .expect("grid")
+    }
+
+    #[test]
+    fn window_is_centred_and_clipped() {
+        let g = grid();
+        let w = crop_window(&g, 50.0, 4.0, 80.0).expect("window");
+        assert_eq!(
+            w,
+            Window {
+                r0: 120,
+                r1: 280,
+                c0: 70,
+                c1: 230
+            }
+        );
+        // Near the west edge the window is clipped.
+        let (lon_w, lat_w) = g.rowcol_to_lonlat(200.0, 10.0).expect("lonlat");
+        let w = crop_window(&g, lat_w, lon_w, 80.0).expect("window");
+        assert_eq!(w.c0, 0);
+        assert!((w.c1 as i64 - 90).abs() <= 1);
+        assert!(crop_window(&g, 70.0, 4.0, 80.0).is_err());
+    }
+
+    #[test]
+    fn enlarged_window_keeps_geometry() {
+        let g = grid();
+        let w = crop_window(&g, 50.0, 4.0, 80.0).expect("window");
+        let k = upscale_factor(w, 480);
+        assert_eq!(k, 3);
+        let sub = window_grid(&g, w, k).expect("grid");
+        assert_eq!(sub.shape(), (480, 480));
+        // The place sits at the same spot in both grids.
+        let (r, c) = sub.lonlat_to_rowcol(4.0, 50.0).expect("rowcol");
+        assert!(
+            (r - 240.0).abs() < 0.01 && (c - 240.0).abs() < 0.01,
+            "{r} {c}"
+        );
+        let mut f = Array2::<f32>::zeros((400, 300));
+        f[[200, 150]] = 7.0;
+        f[[120, 70]] = f32::NAN;
+        let cropped = crop_field(f.view(), w, k);
+        assert_eq!(cropped.dim(), (480, 480));
+        assert_eq!(cropped[[240, 240]], 7.0);
+        assert_eq!(cropped[[242, 242]], 7.0);
+        assert_eq!(cropped[[243, 243]], 0.0);
+        assert!(cropped[[0, 0]].is_nan() && cropped[[2, 2]].is_nan());
+        assert_eq!(
+            upscale_factor(
+                Window {
+                    r0: 0,
+                    r1: 2000,
+                    c0: 0,
+                    c1: 10
+                },
+                480
+            ),
+            1
+        );
+    }
 }

@@ -61,7 +61,12 @@ impl FrameLibrary {
 
     /// Renders the GIF of `place` from `frames` with the map's long side
     /// near `side_px`.
-    pub fn render(&self, frames: &RadarFrames, place: &Place, side_px: u32) -> Result<Vec<u8>, String> {
+    pub fn render(
+        &self,
+        frames: &RadarFrames,
+        place: &Place,
+        side_px: u32,
+    ) -> Result<Vec<u8>, String> {
         let window = crop_window(&frames.grid, place.lat, place.lon, self.half_width_km)
             .map_err(|e| e.to_string())?;
         let k = upscale_factor(window, side_px);
@@ -89,7 +94,9 @@ impl FrameLibrary {
                 kind: *kind,
             })
             .collect();
-        let local = place.time_zone.from_utc_datetime(&frames.base_time.naive_utc());
+        let local = place
+            .time_zone
+            .from_utc_datetime(&frames.base_time.naive_utc());
         let opts = AnimationOptions {
             max_side_px: side_px,
             title: Some(frames.radar_name.clone()),
@@ -195,7 +202,9 @@ pub(crate) mod tests {
                     (t0() + Duration::minutes(m), field(m))
                 })
                 .collect(),
-            forecast: (1..=12).map(|k| (5 * k as u32, field(base_min + 5 * k))).collect(),
+            forecast: (1..=12)
+                .map(|k| (5 * k as u32, field(base_min + 5 * k)))
+                .collect(),
             probability: Vec::new(),
         }
     }
@@ -208,13 +217,20 @@ pub(crate) mod tests {
             .with_time_zone("Europe/Brussels")
             .expect("zone");
         let started = std::time::Instant::now();
-        let gif = lib.render(lib.get("synthetic").expect("frames"), &place, MAX_SIDE_PX).expect("gif");
+        let gif = lib
+            .render(lib.get("synthetic").expect("frames"), &place, MAX_SIDE_PX)
+            .expect("gif");
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        eprintln!("GIF: {} bytes, 25 frames, rendered in {ms:.0} ms (debug build)", gif.len());
+        eprintln!(
+            "GIF: {} bytes, 25 frames, rendered in {ms:.0} ms (debug build)",
+            gif.len()
+        );
         assert!(gif.len() <= MAX_GIF_BYTES);
         let mut opts = gif::DecodeOptions::new();
         opts.set_color_output(gif::ColorOutput::Indexed);
-        let mut dec = opts.read_info(std::io::Cursor::new(&gif)).expect("GIF header");
+        let mut dec = opts
+            .read_info(std::io::Cursor::new(&gif))
+            .expect("GIF header");
         let (w, h) = (u32::from(dec.width()), u32::from(dec.height()));
         assert!(w <= MAX_SIDE_PX && h <= MAX_SIDE_PX && w >= 320, "{w}x{h}");
         let palette = dec.global_palette().expect("global palette").to_vec();
@@ -265,7 +281,9 @@ mod outbox_tests {
     async fn passing_cell_fills_the_outbox() {
         let keep = std::env::var_os("RAINCAST_NOTIFIER_SAMPLE_DIR");
         let tmp = raincast_testkit::TempDir::new("notifier-outbox");
-        let dir = keep.map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+        let dir = keep
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| tmp.path().to_path_buf());
         let mut place = Place::new("Brussels", 50.85, 4.35)
             .with_time_zone("Europe/Brussels")
             .expect("zone");
@@ -280,7 +298,10 @@ mod outbox_tests {
         for base in (0..=130).step_by(5) {
             let mut lib = FrameLibrary::new();
             lib.insert(frames(base));
-            let jobs = jobs_for(lib.get("synthetic").expect("frames"), &[place.clone(), far.clone()]);
+            let jobs = jobs_for(
+                lib.get("synthetic").expect("frames"),
+                &[place.clone(), far.clone()],
+            );
             assert_eq!(jobs.len(), 1);
             let now = t0() + Duration::minutes(base);
             reports.extend(n.run_once(&jobs, &lib, now).await.expect("pass"));

@@ -22,6 +22,6 @@ pub mod stores;
 pub mod text;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};
+pub use notify::{GifSource, Job, Notifier, Report, ReportStatus};
 pub use outlook::Outlook;
 pub use place::{Place, Thresholds};
-pub use notify::{GifSource, Job, Notifier, Report, ReportStatus};

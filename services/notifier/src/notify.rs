@@ -164,9 +164,15 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
             for event in &ev.events {
                 let text = compose(event, &job.place);
                 match self.claims.claim(event, &job.place, &text, now).await? {
-                    ClaimOutcome::Acquired { version, record } => to_publish.push((record, version)),
-                    ClaimOutcome::Done { record } => reports.push(report(&record, ReportStatus::Duplicate)),
-                    ClaimOutcome::Busy { record } => reports.push(report(&record, ReportStatus::Busy)),
+                    ClaimOutcome::Acquired { version, record } => {
+                        to_publish.push((record, version))
+                    }
+                    ClaimOutcome::Done { record } => {
+                        reports.push(report(&record, ReportStatus::Duplicate))
+                    }
+                    ClaimOutcome::Busy { record } => {
+                        reports.push(report(&record, ReportStatus::Busy))
+                    }
                     ClaimOutcome::CoolingDown { other_key } => {
                         info!(key = %event.key, %other_key, "event within cool-down of a claimed one");
                         let mut r = report(
@@ -211,7 +217,10 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
         let mut reports = Vec::new();
         let mut to_publish: Vec<(ClaimRecord, u64)> = Vec::new();
         for job in jobs {
-            if let Err(e) = self.evaluate_job(job, now, &mut to_publish, &mut reports).await {
+            if let Err(e) = self
+                .evaluate_job(job, now, &mut to_publish, &mut reports)
+                .await
+            {
                 // The state was not saved: the same scan is evaluated again next run.
                 warn!(place = %job.place.name, radar = %job.outlook.radar, error = %e, "evaluation failed");
             }
@@ -220,10 +229,15 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
         // Data clock per radar.
         let mut data_now: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
         for job in jobs {
-            let t = data_now.entry(job.outlook.radar.as_str()).or_insert(job.outlook.scan_time);
+            let t = data_now
+                .entry(job.outlook.radar.as_str())
+                .or_insert(job.outlook.scan_time);
             *t = (*t).max(job.outlook.scan_time);
         }
-        let held: BTreeSet<String> = to_publish.iter().map(|(r, _)| r.event.key.clone()).collect();
+        let held: BTreeSet<String> = to_publish
+            .iter()
+            .map(|(r, _)| r.event.key.clone())
+            .collect();
         for (record, version) in self.claims.retryable(now).await? {
             if held.contains(&record.event.key) {
                 continue;
@@ -248,7 +262,9 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
             }
             match self.claims.acquire(record, version, now).await? {
                 ClaimOutcome::Acquired { version, record } => to_publish.push((record, version)),
-                ClaimOutcome::Done { record } => reports.push(report(&record, ReportStatus::Duplicate)),
+                ClaimOutcome::Done { record } => {
+                    reports.push(report(&record, ReportStatus::Duplicate))
+                }
                 ClaimOutcome::Busy { record } => reports.push(report(&record, ReportStatus::Busy)),
                 ClaimOutcome::CoolingDown { .. } => {}
             }

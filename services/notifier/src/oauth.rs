@@ -68,7 +68,9 @@ impl Credentials {
     /// Reads the four `RAINCAST_X_*` variables through `lookup` (pass
     /// `|k| std::env::var(k).ok()` in the binary, a map in tests).
     /// `Ok(None)` when none is set; an error when only some are.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, OAuthError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, OAuthError> {
         let names = [
             ENV_CONSUMER_KEY,
             ENV_CONSUMER_SECRET,
@@ -290,7 +292,10 @@ mod tests {
             "post",
             "https://api.twitter.com/1.1/statuses/update.json?include_entities=true",
             &oauth,
-            &[("status", "Hello Ladies + Gentlemen, a signed OAuth request!")],
+            &[(
+                "status",
+                "Hello Ladies + Gentlemen, a signed OAuth request!",
+            )],
         )
         .expect("base string");
         assert!(base.starts_with(
@@ -307,7 +312,10 @@ mod tests {
             &c,
             "POST",
             "https://api.twitter.com/1.1/statuses/update.json?include_entities=true",
-            &[("status", "Hello Ladies + Gentlemen, a signed OAuth request!")],
+            &[(
+                "status",
+                "Hello Ladies + Gentlemen, a signed OAuth request!",
+            )],
             "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg",
             1318622958,
         )
@@ -318,8 +326,9 @@ mod tests {
 
     #[test]
     fn base_uri_normalisation() {
-        let (b, q) = base_uri_and_query("HTTPS://API.X.com:443/2/media/upload?media_id=12&command=STATUS")
-            .expect("url");
+        let (b, q) =
+            base_uri_and_query("HTTPS://API.X.com:443/2/media/upload?media_id=12&command=STATUS")
+                .expect("url");
         assert_eq!(b, "https://api.x.com/2/media/upload");
         assert_eq!(q.len(), 2);
         let (b, _) = base_uri_and_query("http://127.0.0.1:8080/2/tweets").expect("url");
@@ -329,7 +338,10 @@ mod tests {
 
     #[test]
     fn percent_encoding_is_rfc3986() {
-        assert_eq!(percent_encode("Ladies + Gentlemen"), "Ladies%20%2B%20Gentlemen");
+        assert_eq!(
+            percent_encode("Ladies + Gentlemen"),
+            "Ladies%20%2B%20Gentlemen"
+        );
         assert_eq!(percent_encode("a-b._~"), "a-b._~");
         assert_eq!(percent_encode("é/☃"), "%C3%A9%2F%E2%98%83");
     }
@@ -337,7 +349,9 @@ mod tests {
     #[test]
     fn credentials_from_lookup_and_redacted_debug() {
         let mut env: HashMap<&'static str, String> = HashMap::new();
-        fn look<'a>(env: &'a HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> + 'a {
+        fn look<'a>(
+            env: &'a HashMap<&'static str, String>,
+        ) -> impl Fn(&str) -> Option<String> + 'a {
             move |k: &str| env.get(k).cloned()
         }
         assert_eq!(Credentials::from_lookup(look(&env)), Ok(None));
@@ -356,7 +370,12 @@ mod tests {
             .expect("some");
         assert_eq!(c.access_secret, "as-secret-value");
         let dbg = format!("{c:?}");
-        for secret in ["ck-visible?", "cs-secret-value", "at-secret-value", "as-secret-value"] {
+        for secret in [
+            "ck-visible?",
+            "cs-secret-value",
+            "at-secret-value",
+            "as-secret-value",
+        ] {
             assert!(!dbg.contains(secret), "{dbg}");
         }
     }

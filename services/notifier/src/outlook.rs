@@ -337,7 +337,11 @@ mod tests {
         }
         let a = area_rain(f.view(), &m, 0.5).expect("shape").expect("data");
         assert_eq!(a.rate_mm_h, 4.0);
-        assert!(a.wet_fraction > 0.07 && a.wet_fraction < 0.1, "{}", a.wet_fraction);
+        assert!(
+            a.wet_fraction > 0.07 && a.wet_fraction < 0.1,
+            "{}",
+            a.wet_fraction
+        );
         assert_eq!(a.valid_fraction, 1.0);
     }
 

@@ -331,7 +331,9 @@ mod tests {
         let mut p = Place::new("X", 0.0, 0.0);
         p.thresholds.heavy_mm_h = 0.3; // below rain_mm_h
         assert!(p.validate().is_err());
-        assert!(Place::new("X", 0.0, 0.0).with_time_zone("Nowhere/Land").is_err());
+        assert!(Place::new("X", 0.0, 0.0)
+            .with_time_zone("Nowhere/Land")
+            .is_err());
     }
 
     #[test]

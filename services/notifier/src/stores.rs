@@ -51,7 +51,10 @@ impl DynamoRecords {
         }
     }
 
-    fn item_to_versioned(key: &str, item: &std::collections::HashMap<String, AttributeValue>) -> Result<Versioned, StoreError> {
+    fn item_to_versioned(
+        key: &str,
+        item: &std::collections::HashMap<String, AttributeValue>,
+    ) -> Result<Versioned, StoreError> {
         let corrupt = |m: &str| StoreError::Corrupt {
             key: key.to_string(),
             message: m.to_string(),
@@ -125,7 +128,10 @@ impl RecordStore for DynamoRecords {
                     key: key.to_string(),
                 })
             }
-            Err(e) => Err(backend(key, aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+            Err(e) => Err(backend(
+                key,
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )),
         }
     }
 
@@ -176,7 +182,9 @@ pub struct RedbRecords {
 
 impl std::fmt::Debug for RedbRecords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbRecords").field("path", &self.path).finish()
+        f.debug_struct("RedbRecords")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -354,7 +362,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dynamodb_conforms_on_dynalite() {
-        let Some(server) = Server::dynalite() else { return };
+        let Some(server) = Server::dynalite() else {
+            return;
+        };
         let sdk = raincast_store::aws::sdk_config_for_endpoint(&server.endpoint(), 3).await;
         let store = raincast_store::DynamoStore::connect(
             &sdk,
@@ -371,7 +381,9 @@ mod tests {
         // Listing pages through more than one response page.
         let big = "x".repeat(9_000);
         for i in 0..130 {
-            s.put(&format!("page/{i:03}"), &big, None).await.expect("put");
+            s.put(&format!("page/{i:03}"), &big, None)
+                .await
+                .expect("put");
         }
         assert_eq!(s.list("page/").await.expect("list").len(), 130);
     }

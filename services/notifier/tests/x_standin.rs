@@ -56,7 +56,9 @@ fn pct(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                o.push(b as char)
+            }
             _ => o.push_str(&format!("%{b:02X}")),
         }
     }
@@ -99,12 +101,20 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Checks an `Authorization: OAuth …` header for a request; returns the nonce.
-fn verify_oauth(method: &str, url_no_query: &str, query: &[(String, String)], header: &str) -> Result<String, String> {
+fn verify_oauth(
+    method: &str,
+    url_no_query: &str,
+    query: &[(String, String)],
+    header: &str,
+) -> Result<String, String> {
     let rest = header.strip_prefix("OAuth ").ok_or("not an OAuth header")?;
     let mut oauth: BTreeMap<String, String> = BTreeMap::new();
     for part in rest.split(',') {
         let (k, v) = part.trim().split_once('=').ok_or("bad parameter")?;
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or("unquoted value")?;
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or("unquoted value")?;
         oauth.insert(k.to_string(), unpct(v, false));
     }
     let get = |k: &str| oauth.get(k).cloned().ok_or(format!("missing {k}"));
@@ -117,7 +127,9 @@ fn verify_oauth(method: &str, url_no_query: &str, query: &[(String, String)], he
     if get("oauth_signature_method")? != "HMAC-SHA1" || get("oauth_version")? != "1.0" {
         return Err("wrong method or version".into());
     }
-    let ts: i64 = get("oauth_timestamp")?.parse().map_err(|_| "bad timestamp")?;
+    let ts: i64 = get("oauth_timestamp")?
+        .parse()
+        .map_err(|_| "bad timestamp")?;
     if (Utc::now().timestamp() - ts).abs() > 300 {
         return Err("timestamp out of window".into());
     }
@@ -130,9 +142,15 @@ fn verify_oauth(method: &str, url_no_query: &str, query: &[(String, String)], he
     params.extend(query.iter().map(|(k, v)| (pct(k), pct(v))));
     params.sort();
     let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let base = format!("{}&{}&{}", method, pct(url_no_query), pct(&joined.join("&")));
+    let base = format!(
+        "{}&{}&{}",
+        method,
+        pct(url_no_query),
+        pct(&joined.join("&"))
+    );
     let key = format!("{}&{}", pct(CONSUMER_SECRET), pct(ACCESS_SECRET));
-    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key.as_bytes()).map_err(|_| "key")?;
+    let mut mac =
+        <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key.as_bytes()).map_err(|_| "key")?;
     mac.update(base.as_bytes());
     let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     if want != given {
@@ -271,7 +289,12 @@ async fn initialize(State(s): State<Shared>, headers: HeaderMap, body: Bytes) ->
 
 async fn append(State(s): State<Shared>, Path(id): Path<String>, mut form: Multipart) -> Response {
     if s.cut_on_append.swap(false, Ordering::SeqCst) {
-        if let Some(tx) = s.proxy_cut.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(tx) = s
+            .proxy_cut
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             let _ = tx.send(true);
         }
         // Let the proxy drop this connection before any answer goes out.
@@ -297,7 +320,10 @@ async fn append(State(s): State<Shared>, Path(id): Path<String>, mut form: Multi
         return problem(StatusCode::BAD_REQUEST, "bad segment");
     }
     m.chunks.insert(segment, data);
-    json_response(StatusCode::OK, json!({"data": {"expires_at": 1_900_000_000}}))
+    json_response(
+        StatusCode::OK,
+        json!({"data": {"expires_at": 1_900_000_000}}),
+    )
 }
 
 async fn finalize(State(s): State<Shared>, Path(id): Path<String>) -> Response {
@@ -358,8 +384,10 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
         s.lock().rate_limited += 1;
         let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
         let reset = Utc::now().timestamp() + 1;
-        r.headers_mut().insert("x-rate-limit-reset", HeaderValue::from(reset));
-        r.headers_mut().insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
+        r.headers_mut()
+            .insert("x-rate-limit-reset", HeaderValue::from(reset));
+        r.headers_mut()
+            .insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
         return r;
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
@@ -371,7 +399,11 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
     }
     let media_ids: Vec<String> = v["media"]["media_ids"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let mut g = s.lock();
     for id in &media_ids {
@@ -394,7 +426,10 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
         text: text.clone(),
         media_ids,
     });
-    json_response(StatusCode::CREATED, json!({"data": {"id": id, "text": text}}))
+    json_response(
+        StatusCode::CREATED,
+        json!({"data": {"id": id, "text": text}}),
+    )
 }
 
 async fn start_standin() -> (Shared, SocketAddr) {
@@ -423,14 +458,18 @@ async fn start_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) 
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut down, _)) = listener.accept().await else { break };
+            let Ok((mut down, _)) = listener.accept().await else {
+                break;
+            };
             if *rx.borrow() {
                 drop(down);
                 continue;
             }
             let mut rx = rx.clone();
             tokio::spawn(async move {
-                let Ok(mut up) = TcpStream::connect(upstream).await else { return };
+                let Ok(mut up) = TcpStream::connect(upstream).await else {
+                    return;
+                };
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                     _ = rx.wait_for(|cut| *cut) => {}
@@ -467,7 +506,8 @@ impl GifSource for TestGifs {
         let mut out = Vec::new();
         {
             let mut enc = gif::Encoder::new(&mut out, w, h, &palette).map_err(|e| e.to_string())?;
-            enc.set_repeat(gif::Repeat::Infinite).map_err(|e| e.to_string())?;
+            enc.set_repeat(gif::Repeat::Infinite)
+                .map_err(|e| e.to_string())?;
             for f in 0..3u16 {
                 let pixels: Vec<u8> = (0..h)
                     .flat_map(|y| {
@@ -573,43 +613,63 @@ async fn every_event_is_posted_once_with_signed_requests_and_a_429() {
             EventKind::Clearing
         ]
     );
-    assert!(reports.iter().all(|r| r.status == ReportStatus::Posted), "{reports:#?}");
-    assert!(reports.iter().all(|r| r.gif_bytes > 0 && r.post_id.is_some()));
+    assert!(
+        reports.iter().all(|r| r.status == ReportStatus::Posted),
+        "{reports:#?}"
+    );
+    assert!(reports
+        .iter()
+        .all(|r| r.gif_bytes > 0 && r.post_id.is_some()));
 
     // A second pass over the same scans posts nothing.
     for step in 0..40 {
-        let again = n.run_once(&jobs(step), &TestGifs, t0()).await.expect("pass");
+        let again = n
+            .run_once(&jobs(step), &TestGifs, t0())
+            .await
+            .expect("pass");
         assert!(again.is_empty(), "{again:?}");
     }
 
-    let g = s.lock();
-    assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
-    assert_eq!(g.rate_limited, 1, "the stand-in answered 429 once");
-    assert_eq!(g.tweets.len(), 4);
-    assert_eq!(g.duplicate_refusals, 0);
-    for (t, r) in g.tweets.iter().zip(&reports) {
-        assert_eq!(t.text, r.text);
-        assert_eq!(Some(&t.id), r.post_id.as_ref());
-        assert_eq!(t.media_ids.len(), 1);
-        let m = &g.media[&t.media_ids[0]];
-        assert_eq!((m.frames, m.width, m.height), (3, 48, 32));
-        assert!(m.chunks.len() >= 2, "GIF sent in several APPEND chunks");
+    {
+        let g = s.lock();
+        assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
+        assert_eq!(g.rate_limited, 1, "the stand-in answered 429 once");
+        assert_eq!(g.tweets.len(), 4);
+        assert_eq!(g.duplicate_refusals, 0);
+        for (t, r) in g.tweets.iter().zip(&reports) {
+            assert_eq!(t.text, r.text);
+            assert_eq!(Some(&t.id), r.post_id.as_ref());
+            assert_eq!(t.media_ids.len(), 1);
+            let m = &g.media[&t.media_ids[0]];
+            assert_eq!((m.frames, m.width, m.height), (3, 48, 32));
+            assert!(m.chunks.len() >= 2, "GIF sent in several APPEND chunks");
+        }
+        // Every request was verified; the flow of the first post is as documented.
+        assert_eq!(g.verified as usize, g.log.len());
+        let first: Vec<&str> = g
+            .log
+            .iter()
+            .map(String::as_str)
+            .take_while(|l| !l.ends_with("/2/tweets"))
+            .collect();
+        assert_eq!(first[0], "POST /2/media/upload/initialize");
+        assert!(first[1].starts_with("POST /2/media/upload/") && first[1].ends_with("/append"));
+        assert!(first.iter().any(|l| l.ends_with("/finalize")));
+        assert_eq!(first.last().copied(), Some("GET /2/media/upload"));
+        // Two POST /2/tweets for the first post: the 429, then the success.
+        let tweet_posts = g
+            .log
+            .iter()
+            .filter(|l| l.as_str() == "POST /2/tweets")
+            .count();
+        assert_eq!(tweet_posts, 5);
     }
-    // Every request was verified; the flow of the first post is as documented.
-    assert_eq!(g.verified as usize, g.log.len());
-    let first: Vec<&str> = g.log.iter().map(String::as_str).take_while(|l| !l.ends_with("/2/tweets")).collect();
-    assert_eq!(first[0], "POST /2/media/upload/initialize");
-    assert!(first[1].starts_with("POST /2/media/upload/") && first[1].ends_with("/append"));
-    assert!(first.iter().any(|l| l.ends_with("/finalize")));
-    assert_eq!(first.last().copied(), Some("GET /2/media/upload"));
-    // Two POST /2/tweets for the first post: the 429, then the success.
-    let tweet_posts = g.log.iter().filter(|l| l.as_str() == "POST /2/tweets").count();
-    assert_eq!(tweet_posts, 5);
-    drop(g);
 
     let claims = n.claims().all().await.expect("claims");
     assert_eq!(claims.len(), 4);
-    assert!(claims.iter().all(|c| c.status == ClaimStatus::Posted && c.publisher.as_deref() == Some("x")));
+    assert!(claims
+        .iter()
+        .all(|c| c.status == ClaimStatus::Posted && c.publisher.as_deref() == Some("x")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,11 +678,20 @@ async fn wrong_credentials_are_refused_by_the_standin() {
     let mut bad = creds();
     bad.consumer_secret.push('x');
     let p = publisher(addr, bad);
-    let err = p.create_post("hello", &[]).await.expect_err("must be refused");
-    assert!(matches!(err, PublishError::Http { status: 401, .. }), "{err:?}");
+    let err = p
+        .create_post("hello", &[])
+        .await
+        .expect_err("must be refused");
+    assert!(
+        matches!(err, PublishError::Http { status: 401, .. }),
+        "{err:?}"
+    );
     let mut wrong_token = creds();
     wrong_token.access_token = "someone-else".into();
-    let err = publisher(addr, wrong_token).create_post("hello", &[]).await.expect_err("refused");
+    let err = publisher(addr, wrong_token)
+        .create_post("hello", &[])
+        .await
+        .expect_err("refused");
     assert!(matches!(err, PublishError::Http { status: 401, .. }));
     let g = s.lock();
     assert_eq!(g.auth_failures.len(), 2, "{:?}", g.auth_failures);
@@ -636,7 +705,10 @@ async fn duplicate_refusal_counts_as_already_posted() {
     let p = publisher(addr, creds());
     let first = p.create_post("same text", &[]).await.expect("post");
     assert!(!first.already_posted);
-    let second = p.create_post("same text", &[]).await.expect("duplicate is not an error");
+    let second = p
+        .create_post("same text", &[])
+        .await
+        .expect("duplicate is not an error");
     assert!(second.already_posted);
     assert_eq!(s.lock().tweets.len(), 1);
 }
@@ -656,29 +728,45 @@ async fn network_failure_mid_upload_stays_pending_then_posts_once() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].kind, EventKind::RainExpected);
     assert_eq!(r[0].status, ReportStatus::Pending, "{r:?}");
-    assert!(r[0].error.as_deref().unwrap_or("").contains("network error during media append"), "{r:?}");
+    assert!(
+        r[0].error
+            .as_deref()
+            .unwrap_or("")
+            .contains("network error during media append"),
+        "{r:?}"
+    );
     let claims = n.claims().all().await.expect("claims");
     assert_eq!(claims[0].status, ClaimStatus::Pending);
     assert_eq!(claims[0].attempts, 1);
     assert!(s.lock().tweets.is_empty());
 
     // Still down at the next scan: still pending.
-    let r = n.run_once(&jobs(1), &TestGifs, t0() + Duration::minutes(5)).await.expect("pass");
+    let r = n
+        .run_once(&jobs(1), &TestGifs, t0() + Duration::minutes(5))
+        .await
+        .expect("pass");
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].status, ReportStatus::Pending);
 
     // The network is back: the next run posts it, exactly once.
     cut.send_replace(false);
-    let r = n.run_once(&jobs(1), &TestGifs, t0() + Duration::minutes(6)).await.expect("pass");
+    let r = n
+        .run_once(&jobs(1), &TestGifs, t0() + Duration::minutes(6))
+        .await
+        .expect("pass");
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].status, ReportStatus::Posted);
-    let r = n.run_once(&jobs(2), &TestGifs, t0() + Duration::minutes(10)).await.expect("pass");
+    let r = n
+        .run_once(&jobs(2), &TestGifs, t0() + Duration::minutes(10))
+        .await
+        .expect("pass");
     assert!(r.is_empty(), "{r:?}");
-    let g = s.lock();
-    assert_eq!(g.tweets.len(), 1);
-    assert_eq!(g.duplicate_refusals, 0);
-    assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
-    drop(g);
+    {
+        let g = s.lock();
+        assert_eq!(g.tweets.len(), 1);
+        assert_eq!(g.duplicate_refusals, 0);
+        assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
+    }
     let claims = n.claims().all().await.expect("claims");
     assert_eq!(claims[0].status, ClaimStatus::Posted);
     assert_eq!(claims[0].attempts, 3);
@@ -696,12 +784,21 @@ async fn pending_events_expire_on_the_data_clock() {
     let r = n.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
     assert_eq!(r[0].status, ReportStatus::Pending);
     // 40 min of data later (expiry was scan + 30 min at most), still down: expired.
-    let r = n.run_once(&jobs(8), &TestGifs, t0() + Duration::minutes(40)).await.expect("pass");
-    let expired: Vec<_> = r.iter().filter(|r| r.status == ReportStatus::Expired).collect();
+    let r = n
+        .run_once(&jobs(8), &TestGifs, t0() + Duration::minutes(40))
+        .await
+        .expect("pass");
+    let expired: Vec<_> = r
+        .iter()
+        .filter(|r| r.status == ReportStatus::Expired)
+        .collect();
     assert_eq!(expired.len(), 1, "{r:?}");
     assert_eq!(expired[0].kind, EventKind::RainExpected);
     cut.send_replace(false);
-    let r = n.run_once(&jobs(9), &TestGifs, t0() + Duration::minutes(45)).await.expect("pass");
+    let r = n
+        .run_once(&jobs(9), &TestGifs, t0() + Duration::minutes(45))
+        .await
+        .expect("pass");
     assert!(r.iter().all(|r| r.kind != EventKind::RainExpected), "{r:?}");
     assert!(s.lock().tweets.iter().all(|t| !t.text.contains("expected")));
 }
@@ -722,7 +819,10 @@ async fn two_notifiers_at_once_post_each_event_once() {
     for step in 0..40 {
         let now = t0() + Duration::minutes(5 * step);
         let (ja, jb) = (jobs(step), jobs(step));
-        let (ra, rb) = tokio::join!(a.run_once(&ja, &TestGifs, now), b.run_once(&jb, &TestGifs, now));
+        let (ra, rb) = tokio::join!(
+            a.run_once(&ja, &TestGifs, now),
+            b.run_once(&jb, &TestGifs, now)
+        );
         for r in ra.expect("a").into_iter().chain(rb.expect("b")) {
             if r.status == ReportStatus::Posted {
                 posted.push(r);
@@ -739,7 +839,10 @@ async fn two_notifiers_at_once_post_each_event_once() {
     assert_eq!(kinds.len(), 4);
     let g = s.lock();
     assert_eq!(g.tweets.len(), 4);
-    assert_eq!(g.duplicate_refusals, 0, "dedupe came from the claims, not from X");
+    assert_eq!(
+        g.duplicate_refusals, 0,
+        "dedupe came from the claims, not from X"
+    );
     assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
 }
 

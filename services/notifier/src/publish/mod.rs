@@ -41,7 +41,10 @@ pub struct Receipt {
 pub enum PublishError {
     /// Connection refused, reset, timed out, or the response was cut.
     #[error("network error during {stage}: {message}")]
-    Network { stage: &'static str, message: String },
+    Network {
+        stage: &'static str,
+        message: String,
+    },
     /// An HTTP error status that retrying did not fix.
     #[error("HTTP {status} from {stage}: {body}")]
     Http {
@@ -63,7 +66,10 @@ pub enum PublishError {
     MediaTimeout { state: String, waited_s: u64 },
     /// A response that does not have the documented shape.
     #[error("unexpected response from {stage}: {message}")]
-    BadResponse { stage: &'static str, message: String },
+    BadResponse {
+        stage: &'static str,
+        message: String,
+    },
     /// The GIF is over X's limit.
     #[error("GIF of {bytes} bytes is over the {limit} byte limit")]
     TooLarge { bytes: usize, limit: usize },
@@ -82,14 +88,17 @@ pub trait Publisher: Send + Sync {
 
     /// Posts `post`. Must be safe to call again for the same event after a
     /// failure (the outbox overwrites, X refuses duplicates).
-    fn publish(&self, post: &Post<'_>) -> impl Future<Output = Result<Receipt, PublishError>> + Send;
+    fn publish(
+        &self,
+        post: &Post<'_>,
+    ) -> impl Future<Output = Result<Receipt, PublishError>> + Send;
 }
 
 /// Either publisher, chosen at run time.
 #[derive(Debug)]
 pub enum AnyPublisher {
     /// X API v2.
-    X(x::XPublisher),
+    X(Box<x::XPublisher>),
     /// Outbox folder.
     Outbox(outbox::OutboxPublisher),
 }

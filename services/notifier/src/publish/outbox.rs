@@ -155,8 +155,14 @@ mod tests {
         let r = out.publish(&post).await.expect("publish");
         assert!(!r.already_posted);
         let stem = "brussels_rain_expected_be-rmi_20250601T1200Z";
-        assert_eq!(std::fs::read_to_string(dir.join(format!("{stem}.txt"))).expect("txt"), "hello");
-        assert_eq!(std::fs::read(dir.join(format!("{stem}.gif"))).expect("gif"), gif);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{stem}.txt"))).expect("txt"),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read(dir.join(format!("{stem}.gif"))).expect("gif"),
+            gif
+        );
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.json"))).expect("json"))
                 .expect("valid json");

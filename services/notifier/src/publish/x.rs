@@ -229,7 +229,9 @@ impl XPublisher {
                     let now = Utc::now();
                     let reset = rate_limit_reset(&headers, now);
                     let wait = reset
-                        .map(|r| (r - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+                        .map(|r| {
+                            (r - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1)
+                        })
                         .unwrap_or_else(|| self.backoff(attempt - 1));
                     if wait > self.cfg.max_rate_limit_wait || attempt >= self.cfg.max_attempts + 2 {
                         warn!(stage, ?reset, "X rate limit: giving up for now");
@@ -238,7 +240,11 @@ impl XPublisher {
                             reset_at: reset,
                         });
                     }
-                    info!(stage, wait_s = wait.as_secs_f64(), "X rate limit: waiting for reset");
+                    info!(
+                        stage,
+                        wait_s = wait.as_secs_f64(),
+                        "X rate limit: waiting for reset"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Ok((status, _, bytes)) if status.is_server_error() => {
@@ -368,7 +374,11 @@ impl XPublisher {
     }
 
     /// Posts `text` with optional media ids; returns the post id.
-    pub async fn create_post(&self, text: &str, media_ids: &[String]) -> Result<Receipt, PublishError> {
+    pub async fn create_post(
+        &self,
+        text: &str,
+        media_ids: &[String],
+    ) -> Result<Receipt, PublishError> {
         let mut body = json!({ "text": text });
         if !media_ids.is_empty() {
             body["media"] = json!({ "media_ids": media_ids });
@@ -435,7 +445,9 @@ mod tests {
 
     #[test]
     fn base_url_override() {
-        let cfg = XConfig::from_lookup(|k| (k == ENV_API_BASE).then(|| "http://127.0.0.1:9/".to_string()));
+        let cfg = XConfig::from_lookup(|k| {
+            (k == ENV_API_BASE).then(|| "http://127.0.0.1:9/".to_string())
+        });
         assert_eq!(cfg.base_url, "http://127.0.0.1:9");
         assert_eq!(XConfig::from_lookup(|_| None).base_url, DEFAULT_API_BASE);
     }
@@ -446,14 +458,21 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(rate_limit_reset(&h, now), None);
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(rate_limit_reset(&h, now), Some(now + chrono::Duration::seconds(7)));
+        assert_eq!(
+            rate_limit_reset(&h, now),
+            Some(now + chrono::Duration::seconds(7))
+        );
         h.insert("x-rate-limit-reset", HeaderValue::from_static("1700000042"));
-        assert_eq!(rate_limit_reset(&h, now), Some(now + chrono::Duration::seconds(42)));
+        assert_eq!(
+            rate_limit_reset(&h, now),
+            Some(now + chrono::Duration::seconds(42))
+        );
     }
 
     #[test]
     fn multipart_layout() {
-        let Body::Multipart { boundary, bytes } = multipart(&[("segment_index", "3".into())], "media", b"GIF")
+        let Body::Multipart { boundary, bytes } =
+            multipart(&[("segment_index", "3".into())], "media", b"GIF")
         else {
             panic!("multipart");
         };
