@@ -13,6 +13,7 @@ pub mod claims;
 pub mod events;
 pub mod frames;
 pub mod gif;
+pub mod load;
 pub mod notify;
 pub mod oauth;
 pub mod outlook;

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod notify_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
 mod verify_cmd;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// One notifier pass: rain events for places, posted to X or the outbox (one JSON line per event).
+    Notify(notify_cmd::NotifyArgs),
     /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
     Nowcast(nowcast_cmd::NowcastArgs),
     /// Nowcast at every start time of a day of scans and score against persistence.
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Notify(args) => notify_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
     }
