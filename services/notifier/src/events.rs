@@ -447,12 +447,7 @@ pub(crate) mod tests {
         let (events, state) = run(&place, (0..40).map(shower_outlook));
         assert_eq!(
             kinds(&events),
-            vec![
-                EventKind::RainExpected,
-                EventKind::RainStarted,
-                EventKind::HeavyRain,
-                EventKind::Clearing
-            ]
+            EventKind::ALL.to_vec()
         );
         let expected = &events[0];
         // First seen at t0 (lead 40 ≤ 60): start at 12:40.

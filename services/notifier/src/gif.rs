@@ -143,16 +143,10 @@ impl GifSource for FrameLibrary {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
+    pub(crate) use crate::events::tests::t0;
     use ndarray::Array2;
     use raincast_algorithms::render::RAIN_SCALE;
     use raincast_algorithms::Grid;
-
-    pub(crate) fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc)
-    }
 
     /// A 1 km grid of 300 × 300 centred on (50.85 N, 4.35 E).
     pub(crate) fn grid() -> Grid {
@@ -309,12 +303,7 @@ mod outbox_tests {
         let kinds: Vec<EventKind> = reports.iter().map(|r| r.kind).collect();
         assert_eq!(
             kinds,
-            vec![
-                EventKind::RainExpected,
-                EventKind::RainStarted,
-                EventKind::HeavyRain,
-                EventKind::Clearing
-            ],
+            EventKind::ALL.to_vec(),
             "{reports:#?}"
         );
         for r in &reports {

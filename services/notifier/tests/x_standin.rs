@@ -606,12 +606,7 @@ async fn every_event_is_posted_once_with_signed_requests_and_a_429() {
     let kinds: Vec<EventKind> = reports.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
-        vec![
-            EventKind::RainExpected,
-            EventKind::RainStarted,
-            EventKind::HeavyRain,
-            EventKind::Clearing
-        ]
+        EventKind::ALL.to_vec()
     );
     assert!(
         reports.iter().all(|r| r.status == ReportStatus::Posted),
