@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod ingest_cmd;
+mod notify_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
 mod run_cmd;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// One notifier pass: rain events for places, posted to X or the outbox (one JSON line per event).
+    Notify(notify_cmd::NotifyArgs),
     /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
     Nowcast(nowcast_cmd::NowcastArgs),
     /// Nowcast at every start time of a day of scans and score against persistence.
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Notify(args) => notify_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
