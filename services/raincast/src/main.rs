@@ -4,8 +4,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod ingest_cmd;
+mod nowcast_cmd;
 mod prep_cmd;
 mod scans_cmd;
+mod verify_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -28,6 +30,10 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
+    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
+    Nowcast(nowcast_cmd::NowcastArgs),
+    /// Nowcast at every start time of a day of scans and score against persistence.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -50,5 +56,7 @@ fn main() -> Result<()> {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
+        Command::Nowcast(args) => nowcast_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
     }
 }
