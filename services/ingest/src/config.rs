@@ -281,6 +281,9 @@ pub struct AwsSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub source: SourceSpec,
+    /// False when no source was configured anywhere (flag, environment,
+    /// file): `raincast run` then starts the synthetic demo radar.
+    pub source_given: bool,
     pub store: StoreSpec,
     /// Create missing DynamoDB tables.
     pub create_tables: bool,
@@ -479,6 +482,7 @@ impl Config {
 
         // source / store: flag > env > file > embedded default.
         let (source_text, origin) = pick(&cli.source, env.get("RAINCAST_SOURCE"), &fc.source);
+        let source_given = source_text.is_some();
         let source = match source_text {
             Some(s) => SourceSpec::parse(&s).map_err(|e| invalid("source", origin, e))?,
             None => SourceSpec::Local {
@@ -738,6 +742,7 @@ impl Config {
 
         Ok(Config {
             source,
+            source_given,
             store,
             create_tables,
             retention,
@@ -846,6 +851,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.ingest, IngestSettings::default());
         assert_eq!(c.retention, Duration::days(7));
         assert!(c.radars.is_empty());
+        assert!(!c.source_given);
         assert_eq!(c.listen, "127.0.0.1:8080");
     }
 

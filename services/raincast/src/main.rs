@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod ingest_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
+mod run_cmd;
 mod scans_cmd;
 mod verify_cmd;
 
@@ -30,6 +31,9 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
+    /// Run every job (ingest; with no source configured, the synthetic demo
+    /// radar too) until Ctrl-C.
+    Run(run_cmd::RunArgs),
     /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
     Nowcast(nowcast_cmd::NowcastArgs),
     /// Nowcast at every start time of a day of scans and score against persistence.
@@ -38,7 +42,7 @@ enum Command {
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
     }
