@@ -795,6 +795,7 @@ fn pick(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -947,9 +948,12 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.radars[0].key_template.as_str(), DEFAULT_TEMPLATE);
     }
 
+    /// (TOML text, environment, expected part of the error).
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
     #[test]
     fn invalid_settings_name_the_setting_and_origin() {
-        let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("source = \"ftp://x\"", vec![], "source (from config file)"),
             (
                 "",

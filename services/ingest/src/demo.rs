@@ -203,6 +203,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use raincast_testkit::TempDir;
