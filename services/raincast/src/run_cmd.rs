@@ -2,15 +2,15 @@
 //! every ingest job until Ctrl-C. With no source configured it starts the
 //! synthetic demo radar, which writes ODIM_H5 files into ./var/bucket.
 
-use crate::ingest_cmd::{parse_rfc3339, process_env, runtime, spawn_shutdown_signal, ConfigArgs};
+use crate::ingest_cmd::{
+    ingester, process_env, runtime, spawn_shutdown_signal, ConfigArgs, RadarArgs,
+};
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 use clap::Args;
 use raincast_ingest::config::{IngestSettings, SourceSpec};
 use raincast_ingest::connect::Connector;
 use raincast_ingest::demo::{DemoOptions, DemoRadar};
-use raincast_ingest::pass::default_owner;
-use raincast_ingest::{DecodeProcessor, IngestMetrics, Ingester, Overrides, RadarSource};
+use raincast_ingest::RadarSource;
 use raincast_store::LocalSource;
 use std::sync::Arc;
 
@@ -18,25 +18,13 @@ use std::sync::Arc;
 pub struct RunArgs {
     #[command(flatten)]
     pub cfg: ConfigArgs,
-    /// Only this radar.
-    #[arg(long, value_name = "ID")]
-    pub radar: Option<String>,
-    /// Where a radar without a checkpoint starts (RFC 3339). Default: now
-    /// minus the backfill (2 h).
-    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
-    pub since: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub radars: RadarArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let env = process_env();
-    let mut cfg = args.cfg.load(
-        &env,
-        Overrides {
-            radar: args.radar.clone(),
-            since: args.since,
-            ..Overrides::default()
-        },
-    )?;
+    let mut cfg = args.cfg.load(&env, args.radars.overrides())?;
     let demo = !cfg.source_given;
     if demo {
         // Demo scans come every few seconds: ingest them as often, in
@@ -70,18 +58,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         } else {
             conn.radar_sources().await?
         };
-        if let Some(e) = &stores.embedded {
-            e.purge_expired(Utc::now()).await?;
-        }
-        let ingester = Arc::new(Ingester::new(
-            stores.scans.clone(),
-            stores.state.clone(),
-            Arc::new(DecodeProcessor::new(&cfg.ingest)),
-            cfg.ingest.clone(),
-            default_owner(),
-            IngestMetrics::standalone(),
-            rx.clone(),
-        ));
+        let ingester = ingester(&cfg, &stores, rx.clone()).await?;
         let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();
         tracing::info!(source = %cfg.source, store = %stores.description, radars = ?ids,
             "raincast running; Ctrl-C to stop");
