@@ -3,7 +3,6 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-mod demo;
 mod ingest_cmd;
 mod notify_cmd;
 mod nowcast_cmd;
@@ -30,23 +29,23 @@ enum Command {
     Prep(prep_cmd::PrepArgs),
     /// One notifier pass: rain events for places, posted to X or the outbox (one JSON line per event).
     Notify(notify_cmd::NotifyArgs),
-    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
-    Nowcast(nowcast_cmd::NowcastArgs),
-    /// Nowcast at every start time of a day of scans and score against persistence.
-    Verify(verify_cmd::VerifyArgs),
     /// Ingest raw scans from a bucket or folder into the store: one pass
     /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
-    /// Run every job and the HTTP service; with no configuration, the embedded
-    /// default with a synthetic demo radar.
+    /// Run every job (ingest; with no source configured, the synthetic demo
+    /// radar too) until Ctrl-C.
     Run(run_cmd::RunArgs),
+    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
+    Nowcast(nowcast_cmd::NowcastArgs),
+    /// Nowcast at every start time of a day of scans and score against persistence.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -63,10 +62,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Notify(args) => notify_cmd::run(args),
-        Command::Nowcast(args) => nowcast_cmd::run(args),
-        Command::Verify(args) => verify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Nowcast(args) => nowcast_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
     }
 }
