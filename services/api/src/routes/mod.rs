@@ -1,0 +1,6 @@
+//! One module and one `router()` per resource; merged in `lib.rs`.
+
+pub mod health;
+pub mod openapi;
+pub mod radars;
+pub mod scans;
