@@ -7,8 +7,8 @@ use crate::aws::sdk_config_for_endpoint;
 use crate::conformance::{sample_scan, scan_source_suite, scan_store_suite, state_store_suite};
 use crate::dynamo::limits::{item_size, Item, MAX_BATCH_ITEMS, MAX_ITEM_BYTES};
 use crate::{
-    DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, PutOutcome, S3Source, ScanSource, ScanStore,
-    StoreError,
+    DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, PutOutcome, S3Source, ScanSource,
+    ScanStore, StoreError,
 };
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -87,7 +87,12 @@ async fn s3_source_conforms_on_moto() {
     let Some(moto) = Server::moto() else { return };
     let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
     let src = S3Source::new(&sdk, "raw-scans", "radars/", true);
-    src.client().create_bucket().bucket("raw-scans").send().await.unwrap();
+    src.client()
+        .create_bucket()
+        .bucket("raw-scans")
+        .send()
+        .await
+        .unwrap();
     // An object outside the source prefix must never show up.
     src.client()
         .put_object()
@@ -129,7 +134,9 @@ async fn dynamodb_store_conforms_on_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_store_conforms_on_dynalite() {
-    let Some(dynalite) = Server::dynalite() else { return };
+    let Some(dynalite) = Server::dynalite() else {
+        return;
+    };
     let store = dynamo_on(&dynalite, "conf-").await;
     scan_store_suite(&store, retention()).await;
     state_store_suite(&store).await;
@@ -137,17 +144,29 @@ async fn dynamodb_store_conforms_on_dynalite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_tables_are_an_error_without_the_create_flag() {
-    let Some(dynalite) = Server::dynalite() else { return };
+    let Some(dynalite) = Server::dynalite() else {
+        return;
+    };
     let sdk = sdk_config_for_endpoint(&dynalite.endpoint(), 1).await;
-    let err = DynamoStore::connect(&sdk, &DynamoOptions::default()).await.unwrap_err();
+    let err = DynamoStore::connect(&sdk, &DynamoOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("raincast-scans"), "{err}");
     // Creating twice (two instances starting together) is fine.
-    let opts = DynamoOptions { create_tables: true, ..DynamoOptions::default() };
-    let (a, b) = tokio::join!(DynamoStore::connect(&sdk, &opts), DynamoStore::connect(&sdk, &opts));
+    let opts = DynamoOptions {
+        create_tables: true,
+        ..DynamoOptions::default()
+    };
+    let (a, b) = tokio::join!(
+        DynamoStore::connect(&sdk, &opts),
+        DynamoStore::connect(&sdk, &opts)
+    );
     a.unwrap();
     b.unwrap();
-    DynamoStore::connect(&sdk, &DynamoOptions::default()).await.unwrap();
+    DynamoStore::connect(&sdk, &DynamoOptions::default())
+        .await
+        .unwrap();
 }
 
 fn blob_item(pk: &str, sk: &str, total: usize) -> Item {
@@ -157,7 +176,10 @@ fn blob_item(pk: &str, sk: &str, total: usize) -> Item {
     let mut it = Item::new();
     it.insert("pk".into(), AttributeValue::S(pk.into()));
     it.insert("sk".into(), AttributeValue::S(sk.into()));
-    it.insert("b".into(), AttributeValue::B(Blob::new(vec![7u8; total - fixed])));
+    it.insert(
+        "b".into(),
+        AttributeValue::B(Blob::new(vec![7u8; total - fixed])),
+    );
     assert_eq!(item_size(&it), total);
     it
 }
@@ -167,7 +189,9 @@ fn blob_item(pk: &str, sk: &str, total: usize) -> Item {
 /// never reach it, and batches of any length are split.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynalite_agrees_with_the_enforced_limits() {
-    let Some(dynalite) = Server::dynalite() else { return };
+    let Some(dynalite) = Server::dynalite() else {
+        return;
+    };
     let store = dynamo_on(&dynalite, "limits-").await;
     let (scans, _) = store.table_names();
     let scans = scans.to_string();
@@ -176,16 +200,36 @@ async fn dynalite_agrees_with_the_enforced_limits() {
     // Exactly 400 KB: accepted by the code and by the server.
     let max = blob_item("r", "max", MAX_ITEM_BYTES);
     store.batch_put(&scans, vec![max.clone()]).await.unwrap();
-    client.put_item().table_name(&scans).set_item(Some(max)).send().await.unwrap();
+    client
+        .put_item()
+        .table_name(&scans)
+        .set_item(Some(max))
+        .send()
+        .await
+        .unwrap();
 
     // One byte more: refused by the code before sending ...
     let over = blob_item("r", "over", MAX_ITEM_BYTES + 1);
-    let err = store.batch_put(&scans, vec![over.clone()]).await.unwrap_err();
-    assert!(matches!(err, StoreError::TooLarge { size, .. } if size == MAX_ITEM_BYTES + 1), "{err}");
+    let err = store
+        .batch_put(&scans, vec![over.clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { size, .. } if size == MAX_ITEM_BYTES + 1),
+        "{err}"
+    );
     // ... and by the server when sent anyway: the two counts agree.
-    let raw = client.put_item().table_name(&scans).set_item(Some(over)).send().await;
+    let raw = client
+        .put_item()
+        .table_name(&scans)
+        .set_item(Some(over))
+        .send()
+        .await;
     let msg = format!("{:?}", raw.unwrap_err());
-    assert!(msg.contains("ValidationException") && msg.contains("size"), "{msg}");
+    assert!(
+        msg.contains("ValidationException") && msg.contains("size"),
+        "{msg}"
+    );
 
     // 26 requests in one raw batch: refused by the server ...
     let items: Vec<Item> = (0..MAX_BATCH_ITEMS + 1)
@@ -195,13 +239,25 @@ async fn dynalite_agrees_with_the_enforced_limits() {
         .iter()
         .map(|it| {
             WriteRequest::builder()
-                .put_request(PutRequest::builder().set_item(Some(it.clone())).build().unwrap())
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(it.clone()))
+                        .build()
+                        .unwrap(),
+                )
                 .build()
         })
         .collect();
-    let raw = client.batch_write_item().request_items(&scans, requests).send().await;
+    let raw = client
+        .batch_write_item()
+        .request_items(&scans, requests)
+        .send()
+        .await;
     let msg = format!("{:?}", raw.unwrap_err());
-    assert!(msg.contains("ValidationException") && msg.contains("25"), "{msg}");
+    assert!(
+        msg.contains("ValidationException") && msg.contains("25"),
+        "{msg}"
+    );
     // ... while the code splits it into 25 + 1.
     store.batch_put(&scans, items).await.unwrap();
     let got = client
@@ -216,14 +272,26 @@ async fn dynalite_agrees_with_the_enforced_limits() {
     assert_eq!(got.count(), (MAX_BATCH_ITEMS + 1) as i32);
 
     // A scan whose tiles need many items and batches stores and reads back.
-    let scan = sample_scan("limits", Utc.with_ymd_and_hms(2018, 6, 16, 10, 0, 0).unwrap(), 60, 9_000);
+    let scan = sample_scan(
+        "limits",
+        Utc.with_ymd_and_hms(2018, 6, 16, 10, 0, 0).unwrap(),
+        60,
+        9_000,
+    );
     let mut big = scan.clone();
     big.tiles[0].bytes = vec![3; 900_000];
     let now = Utc::now();
     assert_eq!(store.put_scan(&big, now).await.unwrap(), PutOutcome::Stored);
-    let back = store.get_scan("limits", big.time, now).await.unwrap().unwrap();
+    let back = store
+        .get_scan("limits", big.time, now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.tiles.len(), 60);
-    assert_eq!(back.tiles.iter().map(|t| t.bytes.len()).sum::<usize>() as u64 + big.header.len() as u64, big.payload_bytes());
+    assert_eq!(
+        back.tiles.iter().map(|t| t.bytes.len()).sum::<usize>() as u64 + big.header.len() as u64,
+        big.payload_bytes()
+    );
 }
 
 /// moto accepts 26-item batches, so the split must come from the code: a
@@ -243,7 +311,9 @@ async fn moto_batches_are_split_by_the_code() {
 /// invisible, and the next put completes the scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_tiles_without_manifest_are_invisible_and_harmless() {
-    let Some(dynalite) = Server::dynalite() else { return };
+    let Some(dynalite) = Server::dynalite() else {
+        return;
+    };
     let store = dynamo_on(&dynalite, "crash-").await;
     let t = Utc.with_ymd_and_hms(2018, 6, 16, 10, 0, 0).unwrap();
     let scan = sample_scan("crash", t, 40, 2_000);
@@ -251,10 +321,24 @@ async fn leftover_tiles_without_manifest_are_invisible_and_harmless() {
     store.put_tiles_only(&scan, now).await.unwrap();
     assert!(store.get_scan("crash", t, now).await.unwrap().is_none());
     assert!(store.latest("crash", now).await.unwrap().is_none());
-    assert!(store.list_scans("crash", t, t, now).await.unwrap().is_empty());
-    assert!(store.get_tile("crash", t, 0, 0, now).await.unwrap().is_none());
-    assert_eq!(store.put_scan(&scan, now).await.unwrap(), PutOutcome::Stored);
+    assert!(store
+        .list_scans("crash", t, t, now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_tile("crash", t, 0, 0, now)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.put_scan(&scan, now).await.unwrap(),
+        PutOutcome::Stored
+    );
     let back = store.get_scan("crash", t, now).await.unwrap().unwrap();
     assert_eq!(back.tiles.len(), 40);
-    assert_eq!(store.put_scan(&scan, now).await.unwrap(), PutOutcome::AlreadyStored);
+    assert_eq!(
+        store.put_scan(&scan, now).await.unwrap(),
+        PutOutcome::AlreadyStored
+    );
 }

@@ -60,7 +60,11 @@ pub async fn sdk_config_for_endpoint(endpoint_url: &str, max_attempts: u32) -> S
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint_url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "raincast-static",
+            "test",
+            "test",
+            None,
+            None,
+            "raincast-static",
         ))
         .timeout_config(timeouts())
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
@@ -104,9 +108,17 @@ where
                     | "InternalError"
             );
             if throttled {
-                crate::StoreError::Unavailable { backend, op, reason }
+                crate::StoreError::Unavailable {
+                    backend,
+                    op,
+                    reason,
+                }
             } else {
-                crate::StoreError::Backend { backend, op, reason }
+                crate::StoreError::Backend {
+                    backend,
+                    op,
+                    reason,
+                }
             }
         }
         _ => crate::StoreError::Backend {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::model::{
-    ClaimOutcome, Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
+    Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
     QuarantineRecord, Tile,
 };
 use crate::{ScanSource, ScanStore, StateStore, StoreError};
@@ -66,7 +66,13 @@ where
         put(k.to_string(), vec![i as u8; 10 + i]).await;
     }
 
-    let all: Vec<String> = src.list("r1/", None).await.unwrap().into_iter().map(|o| o.key).collect();
+    let all: Vec<String> = src
+        .list("r1/", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     assert_eq!(all, keys[..3].to_vec(), "prefix r1/ must not include r10/");
     let day: Vec<_> = src.list("r1/2018/06/16/", None).await.unwrap();
     assert_eq!(day.len(), 2);
@@ -82,9 +88,21 @@ where
     let none = src.list("r1/2018/06/16/", Some(keys[1])).await.unwrap();
     assert!(none.is_empty());
     // A StartAfter before the prefix lists the whole prefix.
-    assert_eq!(src.list("r1/2018/06/17/", Some(keys[0])).await.unwrap().len(), 1);
+    assert_eq!(
+        src.list("r1/2018/06/17/", Some(keys[0]))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Partial-name prefixes work like S3's.
-    assert_eq!(src.list("r1/2018/06/16/a_20180616_1006", None).await.unwrap().len(), 1);
+    assert_eq!(
+        src.list("r1/2018/06/16/a_20180616_1006", None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     assert_eq!(
         src.list_dirs("r1/2018/06/").await.unwrap(),
@@ -117,15 +135,30 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
 
     // Empty.
     assert!(store.latest(r, now).await.unwrap().is_none());
-    assert!(store.list_scans(r, t(0, 0), t(23, 0), now).await.unwrap().is_empty());
+    assert!(store
+        .list_scans(r, t(0, 0), t(23, 0), now)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.get_scan(r, t(10, 0), now).await.unwrap().is_none());
-    assert!(store.get_tile(r, t(10, 0), 0, 0, now).await.unwrap().is_none());
+    assert!(store
+        .get_tile(r, t(10, 0), 0, 0, now)
+        .await
+        .unwrap()
+        .is_none());
 
     // Put, idempotent re-put, read back.
     let a = sample_scan(r, t(10, 0), 9, 100);
     assert_eq!(store.put_scan(&a, now).await.unwrap(), PutOutcome::Stored);
-    assert_eq!(store.put_scan(&a, now).await.unwrap(), PutOutcome::AlreadyStored);
-    let got = store.get_scan(r, t(10, 0), now).await.unwrap().expect("stored scan");
+    assert_eq!(
+        store.put_scan(&a, now).await.unwrap(),
+        PutOutcome::AlreadyStored
+    );
+    let got = store
+        .get_scan(r, t(10, 0), now)
+        .await
+        .unwrap()
+        .expect("stored scan");
     assert_eq!(got.manifest.radar, r);
     assert_eq!(got.manifest.time, t(10, 0));
     assert_eq!(got.manifest.source_key, a.source_key);
@@ -138,17 +171,41 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
     want.sort_by_key(|t| (t.row, t.col));
     assert_eq!(got.tiles, want);
     assert_eq!(
-        store.get_tile(r, t(10, 0), 1, 1, now).await.unwrap().unwrap(),
-        a.tiles.iter().find(|t| t.row == 1 && t.col == 1).unwrap().bytes
+        store
+            .get_tile(r, t(10, 0), 1, 1, now)
+            .await
+            .unwrap()
+            .unwrap(),
+        a.tiles
+            .iter()
+            .find(|t| t.row == 1 && t.col == 1)
+            .unwrap()
+            .bytes
     );
-    assert!(store.get_tile(r, t(10, 0), 5, 5, now).await.unwrap().is_none(), "empty tile");
-    assert_eq!(store.get_manifest(r, t(10, 0), now).await.unwrap().unwrap(), got.manifest);
+    assert!(
+        store
+            .get_tile(r, t(10, 0), 5, 5, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "empty tile"
+    );
+    assert_eq!(
+        store.get_manifest(r, t(10, 0), now).await.unwrap().unwrap(),
+        got.manifest
+    );
 
     // A different encoding of the same scan does not replace the first.
     let mut other = a.clone();
     other.tiles[0].bytes = vec![0; 3];
-    assert_eq!(store.put_scan(&other, now).await.unwrap(), PutOutcome::AlreadyStored);
-    assert_eq!(store.get_scan(r, t(10, 0), now).await.unwrap().unwrap(), got);
+    assert_eq!(
+        store.put_scan(&other, now).await.unwrap(),
+        PutOutcome::AlreadyStored
+    );
+    assert_eq!(
+        store.get_scan(r, t(10, 0), now).await.unwrap().unwrap(),
+        got
+    );
 
     // A range, latest, a scan without rain, sub-second times.
     let b = sample_scan(r, t(10, 6), 0, 0);
@@ -164,13 +221,32 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
         .map(|m| m.time)
         .collect();
     assert_eq!(times, vec![t(10, 0), t(10, 6), t(10, 12)]);
-    assert_eq!(store.list_scans(r, t(10, 6), t(10, 6), now).await.unwrap().len(), 1);
-    assert!(store.list_scans(r, t(10, 7), t(10, 11), now).await.unwrap().is_empty());
-    assert!(store.list_scans(r, t(11, 0), t(9, 0), now).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .list_scans(r, t(10, 6), t(10, 6), now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .list_scans(r, t(10, 7), t(10, 11), now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_scans(r, t(11, 0), t(9, 0), now)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.latest(r, now).await.unwrap().unwrap().time, t(10, 12));
     let empty = store.get_scan(r, t(10, 6), now).await.unwrap().unwrap();
     assert!(empty.tiles.is_empty());
-    assert!(store.list_scans("conf-other", t(0, 0), t(23, 0), now).await.unwrap().is_empty());
+    assert!(store
+        .list_scans("conf-other", t(0, 0), t(23, 0), now)
+        .await
+        .unwrap()
+        .is_empty());
 
     // A tile bigger than one DynamoDB item.
     let mut big = sample_scan(r, t(11, 0), 1, 1_000_000);
@@ -178,29 +254,64 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
     assert_eq!(store.put_scan(&big, now).await.unwrap(), PutOutcome::Stored);
     let got = store.get_scan(r, t(11, 0), now).await.unwrap().unwrap();
     assert_eq!(got.tiles, big.tiles);
-    assert_eq!(store.get_tile(r, t(11, 0), 3, 0, now).await.unwrap().unwrap().len(), 1_000_000);
+    assert_eq!(
+        store
+            .get_tile(r, t(11, 0), 3, 0, now)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1_000_000
+    );
 
     // Concurrent puts of one scan: exactly one stores it.
     let d = sample_scan(r, t(12, 0), 30, 50);
     let outcomes = futures_join_all((0..4).map(|_| store.put_scan(&d, now))).await;
-    let stored = outcomes.iter().filter(|o| matches!(o, Ok(PutOutcome::Stored))).count();
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PutOutcome::Stored)))
+        .count();
     assert_eq!(stored, 1, "{outcomes:?}");
     assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
-    assert_eq!(store.get_scan(r, t(12, 0), now).await.unwrap().unwrap().tiles.len(), 30);
+    assert_eq!(
+        store
+            .get_scan(r, t(12, 0), now)
+            .await
+            .unwrap()
+            .unwrap()
+            .tiles
+            .len(),
+        30
+    );
 
     // Retention: readers drop expired scans even before any deletion.
     let later = now + retention + Duration::seconds(1);
     assert!(store.get_scan(r, t(10, 0), later).await.unwrap().is_none());
-    assert!(store.get_manifest(r, t(10, 0), later).await.unwrap().is_none());
-    assert!(store.get_tile(r, t(10, 0), 1, 1, later).await.unwrap().is_none());
+    assert!(store
+        .get_manifest(r, t(10, 0), later)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_tile(r, t(10, 0), 1, 1, later)
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.latest(r, later).await.unwrap().is_none());
-    assert!(store.list_scans(r, t(0, 0), t(23, 0), later).await.unwrap().is_empty());
+    assert!(store
+        .list_scans(r, t(0, 0), t(23, 0), later)
+        .await
+        .unwrap()
+        .is_empty());
     // ... and an expired scan may be stored again.
     assert_eq!(store.put_scan(&a, later).await.unwrap(), PutOutcome::Stored);
 
     // Bad ids are refused.
     let bad = sample_scan("no/slashes", t(10, 0), 1, 1);
-    assert!(matches!(store.put_scan(&bad, now).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        store.put_scan(&bad, now).await,
+        Err(StoreError::Invalid { .. })
+    ));
 }
 
 /// The [`StateStore`] suite.
@@ -217,22 +328,40 @@ pub async fn state_store_suite(store: &dyn StateStore) {
         updated_at: Utc.timestamp_opt(now.timestamp(), 0).unwrap(),
     };
     assert!(store.put_checkpoint(&cp(t(10, 0), "k1")).await.unwrap());
-    assert_eq!(store.get_checkpoint("cp").await.unwrap().unwrap(), cp(t(10, 0), "k1"));
+    assert_eq!(
+        store.get_checkpoint("cp").await.unwrap().unwrap(),
+        cp(t(10, 0), "k1")
+    );
     assert!(store.put_checkpoint(&cp(t(10, 6), "k2")).await.unwrap());
-    assert!(!store.put_checkpoint(&cp(t(10, 0), "k9")).await.unwrap(), "older time refused");
-    assert!(!store.put_checkpoint(&cp(t(10, 6), "k1")).await.unwrap(), "same time, smaller key refused");
-    assert!(store.put_checkpoint(&cp(t(10, 6), "k2")).await.unwrap(), "same checkpoint again is fine");
+    assert!(
+        !store.put_checkpoint(&cp(t(10, 0), "k9")).await.unwrap(),
+        "older time refused"
+    );
+    assert!(
+        !store.put_checkpoint(&cp(t(10, 6), "k1")).await.unwrap(),
+        "same time, smaller key refused"
+    );
+    assert!(
+        store.put_checkpoint(&cp(t(10, 6), "k2")).await.unwrap(),
+        "same checkpoint again is fine"
+    );
     let mut no_resume = cp(t(10, 12), "k3");
     no_resume.resume_after = None;
     assert!(store.put_checkpoint(&no_resume).await.unwrap());
-    assert_eq!(store.get_checkpoint("cp").await.unwrap().unwrap(), no_resume);
+    assert_eq!(
+        store.get_checkpoint("cp").await.unwrap().unwrap(),
+        no_resume
+    );
 
     // Leases.
     let ttl = Duration::seconds(60);
     let l = "ingest-conf";
     assert_eq!(
         store.acquire_lease(l, "a", ttl, now).await.unwrap(),
-        LeaseOutcome::Acquired { until: now + ttl, predecessor: LeasePredecessor::None }
+        LeaseOutcome::Acquired {
+            until: now + ttl,
+            predecessor: LeasePredecessor::None
+        }
     );
     match store.acquire_lease(l, "b", ttl, now).await.unwrap() {
         LeaseOutcome::Held { owner, until } => {
@@ -243,18 +372,30 @@ pub async fn state_store_suite(store: &dyn StateStore) {
     }
     assert!(matches!(
         store.acquire_lease(l, "a", ttl, now).await.unwrap(),
-        LeaseOutcome::Acquired { predecessor: LeasePredecessor::Same, .. }
+        LeaseOutcome::Acquired {
+            predecessor: LeasePredecessor::Same,
+            ..
+        }
     ));
-    assert!(store.renew_lease(l, "a", ttl, now + Duration::seconds(30)).await.unwrap());
+    assert!(store
+        .renew_lease(l, "a", ttl, now + Duration::seconds(30))
+        .await
+        .unwrap());
     assert!(!store.renew_lease(l, "b", ttl, now).await.unwrap());
     assert!(!store.release_lease(l, "b", now).await.unwrap());
     // Renewed until now+90s: still held at now+70s.
     assert!(matches!(
-        store.acquire_lease(l, "b", ttl, now + Duration::seconds(70)).await.unwrap(),
+        store
+            .acquire_lease(l, "b", ttl, now + Duration::seconds(70))
+            .await
+            .unwrap(),
         LeaseOutcome::Held { .. }
     ));
     assert!(store.release_lease(l, "a", now).await.unwrap());
-    assert!(!store.renew_lease(l, "a", ttl, now).await.unwrap(), "released leases are not renewed");
+    assert!(
+        !store.renew_lease(l, "a", ttl, now).await.unwrap(),
+        "released leases are not renewed"
+    );
     assert_eq!(
         store.acquire_lease(l, "b", ttl, now).await.unwrap(),
         LeaseOutcome::Acquired {
@@ -266,18 +407,28 @@ pub async fn state_store_suite(store: &dyn StateStore) {
     // b crashes: after its expiry a takes over.
     let later = now + ttl + Duration::seconds(1);
     match store.acquire_lease(l, "a", ttl, later).await.unwrap() {
-        LeaseOutcome::Acquired { predecessor: LeasePredecessor::Expired { owner, expired_at }, .. } => {
+        LeaseOutcome::Acquired {
+            predecessor: LeasePredecessor::Expired { owner, expired_at },
+            ..
+        } => {
             assert_eq!(owner, "b");
-            assert_eq!(expired_at.timestamp_millis(), (now + ttl).timestamp_millis());
+            assert_eq!(
+                expired_at.timestamp_millis(),
+                (now + ttl).timestamp_millis()
+            );
         }
         other => panic!("expected a takeover, got {other:?}"),
     }
-    assert!(!store.renew_lease(l, "b", ttl, later).await.unwrap(), "b lost its lease");
+    assert!(
+        !store.renew_lease(l, "b", ttl, later).await.unwrap(),
+        "b lost its lease"
+    );
 
     // Concurrent acquires: one winner.
     let l2 = "ingest-race";
     let owners: Vec<String> = (0..5).map(|i| format!("o{i}")).collect();
-    let results = futures_join_all(owners.iter().map(|o| store.acquire_lease(l2, o, ttl, now))).await;
+    let results =
+        futures_join_all(owners.iter().map(|o| store.acquire_lease(l2, o, ttl, now))).await;
     let winners = results
         .iter()
         .filter(|r| matches!(r, Ok(LeaseOutcome::Acquired { .. })))
@@ -294,10 +445,19 @@ pub async fn state_store_suite(store: &dyn StateStore) {
         recorded_at: Utc.timestamp_opt(now.timestamp(), 0).unwrap(),
     };
     assert!(store.list_quarantined("qr").await.unwrap().is_empty());
-    store.quarantine(&q("qr", "qr/2018/06/16/b.h5", "first")).await.unwrap();
-    store.quarantine(&q("qr", "qr/2018/06/16/a.h5", "x")).await.unwrap();
+    store
+        .quarantine(&q("qr", "qr/2018/06/16/b.h5", "first"))
+        .await
+        .unwrap();
+    store
+        .quarantine(&q("qr", "qr/2018/06/16/a.h5", "x"))
+        .await
+        .unwrap();
     store.quarantine(&q("qr2", "qr2/a.h5", "y")).await.unwrap();
-    store.quarantine(&q("qr", "qr/2018/06/16/b.h5", "second")).await.unwrap();
+    store
+        .quarantine(&q("qr", "qr/2018/06/16/b.h5", "second"))
+        .await
+        .unwrap();
     let listed = store.list_quarantined("qr").await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].key, "qr/2018/06/16/a.h5");
@@ -309,25 +469,49 @@ pub async fn state_store_suite(store: &dyn StateStore) {
 
     // Claims (notifier dedupe).
     let k = "alert:bom02:2018-06-16T10:00Z";
-    assert_eq!(store.claim(k, "a", ttl, now).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        store.claim(k, "a", ttl, now).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
     assert!(matches!(
         store.claim(k, "b", ttl, now).await.unwrap(),
         ClaimOutcome::HeldBy { ref owner, .. } if owner == "a"
     ));
-    assert_eq!(store.claim(k, "a", ttl, now).await.unwrap(), ClaimOutcome::Claimed);
-    assert!(matches!(store.mark_done(k, "b", now).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(
+        store.claim(k, "a", ttl, now).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert!(matches!(
+        store.mark_done(k, "b", now).await,
+        Err(StoreError::Conflict { .. })
+    ));
     store.mark_done(k, "a", now).await.unwrap();
-    assert_eq!(store.claim(k, "b", ttl, later).await.unwrap(), ClaimOutcome::AlreadyDone);
-    assert!(matches!(store.mark_done("never", "a", now).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(
+        store.claim(k, "b", ttl, later).await.unwrap(),
+        ClaimOutcome::AlreadyDone
+    );
+    assert!(matches!(
+        store.mark_done("never", "a", now).await,
+        Err(StoreError::Conflict { .. })
+    ));
     // An abandoned claim can be taken after it runs out.
-    assert_eq!(store.claim("k2", "a", ttl, now).await.unwrap(), ClaimOutcome::Claimed);
-    assert_eq!(store.claim("k2", "b", ttl, later).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        store.claim("k2", "a", ttl, now).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(
+        store.claim("k2", "b", ttl, later).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
     let results = futures_join_all((0..5).map(|i| {
         let owner = format!("c{i}");
         async move { store.claim("k3", &owner, ttl, now).await }
     }))
     .await;
-    let claimed = results.iter().filter(|r| matches!(r, Ok(ClaimOutcome::Claimed))).count();
+    let claimed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(ClaimOutcome::Claimed)))
+        .count();
     assert_eq!(claimed, 1, "{results:?}");
 }
 

@@ -125,7 +125,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(join_err)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(join_err)?
     }
 
     /// Deletes scans whose retention has run out (TTL). Returns how many.
@@ -215,7 +217,10 @@ impl ScanStore for EmbeddedStore {
                     .map_err(|e| db_err("put", e))?;
                 for tile in &scan.tiles {
                     tiles
-                        .insert((radar, t, tile_id(tile.row, tile.col)), tile.bytes.as_slice())
+                        .insert(
+                            (radar, t, tile_id(tile.row, tile.col)),
+                            tile.bytes.as_slice(),
+                        )
                         .map_err(|e| db_err("put", e))?;
                 }
                 manifests
@@ -236,7 +241,8 @@ impl ScanStore for EmbeddedStore {
     ) -> StoreResult<Option<ScanManifest>> {
         let radar = radar.to_string();
         let t = truncate_to_seconds(time).timestamp();
-        self.run(move |db| Self::read_manifest(db, &radar, t, now)).await
+        self.run(move |db| Self::read_manifest(db, &radar, t, now))
+            .await
     }
 
     async fn get_scan(
@@ -250,7 +256,10 @@ impl ScanStore for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("get", e))?;
             let manifests = txn.open_table(MANIFESTS).map_err(|e| db_err("get", e))?;
-            let Some(v) = manifests.get((radar.as_str(), t)).map_err(|e| db_err("get", e))? else {
+            let Some(v) = manifests
+                .get((radar.as_str(), t))
+                .map_err(|e| db_err("get", e))?
+            else {
                 return Ok(None);
             };
             let manifest = ScanManifest::from_bytes(v.value())?;
@@ -266,7 +275,10 @@ impl ScanStore for EmbeddedStore {
                     .ok_or_else(|| {
                         StoreError::corrupt(
                             format!("scan {radar} {t}"),
-                            format!("tile ({}, {}) listed in the manifest is missing", r.row, r.col),
+                            format!(
+                                "tile ({}, {}) listed in the manifest is missing",
+                                r.row, r.col
+                            ),
                         )
                     })?;
                 tiles.push(Tile {
@@ -362,8 +374,12 @@ impl StateStore for EmbeddedStore {
         let radar = radar.to_string();
         self.run(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("checkpoint", e))?;
-            let table = txn.open_table(CHECKPOINTS).map_err(|e| db_err("checkpoint", e))?;
-            let v = table.get(radar.as_str()).map_err(|e| db_err("checkpoint", e))?;
+            let table = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| db_err("checkpoint", e))?;
+            let v = table
+                .get(radar.as_str())
+                .map_err(|e| db_err("checkpoint", e))?;
             v.map(|v| from_json("checkpoint", v.value())).transpose()
         })
         .await
@@ -375,7 +391,9 @@ impl StateStore for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_write().map_err(|e| db_err("checkpoint", e))?;
             let written = {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(|e| db_err("checkpoint", e))?;
+                let mut table = txn
+                    .open_table(CHECKPOINTS)
+                    .map_err(|e| db_err("checkpoint", e))?;
                 let old: Option<Checkpoint> = table
                     .get(cp.radar.as_str())
                     .map_err(|e| db_err("checkpoint", e))?
@@ -414,7 +432,10 @@ impl StateStore for EmbeddedStore {
                     .map(|v| from_json("lease", v.value()))
                     .transpose()?;
                 match LeaseRecord::predecessor_for(current.as_ref(), &owner, now) {
-                    Err((holder, until)) => LeaseOutcome::Held { owner: holder, until },
+                    Err((holder, until)) => LeaseOutcome::Held {
+                        owner: holder,
+                        until,
+                    },
                     Ok(predecessor) => {
                         let rec = LeaseRecord {
                             owner: owner.clone(),
@@ -458,7 +479,12 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
-    async fn release_lease(&self, name: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let (name, owner) = (name.to_string(), owner.to_string());
         self.run(move |db| {
             update_lease(db, &name, |l| {
@@ -480,7 +506,9 @@ impl StateStore for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_write().map_err(|e| db_err("quarantine", e))?;
             {
-                let mut table = txn.open_table(QUARANTINE).map_err(|e| db_err("quarantine", e))?;
+                let mut table = txn
+                    .open_table(QUARANTINE)
+                    .map_err(|e| db_err("quarantine", e))?;
                 table
                     .insert((rec.radar.as_str(), rec.key.as_str()), bytes.as_slice())
                     .map_err(|e| db_err("quarantine", e))?;
@@ -495,7 +523,9 @@ impl StateStore for EmbeddedStore {
         let radar = radar.to_string();
         self.run(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("quarantine", e))?;
-            let table = txn.open_table(QUARANTINE).map_err(|e| db_err("quarantine", e))?;
+            let table = txn
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err("quarantine", e))?;
             let mut out = Vec::new();
             // Every key of this radar sorts between ("radar", "") and the next radar.
             for entry in table
@@ -591,7 +621,11 @@ impl StateStore for EmbeddedStore {
 
 /// Applies `f` to a stored lease in one transaction; commits only when `f`
 /// returns true. Returns what `f` returned (false for a missing lease).
-fn update_lease(db: &Database, name: &str, f: impl FnOnce(&mut LeaseRecord) -> bool) -> StoreResult<bool> {
+fn update_lease(
+    db: &Database,
+    name: &str,
+    f: impl FnOnce(&mut LeaseRecord) -> bool,
+) -> StoreResult<bool> {
     let txn = db.begin_write().map_err(|e| db_err("lease", e))?;
     let changed = {
         let mut table = txn.open_table(LEASES).map_err(|e| db_err("lease", e))?;

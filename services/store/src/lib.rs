@@ -26,7 +26,7 @@ pub use embedded::EmbeddedStore;
 pub use error::{StoreError, StoreResult};
 pub use local::LocalSource;
 pub use model::{
-    ClaimOutcome, Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
+    Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
     QuarantineRecord, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
 };
 pub use s3::S3Source;
@@ -42,7 +42,8 @@ pub trait ScanSource: Send + Sync {
     /// Every object whose key starts with `prefix` and sorts after
     /// `start_after` (S3 `StartAfter` semantics), in key order, following
     /// pagination to the end.
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<SourceObject>>;
+    async fn list(&self, prefix: &str, start_after: Option<&str>)
+        -> StoreResult<Vec<SourceObject>>;
 
     /// The "sub-folders" directly below `prefix` (which should end in `/`),
     /// each returned as a full prefix ending in `/` (S3 `CommonPrefixes` with
@@ -137,7 +138,8 @@ pub trait StateStore: Send + Sync {
 
     /// Releases a lease the caller holds so the next owner need not wait for
     /// it to run out. False when the caller did not hold it.
-    async fn release_lease(&self, name: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn release_lease(&self, name: &str, owner: &str, now: DateTime<Utc>)
+        -> StoreResult<bool>;
 
     /// Records (or overwrites) a quarantined source object.
     async fn quarantine(&self, record: &QuarantineRecord) -> StoreResult<()>;

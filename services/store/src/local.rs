@@ -37,11 +37,13 @@ impl LocalSource {
 
 /// Keys must be relative, `/`-separated, with no `.`/`..` components.
 fn check_key(key: &str) -> StoreResult<()> {
-    let bad = key.starts_with('/')
-        || key.contains('\\')
-        || key.split('/').any(|c| c == ".." || c == ".");
+    let bad =
+        key.starts_with('/') || key.contains('\\') || key.split('/').any(|c| c == ".." || c == ".");
     if bad {
-        return Err(StoreError::invalid("key", format!("{key:?} is not a relative key")));
+        return Err(StoreError::invalid(
+            "key",
+            format!("{key:?} is not a relative key"),
+        ));
     }
     Ok(())
 }
@@ -87,7 +89,9 @@ fn walk(root: &Path, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec
                 continue;
             }
             let key = format!("{key_prefix}{name}");
-            let ft = entry.file_type().map_err(|e| io_err("list", &entry.path(), e))?;
+            let ft = entry
+                .file_type()
+                .map_err(|e| io_err("list", &entry.path(), e))?;
             if ft.is_dir() {
                 let dir_key = format!("{key}/");
                 // Descend only where keys can still match the prefix.
@@ -98,7 +102,9 @@ fn walk(root: &Path, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec
                 if start_after.is_some_and(|s| key.as_str() <= s) {
                     continue;
                 }
-                let meta = entry.metadata().map_err(|e| io_err("list", &entry.path(), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| io_err("list", &entry.path(), e))?;
                 out.push(SourceObject {
                     key,
                     size: meta.len(),
@@ -142,7 +148,11 @@ fn dirs(root: &Path, prefix: &str) -> StoreResult<Vec<String>> {
 
 #[async_trait]
 impl ScanSource for LocalSource {
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<SourceObject>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> StoreResult<Vec<SourceObject>> {
         check_key(prefix)?;
         let root = self.root.clone();
         let prefix = prefix.to_string();
@@ -159,9 +169,11 @@ impl ScanSource for LocalSource {
 
     async fn fetch(&self, key: &str) -> StoreResult<Vec<u8>> {
         let path = self.path_of(key)?;
-        tokio::task::spawn_blocking(move || std::fs::read(&path).map_err(|e| io_err("fetch", &path, e)))
-            .await
-            .map_err(join_err)?
+        tokio::task::spawn_blocking(move || {
+            std::fs::read(&path).map_err(|e| io_err("fetch", &path, e))
+        })
+        .await
+        .map_err(join_err)?
     }
 
     fn describe(&self) -> String {

@@ -155,8 +155,8 @@ impl ScanManifest {
     /// Compact binary form used by the embedded store: `u32` LE length of the
     /// JSON metadata, the JSON, then the header bytes.
     pub fn to_bytes(&self) -> StoreResult<Vec<u8>> {
-        let meta = serde_json::to_vec(self)
-            .map_err(|e| StoreError::corrupt("manifest", e.to_string()))?;
+        let meta =
+            serde_json::to_vec(self).map_err(|e| StoreError::corrupt("manifest", e.to_string()))?;
         let mut out = Vec::with_capacity(4 + meta.len() + self.header.len());
         out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
         out.extend_from_slice(&meta);
@@ -308,7 +308,11 @@ pub(crate) struct ClaimRecord {
 impl ClaimRecord {
     /// `None` when `owner` may claim at `now` (free, expired, or its own),
     /// else what the caller gets.
-    pub fn blocks(current: Option<&ClaimRecord>, owner: &str, now: DateTime<Utc>) -> Option<ClaimOutcome> {
+    pub fn blocks(
+        current: Option<&ClaimRecord>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Option<ClaimOutcome> {
         match current {
             Some(c) if c.done => Some(ClaimOutcome::AlreadyDone),
             Some(c) if c.until > now && c.owner != owner => Some(ClaimOutcome::HeldBy {
@@ -393,8 +397,16 @@ mod tests {
             header: vec![1, 2, 3],
             rain_cells: 7,
             tiles: vec![
-                Tile { row: 1, col: 0, bytes: vec![9; 10] },
-                Tile { row: 0, col: 2, bytes: vec![8; 5] },
+                Tile {
+                    row: 1,
+                    col: 0,
+                    bytes: vec![9; 10],
+                },
+                Tile {
+                    row: 0,
+                    col: 2,
+                    bytes: vec![8; 5],
+                },
             ],
         }
     }
@@ -419,7 +431,14 @@ mod tests {
         let s = scan();
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let m = s.manifest(now, now + chrono::Duration::days(7));
-        assert_eq!(m.tiles[0], TileRef { row: 0, col: 2, len: 5 });
+        assert_eq!(
+            m.tiles[0],
+            TileRef {
+                row: 0,
+                col: 2,
+                len: 5
+            }
+        );
         assert_eq!(m.bytes, 3 + 10 + 5);
         let back = ScanManifest::from_bytes(&m.to_bytes().unwrap()).unwrap();
         assert_eq!(back, m);
@@ -433,7 +452,11 @@ mod tests {
     fn validation_rejects_bad_ids_and_duplicate_tiles() {
         let mut s = scan();
         assert!(s.validate().is_ok());
-        s.tiles.push(Tile { row: 1, col: 0, bytes: vec![] });
+        s.tiles.push(Tile {
+            row: 1,
+            col: 0,
+            bytes: vec![],
+        });
         assert!(s.validate().is_err());
         for bad in ["", "a/b", "x#y", &"r".repeat(65)] {
             assert!(validate_radar_id(bad).is_err(), "{bad}");

@@ -26,9 +26,9 @@ pub struct S3Source {
 
 /// Splits `s3://bucket/some/prefix` into `("bucket", "some/prefix/")`.
 pub fn parse_s3_url(url: &str) -> StoreResult<(String, String)> {
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| StoreError::invalid("source", format!("{url:?} does not start with s3://")))?;
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        StoreError::invalid("source", format!("{url:?} does not start with s3://"))
+    })?;
     let (bucket, prefix) = match rest.split_once('/') {
         Some((b, p)) => (b, p.trim_matches('/')),
         None => (rest, ""),
@@ -98,7 +98,11 @@ impl S3Source {
 
 #[async_trait]
 impl ScanSource for S3Source {
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<SourceObject>> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> StoreResult<Vec<SourceObject>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -113,7 +117,10 @@ impl ScanSource for S3Source {
             if let Some(t) = &token {
                 req = req.continuation_token(t);
             }
-            let resp = req.send().await.map_err(|e| sdk_error(BACKEND, "ListObjectsV2", e))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| sdk_error(BACKEND, "ListObjectsV2", e))?;
             for obj in resp.contents() {
                 let Some(key) = obj.key().and_then(|k| self.relative(k)) else {
                     continue;
@@ -151,7 +158,10 @@ impl ScanSource for S3Source {
             if let Some(t) = &token {
                 req = req.continuation_token(t);
             }
-            let resp = req.send().await.map_err(|e| sdk_error(BACKEND, "ListObjectsV2", e))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| sdk_error(BACKEND, "ListObjectsV2", e))?;
             for cp in resp.common_prefixes() {
                 if let Some(p) = cp.prefix().and_then(|p| self.relative(p)) {
                     out.push(p.to_string());
@@ -175,9 +185,7 @@ impl ScanSource for S3Source {
             .send()
             .await
             .map_err(|e| {
-                let is_missing = e
-                    .as_service_error()
-                    .is_some_and(|se| se.is_no_such_key());
+                let is_missing = e.as_service_error().is_some_and(|se| se.is_no_such_key());
                 if is_missing {
                     StoreError::NotFound {
                         backend: BACKEND,
@@ -187,11 +195,15 @@ impl ScanSource for S3Source {
                     sdk_error(BACKEND, "GetObject", e)
                 }
             })?;
-        let body = resp.body.collect().await.map_err(|e| StoreError::Unavailable {
-            backend: BACKEND,
-            op: "GetObject body",
-            reason: e.to_string(),
-        })?;
+        let body = resp
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                backend: BACKEND,
+                op: "GetObject body",
+                reason: e.to_string(),
+            })?;
         Ok(body.into_bytes().to_vec())
     }
 
@@ -206,7 +218,10 @@ mod tests {
 
     #[test]
     fn s3_urls() {
-        assert_eq!(parse_s3_url("s3://radar-raw").unwrap(), ("radar-raw".into(), "".into()));
+        assert_eq!(
+            parse_s3_url("s3://radar-raw").unwrap(),
+            ("radar-raw".into(), "".into())
+        );
         assert_eq!(
             parse_s3_url("s3://radar-raw/au/bom/").unwrap(),
             ("radar-raw".into(), "au/bom/".into())

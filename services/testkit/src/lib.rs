@@ -60,7 +60,12 @@ impl Server {
     pub fn moto() -> Option<Server> {
         let bin = Self::locate("moto_server")?;
         Some(Self::start("moto_server", &bin, |port| {
-            vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]
         }))
     }
 
@@ -113,7 +118,12 @@ impl Server {
                 .stderr(err)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let mut server = Server { name, child, port, log };
+            let mut server = Server {
+                name,
+                child,
+                port,
+                log,
+            };
             match server.wait_ready(Duration::from_secs(60)) {
                 Ok(()) => return server,
                 Err(e) => last_err = e,
@@ -133,7 +143,10 @@ impl Server {
                 return Ok(());
             }
             if started.elapsed() > limit {
-                return Err(format!("no answer after {limit:?}; log: {}", self.log_text()));
+                return Err(format!(
+                    "no answer after {limit:?}; log: {}",
+                    self.log_text()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -228,7 +241,9 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// Starts forwarding (up) on a free port. Needs a tokio runtime.
     pub async fn start(target: SocketAddr) -> TcpProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let (tx, rx) = tokio::sync::watch::channel(true);
         let task = tokio::spawn(async move {
@@ -304,7 +319,11 @@ impl Drop for TempDir {
 /// A shared counter handy for unique names across tests in one process.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]

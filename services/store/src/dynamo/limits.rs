@@ -108,7 +108,9 @@ pub fn tile_parts(bytes: &[u8]) -> Vec<&[u8]> {
 /// Delay before retry number `attempt` (1-based): 50 ms doubling, capped at
 /// 5 s, with up to 50 % jitter so that competing writers spread out.
 pub fn backoff(attempt: u32) -> Duration {
-    let base_ms = 50u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(16)).min(5_000);
+    let base_ms = 50u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(16))
+        .min(5_000);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
@@ -176,7 +178,10 @@ mod tests {
         let mut it = Item::new();
         it.insert("n".into(), AttributeValue::N("1234567".into()));
         it.insert("f".into(), AttributeValue::Bool(true));
-        it.insert("l".into(), AttributeValue::L(vec![AttributeValue::S("ab".into())]));
+        it.insert(
+            "l".into(),
+            AttributeValue::L(vec![AttributeValue::S("ab".into())]),
+        );
         assert_eq!(item_size(&it), (1 + 5) + (1 + 1) + (1 + 3 + 1 + 2));
         assert_eq!(number_size(&"9".repeat(60)), 21);
     }
@@ -191,7 +196,12 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_25_items() {
-        let sizes = |n: usize| chunk_batches((0..n).collect::<Vec<_>>()).iter().map(Vec::len).collect::<Vec<_>>();
+        let sizes = |n: usize| {
+            chunk_batches((0..n).collect::<Vec<_>>())
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(sizes(0), Vec::<usize>::new());
         assert_eq!(sizes(25), vec![25]);
         assert_eq!(sizes(26), vec![25, 1]);
@@ -251,7 +261,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_server_that_never_accepts_gives_an_error() {
-        let err = write_with_retries(vec![1, 2, 3], |b| async move { Ok(b) }).await.unwrap_err();
+        let err = write_with_retries(vec![1, 2, 3], |b| async move { Ok(b) })
+            .await
+            .unwrap_err();
         assert!(err.is_transient(), "{err}");
     }
 }

@@ -29,9 +29,9 @@ pub mod limits;
 use crate::aws::sdk_error;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    parse_time_key, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome,
-    ClaimRecord, LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanManifest,
-    StoredScan, Tile, TileRef,
+    parse_time_key, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord,
+    LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanManifest, StoredScan,
+    Tile, TileRef,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -39,8 +39,8 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    LocalSecondaryIndex, Projection, ProjectionType, PutRequest, ReturnValue,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification, WriteRequest,
+    LocalSecondaryIndex, Projection, ProjectionType, PutRequest, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -95,7 +95,10 @@ fn n(v: i64) -> AttributeValue {
 fn get_s<'a>(item: &'a Item, name: &str) -> StoreResult<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::corrupt("dynamodb item", format!("string attribute {name} missing"))),
+        _ => Err(StoreError::corrupt(
+            "dynamodb item",
+            format!("string attribute {name} missing"),
+        )),
     }
 }
 
@@ -104,14 +107,20 @@ fn get_n(item: &Item, name: &str) -> StoreResult<i64> {
         Some(AttributeValue::N(v)) => v
             .parse()
             .map_err(|_| StoreError::corrupt("dynamodb item", format!("number {name} = {v:?}"))),
-        _ => Err(StoreError::corrupt("dynamodb item", format!("number attribute {name} missing"))),
+        _ => Err(StoreError::corrupt(
+            "dynamodb item",
+            format!("number attribute {name} missing"),
+        )),
     }
 }
 
 fn get_b<'a>(item: &'a Item, name: &str) -> StoreResult<&'a [u8]> {
     match item.get(name) {
         Some(AttributeValue::B(v)) => Ok(v.as_ref()),
-        _ => Err(StoreError::corrupt("dynamodb item", format!("binary attribute {name} missing"))),
+        _ => Err(StoreError::corrupt(
+            "dynamodb item",
+            format!("binary attribute {name} missing"),
+        )),
     }
 }
 
@@ -144,7 +153,10 @@ fn encode_tile_index(tiles: &[TileRef]) -> Vec<u8> {
 
 fn decode_tile_index(b: &[u8]) -> StoreResult<Vec<TileRef>> {
     if b.len() % 8 != 0 {
-        return Err(StoreError::corrupt("manifest", "tile index length not a multiple of 8"));
+        return Err(StoreError::corrupt(
+            "manifest",
+            "tile index length not a multiple of 8",
+        ));
     }
     Ok(b.chunks_exact(8)
         .map(|c| TileRef {
@@ -170,7 +182,11 @@ fn parse_tile_sk(sk: &str) -> StoreResult<(u16, u16, usize)> {
     let mut it = sk.rsplit('#');
     let part = it.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
     let (r, c) = it.next().ok_or_else(bad)?.split_once('.').ok_or_else(bad)?;
-    Ok((r.parse().map_err(|_| bad())?, c.parse().map_err(|_| bad())?, part))
+    Ok((
+        r.parse().map_err(|_| bad())?,
+        c.parse().map_err(|_| bad())?,
+        part,
+    ))
 }
 
 fn manifest_item(m: &ScanManifest) -> Item {
@@ -184,7 +200,10 @@ fn manifest_item(m: &ScanManifest) -> Item {
     it.insert("dg".into(), s(&m.digest));
     it.insert("hdr".into(), AttributeValue::B(Blob::new(m.header.clone())));
     it.insert("rc".into(), n(m.rain_cells as i64));
-    it.insert("tl".into(), AttributeValue::B(Blob::new(encode_tile_index(&m.tiles))));
+    it.insert(
+        "tl".into(),
+        AttributeValue::B(Blob::new(encode_tile_index(&m.tiles))),
+    );
     it.insert("by".into(), n(m.bytes as i64));
     it.insert("ing".into(), n(m.ingested_at.timestamp()));
     it.insert(TTL_ATTRIBUTE.into(), n(m.expires_at.timestamp()));
@@ -208,7 +227,11 @@ fn manifest_from_item(it: &Item) -> StoreResult<ScanManifest> {
 }
 
 /// Every item (one per tile part) that stores the tiles of `scan`.
-pub(crate) fn tile_items(scan: &NewScan, digest: &str, expires_at: DateTime<Utc>) -> StoreResult<Vec<Item>> {
+pub(crate) fn tile_items(
+    scan: &NewScan,
+    digest: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<Vec<Item>> {
     let time = truncate_to_seconds(scan.time);
     let mut out = Vec::new();
     for tile in &scan.tiles {
@@ -274,7 +297,12 @@ impl DynamoStore {
     async fn table_status(&self, table: &str) -> StoreResult<Option<TableStatus>> {
         match self.client.describe_table().table_name(table).send().await {
             Ok(resp) => Ok(resp.table().and_then(|t| t.table_status().cloned())),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(sdk_error(BACKEND, "DescribeTable", e)),
         }
     }
@@ -352,15 +380,21 @@ impl DynamoStore {
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?);
         if with_index {
-            req = req.attribute_definitions(attr("mt")?).local_secondary_indexes(
-                LocalSecondaryIndex::builder()
-                    .index_name(MANIFEST_INDEX)
-                    .key_schema(key("pk", KeyType::Hash)?)
-                    .key_schema(key("mt", KeyType::Range)?)
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                    .build()
-                    .map_err(|e| StoreError::invalid("index", e.to_string()))?,
-            );
+            req = req
+                .attribute_definitions(attr("mt")?)
+                .local_secondary_indexes(
+                    LocalSecondaryIndex::builder()
+                        .index_name(MANIFEST_INDEX)
+                        .key_schema(key("pk", KeyType::Hash)?)
+                        .key_schema(key("mt", KeyType::Range)?)
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|e| StoreError::invalid("index", e.to_string()))?,
+                );
         }
         match req.send().await {
             Ok(_) => {
@@ -368,7 +402,12 @@ impl DynamoStore {
                 Ok(())
             }
             // Another instance created it first.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(sdk_error(BACKEND, "CreateTable", e)),
         }
     }
@@ -515,7 +554,10 @@ impl DynamoStore {
         let mut parts: HashMap<(u16, u16), Vec<u8>> = HashMap::new();
         for it in &items {
             let (row, col, _) = parse_tile_sk(get_s(it, "sk")?)?;
-            parts.entry((row, col)).or_default().extend_from_slice(get_b(it, "b")?);
+            parts
+                .entry((row, col))
+                .or_default()
+                .extend_from_slice(get_b(it, "b")?);
         }
         m.tiles
             .iter()
@@ -529,10 +571,20 @@ impl DynamoStore {
                 if bytes.len() != r.len as usize {
                     return Err(StoreError::corrupt(
                         format!("scan {} {}", m.radar, time_key(m.time)),
-                        format!("tile ({}, {}) has {} bytes, manifest says {}", r.row, r.col, bytes.len(), r.len),
+                        format!(
+                            "tile ({}, {}) has {} bytes, manifest says {}",
+                            r.row,
+                            r.col,
+                            bytes.len(),
+                            r.len
+                        ),
                     ));
                 }
-                Ok(Tile { row: r.row, col: r.col, bytes })
+                Ok(Tile {
+                    row: r.row,
+                    col: r.col,
+                    bytes,
+                })
             })
             .collect()
     }
@@ -554,7 +606,11 @@ impl ScanStore for DynamoStore {
         let m_item = manifest_item(&manifest);
         check_item("manifest", &m_item)?;
         // Cheap check first: a re-run skips the tile writes entirely.
-        if self.get_manifest(&scan.radar, manifest.time, now).await?.is_some() {
+        if self
+            .get_manifest(&scan.radar, manifest.time, now)
+            .await?
+            .is_some()
+        {
             return Ok(PutOutcome::AlreadyStored);
         }
         let tiles = tile_items(scan, &manifest.digest, manifest.expires_at)?;
@@ -614,8 +670,12 @@ impl ScanStore for DynamoStore {
         if from > to {
             return Ok(Vec::new());
         }
-        let (a, b) = (time_key(truncate_to_seconds(from)), time_key(truncate_to_seconds(to)));
-        self.query_manifests(radar, &a, &b, false, usize::MAX, now).await
+        let (a, b) = (
+            time_key(truncate_to_seconds(from)),
+            time_key(truncate_to_seconds(to)),
+        );
+        self.query_manifests(radar, &a, &b, false, usize::MAX, now)
+            .await
     }
 
     async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>> {
@@ -673,7 +733,10 @@ fn claim_from_item(it: &Item) -> StoreResult<ClaimRecord> {
 #[async_trait]
 impl StateStore for DynamoStore {
     async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>> {
-        let Some(it) = self.get_item(&self.state, &Self::radar_pk(radar), "checkpoint").await? else {
+        let Some(it) = self
+            .get_item(&self.state, &Self::radar_pk(radar), "checkpoint")
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Checkpoint {
@@ -729,9 +792,7 @@ impl StateStore for DynamoStore {
             .item("owner", s(owner))
             .item("until", n(until.timestamp_millis()))
             .item("released", AttributeValue::Bool(false))
-            .condition_expression(
-                "attribute_not_exists(pk) OR #o = :me OR #r = :t OR #u <= :now",
-            )
+            .condition_expression("attribute_not_exists(pk) OR #o = :me OR #r = :t OR #u <= :now")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_names("#r", "released")
             .expression_attribute_names("#u", "until")
@@ -748,11 +809,12 @@ impl StateStore for DynamoStore {
                     .filter(|a| !a.is_empty())
                     .map(lease_from_item)
                     .transpose()?;
-                let predecessor = LeaseRecord::predecessor_for(old.as_ref(), owner, now)
-                    .map_err(|(holder, _)| StoreError::Conflict {
+                let predecessor = LeaseRecord::predecessor_for(old.as_ref(), owner, now).map_err(
+                    |(holder, _)| StoreError::Conflict {
                         what: format!("lease {name}"),
                         reason: format!("server accepted the put but {holder} held it"),
-                    })?;
+                    },
+                )?;
                 Ok(LeaseOutcome::Acquired { until, predecessor })
             }
             Err(e) if is_conditional_failure(&e) => {
@@ -803,7 +865,12 @@ impl StateStore for DynamoStore {
         }
     }
 
-    async fn release_lease(&self, name: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let r = self
             .client
             .update_item()
@@ -852,7 +919,9 @@ impl StateStore for DynamoStore {
     }
 
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
-        let items = self.query_prefix(&self.state, &Self::radar_pk(radar), "q#").await?;
+        let items = self
+            .query_prefix(&self.state, &Self::radar_pk(radar), "q#")
+            .await?;
         let now = Utc::now().timestamp();
         let mut out = Vec::with_capacity(items.len());
         for it in &items {
@@ -909,10 +978,12 @@ impl StateStore for DynamoStore {
             Err(e) if is_conditional_failure(&e) => {
                 let current = self.get_item(&self.state, &pk, "claim").await?;
                 let rec = current.as_ref().map(claim_from_item).transpose()?;
-                Ok(ClaimRecord::blocks(rec.as_ref(), owner, now).unwrap_or(ClaimOutcome::HeldBy {
-                    owner: "unknown".into(),
-                    until: now,
-                }))
+                Ok(
+                    ClaimRecord::blocks(rec.as_ref(), owner, now).unwrap_or(ClaimOutcome::HeldBy {
+                        owner: "unknown".into(),
+                        until: now,
+                    }),
+                )
             }
             Err(e) => Err(sdk_error(BACKEND, "PutItem", e)),
         }
@@ -966,8 +1037,22 @@ mod tests {
 
     #[test]
     fn tile_index_round_trips() {
-        let tiles = vec![TileRef { row: 1, col: 2, len: 300 }, TileRef { row: 65535, col: 0, len: 0 }];
-        assert_eq!(decode_tile_index(&encode_tile_index(&tiles)).unwrap(), tiles);
+        let tiles = vec![
+            TileRef {
+                row: 1,
+                col: 2,
+                len: 300,
+            },
+            TileRef {
+                row: 65535,
+                col: 0,
+                len: 0,
+            },
+        ];
+        assert_eq!(
+            decode_tile_index(&encode_tile_index(&tiles)).unwrap(),
+            tiles
+        );
         assert!(decode_tile_index(&[1, 2, 3]).is_err());
     }
 
@@ -980,7 +1065,11 @@ mod tests {
             format: "bom".into(),
             header: vec![1, 2],
             rain_cells: 3,
-            tiles: vec![Tile { row: 0, col: 1, bytes: vec![5; 4] }],
+            tiles: vec![Tile {
+                row: 0,
+                col: 1,
+                bytes: vec![5; 4],
+            }],
         };
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let m = scan.manifest(now, now + Duration::days(7));
@@ -997,12 +1086,22 @@ mod tests {
             header: vec![],
             rain_cells: 1,
             tiles: vec![
-                Tile { row: 0, col: 0, bytes: vec![1; limits::MAX_TILE_PART_BYTES * 2 + 1] },
-                Tile { row: 0, col: 1, bytes: vec![2; 10] },
+                Tile {
+                    row: 0,
+                    col: 0,
+                    bytes: vec![1; limits::MAX_TILE_PART_BYTES * 2 + 1],
+                },
+                Tile {
+                    row: 0,
+                    col: 1,
+                    bytes: vec![2; 10],
+                },
             ],
         };
         let items = tile_items(&scan, "d", Utc::now()).unwrap();
         assert_eq!(items.len(), 4);
-        assert!(items.iter().all(|i| limits::item_size(i) < limits::MAX_ITEM_BYTES));
+        assert!(items
+            .iter()
+            .all(|i| limits::item_size(i) < limits::MAX_ITEM_BYTES));
     }
 }
