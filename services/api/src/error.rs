@@ -23,6 +23,10 @@ pub enum ApiError {
     /// The resource does not exist (404): unknown radar, no scan at that time.
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
+    /// The resource existed but has been replaced (410), e.g. the frame of a
+    /// superseded nowcast.
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     /// The request is well-formed but cannot be answered here (422), e.g. a
     /// point outside every radar's coverage.
     #[error("{detail}")]
@@ -65,6 +69,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +81,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::NotFound { code, .. }
+            | ApiError::Gone { code, .. }
             | ApiError::Unprocessable { code, .. }
             | ApiError::Unavailable { code, .. } => code,
             ApiError::Timeout => "timeout",

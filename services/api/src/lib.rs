@@ -68,6 +68,8 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::openapi::router())
         .merge(routes::radars::router())
         .merge(routes::scans::router())
+        .merge(routes::nowcast::router())
+        .merge(routes::forecast::router())
         .split_for_parts()
 }
 

@@ -80,15 +80,16 @@ pub fn grid_outline(g: &Grid) -> Option<GeoJsonPolygon> {
     let (r, c) = (g.rows as f64, g.cols as f64);
     let n = 8;
     let mut ring = Vec::with_capacity(4 * n + 1);
-    let edges: [Box<dyn Fn(f64) -> (f64, f64)>; 4] = [
-        Box::new(|t| (0.0, t * c)),
-        Box::new(|t| (t * r, c)),
-        Box::new(|t| (r, (1.0 - t) * c)),
-        Box::new(|t| ((1.0 - t) * r, 0.0)),
-    ];
-    for edge in &edges {
+    // Clockwise from the north-west corner: north, east, south, west edges.
+    let at = |edge: usize, t: f64| match edge {
+        0 => (0.0, t * c),
+        1 => (t * r, c),
+        2 => (r, (1.0 - t) * c),
+        _ => ((1.0 - t) * r, 0.0),
+    };
+    for edge in 0..4 {
         for i in 0..n {
-            let (row, col) = edge(i as f64 / n as f64);
+            let (row, col) = at(edge, i as f64 / n as f64);
             let (lon, lat) = g.rowcol_to_lonlat(row, col).ok()?;
             ring.push(vec![round6(lon), round6(lat)]);
         }

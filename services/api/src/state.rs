@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use raincast_algorithms::render::MapRaster;
 use raincast_algorithms::sparse::{self, EncodedTile};
 use raincast_algorithms::Grid;
+use raincast_nowcast::NowcastService;
 use raincast_store::{ScanManifest, ScanStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,7 @@ struct Inner {
     config: ApiConfig,
     store: Arc<dyn ScanStore>,
     radars: Vec<RadarInfo>,
+    nowcasts: NowcastService,
     metrics: ApiMetrics,
     clock: Clock,
     png_cache: Lru<Arc<[u8]>>,
@@ -57,6 +59,7 @@ pub struct AppStateBuilder {
     config: ApiConfig,
     store: Arc<dyn ScanStore>,
     radars: Vec<RadarInfo>,
+    nowcasts: NowcastService,
     registry: prometheus::Registry,
     clock: Clock,
 }
@@ -99,6 +102,7 @@ impl AppStateBuilder {
                 config: self.config,
                 store: self.store,
                 radars: self.radars,
+                nowcasts: self.nowcasts,
                 metrics,
                 clock: self.clock,
                 rasters: Mutex::new(HashMap::new()),
@@ -117,12 +121,13 @@ pub enum BuildError {
 }
 
 impl AppState {
-    /// Starts a builder over a scan store.
-    pub fn builder(store: Arc<dyn ScanStore>) -> AppStateBuilder {
+    /// Starts a builder over a scan store and the nowcast service reading it.
+    pub fn builder(store: Arc<dyn ScanStore>, nowcasts: NowcastService) -> AppStateBuilder {
         AppStateBuilder {
             config: ApiConfig::default(),
             store,
             radars: Vec::new(),
+            nowcasts,
             registry: prometheus::Registry::new(),
             clock: Arc::new(Utc::now),
         }
@@ -150,8 +155,13 @@ impl AppState {
     }
 
     /// Base time of the newest nowcast held for a radar.
-    pub fn latest_nowcast_time(&self, _radar: &str) -> Option<DateTime<Utc>> {
-        None
+    pub fn latest_nowcast_time(&self, radar: &str) -> Option<DateTime<Utc>> {
+        self.inner.nowcasts.latest(radar).map(|n| n.base_time)
+    }
+
+    /// The nowcast service.
+    pub fn nowcasts(&self) -> &NowcastService {
+        &self.inner.nowcasts
     }
 
     /// The radar with this id, or a 404 problem.
@@ -261,14 +271,17 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
 /// eviction scans the entries).
 pub struct Lru<V> {
     cap: usize,
-    map: Mutex<(u64, HashMap<String, (u64, V)>)>,
+    map: Mutex<LruEntries<V>>,
 }
+
+/// A use counter and the entries with the count of their last use.
+struct LruEntries<V>(u64, HashMap<String, (u64, V)>);
 
 impl<V: Clone> Lru<V> {
     pub fn new(cap: usize) -> Self {
         Self {
             cap,
-            map: Mutex::new((0, HashMap::new())),
+            map: Mutex::new(LruEntries(0, HashMap::new())),
         }
     }
 

@@ -394,7 +394,8 @@ async fn shared_registry_exposes_other_collectors() {
     registry.register(Box::new(ingest.clone())).unwrap();
     ingest.inc_by(7);
     let f = fixture().await;
-    let state = raincast_api::AppState::builder(f.store.clone())
+    let nowcasts = raincast_nowcast::NowcastService::new(f.store.clone(), Default::default());
+    let state = raincast_api::AppState::builder(f.store.clone(), nowcasts)
         .registry(registry)
         .build()
         .unwrap();

@@ -231,6 +231,8 @@ struct Inner {
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Unix seconds of the last freshness check per radar.
     checked: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    /// Newest scan time seen in the store per radar.
+    seen: RwLock<HashMap<String, DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -259,6 +261,7 @@ impl NowcastService {
                 cache: RwLock::new(HashMap::new()),
                 building: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
+                seen: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -275,6 +278,17 @@ impl NowcastService {
             .unwrap_or_else(|e| e.into_inner())
             .get(radar)
             .cloned()
+    }
+
+    /// The newest scan time this service has seen in the store for a radar
+    /// (no I/O; updated by every [`NowcastService::update`]).
+    pub fn latest_scan_seen(&self, radar: &str) -> Option<DateTime<Utc>> {
+        self.inner
+            .seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .copied()
     }
 
     /// The cached nowcast, refreshed first when there is none; when there is
@@ -331,6 +345,11 @@ impl NowcastService {
         let Some(latest) = store.latest(radar, now).await? else {
             return Ok(UpdateOutcome::NotEnoughScans { have: 0, need });
         };
+        self.inner
+            .seen
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(radar.to_string(), latest.time);
         if let Some(c) = self.latest(radar) {
             if c.base_time >= latest.time {
                 return Ok(UpdateOutcome::Unchanged(c));

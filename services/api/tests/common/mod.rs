@@ -11,6 +11,7 @@ use raincast_algorithms::prep::RainField;
 use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::Grid;
 use raincast_api::{ApiConfig, AppState, RadarInfo};
+use raincast_nowcast::{NowcastService, NowcastSettings};
 use raincast_store::{EmbeddedStore, NewScan, ScanStore, Tile};
 use raincast_testkit::TempDir;
 use std::sync::Arc;
@@ -114,7 +115,14 @@ pub async fn fixture_with(n: usize, now: DateTime<Utc>, config: ApiConfig) -> Fi
             .unwrap(),
     );
     put_scans(store.as_ref(), RADAR, n).await;
-    let state = AppState::builder(store.clone())
+    let nowcasts = NowcastService::new(
+        store.clone(),
+        NowcastSettings {
+            max_lead_min: 60,
+            ..NowcastSettings::default()
+        },
+    );
+    let state = AppState::builder(store.clone(), nowcasts)
         .config(config)
         .radars(vec![
             RadarInfo {
