@@ -412,3 +412,59 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
 }
+
+#[tokio::test]
+async fn map_page_and_assets_are_bundled() {
+    let f = fixture().await;
+    let r = get(&f.state, "/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = String::from_utf8(body_bytes(r).await).unwrap();
+    assert!(html.contains("id=\"time-slider\"") && html.contains("/assets/leaflet.js"));
+    // Only local references: the page works offline.
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    for (name, ty) in [
+        ("leaflet.js", "text/javascript"),
+        ("leaflet.css", "text/css"),
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("LICENSE-leaflet.txt", "text/plain"),
+    ] {
+        let r = get(&f.state, &format!("/assets/{name}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(ty),
+            "{name}"
+        );
+        let etag = r.headers()["etag"].clone();
+        assert!(!body_bytes(r).await.is_empty());
+        let req = Request::get(format!("/assets/{name}"))
+            .header("if-none-match", etag)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(&f.state, req).await.status(), StatusCode::NOT_MODIFIED);
+    }
+    let js = String::from_utf8(body_bytes(get(&f.state, "/assets/app.js").await).await).unwrap();
+    assert!(
+        !js.contains("http://") && !js.contains("https://"),
+        "app.js must not call other hosts"
+    );
+    expect_problem(
+        get(&f.state, "/assets/../Cargo.toml").await,
+        404,
+        "no_such_route",
+    )
+    .await;
+    expect_problem(
+        get(&f.state, "/assets/secret.txt").await,
+        404,
+        "no_such_asset",
+    )
+    .await;
+}

@@ -4,5 +4,6 @@ pub mod forecast;
 pub mod health;
 pub mod nowcast;
 pub mod openapi;
+pub mod page;
 pub mod radars;
 pub mod scans;
