@@ -9,6 +9,7 @@
 pub mod bom;
 pub mod fmi_pgm;
 pub mod mch_gif;
+pub mod nexrad;
 pub mod odim;
 
 use crate::scan::{DecodeError, Format, RadarScan};
@@ -32,6 +33,9 @@ pub fn detect(bytes: &[u8], file_name: Option<&str>) -> Option<Format> {
     if fmi_pgm::looks_like(bytes, file_name) {
         return Some(Format::FmiPgm);
     }
+    if nexrad::looks_like(bytes, file_name) {
+        return Some(Format::Nexrad);
+    }
     None
 }
 
@@ -52,10 +56,7 @@ pub fn decode(
         Format::Bom => bom::decode(bytes, file_name),
         Format::MchGif => mch_gif::decode(bytes, file_name),
         Format::FmiPgm => fmi_pgm::decode(bytes, file_name),
-        Format::Nexrad => Err(DecodeError::Unsupported {
-            format,
-            what: "NEXRAD Level II is not supported yet".into(),
-        }),
+        Format::Nexrad => nexrad::decode(bytes, file_name),
     }
 }
 
