@@ -377,7 +377,10 @@ fn data_error(e: nexrad_data::Error) -> DecodeError {
             available: actual.saturating_add(Header::SIZE),
         },
         nexrad_data::Error::InvalidRecordSize { size, offset, .. } => bad(
-            format!("LDM record size at byte {}", offset.saturating_add(Header::SIZE)),
+            format!(
+                "LDM record size at byte {}",
+                offset.saturating_add(Header::SIZE)
+            ),
             size,
             "a record cannot be empty",
         ),
@@ -585,7 +588,17 @@ impl SweepAcc {
         Ok(())
     }
 
-    fn into_parts(self) -> (u8, f32, f64, f64, Vec<f32>, Array2<f32>, Option<DateTime<Utc>>) {
+    fn into_parts(
+        self,
+    ) -> (
+        u8,
+        f32,
+        f64,
+        f64,
+        Vec<f32>,
+        Array2<f32>,
+        Option<DateTime<Utc>>,
+    ) {
         let elevation = self.mean_elevation();
         let gates = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut dbz = Array2::from_elem((self.rows.len(), gates), f32::NAN);
@@ -722,7 +735,9 @@ impl Collector {
                 let (c, b) = (current.mean_elevation(), best.mean_elevation());
                 match self.choice {
                     ElevationChoice::Lowest => c < b - SAME_ANGLE_DEG,
-                    ElevationChoice::NearestAngle(x) => (c - x).abs() < (b - x).abs() - SAME_ANGLE_DEG,
+                    ElevationChoice::NearestAngle(x) => {
+                        (c - x).abs() < (b - x).abs() - SAME_ANGLE_DEG
+                    }
                     ElevationChoice::Number(_) => false,
                 }
             }
@@ -756,13 +771,14 @@ impl Collector {
         let (site, site_source) = match self.site.take() {
             Some(site) => (site, SiteSource::VolumeDataBlock),
             None => registry_site(header_icao, SiteSource::HeaderIcao)
-                .or_else(|| registry_site(file_name.and_then(icao_of_file_name), SiteSource::FileName))
+                .or_else(|| {
+                    registry_site(file_name.and_then(icao_of_file_name), SiteSource::FileName)
+                })
                 .map(Ok)
                 .or_else(|| {
                     options.site.as_deref().map(|id| {
-                        registry_site(Some(id), SiteSource::Options).ok_or_else(|| {
-                            bad("site", id, "not in the NEXRAD site registry")
-                        })
+                        registry_site(Some(id), SiteSource::Options)
+                            .ok_or_else(|| bad("site", id, "not in the NEXRAD site registry"))
                     })
                 })
                 .transpose()?
@@ -824,7 +840,10 @@ fn pick_cut(angles: &[f32], choice: ElevationChoice) -> Option<u8> {
 fn site_31(m: &digital_radar_data::Message<'_>) -> Option<RadarSite> {
     let v = m.volume_data_block()?;
     let v = v.inner();
-    let (lat, lon) = (f64::from(v.latitude_degrees()), f64::from(v.longitude_degrees()));
+    let (lat, lon) = (
+        f64::from(v.latitude_degrees()),
+        f64::from(v.longitude_degrees()),
+    );
     let plausible = lat.is_finite()
         && lon.is_finite()
         && (-90.0..=90.0).contains(&lat)
@@ -972,7 +991,11 @@ mod tests {
         body.extend_from_slice(&[0; 4]); // tover, SNR threshold
         body.push(0); // control flags
         body.push(r.word_bits);
-        let (scale, offset) = if r.word_bits == 16 { (20.0f32, 660.0f32) } else { (2.0, 66.0) };
+        let (scale, offset) = if r.word_bits == 16 {
+            (20.0f32, 660.0f32)
+        } else {
+            (2.0, 66.0)
+        };
         body.extend_from_slice(&scale.to_be_bytes());
         body.extend_from_slice(&offset.to_be_bytes());
         for &g in &r.gates {
@@ -1019,7 +1042,11 @@ mod tests {
             let az = i as f32 + 0.5;
             let mut gates = vec![0u16; 800]; // below threshold
             if (89.0..92.0).contains(&az) {
-                let raw = if word_bits == 16 { dbz * 20.0 + 660.0 } else { dbz * 2.0 + 66.0 };
+                let raw = if word_bits == 16 {
+                    dbz * 20.0 + 660.0
+                } else {
+                    dbz * 2.0 + 66.0
+                };
                 for g in gates.iter_mut().skip(gate - 3).take(7) {
                     *g = raw as u16;
                 }
@@ -1121,9 +1148,19 @@ mod tests {
         assert!(err.to_string().contains("record 2"), "{err}");
         // The higher cut, by number and by angle.
         let bytes = archive(&[echo_sweep(8, 391, 30.0), higher_sweep()]);
-        for elevation in [ElevationChoice::Number(2), ElevationChoice::NearestAngle(1.2)] {
-            let v = read_sweep(&bytes, None, &NexradOptions { elevation, site: None })
-                .expect("elevation 2");
+        for elevation in [
+            ElevationChoice::Number(2),
+            ElevationChoice::NearestAngle(1.2),
+        ] {
+            let v = read_sweep(
+                &bytes,
+                None,
+                &NexradOptions {
+                    elevation,
+                    site: None,
+                },
+            )
+            .expect("elevation 2");
             assert_eq!(v.sweep.elevation_number, 2);
             assert_eq!(v.sweep.dbz.dim(), (10, 100));
         }
@@ -1162,14 +1199,18 @@ mod tests {
         assert_eq!(crate::decode::detect(&plain, None), Some(Format::Nexrad));
         assert!(!looks_like(b"P5\n", None));
         let mut pgm = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        pgm.write_all(b"P5\n# obstime 201609281200\n").expect("gzip");
+        pgm.write_all(b"P5\n# obstime 201609281200\n")
+            .expect("gzip");
         assert!(!looks_like(&pgm.finish().expect("gzip"), None));
     }
 
     #[test]
     fn site_from_header_name_and_options() {
         assert_eq!(icao_of_file_name("KATX20130717_195021_V06"), Some("KATX"));
-        assert_eq!(icao_of_file_name("2013/07/17/KATX/KATX20130717_195021_V06.gz"), Some("KATX"));
+        assert_eq!(
+            icao_of_file_name("2013/07/17/KATX/KATX20130717_195021_V06.gz"),
+            Some("KATX")
+        );
         assert_eq!(icao_of_file_name("example_nexrad_archive_msg1.bz2"), None);
         assert_eq!(icao_of_file_name("KATX"), None);
         let sweep = |site: &str| {
@@ -1187,16 +1228,26 @@ mod tests {
         let with_header = |h: Vec<u8>| [h, frames.to_vec()].concat();
         let v = read_sweep(&with_header(sweep("KATX")), None, &NexradOptions::default())
             .expect("header ICAO");
-        assert_eq!((v.site_source, v.sweep.site.id.as_str()), (SiteSource::HeaderIcao, "KATX"));
+        assert_eq!(
+            (v.site_source, v.sweep.site.id.as_str()),
+            (SiteSource::HeaderIcao, "KATX")
+        );
         let v = read_sweep(
             &with_header(sweep("\0\0\0\0")),
             Some("KLOT20030101_000921"),
             &NexradOptions::default(),
         )
         .expect("name");
-        assert_eq!((v.site_source, v.sweep.site.id.as_str()), (SiteSource::FileName, "KLOT"));
-        let err = read_sweep(&with_header(sweep("\0\0\0\0")), None, &NexradOptions::default())
-            .unwrap_err();
+        assert_eq!(
+            (v.site_source, v.sweep.site.id.as_str()),
+            (SiteSource::FileName, "KLOT")
+        );
+        let err = read_sweep(
+            &with_header(sweep("\0\0\0\0")),
+            None,
+            &NexradOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "missing");
         assert!(err.to_string().contains("--site"), "{err}");
         let err = read_sweep(
@@ -1238,14 +1289,22 @@ mod tests {
         // disc has data, the rest is no data.
         let inside = scan.values.iter().filter(|v| !v.is_nan()).count() as f64;
         let disc = std::f64::consts::PI * 250.0 * 250.0;
-        assert!((inside / disc - 60.0 / 360.0).abs() < 0.02, "{}", inside / disc);
+        assert!(
+            (inside / disc - 60.0 / 360.0).abs() < 0.02,
+            "{}",
+            inside / disc
+        );
     }
 
     #[test]
     fn decodes_and_grids_the_legacy_message_1_volume() {
         let Some(b) = sample("msg1") else { return };
         let err = read_sweep(&b, None, &NexradOptions::default()).unwrap_err();
-        assert_eq!(err.code(), "missing", "the volume carries no location: {err}");
+        assert_eq!(
+            err.code(),
+            "missing",
+            "the volume carries no location: {err}"
+        );
         let v = read_sweep(&b, None, &klot()).expect("msg1");
         assert_eq!(v.site_source, SiteSource::Options);
         assert_eq!(v.vcp, Some(32));
@@ -1256,8 +1315,20 @@ mod tests {
         assert_eq!(s.dbz.dim(), (367, 460));
         assert_eq!((s.first_gate_m, s.gate_m), (0.0, 1000.0));
         // Other cuts: elevation 2 is the Doppler half of the split cut (no REF).
-        let pick = |elevation| read_sweep(&b, None, &NexradOptions { elevation, ..klot() });
-        assert_eq!(pick(ElevationChoice::Number(2)).unwrap_err().code(), "missing");
+        let pick = |elevation| {
+            read_sweep(
+                &b,
+                None,
+                &NexradOptions {
+                    elevation,
+                    ..klot()
+                },
+            )
+        };
+        assert_eq!(
+            pick(ElevationChoice::Number(2)).unwrap_err().code(),
+            "missing"
+        );
         let third = pick(ElevationChoice::Number(3)).expect("elevation 3");
         assert!((third.sweep.elevation_deg - 1.5).abs() < 0.05);
         let near = pick(ElevationChoice::NearestAngle(2.4)).expect("nearest 2.4°");
@@ -1311,7 +1382,10 @@ mod tests {
                 .iter()
                 .map(|&(_, i)| filtered[[i, gate as usize]])
                 .collect();
-            assert!(candidates.contains(&value), "{row} {col}: {value} vs {candidates:?}");
+            assert!(
+                candidates.contains(&value),
+                "{row} {col}: {value} vs {candidates:?}"
+            );
             checked += 1;
         }
         assert!(checked > 100, "only {checked} echo cells checked");
@@ -1326,7 +1400,10 @@ mod tests {
         let az = f64::from(s.azimuth_deg[r]).to_radians();
         let (row, col) = scan.grid.xy_to_rowcol(ground * az.sin(), ground * az.cos());
         let cell = scan.values[[row as usize, col as usize]];
-        assert!(cell.is_finite() && cell >= max - 15.0, "gate {max} dBZ, cell {cell}");
+        assert!(
+            cell.is_finite() && cell >= max - 15.0,
+            "gate {max} dBZ, cell {cell}"
+        );
         assert!((slant_range_m(ground, elev) - (g as f64 * s.gate_m)).abs() < 1.0);
         // The same volume again reuses the mapping.
         decode_with(&b, None, &klot(), &mut gridder).expect("again");
@@ -1353,7 +1430,10 @@ mod tests {
     fn truncated_volumes_give_typed_errors() {
         if let Some(b) = sample("msg31") {
             // LDM framing is checked over the whole file: every cut fails.
-            for end in (0..b.len()).step_by(211).chain([1, 23, 24, 25, 28, b.len() - 1]) {
+            for end in (0..b.len())
+                .step_by(211)
+                .chain([1, 23, 24, 25, 28, b.len() - 1])
+            {
                 let code = assert_typed(decode(&b[..end], None));
                 assert!(
                     matches!(code, Some("truncated" | "missing" | "bad_magic")),
@@ -1413,7 +1493,11 @@ mod tests {
                 let mut bytes = plain.clone();
                 for _ in 0..1 + rng(&mut seed) % 16 {
                     // Hit the first frames (header fields) more often than the rest.
-                    let span = if rng(&mut seed) % 2 == 0 { 50_000 } else { bytes.len() as u64 };
+                    let span = if rng(&mut seed) % 2 == 0 {
+                        50_000
+                    } else {
+                        bytes.len() as u64
+                    };
                     let at = (rng(&mut seed) % span) as usize;
                     bytes[at] = rng(&mut seed) as u8;
                 }
@@ -1436,11 +1520,19 @@ mod tests {
     #[test]
     fn decompression_is_size_limited() {
         let zeros = bzip2(&vec![0u8; 100_000]);
-        let err = read_limited(bzip2::read::BzDecoder::new(&zeros[..]), 1_000, "bzip2 volume")
-            .map_err(|u| u.error)
-            .unwrap_err();
+        let err = read_limited(
+            bzip2::read::BzDecoder::new(&zeros[..]),
+            1_000,
+            "bzip2 volume",
+        )
+        .map_err(|u| u.error)
+        .unwrap_err();
         assert_eq!(err.code(), "absurd_size");
-        let ok = read_limited(bzip2::read::BzDecoder::new(&zeros[..]), 100_000, "bzip2 volume");
+        let ok = read_limited(
+            bzip2::read::BzDecoder::new(&zeros[..]),
+            100_000,
+            "bzip2 volume",
+        );
         assert_eq!(ok.map(|v| v.len()).ok(), Some(100_000));
     }
 }
