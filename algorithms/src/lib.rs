@@ -20,6 +20,7 @@ pub mod nowcast;
 pub mod npy;
 pub mod polar;
 pub mod prep;
+mod raster;
 pub mod render;
 pub mod scan;
 pub mod sparse;

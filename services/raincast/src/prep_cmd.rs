@@ -6,6 +6,7 @@ use raincast_algorithms::decode::{self, DecodeOptions};
 use raincast_algorithms::npy;
 use raincast_algorithms::prep::{self, PrepOptions};
 use raincast_algorithms::scan::Format;
+use raincast_algorithms::sparse::{self, SparseOptions};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,8 @@ pub fn prep_file(
     }
     let field = prep::prep(&scan, opts);
     let (rows, cols) = field.grid.shape();
+    let encoded = sparse::encode(&field, &SparseOptions::default())
+        .with_context(|| format!("{}: cannot encode the sparse rain array", path.display()))?;
     Ok(json!({
         "file": path.display().to_string(),
         "format": scan.format.name(),
@@ -104,6 +107,8 @@ pub fn prep_file(
         "max_mm_h": round3(field.max_mm_h() as f64),
         "mean_mm_h": round3(field.mean_mm_h()),
         "dense_bytes": rows * cols * 4,
+        "sparse_bytes": encoded.total_bytes(),
+        "tiles": encoded.tiles.len(),
     }))
 }
 

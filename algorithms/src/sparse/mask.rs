@@ -1,0 +1,181 @@
+//! The no-data mask: run lengths over the whole grid, deflated.
+//!
+//! Raw form: the cells in row-major order are cut into maximal runs that
+//! alternate *data* (finite values, rain or not) and *no data* (`NaN`),
+//! starting with a data run (which may be empty). Each run length is an
+//! unsigned LEB128 varint; only the first run may be 0. The run lengths add up
+//! to `rows × cols`. The raw bytes are stored raw-deflated in the header.
+//!
+//! The mask of one radar rarely changes, so its fingerprint
+//! ([`mask_fingerprint`]) is stable across scans and a store may keep one copy
+//! per fingerprint.
+
+use super::bytes::{deflate, fnv1a64, put_varint, InflateStream};
+use super::error::{Part, SparseError};
+use ndarray::ArrayView2;
+
+/// The encoded mask and what the header records about it.
+pub(crate) struct EncodedMask {
+    /// Raw-deflated run lengths.
+    pub(crate) deflated: Vec<u8>,
+    /// [`fingerprint`] of the raw run lengths.
+    pub(crate) fingerprint: u64,
+    /// Cells with no data (`NaN`).
+    pub(crate) nodata_cells: u64,
+}
+
+/// The fingerprint of a raw run-length mask: FNV-1a 64 over a domain tag, the
+/// shape and the raw runs. Equal masks on equal shapes always give equal
+/// fingerprints, on any machine and in any later version that keeps the
+/// version-1 mask layout.
+fn fingerprint(rows: usize, cols: usize, raw: &[u8]) -> u64 {
+    fnv1a64(&[&fingerprint_prefix(rows, cols), raw])
+}
+
+fn fingerprint_prefix(rows: usize, cols: usize) -> Vec<u8> {
+    let mut p = b"raincast-mask-v1".to_vec();
+    p.extend_from_slice(&(rows as u32).to_le_bytes());
+    p.extend_from_slice(&(cols as u32).to_le_bytes());
+    p
+}
+
+/// The raw run lengths of a field's no-data mask (`NaN` = no data), over
+/// cells in row-major order.
+fn runs<'a>(rate: impl IntoIterator<Item = &'a f32>) -> (Vec<u8>, u64) {
+    let mut raw = Vec::new();
+    let mut nodata = 0u64;
+    let mut in_nodata = false;
+    let mut run: u32 = 0;
+    for v in rate {
+        let is_nodata = v.is_nan();
+        if is_nodata != in_nodata {
+            put_varint(&mut raw, run);
+            run = 0;
+            in_nodata = is_nodata;
+        }
+        run += 1;
+        nodata += is_nodata as u64;
+    }
+    put_varint(&mut raw, run);
+    (raw, nodata)
+}
+
+/// Encodes the no-data mask of `rate` (row-major, `rows × cols`, `NaN` = no data).
+pub(crate) fn encode(rate: &[f32], rows: usize, cols: usize) -> EncodedMask {
+    let (raw, nodata_cells) = runs(rate);
+    EncodedMask {
+        deflated: deflate(&raw),
+        fingerprint: fingerprint(rows, cols, &raw),
+        nodata_cells,
+    }
+}
+
+/// The stable fingerprint of a field's no-data mask, as stored in the header
+/// ([`super::HeaderInfo::mask_fingerprint`]). `rate` is `(rows, cols)` in
+/// mm/h with `NaN` for no data; only where the `NaN`s are matters.
+pub fn mask_fingerprint(rate: &ArrayView2<'_, f32>) -> u64 {
+    let (rows, cols) = rate.dim();
+    fingerprint(rows, cols, &runs(rate.iter()).0)
+}
+
+/// Decodes the mask into `out` (row-major, `rows × cols` cells), writing
+/// `NaN` on no-data cells and leaving the others untouched. Checks that the
+/// runs cover the grid exactly, the no-data count and the fingerprint.
+pub(crate) fn decode_into(
+    deflated: &[u8],
+    rows: usize,
+    cols: usize,
+    expected_nodata: u64,
+    expected_fingerprint: u64,
+    out: &mut [f32],
+) -> Result<(), SparseError> {
+    let cells = rows as u64 * cols as u64;
+    debug_assert_eq!(out.len() as u64, cells);
+    let seed = fnv1a64(&[&fingerprint_prefix(rows, cols)]);
+    let mut s = InflateStream::seeded(Part::Mask, deflated, seed);
+    let mut pos: u64 = 0;
+    let mut nodata = 0u64;
+    let mut in_nodata = false;
+    let mut first = true;
+    while pos < cells {
+        let run = s.varint("run length")? as u64;
+        if run == 0 && !first {
+            return Err(bad("run length", "0", "only the first run may be empty"));
+        }
+        if run > cells - pos {
+            return Err(SparseError::AbsurdSize {
+                part: Part::Mask,
+                field: "run length",
+                value: run,
+                limit: cells - pos,
+            });
+        }
+        if in_nodata {
+            // In range: pos + run <= cells = out.len().
+            out[pos as usize..(pos + run) as usize].fill(f32::NAN);
+            nodata += run;
+        }
+        pos += run;
+        in_nodata = !in_nodata;
+        first = false;
+    }
+    if s.next_byte()?.is_some() {
+        return Err(SparseError::TrailingBytes {
+            part: Part::Mask,
+            bytes: 1,
+        });
+    }
+    if nodata != expected_nodata {
+        return Err(bad(
+            "no-data cells",
+            &nodata.to_string(),
+            "differs from the header's count",
+        ));
+    }
+    let got = s.hash();
+    if got != expected_fingerprint && !cfg!(fuzzing) {
+        return Err(bad(
+            "fingerprint",
+            &format!("{got:016x}"),
+            "differs from the header's fingerprint",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether cell `index` (row-major) is no data, reading only the runs before it.
+pub(crate) fn is_nodata(deflated: &[u8], cells: u64, index: u64) -> Result<bool, SparseError> {
+    let mut s = InflateStream::new(Part::Mask, deflated);
+    let mut pos: u64 = 0;
+    let mut in_nodata = false;
+    loop {
+        let run = s.varint("run length")? as u64;
+        if run > cells - pos {
+            return Err(SparseError::AbsurdSize {
+                part: Part::Mask,
+                field: "run length",
+                value: run,
+                limit: cells - pos,
+            });
+        }
+        pos += run;
+        if index < pos {
+            return Ok(in_nodata);
+        }
+        if pos == cells {
+            // Runs cover the grid and `index < cells`, so this cannot happen
+            // unless the caller passed an index outside the grid.
+            return Err(bad("cell index", &index.to_string(), "outside the mask"));
+        }
+        in_nodata = !in_nodata;
+    }
+}
+
+fn bad(field: &'static str, value: &str, reason: &'static str) -> SparseError {
+    SparseError::BadValue {
+        part: Part::Mask,
+        field,
+        value: value.to_string(),
+        reason,
+    }
+}
