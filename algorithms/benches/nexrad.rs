@@ -76,7 +76,12 @@ impl ValueFormatter for CpuFormatter {
         values.iter_mut().for_each(|v| *v /= div);
         unit
     }
-    fn scale_throughputs(&self, _typical: f64, _t: &Throughput, _values: &mut [f64]) -> &'static str {
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        _t: &Throughput,
+        _values: &mut [f64],
+    ) -> &'static str {
         "(no throughput)"
     }
     fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
