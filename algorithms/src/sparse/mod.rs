@@ -53,7 +53,7 @@ pub use mask::mask_fingerprint;
 pub use quant::{MAX_RELATIVE_ERROR, QUANT_MAX_MM_H, QUANT_MIN_MM_H};
 
 use crate::prep::RainField;
-use bytes::{check_prefix, put_prefix, seal, unseal, Reader};
+use bytes::{check_prefix, put_prefix, seal, unseal, Inflater, Reader};
 use chrono::{DateTime, Utc};
 use header::Header;
 use ndarray::Array2;
@@ -289,7 +289,8 @@ pub fn encode(field: &RainField, opts: &SparseOptions) -> Result<EncodedScan, Sp
             reason: "expected a C-order array",
         });
     };
-    let mask = mask::encode(rate, rows, cols);
+    let mut tile_encoder = tile::TileEncoder::new();
+    let mask = mask::encode(rate, rows, cols, tile_encoder.deflater());
     let (tile_rows, tile_cols) = (rows.div_ceil(t), cols.div_ceil(t));
     let mut tiles = Vec::new();
     let mut infos = Vec::new();
@@ -297,7 +298,7 @@ pub fn encode(field: &RainField, opts: &SparseOptions) -> Result<EncodedScan, Sp
     let mut max_mm_h = 0.0f32;
     for tr in 0..tile_rows as u16 {
         for tc in 0..tile_cols as u16 {
-            let Some(enc) = tile::encode(rate, rows, cols, tr, tc, t) else {
+            let Some(enc) = tile::encode(&mut tile_encoder, rate, rows, cols, tr, tc, t) else {
                 continue;
             };
             check_item_size(Part::Tile, enc.bytes.len())?;
@@ -431,6 +432,7 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
         &mut data,
     )?;
     let mut seen = vec![false; h.tiles.len()];
+    let mut inflater = Inflater::new();
     for t in tiles {
         let Some(i) = h.find(t.row, t.col) else {
             return Err(SparseError::UnexpectedTile {
@@ -445,7 +447,7 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
             });
         }
         let (p, g) = check_tile(&h, &h.tiles[i], t)?;
-        p.for_each_rain(g, |r, c, v| {
+        p.for_each_rain(g, &mut inflater, |r, c, v| {
             let (cell_row, cell_col) = (g.row0 + r, g.col0 + c);
             let cell = &mut data[cell_row * cols + cell_col];
             if cell.is_nan() {
@@ -525,7 +527,7 @@ pub fn point_value(
             let (p, g) = check_tile(&h, &h.tiles[i], t)?;
             let (lr, lc) = (row - g.row0, col - g.col0);
             let mut found = None;
-            p.for_each_rain(g, |r, c, v| {
+            p.for_each_rain(g, &mut Inflater::new(), |r, c, v| {
                 if (r, c) == (lr, lc) {
                     found = Some(v);
                 }

@@ -690,7 +690,9 @@ fn absurd_lengths_are_rejected_before_allocating() {
     let p = tile::parse(&bad);
     let g = tile::TileGeom::new(0, 0, 16, 20, 24).unwrap();
     let e = match p {
-        Ok(p) => p.for_each_rain(g, |_, _, _| Ok(())).unwrap_err(),
+        Ok(p) => p
+            .for_each_rain(g, &mut super::bytes::Inflater::new(), |_, _, _| Ok(()))
+            .unwrap_err(),
         Err(e) => e,
     };
     assert!(matches!(e.code(), "absurd_size" | "bad_value"), "{e}");
