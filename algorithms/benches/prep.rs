@@ -1,0 +1,136 @@
+//! Criterion benches: decode + prep + sparse encode per format on one real
+//! scan each from `../shared/data` (skipped with a message when absent), and
+//! the sparse encoding alone.
+//!
+//! Run: `cargo bench -p raincast-algorithms --bench prep` (add a filter such
+//! as `-- pipeline/bom` for one). Figures: docs/PERFORMANCE.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use raincast_algorithms::decode;
+use raincast_algorithms::prep::{self, PrepOptions, RainField};
+use raincast_algorithms::sparse::{self, SparseOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One scan per product: (bench name, folder below shared/data).
+const SAMPLES: [(&str, &str); 5] = [
+    ("bom_512x512", "bom/02"),
+    ("opera_2200x1900", "odim/opera/20180824"),
+    ("rmi_700x700", "odim/rmi/20210704"),
+    ("mch_710x640", "mch/20160711"),
+    ("fmi_1226x760", "fmi/20160928"),
+];
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// The first file (by name) of a folder.
+fn first_file(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.into_iter().next()
+}
+
+/// A radar-like synthetic field for the sparse benches without real data:
+/// no data outside a disc, a band of smooth rain, zero elsewhere.
+fn synthetic(rows: usize, cols: usize) -> RainField {
+    let rate = ndarray::Array2::from_shape_fn((rows, cols), |(r, c)| {
+        let (y, x) = (r as f32 / rows as f32 - 0.5, c as f32 / cols as f32 - 0.5);
+        if x.hypot(y) > 0.5 {
+            f32::NAN
+        } else {
+            let v = 8.0 * (-(((x - y) * 6.0).powi(2))).exp() * (1.0 + (x * 40.0).sin() * 0.3);
+            if v < 0.1 {
+                0.0
+            } else {
+                (v * 10.0).round() / 10.0
+            }
+        }
+    });
+    let grid = raincast_algorithms::Grid::new(
+        "+proj=aeqd +lat_0=50 +lon_0=4 +ellps=WGS84 +units=m",
+        rows,
+        cols,
+        1000.0,
+        1000.0,
+        0.0,
+        0.0,
+    )
+    .expect("valid grid");
+    RainField {
+        grid,
+        time: chrono::DateTime::from_timestamp(1_600_000_000, 0).expect("valid time"),
+        rate_mm_h: rate,
+    }
+}
+
+fn sparse_benches(c: &mut Criterion, name: &str, field: &RainField) {
+    let opts = SparseOptions::default();
+    let Ok(enc) = sparse::encode(field, &opts) else {
+        eprintln!("skipped: {name}: sparse encode failed");
+        return;
+    };
+    c.bench_function(&format!("sparse_encode/{name}"), |b| {
+        b.iter(|| sparse::encode(black_box(field), &opts).map(|e| e.total_bytes()))
+    });
+    c.bench_function(&format!("sparse_decode/{name}"), |b| {
+        b.iter(|| sparse::decode(black_box(&enc.header), black_box(&enc.tiles)).map(|f| f.rate_mm_h.len()))
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let opts = PrepOptions::default();
+    let dir = data_dir();
+    if !dir.is_dir() {
+        eprintln!("skipped: ../shared/data not found ({})", dir.display());
+    }
+    for (name, folder) in SAMPLES {
+        let Some(path) = first_file(&dir.join(folder)) else {
+            eprintln!("skipped: {name}: no file in {folder}");
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipped: {name}: cannot read {}", path.display());
+            continue;
+        };
+        let file_name = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        let file_name = file_name.as_deref();
+        let scan = match decode::decode(&bytes, file_name, None) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: {name}: {e}");
+                continue;
+            }
+        };
+        c.bench_function(&format!("pipeline/{name}"), |b| {
+            b.iter(|| {
+                let scan = decode::decode(black_box(&bytes), file_name, None).expect("decodes");
+                let field = prep::prep(&scan, &opts);
+                sparse::encode(&field, &SparseOptions::default()).map(|e| e.total_bytes())
+            })
+        });
+        c.bench_function(&format!("decode/{name}"), |b| {
+            b.iter(|| decode::decode(black_box(&bytes), file_name, None).map(|s| s.values.len()))
+        });
+        c.bench_function(&format!("prep/{name}"), |b| {
+            b.iter(|| prep::prep(black_box(&scan), &opts).rate_mm_h.len())
+        });
+        sparse_benches(c, name, &prep::prep(&scan, &opts));
+    }
+    sparse_benches(c, "synthetic_512x512", &synthetic(512, 512));
+}
+
+criterion_group! {
+    name = prep_benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(prep_benches);
