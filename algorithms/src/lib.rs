@@ -19,6 +19,7 @@ pub mod motion;
 pub mod nowcast;
 pub mod npy;
 pub mod prep;
+mod raster;
 pub mod render;
 pub mod scan;
 pub mod sparse;

@@ -8,6 +8,7 @@
 
 pub mod bom;
 pub mod fmi_pgm;
+mod h5;
 pub mod mch_gif;
 pub mod odim;
 
@@ -20,11 +21,17 @@ pub(crate) const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 /// Returns `None` when no decoder recognises the bytes.
 pub fn detect(bytes: &[u8], file_name: Option<&str>) -> Option<Format> {
     if bytes.starts_with(HDF5_MAGIC) {
-        // Both ODIM and BOM are HDF5; the decoders tell them apart by content.
+        // Both ODIM and BOM (netCDF-4) are HDF5; the decoders tell them
+        // apart by content. Any other HDF5 goes to the ODIM decoder, whose
+        // error then names the group it misses.
         if bom::looks_like(bytes, file_name) {
             return Some(Format::Bom);
         }
         return Some(Format::Odim);
+    }
+    if bom::looks_like(bytes, file_name) {
+        // Classic netCDF (CDF-1/2/5) Rainfields files.
+        return Some(Format::Bom);
     }
     if mch_gif::looks_like(bytes, file_name) {
         return Some(Format::MchGif);

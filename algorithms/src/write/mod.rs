@@ -3,3 +3,4 @@
 
 pub mod fmi_pgm;
 pub mod mch_gif;
+pub mod odim;

@@ -3,7 +3,11 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod nowcast_cmd;
 mod prep_cmd;
+mod verify_cmd;
+mod ingest_cmd;
+mod scans_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -21,6 +25,15 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
+    Nowcast(nowcast_cmd::NowcastArgs),
+    /// Nowcast at every start time of a day of scans and score against persistence.
+    Verify(verify_cmd::VerifyArgs),
+    /// Ingest raw scans from a bucket or folder into the store: one pass
+    /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Inspect stored and quarantined scans.
+    Scans(scans_cmd::ScansArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -41,5 +54,9 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Nowcast(args) => nowcast_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Ingest(args) => ingest_cmd::run(args),
+        Command::Scans(args) => scans_cmd::run(args),
     }
 }

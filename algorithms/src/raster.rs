@@ -1,0 +1,344 @@
+//! Small raster kernels shared by motion, extrapolation and the nowcast:
+//! a row-major `f32` image, NaN-aware block means, box sums, bilinear
+//! up-sampling. Internal to the crate; every loop runs over contiguous slices
+//! and allocates once per call, never per cell.
+
+use ndarray::{Array2, ArrayView2};
+
+/// A row-major `f32` raster: `data[r * cols + c]`. `NaN` = no data.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Img {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Img {
+    pub fn filled(rows: usize, cols: usize, value: f32) -> Self {
+        Self {
+            rows,
+            cols,
+            data: vec![value; rows * cols],
+        }
+    }
+
+    /// Copies a view into a contiguous raster (any memory layout).
+    pub fn from_view(a: &ArrayView2<f32>) -> Self {
+        let (rows, cols) = a.dim();
+        let data = match a.as_slice() {
+            Some(s) => s.to_vec(),
+            None => a.iter().copied().collect(),
+        };
+        Self { rows, cols, data }
+    }
+
+    pub fn into_array(self) -> Array2<f32> {
+        // The length always equals rows * cols by construction.
+        Array2::from_shape_vec((self.rows, self.cols), self.data)
+            .unwrap_or_else(|_| Array2::zeros((0, 0)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// NaN-aware block mean by an integer factor `f` (≥ 1). Output cell `(i, j)`
+/// covers input rows `i·f .. i·f+f` and columns `j·f .. j·f+f` (clipped at the
+/// edges). It is the mean of the finite inputs, or `NaN` when fewer than half
+/// of the block's cells inside the grid are finite.
+pub(crate) fn block_mean(src: &Img, f: usize) -> Img {
+    let f = f.max(1);
+    if f == 1 {
+        return src.clone();
+    }
+    let rows = src.rows.div_ceil(f);
+    let cols = src.cols.div_ceil(f);
+    let mut sum = vec![0f32; cols];
+    let mut cnt = vec![0u32; cols];
+    let mut out = Img::filled(rows, cols, f32::NAN);
+    for i in 0..rows {
+        sum.iter_mut().for_each(|x| *x = 0.0);
+        cnt.iter_mut().for_each(|x| *x = 0);
+        let r0 = i * f;
+        let r1 = (r0 + f).min(src.rows);
+        for r in r0..r1 {
+            let row = &src.data[r * src.cols..(r + 1) * src.cols];
+            for (j, chunk) in row.chunks(f).enumerate() {
+                for &v in chunk {
+                    if v.is_finite() {
+                        sum[j] += v;
+                        cnt[j] += 1;
+                    }
+                }
+            }
+        }
+        let h = (r1 - r0) as u32;
+        let out_row = &mut out.data[i * cols..(i + 1) * cols];
+        for j in 0..cols {
+            let w = ((j * f + f).min(src.cols) - j * f) as u32;
+            let n = cnt[j];
+            if n > 0 && 2 * n >= h * w {
+                out_row[j] = sum[j] / n as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Box *sum* with a square window of side `2·radius + 1`, cells outside the
+/// grid counting as zero. `src` and `dst` have `rows · cols` cells; `tmp` is
+/// scratch space (resized as needed). NaN inputs must be replaced by the
+/// caller (they would poison the running sums).
+pub(crate) fn box_sum(
+    src: &[f32],
+    dst: &mut [f32],
+    rows: usize,
+    cols: usize,
+    radius: usize,
+    tmp: &mut Vec<f32>,
+) {
+    tmp.resize(rows * cols, 0.0);
+    // Horizontal pass: src -> tmp.
+    for (srow, trow) in src.chunks_exact(cols).zip(tmp.chunks_exact_mut(cols)) {
+        let mut acc = 0f32;
+        for &v in srow.iter().take(radius.min(cols)) {
+            acc += v;
+        }
+        for c in 0..cols {
+            if c + radius < cols {
+                acc += srow[c + radius];
+            }
+            trow[c] = acc;
+            if c >= radius {
+                acc -= srow[c - radius];
+            }
+        }
+    }
+    // Vertical pass: tmp -> dst, with a running vector of column sums.
+    let mut acc = vec![0f32; cols];
+    for r in 0..radius.min(rows) {
+        for (a, v) in acc.iter_mut().zip(&tmp[r * cols..(r + 1) * cols]) {
+            *a += v;
+        }
+    }
+    for r in 0..rows {
+        if r + radius < rows {
+            let add = &tmp[(r + radius) * cols..(r + radius + 1) * cols];
+            for (a, v) in acc.iter_mut().zip(add) {
+                *a += v;
+            }
+        }
+        dst[r * cols..(r + 1) * cols].copy_from_slice(&acc);
+        if r >= radius {
+            let sub = &tmp[(r - radius) * cols..(r - radius + 1) * cols];
+            for (a, v) in acc.iter_mut().zip(sub) {
+                *a -= v;
+            }
+        }
+    }
+}
+
+/// Positions and weights for resampling an axis of `n_src` cells to `n_dst`
+/// cells whose centres map to source coordinate `(i + 0.5) · scale − 0.5`.
+/// Returns `(i0, i1, w1)` per destination index, clamped at the edges.
+pub(crate) fn axis_weights(n_src: usize, n_dst: usize, scale: f32) -> Vec<(usize, usize, f32)> {
+    let last = n_src.saturating_sub(1);
+    (0..n_dst)
+        .map(|i| {
+            let x = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, last as f32);
+            // x >= 0 after the clamp: truncation is floor (and avoids a libm call).
+            let i0 = (x as usize).min(last);
+            let i1 = (i0 + 1).min(last);
+            (i0, i1, x - i0 as f32)
+        })
+        .collect()
+}
+
+/// Bilinear resampling of a coarse raster onto a `rows × cols` raster where
+/// each coarse cell covers `factor` fine cells (factor may be fractional for
+/// the last partial block; positions are clamped at the edges). NaN-aware:
+/// the weights of finite neighbours are renormalised, and the result is NaN
+/// when all four neighbours are NaN.
+pub(crate) fn upsample(src: &Img, rows: usize, cols: usize, factor: f32) -> Img {
+    let mut out = Img::filled(rows, cols, f32::NAN);
+    upsample_into(src, &mut out, factor);
+    out
+}
+
+/// [`upsample`] into an existing raster (its shape is kept).
+pub(crate) fn upsample_into(src: &Img, out: &mut Img, factor: f32) {
+    let (rows, cols) = (out.rows, out.cols);
+    let scale = 1.0 / factor;
+    let ry = axis_weights(src.rows, rows, scale);
+    let cx = axis_weights(src.cols, cols, scale);
+    let mut tmp = vec![0f32; src.cols];
+    for (r, &(r0, r1, wy)) in ry.iter().enumerate() {
+        let a = &src.data[r0 * src.cols..(r0 + 1) * src.cols];
+        let b = &src.data[r1 * src.cols..(r1 + 1) * src.cols];
+        for ((t, x), y) in tmp.iter_mut().zip(a).zip(b) {
+            *t = x + wy * (y - x);
+        }
+        let orow = &mut out.data[r * cols..(r + 1) * cols];
+        for (o, &(c0, c1, wx)) in orow.iter_mut().zip(&cx) {
+            let s = tmp[c0] + wx * (tmp[c1] - tmp[c0]);
+            if s.is_finite() {
+                *o = s;
+                continue;
+            }
+            // Some neighbour is no data: renormalise over the finite ones.
+            let w00 = (1.0 - wy) * (1.0 - wx);
+            let w01 = (1.0 - wy) * wx;
+            let w10 = wy * (1.0 - wx);
+            let w11 = wy * wx;
+            let mut num = 0f32;
+            let mut den = 0f32;
+            for (v, w) in [(a[c0], w00), (a[c1], w01), (b[c0], w10), (b[c1], w11)] {
+                if v.is_finite() && w > 0.0 {
+                    num += v * w;
+                    den += w;
+                }
+            }
+            *o = if den > 1e-6 { num / den } else { f32::NAN };
+        }
+    }
+}
+
+/// Bilinear sample of `img` at fractional `(r, c)` in cell-centre coordinates
+/// (cell `(i, j)` has its centre at `(i, j)`). `NaN` when the point lies more
+/// than half a cell outside the grid, or when the finite neighbours carry less
+/// than half of the interpolation weight.
+#[inline]
+pub(crate) fn sample(img: &Img, r: f32, c: f32) -> f32 {
+    let (rows, cols) = (img.rows, img.cols);
+    if !(r >= -0.5 && c >= -0.5 && r <= rows as f32 - 0.5 && c <= cols as f32 - 0.5) {
+        return f32::NAN;
+    }
+    // Truncation of a non-negative value is floor, without a libm call.
+    let r0 = (r.max(0.0) as usize).min(rows - 1);
+    let c0 = (c.max(0.0) as usize).min(cols - 1);
+    let r1 = (r0 + 1).min(rows - 1);
+    let c1 = (c0 + 1).min(cols - 1);
+    let wy = (r - r0 as f32).clamp(0.0, 1.0);
+    let wx = (c - c0 as f32).clamp(0.0, 1.0);
+    let d = &img.data;
+    let (v00, v01, v10, v11) = (
+        d[r0 * cols + c0],
+        d[r0 * cols + c1],
+        d[r1 * cols + c0],
+        d[r1 * cols + c1],
+    );
+    let w00 = (1.0 - wy) * (1.0 - wx);
+    let w01 = (1.0 - wy) * wx;
+    let w10 = wy * (1.0 - wx);
+    let w11 = wy * wx;
+    let s = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11;
+    if s.is_finite() {
+        return s;
+    }
+    let mut num = 0f32;
+    let mut den = 0f32;
+    for (v, w) in [(v00, w00), (v01, w01), (v10, w10), (v11, w11)] {
+        if v.is_finite() {
+            num += v * w;
+            den += w;
+        }
+    }
+    if den >= 0.5 {
+        num / den
+    } else {
+        f32::NAN
+    }
+}
+
+/// Like [`sample`] but clamps the position into the grid (for smooth fields
+/// such as motion vectors, which extend their edge values outwards) and treats
+/// every value as finite.
+#[inline]
+pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
+    let (rows, cols) = (img.rows, img.cols);
+    let r = r.clamp(0.0, (rows - 1) as f32);
+    let c = c.clamp(0.0, (cols - 1) as f32);
+    let r0 = (r as usize).min(rows - 1);
+    let c0 = (c as usize).min(cols - 1);
+    let r1 = (r0 + 1).min(rows - 1);
+    let c1 = (c0 + 1).min(cols - 1);
+    let wy = r - r0 as f32;
+    let wx = c - c0 as f32;
+    let d = &img.data;
+    let top = d[r0 * cols + c0] + wx * (d[r0 * cols + c1] - d[r0 * cols + c0]);
+    let bot = d[r1 * cols + c0] + wx * (d[r1 * cols + c1] - d[r1 * cols + c0]);
+    top + wy * (bot - top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_mean_is_nan_aware() {
+        let src = Img {
+            rows: 3,
+            cols: 4,
+            data: vec![
+                1.0,
+                3.0,
+                f32::NAN,
+                f32::NAN, //
+                5.0,
+                7.0,
+                f32::NAN,
+                2.0, //
+                9.0,
+                f32::NAN,
+                f32::NAN,
+                f32::NAN,
+            ],
+        };
+        let m = block_mean(&src, 2);
+        assert_eq!((m.rows, m.cols), (2, 2));
+        assert_eq!(m.data[0], 4.0);
+        assert!(m.data[1].is_nan(), "1 of 4 finite");
+        assert_eq!(m.data[2], 9.0, "1 of 2 cells in the partial block");
+        assert!(m.data[3].is_nan());
+    }
+
+    #[test]
+    fn box_sum_matches_brute_force() {
+        let (rows, cols, rad) = (7, 9, 2);
+        let src: Vec<f32> = (0..rows * cols).map(|i| ((i * 37) % 11) as f32).collect();
+        let mut dst = vec![0f32; rows * cols];
+        let mut tmp = Vec::new();
+        box_sum(&src, &mut dst, rows, cols, rad, &mut tmp);
+        for r in 0..rows {
+            for c in 0..cols {
+                let mut s = 0.0;
+                for rr in r.saturating_sub(rad)..=(r + rad).min(rows - 1) {
+                    for cc in c.saturating_sub(rad)..=(c + rad).min(cols - 1) {
+                        s += src[rr * cols + cc];
+                    }
+                }
+                assert_eq!(dst[r * cols + c], s, "({r},{c})");
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_and_upsampling() {
+        let img = Img {
+            rows: 2,
+            cols: 2,
+            data: vec![0.0, 1.0, 2.0, f32::NAN],
+        };
+        assert_eq!(sample(&img, 0.0, 0.5), 0.5);
+        assert_eq!(sample(&img, 0.5, 0.0), 1.0);
+        assert!(sample(&img, 0.9, 0.9).is_nan(), "mostly no data");
+        assert!(sample(&img, -0.6, 0.0).is_nan(), "outside");
+        assert_eq!(sample(&img, -0.4, 0.0), 0.0, "clamped within half a cell");
+        let up = upsample(&img, 4, 4, 2.0);
+        assert_eq!(up.data[0], 0.0);
+        assert!(up.data[..12].iter().all(|v| v.is_finite()));
+        assert!(up.data[15].is_nan(), "only the no-data corner");
+        assert_eq!(sample_clamped(&Img::filled(3, 3, 2.5), 10.0, -4.0), 2.5);
+    }
+}

@@ -1,0 +1,1054 @@
+//! Configuration: a TOML file, then `RAINCAST_*` environment overrides, then
+//! command-line flags, parsed once into typed, validated structs.
+//!
+//! The environment is passed in as a map ([`Config::load`]), never read
+//! here, so tests build any environment without touching the process's.
+//! AWS settings (credentials, region, endpoints) are not part of it: the
+//! SDK reads its standard variables itself.
+//!
+//! ```toml
+//! source = "s3://radar-raw/au"          # or a folder; RAINCAST_SOURCE
+//! store = "dynamodb://raincast-"        # or "dynamodb", or a folder; RAINCAST_STORE
+//! key_template = "{radar}/{yyyy}/{mm}/{dd}/{file}"
+//! retention_days = 7
+//! create_tables = false
+//!
+//! [ingest]
+//! schedule = "0 * * * * *"              # cron with seconds: every minute
+//! lookback_minutes = 30
+//! batch_size = 50
+//! backfill_hours = 2
+//!
+//! [[radars]]
+//! id = "bom02"
+//! name = "Melbourne"
+//! format = "bom"                        # optional: detected from content
+//! zr = { a = 200.0, b = 1.6 }           # optional
+//! location = { lat = -37.855, lon = 144.755 }
+//! ```
+
+use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
+use chrono::{DateTime, Duration, Utc};
+use raincast_algorithms::scan::{Format, ZR};
+use raincast_store::model::validate_radar_id;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Configuration problems, each naming the setting and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{setting} (from {origin}): {reason}")]
+    Invalid {
+        setting: String,
+        origin: &'static str,
+        reason: String,
+    },
+}
+
+fn invalid(setting: &str, origin: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_string(),
+        origin,
+        reason: reason.into(),
+    }
+}
+
+/// A value that must never appear in logs: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where raw scans come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `s3://BUCKET[/PREFIX]`.
+    S3 { url: String },
+    /// A local folder used as a bucket.
+    Local { dir: PathBuf },
+}
+
+impl SourceSpec {
+    /// `s3://…` or a folder (`file://` prefix optional).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty".into());
+        }
+        if s.starts_with("s3://") {
+            raincast_store::s3::parse_s3_url(s).map_err(|e| e.to_string())?;
+            return Ok(SourceSpec::S3 { url: s.to_string() });
+        }
+        if s.contains("://") && !s.starts_with("file://") {
+            return Err(format!("{s:?}: expected s3://BUCKET[/PREFIX] or a folder"));
+        }
+        Ok(SourceSpec::Local {
+            dir: PathBuf::from(s.trim_start_matches("file://")),
+        })
+    }
+}
+
+impl fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::S3 { url } => f.write_str(url),
+            SourceSpec::Local { dir } => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// Where sparse scans and state go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// DynamoDB tables `{table_prefix}scans` and `{table_prefix}state`.
+    Dynamo { table_prefix: String },
+    /// The embedded redb file.
+    Embedded { path: PathBuf },
+}
+
+/// The default DynamoDB table prefix.
+pub const DEFAULT_TABLE_PREFIX: &str = "raincast-";
+/// The embedded store's file name inside a store folder.
+pub const EMBEDDED_FILE: &str = "raincast.redb";
+
+impl StoreSpec {
+    /// `dynamodb`, `dynamodb://PREFIX`, a folder (the file `raincast.redb`
+    /// inside it) or a path ending in `.redb`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty".into());
+        }
+        if s == "dynamodb" || s == "dynamodb://" {
+            return Ok(StoreSpec::Dynamo {
+                table_prefix: DEFAULT_TABLE_PREFIX.into(),
+            });
+        }
+        if let Some(prefix) = s.strip_prefix("dynamodb://") {
+            let ok = prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if !ok || prefix.len() > 200 {
+                return Err(format!(
+                    "{prefix:?} is not a valid DynamoDB table name prefix"
+                ));
+            }
+            return Ok(StoreSpec::Dynamo {
+                table_prefix: prefix.to_string(),
+            });
+        }
+        if s.contains("://") && !s.starts_with("file://") {
+            return Err(format!(
+                "{s:?}: expected dynamodb[://TABLE_PREFIX] or a folder"
+            ));
+        }
+        let p = PathBuf::from(s.trim_start_matches("file://"));
+        let path = if p.extension().is_some_and(|e| e == "redb") {
+            p
+        } else {
+            p.join(EMBEDDED_FILE)
+        };
+        Ok(StoreSpec::Embedded { path })
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Dynamo { table_prefix } => write!(f, "dynamodb://{table_prefix}"),
+            StoreSpec::Embedded { path } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A radar's location (WGS84 degrees).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One radar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RadarConfig {
+    /// Id used in keys and the API (`[A-Za-z0-9_.-]`, at most 64).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its own source; `None` = the global one.
+    pub source: Option<SourceSpec>,
+    /// Where its files sit below the source.
+    pub key_template: KeyTemplate,
+    /// Forced format; `None` = detected from content.
+    pub format: Option<Format>,
+    /// Z–R relation for reflectivity products; `None` = the product's own
+    /// hint, else Marshall–Palmer.
+    pub zr: Option<ZR>,
+    pub location: Option<Location>,
+}
+
+/// Ingest job settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestSettings {
+    /// Cron expression with seconds (6 fields; 5-field ones get `0 ` in front).
+    pub schedule: String,
+    /// How far behind the checkpoint each listing starts, for late files.
+    pub lookback: Duration,
+    /// At most this many new scans per run and radar.
+    pub batch_size: usize,
+    /// Where a radar without a checkpoint starts: now minus this.
+    pub backfill: Duration,
+    /// Explicit start for radars without a checkpoint (`--since`).
+    pub since: Option<DateTime<Utc>>,
+    /// Lease length; renewed every third of it while a run works.
+    pub lease_ttl: Duration,
+    /// Rain threshold of the hot prep, mm/h.
+    pub threshold_mm_h: f32,
+    /// Speckle filter in the hot prep.
+    pub speckle_filter: bool,
+    /// Sparse tile side in cells.
+    pub tile_size: usize,
+    /// First delay after a failed run; doubles per failure up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Test hook: pause forever after storing this many scans, before the
+    /// checkpoint (`RAINCAST_FAILPOINT=pause_after_put:N`), so a test can
+    /// kill the process at exactly that point.
+    pub pause_after_put: Option<usize>,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 * * * * *".into(),
+            lookback: Duration::minutes(30),
+            batch_size: 50,
+            backfill: Duration::hours(2),
+            since: None,
+            lease_ttl: Duration::seconds(60),
+            threshold_mm_h: 0.1,
+            speckle_filter: false,
+            tile_size: 256,
+            backoff_base: Duration::seconds(30),
+            backoff_max: Duration::minutes(15),
+            pause_after_put: None,
+        }
+    }
+}
+
+/// AWS-related switches that are Raincast's own (credentials, region and
+/// endpoints come from the SDK's standard variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region used when the environment names none.
+    pub default_region: String,
+    /// Path-style S3 URLs; `None` = on when an S3 endpoint URL is set
+    /// (compatible servers), off otherwise.
+    pub s3_path_style: Option<bool>,
+    /// Unsigned S3 requests (public buckets such as NEXRAD's).
+    pub s3_anonymous: bool,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: SourceSpec,
+    pub store: StoreSpec,
+    /// Create missing DynamoDB tables.
+    pub create_tables: bool,
+    /// How long stored scans live (DynamoDB TTL; embedded purge).
+    pub retention: Duration,
+    /// Template of radars that set none.
+    pub key_template: KeyTemplate,
+    pub ingest: IngestSettings,
+    /// Configured radars; empty = discovered from the source's folders.
+    pub radars: Vec<RadarConfig>,
+    pub aws: AwsSettings,
+    /// HTTP listen address for `raincast run` (`RAINCAST_LISTEN`).
+    pub listen: String,
+    /// Log as JSON lines.
+    pub log_json: bool,
+}
+
+/// Command-line flags that override the file and the environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub source: Option<String>,
+    pub store: Option<String>,
+    /// Restrict to this radar (added ad hoc when not configured).
+    pub radar: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub create_tables: Option<bool>,
+    pub batch_size: Option<usize>,
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    source: Option<String>,
+    store: Option<String>,
+    key_template: Option<String>,
+    retention_days: Option<f64>,
+    create_tables: Option<bool>,
+    listen: Option<String>,
+    log_json: Option<bool>,
+    #[serde(default)]
+    ingest: FileIngest,
+    #[serde(default)]
+    aws: FileAws,
+    #[serde(default)]
+    radars: Vec<FileRadar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIngest {
+    schedule: Option<String>,
+    lookback_minutes: Option<f64>,
+    batch_size: Option<usize>,
+    backfill_hours: Option<f64>,
+    lease_ttl_seconds: Option<f64>,
+    threshold_mm_h: Option<f32>,
+    speckle_filter: Option<bool>,
+    tile_size: Option<usize>,
+    backoff_base_seconds: Option<f64>,
+    backoff_max_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAws {
+    default_region: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_anonymous: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRadar {
+    id: String,
+    name: Option<String>,
+    source: Option<String>,
+    key_template: Option<String>,
+    format: Option<String>,
+    zr: Option<ZR>,
+    location: Option<Location>,
+}
+
+/// Where the embedded default keeps its files.
+pub const DEFAULT_VAR_DIR: &str = "var";
+
+fn env_parse<T: std::str::FromStr>(
+    env: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| invalid(key, "environment", format!("{v:?}: {e}"))),
+    }
+}
+
+fn env_bool(env: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ConfigError> {
+    match env.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(Some(true)),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(Some(false)),
+        Some(v) => Err(invalid(
+            key,
+            "environment",
+            format!("{v:?} is not a boolean"),
+        )),
+    }
+}
+
+/// A duration from a number of units, checked finite and in range.
+fn duration(
+    setting: &str,
+    origin: &'static str,
+    v: f64,
+    unit_s: f64,
+    min_s: f64,
+) -> Result<Duration, ConfigError> {
+    let secs = v * unit_s;
+    if !secs.is_finite() || secs < min_s || secs > 3.2e9 {
+        return Err(invalid(setting, origin, format!("{v} is out of range")));
+    }
+    Ok(Duration::milliseconds((secs * 1000.0).round() as i64))
+}
+
+/// Normalises a cron expression to 6 fields (with seconds) and checks it.
+pub fn normalise_schedule(s: &str) -> Result<String, String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    let six = match fields.len() {
+        5 => format!("0 {}", fields.join(" ")),
+        6 | 7 => fields.join(" "),
+        n => {
+            return Err(format!(
+                "{s:?} has {n} fields; expected a cron expression with 5 or 6 fields"
+            ))
+        }
+    };
+    tokio_cron_scheduler::Job::new_async(six.as_str(), |_, _| Box::pin(async {}))
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(six)
+}
+
+impl Config {
+    /// Reads `file` (if any), applies `env` (`RAINCAST_*`) and `cli`, and
+    /// validates everything once.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let fc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                Self::parse_file(&text).map_err(|reason| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    reason,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::build(fc, env, cli)
+    }
+
+    /// Like [`Config::load`] with the file's text given.
+    pub fn from_toml(
+        text: &str,
+        env: &HashMap<String, String>,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let fc = Self::parse_file(text).map_err(|reason| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            reason,
+        })?;
+        Self::build(fc, env, cli)
+    }
+
+    fn parse_file(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn build(
+        fc: FileConfig,
+        env: &HashMap<String, String>,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let d = IngestSettings::default();
+
+        // source / store: flag > env > file > embedded default.
+        let (source_text, origin) = pick(&cli.source, env.get("RAINCAST_SOURCE"), &fc.source);
+        let source = match source_text {
+            Some(s) => SourceSpec::parse(&s).map_err(|e| invalid("source", origin, e))?,
+            None => SourceSpec::Local {
+                dir: Path::new(DEFAULT_VAR_DIR).join("bucket"),
+            },
+        };
+        let (store_text, origin) = pick(&cli.store, env.get("RAINCAST_STORE"), &fc.store);
+        let store = match store_text {
+            Some(s) => StoreSpec::parse(&s).map_err(|e| invalid("store", origin, e))?,
+            None => StoreSpec::Embedded {
+                path: Path::new(DEFAULT_VAR_DIR).join("store").join(EMBEDDED_FILE),
+            },
+        };
+
+        let (tpl, origin) = pick(&None, env.get("RAINCAST_KEY_TEMPLATE"), &fc.key_template);
+        let key_template = KeyTemplate::parse(tpl.as_deref().unwrap_or(DEFAULT_TEMPLATE))
+            .map_err(|e| invalid("key_template", origin, e.to_string()))?;
+
+        let create_tables = cli
+            .create_tables
+            .or(env_bool(env, "RAINCAST_CREATE_TABLES")?)
+            .or(fc.create_tables)
+            .unwrap_or(false);
+        let retention = match env_parse::<f64>(env, "RAINCAST_RETENTION_DAYS")? {
+            Some(v) => duration("RAINCAST_RETENTION_DAYS", "environment", v, 86_400.0, 60.0)?,
+            None => match fc.retention_days {
+                Some(v) => duration("retention_days", "config file", v, 86_400.0, 60.0)?,
+                None => Duration::days(7),
+            },
+        };
+
+        let fi = &fc.ingest;
+        let schedule_text = env
+            .get("RAINCAST_SCHEDULE")
+            .cloned()
+            .filter(|s| !s.trim().is_empty())
+            .or(fi.schedule.clone())
+            .unwrap_or(d.schedule.clone());
+        let schedule = normalise_schedule(&schedule_text)
+            .map_err(|e| invalid("ingest.schedule", "config", e))?;
+
+        let minutes = |env_key: &str,
+                       file: Option<f64>,
+                       default: Duration,
+                       unit: f64,
+                       min: f64,
+                       name: &str| {
+            match env_parse::<f64>(env, env_key)? {
+                Some(v) => duration(env_key, "environment", v, unit, min),
+                None => match file {
+                    Some(v) => duration(name, "config file", v, unit, min),
+                    None => Ok(default),
+                },
+            }
+        };
+        let lookback = minutes(
+            "RAINCAST_LOOKBACK_MINUTES",
+            fi.lookback_minutes,
+            d.lookback,
+            60.0,
+            0.0,
+            "ingest.lookback_minutes",
+        )?;
+        let backfill = minutes(
+            "RAINCAST_BACKFILL_HOURS",
+            fi.backfill_hours,
+            d.backfill,
+            3600.0,
+            0.0,
+            "ingest.backfill_hours",
+        )?;
+        let lease_ttl = minutes(
+            "RAINCAST_LEASE_TTL_SECONDS",
+            fi.lease_ttl_seconds,
+            d.lease_ttl,
+            1.0,
+            1.0,
+            "ingest.lease_ttl_seconds",
+        )?;
+        let backoff_base = minutes(
+            "RAINCAST_BACKOFF_BASE_SECONDS",
+            fi.backoff_base_seconds,
+            d.backoff_base,
+            1.0,
+            0.0,
+            "ingest.backoff_base_seconds",
+        )?;
+        let backoff_max = minutes(
+            "RAINCAST_BACKOFF_MAX_SECONDS",
+            fi.backoff_max_seconds,
+            d.backoff_max,
+            1.0,
+            0.0,
+            "ingest.backoff_max_seconds",
+        )?;
+        if backoff_max < backoff_base {
+            return Err(invalid(
+                "ingest.backoff_max_seconds",
+                "config",
+                "must not be below backoff_base_seconds",
+            ));
+        }
+
+        let batch_size = cli
+            .batch_size
+            .or(env_parse(env, "RAINCAST_BATCH_SIZE")?)
+            .or(fi.batch_size)
+            .unwrap_or(d.batch_size);
+        if !(1..=100_000).contains(&batch_size) {
+            return Err(invalid(
+                "ingest.batch_size",
+                "config",
+                format!("{batch_size} is not in 1..=100000"),
+            ));
+        }
+        let threshold_mm_h = fi.threshold_mm_h.unwrap_or(d.threshold_mm_h);
+        if !(threshold_mm_h.is_finite() && threshold_mm_h >= 0.0) {
+            return Err(invalid(
+                "ingest.threshold_mm_h",
+                "config file",
+                "must be a finite number >= 0",
+            ));
+        }
+        let tile_size = fi.tile_size.unwrap_or(d.tile_size);
+        if !(16..=256).contains(&tile_size) {
+            return Err(invalid(
+                "ingest.tile_size",
+                "config file",
+                format!("{tile_size} is not in 16..=256"),
+            ));
+        }
+        let pause_after_put = match env.get("RAINCAST_FAILPOINT").map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(fp) => match fp
+                .strip_prefix("pause_after_put:")
+                .and_then(|n| n.parse().ok())
+            {
+                Some(n) => Some(n),
+                None => {
+                    return Err(invalid(
+                        "RAINCAST_FAILPOINT",
+                        "environment",
+                        format!("{fp:?}: expected pause_after_put:N"),
+                    ))
+                }
+            },
+        };
+        let ingest = IngestSettings {
+            schedule,
+            lookback,
+            batch_size,
+            backfill,
+            since: cli.since,
+            lease_ttl,
+            threshold_mm_h,
+            speckle_filter: fi.speckle_filter.unwrap_or(d.speckle_filter),
+            tile_size,
+            backoff_base,
+            backoff_max,
+            pause_after_put,
+        };
+
+        let mut radars = Vec::new();
+        for (i, r) in fc.radars.iter().enumerate() {
+            let at = |field: &str| format!("radars[{i}].{field}");
+            validate_radar_id(&r.id)
+                .map_err(|e| invalid(&at("id"), "config file", e.to_string()))?;
+            if radars.iter().any(|x: &RadarConfig| x.id == r.id) {
+                return Err(invalid(
+                    &at("id"),
+                    "config file",
+                    format!("{:?} appears twice", r.id),
+                ));
+            }
+            let source = r
+                .source
+                .as_deref()
+                .map(SourceSpec::parse)
+                .transpose()
+                .map_err(|e| invalid(&at("source"), "config file", e))?;
+            let key_template = match &r.key_template {
+                Some(t) => KeyTemplate::parse(t)
+                    .map_err(|e| invalid(&at("key_template"), "config file", e.to_string()))?,
+                None => key_template.clone(),
+            };
+            let format = r
+                .format
+                .as_deref()
+                .filter(|f| !f.eq_ignore_ascii_case("auto"))
+                .map(str::parse::<Format>)
+                .transpose()
+                .map_err(|e| invalid(&at("format"), "config file", e.to_string()))?;
+            if let Some(zr) = r.zr {
+                if !(zr.a.is_finite() && zr.a > 0.0 && zr.b.is_finite() && zr.b > 0.0) {
+                    return Err(invalid(
+                        &at("zr"),
+                        "config file",
+                        "a and b must be positive",
+                    ));
+                }
+            }
+            if let Some(l) = r.location {
+                if !((-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon)) {
+                    return Err(invalid(
+                        &at("location"),
+                        "config file",
+                        format!("({}, {}) is not a lat/lon", l.lat, l.lon),
+                    ));
+                }
+            }
+            radars.push(RadarConfig {
+                id: r.id.clone(),
+                name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+                source,
+                key_template,
+                format,
+                zr: r.zr,
+                location: r.location,
+            });
+        }
+        // --radar: restrict to it, or add it ad hoc.
+        if let Some(id) = cli.radar.as_deref() {
+            validate_radar_id(id).map_err(|e| invalid("--radar", "command line", e.to_string()))?;
+            radars.retain(|r| r.id == id);
+            if radars.is_empty() {
+                radars.push(RadarConfig::ad_hoc(id, &key_template));
+            }
+        }
+
+        let listen = cli
+            .listen
+            .clone()
+            .or(env
+                .get("RAINCAST_LISTEN")
+                .cloned()
+                .filter(|s| !s.trim().is_empty()))
+            .or(fc.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("listen", "config", format!("{listen:?}: {e}")))?;
+
+        let aws = AwsSettings {
+            default_region: fc
+                .aws
+                .default_region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into()),
+            s3_path_style: env_bool(env, "RAINCAST_S3_PATH_STYLE")?.or(fc.aws.s3_path_style),
+            s3_anonymous: env_bool(env, "RAINCAST_S3_ANONYMOUS")?
+                .or(fc.aws.s3_anonymous)
+                .unwrap_or(false),
+        };
+        let log_json = env_bool(env, "RAINCAST_LOG_JSON")?
+            .or(fc.log_json)
+            .unwrap_or(false);
+
+        Ok(Config {
+            source,
+            store,
+            create_tables,
+            retention,
+            key_template,
+            ingest,
+            radars,
+            aws,
+            listen,
+            log_json,
+        })
+    }
+
+    /// The source of a radar (its own, or the global one).
+    pub fn source_of<'a>(&'a self, radar: &'a RadarConfig) -> &'a SourceSpec {
+        radar.source.as_ref().unwrap_or(&self.source)
+    }
+}
+
+impl RadarConfig {
+    /// A radar known only by its id: auto-detected format, default Z–R.
+    pub fn ad_hoc(id: &str, template: &KeyTemplate) -> Self {
+        RadarConfig {
+            id: id.to_string(),
+            name: id.to_string(),
+            source: None,
+            key_template: template.clone(),
+            format: None,
+            zr: None,
+            location: None,
+        }
+    }
+}
+
+/// flag > environment > file, with where the value came from.
+fn pick(
+    cli: &Option<String>,
+    env: Option<&String>,
+    file: &Option<String>,
+) -> (Option<String>, &'static str) {
+    if let Some(v) = cli {
+        return (Some(v.clone()), "command line");
+    }
+    if let Some(v) = env.filter(|v| !v.trim().is_empty()) {
+        return (Some(v.clone()), "environment");
+    }
+    if let Some(v) = file {
+        return (Some(v.clone()), "config file");
+    }
+    (None, "default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const FULL: &str = r#"
+source = "s3://radar-raw/au"
+store = "dynamodb://prod-"
+retention_days = 3
+create_tables = true
+
+[ingest]
+schedule = "*/5 * * * *"
+lookback_minutes = 45
+batch_size = 20
+backfill_hours = 6
+
+[aws]
+s3_anonymous = false
+
+[[radars]]
+id = "bom02"
+name = "Melbourne"
+format = "bom"
+zr = { a = 300.0, b = 1.4 }
+location = { lat = -37.855, lon = 144.755 }
+
+[[radars]]
+id = "katx"
+source = "s3://noaa-nexrad-level2"
+key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
+"#;
+
+    #[test]
+    fn no_config_is_the_embedded_default() {
+        let c = Config::load(None, &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::Local {
+                dir: PathBuf::from("var/bucket")
+            }
+        );
+        assert_eq!(
+            c.store,
+            StoreSpec::Embedded {
+                path: PathBuf::from("var/store/raincast.redb")
+            }
+        );
+        assert_eq!(c.ingest, IngestSettings::default());
+        assert_eq!(c.retention, Duration::days(7));
+        assert!(c.radars.is_empty());
+        assert_eq!(c.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let c = Config::from_toml(FULL, &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::S3 {
+                url: "s3://radar-raw/au".into()
+            }
+        );
+        assert_eq!(
+            c.store,
+            StoreSpec::Dynamo {
+                table_prefix: "prod-".into()
+            }
+        );
+        assert!(c.create_tables);
+        assert_eq!(c.retention, Duration::days(3));
+        assert_eq!(c.ingest.schedule, "0 */5 * * * *");
+        assert_eq!(c.ingest.lookback, Duration::minutes(45));
+        assert_eq!(c.ingest.batch_size, 20);
+        assert_eq!(c.radars.len(), 2);
+        assert_eq!(c.radars[0].format, Some(Format::Bom));
+        assert_eq!(c.radars[0].zr, Some(ZR { a: 300.0, b: 1.4 }));
+        assert_eq!(c.radars[1].name, "katx");
+        assert!(c.radars[1].key_template.time_in_key());
+        assert_eq!(c.source_of(&c.radars[0]).to_string(), "s3://radar-raw/au");
+        assert_eq!(
+            c.source_of(&c.radars[1]).to_string(),
+            "s3://noaa-nexrad-level2"
+        );
+
+        let e = env(&[
+            ("RAINCAST_SOURCE", "/data/bucket"),
+            ("RAINCAST_STORE", "dynamodb"),
+            ("RAINCAST_BATCH_SIZE", "7"),
+            ("RAINCAST_LOOKBACK_MINUTES", "10"),
+            ("RAINCAST_CREATE_TABLES", "false"),
+            ("RAINCAST_LISTEN", "0.0.0.0:9000"),
+        ]);
+        let c = Config::from_toml(FULL, &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::Local {
+                dir: PathBuf::from("/data/bucket")
+            }
+        );
+        assert_eq!(
+            c.store,
+            StoreSpec::Dynamo {
+                table_prefix: "raincast-".into()
+            }
+        );
+        assert_eq!(c.ingest.batch_size, 7);
+        assert_eq!(c.ingest.lookback, Duration::minutes(10));
+        assert!(!c.create_tables);
+        assert_eq!(c.listen, "0.0.0.0:9000");
+
+        let since = Utc::now();
+        let cli = Overrides {
+            source: Some("s3://other".into()),
+            store: Some("/tmp/st".into()),
+            radar: Some("katx".into()),
+            since: Some(since),
+            batch_size: Some(3),
+            ..Default::default()
+        };
+        let c = Config::from_toml(FULL, &e, &cli).unwrap();
+        assert_eq!(c.source.to_string(), "s3://other");
+        assert_eq!(
+            c.store,
+            StoreSpec::Embedded {
+                path: PathBuf::from("/tmp/st/raincast.redb")
+            }
+        );
+        assert_eq!(c.ingest.batch_size, 3);
+        assert_eq!(c.ingest.since, Some(since));
+        assert_eq!(c.radars.len(), 1);
+        assert_eq!(c.radars[0].id, "katx");
+    }
+
+    #[test]
+    fn an_unknown_radar_flag_adds_it_ad_hoc() {
+        let cli = Overrides {
+            radar: Some("fmi".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml(FULL, &HashMap::new(), &cli).unwrap();
+        assert_eq!(c.radars.len(), 1);
+        assert_eq!(c.radars[0].format, None);
+        assert_eq!(c.radars[0].key_template.as_str(), DEFAULT_TEMPLATE);
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting_and_origin() {
+        let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+            ("source = \"ftp://x\"", vec![], "source (from config file)"),
+            (
+                "",
+                vec![("RAINCAST_STORE", "dynamodb://bad prefix")],
+                "store (from environment)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_BATCH_SIZE", "lots")],
+                "RAINCAST_BATCH_SIZE",
+            ),
+            ("[ingest]\nbatch_size = 0", vec![], "batch_size"),
+            ("[ingest]\nschedule = \"every minute\"", vec![], "schedule"),
+            (
+                "[ingest]\nlookback_minutes = -5",
+                vec![],
+                "lookback_minutes",
+            ),
+            ("[[radars]]\nid = \"a/b\"", vec![], "radars[0].id"),
+            (
+                "[[radars]]\nid = \"a\"\n[[radars]]\nid = \"a\"",
+                vec![],
+                "appears twice",
+            ),
+            (
+                "[[radars]]\nid = \"a\"\nformat = \"tiff\"",
+                vec![],
+                "radars[0].format",
+            ),
+            (
+                "[[radars]]\nid = \"a\"\nzr = { a = 0.0, b = 1.6 }",
+                vec![],
+                "radars[0].zr",
+            ),
+            (
+                "[[radars]]\nid = \"a\"\nlocation = { lat = 95.0, lon = 0.0 }",
+                vec![],
+                "radars[0].location",
+            ),
+            (
+                "[[radars]]\nid = \"a\"\nkey_template = \"{nope}\"",
+                vec![],
+                "key_template",
+            ),
+            ("listen = \"nowhere\"", vec![], "listen"),
+            ("unknown_key = 1", vec![], "unknown"),
+            (
+                "",
+                vec![("RAINCAST_FAILPOINT", "explode")],
+                "RAINCAST_FAILPOINT",
+            ),
+            (
+                "",
+                vec![("RAINCAST_CREATE_TABLES", "maybe")],
+                "RAINCAST_CREATE_TABLES",
+            ),
+        ];
+        for (toml, e, want) in cases {
+            let err = Config::from_toml(toml, &env(&e), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{toml:?} {e:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn store_and_source_specs() {
+        assert_eq!(
+            StoreSpec::parse("x/y.redb").unwrap(),
+            StoreSpec::Embedded {
+                path: PathBuf::from("x/y.redb")
+            }
+        );
+        assert_eq!(
+            StoreSpec::parse("dynamodb://").unwrap(),
+            StoreSpec::Dynamo {
+                table_prefix: DEFAULT_TABLE_PREFIX.into()
+            }
+        );
+        assert!(StoreSpec::parse("postgres://x").is_err());
+        assert_eq!(
+            SourceSpec::parse("file:///data").unwrap(),
+            SourceSpec::Local {
+                dir: PathBuf::from("/data")
+            }
+        );
+        assert!(SourceSpec::parse("s3://").is_err());
+        assert!(SourceSpec::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn failpoint_and_schedule_from_env() {
+        let e = env(&[
+            ("RAINCAST_FAILPOINT", "pause_after_put:3"),
+            ("RAINCAST_SCHEDULE", "*/2 * * * * *"),
+        ]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.ingest.pause_after_put, Some(3));
+        assert_eq!(c.ingest.schedule, "*/2 * * * * *");
+    }
+}

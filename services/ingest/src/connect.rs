@@ -1,0 +1,196 @@
+//! From configuration to live adapters: sources, stores, radars.
+
+use crate::config::{Config, RadarConfig, SourceSpec, StoreSpec};
+use crate::pass::RadarSource;
+use aws_config::SdkConfig;
+use raincast_store::aws::sdk_config_from_env;
+use raincast_store::{
+    DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, S3Source, ScanSource, ScanStore,
+    StateStore, StoreError,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// A source, store or radar list could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("store {spec}: {source}")]
+    Store {
+        spec: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("source {spec}: {source}")]
+    Source {
+        spec: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("no radars configured, and none found in {source_desc} (expected folders named after radars under {template})")]
+    NoRadars {
+        source_desc: String,
+        template: String,
+    },
+}
+
+/// The scan and state stores (one backend serves both).
+#[derive(Clone)]
+pub struct Stores {
+    pub scans: Arc<dyn ScanStore>,
+    pub state: Arc<dyn StateStore>,
+    /// Set for the embedded store, which can purge expired scans itself.
+    pub embedded: Option<EmbeddedStore>,
+    /// What it is, for logs.
+    pub description: String,
+}
+
+/// Opens sources and stores for one configuration, loading the AWS SDK
+/// configuration once and only when something needs it.
+pub struct Connector<'a> {
+    cfg: &'a Config,
+    env: &'a HashMap<String, String>,
+    s3_sdk: OnceCell<SdkConfig>,
+    dynamo_sdk: OnceCell<SdkConfig>,
+}
+
+impl<'a> Connector<'a> {
+    /// `env` is the process environment (for the endpoint check that picks
+    /// path-style S3 URLs); the SDK itself reads its standard variables.
+    pub fn new(cfg: &'a Config, env: &'a HashMap<String, String>) -> Self {
+        Self {
+            cfg,
+            env,
+            s3_sdk: OnceCell::new(),
+            dynamo_sdk: OnceCell::new(),
+        }
+    }
+
+    async fn s3_sdk(&self) -> &SdkConfig {
+        let (region, anonymous) = (
+            self.cfg.aws.default_region.clone(),
+            self.cfg.aws.s3_anonymous,
+        );
+        self.s3_sdk
+            .get_or_init(|| async move { sdk_config_from_env(&region, anonymous).await })
+            .await
+    }
+
+    async fn dynamo_sdk(&self) -> &SdkConfig {
+        let region = self.cfg.aws.default_region.clone();
+        self.dynamo_sdk
+            .get_or_init(|| async move { sdk_config_from_env(&region, false).await })
+            .await
+    }
+
+    /// Opens the configured store.
+    pub async fn stores(&self) -> Result<Stores, ConnectError> {
+        let spec = &self.cfg.store;
+        let err = |source| ConnectError::Store {
+            spec: spec.to_string(),
+            source,
+        };
+        match spec {
+            StoreSpec::Embedded { path } => {
+                let store = EmbeddedStore::open(path.clone(), self.cfg.retention)
+                    .await
+                    .map_err(err)?;
+                Ok(Stores {
+                    scans: Arc::new(store.clone()),
+                    state: Arc::new(store.clone()),
+                    embedded: Some(store),
+                    description: format!("embedded {}", path.display()),
+                })
+            }
+            StoreSpec::Dynamo { table_prefix } => {
+                let sdk = self.dynamo_sdk().await;
+                let store = DynamoStore::connect(
+                    sdk,
+                    &DynamoOptions {
+                        table_prefix: table_prefix.clone(),
+                        create_tables: self.cfg.create_tables,
+                        retention: self.cfg.retention,
+                    },
+                )
+                .await
+                .map_err(err)?;
+                let (a, b) = store.table_names();
+                let description = format!("dynamodb tables {a}, {b}");
+                Ok(Stores {
+                    scans: Arc::new(store.clone()),
+                    state: Arc::new(store),
+                    embedded: None,
+                    description,
+                })
+            }
+        }
+    }
+
+    /// Opens one source.
+    pub async fn source(&self, spec: &SourceSpec) -> Result<Arc<dyn ScanSource>, ConnectError> {
+        match spec {
+            SourceSpec::Local { dir } => Ok(Arc::new(LocalSource::new(dir.clone()))),
+            SourceSpec::S3 { url } => {
+                let sdk = self.s3_sdk().await;
+                let path_style = self.cfg.aws.s3_path_style.unwrap_or_else(|| {
+                    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                        .iter()
+                        .any(|k| self.env.get(*k).is_some_and(|v| !v.is_empty()))
+                });
+                let s3 = S3Source::from_url(sdk, url, path_style).map_err(|source| {
+                    ConnectError::Source {
+                        spec: url.clone(),
+                        source,
+                    }
+                })?;
+                Ok(Arc::new(s3))
+            }
+        }
+    }
+
+    /// Every configured radar with its source. Without configured radars,
+    /// and with a template whose first folder is `{radar}`, the radars are
+    /// the folders at the top of the source.
+    pub async fn radar_sources(&self) -> Result<Vec<RadarSource>, ConnectError> {
+        let mut radars = self.cfg.radars.clone();
+        if radars.is_empty() {
+            let source = self.source(&self.cfg.source).await?;
+            radars = discover_radars(source.as_ref(), self.cfg)
+                .await
+                .map_err(|e| ConnectError::Source {
+                    spec: self.cfg.source.to_string(),
+                    source: e,
+                })?;
+            if radars.is_empty() {
+                return Err(ConnectError::NoRadars {
+                    source_desc: source.describe(),
+                    template: self.cfg.key_template.as_str().to_string(),
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(radars.len());
+        for r in radars {
+            let source = self.source(self.cfg.source_of(&r)).await?;
+            out.push(RadarSource { radar: r, source });
+        }
+        Ok(out)
+    }
+}
+
+/// Radars named by the top folders of a `{radar}/...` layout.
+async fn discover_radars(
+    source: &dyn ScanSource,
+    cfg: &Config,
+) -> Result<Vec<RadarConfig>, StoreError> {
+    if !cfg.key_template.as_str().starts_with("{radar}/") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for dir in source.list_dirs("").await? {
+        let id = dir.trim_end_matches('/');
+        if raincast_store::model::validate_radar_id(id).is_ok() {
+            out.push(RadarConfig::ad_hoc(id, &cfg.key_template));
+        }
+    }
+    Ok(out)
+}

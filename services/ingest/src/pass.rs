@@ -1,0 +1,655 @@
+//! One ingest run for one radar: lease, list, fetch, process, store,
+//! checkpoint, quarantine.
+//!
+//! Listing: the window starts at the checkpoint minus the lookback (or at
+//! `--since` / now minus the backfill for a radar without a checkpoint) and
+//! ends now. One ListObjectsV2 per day prefix of the key template, with
+//! `StartAfter` from the checkpoint where it is safe (see
+//! [`Checkpoint::resume_after`]); a long window (a backfill of months)
+//! discovers the existing day folders with delimiter listings instead.
+//!
+//! Every listed file that matches the template is then, in time order:
+//! * skipped when a stored scan already came from it, or it is quarantined;
+//! * otherwise fetched, decoded, prepped and encoded on the blocking pool,
+//!   and stored (tiles first, manifest last, conditional);
+//! * quarantined with its reason when it cannot be decoded or stored.
+//!
+//! At most `batch_size` new files are processed per run; the checkpoint
+//! moves after each, so a crash loses nothing and a re-run repeats nothing
+//! (the conditional manifest write makes any repeat harmless anyway).
+
+use crate::config::{IngestSettings, RadarConfig};
+use crate::layout::{Granularity, KeyTemplate};
+use crate::metrics::IngestMetrics;
+use crate::process::{ProcessedScan, Rejection, ScanProcessor};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use raincast_store::{
+    Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome, QuarantineRecord, ScanSource,
+    ScanStore, SourceObject, StateStore, StoreError,
+};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// Windows up to this many days are listed day by day; longer ones discover
+/// the existing day folders first.
+const MAX_DIRECT_DAYS: i64 = 14;
+
+/// Why a run failed. Nothing half-written is left behind: stored scans are
+/// complete, and the checkpoint covers exactly what was done.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("radar {radar}: {op}: {source}")]
+    Store {
+        radar: String,
+        op: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error("radar {radar}: the lease was lost to another instance during the run")]
+    LeaseLost { radar: String },
+}
+
+impl IngestError {
+    /// Short code for metrics (`unavailable`, `backend`, `lease_lost` ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::Store { source, .. } => source.kind(),
+            IngestError::LeaseLost { .. } => "lease_lost",
+        }
+    }
+}
+
+/// What one run did; printed as JSON by `raincast ingest --once`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PassSummary {
+    pub radar: String,
+    /// Files in the window that follow the key template.
+    pub listed: usize,
+    /// Newly stored scans.
+    pub ingested: usize,
+    /// Files whose scan was already stored.
+    pub skipped: usize,
+    /// Files quarantined by this run.
+    pub quarantined: usize,
+    /// New files left for the next run (batch limit, shutdown).
+    pub remaining: usize,
+    /// Seconds the run took.
+    pub duration: f64,
+    /// Set when another instance held the lease and nothing was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_held_by: Option<String>,
+}
+
+/// A radar with its source.
+#[derive(Clone)]
+pub struct RadarSource {
+    pub radar: RadarConfig,
+    pub source: Arc<dyn ScanSource>,
+}
+
+/// Runs ingest passes. Shared by the scheduled jobs and `ingest --once`.
+pub struct Ingester {
+    scans: Arc<dyn ScanStore>,
+    state: Arc<dyn StateStore>,
+    processor: Arc<dyn ScanProcessor>,
+    settings: IngestSettings,
+    owner: String,
+    metrics: IngestMetrics,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    stored_total: AtomicUsize,
+}
+
+/// A listed file that matches the template, with its time.
+#[derive(Debug, Clone)]
+struct Candidate {
+    object: SourceObject,
+    time: DateTime<Utc>,
+    file_name: String,
+}
+
+/// An owner id unique to this process: host, pid and a clock-derived suffix.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}-{}-{:04x}", std::process::id(), nanos & 0xffff)
+}
+
+impl Ingester {
+    /// `shutdown` turning true makes runs stop between two files (after
+    /// checkpointing what they did) and release their lease.
+    pub fn new(
+        scans: Arc<dyn ScanStore>,
+        state: Arc<dyn StateStore>,
+        processor: Arc<dyn ScanProcessor>,
+        settings: IngestSettings,
+        owner: String,
+        metrics: IngestMetrics,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            scans,
+            state,
+            processor,
+            settings,
+            owner,
+            metrics,
+            shutdown,
+            stored_total: AtomicUsize::new(0),
+        }
+    }
+
+    /// This instance's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &IngestSettings {
+        &self.settings
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// One run for one radar under its lease.
+    pub async fn run_once(&self, rs: &RadarSource) -> Result<PassSummary, IngestError> {
+        let started = std::time::Instant::now();
+        let radar = rs.radar.id.clone();
+        let lease = format!("ingest:{radar}");
+        let store_err = |op, source| IngestError::Store {
+            radar: radar.clone(),
+            op,
+            source,
+        };
+        let ttl = self.settings.lease_ttl;
+        let outcome = self
+            .state
+            .acquire_lease(&lease, &self.owner, ttl, Utc::now())
+            .await
+            .map_err(|e| store_err("acquire lease", e))?;
+        match outcome {
+            LeaseOutcome::Held { owner, until } => {
+                info!(radar = %radar, holder = %owner, until = %until, "lease held by another instance; not running");
+                return Ok(PassSummary {
+                    radar,
+                    lease_held_by: Some(owner),
+                    duration: started.elapsed().as_secs_f64(),
+                    ..Default::default()
+                });
+            }
+            LeaseOutcome::Acquired { predecessor, until } => match predecessor {
+                LeasePredecessor::Released { owner } => {
+                    info!(radar = %radar, from = %owner, to = %self.owner, "lease handed over")
+                }
+                LeasePredecessor::Expired { owner, expired_at } => {
+                    self.metrics
+                        .lease_takeovers
+                        .with_label_values(&[&radar])
+                        .inc();
+                    warn!(radar = %radar, from = %owner, to = %self.owner, expired_at = %expired_at,
+                        "lease taken over from an instance whose lease ran out");
+                }
+                LeasePredecessor::None | LeasePredecessor::Same => {
+                    debug!(radar = %radar, owner = %self.owner, until = %until, "lease acquired")
+                }
+            },
+        }
+
+        // Renew every third of the TTL while working.
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let state = self.state.clone();
+            let (lease, owner, lost) = (lease.clone(), self.owner.clone(), lost.clone());
+            let period = (ttl / 3)
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(1));
+            let radar = radar.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(period).await;
+                    match state.renew_lease(&lease, &owner, ttl, Utc::now()).await {
+                        Ok(true) => debug!(radar = %radar, "lease renewed"),
+                        Ok(false) => {
+                            warn!(radar = %radar, owner = %owner, "lease lost: another instance took it");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        // A transient failure: the lease may still be ours; try again.
+                        Err(e) => warn!(radar = %radar, error = %e, "lease renewal failed"),
+                    }
+                }
+            })
+        };
+
+        let result = self.pass(rs, &lost).await;
+        renewer.abort();
+        if !lost.load(Ordering::SeqCst) {
+            match self
+                .state
+                .release_lease(&lease, &self.owner, Utc::now())
+                .await
+            {
+                Ok(true) => debug!(radar = %radar, owner = %self.owner, "lease released"),
+                Ok(false) => warn!(radar = %radar, "lease was no longer ours at release"),
+                // It runs out by itself.
+                Err(e) => warn!(radar = %radar, error = %e, "lease release failed"),
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics
+            .job_duration
+            .with_label_values(&[&radar])
+            .observe(elapsed);
+        let mut summary = result?;
+        summary.duration = elapsed;
+        Ok(summary)
+    }
+
+    async fn pass(&self, rs: &RadarSource, lost: &AtomicBool) -> Result<PassSummary, IngestError> {
+        let radar = rs.radar.id.as_str();
+        let store_err = |op, source| IngestError::Store {
+            radar: radar.to_string(),
+            op,
+            source,
+        };
+        let now = Utc::now();
+        let template = &rs.radar.key_template;
+        let checkpoint = self
+            .state
+            .get_checkpoint(radar)
+            .await
+            .map_err(|e| store_err("read checkpoint", e))?;
+        let start = match &checkpoint {
+            Some(cp) => cp.last_time - self.settings.lookback,
+            None => self.settings.since.unwrap_or(now - self.settings.backfill),
+        };
+        let resume_after = checkpoint.as_ref().and_then(|c| c.resume_after.clone());
+        let listing = list_window(
+            rs.source.as_ref(),
+            template,
+            radar,
+            start,
+            now,
+            resume_after.as_deref(),
+        )
+        .await
+        .map_err(|e| store_err("list source", e))?;
+
+        let mut summary = PassSummary {
+            radar: radar.to_string(),
+            ..Default::default()
+        };
+        let mut candidates = Vec::new();
+        for obj in listing {
+            let Some(m) = template.match_key(radar, &obj.key) else {
+                continue;
+            };
+            let Some(time) = m.time.or(obj.last_modified) else {
+                debug!(radar, key = %obj.key, "no time in key and none from the source; ignored");
+                continue;
+            };
+            if time < start {
+                continue;
+            }
+            candidates.push(Candidate {
+                object: obj,
+                time,
+                file_name: m.file_name,
+            });
+        }
+        candidates.sort_by(|a, b| (a.time, &a.object.key).cmp(&(b.time, &b.object.key)));
+        summary.listed = candidates.len();
+        if candidates.is_empty() {
+            debug!(radar, start = %start, "nothing listed");
+            return Ok(summary);
+        }
+
+        let quarantined: HashSet<String> = self
+            .state
+            .list_quarantined(radar)
+            .await
+            .map_err(|e| store_err("list quarantine", e))?
+            .into_iter()
+            .map(|q| q.key)
+            .collect();
+        // Source keys already stored: a scan's stored time comes from its
+        // content and may differ a little from the key's, hence the margin.
+        let (first, last) = (candidates[0].time, candidates[candidates.len() - 1].time);
+        let stored: HashSet<String> = self
+            .scans
+            .list_scans(
+                radar,
+                first - Duration::hours(6),
+                last + Duration::hours(6),
+                now,
+            )
+            .await
+            .map_err(|e| store_err("list stored scans", e))?
+            .into_iter()
+            .map(|m| m.source_key)
+            .collect();
+
+        let new_total = candidates
+            .iter()
+            .filter(|c| !stored.contains(&c.object.key) && !quarantined.contains(&c.object.key))
+            .count();
+        let mut cursor: Option<(DateTime<Utc>, String)> = None;
+        let mut done_new = 0usize;
+        let mut result = Ok(());
+        for c in &candidates {
+            let key = &c.object.key;
+            if stored.contains(key) {
+                summary.skipped += 1;
+                self.metrics.skipped.with_label_values(&[radar]).inc();
+                cursor = Some((c.time, key.clone()));
+                continue;
+            }
+            if quarantined.contains(key) {
+                cursor = Some((c.time, key.clone()));
+                continue;
+            }
+            if done_new >= self.settings.batch_size {
+                break;
+            }
+            if self.stopping() {
+                info!(radar, "shutting down: stopping between files");
+                break;
+            }
+            if lost.load(Ordering::SeqCst) {
+                result = Err(IngestError::LeaseLost {
+                    radar: radar.to_string(),
+                });
+                break;
+            }
+            done_new += 1;
+            match self
+                .ingest_one(rs, c, done_new, new_total, &mut summary)
+                .await
+            {
+                Ok(()) => cursor = Some((c.time, key.clone())),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if let Some((t, k)) = &cursor {
+                self.checkpoint(radar, template, *t, k, &candidates, resume_after.as_deref())
+                    .await
+                    .map_err(|e| store_err("write checkpoint", e))?;
+            }
+        }
+        summary.remaining = new_total.saturating_sub(done_new);
+        if let Some((t, k)) = &cursor {
+            let write = self
+                .checkpoint(radar, template, *t, k, &candidates, resume_after.as_deref())
+                .await
+                .map_err(|e| store_err("write checkpoint", e));
+            if result.is_ok() {
+                write?;
+            }
+        }
+        result.map(|()| summary)
+    }
+
+    /// Fetch, process, store (or quarantine) one new file.
+    async fn ingest_one(
+        &self,
+        rs: &RadarSource,
+        c: &Candidate,
+        index: usize,
+        total: usize,
+        summary: &mut PassSummary,
+    ) -> Result<(), IngestError> {
+        let radar = rs.radar.id.as_str();
+        let key = c.object.key.as_str();
+        let store_err = |op, source| IngestError::Store {
+            radar: radar.to_string(),
+            op,
+            source,
+        };
+        let bytes = match rs.source.fetch(key).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                debug!(
+                    radar,
+                    key, "file vanished between listing and fetching; ignored"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(store_err("fetch", e)),
+        };
+        let processor = self.processor.clone();
+        let radar_cfg = rs.radar.clone();
+        let file_name = c.file_name.clone();
+        let processed =
+            tokio::task::spawn_blocking(move || processor.process(&radar_cfg, &file_name, &bytes))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Rejection {
+                        code: "panic".into(),
+                        reason: format!("the decoder panicked: {e}"),
+                    })
+                });
+        let scan = match processed {
+            Ok(p) => p,
+            Err(rej) => return self.quarantine(radar, c, &rej, summary).await,
+        };
+        let new = to_new_scan(radar, key, scan);
+        let (tiles, bytes, rain_cells, time) = (
+            new.tiles.len(),
+            new.payload_bytes(),
+            new.rain_cells,
+            new.time,
+        );
+        let now = Utc::now();
+        match self.scans.put_scan(&new, now).await {
+            Ok(PutOutcome::Stored) => {
+                summary.ingested += 1;
+                self.metrics.scans.with_label_values(&[radar]).inc();
+                let lag = (now - time).num_milliseconds() as f64 / 1000.0;
+                self.metrics
+                    .lag_seconds
+                    .with_label_values(&[radar])
+                    .set(lag);
+                info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, rain_cells, tiles, bytes,
+                    lag_s = lag.round(), "ingested scan [{index}/{total}]");
+                let n = self.stored_total.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.settings.pause_after_put == Some(n) {
+                    warn!(radar, key, "failpoint pause_after_put:{n}: scan stored, checkpoint not written; pausing");
+                    std::future::pending::<()>().await;
+                }
+            }
+            Ok(PutOutcome::AlreadyStored) => {
+                summary.skipped += 1;
+                self.metrics.skipped.with_label_values(&[radar]).inc();
+                info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, "already stored (by another instance or an earlier run) [{index}/{total}]");
+            }
+            Err(e @ (StoreError::TooLarge { .. } | StoreError::Invalid { .. })) => {
+                let rej = Rejection {
+                    code: e.kind().to_string(),
+                    reason: e.to_string(),
+                };
+                return self.quarantine(radar, c, &rej, summary).await;
+            }
+            Err(e) => return Err(store_err("store scan", e)),
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &self,
+        radar: &str,
+        c: &Candidate,
+        rej: &Rejection,
+        summary: &mut PassSummary,
+    ) -> Result<(), IngestError> {
+        warn!(radar, key = %c.object.key, code = %rej.code, reason = %rej.reason, "quarantined");
+        self.metrics
+            .failures
+            .with_label_values(&[radar, &rej.code])
+            .inc();
+        let rec = QuarantineRecord {
+            radar: radar.to_string(),
+            key: c.object.key.clone(),
+            reason_code: rej.code.clone(),
+            reason: rej.reason.clone(),
+            time: Some(c.time),
+            recorded_at: Utc::now(),
+        };
+        self.state
+            .quarantine(&rec)
+            .await
+            .map_err(|e| IngestError::Store {
+                radar: radar.to_string(),
+                op: "record quarantine",
+                source: e,
+            })?;
+        summary.quarantined += 1;
+        Ok(())
+    }
+
+    /// Writes the checkpoint `(time, key)`, with `resume_after` = the
+    /// greatest listed key before the next run's lookback window, when keys
+    /// and times are in the same order (then S3 `StartAfter` cannot skip a
+    /// late file).
+    async fn checkpoint(
+        &self,
+        radar: &str,
+        template: &KeyTemplate,
+        time: DateTime<Utc>,
+        key: &str,
+        candidates: &[Candidate],
+        old_resume: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let next_start = time - self.settings.lookback;
+        let mut resume = old_resume.map(str::to_string);
+        // Candidates are in time order; StartAfter is safe when that is key order too.
+        let ordered = candidates
+            .windows(2)
+            .all(|w| w[0].object.key <= w[1].object.key);
+        if ordered {
+            if let Some(c) = candidates.iter().rev().find(|c| c.time < next_start) {
+                // Only within the folder of the next run's first day.
+                let day_prefix = template.prefix_for(radar, next_start.date_naive());
+                if c.object.key.starts_with(&day_prefix)
+                    && resume.as_deref().is_none_or(|r| r < c.object.key.as_str())
+                {
+                    resume = Some(c.object.key.clone());
+                }
+            }
+        }
+        self.state
+            .put_checkpoint(&Checkpoint {
+                radar: radar.to_string(),
+                last_time: time,
+                last_key: key.to_string(),
+                resume_after: resume,
+                updated_at: Utc::now(),
+            })
+            .await
+    }
+}
+
+fn to_new_scan(radar: &str, key: &str, p: ProcessedScan) -> NewScan {
+    NewScan {
+        radar: radar.to_string(),
+        time: p.time,
+        source_key: key.to_string(),
+        format: p.format,
+        header: p.header,
+        rain_cells: p.rain_cells,
+        tiles: p.tiles,
+    }
+}
+
+/// Every object of `radar` in the folders covering `[start, now]`.
+async fn list_window(
+    source: &dyn ScanSource,
+    template: &KeyTemplate,
+    radar: &str,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    resume_after: Option<&str>,
+) -> Result<Vec<SourceObject>, StoreError> {
+    let prefixes = window_prefixes(
+        source,
+        template,
+        radar,
+        start.date_naive(),
+        now.date_naive(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for prefix in prefixes {
+        let start_after = resume_after.filter(|r| r.starts_with(&prefix));
+        out.extend(source.list(&prefix, start_after).await?);
+    }
+    Ok(out)
+}
+
+/// The folder prefixes to list for days `from..=to`, in order.
+async fn window_prefixes(
+    source: &dyn ScanSource,
+    template: &KeyTemplate,
+    radar: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<String>, StoreError> {
+    let from = from.min(to);
+    let all: BTreeSet<String> = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(|d| template.prefix_for(radar, d))
+        .collect();
+    if template.folder_granularity() != Granularity::Day
+        || (to - from).num_days() <= MAX_DIRECT_DAYS
+    {
+        // BTreeSet order is key order, which is date order for these layouts.
+        return Ok(all.into_iter().collect());
+    }
+    // A long window: walk the existing folders below the static prefix and
+    // keep only those that lead to a day prefix in the window.
+    let mut found = Vec::new();
+    let mut frontier = vec![template.static_prefix(radar)];
+    while let Some(dir) = frontier.pop() {
+        if all.contains(&dir) {
+            found.push(dir);
+            continue;
+        }
+        for child in source.list_dirs(&dir).await? {
+            let leads = all
+                .range(child.clone()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&child));
+            if leads {
+                frontier.push(child);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! Ingest runs against the embedded store and a local folder, with a small
+//! processor for a text format the tests write themselves (`RAINTEST <time>
+//! <cells>`), so that listing, batching, checkpoints, lookback, quarantine
+//! and leases are checked independently of the radar decoders. The same
+//! runs against real servers and real radar files are in `tests/`.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::config::IngestSettings;
+use crate::layout::DEFAULT_TEMPLATE;
+use crate::process::ProcessedScan;
+use chrono::TimeZone;
+use raincast_store::{EmbeddedStore, LocalSource, Tile};
+use raincast_testkit::TempDir;
+use std::path::Path;
+
+struct TextProcessor;
+
+impl ScanProcessor for TextProcessor {
+    fn process(
+        &self,
+        _radar: &RadarConfig,
+        _file: &str,
+        bytes: &[u8],
+    ) -> Result<ProcessedScan, Rejection> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Rejection {
+            code: "bad_magic".into(),
+            reason: "not text".into(),
+        })?;
+        let mut words = text.split_whitespace();
+        if words.next() != Some("RAINTEST") {
+            return Err(Rejection {
+                code: "bad_magic".into(),
+                reason: format!(
+                    "expected RAINTEST, found {:?}",
+                    text.get(..8).unwrap_or(text)
+                ),
+            });
+        }
+        if words.clone().next() == Some("PANIC") {
+            panic!("test processor asked to panic");
+        }
+        let time = words
+            .next()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .ok_or_else(|| Rejection {
+                code: "bad_value".into(),
+                reason: "no time".into(),
+            })?
+            .with_timezone(&Utc);
+        let cells: u64 = words.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok(ProcessedScan {
+            time,
+            format: "raintest".into(),
+            header: bytes.to_vec(),
+            rain_cells: cells,
+            tiles: (0..(cells.min(3) as u16))
+                .map(|i| Tile {
+                    row: i,
+                    col: 0,
+                    bytes: vec![i as u8; 100],
+                })
+                .collect(),
+        })
+    }
+}
+
+struct Fixture {
+    _dir: TempDir,
+    bucket: std::path::PathBuf,
+    store: EmbeddedStore,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = TempDir::new("pass");
+        let bucket = dir.path().join("bucket");
+        std::fs::create_dir_all(&bucket).unwrap();
+        let store = EmbeddedStore::open(dir.path().join("store.redb"), Duration::days(7))
+            .await
+            .unwrap();
+        Fixture {
+            _dir: dir,
+            bucket,
+            store,
+        }
+    }
+
+    fn put(&self, key: &str, content: &str) {
+        let p = self.bucket.join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    /// A RAINTEST file at `t` under the default layout.
+    fn put_scan(&self, radar: &str, t: DateTime<Utc>) -> String {
+        let key = format!(
+            "{radar}/{}/{}_{}.txt",
+            t.format("%Y/%m/%d"),
+            radar,
+            t.format("%Y%m%d_%H%M%S")
+        );
+        self.put(&key, &format!("RAINTEST {} 5", t.to_rfc3339()));
+        key
+    }
+
+    fn ingester(&self, settings: IngestSettings, owner: &str) -> Ingester {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        Ingester::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.store.clone()),
+            Arc::new(TextProcessor),
+            settings,
+            owner.into(),
+            IngestMetrics::standalone(),
+            rx,
+        )
+    }
+
+    fn radar(&self, id: &str) -> RadarSource {
+        RadarSource {
+            radar: RadarConfig::ad_hoc(id, &KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap()),
+            source: Arc::new(LocalSource::new(self.bucket.clone())),
+        }
+    }
+}
+
+fn settings(since: DateTime<Utc>, batch: usize) -> IngestSettings {
+    IngestSettings {
+        since: Some(since),
+        batch_size: batch,
+        ..IngestSettings::default()
+    }
+}
+
+/// Recent whole-minute times, so the window is listed day by day.
+fn recent(minutes_ago: i64) -> DateTime<Utc> {
+    let now = (Utc::now() - Duration::hours(1)).timestamp();
+    Utc.timestamp_opt(now - now % 60, 0).unwrap() - Duration::minutes(minutes_ago)
+}
+
+async fn stored_times(store: &EmbeddedStore, radar: &str) -> Vec<DateTime<Utc>> {
+    store
+        .list_scans(
+            radar,
+            Utc::now() - Duration::days(20_000),
+            Utc::now() + Duration::days(1),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.time)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_empty_source_lists_nothing() {
+    let f = Fixture::new().await;
+    let ing = f.ingester(settings(recent(600), 50), "a");
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!(
+        (s.listed, s.ingested, s.skipped, s.quarantined, s.remaining),
+        (0, 0, 0, 0, 0)
+    );
+    // Missing bucket folder: also empty, not an error.
+    let missing = RadarSource {
+        source: Arc::new(LocalSource::new(Path::new("/nonexistent/raincast"))),
+        ..f.radar("r1")
+    };
+    assert_eq!(ing.run_once(&missing).await.unwrap().listed, 0);
+}
+
+#[tokio::test]
+async fn ingests_once_and_skips_on_rerun() {
+    let f = Fixture::new().await;
+    let times: Vec<_> = (0..12).rev().map(|i| recent(i * 5)).collect();
+    for t in &times {
+        f.put_scan("r1", *t);
+    }
+    f.put("r1/README.md", "not a scan");
+    f.put_scan("r2", times[0]);
+    let ing = f.ingester(settings(times[0], 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(
+        (s.listed, s.ingested, s.skipped, s.quarantined, s.remaining),
+        (12, 12, 0, 0, 0)
+    );
+    assert_eq!(stored_times(&f.store, "r1").await, times);
+    assert!(stored_times(&f.store, "r2").await.is_empty());
+
+    // Second run: nothing new; the lookback re-lists the last 30 minutes.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 0);
+    assert_eq!(s.skipped, 7, "{s:?}");
+    assert_eq!(s.listed, 7);
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert_eq!(cp.last_time, times[11]);
+    // The metrics saw it.
+    let text = ing.metrics().render();
+    assert!(
+        text.contains("raincast_ingest_scans_total{radar=\"r1\"} 12"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_late_file_behind_the_checkpoint_is_picked_up() {
+    let f = Fixture::new().await;
+    let times: Vec<_> = (0..6).rev().map(|i| recent(i * 10)).collect();
+    for (i, t) in times.iter().enumerate() {
+        if i != 4 {
+            f.put_scan("r1", *t);
+        }
+    }
+    let ing = f.ingester(settings(times[0], 50), "a");
+    let rs = f.radar("r1");
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 5);
+    // Uploaded late, 10 minutes behind the checkpoint (within the lookback).
+    f.put_scan("r1", times[4]);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, times);
+    // One far behind the lookback is not: it is older than the window.
+    f.put_scan("r1", times[0] - Duration::minutes(5));
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 0);
+}
+
+#[tokio::test]
+async fn a_backlog_drains_in_bounded_batches() {
+    let f = Fixture::new().await;
+    let times: Vec<_> = (0..10).rev().map(|i| recent(i * 6)).collect();
+    for t in &times {
+        f.put_scan("r1", *t);
+    }
+    let ing = f.ingester(settings(times[0], 3), "a");
+    let rs = f.radar("r1");
+    let mut per_run = Vec::new();
+    loop {
+        let s = ing.run_once(&rs).await.unwrap();
+        per_run.push((s.ingested, s.remaining));
+        if s.remaining == 0 {
+            break;
+        }
+        assert!(per_run.len() < 10, "does not drain: {per_run:?}");
+    }
+    assert_eq!(per_run, vec![(3, 7), (3, 4), (3, 1), (1, 0)]);
+    assert_eq!(stored_times(&f.store, "r1").await, times);
+}
+
+#[tokio::test]
+async fn corrupt_files_are_quarantined_once_and_the_rest_ingested() {
+    let f = Fixture::new().await;
+    let times: Vec<_> = (0..5).rev().map(|i| recent(i * 5)).collect();
+    for t in &times {
+        f.put_scan("r1", *t);
+    }
+    let bad = format!(
+        "r1/{}/r1_{}.txt",
+        times[2].format("%Y/%m/%d"),
+        (times[2] + Duration::minutes(1)).format("%Y%m%d_%H%M%S")
+    );
+    f.put(&bad, "GARBAGE bytes");
+    let panicky = format!(
+        "r1/{}/r1_{}.txt",
+        times[3].format("%Y/%m/%d"),
+        (times[3] + Duration::minutes(1)).format("%Y%m%d_%H%M%S")
+    );
+    f.put(&panicky, "RAINTEST PANIC");
+    let ing = f.ingester(settings(times[0], 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (5, 2), "{s:?}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 2);
+    let by_key: std::collections::HashMap<_, _> = q.iter().map(|r| (r.key.as_str(), r)).collect();
+    assert_eq!(by_key[bad.as_str()].reason_code, "bad_magic");
+    assert!(by_key[bad.as_str()].reason.contains("RAINTEST"));
+    assert_eq!(by_key[panicky.as_str()].reason_code, "panic");
+    // Not retried: later runs neither quarantine nor ingest them again.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
+    // The raw files are untouched.
+    assert_eq!(
+        std::fs::read_to_string(f.bucket.join(&bad)).unwrap(),
+        "GARBAGE bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_held_lease_means_no_work_and_a_released_one_is_handed_over() {
+    let f = Fixture::new().await;
+    let t = recent(0);
+    f.put_scan("r1", t);
+    let rs = f.radar("r1");
+    let a = f.ingester(settings(t - Duration::minutes(1), 50), "a");
+    let b = f.ingester(settings(t - Duration::minutes(1), 50), "b");
+    let now = Utc::now();
+    f.store
+        .acquire_lease("ingest:r1", "b", Duration::seconds(60), now)
+        .await
+        .unwrap();
+    let s = a.run_once(&rs).await.unwrap();
+    assert_eq!(s.lease_held_by.as_deref(), Some("b"));
+    assert_eq!(s.ingested, 0);
+    // b releases; a runs; then b gets it back (hand-over) and finds nothing new.
+    assert!(f.store.release_lease("ingest:r1", "b", now).await.unwrap());
+    assert_eq!(a.run_once(&rs).await.unwrap().ingested, 1);
+    let s = b.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.skipped, s.lease_held_by), (0, 1, None));
+    // An expired holder is taken over and counted.
+    f.store
+        .acquire_lease(
+            "ingest:r1",
+            "crashed",
+            Duration::seconds(1),
+            now - Duration::seconds(10),
+        )
+        .await
+        .unwrap();
+    a.run_once(&rs).await.unwrap();
+    assert!(a
+        .metrics()
+        .render()
+        .contains("raincast_ingest_lease_takeovers_total{radar=\"r1\"} 1"));
+}
+
+#[tokio::test]
+async fn a_long_backfill_discovers_day_folders() {
+    let f = Fixture::new().await;
+    let old = Utc.with_ymd_and_hms(2018, 6, 16, 10, 0, 0).unwrap();
+    let keys: Vec<_> = [old, old + Duration::minutes(6), old + Duration::days(1)]
+        .iter()
+        .map(|t| f.put_scan("bom02", *t))
+        .collect();
+    // Noise that the folder walk must step over or ignore.
+    f.put(
+        "bom02/2017/12/31/bom02_20171231_235900.txt",
+        "RAINTEST 2017-12-31T23:59:00Z 1",
+    );
+    f.put("bom02/notes/x.txt", "x");
+    let ing = f.ingester(settings(old - Duration::hours(1), 50), "a");
+    let s = ing.run_once(&f.radar("bom02")).await.unwrap();
+    assert_eq!((s.listed, s.ingested), (3, 3), "{s:?} {keys:?}");
+}
+
+#[tokio::test]
+async fn checkpoints_carry_a_safe_start_after() {
+    let f = Fixture::new().await;
+    let times: Vec<_> = (0..8).rev().map(|i| recent(i * 10)).collect();
+    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    let ing = f.ingester(settings(times[0], 50), "a");
+    let rs = f.radar("r1");
+    ing.run_once(&rs).await.unwrap();
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    // Last scan at times[7]; lookback 30 min: the greatest key before
+    // times[7] - 30 min is times[3]'s (when on the same day).
+    if times[3].date_naive() == (times[7] - Duration::minutes(30)).date_naive() {
+        assert_eq!(cp.resume_after.as_deref(), Some(keys[3].as_str()));
+    }
+    // A late file after resume_after is still found.
+    let late = times[5] + Duration::minutes(3);
+    f.put_scan("r1", late);
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 1);
+}

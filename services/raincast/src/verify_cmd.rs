@@ -1,0 +1,169 @@
+//! `raincast verify DIR [--leads ...] [--thresholds 0.5,1,5]`: nowcasts at
+//! every start time of a day of scans, scored against the later scans, next
+//! to persistence.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use raincast_algorithms::nowcast::{NowcastConfig, MIN_FRAMES};
+use raincast_algorithms::scan::Format;
+use raincast_algorithms::verify::{verify_series, Method, Reliability, VerifyConfig, VerifyReport};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A folder holding consecutive scans of one radar (searched recursively).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Lead times in minutes. Default: every scan interval up to 60 min.
+    #[arg(long, value_delimiter = ',')]
+    pub leads: Option<Vec<u32>>,
+    /// Thresholds of the CSI columns, mm/h.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,1,5")]
+    pub thresholds: Vec<f32>,
+    /// Force a decoder instead of detecting the format.
+    #[arg(long, value_name = "F")]
+    pub format: Option<Format>,
+    /// Latest scans used per nowcast (3 or more).
+    #[arg(long, default_value_t = MIN_FRAMES)]
+    pub frames: usize,
+}
+
+pub fn run(args: VerifyArgs) -> Result<()> {
+    if args.thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+        bail!("--thresholds must be positive numbers, got {:?}", args.thresholds);
+    }
+    let started = Instant::now();
+    let files = crate::prep_cmd::files_below(&args.dir)?;
+    if files.is_empty() {
+        bail!("{}: no files found", args.dir.display());
+    }
+    let mut fields = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        match crate::nowcast_cmd::load_field(path, args.format) {
+            Ok(f) => fields.push(f),
+            Err(e) => eprintln!("verify: skipping {e:#}"),
+        }
+        eprint!("\rverify: decoded {}/{} scans", i + 1, files.len());
+    }
+    eprintln!();
+    // Keep the scans on the grid of the majority (one radar).
+    let Some(first) = fields.first() else {
+        bail!("{}: no scan could be decoded", args.dir.display());
+    };
+    let mut grid = first.grid.clone();
+    let mut best = 0;
+    for f in &fields {
+        let n = fields.iter().filter(|g| g.grid.same_geometry(&f.grid)).count();
+        if n > best {
+            best = n;
+            grid = f.grid.clone();
+        }
+    }
+    let before = fields.len();
+    fields.retain(|f| f.grid.same_geometry(&grid));
+    if fields.len() < before {
+        eprintln!(
+            "verify: ignoring {} scans on another grid than the majority",
+            before - fields.len()
+        );
+    }
+    let cfg = VerifyConfig {
+        leads_min: args.leads.clone(),
+        thresholds: args.thresholds.clone(),
+        nowcast: NowcastConfig {
+            frames: args.frames,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let report = verify_series(&fields, &cfg, &mut |done, total| {
+        eprint!(
+            "\rverify: start time {done}/{total} ({:.0} s)",
+            t0.elapsed().as_secs_f64()
+        );
+    });
+    eprintln!();
+    for (t, why) in &report.skipped {
+        eprintln!("verify: skipped start time {t}: {why}");
+    }
+    if report.cases == 0 {
+        bail!(
+            "no start time had {} past scans and a later scan at a requested lead",
+            cfg.nowcast.frames.max(MIN_FRAMES)
+        );
+    }
+    print!("{}", format_report(&report, &cfg, fields.len()));
+    eprintln!("verify: done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "   -  ".to_string(), |x| format!("{x:6.3}"))
+}
+
+/// The text report: one skill table, then the reliability of the probability.
+pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Raincast verification: {scans} scans every {} s, {} nowcast start times.",
+        report.step_s, report.cases
+    );
+    let _ = writeln!(
+        s,
+        "Means of per-case scores, on the cells where the observation and every forecast are known."
+    );
+    let _ = writeln!(
+        s,
+        "Columns per score: persistence | extrapolation (no smoothing) | raincast."
+    );
+    let mut head = String::from("lead_min cases");
+    for t in &cfg.thresholds {
+        let _ = write!(head, " | CSI>={t:<4} pers  extr  rainc");
+    }
+    let _ = write!(
+        head,
+        " | FSS {} mm/h {} px  pers  extr  rainc",
+        cfg.fss_threshold, cfg.fss_window
+    );
+    let _ = writeln!(s, "{head}");
+    for row in &report.rows {
+        let mut line = format!("{:8} {:5}", row.lead_min, row.cases);
+        for t in 0..cfg.thresholds.len() {
+            line.push_str(" |         ");
+            for m in 0..Method::ALL.len() {
+                line.push_str(&cell(row.methods[m].csi[t].get()));
+            }
+        }
+        line.push_str(" |                 ");
+        for m in 0..Method::ALL.len() {
+            line.push_str(&cell(row.methods[m].fss.get()));
+        }
+        let _ = writeln!(s, "{line}");
+    }
+    // Reliability over all leads.
+    let mut all = Reliability::new(10);
+    for row in &report.rows {
+        for (a, b) in all.bins.iter_mut().zip(&row.reliability.bins) {
+            a.0 += b.0;
+            a.1 += b.1;
+            a.2 += b.2;
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nReliability of the Raincast probability of rain >= {} mm/h (all leads):",
+        cfg.prob_threshold
+    );
+    let _ = writeln!(s, "  forecast p   cells        mean p  observed freq");
+    for (lo, hi, n, p, o) in all.table() {
+        let _ = writeln!(s, "  {lo:.1}-{hi:.1}   {n:>11}  {p:6.3}  {o:6.3}");
+    }
+    if let Some(b) = all.brier_approx() {
+        let _ = writeln!(s, "  Brier score (from bin means): {b:.4}");
+    }
+    s
+}

@@ -1,0 +1,652 @@
+//! The embedded store: one redb file holds scans and state.
+//!
+//! redb is pure Rust (no C library to install), ACID with copy-on-write
+//! B-trees, and a single file. A scan's tiles and manifest are committed in
+//! one write transaction, so a crash leaves either the whole scan or nothing.
+//! redb locks the file: one process at a time opens it, which suits the
+//! single-machine default (several instances need DynamoDB).
+//!
+//! Every call runs on tokio's blocking pool.
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{
+    checkpoint_advances, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord, LeaseOutcome,
+    LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanManifest, StoredScan, Tile,
+};
+use crate::{ScanStore, StateStore};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const BACKEND: &str = "embedded";
+
+/// (radar, scan time in seconds) → [`ScanManifest::to_bytes`].
+const MANIFESTS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("manifests");
+/// (radar, scan time in seconds, row << 16 | col) → tile bytes.
+const TILES: TableDefinition<(&str, i64, u32), &[u8]> = TableDefinition::new("tiles");
+/// radar → JSON [`Checkpoint`].
+const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
+/// lease name → JSON lease.
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// (radar, source key) → JSON [`QuarantineRecord`].
+const QUARANTINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("quarantine");
+/// claim key → JSON claim.
+const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+
+/// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    retention: Duration,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+fn db_err(op: &'static str, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        op,
+        reason: e.into().to_string(),
+    }
+}
+
+fn to_json<T: Serialize>(what: &str, v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::corrupt(what, e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, b: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::corrupt(what, e.to_string()))
+}
+
+fn tile_id(row: u16, col: u16) -> u32 {
+    ((row as u32) << 16) | col as u32
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file at `path`; parent folders are
+    /// created. Scans are kept for `retention` after they are stored.
+    pub async fn open(path: impl Into<PathBuf>, retention: Duration) -> StoreResult<Self> {
+        let path = path.into();
+        let p = path.clone();
+        let db = tokio::task::spawn_blocking(move || Self::open_blocking(&p))
+            .await
+            .map_err(join_err)??;
+        Ok(Self {
+            db: Arc::new(db),
+            path,
+            retention,
+        })
+    }
+
+    fn open_blocking(path: &Path) -> StoreResult<Database> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                op: "create folder",
+                reason: format!("{}: {e}", parent.display()),
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            op: "open",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        let txn = db.begin_write().map_err(|e| db_err("open", e))?;
+        {
+            txn.open_table(MANIFESTS).map_err(|e| db_err("open", e))?;
+            txn.open_table(TILES).map_err(|e| db_err("open", e))?;
+            txn.open_table(CHECKPOINTS).map_err(|e| db_err("open", e))?;
+            txn.open_table(LEASES).map_err(|e| db_err("open", e))?;
+            txn.open_table(QUARANTINE).map_err(|e| db_err("open", e))?;
+            txn.open_table(CLAIMS).map_err(|e| db_err("open", e))?;
+        }
+        txn.commit().map_err(|e| db_err("open", e))?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(join_err)?
+    }
+
+    /// Deletes scans whose retention has run out (TTL). Returns how many.
+    pub async fn purge_expired(&self, now: DateTime<Utc>) -> StoreResult<usize> {
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("purge", e))?;
+            let mut expired: Vec<(String, i64)> = Vec::new();
+            {
+                let manifests = txn.open_table(MANIFESTS).map_err(|e| db_err("purge", e))?;
+                for entry in manifests.iter().map_err(|e| db_err("purge", e))? {
+                    let (k, v) = entry.map_err(|e| db_err("purge", e))?;
+                    let m = ScanManifest::from_bytes(v.value())?;
+                    if m.is_expired(now) {
+                        let (radar, t) = k.value();
+                        expired.push((radar.to_string(), t));
+                    }
+                }
+            }
+            {
+                let mut manifests = txn.open_table(MANIFESTS).map_err(|e| db_err("purge", e))?;
+                let mut tiles = txn.open_table(TILES).map_err(|e| db_err("purge", e))?;
+                for (radar, t) in &expired {
+                    manifests
+                        .remove((radar.as_str(), *t))
+                        .map_err(|e| db_err("purge", e))?;
+                    tiles
+                        .retain_in(
+                            (radar.as_str(), *t, 0u32)..=(radar.as_str(), *t, u32::MAX),
+                            |_, _| false,
+                        )
+                        .map_err(|e| db_err("purge", e))?;
+                }
+            }
+            txn.commit().map_err(|e| db_err("purge", e))?;
+            Ok(expired.len())
+        })
+        .await
+    }
+
+    fn read_manifest(
+        db: &Database,
+        radar: &str,
+        t: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ScanManifest>> {
+        let txn = db.begin_read().map_err(|e| db_err("get", e))?;
+        let table = txn.open_table(MANIFESTS).map_err(|e| db_err("get", e))?;
+        let Some(v) = table.get((radar, t)).map_err(|e| db_err("get", e))? else {
+            return Ok(None);
+        };
+        let m = ScanManifest::from_bytes(v.value())?;
+        Ok((!m.is_expired(now)).then_some(m))
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        op: "blocking task",
+        reason: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl ScanStore for EmbeddedStore {
+    async fn put_scan(&self, scan: &NewScan, now: DateTime<Utc>) -> StoreResult<PutOutcome> {
+        scan.validate()?;
+        let manifest = scan.manifest(now, now + self.retention);
+        let bytes = manifest.to_bytes()?;
+        let scan = scan.clone();
+        self.run(move |db| {
+            let t = manifest.time.timestamp();
+            let radar = scan.radar.as_str();
+            let txn = db.begin_write().map_err(|e| db_err("put", e))?;
+            {
+                let mut manifests = txn.open_table(MANIFESTS).map_err(|e| db_err("put", e))?;
+                if let Some(existing) = manifests.get((radar, t)).map_err(|e| db_err("put", e))? {
+                    let old = ScanManifest::from_bytes(existing.value())?;
+                    if !old.is_expired(now) {
+                        return Ok(PutOutcome::AlreadyStored);
+                    }
+                }
+                let mut tiles = txn.open_table(TILES).map_err(|e| db_err("put", e))?;
+                // Drop any tiles of an expired predecessor, then write ours.
+                tiles
+                    .retain_in((radar, t, 0u32)..=(radar, t, u32::MAX), |_, _| false)
+                    .map_err(|e| db_err("put", e))?;
+                for tile in &scan.tiles {
+                    tiles
+                        .insert(
+                            (radar, t, tile_id(tile.row, tile.col)),
+                            tile.bytes.as_slice(),
+                        )
+                        .map_err(|e| db_err("put", e))?;
+                }
+                manifests
+                    .insert((radar, t), bytes.as_slice())
+                    .map_err(|e| db_err("put", e))?;
+            }
+            txn.commit().map_err(|e| db_err("put", e))?;
+            Ok(PutOutcome::Stored)
+        })
+        .await
+    }
+
+    async fn get_manifest(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ScanManifest>> {
+        let radar = radar.to_string();
+        let t = truncate_to_seconds(time).timestamp();
+        self.run(move |db| Self::read_manifest(db, &radar, t, now))
+            .await
+    }
+
+    async fn get_scan(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StoredScan>> {
+        let radar = radar.to_string();
+        let t = truncate_to_seconds(time).timestamp();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("get", e))?;
+            let manifests = txn.open_table(MANIFESTS).map_err(|e| db_err("get", e))?;
+            let Some(v) = manifests
+                .get((radar.as_str(), t))
+                .map_err(|e| db_err("get", e))?
+            else {
+                return Ok(None);
+            };
+            let manifest = ScanManifest::from_bytes(v.value())?;
+            if manifest.is_expired(now) {
+                return Ok(None);
+            }
+            let table = txn.open_table(TILES).map_err(|e| db_err("get", e))?;
+            let mut tiles = Vec::with_capacity(manifest.tiles.len());
+            for r in &manifest.tiles {
+                let b = table
+                    .get((radar.as_str(), t, tile_id(r.row, r.col)))
+                    .map_err(|e| db_err("get", e))?
+                    .ok_or_else(|| {
+                        StoreError::corrupt(
+                            format!("scan {radar} {t}"),
+                            format!(
+                                "tile ({}, {}) listed in the manifest is missing",
+                                r.row, r.col
+                            ),
+                        )
+                    })?;
+                tiles.push(Tile {
+                    row: r.row,
+                    col: r.col,
+                    bytes: b.value().to_vec(),
+                });
+            }
+            Ok(Some(StoredScan { manifest, tiles }))
+        })
+        .await
+    }
+
+    async fn list_scans(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanManifest>> {
+        let radar = radar.to_string();
+        let (a, b) = (from.timestamp(), to.timestamp());
+        if a > b {
+            return Ok(Vec::new());
+        }
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("list", e))?;
+            let table = txn.open_table(MANIFESTS).map_err(|e| db_err("list", e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((radar.as_str(), a)..=(radar.as_str(), b))
+                .map_err(|e| db_err("list", e))?
+            {
+                let (_, v) = entry.map_err(|e| db_err("list", e))?;
+                let m = ScanManifest::from_bytes(v.value())?;
+                if !m.is_expired(now) {
+                    out.push(m);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>> {
+        let radar = radar.to_string();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("latest", e))?;
+            let table = txn.open_table(MANIFESTS).map_err(|e| db_err("latest", e))?;
+            let range = table
+                .range((radar.as_str(), i64::MIN)..=(radar.as_str(), i64::MAX))
+                .map_err(|e| db_err("latest", e))?;
+            for entry in range.rev() {
+                let (_, v) = entry.map_err(|e| db_err("latest", e))?;
+                let m = ScanManifest::from_bytes(v.value())?;
+                if !m.is_expired(now) {
+                    return Ok(Some(m));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn get_tile(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        row: u16,
+        col: u16,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let radar = radar.to_string();
+        let t = truncate_to_seconds(time).timestamp();
+        self.run(move |db| {
+            if Self::read_manifest(db, &radar, t, now)?.is_none() {
+                return Ok(None);
+            }
+            let txn = db.begin_read().map_err(|e| db_err("get tile", e))?;
+            let table = txn.open_table(TILES).map_err(|e| db_err("get tile", e))?;
+            let v = table
+                .get((radar.as_str(), t, tile_id(row, col)))
+                .map_err(|e| db_err("get tile", e))?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStore {
+    async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>> {
+        let radar = radar.to_string();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("checkpoint", e))?;
+            let table = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| db_err("checkpoint", e))?;
+            let v = table
+                .get(radar.as_str())
+                .map_err(|e| db_err("checkpoint", e))?;
+            v.map(|v| from_json("checkpoint", v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<bool> {
+        let cp = checkpoint.clone();
+        let bytes = to_json("checkpoint", &cp)?;
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("checkpoint", e))?;
+            let written = {
+                let mut table = txn
+                    .open_table(CHECKPOINTS)
+                    .map_err(|e| db_err("checkpoint", e))?;
+                let old: Option<Checkpoint> = table
+                    .get(cp.radar.as_str())
+                    .map_err(|e| db_err("checkpoint", e))?
+                    .map(|v| from_json("checkpoint", v.value()))
+                    .transpose()?;
+                if checkpoint_advances(old.as_ref(), &cp) {
+                    table
+                        .insert(cp.radar.as_str(), bytes.as_slice())
+                        .map_err(|e| db_err("checkpoint", e))?;
+                    true
+                } else {
+                    false
+                }
+            };
+            txn.commit().map_err(|e| db_err("checkpoint", e))?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LeaseOutcome> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("lease", e))?;
+            let outcome = {
+                let mut table = txn.open_table(LEASES).map_err(|e| db_err("lease", e))?;
+                let current: Option<LeaseRecord> = table
+                    .get(name.as_str())
+                    .map_err(|e| db_err("lease", e))?
+                    .map(|v| from_json("lease", v.value()))
+                    .transpose()?;
+                match LeaseRecord::predecessor_for(current.as_ref(), &owner, now) {
+                    Err((holder, until)) => LeaseOutcome::Held {
+                        owner: holder,
+                        until,
+                    },
+                    Ok(predecessor) => {
+                        let rec = LeaseRecord {
+                            owner: owner.clone(),
+                            until: now + ttl,
+                            released: false,
+                        };
+                        table
+                            .insert(name.as_str(), to_json("lease", &rec)?.as_slice())
+                            .map_err(|e| db_err("lease", e))?;
+                        LeaseOutcome::Acquired {
+                            until: rec.until,
+                            predecessor,
+                        }
+                    }
+                }
+            };
+            txn.commit().map_err(|e| db_err("lease", e))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.run(move |db| {
+            update_lease(db, &name, |l| {
+                if l.owner == owner && !l.released {
+                    l.until = now + ttl;
+                    true
+                } else {
+                    false
+                }
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.run(move |db| {
+            update_lease(db, &name, |l| {
+                if l.owner == owner && !l.released {
+                    l.released = true;
+                    l.until = now;
+                    true
+                } else {
+                    false
+                }
+            })
+        })
+        .await
+    }
+
+    async fn quarantine(&self, record: &QuarantineRecord) -> StoreResult<()> {
+        let rec = record.clone();
+        let bytes = to_json("quarantine", &rec)?;
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("quarantine", e))?;
+            {
+                let mut table = txn
+                    .open_table(QUARANTINE)
+                    .map_err(|e| db_err("quarantine", e))?;
+                table
+                    .insert((rec.radar.as_str(), rec.key.as_str()), bytes.as_slice())
+                    .map_err(|e| db_err("quarantine", e))?;
+            }
+            txn.commit().map_err(|e| db_err("quarantine", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
+        let radar = radar.to_string();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("quarantine", e))?;
+            let table = txn
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err("quarantine", e))?;
+            let mut out = Vec::new();
+            // Every key of this radar sorts between ("radar", "") and the next radar.
+            for entry in table
+                .range((radar.as_str(), "")..)
+                .map_err(|e| db_err("quarantine", e))?
+            {
+                let (k, v) = entry.map_err(|e| db_err("quarantine", e))?;
+                if k.value().0 != radar {
+                    break;
+                }
+                out.push(from_json("quarantine", v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ClaimOutcome> {
+        let (key, owner) = (key.to_string(), owner.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("claim", e))?;
+            let outcome = {
+                let mut table = txn.open_table(CLAIMS).map_err(|e| db_err("claim", e))?;
+                let current: Option<ClaimRecord> = table
+                    .get(key.as_str())
+                    .map_err(|e| db_err("claim", e))?
+                    .map(|v| from_json("claim", v.value()))
+                    .transpose()?;
+                match ClaimRecord::blocks(current.as_ref(), &owner, now) {
+                    Some(blocked) => blocked,
+                    None => {
+                        let rec = ClaimRecord {
+                            owner: owner.clone(),
+                            until: now + ttl,
+                            done: false,
+                        };
+                        table
+                            .insert(key.as_str(), to_json("claim", &rec)?.as_slice())
+                            .map_err(|e| db_err("claim", e))?;
+                        ClaimOutcome::Claimed
+                    }
+                }
+            };
+            txn.commit().map_err(|e| db_err("claim", e))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn mark_done(&self, key: &str, owner: &str, _now: DateTime<Utc>) -> StoreResult<()> {
+        let (key, owner) = (key.to_string(), owner.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("claim", e))?;
+            {
+                let mut table = txn.open_table(CLAIMS).map_err(|e| db_err("claim", e))?;
+                let current: Option<ClaimRecord> = table
+                    .get(key.as_str())
+                    .map_err(|e| db_err("claim", e))?
+                    .map(|v| from_json("claim", v.value()))
+                    .transpose()?;
+                let mut rec = match current {
+                    Some(c) if c.owner == owner || c.done => c,
+                    Some(c) => {
+                        return Err(StoreError::Conflict {
+                            what: format!("claim {key:?}"),
+                            reason: format!("held by {}", c.owner),
+                        })
+                    }
+                    None => {
+                        return Err(StoreError::Conflict {
+                            what: format!("claim {key:?}"),
+                            reason: "never claimed".into(),
+                        })
+                    }
+                };
+                rec.done = true;
+                table
+                    .insert(key.as_str(), to_json("claim", &rec)?.as_slice())
+                    .map_err(|e| db_err("claim", e))?;
+            }
+            txn.commit().map_err(|e| db_err("claim", e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Applies `f` to a stored lease in one transaction; commits only when `f`
+/// returns true. Returns what `f` returned (false for a missing lease).
+fn update_lease(
+    db: &Database,
+    name: &str,
+    f: impl FnOnce(&mut LeaseRecord) -> bool,
+) -> StoreResult<bool> {
+    let txn = db.begin_write().map_err(|e| db_err("lease", e))?;
+    let changed = {
+        let mut table = txn.open_table(LEASES).map_err(|e| db_err("lease", e))?;
+        let current: Option<LeaseRecord> = table
+            .get(name)
+            .map_err(|e| db_err("lease", e))?
+            .map(|v| from_json("lease", v.value()))
+            .transpose()?;
+        match current {
+            Some(mut l) => {
+                let changed = f(&mut l);
+                if changed {
+                    table
+                        .insert(name, to_json("lease", &l)?.as_slice())
+                        .map_err(|e| db_err("lease", e))?;
+                }
+                changed
+            }
+            None => false,
+        }
+    };
+    txn.commit().map_err(|e| db_err("lease", e))?;
+    Ok(changed)
+}

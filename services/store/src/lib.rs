@@ -1,0 +1,168 @@
+//! Raincast storage.
+//!
+//! Three small traits, each with a cloud adapter and an embedded one:
+//!
+//! | trait | cloud | embedded |
+//! |---|---|---|
+//! | [`ScanSource`]: list and fetch raw radar files | [`S3Source`] (aws-sdk-s3) | [`LocalSource`] (a folder) |
+//! | [`ScanStore`]: sparse scans (header + tiles + manifest) | [`DynamoStore`] (aws-sdk-dynamodb) | [`EmbeddedStore`] (redb) |
+//! | [`StateStore`]: checkpoints, leases, quarantine, claims | [`DynamoStore`] | [`EmbeddedStore`] |
+//!
+//! Scan payloads are opaque bytes: the stores never decode them. The
+//! conformance suites in [`conformance`] run against every adapter.
+
+pub mod aws;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod dynamo;
+pub mod embedded;
+pub mod error;
+pub mod local;
+pub mod model;
+pub mod s3;
+
+pub use dynamo::{DynamoOptions, DynamoStore};
+pub use embedded::EmbeddedStore;
+pub use error::{StoreError, StoreResult};
+pub use local::LocalSource;
+pub use model::{
+    Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
+    QuarantineRecord, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
+};
+pub use s3::S3Source;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+/// Where raw radar files come from. Keys are relative to the source root
+/// (the bucket prefix or the folder) and use `/` separators. Raw files are
+/// only ever read.
+#[async_trait]
+pub trait ScanSource: Send + Sync {
+    /// Every object whose key starts with `prefix` and sorts after
+    /// `start_after` (S3 `StartAfter` semantics), in key order, following
+    /// pagination to the end.
+    async fn list(&self, prefix: &str, start_after: Option<&str>)
+        -> StoreResult<Vec<SourceObject>>;
+
+    /// The "sub-folders" directly below `prefix` (which should end in `/`),
+    /// each returned as a full prefix ending in `/` (S3 `CommonPrefixes` with
+    /// delimiter `/`), in key order.
+    async fn list_dirs(&self, prefix: &str) -> StoreResult<Vec<String>>;
+
+    /// The bytes of one object.
+    async fn fetch(&self, key: &str) -> StoreResult<Vec<u8>>;
+
+    /// A short description for logs (`s3://bucket/prefix`, `/var/bucket`).
+    fn describe(&self) -> String;
+}
+
+/// Sparse scans, keyed by radar and time.
+#[async_trait]
+pub trait ScanStore: Send + Sync {
+    /// Stores a scan: every tile first, the manifest last, so a scan is
+    /// visible only when complete. Idempotent: a second put for the same
+    /// radar and time changes nothing and returns [`PutOutcome::AlreadyStored`].
+    async fn put_scan(&self, scan: &NewScan, now: DateTime<Utc>) -> StoreResult<PutOutcome>;
+
+    /// The manifest of one scan (expired scans are not returned).
+    async fn get_manifest(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ScanManifest>>;
+
+    /// One scan with all its tiles.
+    async fn get_scan(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StoredScan>>;
+
+    /// Manifests with `from <= time <= to`, oldest first, expired ones left out.
+    async fn list_scans(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanManifest>>;
+
+    /// The newest unexpired manifest.
+    async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>>;
+
+    /// The bytes of one tile of one scan; `None` when the scan is not stored
+    /// (or expired) or has no such tile (an empty tile).
+    async fn get_tile(
+        &self,
+        radar: &str,
+        time: DateTime<Utc>,
+        row: u16,
+        col: u16,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// Small coordination records shared by every Raincast instance.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The ingest checkpoint of a radar.
+    async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>>;
+
+    /// Writes a checkpoint unless a newer one (later `last_time`, or the same
+    /// time and a greater key) is stored: a checkpoint never moves backwards.
+    /// Returns false when the stored one was newer and was kept.
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<bool>;
+
+    /// Takes the lease `name` for `owner` until `now + ttl` if it is free,
+    /// expired, released or already the caller's.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LeaseOutcome>;
+
+    /// Extends a lease the caller still holds. False when it was lost
+    /// (taken over by another owner or released).
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Releases a lease the caller holds so the next owner need not wait for
+    /// it to run out. False when the caller did not hold it.
+    async fn release_lease(&self, name: &str, owner: &str, now: DateTime<Utc>)
+        -> StoreResult<bool>;
+
+    /// Records (or overwrites) a quarantined source object.
+    async fn quarantine(&self, record: &QuarantineRecord) -> StoreResult<()>;
+
+    /// Every quarantine record of a radar, in key order.
+    async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>>;
+
+    /// Claims a unit of work (e.g. "post alert X") for `owner` until
+    /// `now + ttl`. Exactly one concurrent caller gets [`ClaimOutcome::Claimed`];
+    /// a claim whose owner neither finished nor renewed can be re-claimed
+    /// after it runs out.
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ClaimOutcome>;
+
+    /// Marks claimed work done: later claims answer [`ClaimOutcome::AlreadyDone`].
+    /// Fails with [`StoreError::Conflict`] when another owner holds the claim.
+    async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod adapter_tests;
