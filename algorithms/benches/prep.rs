@@ -4,8 +4,15 @@
 //!
 //! Run: `cargo bench -p raincast-algorithms --bench prep` (add a filter such
 //! as `-- pipeline/bom` for one). Figures: docs/PERFORMANCE.md.
+//!
+//! Times are the **CPU time of the benchmarking thread** (from
+//! `/proc/thread-self/schedstat`), not wall-clock: the project machine has
+//! 2 cores shared by several jobs, and wall-clock would count the time spent
+//! waiting for a core. Everything measured runs on one thread. Where that
+//! file is missing (not Linux), wall-clock is used and the bench says so.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use raincast_algorithms::decode;
 use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::sparse::{self, SparseOptions};
@@ -20,6 +27,97 @@ const SAMPLES: [(&str, &str); 5] = [
     ("mch_710x640", "mch/20160711"),
     ("fmi_1226x760", "fmi/20160928"),
 ];
+
+const SCHEDSTAT: &str = "/proc/thread-self/schedstat";
+
+/// Criterion measurement: CPU time of the calling thread in nanoseconds.
+struct ThreadCpuTime {
+    wall: std::time::Instant,
+    proc_available: bool,
+}
+
+impl ThreadCpuTime {
+    fn new() -> Self {
+        let proc_available = std::fs::read_to_string(SCHEDSTAT).is_ok();
+        if !proc_available {
+            eprintln!("note: {SCHEDSTAT} not readable; measuring wall-clock time");
+        }
+        Self {
+            wall: std::time::Instant::now(),
+            proc_available,
+        }
+    }
+
+    /// Nanoseconds the thread has run on a CPU (first field of schedstat).
+    fn now_ns(&self) -> u64 {
+        if self.proc_available {
+            if let Some(ns) = std::fs::read_to_string(SCHEDSTAT)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            {
+                return ns;
+            }
+        }
+        self.wall.elapsed().as_nanos() as u64
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        self.now_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        self.now_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds as ns, µs, ms or s.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, typical_ns: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = match typical_ns {
+            t if t < 1e3 => (1.0, "ns"),
+            t if t < 1e6 => (1e3, "µs"),
+            t if t < 1e9 => (1e6, "ms"),
+            _ => (1e9, "s"),
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (n, unit) = match throughput {
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => (*b as f64, "B/s"),
+            Throughput::Elements(e) => (*e as f64, "elem/s"),
+        };
+        values.iter_mut().for_each(|v| *v = n * 1e9 / *v);
+        unit
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+type Crit = Criterion<ThreadCpuTime>;
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
@@ -69,7 +167,7 @@ fn synthetic(rows: usize, cols: usize) -> RainField {
     }
 }
 
-fn sparse_benches(c: &mut Criterion, name: &str, field: &RainField) {
+fn sparse_benches(c: &mut Crit, name: &str, field: &RainField) {
     let opts = SparseOptions::default();
     let Ok(enc) = sparse::encode(field, &opts) else {
         eprintln!("skipped: {name}: sparse encode failed");
@@ -79,11 +177,13 @@ fn sparse_benches(c: &mut Criterion, name: &str, field: &RainField) {
         b.iter(|| sparse::encode(black_box(field), &opts).map(|e| e.total_bytes()))
     });
     c.bench_function(&format!("sparse_decode/{name}"), |b| {
-        b.iter(|| sparse::decode(black_box(&enc.header), black_box(&enc.tiles)).map(|f| f.rate_mm_h.len()))
+        b.iter(|| {
+            sparse::decode(black_box(&enc.header), black_box(&enc.tiles)).map(|f| f.rate_mm_h.len())
+        })
     });
 }
 
-fn benches(c: &mut Criterion) {
+fn benches(c: &mut Crit) {
     let opts = PrepOptions::default();
     let dir = data_dir();
     if !dir.is_dir() {
@@ -128,6 +228,7 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = prep_benches;
     config = Criterion::default()
+        .with_measurement(ThreadCpuTime::new())
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));

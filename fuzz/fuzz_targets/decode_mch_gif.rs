@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 use raincast_algorithms::{decode, Format};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(scan) = decode::decode(data, Some("AQC161932100V_00005.801.gif"), Some(Format::MchGif)) {
+    if let Ok(scan) = decode::decode(
+        data,
+        Some("AQC161932100V_00005.801.gif"),
+        Some(Format::MchGif),
+    ) {
         assert_eq!(scan.values.dim(), scan.grid.shape());
     }
 });

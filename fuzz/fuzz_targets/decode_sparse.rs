@@ -66,7 +66,12 @@ fn raw_bytes(data: &[u8]) {
     if let Ok(scan) = EncodedScan::from_blob(data) {
         let _ = scan.decode();
         for t in &scan.tiles {
-            let _ = sparse::point_value(&scan.header, Some(t), t.row as usize * 16, t.col as usize * 16);
+            let _ = sparse::point_value(
+                &scan.header,
+                Some(t),
+                t.row as usize * 16,
+                t.col as usize * 16,
+            );
         }
     }
 }
@@ -82,7 +87,12 @@ fn tile_against_reference(data: &[u8]) {
         let mut tiles = r.tiles.clone();
         tiles[i] = fake.clone();
         let _ = sparse::decode(&r.header, &tiles);
-        let _ = sparse::point_value(&r.header, Some(&fake), t.row as usize * 16 + 3, t.col as usize * 16 + 5);
+        let _ = sparse::point_value(
+            &r.header,
+            Some(&fake),
+            t.row as usize * 16 + 3,
+            t.col as usize * 16 + 5,
+        );
     }
 }
 
@@ -138,7 +148,12 @@ fn round_trip_then_corrupt(data: &[u8]) {
     let _ = sparse::header_info(&header);
     let _ = sparse::decode(&header, &tiles);
     for t in &tiles {
-        let _ = sparse::point_value(&header, Some(t), t.row as usize * tile_size, t.col as usize * tile_size);
+        let _ = sparse::point_value(
+            &header,
+            Some(t),
+            t.row as usize * tile_size,
+            t.col as usize * tile_size,
+        );
     }
     let _ = sparse::point_value(&header, None, rows - 1, cols - 1);
 }

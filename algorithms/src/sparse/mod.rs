@@ -7,9 +7,10 @@
 //! * The grid is cut into fixed square tiles of [`SparseOptions::tile_size`]
 //!   cells (256 by default; tiles on the south and east edges are clipped).
 //!   Only tiles with at least one rain cell are stored, and a tile stores only
-//!   its rain cells: runs of rain along each row plus one quantised value per
-//!   rain cell ([`tile`] layout). Tiles encode independently, so a point
-//!   lookup reads the header and one tile ([`point_value`]).
+//!   its rain cells: runs of rain along each row, the tile's palette of
+//!   quantised values, and one predicted palette index per rain cell
+//!   ([`tile`] layout). Tiles encode independently, so a point lookup reads
+//!   the header and one tile ([`point_value`]).
 //! * The header carries the grid (PROJ string, shape, cell size, origin), the
 //!   valid time (UTC), the tile size, the list of stored tiles (so a reader
 //!   knows which items to fetch, with each tile's size, rain count and CRC),
@@ -36,10 +37,13 @@
 //!
 //! **Item size**: every item is at most [`MAX_ITEM_BYTES`] (300 000 bytes),
 //! well under DynamoDB's 400 KB ([`DYNAMODB_ITEM_LIMIT`]) with room for keys
-//! and attributes. For tiles this holds by construction (the worst case for
-//! the largest tile size is checked at compile time); the header is checked
-//! by [`encode`], which fails with [`SparseError::ItemTooLarge`] only for
-//! pathological no-data masks (millions of isolated no-data cells).
+//! and attributes. For tiles this holds by construction: no tile is larger
+//! than its plain stored form, whose worst case at the largest tile size
+//! (262 943 bytes for 256 × 256) is checked at compile time. The header is
+//! checked by [`encode`], which fails with [`SparseError::ItemTooLarge`] only
+//! for pathological no-data masks (hundreds of thousands of isolated no-data
+//! cells) or absurdly many tiles. On real scans the largest item is a few
+//! tens of kilobytes (docs/PERFORMANCE.md).
 
 mod bytes;
 mod error;
