@@ -38,7 +38,7 @@
 //! tile is ever larger than its plain stored form ([`max_item_bytes`]).
 
 use super::bytes::{
-    check_prefix, deflate, inflate_exact, put_prefix, put_varint, seal, unseal, Reader,
+    check_prefix, put_prefix, put_varint, seal, unseal, Deflater, Inflater, Reader,
 };
 use super::error::{Part, SparseError};
 use super::quant;
@@ -182,10 +182,32 @@ pub(crate) struct EncodedTileData {
     pub(crate) max_mm_h: f32,
 }
 
+/// State reused from one tile to the next while encoding a scan.
+pub(crate) struct TileEncoder {
+    deflater: Deflater,
+    /// Palette index of each code, valid for the codes of the current palette.
+    index_of: Vec<u16>,
+}
+
+impl TileEncoder {
+    pub(crate) fn new() -> Self {
+        Self {
+            deflater: Deflater::new(),
+            index_of: vec![0u16; quant::MAX_CODE as usize + 1],
+        }
+    }
+
+    /// The compressor, for the other parts of the scan.
+    pub(crate) fn deflater(&mut self) -> &mut Deflater {
+        &mut self.deflater
+    }
+}
+
 /// Encodes the rain cells (finite, `> 0`) of tile `(tr, tc)`; `None` when the
 /// tile has none. `rate` is the whole field in row-major order, `rows × cols`
 /// cells, mm/h.
 pub(crate) fn encode(
+    enc: &mut TileEncoder,
     rate: &[f32],
     rows: usize,
     cols: usize,
@@ -236,7 +258,7 @@ pub(crate) fn encode(
     palette.sort_unstable();
     palette.dedup();
     let max_code = palette.last().copied().unwrap_or(0);
-    let mut index_of = vec![0u16; quant::MAX_CODE as usize + 1];
+    let index_of = &mut enc.index_of;
     let mut pal_raw = Vec::with_capacity(runs.len() + palette.len() + n + 8);
     put_varint(&mut pal_raw, palette.len() as u32);
     let mut prev_code = 0u16;
@@ -270,7 +292,7 @@ pub(crate) fn encode(
         }
     }
     let plain_len = runs.len() + 2 * n;
-    let deflated = deflate(&pal_raw);
+    let deflated = enc.deflater.deflate(&pal_raw);
     let (encoding, raw_len, payload) = if deflated.len() <= pal_raw.len().min(plain_len) {
         (PALETTE | DEFLATED, pal_raw.len(), deflated)
     } else if pal_raw.len() <= plain_len {
@@ -357,6 +379,7 @@ impl ParsedTile<'_> {
     pub(crate) fn for_each_rain(
         &self,
         g: TileGeom,
+        inflater: &mut Inflater,
         mut f: impl FnMut(usize, usize, f32) -> Result<(), SparseError>,
     ) -> Result<(), SparseError> {
         let limit = max_raw_len(g.h, g.w);
@@ -379,7 +402,7 @@ impl ParsedTile<'_> {
         let raw: Cow<'_, [u8]> = if self.encoding & DEFLATED == 0 {
             Cow::Borrowed(self.payload)
         } else {
-            Cow::Owned(inflate_exact(Part::Tile, self.payload, self.raw_len)?)
+            Cow::Owned(inflater.inflate_exact(Part::Tile, self.payload, self.raw_len)?)
         };
         let n = self.rain_cells as usize;
         let mut r = Reader::new(Part::Tile, &raw);

@@ -198,3 +198,66 @@ fn run_dir(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use raincast_algorithms::write::mch_gif;
+
+    /// A scratch folder removed on drop.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("raincast-prep-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A synthetic MeteoSwiss GIF with rain in two places, no data in a
+    /// corner: the JSON summary reports the sparse encoding of the prepped field.
+    #[test]
+    fn summary_reports_the_sparse_encoding() {
+        let dir = Scratch::new("sparse");
+        let rate = ndarray::Array2::from_shape_fn((640, 710), |(r, c)| {
+            if r < 40 && c < 40 {
+                f32::NAN
+            } else if (100..150).contains(&r) && (300..420).contains(&c) {
+                5.0
+            } else if r > 600 && c > 690 {
+                1.0
+            } else {
+                0.0
+            }
+        });
+        let time = chrono::DateTime::from_timestamp(1_468_250_700, 0).unwrap();
+        let path = dir.0.join(mch_gif::file_name(time));
+        std::fs::write(&path, mch_gif::encode(rate.view()).unwrap()).unwrap();
+        let v = prep_file(&path, None, &PrepOptions::default(), None).unwrap();
+        // Rain in tile (0, 1) (rows 100..150, columns 300..420) and in the
+        // south-east tile (2, 2).
+        assert_eq!(v["tiles"], 2, "{v}");
+        let sparse_bytes = v["sparse_bytes"].as_u64().unwrap();
+        let dense = v["dense_bytes"].as_u64().unwrap();
+        assert_eq!(dense, 640 * 710 * 4);
+        assert!(sparse_bytes > 0 && sparse_bytes * 100 < dense, "{v}");
+        assert_eq!(v["rain_cells"], 50 * 120 + 39 * 19);
+        assert_eq!(v["nodata_cells"], 40 * 40);
+
+        let dry = dir
+            .0
+            .join(mch_gif::file_name(time + chrono::Duration::minutes(5)));
+        let zeros = ndarray::Array2::<f32>::zeros((640, 710));
+        std::fs::write(&dry, mch_gif::encode(zeros.view()).unwrap()).unwrap();
+        let v = prep_file(&dry, None, &PrepOptions::default(), None).unwrap();
+        assert_eq!(v["tiles"], 0, "{v}");
+        assert!(v["sparse_bytes"].as_u64().unwrap() < 500, "{v}");
+    }
+}
