@@ -158,7 +158,7 @@ fn numbered(file: &Hdf5File, group: &str, prefix: &str) -> Result<Vec<String>, D
     let (groups, _) = file
         .group(group)
         .and_then(|g| g.member_names())
-        .map_err(|e| h5::map_err(F, "HDF5 group", 0, e))?;
+        .map_err(|e| h5::map_err(F, "HDF5 group", h5::file_len(file), e))?;
     let mut found: Vec<(u32, String)> = groups
         .into_iter()
         .filter_map(|name| {
