@@ -244,6 +244,10 @@ tier2() {
         echo "tier 2 skipped: raincast run not available in $BINARY"
         return 0
     fi
+    if ! "$BINARY" run --help 2>/dev/null | grep -q -- '--listen'; then
+        echo "tier 2 skipped: raincast run does not serve HTTP (no --listen) in $BINARY"
+        return 0
+    fi
     [ "$(id -u)" -eq 0 ] || die "tier 2 needs root (debootstrap, chroot, systemd-nspawn)"
 
     local rootfs=$WORK/rootfs
