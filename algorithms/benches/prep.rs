@@ -16,6 +16,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use raincast_algorithms::decode;
 use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::sparse::{self, SparseOptions};
+use raincast_algorithms::synth;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -134,37 +135,17 @@ fn first_file(dir: &Path) -> Option<PathBuf> {
     files.into_iter().next()
 }
 
-/// A radar-like synthetic field for the sparse benches without real data:
-/// no data outside a disc, a band of smooth rain, zero elsewhere.
-fn synthetic(rows: usize, cols: usize) -> RainField {
-    let rate = ndarray::Array2::from_shape_fn((rows, cols), |(r, c)| {
-        let (y, x) = (r as f32 / rows as f32 - 0.5, c as f32 / cols as f32 - 0.5);
-        if x.hypot(y) > 0.5 {
-            f32::NAN
-        } else {
-            let v = 8.0 * (-(((x - y) * 6.0).powi(2))).exp() * (1.0 + (x * 40.0).sin() * 0.3);
-            if v < 0.1 {
-                0.0
-            } else {
-                (v * 10.0).round() / 10.0
-            }
-        }
-    });
-    let grid = raincast_algorithms::Grid::new(
-        "+proj=aeqd +lat_0=50 +lon_0=4 +ellps=WGS84 +units=m",
-        rows,
-        cols,
-        1000.0,
-        1000.0,
-        0.0,
-        0.0,
-    )
-    .expect("valid grid");
-    RainField {
-        grid,
-        time: chrono::DateTime::from_timestamp(1_600_000_000, 0).expect("valid time"),
-        rate_mm_h: rate,
-    }
+/// A synthetic radar field (moving Gaussian rain cells, see
+/// `raincast_algorithms::synth`) for the sparse benches without real data.
+fn synthetic(rows: usize, cols: usize) -> Option<RainField> {
+    let grid = synth::local_grid(4.0, 50.0, rows, cols, 1000.0).ok()?;
+    let mut cfg = synth::SynthConfig::for_shape(rows, cols);
+    cfg.coverage = synth::Coverage::Circle {
+        centre_row: rows as f32 / 2.0,
+        centre_col: cols as f32 / 2.0,
+        radius_px: rows.min(cols) as f32 / 2.0,
+    };
+    Some(synth::SynthRadar::new(grid, cfg).field(10))
 }
 
 fn sparse_benches(c: &mut Crit, name: &str, field: &RainField) {
@@ -222,16 +203,19 @@ fn benches(c: &mut Crit) {
         });
         sparse_benches(c, name, &prep::prep(&scan, &opts));
     }
-    sparse_benches(c, "synthetic_512x512", &synthetic(512, 512));
+    match synthetic(512, 512) {
+        Some(field) => sparse_benches(c, "synthetic_512x512", &field),
+        None => eprintln!("skipped: synthetic field: invalid grid"),
+    }
 }
 
 criterion_group! {
     name = prep_benches;
     config = Criterion::default()
         .with_measurement(ThreadCpuTime::new())
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
     targets = benches
 }
 criterion_main!(prep_benches);
