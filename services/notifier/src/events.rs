@@ -445,10 +445,7 @@ pub(crate) mod tests {
         let mut place = Place::new("Brussels", 50.85, 4.35);
         place.clearing = true;
         let (events, state) = run(&place, (0..40).map(shower_outlook));
-        assert_eq!(
-            kinds(&events),
-            EventKind::ALL.to_vec()
-        );
+        assert_eq!(kinds(&events), EventKind::ALL.to_vec());
         let expected = &events[0];
         // First seen at t0 (lead 40 ≤ 60): start at 12:40.
         assert_eq!(expected.scan_time, t0());

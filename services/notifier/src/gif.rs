@@ -301,11 +301,7 @@ mod outbox_tests {
             reports.extend(n.run_once(&jobs, &lib, now).await.expect("pass"));
         }
         let kinds: Vec<EventKind> = reports.iter().map(|r| r.kind).collect();
-        assert_eq!(
-            kinds,
-            EventKind::ALL.to_vec(),
-            "{reports:#?}"
-        );
+        assert_eq!(kinds, EventKind::ALL.to_vec(), "{reports:#?}");
         for r in &reports {
             assert_eq!(r.status, ReportStatus::Posted);
             assert!(r.gif_bytes > 10_000, "{r:?}");

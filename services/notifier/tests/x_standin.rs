@@ -604,10 +604,7 @@ async fn every_event_is_posted_once_with_signed_requests_and_a_429() {
         reports.extend(n.run_once(&jobs(step), &TestGifs, now).await.expect("pass"));
     }
     let kinds: Vec<EventKind> = reports.iter().map(|r| r.kind).collect();
-    assert_eq!(
-        kinds,
-        EventKind::ALL.to_vec()
-    );
+    assert_eq!(kinds, EventKind::ALL.to_vec());
     assert!(
         reports.iter().all(|r| r.status == ReportStatus::Posted),
         "{reports:#?}"
