@@ -240,7 +240,14 @@ mod tests {
         let time = chrono::DateTime::from_timestamp(1_468_250_700, 0).unwrap();
         let path = dir.0.join(mch_gif::file_name(time));
         std::fs::write(&path, mch_gif::encode(rate.view()).unwrap()).unwrap();
-        let v = prep_file(&path, None, &PrepOptions::default(), None).unwrap();
+        let v = prep_file(
+            &path,
+            None,
+            &DecodeOptions::default(),
+            &PrepOptions::default(),
+            None,
+        )
+        .unwrap();
         // Rain in tile (0, 1) (rows 100..150, columns 300..420) and in the
         // south-east tile (2, 2).
         assert_eq!(v["tiles"], 2, "{v}");
@@ -256,7 +263,14 @@ mod tests {
             .join(mch_gif::file_name(time + chrono::Duration::minutes(5)));
         let zeros = ndarray::Array2::<f32>::zeros((640, 710));
         std::fs::write(&dry, mch_gif::encode(zeros.view()).unwrap()).unwrap();
-        let v = prep_file(&dry, None, &PrepOptions::default(), None).unwrap();
+        let v = prep_file(
+            &dry,
+            None,
+            &DecodeOptions::default(),
+            &PrepOptions::default(),
+            None,
+        )
+        .unwrap();
         assert_eq!(v["tiles"], 0, "{v}");
         assert!(v["sparse_bytes"].as_u64().unwrap() < 500, "{v}");
     }
