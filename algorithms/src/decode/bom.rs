@@ -96,12 +96,14 @@ fn nc_err(layer: &'static str, len: usize, err: netcdf_reader::Error) -> DecodeE
     use netcdf_reader::Error as E;
     match err {
         E::Hdf5(e) => h5::map_err(F, layer, len, e),
-        E::UnexpectedEof { offset, needed, .. } => DecodeError::Truncated {
-            format: F,
-            what: layer,
-            needed: usize::try_from(offset.saturating_add(needed)).unwrap_or(usize::MAX),
-            available: len,
-        },
+        E::UnexpectedEof { offset, needed, .. } if offset.saturating_add(needed) > len as u64 => {
+            DecodeError::Truncated {
+                format: F,
+                what: layer,
+                needed: usize::try_from(offset.saturating_add(needed)).unwrap_or(usize::MAX),
+                available: len,
+            }
+        }
         other => DecodeError::Container {
             format: F,
             layer,

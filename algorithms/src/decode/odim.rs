@@ -158,7 +158,7 @@ fn numbered(file: &Hdf5File, group: &str, prefix: &str) -> Result<Vec<String>, D
     let (groups, _) = file
         .group(group)
         .and_then(|g| g.member_names())
-        .map_err(|e| h5::map_err(F, "HDF5 group", 0, e))?;
+        .map_err(|e| h5::map_err(F, "HDF5 group", h5::file_len(file), e))?;
     let mut found: Vec<(u32, String)> = groups
         .into_iter()
         .filter_map(|name| {
@@ -589,12 +589,12 @@ mod tests {
     use super::*;
     use crate::prep::RainField;
     use crate::scan::MAX_CELLS;
-    use ndarray::Array2;
     use crate::write::odim::{
         composite_metadata, dataset_what, encode_rate, finish, OdimRateOptions, RawType,
     };
     use chrono::TimeZone;
     use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder};
+    use ndarray::Array2;
     use std::path::Path;
 
     const LAEA: &str =

@@ -273,14 +273,19 @@ pub struct AwsSettings {
     /// Path-style S3 URLs; `None` = on when an S3 endpoint URL is set
     /// (compatible servers), off otherwise.
     pub s3_path_style: Option<bool>,
-    /// Unsigned S3 requests (public buckets such as NEXRAD's).
-    pub s3_anonymous: bool,
+    /// Unsigned S3 requests (public buckets such as NEXRAD's): `Some(true)`
+    /// always, `Some(false)` never, `None` (default) when the SDK's default
+    /// chain finds no credentials.
+    pub s3_anonymous: Option<bool>,
 }
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub source: SourceSpec,
+    /// False when no source was configured anywhere (flag, environment,
+    /// file): `raincast run` then starts the synthetic demo radar.
+    pub source_given: bool,
     pub store: StoreSpec,
     /// Create missing DynamoDB tables.
     pub create_tables: bool,
@@ -479,6 +484,7 @@ impl Config {
 
         // source / store: flag > env > file > embedded default.
         let (source_text, origin) = pick(&cli.source, env.get("RAINCAST_SOURCE"), &fc.source);
+        let source_given = source_text.is_some();
         let source = match source_text {
             Some(s) => SourceSpec::parse(&s).map_err(|e| invalid("source", origin, e))?,
             None => SourceSpec::Local {
@@ -728,9 +734,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| "us-east-1".into()),
             s3_path_style: env_bool(env, "RAINCAST_S3_PATH_STYLE")?.or(fc.aws.s3_path_style),
-            s3_anonymous: env_bool(env, "RAINCAST_S3_ANONYMOUS")?
-                .or(fc.aws.s3_anonymous)
-                .unwrap_or(false),
+            s3_anonymous: env_bool(env, "RAINCAST_S3_ANONYMOUS")?.or(fc.aws.s3_anonymous),
         };
         let log_json = env_bool(env, "RAINCAST_LOG_JSON")?
             .or(fc.log_json)
@@ -738,6 +742,7 @@ impl Config {
 
         Ok(Config {
             source,
+            source_given,
             store,
             create_tables,
             retention,
@@ -790,6 +795,7 @@ fn pick(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -846,6 +852,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.ingest, IngestSettings::default());
         assert_eq!(c.retention, Duration::days(7));
         assert!(c.radars.is_empty());
+        assert!(!c.source_given);
         assert_eq!(c.listen, "127.0.0.1:8080");
     }
 
@@ -941,9 +948,12 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.radars[0].key_template.as_str(), DEFAULT_TEMPLATE);
     }
 
+    /// (TOML text, environment, expected part of the error).
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
     #[test]
     fn invalid_settings_name_the_setting_and_origin() {
-        let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("source = \"ftp://x\"", vec![], "source (from config file)"),
             (
                 "",

@@ -139,6 +139,7 @@ pub async fn run_scheduled(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -428,6 +428,7 @@ fn parse_date_time(date: &str, time: &str) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod connect;
 pub mod decode_processor;
+pub mod demo;
 pub mod jobs;
 pub mod layout;
 pub mod metrics;

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use raincast_ingest::connect::Connector;
 use raincast_ingest::pass::default_owner;
-use raincast_ingest::{Config, DecodeProcessor, IngestMetrics, Ingester, Overrides, PassSummary};
+use raincast_ingest::{
+    Config, DecodeProcessor, IngestMetrics, Ingester, Overrides, PassSummary, Stores,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -54,6 +56,16 @@ pub struct IngestArgs {
     pub once: bool,
     #[command(flatten)]
     pub cfg: ConfigArgs,
+    #[command(flatten)]
+    pub radars: RadarArgs,
+    /// New scans per radar and run at most [env: RAINCAST_BATCH_SIZE].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+}
+
+/// Which radars, from when: shared by `ingest` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RadarArgs {
     /// Only this radar (added ad hoc, format detected, when not configured).
     #[arg(long, value_name = "ID")]
     pub radar: Option<String>,
@@ -61,9 +73,41 @@ pub struct IngestArgs {
     /// 2018-06-16T00:00:00Z). Default: now minus the backfill (2 h).
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     pub since: Option<DateTime<Utc>>,
-    /// New scans per radar and run at most [env: RAINCAST_BATCH_SIZE].
-    #[arg(long, value_name = "N")]
-    pub batch_size: Option<usize>,
+}
+
+impl RadarArgs {
+    /// As configuration overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            radar: self.radar.clone(),
+            since: self.since,
+            ..Overrides::default()
+        }
+    }
+}
+
+/// The ingester for a configuration and its stores, stopping when
+/// `shutdown` turns true. Purges expired scans of an embedded store first.
+pub async fn ingester(
+    cfg: &Config,
+    stores: &Stores,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Arc<Ingester>> {
+    if let Some(e) = &stores.embedded {
+        let purged = e.purge_expired(Utc::now()).await?;
+        if purged > 0 {
+            tracing::info!(purged, "deleted scans past their retention");
+        }
+    }
+    Ok(Arc::new(Ingester::new(
+        stores.scans.clone(),
+        stores.state.clone(),
+        Arc::new(DecodeProcessor::new(&cfg.ingest)),
+        cfg.ingest.clone(),
+        default_owner(),
+        IngestMetrics::standalone(),
+        shutdown,
+    )))
 }
 
 /// Parses an RFC 3339 time into UTC.
@@ -121,33 +165,17 @@ pub fn run(args: IngestArgs) -> Result<()> {
     let cfg = args.cfg.load(
         &env,
         Overrides {
-            radar: args.radar.clone(),
-            since: args.since,
             batch_size: args.batch_size,
-            ..Overrides::default()
+            ..args.radars.overrides()
         },
     )?;
     runtime()?.block_on(async move {
         let conn = Connector::new(&cfg, &env);
         let stores = conn.stores().await?;
         let radars = conn.radar_sources().await?;
-        if let Some(e) = &stores.embedded {
-            let purged = e.purge_expired(Utc::now()).await?;
-            if purged > 0 {
-                tracing::info!(purged, "deleted scans past their retention");
-            }
-        }
         let (tx, rx) = tokio::sync::watch::channel(false);
         spawn_shutdown_signal(tx);
-        let ingester = Arc::new(Ingester::new(
-            stores.scans.clone(),
-            stores.state.clone(),
-            Arc::new(DecodeProcessor::new(&cfg.ingest)),
-            cfg.ingest.clone(),
-            default_owner(),
-            IngestMetrics::standalone(),
-            rx.clone(),
-        ));
+        let ingester = ingester(&cfg, &stores, rx.clone()).await?;
         tracing::info!(store = %stores.description, radars = radars.len(), owner = ingester.owner(), "ingest starting");
         if !args.once {
             raincast_ingest::run_scheduled(ingester, radars, &cfg.ingest.schedule, rx).await?;

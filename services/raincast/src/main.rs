@@ -3,11 +3,13 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod ingest_cmd;
+mod notify_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
-mod verify_cmd;
-mod ingest_cmd;
+mod run_cmd;
 mod scans_cmd;
+mod verify_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
 /// nowcast the next two hours, serve an HTTP API and post rain alerts.
@@ -25,20 +27,25 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
-    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
-    Nowcast(nowcast_cmd::NowcastArgs),
-    /// Nowcast at every start time of a day of scans and score against persistence.
-    Verify(verify_cmd::VerifyArgs),
+    /// One notifier pass: rain events for places, posted to X or the outbox (one JSON line per event).
+    Notify(notify_cmd::NotifyArgs),
     /// Ingest raw scans from a bucket or folder into the store: one pass
     /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
+    /// Run every job (ingest; with no source configured, the synthetic demo
+    /// radar too) until Ctrl-C.
+    Run(run_cmd::RunArgs),
+    /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
+    Nowcast(nowcast_cmd::NowcastArgs),
+    /// Nowcast at every start time of a day of scans and score against persistence.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -54,9 +61,11 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
-        Command::Nowcast(args) => nowcast_cmd::run(args),
-        Command::Verify(args) => verify_cmd::run(args),
+        Command::Notify(args) => notify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Nowcast(args) => nowcast_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
     }
 }

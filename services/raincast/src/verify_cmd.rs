@@ -31,7 +31,10 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     if args.thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
-        bail!("--thresholds must be positive numbers, got {:?}", args.thresholds);
+        bail!(
+            "--thresholds must be positive numbers, got {:?}",
+            args.thresholds
+        );
     }
     let started = Instant::now();
     let files = crate::prep_cmd::files_below(&args.dir)?;
@@ -54,7 +57,10 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let mut grid = first.grid.clone();
     let mut best = 0;
     for f in &fields {
-        let n = fields.iter().filter(|g| g.grid.same_geometry(&f.grid)).count();
+        let n = fields
+            .iter()
+            .filter(|g| g.grid.same_geometry(&f.grid))
+            .count();
         if n > best {
             best = n;
             grid = f.grid.clone();

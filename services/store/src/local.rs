@@ -196,6 +196,7 @@ fn join_err(e: tokio::task::JoinError) -> StoreError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -213,6 +213,7 @@ impl ScanSource for S3Source {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

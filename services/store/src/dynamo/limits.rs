@@ -25,6 +25,9 @@ pub const MAX_BATCH_ITEMS: usize = 25;
 /// (under 200 bytes) an item stays below 381 KB, clear of moto's early
 /// rejections above 405 KB.
 pub const MAX_TILE_PART_BYTES: usize = 380_000;
+// A tile part plus its keys stays clear of moto's early rejections (405 KB).
+const _: () = assert!(MAX_TILE_PART_BYTES + 1024 < 405_000);
+
 /// Attempts at writing the unprocessed rest of one batch before giving up.
 pub const MAX_UNPROCESSED_ATTEMPTS: u32 = 8;
 
@@ -160,6 +163,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use aws_sdk_dynamodb::primitives::Blob;
@@ -220,7 +224,6 @@ mod tests {
         assert!(parts.iter().all(|p| p.len() <= MAX_TILE_PART_BYTES));
         assert_eq!(parts.concat(), big);
         assert_eq!(tile_parts(&[]).len(), 1);
-        assert!(MAX_TILE_PART_BYTES + 1024 < 405_000);
     }
 
     #[test]

@@ -1018,6 +1018,7 @@ impl StateStore for DynamoStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

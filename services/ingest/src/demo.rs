@@ -1,0 +1,244 @@
+//! The built-in synthetic demo radar of `raincast run` with no source
+//! configured: moving, growing and decaying rain cells
+//! (`raincast_algorithms::synth`) written as real ODIM_H5 rain-rate files into
+//! a local folder under the default key layout, one file per step, with a
+//! backfill of the past two hours at start. The ingest job then reads them
+//! like any other radar's files.
+
+use crate::config::{Location, RadarConfig};
+use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
+use chrono::{DateTime, Duration, Utc};
+use raincast_algorithms::scan::Format;
+use raincast_algorithms::synth::{local_grid, Coverage, SynthConfig, SynthRadar};
+use raincast_algorithms::write::odim::{encode_rate, OdimRateOptions};
+use std::path::{Path, PathBuf};
+use tracing::{debug, info, warn};
+
+/// The demo radar's id.
+pub const DEMO_RADAR: &str = "demo";
+
+/// Demo radar settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoOptions {
+    /// The folder used as the bucket.
+    pub bucket: PathBuf,
+    /// Seconds between scans (wall clock).
+    pub step_s: i64,
+    /// How far back files are written at start.
+    pub backfill: Duration,
+    /// Grid side in cells (1 km cells).
+    pub side: usize,
+    /// Where the radar stands.
+    pub location: Location,
+}
+
+impl DemoOptions {
+    /// 256 × 256 km around Zürich, a scan every 10 s, two hours of backfill.
+    pub fn new(bucket: impl Into<PathBuf>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            step_s: 10,
+            backfill: Duration::hours(2),
+            side: 256,
+            location: Location {
+                lat: 47.37,
+                lon: 8.54,
+            },
+        }
+    }
+}
+
+/// A demo radar failed to write a file.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo radar grid: {0}")]
+    Grid(String),
+    #[error("demo radar: cannot encode ODIM_H5: {0}")]
+    Encode(String),
+    #[error("demo radar: cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// The synthetic radar and where it writes.
+pub struct DemoRadar {
+    synth: SynthRadar,
+    opts: DemoOptions,
+    template: KeyTemplate,
+}
+
+impl DemoRadar {
+    pub fn new(opts: DemoOptions) -> Result<Self, DemoError> {
+        let side = opts.side.max(16);
+        let grid = local_grid(opts.location.lon, opts.location.lat, side, side, 1000.0)
+            .map_err(|e| DemoError::Grid(e.to_string()))?;
+        let mut cfg = SynthConfig::for_shape(side, side);
+        cfg.step_s = opts.step_s.max(1);
+        cfg.start = DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default();
+        cfg.coverage = Coverage::Circle {
+            centre_row: side as f32 / 2.0,
+            centre_col: side as f32 / 2.0,
+            radius_px: side as f32 * 0.48,
+        };
+        // Slower cells than the 5-minute default: steps are seconds apart.
+        cfg.velocity_px_per_step = (0.25, 0.1);
+        cfg.lifetime_steps = (60, 180);
+        let template =
+            KeyTemplate::parse(DEFAULT_TEMPLATE).map_err(|e| DemoError::Grid(e.to_string()))?;
+        Ok(Self {
+            synth: SynthRadar::new(grid, cfg),
+            opts,
+            template,
+        })
+    }
+
+    /// The radar's configuration for the ingest job.
+    pub fn radar_config(&self) -> RadarConfig {
+        RadarConfig {
+            id: DEMO_RADAR.into(),
+            name: "Synthetic demo radar".into(),
+            source: None,
+            key_template: self.template.clone(),
+            format: Some(Format::Odim),
+            zr: None,
+            location: Some(self.opts.location),
+        }
+    }
+
+    fn path_of(&self, t: DateTime<Utc>) -> PathBuf {
+        let key = format!(
+            "{}{}_{}.h5",
+            self.template.prefix_for(DEMO_RADAR, t.date_naive()),
+            DEMO_RADAR,
+            t.format("%Y%m%dT%H%M%SZ")
+        );
+        self.opts.bucket.join(key)
+    }
+
+    /// Writes the scan of `step` unless its file exists. Returns whether it wrote.
+    pub fn write_step(&self, step: i64) -> Result<bool, DemoError> {
+        let t = self.synth.time_at(step);
+        let path = self.path_of(t);
+        if path.exists() {
+            return Ok(false);
+        }
+        let field = self.synth.field(step);
+        let bytes = encode_rate(&field, &OdimRateOptions::u16("NOD:xxdem,PLC:Raincast demo"))
+            .map_err(|e| DemoError::Encode(e.to_string()))?;
+        write_atomically(&path, &bytes)?;
+        debug!(path = %path.display(), rain_cells = field.rain_cells(), "demo radar wrote a scan");
+        Ok(true)
+    }
+
+    /// Writes every step of the backfill window up to `now`. Returns how many
+    /// files were written.
+    pub fn backfill(&self, now: DateTime<Utc>) -> Result<usize, DemoError> {
+        let first = self.synth.step_at_or_before(now - self.opts.backfill);
+        let last = self.synth.step_at_or_before(now);
+        let mut written = 0;
+        for step in first..=last {
+            written += usize::from(self.write_step(step)?);
+        }
+        Ok(written)
+    }
+
+    /// Backfills, then writes one scan per step on the wall clock until
+    /// `shutdown` turns true.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let bucket = self.opts.bucket.display().to_string();
+        let this = std::sync::Arc::new(self);
+        // The backfill, oldest first, one file at a time so that a shutdown
+        // interrupts it.
+        let now = Utc::now();
+        let first = this.synth.step_at_or_before(now - this.opts.backfill);
+        let last = this.synth.step_at_or_before(now);
+        let mut written = 0usize;
+        for step in first..=last {
+            if *shutdown.borrow() {
+                info!("demo radar stopped during its backfill");
+                return;
+            }
+            let t = this.clone();
+            match tokio::task::spawn_blocking(move || t.write_step(step)).await {
+                Ok(Ok(w)) => written += usize::from(w),
+                Ok(Err(e)) => warn!(error = %e, "demo radar: backfill write failed"),
+                Err(e) => warn!(error = %e, "demo radar: backfill task failed"),
+            }
+        }
+        info!(files = written, bucket, "demo radar: backfill written");
+        loop {
+            let now = Utc::now();
+            let next = this.synth.step_at_or_before(now) + 1;
+            let wait = (this.synth.time_at(next) - now)
+                .to_std()
+                .unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            let t = this.clone();
+            match tokio::task::spawn_blocking(move || t.write_step(next)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "demo radar: write failed"),
+                Err(e) => warn!(error = %e, "demo radar: write task failed"),
+            }
+        }
+        info!("demo radar stopped");
+    }
+}
+
+/// Writes `.NAME.tmp` beside `path`, then renames it into place: a reader
+/// listing the folder never sees a half-written file (hidden names are not
+/// listed).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
+    let err = |e: std::io::Error| DemoError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("scan");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use raincast_testkit::TempDir;
+
+    #[test]
+    fn the_demo_radar_writes_decodable_odim_files_once() {
+        let dir = TempDir::new("demo");
+        let mut opts = DemoOptions::new(dir.path());
+        opts.side = 64;
+        opts.backfill = Duration::seconds(60);
+        let demo = DemoRadar::new(opts).unwrap();
+        let now = Utc::now();
+        let n = demo.backfill(now).unwrap();
+        assert!((6..=7).contains(&n), "{n}");
+        assert_eq!(demo.backfill(now).unwrap(), 0, "existing files are kept");
+        // The files decode as ODIM rain rate at their key's time.
+        let t = demo.synth.time_at(demo.synth.step_at_or_before(now));
+        let path = demo.path_of(t);
+        let bytes = std::fs::read(&path).unwrap();
+        let scan = raincast_algorithms::decode::decode(&bytes, None, None).unwrap();
+        assert_eq!(scan.format, Format::Odim);
+        assert_eq!(scan.time, t);
+        let key = path.strip_prefix(dir.path()).unwrap().to_str().unwrap();
+        let m = demo
+            .radar_config()
+            .key_template
+            .match_key(DEMO_RADAR, key)
+            .unwrap();
+        assert_eq!(m.time, Some(t));
+        // No temporary files left behind.
+        let day = path.parent().unwrap();
+        assert!(std::fs::read_dir(day).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')));
+    }
+}

@@ -1,0 +1,71 @@
+//! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T]`:
+//! every ingest job until Ctrl-C. With no source configured it starts the
+//! synthetic demo radar, which writes ODIM_H5 files into ./var/bucket.
+
+use crate::ingest_cmd::{
+    ingester, process_env, runtime, spawn_shutdown_signal, ConfigArgs, RadarArgs,
+};
+use anyhow::Result;
+use clap::Args;
+use raincast_ingest::config::{IngestSettings, SourceSpec};
+use raincast_ingest::connect::Connector;
+use raincast_ingest::demo::{DemoOptions, DemoRadar};
+use raincast_ingest::RadarSource;
+use raincast_store::LocalSource;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
+    #[command(flatten)]
+    pub radars: RadarArgs,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let env = process_env();
+    let mut cfg = args.cfg.load(&env, args.radars.overrides())?;
+    let demo = !cfg.source_given;
+    if demo {
+        // Demo scans come every few seconds: ingest them as often, in
+        // batches big enough for the two-hour backfill, unless configured.
+        let d = IngestSettings::default();
+        if cfg.ingest.schedule == d.schedule {
+            cfg.ingest.schedule = "*/5 * * * * *".into();
+        }
+        if cfg.ingest.batch_size == d.batch_size {
+            cfg.ingest.batch_size = 1000;
+        }
+    }
+    runtime()?.block_on(async move {
+        let conn = Connector::new(&cfg, &env);
+        let stores = conn.stores().await?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        spawn_shutdown_signal(tx);
+        let mut tasks = Vec::new();
+        let radars = if demo {
+            let SourceSpec::Local { dir } = &cfg.source else {
+                anyhow::bail!("the demo radar needs a local folder as its source");
+            };
+            let radar = DemoRadar::new(DemoOptions::new(dir.clone()))?;
+            let rs = RadarSource {
+                radar: radar.radar_config(),
+                source: Arc::new(LocalSource::new(dir.clone())),
+            };
+            tracing::info!(bucket = %dir.display(), "no source configured: starting the synthetic demo radar");
+            tasks.push(tokio::spawn(radar.run(rx.clone())));
+            vec![rs]
+        } else {
+            conn.radar_sources().await?
+        };
+        let ingester = ingester(&cfg, &stores, rx.clone()).await?;
+        let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();
+        tracing::info!(source = %cfg.source, store = %stores.description, radars = ?ids,
+            "raincast running; Ctrl-C to stop");
+        raincast_ingest::run_scheduled(ingester, radars, &cfg.ingest.schedule, rx).await?;
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    })
+}

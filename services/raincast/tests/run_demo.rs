@@ -1,0 +1,70 @@
+//! `raincast run` with no configuration at all: the embedded default with the
+//! synthetic demo radar. It must show synthetic rain being ingested, one
+//! progress line per scan, and stop cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use raincast_testkit::TempDir;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn run_without_config_ingests_the_demo_radar() {
+    let dir = TempDir::new("run-demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raincast"))
+        .arg("run")
+        .current_dir(dir.path())
+        .env("RAINCAST_LOG", "info")
+        .env_remove("RAINCAST_SOURCE")
+        .env_remove("RAINCAST_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let start = Instant::now();
+    // Three progress lines of the demo radar.
+    while log
+        .iter()
+        .filter(|l: &&String| l.contains("ingested scan [") && l.contains("demo"))
+        .count()
+        < 3
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "no demo scans ingested:\n{}",
+            log.join("\n")
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            log.push(l);
+        }
+    }
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{status}\n{}", log.join("\n"));
+    let text = log.join("\n");
+    assert!(text.contains("starting the synthetic demo radar"), "{text}");
+    assert!(text.contains("ingest jobs stopped"), "{text}");
+    // Real ODIM_H5 files in the default bucket folder, and the embedded store file.
+    let bucket = dir.path().join("var/bucket/demo");
+    assert!(bucket.is_dir());
+    assert!(dir.path().join("var/store/raincast.redb").is_file());
+}
