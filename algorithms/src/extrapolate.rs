@@ -50,7 +50,10 @@ impl Displacement {
     pub fn at(&self, row: usize, col: usize) -> (f32, f32) {
         let f = self.factor as f32;
         let (wr, wc) = ((row as f32 + 0.5) / f - 0.5, (col as f32 + 0.5) / f - 0.5);
-        (sample_clamped(&self.du, wr, wc), sample_clamped(&self.dv, wr, wc))
+        (
+            sample_clamped(&self.du, wr, wc),
+            sample_clamped(&self.dv, wr, wc),
+        )
     }
 
     /// Shape of the full-resolution grid.
@@ -209,7 +212,8 @@ impl Tiles {
 
     /// True when every source cell in the range is NaN.
     fn all_nan(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> bool {
-        (r0 / TILE..=r1 / TILE).all(|tr| (c0 / TILE..=c1 / TILE).all(|tc| self.all_nan[tr * self.cols + tc]))
+        (r0 / TILE..=r1 / TILE)
+            .all(|tr| (c0 / TILE..=c1 / TILE).all(|tc| self.all_nan[tr * self.cols + tc]))
     }
 }
 
@@ -294,9 +298,20 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, out: &mut Vec<f32>) {
     let tiles = Tiles::new(data, rows, cols);
     let has_nan = tiles.any_nan.iter().any(|x| *x);
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
-        let (u0, u1) = (&wu[i0 * cols..(i0 + 1) * cols], &wu[i1 * cols..(i1 + 1) * cols]);
-        let (v0, v1) = (&wv[i0 * cols..(i0 + 1) * cols], &wv[i1 * cols..(i1 + 1) * cols]);
-        for (((o, a), b), (c, e)) in du.iter_mut().zip(u0).zip(u1).zip(dv.iter_mut().zip(v0.iter().zip(v1))) {
+        let (u0, u1) = (
+            &wu[i0 * cols..(i0 + 1) * cols],
+            &wu[i1 * cols..(i1 + 1) * cols],
+        );
+        let (v0, v1) = (
+            &wv[i0 * cols..(i0 + 1) * cols],
+            &wv[i1 * cols..(i1 + 1) * cols],
+        );
+        for (((o, a), b), (c, e)) in du
+            .iter_mut()
+            .zip(u0)
+            .zip(u1)
+            .zip(dv.iter_mut().zip(v0.iter().zip(v1)))
+        {
             *o = a + wy * (b - a);
             *c = e.0 + wy * (e.1 - e.0);
         }
@@ -501,7 +516,10 @@ mod tests {
         assert_eq!(out[1][[32, 26]], f[[30, 20]]);
         assert_eq!(out[2][[35, 35]], f[[30, 20]]);
         let (r, c) = centroid(&out[3]);
-        assert!((r - 32.5).abs() < 0.05 && (c - 27.5).abs() < 0.05, "({r}, {c})");
+        assert!(
+            (r - 32.5).abs() < 0.05 && (c - 27.5).abs() < 0.05,
+            "({r}, {c})"
+        );
     }
 
     #[test]
@@ -531,7 +549,10 @@ mod tests {
         let out = extrapolate(&f.view(), &m, &[10.0, 11.0]).expect("extrapolate");
         assert_eq!(out[0][[5, 35]], 8.0, "10 × 1.5 = 15 px, exact");
         let peak = out[1].row(5).iter().copied().fold(0.0, f32::max);
-        assert!((peak - 4.0).abs() < 1e-4, "one interpolation halves a line once: {peak}");
+        assert!(
+            (peak - 4.0).abs() < 1e-4,
+            "one interpolation halves a line once: {peak}"
+        );
     }
 
     #[test]
@@ -559,7 +580,10 @@ mod tests {
         let (r, c) = centroid(&out[0]);
         // After 0.5 rad: x = 20 cos 0.5, y = 20 sin 0.5.
         let (er, ec) = (31.5 + 20.0 * 0.5f32.sin(), 31.5 + 20.0 * 0.5f32.cos());
-        assert!((r - er).abs() < 0.5 && (c - ec).abs() < 0.5, "({r}, {c}) vs ({er}, {ec})");
+        assert!(
+            (r - er).abs() < 0.5 && (c - ec).abs() < 0.5,
+            "({r}, {c}) vs ({er}, {ec})"
+        );
     }
 
     #[test]

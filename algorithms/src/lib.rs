@@ -18,6 +18,7 @@ pub mod grid;
 pub mod motion;
 pub mod nowcast;
 pub mod npy;
+pub mod polar;
 pub mod prep;
 mod raster;
 pub mod render;

@@ -93,7 +93,9 @@ pub enum NowcastError {
         found: (usize, usize),
     },
     /// The times are not strictly increasing (oldest first is required).
-    #[error("field times must increase (oldest first): field {index} at {time} follows {previous}")]
+    #[error(
+        "field times must increase (oldest first): field {index} at {time} follows {previous}"
+    )]
     NotIncreasing {
         index: usize,
         previous: DateTime<Utc>,
@@ -106,7 +108,9 @@ pub enum NowcastError {
         steps_s: Vec<i64>,
     },
     /// The interval between fields is too long to track motion.
-    #[error("interval of {step_s} s between fields is longer than the {max_s} s a nowcast can track")]
+    #[error(
+        "interval of {step_s} s between fields is longer than the {max_s} s a nowcast can track"
+    )]
     StepTooLong { step_s: i64, max_s: i64 },
     /// A field has no data at all.
     #[error("field {index} ({time}) has no data at all (every cell is no data)")]
@@ -286,7 +290,11 @@ impl<'a> NowcastInput<'a> {
     }
 
     /// Forecasts every lead (minutes after the latest field) with `motion`.
-    pub fn forecast(&self, motion: MotionField, leads_min: &[u32]) -> Result<Nowcast, NowcastError> {
+    pub fn forecast(
+        &self,
+        motion: MotionField,
+        leads_min: &[u32],
+    ) -> Result<Nowcast, NowcastError> {
         if leads_min.is_empty() {
             return Err(NowcastError::NoLeads);
         }
@@ -329,7 +337,14 @@ impl<'a> NowcastInput<'a> {
             for d in &disp[..n_leads] {
                 let mut out = Vec::new();
                 warp_into(&src, d, &mut out);
-                fields.push(Img { rows, cols, data: out }.into_array());
+                fields.push(
+                    Img {
+                        rows,
+                        cols,
+                        data: out,
+                    }
+                    .into_array(),
+                );
             }
         }
         Ok(Nowcast {
@@ -402,7 +417,8 @@ pub struct Nowcast {
 impl Nowcast {
     /// Valid time of lead `i`.
     pub fn valid_time(&self, i: usize) -> DateTime<Utc> {
-        self.base_time + chrono::Duration::minutes(self.leads_min.get(i).copied().unwrap_or(0) as i64)
+        self.base_time
+            + chrono::Duration::minutes(self.leads_min.get(i).copied().unwrap_or(0) as i64)
     }
 
     /// Half-width of the probability neighbourhood at a lead, in cells.
@@ -419,7 +435,9 @@ impl Nowcast {
         self.rate_mm_h
             .iter()
             .zip(&self.leads_min)
-            .map(|(f, &lead)| neighbourhood_probability(&f.view(), threshold_mm_h, self.prob_radius_cells(lead)))
+            .map(|(f, &lead)| {
+                neighbourhood_probability(&f.view(), threshold_mm_h, self.prob_radius_cells(lead))
+            })
             .collect()
     }
 
@@ -438,7 +456,13 @@ impl Nowcast {
             prob.push(if v.is_nan() {
                 f32::NAN
             } else {
-                window_fraction(&f.view(), row, col, self.prob_radius_cells(lead), threshold_mm_h)
+                window_fraction(
+                    &f.view(),
+                    row,
+                    col,
+                    self.prob_radius_cells(lead),
+                    threshold_mm_h,
+                )
             });
         }
         let now = self.observed_mm_h[[row, col]];
@@ -556,7 +580,11 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
         return "No radar data here".to_string();
     }
     let band = |r: f32| Intensity::of(r);
-    let now = if now_mm_h.is_finite() { band(now_mm_h) } else { Intensity::Dry };
+    let now = if now_mm_h.is_finite() {
+        band(now_mm_h)
+    } else {
+        Intensity::Dry
+    };
     if now == Intensity::Dry {
         let Some(start) = series.iter().position(|s| band(s.1) > Intensity::Dry) else {
             return format!("No rain expected in the next {horizon} min");
@@ -567,17 +595,29 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
             .position(|s| band(s.1) == Intensity::Dry)
             .map(|p| start + p);
         let spell = &series[start..end.unwrap_or(series.len())];
-        let peak = spell.iter().map(|s| band(s.1)).max().unwrap_or(Intensity::Light);
+        let peak = spell
+            .iter()
+            .map(|s| band(s.1))
+            .max()
+            .unwrap_or(Intensity::Light);
         let (t0, _, p0) = series[start];
         let mut text = if p0.is_finite() && p0 < 0.5 {
             format!("{} rain possible in about {t0} min", peak.capitalised())
         } else {
             format!("{} rain starting in about {t0} min", peak.capitalised())
         };
-        let last_peak = spell.iter().rposition(|s| band(s.1) == peak).map(|p| spell[p].0);
+        let last_peak = spell
+            .iter()
+            .rposition(|s| band(s.1) == peak)
+            .map(|p| spell[p].0);
         match (end, last_peak) {
-            (Some(e), Some(lp)) if peak > Intensity::Light && spell.last().map(|s| s.0) != Some(lp) => {
-                text.push_str(&format!(", easing after {lp} min, stopping by {} min", series[e].0));
+            (Some(e), Some(lp))
+                if peak > Intensity::Light && spell.last().map(|s| s.0) != Some(lp) =>
+            {
+                text.push_str(&format!(
+                    ", easing after {lp} min, stopping by {} min",
+                    series[e].0
+                ));
             }
             (Some(e), _) => text.push_str(&format!(", stopping by {} min", series[e].0)),
             (None, Some(lp)) if spell.last().map(|s| s.0) != Some(lp) => {
@@ -610,7 +650,13 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
 
 /// Fraction of known cells at or above `threshold` in the square window of
 /// half-width `radius` around `(row, col)`.
-fn window_fraction(f: &ArrayView2<f32>, row: usize, col: usize, radius: usize, threshold: f32) -> f32 {
+fn window_fraction(
+    f: &ArrayView2<f32>,
+    row: usize,
+    col: usize,
+    radius: usize,
+    threshold: f32,
+) -> f32 {
     let (rows, cols) = f.dim();
     let (r0, r1) = (row.saturating_sub(radius), (row + radius).min(rows - 1));
     let (c0, c1) = (col.saturating_sub(radius), (col + radius).min(cols - 1));
@@ -636,7 +682,11 @@ fn window_fraction(f: &ArrayView2<f32>, row: usize, col: usize, radius: usize, t
 /// Neighbourhood probability over a whole field with integral images: per
 /// cell, the fraction of known cells at or above `threshold` in the square
 /// window of half-width `radius`; NaN where the field itself is unknown.
-pub fn neighbourhood_probability(f: &ArrayView2<f32>, threshold: f32, radius: usize) -> Array2<f32> {
+pub fn neighbourhood_probability(
+    f: &ArrayView2<f32>,
+    threshold: f32,
+    radius: usize,
+) -> Array2<f32> {
     let (rows, cols) = f.dim();
     let src = Img::from_view(f);
     let w = cols + 1;
@@ -944,7 +994,10 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
     if hi <= lo {
         let q = 0.5;
         let out = target.quantile(q);
-        values.iter_mut().filter(|v| v.is_finite()).for_each(|v| *v = out);
+        values
+            .iter_mut()
+            .filter(|v| v.is_finite())
+            .for_each(|v| *v = out);
         return;
     }
     let scale = (BINS as f32 - 1e-3) / (hi - lo);
@@ -994,7 +1047,9 @@ impl Sprog {
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let dbr = |a: &ArrayView2<f32>| {
             let mut img = Img::from_view(a);
-            img.data.iter_mut().for_each(|v| *v = to_dbr(*v, thr, floor));
+            img.data
+                .iter_mut()
+                .for_each(|v| *v = to_dbr(*v, thr, floor));
             img
         };
         let x0 = dbr(latest);
@@ -1005,12 +1060,26 @@ impl Sprog {
         // Previous fields advected onto the latest time.
         let mut buf = Vec::new();
         warp_into(&dbr(prev1), d1, &mut buf);
-        let x1 = Img { rows, cols, data: std::mem::take(&mut buf) };
+        let x1 = Img {
+            rows,
+            cols,
+            data: std::mem::take(&mut buf),
+        };
         warp_into(&dbr(prev2), d2, &mut buf);
-        let x2 = Img { rows, cols, data: buf };
+        let x2 = Img {
+            rows,
+            cols,
+            data: buf,
+        };
         // Cells known in all three, at every level.
         let mut mask = Img::filled(rows, cols, f32::NAN);
-        for (((m, a), b), c) in mask.data.iter_mut().zip(&x0.data).zip(&x1.data).zip(&x2.data) {
+        for (((m, a), b), c) in mask
+            .data
+            .iter_mut()
+            .zip(&x0.data)
+            .zip(&x1.data)
+            .zip(&x2.data)
+        {
             if a.is_finite() && b.is_finite() && c.is_finite() {
                 *m = 1.0;
             }
@@ -1050,7 +1119,11 @@ impl Sprog {
     /// The forecast for one lead, mm/h. `bufs` is scratch space reused
     /// across leads.
     fn forecast(&self, d: &Displacement, lead_steps: f32, bufs: &mut Vec<Img>) -> Array2<f32> {
-        let weights: Vec<f32> = self.rho.iter().map(|(r1, r2)| ar2_acf(*r1, *r2, lead_steps)).collect();
+        let weights: Vec<f32> = self
+            .rho
+            .iter()
+            .map(|(r1, r2)| ar2_acf(*r1, *r2, lead_steps))
+            .collect();
         self.pyramid.reconstruct_into(&weights, bufs);
         let field = &mut bufs[0];
         // Put the no-data cells back before advecting.
@@ -1063,7 +1136,12 @@ impl Sprog {
         warp_into(field, d, &mut out);
         quantile_match(&mut out, &self.target);
         let (rows, cols) = (field.rows, field.cols);
-        Img { rows, cols, data: out }.into_array()
+        Img {
+            rows,
+            cols,
+            data: out,
+        }
+        .into_array()
     }
 }
 
@@ -1106,13 +1184,19 @@ mod tests {
         let other = local_grid(6.0, 50.0, 96, 128, 1000.0).expect("grid");
         f[0].grid = other;
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
-        assert!(matches!(err, NowcastError::GridMismatch { index: 0, .. }), "{err}");
+        assert!(
+            matches!(err, NowcastError::GridMismatch { index: 0, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("different grid"));
         // An array that does not fit its grid.
         let mut f = frames();
         f[1].rate_mm_h = Array2::zeros((10, 10));
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
-        assert!(matches!(err, NowcastError::ShapeMismatch { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, NowcastError::ShapeMismatch { index: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1128,7 +1212,10 @@ mod tests {
             other => panic!("unexpected {other}"),
         }
         let text = err.to_string();
-        assert!(text.contains("540, 300") && text.contains(&f[0].time.format("%H:%M:%S").to_string()), "{text}");
+        assert!(
+            text.contains("540, 300") && text.contains(&f[0].time.format("%H:%M:%S").to_string()),
+            "{text}"
+        );
         // Within the tolerance (10 % or 30 s) is accepted.
         let mut f = frames();
         f[0].time -= Duration::seconds(20);
@@ -1137,14 +1224,20 @@ mod tests {
         let mut f = frames();
         f.swap(1, 2);
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
-        assert!(matches!(err, NowcastError::NotIncreasing { index: 2, .. }), "{err}");
+        assert!(
+            matches!(err, NowcastError::NotIncreasing { index: 2, .. }),
+            "{err}"
+        );
         // Scans an hour apart cannot be tracked.
         let mut f = frames();
         for (i, x) in f.iter_mut().enumerate() {
             x.time = x.time + Duration::seconds(3300 * i as i64);
         }
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
-        assert!(matches!(err, NowcastError::StepTooLong { step_s: 3600, .. }), "{err}");
+        assert!(
+            matches!(err, NowcastError::StepTooLong { step_s: 3600, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1152,7 +1245,10 @@ mod tests {
         let mut f = frames();
         f[1].rate_mm_h.fill(f32::NAN);
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
-        assert!(matches!(err, NowcastError::AllNoData { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, NowcastError::AllNoData { index: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1217,9 +1313,10 @@ mod tests {
             };
             let nc = nowcast(past, &leads, &cfg).expect("nowcast");
             for (k, obs) in [(0usize, &future[2]), (1, &future[5])] {
-                let persistence = Contingency::new(&past[2].rate_mm_h.view(), &obs.rate_mm_h.view(), 1.0)
-                    .csi()
-                    .expect("events");
+                let persistence =
+                    Contingency::new(&past[2].rate_mm_h.view(), &obs.rate_mm_h.view(), 1.0)
+                        .csi()
+                        .expect("events");
                 let ours = Contingency::new(&nc.rate_mm_h[k].view(), &obs.rate_mm_h.view(), 1.0)
                     .csi()
                     .expect("events");
@@ -1305,8 +1402,23 @@ mod tests {
     #[test]
     fn quantile_matching_restores_the_distribution() {
         // Target: 6 dry, 4 wet cells (1, 2, 4, 8 mm/h), one no-data cell.
-        let target_rates = [0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 8.0, f32::NAN];
-        let dbr: Vec<f32> = target_rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
+        let target_rates = [
+            0.0f32,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+            2.0,
+            4.0,
+            8.0,
+            f32::NAN,
+        ];
+        let dbr: Vec<f32> = target_rates
+            .iter()
+            .map(|r| to_dbr(*r, 0.1, -15.0))
+            .collect();
         let t = TargetDistribution::new(&dbr, -15.0, 0.1);
         // A smooth forecast with a different scale: ranks are what count.
         let mut v: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.0).collect();
@@ -1368,10 +1480,18 @@ mod tests {
             "Moderate rain starting in about 20 min, easing after 40 min"
         );
         assert_eq!(
-            summary_text(0.0, &leads, &[0.0, 0.0, 12.0, 0.0, 0.0, 0.0], &[0.0, 0.0, 0.3, 0.0, 0.0, 0.0]),
+            summary_text(
+                0.0,
+                &leads,
+                &[0.0, 0.0, 12.0, 0.0, 0.0, 0.0],
+                &[0.0, 0.0, 0.3, 0.0, 0.0, 0.0]
+            ),
             "Heavy rain possible in about 30 min, stopping by 40 min"
         );
-        assert_eq!(summary_text(0.0, &leads, &[0.0; 6], &p), "No rain expected in the next 60 min");
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0; 6], &p),
+            "No rain expected in the next 60 min"
+        );
         assert_eq!(
             summary_text(3.0, &leads, &[3.0, 2.0, 1.0, 0.0, 0.0, 0.0], &p),
             "Moderate rain now, easing in about 20 min, stopping in about 40 min"
@@ -1424,12 +1544,21 @@ mod tests {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|((row, _), _)| row)
             .expect("cells");
-        let nc = nowcast(&frames, &[10, 20, 30, 40, 50, 60], &NowcastConfig::default()).expect("nowcast");
+        let nc = nowcast(
+            &frames,
+            &[10, 20, 30, 40, 50, 60],
+            &NowcastConfig::default(),
+        )
+        .expect("nowcast");
         // 40 + 30 px east: the centre arrives after 10 steps = 50 min; rain
         // (≥ 0.1 mm/h) reaches the point well before.
         let p = nc.point(peak_row, 70, 0.1).expect("inside");
         assert!(p.now_mm_h < 0.1, "dry now: {}", p.now_mm_h);
-        assert!(p.summary.contains("rain") && p.summary.contains("in about"), "{}", p.summary);
+        assert!(
+            p.summary.contains("rain") && p.summary.contains("in about"),
+            "{}",
+            p.summary
+        );
         assert!(p.rate_mm_h[5] > p.rate_mm_h[0], "{:?}", p.rate_mm_h);
     }
 }

@@ -210,12 +210,13 @@ impl SynthRadar {
         for slot in 0..cfg.cells as u64 {
             // Per-slot life length and phase, fixed for the slot.
             let mut sg = SplitMix64::new(SplitMix64::mix(&[cfg.seed, slot, 0xA11CE]));
-            let life = sg.uniform(
-                cfg.lifetime_steps.0 as f64,
-                cfg.lifetime_steps.1 as f64 + 1.0,
-            )
-            .floor()
-            .max(2.0) as i64;
+            let life = sg
+                .uniform(
+                    cfg.lifetime_steps.0 as f64,
+                    cfg.lifetime_steps.1 as f64 + 1.0,
+                )
+                .floor()
+                .max(2.0) as i64;
             let phase = (sg.next_f64() * life as f64) as i64;
             let t = step + phase;
             let generation = t.div_euclid(life);

@@ -373,12 +373,19 @@ pub struct VerifyReport {
 
 /// The most common interval between consecutive fields, seconds.
 fn modal_step(times: &[chrono::DateTime<chrono::Utc>]) -> Option<i64> {
-    let mut steps: Vec<i64> = times.windows(2).map(|w| (w[1] - w[0]).num_seconds()).filter(|s| *s > 0).collect();
+    let mut steps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds())
+        .filter(|s| *s > 0)
+        .collect();
     steps.sort_unstable();
     let mut best = (0usize, None);
     let mut i = 0;
     while i < steps.len() {
-        let j = steps[i..].iter().position(|s| *s != steps[i]).map_or(steps.len(), |p| i + p);
+        let j = steps[i..]
+            .iter()
+            .position(|s| *s != steps[i])
+            .map_or(steps.len(), |p| i + p);
         if j - i > best.0 {
             best = (j - i, Some(steps[i]));
         }
@@ -447,7 +454,10 @@ pub fn verify_series(
             progress(base + 1, total);
             continue;
         }
-        let window: Vec<crate::prep::RainField> = sorted[base + 1 - need..=base].iter().map(|f| (*f).clone()).collect();
+        let window: Vec<crate::prep::RainField> = sorted[base + 1 - need..=base]
+            .iter()
+            .map(|f| (*f).clone())
+            .collect();
         let mut ext_cfg = cfg.nowcast;
         ext_cfg.smoothing = Smoothing::None;
         let mut rc_cfg = cfg.nowcast;
@@ -474,7 +484,8 @@ pub fn verify_series(
         for (j, &k) in wanted.iter().enumerate() {
             let Some(oi) = obs_idx[k] else { continue };
             let obs = &sorted[oi].rate_mm_h;
-            if obs.dim() != persistence.dim() || !sorted[oi].grid.same_geometry(&sorted[base].grid) {
+            if obs.dim() != persistence.dim() || !sorted[oi].grid.same_geometry(&sorted[base].grid)
+            {
                 continue;
             }
             // The common mask.
@@ -491,7 +502,13 @@ pub fn verify_series(
                     Method::Raincast => rc.rate_mm_h[j].clone(),
                 };
                 mask_like(&mut f, &mask.view());
-                let s = score(&f.view(), &mask.view(), &cfg.thresholds, cfg.fss_threshold, cfg.fss_window);
+                let s = score(
+                    &f.view(),
+                    &mask.view(),
+                    &cfg.thresholds,
+                    cfg.fss_threshold,
+                    cfg.fss_window,
+                );
                 let ms = &mut row.methods[m];
                 for (t, (csi, pod, far)) in s.categorical.iter().enumerate() {
                     ms.csi[t].add(*csi);
@@ -501,7 +518,8 @@ pub fn verify_series(
                 ms.fss.add(s.fss);
                 ms.mae.add(s.mae);
             }
-            row.reliability.add(&probs[j].view(), &mask.view(), cfg.prob_threshold);
+            row.reliability
+                .add(&probs[j].view(), &mask.view(), cfg.prob_threshold);
         }
         progress(base + 1, total);
     }

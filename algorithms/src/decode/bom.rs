@@ -50,10 +50,9 @@
 
 use super::h5::{self, Raw};
 use super::HDF5_MAGIC;
-use crate::grid::{Grid, MAX_GRID_SIDE};
+use crate::grid::Grid;
 use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use ndarray::Array2;
 use netcdf_reader::{
     NcAttribute, NcFile, NcMetadataMode, NcOpenOptions, NcReadable, NcType, NcVariable,
 };
@@ -97,12 +96,14 @@ fn nc_err(layer: &'static str, len: usize, err: netcdf_reader::Error) -> DecodeE
     use netcdf_reader::Error as E;
     match err {
         E::Hdf5(e) => h5::map_err(F, layer, len, e),
-        E::UnexpectedEof { offset, needed, .. } => DecodeError::Truncated {
-            format: F,
-            what: layer,
-            needed: usize::try_from(offset.saturating_add(needed)).unwrap_or(usize::MAX),
-            available: len,
-        },
+        E::UnexpectedEof { offset, needed, .. } if offset.saturating_add(needed) > len as u64 => {
+            DecodeError::Truncated {
+                format: F,
+                what: layer,
+                needed: usize::try_from(offset.saturating_add(needed)).unwrap_or(usize::MAX),
+                available: len,
+            }
+        }
         other => DecodeError::Container {
             format: F,
             layer,
@@ -183,7 +184,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
         });
     }
     let (rows, cols) = (shape[n - 2], shape[n - 1]);
-    check_size(rows, cols)?;
+    h5::check_shape(F, rows, cols, VAR)?;
     let (rows, cols) = (rows as usize, cols as usize);
     let dims = var.dimensions();
     let dim_name = |i: usize, fallback: &str| -> String {
@@ -247,12 +248,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
             what: format!("{VAR} of type {other:?}"),
         }),
     }?;
-    let values = Array2::from_shape_vec((rows, cols), values).map_err(|e| DecodeError::Shape {
-        format: F,
-        field: VAR.into(),
-        expected: format!("{rows}x{cols}"),
-        found: e.to_string(),
-    })?;
+    let values = h5::into_array(F, VAR, rows, cols, values)?;
 
     let station = nc
         .global_attributes()
@@ -277,29 +273,6 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
         values,
         zr_hint: None,
     })
-}
-
-fn check_size(rows: u64, cols: u64) -> Result<(), DecodeError> {
-    let cells = rows.saturating_mul(cols);
-    if cells > MAX_CELLS {
-        return Err(DecodeError::AbsurdSize {
-            format: F,
-            field: format!("{VAR} ({rows} rows x {cols} cols)"),
-            value: cells,
-            limit: MAX_CELLS,
-        });
-    }
-    for (side, v) in [("rows", rows), ("cols", cols)] {
-        if v == 0 || v > MAX_GRID_SIDE as u64 {
-            return Err(DecodeError::AbsurdSize {
-                format: F,
-                field: format!("{VAR} {side}"),
-                value: v,
-                limit: MAX_GRID_SIDE as u64,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Reads a scalar time variable and converts it with its CF `units`.

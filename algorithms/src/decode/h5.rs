@@ -6,8 +6,10 @@
 //! `hdf5-reader` crate (see docs/ARCHITECTURE.md for why).
 
 use super::HDF5_MAGIC;
-use crate::scan::{DecodeError, Format};
+use crate::grid::MAX_GRID_SIDE;
+use crate::scan::{DecodeError, Format, MAX_CELLS};
 use hdf5_reader::{Attribute, Datatype, Hdf5File};
+use ndarray::Array2;
 
 /// Checks the HDF5 signature and that the bytes reach the end-of-file
 /// address declared by the superblock, so that a cut-off download is
@@ -67,19 +69,24 @@ pub(crate) fn open(bytes: &[u8], format: Format) -> Result<Hdf5File, DecodeError
 
 /// Reader options for decoding one scan: no chunk cache (every chunk is
 /// decoded exactly once, straight into the output, and caching would keep
-/// them all alive), and read limits that match [`crate::scan::MAX_CELLS`].
+/// them all alive), and read limits that match [`MAX_CELLS`].
 pub(crate) fn open_options() -> hdf5_reader::OpenOptions {
     hdf5_reader::OpenOptions {
         chunk_cache_bytes: 0,
         // One chunk may not exceed 256 MiB decoded (the crate's default).
         max_chunk_bytes: hdf5_reader::DEFAULT_MAX_CHUNK_BYTES,
         // MAX_CELLS of f64.
-        max_read_bytes: (crate::scan::MAX_CELLS as usize).saturating_mul(8),
+        max_read_bytes: (MAX_CELLS as usize).saturating_mul(8),
         ..Default::default()
     }
 }
 
-/// Maps an `hdf5-reader` error: reads past the end of the bytes become
+/// Size in bytes of the opened file (for error messages).
+pub(crate) fn file_len(file: &Hdf5File) -> usize {
+    usize::try_from(file.storage().len()).unwrap_or(usize::MAX)
+}
+
+/// Maps an `hdf5-reader` error: reads past the end of the file become
 /// [`DecodeError::Truncated`], everything else a
 /// [`DecodeError::Container`] naming `layer`.
 pub(crate) fn map_err(
@@ -94,12 +101,16 @@ pub(crate) fn map_err(
         root = source;
     }
     match root {
-        E::UnexpectedEof { offset, needed, .. } => DecodeError::Truncated {
-            format,
-            what: layer,
-            needed: usize::try_from(offset.saturating_add(*needed)).unwrap_or(usize::MAX),
-            available: len,
-        },
+        // Only a read past the end of the whole file is a truncation; a read
+        // past the end of an inner structure is corruption (Container).
+        E::UnexpectedEof { offset, needed, .. } if offset.saturating_add(*needed) > len as u64 => {
+            DecodeError::Truncated {
+                format,
+                what: layer,
+                needed: usize::try_from(offset.saturating_add(*needed)).unwrap_or(usize::MAX),
+                available: len,
+            }
+        }
         E::OffsetOutOfBounds(offset) if *offset >= len as u64 => DecodeError::Truncated {
             format,
             what: layer,
@@ -112,6 +123,52 @@ pub(crate) fn map_err(
             reason: err.to_string(),
         },
     }
+}
+
+/// Rejects a declared shape that is empty or above [`MAX_CELLS`] cells or
+/// [`MAX_GRID_SIDE`] per side, before anything is allocated for it.
+pub(crate) fn check_shape(
+    format: Format,
+    rows: u64,
+    cols: u64,
+    what: &str,
+) -> Result<(), DecodeError> {
+    let cells = rows.saturating_mul(cols);
+    if cells > MAX_CELLS {
+        return Err(DecodeError::AbsurdSize {
+            format,
+            field: format!("{what} ({rows} rows x {cols} cols)"),
+            value: cells,
+            limit: MAX_CELLS,
+        });
+    }
+    for (side, v) in [("rows", rows), ("cols", cols)] {
+        if v == 0 || v > MAX_GRID_SIDE as u64 {
+            return Err(DecodeError::AbsurdSize {
+                format,
+                field: format!("{what} {side}"),
+                value: v,
+                limit: MAX_GRID_SIDE as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The converted values as a `(rows, cols)` field.
+pub(crate) fn into_array(
+    format: Format,
+    field: &str,
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+) -> Result<Array2<f32>, DecodeError> {
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| DecodeError::Shape {
+        format,
+        field: field.into(),
+        expected: format!("{rows}x{cols}"),
+        found: e.to_string(),
+    })
 }
 
 /// True when the error only says that a group, dataset or attribute is absent.
@@ -137,12 +194,13 @@ pub(crate) struct Attrs {
 impl Attrs {
     /// Attributes of the group at `path`; an absent group gives an empty set.
     pub fn of_group(file: &Hdf5File, path: &str, format: Format) -> Result<Self, DecodeError> {
+        let len = file_len(file);
         let list = match file.group(path) {
             Ok(group) => group
                 .attributes()
-                .map_err(|e| map_err(format, "HDF5 attributes", 0, e))?,
+                .map_err(|e| map_err(format, "HDF5 attributes", len, e))?,
             Err(e) if is_not_found(&e) => Vec::new(),
-            Err(e) => return Err(map_err(format, "HDF5 group", 0, e)),
+            Err(e) => return Err(map_err(format, "HDF5 group", len, e)),
         };
         Ok(Self {
             path: path.to_string(),

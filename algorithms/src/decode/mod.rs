@@ -10,6 +10,7 @@ pub mod bom;
 pub mod fmi_pgm;
 mod h5;
 pub mod mch_gif;
+pub mod nexrad;
 pub mod odim;
 
 use crate::scan::{DecodeError, Format, RadarScan};
@@ -39,7 +40,19 @@ pub fn detect(bytes: &[u8], file_name: Option<&str>) -> Option<Format> {
     if fmi_pgm::looks_like(bytes, file_name) {
         return Some(Format::FmiPgm);
     }
+    if nexrad::looks_like(bytes, file_name) {
+        return Some(Format::Nexrad);
+    }
     None
+}
+
+/// Per-format decoder options; the defaults suit every sample format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodeOptions {
+    /// NEXRAD: the sweep to grid and the site of volumes that carry no
+    /// location. (The grid is the default 1 km / 250 km one; services that
+    /// want another grid or a cached mapping call [`nexrad::decode_with`].)
+    pub nexrad: nexrad::NexradOptions,
 }
 
 /// Decodes `bytes`, auto-detecting the format unless `format` forces one.
@@ -47,6 +60,16 @@ pub fn decode(
     bytes: &[u8],
     file_name: Option<&str>,
     format: Option<Format>,
+) -> Result<RadarScan, DecodeError> {
+    decode_with_options(bytes, file_name, format, &DecodeOptions::default())
+}
+
+/// [`decode`] with per-format options.
+pub fn decode_with_options(
+    bytes: &[u8],
+    file_name: Option<&str>,
+    format: Option<Format>,
+    options: &DecodeOptions,
 ) -> Result<RadarScan, DecodeError> {
     let format = match format {
         Some(f) => f,
@@ -59,10 +82,12 @@ pub fn decode(
         Format::Bom => bom::decode(bytes, file_name),
         Format::MchGif => mch_gif::decode(bytes, file_name),
         Format::FmiPgm => fmi_pgm::decode(bytes, file_name),
-        Format::Nexrad => Err(DecodeError::Unsupported {
-            format,
-            what: "NEXRAD Level II is not supported yet".into(),
-        }),
+        Format::Nexrad => nexrad::decode_with(
+            bytes,
+            file_name,
+            &options.nexrad,
+            &mut crate::polar::PolarGridder::default(),
+        ),
     }
 }
 

@@ -45,11 +45,10 @@
 
 use super::h5::{self, Attrs, Raw};
 use super::HDF5_MAGIC;
-use crate::grid::{Grid, MAX_GRID_SIDE};
-use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS};
+use crate::grid::Grid;
+use crate::scan::{DecodeError, Format, Quantity, RadarScan};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use hdf5_reader::{Dataset, Datatype, Hdf5File};
-use ndarray::Array2;
 
 const F: Format = Format::Odim;
 
@@ -134,12 +133,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
 
     let scaling = Scaling::read(&data_what, &ds_what, pick.kind)?;
     let values = read_values(&dataset, &scaling, (rows, cols), &data_path, bytes.len())?;
-    let values = Array2::from_shape_vec((rows, cols), values).map_err(|e| DecodeError::Shape {
-        format: F,
-        field: data_path.clone(),
-        expected: format!("{rows}x{cols}"),
-        found: e.to_string(),
-    })?;
+    let values = h5::into_array(F, &data_path, rows, cols, values)?;
 
     let quantity = match pick.kind {
         Kind::Rate => Quantity::RainRate,
@@ -164,7 +158,7 @@ fn numbered(file: &Hdf5File, group: &str, prefix: &str) -> Result<Vec<String>, D
     let (groups, _) = file
         .group(group)
         .and_then(|g| g.member_names())
-        .map_err(|e| h5::map_err(F, "HDF5 group", 0, e))?;
+        .map_err(|e| h5::map_err(F, "HDF5 group", h5::file_len(file), e))?;
     let mut found: Vec<(u32, String)> = groups
         .into_iter()
         .filter_map(|name| {
@@ -319,31 +313,6 @@ fn declared_size(v: f64, field: &str) -> Result<u64, DecodeError> {
     })
 }
 
-/// Rejects shapes above [`MAX_CELLS`] or [`MAX_GRID_SIDE`] before anything
-/// is allocated.
-fn check_size(rows: u64, cols: u64, what: &str) -> Result<(), DecodeError> {
-    let cells = rows.saturating_mul(cols);
-    if cells > MAX_CELLS {
-        return Err(DecodeError::AbsurdSize {
-            format: F,
-            field: format!("{what} ({rows} rows x {cols} cols)"),
-            value: cells,
-            limit: MAX_CELLS,
-        });
-    }
-    for (side, v) in [("rows", rows), ("cols", cols)] {
-        if v > MAX_GRID_SIDE as u64 {
-            return Err(DecodeError::AbsurdSize {
-                format: F,
-                field: format!("{what} {side}"),
-                value: v,
-                limit: MAX_GRID_SIDE as u64,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// `(rows, cols)` of the data, checked against `ysize`/`xsize` and the limits.
 fn data_shape(
     dataset: &Dataset,
@@ -358,7 +327,7 @@ fn data_shape(
         .map(|v| declared_size(v, "where/ysize"))
         .transpose()?;
     if let (Some(x), Some(y)) = (xsize, ysize) {
-        check_size(y, x, "where/ysize x where/xsize")?;
+        h5::check_shape(F, y, x, "where/ysize x where/xsize")?;
     }
     let shape = dataset.shape();
     if shape.len() != 2 {
@@ -370,7 +339,7 @@ fn data_shape(
         });
     }
     let (rows, cols) = (shape[0], shape[1]);
-    check_size(rows, cols, data_path)?;
+    h5::check_shape(F, rows, cols, data_path)?;
     if xsize.is_some_and(|x| x != cols) || ysize.is_some_and(|y| y != rows) {
         return Err(DecodeError::Shape {
             format: F,
@@ -619,11 +588,13 @@ fn unsupported_type(path: &str, dtype: &Datatype) -> DecodeError {
 mod tests {
     use super::*;
     use crate::prep::RainField;
+    use crate::scan::MAX_CELLS;
     use crate::write::odim::{
         composite_metadata, dataset_what, encode_rate, finish, OdimRateOptions, RawType,
     };
     use chrono::TimeZone;
     use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder};
+    use ndarray::Array2;
     use std::path::Path;
 
     const LAEA: &str =
@@ -645,15 +616,40 @@ mod tests {
     fn u8_file(quantity: &str, what: Vec<AttributeBuilder>) -> Vec<u8> {
         let raw: Vec<u8> = (0..12).collect();
         let mut b = dataset_what(meta(), "dataset1", t0(), t0())
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", quantity),
-            );
+            .data("dataset1/data1", [3, 4], &raw)
+            .quantity("dataset1/data1/what", quantity);
         for a in what {
             b = b.group_attribute("dataset1/data1/what", a);
         }
         finish(b).expect("file")
+    }
+
+    /// Shorthands for the files the tests build.
+    trait OdimParts {
+        /// `{group}/data` of this shape and content.
+        fn data<T: hdf5_writer::H5WriteElement>(
+            self,
+            group: &str,
+            shape: [u64; 2],
+            v: &[T],
+        ) -> Self;
+        /// `{what}/quantity`.
+        fn quantity(self, what: &str, q: &str) -> Self;
+    }
+
+    impl OdimParts for Hdf5Builder {
+        fn data<T: hdf5_writer::H5WriteElement>(
+            self,
+            group: &str,
+            shape: [u64; 2],
+            v: &[T],
+        ) -> Self {
+            let name = format!("{group}/data");
+            self.dataset(DatasetBuilder::typed_data(name, shape.to_vec(), v).unwrap())
+        }
+        fn quantity(self, what: &str, q: &str) -> Self {
+            self.group_attribute(what, AttributeBuilder::fixed_string("quantity", q))
+        }
     }
 
     fn f64_attr(name: &str, v: f64) -> AttributeBuilder {
@@ -762,11 +758,8 @@ mod tests {
         ];
         let start = t0() - chrono::Duration::minutes(15);
         let b = dataset_what(meta(), "dataset1", start, t0())
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute(
-                "dataset1/what",
-                AttributeBuilder::fixed_string("quantity", "ACRR"),
-            )
+            .data("dataset1/data1", [3, 4], &raw)
+            .quantity("dataset1/what", "ACRR")
             .group_attribute("dataset1/what", f64_attr("gain", 2.0))
             .group_attribute("dataset1/what", f64_attr("nodata", -9_999_000.0))
             .group_attribute("dataset1/what", f64_attr("undetect", -8_888_000.0));
@@ -783,11 +776,8 @@ mod tests {
     fn acrr_without_start_is_an_error() {
         let raw = vec![1u8; 12];
         let b = meta()
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", "ACRR"),
-            );
+            .data("dataset1/data1", [3, 4], &raw)
+            .quantity("dataset1/data1/what", "ACRR");
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(err.code(), "missing", "{err}");
         assert!(err.to_string().contains("startdate"), "{err}");
@@ -798,16 +788,10 @@ mod tests {
         let q = vec![7u8; 12];
         let r: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
         let b = meta()
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &q).unwrap())
-            .group_attribute(
-                "dataset1/what",
-                AttributeBuilder::fixed_string("quantity", "QIND"),
-            )
-            .dataset(DatasetBuilder::typed_data("dataset2/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute(
-                "dataset2/data1/what",
-                AttributeBuilder::fixed_string("quantity", "RATE"),
-            );
+            .data("dataset1/data1", [3, 4], &q)
+            .quantity("dataset1/what", "QIND")
+            .data("dataset2/data1", [3, 4], &r)
+            .quantity("dataset2/data1/what", "RATE");
         let scan = decode(&finish(b).unwrap(), None).unwrap();
         assert_eq!(scan.quantity, Quantity::RainRate);
         assert_eq!(scan.values[[2, 3]], 5.5);
@@ -842,11 +826,8 @@ mod tests {
             .group_attribute("dataset1/where", f64_attr("yscale", 2000.0))
             .group_attribute("dataset1/where", f64_attr("UL_x", 1_000_000.0))
             .group_attribute("dataset1/where", f64_attr("UL_y", -1_000_000.0))
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", "RATE"),
-            );
+            .data("dataset1/data1", [3, 4], &r)
+            .quantity("dataset1/data1/what", "RATE");
         let scan = decode(&finish(b).unwrap(), None).unwrap();
         assert!(scan.grid.same_geometry(&small_grid()));
         assert_eq!(scan.source, "ODIM:unknown");
@@ -917,11 +898,8 @@ mod tests {
         let r = vec![0.5f32; 12];
         let b = Hdf5Builder::new()
             .group_attribute("where", AttributeBuilder::fixed_string("projdef", LAEA))
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", "RATE"),
-            );
+            .data("dataset1/data1", [3, 4], &r)
+            .quantity("dataset1/data1/what", "RATE");
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(
             err,
@@ -958,11 +936,8 @@ mod tests {
             .group_attribute("where", AttributeBuilder::scalar("ysize", 3i64).unwrap())
             .group_attribute("where", f64_attr("xscale", grid.cell_x_m))
             .group_attribute("where", f64_attr("yscale", grid.cell_y_m))
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &raw).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", "RATE"),
-            );
+            .data("dataset1/data1", [3, 4], &raw)
+            .quantity("dataset1/data1/what", "RATE");
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert!(
             matches!(
@@ -981,11 +956,8 @@ mod tests {
     fn declared_size_must_match_the_data() {
         let raw = vec![1u8; 10];
         let b = meta()
-            .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![2, 5], &raw).unwrap())
-            .group_attribute(
-                "dataset1/data1/what",
-                AttributeBuilder::fixed_string("quantity", "RATE"),
-            );
+            .data("dataset1/data1", [2, 5], &raw)
+            .quantity("dataset1/data1/what", "RATE");
         let err = decode(&finish(b).unwrap(), None).unwrap_err();
         assert_eq!(err.code(), "shape", "{err}");
     }
@@ -995,11 +967,8 @@ mod tests {
         let r = vec![0.5f32; 12];
         let base = || {
             Hdf5Builder::new()
-                .dataset(DatasetBuilder::typed_data("dataset1/data1/data", vec![3, 4], &r).unwrap())
-                .group_attribute(
-                    "dataset1/data1/what",
-                    AttributeBuilder::fixed_string("quantity", "RATE"),
-                )
+                .data("dataset1/data1", [3, 4], &r)
+                .quantity("dataset1/data1/what", "RATE")
                 .group_attribute("where", f64_attr("xscale", 1000.0))
                 .group_attribute("where", f64_attr("yscale", 1000.0))
                 .group_attribute("where", f64_attr("UL_x", 0.0))

@@ -2,10 +2,7 @@
 //! common item prefix, CRC-32 and deflate with bounded output.
 
 use super::error::{Part, SparseError};
-use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
-use flate2::Compression;
-use std::io::{Read, Write};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// First four bytes of every sparse item.
 pub(crate) const MAGIC: &[u8; 4] = b"RCSP";
@@ -224,51 +221,123 @@ pub(crate) fn decode_varint(
     })
 }
 
-/// Deflates `raw` (raw deflate, no zlib header).
-pub(crate) fn deflate(raw: &[u8]) -> Vec<u8> {
-    let mut enc = DeflateEncoder::new(
-        Vec::with_capacity(raw.len() / 4 + 64),
-        Compression::new(DEFLATE_LEVEL),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(raw);
-    enc.finish().unwrap_or_default()
+/// A reusable raw-deflate compressor. miniz's compressor state is a few
+/// hundred kilobytes: one per scan instead of one per tile saves most of the
+/// encoding time of small tiles.
+pub(crate) struct Deflater(Compress);
+
+impl Deflater {
+    pub(crate) fn new() -> Self {
+        Self(Compress::new(Compression::new(DEFLATE_LEVEL), false))
+    }
+
+    /// Deflates `raw` (raw deflate, no zlib header). Should the compressor
+    /// ever report an error (it does not for in-memory data), the result is a
+    /// valid stream of stored blocks instead.
+    pub(crate) fn deflate(&mut self, raw: &[u8]) -> Vec<u8> {
+        self.0.reset();
+        let mut out = Vec::with_capacity(raw.len() / 2 + 64);
+        loop {
+            let consumed = (self.0.total_in() as usize).min(raw.len());
+            match self
+                .0
+                .compress_vec(&raw[consumed..], &mut out, FlushCompress::Finish)
+            {
+                Ok(Status::StreamEnd) => return out,
+                Ok(_) => out.reserve(out.capacity().max(64)),
+                Err(_) => return stored_deflate(raw),
+            }
+        }
+    }
 }
 
-/// Inflates `compressed`, which must produce exactly `expected_len` bytes.
-/// Never allocates more than `expected_len`, whatever the stream says.
-pub(crate) fn inflate_exact(
-    part: Part,
-    compressed: &[u8],
-    expected_len: usize,
-) -> Result<Vec<u8>, SparseError> {
-    let mut out = Vec::with_capacity(expected_len);
-    let mut dec = DeflateDecoder::new(compressed).take(expected_len as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| SparseError::Deflate {
-            part,
-            reason: e.to_string(),
-        })?;
-    if out.len() != expected_len {
-        return Err(SparseError::Deflate {
-            part,
-            reason: format!(
-                "inflates to {}{} bytes, header says {expected_len}",
-                out.len().min(expected_len),
-                if out.len() > expected_len { "+" } else { "" }
-            ),
-        });
+/// A raw-deflate stream of stored blocks (no compression) holding `raw`.
+fn stored_deflate(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 65_535 * 5 + 5);
+    let mut chunks = raw.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
     }
-    Ok(out)
+    while let Some(chunk) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// A reusable raw-deflate decompressor (its state holds a 32 KiB window).
+pub(crate) struct Inflater(Decompress);
+
+impl Inflater {
+    pub(crate) fn new() -> Self {
+        Self(Decompress::new(false))
+    }
+
+    /// Inflates `compressed`, which must produce exactly `expected_len`
+    /// bytes. Never allocates more than `expected_len + 1` bytes, whatever the
+    /// stream says.
+    pub(crate) fn inflate_exact(
+        &mut self,
+        part: Part,
+        compressed: &[u8],
+        expected_len: usize,
+    ) -> Result<Vec<u8>, SparseError> {
+        self.0.reset(false);
+        let mut out = Vec::with_capacity(expected_len + 1);
+        loop {
+            let (in_before, out_before) = (self.0.total_in(), self.0.total_out());
+            let input = &compressed[(in_before as usize).min(compressed.len())..];
+            let status = self
+                .0
+                .decompress_vec(input, &mut out, FlushDecompress::Finish)
+                .map_err(|e| SparseError::Deflate {
+                    part,
+                    reason: e.to_string(),
+                })?;
+            if status == Status::StreamEnd {
+                break;
+            }
+            if out.len() > expected_len {
+                return Err(SparseError::Deflate {
+                    part,
+                    reason: format!("inflates to more than the {expected_len} bytes declared"),
+                });
+            }
+            if self.0.total_in() == in_before && self.0.total_out() == out_before {
+                return Err(SparseError::Deflate {
+                    part,
+                    reason: "stream ends before its last block".into(),
+                });
+            }
+        }
+        if out.len() != expected_len {
+            return Err(SparseError::Deflate {
+                part,
+                reason: format!("inflates to {} bytes, {expected_len} declared", out.len()),
+            });
+        }
+        if (self.0.total_in() as usize) < compressed.len() {
+            return Err(SparseError::TrailingBytes {
+                part,
+                bytes: compressed.len() - self.0.total_in() as usize,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Streams the bytes of a deflate stream one at a time, in 8 KiB chunks,
 /// without holding the whole inflated stream in memory.
 pub(crate) struct InflateStream<'a> {
-    dec: DeflateDecoder<&'a [u8]>,
+    dec: Decompress,
+    input: &'a [u8],
     buf: Box<[u8; 8192]>,
     pos: usize,
     len: usize,
+    done: bool,
     part: Part,
     /// FNV-1a 64 of every byte returned so far.
     hash: u64,
@@ -283,10 +352,12 @@ impl<'a> InflateStream<'a> {
     /// FNV-1a state after hashing some prefix).
     pub(crate) fn seeded(part: Part, compressed: &'a [u8], seed: u64) -> Self {
         Self {
-            dec: DeflateDecoder::new(compressed),
+            dec: Decompress::new(false),
+            input: compressed,
             buf: Box::new([0u8; 8192]),
             pos: 0,
             len: 0,
+            done: false,
             part,
             hash: seed,
         }
@@ -297,25 +368,45 @@ impl<'a> InflateStream<'a> {
         self.hash
     }
 
+    /// Refills the buffer; `false` at the end of the stream.
+    fn refill(&mut self) -> Result<bool, SparseError> {
+        let err = |reason: String| SparseError::Deflate {
+            part: self.part,
+            reason,
+        };
+        while !self.done {
+            let (in_before, out_before) = (self.dec.total_in(), self.dec.total_out());
+            let input = &self.input[(in_before as usize).min(self.input.len())..];
+            let status = self
+                .dec
+                .decompress(input, &mut self.buf[..], FlushDecompress::None)
+                .map_err(|e| err(e.to_string()))?;
+            let produced = (self.dec.total_out() - out_before) as usize;
+            if status == Status::StreamEnd {
+                self.done = true;
+                let consumed = self.dec.total_in() as usize;
+                if consumed < self.input.len() {
+                    return Err(SparseError::TrailingBytes {
+                        part: self.part,
+                        bytes: self.input.len() - consumed,
+                    });
+                }
+            } else if produced == 0 && self.dec.total_in() == in_before {
+                return Err(err("stream ends before its last block".into()));
+            }
+            if produced > 0 {
+                self.pos = 0;
+                self.len = produced;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The next byte, or `None` at the end of the stream.
     pub(crate) fn next_byte(&mut self) -> Result<Option<u8>, SparseError> {
-        if self.pos == self.len {
-            self.len = loop {
-                match self.dec.read(&mut self.buf[..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(SparseError::Deflate {
-                            part: self.part,
-                            reason: e.to_string(),
-                        })
-                    }
-                }
-            };
-            self.pos = 0;
-            if self.len == 0 {
-                return Ok(None);
-            }
+        if self.pos == self.len && !self.refill()? {
+            return Ok(None);
         }
         let b = self.buf[self.pos];
         self.pos += 1;
@@ -383,15 +474,27 @@ mod tests {
     #[test]
     fn inflate_is_bounded_by_the_declared_length() {
         let raw = vec![7u8; 100_000];
-        let z = deflate(&raw);
+        let mut d = Deflater::new();
+        let z = d.deflate(&raw);
         assert!(z.len() < 1000);
-        assert_eq!(inflate_exact(Part::Tile, &z, raw.len()).unwrap(), raw);
-        let e = inflate_exact(Part::Tile, &z, 10).unwrap_err();
-        assert!(e.to_string().contains("10+"), "{e}");
-        let e = inflate_exact(Part::Tile, &z, 200_000).unwrap_err();
+        // The deflater is reusable.
+        assert_eq!(d.deflate(&raw), z);
+        let mut inf = Inflater::new();
+        assert_eq!(inf.inflate_exact(Part::Tile, &z, raw.len()).unwrap(), raw);
+        assert_eq!(inf.inflate_exact(Part::Tile, &z, raw.len()).unwrap(), raw);
+        let e = inf.inflate_exact(Part::Tile, &z, 10).unwrap_err();
+        assert!(e.to_string().contains("more than the 10 bytes"), "{e}");
+        let e = inf.inflate_exact(Part::Tile, &z, 200_000).unwrap_err();
         assert_eq!(e.code(), "deflate");
+        for cut in 0..z.len() {
+            assert!(inf.inflate_exact(Part::Tile, &z[..cut], raw.len()).is_err());
+        }
+        let mut long = z.clone();
+        long.push(0);
+        let e = inf.inflate_exact(Part::Tile, &long, raw.len()).unwrap_err();
+        assert_eq!(e.code(), "trailing_bytes");
         assert_eq!(
-            inflate_exact(Part::Tile, &[0xff, 0xff], 10)
+            inf.inflate_exact(Part::Tile, &[0xff, 0xff], 10)
                 .unwrap_err()
                 .code(),
             "deflate"
@@ -401,13 +504,24 @@ mod tests {
     #[test]
     fn inflate_stream_reads_across_chunks() {
         let raw: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-        let z = deflate(&raw);
+        let z = Deflater::new().deflate(&raw);
         let mut s = InflateStream::new(Part::Mask, &z);
         let mut back = Vec::new();
         while let Some(b) = s.next_byte().unwrap() {
             back.push(b);
         }
         assert_eq!(back, raw);
+        for cut in 0..z.len() {
+            let mut s = InflateStream::new(Part::Mask, &z[..cut]);
+            let mut n = 0;
+            let end = loop {
+                match s.next_byte() {
+                    Ok(Some(_)) => n += 1,
+                    other => break other,
+                }
+            };
+            assert!(end.is_err(), "cut at {cut}: {n} bytes, {end:?}");
+        }
     }
 
     #[test]
@@ -433,5 +547,19 @@ mod tests {
         assert_eq!(fnv1a64(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(&[b"foo"]), 0xdcb2_7518_fed9_d577);
         assert_eq!(fnv1a64(&[b"fo", b"o"]), fnv1a64(&[b"foo"]));
+    }
+
+    #[test]
+    fn stored_deflate_streams_inflate() {
+        for len in [0usize, 1, 100, 65_535, 65_536, 200_000] {
+            let raw: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let z = stored_deflate(&raw);
+            let mut s = InflateStream::new(Part::Mask, &z);
+            let mut back = Vec::new();
+            while let Some(b) = s.next_byte().unwrap() {
+                back.push(b);
+            }
+            assert_eq!(back, raw, "{len}");
+        }
     }
 }

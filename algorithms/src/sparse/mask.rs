@@ -10,7 +10,7 @@
 //! ([`mask_fingerprint`]) is stable across scans and a store may keep one copy
 //! per fingerprint.
 
-use super::bytes::{deflate, fnv1a64, put_varint, InflateStream};
+use super::bytes::{fnv1a64, put_varint, Deflater, InflateStream};
 use super::error::{Part, SparseError};
 use ndarray::ArrayView2;
 
@@ -61,10 +61,15 @@ fn runs<'a>(rate: impl IntoIterator<Item = &'a f32>) -> (Vec<u8>, u64) {
 }
 
 /// Encodes the no-data mask of `rate` (row-major, `rows × cols`, `NaN` = no data).
-pub(crate) fn encode(rate: &[f32], rows: usize, cols: usize) -> EncodedMask {
+pub(crate) fn encode(
+    rate: &[f32],
+    rows: usize,
+    cols: usize,
+    deflater: &mut Deflater,
+) -> EncodedMask {
     let (raw, nodata_cells) = runs(rate);
     EncodedMask {
-        deflated: deflate(&raw),
+        deflated: deflater.deflate(&raw),
         fingerprint: fingerprint(rows, cols, &raw),
         nodata_cells,
     }

@@ -7,9 +7,10 @@
 //! * The grid is cut into fixed square tiles of [`SparseOptions::tile_size`]
 //!   cells (256 by default; tiles on the south and east edges are clipped).
 //!   Only tiles with at least one rain cell are stored, and a tile stores only
-//!   its rain cells: runs of rain along each row plus one quantised value per
-//!   rain cell ([`tile`] layout). Tiles encode independently, so a point
-//!   lookup reads the header and one tile ([`point_value`]).
+//!   its rain cells: runs of rain along each row, the tile's palette of
+//!   quantised values, and one predicted palette index per rain cell
+//!   ([`tile`] layout). Tiles encode independently, so a point lookup reads
+//!   the header and one tile ([`point_value`]).
 //! * The header carries the grid (PROJ string, shape, cell size, origin), the
 //!   valid time (UTC), the tile size, the list of stored tiles (so a reader
 //!   knows which items to fetch, with each tile's size, rain count and CRC),
@@ -36,10 +37,13 @@
 //!
 //! **Item size**: every item is at most [`MAX_ITEM_BYTES`] (300 000 bytes),
 //! well under DynamoDB's 400 KB ([`DYNAMODB_ITEM_LIMIT`]) with room for keys
-//! and attributes. For tiles this holds by construction (the worst case for
-//! the largest tile size is checked at compile time); the header is checked
-//! by [`encode`], which fails with [`SparseError::ItemTooLarge`] only for
-//! pathological no-data masks (millions of isolated no-data cells).
+//! and attributes. For tiles this holds by construction: no tile is larger
+//! than its plain stored form, whose worst case at the largest tile size
+//! (262 943 bytes for 256 × 256) is checked at compile time. The header is
+//! checked by [`encode`], which fails with [`SparseError::ItemTooLarge`] only
+//! for pathological no-data masks (hundreds of thousands of isolated no-data
+//! cells) or absurdly many tiles. On real scans the largest item is a few
+//! tens of kilobytes (docs/PERFORMANCE.md).
 
 mod bytes;
 mod error;
@@ -53,7 +57,7 @@ pub use mask::mask_fingerprint;
 pub use quant::{MAX_RELATIVE_ERROR, QUANT_MAX_MM_H, QUANT_MIN_MM_H};
 
 use crate::prep::RainField;
-use bytes::{check_prefix, put_prefix, seal, unseal, Reader};
+use bytes::{check_prefix, put_prefix, seal, unseal, Inflater, Reader};
 use chrono::{DateTime, Utc};
 use header::Header;
 use ndarray::Array2;
@@ -289,7 +293,8 @@ pub fn encode(field: &RainField, opts: &SparseOptions) -> Result<EncodedScan, Sp
             reason: "expected a C-order array",
         });
     };
-    let mask = mask::encode(rate, rows, cols);
+    let mut tile_encoder = tile::TileEncoder::new();
+    let mask = mask::encode(rate, rows, cols, tile_encoder.deflater());
     let (tile_rows, tile_cols) = (rows.div_ceil(t), cols.div_ceil(t));
     let mut tiles = Vec::new();
     let mut infos = Vec::new();
@@ -297,7 +302,7 @@ pub fn encode(field: &RainField, opts: &SparseOptions) -> Result<EncodedScan, Sp
     let mut max_mm_h = 0.0f32;
     for tr in 0..tile_rows as u16 {
         for tc in 0..tile_cols as u16 {
-            let Some(enc) = tile::encode(rate, rows, cols, tr, tc, t) else {
+            let Some(enc) = tile::encode(&mut tile_encoder, rate, rows, cols, tr, tc, t) else {
                 continue;
             };
             check_item_size(Part::Tile, enc.bytes.len())?;
@@ -431,6 +436,7 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
         &mut data,
     )?;
     let mut seen = vec![false; h.tiles.len()];
+    let mut inflater = Inflater::new();
     for t in tiles {
         let Some(i) = h.find(t.row, t.col) else {
             return Err(SparseError::UnexpectedTile {
@@ -445,7 +451,7 @@ pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseE
             });
         }
         let (p, g) = check_tile(&h, &h.tiles[i], t)?;
-        p.for_each_rain(g, |r, c, v| {
+        p.for_each_rain(g, &mut inflater, |r, c, v| {
             let (cell_row, cell_col) = (g.row0 + r, g.col0 + c);
             let cell = &mut data[cell_row * cols + cell_col];
             if cell.is_nan() {
@@ -525,7 +531,7 @@ pub fn point_value(
             let (p, g) = check_tile(&h, &h.tiles[i], t)?;
             let (lr, lc) = (row - g.row0, col - g.col0);
             let mut found = None;
-            p.for_each_rain(g, |r, c, v| {
+            p.for_each_rain(g, &mut Inflater::new(), |r, c, v| {
                 if (r, c) == (lr, lc) {
                     found = Some(v);
                 }

@@ -411,6 +411,8 @@ fn worst_case_tiles_fit_the_item_limit() {
         assert_round_trip(&rate, &enc.decode().unwrap().rate_mm_h);
     }
     const { assert!(MAX_ITEM_BYTES + 100_000 <= DYNAMODB_ITEM_LIMIT) };
+    // The figure quoted in the module docs.
+    assert_eq!(tile::max_item_bytes(256), 262_943);
 }
 
 /// A continental OPERA-sized grid (2200 × 1900) with a lot of noisy rain:
@@ -690,7 +692,9 @@ fn absurd_lengths_are_rejected_before_allocating() {
     let p = tile::parse(&bad);
     let g = tile::TileGeom::new(0, 0, 16, 20, 24).unwrap();
     let e = match p {
-        Ok(p) => p.for_each_rain(g, |_, _, _| Ok(())).unwrap_err(),
+        Ok(p) => p
+            .for_each_rain(g, &mut super::bytes::Inflater::new(), |_, _, _| Ok(()))
+            .unwrap_err(),
         Err(e) => e,
     };
     assert!(matches!(e.code(), "absurd_size" | "bad_value"), "{e}");
@@ -823,5 +827,70 @@ proptest! {
         let t = EncodedTile { row: 0, col: 0, bytes: bytes.clone() };
         let _ = decode(&small().header, std::slice::from_ref(&t));
         let _ = point_value(&small().header, Some(&t), 3, 4);
+    }
+}
+
+// ----- real scans -----
+
+/// Every scan in ../shared/data: decode, prep (defaults), encode with the
+/// default options, decode again. Checks the round trip, the item limit and
+/// the size goals (BOM ≤ 5 %, OPERA ≤ 2 % of the dense f32 size, per file),
+/// and prints the size table of docs/PERFORMANCE.md
+/// (`cargo test -p raincast-algorithms --release real_scans -- --nocapture`).
+#[test]
+fn real_scans_round_trip_and_meet_size_goals() {
+    let datasets: [(&str, &str, &str, Option<f64>); 5] = [
+        ("BOM Melbourne 512×512", "bom", ".nc", Some(0.05)),
+        ("OPERA 2200×1900", "odim/opera", ".hdf", Some(0.02)),
+        ("RMI 700×700", "odim/rmi", ".hdf", None),
+        ("MeteoSwiss 640×710", "mch", ".gif", None),
+        ("FMI 1226×760", "fmi", ".pgm", None),
+    ];
+    eprintln!("| data set | files | dense bytes | sparse bytes mean (max) | ratio mean (max) | tiles | largest item | header |");
+    eprintln!("|---|---|---|---|---|---|---|---|");
+    for (label, folder, needle, goal) in datasets {
+        let Some(files) = crate::decode::shared_data_files(folder, needle) else {
+            return;
+        };
+        assert!(!files.is_empty(), "no {needle} files in {folder}");
+        let (mut sum, mut max, mut largest, mut header) = (0usize, 0usize, 0usize, 0usize);
+        let (mut tiles_min, mut tiles_max) = (usize::MAX, 0usize);
+        let mut dense = 0usize;
+        for path in &files {
+            let bytes = std::fs::read(path).unwrap();
+            let name = path.file_name().and_then(|n| n.to_str());
+            let scan = crate::decode::decode(&bytes, name, None).unwrap();
+            let field = crate::prep::prep(&scan, &Default::default());
+            let enc = encode(&field, &SparseOptions::default()).unwrap();
+            let back = enc.decode().unwrap();
+            assert_round_trip(&field.rate_mm_h, &back.rate_mm_h);
+            let info = enc.info().unwrap();
+            assert_eq!(info.rain_cells, field.rain_cells() as u64);
+            assert_eq!(info.nodata_cells, field.nodata_cells() as u64);
+            dense = field.rate_mm_h.len() * 4;
+            let total = enc.total_bytes();
+            if let Some(goal) = goal {
+                let ratio = total as f64 / dense as f64;
+                assert!(
+                    ratio <= goal,
+                    "{}: {total} bytes = {ratio:.4} of dense",
+                    path.display()
+                );
+            }
+            assert!(enc.largest_item_bytes() <= MAX_ITEM_BYTES);
+            sum += total;
+            max = max.max(total);
+            largest = largest.max(enc.largest_item_bytes());
+            header = header.max(enc.header.len());
+            tiles_min = tiles_min.min(enc.tiles.len());
+            tiles_max = tiles_max.max(enc.tiles.len());
+        }
+        let mean = sum / files.len();
+        eprintln!(
+            "| {label} | {} | {dense} | {mean} ({max}) | {:.2} % ({:.2} %) | {tiles_min}–{tiles_max} | {largest} | ≤ {header} |",
+            files.len(),
+            100.0 * mean as f64 / dense as f64,
+            100.0 * max as f64 / dense as f64,
+        );
     }
 }

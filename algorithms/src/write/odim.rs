@@ -354,13 +354,14 @@ mod tests {
     #[test]
     fn options_are_validated() {
         let f = field(2, 2, |_, _| 1.0);
-        let cases: [(&str, Box<dyn Fn(&mut OdimRateOptions)>); 6] = [
-            ("gain", Box::new(|o| o.gain = f64::NAN)),
-            ("gain", Box::new(|o| o.gain = 0.0)),
-            ("offset", Box::new(|o| o.offset = f64::INFINITY)),
-            ("nodata", Box::new(|o| o.nodata = 256.0)),
-            ("undetect", Box::new(|o| o.undetect = o.nodata)),
-            ("deflate_level", Box::new(|o| o.deflate_level = Some(0))),
+        type Tweak = fn(&mut OdimRateOptions);
+        let cases: [(&str, Tweak); 6] = [
+            ("gain", |o| o.gain = f64::NAN),
+            ("gain", |o| o.gain = 0.0),
+            ("offset", |o| o.offset = f64::INFINITY),
+            ("nodata", |o| o.nodata = 256.0),
+            ("undetect", |o| o.undetect = o.nodata),
+            ("deflate_level", |o| o.deflate_level = Some(0)),
         ];
         for (field_name, tweak) in cases {
             let mut o = OdimRateOptions::u8("NOD:x");

@@ -273,8 +273,10 @@ pub struct AwsSettings {
     /// Path-style S3 URLs; `None` = on when an S3 endpoint URL is set
     /// (compatible servers), off otherwise.
     pub s3_path_style: Option<bool>,
-    /// Unsigned S3 requests (public buckets such as NEXRAD's).
-    pub s3_anonymous: bool,
+    /// Unsigned S3 requests (public buckets such as NEXRAD's): `Some(true)`
+    /// always, `Some(false)` never, `None` (default) when the SDK's default
+    /// chain finds no credentials.
+    pub s3_anonymous: Option<bool>,
 }
 
 /// The whole validated configuration.
@@ -732,9 +734,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| "us-east-1".into()),
             s3_path_style: env_bool(env, "RAINCAST_S3_PATH_STYLE")?.or(fc.aws.s3_path_style),
-            s3_anonymous: env_bool(env, "RAINCAST_S3_ANONYMOUS")?
-                .or(fc.aws.s3_anonymous)
-                .unwrap_or(false),
+            s3_anonymous: env_bool(env, "RAINCAST_S3_ANONYMOUS")?.or(fc.aws.s3_anonymous),
         };
         let log_json = env_bool(env, "RAINCAST_LOG_JSON")?
             .or(fc.log_json)

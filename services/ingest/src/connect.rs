@@ -3,7 +3,7 @@
 use crate::config::{Config, RadarConfig, SourceSpec, StoreSpec};
 use crate::pass::RadarSource;
 use aws_config::SdkConfig;
-use raincast_store::aws::sdk_config_from_env;
+use raincast_store::aws::{s3_sdk_config_from_env, sdk_config_from_env};
 use raincast_store::{
     DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, S3Source, ScanSource, ScanStore,
     StateStore, StoreError,
@@ -72,7 +72,17 @@ impl<'a> Connector<'a> {
             self.cfg.aws.s3_anonymous,
         );
         self.s3_sdk
-            .get_or_init(|| async move { sdk_config_from_env(&region, anonymous).await })
+            .get_or_init(|| async move {
+                let (cfg, unsigned) = s3_sdk_config_from_env(&region, anonymous).await;
+                if unsigned {
+                    tracing::info!(
+                        explicit = anonymous.is_some(),
+                        "S3 source: sending unsigned requests (public bucket; no AWS credentials \
+                         configured or s3_anonymous set)"
+                    );
+                }
+                cfg
+            })
             .await
     }
 

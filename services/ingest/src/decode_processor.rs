@@ -2,17 +2,26 @@
 
 use crate::config::{IngestSettings, RadarConfig};
 use crate::process::{ProcessedScan, Rejection, ScanProcessor};
-use raincast_algorithms::decode;
+use raincast_algorithms::decode::{self, nexrad};
+use raincast_algorithms::polar::PolarGridder;
 use raincast_algorithms::prep::{self, PrepOptions};
+use raincast_algorithms::scan::{DecodeError, Format, RadarScan};
 use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_store::Tile;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The real processor: `decode::decode` (format forced or detected), the hot
 /// prep with the radar's Z–R, then the sparse encoding.
+///
+/// Polar volumes (NEXRAD) are gridded through a [`PolarGridder`] kept per
+/// radar, so the polar → grid mapping is computed once per site and
+/// geometry rather than for every volume.
 #[derive(Debug, Clone)]
 pub struct DecodeProcessor {
     prep: PrepOptions,
     sparse: SparseOptions,
+    gridders: Arc<Mutex<HashMap<String, PolarGridder>>>,
 }
 
 impl DecodeProcessor {
@@ -26,7 +35,35 @@ impl DecodeProcessor {
             sparse: SparseOptions {
                 tile_size: settings.tile_size,
             },
+            gridders: Arc::default(),
         }
+    }
+
+    /// Decodes one file; NEXRAD volumes go through the radar's gridder. The
+    /// radar id doubles as the NEXRAD site for volumes that carry no
+    /// location (legacy ones without an ICAO in the header or file name).
+    fn decode(
+        &self,
+        radar: &RadarConfig,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<RadarScan, DecodeError> {
+        let format = radar
+            .format
+            .or_else(|| decode::detect(bytes, Some(file_name)));
+        if format != Some(Format::Nexrad) {
+            return decode::decode(bytes, Some(file_name), format);
+        }
+        let lock = || self.gridders.lock().unwrap_or_else(|p| p.into_inner());
+        // Taken out while decoding so other radars are not held up.
+        let mut gridder = lock().remove(&radar.id).unwrap_or_default();
+        let options = nexrad::NexradOptions {
+            site: Some(radar.id.clone()),
+            ..nexrad::NexradOptions::default()
+        };
+        let scan = nexrad::decode_with(bytes, Some(file_name), &options, &mut gridder);
+        lock().insert(radar.id.clone(), gridder);
+        scan
     }
 }
 
@@ -37,10 +74,12 @@ impl ScanProcessor for DecodeProcessor {
         file_name: &str,
         bytes: &[u8],
     ) -> Result<ProcessedScan, Rejection> {
-        let scan = decode::decode(bytes, Some(file_name), radar.format).map_err(|e| Rejection {
-            code: e.code().to_string(),
-            reason: e.to_string(),
-        })?;
+        let scan = self
+            .decode(radar, file_name, bytes)
+            .map_err(|e| Rejection {
+                code: e.code().to_string(),
+                reason: e.to_string(),
+            })?;
         let opts = PrepOptions {
             zr: radar.zr,
             ..self.prep
@@ -66,5 +105,81 @@ impl ScanProcessor for DecodeProcessor {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{Config, Overrides, SourceSpec};
+    use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
+    use std::collections::HashMap;
+
+    #[test]
+    fn nexrad_volumes_reuse_the_radar_gridder() {
+        let Some(data) = raincast_testkit::shared_data() else {
+            return;
+        };
+        let bytes = std::fs::read(data.join("nexrad/example_nexrad_archive_msg31_compressed.ar2v"))
+            .unwrap();
+        let p = DecodeProcessor::new(&IngestSettings::default());
+        let radar = RadarConfig::ad_hoc("katx", &KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap());
+        let a = p
+            .process(&radar, "KATX20130717_195021_V06", &bytes)
+            .unwrap();
+        let b = p
+            .process(&radar, "KATX20130717_195021_V06", &bytes)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.format, "nexrad");
+        assert!(a.rain_cells > 0);
+        let gridders = p.gridders.lock().unwrap();
+        assert_eq!(gridders["katx"].mapping_builds(), 1, "mapping built once");
+        drop(gridders);
+        // Corrupt volumes are rejected with the decoder's reason code.
+        let rej = p
+            .process(&radar, "x", &bytes[..bytes.len() / 2])
+            .unwrap_err();
+        assert_eq!(rej.code, "truncated");
+    }
+
+    #[test]
+    fn the_nexrad_example_configuration_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/nexrad-katx.toml");
+        let c = Config::load(Some(&path), &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::S3 {
+                url: "s3://unidata-nexrad-level2".into()
+            }
+        );
+        assert_eq!(
+            c.aws.s3_anonymous, None,
+            "unsigned only without credentials"
+        );
+        assert_eq!(c.radars.len(), 1);
+        let katx = &c.radars[0];
+        assert_eq!(
+            (katx.id.as_str(), katx.format),
+            ("katx", Some(Format::Nexrad))
+        );
+        let t = &katx.key_template;
+        assert!(t.time_in_key());
+        let m = t
+            .match_key("katx", "2013/07/17/KATX/KATX20130717_195021_V06")
+            .unwrap();
+        assert_eq!(m.time.unwrap().to_rfc3339(), "2013-07-17T19:50:21+00:00");
+        assert!(t
+            .match_key("katx", "2013/07/17/KATX/KATX20130717_195021_V06_MDM")
+            .is_none());
+        assert_eq!(
+            t.prefix_for(
+                "katx",
+                chrono::NaiveDate::from_ymd_opt(2013, 7, 17).unwrap()
+            ),
+            "2013/07/17/KATX/"
+        );
     }
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod ingest_cmd;
+mod notify_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
 mod run_cmd;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Decode one scan (or every scan below a folder), run the hot prep and print a JSON summary.
     Prep(prep_cmd::PrepArgs),
+    /// One notifier pass: rain events for places, posted to X or the outbox (one JSON line per event).
+    Notify(notify_cmd::NotifyArgs),
     /// Ingest raw scans from a bucket or folder into the store: one pass
     /// with --once (JSON summary), else the scheduled jobs until Ctrl-C.
     Ingest(ingest_cmd::IngestArgs),
@@ -58,6 +61,7 @@ fn main() -> Result<()> {
     init_tracing(cli.log_json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
+        Command::Notify(args) => notify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),

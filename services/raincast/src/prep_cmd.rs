@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use raincast_algorithms::decode;
+use raincast_algorithms::decode::{self, DecodeOptions};
 use raincast_algorithms::npy;
 use raincast_algorithms::prep::{self, PrepOptions};
 use raincast_algorithms::scan::Format;
@@ -14,12 +14,18 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct PrepArgs {
-    /// A radar file (ODIM_H5, BOM netCDF4, MeteoSwiss GIF, FMI PGM[.gz]) or a folder of them.
+    /// A radar file (ODIM_H5, BOM netCDF4, MeteoSwiss GIF, FMI PGM[.gz],
+    /// NEXRAD Level II) or a folder of them.
     pub path: PathBuf,
     /// Force a decoder instead of detecting the format from the content:
-    /// odim, bom, mch-gif, fmi-pgm.
+    /// odim, bom, mch-gif, fmi-pgm, nexrad.
     #[arg(long, value_name = "F")]
     pub format: Option<Format>,
+    /// NEXRAD only: the radar's ICAO (e.g. KLOT), used when the volume says
+    /// nothing about its location (legacy message-1 volumes whose header and
+    /// file name carry no ICAO).
+    #[arg(long, value_name = "ICAO")]
+    pub site: Option<String>,
     /// Write the decoded rain rate before thresholding to this .npy file
     /// (float32 mm/h, C order, row 0 north, NaN = no data). Single file only.
     #[arg(long, value_name = "OUT.npy")]
@@ -44,6 +50,8 @@ pub fn run(args: PrepArgs) -> Result<()> {
             args.threshold
         );
     }
+    let mut decode_opts = DecodeOptions::default();
+    decode_opts.nexrad.site = args.site.clone();
     if args.path.is_dir() {
         if args.npy.is_some() {
             bail!(
@@ -51,9 +59,15 @@ pub fn run(args: PrepArgs) -> Result<()> {
                 args.path.display()
             );
         }
-        return run_dir(&args.path, args.format, &opts);
+        return run_dir(&args.path, args.format, &decode_opts, &opts);
     }
-    let summary = prep_file(&args.path, args.format, &opts, args.npy.as_deref())?;
+    let summary = prep_file(
+        &args.path,
+        args.format,
+        &decode_opts,
+        &opts,
+        args.npy.as_deref(),
+    )?;
     println!("{summary}");
     Ok(())
 }
@@ -62,12 +76,13 @@ pub fn run(args: PrepArgs) -> Result<()> {
 pub fn prep_file(
     path: &Path,
     format: Option<Format>,
+    decode_opts: &DecodeOptions,
     opts: &PrepOptions,
     npy_out: Option<&Path>,
 ) -> Result<Value> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let name = path.file_name().and_then(|n| n.to_str());
-    let scan = decode::decode(&bytes, name, format)
+    let scan = decode::decode_with_options(&bytes, name, format, decode_opts)
         .with_context(|| format!("{}: cannot decode", path.display()))?;
     let raw = prep::to_rain_rate(&scan, opts.zr);
     if let Some(out) = npy_out {
@@ -141,13 +156,18 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn run_dir(dir: &Path, format: Option<Format>, opts: &PrepOptions) -> Result<()> {
+fn run_dir(
+    dir: &Path,
+    format: Option<Format>,
+    decode_opts: &DecodeOptions,
+    opts: &PrepOptions,
+) -> Result<()> {
     let files = files_below(dir)?;
     let started = Instant::now();
     let (mut ok, mut failed) = (0usize, 0usize);
     let stdout = std::io::stdout();
     for (i, path) in files.iter().enumerate() {
-        let line = match prep_file(path, format, opts, None) {
+        let line = match prep_file(path, format, decode_opts, opts, None) {
             Ok(v) => {
                 ok += 1;
                 v
@@ -177,4 +197,81 @@ fn run_dir(dir: &Path, format: Option<Format>, opts: &PrepOptions) -> Result<()>
         bail!("{failed} of {} files failed", files.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use raincast_algorithms::write::mch_gif;
+
+    /// A scratch folder removed on drop.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("raincast-prep-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A synthetic MeteoSwiss GIF with rain in two places, no data in a
+    /// corner: the JSON summary reports the sparse encoding of the prepped field.
+    #[test]
+    fn summary_reports_the_sparse_encoding() {
+        let dir = Scratch::new("sparse");
+        let rate = ndarray::Array2::from_shape_fn((640, 710), |(r, c)| {
+            if r < 40 && c < 40 {
+                f32::NAN
+            } else if (100..150).contains(&r) && (300..420).contains(&c) {
+                5.0
+            } else if r > 600 && c > 690 {
+                1.0
+            } else {
+                0.0
+            }
+        });
+        let time = chrono::DateTime::from_timestamp(1_468_250_700, 0).unwrap();
+        let path = dir.0.join(mch_gif::file_name(time));
+        std::fs::write(&path, mch_gif::encode(rate.view()).unwrap()).unwrap();
+        let v = prep_file(
+            &path,
+            None,
+            &DecodeOptions::default(),
+            &PrepOptions::default(),
+            None,
+        )
+        .unwrap();
+        // Rain in tile (0, 1) (rows 100..150, columns 300..420) and in the
+        // south-east tile (2, 2).
+        assert_eq!(v["tiles"], 2, "{v}");
+        let sparse_bytes = v["sparse_bytes"].as_u64().unwrap();
+        let dense = v["dense_bytes"].as_u64().unwrap();
+        assert_eq!(dense, 640 * 710 * 4);
+        assert!(sparse_bytes > 0 && sparse_bytes * 100 < dense, "{v}");
+        assert_eq!(v["rain_cells"], 50 * 120 + 39 * 19);
+        assert_eq!(v["nodata_cells"], 40 * 40);
+
+        let dry = dir
+            .0
+            .join(mch_gif::file_name(time + chrono::Duration::minutes(5)));
+        let zeros = ndarray::Array2::<f32>::zeros((640, 710));
+        std::fs::write(&dry, mch_gif::encode(zeros.view()).unwrap()).unwrap();
+        let v = prep_file(
+            &dry,
+            None,
+            &DecodeOptions::default(),
+            &PrepOptions::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(v["tiles"], 0, "{v}");
+        assert!(v["sparse_bytes"].as_u64().unwrap() < 500, "{v}");
+    }
 }

@@ -52,6 +52,46 @@ pub async fn sdk_config_from_env(default_region: &str, anonymous: bool) -> SdkCo
     loader.load().await
 }
 
+/// The S3 client configuration and whether its requests go unsigned.
+///
+/// `anonymous`: `Some(true)` always sends unsigned requests, `Some(false)`
+/// always signs, `None` (the default) signs when the SDK's default chain
+/// finds credentials and otherwise sends unsigned requests, so that a public
+/// bucket (NOAA's NEXRAD archive) works on a machine with no AWS account.
+/// Only a chain that found *no* credentials at all falls back; a provider
+/// that failed (an instance role timing out, say) keeps the signed
+/// configuration, whose requests then report the credentials error.
+pub async fn s3_sdk_config_from_env(
+    default_region: &str,
+    anonymous: Option<bool>,
+) -> (SdkConfig, bool) {
+    if let Some(anonymous) = anonymous {
+        return (
+            sdk_config_from_env(default_region, anonymous).await,
+            anonymous,
+        );
+    }
+    let signed = sdk_config_from_env(default_region, false).await;
+    if credentials_missing(&signed).await {
+        (sdk_config_from_env(default_region, true).await, true)
+    } else {
+        (signed, false)
+    }
+}
+
+/// True when the configuration's credential chain holds no credentials at
+/// all (as opposed to a provider that failed).
+pub async fn credentials_missing(cfg: &SdkConfig) -> bool {
+    use aws_sdk_s3::config::ProvideCredentials;
+    match cfg.credentials_provider() {
+        None => true,
+        Some(provider) => matches!(
+            provider.provide_credentials().await,
+            Err(aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_))
+        ),
+    }
+}
+
 /// A configuration for an S3- or DynamoDB-compatible server at `endpoint_url`
 /// with fixed dummy credentials, independent of the process environment.
 /// `max_attempts` bounds the SDK's own retries (tests of outages use 1).

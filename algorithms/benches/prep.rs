@@ -1,0 +1,221 @@
+//! Criterion benches: decode + prep + sparse encode per format on one real
+//! scan each from `../shared/data` (skipped with a message when absent), and
+//! the sparse encoding alone.
+//!
+//! Run: `cargo bench -p raincast-algorithms --bench prep` (add a filter such
+//! as `-- pipeline/bom` for one). Figures: docs/PERFORMANCE.md.
+//!
+//! Times are the **CPU time of the benchmarking thread** (from
+//! `/proc/thread-self/schedstat`), not wall-clock: the project machine has
+//! 2 cores shared by several jobs, and wall-clock would count the time spent
+//! waiting for a core. Everything measured runs on one thread. Where that
+//! file is missing (not Linux), wall-clock is used and the bench says so.
+
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use raincast_algorithms::decode;
+use raincast_algorithms::prep::{self, PrepOptions, RainField};
+use raincast_algorithms::sparse::{self, SparseOptions};
+use raincast_algorithms::synth;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One scan per product: (bench name, folder below shared/data).
+const SAMPLES: [(&str, &str); 5] = [
+    ("bom_512x512", "bom/02"),
+    ("opera_2200x1900", "odim/opera/20180824"),
+    ("rmi_700x700", "odim/rmi/20210704"),
+    ("mch_710x640", "mch/20160711"),
+    ("fmi_1226x760", "fmi/20160928"),
+];
+
+const SCHEDSTAT: &str = "/proc/thread-self/schedstat";
+
+/// Criterion measurement: CPU time of the calling thread in nanoseconds.
+struct ThreadCpuTime {
+    wall: std::time::Instant,
+    proc_available: bool,
+}
+
+impl ThreadCpuTime {
+    fn new() -> Self {
+        let proc_available = std::fs::read_to_string(SCHEDSTAT).is_ok();
+        if !proc_available {
+            eprintln!("note: {SCHEDSTAT} not readable; measuring wall-clock time");
+        }
+        Self {
+            wall: std::time::Instant::now(),
+            proc_available,
+        }
+    }
+
+    /// Nanoseconds the thread has run on a CPU (first field of schedstat).
+    fn now_ns(&self) -> u64 {
+        if self.proc_available {
+            if let Some(ns) = std::fs::read_to_string(SCHEDSTAT)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            {
+                return ns;
+            }
+        }
+        self.wall.elapsed().as_nanos() as u64
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        self.now_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        self.now_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds as ns, µs, ms or s.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, typical_ns: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = match typical_ns {
+            t if t < 1e3 => (1.0, "ns"),
+            t if t < 1e6 => (1e3, "µs"),
+            t if t < 1e9 => (1e6, "ms"),
+            _ => (1e9, "s"),
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (n, unit) = match throughput {
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => (*b as f64, "B/s"),
+            Throughput::Elements(e) => (*e as f64, "elem/s"),
+        };
+        values.iter_mut().for_each(|v| *v = n * 1e9 / *v);
+        unit
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+type Crit = Criterion<ThreadCpuTime>;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// The first file (by name) of a folder.
+fn first_file(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.into_iter().next()
+}
+
+/// A synthetic radar field (moving Gaussian rain cells, see
+/// `raincast_algorithms::synth`) for the sparse benches without real data.
+fn synthetic(rows: usize, cols: usize) -> Option<RainField> {
+    let grid = synth::local_grid(4.0, 50.0, rows, cols, 1000.0).ok()?;
+    let mut cfg = synth::SynthConfig::for_shape(rows, cols);
+    cfg.coverage = synth::Coverage::Circle {
+        centre_row: rows as f32 / 2.0,
+        centre_col: cols as f32 / 2.0,
+        radius_px: rows.min(cols) as f32 / 2.0,
+    };
+    Some(synth::SynthRadar::new(grid, cfg).field(10))
+}
+
+fn sparse_benches(c: &mut Crit, name: &str, field: &RainField) {
+    let opts = SparseOptions::default();
+    let Ok(enc) = sparse::encode(field, &opts) else {
+        eprintln!("skipped: {name}: sparse encode failed");
+        return;
+    };
+    c.bench_function(&format!("sparse_encode/{name}"), |b| {
+        b.iter(|| sparse::encode(black_box(field), &opts).map(|e| e.total_bytes()))
+    });
+    c.bench_function(&format!("sparse_decode/{name}"), |b| {
+        b.iter(|| {
+            sparse::decode(black_box(&enc.header), black_box(&enc.tiles)).map(|f| f.rate_mm_h.len())
+        })
+    });
+}
+
+fn benches(c: &mut Crit) {
+    let opts = PrepOptions::default();
+    let dir = data_dir();
+    if !dir.is_dir() {
+        eprintln!("skipped: ../shared/data not found ({})", dir.display());
+    }
+    for (name, folder) in SAMPLES {
+        let Some(path) = first_file(&dir.join(folder)) else {
+            eprintln!("skipped: {name}: no file in {folder}");
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipped: {name}: cannot read {}", path.display());
+            continue;
+        };
+        let file_name = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        let file_name = file_name.as_deref();
+        let scan = match decode::decode(&bytes, file_name, None) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: {name}: {e}");
+                continue;
+            }
+        };
+        c.bench_function(&format!("pipeline/{name}"), |b| {
+            b.iter(|| {
+                let scan = decode::decode(black_box(&bytes), file_name, None).expect("decodes");
+                let field = prep::prep(&scan, &opts);
+                sparse::encode(&field, &SparseOptions::default()).map(|e| e.total_bytes())
+            })
+        });
+        c.bench_function(&format!("decode/{name}"), |b| {
+            b.iter(|| decode::decode(black_box(&bytes), file_name, None).map(|s| s.values.len()))
+        });
+        c.bench_function(&format!("prep/{name}"), |b| {
+            b.iter(|| prep::prep(black_box(&scan), &opts).rate_mm_h.len())
+        });
+        sparse_benches(c, name, &prep::prep(&scan, &opts));
+    }
+    match synthetic(512, 512) {
+        Some(field) => sparse_benches(c, "synthetic_512x512", &field),
+        None => eprintln!("skipped: synthetic field: invalid grid"),
+    }
+}
+
+criterion_group! {
+    name = prep_benches;
+    config = Criterion::default()
+        .with_measurement(ThreadCpuTime::new())
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(prep_benches);

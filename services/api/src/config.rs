@@ -1,0 +1,146 @@
+//! Settings of the HTTP API (the `[api]` table of the configuration file).
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// HTTP API settings. Every field has a default, so an empty `[api]` table
+/// (or none) is valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Origins allowed by CORS: `["*"]` allows any origin; an empty list
+    /// turns CORS off (only same-origin pages, such as the map page, call the API).
+    pub cors_origins: Vec<String>,
+    /// Longest time a request may take, seconds; slower ones get a 503 problem.
+    pub request_timeout_s: f64,
+    /// Largest request body accepted, bytes (every endpoint is a GET).
+    pub body_limit_bytes: usize,
+    /// `/readyz` fails when the newest scan of every radar is older than
+    /// this, seconds. A radar whose newest scan is older is also `stale` in
+    /// `/v1/radars`.
+    pub ready_max_age_s: u64,
+    /// Longest `from..to` range accepted by the scan listing, hours.
+    pub max_scan_range_h: u64,
+    /// Animations kept in memory (each is a few hundred KB).
+    pub gif_cache_entries: usize,
+    /// Rendered PNG frames kept in memory.
+    pub png_cache_entries: usize,
+    /// Threshold of the probability given by `/v1/forecast`, mm/h.
+    pub forecast_threshold_mm_h: f32,
+    /// Largest width or height of map-ready PNG frames, pixels.
+    pub map_max_side_px: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            request_timeout_s: 10.0,
+            body_limit_bytes: 64 * 1024,
+            ready_max_age_s: 1800,
+            max_scan_range_h: 7 * 24,
+            gif_cache_entries: 16,
+            png_cache_entries: 512,
+            forecast_threshold_mm_h: 0.1,
+            map_max_side_px: 1024,
+        }
+    }
+}
+
+/// An unusable API setting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid api.{field}: {reason}")]
+pub struct ApiConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ApiConfig {
+    /// Checks ranges; call once at start-up.
+    pub fn validate(&self) -> Result<(), ApiConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ApiConfigError {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        if !(self.request_timeout_s.is_finite()
+            && self.request_timeout_s > 0.0
+            && self.request_timeout_s <= 3600.0)
+        {
+            return bad("request_timeout_s", "must be in (0, 3600]");
+        }
+        if self.body_limit_bytes == 0 {
+            return bad("body_limit_bytes", "must be positive");
+        }
+        if self.ready_max_age_s == 0 {
+            return bad("ready_max_age_s", "must be positive");
+        }
+        if self.max_scan_range_h == 0 || self.max_scan_range_h > 24 * 366 {
+            return bad("max_scan_range_h", "must be in 1..=8784");
+        }
+        if !(self.forecast_threshold_mm_h.is_finite() && self.forecast_threshold_mm_h > 0.0) {
+            return bad("forecast_threshold_mm_h", "must be a positive number");
+        }
+        if !(16..=4096).contains(&self.map_max_side_px) {
+            return bad("map_max_side_px", "must be in 16..=4096");
+        }
+        for o in &self.cors_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(ApiConfigError {
+                    field: "cors_origins",
+                    reason: format!("{o:?} is neither \"*\" nor an http(s) origin"),
+                });
+            }
+            if o != "*" && o.parse::<axum::http::HeaderValue>().is_err() {
+                return Err(ApiConfigError {
+                    field: "cors_origins",
+                    reason: format!("{o:?} is not a valid header value"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_s)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_ranges_are_checked() {
+        assert!(ApiConfig::default().validate().is_ok());
+        let c = ApiConfig {
+            request_timeout_s: 0.0,
+            ..ApiConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "request_timeout_s");
+        let c = ApiConfig {
+            cors_origins: vec!["example.org".into()],
+            ..ApiConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "cors_origins");
+        let c = ApiConfig {
+            cors_origins: vec!["*".into(), "https://maps.example.org".into()],
+            ..ApiConfig::default()
+        };
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn parses_from_toml_like_json_with_defaults() {
+        let c: ApiConfig =
+            serde_json::from_str(r#"{"cors_origins": ["*"], "ready_max_age_s": 60}"#)
+                .expect("valid");
+        assert_eq!(c.cors_origins, vec!["*".to_string()]);
+        assert_eq!(c.ready_max_age_s, 60);
+        assert_eq!(c.request_timeout_s, 10.0);
+        assert!(serde_json::from_str::<ApiConfig>(r#"{"nonsense": 1}"#).is_err());
+    }
+}

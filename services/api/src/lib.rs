@@ -1,0 +1,304 @@
+//! Raincast's HTTP API (axum) and map page.
+//!
+//! * [`app`] builds the router: one `router()` per resource (in `routes/`),
+//!   merged here, documented by an OpenAPI 3.1 document generated from the
+//!   handlers (served at `/openapi.json`), with the HTTP behaviour around it:
+//!   request ids, tracing, metrics, CORS, timeouts, body limits and
+//!   problem+json errors.
+//! * [`serve`] runs it on a listener until a shutdown future resolves, then
+//!   drains in-flight requests (graceful shutdown). Pass a listener bound to
+//!   port 0 in tests.
+
+pub mod config;
+pub mod error;
+mod extract;
+mod http_cache;
+pub mod metrics;
+pub mod models;
+mod routes;
+pub mod state;
+
+pub use config::ApiConfig;
+pub use error::{ApiError, Problem};
+pub use state::{AppState, AppStateBuilder, BuildError, Clock, RadarInfo};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The OpenAPI document's fixed parts; paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Raincast API",
+        description = "Rain radar scans, nowcasts for the next two hours, point forecasts and animations.\n\n\
+Rain rates are in mm/h. In fields, `null` / NaN means no data (outside coverage) and 0 means no rain. \
+Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
+        license(name = "Apache-2.0"),
+    ),
+    tags(
+        (name = "radars", description = "Radars, coverage and status"),
+        (name = "scans", description = "Stored radar scans as fields"),
+        (name = "nowcast", description = "Nowcasts, point forecasts and animations"),
+        (name = "operations", description = "Health, readiness, metrics, the API description"),
+        (name = "page", description = "The map page and its assets"),
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// The router with every route, and the OpenAPI document describing them.
+pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(routes::openapi::router())
+        .merge(routes::radars::router())
+        .merge(routes::scans::router())
+        .merge(routes::nowcast::router())
+        .merge(routes::forecast::router())
+        .merge(routes::page::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document (as served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router_and_openapi().1
+}
+
+/// Request ids: a per-process random-ish prefix plus a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(13))
+            .unwrap_or(0);
+        Self {
+            prefix: nanos ^ std::process::id().rotate_left(7),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n:06}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Adds `instance` (the path) and `request_id` to problem bodies.
+async fn enrich_problems(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let resp = next.run(req).await;
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == error::PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (parts.status, "").into_response();
+    };
+    match serde_json::from_slice::<Problem>(&bytes) {
+        Ok(mut p) => {
+            p.instance = Some(path);
+            p.request_id = id;
+            let mut out = error::problem_response(&p);
+            for (k, v) in parts.headers.iter() {
+                if k != header::CONTENT_LENGTH {
+                    out.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
+            out
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+/// Ends requests that run longer than the configured timeout with a 503 problem.
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(
+        "no_such_route",
+        format!(
+            "no route for {}; see /openapi.json",
+            state::truncate(req.uri().path(), 100)
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let mut resp = ApiError::BadRequest {
+        code: "method_not_allowed",
+        detail: format!("{} is not allowed here; use GET", req.method()),
+    }
+    .into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    // Keep the body's status consistent with the response's.
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    match serde_json::from_slice::<Problem>(&bytes) {
+        Ok(mut p) => {
+            p.status = 405;
+            p.title = "Method Not Allowed".into();
+            let mut out = error::problem_response(&p);
+            out.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            out
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse::<HeaderValue>().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD])
+            .expose_headers([
+                header::ETAG,
+                header::LAST_MODIFIED,
+                HeaderName::from_static("x-raincast-bounds"),
+                X_REQUEST_ID.clone(),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// The complete application: routes, OpenAPI, and the HTTP behaviour.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = router_and_openapi();
+    let doc_json: Arc<str> = Arc::from(doc.to_json().unwrap_or_else(|_| "{}".into()));
+    let cfg = state.config().clone();
+    let metrics = state.metrics().clone();
+    let mut router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            cfg.request_timeout(),
+            timeout,
+        ))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(middleware::from_fn(enrich_problems))
+        .layer(Extension(routes::openapi::OpenApiJson(doc_json)))
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes));
+    if let Some(c) = cors(&cfg.cors_origins) {
+        router = router.layer(c);
+    }
+    router
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), RequestIds::new()))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then stops
+/// accepting connections and lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_handlers_get_a_timeout_problem() {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "late"
+        }
+        async fn quick() -> &'static str {
+            "ok"
+        }
+        let app = Router::new()
+            .route("/slow", get(slow))
+            .route("/quick", get(quick))
+            .layer(middleware::from_fn_with_state(
+                Duration::from_secs(5),
+                timeout,
+            ));
+        let req = |uri: &str| {
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let r = app.clone().oneshot(req("/slow")).await.expect("response");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], error::PROBLEM_JSON);
+        let body = axum::body::to_bytes(r.into_body(), 4096)
+            .await
+            .expect("body");
+        let p: Problem = serde_json::from_slice(&body).expect("problem");
+        assert_eq!(p.code, "timeout");
+        let r = app.oneshot(req("/quick")).await.expect("response");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}

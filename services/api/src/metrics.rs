@@ -1,0 +1,91 @@
+//! Prometheus metrics of the HTTP API, registered in the registry shared
+//! with the other jobs of the process (so `/metrics` shows them all).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `raincast_http_requests_total` | counter: responses sent | route, method, status |
+//! | `raincast_http_request_duration_seconds` | histogram: time to the response head | route |
+//! | `raincast_api_render_seconds` | histogram: PNG / GIF rendering | kind |
+//!
+//! `route` is the matched route template (`/v1/radars/{id}`), never the raw
+//! path, so label cardinality stays bounded; unmatched paths count as `unmatched`.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::Instant;
+
+/// The API's collectors plus the registry they live in. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub render: HistogramVec,
+}
+
+impl ApiMetrics {
+    /// Creates the collectors and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new("raincast_http_requests_total", "HTTP responses sent"),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "raincast_http_request_duration_seconds",
+                "Time from request to response head",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route"],
+        )?;
+        let render = HistogramVec::new(
+            HistogramOpts::new(
+                "raincast_api_render_seconds",
+                "Rendering of PNG frames and GIF animations",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(render.clone()))?;
+        Ok(Self {
+            registry: registry.clone(),
+            requests,
+            duration,
+            render,
+        })
+    }
+
+    /// Everything in the shared registry, in the Prometheus text format.
+    pub fn render_text(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"))
+    }
+}
+
+/// Middleware: counts and times every request by route template.
+pub async fn track(State(m): State<ApiMetrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    m.duration
+        .with_label_values(&[route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()])
+        .inc();
+    resp
+}

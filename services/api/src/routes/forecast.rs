@@ -1,0 +1,326 @@
+//! `/v1/forecast`: the minute-by-minute style forecast at a point, and the
+//! colour scale.
+
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiQuery;
+use crate::models::LonLat;
+use crate::routes::nowcast::current_nowcast;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use raincast_algorithms::nowcast::Intensity;
+use raincast_algorithms::render::{NO_DATA_RGBA, NO_RAIN_RGBA, RAIN_SCALE};
+use raincast_nowcast::{LatestNowcast, PointForecast};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_forecast))
+        .routes(routes!(colour_scale))
+}
+
+/// Where to forecast.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForecastQuery {
+    /// Latitude, degrees north (-90..=90).
+    pub lat: f64,
+    /// Longitude, degrees east (-180..=180).
+    pub lon: f64,
+    /// Use this radar instead of the best one covering the point.
+    pub radar: Option<String>,
+}
+
+/// Rain intensity band: none < 0.1 mm/h ≤ light < 2.5 ≤ moderate < 10 ≤ heavy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntensityWord {
+    None,
+    Light,
+    Moderate,
+    Heavy,
+}
+
+impl IntensityWord {
+    fn of(rate_mm_h: f32) -> Option<Self> {
+        rate_mm_h
+            .is_finite()
+            .then(|| match Intensity::of(rate_mm_h) {
+                Intensity::Dry => IntensityWord::None,
+                Intensity::Light => IntensityWord::Light,
+                Intensity::Moderate => IntensityWord::Moderate,
+                Intensity::Heavy => IntensityWord::Heavy,
+            })
+    }
+}
+
+/// One forecast step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastEntry {
+    /// Valid time.
+    pub time: DateTime<Utc>,
+    /// Minutes after the issue time.
+    pub lead_min: u32,
+    /// Forecast rain rate, mm/h (`null` = unknown: the rain would come from outside the radar's view).
+    pub intensity_mm_h: Option<f32>,
+    /// Probability of rain ≥ `threshold_mm_h` (0..1, `null` = unknown).
+    pub probability: Option<f32>,
+    /// Intensity band of `intensity_mm_h`.
+    pub intensity: Option<IntensityWord>,
+}
+
+/// The observation at the issue time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Observation {
+    pub time: DateTime<Utc>,
+    /// Observed rain rate, mm/h (`null` = no data).
+    pub intensity_mm_h: Option<f32>,
+    pub intensity: Option<IntensityWord>,
+}
+
+/// Aggregate over a horizon.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Outlook {
+    /// Horizon, minutes.
+    pub minutes: u32,
+    /// Largest forecast rate, mm/h.
+    pub max_intensity_mm_h: Option<f32>,
+    /// Largest probability of rain.
+    pub max_probability: Option<f32>,
+    /// Minutes until the first step with rain ≥ the threshold, if any.
+    pub rain_starts_in_min: Option<u32>,
+}
+
+/// The radar a forecast comes from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RadarRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// A point forecast.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "location": {"lon": 8.1, "lat": 47.1},
+    "radar": {"id": "demo", "name": "Synthetic demo radar"},
+    "issued_at": "2024-06-16T10:00:00Z", "latest_scan_time": "2024-06-16T10:00:00Z",
+    "step_minutes": 5.0, "threshold_mm_h": 0.1,
+    "summary": "Light rain starting in about 15 min, easing after 40 min",
+    "now": {"time": "2024-06-16T10:00:00Z", "intensity_mm_h": 0.0, "intensity": "none"},
+    "entries": [{"time": "2024-06-16T10:05:00Z", "lead_min": 5, "intensity_mm_h": 0.0, "probability": 0.05, "intensity": "none"},
+                {"time": "2024-06-16T10:15:00Z", "lead_min": 15, "intensity_mm_h": 1.2, "probability": 0.7, "intensity": "light"}],
+    "next_hour": {"minutes": 60, "max_intensity_mm_h": 1.2, "max_probability": 0.7, "rain_starts_in_min": 15},
+    "two_hours": {"minutes": 120, "max_intensity_mm_h": 1.2, "max_probability": 0.7, "rain_starts_in_min": 15}
+}))]
+pub struct Forecast {
+    pub location: LonLat,
+    pub radar: RadarRef,
+    /// Time of the newest scan the nowcast used.
+    pub issued_at: DateTime<Utc>,
+    /// Newest scan time known for the radar (equal to `issued_at` unless a newer scan is being processed).
+    pub latest_scan_time: DateTime<Utc>,
+    /// Interval between the input scans, minutes.
+    pub step_minutes: f64,
+    /// Threshold of `probability`, mm/h.
+    pub threshold_mm_h: f32,
+    /// One sentence, e.g. "Light rain starting in about 15 min".
+    pub summary: String,
+    pub now: Observation,
+    /// One entry per lead.
+    pub entries: Vec<ForecastEntry>,
+    pub next_hour: Outlook,
+    pub two_hours: Outlook,
+}
+
+fn finite(v: f32) -> Option<f32> {
+    v.is_finite().then_some((v * 1000.0).round() / 1000.0)
+}
+
+fn outlook(p: &PointForecast, threshold: f32, minutes: u32) -> Outlook {
+    let steps = p.steps.iter().filter(|s| s.lead_min <= minutes);
+    let (mut max_r, mut max_p, mut starts) = (None::<f32>, None::<f32>, None);
+    for s in steps {
+        if s.rate_mm_h.is_finite() {
+            max_r = Some(max_r.map_or(s.rate_mm_h, |m| m.max(s.rate_mm_h)));
+            if starts.is_none() && s.rate_mm_h >= threshold {
+                starts = Some(s.lead_min);
+            }
+        }
+        if s.probability.is_finite() {
+            max_p = Some(max_p.map_or(s.probability, |m| m.max(s.probability)));
+        }
+    }
+    Outlook {
+        minutes,
+        max_intensity_mm_h: max_r.and_then(finite),
+        max_probability: max_p.and_then(finite),
+        rain_starts_in_min: starts,
+    }
+}
+
+fn check_range(name: &str, v: f64, max: f64) -> Result<(), ApiError> {
+    if !(v.is_finite() && v.abs() <= max) {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("{name} must be between -{max} and {max}, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The forecast for the next two hours at a point, one entry per nowcast
+/// lead, with a summary sentence (minute-by-minute style).
+#[utoipa::path(get, path = "/v1/forecast", tag = "nowcast",
+    params(ForecastQuery),
+    responses(
+        (status = 200, description = "The forecast", body = Forecast),
+        (status = 400, description = "Missing, non-numeric or out-of-range lat/lon", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown radar", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No radar covers the point", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No nowcast yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_forecast(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<ForecastQuery>,
+) -> Result<Json<Forecast>, ApiError> {
+    check_range("lat", q.lat, 90.0)?;
+    check_range("lon", q.lon, 180.0)?;
+    let candidates: Vec<_> = match &q.radar {
+        Some(id) => vec![s.radar(id)?.clone()],
+        None => s.radars().to_vec(),
+    };
+    // The covering radar whose site is nearest (or, without a site, the first).
+    let mut best: Option<(
+        f64,
+        crate::state::RadarInfo,
+        Arc<LatestNowcast>,
+        PointForecast,
+    )> = None;
+    // A radar without a nowcast has no known coverage: it only matters when
+    // no radar has one (then the answer is "not yet", not "not covered").
+    let mut unavailable = None;
+    let mut any_nowcast = false;
+    for r in candidates {
+        let n = match current_nowcast(&s, &r.id).await {
+            Ok(n) => n,
+            Err(e) => {
+                unavailable = Some(e);
+                continue;
+            }
+        };
+        any_nowcast = true;
+        let Some(p) = n.point(q.lon, q.lat) else {
+            continue;
+        };
+        let d = r
+            .location
+            .map(|(lon, lat)| (lon - q.lon).powi(2) + ((lat - q.lat) * 1.0).powi(2))
+            .unwrap_or(f64::MAX);
+        if best.as_ref().is_none_or(|b| d < b.0) {
+            best = Some((d, r, n, p));
+        }
+    }
+    let Some((_, radar, n, p)) = best else {
+        let uncovered = ApiError::Unprocessable {
+            code: "out_of_coverage",
+            detail: format!("no radar covers lat {} lon {}", q.lat, q.lon),
+        };
+        return Err(match unavailable {
+            Some(e) if !any_nowcast => e,
+            _ => uncovered,
+        });
+    };
+    let threshold = n.threshold_mm_h;
+    let latest = s
+        .nowcasts()
+        .latest_scan_seen(&radar.id)
+        .unwrap_or(n.base_time)
+        .max(n.base_time);
+    Ok(Json(Forecast {
+        location: LonLat {
+            lon: q.lon,
+            lat: q.lat,
+        },
+        radar: RadarRef {
+            id: radar.id.clone(),
+            name: radar.name.clone(),
+        },
+        issued_at: n.base_time,
+        latest_scan_time: latest,
+        step_minutes: n.step_s as f64 / 60.0,
+        threshold_mm_h: threshold,
+        summary: p.summary.clone(),
+        now: Observation {
+            time: n.base_time,
+            intensity_mm_h: finite(p.now_mm_h),
+            intensity: IntensityWord::of(p.now_mm_h),
+        },
+        entries: p
+            .steps
+            .iter()
+            .map(|st| ForecastEntry {
+                time: st.time,
+                lead_min: st.lead_min,
+                intensity_mm_h: finite(st.rate_mm_h),
+                probability: finite(st.probability),
+                intensity: IntensityWord::of(st.rate_mm_h),
+            })
+            .collect(),
+        next_hour: outlook(&p, threshold, 60),
+        two_hours: outlook(&p, threshold, 120),
+    }))
+}
+
+/// One band of the colour scale.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScaleBand {
+    /// Lower bound, mm/h (inclusive).
+    pub min_mm_h: f32,
+    /// Upper bound, mm/h (exclusive); `null` for the top band.
+    pub max_mm_h: Option<f32>,
+    /// `#rrggbb`.
+    pub color: String,
+    /// Red, green, blue, alpha (0..255).
+    pub rgba: [u8; 4],
+    pub label: String,
+}
+
+/// The colour scale of every PNG frame and animation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColourScale {
+    /// Always `mm/h`.
+    pub units: String,
+    pub bands: Vec<ScaleBand>,
+    /// Below the first band (fully transparent in PNGs).
+    pub no_rain_rgba: [u8; 4],
+    /// No data / outside coverage (semi-transparent grey in PNGs, hatched in GIFs).
+    pub no_data_rgba: [u8; 4],
+}
+
+/// The rain colour scale (bands in mm/h and their colours).
+#[utoipa::path(get, path = "/v1/colour-scale", tag = "nowcast",
+    responses((status = 200, description = "The colour scale", body = ColourScale)))]
+async fn colour_scale() -> Json<ColourScale> {
+    let bands = RAIN_SCALE
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ScaleBand {
+            min_mm_h: b.min_mm_h,
+            max_mm_h: RAIN_SCALE.get(i + 1).map(|n| n.min_mm_h),
+            color: format!("#{:02x}{:02x}{:02x}", b.rgba[0], b.rgba[1], b.rgba[2]),
+            rgba: b.rgba,
+            label: b.label.to_string(),
+        })
+        .collect();
+    Json(ColourScale {
+        units: "mm/h".into(),
+        bands,
+        no_rain_rgba: NO_RAIN_RGBA,
+        no_data_rgba: NO_DATA_RGBA,
+    })
+}

@@ -1,0 +1,9 @@
+//! One module and one `router()` per resource; merged in `lib.rs`.
+
+pub mod forecast;
+pub mod health;
+pub mod nowcast;
+pub mod openapi;
+pub mod page;
+pub mod radars;
+pub mod scans;

@@ -1,0 +1,323 @@
+//! The GIF of a post, drawn with the shared renderer
+//! (`raincast_algorithms::render`): the last 60 minutes of observations and
+//! the nowcast frames of the event's radar, cropped to a window around the
+//! place (see [`crate::frames`]), with the place's marker and name, range
+//! rings at multiples of the place's radius, a header tag OBSERVED or
+//! FORECAST +N MIN with the local time on every frame, the colour-scale
+//! legend, and the radar's name as title. It loops forever and stays within
+//! X's limits: at most [`MAX_SIDE_PX`] px per side (and the renderer's 1280)
+//! and [`crate::publish::MAX_GIF_BYTES`]; when a GIF comes out too large it
+//! is drawn again smaller.
+
+use crate::events::Event;
+use crate::frames::{crop_field, crop_window, upscale_factor, window_grid, RadarFrames};
+use crate::notify::GifSource;
+use crate::place::Place;
+use crate::publish::MAX_GIF_BYTES;
+use chrono::{Duration, Offset, TimeZone};
+use raincast_algorithms::render::{
+    render_animation, AnimationFrame, AnimationOptions, FrameKind, Marker, RangeRings,
+};
+use std::collections::BTreeMap;
+
+/// Largest side of a post's GIF, pixels.
+pub const MAX_SIDE_PX: u32 = 720;
+/// Half-width of the map window around the place, km.
+pub const DEFAULT_HALF_WIDTH_KM: f64 = 80.0;
+/// Observations shown before the latest scan, minutes.
+pub const PAST_MIN: i64 = 60;
+
+/// Frames per radar, and how to draw them.
+#[derive(Debug, Clone, Default)]
+pub struct FrameLibrary {
+    radars: BTreeMap<String, RadarFrames>,
+    /// Half-width of the map window, km.
+    pub half_width_km: f64,
+}
+
+impl FrameLibrary {
+    /// An empty library with the default window.
+    pub fn new() -> Self {
+        Self {
+            radars: BTreeMap::new(),
+            half_width_km: DEFAULT_HALF_WIDTH_KM,
+        }
+    }
+
+    /// Adds (or replaces) a radar's frames.
+    pub fn insert(&mut self, frames: RadarFrames) {
+        self.radars.insert(frames.radar.clone(), frames);
+    }
+
+    /// A radar's frames.
+    pub fn get(&self, radar: &str) -> Option<&RadarFrames> {
+        self.radars.get(radar)
+    }
+
+    /// Every radar's frames.
+    pub fn radars(&self) -> impl Iterator<Item = &RadarFrames> {
+        self.radars.values()
+    }
+
+    /// Renders the GIF of `place` from `frames` with the map's long side
+    /// near `side_px`.
+    pub fn render(
+        &self,
+        frames: &RadarFrames,
+        place: &Place,
+        side_px: u32,
+    ) -> Result<Vec<u8>, String> {
+        let window = crop_window(&frames.grid, place.lat, place.lon, self.half_width_km)
+            .map_err(|e| e.to_string())?;
+        let k = upscale_factor(window, side_px);
+        let grid = window_grid(&frames.grid, window, k).map_err(|e| e.to_string())?;
+        let since = frames.base_time - Duration::minutes(PAST_MIN);
+        let mut fields = Vec::new();
+        for (t, f) in frames.observed.iter().filter(|(t, _)| *t >= since) {
+            fields.push((*t, FrameKind::Observed, crop_field(f.view(), window, k)));
+        }
+        for (lead, f) in &frames.forecast {
+            fields.push((
+                frames.base_time + Duration::minutes(i64::from(*lead)),
+                FrameKind::Forecast { lead_min: *lead },
+                crop_field(f.view(), window, k),
+            ));
+        }
+        if fields.is_empty() {
+            return Err("no frames".into());
+        }
+        let anim: Vec<AnimationFrame<'_>> = fields
+            .iter()
+            .map(|(t, kind, f)| AnimationFrame {
+                rate_mm_h: f.view(),
+                time: *t,
+                kind: *kind,
+            })
+            .collect();
+        let local = place
+            .time_zone
+            .from_utc_datetime(&frames.base_time.naive_utc());
+        let opts = AnimationOptions {
+            max_side_px: side_px,
+            title: Some(frames.radar_name.clone()),
+            marker: Some(Marker {
+                lon: place.lon,
+                lat: place.lat,
+                name: place.name.clone(),
+            }),
+            rings: Some(RangeRings {
+                lon: place.lon,
+                lat: place.lat,
+                step_km: place.radius_km,
+                count: ((self.half_width_km / place.radius_km).floor() as u32).clamp(1, 4),
+            }),
+            coverage_outline: true,
+            utc_offset_s: local.offset().fix().local_minus_utc(),
+            zone_label: local.format("%Z").to_string(),
+            ..AnimationOptions::default()
+        };
+        render_animation(&grid, &anim, &opts).map_err(|e| e.to_string())
+    }
+}
+
+impl GifSource for FrameLibrary {
+    fn gif(&self, event: &Event, place: &Place) -> Result<Option<Vec<u8>>, String> {
+        let Some(frames) = self.radars.get(&event.radar) else {
+            return Ok(None);
+        };
+        let mut side = MAX_SIDE_PX;
+        loop {
+            let gif = self.render(frames, place, side)?;
+            if gif.len() <= MAX_GIF_BYTES || side <= 320 {
+                return if gif.len() <= MAX_GIF_BYTES {
+                    Ok(Some(gif))
+                } else {
+                    Err(format!("GIF of {} bytes even at {side} px", gif.len()))
+                };
+            }
+            side = (side * 2 / 3).max(320);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    pub(crate) use crate::events::tests::t0;
+    use ndarray::Array2;
+    use raincast_algorithms::render::RAIN_SCALE;
+    use raincast_algorithms::Grid;
+
+    /// A 1 km grid of 300 × 300 centred on (50.85 N, 4.35 E).
+    pub(crate) fn grid() -> Grid {
+        Grid::new(
+            "+proj=aeqd +lat_0=50.85 +lon_0=4.35 +ellps=WGS84 +units=m",
+            300,
+            300,
+            1000.0,
+            1000.0,
+            -150_000.0,
+            150_000.0,
+        )
+        .expect("grid")
+    }
+
+    /// A rain cell (peak 20 mm/h, σ 12 km) moving east at 1 km/min, centred
+    /// on the grid's centre at minute 50; the west edge has no data.
+    pub(crate) fn field(minute: i64) -> Array2<f32> {
+        let cx = 150.0 + (minute - 50) as f32;
+        Array2::from_shape_fn((300, 300), |(r, c)| {
+            if c < 8 {
+                return f32::NAN;
+            }
+            let d2 = (r as f32 - 150.0).powi(2) + (c as f32 - cx).powi(2);
+            let v = 20.0 * (-d2 / (2.0 * 144.0)).exp();
+            if v < 0.1 {
+                0.0
+            } else {
+                v
+            }
+        })
+    }
+
+    /// Frames with the latest scan at `t0 + base_min`: 13 observations
+    /// (every 5 min over the past hour) and 12 "nowcast" leads (5–60 min)
+    /// taken from the same moving cell.
+    pub(crate) fn frames(base_min: i64) -> RadarFrames {
+        let base = t0() + Duration::minutes(base_min);
+        RadarFrames {
+            radar: "synthetic".into(),
+            radar_name: "Synthetic radar".into(),
+            grid: grid(),
+            base_time: base,
+            observed: (0..=12)
+                .map(|i| {
+                    let m = base_min - 60 + 5 * i;
+                    (t0() + Duration::minutes(m), field(m))
+                })
+                .collect(),
+            forecast: (1..=12)
+                .map(|k| (5 * k as u32, field(base_min + 5 * k)))
+                .collect(),
+            probability: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn gif_decodes_with_every_frame_the_right_size_and_the_legend_colours() {
+        let mut lib = FrameLibrary::new();
+        lib.insert(frames(0));
+        let place = Place::new("Brussels", 50.85, 4.35)
+            .with_time_zone("Europe/Brussels")
+            .expect("zone");
+        let started = std::time::Instant::now();
+        let gif = lib
+            .render(lib.get("synthetic").expect("frames"), &place, MAX_SIDE_PX)
+            .expect("gif");
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "GIF: {} bytes, 25 frames, rendered in {ms:.0} ms (debug build)",
+            gif.len()
+        );
+        assert!(gif.len() <= MAX_GIF_BYTES);
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::Indexed);
+        let mut dec = opts
+            .read_info(std::io::Cursor::new(&gif))
+            .expect("GIF header");
+        let (w, h) = (u32::from(dec.width()), u32::from(dec.height()));
+        assert!(w <= MAX_SIDE_PX && h <= MAX_SIDE_PX && w >= 320, "{w}x{h}");
+        let palette = dec.global_palette().expect("global palette").to_vec();
+        for band in RAIN_SCALE {
+            let rgb = &band.rgba[..3];
+            assert!(
+                palette.chunks(3).any(|c| c == rgb),
+                "legend colour {rgb:?} of band {} missing",
+                band.label
+            );
+        }
+        let mut n = 0;
+        while let Some(f) = dec.read_next_frame().expect("frame decodes") {
+            assert!(u32::from(f.left) + u32::from(f.width) <= w);
+            assert!(u32::from(f.top) + u32::from(f.height) <= h);
+            n += 1;
+        }
+        assert_eq!(n, 25);
+        // Through the GifSource: the event's radar is looked up.
+        let ev = crate::events::evaluate(
+            &place,
+            &crate::PlaceState::default(),
+            &crate::events::tests::shower_outlook(0),
+        )
+        .events[0]
+            .clone();
+        let mut ev_synth = ev.clone();
+        ev_synth.radar = "synthetic".into();
+        assert!(lib.gif(&ev_synth, &place).expect("render").is_some());
+        assert!(lib.gif(&ev, &place).expect("no frames").is_none());
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::tests::{frames, t0};
+    use super::*;
+    use crate::claims::{Claims, MemoryStore};
+    use crate::frames::jobs_for;
+    use crate::notify::{Notifier, ReportStatus};
+    use crate::publish::outbox::OutboxPublisher;
+    use crate::EventKind;
+
+    /// A synthetic cell passing over a place fills the outbox with one post
+    /// per kind, each with a decodable GIF. With RAINCAST_NOTIFIER_SAMPLE_DIR
+    /// set, the outbox is kept there (how docs/notifier-sample.* was made).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passing_cell_fills_the_outbox() {
+        let keep = std::env::var_os("RAINCAST_NOTIFIER_SAMPLE_DIR");
+        let tmp = raincast_testkit::TempDir::new("notifier-outbox");
+        let dir = keep
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| tmp.path().to_path_buf());
+        let mut place = Place::new("Brussels", 50.85, 4.35)
+            .with_time_zone("Europe/Brussels")
+            .expect("zone");
+        place.clearing = true;
+        place.hashtags = vec!["Brussels".into(), "rain".into()];
+        let far = Place::new("Far away", 50.85, 7.5); // off the grid: ignored
+        let n = Notifier::new(
+            Claims::new(MemoryStore::new(), "a", chrono::Duration::minutes(10)),
+            OutboxPublisher::new(&dir),
+        );
+        let mut reports = Vec::new();
+        for base in (0..=130).step_by(5) {
+            let mut lib = FrameLibrary::new();
+            lib.insert(frames(base));
+            let jobs = jobs_for(
+                lib.get("synthetic").expect("frames"),
+                &[place.clone(), far.clone()],
+            );
+            assert_eq!(jobs.len(), 1);
+            let now = t0() + Duration::minutes(base);
+            reports.extend(n.run_once(&jobs, &lib, now).await.expect("pass"));
+        }
+        let kinds: Vec<EventKind> = reports.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, EventKind::ALL.to_vec(), "{reports:#?}");
+        for r in &reports {
+            assert_eq!(r.status, ReportStatus::Posted);
+            assert!(r.gif_bytes > 10_000, "{r:?}");
+            eprintln!("{} | {} | {} bytes", r.key, r.text, r.gif_bytes);
+            let stem = OutboxPublisher::stem(&r.key);
+            let gif = std::fs::read(dir.join(format!("{stem}.gif"))).expect("gif file");
+            let mut dec = gif::DecodeOptions::new()
+                .read_info(std::io::Cursor::new(&gif))
+                .expect("decodes");
+            let mut frames_n = 0;
+            while dec.read_next_frame().expect("frame").is_some() {
+                frames_n += 1;
+            }
+            assert_eq!(frames_n, 25);
+            let text = std::fs::read_to_string(dir.join(format!("{stem}.txt"))).expect("txt");
+            assert_eq!(text, r.text);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Frames from the scan store: the last hour of a radar's stored scans,
+//! decoded, plus a nowcast built from them.
+//!
+//! No nowcast store exists yet, so the nowcast for the latest scan is always
+//! built here (motion + extrapolation, `raincast_algorithms::nowcast`), with
+//! leads every 5 minutes up to 60 and the probability of rain ≥
+//! [`LoadConfig::prob_threshold_mm_h`]. When a nowcast service stores its
+//! frames, this is the place to read them first.
+
+use crate::frames::RadarFrames;
+use chrono::{DateTime, Duration, Utc};
+use raincast_algorithms::nowcast::{nowcast, NowcastConfig, MIN_FRAMES};
+use raincast_algorithms::prep::RainField;
+use raincast_algorithms::sparse::{self, EncodedTile};
+use raincast_store::ScanStore;
+use tracing::{debug, warn};
+
+/// Errors while loading a radar's frames.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The scan store failed.
+    #[error("scan store: {0}")]
+    Store(#[from] raincast_store::StoreError),
+}
+
+/// What to load and how to nowcast.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Observations before the latest scan, minutes.
+    pub past_min: i64,
+    /// Nowcast leads, minutes.
+    pub leads_min: Vec<u32>,
+    /// Threshold of the probability fields, mm/h (the default places' rain threshold).
+    pub prob_threshold_mm_h: f32,
+    /// Nowcast settings.
+    pub nowcast: NowcastConfig,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            past_min: 60,
+            leads_min: (1..=12).map(|k| 5 * k).collect(),
+            prob_threshold_mm_h: crate::Thresholds::default().rain_mm_h,
+            nowcast: NowcastConfig::default(),
+        }
+    }
+}
+
+/// The latest hour of `radar` and its nowcast, or `None` when nothing is stored.
+/// Scans that fail to decode, or lie on another grid than the latest, are
+/// skipped with a warning. With fewer than 3 usable scans there is no
+/// nowcast (observations only).
+pub async fn load_radar_frames(
+    scans: &dyn ScanStore,
+    radar: &str,
+    radar_name: &str,
+    now: DateTime<Utc>,
+    cfg: &LoadConfig,
+) -> Result<Option<RadarFrames>, LoadError> {
+    let Some(latest) = scans.latest(radar, now).await? else {
+        return Ok(None);
+    };
+    let from = latest.time - Duration::minutes(cfg.past_min.max(0));
+    let mut fields: Vec<RainField> = Vec::new();
+    for m in scans.list_scans(radar, from, latest.time, now).await? {
+        let Some(stored) = scans.get_scan(radar, m.time, now).await? else {
+            continue;
+        };
+        let tiles: Vec<EncodedTile> = stored
+            .tiles
+            .into_iter()
+            .map(|t| EncodedTile {
+                row: t.row,
+                col: t.col,
+                bytes: t.bytes,
+            })
+            .collect();
+        match sparse::decode(&stored.manifest.header, &tiles) {
+            Ok(f) => fields.push(f),
+            Err(e) => {
+                warn!(radar, time = %m.time, error = %e, "stored scan does not decode; skipped")
+            }
+        }
+    }
+    let Some(last) = fields.last() else {
+        return Ok(None);
+    };
+    let grid = last.grid.clone();
+    fields.retain(|f| f.grid.same_geometry(&grid));
+    let base_time = fields.last().map_or(latest.time, |f| f.time);
+    let (mut forecast, mut probability) = (Vec::new(), Vec::new());
+    if fields.len() >= MIN_FRAMES {
+        let mut nc_cfg = cfg.nowcast;
+        nc_cfg.frames = nc_cfg.frames.max(MIN_FRAMES).min(fields.len());
+        match nowcast(&fields, &cfg.leads_min, &nc_cfg) {
+            Ok(nc) => {
+                let probs = nc.probability(cfg.prob_threshold_mm_h);
+                for ((lead, rate), prob) in nc.leads_min.iter().zip(nc.rate_mm_h).zip(probs) {
+                    forecast.push((*lead, rate));
+                    probability.push((*lead, prob));
+                }
+            }
+            Err(e) => warn!(radar, error = %e, "no nowcast; observations only"),
+        }
+    } else {
+        debug!(radar, scans = fields.len(), "too few scans for a nowcast");
+    }
+    Ok(Some(RadarFrames {
+        radar: radar.to_string(),
+        radar_name: radar_name.to_string(),
+        grid,
+        base_time,
+        observed: fields.into_iter().map(|f| (f.time, f.rate_mm_h)).collect(),
+        forecast,
+        probability,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Claims, MemoryStore};
+    use crate::frames::jobs_for;
+    use crate::gif::tests::{field, grid, t0};
+    use crate::gif::FrameLibrary;
+    use crate::notify::{Notifier, ReportStatus};
+    use crate::publish::outbox::OutboxPublisher;
+    use crate::{EventKind, Place};
+    use raincast_algorithms::sparse::{encode, SparseOptions};
+    use raincast_store::model::{NewScan, Tile};
+    use raincast_store::EmbeddedStore;
+
+    /// Stores the synthetic moving cell of [`crate::gif::tests::field`] as
+    /// real sparse scans every 5 minutes for minutes `from..=to`.
+    async fn fill(store: &EmbeddedStore, from: i64, to: i64) {
+        for m in (from..=to).step_by(5) {
+            let time = t0() + Duration::minutes(m);
+            let rf = RainField {
+                grid: grid(),
+                time,
+                rate_mm_h: field(m),
+            };
+            let enc = encode(&rf, &SparseOptions::default()).expect("encode");
+            let scan = NewScan {
+                radar: "synthetic".into(),
+                time,
+                source_key: format!("synthetic/{m}"),
+                format: "synthetic".into(),
+                header: enc.header,
+                rain_cells: rf.rain_cells() as u64,
+                tiles: enc
+                    .tiles
+                    .into_iter()
+                    .map(|t| Tile {
+                        row: t.row,
+                        col: t.col,
+                        bytes: t.bytes,
+                    })
+                    .collect(),
+            };
+            store.put_scan(&scan, time).await.expect("put");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_scans_become_frames_nowcast_and_posts() {
+        let dir = raincast_testkit::TempDir::new("notifier-load");
+        let store = EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+            .await
+            .expect("store");
+        let now = t0();
+        assert!(load_radar_frames(
+            &store,
+            "synthetic",
+            "Synthetic",
+            now,
+            &LoadConfig::default()
+        )
+        .await
+        .expect("load")
+        .is_none());
+        // Scans from -80 to -10 min: the cell is still 60 km west of the place.
+        fill(&store, -80, -10).await;
+        let frames = load_radar_frames(
+            &store,
+            "synthetic",
+            "Synthetic",
+            now,
+            &LoadConfig::default(),
+        )
+        .await
+        .expect("load")
+        .expect("frames");
+        assert_eq!(frames.base_time, t0() - Duration::minutes(10));
+        assert_eq!(frames.observed.len(), 13);
+        assert_eq!(frames.forecast.len(), 12);
+        assert_eq!(frames.probability.len(), 12);
+        // The nowcast moves the cell east: at lead 40 (minute 30) the truth
+        // has it 20 km west of the centre, at column 130.
+        let (_, f40) = &frames.forecast[7];
+        let peak = f40
+            .indexed_iter()
+            .filter(|(_, v)| v.is_finite())
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|((r, c), _)| (r, c))
+            .expect("rain");
+        assert!((peak.0 as i64 - 150).abs() <= 6, "{peak:?}");
+        assert!((peak.1 as i64 - 130).abs() <= 15, "{peak:?}");
+
+        let place = Place::new("Brussels", 50.85, 4.35);
+        let jobs = jobs_for(&frames, &[place]);
+        let mut lib = FrameLibrary::new();
+        lib.insert(frames);
+        let out = dir.path().join("outbox");
+        let n = Notifier::new(
+            Claims::new(MemoryStore::new(), "a", Duration::minutes(10)),
+            OutboxPublisher::new(&out),
+        );
+        let reports = n.run_once(&jobs, &lib, now).await.expect("pass");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].kind, EventKind::RainExpected);
+        assert_eq!(reports[0].status, ReportStatus::Posted);
+        assert!(reports[0].gif_bytes > 0);
+        eprintln!("{}", reports[0].text);
+    }
+}

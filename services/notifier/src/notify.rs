@@ -1,0 +1,336 @@
+//! One notifier pass: evaluate, claim, render, publish, record.
+//!
+//! [`Notifier::run_once`] takes the outlooks of the latest scans (one
+//! [`Job`] per place and radar) and:
+//! 1. evaluates each job against its stored [`PlaceState`], claims every new
+//!    event ([`Claims::claim`]) and then stores the new state with a
+//!    compare-and-set (claims first: a crash in between re-evaluates the same
+//!    scan next time and meets its own claims);
+//! 2. picks up pending claims of earlier runs whose lease has run out, and
+//!    marks those past their expiry as expired. Expiry is judged on the
+//!    **data clock** (the latest scan time of the event's radar in this pass),
+//!    so replaying a past day behaves like a live run;
+//! 3. publishes every claim it holds, with its GIF ([`GifSource`]), and
+//!    records the result: posted, or pending with the error for a later run.
+//!
+//! It returns one [`Report`] per event touched.
+
+use crate::claims::{ClaimOutcome, ClaimRecord, ClaimStatus, Claims, RecordStore, StoreError};
+use crate::events::{evaluate, Event, EventKind};
+use crate::outlook::Outlook;
+use crate::place::Place;
+use crate::publish::{Post, Publisher};
+use crate::text::compose;
+use crate::PlaceState;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use tracing::{info, warn};
+
+/// Supplies the animated GIF of an event.
+pub trait GifSource: Send + Sync {
+    /// The GIF for `event` at `place`, or `None` when no frames are available.
+    /// Errors are logged and the post goes out without a GIF.
+    fn gif(&self, event: &Event, place: &Place) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// No GIFs: text-only posts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGif;
+
+impl GifSource for NoGif {
+    fn gif(&self, _event: &Event, _place: &Place) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+/// One place and the outlook of its radar's latest scan.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The place.
+    pub place: Place,
+    /// Its outlook.
+    pub outlook: Outlook,
+}
+
+/// What happened to an event in this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    /// Posted now.
+    Posted,
+    /// The destination already had it (X duplicate, outbox record present).
+    AlreadyPosted,
+    /// Claimed earlier and already posted or expired (nothing done).
+    Duplicate,
+    /// Another instance holds it.
+    Busy,
+    /// Publishing failed; it will be retried on a later run.
+    Pending,
+    /// It expired before it could be posted.
+    Expired,
+    /// Within the cool-down of an earlier event of the same kind (claim store).
+    CoolingDown,
+}
+
+/// One line of output per event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Event key.
+    pub key: String,
+    /// Kind.
+    pub kind: EventKind,
+    /// Place name.
+    pub place: String,
+    /// Radar id.
+    pub radar: String,
+    /// Post text.
+    pub text: String,
+    /// GIF size, bytes (0 without GIF).
+    pub gif_bytes: usize,
+    /// Outcome.
+    pub status: ReportStatus,
+    /// Post id (tweet id or outbox path) when posted.
+    pub post_id: Option<String>,
+    /// Error, when pending.
+    pub error: Option<String>,
+}
+
+/// Errors that stop a whole pass.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotifyError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A notifier instance: claims in a store, posts through a publisher.
+#[derive(Debug)]
+pub struct Notifier<S, P> {
+    claims: Claims<S>,
+    publisher: P,
+}
+
+fn report(record: &ClaimRecord, status: ReportStatus) -> Report {
+    Report {
+        key: record.event.key.clone(),
+        kind: record.event.kind,
+        place: record.event.place.clone(),
+        radar: record.event.radar.clone(),
+        text: record.text.clone(),
+        gif_bytes: record.gif_bytes.unwrap_or(0),
+        status,
+        post_id: record.post_id.clone(),
+        error: record.last_error.clone(),
+    }
+}
+
+impl<S: RecordStore, P: Publisher> Notifier<S, P> {
+    /// A notifier over `claims`, posting with `publisher`.
+    pub fn new(claims: Claims<S>, publisher: P) -> Self {
+        Self { claims, publisher }
+    }
+
+    /// The claims.
+    pub fn claims(&self) -> &Claims<S> {
+        &self.claims
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
+    /// Evaluates one job, claims its events and stores its state. Returns the
+    /// claims acquired and reports for the others.
+    async fn evaluate_job(
+        &self,
+        job: &Job,
+        now: DateTime<Utc>,
+        to_publish: &mut Vec<(ClaimRecord, u64)>,
+        reports: &mut Vec<Report>,
+    ) -> Result<(), StoreError> {
+        let radar = &job.outlook.radar;
+        for _ in 0..4 {
+            let (state, version): (PlaceState, Option<u64>) =
+                self.claims.load_state(&job.place, radar).await?;
+            let ev = evaluate(&job.place, &state, &job.outlook);
+            if !ev.applied {
+                return Ok(());
+            }
+            for kind in &ev.suppressed {
+                info!(place = %job.place.name, %kind, "event within cool-down, not posted");
+            }
+            for event in &ev.events {
+                let text = compose(event, &job.place);
+                match self.claims.claim(event, &job.place, &text, now).await? {
+                    ClaimOutcome::Acquired { version, record } => {
+                        to_publish.push((record, version))
+                    }
+                    ClaimOutcome::Done { record } => {
+                        reports.push(report(&record, ReportStatus::Duplicate))
+                    }
+                    ClaimOutcome::Busy { record } => {
+                        reports.push(report(&record, ReportStatus::Busy))
+                    }
+                    ClaimOutcome::CoolingDown { other_key } => {
+                        info!(key = %event.key, %other_key, "event within cool-down of a claimed one");
+                        let mut r = report(
+                            &ClaimRecord::new(event.clone(), job.place.clone(), text, "", now),
+                            ReportStatus::CoolingDown,
+                        );
+                        r.error = Some(format!("cool-down after {other_key}"));
+                        reports.push(r);
+                    }
+                }
+            }
+            match self
+                .claims
+                .save_state(&job.place, radar, &ev.state, version)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => {
+                    // Another instance stored a state meanwhile: re-read; if it
+                    // already covers this scan we are done, else evaluate again
+                    // (our claims are idempotent).
+                    let (other, _) = self.claims.load_state(&job.place, radar).await?;
+                    if other.last_scan.is_some_and(|t| t >= job.outlook.scan_time) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict {
+            key: crate::claims::state_key(&job.place, radar),
+        })
+    }
+
+    /// One pass over `jobs` at wall time `now` (leases). See the module docs.
+    pub async fn run_once(
+        &self,
+        jobs: &[Job],
+        gifs: &impl GifSource,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Report>, NotifyError> {
+        let mut reports = Vec::new();
+        let mut to_publish: Vec<(ClaimRecord, u64)> = Vec::new();
+        for job in jobs {
+            if let Err(e) = self
+                .evaluate_job(job, now, &mut to_publish, &mut reports)
+                .await
+            {
+                // The state was not saved: the same scan is evaluated again next run.
+                warn!(place = %job.place.name, radar = %job.outlook.radar, error = %e, "evaluation failed");
+            }
+        }
+
+        // Data clock per radar.
+        let mut data_now: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+        for job in jobs {
+            let t = data_now
+                .entry(job.outlook.radar.as_str())
+                .or_insert(job.outlook.scan_time);
+            *t = (*t).max(job.outlook.scan_time);
+        }
+        let held: BTreeSet<String> = to_publish
+            .iter()
+            .map(|(r, _)| r.event.key.clone())
+            .collect();
+        for (record, version) in self.claims.retryable(now).await? {
+            if held.contains(&record.event.key) {
+                continue;
+            }
+            let clock = data_now
+                .get(record.event.radar.as_str())
+                .copied()
+                .unwrap_or(now);
+            if clock > record.event.expires_at {
+                let mut expired = record.clone();
+                expired.status = ClaimStatus::Expired;
+                expired.owner = Some(self.claims.owner().to_string());
+                match self.claims.update(&expired, version).await {
+                    Ok(_) => {
+                        warn!(key = %expired.event.key, "event expired before it could be posted");
+                        reports.push(report(&expired, ReportStatus::Expired));
+                    }
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            match self.claims.acquire(record, version, now).await? {
+                ClaimOutcome::Acquired { version, record } => to_publish.push((record, version)),
+                ClaimOutcome::Done { record } => {
+                    reports.push(report(&record, ReportStatus::Duplicate))
+                }
+                ClaimOutcome::Busy { record } => reports.push(report(&record, ReportStatus::Busy)),
+                ClaimOutcome::CoolingDown { .. } => {}
+            }
+        }
+
+        for (record, version) in to_publish {
+            reports.push(self.publish_claim(record, version, gifs).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Publishes one held claim and records the outcome.
+    async fn publish_claim(
+        &self,
+        mut record: ClaimRecord,
+        version: u64,
+        gifs: &impl GifSource,
+    ) -> Result<Report, NotifyError> {
+        let gif = match gifs.gif(&record.event, &record.place) {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(key = %record.event.key, error = %e, "GIF rendering failed; posting text only");
+                None
+            }
+        };
+        record.gif_bytes = gif.as_ref().map(Vec::len);
+        record.attempts += 1;
+        let post = Post {
+            event: &record.event,
+            text: &record.text,
+            gif: gif.as_deref(),
+        };
+        let result = self.publisher.publish(&post).await;
+        let status = match result {
+            Ok(receipt) => {
+                record.status = ClaimStatus::Posted;
+                record.publisher = Some(self.publisher.name().to_string());
+                record.post_id = Some(receipt.id).filter(|s| !s.is_empty());
+                record.posted_at = Some(Utc::now());
+                record.lease_until = None;
+                record.last_error = None;
+                info!(key = %record.event.key, publisher = self.publisher.name(),
+                      id = ?record.post_id, already = receipt.already_posted, "posted");
+                if receipt.already_posted {
+                    ReportStatus::AlreadyPosted
+                } else {
+                    ReportStatus::Posted
+                }
+            }
+            Err(e) => {
+                warn!(key = %record.event.key, attempt = record.attempts, error = %e,
+                      "publishing failed; event stays pending");
+                record.last_error = Some(e.to_string());
+                record.lease_until = None;
+                ReportStatus::Pending
+            }
+        };
+        match self.claims.update(&record, version).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                // Our lease ran out and another instance took the claim: it
+                // will meet X's duplicate refusal if we did post.
+                warn!(key = %record.event.key, "claim changed while publishing (lease lost)");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(report(&record, status))
+    }
+}

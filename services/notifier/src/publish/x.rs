@@ -1,0 +1,500 @@
+//! X (API v2) publisher: chunked GIF upload, then a post with the media id.
+//!
+//! Requests, all signed with OAuth 1.0a user context ([`crate::oauth`]):
+//! 1. `POST /2/media/upload/initialize`, JSON
+//!    `{"media_type":"image/gif","total_bytes":N,"media_category":"tweet_gif"}`
+//!    → `data.id`;
+//! 2. `POST /2/media/upload/{id}/append`, multipart `segment_index` + `media`,
+//!    one request per chunk (default 1 MiB);
+//! 3. `POST /2/media/upload/{id}/finalize` → `data.processing_info` (optional);
+//! 4. while `processing_info.state` is `pending` or `in_progress`:
+//!    wait `check_after_secs`, then `GET /2/media/upload?command=STATUS&media_id={id}`;
+//!    `failed` is an error;
+//! 5. `POST /2/tweets`, JSON `{"text":…,"media":{"media_ids":[id]}}` → `data.id`.
+//!
+//! Retries: HTTP 429 waits until `x-rate-limit-reset` (epoch seconds; or
+//! `retry-after`) when that is within [`XConfig::max_rate_limit_wait`],
+//! otherwise gives up with [`PublishError::RateLimited`]. 5xx answers and
+//! network errors are retried with exponential backoff, up to
+//! [`XConfig::max_attempts`] per request. Other 4xx answers are final.
+//! A 403 to the post whose body says "duplicate" means X already has this
+//! text: reported as already posted.
+//!
+//! Credentials come only from the environment ([`Credentials::from_lookup`])
+//! and never reach logs: only stages, statuses and error bodies are logged.
+
+use super::{Post, PublishError, Publisher, Receipt, MAX_GIF_BYTES};
+use crate::oauth::{authorization_header, Credentials};
+use chrono::{DateTime, TimeZone, Utc};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Environment variable overriding the API base URL.
+pub const ENV_API_BASE: &str = "RAINCAST_X_API_BASE";
+/// Default API base URL.
+pub const DEFAULT_API_BASE: &str = "https://api.x.com";
+
+/// Settings of the X publisher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XConfig {
+    /// API base URL without a trailing slash.
+    pub base_url: String,
+    /// Bytes per APPEND request (X accepts up to 5 MB; default 1 MiB).
+    pub chunk_bytes: usize,
+    /// Attempts per request for 5xx answers and network errors.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt.
+    pub backoff_initial: Duration,
+    /// Largest backoff delay.
+    pub backoff_max: Duration,
+    /// Longest wait for a rate-limit reset before giving up (the event then
+    /// stays pending for a later run).
+    pub max_rate_limit_wait: Duration,
+    /// Longest total wait for media processing.
+    pub processing_timeout: Duration,
+    /// Longest single wait between STATUS polls.
+    pub max_poll_interval: Duration,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+}
+
+impl Default for XConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_API_BASE.to_string(),
+            chunk_bytes: 1024 * 1024,
+            max_attempts: 4,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            max_rate_limit_wait: Duration::from_secs(15 * 60),
+            processing_timeout: Duration::from_secs(180),
+            max_poll_interval: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl XConfig {
+    /// Defaults with the base URL from `RAINCAST_X_API_BASE` when set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut cfg = Self::default();
+        if let Some(base) = lookup(ENV_API_BASE).filter(|s| !s.trim().is_empty()) {
+            cfg.base_url = base.trim().trim_end_matches('/').to_string();
+        }
+        cfg
+    }
+}
+
+/// Posts to X.
+#[derive(Debug, Clone)]
+pub struct XPublisher {
+    client: reqwest::Client,
+    creds: Credentials,
+    cfg: XConfig,
+}
+
+/// A request body that can be sent again on retry.
+#[derive(Debug, Clone)]
+enum Body {
+    Empty,
+    Json(Vec<u8>),
+    Multipart { boundary: String, bytes: Vec<u8> },
+}
+
+/// Builds a multipart/form-data body with text fields and one binary file part.
+fn multipart(fields: &[(&str, String)], file_field: &str, file: &[u8]) -> Body {
+    let boundary = format!("raincast-{}", crate::oauth::new_nonce());
+    let mut bytes = Vec::with_capacity(file.len() + 512);
+    for (name, value) in fields {
+        bytes.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    bytes.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"blob\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(file);
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Body::Multipart { boundary, bytes }
+}
+
+/// Reset time from `x-rate-limit-reset` (epoch seconds) or `retry-after` (seconds).
+fn rate_limit_reset(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let num = |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    if let Some(epoch) = num("x-rate-limit-reset") {
+        return Utc.timestamp_opt(epoch, 0).single();
+    }
+    num(RETRY_AFTER.as_str()).map(|s| now + chrono::Duration::seconds(s))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.chars().take(300).collect()
+}
+
+fn json_body(stage: &'static str, body: &[u8]) -> Result<Value, PublishError> {
+    serde_json::from_slice(body).map_err(|e| PublishError::BadResponse {
+        stage,
+        message: format!("{e}: {}", snippet(body)),
+    })
+}
+
+impl XPublisher {
+    /// A publisher with the given credentials and settings.
+    pub fn new(creds: Credentials, cfg: XConfig) -> Result<Self, PublishError> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .user_agent(concat!("raincast/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PublishError::Network {
+                stage: "client",
+                message: e.to_string(),
+            })?;
+        Ok(Self { client, creds, cfg })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &XConfig {
+        &self.cfg
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.min(16);
+        self.cfg
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.cfg.backoff_max)
+    }
+
+    /// Sends one request with retries; returns the final status and body.
+    async fn send(
+        &self,
+        stage: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Body,
+    ) -> Result<(StatusCode, Vec<u8>), PublishError> {
+        let url = format!("{}{}", self.cfg.base_url, path_and_query);
+        let mut attempt = 0u32;
+        loop {
+            let auth = authorization_header(&self.creds, method.as_str(), &url, &[])?;
+            let mut req = self
+                .client
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, auth);
+            req = match &body {
+                Body::Empty => req,
+                Body::Json(b) => req.header(CONTENT_TYPE, "application/json").body(b.clone()),
+                Body::Multipart { boundary, bytes } => req
+                    .header(
+                        CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(bytes.clone()),
+            };
+            let result = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(b) => Ok((status, headers, b.to_vec())),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            attempt += 1;
+            match result {
+                Err(e) => {
+                    warn!(stage, attempt, error = %e, "X request failed");
+                    if attempt >= self.cfg.max_attempts {
+                        return Err(PublishError::Network {
+                            stage,
+                            message: e.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(self.backoff(attempt - 1)).await;
+                }
+                Ok((status, headers, _)) if status == StatusCode::TOO_MANY_REQUESTS => {
+                    let now = Utc::now();
+                    let reset = rate_limit_reset(&headers, now);
+                    let wait = reset
+                        .map(|r| {
+                            (r - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1)
+                        })
+                        .unwrap_or_else(|| self.backoff(attempt - 1));
+                    if wait > self.cfg.max_rate_limit_wait || attempt >= self.cfg.max_attempts + 2 {
+                        warn!(stage, ?reset, "X rate limit: giving up for now");
+                        return Err(PublishError::RateLimited {
+                            stage,
+                            reset_at: reset,
+                        });
+                    }
+                    info!(
+                        stage,
+                        wait_s = wait.as_secs_f64(),
+                        "X rate limit: waiting for reset"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Ok((status, _, bytes)) if status.is_server_error() => {
+                    warn!(stage, attempt, status = status.as_u16(), "X server error");
+                    if attempt >= self.cfg.max_attempts {
+                        return Err(PublishError::Http {
+                            stage,
+                            status: status.as_u16(),
+                            body: snippet(&bytes),
+                        });
+                    }
+                    tokio::time::sleep(self.backoff(attempt - 1)).await;
+                }
+                Ok((status, _, bytes)) => {
+                    debug!(stage, status = status.as_u16(), "X response");
+                    return Ok((status, bytes));
+                }
+            }
+        }
+    }
+
+    /// `send` that treats every non-2xx as an error and parses JSON.
+    async fn send_ok(
+        &self,
+        stage: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Body,
+    ) -> Result<Value, PublishError> {
+        let (status, bytes) = self.send(stage, method, path_and_query, body).await?;
+        if !status.is_success() {
+            return Err(PublishError::Http {
+                stage,
+                status: status.as_u16(),
+                body: snippet(&bytes),
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        json_body(stage, &bytes)
+    }
+
+    /// Uploads a GIF; returns the media id once X has processed it.
+    pub async fn upload_gif(&self, gif: &[u8]) -> Result<String, PublishError> {
+        if gif.len() > MAX_GIF_BYTES {
+            return Err(PublishError::TooLarge {
+                bytes: gif.len(),
+                limit: MAX_GIF_BYTES,
+            });
+        }
+        let init = json!({
+            "media_type": "image/gif",
+            "total_bytes": gif.len(),
+            "media_category": "tweet_gif",
+        });
+        let resp = self
+            .send_ok(
+                "media initialize",
+                Method::POST,
+                "/2/media/upload/initialize",
+                Body::Json(init.to_string().into_bytes()),
+            )
+            .await?;
+        let id = resp["data"]["id"]
+            .as_str()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| PublishError::BadResponse {
+                stage: "media initialize",
+                message: format!("no numeric data.id in {resp}"),
+            })?
+            .to_string();
+        for (i, chunk) in gif.chunks(self.cfg.chunk_bytes.max(1)).enumerate() {
+            let body = multipart(&[("segment_index", i.to_string())], "media", chunk);
+            self.send_ok(
+                "media append",
+                Method::POST,
+                &format!("/2/media/upload/{id}/append"),
+                body,
+            )
+            .await?;
+        }
+        let fin = self
+            .send_ok(
+                "media finalize",
+                Method::POST,
+                &format!("/2/media/upload/{id}/finalize"),
+                Body::Empty,
+            )
+            .await?;
+        let mut info = fin["data"]["processing_info"].clone();
+        let started = std::time::Instant::now();
+        loop {
+            let state = info["state"].as_str().unwrap_or("succeeded").to_string();
+            match state.as_str() {
+                "succeeded" => return Ok(id),
+                "failed" => {
+                    return Err(PublishError::MediaFailed {
+                        message: info["error"].to_string(),
+                    })
+                }
+                _ => {}
+            }
+            let waited = started.elapsed();
+            if waited >= self.cfg.processing_timeout {
+                return Err(PublishError::MediaTimeout {
+                    state,
+                    waited_s: waited.as_secs(),
+                });
+            }
+            let after = Duration::from_secs(info["check_after_secs"].as_u64().unwrap_or(1).max(1))
+                .min(self.cfg.max_poll_interval);
+            tokio::time::sleep(after).await;
+            let status = self
+                .send_ok(
+                    "media status",
+                    Method::GET,
+                    &format!("/2/media/upload?command=STATUS&media_id={id}"),
+                    Body::Empty,
+                )
+                .await?;
+            info = status["data"]["processing_info"].clone();
+            if info.is_null() {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Posts `text` with optional media ids; returns the post id.
+    pub async fn create_post(
+        &self,
+        text: &str,
+        media_ids: &[String],
+    ) -> Result<Receipt, PublishError> {
+        let mut body = json!({ "text": text });
+        if !media_ids.is_empty() {
+            body["media"] = json!({ "media_ids": media_ids });
+        }
+        let stage = "create post";
+        let (status, bytes) = self
+            .send(
+                stage,
+                Method::POST,
+                "/2/tweets",
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        if status == StatusCode::FORBIDDEN
+            && String::from_utf8_lossy(&bytes)
+                .to_ascii_lowercase()
+                .contains("duplicate")
+        {
+            info!("X already has this post (duplicate content)");
+            return Ok(Receipt {
+                id: String::new(),
+                already_posted: true,
+            });
+        }
+        if !status.is_success() {
+            return Err(PublishError::Http {
+                stage,
+                status: status.as_u16(),
+                body: snippet(&bytes),
+            });
+        }
+        let v = json_body(stage, &bytes)?;
+        let id = v["data"]["id"]
+            .as_str()
+            .ok_or_else(|| PublishError::BadResponse {
+                stage,
+                message: format!("no data.id in {v}"),
+            })?;
+        Ok(Receipt {
+            id: id.to_string(),
+            already_posted: false,
+        })
+    }
+}
+
+impl Publisher for XPublisher {
+    fn name(&self) -> &'static str {
+        "x"
+    }
+
+    async fn publish(&self, post: &Post<'_>) -> Result<Receipt, PublishError> {
+        let media = match post.gif {
+            Some(gif) => vec![self.upload_gif(gif).await?],
+            None => Vec::new(),
+        };
+        self.create_post(post.text, &media).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn base_url_override() {
+        let cfg = XConfig::from_lookup(|k| {
+            (k == ENV_API_BASE).then(|| "http://127.0.0.1:9/".to_string())
+        });
+        assert_eq!(cfg.base_url, "http://127.0.0.1:9");
+        assert_eq!(XConfig::from_lookup(|_| None).base_url, DEFAULT_API_BASE);
+    }
+
+    #[test]
+    fn reset_headers() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_limit_reset(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            rate_limit_reset(&h, now),
+            Some(now + chrono::Duration::seconds(7))
+        );
+        h.insert("x-rate-limit-reset", HeaderValue::from_static("1700000042"));
+        assert_eq!(
+            rate_limit_reset(&h, now),
+            Some(now + chrono::Duration::seconds(42))
+        );
+    }
+
+    #[test]
+    fn multipart_layout() {
+        let Body::Multipart { boundary, bytes } =
+            multipart(&[("segment_index", "3".into())], "media", b"GIF")
+        else {
+            panic!("multipart");
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with(&format!("--{boundary}\r\n")));
+        assert!(text.contains("name=\"segment_index\"\r\n\r\n3\r\n"));
+        assert!(text.contains("name=\"media\"; filename=\"blob\""));
+        assert!(text.ends_with(&format!("GIF\r\n--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let creds = Credentials {
+            consumer_key: "k".into(),
+            consumer_secret: "s".into(),
+            access_token: "t".into(),
+            access_secret: "u".into(),
+        };
+        let p = XPublisher::new(creds, XConfig::default()).expect("client");
+        assert_eq!(p.backoff(0), Duration::from_secs(1));
+        assert_eq!(p.backoff(2), Duration::from_secs(4));
+        assert_eq!(p.backoff(10), Duration::from_secs(30));
+        assert!(!format!("{p:?}").contains("\"u\""));
+    }
+}

@@ -1,0 +1,634 @@
+//! The nowcast service: builds nowcasts from the sparse scans in the store,
+//! stores their frames, and keeps the latest one per radar in memory.
+//!
+//! * [`NowcastService::update`] reads the newest scans of a radar through
+//!   the [`ScanStore`], runs the nowcast (`raincast_algorithms::nowcast`:
+//!   motion, S-PROG-like extrapolation, probability), stores every forecast
+//!   frame as a sparse array, and caches the result. When another instance
+//!   has already stored the frames for the newest scan, they are loaded
+//!   instead of recomputed.
+//! * [`NowcastService::latest`] returns the cached nowcast instantly;
+//!   [`NowcastService::ensure`] also refreshes it when the store holds a
+//!   newer scan (checked at most every few seconds).
+//! * [`LatestNowcast::point`] gives the forecast at a lon/lat: rate and
+//!   probability per lead plus a one-line summary.
+//!
+//! # Stored frames
+//! The frame of lead `L` minutes of the nowcast based on the scan at `B` is
+//! stored as a scan of the pseudo-radar `{radar}.nowcast.{L:03}` at time `B`
+//! (source key `nowcast:{radar}:{B}+{L}`, format `nowcast`); its sparse
+//! header carries the grid and the valid time `B + L`. Rates are mm/h, NaN
+//! where the forecast is unknown. Readers list a radar's stored nowcasts
+//! with the ordinary scan listing of a lead's pseudo-radar.
+
+use chrono::{DateTime, Duration, Utc};
+use ndarray::Array2;
+use raincast_algorithms::nowcast::{
+    self, neighbourhood_probability, summary_text, NowcastConfig, NowcastError,
+};
+use raincast_algorithms::prep::RainField;
+use raincast_algorithms::sparse::{self, EncodedTile, SparseOptions};
+use raincast_algorithms::Grid;
+use raincast_store::{NewScan, ScanManifest, ScanStore, StoreError, Tile};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// How nowcasts are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NowcastSettings {
+    /// The algorithm's settings (input frames, motion, smoothing, probability radius).
+    pub config: NowcastConfig,
+    /// Longest lead, minutes (default 120).
+    pub max_lead_min: u32,
+    /// Interval between leads, minutes; `None` (default) = the scan interval
+    /// rounded to whole minutes, at least 1.
+    pub lead_step_min: Option<u32>,
+    /// Threshold of the cached probability fields, mm/h (default 0.1).
+    pub probability_threshold_mm_h: f32,
+    /// Store every frame through the scan store (default true).
+    pub store_frames: bool,
+    /// Sparse tile side of stored frames, cells (default 256).
+    pub tile_size: usize,
+    /// [`NowcastService::ensure`] looks for a newer scan at most this often, seconds (default 5).
+    pub recheck_s: i64,
+}
+
+impl Default for NowcastSettings {
+    fn default() -> Self {
+        Self {
+            config: NowcastConfig::default(),
+            max_lead_min: 120,
+            lead_step_min: None,
+            probability_threshold_mm_h: 0.1,
+            store_frames: true,
+            tile_size: sparse::DEFAULT_TILE_SIZE,
+            recheck_s: 5,
+        }
+    }
+}
+
+/// Why a nowcast could not be built or loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NowcastServiceError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("scan {radar} at {time}: {reason}")]
+    BadScan {
+        radar: String,
+        time: DateTime<Utc>,
+        reason: String,
+    },
+    #[error("nowcast of {radar}: {source}")]
+    Nowcast {
+        radar: String,
+        #[source]
+        source: NowcastError,
+    },
+    #[error("nowcast task failed: {0}")]
+    Task(String),
+}
+
+/// Where a cached nowcast came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Origin {
+    /// Computed by this process.
+    Computed { motion_and_forecast_ms: f64 },
+    /// Loaded from frames another instance stored.
+    Stored,
+}
+
+/// The newest nowcast of a radar, with everything the API and the notifier need.
+#[derive(Debug, Clone)]
+pub struct LatestNowcast {
+    pub radar: String,
+    /// Grid of every field.
+    pub grid: Grid,
+    /// Time of the newest scan used (the issue time).
+    pub base_time: DateTime<Utc>,
+    /// Interval between the input scans, seconds.
+    pub step_s: i64,
+    /// Scan times used, oldest first.
+    pub inputs: Vec<DateTime<Utc>>,
+    /// Leads, minutes after `base_time`.
+    pub leads_min: Vec<u32>,
+    /// Forecast rate per lead, mm/h, `(rows, cols)`, row 0 north, NaN unknown.
+    pub rate_mm_h: Vec<Array2<f32>>,
+    /// Probability of rain ≥ `threshold_mm_h` per lead (0..1, NaN unknown).
+    pub probability: Vec<Array2<f32>>,
+    /// Threshold of `probability`, mm/h.
+    pub threshold_mm_h: f32,
+    /// The newest observed field, mm/h (the "now").
+    pub observed_mm_h: Array2<f32>,
+    /// When this process built or loaded it.
+    pub created_at: DateTime<Utc>,
+    pub origin: Origin,
+}
+
+/// One step of a point forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointStep {
+    pub lead_min: u32,
+    pub time: DateTime<Utc>,
+    /// Forecast rate, mm/h (NaN = unknown).
+    pub rate_mm_h: f32,
+    /// Probability of rain ≥ the threshold (NaN = unknown).
+    pub probability: f32,
+}
+
+/// The forecast at one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointForecast {
+    /// Grid cell of the place.
+    pub row: usize,
+    pub col: usize,
+    /// Observed rate at the base time, mm/h (NaN = no data).
+    pub now_mm_h: f32,
+    pub steps: Vec<PointStep>,
+    /// One line such as "Light rain starting in about 15 min, easing after 40 min".
+    pub summary: String,
+}
+
+impl LatestNowcast {
+    /// Valid time of lead `i`.
+    pub fn valid_time(&self, i: usize) -> DateTime<Utc> {
+        self.base_time + Duration::minutes(self.leads_min.get(i).copied().unwrap_or(0) as i64)
+    }
+
+    /// Index of a lead, if the nowcast has it.
+    pub fn lead_index(&self, lead_min: u32) -> Option<usize> {
+        self.leads_min.iter().position(|l| *l == lead_min)
+    }
+
+    /// The grid cell at a lon/lat when it lies in the grid and the newest
+    /// scan has data there (inside the radar's coverage).
+    pub fn covered_cell(&self, lon: f64, lat: f64) -> Option<(usize, usize)> {
+        let (r, c) = self.grid.cell_at_lonlat(lon, lat)?;
+        self.observed_mm_h[[r, c]].is_finite().then_some((r, c))
+    }
+
+    /// The forecast at a lon/lat; `None` outside the coverage.
+    pub fn point(&self, lon: f64, lat: f64) -> Option<PointForecast> {
+        let (row, col) = self.covered_cell(lon, lat)?;
+        let steps: Vec<PointStep> = (0..self.leads_min.len())
+            .map(|i| PointStep {
+                lead_min: self.leads_min[i],
+                time: self.valid_time(i),
+                rate_mm_h: self.rate_mm_h[i][[row, col]],
+                probability: self.probability[i][[row, col]],
+            })
+            .collect();
+        let now = self.observed_mm_h[[row, col]];
+        let rates: Vec<f32> = steps.iter().map(|s| s.rate_mm_h).collect();
+        let probs: Vec<f32> = steps.iter().map(|s| s.probability).collect();
+        let summary = summary_text(now, &self.leads_min, &rates, &probs);
+        Some(PointForecast {
+            row,
+            col,
+            now_mm_h: now,
+            steps,
+            summary,
+        })
+    }
+}
+
+/// What [`NowcastService::update`] did.
+#[derive(Debug, Clone)]
+pub enum UpdateOutcome {
+    /// The cached nowcast is based on the newest scan already.
+    Unchanged(Arc<LatestNowcast>),
+    /// A new nowcast was computed (and its frames stored when configured).
+    Built(Arc<LatestNowcast>),
+    /// Frames stored by another instance were loaded.
+    Loaded(Arc<LatestNowcast>),
+    /// Fewer consecutive scans than a nowcast needs.
+    NotEnoughScans { have: usize, need: usize },
+}
+
+impl UpdateOutcome {
+    /// The current nowcast, if there is one.
+    pub fn nowcast(&self) -> Option<&Arc<LatestNowcast>> {
+        match self {
+            UpdateOutcome::Unchanged(n) | UpdateOutcome::Built(n) | UpdateOutcome::Loaded(n) => {
+                Some(n)
+            }
+            UpdateOutcome::NotEnoughScans { .. } => None,
+        }
+    }
+}
+
+/// Builds, stores and caches nowcasts. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct NowcastService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ScanStore>,
+    settings: NowcastSettings,
+    cache: RwLock<HashMap<String, Arc<LatestNowcast>>>,
+    /// One build at a time per radar.
+    building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Unix seconds of the last freshness check per radar.
+    checked: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    /// Newest scan time seen in the store per radar.
+    seen: RwLock<HashMap<String, DateTime<Utc>>>,
+}
+
+impl std::fmt::Debug for NowcastService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NowcastService")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Pseudo-radar id of a lead's stored frames.
+pub fn frame_series_id(radar: &str, lead_min: u32) -> String {
+    format!("{radar}.nowcast.{lead_min:03}")
+}
+
+impl NowcastService {
+    pub fn new(store: Arc<dyn ScanStore>, settings: NowcastSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                cache: RwLock::new(HashMap::new()),
+                building: Mutex::new(HashMap::new()),
+                checked: Mutex::new(HashMap::new()),
+                seen: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &NowcastSettings {
+        &self.inner.settings
+    }
+
+    /// The cached nowcast of a radar (no I/O).
+    pub fn latest(&self, radar: &str) -> Option<Arc<LatestNowcast>> {
+        self.inner
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .cloned()
+    }
+
+    /// The newest scan time this service has seen in the store for a radar
+    /// (no I/O; updated by every [`NowcastService::update`]).
+    pub fn latest_scan_seen(&self, radar: &str) -> Option<DateTime<Utc>> {
+        self.inner
+            .seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .copied()
+    }
+
+    /// The cached nowcast, refreshed first when there is none; when there is
+    /// one, a newer scan in the store (looked for at most every
+    /// `recheck_s` seconds) triggers a refresh in the background.
+    pub async fn ensure(
+        &self,
+        radar: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<LatestNowcast>>, NowcastServiceError> {
+        let Some(cached) = self.latest(radar) else {
+            return Ok(self.update(radar, now).await?.nowcast().cloned());
+        };
+        let stamp = {
+            let mut m = lock(&self.inner.checked);
+            m.entry(radar.to_string())
+                .or_insert_with(|| Arc::new(AtomicI64::new(0)))
+                .clone()
+        };
+        let last = stamp.load(Ordering::Relaxed);
+        if now.timestamp() - last >= self.inner.settings.recheck_s
+            && stamp
+                .compare_exchange(last, now.timestamp(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let this = self.clone();
+            let radar = radar.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = this.update(&radar, now).await {
+                    tracing::warn!(%radar, error = %e, "background nowcast refresh failed");
+                }
+            });
+        }
+        Ok(Some(cached))
+    }
+
+    fn radar_lock(&self, radar: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.inner.building)
+            .entry(radar.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone()
+    }
+
+    /// Brings the radar's nowcast up to date with its newest stored scan.
+    pub async fn update(
+        &self,
+        radar: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, NowcastServiceError> {
+        let guard = self.radar_lock(radar);
+        let _held = guard.lock().await;
+        let store = self.inner.store.as_ref();
+        let need = self.inner.settings.config.frames.max(nowcast::MIN_FRAMES);
+        let Some(latest) = store.latest(radar, now).await? else {
+            return Ok(UpdateOutcome::NotEnoughScans { have: 0, need });
+        };
+        self.inner
+            .seen
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(radar.to_string(), latest.time);
+        if let Some(c) = self.latest(radar) {
+            if c.base_time >= latest.time {
+                return Ok(UpdateOutcome::Unchanged(c));
+            }
+        }
+        // The newest `need` scans, no older than the algorithm can track.
+        let from = latest.time - Duration::seconds(nowcast::MAX_STEP_S * need as i64);
+        let manifests = store.list_scans(radar, from, latest.time, now).await?;
+        let used: Vec<&ScanManifest> = manifests.iter().rev().take(need).rev().collect();
+        if used.len() < need {
+            return Ok(UpdateOutcome::NotEnoughScans {
+                have: used.len(),
+                need,
+            });
+        }
+        let step_s = (used[used.len() - 1].time - used[used.len() - 2].time).num_seconds();
+        let leads = self.leads(step_s);
+        let mut fields = Vec::with_capacity(used.len());
+        for m in &used {
+            fields.push(load_field(store, radar, m.time, now).await?);
+        }
+        if let Some(n) = self
+            .load_stored(radar, &fields, step_s, &leads, now)
+            .await?
+        {
+            let n = Arc::new(n);
+            self.cache_it(radar, n.clone());
+            return Ok(UpdateOutcome::Loaded(n));
+        }
+        let settings = self.inner.settings.clone();
+        let radar_owned = radar.to_string();
+        let built = tokio::task::spawn_blocking(move || {
+            build(&radar_owned, &fields, &leads, &settings, now)
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        if self.inner.settings.store_frames {
+            self.store_frames(&built, now).await?;
+        }
+        let n = Arc::new(built);
+        self.cache_it(radar, n.clone());
+        tracing::info!(
+            radar,
+            base_time = %n.base_time,
+            leads = n.leads_min.len(),
+            ms = match n.origin { Origin::Computed { motion_and_forecast_ms } => motion_and_forecast_ms, Origin::Stored => 0.0 },
+            "nowcast built"
+        );
+        Ok(UpdateOutcome::Built(n))
+    }
+
+    fn cache_it(&self, radar: &str, n: Arc<LatestNowcast>) {
+        self.inner
+            .cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(radar.to_string(), n);
+    }
+
+    /// Leads for a scan interval: every step up to the longest lead.
+    pub fn leads(&self, step_s: i64) -> Vec<u32> {
+        let s = &self.inner.settings;
+        let step = s
+            .lead_step_min
+            .unwrap_or(((step_s as f64 / 60.0).round() as u32).max(1))
+            .max(1);
+        let max = s.max_lead_min.min(nowcast::MAX_LEAD_MIN);
+        (1..).map(|k| k * step).take_while(|l| *l <= max).collect()
+    }
+
+    async fn store_frames(
+        &self,
+        n: &LatestNowcast,
+        now: DateTime<Utc>,
+    ) -> Result<(), NowcastServiceError> {
+        let opts = SparseOptions {
+            tile_size: self.inner.settings.tile_size,
+        };
+        for (i, lead) in n.leads_min.iter().enumerate() {
+            let field = RainField {
+                grid: n.grid.clone(),
+                time: n.valid_time(i),
+                rate_mm_h: n.rate_mm_h[i].clone(),
+            };
+            let enc = sparse::encode(&field, &opts).map_err(|e| NowcastServiceError::BadScan {
+                radar: n.radar.clone(),
+                time: field.time,
+                reason: format!("encode frame: {e}"),
+            })?;
+            let scan = NewScan {
+                radar: frame_series_id(&n.radar, *lead),
+                time: n.base_time,
+                source_key: format!("nowcast:{}:{}+{lead}", n.radar, n.base_time.to_rfc3339()),
+                format: "nowcast".into(),
+                header: enc.header,
+                rain_cells: field.rain_cells() as u64,
+                tiles: enc
+                    .tiles
+                    .into_iter()
+                    .map(|t| Tile {
+                        row: t.row,
+                        col: t.col,
+                        bytes: t.bytes,
+                    })
+                    .collect(),
+            };
+            self.inner.store.put_scan(&scan, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the frames stored for the newest scan, when all leads are there.
+    async fn load_stored(
+        &self,
+        radar: &str,
+        fields: &[RainField],
+        step_s: i64,
+        leads: &[u32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<LatestNowcast>, NowcastServiceError> {
+        let store = self.inner.store.as_ref();
+        let Some(latest) = fields.last() else {
+            return Ok(None);
+        };
+        let base = latest.time;
+        for lead in leads {
+            if store
+                .get_manifest(&frame_series_id(radar, *lead), base, now)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+        }
+        let mut rate = Vec::with_capacity(leads.len());
+        for lead in leads {
+            let f = load_field(store, &frame_series_id(radar, *lead), base, now).await?;
+            if !f.grid.same_geometry(&latest.grid) {
+                return Ok(None);
+            }
+            rate.push(f.rate_mm_h);
+        }
+        let cfg = self.inner.settings.config;
+        let threshold = self.inner.settings.probability_threshold_mm_h;
+        let grid = latest.grid.clone();
+        let leads_owned = leads.to_vec();
+        let (rate, probability) = tokio::task::spawn_blocking(move || {
+            let p: Vec<Array2<f32>> = rate
+                .iter()
+                .zip(&leads_owned)
+                .map(|(f, lead)| {
+                    neighbourhood_probability(
+                        &f.view(),
+                        threshold,
+                        prob_radius_cells(&cfg, &grid, *lead),
+                    )
+                })
+                .collect();
+            (rate, p)
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))?;
+        Ok(Some(LatestNowcast {
+            radar: radar.to_string(),
+            grid: latest.grid.clone(),
+            base_time: base,
+            step_s,
+            inputs: fields.iter().map(|f| f.time).collect(),
+            leads_min: leads.to_vec(),
+            rate_mm_h: rate,
+            probability,
+            threshold_mm_h: self.inner.settings.probability_threshold_mm_h,
+            observed_mm_h: latest.rate_mm_h.clone(),
+            created_at: now,
+            origin: Origin::Stored,
+        }))
+    }
+
+    /// Refreshes every radar now and then every `interval`, until `shutdown`.
+    pub async fn run_periodic(
+        self,
+        radars: Vec<String>,
+        interval: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    for r in &radars {
+                        match self.update(r, Utc::now()).await {
+                            Ok(UpdateOutcome::NotEnoughScans { have, need }) => {
+                                tracing::debug!(radar = %r, have, need, "nowcast waits for scans")
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(radar = %r, error = %e, "nowcast update failed"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Half-width in cells of the probability neighbourhood at a lead (the
+/// algorithm's `r₀ + g · lead` km, see `raincast_algorithms::nowcast`).
+fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
+    let km = cfg.prob_radius_km + cfg.prob_radius_growth_km_per_min * lead_min as f32;
+    let cell_km = (grid.cell_m() / 1000.0).max(1e-3) as f32;
+    (km / cell_km).round().max(0.0) as usize
+}
+
+async fn load_field(
+    store: &dyn ScanStore,
+    radar: &str,
+    time: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<RainField, NowcastServiceError> {
+    let bad = |reason: String| NowcastServiceError::BadScan {
+        radar: radar.to_string(),
+        time,
+        reason,
+    };
+    let scan = store
+        .get_scan(radar, time, now)
+        .await?
+        .ok_or_else(|| bad("listed but not found (expired?)".into()))?;
+    let tiles: Vec<EncodedTile> = scan
+        .tiles
+        .into_iter()
+        .map(|t| EncodedTile {
+            row: t.row,
+            col: t.col,
+            bytes: t.bytes,
+        })
+        .collect();
+    sparse::decode(&scan.manifest.header, &tiles).map_err(|e| bad(format!("sparse decode: {e}")))
+}
+
+fn build(
+    radar: &str,
+    fields: &[RainField],
+    leads: &[u32],
+    s: &NowcastSettings,
+    now: DateTime<Utc>,
+) -> Result<LatestNowcast, NowcastServiceError> {
+    let start = std::time::Instant::now();
+    let n = nowcast::nowcast(fields, leads, &s.config).map_err(|source| {
+        NowcastServiceError::Nowcast {
+            radar: radar.to_string(),
+            source,
+        }
+    })?;
+    let probability = n.probability(s.probability_threshold_mm_h);
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let used = fields.len().min(s.config.frames.max(nowcast::MIN_FRAMES));
+    Ok(LatestNowcast {
+        radar: radar.to_string(),
+        grid: n.grid.clone(),
+        base_time: n.base_time,
+        step_s: n.step_s,
+        inputs: fields[fields.len() - used..]
+            .iter()
+            .map(|f| f.time)
+            .collect(),
+        leads_min: n.leads_min.clone(),
+        rate_mm_h: n.rate_mm_h,
+        probability,
+        threshold_mm_h: s.probability_threshold_mm_h,
+        observed_mm_h: n.observed_mm_h,
+        created_at: now,
+        origin: Origin::Computed {
+            motion_and_forecast_ms: ms,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;
