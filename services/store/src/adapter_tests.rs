@@ -39,8 +39,8 @@ async fn embedded_store_conforms() {
     let store = EmbeddedStore::open(dir.path().join("sub/raincast.redb"), retention())
         .await
         .unwrap();
-    scan_store_suite(&store, retention()).await;
-    state_store_suite(&store).await;
+    scan_store_suite(&store, retention(), true).await;
+    state_store_suite(&store, true).await;
     // Reopening the file keeps everything.
     let path = store.path().to_path_buf();
     drop(store);
@@ -128,8 +128,8 @@ async fn s3_source_conforms_on_moto() {
 async fn dynamodb_store_conforms_on_moto() {
     let Some(moto) = Server::moto() else { return };
     let store = dynamo_on(&moto, "conf-").await;
-    scan_store_suite(&store, retention()).await;
-    state_store_suite(&store).await;
+    scan_store_suite(&store, retention(), false).await;
+    state_store_suite(&store, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,8 +138,8 @@ async fn dynamodb_store_conforms_on_dynalite() {
         return;
     };
     let store = dynamo_on(&dynalite, "conf-").await;
-    scan_store_suite(&store, retention()).await;
-    state_store_suite(&store).await;
+    scan_store_suite(&store, retention(), true).await;
+    state_store_suite(&store, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

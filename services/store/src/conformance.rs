@@ -129,7 +129,11 @@ where
 }
 
 /// The [`ScanStore`] suite. `retention` is the adapter's configured retention.
-pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
+/// `races` also checks that concurrent conditional writes have exactly one
+/// winner: true for every real backend; moto's server evaluates conditions
+/// and writes without a lock (two winners of one race were seen), so its
+/// runs leave that to dynalite.
+pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration, races: bool) {
     let now = Utc::now();
     let r = "conf-radar";
 
@@ -266,12 +270,17 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
 
     // Concurrent puts of one scan: exactly one stores it.
     let d = sample_scan(r, t(12, 0), 30, 50);
+    if !races {
+        store.put_scan(&d, now).await.unwrap();
+    }
     let outcomes = futures_join_all((0..4).map(|_| store.put_scan(&d, now))).await;
     let stored = outcomes
         .iter()
         .filter(|o| matches!(o, Ok(PutOutcome::Stored)))
         .count();
-    assert_eq!(stored, 1, "{outcomes:?}");
+    if races {
+        assert_eq!(stored, 1, "{outcomes:?}");
+    }
     assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
     assert_eq!(
         store
@@ -314,8 +323,8 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration) {
     ));
 }
 
-/// The [`StateStore`] suite.
-pub async fn state_store_suite(store: &dyn StateStore) {
+/// The [`StateStore`] suite; `races` as for [`scan_store_suite`].
+pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     let now = Utc::now();
 
     // Checkpoints never move backwards.
@@ -433,7 +442,9 @@ pub async fn state_store_suite(store: &dyn StateStore) {
         .iter()
         .filter(|r| matches!(r, Ok(LeaseOutcome::Acquired { .. })))
         .count();
-    assert_eq!(winners, 1, "{results:?}");
+    if races {
+        assert_eq!(winners, 1, "{results:?}");
+    }
 
     // Quarantine.
     let q = |radar: &str, key: &str, reason: &str| QuarantineRecord {
@@ -512,7 +523,9 @@ pub async fn state_store_suite(store: &dyn StateStore) {
         .iter()
         .filter(|r| matches!(r, Ok(ClaimOutcome::Claimed)))
         .count();
-    assert_eq!(claimed, 1, "{results:?}");
+    if races {
+        assert_eq!(claimed, 1, "{results:?}");
+    }
 }
 
 /// Runs futures concurrently on the current task (no extra dependency).
