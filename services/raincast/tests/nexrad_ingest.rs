@@ -92,12 +92,19 @@ impl World {
         })
     }
 
+    /// Uploads a publicly readable object, as in NOAA's bucket (moto, like
+    /// S3, refuses unsigned reads of private objects).
     async fn upload(&self, key: &str, bytes: Vec<u8>) {
+        self.upload_with_acl(key, bytes, "public-read").await;
+    }
+
+    async fn upload_with_acl(&self, key: &str, bytes: Vec<u8>, acl: &str) {
         self.s3
             .client()
             .put_object()
             .bucket(BUCKET)
             .key(key)
+            .acl(acl.into())
             .body(bytes.into())
             .send()
             .await
@@ -124,11 +131,14 @@ impl World {
     fn ingest(&self, extra_env: &[(&str, &str)]) -> std::process::Output {
         let home = self.tmp.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
+        // Empty AWS config and credentials files: no profile, no keys.
+        std::fs::write(home.join("aws-config"), "").unwrap();
+        std::fs::write(home.join("aws-credentials"), "").unwrap();
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("HOME", &home)
-            .env("AWS_CONFIG_FILE", home.join("no-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+            .env("AWS_CONFIG_FILE", home.join("aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_S3", self.moto.endpoint())
             .env("RAINCAST_LOG", "info")
@@ -265,7 +275,8 @@ async fn nexrad_late_and_corrupt_volumes() {
     assert!(w.checkpoint().await.unwrap() > times()[late]);
 
     w.upload_volumes([late]).await;
-    let truncated_at = times()[2] + Duration::minutes(1);
+    // Both within the 30 min lookback behind the checkpoint (00:17:21).
+    let truncated_at = times()[6] + Duration::minutes(1);
     let full = volume_at(&w.excerpt, truncated_at);
     w.upload(
         &key_of(truncated_at, "_V06"),
