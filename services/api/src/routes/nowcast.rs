@@ -221,6 +221,7 @@ pub struct FrameQuery {
     /// frame of the latest nowcast is returned.
     pub issued: Option<String>,
     /// `map` (default) or `native`.
+    #[param(inline)]
     pub projection: Option<PngProjection>,
 }
 
