@@ -301,6 +301,10 @@ pub struct Config {
     pub listen: String,
     /// Log as JSON lines.
     pub log_json: bool,
+    /// The `[api]` table as written (validated by the HTTP service).
+    pub api: toml::Table,
+    /// The `[nowcast]` table as written (validated by the nowcast service).
+    pub nowcast: toml::Table,
 }
 
 /// Command-line flags that override the file and the environment.
@@ -332,6 +336,12 @@ struct FileConfig {
     aws: FileAws,
     #[serde(default)]
     radars: Vec<FileRadar>,
+    /// `[api]`: read by the HTTP service (raincast-api `ApiConfig`).
+    #[serde(default)]
+    api: toml::Table,
+    /// `[nowcast]`: read by the nowcast service settings.
+    #[serde(default)]
+    nowcast: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -752,6 +762,8 @@ impl Config {
             aws,
             listen,
             log_json,
+            api: fc.api.clone(),
+            nowcast: fc.nowcast.clone(),
         })
     }
 

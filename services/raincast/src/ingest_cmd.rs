@@ -87,10 +87,13 @@ impl RadarArgs {
 }
 
 /// The ingester for a configuration and its stores, stopping when
-/// `shutdown` turns true. Purges expired scans of an embedded store first.
+/// `shutdown` turns true, recording into `metrics` (whose registry `raincast
+/// run` shares with the HTTP service's `/metrics`). Purges expired scans of
+/// an embedded store first.
 pub async fn ingester(
     cfg: &Config,
     stores: &Stores,
+    metrics: IngestMetrics,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Arc<Ingester>> {
     if let Some(e) = &stores.embedded {
@@ -105,7 +108,7 @@ pub async fn ingester(
         Arc::new(DecodeProcessor::new(&cfg.ingest)),
         cfg.ingest.clone(),
         default_owner(),
-        IngestMetrics::standalone(),
+        metrics,
         shutdown,
     )))
 }
@@ -175,7 +178,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         let radars = conn.radar_sources().await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         spawn_shutdown_signal(tx);
-        let ingester = ingester(&cfg, &stores, rx.clone()).await?;
+        let ingester = ingester(&cfg, &stores, IngestMetrics::standalone(), rx.clone()).await?;
         tracing::info!(store = %stores.description, radars = radars.len(), owner = ingester.owner(), "ingest starting");
         if !args.once {
             raincast_ingest::run_scheduled(ingester, radars, &cfg.ingest.schedule, rx).await?;

@@ -9,6 +9,7 @@ mod nowcast_cmd;
 mod prep_cmd;
 mod run_cmd;
 mod scans_cmd;
+mod serve_cmd;
 mod verify_cmd;
 
 /// Raincast: rain-radar nowcasting. Decode radar scans, ingest them from S3,
@@ -37,6 +38,8 @@ enum Command {
     /// Run every job (ingest; with no source configured, the synthetic demo
     /// radar too) until Ctrl-C.
     Run(run_cmd::RunArgs),
+    /// Serve the HTTP API and map page over an existing store (no ingest).
+    Api(serve_cmd::ApiArgs),
     /// Nowcast from consecutive scans of one radar: writes one .npy per lead.
     Nowcast(nowcast_cmd::NowcastArgs),
     /// Nowcast at every start time of a day of scans and score against persistence.
@@ -65,6 +68,7 @@ fn main() -> Result<()> {
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Api(args) => serve_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
     }

@@ -1,16 +1,18 @@
-//! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T]`:
-//! every ingest job until Ctrl-C. With no source configured it starts the
-//! synthetic demo radar, which writes ODIM_H5 files into ./var/bucket.
+//! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T] [--listen ADDR]`:
+//! every ingest job, the nowcast job and the HTTP service (map page and API)
+//! until Ctrl-C. With no source configured it starts the synthetic demo
+//! radar, which writes ODIM_H5 files into ./var/bucket.
 
 use crate::ingest_cmd::{
     ingester, process_env, runtime, spawn_shutdown_signal, ConfigArgs, RadarArgs,
 };
+use crate::serve_cmd::{self, ServiceSettings};
 use anyhow::Result;
 use clap::Args;
 use raincast_ingest::config::{IngestSettings, SourceSpec};
 use raincast_ingest::connect::Connector;
 use raincast_ingest::demo::{DemoOptions, DemoRadar};
-use raincast_ingest::RadarSource;
+use raincast_ingest::{IngestMetrics, Overrides, RadarSource};
 use raincast_store::LocalSource;
 use std::sync::Arc;
 
@@ -20,12 +22,20 @@ pub struct RunArgs {
     pub cfg: ConfigArgs,
     #[command(flatten)]
     pub radars: RadarArgs,
+    /// HTTP listen address [env: RAINCAST_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let env = process_env();
-    let mut cfg = args.cfg.load(&env, args.radars.overrides())?;
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        ..args.radars.overrides()
+    };
+    let mut cfg = args.cfg.load(&env, overrides)?;
     let demo = !cfg.source_given;
+    let settings = ServiceSettings::from_config(&cfg, &env, demo)?;
     if demo {
         // Demo scans come every few seconds: ingest them as often, in
         // batches big enough for the two-hour backfill, unless configured.
@@ -58,7 +68,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         } else {
             conn.radar_sources().await?
         };
-        let ingester = ingester(&cfg, &stores, rx.clone()).await?;
+        // One registry for every job: /metrics shows them all.
+        let registry = prometheus::Registry::new();
+        let metrics = IngestMetrics::new(&registry)?;
+        let ingester = ingester(&cfg, &stores, metrics, rx.clone()).await?;
+        let infos = serve_cmd::radar_infos(&radars.iter().map(|r| r.radar.clone()).collect::<Vec<_>>());
+        let (_, http) = serve_cmd::start(settings, &stores, infos, registry, true, rx.clone()).await?;
+        tasks.extend(http);
         let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();
         tracing::info!(source = %cfg.source, store = %stores.description, radars = ?ids,
             "raincast running; Ctrl-C to stop");

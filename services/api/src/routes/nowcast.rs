@@ -16,6 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::render::{self, AnimationFrame, AnimationOptions, FrameKind, RangeRings};
 use raincast_nowcast::LatestNowcast;
+use raincast_store::ScanManifest;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -220,6 +221,7 @@ pub struct FrameQuery {
     /// frame of the latest nowcast is returned.
     pub issued: Option<String>,
     /// `map` (default) or `native`.
+    #[param(inline)]
     pub projection: Option<PngProjection>,
 }
 
@@ -338,6 +340,24 @@ fn ring_step_km(grid: &raincast_algorithms::Grid) -> f64 {
         .unwrap_or(50.0)
 }
 
+/// Observed frames no closer together than the nowcast's lead step (the
+/// demo radar scans every few seconds; a map needs one frame per lead step),
+/// newest kept, oldest first.
+fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
+    let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
+    let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
+    for m in manifests.into_iter().rev() {
+        if out
+            .last()
+            .is_none_or(|l| (l.time - m.time).num_seconds() >= spacing_s)
+        {
+            out.push(m);
+        }
+    }
+    out.reverse();
+    out
+}
+
 /// Keeps at most `max` items, evenly spaced, always including the last.
 fn thin<T>(v: Vec<T>, max: usize) -> Vec<T> {
     if v.len() <= max || max == 0 {
@@ -427,7 +447,7 @@ async fn get_animation(
         .collect();
     let budget_past =
         MAX_ANIMATION_FRAMES.saturating_sub(forecast.len().min(MAX_ANIMATION_FRAMES / 2));
-    let manifests = thin(manifests, budget_past);
+    let manifests = thin(spaced(manifests, &n), budget_past);
     let forecast = thin(
         forecast,
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),

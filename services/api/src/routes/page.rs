@@ -79,7 +79,10 @@ fn serve(headers: &HeaderMap, a: &Asset, max_age_s: u32) -> Response {
 /// The map page: radar coverage, the animated rain overlay with a time
 /// slider, and the point forecast on click.
 #[utoipa::path(get, path = "/", tag = "page",
-    responses((status = 200, description = "The map page", body = String, content_type = "text/html")))]
+    responses(
+        (status = 200, description = "The map page", body = String, content_type = "text/html"),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ))]
 async fn index(headers: HeaderMap) -> Response {
     serve(&headers, &INDEX, 0)
 }
@@ -89,7 +92,9 @@ async fn index(headers: HeaderMap) -> Response {
 #[utoipa::path(get, path = "/assets/{file}", tag = "page",
     params(("file" = String, Path, description = "Asset name")),
     responses(
-        (status = 200, description = "The asset", body = String, content_type = "text/plain"),
+        (status = 200, description = "The asset",
+            content((String = "text/javascript"), (String = "text/css"), (String = "text/plain"))),
+        (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn asset(headers: HeaderMap, ApiPath(file): ApiPath<String>) -> Result<Response, ApiError> {

@@ -180,8 +180,10 @@ pub enum PngProjection {
 #[into_params(parameter_in = Query)]
 pub struct ScanQuery {
     /// `json` (default), `npy` or `png`.
+    #[param(inline)]
     pub format: Option<ScanFormat>,
     /// For `png`: `map` (default) or `native`.
+    #[param(inline)]
     pub projection: Option<PngProjection>,
 }
 
