@@ -151,6 +151,11 @@ const SHIFT_EPS: f32 = 0.02;
 /// Side of the source tiles whose value range is summarised.
 const TILE: usize = 16;
 
+/// Relative spread below which a source region counts as constant: far below
+/// any meaningful difference in rain rate or dBR, but it absorbs the rounding
+/// noise of recomposed fields.
+const CONST_TOL: f32 = 1e-5;
+
 /// Per-tile summary of the source: min and max of the finite values and
 /// whether the tile has NaN (no data) cells, or only NaN cells.
 struct Tiles {
@@ -191,23 +196,24 @@ impl Tiles {
     }
 
     /// The common value of every source cell in rows `r0..=r1`, columns
-    /// `c0..=c1` when they are all equal and finite.
+    /// `c0..=c1` when they are all finite and equal within [`CONST_TOL`]
+    /// (relative): then any interpolation there gives that value.
     fn constant(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> Option<f32> {
-        let mut value = None;
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for tr in r0 / TILE..=r1 / TILE {
             for tc in c0 / TILE..=c1 / TILE {
                 let k = tr * self.cols + tc;
-                if self.any_nan[k] || self.min[k] != self.max[k] {
+                if self.any_nan[k] {
                     return None;
                 }
-                match value {
-                    None => value = Some(self.min[k]),
-                    Some(v) if v != self.min[k] => return None,
-                    _ => {}
+                lo = lo.min(self.min[k]);
+                hi = hi.max(self.max[k]);
+                if hi - lo > CONST_TOL * (1.0 + lo.abs()) {
+                    return None;
                 }
             }
         }
-        value
+        Some(lo)
     }
 
     /// True when every source cell in the range is NaN.

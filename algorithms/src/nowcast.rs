@@ -54,7 +54,7 @@ use crate::extrapolate::{displacements, warp_into, Displacement, ExtrapolateErro
 use crate::grid::Grid;
 use crate::motion::{self, to_dbr, MotionConfig, MotionError, MotionField};
 use crate::prep::RainField;
-use crate::raster::{block_mean, upsample, upsample_into, Img};
+use crate::raster::{expand_into, reduce, upsample, Img};
 use chrono::{DateTime, Utc};
 use ndarray::{Array2, ArrayView2};
 use std::fmt;
@@ -328,10 +328,7 @@ impl<'a> NowcastInput<'a> {
                 &self.cfg,
             );
             correlations = sp.rho.clone();
-            let mut buf = Vec::new();
-            for (d, &steps) in disp[..n_leads].iter().zip(&lead_steps[..n_leads]) {
-                fields.push(sp.forecast(d, steps, &mut buf));
-            }
+            fields = sp.forecast_all(&disp[..n_leads], &lead_steps[..n_leads]);
         } else {
             let src = Img::from_view(&latest.rate_mm_h.view());
             for d in &disp[..n_leads] {
@@ -783,8 +780,10 @@ fn block_mean_any(src: &Img) -> Img {
     out
 }
 
-/// A Laplacian pyramid of a gap-free image: `gauss[0]` is the image,
-/// `gauss[k+1]` its 2× block mean; band `k` is `gauss[k] − up(gauss[k+1])`.
+/// A Laplacian pyramid (Burt & Adelson 1983) of a gap-free image:
+/// `gauss[0]` is the image, `gauss[k+1] = REDUCE(gauss[k])` (5-tap binomial
+/// blur, every second sample); band `k` is `gauss[k] − EXPAND(gauss[k+1])`,
+/// which holds wavelengths of roughly 2^(k+1) to 2^(k+2) cells.
 struct Pyramid {
     gauss: Vec<Img>,
     bands: Vec<Img>,
@@ -804,40 +803,22 @@ impl Pyramid {
     fn new(img: Img, levels: usize) -> Self {
         let mut gauss = vec![img];
         for _ in 0..levels {
-            let next = block_mean(&gauss[gauss.len() - 1], 2);
+            let next = reduce(&gauss[gauss.len() - 1]);
             gauss.push(next);
         }
         let bands = (0..levels)
             .map(|k| {
                 let g = &gauss[k];
-                let up = upsample(&gauss[k + 1], g.rows, g.cols, 2.0);
-                Img {
-                    rows: g.rows,
-                    cols: g.cols,
-                    data: g.data.iter().zip(&up.data).map(|(a, b)| a - b).collect(),
-                }
+                let mut up = Img::filled(g.rows, g.cols, 0.0);
+                expand_into(&gauss[k + 1], &mut up);
+                up.data
+                    .iter_mut()
+                    .zip(&g.data)
+                    .for_each(|(u, x)| *u = x - *u);
+                up
             })
             .collect();
         Self { gauss, bands }
-    }
-
-    /// `Σ w_k · band_k + residual`, at full resolution, into `bufs[0]`
-    /// (`bufs` holds one raster per level and is allocated on first use).
-    fn reconstruct_into(&self, weights: &[f32], bufs: &mut Vec<Img>) {
-        let levels = self.bands.len();
-        if bufs.len() != levels + 1 {
-            *bufs = self.gauss.clone();
-        }
-        bufs[levels].data.copy_from_slice(&self.gauss[levels].data);
-        for k in (0..levels).rev() {
-            let (lo, hi) = bufs.split_at_mut(k + 1);
-            let out = &mut lo[k];
-            upsample_into(&hi[0], out, 2.0);
-            let w = weights.get(k).copied().unwrap_or(1.0);
-            for (u, x) in out.data.iter_mut().zip(&self.bands[k].data) {
-                *u += w * x;
-            }
-        }
     }
 }
 
@@ -866,36 +847,22 @@ fn masked_corr(a: &Img, b: &Img, mask: &Img) -> Option<f32> {
     Some(((sab - sa * sb / n) / (va * vb).sqrt()) as f32)
 }
 
-/// Autocorrelation at lag `n` (steps, may be fractional) of an AR(2) process
-/// with lag-1 and lag-2 correlations `(r1, r2)`, made admissible and
-/// non-increasing; clamped to [0, 1].
-pub(crate) fn ar2_acf(r1: f32, r2: f32, lag: f32) -> f32 {
-    let r1 = r1.clamp(0.0, 0.999) as f64;
-    // Admissible AR(2): 2·r1² − 1 < r2 < 1, and rain decorrelates: r2 ≤ r1.
+/// Yule–Walker parameters `(φ1, φ2)` of an AR(2) process with lag-1 and
+/// lag-2 correlations `(r1, r2)`. No positive lag-1 correlation means no
+/// memory; `r1` is capped at 0.999, and `r2` is kept in `[0, r1]` and in the
+/// stationary range `2·r1² − 1 < r2` (as pysteps adjusts it).
+pub(crate) fn ar2_params(r1: f32, r2: f32) -> (f32, f32) {
+    if !(r1 > 0.0) {
+        return (0.0, 0.0);
+    }
+    let r1 = (r1 as f64).min(0.999);
+    // Rain decorrelates: r2 ≤ r1; and the stationary range.
     let r2 = (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6);
     let den = 1.0 - r1 * r1;
-    let (phi1, phi2) = if den > 1e-9 {
-        (r1 * (1.0 - r2) / den, (r2 - r1 * r1) / den)
-    } else {
-        (r1, 0.0)
-    };
-    let lag = lag.max(0.0) as f64;
-    let whole = lag.floor() as usize;
-    let mut acf = vec![1.0f64, r1];
-    while acf.len() < whole + 2 {
-        let k = acf.len();
-        let next = (phi1 * acf[k - 1] + phi2 * acf[k - 2]).clamp(0.0, acf[k - 1]);
-        acf.push(next);
-    }
-    let (a, b) = (acf[whole], acf[whole + 1]);
-    let t = lag - whole as f64;
-    // Log-linear between integer lags.
-    let v = if a > 1e-6 && b > 1e-6 {
-        (a.ln() * (1.0 - t) + b.ln() * t).exp()
-    } else {
-        a * (1.0 - t) + b * t
-    };
-    v.clamp(0.0, 1.0) as f32
+    (
+        (r1 * (1.0 - r2) / den) as f32,
+        ((r2 - r1 * r1) / den) as f32,
+    )
 }
 
 /// Entries of the tabulated quantile function.
@@ -1025,10 +992,42 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
     }
 }
 
+/// Mean and standard deviation of a raster over all its cells.
+fn mean_std(img: &Img) -> (f32, f32) {
+    let n = img.data.len().max(1) as f64;
+    let (mut s, mut ss) = (0f64, 0f64);
+    for &v in &img.data {
+        s += v as f64;
+        ss += v as f64 * v as f64;
+    }
+    let m = s / n;
+    ((m) as f32, ((ss / n - m * m).max(0.0)).sqrt() as f32)
+}
+
+/// One pyramid level in the AR(2) model: the standardised anomalies of the
+/// latest field (`z0`) and of the previous field advected onto it (`z1`),
+/// with the latest field's mean and standard deviation to recompose.
+struct Level {
+    z0: Img,
+    z1: Img,
+    mean: f32,
+    std: f32,
+    phi: (f32, f32),
+}
+
 /// Everything the S-PROG-like forecast needs, computed once per nowcast.
+///
+/// As in pysteps' S-PROG (Seed 2003): every level of the cascade (the band
+/// passes and the coarse residual) is standardised and evolves as an AR(2)
+/// process in the Lagrangian frame, `z(n+1) = φ1·z(n) + φ2·z(n−1)`, starting
+/// from the latest field and the previous one advected onto it. Levels with
+/// short memory (small scales) decay within a few steps; large, persistent
+/// levels keep their structure and also continue their recent Lagrangian
+/// trend, which carries growth and decay. The recomposed field is advected
+/// and quantile-matched to the latest observation.
 struct Sprog {
-    pyramid: Pyramid,
-    /// `(lag-1, lag-2)` correlation per band.
+    levels: Vec<Level>,
+    /// Lag-1 and lag-2 correlation per level, finest first (diagnostics).
     rho: Vec<(f32, f32)>,
     target: TargetDistribution,
     /// Cells without data in the latest field.
@@ -1056,8 +1055,8 @@ impl Sprog {
         let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
         let target = TargetDistribution::new(&x0.data, floor, thr);
         let (rows, cols) = (x0.rows, x0.cols);
-        let levels = pyramid_levels(rows, cols);
-        // Previous fields advected onto the latest time.
+        let n_bands = pyramid_levels(rows, cols);
+        // Previous fields advected onto the latest time (Lagrangian frame).
         let mut buf = Vec::new();
         warp_into(&dbr(prev1), d1, &mut buf);
         let x1 = Img {
@@ -1071,7 +1070,7 @@ impl Sprog {
             cols,
             data: buf,
         };
-        // Cells known in all three, at every level.
+        // Correlations over the cells known in all three fields.
         let mut mask = Img::filled(rows, cols, f32::NAN);
         for (((m, a), b), c) in mask
             .data
@@ -1084,64 +1083,144 @@ impl Sprog {
                 *m = 1.0;
             }
         }
+        // The mask at each level: the cells the REDUCE samples sit on.
         let mut masks = vec![mask];
-        for _ in 1..levels {
-            let next = block_mean(&masks[masks.len() - 1], 2);
+        for _ in 0..n_bands {
+            let m = &masks[masks.len() - 1];
+            let (r2, c2) = (m.rows.div_ceil(2), m.cols.div_ceil(2));
+            let mut next = Img::filled(r2, c2, f32::NAN);
+            for i in 0..r2 {
+                for j in 0..c2 {
+                    next.data[i * c2 + j] = m.data[2 * i * m.cols + 2 * j];
+                }
+            }
             masks.push(next);
         }
         let pyr = |mut img: Img| {
             push_pull_fill(&mut img, floor);
-            Pyramid::new(img, levels)
+            Pyramid::new(img, n_bands)
         };
-        let p0 = pyr(x0);
-        let p1 = pyr(x1);
-        let p2 = pyr(x2);
-        let mut rho = Vec::with_capacity(levels);
-        for k in 0..levels {
-            let r1 = masked_corr(&p0.bands[k], &p1.bands[k], &masks[k]).unwrap_or(0.0);
-            let r2 = masked_corr(&p0.bands[k], &p2.bands[k], &masks[k]).unwrap_or(0.0);
+        let (p0, p1, p2) = (pyr(x0), pyr(x1), pyr(x2));
+        // Level k < n_bands is band k; level n_bands is the residual.
+        let take = |p: Pyramid| -> Vec<Img> {
+            let mut v = p.bands;
+            v.extend(p.gauss.into_iter().last());
+            v
+        };
+        let (l0, l1, l2) = (take(p0), take(p1), take(p2));
+        let mut levels = Vec::with_capacity(l0.len());
+        let mut rho = Vec::with_capacity(l0.len());
+        for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
+            let r1 = masked_corr(&a, &b, &masks[k]).unwrap_or(0.0);
+            let r2 = masked_corr(&a, &c, &masks[k]).unwrap_or(0.0);
             rho.push((r1, r2));
-        }
-        // Larger scales are never less predictable than smaller ones: enforce
-        // monotonic correlations from fine to coarse against sampling noise.
-        for k in (0..levels.saturating_sub(1)).rev() {
-            rho[k].0 = rho[k].0.min(rho[k + 1].0);
-            rho[k].1 = rho[k].1.min(rho[k + 1].1);
+            let (m0, s0) = mean_std(&a);
+            let (m1, s1) = mean_std(&b);
+            let standardise = |mut img: Img, m: f32, s: f32| {
+                let inv = if s > 1e-6 { 1.0 / s } else { 0.0 };
+                img.data.iter_mut().for_each(|v| *v = (*v - m) * inv);
+                img
+            };
+            levels.push(Level {
+                z0: standardise(a, m0, s0),
+                z1: standardise(b, m1, s1),
+                mean: m0,
+                std: s0,
+                phi: ar2_params(r1, r2),
+            });
         }
         Self {
-            pyramid: p0,
+            levels,
             rho,
             target,
             nodata,
         }
     }
 
-    /// The forecast for one lead, mm/h. `bufs` is scratch space reused
-    /// across leads.
-    fn forecast(&self, d: &Displacement, lead_steps: f32, bufs: &mut Vec<Img>) -> Array2<f32> {
-        let weights: Vec<f32> = self
-            .rho
-            .iter()
-            .map(|(r1, r2)| ar2_acf(*r1, *r2, lead_steps))
-            .collect();
-        self.pyramid.reconstruct_into(&weights, bufs);
-        let field = &mut bufs[0];
-        // Put the no-data cells back before advecting.
-        for (v, nodata) in field.data.iter_mut().zip(&self.nodata) {
-            if *nodata {
-                *v = f32::NAN;
+    /// Recomposes the field from per-level anomalies `z` (finest first) into
+    /// `bufs[0]`, dBR at full resolution.
+    fn recompose(&self, z: &[Img], bufs: &mut Vec<Img>) {
+        let top = self.levels.len() - 1;
+        if bufs.len() != self.levels.len() {
+            *bufs = z.to_vec();
+        }
+        let lv = &self.levels[top];
+        for (o, x) in bufs[top].data.iter_mut().zip(&z[top].data) {
+            *o = lv.mean + lv.std * x;
+        }
+        for k in (0..top).rev() {
+            let (lo, hi) = bufs.split_at_mut(k + 1);
+            let out = &mut lo[k];
+            expand_into(&hi[0], out);
+            let lv = &self.levels[k];
+            for (o, x) in out.data.iter_mut().zip(&z[k].data) {
+                *o += lv.mean + lv.std * x;
             }
         }
-        let mut out = Vec::new();
-        warp_into(field, d, &mut out);
-        quantile_match(&mut out, &self.target);
-        let (rows, cols) = (field.rows, field.cols);
-        Img {
-            rows,
-            cols,
-            data: out,
+    }
+
+    /// The forecasts for all leads (steps, any order; may be fractional),
+    /// each advected by its displacement, in mm/h.
+    fn forecast_all(&self, disp: &[Displacement], lead_steps: &[f32]) -> Vec<Array2<f32>> {
+        let mut order: Vec<usize> = (0..lead_steps.len()).collect();
+        order.sort_by(|a, b| lead_steps[*a].total_cmp(&lead_steps[*b]));
+        let mut out: Vec<Option<Array2<f32>>> = vec![None; lead_steps.len()];
+        // AR(2) state per level: z(n) and z(n−1).
+        let mut cur: Vec<Img> = self.levels.iter().map(|l| l.z0.clone()).collect();
+        let mut prev: Vec<Img> = self.levels.iter().map(|l| l.z1.clone()).collect();
+        let mut next: Vec<Img> = cur.clone();
+        let mut step = 0u32;
+        let advance = |cur: &mut Vec<Img>, prev: &mut Vec<Img>, next: &mut Vec<Img>| {
+            for (k, lv) in self.levels.iter().enumerate() {
+                let (p1, p2) = lv.phi;
+                for ((n, c), p) in next[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data) {
+                    *n = p1 * c + p2 * p;
+                }
+            }
+            std::mem::swap(prev, cur);
+            std::mem::swap(cur, next);
+        };
+        let mut bufs = Vec::new();
+        let mut zbuf: Vec<Img> = cur.clone();
+        for idx in order {
+            let lead = lead_steps[idx].max(0.0);
+            let whole = lead.floor() as u32;
+            while step < whole {
+                advance(&mut cur, &mut prev, &mut next);
+                step += 1;
+            }
+            let frac = lead - whole as f32;
+            let z: &[Img] = if frac > 1e-6 {
+                // Between two steps: interpolate the anomalies linearly.
+                for (k, lv) in self.levels.iter().enumerate() {
+                    let (p1, p2) = lv.phi;
+                    for ((o, c), p) in zbuf[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data)
+                    {
+                        let n = p1 * c + p2 * p;
+                        *o = c + frac * (n - c);
+                    }
+                }
+                &zbuf
+            } else {
+                &cur
+            };
+            self.recompose(z, &mut bufs);
+            let field = &mut bufs[0];
+            for (v, nodata) in field.data.iter_mut().zip(&self.nodata) {
+                if *nodata {
+                    *v = f32::NAN;
+                }
+            }
+            // Quantile matching in the Lagrangian frame (as pysteps does),
+            // then advection of the rain rate: dry areas are exactly zero
+            // there, which the warp copies in bulk.
+            quantile_match(&mut field.data, &self.target);
+            let mut data = Vec::new();
+            warp_into(field, &disp[idx], &mut data);
+            let (rows, cols) = (field.rows, field.cols);
+            out[idx] = Some(Img { rows, cols, data }.into_array());
         }
-        .into_array()
+        out.into_iter().flatten().collect()
     }
 }
 
@@ -1382,21 +1461,24 @@ mod tests {
     }
 
     #[test]
-    fn ar2_autocorrelation() {
-        assert_eq!(ar2_acf(0.9, 0.8, 0.0), 1.0);
-        assert!((ar2_acf(0.9, 0.8, 1.0) - 0.9).abs() < 1e-6);
-        assert!((ar2_acf(0.9, 0.8, 2.0) - 0.8).abs() < 1e-6);
-        let mut prev = 1.0;
-        for k in 1..30 {
-            let v = ar2_acf(0.9, 0.8, k as f32 * 0.5);
-            assert!(v <= prev + 1e-6 && v >= 0.0);
-            prev = v;
-        }
-        // Pure AR(1) when r2 = r1².
-        assert!((ar2_acf(0.5, 0.25, 3.0) - 0.125).abs() < 1e-5);
-        // Noise is tamed: negative or inconsistent correlations.
-        assert_eq!(ar2_acf(-0.3, 0.2, 2.0), 0.0);
-        assert!(ar2_acf(0.5, 0.9, 2.0) <= 0.5);
+    fn ar2_yule_walker() {
+        // The AR(2) recursion reproduces the lag-2 correlation it was fitted to.
+        let (p1, p2) = ar2_params(0.9, 0.8);
+        assert!((p1 * 0.9 + p2 - 0.8).abs() < 1e-5, "{p1} {p2}");
+        assert!((p1 + p2 * 0.9 - 0.9).abs() < 1e-5);
+        // r2 = r1² is an AR(1).
+        let (p1, p2) = ar2_params(0.5, 0.25);
+        assert!((p1 - 0.5).abs() < 1e-6 && p2.abs() < 1e-6);
+        // No correlation, no memory; inconsistent inputs are tamed.
+        assert_eq!(ar2_params(-0.3, 0.2), (0.0, 0.0));
+        let (p1, p2) = ar2_params(0.5, 0.9);
+        assert!((p1 - p2).abs() < 1e-6, "r2 capped at r1: {p1} {p2}");
+        // Stationary even for nearly perfect correlation.
+        let (p1, p2) = ar2_params(1.0, 0.2);
+        assert!(
+            p2.abs() < 1.0 && p1 + p2 < 1.0 && p2 - p1 < 1.0,
+            "{p1} {p2}"
+        );
     }
 
     #[test]

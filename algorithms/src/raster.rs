@@ -271,6 +271,96 @@ pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
     top + wy * (bot - top)
 }
 
+/// Burt–Adelson REDUCE: blur with the 5-tap binomial kernel
+/// `[1 4 6 4 1] / 16` along both axes (edges replicated), keep every second
+/// sample. Output cell `i` sits on input cell `2i`. Input must be gap-free.
+pub(crate) fn reduce(src: &Img) -> Img {
+    let (rows, cols) = (src.rows, src.cols);
+    let (r2, c2) = (rows.div_ceil(2), cols.div_ceil(2));
+    let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    // Horizontal: rows × c2 (edge taps clamped, interior without checks).
+    let mut tmp = vec![0f32; rows * c2];
+    for (srow, trow) in src.data.chunks_exact(cols).zip(tmp.chunks_exact_mut(c2)) {
+        let tap = |c: isize| srow[cl(c, cols)];
+        let edge = |j: usize| {
+            let c = 2 * j as isize;
+            (tap(c - 2) + 4.0 * tap(c - 1) + 6.0 * tap(c) + 4.0 * tap(c + 1) + tap(c + 2))
+                * (1.0 / 16.0)
+        };
+        // Interior: 2j − 2 ≥ 0 and 2j + 2 ≤ cols − 1.
+        let lo = 1.min(c2);
+        let hi = if cols >= 3 {
+            ((cols - 3) / 2 + 1).max(lo)
+        } else {
+            lo
+        };
+        for j in 0..lo {
+            trow[j] = edge(j);
+        }
+        for (j, t) in trow.iter_mut().enumerate().take(hi).skip(lo) {
+            let w = &srow[2 * j - 2..2 * j + 3];
+            *t = (w[0] + 4.0 * w[1] + 6.0 * w[2] + 4.0 * w[3] + w[4]) * (1.0 / 16.0);
+        }
+        for j in hi..c2 {
+            trow[j] = edge(j);
+        }
+    }
+    // Vertical.
+    let mut out = Img::filled(r2, c2, 0.0);
+    for (i, orow) in out.data.chunks_exact_mut(c2).enumerate() {
+        let r = 2 * i as isize;
+        let row = |k: isize| &tmp[cl(r + k, rows) * c2..(cl(r + k, rows) + 1) * c2];
+        let (a, b, c, d, e) = (row(-2), row(-1), row(0), row(1), row(2));
+        for (j, o) in orow.iter_mut().enumerate() {
+            *o = (a[j] + 4.0 * b[j] + 6.0 * c[j] + 4.0 * d[j] + e[j]) * (1.0 / 16.0);
+        }
+    }
+    out
+}
+
+/// Burt–Adelson EXPAND of a coarse raster to `out`'s shape (the inverse
+/// sampling of [`reduce`]): fine cell `2i` takes `(x[i−1] + 6·x[i] + x[i+1]) / 8`,
+/// fine cell `2i+1` takes `(x[i] + x[i+1]) / 2`, along each axis, edges
+/// replicated. Constants stay exactly constant.
+pub(crate) fn expand_into(src: &Img, out: &mut Img) {
+    let (rows, cols) = (out.rows, out.cols);
+    let (sr, sc) = (src.rows, src.cols);
+    let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    // Vertical first, at coarse width: rows × sc.
+    let mut tmp = vec![0f32; rows * sc];
+    for (r, trow) in tmp.chunks_exact_mut(sc).enumerate() {
+        let i = (r / 2) as isize;
+        let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
+        if r % 2 == 0 {
+            let (a, b, c) = (row(-1), row(0), row(1));
+            for (j, t) in trow.iter_mut().enumerate() {
+                *t = (a[j] + 6.0 * b[j] + c[j]) * 0.125;
+            }
+        } else {
+            let (a, b) = (row(0), row(1));
+            for (j, t) in trow.iter_mut().enumerate() {
+                *t = (a[j] + b[j]) * 0.5;
+            }
+        }
+    }
+    // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j, j+1.
+    for (trow, orow) in tmp.chunks_exact(sc).zip(out.data.chunks_exact_mut(cols)) {
+        let at = |j: isize| trow[cl(j, sc)];
+        for (j, pair) in orow.chunks_mut(2).enumerate() {
+            let ji = j as isize;
+            let (a, b, c) = if j >= 1 && j + 1 < sc {
+                (trow[j - 1], trow[j], trow[j + 1])
+            } else {
+                (at(ji - 1), at(ji), at(ji + 1))
+            };
+            pair[0] = (a + 6.0 * b + c) * 0.125;
+            if pair.len() > 1 {
+                pair[1] = (b + c) * 0.5;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +411,31 @@ mod tests {
                 assert_eq!(dst[r * cols + c], s, "({r},{c})");
             }
         }
+    }
+
+    #[test]
+    fn reduce_and_expand_keep_constants_and_alignment() {
+        let c = Img::filled(7, 9, 2.5);
+        let r = reduce(&c);
+        assert_eq!((r.rows, r.cols), (4, 5));
+        assert!(r.data.iter().all(|v| (*v - 2.5).abs() < 1e-6));
+        let mut e = Img::filled(7, 9, 0.0);
+        expand_into(&r, &mut e);
+        assert!(e.data.iter().all(|v| (*v - 2.5).abs() < 1e-6));
+        // A linear ramp along columns is reproduced away from the edges.
+        let ramp = Img {
+            rows: 3,
+            cols: 5,
+            data: (0..15).map(|i| (i % 5) as f32).collect(),
+        };
+        let mut fine = Img::filled(3, 9, 0.0);
+        expand_into(&ramp, &mut fine);
+        // Fine column 2i sits on coarse column i: value i; odd columns halfway.
+        assert_eq!(fine.data[2], 1.0);
+        assert_eq!(fine.data[3], 1.5);
+        assert_eq!(fine.data[6], 3.0);
+        let back = reduce(&fine);
+        assert!((back.data[2] - 2.0).abs() < 1e-6, "{:?}", back.data);
     }
 
     #[test]
