@@ -305,6 +305,9 @@ pub struct Config {
     pub api: toml::Table,
     /// The `[nowcast]` table as written (validated by the nowcast service).
     pub nowcast: toml::Table,
+    /// The `[notifier]` table as written (places, outbox; validated by the
+    /// notifier settings of `raincast run`).
+    pub notifier: toml::Table,
 }
 
 /// Command-line flags that override the file and the environment.
@@ -342,6 +345,9 @@ struct FileConfig {
     /// `[nowcast]`: read by the nowcast service settings.
     #[serde(default)]
     nowcast: toml::Table,
+    /// `[notifier]`: places and outbox of the notifier under `raincast run`.
+    #[serde(default)]
+    notifier: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -764,6 +770,7 @@ impl Config {
             log_json,
             api: fc.api.clone(),
             nowcast: fc.nowcast.clone(),
+            notifier: fc.notifier.clone(),
         })
     }
 

@@ -28,6 +28,10 @@ pub enum LoadError {
 pub struct LoadConfig {
     /// Observations before the latest scan, minutes.
     pub past_min: i64,
+    /// Least interval between the observed frames shown, minutes: a radar
+    /// scanning more often than this (the demo radar writes every 10 s)
+    /// still gives a GIF of about `past_min / observed_spacing_min` frames.
+    pub observed_spacing_min: i64,
     /// Nowcast leads, minutes.
     pub leads_min: Vec<u32>,
     /// Threshold of the probability fields, mm/h (the default places' rain threshold).
@@ -40,6 +44,7 @@ impl Default for LoadConfig {
     fn default() -> Self {
         Self {
             past_min: 60,
+            observed_spacing_min: 5,
             leads_min: (1..=12).map(|k| 5 * k).collect(),
             prob_threshold_mm_h: crate::Thresholds::default().rain_mm_h,
             nowcast: NowcastConfig::default(),
@@ -62,8 +67,27 @@ pub async fn load_radar_frames(
         return Ok(None);
     };
     let from = latest.time - Duration::minutes(cfg.past_min.max(0));
+    let metas = scans.list_scans(radar, from, latest.time, now).await?;
+    // The last few scans feed the nowcast; older ones are shown only when
+    // they lie at least `observed_spacing_min` apart (counted back from the
+    // latest), so a fast radar is not decoded hundreds of times per pass.
+    let n_nowcast = cfg.nowcast.frames.max(MIN_FRAMES);
+    let spacing = Duration::minutes(cfg.observed_spacing_min.max(0));
+    let mut shown = vec![false; metas.len()];
+    let mut last_shown: Option<DateTime<Utc>> = None;
+    for (i, m) in metas.iter().enumerate().rev() {
+        if last_shown.is_none_or(|t| t - m.time >= spacing) {
+            shown[i] = true;
+            last_shown = Some(m.time);
+        }
+    }
+    let first_nowcast = metas.len().saturating_sub(n_nowcast);
     let mut fields: Vec<RainField> = Vec::new();
-    for m in scans.list_scans(radar, from, latest.time, now).await? {
+    let mut is_shown: Vec<bool> = Vec::new();
+    for (i, m) in metas.iter().enumerate() {
+        if !shown[i] && i < first_nowcast {
+            continue;
+        }
         let Some(stored) = scans.get_scan(radar, m.time, now).await? else {
             continue;
         };
@@ -77,7 +101,10 @@ pub async fn load_radar_frames(
             })
             .collect();
         match sparse::decode(&stored.manifest.header, &tiles) {
-            Ok(f) => fields.push(f),
+            Ok(f) => {
+                fields.push(f);
+                is_shown.push(shown[i]);
+            }
             Err(e) => {
                 warn!(radar, time = %m.time, error = %e, "stored scan does not decode; skipped")
             }
@@ -87,13 +114,19 @@ pub async fn load_radar_frames(
         return Ok(None);
     };
     let grid = last.grid.clone();
-    fields.retain(|f| f.grid.same_geometry(&grid));
-    let base_time = fields.last().map_or(latest.time, |f| f.time);
+    let mut pairs: Vec<(RainField, bool)> = fields.into_iter().zip(is_shown).collect();
+    pairs.retain(|(f, _)| f.grid.same_geometry(&grid));
+    let base_time = pairs.last().map_or(latest.time, |(f, _)| f.time);
     let (mut forecast, mut probability) = (Vec::new(), Vec::new());
-    if fields.len() >= MIN_FRAMES {
+    // The nowcast takes the consecutive scans at the end.
+    let tail: Vec<RainField> = pairs[pairs.len().saturating_sub(n_nowcast)..]
+        .iter()
+        .map(|(f, _)| f.clone())
+        .collect();
+    if tail.len() >= MIN_FRAMES {
         let mut nc_cfg = cfg.nowcast;
-        nc_cfg.frames = nc_cfg.frames.max(MIN_FRAMES).min(fields.len());
-        match nowcast(&fields, &cfg.leads_min, &nc_cfg) {
+        nc_cfg.frames = tail.len();
+        match nowcast(&tail, &cfg.leads_min, &nc_cfg) {
             Ok(nc) => {
                 let probs = nc.probability(cfg.prob_threshold_mm_h);
                 for ((lead, rate), prob) in nc.leads_min.iter().zip(nc.rate_mm_h).zip(probs) {
@@ -104,14 +137,18 @@ pub async fn load_radar_frames(
             Err(e) => warn!(radar, error = %e, "no nowcast; observations only"),
         }
     } else {
-        debug!(radar, scans = fields.len(), "too few scans for a nowcast");
+        debug!(radar, scans = tail.len(), "too few scans for a nowcast");
     }
     Ok(Some(RadarFrames {
         radar: radar.to_string(),
         radar_name: radar_name.to_string(),
         grid,
         base_time,
-        observed: fields.into_iter().map(|f| (f.time, f.rate_mm_h)).collect(),
+        observed: pairs
+            .into_iter()
+            .filter(|(_, shown)| *shown)
+            .map(|(f, _)| (f.time, f.rate_mm_h))
+            .collect(),
         forecast,
         probability,
     }))

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use raincast_ingest::config::DEFAULT_VAR_DIR;
-use raincast_ingest::{Config, Connector, Overrides};
+use raincast_ingest::{Config, Connector, Overrides, Stores};
 use raincast_notifier::claims::{Claims, OverlayStore, RecordStore};
 use raincast_notifier::gif::FrameLibrary;
 use raincast_notifier::load::{load_radar_frames, LoadConfig};
@@ -24,7 +24,7 @@ use raincast_store::DynamoStore;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use tracing::info;
+use tracing::{debug, info};
 
 /// Arguments of `raincast notify`.
 #[derive(clap::Args, Debug)]
@@ -183,16 +183,56 @@ async fn run_async(args: NotifyArgs) -> Result<()> {
             .map(|r| (r.id.clone(), r.name.clone()))
             .collect()
     };
+    let plan = NotifyPlan {
+        places,
+        radars,
+        dry_run: args.dry_run,
+        outbox: args
+            .outbox
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox")),
+    };
+    let reports = notify_pass(&cfg, &env, &stores, &plan, Utc::now()).await?;
+    print(&reports)?;
+    info!(
+        events = reports.len(),
+        radars = plan.radars.len(),
+        places = plan.places.len(),
+        "notify pass done"
+    );
+    Ok(())
+}
 
-    let now = Utc::now();
+/// What one notifier pass works on, besides the stores.
+#[derive(Debug, Clone)]
+pub struct NotifyPlan {
+    pub places: Vec<Place>,
+    /// (id, name) of each radar.
+    pub radars: Vec<(String, String)>,
+    /// Outbox even with X credentials, and claims kept in memory only.
+    pub dry_run: bool,
+    pub outbox: PathBuf,
+}
+
+/// One notifier pass: loads the last hour of every radar, builds its
+/// nowcast, evaluates the places and posts each new event once, to X when
+/// the `RAINCAST_X_*` credentials are in `env` (and not a dry run), else to
+/// the outbox. Shared by `raincast notify --once` and `raincast run`.
+pub async fn notify_pass(
+    cfg: &Config,
+    env: &HashMap<String, String>,
+    stores: &Stores,
+    plan: &NotifyPlan,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<Report>> {
     let mut gifs = FrameLibrary::new();
     let mut jobs = Vec::new();
-    for (id, name) in &radars {
+    for (id, name) in &plan.radars {
         match load_radar_frames(stores.scans.as_ref(), id, name, now, &LoadConfig::default())
             .await?
         {
             Some(frames) => {
-                jobs.extend(jobs_for(&frames, &places));
+                jobs.extend(jobs_for(&frames, &plan.places));
                 gifs.insert(frames);
             }
             None => info!(radar = %id, "no stored scans"),
@@ -201,29 +241,25 @@ async fn run_async(args: NotifyArgs) -> Result<()> {
 
     let creds = Credentials::from_lookup(|k| env.get(k).cloned())?;
     let publisher = match creds {
-        Some(c) if !args.dry_run => {
+        Some(c) if !plan.dry_run => {
             let x = XPublisher::new(c, XConfig::from_lookup(|k| env.get(k).cloned()))?;
             info!(base = %x.config().base_url, "posting to X");
             AnyPublisher::X(Box::new(x))
         }
         _ => {
-            let dir = args
-                .outbox
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox"));
-            info!(outbox = %dir.display(), dry_run = args.dry_run, "writing to the outbox");
-            AnyPublisher::Outbox(OutboxPublisher::new(dir))
+            debug!(outbox = %plan.outbox.display(), dry_run = plan.dry_run, "writing to the outbox");
+            AnyPublisher::Outbox(OutboxPublisher::new(plan.outbox.clone()))
         }
     };
 
-    let reports = match &stores.embedded {
+    match &stores.embedded {
         Some(embedded) => {
             let path = embedded.path().with_file_name("notifier.redb");
             let records = RedbRecords::open(&path)?;
-            if args.dry_run {
-                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await?
+            if plan.dry_run {
+                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await
             } else {
-                pass(records, publisher, &jobs, &gifs).await?
+                pass(records, publisher, &jobs, &gifs).await
             }
         }
         None => {
@@ -245,19 +281,133 @@ async fn run_async(args: NotifyArgs) -> Result<()> {
                 other => bail!("unexpected store {other}"),
             };
             let records = DynamoRecords::new(&store);
-            if args.dry_run {
-                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await?
+            if plan.dry_run {
+                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await
             } else {
-                pass(records, publisher, &jobs, &gifs).await?
+                pass(records, publisher, &jobs, &gifs).await
             }
         }
+    }
+}
+
+/// The `[notifier]` table of the configuration file, read by `raincast run`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierTable {
+    /// Run the notifier after every nowcast (default: on when places are
+    /// configured, and for the demo radar).
+    pub enabled: Option<bool>,
+    /// Outbox folder (default var/outbox; `RAINCAST_OUTBOX` overrides).
+    pub outbox: Option<PathBuf>,
+    /// Only ever write to the outbox, even with X credentials set.
+    pub dry_run: bool,
+    /// The places, as in `raincast notify --places-file`.
+    pub places: Vec<Place>,
+}
+
+/// Places in the path of the demo radar's rain (it stands in Zürich and
+/// covers 256 × 256 km), so that `raincast run` fills the outbox.
+pub fn demo_places() -> Result<Vec<Place>> {
+    [
+        ("Zürich", 47.377, 8.540),
+        ("Winterthur", 47.500, 8.724),
+        ("Lucerne", 47.050, 8.309),
+        ("Aarau", 47.392, 8.044),
+    ]
+    .into_iter()
+    .map(|(name, lat, lon)| Ok(Place::new(name, lat, lon).with_time_zone("Europe/Zurich")?))
+    .collect()
+}
+
+/// The notifier's plan under `raincast run`, or None when it is off.
+pub fn run_plan(
+    cfg: &Config,
+    env: &HashMap<String, String>,
+    radars: &[raincast_ingest::RadarConfig],
+    demo: bool,
+) -> Result<Option<NotifyPlan>> {
+    let t: NotifierTable = toml::Value::Table(cfg.notifier.clone())
+        .try_into()
+        .context("invalid [notifier] table")?;
+    for p in &t.places {
+        p.validate()?;
+    }
+    let places = if t.places.is_empty() && demo {
+        demo_places()?
+    } else {
+        t.places
     };
-    print(&reports)?;
-    info!(
-        events = reports.len(),
-        radars = radars.len(),
-        places = places.len(),
-        "notify pass done"
-    );
-    Ok(())
+    if !t.enabled.unwrap_or(!places.is_empty()) {
+        return Ok(None);
+    }
+    if places.is_empty() {
+        bail!("[notifier] is enabled but has no places: add [[notifier.places]] tables");
+    }
+    let outbox = env
+        .get("RAINCAST_OUTBOX")
+        .filter(|v| !v.trim().is_empty())
+        .map(PathBuf::from)
+        .or(t.outbox)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox"));
+    Ok(Some(NotifyPlan {
+        places,
+        radars: radars
+            .iter()
+            .map(|r| (r.id.clone(), r.name.clone()))
+            .collect(),
+        dry_run: t.dry_run,
+        outbox,
+    }))
+}
+
+/// Nowcasts older than this (base time before now minus it) give no alerts
+/// under `raincast run`, minutes.
+pub const MAX_ALERT_AGE_MIN: i64 = 30;
+
+/// The notifier job of `raincast run`: a pass whenever a radar's nowcast
+/// is newer than at the last pass, until `shutdown`.
+pub async fn run_job(
+    cfg: Config,
+    env: HashMap<String, String>,
+    stores: Stores,
+    plan: NotifyPlan,
+    nowcasts: raincast_nowcast::NowcastService,
+    interval: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    info!(places = plan.places.len(), outbox = %plan.outbox.display(),
+        "notifier runs after every nowcast");
+    tokio::pin!(shutdown);
+    let mut seen: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        // Only nowcasts of current scans give alerts: while a backlog (or
+        // the demo's two-hour backfill) is ingested, old rain is history.
+        let current = Utc::now() - chrono::Duration::minutes(MAX_ALERT_AGE_MIN);
+        let mut fresh = false;
+        for (id, _) in &plan.radars {
+            if let Some(n) = nowcasts.latest(id).filter(|n| n.base_time >= current) {
+                if seen.insert(id.clone(), n.base_time) != Some(n.base_time) {
+                    fresh = true;
+                }
+            }
+        }
+        if !fresh {
+            continue;
+        }
+        match notify_pass(&cfg, &env, &stores, &plan, Utc::now()).await {
+            Ok(reports) => {
+                for r in &reports {
+                    info!(key = %r.key, kind = r.kind.as_str(), place = %r.place,
+                        status = ?r.status, gif_bytes = r.gif_bytes, text = %r.text, "notifier event");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "notifier pass failed"),
+        }
+    }
 }

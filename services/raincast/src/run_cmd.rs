@@ -1,11 +1,15 @@
 //! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T] [--listen ADDR]`:
 //! every ingest job, the nowcast job and the HTTP service (map page and API)
 //! until Ctrl-C. With no source configured it starts the synthetic demo
-//! radar, which writes ODIM_H5 files into ./var/bucket.
+//! radar, which writes ODIM_H5 files into ./var/bucket. The notifier runs
+//! after every new nowcast when places are configured (`[notifier]`), and
+//! for the demo over a few Swiss towns, writing to ./var/outbox unless X
+//! credentials are set.
 
 use crate::ingest_cmd::{
     ingester, process_env, runtime, spawn_shutdown_signal, ConfigArgs, RadarArgs,
 };
+use crate::notify_cmd;
 use crate::serve_cmd::{self, ServiceSettings};
 use anyhow::Result;
 use clap::Args;
@@ -73,8 +77,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         let metrics = IngestMetrics::new(&registry)?;
         let ingester = ingester(&cfg, &stores, metrics, rx.clone()).await?;
         let infos = serve_cmd::radar_infos(&radars.iter().map(|r| r.radar.clone()).collect::<Vec<_>>());
-        let (_, http) = serve_cmd::start(settings, &stores, infos, registry, true, rx.clone()).await?;
+        let refresh = settings.refresh;
+        let (_, nowcasts, http) =
+            serve_cmd::start(settings, &stores, infos, registry, true, rx.clone()).await?;
         tasks.extend(http);
+        let radar_cfgs: Vec<_> = radars.iter().map(|r| r.radar.clone()).collect();
+        if let Some(plan) = notify_cmd::run_plan(&cfg, &env, &radar_cfgs, demo)? {
+            tasks.push(tokio::spawn(notify_cmd::run_job(
+                cfg.clone(),
+                env.clone(),
+                stores.clone(),
+                plan,
+                nowcasts,
+                refresh,
+                serve_cmd::until(rx.clone()),
+            )));
+        }
         let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();
         tracing::info!(source = %cfg.source, store = %stores.description, radars = ?ids,
             "raincast running; Ctrl-C to stop");

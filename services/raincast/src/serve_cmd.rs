@@ -120,7 +120,7 @@ pub fn radar_infos(radars: &[RadarConfig]) -> Vec<RadarInfo> {
 
 /// Starts the nowcast job (when `nowcast_job`) and the HTTP service; both
 /// stop when `shutdown` turns true (the HTTP service drains first).
-/// Returns the bound address and the tasks.
+/// Returns the bound address, the nowcast service and the tasks.
 pub async fn start(
     settings: ServiceSettings,
     stores: &Stores,
@@ -128,7 +128,7 @@ pub async fn start(
     registry: prometheus::Registry,
     nowcast_job: bool,
     shutdown: watch::Receiver<bool>,
-) -> Result<(SocketAddr, Vec<JoinHandle<()>>)> {
+) -> Result<(SocketAddr, NowcastService, Vec<JoinHandle<()>>)> {
     let nowcasts = NowcastService::new(stores.scans.clone(), settings.nowcast.clone());
     let mut tasks = Vec::new();
     if nowcast_job {
@@ -138,7 +138,7 @@ pub async fn start(
             .run_periodic(ids, settings.refresh, until(shutdown.clone()));
         tasks.push(tokio::spawn(job));
     }
-    let state = AppState::builder(stores.scans.clone(), nowcasts)
+    let state = AppState::builder(stores.scans.clone(), nowcasts.clone())
         .config(settings.api)
         .radars(radars)
         .registry(registry)
@@ -154,7 +154,7 @@ pub async fn start(
             tracing::error!(error = %e, "HTTP service failed");
         }
     }));
-    Ok((addr, tasks))
+    Ok((addr, nowcasts, tasks))
 }
 
 /// Resolves when the shutdown flag turns true (or its sender is gone).
@@ -209,7 +209,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
         };
         let (tx, rx) = watch::channel(false);
         spawn_shutdown_signal(tx);
-        let (_, tasks) = start(
+        let (_, _, tasks) = start(
             settings,
             &stores,
             radars,

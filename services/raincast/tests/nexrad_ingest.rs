@@ -223,7 +223,6 @@ fn n(v: &Value, field: &str) -> u64 {
 
 /// Empty bucket, then every volume once across midnight, then nothing new.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails since merging the final ingest changes: unsigned GetObject against moto returns an error (see the session note); fix next session"]
 async fn nexrad_layout_all_volumes_once_unsigned() {
     let Some(w) = World::new().await else {
         return;
@@ -263,7 +262,6 @@ async fn nexrad_layout_all_volumes_once_unsigned() {
 /// and corrupt volumes: the late one is picked up, the corrupt ones are
 /// quarantined once and not retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails since merging the final ingest changes: unsigned GetObject against moto returns an error (see the session note); fix next session"]
 async fn nexrad_late_and_corrupt_volumes() {
     let Some(w) = World::new().await else {
         return;

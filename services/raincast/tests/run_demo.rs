@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 fn run_without_config_ingests_the_demo_radar() {
     let dir = TempDir::new("run-demo");
     let mut child = Command::new(env!("CARGO_BIN_EXE_raincast"))
-        .arg("run")
+        .args(["run", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .env("RAINCAST_LOG", "info")
         .env_remove("RAINCAST_SOURCE")
@@ -63,6 +63,9 @@ fn run_without_config_ingests_the_demo_radar() {
     let text = log.join("\n");
     assert!(text.contains("starting the synthetic demo radar"), "{text}");
     assert!(text.contains("ingest jobs stopped"), "{text}");
+    // The HTTP service on its printed address, and the notifier for the demo places.
+    assert!(text.contains("Raincast map: http://127.0.0.1:"), "{text}");
+    assert!(text.contains("notifier runs after every nowcast"), "{text}");
     // Real ODIM_H5 files in the default bucket folder, and the embedded store file.
     let bucket = dir.path().join("var/bucket/demo");
     assert!(bucket.is_dir());
