@@ -246,10 +246,11 @@ playbook() {
 
 changed_count() { grep -E '^\S+ +: ok=' "$1" | tail -n 1 | sed -E 's/.* changed=([0-9]+).*/\1/'; }
 
-# GET PATH inside the container until it answers 200 (60 s at most).
+# GET PATH inside the container until it answers 200 (TRIES tries, one a
+# second; 60 by default).
 http_ok() {
-    local path=$1 i body code=""
-    for i in $(seq 1 60); do
+    local path=$1 tries=${2:-60} i body code=""
+    for i in $(seq 1 "$tries"); do
         code=$(nsenter --target "$LEADER" --net -- \
             curl -sS --max-time 2 -o "$WORK/http.body" -w '%{http_code}' "http://127.0.0.1:8080$path" 2>/dev/null || true)
         if [ "$code" = 200 ]; then
@@ -260,15 +261,16 @@ http_ok() {
         sleep 1
     done
     echo "last answer to GET $path: $(head -c 300 "$WORK/http.body" 2>/dev/null)"
-    die "$path did not answer 200 on 127.0.0.1:8080 inside the container within 60 s (last status: ${code:-none})"
+    die "$path did not answer 200 on 127.0.0.1:8080 inside the container within $tries s (last status: ${code:-none})"
 }
 
 # /healthz: the process serves HTTP. /readyz: the store answers and the demo
 # radar has a fresh scan, i.e. the sandboxed service wrote its bucket and
-# store below the data folder.
+# store below the data folder. From an empty data folder that takes the
+# backfill up to the last 30 minutes: about 15 s here, allowed 120 s.
 service_ok() {
     http_ok /healthz
-    http_ok /readyz
+    http_ok /readyz 120
 }
 
 main_pid() { in_ct systemctl show -p MainPID --value raincast.service; }
