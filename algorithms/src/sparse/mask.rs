@@ -40,24 +40,46 @@ fn fingerprint_prefix(rows: usize, cols: usize) -> Vec<u8> {
 }
 
 /// The raw run lengths of a field's no-data mask (`NaN` = no data), over
-/// cells in row-major order.
-fn runs<'a>(rate: impl IntoIterator<Item = &'a f32>) -> (Vec<u8>, u64) {
+/// cells in row-major order: alternating runs of data and no-data cells,
+/// starting with data (a leading run of 0 when the first cell is no data).
+fn runs(rate: &[f32]) -> (Vec<u8>, u64) {
     let mut raw = Vec::new();
     let mut nodata = 0u64;
     let mut in_nodata = false;
-    let mut run: u32 = 0;
-    for v in rate {
-        let is_nodata = v.is_nan();
-        if is_nodata != in_nodata {
-            put_varint(&mut raw, run);
-            run = 0;
-            in_nodata = is_nodata;
+    let mut i = 0usize;
+    loop {
+        let len = run_len(&rate[i..], in_nodata);
+        // Runs fit a u32: a scan has at most MAX_SCAN_CELLS cells.
+        put_varint(&mut raw, len as u32);
+        if in_nodata {
+            nodata += len as u64;
         }
-        run += 1;
-        nodata += is_nodata as u64;
+        i += len;
+        if i >= rate.len() {
+            break;
+        }
+        in_nodata = !in_nodata;
     }
-    put_varint(&mut raw, run);
     (raw, nodata)
+}
+
+/// The number of leading cells of `cells` whose no-data state is `nodata`.
+/// Whole blocks of 16 are tested at once (branch-free, vectorised).
+fn run_len(cells: &[f32], nodata: bool) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = cells.get(i..i + 16) {
+        if chunk
+            .iter()
+            .fold(false, |change, v| change | (v.is_nan() != nodata))
+        {
+            break;
+        }
+        i += 16;
+    }
+    while i < cells.len() && cells[i].is_nan() == nodata {
+        i += 1;
+    }
+    i
 }
 
 /// Encodes the no-data mask of `rate` (row-major, `rows × cols`, `NaN` = no data).
@@ -80,7 +102,16 @@ pub(crate) fn encode(
 /// mm/h with `NaN` for no data; only where the `NaN`s are matters.
 pub fn mask_fingerprint(rate: &ArrayView2<'_, f32>) -> u64 {
     let (rows, cols) = rate.dim();
-    fingerprint(rows, cols, &runs(rate.iter()).0)
+    let standard = rate.as_standard_layout();
+    match standard.as_slice() {
+        Some(cells) => fingerprint(rows, cols, &runs(cells).0),
+        // A standard-layout array is contiguous; copy if that ever changes.
+        None => fingerprint(
+            rows,
+            cols,
+            &runs(&rate.iter().copied().collect::<Vec<_>>()).0,
+        ),
+    }
 }
 
 /// Decodes the mask into `out` (row-major, `rows × cols` cells), writing

@@ -192,6 +192,10 @@ pub(crate) struct TileEncoder {
     /// scan at most 256), so nearly every cell hits and skips the logarithm.
     /// Bits 0 (a rate of 0.0, never rain) mark an empty slot.
     codes_memo: Vec<(u32, u16)>,
+    /// The codes present in the current tile, one bit per code.
+    present: Vec<u64>,
+    /// Code of every cell of the current tile (0 = no rain), reused.
+    cell_codes: Vec<u16>,
 }
 
 /// Slots of [`TileEncoder::codes_memo`] (a power of two).
@@ -203,6 +207,8 @@ impl TileEncoder {
             deflater: Deflater::new(),
             index_of: vec![0u16; quant::MAX_CODE as usize + 1],
             codes_memo: vec![(0, 0); MEMO_SLOTS],
+            present: vec![0; (quant::MAX_CODE as usize + 1) / 64],
+            cell_codes: Vec::new(),
         }
     }
 
@@ -226,6 +232,23 @@ impl TileEncoder {
     }
 }
 
+/// The index of the first rain cell (`> 0`) of `row` at or after `from`, or
+/// `row.len()`. Dry stretches are skipped 16 cells at a time (a branch-free
+/// test the compiler vectorises): most of a radar grid is dry.
+fn next_rain(row: &[f32], from: usize) -> usize {
+    let mut c = from;
+    while let Some(chunk) = row.get(c..c + 16) {
+        if chunk.iter().fold(false, |any, v| any | (*v > 0.0)) {
+            break;
+        }
+        c += 16;
+    }
+    while c < row.len() && !(row[c] > 0.0) {
+        c += 1;
+    }
+    c
+}
+
 /// Encodes the rain cells (finite, `> 0`) of tile `(tr, tc)`; `None` when the
 /// tile has none. `rate` is the whole field in row-major order, `rows × cols`
 /// cells, mm/h.
@@ -241,7 +264,9 @@ pub(crate) fn encode(
     let g = TileGeom::new(tr, tc, tile_size, rows, cols)?;
     // Pass 1: runs, and the code of every cell (0 = no rain), tile-local.
     let mut runs = Vec::new();
-    let mut cell_codes = vec![0u16; g.h * g.w];
+    let mut cell_codes = std::mem::take(&mut enc.cell_codes);
+    cell_codes.clear();
+    cell_codes.resize(g.h * g.w, 0);
     let mut codes: Vec<u16> = Vec::new();
     let mut row_runs: Vec<(u32, u32)> = Vec::new();
     for r in 0..g.h {
@@ -250,20 +275,20 @@ pub(crate) fn encode(
         row_runs.clear();
         let mut end = 0usize; // end of the previous run, tile-local column
         let mut c = 0usize;
-        while c < g.w {
-            if row[c] > 0.0 {
-                let start = c;
-                while c < g.w && row[c] > 0.0 {
-                    let code = enc.code_of(row[c]);
-                    cell_codes[r * g.w + c] = code;
-                    codes.push(code);
-                    c += 1;
-                }
-                row_runs.push(((start - end) as u32, (c - start - 1) as u32));
-                end = c;
-            } else {
+        loop {
+            c = next_rain(row, c);
+            if c >= g.w {
+                break;
+            }
+            let start = c;
+            while c < g.w && row[c] > 0.0 {
+                let code = enc.code_of(row[c]);
+                cell_codes[r * g.w + c] = code;
+                codes.push(code);
                 c += 1;
             }
+            row_runs.push(((start - end) as u32, (c - start - 1) as u32));
+            end = c;
         }
         put_varint(&mut runs, row_runs.len() as u32);
         for &(gap, len_m1) in &row_runs {
@@ -272,14 +297,24 @@ pub(crate) fn encode(
         }
     }
     if codes.is_empty() {
+        enc.cell_codes = cell_codes;
         return None;
     }
     let n = codes.len();
 
-    // Palette layout.
-    let mut palette = codes.clone();
-    palette.sort_unstable();
-    palette.dedup();
+    // Palette layout: the distinct codes in increasing order, from a bit
+    // set (far cheaper than sorting every cell's code).
+    for &code in &codes {
+        enc.present[code as usize / 64] |= 1 << (code % 64);
+    }
+    let mut palette: Vec<u16> = Vec::new();
+    for (w, word) in enc.present.iter_mut().enumerate() {
+        let mut bits = std::mem::take(word);
+        while bits != 0 {
+            palette.push((w * 64) as u16 + bits.trailing_zeros() as u16);
+            bits &= bits - 1;
+        }
+    }
     let max_code = palette.last().copied().unwrap_or(0);
     let index_of = &mut enc.index_of;
     let mut pal_raw = Vec::with_capacity(runs.len() + palette.len() + n + 8);
@@ -314,6 +349,7 @@ pub(crate) fn encode(
             last = idx;
         }
     }
+    enc.cell_codes = cell_codes;
     let plain_len = runs.len() + 2 * n;
     let deflated = enc.deflater.deflate(&pal_raw);
     let (encoding, raw_len, payload) = if deflated.len() <= pal_raw.len().min(plain_len) {
