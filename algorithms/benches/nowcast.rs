@@ -1,6 +1,7 @@
-//! Criterion benches of the nowcast: motion estimation plus 6 extrapolation
-//! steps (the speed target), and the whole default nowcast (every
-//! scan step to 60 min), on three consecutive real scans from
+//! Criterion benches of the nowcast: motion estimation alone, motion plus 6
+//! extrapolation steps (the speed target) with the default S-PROG
+//! smoothing and as plain semi-Lagrangian extrapolation (`_plain`), and the
+//! whole default nowcast (every scan step to 60 min), on three consecutive real scans from
 //! `../shared/data` (BOM 512 × 512 and the OPERA 2200 × 1900 composite), and
 //! on a synthetic 512 × 512 field that needs no data.
 //!
@@ -14,7 +15,7 @@ mod common;
 use common::ThreadCpuTime;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode;
-use raincast_algorithms::nowcast::{nowcast, NowcastConfig, NowcastInput};
+use raincast_algorithms::nowcast::{nowcast, NowcastConfig, NowcastInput, Smoothing};
 use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::synth;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,13 @@ fn bench_case(c: &mut Criterion<ThreadCpuTime>, name: &str, fields: &[RainField]
     });
     c.bench_function(&format!("motion_6_steps/{name}"), |b| {
         b.iter(|| nowcast(black_box(fields), &six, &cfg).map(|n| n.rate_mm_h.len()))
+    });
+    let plain = NowcastConfig {
+        smoothing: Smoothing::None,
+        ..cfg
+    };
+    c.bench_function(&format!("motion_6_steps_plain/{name}"), |b| {
+        b.iter(|| nowcast(black_box(fields), &six, &plain).map(|n| n.rate_mm_h.len()))
     });
     c.bench_function(&format!("nowcast_60_min/{name}"), |b| {
         b.iter(|| nowcast(black_box(fields), &hour, &cfg).map(|n| n.rate_mm_h.len()))
