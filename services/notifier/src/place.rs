@@ -257,10 +257,35 @@ impl Place {
     }
 }
 
-/// Lower-case ASCII slug: `"São Paulo (centre)"` → `"s-o-paulo-centre"`.
+/// The ASCII base letter of a common accented Latin letter (`ü` → `u`).
+fn ascii_base(c: char) -> Option<char> {
+    const GROUPS: [(&str, char); 12] = [
+        ("àáâãäåā", 'a'),
+        ("çćč", 'c'),
+        ("èéêëēę", 'e'),
+        ("ìíîïī", 'i'),
+        ("ñń", 'n'),
+        ("òóôõöøō", 'o'),
+        ("ùúûüū", 'u'),
+        ("ýÿ", 'y'),
+        ("śšş", 's'),
+        ("źžż", 'z'),
+        ("ł", 'l'),
+        ("ß", 's'),
+    ];
+    let lower = c.to_lowercase().next()?;
+    GROUPS
+        .iter()
+        .find(|(letters, _)| letters.contains(lower))
+        .map(|(_, base)| *base)
+}
+
+/// Lower-case ASCII slug: `"São Paulo (centre)"` → `"sao-paulo-centre"`;
+/// common accented letters lose their accents, other characters separate.
 pub fn slug(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
+        let c = ascii_base(c).unwrap_or(c);
         if c.is_ascii_alphanumeric() {
             out.push(c.to_ascii_lowercase());
         } else if !out.ends_with('-') && !out.is_empty() {
@@ -338,7 +363,9 @@ mod tests {
 
     #[test]
     fn slugs() {
-        assert_eq!(slug("São Paulo (centre)"), "s-o-paulo-centre");
+        assert_eq!(slug("São Paulo (centre)"), "sao-paulo-centre");
+        assert_eq!(slug("Zürich"), "zurich");
+        assert_eq!(slug("Kraków – Łódź"), "krakow-lodz");
         assert_eq!(slug("Brussels"), "brussels");
         assert_eq!(slug("  "), "place");
     }
