@@ -9,19 +9,21 @@
 #   Tier 2, real boot: debootstrap a Debian root (cached), run the real
 #     playbook into it over community.general.chroot, boot it with
 #     `systemd-nspawn -b` on a private network, check that raincast.service is
-#     active and /healthz answers (from inside the container's network
-#     namespace), run the playbook again against the booted system and require
-#     changed=0, then change one setting and check that the handler restarts
-#     the service.
+#     active as user raincast, that /healthz answers and that /readyz does
+#     (the demo radar's scans were ingested into the embedded store below the
+#     data folder; asked from inside the container's network namespace), run
+#     the playbook again against the booted system and require changed=0,
+#     then change one setting and check that the handler restarts the service.
 #
 # Usage: .ci/deploy-checks.sh [RAINCAST_BINARY]
 #   RAINCAST_BINARY defaults to $CARGO_TARGET_DIR/release/raincast.
 # Environment:
 #   RAINCAST_DEPLOY_CACHE  tools, venv and root file system (default $HOME/.cache/raincast-deploy)
 #   RAINCAST_DEPLOY_TIERS  "1", "2" or "1 2" (default "1 2")
-# Tier 2 needs root. It is skipped, with a message, while the binary has no
-# `run` subcommand serving HTTP (`run --listen`); once it has, every failure
-# is fatal.
+# Tier 2 needs root and the binary (any build profile; CI passes the debug
+# build). Every failure is fatal and, once the container runs, prints its
+# failed units and raincast's journal; the container and the overlay are
+# always cleaned up.
 set -euo pipefail
 
 BINARY=""
@@ -44,15 +46,37 @@ APT_PACKAGES=(shellcheck packer debootstrap systemd-container curl util-linux)
 START=$SECONDS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raincast-deploy.XXXXXX")
 NSPAWN_PID=""
+LEADER=""
 OVERLAY=""
 
 log() { printf '== deploy [%3d s]: %s\n' "$((SECONDS - START))" "$*"; }
+
+# Fails the checks. While the container runs, its failed units, the state of
+# raincast.service and its journal go to the log first, so that a red CI run
+# says why.
 die() {
-    printf '== deploy: FAILED: %s\n' "$*" >&2
+    if [ -n "$LEADER" ] && kill -0 "$LEADER" 2>/dev/null; then
+        echo "---- container: failed units"
+        in_ct systemctl --failed --no-pager 2>&1 || true
+        echo "---- container: systemctl status raincast.service"
+        in_ct systemctl status --no-pager --lines=0 raincast.service 2>&1 || true
+        echo "---- container: journalctl -u raincast.service (last 60 lines)"
+        in_ct journalctl --no-pager -o short-precise -u raincast.service -n 60 2>&1 || true
+        echo "----"
+    elif [ -n "$NSPAWN_PID" ] && [ -s "$WORK/boot.log" ]; then
+        echo "---- systemd-nspawn output (last 60 lines)"
+        tail -n 60 "$WORK/boot.log" || true
+        echo "----"
+    fi
+    printf '== deploy: FAILED after %d s: %s\n' "$((SECONDS - START))" "$*" >&2
     exit 1
 }
 
+# Always runs: stops the container (nspawn powers it off on SIGTERM; its
+# init is killed if it outlives nspawn), unmounts the overlay, removes WORK.
 cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
     if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
         kill "$NSPAWN_PID" 2>/dev/null || true
         for _ in $(seq 1 20); do
@@ -61,12 +85,23 @@ cleanup() {
         done
         kill -9 "$NSPAWN_PID" 2>/dev/null || true
     fi
-    if [ -n "$OVERLAY" ]; then
+    # Killing a PID namespace's init kills everything in it.
+    if [ -n "$LEADER" ] && kill -0 "$LEADER" 2>/dev/null; then
+        kill -9 "$LEADER" 2>/dev/null || true
+        for _ in $(seq 1 20); do
+            kill -0 "$LEADER" 2>/dev/null || break
+            sleep 0.25
+        done
+    fi
+    if [ -n "$OVERLAY" ] && mountpoint -q "$OVERLAY"; then
         umount "$OVERLAY" 2>/dev/null || umount --lazy "$OVERLAY" || true
     fi
     rm -rf "$WORK"
+    exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ install
 install_tools() {
@@ -211,25 +246,31 @@ playbook() {
 
 changed_count() { grep -E '^\S+ +: ok=' "$1" | tail -n 1 | sed -E 's/.* changed=([0-9]+).*/\1/'; }
 
-healthz() {
-    local i body code
-    for i in $(seq 1 60); do
+# GET PATH inside the container until it answers 200 (TRIES tries, one a
+# second; 60 by default).
+http_ok() {
+    local path=$1 tries=${2:-60} i body code=""
+    for i in $(seq 1 "$tries"); do
         code=$(nsenter --target "$LEADER" --net -- \
-            curl -sS --max-time 2 -o "$WORK/healthz.body" -w '%{http_code}' http://127.0.0.1:8080/healthz 2>/dev/null || true)
+            curl -sS --max-time 2 -o "$WORK/http.body" -w '%{http_code}' "http://127.0.0.1:8080$path" 2>/dev/null || true)
         if [ "$code" = 200 ]; then
-            body=$(head -c 200 "$WORK/healthz.body")
-            echo "GET /healthz -> 200 after ${i} tries: $body"
+            body=$(head -c 300 "$WORK/http.body")
+            echo "GET $path -> 200 after ${i} tries: $body"
             return 0
         fi
         sleep 1
     done
-    die_with_journal "/healthz did not answer 200 on 127.0.0.1:8080 inside the container within 60 s (last status: ${code:-none})"
+    echo "last answer to GET $path: $(head -c 300 "$WORK/http.body" 2>/dev/null)"
+    die "$path did not answer 200 on 127.0.0.1:8080 inside the container within $tries s (last status: ${code:-none})"
 }
 
-die_with_journal() {
-    in_ct systemctl status --no-pager raincast.service || true
-    in_ct journalctl --no-pager -o cat -u raincast.service -n 60 || true
-    die "$1"
+# /healthz: the process serves HTTP. /readyz: the store answers and the demo
+# radar has a fresh scan, i.e. the sandboxed service wrote its bucket and
+# store below the data folder. From an empty data folder that takes the
+# backfill up to the last 30 minutes: about 15 s here, allowed 120 s.
+service_ok() {
+    http_ok /healthz
+    http_ok /readyz 120
 }
 
 main_pid() { in_ct systemctl show -p MainPID --value raincast.service; }
@@ -253,18 +294,9 @@ base_rootfs() {
 }
 
 tier2() {
-    if [ ! -x "$BINARY" ]; then
-        echo "tier 2 skipped: no raincast binary at $BINARY"
-        return 0
-    fi
-    if ! "$BINARY" --help 2>/dev/null | grep -qE '^ +run( |$)'; then
-        echo "tier 2 skipped: raincast run not available in $BINARY"
-        return 0
-    fi
-    if ! "$BINARY" run --help 2>/dev/null | grep -q -- '--listen'; then
-        echo "tier 2 skipped: raincast run does not serve HTTP (no --listen) in $BINARY"
-        return 0
-    fi
+    [ -x "$BINARY" ] || die "tier 2 needs the raincast binary: none at $BINARY (pass its path, or RAINCAST_DEPLOY_TIERS=1)"
+    "$BINARY" run --help 2>/dev/null | grep -q -- '--listen' \
+        || die "$BINARY has no 'run --listen': the unit cannot serve HTTP"
     [ "$(id -u)" -eq 0 ] || die "tier 2 needs root (debootstrap, chroot, systemd-nspawn)"
 
     local rootfs=$WORK/rootfs
@@ -293,18 +325,18 @@ tier2() {
     systemd-nspawn --directory="$rootfs" --machine="raincast-ci-$$" --register=no --keep-unit \
         --private-network --boot --console=pipe >"$WORK/boot.log" 2>&1 </dev/null &
     NSPAWN_PID=$!
-    LEADER=""
-    local i comm
+    # The container's init: nspawn's child, once it has become systemd.
+    local i child
     for i in $(seq 1 100); do
-        LEADER=$(pgrep -P "$NSPAWN_PID" | head -n 1 || true)
-        if [ -n "$LEADER" ]; then
-            comm=$(cat "/proc/$LEADER/comm" 2>/dev/null || true)
-            [ "$comm" = systemd ] && break
+        child=$(pgrep -P "$NSPAWN_PID" | head -n 1 || true)
+        if [ -n "$child" ] && [ "$(cat "/proc/$child/comm" 2>/dev/null || true)" = systemd ]; then
+            LEADER=$child
+            break
         fi
-        kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$WORK/boot.log"; die "systemd-nspawn exited"; }
+        kill -0 "$NSPAWN_PID" 2>/dev/null || die "systemd-nspawn exited"
         sleep 0.2
     done
-    [ "${comm:-}" = systemd ] || { cat "$WORK/boot.log"; die "the container's systemd did not start"; }
+    [ -n "$LEADER" ] || die "the container's systemd did not start within 20 s"
 
     # Until the container's systemd has its private socket, systemctl cannot
     # connect; then --wait blocks until start-up has finished.
@@ -317,31 +349,29 @@ tier2() {
         esac
     done
     echo "container systemd: $state (booted in $((SECONDS - START)) s since the start of the checks)"
-    if [ "$state" != running ]; then
-        in_ct systemctl --failed --no-pager || true
-        die "the container did not reach 'running' (got '$state')"
-    fi
-    [ "$(in_ct systemctl is-active raincast.service)" = active ] || die_with_journal "raincast.service is not active"
+    [ "$state" = running ] || die "the container did not reach 'running' (got '$state')"
+    [ "$(in_ct systemctl is-active raincast.service)" = active ] || die "raincast.service is not active"
     local pid user
     pid=$(main_pid)
     user=$(in_ct stat -c %U "/proc/$pid" 2>/dev/null || true)
-    [ "$user" = raincast ] || die_with_journal "raincast (PID $pid) does not run as the raincast user (got '$user')"
+    [ "$user" = raincast ] || die "raincast (PID $pid) does not run as the raincast user (got '$user')"
     echo "raincast.service active, main PID $pid runs as $user"
-    healthz
+    service_ok
+    echo "data folder: $(in_ct du -sh /var/lib/raincast/var/bucket /var/lib/raincast/var/store | tr '\t\n' ' ')"
 
     log "tier 2: second playbook run, against the booted system (must change nothing)"
     printf '[raincast]\nbooted ansible_connection=community.docker.nsenter ansible_nsenter_pid=%s ansible_become=false\n' \
         "$LEADER" >"$WORK/booted.ini"
-    playbook "$WORK/booted.ini" "$WORK/run2.log"
+    playbook "$WORK/booted.ini" "$WORK/run2.log" --diff
     [ "$(changed_count "$WORK/run2.log")" = 0 ] || { cat "$WORK/run2.log"; die "second playbook run changed something"; }
     [ "$(main_pid)" = "$pid" ] || die "the second playbook run restarted raincast"
 
     log "tier 2: a changed setting restarts the service through the handler"
-    playbook "$WORK/booted.ini" "$WORK/run3.log" -e raincast_log_level=debug
+    playbook "$WORK/booted.ini" "$WORK/run3.log" --diff -e raincast_log_level=debug
     [ "$(changed_count "$WORK/run3.log")" -ge 1 ] || die "changing raincast_log_level changed nothing"
     grep -q 'RUNNING HANDLER \[raincast : Restart raincast\]' "$WORK/run3.log" || die "handler did not run"
     [ "$(main_pid)" != "$pid" ] || die "raincast was not restarted after a configuration change"
-    healthz
+    service_ok
 
     log "tier 2: power off"
     in_ct systemctl poweroff || true
@@ -354,15 +384,18 @@ tier2() {
     fi
     wait "$NSPAWN_PID" || true
     NSPAWN_PID=""
-    echo "tier 2: booted, served /healthz, idempotent"
+    LEADER=""
+    echo "tier 2: booted, served /healthz and /readyz, idempotent, restarted by the handler"
 }
 
 install_tools
 for tier in $TIERS; do
     case $tier in
-        1) tier1 ;;
-        2) tier2 ;;
+        1 | 2) ;;
         *) die "unknown tier '$tier'" ;;
     esac
+    tier_start=$SECONDS
+    "tier$tier"
+    log "tier $tier passed in $((SECONDS - tier_start)) s"
 done
 log "done in $((SECONDS - START)) s"

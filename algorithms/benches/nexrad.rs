@@ -21,73 +21,14 @@
 //!   has the ~100 records and ~11 MB of a real VCP 11 volume. Only the lowest
 //!   sweep's records are decompressed.
 
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+mod common;
+
+use common::ThreadCpuTime;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode::nexrad::{self, NexradOptions};
 use raincast_algorithms::polar::{PolarGeometry, PolarGridder, PolarMapping, PolarOptions};
 use std::io::{Read, Write};
 use std::path::Path;
-
-/// CPU time consumed by the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Criterion measurement: CPU time of the benchmark thread.
-struct ThreadCpu;
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
-struct CpuFormatter;
-
-impl ValueFormatter for CpuFormatter {
-    fn scale_values(&self, typical_ns: f64, values: &mut [f64]) -> &'static str {
-        let (div, unit) = if typical_ns >= 1e6 {
-            (1e6, "ms cpu")
-        } else if typical_ns >= 1e3 {
-            (1e3, "µs cpu")
-        } else {
-            (1.0, "ns cpu")
-        };
-        values.iter_mut().for_each(|v| *v /= div);
-        unit
-    }
-    fn scale_throughputs(
-        &self,
-        _typical: f64,
-        _t: &Throughput,
-        _values: &mut [f64],
-    ) -> &'static str {
-        "(no throughput)"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
-}
 
 fn read_sample(name: &str) -> Option<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -176,7 +117,7 @@ fn full_modern_volume(excerpt: &[u8]) -> Vec<u8> {
     out
 }
 
-fn bench(c: &mut Criterion<ThreadCpu>) {
+fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let (Some(msg1), Some(msg31)) = (
         read_sample("example_nexrad_archive_msg1.bz2"),
         read_sample("example_nexrad_archive_msg31_compressed.ar2v"),
@@ -229,7 +170,7 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpu).sample_size(20);
+    config = Criterion::default().with_measurement(ThreadCpuTime::new()).sample_size(20);
     targets = bench
 }
 criterion_main!(benches);

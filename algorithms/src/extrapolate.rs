@@ -151,10 +151,10 @@ const SHIFT_EPS: f32 = 0.02;
 /// Side of the source tiles whose value range is summarised.
 const TILE: usize = 16;
 
-/// Relative spread below which a source region counts as constant: far below
-/// any meaningful difference in rain rate or dBR, but it absorbs the rounding
-/// noise of recomposed fields.
-const CONST_TOL: f32 = 1e-5;
+/// Relative spread below which a source region counts as constant (a few
+/// units in the last place: it absorbs rounding noise only, so results are
+/// the same as interpolating cell by cell).
+const CONST_TOL: f32 = 1e-6;
 
 /// Per-tile summary of the source: min and max of the finite values and
 /// whether the tile has NaN (no data) cells, or only NaN cells.
@@ -208,7 +208,7 @@ impl Tiles {
                 }
                 lo = lo.min(self.min[k]);
                 hi = hi.max(self.max[k]);
-                if hi - lo > CONST_TOL * (1.0 + lo.abs()) {
+                if hi - lo > CONST_TOL * lo.abs().max(hi.abs()) {
                     return None;
                 }
             }

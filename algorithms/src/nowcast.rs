@@ -344,6 +344,13 @@ impl<'a> NowcastInput<'a> {
                 );
             }
         }
+        // As in the hot prep: rates below the rain threshold are dry (the
+        // interpolation and the cascade leave small positive values at the
+        // edges of rain); no data stays NaN.
+        let thr = self.cfg.rain_threshold_mm_h;
+        for f in &mut fields {
+            f.mapv_inplace(|v| if v < thr { 0.0 } else { v });
+        }
         Ok(Nowcast {
             grid: latest.grid.clone(),
             base_time: latest.time,

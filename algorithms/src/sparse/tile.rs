@@ -187,14 +187,37 @@ pub(crate) struct TileEncoder {
     deflater: Deflater,
     /// Palette index of each code, valid for the codes of the current palette.
     index_of: Vec<u16>,
+    /// Memo of [`quant::encode`]: (f32 bits, code), direct-mapped by a hash
+    /// of the bits. Radar products carry few distinct values (an 8-bit
+    /// scan at most 256), so nearly every cell hits and skips the logarithm.
+    /// Bits 0 (a rate of 0.0, never rain) mark an empty slot.
+    codes_memo: Vec<(u32, u16)>,
 }
+
+/// Slots of [`TileEncoder::codes_memo`] (a power of two).
+const MEMO_SLOTS: usize = 4096;
 
 impl TileEncoder {
     pub(crate) fn new() -> Self {
         Self {
             deflater: Deflater::new(),
             index_of: vec![0u16; quant::MAX_CODE as usize + 1],
+            codes_memo: vec![(0, 0); MEMO_SLOTS],
         }
+    }
+
+    /// [`quant::encode`] of a rain rate (`> 0`), through the memo.
+    #[inline]
+    fn code_of(&mut self, rate_mm_h: f32) -> u16 {
+        let bits = rate_mm_h.to_bits();
+        let slot = (bits.wrapping_mul(0x9E37_79B1) >> 20) as usize & (MEMO_SLOTS - 1);
+        let (k, code) = self.codes_memo[slot];
+        if k == bits {
+            return code;
+        }
+        let code = quant::encode(rate_mm_h);
+        self.codes_memo[slot] = (bits, code);
+        code
     }
 
     /// The compressor, for the other parts of the scan.
@@ -231,7 +254,7 @@ pub(crate) fn encode(
             if row[c] > 0.0 {
                 let start = c;
                 while c < g.w && row[c] > 0.0 {
-                    let code = quant::encode(row[c]);
+                    let code = enc.code_of(row[c]);
                     cell_codes[r * g.w + c] = code;
                     codes.push(code);
                     c += 1;

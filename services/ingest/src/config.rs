@@ -730,18 +730,19 @@ impl Config {
             }
         }
 
-        let listen = cli
-            .listen
-            .clone()
-            .or(env
-                .get("RAINCAST_LISTEN")
-                .cloned()
-                .filter(|s| !s.trim().is_empty()))
-            .or(fc.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let env_listen = env
+            .get("RAINCAST_LISTEN")
+            .cloned()
+            .filter(|s| !s.trim().is_empty());
+        let (listen, listen_origin) = match (&cli.listen, env_listen, &fc.listen) {
+            (Some(v), _, _) => (v.clone(), "--listen"),
+            (None, Some(v), _) => (v, "RAINCAST_LISTEN"),
+            (None, None, Some(v)) => (v.clone(), "config"),
+            (None, None, None) => ("127.0.0.1:8080".to_string(), "default"),
+        };
         listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| invalid("listen", "config", format!("{listen:?}: {e}")))?;
+            .map_err(|e| invalid("listen", listen_origin, format!("{listen:?}: {e}")))?;
 
         let aws = AwsSettings {
             default_region: fc
@@ -1017,7 +1018,12 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 vec![],
                 "key_template",
             ),
-            ("listen = \"nowhere\"", vec![], "listen"),
+            ("listen = \"nowhere\"", vec![], "listen (from config)"),
+            (
+                "listen = \"127.0.0.1:1\"",
+                vec![("RAINCAST_LISTEN", "nowhere")],
+                "listen (from RAINCAST_LISTEN)",
+            ),
             ("unknown_key = 1", vec![], "unknown"),
             (
                 "",

@@ -35,8 +35,9 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
-    /// Run every job (ingest; with no source configured, the synthetic demo
-    /// radar too) until Ctrl-C.
+    /// Run every job (ingest, nowcast, notifier) and the HTTP API with the
+    /// map page until Ctrl-C; with no source configured, on the synthetic
+    /// demo radar.
     Run(run_cmd::RunArgs),
     /// Serve the HTTP API and map page over an existing store (no ingest).
     Api(serve_cmd::ApiArgs),

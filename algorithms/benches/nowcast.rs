@@ -1,0 +1,110 @@
+//! Criterion benches of the nowcast: motion estimation plus 6 extrapolation
+//! steps (the speed target), and the whole default nowcast (every
+//! scan step to 60 min), on three consecutive real scans from
+//! `../shared/data` (BOM 512 × 512 and the OPERA 2200 × 1900 composite), and
+//! on a synthetic 512 × 512 field that needs no data.
+//!
+//! Run: `cargo bench -p raincast-algorithms --bench nowcast` (add a filter
+//! such as `-- bom` for one). Figures: docs/PERFORMANCE.md. Times are the
+//! CPU time of the benchmarking thread (see `common`); everything measured
+//! runs on one thread.
+
+mod common;
+
+use common::ThreadCpuTime;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use raincast_algorithms::decode;
+use raincast_algorithms::nowcast::{nowcast, NowcastConfig, NowcastInput};
+use raincast_algorithms::prep::{self, PrepOptions, RainField};
+use raincast_algorithms::synth;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// (bench name, folder below shared/data).
+const SAMPLES: [(&str, &str); 2] = [
+    ("bom_512x512", "bom/02"),
+    ("opera_2200x1900", "odim/opera/20180824"),
+];
+
+/// The first three scans (by file name) of a folder, decoded and prepared.
+fn three_scans(dir: &Path) -> Result<Vec<RainField>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let opts = PrepOptions::default();
+    files
+        .iter()
+        .take(3)
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let name = path.file_name().and_then(|n| n.to_str());
+            let scan = decode::decode(&bytes, name, None)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(prep::prep(&scan, &opts))
+        })
+        .collect()
+}
+
+/// Three consecutive 512 × 512 synthetic fields (moving rain cells).
+fn synthetic() -> Option<Vec<RainField>> {
+    let grid = synth::local_grid(4.0, 50.0, 512, 512, 1000.0).ok()?;
+    let cfg = synth::SynthConfig::for_shape(512, 512);
+    Some(synth::SynthRadar::new(grid, cfg).fields(10, 3))
+}
+
+fn bench_case(c: &mut Criterion<ThreadCpuTime>, name: &str, fields: &[RainField]) {
+    let cfg = NowcastConfig::default();
+    let step_min = ((fields[2].time - fields[1].time).num_seconds() / 60).max(1) as u32;
+    let six: Vec<u32> = (1..=6).map(|k| k * step_min).collect();
+    let hour: Vec<u32> = (1..=60 / step_min).map(|k| k * step_min).collect();
+    if let Err(e) = nowcast(fields, &six, &cfg) {
+        eprintln!("skipped: {name}: {e}");
+        return;
+    }
+    c.bench_function(&format!("motion/{name}"), |b| {
+        b.iter(|| {
+            NowcastInput::new(black_box(fields), &cfg)
+                .and_then(|i| i.motion())
+                .map(|m| m.shape)
+        })
+    });
+    c.bench_function(&format!("motion_6_steps/{name}"), |b| {
+        b.iter(|| nowcast(black_box(fields), &six, &cfg).map(|n| n.rate_mm_h.len()))
+    });
+    c.bench_function(&format!("nowcast_60_min/{name}"), |b| {
+        b.iter(|| nowcast(black_box(fields), &hour, &cfg).map(|n| n.rate_mm_h.len()))
+    });
+}
+
+fn benches(c: &mut Criterion<ThreadCpuTime>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if !dir.is_dir() {
+        eprintln!("skipped: ../shared/data not found ({})", dir.display());
+    } else {
+        for (name, folder) in SAMPLES {
+            match three_scans(&dir.join(folder)) {
+                Ok(fields) if fields.len() == 3 => bench_case(c, name, &fields),
+                Ok(_) => eprintln!("skipped: {name}: fewer than 3 scans in {folder}"),
+                Err(e) => eprintln!("skipped: {name}: {e}"),
+            }
+        }
+    }
+    match synthetic() {
+        Some(fields) => bench_case(c, "synthetic_512x512", &fields),
+        None => eprintln!("skipped: synthetic grid"),
+    }
+}
+
+criterion_group! {
+    name = nowcast_benches;
+    config = Criterion::default()
+        .with_measurement(ThreadCpuTime::new())
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(nowcast_benches);
