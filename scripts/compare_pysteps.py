@@ -25,7 +25,8 @@ one radar it:
      every scan interval up to ``--max-lead``, reading its ``lead_MMM.npy``
      (the default S-PROG-like smoothing), and again with
      ``--smoothing none`` (plain extrapolation, the like-for-like partner of
-     pysteps LK+SL);
+     pysteps LK+SL); a start time where ``raincast nowcast`` fails is
+     reported and left out for every method;
 4. scores every method with the one scorer of this script, at 1 mm/h
    (``--threshold``): CSI per case (then the mean over cases, as in the
    issue's table), pooled CSI (one contingency table summed over all cases)
@@ -64,7 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 from scipy.ndimage import uniform_filter
@@ -90,7 +91,7 @@ def list_scans(folder):
 
 
 def parse_time(s):
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 def prep_all(raincast, files, tmp):
@@ -164,8 +165,8 @@ class Score:
 
 
 def to_dbr(r):
-    # The pysteps transform, written out so that the script also documents it:
-    # dBR = 10 log10(R) where R >= 0.1 mm/h, -15 dBR below, NaN kept.
+    # pysteps' transform: dBR = 10 log10(R) where R >= 0.1 mm/h, -15 dBR
+    # below, NaN kept.
     from pysteps.utils import transformation
 
     out, _ = transformation.dB_transform(r.copy(), threshold=0.1, zerovalue=-15.0)
@@ -276,6 +277,7 @@ def main():
         wall = {m: [] for m in methods if m != "persistence"}
         raincast_ms = {"raincast": [], "raincast_none": []}
         started = time.perf_counter()
+        failed = []
         for n, idx in enumerate(cases):
             past = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:3]]
             obs = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[3:]]
@@ -286,11 +288,17 @@ def main():
             for m, t in py_t.items():
                 wall[m].append(t)
             paths = [scans[k]["path"] for k in idx[:3]]
-            for m, sm in (("raincast", "sprog"), ("raincast_none", "none")):
-                fc, w, info = run_raincast(args.raincast, paths, leads, tmp, sm)
-                fcs[m] = fc
-                wall[m].append(w)
-                raincast_ms[m].append(info["total_ms"])
+            try:
+                for m, sm in (("raincast", "sprog"), ("raincast_none", "none")):
+                    fc, w, info = run_raincast(args.raincast, paths, leads, tmp, sm)
+                    fcs[m] = fc
+                    wall[m].append(w)
+                    raincast_ms[m].append(info["total_ms"])
+            except RuntimeError as e:
+                # Not scored for any method, so the methods keep the same cases.
+                print(f"\nskipping start time {scans[idx[2]]['time']}: {e}", file=sys.stderr)
+                failed.append(str(scans[idx[2]]["time"]))
+                continue
             for j in range(n_leads):
                 o = obs[j]
                 ok_obs = np.isfinite(o)
@@ -311,9 +319,10 @@ def main():
         "scans": len(scans),
         "step_s": step_s,
         "start_times_available": all_cases,
-        "cases": len(cases),
-        "first_start": scans[cases[0][2]]["time"].isoformat() + "Z",
-        "last_start": scans[cases[-1][2]]["time"].isoformat() + "Z",
+        "cases": len(cases) - len(failed),
+        "first_start": scans[cases[0][2]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "last_start": scans[cases[-1][2]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "failed_cases": failed,
         "threshold_mm_h": args.threshold,
         "fss_window": args.fss_window,
         "sprog_levels": None if args.no_sprog else args.sprog_levels,
@@ -329,7 +338,7 @@ def main():
 
     report = [int(x) for x in args.report_leads.split(",")]
     cols = [leads.index(r) for r in report if r in leads]
-    print(f"{args.folder}: {len(cases)} cases ({all_cases} available), scan every {step_s} s, "
+    print(f"{args.folder}: {len(cases) - len(failed)} cases ({all_cases} available), scan every {step_s} s, "
           f"CSI and FSS at {args.threshold} mm/h, FSS window {args.fss_window} cells")
     for mask in ("common", "own"):
         print(f"\nmask: {mask}")
