@@ -96,7 +96,7 @@ pub struct MotionConfig {
     /// Radius of the box used for the confidence-weighted smoothing after each
     /// iteration, working cells (default 2; applied twice, ≈ Gaussian σ 2.4).
     pub smooth_radius: usize,
-    /// Gaussian σ of the final smoothing, km (default 10 km: rain motion is a
+    /// Gaussian σ of the final smoothing, km (default 25 km: rain motion is a
     /// mesoscale field; smaller structures in the flow come from growth and
     /// decay, not displacement).
     pub final_smooth_sigma_km: f32,
