@@ -50,72 +50,27 @@ if ! cmp -s "$here/package-lock.json" "$deps/package-lock.json" \
     (cd "$deps" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# 3. The server, on a free port, in a temporary folder (./var is created there).
+# 3.-4. The server, on a free port, in a temporary folder (./var is created
+# there), until /readyz answers and the demo radar has a nowcast.
+# shellcheck source-path=SCRIPTDIR/../.. source=scripts/demo-server.sh
+. "$here/../../scripts/demo-server.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-browser.XXXXXX")"
-log="$work/server.log"
-pid=""
 cleanup() {
     local rc=$?
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "server did not stop on SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    fi
-    if [ "$rc" -ne 0 ] && [ -f "$log" ]; then
+    demo_server_stop
+    if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
         say "server log (last 40 lines):"
-        tail -n 40 "$log" || true
+        tail -n 40 "$work/server.log" || true
     fi
     rm -rf "$work"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-say "starting $bin run --listen 127.0.0.1:0 in $work"
-(
-    cd "$work"
-    # The embedded default with the demo radar: no configuration from the caller.
-    while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^RAINCAST_' || true)
-    export RAINCAST_LOG=info
-    exec "$bin" run --listen 127.0.0.1:0
-) >"$log" 2>&1 </dev/null &
-pid=$!
-
-deadline=$((SECONDS + timeout_s))
-alive_or_die() {
-    if ! kill -0 "$pid" 2>/dev/null; then
-        say "the server exited early"
-        exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        say "timed out after ${timeout_s}s: $1"
-        exit 1
-    fi
-}
-
-url=""
-while [ -z "$url" ]; do
-    alive_or_die "no URL printed"
-    url="$(sed -n 's|.*Raincast map: \(http://[^ ]*/\).*|\1|p' "$log" | head -n 1)"
-    [ -n "$url" ] || sleep 1
-done
-say "server at $url"
-
-# 4. Ready, with a nowcast for the demo radar.
-waited=$SECONDS
-until curl -fsS -o /dev/null --max-time 10 "${url}readyz" 2>/dev/null \
-    && curl -fsS --max-time 10 "${url}v1/radars" 2>/dev/null | grep -q '"latest_nowcast_time":"'; do
-    alive_or_die "no nowcast (see ${url}readyz and ${url}v1/radars)"
-    sleep 2
-done
-say "ready with a nowcast after $((SECONDS - waited))s"
+DEMO_TIMEOUT="$timeout_s"
+demo_server_start "$bin" "$work"
+demo_server_wait_nowcast
+url="$DEMO_URL"
 
 # 5. The browser test.
 shot="${2:-$work/map.png}"
