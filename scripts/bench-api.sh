@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# HTTP API benchmark on the synthetic demo radar (docs/PERFORMANCE.md, "HTTP API"):
+#
+#   scripts/bench-api.sh path/to/release/raincast [SECONDS]
+#
+# Starts `raincast run --listen 127.0.0.1:0` (demo radar, embedded default) in
+# a temporary folder, waits for a nowcast and for the two-hour backfill to be
+# ingested, then
+#   1. GET /v1/forecast?lat&lon (answered from the nowcast in memory) with
+#      wrk on loopback: -t2 -c32 and -t1 -c32 (one core left to the server),
+#      SECONDS each (default 20), with the latency distribution;
+#   2. GET /v1/radars/demo/animation.gif?past=25&future=60 (18 frames: 6
+#      observed at 5-minute spacing and 12 forecast), first request (built)
+#      and second (from the cache) timed by curl, with the render time the
+#      server reports in /metrics and the GIF's size and frame count.
+# Prints the machine load (uptime) before and after. Needs wrk and curl
+# (apt-get install wrk curl). The server keeps ingesting and nowcasting the
+# demo radar during the run, as in production.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+    echo "usage: $0 RAINCAST_BINARY [SECONDS]" >&2
+    exit 2
+fi
+bin="$(realpath "$1")"
+secs="${2:-20}"
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 2; }
+
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/demo-server.sh
+. "$root/scripts/demo-server.sh"
+work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-bench.XXXXXX")"
+cleanup() {
+    local rc=$?
+    demo_server_stop
+    [ "$rc" -eq 0 ] || tail -n 40 "$work/server.log" 2>/dev/null || true
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== load before: $(uptime)"
+demo_server_start "$bin" "$work" warn
+demo_server_wait_nowcast
+# The backfill is done when the newest scan is less than a minute old.
+until python3 - "${DEMO_URL}v1/radars" <<'EOF'
+import json, sys, urllib.request, datetime as dt
+r = json.load(urllib.request.urlopen(sys.argv[1]))["radars"][0]
+t = dt.datetime.fromisoformat(r["latest_scan_time"].replace("Z", "+00:00"))
+sys.exit(0 if (dt.datetime.now(dt.timezone.utc) - t).total_seconds() < 60 else 1)
+EOF
+do
+    demo_server_alive "backfill not ingested" || exit 1
+    sleep 2
+done
+demo_say "backfill ingested"
+
+point="${DEMO_URL}v1/forecast?lat=47.3&lon=8.2"
+curl -fsS "$point" -o "$work/forecast.json"
+echo "== forecast response: $(stat -c %s "$work/forecast.json") bytes: $(head -c 160 "$work/forecast.json")…"
+for t in 2 1; do
+    echo "== wrk -t$t -c32 -d${secs}s --latency '$point'"
+    wrk -t"$t" -c32 -d"${secs}s" --latency "$point"
+done
+
+gif="${DEMO_URL}v1/radars/demo/animation.gif?past=25&future=60"
+fmt='%{http_code} %{time_total}s %{size_download} bytes\n'
+echo "== animation: first request (built), then two from the cache"
+for i in 1 2 3; do
+    printf 'request %s: ' "$i"
+    curl -fsS -D "$work/h$i" -o "$work/a$i.gif" -w "$fmt" "$gif"
+    grep -i '^etag' "$work/h$i" | tr -d '\r'
+done
+curl -fsS "${DEMO_URL}metrics" | grep '^raincast_api_render_seconds_\(sum\|count\){kind="gif"}' || true
+python3 - "$work/a1.gif" <<'EOF'
+# Frame count and size of a GIF: walk its blocks.
+import sys
+b = open(sys.argv[1], "rb").read()
+w, h, flags = int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little"), b[10]
+i = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+frames = 0
+def skip_sub(i):
+    while b[i]:
+        i += b[i] + 1
+    return i + 1
+while i < len(b) and b[i] != 0x3B:
+    if b[i] == 0x21:
+        i = skip_sub(i + 2)
+    elif b[i] == 0x2C:
+        frames += 1
+        f = b[i + 9]
+        i += 10 + (3 * 2 ** ((f & 7) + 1) if f & 0x80 else 0)
+        i = skip_sub(i + 1)
+    else:
+        sys.exit("bad GIF block at %d" % i)
+print("== GIF: %d x %d px, %d frames, %d bytes" % (w, h, frames, len(b)))
+EOF
+echo "== load after: $(uptime)"
