@@ -92,14 +92,14 @@ async function main() {
     await page.waitForSelector('#map.leaflet-container');
     const overlay = 'img.rain-overlay';
     await page.waitForSelector(overlay, { state: 'attached' });
-    await page.waitForFunction((sel) => {
+    // (The animation keeps changing the image: read it when it is loaded.)
+    const img = await (await page.waitForFunction((sel) => {
       const im = document.querySelector(sel);
-      return im && im.complete && im.naturalWidth > 0 && im.naturalHeight > 0;
-    }, overlay, { polling: 250 });
-    const img = await page.$eval(overlay, (im) => ({
-      src: im.getAttribute('src'), w: im.naturalWidth, h: im.naturalHeight,
-      box: im.getBoundingClientRect().toJSON(),
-    }));
+      return im && im.complete && im.naturalWidth > 0 && im.naturalHeight > 0 && {
+        src: im.getAttribute('src'), w: im.naturalWidth, h: im.naturalHeight,
+        box: im.getBoundingClientRect().toJSON(),
+      };
+    }, overlay, { polling: 250 })).jsonValue();
     log('overlay loaded:', img.src, img.w + 'x' + img.h);
     if (!(img.box.width > 50 && img.box.height > 50)) throw new Error('overlay is not on screen: ' + JSON.stringify(img.box));
 
