@@ -12,10 +12,13 @@
 #   2. GET /v1/radars/demo/animation.gif?past=25&future=60 (18 frames: 6
 #      observed at 5-minute spacing and 12 forecast), first request (built)
 #      and second (from the cache) timed by curl, with the render time the
-#      server reports in /metrics and the GIF's size and frame count.
+#      server reports in /metrics and the GIF's size and frame count;
+#   3. stops it and repeats 1. against `raincast api` over the store it
+#      wrote (no ingest and no nowcast job competing for the two cores).
 # Prints the machine load (uptime) before and after. Needs wrk and curl
-# (apt-get install wrk curl). The server keeps ingesting and nowcasting the
-# demo radar during the run, as in production.
+# (apt-get install wrk curl). During 1. and 2. the server keeps ingesting and
+# nowcasting the demo radar (a scan every 10 s), as `raincast run` does; the
+# number of nowcasts built during each wrk run is printed.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,7 +36,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-bench.XXXXXX")"
 cleanup() {
     local rc=$?
     demo_server_stop
-    [ "$rc" -eq 0 ] || tail -n 40 "$work/server.log" 2>/dev/null || true
+    [ "$rc" -eq 0 ] || tail -n 40 "$DEMO_LOG" 2>/dev/null || true
     rm -rf "$work"
     exit "$rc"
 }
@@ -41,28 +44,43 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== load before: $(uptime)"
-demo_server_start "$bin" "$work" warn
+demo_server_start "$bin" "$work" info
 demo_server_wait_nowcast
-# The backfill is done when the newest scan is less than a minute old.
+# Caught up: the two-hour backfill ingested and the nowcast made from the
+# newest scan, both less than a minute and a half old.
 until python3 - "${DEMO_URL}v1/radars" <<'EOF'
 import json, sys, urllib.request, datetime as dt
 r = json.load(urllib.request.urlopen(sys.argv[1]))["radars"][0]
-t = dt.datetime.fromisoformat(r["latest_scan_time"].replace("Z", "+00:00"))
-sys.exit(0 if (dt.datetime.now(dt.timezone.utc) - t).total_seconds() < 60 else 1)
+now = dt.datetime.now(dt.timezone.utc)
+age = lambda k: (now - dt.datetime.fromisoformat(r[k].replace("Z", "+00:00"))).total_seconds() if r[k] else 1e9
+sys.exit(0 if max(age("latest_scan_time"), age("latest_nowcast_time")) < 90 else 1)
 EOF
 do
     demo_server_alive "backfill not ingested" || exit 1
     sleep 2
 done
-demo_say "backfill ingested"
+demo_say "caught up with the demo radar (backfill ingested, nowcast current)"
+
+# Nowcasts the server built since line $1 of its log: count, mean and max ms.
+nowcasts_since() {
+    tail -n +"$(($1 + 1))" "$DEMO_LOG" | sed 's/\x1b\[[0-9;]*m//g' | grep 'nowcast built' \
+        | sed -n 's/.* ms=\([0-9.]*\).*/\1/p' \
+        | awk '{n++; s+=$1; if ($1>m) m=$1} END {printf "%d nowcasts built meanwhile (mean %.0f ms, max %.0f ms)\n", n, n ? s/n : 0, m}'
+}
 
 point="${DEMO_URL}v1/forecast?lat=47.3&lon=8.2"
 curl -fsS "$point" -o "$work/forecast.json"
 echo "== forecast response: $(stat -c %s "$work/forecast.json") bytes: $(head -c 160 "$work/forecast.json")…"
-for t in 2 1; do
-    echo "== wrk -t$t -c32 -d${secs}s --latency '$point'"
-    wrk -t"$t" -c32 -d"${secs}s" --latency "$point"
-done
+bench_forecast() {
+    local t lines
+    for t in 2 1; do
+        echo "== wrk -t$t -c32 -d${secs}s --latency '$point'"
+        lines=$(wc -l <"$DEMO_LOG")
+        wrk -t"$t" -c32 -d"${secs}s" --latency "$point"
+        echo "   server: $(nowcasts_since "$lines")"
+    done
+}
+bench_forecast
 
 gif="${DEMO_URL}v1/radars/demo/animation.gif?past=25&future=60"
 fmt='%{http_code} %{time_total}s %{size_download} bytes\n'
@@ -96,4 +114,19 @@ while i < len(b) and b[i] != 0x3B:
         sys.exit("bad GIF block at %d" % i)
 print("== GIF: %d x %d px, %d frames, %d bytes" % (w, h, frames, len(b)))
 EOF
+
+# The same point over the store just written, served by `raincast api` (no
+# ingest, no nowcast job: the nowcast is built on the first request and then
+# answered from memory). The demo's 5-minute lead step keeps the response the same.
+echo "== raincast api over the same store (jobs stopped)"
+demo_server_stop
+printf '[nowcast]\nlead_step_min = 5\n' >"$work/api.toml"
+demo_server_start "$bin" "$work" info api --config "$work/api.toml"
+point="${DEMO_URL}v1/forecast?lat=47.3&lon=8.2"
+until curl -fsS --max-time 60 "$point" -o "$work/forecast-api.json" 2>/dev/null; do
+    demo_server_alive "no forecast from raincast api" || exit 1
+    sleep 2
+done
+echo "== forecast response: $(stat -c %s "$work/forecast-api.json") bytes"
+bench_forecast
 echo "== load after: $(uptime)"

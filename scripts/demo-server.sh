@@ -3,7 +3,8 @@
 # need a live server (tests/browser/run.sh, scripts/bench-api.sh). Source it:
 #
 #   . scripts/demo-server.sh
-#   demo_server_start BINARY DIR [LOG_LEVEL]   # sets DEMO_PID, DEMO_LOG, DEMO_URL
+#   demo_server_start BINARY DIR [LOG_LEVEL [COMMAND ARGS...]]
+#                       # COMMAND defaults to `run`; sets DEMO_PID, DEMO_LOG, DEMO_URL
 #   demo_server_wait_nowcast                   # /readyz 200 and a nowcast for the demo
 #   demo_server_stop                           # SIGTERM, then SIGKILL after 30 s
 #
@@ -32,14 +33,16 @@ demo_server_alive() {
 
 demo_server_start() {
     local bin="$1" dir="$2" level="${3:-info}"
-    DEMO_LOG="$dir/server.log"
+    local cmd=(run)
+    [ $# -le 3 ] || cmd=("${@:4}")
+    DEMO_LOG="$dir/server-${cmd[0]}.log"
     DEMO_DEADLINE=$((SECONDS + ${DEMO_TIMEOUT:-900}))
-    demo_say "starting $bin run --listen 127.0.0.1:0 in $dir"
+    demo_say "starting $bin ${cmd[*]} --listen 127.0.0.1:0 in $dir"
     (
         cd "$dir" || exit 1
         while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^RAINCAST_' || true)
         export RAINCAST_LOG="$level"
-        exec "$bin" run --listen 127.0.0.1:0
+        exec "$bin" "${cmd[@]}" --listen 127.0.0.1:0
     ) >"$DEMO_LOG" 2>&1 </dev/null &
     DEMO_PID=$!
     DEMO_URL=""

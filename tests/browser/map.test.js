@@ -66,7 +66,7 @@ async function main() {
     const origin = new URL(base).origin;
     page.on('pageerror', (e) => problems.push('page error: ' + e.message));
     page.on('console', (m) => {
-      if (m.type() === 'error') problems.push('console error: ' + m.text());
+      if (m.type() === 'error') problems.push('console error: ' + m.text() + ' (' + (m.location().url || '?') + ')');
     });
     page.on('requestfailed', (r) => {
       // An overlay frame replaced by the next one before it loaded is aborted

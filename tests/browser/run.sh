@@ -58,9 +58,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-browser.XXXXXX")"
 cleanup() {
     local rc=$?
     demo_server_stop
-    if [ "$rc" -ne 0 ] && [ -f "$work/server.log" ]; then
+    if [ "$rc" -ne 0 ] && [ -f "$DEMO_LOG" ]; then
         say "server log (last 40 lines):"
-        tail -n 40 "$work/server.log" || true
+        tail -n 40 "$DEMO_LOG" || true
     fi
     rm -rf "$work"
     exit "$rc"
