@@ -14,7 +14,9 @@
 #      and second (from the cache) timed by curl, with the render time the
 #      server reports in /metrics and the GIF's size and frame count;
 #   3. stops it and repeats 1. against `raincast api` over the store it
-#      wrote (no ingest and no nowcast job competing for the two cores).
+#      wrote (no ingest and no nowcast job competing for the two cores);
+#   4. when ../shared/data/bom/02 exists, ingests its 61 real 512x512 scans
+#      into a new store and times an 18-frame animation of them as in 2.
 # Prints the machine load (uptime) before and after. Needs wrk and curl
 # (apt-get install wrk curl). During 1. and 2. the server keeps ingesting and
 # nowcasting the demo radar (a scan every 10 s), as `raincast run` does; the
@@ -82,16 +84,18 @@ bench_forecast() {
 }
 bench_forecast
 
-gif="${DEMO_URL}v1/radars/demo/animation.gif?past=25&future=60"
-fmt='%{http_code} %{time_total}s %{size_download} bytes\n'
-echo "== animation: first request (built), then two from the cache"
-for i in 1 2 3; do
-    printf 'request %s: ' "$i"
-    curl -fsS -D "$work/h$i" -o "$work/a$i.gif" -w "$fmt" "$gif"
-    grep -i '^etag' "$work/h$i" | tr -d '\r'
-done
-curl -fsS "${DEMO_URL}metrics" | grep '^raincast_api_render_seconds_\(sum\|count\){kind="gif"}' || true
-python3 - "$work/a1.gif" <<'EOF'
+# GIF timings: the first request (built), then two from the cache, with the
+# render time the server reports and the GIF's size and frame count.
+bench_gif() {
+    local url="$1" fmt='%{http_code} %{time_total}s %{size_download} bytes\n' i
+    echo "== GET $url: first request (built), then two from the cache"
+    for i in 1 2 3; do
+        printf 'request %s: ' "$i"
+        curl -fsS -D "$work/h$i" -o "$work/a$i.gif" -w "$fmt" "$url"
+        grep -i '^etag' "$work/h$i" | tr -d '\r'
+    done
+    curl -fsS "${DEMO_URL}metrics" | grep '^raincast_api_render_seconds_\(sum\|count\){kind="gif"}' || true
+    python3 - "$work/a1.gif" <<'EOF'
 # Frame count and size of a GIF: walk its blocks.
 import sys
 b = open(sys.argv[1], "rb").read()
@@ -114,6 +118,8 @@ while i < len(b) and b[i] != 0x3B:
         sys.exit("bad GIF block at %d" % i)
 print("== GIF: %d x %d px, %d frames, %d bytes" % (w, h, frames, len(b)))
 EOF
+}
+bench_gif "${DEMO_URL}v1/radars/demo/animation.gif?past=25&future=60"
 
 # The same point over the store just written, served by `raincast api` (no
 # ingest, no nowcast job: the nowcast is built on the first request and then
@@ -129,4 +135,34 @@ until curl -fsS --max-time 60 "$point" -o "$work/forecast-api.json" 2>/dev/null;
 done
 echo "== forecast response: $(stat -c %s "$work/forecast-api.json") bytes"
 bench_forecast
+demo_server_stop
+
+# 4. An 18-frame 512x512 animation of real scans: the 61 BOM Melbourne scans
+#    of ../shared/data/bom/02 (512x512, 6 min) ingested into a new store,
+#    served by `raincast api`: 6 observed frames (30 min) and 12 leads (72 min).
+bom="$root/../shared/data/bom/02"
+if [ -d "$bom" ]; then
+    echo "== BOM Melbourne (512x512): ingest the 61 scans, then raincast api"
+    mkdir -p "$work/bom/bucket/bom02/2018/06/16"
+    cp "$bom"/*.nc "$work/bom/bucket/bom02/2018/06/16/"
+    cat >"$work/bom/raincast.toml" <<'EOF'
+source = "bucket"
+store = "store"
+
+[[radars]]
+id = "bom02"
+name = "Melbourne"
+location = { lat = -37.855, lon = 144.755 }
+EOF
+    (cd "$work/bom" && RAINCAST_LOG=warn "$bin" ingest --once --config raincast.toml \
+        --since 2018-06-16T00:00:00Z --batch-size 100)
+    echo
+    demo_server_start "$bin" "$work/bom" info api --config raincast.toml
+    # The nowcast first, so that the GIF's first request times the GIF alone.
+    curl -fsS -o /dev/null "${DEMO_URL}v1/radars/bom02/nowcast"
+    bench_gif "${DEMO_URL}v1/radars/bom02/animation.gif?past=30&future=72"
+    sed 's/\x1b\[[0-9;]*m//g' "$DEMO_LOG" | grep -o 'nowcast built.*' || true
+else
+    echo "== skipped the BOM animation: $bom not found"
+fi
 echo "== load after: $(uptime)"
