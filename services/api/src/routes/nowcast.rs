@@ -126,7 +126,8 @@ pub struct NowcastInfo {
     pub map_bounds: Bounds,
     /// The colour scale of the PNGs.
     pub colour_scale: String,
-    /// Observed frames of the `past` window, oldest first.
+    /// Observed frames of the `past` window, oldest first, at least the
+    /// lead step apart (the latest scan always included).
     pub past: Vec<ObservedFrame>,
     /// Forecast frames, by lead.
     pub frames: Vec<ForecastFrame>,
@@ -158,15 +159,19 @@ async fn get_nowcast(
         .await?
         .map(|m| m.time)
         .unwrap_or(n.base_time);
-    let observed = s
-        .store()
-        .list_scans(
-            &id,
-            n.base_time - Duration::minutes(past as i64),
-            n.base_time,
-            now,
-        )
-        .await?;
+    // Spaced like the forecast frames (as in the animation): a radar that
+    // scans every few seconds would otherwise list hundreds of frames.
+    let observed = spaced(
+        s.store()
+            .list_scans(
+                &id,
+                n.base_time - Duration::minutes(past as i64),
+                n.base_time,
+                now,
+            )
+            .await?,
+        &n,
+    );
     let issued = url_time(n.base_time);
     Ok(Json(NowcastInfo {
         radar: id.clone(),
