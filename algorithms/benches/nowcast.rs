@@ -2,7 +2,8 @@
 //! extrapolation steps (the speed target) with the default S-PROG
 //! smoothing and as plain semi-Lagrangian extrapolation (`_plain`), and the
 //! whole default nowcast (every scan step to 60 min), on three consecutive real scans from
-//! `../shared/data` (BOM 512 × 512 and the OPERA 2200 × 1900 composite), and
+//! `../shared/data` (each product: BOM 512 × 512, the OPERA 2200 × 1900
+//! composite, RMI, MeteoSwiss, FMI), and
 //! on a synthetic 512 × 512 field that needs no data.
 //!
 //! Run: `cargo bench -p raincast-algorithms --bench nowcast` (add a filter
@@ -22,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// (bench name, folder below shared/data).
-const SAMPLES: [(&str, &str); 2] = [
+const SAMPLES: [(&str, &str); 5] = [
     ("bom_512x512", "bom/02"),
     ("opera_2200x1900", "odim/opera/20180824"),
+    ("rmi_700x700", "odim/rmi/20210704"),
+    ("mch_710x640", "mch/20160711"),
+    ("fmi_1226x760", "fmi/20160928"),
 ];
 
 /// The first three scans (by file name) of a folder, decoded and prepared.
