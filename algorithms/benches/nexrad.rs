@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::ThreadCpuTime;
+use common::{Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode::nexrad::{self, NexradOptions};
 use raincast_algorithms::polar::{PolarGeometry, PolarGridder, PolarMapping, PolarOptions};
@@ -117,7 +117,7 @@ fn full_modern_volume(excerpt: &[u8]) -> Vec<u8> {
     out
 }
 
-fn bench(c: &mut Criterion<ThreadCpuTime>) {
+fn bench(c: &mut Crit) {
     let (Some(msg1), Some(msg31)) = (
         read_sample("example_nexrad_archive_msg1.bz2"),
         read_sample("example_nexrad_archive_msg31_compressed.ar2v"),

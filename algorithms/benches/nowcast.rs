@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::ThreadCpuTime;
+use common::{Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode;
 use raincast_algorithms::nowcast::{nowcast, NowcastConfig, NowcastInput, Smoothing};
@@ -60,7 +60,7 @@ fn synthetic() -> Option<Vec<RainField>> {
     Some(synth::SynthRadar::new(grid, cfg).fields(10, 3))
 }
 
-fn bench_case(c: &mut Criterion<ThreadCpuTime>, name: &str, fields: &[RainField]) {
+fn bench_case(c: &mut Crit, name: &str, fields: &[RainField]) {
     let cfg = NowcastConfig::default();
     let step_min = ((fields[2].time - fields[1].time).num_seconds() / 60).max(1) as u32;
     let six: Vec<u32> = (1..=6).map(|k| k * step_min).collect();
@@ -91,7 +91,7 @@ fn bench_case(c: &mut Criterion<ThreadCpuTime>, name: &str, fields: &[RainField]
     });
 }
 
-fn benches(c: &mut Criterion<ThreadCpuTime>) {
+fn benches(c: &mut Crit) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     if !dir.is_dir() {
         eprintln!("skipped: ../shared/data not found ({})", dir.display());
