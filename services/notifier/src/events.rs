@@ -592,7 +592,7 @@ pub(crate) mod tests {
         let place = Place::new("São Paulo", -23.5, -46.6);
         let t = t0() + Duration::minutes(97);
         let k = event_key(&place, EventKind::HeavyRain, "BR/SP 1", t);
-        assert_eq!(k, "s-o-paulo:heavy_rain:br-sp-1:20250601T1200Z");
+        assert_eq!(k, "sao-paulo:heavy_rain:br-sp-1:20250601T1200Z");
         assert_eq!(k, event_key(&place, EventKind::HeavyRain, "BR/SP 1", t));
         assert_eq!(time_bucket(t, 30), "20250601T1330Z");
     }
