@@ -161,17 +161,7 @@ async fn get_nowcast(
         .unwrap_or(n.base_time);
     // Spaced like the forecast frames (as in the animation): a radar that
     // scans every few seconds would otherwise list hundreds of frames.
-    let observed = spaced(
-        s.store()
-            .list_scans(
-                &id,
-                n.base_time - Duration::minutes(past as i64),
-                n.base_time,
-                now,
-            )
-            .await?,
-        &n,
-    );
+    let observed = past_scans(&s, &id, &n, past).await?;
     let issued = url_time(n.base_time);
     Ok(Json(NowcastInfo {
         radar: id.clone(),
@@ -348,6 +338,19 @@ fn ring_step_km(grid: &raincast_algorithms::Grid) -> f64 {
 /// Observed frames no closer together than the nowcast's lead step (the
 /// demo radar scans every few seconds; a map needs one frame per lead step),
 /// newest kept, oldest first.
+/// The stored scans of the `past_min` minutes up to the nowcast's base time,
+/// oldest first, [`spaced`] at the lead step.
+async fn past_scans(
+    s: &AppState,
+    id: &str,
+    n: &LatestNowcast,
+    past_min: u32,
+) -> Result<Vec<ScanManifest>, ApiError> {
+    let from = n.base_time - Duration::minutes(past_min as i64);
+    let listed = s.store().list_scans(id, from, n.base_time, s.now()).await?;
+    Ok(spaced(listed, n))
+}
+
 fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
     let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
     let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
@@ -434,16 +437,8 @@ async fn get_animation(
         ));
     }
     // Observed frames: stored scans in the window, on the nowcast's grid.
-    let now = s.now();
     let manifests = if past > 0 {
-        s.store()
-            .list_scans(
-                &id,
-                n.base_time - Duration::minutes(past as i64),
-                n.base_time,
-                now,
-            )
-            .await?
+        past_scans(&s, &id, &n, past).await?
     } else {
         Vec::new()
     };
@@ -452,7 +447,7 @@ async fn get_animation(
         .collect();
     let budget_past =
         MAX_ANIMATION_FRAMES.saturating_sub(forecast.len().min(MAX_ANIMATION_FRAMES / 2));
-    let manifests = thin(spaced(manifests, &n), budget_past);
+    let manifests = thin(manifests, budget_past);
     let forecast = thin(
         forecast,
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),
