@@ -859,7 +859,7 @@ fn masked_corr(a: &Img, b: &Img, mask: &Img) -> Option<f32> {
 /// memory; `r1` is capped at 0.999, and `r2` is kept in `[0, r1]` and in the
 /// stationary range `2·r1² − 1 < r2` (as pysteps adjusts it).
 pub(crate) fn ar2_params(r1: f32, r2: f32) -> (f32, f32) {
-    if !(r1 > 0.0) {
+    if r1.is_nan() || r1 <= 0.0 {
         return (0.0, 0.0);
     }
     let r1 = (r1 as f64).min(0.999);
@@ -1232,6 +1232,7 @@ impl Sprog {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::synth::{local_grid, Coverage, SynthConfig, SynthRadar};
@@ -1317,7 +1318,7 @@ mod tests {
         // Scans an hour apart cannot be tracked.
         let mut f = frames();
         for (i, x) in f.iter_mut().enumerate() {
-            x.time = x.time + Duration::seconds(3300 * i as i64);
+            x.time += Duration::seconds(3300 * i as i64);
         }
         let err = nowcast(&f, &[10], &NowcastConfig::default()).unwrap_err();
         assert!(

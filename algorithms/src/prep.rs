@@ -130,7 +130,7 @@ pub fn remove_speckle(field: &mut RainField) -> usize {
     let mut isolated = Vec::new();
     for r in 0..rows {
         for c in 0..cols {
-            if !(src[[r, c]] > 0.0) {
+            if src[[r, c]].is_nan() || src[[r, c]] <= 0.0 {
                 continue;
             }
             let mut neighbour_rain = false;

@@ -234,6 +234,7 @@ impl DecodeError {
 pub const MAX_CELLS: u64 = 400_000_000;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

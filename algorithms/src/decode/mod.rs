@@ -135,6 +135,7 @@ pub(crate) fn shared_data_files(folder: &str, needle: &str) -> Option<Vec<std::p
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -896,6 +896,7 @@ fn registry_site(id: Option<&str>, source: SiteSource) -> Option<(RadarSite, Sit
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::polar::{filter_gates, slant_range_m, GridSpec};
@@ -1493,7 +1494,7 @@ mod tests {
                 let mut bytes = plain.clone();
                 for _ in 0..1 + rng(&mut seed) % 16 {
                     // Hit the first frames (header fields) more often than the rest.
-                    let span = if rng(&mut seed) % 2 == 0 {
+                    let span = if rng(&mut seed).is_multiple_of(2) {
                         50_000
                     } else {
                         bytes.len() as u64

@@ -243,7 +243,7 @@ fn next_rain(row: &[f32], from: usize) -> usize {
         }
         c += 16;
     }
-    while c < row.len() && !(row[c] > 0.0) {
+    while c < row.len() && (row[c].is_nan() || row[c] <= 0.0) {
         c += 1;
     }
     c

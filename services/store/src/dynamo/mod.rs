@@ -152,7 +152,7 @@ fn encode_tile_index(tiles: &[TileRef]) -> Vec<u8> {
 }
 
 fn decode_tile_index(b: &[u8]) -> StoreResult<Vec<TileRef>> {
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return Err(StoreError::corrupt(
             "manifest",
             "tile index length not a multiple of 8",
