@@ -60,7 +60,29 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Keeps freed scan-sized buffers (up to 32 MB, glibc's largest allowed
+/// threshold; a 2200 × 1900 f32 field is 17 MB) in the heap instead of
+/// giving them back to the kernel. By default glibc serves such blocks with
+/// `mmap` and returns them on free, so every scan pays page faults for fresh
+/// memory again: a third of the hot prep of an OPERA composite (70 ms
+/// instead of 46 ms, docs/PERFORMANCE.md). The price is that the process
+/// keeps up to 512 MB of freed heap instead of shrinking back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets glibc allocator parameters; it is called at
+    // the start of main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> Result<()> {
+    tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     match cli.command {
