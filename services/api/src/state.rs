@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use chrono::{DateTime, Utc};
 use raincast_algorithms::render::MapRaster;
-use raincast_algorithms::sparse::{self, EncodedTile};
+use raincast_algorithms::sparse;
 use raincast_algorithms::Grid;
 use raincast_nowcast::NowcastService;
 use raincast_store::{ScanManifest, ScanStore};
@@ -236,16 +236,7 @@ impl AppState {
                     format!("radar {radar} has no scan at {}", time.to_rfc3339()),
                 )
             })?;
-        let tiles: Vec<EncodedTile> = scan
-            .tiles
-            .into_iter()
-            .map(|t| EncodedTile {
-                row: t.row,
-                col: t.col,
-                bytes: t.bytes,
-            })
-            .collect();
-        let field = sparse::decode(&scan.manifest.header, &tiles)
+        let field = sparse::decode(&scan.manifest.header, &scan.tiles)
             .map_err(|e| ApiError::Internal(format!("scan {radar} {time}: sparse decode: {e}")))?;
         Ok((scan.manifest, field))
     }

@@ -7,7 +7,6 @@ use raincast_algorithms::polar::PolarGridder;
 use raincast_algorithms::prep::{self, PrepOptions};
 use raincast_algorithms::scan::{DecodeError, Format, RadarScan};
 use raincast_algorithms::sparse::{self, SparseOptions};
-use raincast_store::Tile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -95,15 +94,7 @@ impl ScanProcessor for DecodeProcessor {
             format: scan.format.name().to_string(),
             header: encoded.header,
             rain_cells,
-            tiles: encoded
-                .tiles
-                .into_iter()
-                .map(|t| Tile {
-                    row: t.row,
-                    col: t.col,
-                    bytes: t.bytes,
-                })
-                .collect(),
+            tiles: encoded.tiles,
         })
     }
 }

@@ -11,7 +11,7 @@ use crate::frames::RadarFrames;
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::nowcast::{nowcast, NowcastConfig, MIN_FRAMES};
 use raincast_algorithms::prep::RainField;
-use raincast_algorithms::sparse::{self, EncodedTile};
+use raincast_algorithms::sparse;
 use raincast_store::ScanStore;
 use tracing::{debug, warn};
 
@@ -91,16 +91,7 @@ pub async fn load_radar_frames(
         let Some(stored) = scans.get_scan(radar, m.time, now).await? else {
             continue;
         };
-        let tiles: Vec<EncodedTile> = stored
-            .tiles
-            .into_iter()
-            .map(|t| EncodedTile {
-                row: t.row,
-                col: t.col,
-                bytes: t.bytes,
-            })
-            .collect();
-        match sparse::decode(&stored.manifest.header, &tiles) {
+        match sparse::decode(&stored.manifest.header, &stored.tiles) {
             Ok(f) => {
                 fields.push(f);
                 is_shown.push(shown[i]);
@@ -165,7 +156,7 @@ mod tests {
     use crate::publish::outbox::OutboxPublisher;
     use crate::{EventKind, Place};
     use raincast_algorithms::sparse::{encode, SparseOptions};
-    use raincast_store::model::{NewScan, Tile};
+    use raincast_store::model::NewScan;
     use raincast_store::EmbeddedStore;
 
     /// Stores the synthetic moving cell of [`crate::gif::tests::field`] as
@@ -186,15 +177,7 @@ mod tests {
                 format: "synthetic".into(),
                 header: enc.header,
                 rain_cells: rf.rain_cells() as u64,
-                tiles: enc
-                    .tiles
-                    .into_iter()
-                    .map(|t| Tile {
-                        row: t.row,
-                        col: t.col,
-                        bytes: t.bytes,
-                    })
-                    .collect(),
+                tiles: enc.tiles,
             };
             store.put_scan(&scan, time).await.expect("put");
         }

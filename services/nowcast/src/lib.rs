@@ -27,9 +27,9 @@ use raincast_algorithms::nowcast::{
     self, neighbourhood_probability, summary_text, NowcastConfig, NowcastError,
 };
 use raincast_algorithms::prep::RainField;
-use raincast_algorithms::sparse::{self, EncodedTile, SparseOptions};
+use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::Grid;
-use raincast_store::{NewScan, ScanManifest, ScanStore, StoreError, Tile};
+use raincast_store::{NewScan, ScanManifest, ScanStore, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -446,15 +446,7 @@ impl NowcastService {
                 format: "nowcast".into(),
                 header: enc.header,
                 rain_cells: field.rain_cells() as u64,
-                tiles: enc
-                    .tiles
-                    .into_iter()
-                    .map(|t| Tile {
-                        row: t.row,
-                        col: t.col,
-                        bytes: t.bytes,
-                    })
-                    .collect(),
+                tiles: enc.tiles,
             };
             self.inner.store.put_scan(&scan, now).await?;
         }
@@ -580,16 +572,8 @@ async fn load_field(
         .get_scan(radar, time, now)
         .await?
         .ok_or_else(|| bad("listed but not found (expired?)".into()))?;
-    let tiles: Vec<EncodedTile> = scan
-        .tiles
-        .into_iter()
-        .map(|t| EncodedTile {
-            row: t.row,
-            col: t.col,
-            bytes: t.bytes,
-        })
-        .collect();
-    sparse::decode(&scan.manifest.header, &tiles).map_err(|e| bad(format!("sparse decode: {e}")))
+    sparse::decode(&scan.manifest.header, &scan.tiles)
+        .map_err(|e| bad(format!("sparse decode: {e}")))
 }
 
 fn build(

@@ -58,15 +58,7 @@ async fn put(store: &dyn ScanStore, k: usize) {
         format: "odim".into(),
         header: enc.header,
         rain_cells: f.rain_cells() as u64,
-        tiles: enc
-            .tiles
-            .into_iter()
-            .map(|t| Tile {
-                row: t.row,
-                col: t.col,
-                bytes: t.bytes,
-            })
-            .collect(),
+        tiles: enc.tiles,
     };
     store.put_scan(&scan, f.time).await.unwrap();
 }

@@ -18,16 +18,10 @@ pub struct SourceObject {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
-/// One tile of a sparse scan: its position in the tile grid and its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tile {
-    /// Tile row (0 = north).
-    pub row: u16,
-    /// Tile column (0 = west).
-    pub col: u16,
-    /// Encoded tile (opaque to the store).
-    pub bytes: Vec<u8>,
-}
+/// One tile of a sparse scan: its position in the tile grid (row 0 = north,
+/// column 0 = west) and its bytes, opaque to the store. The same type as the
+/// sparse encoder's tiles, so scans go in and out without conversion.
+pub type Tile = raincast_algorithms::sparse::EncodedTile;
 
 /// A scan to store: the encoded header and tiles plus what the listing needs.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::Grid;
 use raincast_api::{ApiConfig, AppState, RadarInfo};
 use raincast_nowcast::{NowcastService, NowcastSettings};
-use raincast_store::{EmbeddedStore, NewScan, ScanStore, Tile};
+use raincast_store::{EmbeddedStore, NewScan, ScanStore};
 use raincast_testkit::TempDir;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -82,15 +82,7 @@ pub async fn put_scans(store: &dyn ScanStore, radar: &str, n: usize) {
             format: "odim".into(),
             header: enc.header.clone(),
             rain_cells: f.rain_cells() as u64,
-            tiles: enc
-                .tiles
-                .iter()
-                .map(|t| Tile {
-                    row: t.row,
-                    col: t.col,
-                    bytes: t.bytes.clone(),
-                })
-                .collect(),
+            tiles: enc.tiles.clone(),
         };
         store
             .put_scan(&scan, f.time + Duration::seconds(30))
