@@ -203,6 +203,8 @@ pub fn run(args: IngestArgs) -> Result<()> {
             "skipped": total(|s| s.skipped),
             "quarantined": total(|s| s.quarantined),
             "remaining": total(|s| s.remaining),
+            "deferred": total(|s| s.deferred),
+            "leases_held": summaries.iter().filter(|s| s.lease_held_by.is_some()).count(),
             "duration": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             "radars": summaries,
             "errors": errors,

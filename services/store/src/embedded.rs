@@ -35,6 +35,9 @@ const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const QUARANTINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("quarantine");
 /// claim key → JSON claim.
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// (radar, source key) → attempts begun and not ended (decodes in progress,
+/// or cut short by a crash).
+const ATTEMPTS: TableDefinition<(&str, &str), u32> = TableDefinition::new("attempts");
 
 /// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
 #[derive(Clone)]
@@ -110,6 +113,7 @@ impl EmbeddedStore {
             txn.open_table(LEASES).map_err(|e| db_err("open", e))?;
             txn.open_table(QUARANTINE).map_err(|e| db_err("open", e))?;
             txn.open_table(CLAIMS).map_err(|e| db_err("open", e))?;
+            txn.open_table(ATTEMPTS).map_err(|e| db_err("open", e))?;
         }
         txn.commit().map_err(|e| db_err("open", e))?;
         Ok(db)
@@ -496,6 +500,52 @@ impl StateStore for EmbeddedStore {
                     false
                 }
             })
+        })
+        .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        _owner: &str,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        let (radar, key) = (radar.to_string(), key.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("attempt", e))?;
+            let earlier = {
+                let mut table = txn.open_table(ATTEMPTS).map_err(|e| db_err("attempt", e))?;
+                let k = (radar.as_str(), key.as_str());
+                let earlier = table
+                    .get(k)
+                    .map_err(|e| db_err("attempt", e))?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                table
+                    .insert(k, earlier.saturating_add(1))
+                    .map_err(|e| db_err("attempt", e))?;
+                earlier
+            };
+            // Durable before decoding starts: a crash must leave the mark.
+            txn.commit().map_err(|e| db_err("attempt", e))?;
+            Ok(earlier)
+        })
+        .await
+    }
+
+    async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()> {
+        let (radar, key) = (radar.to_string(), key.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("attempt", e))?;
+            {
+                let mut table = txn.open_table(ATTEMPTS).map_err(|e| db_err("attempt", e))?;
+                table
+                    .remove((radar.as_str(), key.as_str()))
+                    .map_err(|e| db_err("attempt", e))?;
+            }
+            txn.commit().map_err(|e| db_err("attempt", e))?;
+            Ok(())
         })
         .await
     }

@@ -126,10 +126,13 @@ impl Fixture {
     }
 }
 
+/// Settings for a run from `since`. Files are written just before each
+/// run, so the settle time is off here (its own test turns it on).
 fn settings(since: DateTime<Utc>, batch: usize) -> IngestSettings {
     IngestSettings {
         since: Some(since),
         batch_size: batch,
+        settle: Duration::zero(),
         ..IngestSettings::default()
     }
 }
@@ -347,21 +350,196 @@ async fn a_long_backfill_discovers_day_folders() {
 }
 
 #[tokio::test]
-async fn checkpoints_carry_a_safe_start_after() {
+async fn a_late_file_whose_key_sorts_low_is_listed() {
     let f = Fixture::new().await;
     let times: Vec<_> = (0..8).rev().map(|i| recent(i * 10)).collect();
-    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    for t in &times {
+        f.put_scan("r1", *t);
+    }
     let ing = f.ingester(settings(times[0], 50), "a");
     let rs = f.radar("r1");
-    ing.run_once(&rs).await.unwrap();
-    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
-    // Last scan at times[7]; lookback 30 min: the greatest key before
-    // times[7] - 30 min is times[3]'s (when on the same day).
-    if times[3].date_naive() == (times[7] - Duration::minutes(30)).date_naive() {
-        assert_eq!(cp.resume_after.as_deref(), Some(keys[3].as_str()));
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 8);
+    // A newer file from another producer, whose name sorts before every key
+    // already seen in the day folder (and before the checkpoint's key).
+    let late = times[7] - Duration::minutes(3);
+    let key = format!(
+        "r1/{}/0-other-producer_{}.txt",
+        late.format("%Y/%m/%d"),
+        late.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&key, &format!("RAINTEST {} 2", late.to_rfc3339()));
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    assert!(stored_times(&f.store, "r1").await.contains(&late));
+}
+
+#[tokio::test]
+async fn future_keys_are_deferred_and_never_move_the_checkpoint() {
+    let f = Fixture::new().await;
+    let now = Utc::now();
+    let past = recent(0);
+    f.put_scan("r1", past);
+    // 40 min ahead: beyond the 10-minute tolerance (same day folder when
+    // the clock allows; a key in tomorrow's folder is simply not listed yet).
+    let future = Utc
+        .timestamp_opt(now.timestamp() - now.timestamp() % 60, 0)
+        .unwrap()
+        + Duration::minutes(40);
+    f.put_scan("r1", future);
+    let ing = f.ingester(settings(past - Duration::minutes(5), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    if future.date_naive() == now.date_naive() {
+        assert_eq!(s.deferred, 1, "{s:?}");
     }
-    // A late file after resume_after is still found.
-    let late = times[5] + Duration::minutes(3);
-    f.put_scan("r1", late);
-    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 1);
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert!(cp.last_time <= Utc::now() + Duration::minutes(10), "{cp:?}");
+    // A real file that arrives afterwards, with an earlier time, is found.
+    let real = past + Duration::minutes(20);
+    f.put_scan("r1", real);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![past, real]);
+    // When its time comes (here: a tolerance that reaches it), the future
+    // file is ingested like any other.
+    if future.date_naive() == now.date_naive() {
+        let later = f.ingester(
+            IngestSettings {
+                future_tolerance: Duration::minutes(60),
+                lookback: Duration::minutes(90),
+                ..settings(past, 50)
+            },
+            "a",
+        );
+        assert_eq!(later.run_once(&rs).await.unwrap().ingested, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_already_in_the_future_does_not_blind_the_radar() {
+    // Written by an older version that let a future key move it.
+    let f = Fixture::new().await;
+    f.store
+        .put_checkpoint(&Checkpoint {
+            radar: "r1".into(),
+            last_time: Utc::now() + Duration::days(3),
+            last_key: "r1/9999/x".into(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let t = Utc::now() - Duration::minutes(2);
+    let t = Utc
+        .timestamp_opt(t.timestamp() - t.timestamp() % 60, 0)
+        .unwrap();
+    f.put_scan("r1", t);
+    let s = f
+        .ingester(settings(t, 50), "a")
+        .run_once(&f.radar("r1"))
+        .await
+        .unwrap();
+    if t.date_naive() == Utc::now().date_naive() {
+        assert_eq!(s.ingested, 1, "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn files_still_being_written_are_left_for_the_next_run() {
+    let f = Fixture::new().await;
+    let t = recent(0);
+    let key = f.put_scan("r1", t);
+    let ing = f.ingester(
+        IngestSettings {
+            settle: Duration::seconds(60),
+            ..settings(t, 50)
+        },
+        "a",
+    );
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (0, 1), "{s:?}");
+    // Unchanged for longer than the settle time: ingested.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(f.bucket.join(&key))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn files_above_max_file_bytes_are_quarantined_unfetched() {
+    let f = Fixture::new().await;
+    let small = f.put_scan("r1", recent(10));
+    let big_t = recent(5);
+    let big = f.put_scan("r1", big_t);
+    f.put(
+        &big,
+        &format!("RAINTEST {} 5 {}", big_t.to_rfc3339(), "x".repeat(200)),
+    );
+    let ing = f.ingester(
+        IngestSettings {
+            max_file_bytes: 100,
+            ..settings(recent(20), 50)
+        },
+        "a",
+    );
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 1), "{s:?} {small}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (big.as_str(), "too_large")
+    );
+    assert!(
+        q[0].reason.contains(&big) && q[0].reason.contains("max_file_mb"),
+        "{q:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_whose_decodes_keep_dying_is_quarantined_as_crashed() {
+    let f = Fixture::new().await;
+    let times = [recent(20), recent(15), recent(10)];
+    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    let rs = f.radar("r1");
+    // Two processes died while decoding keys[1] (their marks were never
+    // ended); one died once on keys[2].
+    for _ in 0..2 {
+        f.store
+            .begin_attempt("r1", &keys[1], "dead", Utc::now())
+            .await
+            .unwrap();
+    }
+    f.store
+        .begin_attempt("r1", &keys[2], "dead", Utc::now())
+        .await
+        .unwrap();
+    let s = f
+        .ingester(settings(recent(30), 50), "a")
+        .run_once(&rs)
+        .await
+        .unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (keys[1].as_str(), "crashed")
+    );
+    assert_eq!(stored_times(&f.store, "r1").await, vec![times[0], times[2]]);
+    // Finished decodes leave no mark behind.
+    for k in &keys {
+        assert_eq!(
+            f.store
+                .begin_attempt("r1", k, "x", Utc::now())
+                .await
+                .unwrap(),
+            0,
+            "{k}"
+        );
+    }
 }
