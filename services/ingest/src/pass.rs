@@ -570,9 +570,32 @@ impl Ingester {
                 }
             }
             Ok(PutOutcome::AlreadyStored) => {
-                summary.skipped += 1;
-                self.metrics.skipped.with_label_values(&[radar]).inc();
-                info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, "already stored (by another instance or an earlier run) [{index}/{total}]");
+                let stored_from = self
+                    .scans
+                    .get_manifest(radar, time, now)
+                    .await
+                    .map_err(|e| store_err("read stored manifest", e))?
+                    .map(|m| m.source_key);
+                match stored_from {
+                    // Another file carries the same scan (a re-upload under
+                    // another name or prefix). Recorded, so that it is not
+                    // fetched and decoded again by every run.
+                    Some(other) if other != key => {
+                        let rej = Rejection {
+                            code: "duplicate".into(),
+                            reason: format!(
+                                "{key}: its scan ({}) is already stored, from {other}",
+                                time.format("%Y-%m-%dT%H:%M:%SZ")
+                            ),
+                        };
+                        return self.quarantine(radar, c, &rej, summary).await;
+                    }
+                    _ => {
+                        summary.skipped += 1;
+                        self.metrics.skipped.with_label_values(&[radar]).inc();
+                        info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, "already stored (by another instance or an earlier run) [{index}/{total}]");
+                    }
+                }
             }
             Err(e @ (StoreError::TooLarge { .. } | StoreError::Invalid { .. })) => {
                 let rej = Rejection {

@@ -134,6 +134,45 @@ impl EmbeddedStore {
             .map_err(join_err)?
     }
 
+    /// Purges expired scans now and then every `every` until `shutdown`
+    /// turns true: the embedded store's TTL (DynamoDB's runs by itself).
+    /// A failed purge is logged and tried again at the next tick.
+    pub fn spawn_purger(
+        &self,
+        every: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                match store.purge_expired(Utc::now()).await {
+                    Ok(0) => tracing::debug!("retention purge: nothing expired"),
+                    Ok(n) => tracing::info!(purged = n, "deleted scans past their retention"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention purge failed; retrying at the next tick")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Manifests in the file, expired or not (for tests of the purge).
+    #[cfg(test)]
+    pub(crate) async fn stored_manifests(&self) -> StoreResult<u64> {
+        self.run(|db| {
+            let txn = db.begin_read().map_err(|e| db_err("count", e))?;
+            let t = txn.open_table(MANIFESTS).map_err(|e| db_err("count", e))?;
+            redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("count", e))
+        })
+        .await
+    }
+
     /// Deletes scans whose retention has run out (TTL). Returns how many.
     pub async fn purge_expired(&self, now: DateTime<Utc>) -> StoreResult<usize> {
         self.run(move |db| {

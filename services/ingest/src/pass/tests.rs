@@ -543,3 +543,240 @@ async fn a_file_whose_decodes_keep_dying_is_quarantined_as_crashed() {
         );
     }
 }
+
+/// A model-based property test of the ingest pass. Random arrival orders
+/// (files appear over several runs, in any order), late files, duplicate
+/// uploads of one key, two keys for one scan time, future keys, poison
+/// files and decodes cut short by crashes are run against a simple model:
+///
+/// * every file that can be stored is stored exactly once: the successful
+///   puts (`ingested`) of all runs add up to the number of distinct scan
+///   times, and the stored times are exactly those;
+/// * every poison file, and every file that crashed the decoder
+///   `max_attempts` times, is quarantined exactly once (and not stored);
+/// * a future key is never stored or checkpointed while it is in the
+///   future, and is stored once its time has come;
+/// * nothing is listed for ever: once drained, a run does nothing.
+///
+/// Lateness is bounded by the lookback (30 min): every time here lies
+/// within 25 minutes.
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Good,
+        Poison,
+        /// The decoder died on it this many times already.
+        Crashed(u32),
+        /// Timed 40 min ahead.
+        Future,
+    }
+
+    #[derive(Debug, Clone)]
+    struct File {
+        /// Minutes after the base time (0..25), or ahead of now for Future.
+        minute: i64,
+        /// Key prefix: mixes the key order against the time order.
+        prefix: u8,
+        kind: Kind,
+        /// The run (0..4) in which it arrives.
+        round: usize,
+        /// Uploaded again in the next run (same key, same bytes).
+        reupload: bool,
+    }
+
+    fn file() -> impl Strategy<Value = File> {
+        (
+            0i64..25,
+            0u8..3,
+            prop_oneof![
+                6 => Just(Kind::Good),
+                1 => Just(Kind::Poison),
+                1 => (1u32..4).prop_map(Kind::Crashed),
+                1 => Just(Kind::Future),
+            ],
+            0usize..4,
+            any::<bool>(),
+        )
+            .prop_map(|(minute, prefix, kind, round, reupload)| File {
+                minute,
+                prefix,
+                kind,
+                round,
+                reupload,
+            })
+    }
+
+    fn key_of(f: &File, t: DateTime<Utc>) -> String {
+        format!(
+            "r1/{}/{}-r1_{}.txt",
+            t.format("%Y/%m/%d"),
+            ["c", "a", "b"][f.prefix as usize],
+            t.format("%Y%m%d_%H%M%S")
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn every_file_is_stored_or_quarantined_exactly_once(
+            files in proptest::collection::vec(file(), 1..14),
+            batch in 1usize..6,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(check(files, batch));
+        }
+    }
+
+    async fn check(files: Vec<File>, batch: usize) {
+        let f = Fixture::new().await;
+        // Whole minutes, early enough in the day that +25 min stays in it
+        // (files in tomorrow's folder would simply not be listed yet).
+        let now = Utc::now();
+        let mut base = recent(0) - Duration::minutes(40);
+        if (base + Duration::minutes(30)).date_naive() != base.date_naive() {
+            base -= Duration::hours(1);
+        }
+        let future_base = {
+            let t = now + Duration::minutes(40);
+            Utc.timestamp_opt(t.timestamp() - t.timestamp() % 60, 0)
+                .unwrap()
+        };
+        let same_day_future = future_base.date_naive() == now.date_naive()
+            && (future_base + Duration::minutes(25)).date_naive() == now.date_naive();
+        let rs = f.radar("r1");
+        let settings = IngestSettings {
+            max_attempts: 2,
+            ..settings(base - Duration::minutes(1), batch)
+        };
+        let ing = f.ingester(settings.clone(), "a");
+
+        // The model.
+        let mut keys = BTreeMap::new();
+        for file in &files {
+            let t = match file.kind {
+                Kind::Future => future_base + Duration::minutes(file.minute),
+                _ => base + Duration::minutes(file.minute),
+            };
+            let key = key_of(file, t);
+            // A key uploaded twice keeps its first content (same key, same file).
+            keys.entry(key).or_insert((t, file.clone()));
+        }
+        let mut storable: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        let mut future: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        let mut to_quarantine = BTreeSet::new();
+        for (key, (t, file)) in &keys {
+            match file.kind {
+                Kind::Good => {
+                    storable.insert(*t);
+                }
+                Kind::Crashed(n) if n < settings.max_attempts => {
+                    storable.insert(*t);
+                }
+                Kind::Future if same_day_future => {
+                    future.insert(*t);
+                }
+                Kind::Future => {}
+                Kind::Poison | Kind::Crashed(_) => {
+                    to_quarantine.insert(key.clone());
+                }
+            }
+        }
+        // A good file sharing its time with a quarantined one is still
+        // stored; a quarantined key never is. Duplicates are added below.
+
+        let write = |key: &str, t: DateTime<Utc>, file: &File| match file.kind {
+            Kind::Poison => f.put(key, "NOT A SCAN"),
+            _ => f.put(key, &format!("RAINTEST {} 5", t.to_rfc3339())),
+        };
+        let (mut ingested, mut quarantined) = (0usize, 0usize);
+        for round in 0..6 {
+            for (key, (t, file)) in &keys {
+                if file.round == round || (file.reupload && file.round + 1 == round) {
+                    write(key, *t, file);
+                    if let (Kind::Crashed(n), true) = (file.kind, file.round == round) {
+                        for _ in 0..n {
+                            f.store
+                                .begin_attempt("r1", key, "dead", Utc::now())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+            let s = ing.run_once(&rs).await.unwrap();
+            ingested += s.ingested;
+            quarantined += s.quarantined;
+            let cp = f.store.get_checkpoint("r1").await.unwrap();
+            if let Some(cp) = cp {
+                assert!(
+                    cp.last_time <= Utc::now() + settings.future_tolerance,
+                    "{cp:?}"
+                );
+            }
+        }
+        // Drain what the batch size left.
+        for _ in 0..40 {
+            let s = ing.run_once(&rs).await.unwrap();
+            ingested += s.ingested;
+            quarantined += s.quarantined;
+            if s.remaining == 0 {
+                break;
+            }
+        }
+        let stored: BTreeSet<_> = stored_times(&f.store, "r1").await.into_iter().collect();
+        assert_eq!(stored, storable, "stored times, files {files:?}");
+        assert_eq!(ingested, storable.len(), "successful puts");
+        // Of several decodable keys for one time, one is stored and the
+        // others are recorded as duplicates.
+        let now = Utc::now();
+        for t in &storable {
+            let m = f.store.get_manifest("r1", *t, now).await.unwrap().unwrap();
+            for (key, (kt, file)) in &keys {
+                let decodable = matches!(file.kind, Kind::Good)
+                    || matches!(file.kind, Kind::Crashed(n) if n < settings.max_attempts);
+                if kt == t && decodable && *key != m.source_key {
+                    to_quarantine.insert(key.clone());
+                }
+            }
+        }
+        let q: BTreeSet<_> = f
+            .store
+            .list_quarantined("r1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| q.key)
+            .collect();
+        assert_eq!(q, to_quarantine, "quarantined keys");
+        assert_eq!(quarantined, to_quarantine.len(), "each quarantined once");
+        // Nothing is listed for ever: a drained radar's run does nothing.
+        let s = ing.run_once(&rs).await.unwrap();
+        assert_eq!((s.ingested, s.quarantined, s.remaining), (0, 0, 0), "{s:?}");
+
+        // The future files' time comes (a tolerance that reaches them):
+        // each is stored once, like any other file.
+        if !future.is_empty() {
+            let later = f.ingester(
+                IngestSettings {
+                    future_tolerance: Duration::minutes(90),
+                    lookback: Duration::minutes(120),
+                    ..settings.clone()
+                },
+                "a",
+            );
+            let mut n = 0;
+            for _ in 0..40 {
+                let s = later.run_once(&rs).await.unwrap();
+                n += s.ingested;
+                if s.remaining == 0 {
+                    break;
+                }
+            }
+            assert_eq!(n, future.len(), "future files stored once their time comes");
+        }
+    }
+}
