@@ -3,8 +3,8 @@
 use crate::error::{ApiError, Problem};
 use crate::extract::{parse_time, ApiPath, ApiQuery};
 use crate::http_cache::{self, CacheInfo};
-use crate::models::{round6, Bounds, GridInfo};
-use crate::state::AppState;
+use crate::models::{Bounds, GridInfo};
+use crate::state::{decode_scan, AppState};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -13,7 +13,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::{npy, render};
-use raincast_store::ScanManifest;
+use raincast_store::{ScanManifest, StoredScan};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -238,41 +238,29 @@ pub async fn resolve_time(
     parse_time("time", time)
 }
 
-/// Renders a field to PNG off the async threads; `map` resamples for web maps.
-pub async fn render_png(
+/// Renders a field to PNG; `map` resamples for web maps. CPU-heavy: call
+/// it inside [`AppState::cpu`].
+pub fn render_png(
     s: &AppState,
-    field: Arc<RainField>,
+    field: &RainField,
     projection: PngProjection,
 ) -> Result<(Vec<u8>, Option<Bounds>), ApiError> {
-    let raster = match projection {
-        PngProjection::Map => Some(s.map_raster(&field.grid)?),
-        PngProjection::Native => None,
-    };
-    let metrics = s.metrics().clone();
-    tokio::task::spawn_blocking(move || {
-        let start = std::time::Instant::now();
-        let out = match raster {
-            Some(r) => {
-                let resampled = r.resample(field.rate_mm_h.view())?;
-                let bounds = Bounds {
-                    west: round6(r.west),
-                    south: round6(r.south),
-                    east: round6(r.east),
-                    north: round6(r.north),
-                };
-                (render::render_png(resampled.view())?, Some(bounds))
-            }
-            None => (render::render_png(field.rate_mm_h.view())?, None),
-        };
-        metrics
-            .render
-            .with_label_values(&["png"])
-            .observe(start.elapsed().as_secs_f64());
-        Ok::<_, render::RenderError>(out)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("render task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("render: {e}")))
+    let start = std::time::Instant::now();
+    let out = match projection {
+        PngProjection::Map => {
+            let r = s.map_raster(&field.grid)?;
+            r.resample(field.rate_mm_h.view())
+                .and_then(|resampled| render::render_png(resampled.view()))
+                .map(|png| (png, Some(Bounds::of_raster(&r))))
+        }
+        PngProjection::Native => render::render_png(field.rate_mm_h.view()).map(|png| (png, None)),
+    }
+    .map_err(|e| ApiError::Internal(format!("render: {e}")))?;
+    s.metrics()
+        .render
+        .with_label_values(&["png"])
+        .observe(start.elapsed().as_secs_f64());
+    Ok(out)
 }
 
 /// Adds the map bounds header to a PNG response.
@@ -359,13 +347,7 @@ async fn get_scan(
             let bounds = match projection {
                 PngProjection::Map => {
                     let info = s.header_info(&manifest)?;
-                    let r = s.map_raster(&info.grid)?;
-                    Some(Bounds {
-                        west: round6(r.west),
-                        south: round6(r.south),
-                        east: round6(r.east),
-                        north: round6(r.north),
-                    })
+                    Some(Bounds::of_raster(s.map_raster(&info.grid)?.as_ref()))
                 }
                 PngProjection::Native => None,
             };
@@ -375,11 +357,14 @@ async fn get_scan(
             ));
         }
     }
-    let (manifest, field) = s.load_field(&id, time).await?;
-    let field = Arc::new(field);
+    // Decoding and rendering run in the bounded CPU pool, one job per request.
+    let scan = s.fetch_scan(&id, time).await?;
+    let state = s.clone();
     match format {
         ScanFormat::Png => {
-            let (png, bounds) = render_png(&s, field, projection).await?;
+            let (png, bounds) = s
+                .cpu(move || render_png(&state, &decode_scan(&scan)?, projection))
+                .await??;
             s.png_cache().insert(cache_key, Arc::from(png.as_slice()));
             Ok(with_bounds(
                 http_cache::respond(&headers, &info, "image/png", png),
@@ -387,49 +372,56 @@ async fn get_scan(
             ))
         }
         ScanFormat::Npy => {
-            let bytes = npy::encode_f32(&field.rate_mm_h);
+            let (bytes, time) = s
+                .cpu(move || decode_scan(&scan).map(|f| (npy::encode_f32(&f.rate_mm_h), f.time)))
+                .await??;
             let mut resp = http_cache::respond(&headers, &info, "application/octet-stream", bytes);
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "attachment; filename=\"{id}_{}.npy\"",
-                field.time.format("%Y%m%dT%H%M%SZ")
+                time.format("%Y%m%dT%H%M%SZ")
             )) {
                 resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
             }
             Ok(resp)
         }
         ScanFormat::Json => {
-            let map_bounds = s.map_raster(&field.grid).ok().map(|r| Bounds {
-                west: round6(r.west),
-                south: round6(r.south),
-                east: round6(r.east),
-                north: round6(r.north),
-            });
-            let rate: Vec<Vec<Option<f32>>> = field
-                .rate_mm_h
-                .outer_iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|v| v.is_finite().then(|| (v * 1000.0).round() / 1000.0))
-                        .collect()
-                })
-                .collect();
-            let data = ScanData {
-                radar: id,
-                time: field.time,
-                source_key: manifest.source_key.clone(),
-                source_format: manifest.format.clone(),
-                ingested_at: manifest.ingested_at,
-                grid: GridInfo::from(&field.grid),
-                map_bounds,
-                rain_cells: field.rain_cells() as u64,
-                nodata_cells: field.nodata_cells() as u64,
-                max_mm_h: field.max_mm_h(),
-                units: "mm/h".into(),
-                rate_mm_h: rate,
-            };
-            let body =
-                serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("json: {e}")))?;
+            let body = s.cpu(move || scan_json(&state, id, &scan)).await??;
             Ok(http_cache::respond(&headers, &info, "application/json", body).into_response())
         }
     }
+}
+
+/// A scan as the JSON body of [`ScanData`]. CPU-heavy (millions of cells
+/// for the large composites): call it inside [`AppState::cpu`].
+fn scan_json(s: &AppState, radar: String, scan: &StoredScan) -> Result<Vec<u8>, ApiError> {
+    let field = decode_scan(scan)?;
+    let manifest = &scan.manifest;
+    let map_bounds = s
+        .map_raster(&field.grid)
+        .ok()
+        .map(|r| Bounds::of_raster(&r));
+    let rate: Vec<Vec<Option<f32>>> = field
+        .rate_mm_h
+        .outer_iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.is_finite().then(|| (v * 1000.0).round() / 1000.0))
+                .collect()
+        })
+        .collect();
+    let data = ScanData {
+        radar,
+        time: field.time,
+        source_key: manifest.source_key.clone(),
+        source_format: manifest.format.clone(),
+        ingested_at: manifest.ingested_at,
+        grid: GridInfo::from(&field.grid),
+        map_bounds,
+        rain_cells: field.rain_cells() as u64,
+        nodata_cells: field.nodata_cells() as u64,
+        max_mm_h: field.max_mm_h(),
+        units: "mm/h".into(),
+        rate_mm_h: rate,
+    };
+    serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("json: {e}")))
 }
