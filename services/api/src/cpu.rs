@@ -5,13 +5,15 @@
 //!
 //! Jobs beyond `workers` wait in a queue of at most `queue` jobs; when it is
 //! full, [`CpuPool::run`] fails at once with 503 `busy` and `Retry-After`.
-//! A job keeps its slot until its closure returns, even when the request
-//! that started it is dropped (timed out, client gone), so the limit holds
-//! for the work actually running.
+//! A request takes its place in the queue ([`CpuPool::admit`]) before it
+//! reads anything from the store, then holds a [`Worker`] while it reads the
+//! scans it needs and while its job runs. A job keeps its worker until its
+//! closure returns, even when the request that started it is dropped (timed
+//! out, client gone), so the limit holds for the work actually running.
 
 use crate::error::ApiError;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Seconds a client is asked to wait when the queue is full.
 pub const BUSY_RETRY_AFTER_S: u32 = 1;
@@ -37,29 +39,85 @@ impl CpuPool {
         }
     }
 
-    /// Runs `job` on a blocking thread once a worker is free, or refuses it
-    /// with 503 `busy` when the queue is full.
+    /// Takes a place in the queue, or refuses at once with 503 `busy` when
+    /// it is full. Take it before reading what the job needs from the
+    /// store, so that refused requests cost nothing.
+    pub fn admit(&self) -> Result<Admitted, ApiError> {
+        match self.admitted.clone().try_acquire_owned() {
+            Ok(slot) => Ok(Admitted {
+                slot,
+                running: self.running.clone(),
+            }),
+            Err(_) => {
+                self.rejected.inc();
+                Err(ApiError::Unavailable {
+                    code: "busy",
+                    detail: "The server is busy with other requests; try again shortly.".into(),
+                    retry_after_s: BUSY_RETRY_AFTER_S,
+                })
+            }
+        }
+    }
+
+    /// [`CpuPool::admit`] then [`Admitted::run`].
     pub async fn run<T, F>(&self, job: F) -> Result<T, ApiError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
-            self.rejected.inc();
-            return Err(ApiError::Unavailable {
-                code: "busy",
-                detail: "The server is busy with other requests; try again shortly.".into(),
-                retry_after_s: BUSY_RETRY_AFTER_S,
-            });
-        };
+        self.admit()?.run(job).await
+    }
+}
+
+/// A place in the queue of a [`CpuPool`].
+#[derive(Debug)]
+pub struct Admitted {
+    slot: OwnedSemaphorePermit,
+    running: Arc<Semaphore>,
+}
+
+impl Admitted {
+    /// Waits for a free worker.
+    pub async fn worker(self) -> Result<Worker, ApiError> {
         let running = self
             .running
-            .clone()
             .acquire_owned()
             .await
             .map_err(|e| ApiError::Internal(format!("cpu pool: {e}")))?;
+        Ok(Worker {
+            _slot: self.slot,
+            running,
+        })
+    }
+
+    /// Runs `job` on a blocking thread once a worker is free.
+    pub async fn run<T, F>(self, job: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.worker().await?.run(job).await
+    }
+}
+
+/// One of the [`CpuPool`]'s workers, held by a request: reading the job's
+/// input from the store (itself CPU work for large scans) and then the job.
+#[derive(Debug)]
+pub struct Worker {
+    _slot: OwnedSemaphorePermit,
+    running: OwnedSemaphorePermit,
+}
+
+impl Worker {
+    /// Runs `job` on a blocking thread; the worker stays taken until the
+    /// job returns, even if the request is dropped meanwhile.
+    pub async fn run<T, F>(self, job: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
-            let _slots = (admitted, running);
+            let _held = self;
             job()
         })
         .await

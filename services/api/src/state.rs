@@ -239,6 +239,12 @@ impl AppState {
         self.inner.cpu.run(job).await
     }
 
+    /// A place in the CPU pool's queue for a job to [`run`](crate::cpu::Admitted::run)
+    /// later, or 503 `busy`: take it before reading the job's input.
+    pub fn cpu_admit(&self) -> Result<crate::cpu::Admitted, ApiError> {
+        self.inner.cpu.admit()
+    }
+
     /// Reads one scan with its tiles (undecoded), or a 404 problem.
     pub async fn fetch_scan(
         &self,

@@ -452,6 +452,7 @@ async fn get_animation(
         forecast,
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),
     );
+    let cpu = s.cpu_admit()?.worker().await?;
     let mut stored = Vec::with_capacity(manifests.len());
     for m in &manifests {
         stored.push(s.fetch_scan(&id, m.time).await?);
@@ -469,8 +470,8 @@ async fn get_animation(
     let metrics = s.metrics().clone();
     let nc = n.clone();
     // Decoding the observed scans and rendering: one job of the CPU pool.
-    let gif = s
-        .cpu(move || {
+    let gif = cpu
+        .run(move || {
             let start = std::time::Instant::now();
             let mut observed = Vec::with_capacity(stored.len());
             for scan in &stored {

@@ -358,12 +358,13 @@ async fn get_scan(
         }
     }
     // Decoding and rendering run in the bounded CPU pool, one job per request.
+    let cpu = s.cpu_admit()?.worker().await?;
     let scan = s.fetch_scan(&id, time).await?;
     let state = s.clone();
     match format {
         ScanFormat::Png => {
-            let (png, bounds) = s
-                .cpu(move || render_png(&state, &decode_scan(&scan)?, projection))
+            let (png, bounds) = cpu
+                .run(move || render_png(&state, &decode_scan(&scan)?, projection))
                 .await??;
             s.png_cache().insert(cache_key, Arc::from(png.as_slice()));
             Ok(with_bounds(
@@ -372,8 +373,8 @@ async fn get_scan(
             ))
         }
         ScanFormat::Npy => {
-            let (bytes, time) = s
-                .cpu(move || decode_scan(&scan).map(|f| (npy::encode_f32(&f.rate_mm_h), f.time)))
+            let (bytes, time) = cpu
+                .run(move || decode_scan(&scan).map(|f| (npy::encode_f32(&f.rate_mm_h), f.time)))
                 .await??;
             let mut resp = http_cache::respond(&headers, &info, "application/octet-stream", bytes);
             if let Ok(v) = HeaderValue::from_str(&format!(
@@ -385,7 +386,7 @@ async fn get_scan(
             Ok(resp)
         }
         ScanFormat::Json => {
-            let body = s.cpu(move || scan_json(&state, id, &scan)).await??;
+            let body = cpu.run(move || scan_json(&state, id, &scan)).await??;
             Ok(http_cache::respond(&headers, &info, "application/json", body).into_response())
         }
     }
