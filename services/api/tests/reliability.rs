@@ -39,6 +39,31 @@ async fn serve(state: AppState) -> Server {
     Server { addr, _stop: stop }
 }
 
+/// The API served on a loopback port by a runtime of its own (two worker
+/// threads, as `raincast run` on a 2-core machine), so that the test's
+/// clients do not share its threads; stops when the returned sender is dropped.
+fn serve_on_own_runtime(state: AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            bound.send(listener.local_addr().unwrap()).unwrap();
+            raincast_api::serve(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    (addr.recv().unwrap(), stop)
+}
+
 /// Sends `head` (a complete request head) with `Connection: close` and
 /// returns the whole response.
 async fn raw(addr: SocketAddr, method: &str, target: &str) -> String {
@@ -142,8 +167,7 @@ async fn healthz_stays_fast_under_64_concurrent_opera_scans() {
         location: None,
     }];
     let state = state_for(store, radars, time + Duration::minutes(5), config);
-    let server = serve(state).await;
-    let addr = server.addr;
+    let (addr, _stop) = serve_on_own_runtime(state);
 
     // Probes from a plain thread: their timing does not depend on the
     // test's runtime, only on the server's.
