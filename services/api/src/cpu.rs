@@ -86,7 +86,7 @@ impl Admitted {
             .map_err(|e| ApiError::Internal(format!("cpu pool: {e}")))?;
         Ok(Worker {
             _slot: self.slot,
-            running,
+            _running: running,
         })
     }
 
@@ -105,7 +105,7 @@ impl Admitted {
 #[derive(Debug)]
 pub struct Worker {
     _slot: OwnedSemaphorePermit,
-    running: OwnedSemaphorePermit,
+    _running: OwnedSemaphorePermit,
 }
 
 impl Worker {
