@@ -30,11 +30,13 @@ pub struct ApiConfig {
     /// Largest width or height of map-ready PNG frames, pixels.
     pub map_max_side_px: usize,
     /// Longest time a client may take to send a request's headers, seconds
-    /// (default 10); slower connections are closed.
+    /// (default 10), counted from the connection or from the previous
+    /// response on a keep-alive connection; slower connections are closed.
     pub header_read_timeout_s: f64,
     /// A connection with no request in flight and no bytes moving for this
-    /// long is closed, seconds (default 60): idle keep-alive connections and
-    /// clients that stop reading their response.
+    /// long is closed, seconds (default 60): chiefly clients that stop
+    /// reading their response (an idle keep-alive connection is already
+    /// closed by the header-read timeout when that is shorter).
     pub idle_timeout_s: f64,
     /// Most open client connections (default 1024); further ones wait in
     /// the listen backlog until one closes.

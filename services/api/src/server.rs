@@ -2,10 +2,12 @@
 //!
 //! * a **header-read timeout**: a client that has not sent a complete
 //!   request head this long after the connection (or its previous
-//!   response) is disconnected (hyper's `header_read_timeout`);
+//!   response) is disconnected (hyper's `header_read_timeout`, which starts
+//!   as soon as the connection waits for a request head, so it also ends
+//!   idle keep-alive connections);
 //! * an **idle timeout**: a connection with no request in flight and no
-//!   bytes moving either way for this long is closed: idle keep-alive
-//!   connections, and clients that stop reading their response;
+//!   bytes moving either way for this long is closed: clients that stop
+//!   reading their response, and idle connections when it is the shorter;
 //! * a **connection cap**: at most `max_connections` are open; while at the
 //!   cap the server stops accepting and new connections wait in the
 //!   kernel's listen backlog;
