@@ -294,15 +294,15 @@ pub(crate) fn reduce(src: &Img) -> Img {
         } else {
             lo
         };
-        for j in 0..lo {
-            trow[j] = edge(j);
+        for (j, t) in trow.iter_mut().enumerate().take(lo) {
+            *t = edge(j);
         }
         for (j, t) in trow.iter_mut().enumerate().take(hi).skip(lo) {
             let w = &srow[2 * j - 2..2 * j + 3];
             *t = (w[0] + 4.0 * w[1] + 6.0 * w[2] + 4.0 * w[3] + w[4]) * (1.0 / 16.0);
         }
-        for j in hi..c2 {
-            trow[j] = edge(j);
+        for (j, t) in trow.iter_mut().enumerate().take(c2).skip(hi) {
+            *t = edge(j);
         }
     }
     // Vertical.

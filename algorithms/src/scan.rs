@@ -183,6 +183,17 @@ pub enum DecodeError {
         value: u64,
         limit: u64,
     },
+    /// The declared grid (rows × cols, or radials × gates) is above the
+    /// configured `max_cells`: rejected before anything is allocated or
+    /// inflated for it.
+    #[error("{format}: {field} declares {rows} x {cols} = {cells} cells, above the limit max_cells = {limit}", cells = .rows.saturating_mul(*.cols))]
+    TooLarge {
+        format: Format,
+        field: String,
+        rows: u64,
+        cols: u64,
+        limit: u64,
+    },
     /// The data do not have the declared or expected shape.
     #[error("{format}: shape mismatch for {field}: expected {expected}, found {found}")]
     Shape {
@@ -221,6 +232,7 @@ impl DecodeError {
             DecodeError::Missing { .. } => "missing",
             DecodeError::BadValue { .. } => "bad_value",
             DecodeError::AbsurdSize { .. } => "absurd_size",
+            DecodeError::TooLarge { .. } => "too_large",
             DecodeError::Shape { .. } => "shape",
             DecodeError::Container { .. } => "container",
             DecodeError::Unsupported { .. } => "unsupported",
@@ -230,8 +242,35 @@ impl DecodeError {
 }
 
 /// Upper bound on the number of cells of any decoded field (~400 M cells =
-/// 1.6 GB of f32). Declared sizes above it are rejected before allocating.
+/// 1.6 GB of f32): the largest `max_cells` a configuration may set.
 pub const MAX_CELLS: u64 = 400_000_000;
+
+/// Default limit on the cells a decoder accepts (25 M cells = 100 MB of
+/// f32; the largest real product, OPERA's 2200 × 1900 composite, has 4.2 M).
+/// A file declaring more is rejected with [`DecodeError::TooLarge`] before
+/// any allocation or decompression for it.
+pub const DEFAULT_MAX_CELLS: u64 = 25_000_000;
+
+/// Checks a declared `rows × cols` grid against `max_cells`, before
+/// anything is allocated for it. `field` names where the shape was declared.
+pub fn check_cells(
+    format: Format,
+    field: &str,
+    rows: u64,
+    cols: u64,
+    max_cells: u64,
+) -> Result<(), DecodeError> {
+    if rows.saturating_mul(cols) > max_cells {
+        return Err(DecodeError::TooLarge {
+            format,
+            field: field.to_string(),
+            rows,
+            cols,
+            limit: max_cells,
+        });
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -51,7 +51,7 @@
 use super::h5::{self, Raw};
 use super::HDF5_MAGIC;
 use crate::grid::Grid;
-use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS};
+use crate::scan::{DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS, MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use netcdf_reader::{
     NcAttribute, NcFile, NcMetadataMode, NcOpenOptions, NcReadable, NcType, NcVariable,
@@ -74,8 +74,10 @@ pub fn looks_like(bytes: &[u8], file_name: Option<&str>) -> bool {
     }
     if hdf5 {
         // Cheaper than building the netCDF model: list the root datasets.
-        let Ok(file) = hdf5_reader::Hdf5File::from_bytes_with_options(bytes, h5::open_options())
-        else {
+        let Ok(file) = hdf5_reader::Hdf5File::from_bytes_with_options(
+            bytes,
+            h5::open_options(DEFAULT_MAX_CELLS),
+        ) else {
             return false;
         };
         return file
@@ -153,7 +155,17 @@ fn attr_string(var: &NcVariable, name: &str) -> Option<String> {
 }
 
 /// Decodes a Rainfields file; see the module docs.
-pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+    decode_limited(bytes, file_name, DEFAULT_MAX_CELLS)
+}
+
+/// [`decode`], rejecting a declared grid above `max_cells` cells
+/// ([`DecodeError::TooLarge`]) before reading its data.
+pub fn decode_limited(
+    bytes: &[u8],
+    _file_name: Option<&str>,
+    max_cells: u64,
+) -> Result<RadarScan, DecodeError> {
     if !bytes.starts_with(CDF_MAGIC) {
         h5::check_signature_and_length(
             bytes,
@@ -164,7 +176,8 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
     let options = NcOpenOptions {
         chunk_cache_bytes: 0,
         metadata_mode: NcMetadataMode::Lossy,
-        max_read_bytes: (MAX_CELLS as usize).saturating_mul(8),
+        max_read_bytes: usize::try_from(max_cells.min(MAX_CELLS).saturating_mul(8))
+            .unwrap_or(usize::MAX),
         ..Default::default()
     };
     let len = bytes.len();
@@ -184,7 +197,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
         });
     }
     let (rows, cols) = (shape[n - 2], shape[n - 1]);
-    h5::check_shape(F, rows, cols, VAR)?;
+    h5::check_shape(F, rows, cols, VAR, max_cells)?;
     let (rows, cols) = (rows as usize, cols as usize);
     let dims = var.dimensions();
     let dim_name = |i: usize, fallback: &str| -> String {
@@ -968,14 +981,16 @@ mod tests {
         assert!(
             matches!(
                 err,
-                DecodeError::AbsurdSize {
-                    value: 5_000_000_000,
-                    limit: MAX_CELLS,
+                DecodeError::TooLarge {
+                    rows: 1_000_000_000,
+                    cols: 5,
+                    limit: DEFAULT_MAX_CELLS,
                     ..
                 }
             ),
             "{err}"
         );
+        assert_eq!(err.code(), "too_large");
     }
 
     #[test]

@@ -22,7 +22,9 @@
 
 use crate::decode::hex_head;
 use crate::grid::{Grid, MAX_GRID_SIDE};
-use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS, ZR};
+use crate::scan::{
+    check_cells, DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS, MAX_CELLS, ZR,
+};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use flate2::bufread::MultiGzDecoder;
 use ndarray::Array2;
@@ -322,7 +324,11 @@ fn gzip_error(e: io::Error) -> DecodeError {
 /// Reads the header and exactly `width × height` raster bytes from a
 /// (possibly decompressing) reader, never holding more than the header
 /// window plus the declared raster in memory.
-fn read_pgm(mut reader: impl Read, gzipped: bool) -> Result<(PgmHeader, Vec<u8>), DecodeError> {
+fn read_pgm(
+    mut reader: impl Read,
+    gzipped: bool,
+    max_cells: u64,
+) -> Result<(PgmHeader, Vec<u8>), DecodeError> {
     let mut head = Vec::with_capacity(8192);
     (&mut reader)
         .take(MAX_HEADER_BYTES as u64)
@@ -348,6 +354,13 @@ fn read_pgm(mut reader: impl Read, gzipped: bool) -> Result<(PgmHeader, Vec<u8>)
         }
     };
     let cells = header.width as u64 * header.height as u64;
+    check_cells(
+        FORMAT,
+        "PGM height x width",
+        header.height as u64,
+        header.width as u64,
+        max_cells.min(MAX_CELLS),
+    )?;
     let limit = MAX_PGM_CELLS.min(MAX_CELLS);
     if cells > limit {
         return Err(DecodeError::AbsurdSize {
@@ -479,11 +492,21 @@ pub fn obs_time(header: &PgmHeader) -> Result<DateTime<Utc>, DecodeError> {
 }
 
 /// Decodes an FMI PGM (gzip-compressed or raw). Returns reflectivity in dBZ.
-pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+    decode_limited(bytes, file_name, DEFAULT_MAX_CELLS)
+}
+
+/// [`decode`], rejecting a declared raster above `max_cells` cells
+/// ([`DecodeError::TooLarge`]) before inflating it.
+pub fn decode_limited(
+    bytes: &[u8],
+    _file_name: Option<&str>,
+    max_cells: u64,
+) -> Result<RadarScan, DecodeError> {
     let (header, raster) = if is_gzip(bytes) {
-        read_pgm(MultiGzDecoder::new(bytes), true)?
+        read_pgm(MultiGzDecoder::new(bytes), true, max_cells)?
     } else if bytes.starts_with(b"P5") {
-        read_pgm(bytes, false)?
+        read_pgm(bytes, false, max_cells)?
     } else {
         return Err(DecodeError::BadMagic {
             format: FORMAT,
@@ -735,8 +758,14 @@ mod tests {
         // Declared sides beyond the grid limit, and an area beyond MAX_PGM_CELLS.
         assert_eq!(code(header(20_001, 3, 255, "").as_bytes()), "absurd_size");
         let big = header(10_000, 10_000, 255, "");
-        assert_eq!(code(big.as_bytes()), "absurd_size");
-        assert_eq!(code(&gz(big.as_bytes())), "absurd_size");
+        assert_eq!(code(big.as_bytes()), "too_large");
+        assert_eq!(code(&gz(big.as_bytes())), "too_large");
+        let err = decode(big.as_bytes(), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("10000 x 10000 = 100000000 cells, above the limit max_cells = 25000000"),
+            "{err}"
+        );
         // A bomb: 64 MiB of comment text that never ends the header.
         let mut e = GzEncoder::new(Vec::new(), Compression::fast());
         e.write_all(b"P5\n# ").unwrap();

@@ -7,7 +7,7 @@
 
 use super::HDF5_MAGIC;
 use crate::grid::MAX_GRID_SIDE;
-use crate::scan::{DecodeError, Format, MAX_CELLS};
+use crate::scan::{check_cells, DecodeError, Format, MAX_CELLS};
 use hdf5_reader::{Attribute, Datatype, Hdf5File};
 use ndarray::Array2;
 
@@ -61,22 +61,25 @@ fn bad_magic(bytes: &[u8], format: Format, expected: &'static str) -> DecodeErro
 
 /// Opens HDF5 bytes after [`check_signature_and_length`]. The reader keeps
 /// its own copy of the bytes (a memcpy, small next to decompression).
-pub(crate) fn open(bytes: &[u8], format: Format) -> Result<Hdf5File, DecodeError> {
+pub(crate) fn open(bytes: &[u8], format: Format, max_cells: u64) -> Result<Hdf5File, DecodeError> {
     check_signature_and_length(bytes, format, "HDF5 signature 89 48 44 46 0d 0a 1a 0a")?;
-    Hdf5File::from_bytes_with_options(bytes, open_options())
+    Hdf5File::from_bytes_with_options(bytes, open_options(max_cells))
         .map_err(|e| map_err(format, "HDF5 file", bytes.len(), e))
 }
 
 /// Reader options for decoding one scan: no chunk cache (every chunk is
 /// decoded exactly once, straight into the output, and caching would keep
-/// them all alive), and read limits that match [`MAX_CELLS`].
-pub(crate) fn open_options() -> hdf5_reader::OpenOptions {
+/// them all alive), and read limits that match `max_cells`.
+pub(crate) fn open_options(max_cells: u64) -> hdf5_reader::OpenOptions {
+    let max_read_bytes =
+        usize::try_from(max_cells.min(MAX_CELLS).saturating_mul(8)).unwrap_or(usize::MAX);
     hdf5_reader::OpenOptions {
         chunk_cache_bytes: 0,
-        // One chunk may not exceed 256 MiB decoded (the crate's default).
-        max_chunk_bytes: hdf5_reader::DEFAULT_MAX_CHUNK_BYTES,
-        // MAX_CELLS of f64.
-        max_read_bytes: (MAX_CELLS as usize).saturating_mul(8),
+        // One chunk may not exceed 256 MiB decoded (the crate's default),
+        // nor the whole of `max_cells` f64 values.
+        max_chunk_bytes: hdf5_reader::DEFAULT_MAX_CHUNK_BYTES.min(max_read_bytes),
+        // `max_cells` values of f64.
+        max_read_bytes,
         ..Default::default()
     }
 }
@@ -125,23 +128,17 @@ pub(crate) fn map_err(
     }
 }
 
-/// Rejects a declared shape that is empty or above [`MAX_CELLS`] cells or
-/// [`MAX_GRID_SIDE`] per side, before anything is allocated for it.
+/// Rejects a declared shape that is empty, above `max_cells` cells
+/// ([`DecodeError::TooLarge`]) or above [`MAX_GRID_SIDE`] per side, before
+/// anything is allocated for it.
 pub(crate) fn check_shape(
     format: Format,
     rows: u64,
     cols: u64,
     what: &str,
+    max_cells: u64,
 ) -> Result<(), DecodeError> {
-    let cells = rows.saturating_mul(cols);
-    if cells > MAX_CELLS {
-        return Err(DecodeError::AbsurdSize {
-            format,
-            field: format!("{what} ({rows} rows x {cols} cols)"),
-            value: cells,
-            limit: MAX_CELLS,
-        });
-    }
+    check_cells(format, what, rows, cols, max_cells.min(MAX_CELLS))?;
     for (side, v) in [("rows", rows), ("cols", cols)] {
         if v == 0 || v > MAX_GRID_SIDE as u64 {
             return Err(DecodeError::AbsurdSize {

@@ -15,7 +15,9 @@
 
 use crate::decode::hex_head;
 use crate::grid::{Grid, GridError};
-use crate::scan::{DecodeError, Format, Quantity, RadarScan, MAX_CELLS};
+use crate::scan::{
+    check_cells, DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS, MAX_CELLS,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use ndarray::Array2;
 
@@ -165,6 +167,16 @@ fn container(reason: impl ToString) -> DecodeError {
 /// Decodes an AQC GIF. `file_name` must carry the time stamp (see
 /// [`time_from_file_name`]). Returns rain rate in mm/h on [`ccs4_grid`].
 pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+    decode_limited(bytes, file_name, DEFAULT_MAX_CELLS)
+}
+
+/// [`decode`], rejecting a declared screen above `max_cells` cells
+/// ([`DecodeError::TooLarge`]) before decompressing anything.
+pub fn decode_limited(
+    bytes: &[u8],
+    file_name: Option<&str>,
+    max_cells: u64,
+) -> Result<RadarScan, DecodeError> {
     if !looks_like(bytes, file_name) {
         return Err(DecodeError::BadMagic {
             format: FORMAT,
@@ -174,14 +186,13 @@ pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, Decode
     }
     let (width, height) = screen_size(bytes)?;
     let cells = width as u64 * height as u64;
-    if cells > MAX_CELLS {
-        return Err(DecodeError::AbsurdSize {
-            format: FORMAT,
-            field: "GIF logical screen width x height".into(),
-            value: cells,
-            limit: MAX_CELLS,
-        });
-    }
+    check_cells(
+        FORMAT,
+        "GIF logical screen (height x width)",
+        height as u64,
+        width as u64,
+        max_cells.min(MAX_CELLS),
+    )?;
     if (height, width) != (CCS4_ROWS, CCS4_COLS) {
         return Err(DecodeError::Shape {
             format: FORMAT,
@@ -375,10 +386,9 @@ mod tests {
         // Absurd and wrong logical screen sizes.
         let mut absurd = good.clone();
         absurd[6..10].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            decode(&absurd, Some(NAME)).unwrap_err().code(),
-            "absurd_size"
-        );
+        let err = decode(&absurd, Some(NAME)).unwrap_err();
+        assert_eq!(err.code(), "too_large", "{err}");
+        assert!(err.to_string().contains("65535 x 65535"), "{err}");
         let small = writer::encode_indices(&[1, 2, 3, 255, 0, 7], 3, 2).unwrap();
         let err = decode(&small, Some(NAME)).unwrap_err();
         assert_eq!(err.code(), "shape");

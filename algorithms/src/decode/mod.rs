@@ -13,7 +13,7 @@ pub mod mch_gif;
 pub mod nexrad;
 pub mod odim;
 
-use crate::scan::{DecodeError, Format, RadarScan};
+use crate::scan::{DecodeError, Format, RadarScan, DEFAULT_MAX_CELLS};
 
 /// HDF5 superblock signature (ODIM_H5 and netCDF4 both start with it).
 pub(crate) const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
@@ -47,12 +47,28 @@ pub fn detect(bytes: &[u8], file_name: Option<&str>) -> Option<Format> {
 }
 
 /// Per-format decoder options; the defaults suit every sample format.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
+    /// Largest grid accepted, in cells (rows × cols, or radials × gates for
+    /// polar volumes). Every decoder checks the *declared* shape against it
+    /// before allocating or inflating anything and fails with
+    /// [`DecodeError::TooLarge`]. Default [`DEFAULT_MAX_CELLS`]; values
+    /// above [`crate::scan::MAX_CELLS`] are capped to it.
+    pub max_cells: u64,
     /// NEXRAD: the sweep to grid and the site of volumes that carry no
     /// location. (The grid is the default 1 km / 250 km one; services that
     /// want another grid or a cached mapping call [`nexrad::decode_with`].)
+    /// Its own `max_cells`, when unset, is the one above.
     pub nexrad: nexrad::NexradOptions,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_cells: DEFAULT_MAX_CELLS,
+            nexrad: nexrad::NexradOptions::default(),
+        }
+    }
 }
 
 /// Decodes `bytes`, auto-detecting the format unless `format` forces one.
@@ -77,17 +93,24 @@ pub fn decode_with_options(
             head: hex_head(bytes),
         })?,
     };
+    let max_cells = options.max_cells;
     match format {
-        Format::Odim => odim::decode(bytes, file_name),
-        Format::Bom => bom::decode(bytes, file_name),
-        Format::MchGif => mch_gif::decode(bytes, file_name),
-        Format::FmiPgm => fmi_pgm::decode(bytes, file_name),
-        Format::Nexrad => nexrad::decode_with(
-            bytes,
-            file_name,
-            &options.nexrad,
-            &mut crate::polar::PolarGridder::default(),
-        ),
+        Format::Odim => odim::decode_limited(bytes, file_name, max_cells),
+        Format::Bom => bom::decode_limited(bytes, file_name, max_cells),
+        Format::MchGif => mch_gif::decode_limited(bytes, file_name, max_cells),
+        Format::FmiPgm => fmi_pgm::decode_limited(bytes, file_name, max_cells),
+        Format::Nexrad => {
+            let nexrad = nexrad::NexradOptions {
+                max_cells: options.nexrad.max_cells.or(Some(max_cells)),
+                ..options.nexrad.clone()
+            };
+            nexrad::decode_with(
+                bytes,
+                file_name,
+                &nexrad,
+                &mut crate::polar::PolarGridder::default(),
+            )
+        }
     }
 }
 
@@ -103,6 +126,19 @@ pub(crate) fn hex_head(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// Test helper: reports missing real data. A skip with a printed reason
+/// outside CI; under CI (`CI` set, not `0`/`false`) a test that cannot run
+/// is a failure, never a silent pass.
+#[cfg(test)]
+pub(crate) fn missing_shared_data(reason: &str) {
+    let ci = std::env::var("CI")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    if ci {
+        panic!("{reason} (CI is set, so a test that cannot run fails)");
+    }
+    eprintln!("skipped: {reason}");
+}
+
 /// Test helper: every file below `../shared/data/<folder>` whose name
 /// contains `needle`, sorted; `None` after printing the skip notice when the
 /// shared data folder is absent.
@@ -110,7 +146,7 @@ pub(crate) fn hex_head(bytes: &[u8]) -> String {
 pub(crate) fn shared_data_files(folder: &str, needle: &str) -> Option<Vec<std::path::PathBuf>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     if !root.is_dir() {
-        eprintln!("skipped: ../shared/data not found");
+        missing_shared_data("../shared/data not found");
         return None;
     }
     let mut out = Vec::new();

@@ -69,7 +69,9 @@
 
 use crate::decode::hex_head;
 use crate::polar::{PolarError, PolarGridder, PolarOptions, RadarSite, Sweep};
-use crate::scan::{DecodeError, Format, Quantity, RadarScan, ZR};
+use crate::scan::{
+    check_cells, DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS, MAX_CELLS, ZR,
+};
 use chrono::{DateTime, Datelike, Utc};
 use ndarray::Array2;
 use nexrad_data::volume::{File as VolumeFile, Header};
@@ -117,6 +119,11 @@ pub struct NexradOptions {
     /// about its location (legacy message-1 volumes without an ICAO in the
     /// header or the file name).
     pub site: Option<String>,
+    /// Largest sweep accepted, in radials × gates; `None` =
+    /// [`DEFAULT_MAX_CELLS`]. A sweep growing past it is rejected with
+    /// [`DecodeError::TooLarge`] before its polar array is built.
+    #[serde(default)]
+    pub max_cells: Option<u64>,
 }
 
 /// Where the site location came from.
@@ -257,7 +264,11 @@ pub fn read_sweep(
     })?;
     let records = file.records().map_err(data_error)?;
     let records_total = records.len();
-    let mut collector = Collector::new(options.elevation);
+    let max_cells = options
+        .max_cells
+        .unwrap_or(DEFAULT_MAX_CELLS)
+        .min(MAX_CELLS);
+    let mut collector = Collector::new(options.elevation, max_cells);
     let mut records_read = 0;
     for (index, record) in records.iter().enumerate() {
         let decompressed;
@@ -525,6 +536,8 @@ fn radial_1(m: &digital_radar_data_legacy::Message<'_>) -> RadialIn {
 /// Radials of one elevation number, as they arrive.
 struct SweepAcc {
     elevation_number: u8,
+    /// The most gates of any radial so far.
+    max_gates: usize,
     elevation_sum: f64,
     first_gate_m: f64,
     gate_m: f64,
@@ -537,6 +550,7 @@ impl SweepAcc {
     fn new(elevation_number: u8) -> Self {
         Self {
             elevation_number,
+            max_gates: 0,
             elevation_sum: 0.0,
             first_gate_m: 0.0,
             gate_m: 0.0,
@@ -550,7 +564,18 @@ impl SweepAcc {
         (self.elevation_sum / self.rows.len().max(1) as f64) as f32
     }
 
-    fn push(&mut self, radial: RadialIn, gates: Gates) -> Result<(), DecodeError> {
+    /// Adds one radial; the sweep's polar array (radials × the most gates)
+    /// may not exceed `max_cells`.
+    fn push(&mut self, radial: RadialIn, gates: Gates, max_cells: u64) -> Result<(), DecodeError> {
+        let max_gates = self.max_gates.max(gates.dbz.len());
+        check_cells(
+            FORMAT,
+            &format!("radials x gates of elevation {}", self.elevation_number),
+            self.rows.len() as u64 + 1,
+            max_gates as u64,
+            max_cells,
+        )?;
+        self.max_gates = max_gates;
         if self.rows.is_empty() {
             self.first_gate_m = gates.first_gate_m;
             self.gate_m = gates.gate_m;
@@ -588,6 +613,7 @@ impl SweepAcc {
         Ok(())
     }
 
+    #[allow(clippy::type_complexity)] // a one-use destructuring of the accumulator
     fn into_parts(
         self,
     ) -> (
@@ -622,6 +648,7 @@ impl SweepAcc {
 /// Walks the messages, keeping the selected sweep.
 struct Collector {
     choice: ElevationChoice,
+    max_cells: u64,
     /// The elevation number to keep, once known.
     target: Option<u8>,
     seen_radial: bool,
@@ -633,9 +660,10 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(choice: ElevationChoice) -> Self {
+    fn new(choice: ElevationChoice, max_cells: u64) -> Self {
         Self {
             choice,
+            max_cells,
             target: match choice {
                 ElevationChoice::Number(n) => Some(n),
                 _ => None,
@@ -707,7 +735,7 @@ impl Collector {
         if let Some(gates) = radial.gates.take() {
             self.current
                 .get_or_insert_with(|| SweepAcc::new(elevation_number))
-                .push(radial, gates)?;
+                .push(radial, gates, self.max_cells)?;
         }
         if end_of_sweep && self.current.is_some() {
             self.close_current();
@@ -905,7 +933,9 @@ mod tests {
     fn sample(needle: &str) -> Option<Vec<u8>> {
         let files = crate::decode::shared_data_files("nexrad", needle)?;
         let Some(path) = files.first() else {
-            eprintln!("skipped: no ../shared/data/nexrad file matching {needle}");
+            crate::decode::missing_shared_data(&format!(
+                "no ../shared/data/nexrad file matching {needle}"
+            ));
             return None;
         };
         std::fs::read(path).ok()
@@ -1158,7 +1188,7 @@ mod tests {
                 None,
                 &NexradOptions {
                     elevation,
-                    site: None,
+                    ..NexradOptions::default()
                 },
             )
             .expect("elevation 2");
@@ -1170,11 +1200,30 @@ mod tests {
             None,
             &NexradOptions {
                 elevation: ElevationChoice::Number(7),
-                site: None,
+                ..NexradOptions::default()
             },
         )
         .unwrap_err();
         assert_eq!(err.code(), "missing");
+        // A sweep above max_cells (radials x gates) is refused while it is
+        // read, before its polar array is built.
+        let err = read_sweep(
+            &bytes,
+            None,
+            &NexradOptions {
+                max_cells: Some(500),
+                ..NexradOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DecodeError::TooLarge { limit: 500, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("radials x gates of elevation"),
+            "{err}"
+        );
     }
 
     #[test]

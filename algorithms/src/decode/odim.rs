@@ -46,7 +46,7 @@
 use super::h5::{self, Attrs, Raw};
 use super::HDF5_MAGIC;
 use crate::grid::Grid;
-use crate::scan::{DecodeError, Format, Quantity, RadarScan};
+use crate::scan::{DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use hdf5_reader::{Dataset, Datatype, Hdf5File};
 
@@ -101,8 +101,18 @@ struct Pick {
 }
 
 /// Decodes an ODIM_H5 composite; see the module docs.
-pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
-    let file = h5::open(bytes, F)?;
+pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
+    decode_limited(bytes, file_name, DEFAULT_MAX_CELLS)
+}
+
+/// [`decode`], rejecting a declared grid above `max_cells` cells
+/// ([`DecodeError::TooLarge`]) before reading its data.
+pub fn decode_limited(
+    bytes: &[u8],
+    _file_name: Option<&str>,
+    max_cells: u64,
+) -> Result<RadarScan, DecodeError> {
+    let file = h5::open(bytes, F, max_cells)?;
     let what = Attrs::of_group(&file, "/what", F)?;
     let root_where = Attrs::of_group(&file, "/where", F)?;
 
@@ -128,7 +138,7 @@ pub fn decode(bytes: &[u8], _file_name: Option<&str>) -> Result<RadarScan, Decod
             h5::map_err(F, "HDF5 dataset", bytes.len(), e)
         }
     })?;
-    let (rows, cols) = data_shape(&dataset, &data_path, &root_where, &ds_where)?;
+    let (rows, cols) = data_shape(&dataset, &data_path, &root_where, &ds_where, max_cells)?;
     let grid = grid(&root_where, &ds_where, rows, cols)?;
 
     let scaling = Scaling::read(&data_what, &ds_what, pick.kind)?;
@@ -319,6 +329,7 @@ fn data_shape(
     data_path: &str,
     root_where: &Attrs,
     ds_where: &Attrs,
+    max_cells: u64,
 ) -> Result<(usize, usize), DecodeError> {
     let xsize = where_f64(ds_where, root_where, "xsize")?
         .map(|v| declared_size(v, "where/xsize"))
@@ -327,7 +338,7 @@ fn data_shape(
         .map(|v| declared_size(v, "where/ysize"))
         .transpose()?;
     if let (Some(x), Some(y)) = (xsize, ysize) {
-        h5::check_shape(F, y, x, "where/ysize x where/xsize")?;
+        h5::check_shape(F, y, x, "where/ysize x where/xsize", max_cells)?;
     }
     let shape = dataset.shape();
     if shape.len() != 2 {
@@ -339,7 +350,7 @@ fn data_shape(
         });
     }
     let (rows, cols) = (shape[0], shape[1]);
-    h5::check_shape(F, rows, cols, data_path)?;
+    h5::check_shape(F, rows, cols, data_path, max_cells)?;
     if xsize.is_some_and(|x| x != cols) || ysize.is_some_and(|y| y != rows) {
         return Err(DecodeError::Shape {
             format: F,
@@ -588,7 +599,7 @@ fn unsupported_type(path: &str, dtype: &Datatype) -> DecodeError {
 mod tests {
     use super::*;
     use crate::prep::RainField;
-    use crate::scan::MAX_CELLS;
+    use crate::scan::{DEFAULT_MAX_CELLS, MAX_CELLS};
     use crate::write::odim::{
         composite_metadata, dataset_what, encode_rate, finish, OdimRateOptions, RawType,
     };
@@ -938,13 +949,40 @@ mod tests {
             .group_attribute("where", f64_attr("yscale", grid.cell_y_m))
             .data("dataset1/data1", [3, 4], &raw)
             .quantity("dataset1/data1/what", "RATE");
-        let err = decode(&finish(b).unwrap(), None).unwrap_err();
+        let bytes = finish(b).unwrap();
+        let err = decode(&bytes, None).unwrap_err();
         assert!(
             matches!(
                 err,
-                DecodeError::AbsurdSize {
+                DecodeError::TooLarge {
+                    limit: DEFAULT_MAX_CELLS,
+                    rows: 3,
+                    cols: 1_000_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.code(), "too_large");
+        assert!(
+            err.to_string().contains("where/ysize x where/xsize"),
+            "{err}"
+        );
+        // The limit is the caller's: a lower one rejects a grid the default takes.
+        let ok = u8_file("RATE", vec![]);
+        assert!(decode_limited(&ok, None, DEFAULT_MAX_CELLS).is_ok());
+        let err = decode_limited(&ok, None, 5).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::TooLarge { limit: 5, .. }),
+            "{err}"
+        );
+        // Above MAX_CELLS even when the caller allows more.
+        let err = decode_limited(&bytes, None, u64::MAX).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::TooLarge {
                     limit: MAX_CELLS,
-                    value: 3_000_000_000,
                     ..
                 }
             ),

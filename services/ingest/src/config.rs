@@ -239,10 +239,54 @@ pub struct IngestSettings {
     /// First delay after a failed run; doubles per failure up to `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Test hook: pause forever after storing this many scans, before the
-    /// checkpoint (`RAINCAST_FAILPOINT=pause_after_put:N`), so a test can
-    /// kill the process at exactly that point.
-    pub pause_after_put: Option<usize>,
+    /// Objects larger than this (from the listing's size) are quarantined
+    /// as `too_large` without being fetched.
+    pub max_file_bytes: u64,
+    /// Largest declared grid a decoder accepts (rows × cols, or radials ×
+    /// gates), checked before anything is allocated or inflated.
+    pub max_cells: u64,
+    /// Keys timed more than this ahead of now are deferred (counted, not
+    /// ingested, not checkpointed) until their time comes. At most the
+    /// lookback, so a deferred window never hides a later real file.
+    pub future_tolerance: Duration,
+    /// Files of a local-folder source modified less than this ago are left
+    /// for the next run (they may still be being written).
+    pub settle: Duration,
+    /// A file found still marked in progress this many times (its process
+    /// died while decoding it) is quarantined as `crashed`.
+    pub max_attempts: u32,
+    /// Test hooks (`RAINCAST_FAILPOINT`), compiled into debug builds only.
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A test hook set by `RAINCAST_FAILPOINT`. Only debug (test) builds read
+/// the variable; release builds have no failpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failpoint {
+    /// `pause_after_put:N`: pause forever after storing the N-th scan,
+    /// before its checkpoint, so a test can kill the process right there.
+    PauseAfterPut(usize),
+    /// `abort_decoding:TEXT`: `abort()` the process while decoding any file
+    /// whose key contains TEXT, as an out-of-memory kill would.
+    AbortDecoding(String),
+}
+
+impl Failpoint {
+    /// Parses `pause_after_put:N` or `abort_decoding:TEXT`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(n) = s.strip_prefix("pause_after_put:") {
+            return n
+                .parse()
+                .map(Failpoint::PauseAfterPut)
+                .map_err(|e| format!("{s:?}: {e}"));
+        }
+        match s.strip_prefix("abort_decoding:") {
+            Some(t) if !t.is_empty() => Ok(Failpoint::AbortDecoding(t.to_string())),
+            _ => Err(format!(
+                "{s:?}: expected pause_after_put:N or abort_decoding:TEXT"
+            )),
+        }
+    }
 }
 
 impl Default for IngestSettings {
@@ -259,7 +303,12 @@ impl Default for IngestSettings {
             tile_size: 256,
             backoff_base: Duration::seconds(30),
             backoff_max: Duration::minutes(15),
-            pause_after_put: None,
+            max_file_bytes: 256 * 1024 * 1024,
+            max_cells: raincast_algorithms::scan::DEFAULT_MAX_CELLS,
+            future_tolerance: Duration::minutes(10),
+            settle: Duration::seconds(5),
+            max_attempts: 2,
+            failpoint: None,
         }
     }
 }
@@ -363,6 +412,11 @@ struct FileIngest {
     tile_size: Option<usize>,
     backoff_base_seconds: Option<f64>,
     backoff_max_seconds: Option<f64>,
+    max_file_mb: Option<f64>,
+    max_cells: Option<u64>,
+    future_tolerance_minutes: Option<f64>,
+    settle_seconds: Option<f64>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -383,6 +437,23 @@ struct FileRadar {
     format: Option<String>,
     zr: Option<ZR>,
     location: Option<Location>,
+}
+
+/// `RAINCAST_FAILPOINT`: read by debug (test) builds only, so a release
+/// binary has no way to be made to pause or abort.
+#[cfg(debug_assertions)]
+fn failpoint_from(env: &HashMap<String, String>) -> Result<Option<Failpoint>, ConfigError> {
+    match env.get("RAINCAST_FAILPOINT").map(|s| s.trim()) {
+        None | Some("") => Ok(None),
+        Some(fp) => Failpoint::parse(fp)
+            .map(Some)
+            .map_err(|e| invalid("RAINCAST_FAILPOINT", "environment", e)),
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn failpoint_from(_env: &HashMap<String, String>) -> Result<Option<Failpoint>, ConfigError> {
+    Ok(None)
 }
 
 /// Where the embedded default keeps its files.
@@ -632,22 +703,85 @@ impl Config {
                 format!("{tile_size} is not in 16..=256"),
             ));
         }
-        let pause_after_put = match env.get("RAINCAST_FAILPOINT").map(|s| s.trim()) {
-            None | Some("") => None,
-            Some(fp) => match fp
-                .strip_prefix("pause_after_put:")
-                .and_then(|n| n.parse().ok())
-            {
-                Some(n) => Some(n),
-                None => {
-                    return Err(invalid(
-                        "RAINCAST_FAILPOINT",
-                        "environment",
-                        format!("{fp:?}: expected pause_after_put:N"),
-                    ))
-                }
-            },
+        let failpoint = failpoint_from(env)?;
+        let max_file_mb = match env_parse::<f64>(env, "RAINCAST_MAX_FILE_MB")? {
+            Some(v) => (v, "RAINCAST_MAX_FILE_MB", "environment"),
+            None => (
+                fi.max_file_mb
+                    .unwrap_or(d.max_file_bytes as f64 / 1048576.0),
+                "ingest.max_file_mb",
+                "config file",
+            ),
         };
+        if !(max_file_mb.0.is_finite() && max_file_mb.0 > 0.0 && max_file_mb.0 <= 65536.0) {
+            return Err(invalid(
+                max_file_mb.1,
+                max_file_mb.2,
+                format!("{} is not in (0, 65536] MB", max_file_mb.0),
+            ));
+        }
+        let max_file_bytes = (max_file_mb.0 * 1048576.0).round() as u64;
+        let (max_cells, cells_setting, cells_origin) =
+            match env_parse::<u64>(env, "RAINCAST_MAX_CELLS")? {
+                Some(v) => (v, "RAINCAST_MAX_CELLS", "environment"),
+                None => (
+                    fi.max_cells.unwrap_or(d.max_cells),
+                    "ingest.max_cells",
+                    "config file",
+                ),
+            };
+        let cells_limit = raincast_algorithms::scan::MAX_CELLS;
+        if !(1..=cells_limit).contains(&max_cells) {
+            return Err(invalid(
+                cells_setting,
+                cells_origin,
+                format!("{max_cells} is not in 1..={cells_limit}"),
+            ));
+        }
+        let future_tolerance = minutes(
+            "RAINCAST_FUTURE_TOLERANCE_MINUTES",
+            fi.future_tolerance_minutes,
+            d.future_tolerance,
+            60.0,
+            0.0,
+            "ingest.future_tolerance_minutes",
+        )?;
+        if future_tolerance > lookback {
+            return Err(invalid(
+                "ingest.future_tolerance_minutes",
+                "config",
+                format!(
+                    "{} min is above lookback_minutes ({} min): a file that far ahead could \
+                     move the checkpoint past real files that arrive later",
+                    future_tolerance.num_minutes(),
+                    lookback.num_minutes()
+                ),
+            ));
+        }
+        let settle = minutes(
+            "RAINCAST_SETTLE_SECONDS",
+            fi.settle_seconds,
+            d.settle,
+            1.0,
+            0.0,
+            "ingest.settle_seconds",
+        )?;
+        let max_attempts = match env_parse::<u32>(env, "RAINCAST_MAX_ATTEMPTS")? {
+            Some(v) => (v, "RAINCAST_MAX_ATTEMPTS", "environment"),
+            None => (
+                fi.max_attempts.unwrap_or(d.max_attempts),
+                "ingest.max_attempts",
+                "config file",
+            ),
+        };
+        if !(1..=100).contains(&max_attempts.0) {
+            return Err(invalid(
+                max_attempts.1,
+                max_attempts.2,
+                format!("{} is not in 1..=100", max_attempts.0),
+            ));
+        }
+        let max_attempts = max_attempts.0;
         let ingest = IngestSettings {
             schedule,
             lookback,
@@ -660,7 +794,12 @@ impl Config {
             tile_size,
             backoff_base,
             backoff_max,
-            pause_after_put,
+            max_file_bytes,
+            max_cells,
+            future_tolerance,
+            settle,
+            max_attempts,
+            failpoint,
         };
 
         let mut radars = Vec::new();
@@ -1083,7 +1222,55 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             ("RAINCAST_SCHEDULE", "*/2 * * * * *"),
         ]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
-        assert_eq!(c.ingest.pause_after_put, Some(3));
+        assert_eq!(c.ingest.failpoint, Some(Failpoint::PauseAfterPut(3)));
         assert_eq!(c.ingest.schedule, "*/2 * * * * *");
+        let e = env(&[("RAINCAST_FAILPOINT", "abort_decoding:poison")]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.ingest.failpoint,
+            Some(Failpoint::AbortDecoding("poison".into()))
+        );
+    }
+
+    #[test]
+    fn reliability_limits_from_file_and_env() {
+        let d = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(d.ingest.max_file_bytes, 256 << 20);
+        assert_eq!(d.ingest.max_cells, 25_000_000);
+        assert_eq!(d.ingest.future_tolerance, Duration::minutes(10));
+        assert_eq!(d.ingest.settle, Duration::seconds(5));
+        assert_eq!(d.ingest.max_attempts, 2);
+        let c = Config::from_toml(
+            "[ingest]\nmax_file_mb = 1.5\nmax_cells = 1000\nfuture_tolerance_minutes = 2\n\
+             settle_seconds = 0\nmax_attempts = 3",
+            &env(&[("RAINCAST_MAX_CELLS", "2000")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.ingest.max_file_bytes, 1_572_864);
+        assert_eq!(c.ingest.max_cells, 2000, "the environment wins");
+        assert_eq!(c.ingest.future_tolerance, Duration::minutes(2));
+        assert_eq!(c.ingest.settle, Duration::zero());
+        assert_eq!(c.ingest.max_attempts, 3);
+        for (toml, e, want) in [
+            ("[ingest]\nmax_cells = 0", vec![], "ingest.max_cells"),
+            (
+                "",
+                vec![("RAINCAST_MAX_CELLS", "500000001")],
+                "RAINCAST_MAX_CELLS",
+            ),
+            ("[ingest]\nmax_file_mb = -1", vec![], "ingest.max_file_mb"),
+            ("[ingest]\nmax_attempts = 0", vec![], "ingest.max_attempts"),
+            (
+                "[ingest]\nlookback_minutes = 5\nfuture_tolerance_minutes = 6",
+                vec![],
+                "ingest.future_tolerance_minutes",
+            ),
+        ] {
+            let err = Config::from_toml(toml, &env(&e), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{toml:?} {e:?}: {err}");
+        }
     }
 }

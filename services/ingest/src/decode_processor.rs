@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 pub struct DecodeProcessor {
     prep: PrepOptions,
     sparse: SparseOptions,
+    /// Largest declared grid accepted by the decoders.
+    max_cells: u64,
     gridders: Arc<Mutex<HashMap<String, PolarGridder>>>,
 }
 
@@ -34,6 +36,7 @@ impl DecodeProcessor {
             sparse: SparseOptions {
                 tile_size: settings.tile_size,
             },
+            max_cells: settings.max_cells,
             gridders: Arc::default(),
         }
     }
@@ -51,13 +54,18 @@ impl DecodeProcessor {
             .format
             .or_else(|| decode::detect(bytes, Some(file_name)));
         if format != Some(Format::Nexrad) {
-            return decode::decode(bytes, Some(file_name), format);
+            let options = decode::DecodeOptions {
+                max_cells: self.max_cells,
+                ..decode::DecodeOptions::default()
+            };
+            return decode::decode_with_options(bytes, Some(file_name), format, &options);
         }
         let lock = || self.gridders.lock().unwrap_or_else(|p| p.into_inner());
         // Taken out while decoding so other radars are not held up.
         let mut gridder = lock().remove(&radar.id).unwrap_or_default();
         let options = nexrad::NexradOptions {
             site: Some(radar.id.clone()),
+            max_cells: Some(self.max_cells),
             ..nexrad::NexradOptions::default()
         };
         let scan = nexrad::decode_with(bytes, Some(file_name), &options, &mut gridder);

@@ -30,6 +30,9 @@ pub struct DemoOptions {
     pub side: usize,
     /// Where the radar stands.
     pub location: Location,
+    /// Files older than this are deleted from the bucket (hourly), so the
+    /// demo folder does not grow for ever: the store's retention.
+    pub retention: Duration,
 }
 
 impl DemoOptions {
@@ -44,6 +47,7 @@ impl DemoOptions {
                 lat: 47.37,
                 lon: 8.54,
             },
+            retention: Duration::days(7),
         }
     }
 }
@@ -141,6 +145,15 @@ impl DemoRadar {
         Ok(written)
     }
 
+    /// Deletes the demo files whose scan time is before `cutoff`, and the
+    /// folders that become empty. Returns how many files went.
+    pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, DemoError> {
+        let root = self.opts.bucket.join(DEMO_RADAR);
+        let mut removed = 0;
+        prune_dir(&root, cutoff, &mut removed)?;
+        Ok(removed)
+    }
+
     /// Backfills, then writes one scan per step on the wall clock until
     /// `shutdown` turns true.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -165,7 +178,19 @@ impl DemoRadar {
             }
         }
         info!(files = written, bucket, "demo radar: backfill written");
+        let mut last_prune: Option<std::time::Instant> = None;
         loop {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(std::time::Instant::now());
+                let cutoff = Utc::now() - this.opts.retention;
+                let t = this.clone();
+                match tokio::task::spawn_blocking(move || t.prune(cutoff)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => info!(files = n, "demo radar: deleted files past the retention"),
+                    Ok(Err(e)) => warn!(error = %e, "demo radar: pruning failed"),
+                    Err(e) => warn!(error = %e, "demo radar: pruning task failed"),
+                }
+            }
             let now = Utc::now();
             let next = this.synth.step_at_or_before(now) + 1;
             let wait = (this.synth.time_at(next) - now)
@@ -184,6 +209,40 @@ impl DemoRadar {
         }
         info!("demo radar stopped");
     }
+}
+
+/// How often the demo radar prunes its bucket.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes files named with a time before `cutoff` below `dir`, then `dir`
+/// itself when it is left empty.
+fn prune_dir(dir: &Path, cutoff: DateTime<Utc>, removed: &mut usize) -> Result<(), DemoError> {
+    let err = |e: std::io::Error| DemoError::Write {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        if entry.file_type().map_err(err)?.is_dir() {
+            prune_dir(&path, cutoff, removed)?;
+        } else if crate::layout::time_from_name(&entry.file_name().to_string_lossy())
+            .is_some_and(|t| t < cutoff)
+        {
+            std::fs::remove_file(&path).map_err(err)?;
+            *removed += 1;
+        }
+    }
+    // Only an empty folder goes (remove_dir refuses the others).
+    if std::fs::read_dir(dir).map_err(err)?.next().is_none() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 /// Writes `.NAME.tmp` beside `path`, then renames it into place: a reader
@@ -233,6 +292,24 @@ mod tests {
             .match_key(DEMO_RADAR, key)
             .unwrap();
         assert_eq!(m.time, Some(t));
+        // Pruning to the last 30 s keeps only the newer files and removes
+        // nothing else.
+        let newest = demo.synth.time_at(demo.synth.step_at_or_before(now));
+        let cutoff = newest - Duration::seconds(30);
+        let pruned = demo.prune(cutoff).unwrap();
+        assert!(pruned >= 3, "{pruned}");
+        let mut left = 0;
+        for e in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            let t = crate::layout::time_from_name(&name).unwrap();
+            assert!(t >= cutoff, "{name}");
+            left += 1;
+        }
+        assert_eq!(left + pruned, n);
+        // Everything older than the newest goes, with the emptied folders.
+        demo.prune(newest + Duration::seconds(1)).unwrap();
+        assert!(!dir.path().join(DEMO_RADAR).exists());
+        demo.write_step(demo.synth.step_at_or_before(now)).unwrap();
         // No temporary files left behind.
         let day = path.parent().unwrap();
         assert!(std::fs::read_dir(day).unwrap().all(|e| !e

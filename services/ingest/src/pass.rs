@@ -3,15 +3,24 @@
 //!
 //! Listing: the window starts at the checkpoint minus the lookback (or at
 //! `--since` / now minus the backfill for a radar without a checkpoint) and
-//! ends now. One ListObjectsV2 per day prefix of the key template, with
-//! `StartAfter` from the checkpoint where it is safe (see
-//! [`Checkpoint::resume_after`]); a long window (a backfill of months)
+//! ends now. One ListObjectsV2 per day prefix of the key template, always
+//! from the start of the folder (no `StartAfter`): a file that arrives late
+//! is listed however its key sorts. A long window (a backfill of months)
 //! discovers the existing day folders with delimiter listings instead.
 //!
 //! Every listed file that matches the template is then, in time order:
+//! * deferred (left for a later run, not checkpointed) when its time is
+//!   more than `future_tolerance` ahead of now, or when it is a file in a
+//!   folder modified less than `settle` ago;
 //! * skipped when a stored scan already came from it, or it is quarantined;
-//! * otherwise fetched, decoded, prepped and encoded on the blocking pool,
-//!   and stored (tiles first, manifest last, conditional);
+//! * quarantined as `too_large` without being fetched when the listing says
+//!   it is above `max_file_bytes`;
+//! * quarantined as `crashed` when `max_attempts` earlier decodes of it
+//!   were begun and never ended (the process died: out of memory, abort);
+//! * otherwise fetched, marked in progress in the state store, decoded,
+//!   prepped and encoded on the blocking pool (each decoder checks the
+//!   declared grid against `max_cells` first), unmarked, and stored (tiles
+//!   first, manifest last, conditional);
 //! * quarantined with its reason when it cannot be decoded or stored.
 //!
 //! At most `batch_size` new files are processed per run; the checkpoint
@@ -76,6 +85,9 @@ pub struct PassSummary {
     pub quarantined: usize,
     /// New files left for the next run (batch limit, shutdown).
     pub remaining: usize,
+    /// Files left for a later run because their time is too far ahead of
+    /// now, or (folder sources) they were modified too recently.
+    pub deferred: usize,
     /// Seconds the run took.
     pub duration: f64,
     /// Set when another instance held the lease and nothing was done.
@@ -100,7 +112,12 @@ pub struct Ingester {
     metrics: IngestMetrics,
     shutdown: tokio::sync::watch::Receiver<bool>,
     stored_total: AtomicUsize,
+    /// Future-dated keys already logged, so each is logged once.
+    deferred_logged: std::sync::Mutex<HashSet<String>>,
 }
+
+/// At most this many future-dated keys are remembered for logging once.
+const DEFERRED_LOG_MEMORY: usize = 10_000;
 
 /// A listed file that matches the template, with its time.
 #[derive(Debug, Clone)]
@@ -150,6 +167,7 @@ impl Ingester {
             metrics,
             shutdown,
             stored_total: AtomicUsize::new(0),
+            deferred_logged: std::sync::Mutex::default(),
         }
     }
 
@@ -274,6 +292,8 @@ impl Ingester {
             source,
         };
         let now = Utc::now();
+        // Nothing later than this is ingested or checkpointed in this run.
+        let horizon = now + self.settings.future_tolerance;
         let template = &rs.radar.key_template;
         let checkpoint = self
             .state
@@ -281,25 +301,23 @@ impl Ingester {
             .await
             .map_err(|e| store_err("read checkpoint", e))?;
         let start = match &checkpoint {
-            Some(cp) => cp.last_time - self.settings.lookback,
+            // A checkpoint ahead of the horizon (written before future keys
+            // were deferred) must not hide the files of the present.
+            Some(cp) => cp.last_time.min(horizon) - self.settings.lookback,
             None => self.settings.since.unwrap_or(now - self.settings.backfill),
         };
-        let resume_after = checkpoint.as_ref().and_then(|c| c.resume_after.clone());
-        let listing = list_window(
-            rs.source.as_ref(),
-            template,
-            radar,
-            start,
-            now,
-            resume_after.as_deref(),
-        )
-        .await
-        .map_err(|e| store_err("list source", e))?;
+        let listing = list_window(rs.source.as_ref(), template, radar, start, now)
+            .await
+            .map_err(|e| store_err("list source", e))?;
 
         let mut summary = PassSummary {
             radar: radar.to_string(),
             ..Default::default()
         };
+        let settle_before = rs
+            .source
+            .needs_settling()
+            .then(|| now - self.settings.settle);
         let mut candidates = Vec::new();
         for obj in listing {
             let Some(m) = template.match_key(radar, &obj.key) else {
@@ -311,6 +329,19 @@ impl Ingester {
             };
             if time < start {
                 continue;
+            }
+            if time > horizon {
+                summary.deferred += 1;
+                self.log_deferred(radar, &obj.key, time, now);
+                continue;
+            }
+            if let (Some(before), Some(modified)) = (settle_before, obj.last_modified) {
+                if modified > before {
+                    summary.deferred += 1;
+                    debug!(radar, key = %obj.key, modified = %modified,
+                        "modified less than settle_seconds ago; left for the next run");
+                    continue;
+                }
             }
             candidates.push(Candidate {
                 object: obj,
@@ -394,7 +425,7 @@ impl Ingester {
                 }
             }
             if let Some((t, k)) = &cursor {
-                self.checkpoint(radar, template, *t, k, &candidates, resume_after.as_deref())
+                self.checkpoint(radar, *t, k)
                     .await
                     .map_err(|e| store_err("write checkpoint", e))?;
             }
@@ -402,7 +433,7 @@ impl Ingester {
         summary.remaining = new_total.saturating_sub(done_new);
         if let Some((t, k)) = &cursor {
             let write = self
-                .checkpoint(radar, template, *t, k, &candidates, resume_after.as_deref())
+                .checkpoint(radar, *t, k)
                 .await
                 .map_err(|e| store_err("write checkpoint", e));
             if result.is_ok() {
@@ -428,6 +459,18 @@ impl Ingester {
             op,
             source,
         };
+        let limit = self.settings.max_file_bytes;
+        if c.object.size > limit {
+            let rej = Rejection {
+                code: "too_large".into(),
+                reason: format!(
+                    "{key}: {} bytes, above the limit max_file_mb = {} ({limit} bytes); not fetched",
+                    c.object.size,
+                    limit as f64 / 1048576.0
+                ),
+            };
+            return self.quarantine(radar, c, &rej, summary).await;
+        }
         let bytes = match rs.source.fetch(key).await {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
@@ -439,21 +482,66 @@ impl Ingester {
             }
             Err(e) => return Err(store_err("fetch", e)),
         };
+        // Mark the decode in progress first: if the process dies in it (out
+        // of memory, abort), the next run sees the mark and counts it.
+        let earlier = self
+            .state
+            .begin_attempt(radar, key, &self.owner, Utc::now())
+            .await
+            .map_err(|e| store_err("mark attempt", e))?;
+        if earlier >= self.settings.max_attempts {
+            let rej = Rejection {
+                code: "crashed".into(),
+                reason: format!(
+                    "{key}: {earlier} earlier attempts to decode it never finished \
+                     (the process died); not tried again"
+                ),
+            };
+            self.quarantine(radar, c, &rej, summary).await?;
+            return self.end_attempt(radar, key).await;
+        }
+        if earlier > 0 {
+            warn!(
+                radar,
+                key,
+                earlier,
+                limit = self.settings.max_attempts,
+                "an earlier decode of this file never finished; trying again"
+            );
+        }
         let processor = self.processor.clone();
         let radar_cfg = rs.radar.clone();
         let file_name = c.file_name.clone();
-        let processed =
-            tokio::task::spawn_blocking(move || processor.process(&radar_cfg, &file_name, &bytes))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Rejection {
-                        code: "panic".into(),
-                        reason: format!("the decoder panicked: {e}"),
-                    })
-                });
+        #[cfg(debug_assertions)]
+        let abort = match &self.settings.failpoint {
+            Some(crate::config::Failpoint::AbortDecoding(t)) => key.contains(t.as_str()),
+            _ => false,
+        };
+        let processed = tokio::task::spawn_blocking(move || {
+            #[cfg(debug_assertions)]
+            if abort {
+                eprintln!("failpoint abort_decoding: aborting while decoding {file_name}");
+                std::process::abort();
+            }
+            processor.process(&radar_cfg, &file_name, &bytes)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Rejection {
+                code: "panic".into(),
+                reason: format!("the decoder panicked: {e}"),
+            })
+        });
+        self.end_attempt(radar, key).await?;
         let scan = match processed {
             Ok(p) => p,
-            Err(rej) => return self.quarantine(radar, c, &rej, summary).await,
+            Err(rej) => {
+                let rej = Rejection {
+                    reason: format!("{key}: {}", rej.reason),
+                    ..rej
+                };
+                return self.quarantine(radar, c, &rej, summary).await;
+            }
         };
         let new = to_new_scan(radar, key, scan);
         let (tiles, bytes, rain_cells, time) = (
@@ -475,15 +563,39 @@ impl Ingester {
                 info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, rain_cells, tiles, bytes,
                     lag_s = lag.round(), "ingested scan [{index}/{total}]");
                 let n = self.stored_total.fetch_add(1, Ordering::SeqCst) + 1;
-                if self.settings.pause_after_put == Some(n) {
+                #[cfg(debug_assertions)]
+                if self.settings.failpoint == Some(crate::config::Failpoint::PauseAfterPut(n)) {
                     warn!(radar, key, "failpoint pause_after_put:{n}: scan stored, checkpoint not written; pausing");
                     std::future::pending::<()>().await;
                 }
             }
             Ok(PutOutcome::AlreadyStored) => {
-                summary.skipped += 1;
-                self.metrics.skipped.with_label_values(&[radar]).inc();
-                info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, "already stored (by another instance or an earlier run) [{index}/{total}]");
+                let stored_from = self
+                    .scans
+                    .get_manifest(radar, time, now)
+                    .await
+                    .map_err(|e| store_err("read stored manifest", e))?
+                    .map(|m| m.source_key);
+                match stored_from {
+                    // Another file carries the same scan (a re-upload under
+                    // another name or prefix). Recorded, so that it is not
+                    // fetched and decoded again by every run.
+                    Some(other) if other != key => {
+                        let rej = Rejection {
+                            code: "duplicate".into(),
+                            reason: format!(
+                                "{key}: its scan ({}) is already stored, from {other}",
+                                time.format("%Y-%m-%dT%H:%M:%SZ")
+                            ),
+                        };
+                        return self.quarantine(radar, c, &rej, summary).await;
+                    }
+                    _ => {
+                        summary.skipped += 1;
+                        self.metrics.skipped.with_label_values(&[radar]).inc();
+                        info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, "already stored (by another instance or an earlier run) [{index}/{total}]");
+                    }
+                }
             }
             Err(e @ (StoreError::TooLarge { .. } | StoreError::Invalid { .. })) => {
                 let rej = Rejection {
@@ -529,42 +641,47 @@ impl Ingester {
         Ok(())
     }
 
-    /// Writes the checkpoint `(time, key)`, with `resume_after` = the
-    /// greatest listed key before the next run's lookback window, when keys
-    /// and times are in the same order (then S3 `StartAfter` cannot skip a
-    /// late file).
+    /// Clears the in-progress mark of a decode that finished.
+    async fn end_attempt(&self, radar: &str, key: &str) -> Result<(), IngestError> {
+        self.state
+            .end_attempt(radar, key)
+            .await
+            .map_err(|e| IngestError::Store {
+                radar: radar.to_string(),
+                op: "end attempt",
+                source: e,
+            })
+    }
+
+    /// Logs a future-dated key once per process (a bounded memory of them).
+    fn log_deferred(&self, radar: &str, key: &str, time: DateTime<Utc>, now: DateTime<Utc>) {
+        let mut logged = self
+            .deferred_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if logged.len() >= DEFERRED_LOG_MEMORY {
+            logged.clear();
+        }
+        if logged.insert(key.to_string()) {
+            info!(radar, key, time = %time.format("%Y-%m-%dT%H:%M:%SZ"),
+                ahead_min = (time - now).num_minutes(),
+                "key timed in the future: deferred until its time comes (future_tolerance_minutes)");
+        }
+    }
+
+    /// Writes the checkpoint `(time, key)`. Only processed files move it,
+    /// and those are never later than now plus the future tolerance.
     async fn checkpoint(
         &self,
         radar: &str,
-        template: &KeyTemplate,
         time: DateTime<Utc>,
         key: &str,
-        candidates: &[Candidate],
-        old_resume: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let next_start = time - self.settings.lookback;
-        let mut resume = old_resume.map(str::to_string);
-        // Candidates are in time order; StartAfter is safe when that is key order too.
-        let ordered = candidates
-            .windows(2)
-            .all(|w| w[0].object.key <= w[1].object.key);
-        if ordered {
-            if let Some(c) = candidates.iter().rev().find(|c| c.time < next_start) {
-                // Only within the folder of the next run's first day.
-                let day_prefix = template.prefix_for(radar, next_start.date_naive());
-                if c.object.key.starts_with(&day_prefix)
-                    && resume.as_deref().is_none_or(|r| r < c.object.key.as_str())
-                {
-                    resume = Some(c.object.key.clone());
-                }
-            }
-        }
         self.state
             .put_checkpoint(&Checkpoint {
                 radar: radar.to_string(),
                 last_time: time,
                 last_key: key.to_string(),
-                resume_after: resume,
                 updated_at: Utc::now(),
             })
             .await
@@ -590,7 +707,6 @@ async fn list_window(
     radar: &str,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
-    resume_after: Option<&str>,
 ) -> Result<Vec<SourceObject>, StoreError> {
     let prefixes = window_prefixes(
         source,
@@ -602,8 +718,7 @@ async fn list_window(
     .await?;
     let mut out = Vec::new();
     for prefix in prefixes {
-        let start_after = resume_after.filter(|r| r.starts_with(&prefix));
-        out.extend(source.list(&prefix, start_after).await?);
+        out.extend(source.list(&prefix, None).await?);
     }
     Ok(out)
 }

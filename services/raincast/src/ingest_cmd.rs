@@ -86,10 +86,13 @@ impl RadarArgs {
     }
 }
 
+/// How often the embedded store drops expired scans.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The ingester for a configuration and its stores, stopping when
 /// `shutdown` turns true, recording into `metrics` (whose registry `raincast
-/// run` shares with the HTTP service's `/metrics`). Purges expired scans of
-/// an embedded store first.
+/// run` shares with the HTTP service's `/metrics`). An embedded store is
+/// purged of expired scans now and every hour until shutdown.
 pub async fn ingester(
     cfg: &Config,
     stores: &Stores,
@@ -101,6 +104,7 @@ pub async fn ingester(
         if purged > 0 {
             tracing::info!(purged, "deleted scans past their retention");
         }
+        e.spawn_purger(PURGE_EVERY, shutdown.clone());
     }
     Ok(Arc::new(Ingester::new(
         stores.scans.clone(),
@@ -203,6 +207,8 @@ pub fn run(args: IngestArgs) -> Result<()> {
             "skipped": total(|s| s.skipped),
             "quarantined": total(|s| s.quarantined),
             "remaining": total(|s| s.remaining),
+            "deferred": total(|s| s.deferred),
+            "leases_held": summaries.iter().filter(|s| s.lease_held_by.is_some()).count(),
             "duration": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             "radars": summaries,
             "errors": errors,

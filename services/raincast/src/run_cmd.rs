@@ -61,7 +61,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             let SourceSpec::Local { dir } = &cfg.source else {
                 anyhow::bail!("the demo radar needs a local folder as its source");
             };
-            let radar = DemoRadar::new(DemoOptions::new(dir.clone()))?;
+            let radar = DemoRadar::new(DemoOptions {
+                retention: cfg.retention,
+                ..DemoOptions::new(dir.clone())
+            })?;
             let rs = RadarSource {
                 radar: radar.radar_config(),
                 source: Arc::new(LocalSource::new(dir.clone())),

@@ -33,6 +33,31 @@ async fn dynamo_on(server: &Server, prefix: &str) -> DynamoStore {
     .unwrap()
 }
 
+/// The purger runs on its own schedule, not only at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_purger_drops_expired_scans_on_schedule() {
+    let dir = TempDir::new("purger");
+    let store = EmbeddedStore::open(dir.path().join("p.redb"), Duration::milliseconds(200))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = store.spawn_purger(std::time::Duration::from_millis(100), rx);
+    let scan = crate::conformance::sample_scan("purge-radar", Utc::now(), 2, 100);
+    assert_eq!(
+        store.put_scan(&scan, Utc::now()).await.unwrap(),
+        crate::PutOutcome::Stored
+    );
+    // Expired after 200 ms; the purger (every 100 ms) deletes it.
+    let started = std::time::Instant::now();
+    assert_eq!(store.stored_manifests().await.unwrap(), 1);
+    while store.stored_manifests().await.unwrap() > 0 {
+        assert!(started.elapsed().as_secs() < 20, "the purger never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_conforms() {
     let dir = TempDir::new("embedded");

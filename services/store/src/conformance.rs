@@ -357,7 +357,6 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
         radar: "cp".into(),
         last_time: time,
         last_key: key.into(),
-        resume_after: Some("cp/2018/06/16/x".into()),
         updated_at: Utc.timestamp_opt(now.timestamp(), 0).unwrap(),
     };
     assert!(store.put_checkpoint(&cp(t(10, 0), "k1")).await.unwrap());
@@ -378,13 +377,24 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
         store.put_checkpoint(&cp(t(10, 6), "k2")).await.unwrap(),
         "same checkpoint again is fine"
     );
-    let mut no_resume = cp(t(10, 12), "k3");
-    no_resume.resume_after = None;
-    assert!(store.put_checkpoint(&no_resume).await.unwrap());
+    assert!(store.put_checkpoint(&cp(t(10, 12), "k3")).await.unwrap());
     assert_eq!(
         store.get_checkpoint("cp").await.unwrap().unwrap(),
-        no_resume
+        cp(t(10, 12), "k3")
     );
+
+    // Decode attempts: each begun and never ended attempt is counted, per
+    // radar and key; ending one starts the count again.
+    let (ra, ka, kb) = ("att", "att/2018/06/16/a.h5", "att/2018/06/16/b.h5");
+    assert_eq!(store.begin_attempt(ra, ka, "a", now).await.unwrap(), 0);
+    assert_eq!(store.begin_attempt(ra, ka, "b", now).await.unwrap(), 1);
+    assert_eq!(store.begin_attempt(ra, ka, "a", now).await.unwrap(), 2);
+    assert_eq!(store.begin_attempt(ra, kb, "a", now).await.unwrap(), 0);
+    assert_eq!(store.begin_attempt("other", ka, "a", now).await.unwrap(), 0);
+    store.end_attempt(ra, ka).await.unwrap();
+    store.end_attempt(ra, "never-begun").await.unwrap();
+    assert_eq!(store.begin_attempt(ra, ka, "a", now).await.unwrap(), 0);
+    assert_eq!(store.begin_attempt(ra, kb, "a", now).await.unwrap(), 1);
 
     // Leases.
     let ttl = Duration::seconds(60);

@@ -35,6 +35,9 @@ const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const QUARANTINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("quarantine");
 /// claim key → JSON claim.
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// (radar, source key) → attempts begun and not ended (decodes in progress,
+/// or cut short by a crash).
+const ATTEMPTS: TableDefinition<(&str, &str), u32> = TableDefinition::new("attempts");
 
 /// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
 #[derive(Clone)]
@@ -110,6 +113,7 @@ impl EmbeddedStore {
             txn.open_table(LEASES).map_err(|e| db_err("open", e))?;
             txn.open_table(QUARANTINE).map_err(|e| db_err("open", e))?;
             txn.open_table(CLAIMS).map_err(|e| db_err("open", e))?;
+            txn.open_table(ATTEMPTS).map_err(|e| db_err("open", e))?;
         }
         txn.commit().map_err(|e| db_err("open", e))?;
         Ok(db)
@@ -128,6 +132,45 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(join_err)?
+    }
+
+    /// Purges expired scans now and then every `every` until `shutdown`
+    /// turns true: the embedded store's TTL (DynamoDB's runs by itself).
+    /// A failed purge is logged and tried again at the next tick.
+    pub fn spawn_purger(
+        &self,
+        every: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                match store.purge_expired(Utc::now()).await {
+                    Ok(0) => tracing::debug!("retention purge: nothing expired"),
+                    Ok(n) => tracing::info!(purged = n, "deleted scans past their retention"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention purge failed; retrying at the next tick")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Manifests in the file, expired or not (for tests of the purge).
+    #[cfg(test)]
+    pub(crate) async fn stored_manifests(&self) -> StoreResult<u64> {
+        self.run(|db| {
+            let txn = db.begin_read().map_err(|e| db_err("count", e))?;
+            let t = txn.open_table(MANIFESTS).map_err(|e| db_err("count", e))?;
+            redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("count", e))
+        })
+        .await
     }
 
     /// Deletes scans whose retention has run out (TTL). Returns how many.
@@ -525,6 +568,52 @@ impl StateStore for EmbeddedStore {
                     false
                 }
             })
+        })
+        .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        _owner: &str,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        let (radar, key) = (radar.to_string(), key.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("attempt", e))?;
+            let earlier = {
+                let mut table = txn.open_table(ATTEMPTS).map_err(|e| db_err("attempt", e))?;
+                let k = (radar.as_str(), key.as_str());
+                let earlier = table
+                    .get(k)
+                    .map_err(|e| db_err("attempt", e))?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                table
+                    .insert(k, earlier.saturating_add(1))
+                    .map_err(|e| db_err("attempt", e))?;
+                earlier
+            };
+            // Durable before decoding starts: a crash must leave the mark.
+            txn.commit().map_err(|e| db_err("attempt", e))?;
+            Ok(earlier)
+        })
+        .await
+    }
+
+    async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()> {
+        let (radar, key) = (radar.to_string(), key.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("attempt", e))?;
+            {
+                let mut table = txn.open_table(ATTEMPTS).map_err(|e| db_err("attempt", e))?;
+                table
+                    .remove((radar.as_str(), key.as_str()))
+                    .map_err(|e| db_err("attempt", e))?;
+            }
+            txn.commit().map_err(|e| db_err("attempt", e))?;
+            Ok(())
         })
         .await
     }

@@ -55,6 +55,13 @@ pub trait ScanSource: Send + Sync {
 
     /// A short description for logs (`s3://bucket/prefix`, `/var/bucket`).
     fn describe(&self) -> String;
+
+    /// True when a listed object may still be being written (a file in a
+    /// folder), so that readers should wait until its modification time is
+    /// a little in the past. S3 objects appear whole: false.
+    fn needs_settling(&self) -> bool {
+        false
+    }
 }
 
 /// Sparse scans, keyed by radar and time.
@@ -162,6 +169,24 @@ pub trait StateStore: Send + Sync {
 
     /// Every quarantine record of a radar, in key order.
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>>;
+
+    /// Marks the source object `key` of `radar` as being decoded by `owner`
+    /// from `now`, and returns how many earlier attempts at it were marked
+    /// and never ended: each is a process that died while decoding it. The
+    /// ingest pass quarantines a file as `crashed` once that count reaches
+    /// its limit, instead of crashing again. Atomic: two callers never read
+    /// the same count.
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u32>;
+
+    /// Ends an attempt: decoding finished (with a scan or a rejection), so
+    /// the count starts again from zero.
+    async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()>;
 
     /// Claims a unit of work (e.g. "post alert X") for `owner` until
     /// `now + ttl`. Exactly one concurrent caller gets [`ClaimOutcome::Claimed`];

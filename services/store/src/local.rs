@@ -176,6 +176,10 @@ impl ScanSource for LocalSource {
         .map_err(join_err)?
     }
 
+    fn needs_settling(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }

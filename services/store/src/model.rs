@@ -229,9 +229,6 @@ pub struct Checkpoint {
     pub last_time: DateTime<Utc>,
     /// Its key.
     pub last_key: String,
-    /// The greatest key known to lie before the lookback window: the next
-    /// listing of that day prefix may start after it (S3 `StartAfter`).
-    pub resume_after: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -223,7 +223,7 @@ pub fn shared_data() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipped: ../shared/data not found");
+        skip_or_fail("../shared/data not found");
         None
     }
 }

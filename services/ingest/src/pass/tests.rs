@@ -126,10 +126,13 @@ impl Fixture {
     }
 }
 
+/// Settings for a run from `since`. Files are written just before each
+/// run, so the settle time is off here (its own test turns it on).
 fn settings(since: DateTime<Utc>, batch: usize) -> IngestSettings {
     IngestSettings {
         since: Some(since),
         batch_size: batch,
+        settle: Duration::zero(),
         ..IngestSettings::default()
     }
 }
@@ -347,21 +350,433 @@ async fn a_long_backfill_discovers_day_folders() {
 }
 
 #[tokio::test]
-async fn checkpoints_carry_a_safe_start_after() {
+async fn a_late_file_whose_key_sorts_low_is_listed() {
     let f = Fixture::new().await;
     let times: Vec<_> = (0..8).rev().map(|i| recent(i * 10)).collect();
-    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    for t in &times {
+        f.put_scan("r1", *t);
+    }
     let ing = f.ingester(settings(times[0], 50), "a");
     let rs = f.radar("r1");
-    ing.run_once(&rs).await.unwrap();
-    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
-    // Last scan at times[7]; lookback 30 min: the greatest key before
-    // times[7] - 30 min is times[3]'s (when on the same day).
-    if times[3].date_naive() == (times[7] - Duration::minutes(30)).date_naive() {
-        assert_eq!(cp.resume_after.as_deref(), Some(keys[3].as_str()));
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 8);
+    // A newer file from another producer, whose name sorts before every key
+    // already seen in the day folder (and before the checkpoint's key).
+    let late = times[7] - Duration::minutes(3);
+    let key = format!(
+        "r1/{}/0-other-producer_{}.txt",
+        late.format("%Y/%m/%d"),
+        late.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&key, &format!("RAINTEST {} 2", late.to_rfc3339()));
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    assert!(stored_times(&f.store, "r1").await.contains(&late));
+}
+
+#[tokio::test]
+async fn future_keys_are_deferred_and_never_move_the_checkpoint() {
+    let f = Fixture::new().await;
+    let now = Utc::now();
+    let past = recent(0);
+    f.put_scan("r1", past);
+    // 40 min ahead: beyond the 10-minute tolerance (same day folder when
+    // the clock allows; a key in tomorrow's folder is simply not listed yet).
+    let future = Utc
+        .timestamp_opt(now.timestamp() - now.timestamp() % 60, 0)
+        .unwrap()
+        + Duration::minutes(40);
+    f.put_scan("r1", future);
+    let ing = f.ingester(settings(past - Duration::minutes(5), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    if future.date_naive() == now.date_naive() {
+        assert_eq!(s.deferred, 1, "{s:?}");
     }
-    // A late file after resume_after is still found.
-    let late = times[5] + Duration::minutes(3);
-    f.put_scan("r1", late);
-    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 1);
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert!(cp.last_time <= Utc::now() + Duration::minutes(10), "{cp:?}");
+    // A real file that arrives afterwards, with an earlier time, is found.
+    let real = past + Duration::minutes(20);
+    f.put_scan("r1", real);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 1, "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![past, real]);
+    // When its time comes (here: a tolerance that reaches it), the future
+    // file is ingested like any other.
+    if future.date_naive() == now.date_naive() {
+        let later = f.ingester(
+            IngestSettings {
+                future_tolerance: Duration::minutes(60),
+                lookback: Duration::minutes(90),
+                ..settings(past, 50)
+            },
+            "a",
+        );
+        assert_eq!(later.run_once(&rs).await.unwrap().ingested, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_already_in_the_future_does_not_blind_the_radar() {
+    // Written by an older version that let a future key move it.
+    let f = Fixture::new().await;
+    f.store
+        .put_checkpoint(&Checkpoint {
+            radar: "r1".into(),
+            last_time: Utc::now() + Duration::days(3),
+            last_key: "r1/9999/x".into(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let t = Utc::now() - Duration::minutes(2);
+    let t = Utc
+        .timestamp_opt(t.timestamp() - t.timestamp() % 60, 0)
+        .unwrap();
+    f.put_scan("r1", t);
+    let s = f
+        .ingester(settings(t, 50), "a")
+        .run_once(&f.radar("r1"))
+        .await
+        .unwrap();
+    if t.date_naive() == Utc::now().date_naive() {
+        assert_eq!(s.ingested, 1, "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn files_still_being_written_are_left_for_the_next_run() {
+    let f = Fixture::new().await;
+    let t = recent(0);
+    let key = f.put_scan("r1", t);
+    let ing = f.ingester(
+        IngestSettings {
+            settle: Duration::seconds(60),
+            ..settings(t, 50)
+        },
+        "a",
+    );
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (0, 1), "{s:?}");
+    // Unchanged for longer than the settle time: ingested.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(f.bucket.join(&key))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn files_above_max_file_bytes_are_quarantined_unfetched() {
+    let f = Fixture::new().await;
+    let small = f.put_scan("r1", recent(10));
+    let big_t = recent(5);
+    let big = f.put_scan("r1", big_t);
+    f.put(
+        &big,
+        &format!("RAINTEST {} 5 {}", big_t.to_rfc3339(), "x".repeat(200)),
+    );
+    let ing = f.ingester(
+        IngestSettings {
+            max_file_bytes: 100,
+            ..settings(recent(20), 50)
+        },
+        "a",
+    );
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 1), "{s:?} {small}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (big.as_str(), "too_large")
+    );
+    assert!(
+        q[0].reason.contains(&big) && q[0].reason.contains("max_file_mb"),
+        "{q:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_whose_decodes_keep_dying_is_quarantined_as_crashed() {
+    let f = Fixture::new().await;
+    let times = [recent(20), recent(15), recent(10)];
+    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    let rs = f.radar("r1");
+    // Two processes died while decoding keys[1] (their marks were never
+    // ended); one died once on keys[2].
+    for _ in 0..2 {
+        f.store
+            .begin_attempt("r1", &keys[1], "dead", Utc::now())
+            .await
+            .unwrap();
+    }
+    f.store
+        .begin_attempt("r1", &keys[2], "dead", Utc::now())
+        .await
+        .unwrap();
+    let s = f
+        .ingester(settings(recent(30), 50), "a")
+        .run_once(&rs)
+        .await
+        .unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (keys[1].as_str(), "crashed")
+    );
+    assert_eq!(stored_times(&f.store, "r1").await, vec![times[0], times[2]]);
+    // Finished decodes leave no mark behind.
+    for k in &keys {
+        assert_eq!(
+            f.store
+                .begin_attempt("r1", k, "x", Utc::now())
+                .await
+                .unwrap(),
+            0,
+            "{k}"
+        );
+    }
+}
+
+/// A model-based property test of the ingest pass. Random arrival orders
+/// (files appear over several runs, in any order), late files, duplicate
+/// uploads of one key, two keys for one scan time, future keys, poison
+/// files and decodes cut short by crashes are run against a simple model:
+///
+/// * every file that can be stored is stored exactly once: the successful
+///   puts (`ingested`) of all runs add up to the number of distinct scan
+///   times, and the stored times are exactly those;
+/// * every poison file, and every file that crashed the decoder
+///   `max_attempts` times, is quarantined exactly once (and not stored);
+/// * a future key is never stored or checkpointed while it is in the
+///   future, and is stored once its time has come;
+/// * nothing is listed for ever: once drained, a run does nothing.
+///
+/// Lateness is bounded by the lookback (30 min): every time here lies
+/// within 25 minutes.
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Good,
+        Poison,
+        /// The decoder died on it this many times already.
+        Crashed(u32),
+        /// Timed 40 min ahead.
+        Future,
+    }
+
+    #[derive(Debug, Clone)]
+    struct File {
+        /// Minutes after the base time (0..25), or ahead of now for Future.
+        minute: i64,
+        /// Key prefix: mixes the key order against the time order.
+        prefix: u8,
+        kind: Kind,
+        /// The run (0..4) in which it arrives.
+        round: usize,
+        /// Uploaded again in the next run (same key, same bytes).
+        reupload: bool,
+    }
+
+    fn file() -> impl Strategy<Value = File> {
+        (
+            0i64..25,
+            0u8..3,
+            prop_oneof![
+                6 => Just(Kind::Good),
+                1 => Just(Kind::Poison),
+                1 => (1u32..4).prop_map(Kind::Crashed),
+                1 => Just(Kind::Future),
+            ],
+            0usize..4,
+            any::<bool>(),
+        )
+            .prop_map(|(minute, prefix, kind, round, reupload)| File {
+                minute,
+                prefix,
+                kind,
+                round,
+                reupload,
+            })
+    }
+
+    fn key_of(f: &File, t: DateTime<Utc>) -> String {
+        format!(
+            "r1/{}/{}-r1_{}.txt",
+            t.format("%Y/%m/%d"),
+            ["c", "a", "b"][f.prefix as usize],
+            t.format("%Y%m%d_%H%M%S")
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn every_file_is_stored_or_quarantined_exactly_once(
+            files in proptest::collection::vec(file(), 1..14),
+            batch in 1usize..6,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(check(files, batch));
+        }
+    }
+
+    async fn check(files: Vec<File>, batch: usize) {
+        let f = Fixture::new().await;
+        // Whole minutes, early enough in the day that +25 min stays in it
+        // (files in tomorrow's folder would simply not be listed yet).
+        let now = Utc::now();
+        let mut base = recent(0) - Duration::minutes(40);
+        if (base + Duration::minutes(30)).date_naive() != base.date_naive() {
+            base -= Duration::hours(1);
+        }
+        let future_base = {
+            let t = now + Duration::minutes(40);
+            Utc.timestamp_opt(t.timestamp() - t.timestamp() % 60, 0)
+                .unwrap()
+        };
+        let same_day_future = future_base.date_naive() == now.date_naive()
+            && (future_base + Duration::minutes(25)).date_naive() == now.date_naive();
+        let rs = f.radar("r1");
+        let settings = IngestSettings {
+            max_attempts: 2,
+            ..settings(base - Duration::minutes(1), batch)
+        };
+        let ing = f.ingester(settings.clone(), "a");
+
+        // The model.
+        let mut keys = BTreeMap::new();
+        for file in &files {
+            let t = match file.kind {
+                Kind::Future => future_base + Duration::minutes(file.minute),
+                _ => base + Duration::minutes(file.minute),
+            };
+            let key = key_of(file, t);
+            // A key uploaded twice keeps its first content (same key, same file).
+            keys.entry(key).or_insert((t, file.clone()));
+        }
+        let mut storable: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        let mut future: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        let mut to_quarantine = BTreeSet::new();
+        for (key, (t, file)) in &keys {
+            match file.kind {
+                Kind::Good => {
+                    storable.insert(*t);
+                }
+                Kind::Crashed(n) if n < settings.max_attempts => {
+                    storable.insert(*t);
+                }
+                Kind::Future if same_day_future => {
+                    future.insert(*t);
+                }
+                Kind::Future => {}
+                Kind::Poison | Kind::Crashed(_) => {
+                    to_quarantine.insert(key.clone());
+                }
+            }
+        }
+        // A good file sharing its time with a quarantined one is still
+        // stored; a quarantined key never is. Duplicates are added below.
+
+        let write = |key: &str, t: DateTime<Utc>, file: &File| match file.kind {
+            Kind::Poison => f.put(key, "NOT A SCAN"),
+            _ => f.put(key, &format!("RAINTEST {} 5", t.to_rfc3339())),
+        };
+        let (mut ingested, mut quarantined) = (0usize, 0usize);
+        for round in 0..6 {
+            for (key, (t, file)) in &keys {
+                if file.round == round || (file.reupload && file.round + 1 == round) {
+                    write(key, *t, file);
+                    if let (Kind::Crashed(n), true) = (file.kind, file.round == round) {
+                        for _ in 0..n {
+                            f.store
+                                .begin_attempt("r1", key, "dead", Utc::now())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+            let s = ing.run_once(&rs).await.unwrap();
+            ingested += s.ingested;
+            quarantined += s.quarantined;
+            let cp = f.store.get_checkpoint("r1").await.unwrap();
+            if let Some(cp) = cp {
+                assert!(
+                    cp.last_time <= Utc::now() + settings.future_tolerance,
+                    "{cp:?}"
+                );
+            }
+        }
+        // Drain what the batch size left.
+        for _ in 0..40 {
+            let s = ing.run_once(&rs).await.unwrap();
+            ingested += s.ingested;
+            quarantined += s.quarantined;
+            if s.remaining == 0 {
+                break;
+            }
+        }
+        let stored: BTreeSet<_> = stored_times(&f.store, "r1").await.into_iter().collect();
+        assert_eq!(stored, storable, "stored times, files {files:?}");
+        assert_eq!(ingested, storable.len(), "successful puts");
+        // Of several decodable keys for one time, one is stored and the
+        // others are recorded as duplicates.
+        let now = Utc::now();
+        for t in &storable {
+            let m = f.store.get_manifest("r1", *t, now).await.unwrap().unwrap();
+            for (key, (kt, file)) in &keys {
+                let decodable = matches!(file.kind, Kind::Good)
+                    || matches!(file.kind, Kind::Crashed(n) if n < settings.max_attempts);
+                if kt == t && decodable && *key != m.source_key {
+                    to_quarantine.insert(key.clone());
+                }
+            }
+        }
+        let q: BTreeSet<_> = f
+            .store
+            .list_quarantined("r1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| q.key)
+            .collect();
+        assert_eq!(q, to_quarantine, "quarantined keys");
+        assert_eq!(quarantined, to_quarantine.len(), "each quarantined once");
+        // Nothing is listed for ever: a drained radar's run does nothing.
+        let s = ing.run_once(&rs).await.unwrap();
+        assert_eq!((s.ingested, s.quarantined, s.remaining), (0, 0, 0), "{s:?}");
+
+        // The future files' time comes (a tolerance that reaches them):
+        // each is stored once, like any other file.
+        if !future.is_empty() {
+            let later = f.ingester(
+                IngestSettings {
+                    future_tolerance: Duration::minutes(90),
+                    lookback: Duration::minutes(120),
+                    ..settings.clone()
+                },
+                "a",
+            );
+            let mut n = 0;
+            for _ in 0..40 {
+                let s = later.run_once(&rs).await.unwrap();
+                n += s.ingested;
+                if s.remaining == 0 {
+                    break;
+                }
+            }
+            assert_eq!(n, future.len(), "future files stored once their time comes");
+        }
+    }
 }

@@ -833,14 +833,13 @@ impl StateStore for DynamoStore {
             radar: radar.to_string(),
             last_time: parse_time_key(get_s(&it, "t")?)?,
             last_key: get_s(&it, "k")?.to_string(),
-            resume_after: it.get("ra").and_then(|v| v.as_s().ok()).cloned(),
             updated_at: epoch(get_n(&it, "up")?)?,
         }))
     }
 
     async fn put_checkpoint(&self, cp: &Checkpoint) -> StoreResult<bool> {
         let tk = time_key(truncate_to_seconds(cp.last_time));
-        let mut req = self
+        let req = self
             .client
             .put_item()
             .table_name(&self.state)
@@ -854,9 +853,6 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#k", "k")
             .expression_attribute_values(":t", s(&tk))
             .expression_attribute_values(":k", s(&cp.last_key));
-        if let Some(ra) = &cp.resume_after {
-            req = req.item("ra", s(ra));
-        }
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
@@ -983,6 +979,52 @@ impl StateStore for DynamoStore {
             Err(e) if is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
         }
+    }
+
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        // ADD is atomic: the old count comes back with the write.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.state)
+            .key("pk", s(Self::radar_pk(radar)))
+            .key("sk", s(format!("a#{key}")))
+            .update_expression("ADD #n :one SET #o = :o, #at = :at, #ttl = :ttl")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":at", n(now.timestamp()))
+            .expression_attribute_values(":ttl", n(self.ttl_from(now)))
+            .return_values(ReturnValue::UpdatedOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error(BACKEND, "UpdateItem", e))?;
+        let earlier = match out.attributes() {
+            Some(old) if old.contains_key("n") => get_n(old, "n")?,
+            _ => 0,
+        };
+        Ok(u32::try_from(earlier.max(0)).unwrap_or(u32::MAX))
+    }
+
+    async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.state)
+            .key("pk", s(Self::radar_pk(radar)))
+            .key("sk", s(format!("a#{key}")))
+            .send()
+            .await
+            .map_err(|e| sdk_error(BACKEND, "DeleteItem", e))?;
+        Ok(())
     }
 
     async fn quarantine(&self, rec: &QuarantineRecord) -> StoreResult<()> {
