@@ -178,7 +178,36 @@ async fn healthz_stays_fast_under_64_concurrent_opera_scans() {
     }];
     let state = state_for(store, radars, time + Duration::minutes(5), config);
     let (addr, _stop) = serve_on_own_runtime(state);
+    let t = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // One retry: a machine shared with other jobs can stall any process for
+    // a moment; the server without its CPU pool misses by seconds every time.
+    for attempt in 1..=2 {
+        let (ok, busy, times) = opera_round(addr, &t).await;
+        let (probes, worst) = (times.len(), times.last().copied().unwrap_or_default());
+        eprintln!(
+            "attempt {attempt}: 64 OPERA requests: {ok} answered, {busy} busy; /healthz: {probes} probes, median {:?}, worst {worst:?}",
+            times.get(probes / 2).copied().unwrap_or_default()
+        );
+        assert!(ok >= 1, "{ok} answered");
+        assert_eq!(ok + busy, 64);
+        assert!(
+            probes >= 5,
+            "only {probes} probes while the scans were served"
+        );
+        if worst <= std::time::Duration::from_millis(100) {
+            return;
+        }
+        assert!(
+            attempt < 2,
+            "/healthz took {worst:?} while OPERA scans were being served"
+        );
+    }
+}
 
+/// 64 requests for the OPERA scan at `time` from the test's runtime, 2 ms
+/// apart, while a thread probes `/healthz`: (answered, busy, sorted probe
+/// latencies).
+async fn opera_round(addr: SocketAddr, time: &str) -> (usize, usize, Vec<std::time::Duration>) {
     // Probes from a plain thread: their timing does not depend on the
     // test's runtime, only on the server's. Time the probe thread itself
     // spent waiting for a core (other jobs on a shared machine) is not the
@@ -206,7 +235,6 @@ async fn healthz_stays_fast_under_64_concurrent_opera_scans() {
         })
     };
 
-    let t = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut requests = Vec::new();
     for i in 0..64 {
         // Arrivals 2 ms apart (all 64 within 130 ms, each taking seconds):
@@ -214,7 +242,7 @@ async fn healthz_stays_fast_under_64_concurrent_opera_scans() {
         // instant that the debug build's router takes tens of ms to parse.
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         let format = ["json", "npy", "png"][i % 3];
-        let target = format!("/v1/radars/opera/scans/{t}?format={format}");
+        let target = format!("/v1/radars/opera/scans/{time}?format={format}");
         requests.push(tokio::spawn(async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let req = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -251,22 +279,7 @@ async fn healthz_stays_fast_under_64_concurrent_opera_scans() {
         }
     }
     done.store(true, Ordering::SeqCst);
-    let times = prober.join().unwrap();
-    let (probes, worst) = (times.len(), times.last().copied().unwrap_or_default());
-    eprintln!(
-        "64 OPERA requests: {ok} answered, {busy} busy; /healthz: {probes} probes, median {:?}, worst {worst:?}",
-        times.get(probes / 2).copied().unwrap_or_default()
-    );
-    assert!(ok >= 1, "{ok} answered");
-    assert_eq!(ok + busy, 64);
-    assert!(
-        probes >= 5,
-        "only {probes} probes while the scans were served"
-    );
-    assert!(
-        worst <= std::time::Duration::from_millis(100),
-        "/healthz took {worst:?} while OPERA scans were being served"
-    );
+    (ok, busy, prober.join().unwrap())
 }
 
 /// A client that sends its request head a header every 100 ms is
