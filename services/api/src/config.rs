@@ -29,6 +29,25 @@ pub struct ApiConfig {
     pub forecast_threshold_mm_h: f32,
     /// Largest width or height of map-ready PNG frames, pixels.
     pub map_max_side_px: usize,
+    /// Longest time a client may take to send a request's headers, seconds
+    /// (default 10), counted from the connection or from the previous
+    /// response on a keep-alive connection; slower connections are closed.
+    pub header_read_timeout_s: f64,
+    /// A connection with no request in flight and no bytes moving for this
+    /// long is closed, seconds (default 60): chiefly clients that stop
+    /// reading their response (an idle keep-alive connection is already
+    /// closed by the header-read timeout when that is shorter).
+    pub idle_timeout_s: f64,
+    /// Most open client connections (default 1024); further ones wait in
+    /// the listen backlog until one closes.
+    pub max_connections: usize,
+    /// CPU-heavy work (decoding scans, JSON fields, PNG frames and
+    /// animations not in cache) running at once; 0 (the default) = the
+    /// number of cores.
+    pub cpu_workers: usize,
+    /// Requests waiting for a CPU worker (default 32); when this many wait,
+    /// further CPU-heavy requests get 503 `busy` with `Retry-After`.
+    pub cpu_queue: usize,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +62,11 @@ impl Default for ApiConfig {
             png_cache_entries: 512,
             forecast_threshold_mm_h: 0.1,
             map_max_side_px: 1024,
+            header_read_timeout_s: 10.0,
+            idle_timeout_s: 60.0,
+            max_connections: 1024,
+            cpu_workers: 0,
+            cpu_queue: 32,
         }
     }
 }
@@ -64,11 +88,26 @@ impl ApiConfig {
                 reason: reason.to_string(),
             })
         };
-        if !(self.request_timeout_s.is_finite()
-            && self.request_timeout_s > 0.0
-            && self.request_timeout_s <= 3600.0)
-        {
-            return bad("request_timeout_s", "must be in (0, 3600]");
+        for (field, v) in [
+            ("request_timeout_s", self.request_timeout_s),
+            ("header_read_timeout_s", self.header_read_timeout_s),
+            ("idle_timeout_s", self.idle_timeout_s),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                return bad(field, "must be in (0, 3600]");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return bad("max_connections", "must be in 1..=1000000");
+        }
+        if self.cpu_workers > 1024 {
+            return bad(
+                "cpu_workers",
+                "must be in 0..=1024 (0 = the number of cores)",
+            );
+        }
+        if self.cpu_queue > 100_000 {
+            return bad("cpu_queue", "must be in 0..=100000");
         }
         if self.body_limit_bytes == 0 {
             return bad("body_limit_bytes", "must be positive");
@@ -106,6 +145,24 @@ impl ApiConfig {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout_s)
     }
+
+    /// The header-read timeout as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_read_timeout_s)
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_s)
+    }
+
+    /// CPU workers: `cpu_workers`, or the number of cores when it is 0.
+    pub fn cpu_worker_count(&self) -> usize {
+        match self.cpu_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +178,44 @@ mod tests {
             ..ApiConfig::default()
         };
         assert_eq!(c.validate().unwrap_err().field, "request_timeout_s");
+        for (c, field) in [
+            (
+                ApiConfig {
+                    header_read_timeout_s: f64::NAN,
+                    ..ApiConfig::default()
+                },
+                "header_read_timeout_s",
+            ),
+            (
+                ApiConfig {
+                    idle_timeout_s: -1.0,
+                    ..ApiConfig::default()
+                },
+                "idle_timeout_s",
+            ),
+            (
+                ApiConfig {
+                    max_connections: 0,
+                    ..ApiConfig::default()
+                },
+                "max_connections",
+            ),
+            (
+                ApiConfig {
+                    cpu_workers: 5000,
+                    ..ApiConfig::default()
+                },
+                "cpu_workers",
+            ),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(
+                e.to_string().starts_with(&format!("invalid api.{field}:")),
+                "{e}"
+            );
+        }
+        assert!(ApiConfig::default().cpu_worker_count() >= 1);
         let c = ApiConfig {
             cors_origins: vec!["example.org".into()],
             ..ApiConfig::default()

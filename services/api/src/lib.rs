@@ -6,16 +6,19 @@
 //!   request ids, tracing, metrics, CORS, timeouts, body limits and
 //!   problem+json errors.
 //! * [`serve`] runs it on a listener until a shutdown future resolves, then
-//!   drains in-flight requests (graceful shutdown). Pass a listener bound to
-//!   port 0 in tests.
+//!   drains in-flight requests (graceful shutdown), with the connection
+//!   limits of [`server`]. Pass a listener bound to port 0 in tests.
+//! * CPU-heavy work runs in the bounded [`cpu::CpuPool`].
 
 pub mod config;
+pub mod cpu;
 pub mod error;
 mod extract;
 mod http_cache;
 pub mod metrics;
 pub mod models;
 mod routes;
+pub mod server;
 pub mod state;
 
 pub use config::ApiConfig;
@@ -110,9 +113,13 @@ impl MakeRequestId for RequestIds {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Adds `instance` (the path) and `request_id` to problem bodies.
+/// Longest part of the request path echoed as a problem's `instance`, characters.
+pub const MAX_INSTANCE_CHARS: usize = 256;
+
+/// Adds `instance` (the path, at most [`MAX_INSTANCE_CHARS`] characters) and
+/// `request_id` to problem bodies.
 async fn enrich_problems(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+    let path = state::truncate(req.uri().path(), MAX_INSTANCE_CHARS);
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -167,7 +174,10 @@ async fn not_found(req: Request) -> ApiError {
 async fn method_not_allowed(req: Request) -> Response {
     let mut resp = ApiError::BadRequest {
         code: "method_not_allowed",
-        detail: format!("{} is not allowed here; use GET", req.method()),
+        detail: format!(
+            "{} is not allowed here; use GET",
+            state::truncate(req.method().as_str(), 16)
+        ),
     }
     .into_response();
     *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -241,15 +251,22 @@ pub fn app(state: AppState) -> Router {
                     .get(&X_REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let method = state::truncate(req.method().as_str(), 16);
+                let path = state::truncate(req.uri().path(), MAX_INSTANCE_CHARS);
+                tracing::info_span!("http", %method, %path, request_id = %id)
             }),
         )
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), RequestIds::new()))
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            RequestIds::new(),
+        ))
         .with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops
-/// accepting connections and lets in-flight requests finish.
+/// accepting connections and lets in-flight requests finish. Header-read
+/// timeout, idle timeout and connection cap come from the state's
+/// [`ApiConfig`] (see [`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -258,9 +275,9 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API listening");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = server::Limits::from(state.config());
+    let open = state.metrics().open_connections.clone();
+    server::serve(listener, app(state), limits, open, shutdown).await
 }
 
 #[cfg(test)]

@@ -6,14 +6,21 @@
 //! | `raincast_http_requests_total` | counter: responses sent | route, method, status |
 //! | `raincast_http_request_duration_seconds` | histogram: time to the response head | route |
 //! | `raincast_api_render_seconds` | histogram: PNG / GIF rendering | kind |
+//! | `raincast_api_busy_total` | counter: CPU-heavy requests refused with 503 `busy` | |
+//! | `raincast_http_open_connections` | gauge: client connections open | |
 //!
-//! `route` is the matched route template (`/v1/radars/{id}`), never the raw
-//! path, so label cardinality stays bounded; unmatched paths count as `unmatched`.
+//! Label values are bounded: `route` is the matched route template
+//! (`/v1/radars/{id}`), never the raw path, and unmatched paths count as
+//! `unmatched`; `method` is one of the methods in [`METHODS`], any other
+//! method counts as `other`.
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use std::time::Instant;
 
 /// The API's collectors plus the registry they live in. Cheap to clone.
@@ -23,6 +30,28 @@ pub struct ApiMetrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub render: HistogramVec,
+    pub busy: IntCounter,
+    pub open_connections: IntGauge,
+}
+
+/// Methods counted under their own name; any other is `other`.
+pub const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::PATCH,
+];
+
+/// The `method` label of a request: its name if it is one of [`METHODS`],
+/// else `other`.
+pub fn method_label(m: &Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|k| *k == m)
+        .map_or("other", |k| k.as_str())
 }
 
 impl ApiMetrics {
@@ -52,7 +81,15 @@ impl ApiMetrics {
             ]),
             &["kind"],
         )?;
+        let busy = IntCounter::new(
+            "raincast_api_busy_total",
+            "CPU-heavy requests refused with 503 busy (CPU queue full)",
+        )?;
+        let open_connections =
+            IntGauge::new("raincast_http_open_connections", "Client connections open")?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(busy.clone()))?;
+        registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(render.clone()))?;
         Ok(Self {
@@ -60,6 +97,8 @@ impl ApiMetrics {
             requests,
             duration,
             render,
+            busy,
+            open_connections,
         })
     }
 
@@ -78,14 +117,28 @@ pub async fn track(State(m): State<ApiMetrics>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     m.duration
         .with_label_values(&[route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()])
+        .with_label_values(&[route.as_str(), method, resp.status().as_str()])
         .inc();
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_list_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let odd = Method::from_bytes(b"BREW").expect("a token");
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(method_label(&Method::TRACE), "other");
+    }
 }

@@ -24,6 +24,16 @@ pub struct Bounds {
 }
 
 impl Bounds {
+    /// The box of a map-ready raster, rounded to 6 decimals.
+    pub fn of_raster(r: &raincast_algorithms::render::MapRaster) -> Self {
+        Self {
+            west: round6(r.west),
+            south: round6(r.south),
+            east: round6(r.east),
+            north: round6(r.north),
+        }
+    }
+
     /// `[[south, west], [north, east]]`, Leaflet's `LatLngBounds` order.
     pub fn leaflet(&self) -> [[f64; 2]; 2] {
         [[self.south, self.west], [self.north, self.east]]

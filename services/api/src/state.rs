@@ -2,14 +2,16 @@
 //! list, the nowcast cache, metrics and a few small response caches.
 
 use crate::config::{ApiConfig, ApiConfigError};
+use crate::cpu::CpuPool;
 use crate::error::ApiError;
 use crate::metrics::ApiMetrics;
 use chrono::{DateTime, Utc};
+use raincast_algorithms::prep::RainField;
 use raincast_algorithms::render::MapRaster;
 use raincast_algorithms::sparse;
 use raincast_algorithms::Grid;
 use raincast_nowcast::NowcastService;
-use raincast_store::{ScanManifest, ScanStore};
+use raincast_store::{ScanManifest, ScanStore, StoredScan};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +41,7 @@ struct Inner {
     radars: Vec<RadarInfo>,
     nowcasts: NowcastService,
     metrics: ApiMetrics,
+    cpu: CpuPool,
     clock: Clock,
     png_cache: Lru<Arc<[u8]>>,
     gif_cache: Lru<Arc<[u8]>>,
@@ -95,8 +98,14 @@ impl AppStateBuilder {
         self.config.validate()?;
         let metrics =
             ApiMetrics::new(&self.registry).map_err(|e| BuildError::Metrics(e.to_string()))?;
+        let cpu = CpuPool::new(
+            self.config.cpu_worker_count(),
+            self.config.cpu_queue,
+            metrics.busy.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
+                cpu,
                 png_cache: Lru::new(self.config.png_cache_entries),
                 gif_cache: Lru::new(self.config.gif_cache_entries),
                 config: self.config,
@@ -220,14 +229,29 @@ impl AppState {
             .map_err(|e| ApiError::Internal(format!("scan {} {}: header: {e}", m.radar, m.time)))
     }
 
-    /// Reads and decodes one scan: mm/h, `NaN` = no data.
-    pub async fn load_field(
+    /// Runs CPU-heavy work in the API's bounded pool (see [`crate::cpu`]):
+    /// 503 `busy` when its queue is full.
+    pub async fn cpu<T, F>(&self, job: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.cpu.run(job).await
+    }
+
+    /// A place in the CPU pool's queue for a job to [`run`](crate::cpu::Admitted::run)
+    /// later, or 503 `busy`: take it before reading the job's input.
+    pub fn cpu_admit(&self) -> Result<crate::cpu::Admitted, ApiError> {
+        self.inner.cpu.admit()
+    }
+
+    /// Reads one scan with its tiles (undecoded), or a 404 problem.
+    pub async fn fetch_scan(
         &self,
         radar: &str,
         time: DateTime<Utc>,
-    ) -> Result<(ScanManifest, raincast_algorithms::prep::RainField), ApiError> {
-        let scan = self
-            .store()
+    ) -> Result<StoredScan, ApiError> {
+        self.store()
             .get_scan(radar, time, self.now())
             .await?
             .ok_or_else(|| {
@@ -235,11 +259,16 @@ impl AppState {
                     "scan_not_found",
                     format!("radar {radar} has no scan at {}", time.to_rfc3339()),
                 )
-            })?;
-        let field = sparse::decode(&scan.manifest.header, &scan.tiles)
-            .map_err(|e| ApiError::Internal(format!("scan {radar} {time}: sparse decode: {e}")))?;
-        Ok((scan.manifest, field))
+            })
     }
+}
+
+/// Decodes a stored scan: mm/h, `NaN` = no data. CPU-heavy: call it inside
+/// [`AppState::cpu`].
+pub fn decode_scan(scan: &StoredScan) -> Result<RainField, ApiError> {
+    let m = &scan.manifest;
+    sparse::decode(&m.header, &scan.tiles)
+        .map_err(|e| ApiError::Internal(format!("scan {} {}: sparse decode: {e}", m.radar, m.time)))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -230,6 +230,14 @@ async fn real_responses_match_the_document() {
             format!("/v1/radars/{RADAR}/scans?from=x"),
         ),
         (
+            "/v1/radars/{id}/scans".into(),
+            format!("/v1/radars/{RADAR}/scans?limit=3"),
+        ),
+        (
+            "/v1/radars/{id}/scans".into(),
+            format!("/v1/radars/{RADAR}/scans?limit=0"),
+        ),
+        (
             "/v1/radars/{id}/scans/{time}".into(),
             format!("/v1/radars/{RADAR}/scans/2024-06-16T10:10:00Z?format=npy"),
         ),

@@ -68,6 +68,65 @@ async fn radars_list_coverage_and_status() {
     expect_problem(get(&f.state, "/v1/radars/nope").await, 404, "unknown_radar").await;
 }
 
+/// The listing comes in pages of `limit` scans; `next` keeps the range and
+/// carries a cursor, and following it visits every scan once.
+#[tokio::test]
+async fn scan_listing_is_paginated() {
+    let f = fixture().await;
+    let mut uri = format!(
+        "/v1/radars/{RADAR}/scans?from=2024-06-16T09:00:00Z&to=2024-06-16T11:00:00Z&limit=5"
+    );
+    let mut times = Vec::new();
+    let mut pages = 0;
+    loop {
+        let v = json(get(&f.state, &uri).await).await;
+        pages += 1;
+        assert_eq!(v["limit"], 5);
+        assert_eq!(v["from"], "2024-06-16T09:00:00Z");
+        assert_eq!(v["to"], "2024-06-16T11:00:00Z");
+        let scans = v["scans"].as_array().unwrap();
+        assert_eq!(v["count"], scans.len());
+        assert!(scans.len() <= 5);
+        times.extend(
+            scans
+                .iter()
+                .map(|s| s["time"].as_str().unwrap().to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => {
+                assert!(next.contains("from=2024-06-16T09:00:00Z&to=2024-06-16T11:00:00Z"));
+                uri = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let all: Vec<String> = (0..12)
+        .map(|k| scan_time(k).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
+    assert_eq!(times, all);
+    // The default page is 100 scans; limits outside 1..=1000 are refused.
+    let v = json(get(&f.state, &format!("/v1/radars/{RADAR}/scans")).await).await;
+    assert_eq!(
+        (v["limit"].as_u64(), v["count"].as_u64()),
+        (Some(100), Some(12))
+    );
+    assert!(v["next"].is_null());
+    for bad in ["limit=0", "limit=1001", "after=soon"] {
+        let code = if bad.starts_with("after") {
+            "invalid_time"
+        } else {
+            "out_of_range"
+        };
+        expect_problem(
+            get(&f.state, &format!("/v1/radars/{RADAR}/scans?{bad}")).await,
+            400,
+            code,
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn scan_listing_and_bad_ranges() {
     let f = fixture().await;

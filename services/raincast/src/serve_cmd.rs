@@ -2,7 +2,8 @@
 //! `raincast api` (the HTTP service alone, reading the store).
 //!
 //! Configuration: the `[api]` table of the configuration file is
-//! raincast-api's `ApiConfig` (CORS origins, timeouts, body limit, readiness
+//! raincast-api's `ApiConfig` (CORS origins, request, header-read and idle
+//! timeouts, connection cap, CPU workers and queue, body limit, readiness
 //! age, caches), with `RAINCAST_CORS_ORIGINS` (comma-separated) overriding
 //! `cors_origins`; the `[nowcast]` table is [`NowcastTable`]. The listen
 //! address is `--listen`, else `RAINCAST_LISTEN`, else `listen` in the file,
@@ -267,6 +268,22 @@ mod tests {
         );
         cfg.api = toml::from_str("no_such_setting = 1")?;
         assert!(ServiceSettings::from_config(&cfg, &env, false).is_err());
+        cfg.api =
+            toml::from_str("header_read_timeout_s = 2.5\nmax_connections = 64\ncpu_queue = 8")?;
+        let s = ServiceSettings::from_config(&cfg, &env, false)?;
+        assert_eq!(
+            (
+                s.api.header_read_timeout_s,
+                s.api.max_connections,
+                s.api.cpu_queue
+            ),
+            (2.5, 64, 8)
+        );
+        cfg.api = toml::from_str("max_connections = 0")?;
+        let Err(err) = ServiceSettings::from_config(&cfg, &env, false) else {
+            panic!("max_connections = 0 must be refused");
+        };
+        assert!(err.to_string().contains("api.max_connections"), "{err}");
         cfg.api = toml::Table::new();
         cfg.nowcast = toml::from_str("max_lead_min = 9999")?;
         assert!(ServiceSettings::from_config(&cfg, &env, false).is_err());

@@ -167,6 +167,37 @@ async fn dynamodb_store_conforms_on_dynalite() {
     state_store_suite(&store, true).await;
 }
 
+/// A scan listing reads only what its entries hold: not the header, the
+/// digest, the source or the tile index of the manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_listings_read_only_the_listed_attributes() {
+    let Some(dynalite) = Server::dynalite() else {
+        return;
+    };
+    let store = dynamo_on(&dynalite, "proj-").await;
+    let now = Utc::now();
+    let time = Utc.with_ymd_and_hms(2024, 6, 16, 10, 0, 0).unwrap();
+    let scan = sample_scan("proj-radar", time, 3, 100);
+    store.put_scan(&scan, now).await.unwrap();
+    let range = ("0", "9");
+    let items = store
+        .query_index("proj-radar", range, false, 10, true, now)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    let mut names: Vec<&str> = items[0].keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut expected = crate::dynamo::ENTRY_ATTRIBUTES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    let entries = store
+        .list_entries("proj-radar", time, time, 10, now)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].tiles, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_tables_are_an_error_without_the_create_flag() {
     let Some(dynalite) = Server::dynalite() else {

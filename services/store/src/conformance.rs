@@ -7,7 +7,7 @@
 
 use crate::model::{
     Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
-    QuarantineRecord, Tile,
+    QuarantineRecord, ScanEntry, Tile,
 };
 use crate::{ScanSource, ScanStore, StateStore, StoreError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -240,6 +240,30 @@ pub async fn scan_store_suite(store: &dyn ScanStore, retention: Duration, races:
         .is_empty());
     assert!(store
         .list_scans(r, t(11, 0), t(9, 0), now)
+        .await
+        .unwrap()
+        .is_empty());
+    // Listing entries: the manifests' times and counts, at most `limit`.
+    let manifests = store.list_scans(r, t(9, 0), t(11, 0), now).await.unwrap();
+    let entries = store
+        .list_entries(r, t(9, 0), t(11, 0), 10, now)
+        .await
+        .unwrap();
+    let expected: Vec<ScanEntry> = manifests.iter().map(ScanEntry::from).collect();
+    assert_eq!(entries, expected);
+    assert_eq!(entries[0].tiles, a.tiles.len());
+    let first_two = store
+        .list_entries(r, t(9, 0), t(11, 0), 2, now)
+        .await
+        .unwrap();
+    assert_eq!(first_two, expected[..2].to_vec());
+    let after = store
+        .list_entries(r, t(10, 6) + Duration::seconds(1), t(11, 0), 2, now)
+        .await
+        .unwrap();
+    assert_eq!(after, expected[2..].to_vec());
+    assert!(store
+        .list_entries(r, t(9, 0), t(11, 0), 0, now)
         .await
         .unwrap()
         .is_empty());

@@ -11,7 +11,7 @@
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     checkpoint_advances, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord, LeaseOutcome,
-    LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanManifest, StoredScan, Tile,
+    LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry, ScanManifest, StoredScan, Tile,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -234,6 +234,44 @@ fn join_err(e: tokio::task::JoinError) -> StoreError {
     }
 }
 
+impl EmbeddedStore {
+    /// The first `limit` unexpired manifests with `from <= time <= to`, oldest first.
+    async fn list_manifests(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanManifest>> {
+        let radar = radar.to_string();
+        let (a, b) = (from.timestamp(), to.timestamp());
+        if a > b || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("list", e))?;
+            let table = txn.open_table(MANIFESTS).map_err(|e| db_err("list", e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range((radar.as_str(), a)..=(radar.as_str(), b))
+                .map_err(|e| db_err("list", e))?
+            {
+                let (_, v) = entry.map_err(|e| db_err("list", e))?;
+                let m = ScanManifest::from_bytes(v.value())?;
+                if !m.is_expired(now) {
+                    out.push(m);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl ScanStore for EmbeddedStore {
     async fn put_scan(&self, scan: &NewScan, now: DateTime<Utc>) -> StoreResult<PutOutcome> {
@@ -342,28 +380,19 @@ impl ScanStore for EmbeddedStore {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<ScanManifest>> {
-        let radar = radar.to_string();
-        let (a, b) = (from.timestamp(), to.timestamp());
-        if a > b {
-            return Ok(Vec::new());
-        }
-        self.run(move |db| {
-            let txn = db.begin_read().map_err(|e| db_err("list", e))?;
-            let table = txn.open_table(MANIFESTS).map_err(|e| db_err("list", e))?;
-            let mut out = Vec::new();
-            for entry in table
-                .range((radar.as_str(), a)..=(radar.as_str(), b))
-                .map_err(|e| db_err("list", e))?
-            {
-                let (_, v) = entry.map_err(|e| db_err("list", e))?;
-                let m = ScanManifest::from_bytes(v.value())?;
-                if !m.is_expired(now) {
-                    out.push(m);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.list_manifests(radar, from, to, usize::MAX, now).await
+    }
+
+    async fn list_entries(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanEntry>> {
+        let listed = self.list_manifests(radar, from, to, limit, now).await?;
+        Ok(listed.iter().map(ScanEntry::from).collect())
     }
 
     async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>> {

@@ -27,7 +27,7 @@ pub use error::{StoreError, StoreResult};
 pub use local::LocalSource;
 pub use model::{
     Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
-    QuarantineRecord, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
+    QuarantineRecord, ScanEntry, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
 };
 pub use s3::S3Source;
 
@@ -96,6 +96,22 @@ pub trait ScanStore: Send + Sync {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<ScanManifest>>;
+
+    /// The first `limit` entries with `from <= time <= to`, oldest first,
+    /// expired ones left out: a page of a scan listing. Adapters read only
+    /// what an entry holds where they can (DynamoDB: a projection); the
+    /// default takes them from [`ScanStore::list_scans`].
+    async fn list_entries(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanEntry>> {
+        let listed = self.list_scans(radar, from, to, now).await?;
+        Ok(listed.iter().take(limit).map(ScanEntry::from).collect())
+    }
 
     /// The newest unexpired manifest.
     async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>>;

@@ -175,6 +175,35 @@ impl ScanManifest {
     }
 }
 
+/// What a scan listing shows of a scan: its manifest without the header,
+/// digest, source and tile index, so that adapters can list without reading
+/// those (see [`crate::ScanStore::list_entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEntry {
+    /// Scan time (UTC, whole seconds).
+    pub time: DateTime<Utc>,
+    pub rain_cells: u64,
+    /// Header plus tile bytes.
+    pub bytes: u64,
+    /// Stored tiles.
+    pub tiles: usize,
+    pub ingested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&ScanManifest> for ScanEntry {
+    fn from(m: &ScanManifest) -> Self {
+        Self {
+            time: m.time,
+            rain_cells: m.rain_cells,
+            bytes: m.bytes,
+            tiles: m.tiles.len(),
+            ingested_at: m.ingested_at,
+            expires_at: m.expires_at,
+        }
+    }
+}
+
 /// A stored scan read back whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredScan {

@@ -4,9 +4,9 @@
 use crate::error::{ApiError, Problem};
 use crate::extract::{parse_time, ApiPath, ApiQuery};
 use crate::http_cache::{self, CacheInfo};
-use crate::models::{round6, Bounds};
+use crate::models::Bounds;
 use crate::routes::scans::{render_png, url_time, with_bounds, PngProjection};
-use crate::state::AppState;
+use crate::state::{decode_scan, AppState};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -59,13 +59,7 @@ pub async fn current_nowcast(s: &AppState, radar: &str) -> Result<Arc<LatestNowc
 }
 
 fn bounds_of(s: &AppState, n: &LatestNowcast) -> Result<Bounds, ApiError> {
-    let r = s.map_raster(&n.grid)?;
-    Ok(Bounds {
-        west: round6(r.west),
-        south: round6(r.south),
-        east: round6(r.east),
-        north: round6(r.north),
-    })
+    Ok(Bounds::of_raster(s.map_raster(&n.grid)?.as_ref()))
 }
 
 /// Window of observed frames.
@@ -300,12 +294,18 @@ async fn get_frame(
     let png = match s.png_cache().get(&key) {
         Some(p) => p.to_vec(),
         None => {
-            let field = Arc::new(RainField {
-                grid: n.grid.clone(),
-                time: n.valid_time(i),
-                rate_mm_h: n.rate_mm_h[i].clone(),
-            });
-            let (png, _) = render_png(&s, field, projection).await?;
+            let state = s.clone();
+            let n = n.clone();
+            let (png, _) = s
+                .cpu(move || {
+                    let field = RainField {
+                        grid: n.grid.clone(),
+                        time: n.valid_time(i),
+                        rate_mm_h: n.rate_mm_h[i].clone(),
+                    };
+                    render_png(&state, &field, projection)
+                })
+                .await??;
             s.png_cache().insert(key, Arc::from(png.as_slice()));
             png
         }
@@ -452,12 +452,10 @@ async fn get_animation(
         forecast,
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),
     );
-    let mut observed = Vec::with_capacity(manifests.len());
+    let cpu = s.cpu_admit()?.worker().await?;
+    let mut stored = Vec::with_capacity(manifests.len());
     for m in &manifests {
-        let (_, f) = s.load_field(&id, m.time).await?;
-        if f.grid.same_geometry(&n.grid) {
-            observed.push(f);
-        }
+        stored.push(s.fetch_scan(&id, m.time).await?);
     }
     let opts = AnimationOptions {
         title: Some(radar.name.clone()),
@@ -471,33 +469,41 @@ async fn get_animation(
     };
     let metrics = s.metrics().clone();
     let nc = n.clone();
-    let gif = tokio::task::spawn_blocking(move || {
-        let start = std::time::Instant::now();
-        let mut frames: Vec<AnimationFrame> = observed
-            .iter()
-            .map(|f| AnimationFrame {
-                rate_mm_h: f.rate_mm_h.view(),
-                time: f.time,
-                kind: FrameKind::Observed,
-            })
-            .collect();
-        frames.extend(forecast.iter().map(|&i| AnimationFrame {
-            rate_mm_h: nc.rate_mm_h[i].view(),
-            time: nc.valid_time(i),
-            kind: FrameKind::Forecast {
-                lead_min: nc.leads_min[i],
-            },
-        }));
-        let out = render::render_animation(&nc.grid, &frames, &opts);
-        metrics
-            .render
-            .with_label_values(&["gif"])
-            .observe(start.elapsed().as_secs_f64());
-        out
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("animation task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("animation: {e}")))?;
+    // Decoding the observed scans and rendering: one job of the CPU pool.
+    let gif = cpu
+        .run(move || {
+            let start = std::time::Instant::now();
+            let mut observed = Vec::with_capacity(stored.len());
+            for scan in &stored {
+                let f = decode_scan(scan)?;
+                if f.grid.same_geometry(&nc.grid) {
+                    observed.push(f);
+                }
+            }
+            let mut frames: Vec<AnimationFrame> = observed
+                .iter()
+                .map(|f| AnimationFrame {
+                    rate_mm_h: f.rate_mm_h.view(),
+                    time: f.time,
+                    kind: FrameKind::Observed,
+                })
+                .collect();
+            frames.extend(forecast.iter().map(|&i| AnimationFrame {
+                rate_mm_h: nc.rate_mm_h[i].view(),
+                time: nc.valid_time(i),
+                kind: FrameKind::Forecast {
+                    lead_min: nc.leads_min[i],
+                },
+            }));
+            let out = render::render_animation(&nc.grid, &frames, &opts)
+                .map_err(|e| ApiError::Internal(format!("animation: {e}")));
+            metrics
+                .render
+                .with_label_values(&["gif"])
+                .observe(start.elapsed().as_secs_f64());
+            out
+        })
+        .await??;
     s.gif_cache()
         .insert(info.etag.clone(), Arc::from(gif.as_slice()));
     Ok(http_cache::respond(&headers, &info, "image/gif", gif))

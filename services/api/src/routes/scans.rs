@@ -3,8 +3,8 @@
 use crate::error::{ApiError, Problem};
 use crate::extract::{parse_time, ApiPath, ApiQuery};
 use crate::http_cache::{self, CacheInfo};
-use crate::models::{round6, Bounds, GridInfo};
-use crate::state::AppState;
+use crate::models::{Bounds, GridInfo};
+use crate::state::{decode_scan, AppState};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -13,7 +13,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::{npy, render};
-use raincast_store::ScanManifest;
+use raincast_store::{ScanEntry, StoredScan};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -29,7 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Default length of the listing window, hours.
 const DEFAULT_RANGE_H: i64 = 2;
 
-/// Time range of a listing.
+/// Scans per page of a listing: default and largest.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+/// Time range and page of a listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
@@ -37,6 +41,10 @@ pub struct RangeQuery {
     pub from: Option<String>,
     /// End (RFC 3339, inclusive). Default: now.
     pub to: Option<String>,
+    /// Scans per page (1..=1000, default 100).
+    pub limit: Option<u32>,
+    /// Cursor: list scans after this time (RFC 3339, exclusive), as set in the `next` link.
+    pub after: Option<String>,
 }
 
 /// Links to one scan's representations.
@@ -63,22 +71,28 @@ pub struct ScanSummary {
     pub links: ScanLinks,
 }
 
-/// Scans of a radar in a time range, oldest first.
+/// A page of the scans of a radar in a time range, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "radar": "demo", "from": "2024-06-16T08:00:00Z", "to": "2024-06-16T10:00:00Z", "count": 1,
-    "scans": [{"time": "2024-06-16T10:00:00Z", "rain_cells": 1234, "bytes": 5678, "tiles": 2,
-               "ingested_at": "2024-06-16T10:00:05Z",
-               "links": {"json": "/v1/radars/demo/scans/2024-06-16T10:00:00Z?format=json",
-                         "png": "/v1/radars/demo/scans/2024-06-16T10:00:00Z?format=png",
-                         "npy": "/v1/radars/demo/scans/2024-06-16T10:00:00Z?format=npy"}}]
+    "radar": "demo", "from": "2024-06-16T08:00:00Z", "to": "2024-06-16T10:00:00Z", "count": 1, "limit": 1,
+    "scans": [{"time": "2024-06-16T09:55:00Z", "rain_cells": 1234, "bytes": 5678, "tiles": 2,
+               "ingested_at": "2024-06-16T09:55:05Z",
+               "links": {"json": "/v1/radars/demo/scans/2024-06-16T09:55:00Z?format=json",
+                         "png": "/v1/radars/demo/scans/2024-06-16T09:55:00Z?format=png",
+                         "npy": "/v1/radars/demo/scans/2024-06-16T09:55:00Z?format=npy"}}],
+    "next": "/v1/radars/demo/scans?from=2024-06-16T08:00:00Z&to=2024-06-16T10:00:00Z&limit=1&after=2024-06-16T09:55:00Z"
 }))]
 pub struct ScanList {
     pub radar: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// Scans in this page.
     pub count: usize,
+    /// Most scans per page.
+    pub limit: u32,
     pub scans: Vec<ScanSummary>,
+    /// The next page (same range), when there are more scans.
+    pub next: Option<String>,
 }
 
 /// RFC 3339 with a `Z`, as used in URLs.
@@ -86,13 +100,13 @@ pub fn url_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn summary(radar: &str, m: &ScanManifest) -> ScanSummary {
+fn summary(radar: &str, m: &ScanEntry) -> ScanSummary {
     let base = format!("/v1/radars/{radar}/scans/{}", url_time(m.time));
     ScanSummary {
         time: m.time,
         rain_cells: m.rain_cells,
         bytes: m.bytes,
-        tiles: m.tiles.len(),
+        tiles: m.tiles,
         ingested_at: m.ingested_at,
         links: ScanLinks {
             json: format!("{base}?format=json"),
@@ -102,12 +116,13 @@ fn summary(radar: &str, m: &ScanManifest) -> ScanSummary {
     }
 }
 
-/// Scan times of a radar between `from` and `to` (inclusive), oldest first.
+/// Scans of a radar between `from` and `to` (inclusive), oldest first, a
+/// page of at most `limit`; `next` links to the following page.
 #[utoipa::path(get, path = "/v1/radars/{id}/scans", tag = "scans",
     params(("id" = String, Path, description = "Radar id"), RangeQuery),
     responses(
         (status = 200, description = "The scans", body = ScanList),
-        (status = 400, description = "Bad time or range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad time, range or limit", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown radar", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_scans(
@@ -138,14 +153,45 @@ async fn list_scans(
             format!("from..to spans more than {max_h} hours"),
         ));
     }
-    let manifests = s.store().list_scans(&id, from, to, now).await?;
-    let scans: Vec<ScanSummary> = manifests.iter().map(|m| summary(&id, m)).collect();
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("limit must be between 1 and {MAX_PAGE}, got {limit}"),
+        ));
+    }
+    // Stored times are whole seconds: "after t" starts at t + 1 s.
+    let start = match &q.after {
+        Some(t) => from.max(parse_time("after", t)? + Duration::seconds(1)),
+        None => from,
+    };
+    // One more than the page tells whether there is a next page.
+    let mut entries = s
+        .store()
+        .list_entries(&id, start, to, limit as usize + 1, now)
+        .await?;
+    let next = if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        entries.last().map(|last| {
+            format!(
+                "/v1/radars/{id}/scans?from={}&to={}&limit={limit}&after={}",
+                url_time(from),
+                url_time(to),
+                url_time(last.time)
+            )
+        })
+    } else {
+        None
+    };
+    let scans: Vec<ScanSummary> = entries.iter().map(|m| summary(&id, m)).collect();
     Ok(Json(ScanList {
         radar: id,
         from,
         to,
         count: scans.len(),
+        limit,
         scans,
+        next,
     }))
 }
 
@@ -238,41 +284,29 @@ pub async fn resolve_time(
     parse_time("time", time)
 }
 
-/// Renders a field to PNG off the async threads; `map` resamples for web maps.
-pub async fn render_png(
+/// Renders a field to PNG; `map` resamples for web maps. CPU-heavy: call
+/// it inside [`AppState::cpu`].
+pub fn render_png(
     s: &AppState,
-    field: Arc<RainField>,
+    field: &RainField,
     projection: PngProjection,
 ) -> Result<(Vec<u8>, Option<Bounds>), ApiError> {
-    let raster = match projection {
-        PngProjection::Map => Some(s.map_raster(&field.grid)?),
-        PngProjection::Native => None,
-    };
-    let metrics = s.metrics().clone();
-    tokio::task::spawn_blocking(move || {
-        let start = std::time::Instant::now();
-        let out = match raster {
-            Some(r) => {
-                let resampled = r.resample(field.rate_mm_h.view())?;
-                let bounds = Bounds {
-                    west: round6(r.west),
-                    south: round6(r.south),
-                    east: round6(r.east),
-                    north: round6(r.north),
-                };
-                (render::render_png(resampled.view())?, Some(bounds))
-            }
-            None => (render::render_png(field.rate_mm_h.view())?, None),
-        };
-        metrics
-            .render
-            .with_label_values(&["png"])
-            .observe(start.elapsed().as_secs_f64());
-        Ok::<_, render::RenderError>(out)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("render task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("render: {e}")))
+    let start = std::time::Instant::now();
+    let out = match projection {
+        PngProjection::Map => {
+            let r = s.map_raster(&field.grid)?;
+            r.resample(field.rate_mm_h.view())
+                .and_then(|resampled| render::render_png(resampled.view()))
+                .map(|png| (png, Some(Bounds::of_raster(&r))))
+        }
+        PngProjection::Native => render::render_png(field.rate_mm_h.view()).map(|png| (png, None)),
+    }
+    .map_err(|e| ApiError::Internal(format!("render: {e}")))?;
+    s.metrics()
+        .render
+        .with_label_values(&["png"])
+        .observe(start.elapsed().as_secs_f64());
+    Ok(out)
 }
 
 /// Adds the map bounds header to a PNG response.
@@ -312,6 +346,7 @@ pub fn with_bounds(mut resp: Response, b: Option<Bounds>) -> Response {
         (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
         (status = 400, description = "Bad time or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown radar or no scan at that time", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy: too many CPU-heavy requests waiting (`code` busy, with Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_scan(
     State(s): State<AppState>,
@@ -359,13 +394,7 @@ async fn get_scan(
             let bounds = match projection {
                 PngProjection::Map => {
                     let info = s.header_info(&manifest)?;
-                    let r = s.map_raster(&info.grid)?;
-                    Some(Bounds {
-                        west: round6(r.west),
-                        south: round6(r.south),
-                        east: round6(r.east),
-                        north: round6(r.north),
-                    })
+                    Some(Bounds::of_raster(s.map_raster(&info.grid)?.as_ref()))
                 }
                 PngProjection::Native => None,
             };
@@ -375,11 +404,15 @@ async fn get_scan(
             ));
         }
     }
-    let (manifest, field) = s.load_field(&id, time).await?;
-    let field = Arc::new(field);
+    // Decoding and rendering run in the bounded CPU pool, one job per request.
+    let cpu = s.cpu_admit()?.worker().await?;
+    let scan = s.fetch_scan(&id, time).await?;
+    let state = s.clone();
     match format {
         ScanFormat::Png => {
-            let (png, bounds) = render_png(&s, field, projection).await?;
+            let (png, bounds) = cpu
+                .run(move || render_png(&state, &decode_scan(&scan)?, projection))
+                .await??;
             s.png_cache().insert(cache_key, Arc::from(png.as_slice()));
             Ok(with_bounds(
                 http_cache::respond(&headers, &info, "image/png", png),
@@ -387,49 +420,56 @@ async fn get_scan(
             ))
         }
         ScanFormat::Npy => {
-            let bytes = npy::encode_f32(&field.rate_mm_h);
+            let (bytes, time) = cpu
+                .run(move || decode_scan(&scan).map(|f| (npy::encode_f32(&f.rate_mm_h), f.time)))
+                .await??;
             let mut resp = http_cache::respond(&headers, &info, "application/octet-stream", bytes);
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "attachment; filename=\"{id}_{}.npy\"",
-                field.time.format("%Y%m%dT%H%M%SZ")
+                time.format("%Y%m%dT%H%M%SZ")
             )) {
                 resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
             }
             Ok(resp)
         }
         ScanFormat::Json => {
-            let map_bounds = s.map_raster(&field.grid).ok().map(|r| Bounds {
-                west: round6(r.west),
-                south: round6(r.south),
-                east: round6(r.east),
-                north: round6(r.north),
-            });
-            let rate: Vec<Vec<Option<f32>>> = field
-                .rate_mm_h
-                .outer_iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|v| v.is_finite().then(|| (v * 1000.0).round() / 1000.0))
-                        .collect()
-                })
-                .collect();
-            let data = ScanData {
-                radar: id,
-                time: field.time,
-                source_key: manifest.source_key.clone(),
-                source_format: manifest.format.clone(),
-                ingested_at: manifest.ingested_at,
-                grid: GridInfo::from(&field.grid),
-                map_bounds,
-                rain_cells: field.rain_cells() as u64,
-                nodata_cells: field.nodata_cells() as u64,
-                max_mm_h: field.max_mm_h(),
-                units: "mm/h".into(),
-                rate_mm_h: rate,
-            };
-            let body =
-                serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("json: {e}")))?;
+            let body = cpu.run(move || scan_json(&state, id, &scan)).await??;
             Ok(http_cache::respond(&headers, &info, "application/json", body).into_response())
         }
     }
+}
+
+/// A scan as the JSON body of [`ScanData`]. CPU-heavy (millions of cells
+/// for the large composites): call it inside [`AppState::cpu`].
+fn scan_json(s: &AppState, radar: String, scan: &StoredScan) -> Result<Vec<u8>, ApiError> {
+    let field = decode_scan(scan)?;
+    let manifest = &scan.manifest;
+    let map_bounds = s
+        .map_raster(&field.grid)
+        .ok()
+        .map(|r| Bounds::of_raster(&r));
+    let rate: Vec<Vec<Option<f32>>> = field
+        .rate_mm_h
+        .outer_iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.is_finite().then(|| (v * 1000.0).round() / 1000.0))
+                .collect()
+        })
+        .collect();
+    let data = ScanData {
+        radar,
+        time: field.time,
+        source_key: manifest.source_key.clone(),
+        source_format: manifest.format.clone(),
+        ingested_at: manifest.ingested_at,
+        grid: GridInfo::from(&field.grid),
+        map_bounds,
+        rain_cells: field.rain_cells() as u64,
+        nodata_cells: field.nodata_cells() as u64,
+        max_mm_h: field.max_mm_h(),
+        units: "mm/h".into(),
+        rate_mm_h: rate,
+    };
+    serde_json::to_vec(&data).map_err(|e| ApiError::Internal(format!("json: {e}")))
 }

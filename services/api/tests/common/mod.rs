@@ -107,6 +107,30 @@ pub async fn fixture_with(n: usize, now: DateTime<Utc>, config: ApiConfig) -> Fi
             .unwrap(),
     );
     put_scans(store.as_ref(), RADAR, n).await;
+    let radars = vec![
+        RadarInfo {
+            id: RADAR.into(),
+            name: "Test radar".into(),
+            location: Some((LON0, LAT0)),
+        },
+        RadarInfo {
+            id: "empty".into(),
+            name: "Radar without scans".into(),
+            location: None,
+        },
+    ];
+    let state = state_for(store.clone(), radars, now, config);
+    Fixture { dir, store, state }
+}
+
+/// An app state over `store` serving `radars`, with a nowcast service of
+/// 60-minute leads, a clock reading `now` and `config`.
+pub fn state_for(
+    store: Arc<EmbeddedStore>,
+    radars: Vec<RadarInfo>,
+    now: DateTime<Utc>,
+    config: ApiConfig,
+) -> AppState {
     let nowcasts = NowcastService::new(
         store.clone(),
         NowcastSettings {
@@ -114,24 +138,12 @@ pub async fn fixture_with(n: usize, now: DateTime<Utc>, config: ApiConfig) -> Fi
             ..NowcastSettings::default()
         },
     );
-    let state = AppState::builder(store.clone(), nowcasts)
+    AppState::builder(store, nowcasts)
         .config(config)
-        .radars(vec![
-            RadarInfo {
-                id: RADAR.into(),
-                name: "Test radar".into(),
-                location: Some((LON0, LAT0)),
-            },
-            RadarInfo {
-                id: "empty".into(),
-                name: "Radar without scans".into(),
-                location: None,
-            },
-        ])
+        .radars(radars)
         .clock(Arc::new(move || now))
         .build()
-        .unwrap();
-    Fixture { dir, store, state }
+        .unwrap()
 }
 
 /// 12 scans, clock 2 minutes after the last one, default config.

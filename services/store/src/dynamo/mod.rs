@@ -8,7 +8,9 @@
 //!   `b` (bytes, at most [`limits::MAX_TILE_PART_BYTES`]) and `np` (parts);
 //! * the manifest, written last: `sk = {time}`, plus `mt = {time}` which
 //!   puts it (and only it) in the local secondary index `by_time`, used for
-//!   time ranges and "latest" without reading any tile.
+//!   time ranges and "latest" without reading any tile. Scan listings
+//!   ([`ScanStore::list_entries`]) project only `mt`, `rc`, `by`, `nt` (tile
+//!   count), `ing` and `ttl`, not the header or the tile index.
 //!
 //! Every item carries `ttl` (epoch seconds) = store time + retention
 //! (7 days by default), DynamoDB's TTL attribute. TTL deletes lazily, so
@@ -30,8 +32,8 @@ use crate::aws::sdk_error;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     parse_time_key, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord,
-    LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanManifest, StoredScan,
-    Tile, TileRef,
+    LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry, ScanManifest,
+    StoredScan, Tile, TileRef,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -50,6 +52,12 @@ use std::collections::HashMap;
 const BACKEND: &str = "dynamodb";
 /// The local secondary index that holds manifests only.
 pub const MANIFEST_INDEX: &str = "by_time";
+/// Tile count of a manifest item (what a listing shows instead of the index).
+const TILE_COUNT: &str = "nt";
+/// The attributes a scan listing reads (see [`entry_from_item`]); the names
+/// go through `#` placeholders because `BY` and `TTL` are reserved words.
+pub(crate) const ENTRY_ATTRIBUTES: [&str; 6] = ["mt", "rc", "by", TILE_COUNT, "ing", TTL_ATTRIBUTE];
+
 /// The TTL attribute of every table.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
@@ -205,6 +213,7 @@ fn manifest_item(m: &ScanManifest) -> Item {
         AttributeValue::B(Blob::new(encode_tile_index(&m.tiles))),
     );
     it.insert("by".into(), n(m.bytes as i64));
+    it.insert(TILE_COUNT.into(), n(m.tiles.len() as i64));
     it.insert("ing".into(), n(m.ingested_at.timestamp()));
     it.insert(TTL_ATTRIBUTE.into(), n(m.expires_at.timestamp()));
     it
@@ -224,6 +233,22 @@ fn manifest_from_item(it: &Item) -> StoreResult<ScanManifest> {
         ingested_at: epoch(get_n(it, "ing")?)?,
         expires_at: epoch(get_n(it, TTL_ATTRIBUTE)?)?,
     })
+}
+
+/// A listing entry from a manifest item read with [`ENTRY_ATTRIBUTES`];
+/// `None` for a manifest written before items carried their tile count.
+fn entry_from_item(it: &Item) -> StoreResult<Option<ScanEntry>> {
+    if !it.contains_key(TILE_COUNT) {
+        return Ok(None);
+    }
+    Ok(Some(ScanEntry {
+        time: parse_time_key(get_s(it, "mt")?)?,
+        rain_cells: get_n(it, "rc")?.max(0) as u64,
+        bytes: get_n(it, "by")?.max(0) as u64,
+        tiles: get_n(it, TILE_COUNT)?.max(0) as usize,
+        ingested_at: epoch(get_n(it, "ing")?)?,
+        expires_at: epoch(get_n(it, TTL_ATTRIBUTE)?)?,
+    }))
 }
 
 /// Every item (one per tile part) that stores the tiles of `scan`.
@@ -464,10 +489,31 @@ impl DynamoStore {
         limit: usize,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<ScanManifest>> {
+        let items = self
+            .query_index(radar, (from, to), newest_first, limit, false, now)
+            .await?;
+        items.iter().map(manifest_from_item).collect()
+    }
+
+    /// The unexpired manifest items of `radar` with time in `range` from the
+    /// `by_time` index, at most `limit`; with `entries_only`, only
+    /// [`ENTRY_ATTRIBUTES`] are read.
+    pub(crate) async fn query_index(
+        &self,
+        radar: &str,
+        (from, to): (&str, &str),
+        newest_first: bool,
+        limit: usize,
+        entries_only: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
+        if limit == 0 {
+            return Ok(out);
+        }
         loop {
-            let resp = self
+            let mut q = self
                 .client
                 .query()
                 .table_name(&self.scans)
@@ -477,16 +523,26 @@ impl DynamoStore {
                 .expression_attribute_values(":a", s(from))
                 .expression_attribute_values(":b", s(to))
                 .scan_index_forward(!newest_first)
-                .consistent_read(true)
-                .limit(limit.clamp(1, 100) as i32)
+                .consistent_read(true);
+            if entries_only {
+                let names: Vec<String> = ENTRY_ATTRIBUTES.iter().map(|a| format!("#{a}")).collect();
+                q = q.projection_expression(names.join(", "));
+                for a in ENTRY_ATTRIBUTES {
+                    q = q.expression_attribute_names(format!("#{a}"), a);
+                }
+                // "mt" is also in the key condition: it takes the same placeholder.
+                q = q.key_condition_expression("pk = :pk AND #mt BETWEEN :a AND :b");
+            }
+            let page = if entries_only { 1000 } else { 100 };
+            let resp = q
+                .limit(limit.clamp(1, page) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| sdk_error(BACKEND, "Query", e))?;
             for it in resp.items() {
-                let m = manifest_from_item(it)?;
-                if !m.is_expired(now) {
-                    out.push(m);
+                if epoch(get_n(it, TTL_ATTRIBUTE)?)? > now {
+                    out.push(it.clone());
                     if out.len() >= limit {
                         return Ok(out);
                     }
@@ -676,6 +732,40 @@ impl ScanStore for DynamoStore {
         );
         self.query_manifests(radar, &a, &b, false, usize::MAX, now)
             .await
+    }
+
+    async fn list_entries(
+        &self,
+        radar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<ScanEntry>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let (a, b) = (
+            time_key(truncate_to_seconds(from)),
+            time_key(truncate_to_seconds(to)),
+        );
+        let items = self
+            .query_index(radar, (&a, &b), false, limit, true, now)
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in &items {
+            match entry_from_item(it)? {
+                Some(e) => out.push(e),
+                // Written before manifests carried their tile count: read it whole.
+                None => {
+                    let time = parse_time_key(get_s(it, "mt")?)?;
+                    if let Some(m) = self.get_manifest(radar, time, now).await? {
+                        out.push(ScanEntry::from(&m));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn latest(&self, radar: &str, now: DateTime<Utc>) -> StoreResult<Option<ScanManifest>> {
@@ -1117,6 +1207,15 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let m = scan.manifest(now, now + Duration::days(7));
         assert_eq!(manifest_from_item(&manifest_item(&m)).unwrap(), m);
+        // A listing reads only the entry's attributes.
+        let mut projected = manifest_item(&m);
+        projected.retain(|k, _| ENTRY_ATTRIBUTES.contains(&k.as_str()));
+        assert_eq!(
+            entry_from_item(&projected).unwrap(),
+            Some(ScanEntry::from(&m))
+        );
+        projected.remove(TILE_COUNT);
+        assert_eq!(entry_from_item(&projected).unwrap(), None);
     }
 
     #[test]
