@@ -12,6 +12,10 @@
 //!   newer scan (checked at most every few seconds).
 //! * [`LatestNowcast::point`] gives the forecast at a lon/lat: rate and
 //!   probability per lead plus a one-line summary.
+//! * [`NowcastService::past_scans`] and [`NowcastService::observed_fields`]
+//!   are the one frames builder: the observed scans before a nowcast, spaced
+//!   at its lead step, that precede its forecast frames in the API's
+//!   animation and in the notifier's GIF.
 //!
 //! # Stored frames
 //! The frame of lead `L` minutes of the nowcast based on the scan at `B` is
@@ -520,6 +524,52 @@ impl NowcastService {
         }))
     }
 
+    /// The stored scans of the `past_min` minutes up to the nowcast's issue
+    /// time, no closer together than its lead step (the newest kept: a radar
+    /// that scans every few seconds still gives one frame per lead step),
+    /// oldest first.
+    pub async fn past_scans(
+        &self,
+        n: &LatestNowcast,
+        past_min: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScanManifest>, NowcastServiceError> {
+        let from = n.base_time - Duration::minutes(past_min as i64);
+        let listed = self
+            .inner
+            .store
+            .list_scans(&n.radar, from, n.base_time, now)
+            .await?;
+        Ok(spaced(listed, n))
+    }
+
+    /// The observed fields of `scans` (from [`NowcastService::past_scans`]),
+    /// oldest first; scans on another grid than the nowcast's are left out.
+    /// The scan at the issue time is the nowcast's own field, not decoded again.
+    pub async fn observed_fields(
+        &self,
+        n: &LatestNowcast,
+        scans: &[ScanManifest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RainField>, NowcastServiceError> {
+        let mut out = Vec::with_capacity(scans.len());
+        for m in scans {
+            if m.time == n.base_time {
+                out.push(RainField {
+                    grid: n.grid.clone(),
+                    time: n.base_time,
+                    rate_mm_h: n.observed_mm_h.clone(),
+                });
+                continue;
+            }
+            let f = load_field(self.inner.store.as_ref(), &n.radar, m.time, now).await?;
+            if f.grid.same_geometry(&n.grid) {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
     /// Refreshes every radar now and then every `interval`, until `shutdown`.
     pub async fn run_periodic(
         self,
@@ -547,6 +597,23 @@ impl NowcastService {
             }
         }
     }
+}
+
+/// `manifests` (oldest first) thinned so that no two are closer than the
+/// nowcast's lead step (at least its scan interval), newest kept, oldest first.
+pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
+    let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
+    let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
+    for m in manifests.into_iter().rev() {
+        if out
+            .last()
+            .is_none_or(|l| (l.time - m.time).num_seconds() >= spacing_s)
+        {
+            out.push(m);
+        }
+    }
+    out.reverse();
+    out
 }
 
 /// Half-width in cells of the probability neighbourhood at a lead (the

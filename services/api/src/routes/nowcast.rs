@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::render::{self, AnimationFrame, AnimationOptions, FrameKind, RangeRings};
 use raincast_nowcast::LatestNowcast;
@@ -161,7 +161,7 @@ async fn get_nowcast(
         .unwrap_or(n.base_time);
     // Spaced like the forecast frames (as in the animation): a radar that
     // scans every few seconds would otherwise list hundreds of frames.
-    let observed = past_scans(&s, &id, &n, past).await?;
+    let observed = past_scans(&s, &n, past).await?;
     let issued = url_time(n.base_time);
     Ok(Json(NowcastInfo {
         radar: id.clone(),
@@ -335,35 +335,25 @@ fn ring_step_km(grid: &raincast_algorithms::Grid) -> f64 {
         .unwrap_or(50.0)
 }
 
-/// Observed frames no closer together than the nowcast's lead step (the
-/// demo radar scans every few seconds; a map needs one frame per lead step),
-/// newest kept, oldest first.
 /// The stored scans of the `past_min` minutes up to the nowcast's base time,
-/// oldest first, [`spaced`] at the lead step.
+/// oldest first, spaced at the lead step: the nowcast service's frames
+/// builder, shared with the notifier's GIF.
 async fn past_scans(
     s: &AppState,
-    id: &str,
     n: &LatestNowcast,
     past_min: u32,
 ) -> Result<Vec<ScanManifest>, ApiError> {
-    let from = n.base_time - Duration::minutes(past_min as i64);
-    let listed = s.store().list_scans(id, from, n.base_time, s.now()).await?;
-    Ok(spaced(listed, n))
+    s.nowcasts()
+        .past_scans(n, past_min, s.now())
+        .await
+        .map_err(frames_error)
 }
 
-fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
-    let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
-    let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
-    for m in manifests.into_iter().rev() {
-        if out
-            .last()
-            .is_none_or(|l| (l.time - m.time).num_seconds() >= spacing_s)
-        {
-            out.push(m);
-        }
+fn frames_error(e: raincast_nowcast::NowcastServiceError) -> ApiError {
+    match e {
+        raincast_nowcast::NowcastServiceError::Store(e) => e.into(),
+        other => ApiError::Internal(format!("observed frames: {other}")),
     }
-    out.reverse();
-    out
 }
 
 /// Keeps at most `max` items, evenly spaced, always including the last.
@@ -438,7 +428,7 @@ async fn get_animation(
     }
     // Observed frames: stored scans in the window, on the nowcast's grid.
     let manifests = if past > 0 {
-        past_scans(&s, &id, &n, past).await?
+        past_scans(&s, &n, past).await?
     } else {
         Vec::new()
     };
@@ -452,13 +442,11 @@ async fn get_animation(
         forecast,
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),
     );
-    let mut observed = Vec::with_capacity(manifests.len());
-    for m in &manifests {
-        let (_, f) = s.load_field(&id, m.time).await?;
-        if f.grid.same_geometry(&n.grid) {
-            observed.push(f);
-        }
-    }
+    let observed = s
+        .nowcasts()
+        .observed_fields(&n, &manifests, s.now())
+        .await
+        .map_err(frames_error)?;
     let opts = AnimationOptions {
         title: Some(radar.name.clone()),
         rings: radar.location.map(|(lon, lat)| RangeRings {
