@@ -1,29 +1,32 @@
-//! At-most-once posting: every event is claimed with a conditional write.
+//! Exactly-once posting: every event is claimed with a conditional write in
+//! the shared [`StateStore`] (its versioned records), and every publish is
+//! recorded before and after it happens.
 //!
-//! The notifier needs very little from a state store: versioned JSON records
-//! with a compare-and-set write and a prefix listing ([`RecordStore`]). That
-//! maps onto DynamoDB (`ConditionExpression` on a version attribute) and onto
-//! any embedded store with transactions; [`MemoryStore`] is the in-process
-//! implementation (tests, dry runs) and [`OverlayStore`] reads through to a
-//! real store while keeping writes in memory (dry runs leave no trace).
-//!
-//! Records (keys):
+//! Records (keys of [`StateStore::get_record`]):
 //! * `notifier/event/{event key}`: a [`ClaimRecord`];
 //! * `notifier/state/{place slug}/{radar slug}`: the [`crate::PlaceState`].
 //!
 //! Life of a claim:
 //! ```text
 //!   (absent) --create if absent--> Pending{owner, lease}
-//!   Pending --publish ok--> Posted            (final)
-//!   Pending --publish failed--> Pending{no lease, attempts+1}  → retried on a later run
-//!   Pending --data time past expires_at--> Expired   (final)
-//!   Pending{lease run out} --compare-and-set--> Pending{new owner}  (crashed holder)
+//!   Pending --renew, just before publishing--> Attempting{owner, lease, attempt_at}
+//!   Attempting --publisher accepted--> Posted            (final)
+//!   Attempting --failed before the post could exist--> Pending{no lease}   → retried later
+//!   Attempting --failed after it may exist (cut connection)--> Attempting{no lease}
+//!   Pending|Attempting --data time past expires_at--> Expired   (final)
+//!   Pending|Attempting{lease run out} --compare-and-set--> same, new owner  (crashed holder)
 //! ```
-//! Only the instance whose conditional write succeeded publishes, so two
-//! notifiers never post the same event twice. A holder that crashes after X
-//! accepted the post but before recording it leaves a Pending claim; the
-//! retry then meets X's duplicate-content refusal, which the X publisher
-//! reports as already posted (see [`crate::publish::x`]).
+//! Only the instance whose conditional write succeeded publishes, and it
+//! publishes only inside its lease: the claim is renewed right before the
+//! publish and the publisher gives up rather than wait past the lease
+//! ([`crate::publish::PublishContext`]). An instance that takes over a claim
+//! found in `Attempting` first asks the publisher whether the post exists
+//! (X: the account's recent posts; outbox: the record file) and records it
+//! as posted instead of posting again. "Posted" is written until the store
+//! accepts it.
+//!
+//! Dry runs ([`Claims::dry_run`]) read the store but keep their writes in
+//! memory; [`Claims::in_memory`] has no store at all (previews, unit tests).
 //!
 //! **Cool-down across instances.** Event keys bucket the start time by the
 //! place's cool-down length. Before creating a claim, the claim of the
@@ -33,9 +36,9 @@
 use crate::events::Event;
 use crate::place::Place;
 use chrono::{DateTime, Duration, Utc};
+use raincast_store::{StateStore, StoreError, VersionedRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 /// Key prefix of claim records.
@@ -43,166 +46,13 @@ pub const EVENT_PREFIX: &str = "notifier/event/";
 /// Key prefix of place states.
 pub const STATE_PREFIX: &str = "notifier/state/";
 
-/// Errors of a [`RecordStore`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
-    /// The conditional write failed: the record changed (or exists) meanwhile.
-    #[error("conditional write failed for {key}")]
-    Conflict { key: String },
-    /// The backend failed (network, I/O, throttling...).
-    #[error("state store error on {key}: {message}")]
-    Backend { key: String, message: String },
-    /// A stored record is not valid JSON of the expected shape.
-    #[error("corrupt record {key}: {message}")]
-    Corrupt { key: String, message: String },
-}
+/// Records written aside (dry runs, in-memory claims); clones share them.
+type Overlay = Arc<Mutex<BTreeMap<String, VersionedRecord>>>;
 
-/// A stored value and its version (incremented by every write).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Versioned {
-    /// JSON text.
-    pub value: String,
-    /// Version, 1 for a new record.
-    pub version: u64,
-}
-
-/// Versioned records with conditional writes: what the notifier needs from
-/// the state store.
-pub trait RecordStore: Send + Sync {
-    /// The record at `key`, if any.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
-
-    /// Writes `value` if the record's current version is `expected`
-    /// (`None`: only if the key is absent). Returns the new version, or
-    /// [`StoreError::Conflict`].
-    fn put(
-        &self,
-        key: &str,
-        value: &str,
-        expected: Option<u64>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Every record whose key starts with `prefix`, ordered by key.
-    fn list(
-        &self,
-        prefix: &str,
-    ) -> impl Future<Output = Result<Vec<(String, Versioned)>, StoreError>> + Send;
-}
-
-/// In-process [`RecordStore`]; clones share the same records.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryStore {
-    records: Arc<Mutex<BTreeMap<String, Versioned>>>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Versioned>> {
-        // A poisoned lock only means another thread panicked mid-test; the
-        // map itself is always consistent (single inserts).
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get_sync(&self, key: &str) -> Option<Versioned> {
-        self.lock().get(key).cloned()
-    }
-
-    fn put_sync(&self, key: &str, value: &str, expected: Option<u64>) -> Result<u64, StoreError> {
-        let mut map = self.lock();
-        let current = map.get(key).map(|v| v.version);
-        if current != expected {
-            return Err(StoreError::Conflict {
-                key: key.to_string(),
-            });
-        }
-        let version = current.unwrap_or(0) + 1;
-        map.insert(
-            key.to_string(),
-            Versioned {
-                value: value.to_string(),
-                version,
-            },
-        );
-        Ok(version)
-    }
-
-    fn list_sync(&self, prefix: &str) -> Vec<(String, Versioned)> {
-        self.lock()
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-impl RecordStore for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.get_sync(key))
-    }
-
-    async fn put(&self, key: &str, value: &str, expected: Option<u64>) -> Result<u64, StoreError> {
-        self.put_sync(key, value, expected)
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
-        Ok(self.list_sync(prefix))
-    }
-}
-
-/// Reads from `base` until a key is written; writes stay in memory. Used for
-/// dry runs: they see the real state but change nothing in it.
-#[derive(Debug, Clone)]
-pub struct OverlayStore<S> {
-    base: S,
-    overlay: MemoryStore,
-}
-
-impl<S: RecordStore> OverlayStore<S> {
-    /// An overlay over `base`.
-    pub fn new(base: S) -> Self {
-        Self {
-            base,
-            overlay: MemoryStore::new(),
-        }
-    }
-}
-
-impl<S: RecordStore> RecordStore for OverlayStore<S> {
-    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self.overlay.get_sync(key) {
-            Some(v) => Ok(Some(v)),
-            None => self.base.get(key).await,
-        }
-    }
-
-    async fn put(&self, key: &str, value: &str, expected: Option<u64>) -> Result<u64, StoreError> {
-        if self.overlay.get_sync(key).is_none() {
-            // First write of this key in the overlay: check against the base,
-            // then seed the overlay with the base's version.
-            let base = self.base.get(key).await?;
-            let current = base.as_ref().map(|v| v.version);
-            if current != expected {
-                return Err(StoreError::Conflict {
-                    key: key.to_string(),
-                });
-            }
-            if let Some(b) = base {
-                let mut map = self.overlay.lock();
-                map.entry(key.to_string()).or_insert(b);
-            }
-        }
-        self.overlay.put_sync(key, value, expected)
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
-        let mut merged: BTreeMap<String, Versioned> =
-            self.base.list(prefix).await?.into_iter().collect();
-        merged.extend(self.overlay.list_sync(prefix));
-        Ok(merged.into_iter().collect())
+fn conflict(key: &str) -> StoreError {
+    StoreError::Conflict {
+        what: format!("record {key:?}"),
+        reason: "changed meanwhile".into(),
     }
 }
 
@@ -212,6 +62,10 @@ impl<S: RecordStore> RecordStore for OverlayStore<S> {
 pub enum ClaimStatus {
     /// Claimed; not yet posted (in progress under a lease, or waiting for a retry).
     Pending,
+    /// A publish started at `attempt_at` and its outcome is unknown (in
+    /// progress, or the holder crashed or lost the answer): whoever takes it
+    /// over asks the publisher before posting.
+    Attempting,
     /// Posted (final).
     Posted,
     /// Not posted before it stopped being useful (final).
@@ -245,6 +99,9 @@ pub struct ClaimRecord {
     pub posted_at: Option<DateTime<Utc>>,
     /// Size of the GIF posted, bytes.
     pub gif_bytes: Option<usize>,
+    /// Wall-clock start of the latest publish attempt.
+    #[serde(default)]
+    pub attempt_at: Option<DateTime<Utc>>,
 }
 
 impl ClaimRecord {
@@ -269,11 +126,17 @@ impl ClaimRecord {
             post_id: None,
             posted_at: None,
             gif_bytes: None,
+            attempt_at: None,
         }
     }
 
+    /// Not final: pending, or attempting with an unknown outcome.
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, ClaimStatus::Pending | ClaimStatus::Attempting)
+    }
+
     fn leased_at(&self, now: DateTime<Utc>) -> bool {
-        self.status == ClaimStatus::Pending && self.lease_until.is_some_and(|t| t > now)
+        self.is_open() && self.lease_until.is_some_and(|t| t > now)
     }
 }
 
@@ -292,26 +155,46 @@ pub enum ClaimOutcome {
     CoolingDown { other_key: String },
 }
 
-/// Claims over a [`RecordStore`], for one notifier instance.
-#[derive(Debug, Clone)]
-pub struct Claims<S> {
-    store: S,
+/// Claims in the [`StateStore`], for one notifier instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Claims {
+    /// The shared store; `None` for in-memory claims.
+    store: Option<Arc<dyn StateStore>>,
+    /// Writes kept in memory (dry runs, in-memory claims), read first.
+    overlay: Option<Overlay>,
     owner: String,
     lease: Duration,
 }
 
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("store", &self.store.is_some())
+            .field("in_memory", &self.overlay.is_some())
+            .field("owner", &self.owner)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
 fn to_json<T: Serialize>(key: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
+        what: key.to_string(),
+        reason: e.to_string(),
     })
 }
 
 fn from_json<T: for<'de> Deserialize<'de>>(key: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
+        what: key.to_string(),
+        reason: e.to_string(),
     })
+}
+
+fn lock(o: &Overlay) -> std::sync::MutexGuard<'_, BTreeMap<String, VersionedRecord>> {
+    // A poisoned lock only means another thread panicked; the map is always
+    // consistent (single inserts).
+    o.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Store key of an event's claim.
@@ -328,19 +211,42 @@ pub fn state_key(place: &Place, radar: &str) -> String {
     )
 }
 
-impl<S: RecordStore> Claims<S> {
-    /// Claims for instance `owner` with leases of `lease`.
-    pub fn new(store: S, owner: impl Into<String>, lease: Duration) -> Self {
+impl Claims {
+    /// Claims for instance `owner` with leases of `lease`, in `store`.
+    pub fn new(store: Arc<dyn StateStore>, owner: impl Into<String>, lease: Duration) -> Self {
         Self {
-            store,
+            store: Some(store),
+            overlay: None,
             owner: owner.into(),
             lease,
         }
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &S {
-        &self.store
+    /// Claims that read `store` but keep every write in memory: a dry run
+    /// sees the real state and changes nothing in it.
+    pub fn dry_run(store: Arc<dyn StateStore>, owner: impl Into<String>, lease: Duration) -> Self {
+        Self {
+            overlay: Some(Overlay::default()),
+            ..Self::new(store, owner, lease)
+        }
+    }
+
+    /// Claims in memory only.
+    pub fn in_memory(owner: impl Into<String>, lease: Duration) -> Self {
+        Self {
+            store: None,
+            overlay: Some(Overlay::default()),
+            owner: owner.into(),
+            lease,
+        }
+    }
+
+    /// Another instance `owner` over the same records (and memory).
+    pub fn for_owner(&self, owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            ..self.clone()
+        }
     }
 
     /// This instance's id.
@@ -348,10 +254,79 @@ impl<S: RecordStore> Claims<S> {
         &self.owner
     }
 
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<VersionedRecord>, StoreError> {
+        if let Some(v) = self
+            .overlay
+            .as_ref()
+            .and_then(|o| lock(o).get(key).cloned())
+        {
+            return Ok(Some(v));
+        }
+        match &self.store {
+            Some(s) => s.get_record(key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn put_raw(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let Some(overlay) = &self.overlay else {
+            return match &self.store {
+                Some(s) => s.put_record(key, value, expected).await,
+                None => Err(conflict(key)),
+            };
+        };
+        // First write of a key in memory: compare with the store's version.
+        let in_memory = lock(overlay).get(key).map(|v| v.version);
+        let current = match in_memory {
+            Some(v) => Some(v),
+            None => self.get_raw(key).await?.map(|v| v.version),
+        };
+        let mut map = lock(overlay);
+        let now_current = map.get(key).map(|v| v.version).or(current);
+        if now_current != expected {
+            return Err(conflict(key));
+        }
+        let version = expected.unwrap_or(0) + 1;
+        map.insert(
+            key.to_string(),
+            VersionedRecord {
+                value: value.to_string(),
+                version,
+            },
+        );
+        Ok(version)
+    }
+
+    async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, VersionedRecord)>, StoreError> {
+        let mut merged: BTreeMap<String, VersionedRecord> = match &self.store {
+            Some(s) => s.list_records(prefix).await?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        if let Some(o) = &self.overlay {
+            let map = lock(o);
+            merged.extend(
+                map.range(prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        Ok(merged.into_iter().collect())
+    }
+
     /// Reads a claim.
     pub async fn get(&self, event_key: &str) -> Result<Option<(ClaimRecord, u64)>, StoreError> {
         let key = claim_key(event_key);
-        match self.store.get(&key).await? {
+        match self.get_raw(&key).await? {
             Some(v) => Ok(Some((from_json(&key, &v.value)?, v.version))),
             None => Ok(None),
         }
@@ -387,13 +362,13 @@ impl<S: RecordStore> Claims<S> {
             &self.owner,
             now + self.lease,
         );
-        match self.store.put(&key, &to_json(&key, &record)?, None).await {
+        match self.put_raw(&key, &to_json(&key, &record)?, None).await {
             Ok(version) => Ok(ClaimOutcome::Acquired { version, record }),
             Err(StoreError::Conflict { .. }) => match self.get(&event.key).await? {
                 Some((existing, version)) => self.take_over(existing, version, now).await,
-                None => Err(StoreError::Backend {
-                    key,
-                    message: "record vanished after a conflict".into(),
+                None => Err(StoreError::Conflict {
+                    what: key,
+                    reason: "record vanished after a conflict".into(),
                 }),
             },
             Err(e) => Err(e),
@@ -411,18 +386,17 @@ impl<S: RecordStore> Claims<S> {
             ClaimStatus::Posted | ClaimStatus::Expired => {
                 return Ok(ClaimOutcome::Done { record: existing })
             }
-            ClaimStatus::Pending if existing.leased_at(now) => {
+            ClaimStatus::Pending | ClaimStatus::Attempting if existing.leased_at(now) => {
                 return Ok(ClaimOutcome::Busy { record: existing })
             }
-            ClaimStatus::Pending => {}
+            ClaimStatus::Pending | ClaimStatus::Attempting => {}
         }
         let key = claim_key(&existing.event.key);
         let mut record = existing.clone();
         record.owner = Some(self.owner.clone());
         record.lease_until = Some(now + self.lease);
         match self
-            .store
-            .put(&key, &to_json(&key, &record)?, Some(version))
+            .put_raw(&key, &to_json(&key, &record)?, Some(version))
             .await
         {
             Ok(version) => Ok(ClaimOutcome::Acquired { version, record }),
@@ -431,15 +405,15 @@ impl<S: RecordStore> Claims<S> {
         }
     }
 
-    /// Pending claims nobody holds a live lease on at `now`, oldest scan first.
+    /// Open claims (pending or attempting) nobody holds a live lease on at `now`, oldest scan first.
     pub async fn retryable(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(ClaimRecord, u64)>, StoreError> {
         let mut out = Vec::new();
-        for (key, v) in self.store.list(EVENT_PREFIX).await? {
+        for (key, v) in self.list_raw(EVENT_PREFIX).await? {
             let record: ClaimRecord = from_json(&key, &v.value)?;
-            if record.status == ClaimStatus::Pending && !record.leased_at(now) {
+            if record.is_open() && !record.leased_at(now) {
                 out.push((record, v.version));
             }
         }
@@ -461,15 +435,36 @@ impl<S: RecordStore> Claims<S> {
     /// [`StoreError::Conflict`] means the lease was lost meanwhile.
     pub async fn update(&self, record: &ClaimRecord, version: u64) -> Result<u64, StoreError> {
         let key = claim_key(&record.event.key);
-        self.store
-            .put(&key, &to_json(&key, record)?, Some(version))
+        self.put_raw(&key, &to_json(&key, record)?, Some(version))
             .await
+    }
+
+    /// Checks and renews a held claim right before publishing it: records
+    /// `Attempting` with the attempt time, this owner and a fresh lease
+    /// (compare-and-set on `version`, so a claim taken over meanwhile gives
+    /// [`StoreError::Conflict`] and must not be published). Returns the new
+    /// version; `record` is updated.
+    pub async fn begin_attempt(
+        &self,
+        record: &mut ClaimRecord,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut next = record.clone();
+        next.status = ClaimStatus::Attempting;
+        next.attempt_at = Some(now);
+        next.attempts += 1;
+        next.owner = Some(self.owner.clone());
+        next.lease_until = Some(now + self.lease);
+        let v = self.update(&next, version).await?;
+        *record = next;
+        Ok(v)
     }
 
     /// Every claim (for reports and tests), ordered by key.
     pub async fn all(&self) -> Result<Vec<ClaimRecord>, StoreError> {
         let mut out = Vec::new();
-        for (key, v) in self.store.list(EVENT_PREFIX).await? {
+        for (key, v) in self.list_raw(EVENT_PREFIX).await? {
             out.push(from_json(&key, &v.value)?);
         }
         Ok(out)
@@ -482,7 +477,7 @@ impl<S: RecordStore> Claims<S> {
         radar: &str,
     ) -> Result<(crate::PlaceState, Option<u64>), StoreError> {
         let key = state_key(place, radar);
-        match self.store.get(&key).await? {
+        match self.get_raw(&key).await? {
             Some(v) => Ok((from_json(&key, &v.value)?, Some(v.version))),
             None => Ok((crate::PlaceState::default(), None)),
         }
@@ -497,7 +492,7 @@ impl<S: RecordStore> Claims<S> {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         let key = state_key(place, radar);
-        self.store.put(&key, &to_json(&key, state)?, expected).await
+        self.put_raw(&key, &to_json(&key, state)?, expected).await
     }
 }
 
@@ -517,27 +512,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_store_compare_and_set() {
-        let s = MemoryStore::new();
-        assert_eq!(s.put("a", "1", None).await, Ok(1));
-        assert!(matches!(
-            s.put("a", "2", None).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        assert!(matches!(
-            s.put("a", "2", Some(7)).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(s.put("a", "2", Some(1)).await, Ok(2));
+    async fn in_memory_records_compare_and_set() {
+        let c = Claims::in_memory("a", Duration::minutes(10));
+        let conflict = |r: Result<u64, StoreError>| matches!(r, Err(StoreError::Conflict { .. }));
+        assert_eq!(c.put_raw("a", "1", None).await, Ok(1));
+        assert!(conflict(c.put_raw("a", "2", None).await));
+        assert!(conflict(c.put_raw("a", "2", Some(7)).await));
+        assert_eq!(c.for_owner("b").put_raw("a", "2", Some(1)).await, Ok(2));
         assert_eq!(
-            s.get("a").await.expect("get").map(|v| v.value),
+            c.get_raw("a").await.expect("get").map(|v| v.value),
             Some("2".into())
         );
-        s.put("b/1", "x", None).await.expect("put");
-        s.put("b/2", "y", None).await.expect("put");
-        s.put("c", "z", None).await.expect("put");
-        let keys: Vec<String> = s
-            .list("b/")
+        for (k, v) in [("b/1", "x"), ("b/2", "y"), ("c", "z")] {
+            c.put_raw(k, v, None).await.expect("put");
+        }
+        let keys: Vec<String> = c
+            .list_raw("b/")
             .await
             .expect("list")
             .into_iter()
@@ -546,35 +536,40 @@ mod tests {
         assert_eq!(keys, vec!["b/1", "b/2"]);
     }
 
-    #[tokio::test]
-    async fn overlay_reads_through_and_writes_aside() {
-        let base = MemoryStore::new();
-        base.put("k", "base", None).await.expect("put");
-        let o = OverlayStore::new(base.clone());
-        assert_eq!(o.get("k").await.expect("get").map(|v| v.version), Some(1));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dry_run_reads_the_store_and_writes_aside() {
+        let dir = raincast_testkit::TempDir::new("notifier-dry-run");
+        let store: Arc<dyn StateStore> = Arc::new(
+            raincast_store::EmbeddedStore::open(dir.path().join("s.redb"), Duration::days(7))
+                .await
+                .expect("store"),
+        );
+        store.put_record("k", "base", None).await.expect("put");
+        let o = Claims::dry_run(store.clone(), "a", Duration::minutes(10));
+        assert_eq!(
+            o.get_raw("k").await.expect("get").map(|v| v.version),
+            Some(1)
+        );
         assert!(matches!(
-            o.put("k", "x", None).await,
+            o.put_raw("k", "x", None).await,
             Err(StoreError::Conflict { .. })
         ));
-        assert_eq!(o.put("k", "over", Some(1)).await, Ok(2));
-        assert_eq!(o.put("new", "n", None).await, Ok(1));
+        assert_eq!(o.put_raw("k", "over", Some(1)).await, Ok(2));
+        assert_eq!(o.put_raw("new", "n", None).await, Ok(1));
         assert_eq!(
-            o.get("k").await.expect("get").map(|v| v.value),
+            o.get_raw("k").await.expect("get").map(|v| v.value),
             Some("over".into())
         );
-        assert_eq!(
-            base.get("k").await.expect("get").map(|v| v.value),
-            Some("base".into())
-        );
-        assert!(base.get("new").await.expect("get").is_none());
-        assert_eq!(o.list("").await.expect("list").len(), 2);
+        let base = store.get_record("k").await.expect("get").expect("kept");
+        assert_eq!((base.value.as_str(), base.version), ("base", 1));
+        assert!(store.get_record("new").await.expect("get").is_none());
+        assert_eq!(o.list_raw("").await.expect("list").len(), 2);
     }
 
     #[tokio::test]
     async fn one_claim_wins_and_leases_expire() {
-        let store = MemoryStore::new();
-        let a = Claims::new(store.clone(), "a", Duration::minutes(10));
-        let b = Claims::new(store.clone(), "b", Duration::minutes(10));
+        let a = Claims::in_memory("a", Duration::minutes(10));
+        let b = a.for_owner("b");
         let (event, place) = first_event();
         let got_a = a.claim(&event, &place, "text", now()).await.expect("claim");
         let ClaimOutcome::Acquired {
@@ -621,9 +616,8 @@ mod tests {
 
     #[tokio::test]
     async fn crashed_holder_is_taken_over_after_its_lease() {
-        let store = MemoryStore::new();
-        let a = Claims::new(store.clone(), "a", Duration::minutes(10));
-        let b = Claims::new(store.clone(), "b", Duration::minutes(10));
+        let a = Claims::in_memory("a", Duration::minutes(10));
+        let b = a.for_owner("b");
         let (event, place) = first_event();
         assert!(matches!(
             a.claim(&event, &place, "t", now()).await.expect("claim"),
@@ -644,8 +638,7 @@ mod tests {
 
     #[tokio::test]
     async fn previous_bucket_enforces_the_cool_down() {
-        let store = MemoryStore::new();
-        let c = Claims::new(store, "a", Duration::minutes(10));
+        let c = Claims::in_memory("a", Duration::minutes(10));
         let (event, place) = first_event();
         let ClaimOutcome::Acquired { .. } =
             c.claim(&event, &place, "t", now()).await.expect("claim")
@@ -677,7 +670,7 @@ mod tests {
 
     #[tokio::test]
     async fn state_round_trip_with_compare_and_set() {
-        let c = Claims::new(MemoryStore::new(), "a", Duration::minutes(10));
+        let c = Claims::in_memory("a", Duration::minutes(10));
         let place = Place::new("Brussels", 50.85, 4.35);
         let (s, v) = c.load_state(&place, "be-rmi").await.expect("load");
         assert_eq!((s, v), (PlaceState::default(), None));

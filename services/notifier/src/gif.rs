@@ -262,7 +262,7 @@ pub(crate) mod tests {
 mod outbox_tests {
     use super::tests::{frames, t0};
     use super::*;
-    use crate::claims::{Claims, MemoryStore};
+    use crate::claims::Claims;
     use crate::frames::jobs_for;
     use crate::notify::{Notifier, ReportStatus};
     use crate::publish::outbox::OutboxPublisher;
@@ -285,7 +285,7 @@ mod outbox_tests {
         place.hashtags = vec!["Brussels".into(), "rain".into()];
         let far = Place::new("Far away", 50.85, 7.5); // off the grid: ignored
         let n = Notifier::new(
-            Claims::new(MemoryStore::new(), "a", chrono::Duration::minutes(10)),
+            Claims::in_memory("a", chrono::Duration::minutes(10)),
             OutboxPublisher::new(&dir),
         );
         let mut reports = Vec::new();

@@ -1,11 +1,12 @@
 //! Raincast notifier: finds rain that is about to reach (or has reached) a
 //! place, writes a short text with an animated GIF, and posts it to X or to an
-//! outbox folder, each event at most once across restarts and instances.
+//! outbox folder, each event exactly once across restarts and instances.
 //!
 //! Pipeline, each step testable on its own:
 //! 1. [`outlook`]: fields (mm/h on a grid) → per-place [`outlook::Outlook`];
 //! 2. [`events`]: outlook + stored state → events with deterministic keys (pure);
-//! 3. [`claims`]: conditional writes so that one instance owns each event;
+//! 3. [`claims`]: conditional writes in the shared state store so that one
+//!    instance owns each event, and each is posted exactly once;
 //! 4. [`text`]: the post text;
 //! 5. [`publish`]: X (API v2, OAuth 1.0a) and outbox publishers behind one trait.
 
@@ -19,7 +20,6 @@ pub mod oauth;
 pub mod outlook;
 pub mod place;
 pub mod publish;
-pub mod stores;
 pub mod text;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};

@@ -148,7 +148,7 @@ pub async fn load_radar_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{Claims, MemoryStore};
+    use crate::claims::Claims;
     use crate::frames::jobs_for;
     use crate::gif::tests::{field, grid, t0};
     use crate::gif::FrameLibrary;
@@ -234,7 +234,7 @@ mod tests {
         lib.insert(frames);
         let out = dir.path().join("outbox");
         let n = Notifier::new(
-            Claims::new(MemoryStore::new(), "a", Duration::minutes(10)),
+            Claims::in_memory("a", Duration::minutes(10)),
             OutboxPublisher::new(&out),
         );
         let reports = n.run_once(&jobs, &lib, now).await.expect("pass");

@@ -10,21 +10,28 @@
 //!    marks those past their expiry as expired. Expiry is judged on the
 //!    **data clock** (the latest scan time of the event's radar in this pass),
 //!    so replaying a past day behaves like a live run;
-//! 3. publishes every claim it holds, with its GIF ([`GifSource`]), and
-//!    records the result: posted, or pending with the error for a later run.
+//! 3. publishes every claim it holds, with its GIF ([`GifSource`]), one
+//!    after another, each exactly once (see [`crate::claims`]): a claim
+//!    found `Attempting` is first looked up at the publisher; then the claim
+//!    is checked and renewed ([`Claims::begin_attempt`]), the publish runs
+//!    inside the renewed lease and the shutdown signal
+//!    ([`PublishContext`]), and the outcome is recorded (a "posted" record
+//!    is written until the store accepts it).
 //!
 //! It returns one [`Report`] per event touched.
 
-use crate::claims::{ClaimOutcome, ClaimRecord, ClaimStatus, Claims, RecordStore, StoreError};
+use crate::claims::{ClaimOutcome, ClaimRecord, ClaimStatus, Claims};
 use crate::events::{evaluate, Event, EventKind};
 use crate::outlook::Outlook;
 use crate::place::Place;
-use crate::publish::{Post, Publisher};
+use crate::publish::{Post, PublishContext, Publisher, Receipt};
 use crate::text::compose;
 use crate::PlaceState;
 use chrono::{DateTime, Utc};
+use raincast_store::StoreError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Supplies the animated GIF of an event.
@@ -104,11 +111,17 @@ pub enum NotifyError {
     Store(#[from] StoreError),
 }
 
+/// Lease time kept in reserve when publishing: the publisher must be done
+/// this long (or a tenth of the lease, when shorter) before the claim's
+/// lease ends, since the clocks of instances differ.
+pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A notifier instance: claims in a store, posts through a publisher.
 #[derive(Debug)]
-pub struct Notifier<S, P> {
-    claims: Claims<S>,
+pub struct Notifier<P> {
+    claims: Claims,
     publisher: P,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 fn report(record: &ClaimRecord, status: ReportStatus) -> Report {
@@ -125,14 +138,29 @@ fn report(record: &ClaimRecord, status: ReportStatus) -> Report {
     }
 }
 
-impl<S: RecordStore, P: Publisher> Notifier<S, P> {
+impl<P: Publisher> Notifier<P> {
     /// A notifier over `claims`, posting with `publisher`.
-    pub fn new(claims: Claims<S>, publisher: P) -> Self {
-        Self { claims, publisher }
+    pub fn new(claims: Claims, publisher: P) -> Self {
+        Self {
+            claims,
+            publisher,
+            shutdown: None,
+        }
+    }
+
+    /// Stops publishing (between steps, and in the middle of waits) once
+    /// `shutdown` turns true: a stopping process never dies mid-post.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
     }
 
     /// The claims.
-    pub fn claims(&self) -> &Claims<S> {
+    pub fn claims(&self) -> &Claims {
         &self.claims
     }
 
@@ -203,7 +231,8 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
             }
         }
         Err(StoreError::Conflict {
-            key: crate::claims::state_key(&job.place, radar),
+            what: crate::claims::state_key(&job.place, radar),
+            reason: "the place state kept changing".into(),
         })
     }
 
@@ -270,8 +299,12 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
             }
         }
 
+        // The lease clock moves on while posts go out one after another.
+        let started = tokio::time::Instant::now();
         for (record, version) in to_publish {
-            reports.push(self.publish_claim(record, version, gifs).await?);
+            let clock = now
+                + chrono::Duration::from_std(started.elapsed()).unwrap_or(chrono::Duration::zero());
+            reports.push(self.publish_claim(record, version, gifs, clock).await?);
         }
         Ok(reports)
     }
@@ -282,7 +315,12 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
         mut record: ClaimRecord,
         version: u64,
         gifs: &impl GifSource,
+        now: DateTime<Utc>,
     ) -> Result<Report, NotifyError> {
+        if self.shutting_down() {
+            // Leave it to the next run (our lease runs out meanwhile).
+            return Ok(report(&record, ReportStatus::Pending));
+        }
         let gif = match gifs.gif(&record.event, &record.place) {
             Ok(g) => g,
             Err(e) => {
@@ -290,47 +328,136 @@ impl<S: RecordStore, P: Publisher> Notifier<S, P> {
                 None
             }
         };
-        record.gif_bytes = gif.as_ref().map(Vec::len);
-        record.attempts += 1;
         let post = Post {
             event: &record.event,
             text: &record.text,
             gif: gif.as_deref(),
         };
-        let result = self.publisher.publish(&post).await;
-        let status = match result {
-            Ok(receipt) => {
-                record.status = ClaimStatus::Posted;
-                record.publisher = Some(self.publisher.name().to_string());
-                record.post_id = Some(receipt.id).filter(|s| !s.is_empty());
-                record.posted_at = Some(Utc::now());
-                record.lease_until = None;
-                record.last_error = None;
-                info!(key = %record.event.key, publisher = self.publisher.name(),
-                      id = ?record.post_id, already = receipt.already_posted, "posted");
-                if receipt.already_posted {
-                    ReportStatus::AlreadyPosted
-                } else {
-                    ReportStatus::Posted
+        // An earlier attempt may have posted it: ask the publisher first.
+        if record.status == ClaimStatus::Attempting {
+            let since = record.attempt_at.unwrap_or(record.event.scan_time);
+            match self.publisher.find(&post, since).await {
+                Ok(Some(receipt)) => {
+                    info!(key = %record.event.key, id = %receipt.id,
+                          "an earlier attempt had posted it; not posting again");
+                    let gif_bytes = gif.as_ref().map(Vec::len);
+                    return self
+                        .record_posted(record, version, receipt, gif_bytes)
+                        .await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(key = %record.event.key, error = %e,
+                          "cannot tell whether an earlier attempt posted; left for a later run");
+                    record.last_error = Some(format!("checking an earlier attempt: {e}"));
+                    record.lease_until = None;
+                    self.record_outcome(&record, version).await?;
+                    return Ok(report(&record, ReportStatus::Pending));
                 }
             }
-            Err(e) => {
-                warn!(key = %record.event.key, attempt = record.attempts, error = %e,
-                      "publishing failed; event stays pending");
-                record.last_error = Some(e.to_string());
-                record.lease_until = None;
-                ReportStatus::Pending
-            }
-        };
-        match self.claims.update(&record, version).await {
-            Ok(_) => {}
+        }
+        // Check and renew the claim right before publishing.
+        let version = match self.claims.begin_attempt(&mut record, version, now).await {
+            Ok(v) => v,
             Err(StoreError::Conflict { .. }) => {
-                // Our lease ran out and another instance took the claim: it
-                // will meet X's duplicate refusal if we did post.
-                warn!(key = %record.event.key, "claim changed while publishing (lease lost)");
+                warn!(key = %record.event.key, "claim taken over before publishing; not posting");
+                return Ok(report(&record, ReportStatus::Busy));
             }
             Err(e) => return Err(e.into()),
+        };
+        record.gif_bytes = gif.as_ref().map(Vec::len);
+        let lease = self.claims.lease().to_std().unwrap_or_default();
+        let lease_left = lease.saturating_sub(LEASE_MARGIN.min(lease / 10));
+        let ctx = PublishContext::new(
+            Some(tokio::time::Instant::now() + lease_left),
+            self.shutdown.clone(),
+        );
+        let post = Post {
+            event: &record.event,
+            text: &record.text,
+            gif: gif.as_deref(),
+        };
+        match self.publisher.publish(&post, &ctx).await {
+            Ok(receipt) => {
+                let gif_bytes = record.gif_bytes;
+                self.record_posted(record, version, receipt, gif_bytes)
+                    .await
+            }
+            Err(e) => {
+                // Before the post could exist the claim goes back to
+                // pending; otherwise it stays attempting, so that the next
+                // holder asks the publisher before posting again.
+                if !e.maybe_posted() {
+                    record.status = ClaimStatus::Pending;
+                }
+                warn!(key = %record.event.key, attempt = record.attempts, error = %e,
+                      status = ?record.status, "publishing failed; event stays open");
+                record.last_error = Some(e.to_string());
+                record.lease_until = None;
+                self.record_outcome(&record, version).await?;
+                Ok(report(&record, ReportStatus::Pending))
+            }
         }
+    }
+
+    /// Records a post the publisher accepted (or already had).
+    async fn record_posted(
+        &self,
+        mut record: ClaimRecord,
+        version: u64,
+        receipt: Receipt,
+        gif_bytes: Option<usize>,
+    ) -> Result<Report, NotifyError> {
+        record.status = ClaimStatus::Posted;
+        record.publisher = Some(self.publisher.name().to_string());
+        record.post_id = Some(receipt.id).filter(|s| !s.is_empty());
+        record.posted_at = Some(Utc::now());
+        record.lease_until = None;
+        record.last_error = None;
+        record.gif_bytes = gif_bytes;
+        info!(key = %record.event.key, publisher = self.publisher.name(),
+              id = ?record.post_id, already = receipt.already_posted, "posted");
+        self.record_outcome(&record, version).await?;
+        let status = if receipt.already_posted {
+            ReportStatus::AlreadyPosted
+        } else {
+            ReportStatus::Posted
+        };
         Ok(report(&record, status))
+    }
+
+    /// Writes the outcome of a publish, trying again (with backoff) until the
+    /// store accepts it. Only shutdown ends the retries early: the claim then
+    /// stays `Attempting` and whoever takes it over asks the publisher first.
+    async fn record_outcome(&self, record: &ClaimRecord, version: u64) -> Result<(), NotifyError> {
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            match self.claims.update(record, version).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => {
+                    // Only possible when our lease ran out and someone took
+                    // the claim; it finds the post before posting again.
+                    warn!(key = %record.event.key, "claim changed while publishing (lease lost)");
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(key = %record.event.key, error = %e, retry_in_ms = delay.as_millis() as u64,
+                          "recording the outcome failed; trying again");
+                    let stop = async {
+                        match self.shutdown.clone() {
+                            Some(mut rx) => {
+                                let _ = rx.wait_for(|s| *s).await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop => return Err(e.into()),
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
+        }
     }
 }

@@ -7,7 +7,13 @@
 //! (not the notifier's signer). It also checks timestamps and refuses
 //! replayed nonces, reassembles the chunks, decodes the GIF, can answer
 //! 429 once, refuses duplicate texts like X does, and can cut the network
-//! in the middle of an upload through a small TCP proxy.
+//! in the middle of an upload through a small TCP proxy. It also serves the
+//! account's recent posts (`GET /2/users/me`, `GET /2/users/{id}/tweets`),
+//! which a notifier reads before re-posting an event whose earlier attempt
+//! may have gone through.
+//!
+//! Claims live in a real [`StateStore`] (the embedded redb store), shared by
+//! the instances of a test.
 
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, Request, State};
@@ -19,17 +25,22 @@ use axum::Router;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use raincast_notifier::claims::{ClaimStatus, Claims, MemoryStore};
+use raincast_notifier::claims::{ClaimStatus, Claims};
 use raincast_notifier::notify::{GifSource, Job, Notifier, ReportStatus};
 use raincast_notifier::oauth::Credentials;
 use raincast_notifier::outlook::{AreaRain, LeadRain, Outlook};
 use raincast_notifier::publish::x::{XConfig, XPublisher};
-use raincast_notifier::publish::{Post, PublishError, Publisher};
+use raincast_notifier::publish::{Post, PublishContext, PublishError, Publisher};
 use raincast_notifier::{Event, EventKind, Place};
+use raincast_store::{
+    Checkpoint, ClaimOutcome as StoreClaimOutcome, EmbeddedStore, LeaseOutcome, QuarantineRecord,
+    StateStore, StoreError, StoreResult, VersionedRecord,
+};
+use raincast_testkit::TempDir;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -198,6 +209,8 @@ struct StandIn {
     inner: Mutex<Inner>,
     /// Answer the next POST /2/tweets with 429 (then succeed).
     rate_limit_next_tweet: AtomicBool,
+    /// Seconds to the reset of that 429 (0 = the default, 1 s).
+    rate_limit_reset_s: AtomicI64,
     /// Cut the network (through the proxy) when the next APPEND arrives.
     cut_on_append: AtomicBool,
     proxy_cut: Mutex<Option<watch::Sender<bool>>>,
@@ -383,7 +396,7 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
     if s.rate_limit_next_tweet.swap(false, Ordering::SeqCst) {
         s.lock().rate_limited += 1;
         let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        let reset = Utc::now().timestamp() + 1;
+        let reset = Utc::now().timestamp() + s.rate_limit_reset_s.load(Ordering::SeqCst).max(1);
         r.headers_mut()
             .insert("x-rate-limit-reset", HeaderValue::from(reset));
         r.headers_mut()
@@ -432,6 +445,45 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
     )
 }
 
+/// The account of the test credentials.
+const USER_ID: &str = "4242";
+
+async fn users_me() -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({"data": {"id": USER_ID, "name": "Raincast test", "username": "raincast_test"}}),
+    )
+}
+
+/// The account's posts, newest first, as X shows them: `&<>` escaped and a
+/// `https://t.co/…` link for attached media.
+async fn user_tweets(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    if id != USER_ID {
+        return problem(StatusCode::NOT_FOUND, "no such user");
+    }
+    let g = s.lock();
+    let data: Vec<Value> = g
+        .tweets
+        .iter()
+        .rev()
+        .map(|t| {
+            let mut text = t
+                .text
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            if !t.media_ids.is_empty() {
+                text.push_str(&format!(" https://t.co/m{}", t.id));
+            }
+            json!({"id": t.id, "text": text, "edit_history_tweet_ids": [t.id]})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"data": data, "meta": {"result_count": data.len()}}),
+    )
+}
+
 async fn start_standin() -> (Shared, SocketAddr) {
     let s: Shared = Arc::new(StandIn::default());
     let app = Router::new()
@@ -440,6 +492,8 @@ async fn start_standin() -> (Shared, SocketAddr) {
         .route("/2/media/upload/{id}/finalize", post(finalize))
         .route("/2/media/upload", get(status))
         .route("/2/tweets", post(tweets))
+        .route("/2/users/me", get(users_me))
+        .route("/2/users/{id}/tweets", get(user_tweets))
         .layer(middleware::from_fn_with_state(s.clone(), oauth_layer))
         .with_state(s.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -587,15 +641,24 @@ fn jobs(step: i64) -> Vec<Job> {
     }]
 }
 
+/// The shared state store of a test's notifier instances.
+async fn state_store(dir: &TempDir) -> Arc<dyn StateStore> {
+    Arc::new(
+        EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+            .await
+            .expect("store"),
+    )
+}
+
 // --------------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_posted_once_with_signed_requests_and_a_429() {
     let (s, addr) = start_standin().await;
     s.rate_limit_next_tweet.store(true, Ordering::SeqCst);
-    let store = MemoryStore::new();
+    let dir = TempDir::new("x-standin");
     let n = Notifier::new(
-        Claims::new(store.clone(), "instance-a", Duration::minutes(10)),
+        Claims::new(state_store(&dir).await, "instance-a", Duration::minutes(10)),
         publisher(addr, creds()),
     );
     let mut reports = Vec::new();
@@ -671,7 +734,7 @@ async fn wrong_credentials_are_refused_by_the_standin() {
     bad.consumer_secret.push('x');
     let p = publisher(addr, bad);
     let err = p
-        .create_post("hello", &[])
+        .create_post("hello", &[], &PublishContext::unbounded())
         .await
         .expect_err("must be refused");
     assert!(
@@ -681,7 +744,7 @@ async fn wrong_credentials_are_refused_by_the_standin() {
     let mut wrong_token = creds();
     wrong_token.access_token = "someone-else".into();
     let err = publisher(addr, wrong_token)
-        .create_post("hello", &[])
+        .create_post("hello", &[], &PublishContext::unbounded())
         .await
         .expect_err("refused");
     assert!(matches!(err, PublishError::Http { status: 401, .. }));
@@ -695,10 +758,13 @@ async fn wrong_credentials_are_refused_by_the_standin() {
 async fn duplicate_refusal_counts_as_already_posted() {
     let (s, addr) = start_standin().await;
     let p = publisher(addr, creds());
-    let first = p.create_post("same text", &[]).await.expect("post");
+    let first = p
+        .create_post("same text", &[], &PublishContext::unbounded())
+        .await
+        .expect("post");
     assert!(!first.already_posted);
     let second = p
-        .create_post("same text", &[])
+        .create_post("same text", &[], &PublishContext::unbounded())
         .await
         .expect("duplicate is not an error");
     assert!(second.already_posted);
@@ -712,7 +778,7 @@ async fn network_failure_mid_upload_stays_pending_then_posts_once() {
     *s.proxy_cut.lock().unwrap_or_else(|e| e.into_inner()) = Some(cut.clone());
     s.cut_on_append.store(true, Ordering::SeqCst);
     let n = Notifier::new(
-        Claims::new(MemoryStore::new(), "instance-a", Duration::minutes(10)),
+        Claims::in_memory("instance-a", Duration::minutes(10)),
         publisher(proxy, creds()),
     );
     // Scan 0 reveals "rain expected"; the network goes down during its first APPEND.
@@ -770,7 +836,7 @@ async fn pending_events_expire_on_the_data_clock() {
     let (proxy, cut) = start_proxy(upstream).await;
     cut.send_replace(true); // down from the start
     let n = Notifier::new(
-        Claims::new(MemoryStore::new(), "instance-a", Duration::minutes(10)),
+        Claims::in_memory("instance-a", Duration::minutes(10)),
         publisher(proxy, creds()),
     );
     let r = n.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
@@ -798,7 +864,8 @@ async fn pending_events_expire_on_the_data_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_notifiers_at_once_post_each_event_once() {
     let (s, addr) = start_standin().await;
-    let store = MemoryStore::new();
+    let dir = TempDir::new("x-standin");
+    let store = state_store(&dir).await;
     let a = Notifier::new(
         Claims::new(store.clone(), "instance-a", Duration::minutes(10)),
         publisher(addr, creds()),
@@ -847,11 +914,14 @@ async fn publisher_trait_posts_text_only() {
         raincast_notifier::evaluate(&place(), &st, &outlook(0)).events[0].clone()
     };
     let r = p
-        .publish(&Post {
-            event: &ev,
-            text: "text only",
-            gif: None,
-        })
+        .publish(
+            &Post {
+                event: &ev,
+                text: "text only",
+                gif: None,
+            },
+            &PublishContext::unbounded(),
+        )
         .await
         .expect("post");
     assert!(!r.already_posted);
@@ -859,4 +929,310 @@ async fn publisher_trait_posts_text_only() {
     assert_eq!(g.tweets.len(), 1);
     assert!(g.tweets[0].media_ids.is_empty());
     assert!(g.media.is_empty());
+}
+
+// ------------------------------------------------ exactly once (issue 12)
+
+/// A state store whose record writes fail on demand: every write of a
+/// "posted" claim fails while `fail_posted` is above zero (counting down;
+/// `u32::MAX` = always).
+struct FlakyState {
+    inner: Arc<dyn StateStore>,
+    fail_posted: AtomicU32,
+    failed: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl StateStore for FlakyState {
+    async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>> {
+        self.inner.get_checkpoint(radar).await
+    }
+    async fn put_checkpoint(&self, c: &Checkpoint) -> StoreResult<bool> {
+        self.inner.put_checkpoint(c).await
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LeaseOutcome> {
+        self.inner.acquire_lease(name, owner, ttl, now).await
+    }
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.inner.renew_lease(name, owner, ttl, now).await
+    }
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.inner.release_lease(name, owner, now).await
+    }
+    async fn quarantine(&self, r: &QuarantineRecord) -> StoreResult<()> {
+        self.inner.quarantine(r).await
+    }
+    async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
+        self.inner.list_quarantined(radar).await
+    }
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u32> {
+        self.inner.begin_attempt(radar, key, owner, now).await
+    }
+    async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()> {
+        self.inner.end_attempt(radar, key).await
+    }
+    async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StoreClaimOutcome> {
+        self.inner.claim(key, owner, ttl, now).await
+    }
+    async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.mark_done(key, owner, now).await
+    }
+    async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
+        self.inner.get_record(key).await
+    }
+    async fn put_record(&self, key: &str, value: &str, expected: Option<u64>) -> StoreResult<u64> {
+        if value.contains("\"status\":\"posted\"") {
+            let left = self.fail_posted.load(Ordering::SeqCst);
+            if left > 0 {
+                if left != u32::MAX {
+                    self.fail_posted.store(left - 1, Ordering::SeqCst);
+                }
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable {
+                    backend: "flaky",
+                    op: "put record",
+                    reason: "injected failure".into(),
+                });
+            }
+        }
+        self.inner.put_record(key, value, expected).await
+    }
+    async fn list_records(&self, prefix: &str) -> StoreResult<Vec<(String, VersionedRecord)>> {
+        self.inner.list_records(prefix).await
+    }
+}
+
+fn tweet_requests(s: &StandIn) -> usize {
+    s.lock()
+        .log
+        .iter()
+        .filter(|l| l.as_str() == "POST /2/tweets")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_expiring_during_a_slow_post_is_not_posted_twice() {
+    // Instance A holds 3-second leases; X makes its post wait 6 s (429).
+    // A must not wait past its lease: B, running meanwhile, takes the claim
+    // over once A's lease has run out and posts it, once.
+    let (s, addr) = start_standin().await;
+    s.rate_limit_next_tweet.store(true, Ordering::SeqCst);
+    s.rate_limit_reset_s.store(5, Ordering::SeqCst);
+    let dir = TempDir::new("x-standin");
+    let store = state_store(&dir).await;
+    let quick = |addr| {
+        let cfg = XConfig {
+            request_timeout: std::time::Duration::from_secs(1),
+            ..publisher(addr, creds()).config().clone()
+        };
+        XPublisher::new(creds(), cfg).expect("client")
+    };
+    let a = Notifier::new(
+        Claims::new(store.clone(), "instance-a", Duration::seconds(3)),
+        quick(addr),
+    );
+    let b = Notifier::new(
+        Claims::new(store.clone(), "instance-b", Duration::minutes(10)),
+        quick(addr),
+    );
+    let started = std::time::Instant::now();
+    let (ja, jb) = (jobs(0), jobs(0));
+    let (ra, rb) = tokio::join!(a.run_once(&ja, &TestGifs, t0()), async {
+        tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+        b.run_once(&jb, &TestGifs, t0() + Duration::milliseconds(3500))
+            .await
+    });
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(ra.len(), 1);
+    assert_eq!(ra[0].status, ReportStatus::Pending, "{ra:?}");
+    assert!(
+        ra[0].error.as_deref().unwrap_or("").contains("lease"),
+        "{ra:?}"
+    );
+    assert_eq!(rb.len(), 1);
+    assert_eq!(rb[0].status, ReportStatus::Posted, "{rb:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Let anything A might still send arrive before counting.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    {
+        let g = s.lock();
+        assert_eq!(g.tweets.len(), 1);
+        assert_eq!(g.duplicate_refusals, 0, "nobody tried to post it twice");
+        assert_eq!(g.rate_limited, 1);
+    }
+    assert_eq!(tweet_requests(&s), 2, "the 429 and B's post");
+    let claims = b.claims().all().await.expect("claims");
+    assert_eq!(claims[0].status, ClaimStatus::Posted);
+    assert_eq!(claims[0].owner.as_deref(), Some("instance-b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_posted_write_is_retried_until_it_succeeds() {
+    let (s, addr) = start_standin().await;
+    let dir = TempDir::new("x-standin");
+    let flaky = Arc::new(FlakyState {
+        inner: state_store(&dir).await,
+        fail_posted: AtomicU32::new(3),
+        failed: AtomicU32::new(0),
+    });
+    let n = Notifier::new(
+        Claims::new(flaky.clone(), "instance-a", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    let r = n.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Posted, "{r:?}");
+    assert_eq!(flaky.failed.load(Ordering::SeqCst), 3);
+    let claims = n.claims().all().await.expect("claims");
+    assert_eq!(claims[0].status, ClaimStatus::Posted);
+    assert_eq!(claims[0].post_id, r[0].post_id);
+    // Later passes, by this instance or another, post nothing more.
+    let other = Notifier::new(
+        Claims::new(flaky.clone(), "instance-b", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    let later = t0() + Duration::minutes(30);
+    assert!(other
+        .run_once(&jobs(0), &TestGifs, later)
+        .await
+        .expect("pass")
+        .is_empty());
+    let g = s.lock();
+    assert_eq!(g.tweets.len(), 1);
+    assert_eq!(g.duplicate_refusals, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_an_attempt_checks_the_account_before_posting() {
+    // A posts, then cannot record it (the store refuses "posted" until A
+    // shuts down): the claim stays "attempting". B takes it over after A's
+    // lease and finds the post among the account's recent posts.
+    let (s, addr) = start_standin().await;
+    let dir = TempDir::new("x-standin");
+    let flaky = Arc::new(FlakyState {
+        inner: state_store(&dir).await,
+        fail_posted: AtomicU32::new(u32::MAX),
+        failed: AtomicU32::new(0),
+    });
+    let (stop, rx) = watch::channel(false);
+    let a = Notifier::new(
+        Claims::new(flaky.clone(), "instance-a", Duration::minutes(10)),
+        publisher(addr, creds()),
+    )
+    .with_shutdown(rx);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let _ = stop.send(true);
+    });
+    assert!(a.run_once(&jobs(0), &TestGifs, t0()).await.is_err());
+    stopper.await.expect("stopper");
+    assert_eq!(s.lock().tweets.len(), 1);
+    let open = a.claims().all().await.expect("claims");
+    assert_eq!(open[0].status, ClaimStatus::Attempting);
+    assert!(open[0].attempt_at.is_some());
+
+    let b = Notifier::new(
+        Claims::new(flaky.clone(), "instance-b", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    flaky.fail_posted.store(0, Ordering::SeqCst);
+    let r = b
+        .run_once(&jobs(0), &TestGifs, t0() + Duration::minutes(11))
+        .await
+        .expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::AlreadyPosted, "{r:?}");
+    let g = s.lock();
+    assert_eq!(g.tweets.len(), 1);
+    assert_eq!(r[0].post_id.as_ref(), Some(&g.tweets[0].id));
+    assert_eq!(g.duplicate_refusals, 0, "B did not try to post again");
+    assert!(g.log.iter().any(|l| l == "GET /2/users/me"));
+    assert!(g.auth_failures.is_empty(), "{:?}", g.auth_failures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_rate_limit_wait_posts_nothing_then_once() {
+    let (s, addr) = start_standin().await;
+    s.rate_limit_next_tweet.store(true, Ordering::SeqCst);
+    s.rate_limit_reset_s.store(60, Ordering::SeqCst);
+    let dir = TempDir::new("x-standin");
+    let store = state_store(&dir).await;
+    let (stop, rx) = watch::channel(false);
+    let a = Notifier::new(
+        Claims::new(store.clone(), "instance-a", Duration::minutes(10)),
+        publisher(addr, creds()),
+    )
+    .with_shutdown(rx);
+    // Shut down once X has answered 429 (A is then waiting for the reset).
+    let standin = s.clone();
+    let stopper = tokio::spawn(async move {
+        while standin.lock().rate_limited == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let _ = stop.send(true);
+    });
+    let started = std::time::Instant::now();
+    let r = a.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
+    stopper.await.expect("stopper");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the 429 wait ended on shutdown"
+    );
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Pending, "{r:?}");
+    assert!(r[0]
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("shutting down"));
+    assert!(s.lock().tweets.is_empty());
+    assert_eq!(s.lock().rate_limited, 1);
+    let claims = a.claims().all().await.expect("claims");
+    assert_eq!(claims[0].status, ClaimStatus::Pending, "nothing was posted");
+    assert_eq!(claims[0].lease_until, None, "released for the next run");
+
+    // The next process posts it, once.
+    let b = Notifier::new(
+        Claims::new(store, "instance-b", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    let r = b
+        .run_once(&jobs(0), &TestGifs, t0() + Duration::minutes(1))
+        .await
+        .expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Posted, "{r:?}");
+    let g = s.lock();
+    assert_eq!(g.tweets.len(), 1);
+    assert_eq!(g.duplicate_refusals, 0);
 }

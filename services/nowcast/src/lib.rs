@@ -12,6 +12,10 @@
 //!   newer scan (checked at most every few seconds).
 //! * [`LatestNowcast::point`] gives the forecast at a lon/lat: rate and
 //!   probability per lead plus a one-line summary.
+//! * [`NowcastService::past_scans`] and [`NowcastService::observed_fields`]
+//!   are the one frames builder: the observed scans before a nowcast, spaced
+//!   at its lead step, that precede its forecast frames in the API's
+//!   animation and in the notifier's GIF.
 //!
 //! # Stored frames
 //! The frame of lead `L` minutes of the nowcast based on the scan at `B` is
@@ -520,6 +524,78 @@ impl NowcastService {
         }))
     }
 
+    /// The stored scans of the `past_min` minutes up to the nowcast's issue
+    /// time, no closer together than its lead step (the newest kept: a radar
+    /// that scans every few seconds still gives one frame per lead step),
+    /// oldest first.
+    pub async fn past_scans(
+        &self,
+        n: &LatestNowcast,
+        past_min: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScanManifest>, NowcastServiceError> {
+        let from = n.base_time - Duration::minutes(past_min as i64);
+        let listed = self
+            .inner
+            .store
+            .list_scans(&n.radar, from, n.base_time, now)
+            .await?;
+        Ok(spaced(listed, n))
+    }
+
+    /// The stored scans behind the observed frames of `n`, fetched but not
+    /// decoded (the decode is CPU work: [`ObservedScans::decode`] runs it on
+    /// a blocking thread). The scan at the issue time is not fetched: the
+    /// nowcast's own observed field stands for it.
+    pub async fn observed_scans(
+        &self,
+        n: &LatestNowcast,
+        scans: &[ScanManifest],
+        now: DateTime<Utc>,
+    ) -> Result<ObservedScans, NowcastServiceError> {
+        let mut out = Vec::with_capacity(scans.len());
+        for m in scans {
+            if m.time == n.base_time {
+                out.push(None);
+                continue;
+            }
+            let scan = self
+                .inner
+                .store
+                .get_scan(&n.radar, m.time, now)
+                .await?
+                .ok_or_else(|| NowcastServiceError::BadScan {
+                    radar: n.radar.clone(),
+                    time: m.time,
+                    reason: "listed but not found (expired?)".into(),
+                })?;
+            out.push(Some(scan));
+        }
+        Ok(ObservedScans {
+            nowcast: n.clone(),
+            scans: out,
+        })
+    }
+
+    /// The observed fields of `scans` (from [`NowcastService::past_scans`]),
+    /// oldest first; scans on another grid than the nowcast's are left out.
+    /// The scan at the issue time is the nowcast's own field, not decoded again.
+    pub async fn observed_fields(
+        &self,
+        n: &LatestNowcast,
+        scans: &[ScanManifest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RainField>, NowcastServiceError> {
+        let fetched = self.observed_scans(n, scans, now).await?;
+        tokio::task::spawn_blocking(move || fetched.decode())
+            .await
+            .map_err(|e| NowcastServiceError::BadScan {
+                radar: n.radar.clone(),
+                time: n.base_time,
+                reason: format!("decoding task failed: {e}"),
+            })?
+    }
+
     /// Refreshes every radar now and then every `interval`, until `shutdown`.
     pub async fn run_periodic(
         self,
@@ -549,12 +625,68 @@ impl NowcastService {
     }
 }
 
+/// `manifests` (oldest first) thinned so that no two are closer than the
+/// nowcast's lead step (at least its scan interval), newest kept, oldest first.
+pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
+    let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
+    let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
+    for m in manifests.into_iter().rev() {
+        if out
+            .last()
+            .is_none_or(|l| (l.time - m.time).num_seconds() >= spacing_s)
+        {
+            out.push(m);
+        }
+    }
+    out.reverse();
+    out
+}
+
 /// Half-width in cells of the probability neighbourhood at a lead (the
 /// algorithm's `r₀ + g · lead` km, see `raincast_algorithms::nowcast`).
 fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
     let km = cfg.prob_radius_km + cfg.prob_radius_growth_km_per_min * lead_min as f32;
     let cell_km = (grid.cell_m() / 1000.0).max(1e-3) as f32;
     (km / cell_km).round().max(0.0) as usize
+}
+
+/// Observed scans fetched for the frames of one nowcast
+/// ([`NowcastService::observed_scans`]); `None` stands for the scan at the
+/// issue time, whose field the nowcast already holds.
+pub struct ObservedScans {
+    nowcast: LatestNowcast,
+    scans: Vec<Option<raincast_store::StoredScan>>,
+}
+
+impl ObservedScans {
+    /// Decodes the scans (CPU-bound; call it off the async threads), keeping
+    /// those on the nowcast's grid, oldest first.
+    pub fn decode(self) -> Result<Vec<RainField>, NowcastServiceError> {
+        let n = &self.nowcast;
+        let mut out = Vec::with_capacity(self.scans.len());
+        for scan in &self.scans {
+            let Some(scan) = scan else {
+                out.push(RainField {
+                    grid: n.grid.clone(),
+                    time: n.base_time,
+                    rate_mm_h: n.observed_mm_h.clone(),
+                });
+                continue;
+            };
+            let m = &scan.manifest;
+            let f = sparse::decode(&m.header, &scan.tiles).map_err(|e| {
+                NowcastServiceError::BadScan {
+                    radar: n.radar.clone(),
+                    time: m.time,
+                    reason: format!("sparse decode: {e}"),
+                }
+            })?;
+            if f.grid.same_geometry(&n.grid) {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
 }
 
 async fn load_field(

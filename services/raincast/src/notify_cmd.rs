@@ -10,17 +10,15 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use raincast_ingest::config::DEFAULT_VAR_DIR;
 use raincast_ingest::{Config, Connector, Overrides, Stores};
-use raincast_notifier::claims::{Claims, OverlayStore, RecordStore};
+use raincast_notifier::claims::Claims;
 use raincast_notifier::gif::FrameLibrary;
 use raincast_notifier::load::{load_radar_frames, LoadConfig};
-use raincast_notifier::notify::{Job, Notifier, Report};
+use raincast_notifier::notify::{Notifier, Report};
 use raincast_notifier::oauth::Credentials;
 use raincast_notifier::publish::outbox::OutboxPublisher;
 use raincast_notifier::publish::x::{XConfig, XPublisher};
 use raincast_notifier::publish::AnyPublisher;
-use raincast_notifier::stores::{DynamoRecords, RedbRecords};
 use raincast_notifier::{frames::jobs_for, Place};
-use raincast_store::DynamoStore;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -122,23 +120,9 @@ fn print(reports: &[Report]) -> Result<()> {
     Ok(())
 }
 
-async fn pass<S: RecordStore>(
-    records: S,
-    publisher: AnyPublisher,
-    jobs: &[Job],
-    gifs: &FrameLibrary,
-) -> Result<Vec<Report>> {
-    let owner = format!(
-        "notify-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_millis()
-    );
-    let notifier = Notifier::new(
-        Claims::new(records, owner, chrono::Duration::minutes(20)),
-        publisher,
-    );
-    Ok(notifier.run_once(jobs, gifs, Utc::now()).await?)
-}
+/// The claim lease of a notifier: long enough for one post with a
+/// rate-limit wait (X: up to 15 minutes) and its requests.
+pub const CLAIM_LEASE_MIN: i64 = 20;
 
 /// Runs `raincast notify`.
 pub fn run(args: NotifyArgs) -> Result<()> {
@@ -192,7 +176,7 @@ async fn run_async(args: NotifyArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox")),
     };
-    let reports = notify_pass(&cfg, &env, &stores, &plan, Utc::now()).await?;
+    let reports = notify_pass(&env, &stores, &plan, Utc::now(), None).await?;
     print(&reports)?;
     info!(
         events = reports.len(),
@@ -219,11 +203,11 @@ pub struct NotifyPlan {
 /// the `RAINCAST_X_*` credentials are in `env` (and not a dry run), else to
 /// the outbox. Shared by `raincast notify --once` and `raincast run`.
 pub async fn notify_pass(
-    cfg: &Config,
     env: &HashMap<String, String>,
     stores: &Stores,
     plan: &NotifyPlan,
     now: chrono::DateTime<Utc>,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<Vec<Report>> {
     let mut gifs = FrameLibrary::new();
     let mut jobs = Vec::new();
@@ -252,42 +236,24 @@ pub async fn notify_pass(
         }
     };
 
-    match &stores.embedded {
-        Some(embedded) => {
-            let path = embedded.path().with_file_name("notifier.redb");
-            let records = RedbRecords::open(&path)?;
-            if plan.dry_run {
-                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await
-            } else {
-                pass(records, publisher, &jobs, &gifs).await
-            }
-        }
-        None => {
-            let store: DynamoStore = match &cfg.store {
-                raincast_ingest::config::StoreSpec::Dynamo { table_prefix } => {
-                    let sdk =
-                        raincast_store::aws::sdk_config_from_env(&cfg.aws.default_region, false)
-                            .await;
-                    DynamoStore::connect(
-                        &sdk,
-                        &raincast_store::DynamoOptions {
-                            table_prefix: table_prefix.clone(),
-                            create_tables: cfg.create_tables,
-                            retention: cfg.retention,
-                        },
-                    )
-                    .await?
-                }
-                other => bail!("unexpected store {other}"),
-            };
-            let records = DynamoRecords::new(&store);
-            if plan.dry_run {
-                pass(OverlayStore::new(records), publisher, &jobs, &gifs).await
-            } else {
-                pass(records, publisher, &jobs, &gifs).await
-            }
-        }
+    let owner = format!(
+        "notify-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_millis()
+    );
+    let lease = chrono::Duration::minutes(CLAIM_LEASE_MIN);
+    // Claims and posting records live in the one state store; a dry run
+    // reads it and keeps its writes in memory.
+    let claims = if plan.dry_run {
+        Claims::dry_run(stores.state.clone(), owner, lease)
+    } else {
+        Claims::new(stores.state.clone(), owner, lease)
+    };
+    let mut notifier = Notifier::new(claims, publisher);
+    if let Some(rx) = shutdown {
+        notifier = notifier.with_shutdown(rx);
     }
+    Ok(notifier.run_once(&jobs, &gifs, Utc::now()).await?)
 }
 
 /// The `[notifier]` table of the configuration file, read by `raincast run`.
@@ -367,16 +333,19 @@ pub const MAX_ALERT_AGE_MIN: i64 = 30;
 /// The notifier job of `raincast run`: a pass whenever a radar's nowcast
 /// is newer than at the last pass, until `shutdown`.
 pub async fn run_job(
-    cfg: Config,
     env: HashMap<String, String>,
     stores: Stores,
     plan: NotifyPlan,
     nowcasts: raincast_nowcast::NowcastService,
     interval: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown_rx: tokio::sync::watch::Receiver<bool>,
 ) {
     info!(places = plan.places.len(), outbox = %plan.outbox.display(),
         "notifier runs after every nowcast");
+    let mut stop = shutdown_rx.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
     tokio::pin!(shutdown);
     let mut seen: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
@@ -400,7 +369,9 @@ pub async fn run_job(
         if !fresh {
             continue;
         }
-        match notify_pass(&cfg, &env, &stores, &plan, Utc::now()).await {
+        // Publishing sees the shutdown signal: a stopping process ends
+        // between posts (or during a wait), never in the middle of one.
+        match notify_pass(&env, &stores, &plan, Utc::now(), Some(shutdown_rx.clone())).await {
             Ok(reports) => {
                 for r in &reports {
                     info!(key = %r.key, kind = r.kind.as_str(), place = %r.place,

@@ -87,13 +87,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         let radar_cfgs: Vec<_> = radars.iter().map(|r| r.radar.clone()).collect();
         if let Some(plan) = notify_cmd::run_plan(&cfg, &env, &radar_cfgs, demo)? {
             tasks.push(tokio::spawn(notify_cmd::run_job(
-                cfg.clone(),
                 env.clone(),
                 stores.clone(),
                 plan,
                 nowcasts,
                 refresh,
-                serve_cmd::until(rx.clone()),
+                rx.clone(),
             )));
         }
         let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();

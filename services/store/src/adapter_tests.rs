@@ -8,7 +8,7 @@ use crate::conformance::{sample_scan, scan_source_suite, scan_store_suite, state
 use crate::dynamo::limits::{item_size, Item, MAX_BATCH_ITEMS, MAX_ITEM_BYTES};
 use crate::{
     DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, PutOutcome, S3Source, ScanSource,
-    ScanStore, StoreError,
+    ScanStore, StateStore, StoreError,
 };
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -165,6 +165,17 @@ async fn dynamodb_store_conforms_on_dynalite() {
     let store = dynamo_on(&dynalite, "conf-").await;
     scan_store_suite(&store, retention(), true).await;
     state_store_suite(&store, true).await;
+    // Listing records pages through more than one response (1 MB each).
+    let big = "x".repeat(9_000);
+    for i in 0..130 {
+        store
+            .put_record(&format!("page/{i:03}"), &big, None)
+            .await
+            .unwrap();
+    }
+    let listed = store.list_records("page/").await.unwrap();
+    assert_eq!(listed.len(), 130);
+    assert_eq!(listed[129].0, "page/129");
 }
 
 /// A scan listing reads only what its entries hold: not the header, the

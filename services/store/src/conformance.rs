@@ -560,6 +560,74 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     if races {
         assert_eq!(claimed, 1, "{results:?}");
     }
+    // Versioned records (the notifier's claims and place states).
+    record_suite(store, "conf/", races).await;
+}
+
+/// The versioned records of the [`StateStore`] (compare-and-set, prefix
+/// listing); keys are taken under `ns` so a suite can run twice on one store.
+pub async fn record_suite(s: &dyn StateStore, ns: &str, races: bool) {
+    let k = |n: &str| format!("{ns}{n}");
+    let conflict = |r: Result<u64, StoreError>| matches!(r, Err(StoreError::Conflict { .. }));
+    assert_eq!(s.get_record(&k("a")).await.unwrap(), None);
+    assert_eq!(s.put_record(&k("a"), "{\"n\":1}", None).await.unwrap(), 1);
+    assert!(conflict(s.put_record(&k("a"), "{}", None).await));
+    assert!(conflict(s.put_record(&k("a"), "{}", Some(5)).await));
+    assert!(conflict(s.put_record(&k("new"), "{}", Some(1)).await));
+    assert_eq!(
+        s.put_record(&k("a"), "{\"n\":2}", Some(1)).await.unwrap(),
+        2
+    );
+    let got = s.get_record(&k("a")).await.unwrap().unwrap();
+    assert_eq!((got.value.as_str(), got.version), ("{\"n\":2}", 2));
+    // Keys may hold the characters of event keys.
+    let odd = k("event/zürich:rain#2018-06-16T10:00Z");
+    assert_eq!(s.put_record(&odd, "é", None).await.unwrap(), 1);
+    assert_eq!(s.get_record(&odd).await.unwrap().unwrap().value, "é");
+    for n in ["b/2", "b/1", "b/10", "c"] {
+        s.put_record(&k(n), n, None).await.unwrap();
+    }
+    let listed: Vec<(String, String)> = s
+        .list_records(&k("b/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, r)| (key, r.value))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (k("b/1"), "b/1".to_string()),
+            (k("b/10"), "b/10".to_string()),
+            (k("b/2"), "b/2".to_string())
+        ]
+    );
+    assert!(s.list_records(&k("zzz")).await.unwrap().is_empty());
+    if races {
+        // Concurrent creates and concurrent updates: exactly one wins each.
+        let race = k("race");
+        let results = futures_join_all((0..5).map(|i| {
+            let race = race.clone();
+            async move { s.put_record(&race, &i.to_string(), None).await }
+        }))
+        .await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let results = futures_join_all((0..5).map(|i| {
+            let race = race.clone();
+            async move { s.put_record(&race, &i.to_string(), Some(1)).await }
+        }))
+        .await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(s.get_record(&race).await.unwrap().unwrap().version, 2);
+    }
 }
 
 /// Runs futures concurrently on the current task (no extra dependency).

@@ -10,8 +10,9 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    checkpoint_advances, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord, LeaseOutcome,
-    LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry, ScanManifest, StoredScan, Tile,
+    checkpoint_advances, record_conflict, truncate_to_seconds, Checkpoint, ClaimOutcome,
+    ClaimRecord, LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
+    ScanManifest, StoredScan, Tile, VersionedRecord,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -38,6 +39,8 @@ const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 /// (radar, source key) → attempts begun and not ended (decodes in progress,
 /// or cut short by a crash).
 const ATTEMPTS: TableDefinition<(&str, &str), u32> = TableDefinition::new("attempts");
+/// record key → (version, text) of [`StateStore::get_record`].
+const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
 
 /// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
 #[derive(Clone)]
@@ -114,6 +117,7 @@ impl EmbeddedStore {
             txn.open_table(QUARANTINE).map_err(|e| db_err("open", e))?;
             txn.open_table(CLAIMS).map_err(|e| db_err("open", e))?;
             txn.open_table(ATTEMPTS).map_err(|e| db_err("open", e))?;
+            txn.open_table(RECORDS).map_err(|e| db_err("open", e))?;
         }
         txn.commit().map_err(|e| db_err("open", e))?;
         Ok(db)
@@ -734,6 +738,69 @@ impl StateStore for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+    async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
+        let key = key.to_string();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("record", e))?;
+            let table = txn.open_table(RECORDS).map_err(|e| db_err("record", e))?;
+            let got = table.get(key.as_str()).map_err(|e| db_err("record", e))?;
+            Ok(got.map(|g| record_of(g.value())))
+        })
+        .await
+    }
+
+    async fn put_record(&self, key: &str, value: &str, expected: Option<u64>) -> StoreResult<u64> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("record", e))?;
+            let version = {
+                let mut table = txn.open_table(RECORDS).map_err(|e| db_err("record", e))?;
+                let current = table
+                    .get(key.as_str())
+                    .map_err(|e| db_err("record", e))?
+                    .map(|g| g.value().0);
+                if current != expected {
+                    return Err(record_conflict(&key, expected));
+                }
+                let version = current.unwrap_or(0) + 1;
+                table
+                    .insert(key.as_str(), (version, value.as_bytes()))
+                    .map_err(|e| db_err("record", e))?;
+                version
+            };
+            txn.commit().map_err(|e| db_err("record", e))?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn list_records(&self, prefix: &str) -> StoreResult<Vec<(String, VersionedRecord)>> {
+        let prefix = prefix.to_string();
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("record", e))?;
+            let table = txn.open_table(RECORDS).map_err(|e| db_err("record", e))?;
+            let mut out = Vec::new();
+            for entry in table
+                .range(prefix.as_str()..)
+                .map_err(|e| db_err("record", e))?
+            {
+                let (k, v) = entry.map_err(|e| db_err("record", e))?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                out.push((k.value().to_string(), record_of(v.value())));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn record_of((version, bytes): (u64, &[u8])) -> VersionedRecord {
+    VersionedRecord {
+        value: String::from_utf8_lossy(bytes).into_owned(),
+        version,
     }
 }
 

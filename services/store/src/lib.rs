@@ -28,6 +28,7 @@ pub use local::LocalSource;
 pub use model::{
     Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
     QuarantineRecord, ScanEntry, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
+    VersionedRecord,
 };
 pub use s3::S3Source;
 
@@ -203,6 +204,22 @@ pub trait StateStore: Send + Sync {
     /// Marks claimed work done: later claims answer [`ClaimOutcome::AlreadyDone`].
     /// Fails with [`StoreError::Conflict`] when another owner holds the claim.
     async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// The versioned record at `key`, if any. Records are small JSON texts
+    /// that a service updates with compare-and-set (the notifier's claims,
+    /// posting records and place states); keys are namespaced by the caller
+    /// (`notifier/event/…`) and may hold any character.
+    async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>>;
+
+    /// Writes `value` at `key` when the stored version is `expected`
+    /// (`None`: only when the key is absent). Returns the new version (1 for
+    /// a new record, then +1 per write), or [`StoreError::Conflict`] when the
+    /// record changed (or appeared) meanwhile: exactly one of two concurrent
+    /// writers with the same `expected` wins.
+    async fn put_record(&self, key: &str, value: &str, expected: Option<u64>) -> StoreResult<u64>;
+
+    /// Every record whose key starts with `prefix`, in key order.
+    async fn list_records(&self, prefix: &str) -> StoreResult<Vec<(String, VersionedRecord)>>;
 }
 
 #[cfg(test)]

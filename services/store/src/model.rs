@@ -286,6 +286,26 @@ pub enum ClaimOutcome {
     HeldBy { owner: String, until: DateTime<Utc> },
 }
 
+/// A record of [`crate::StateStore::get_record`]: opaque text (JSON by
+/// convention) and the version every write increments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedRecord {
+    pub value: String,
+    /// 1 for a new record.
+    pub version: u64,
+}
+
+/// The [`crate::error::StoreError::Conflict`] of a lost compare-and-set on a record.
+pub(crate) fn record_conflict(key: &str, expected: Option<u64>) -> StoreError {
+    StoreError::Conflict {
+        what: format!("record {key:?}"),
+        reason: match expected {
+            None => "already exists".into(),
+            Some(v) => format!("not at version {v}"),
+        },
+    }
+}
+
 /// A lease as stored by every adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {

@@ -6,13 +6,13 @@ use crate::extract::{parse_time, ApiPath, ApiQuery};
 use crate::http_cache::{self, CacheInfo};
 use crate::models::Bounds;
 use crate::routes::scans::{render_png, url_time, with_bounds, PngProjection};
-use crate::state::{decode_scan, AppState};
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::render::{self, AnimationFrame, AnimationOptions, FrameKind, RangeRings};
 use raincast_nowcast::LatestNowcast;
@@ -155,7 +155,7 @@ async fn get_nowcast(
         .unwrap_or(n.base_time);
     // Spaced like the forecast frames (as in the animation): a radar that
     // scans every few seconds would otherwise list hundreds of frames.
-    let observed = past_scans(&s, &id, &n, past).await?;
+    let observed = past_scans(&s, &n, past).await?;
     let issued = url_time(n.base_time);
     Ok(Json(NowcastInfo {
         radar: id.clone(),
@@ -335,35 +335,25 @@ fn ring_step_km(grid: &raincast_algorithms::Grid) -> f64 {
         .unwrap_or(50.0)
 }
 
-/// Observed frames no closer together than the nowcast's lead step (the
-/// demo radar scans every few seconds; a map needs one frame per lead step),
-/// newest kept, oldest first.
 /// The stored scans of the `past_min` minutes up to the nowcast's base time,
-/// oldest first, [`spaced`] at the lead step.
+/// oldest first, spaced at the lead step: the nowcast service's frames
+/// builder, shared with the notifier's GIF.
 async fn past_scans(
     s: &AppState,
-    id: &str,
     n: &LatestNowcast,
     past_min: u32,
 ) -> Result<Vec<ScanManifest>, ApiError> {
-    let from = n.base_time - Duration::minutes(past_min as i64);
-    let listed = s.store().list_scans(id, from, n.base_time, s.now()).await?;
-    Ok(spaced(listed, n))
+    s.nowcasts()
+        .past_scans(n, past_min, s.now())
+        .await
+        .map_err(frames_error)
 }
 
-fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
-    let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
-    let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
-    for m in manifests.into_iter().rev() {
-        if out
-            .last()
-            .is_none_or(|l| (l.time - m.time).num_seconds() >= spacing_s)
-        {
-            out.push(m);
-        }
+fn frames_error(e: raincast_nowcast::NowcastServiceError) -> ApiError {
+    match e {
+        raincast_nowcast::NowcastServiceError::Store(e) => e.into(),
+        other => ApiError::Internal(format!("observed frames: {other}")),
     }
-    out.reverse();
-    out
 }
 
 /// Keeps at most `max` items, evenly spaced, always including the last.
@@ -438,7 +428,7 @@ async fn get_animation(
     }
     // Observed frames: stored scans in the window, on the nowcast's grid.
     let manifests = if past > 0 {
-        past_scans(&s, &id, &n, past).await?
+        past_scans(&s, &n, past).await?
     } else {
         Vec::new()
     };
@@ -453,10 +443,11 @@ async fn get_animation(
         MAX_ANIMATION_FRAMES - manifests.len().min(MAX_ANIMATION_FRAMES),
     );
     let cpu = s.cpu_admit()?.worker().await?;
-    let mut stored = Vec::with_capacity(manifests.len());
-    for m in &manifests {
-        stored.push(s.fetch_scan(&id, m.time).await?);
-    }
+    let fetched = s
+        .nowcasts()
+        .observed_scans(&n, &manifests, s.now())
+        .await
+        .map_err(frames_error)?;
     let opts = AnimationOptions {
         title: Some(radar.name.clone()),
         rings: radar.location.map(|(lon, lat)| RangeRings {
@@ -473,13 +464,7 @@ async fn get_animation(
     let gif = cpu
         .run(move || {
             let start = std::time::Instant::now();
-            let mut observed = Vec::with_capacity(stored.len());
-            for scan in &stored {
-                let f = decode_scan(scan)?;
-                if f.grid.same_geometry(&nc.grid) {
-                    observed.push(f);
-                }
-            }
+            let observed = fetched.decode().map_err(frames_error)?;
             let mut frames: Vec<AnimationFrame> = observed
                 .iter()
                 .map(|f| AnimationFrame {

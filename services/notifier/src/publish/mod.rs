@@ -10,6 +10,9 @@ use crate::events::Event;
 use crate::oauth::OAuthError;
 use chrono::{DateTime, Utc};
 use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// X's limit for animated GIFs, bytes.
 pub const MAX_GIF_BYTES: usize = 15 * 1024 * 1024;
@@ -79,6 +82,96 @@ pub enum PublishError {
     /// The request could not be signed.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    /// The next step would not end before the claim's lease does: given up
+    /// so that no other instance can take the claim over mid-post.
+    #[error("{stage} would outlast the claim's lease ({needed_s} s needed)")]
+    LeaseTooShort { stage: &'static str, needed_s: u64 },
+    /// The process is shutting down: given up before the next step.
+    #[error("shutting down before {stage}")]
+    ShuttingDown { stage: &'static str },
+}
+
+/// Stage name of the request that creates a post: the only one after which
+/// a failure may still have left a post behind.
+pub const CREATE_STAGE: &str = "create post";
+
+impl PublishError {
+    /// True when the post may exist despite the error (the connection broke,
+    /// or the server failed, while creating it): whoever retries asks the
+    /// publisher first ([`Publisher::find`]).
+    pub fn maybe_posted(&self) -> bool {
+        match self {
+            PublishError::Network { stage, .. } | PublishError::BadResponse { stage, .. } => {
+                *stage == CREATE_STAGE
+            }
+            PublishError::Http { stage, status, .. } => *stage == CREATE_STAGE && *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// Bounds of one publish: the end of the claim's lease (nothing may be sent,
+/// nor waited for, past it) and the shutdown signal (waits end at once, and
+/// nothing new starts, when it turns true).
+#[derive(Debug, Clone, Default)]
+pub struct PublishContext {
+    deadline: Option<Instant>,
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl PublishContext {
+    /// No deadline, no shutdown (tests, one-off tools).
+    pub fn unbounded() -> Self {
+        Self::default()
+    }
+
+    /// Publishing must be over by `deadline` and stop on `shutdown`.
+    pub fn new(deadline: Option<Instant>, shutdown: Option<watch::Receiver<bool>>) -> Self {
+        Self { deadline, shutdown }
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Errors unless a step taking up to `need` can start now: no shutdown
+    /// asked and `need` ends before the deadline.
+    pub fn check(&self, stage: &'static str, need: Duration) -> Result<(), PublishError> {
+        if self.shutting_down() {
+            return Err(PublishError::ShuttingDown { stage });
+        }
+        match self.deadline {
+            Some(d) if Instant::now() + need > d => Err(PublishError::LeaseTooShort {
+                stage,
+                needed_s: need.as_secs(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits `wait` before a step taking up to `then`; gives up at once when
+    /// both do not fit before the deadline, and as soon as shutdown is asked.
+    pub async fn wait(
+        &self,
+        stage: &'static str,
+        wait: Duration,
+        then: Duration,
+    ) -> Result<(), PublishError> {
+        self.check(stage, wait + then)?;
+        let Some(mut rx) = self.shutdown.clone() else {
+            tokio::time::sleep(wait).await;
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = rx.wait_for(|stop| *stop) => Err(PublishError::ShuttingDown { stage }),
+        }
+    }
 }
 
 /// A destination for posts.
@@ -86,12 +179,22 @@ pub trait Publisher: Send + Sync {
     /// Short name recorded with each claim: `x`, `outbox`.
     fn name(&self) -> &'static str;
 
-    /// Posts `post`. Must be safe to call again for the same event after a
-    /// failure (the outbox overwrites, X refuses duplicates).
+    /// Posts `post` within the bounds of `ctx`: no request starts, and no
+    /// wait lasts, past its deadline or after shutdown.
     fn publish(
         &self,
         post: &Post<'_>,
+        ctx: &PublishContext,
     ) -> impl Future<Output = Result<Receipt, PublishError>> + Send;
+
+    /// The post of an earlier attempt (started at `since`) if the
+    /// destination has it: X searches the account's recent posts, the outbox
+    /// looks for the record file.
+    fn find(
+        &self,
+        post: &Post<'_>,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Receipt>, PublishError>> + Send;
 }
 
 /// Either publisher, chosen at run time.
@@ -111,10 +214,25 @@ impl Publisher for AnyPublisher {
         }
     }
 
-    async fn publish(&self, post: &Post<'_>) -> Result<Receipt, PublishError> {
+    async fn publish(
+        &self,
+        post: &Post<'_>,
+        ctx: &PublishContext,
+    ) -> Result<Receipt, PublishError> {
         match self {
-            AnyPublisher::X(p) => p.publish(post).await,
-            AnyPublisher::Outbox(p) => p.publish(post).await,
+            AnyPublisher::X(p) => p.publish(post, ctx).await,
+            AnyPublisher::Outbox(p) => p.publish(post, ctx).await,
+        }
+    }
+
+    async fn find(
+        &self,
+        post: &Post<'_>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Receipt>, PublishError> {
+        match self {
+            AnyPublisher::X(p) => p.find(post, since).await,
+            AnyPublisher::Outbox(p) => p.find(post, since).await,
         }
     }
 }

@@ -6,8 +6,8 @@
 //! rename), so a record on disk means a complete post; a post whose record
 //! exists is reported as already posted and not rewritten.
 
-use super::{Post, PublishError, Publisher, Receipt, MAX_GIF_BYTES};
-use chrono::Utc;
+use super::{Post, PublishContext, PublishError, Publisher, Receipt, MAX_GIF_BYTES};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,11 @@ impl OutboxPublisher {
             .collect()
     }
 
+    /// The JSON record of an event's post: its presence means a complete post.
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", Self::stem(key)))
+    }
+
     async fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
@@ -73,7 +78,31 @@ impl Publisher for OutboxPublisher {
         "outbox"
     }
 
-    async fn publish(&self, post: &Post<'_>) -> Result<Receipt, PublishError> {
+    async fn find(
+        &self,
+        post: &Post<'_>,
+        _since: DateTime<Utc>,
+    ) -> Result<Option<Receipt>, PublishError> {
+        let path = self.record_path(&post.event.key);
+        match tokio::fs::try_exists(&path).await {
+            Ok(true) => Ok(Some(Receipt {
+                id: path.display().to_string(),
+                already_posted: true,
+            })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(PublishError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    async fn publish(
+        &self,
+        post: &Post<'_>,
+        ctx: &PublishContext,
+    ) -> Result<Receipt, PublishError> {
+        ctx.check("outbox", std::time::Duration::ZERO)?;
         if let Some(g) = post.gif {
             if g.len() > MAX_GIF_BYTES {
                 return Err(PublishError::TooLarge {
@@ -90,13 +119,9 @@ impl Publisher for OutboxPublisher {
             })?;
         let stem = Self::stem(&post.event.key);
         let json_name = format!("{stem}.json");
-        let json_path = self.dir.join(&json_name);
-        let id = json_path.display().to_string();
-        if tokio::fs::try_exists(&json_path).await.unwrap_or(false) {
-            return Ok(Receipt {
-                id,
-                already_posted: true,
-            });
+        let id = self.record_path(&post.event.key).display().to_string();
+        if let Some(receipt) = self.find(post, Utc::now()).await? {
+            return Ok(receipt);
         }
         self.write_atomic(&format!("{stem}.txt"), post.text.as_bytes())
             .await?;
@@ -152,7 +177,10 @@ mod tests {
             text: "hello",
             gif: Some(&gif),
         };
-        let r = out.publish(&post).await.expect("publish");
+        let r = out
+            .publish(&post, &PublishContext::unbounded())
+            .await
+            .expect("publish");
         assert!(!r.already_posted);
         let stem = "brussels_rain_expected_be-rmi_20250601T1200Z";
         assert_eq!(
@@ -168,17 +196,32 @@ mod tests {
                 .expect("valid json");
         assert_eq!(json["kind"], "rain_expected");
         assert_eq!(json["gif_bytes"], gif.len());
-        let again = out.publish(&post).await.expect("publish");
+        let again = out
+            .publish(&post, &PublishContext::unbounded())
+            .await
+            .expect("publish");
         assert!(again.already_posted);
+        let found = out.find(&post, Utc::now()).await.expect("find");
+        assert_eq!(found.map(|r| r.id), Some(r.id.clone()));
+        let mut unposted = ev.clone();
+        unposted.key = "never".into();
+        let none = Post {
+            event: &unposted,
+            ..post
+        };
+        assert_eq!(out.find(&none, Utc::now()).await.expect("find"), None);
         let big = vec![0u8; MAX_GIF_BYTES + 1];
         let mut ev2 = ev.clone();
         ev2.key = "other".into();
         let err = out
-            .publish(&Post {
-                event: &ev2,
-                text: "x",
-                gif: Some(&big),
-            })
+            .publish(
+                &Post {
+                    event: &ev2,
+                    text: "x",
+                    gif: Some(&big),
+                },
+                &PublishContext::unbounded(),
+            )
             .await;
         assert!(matches!(err, Err(PublishError::TooLarge { .. })));
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,6 +12,16 @@
 //!    `failed` is an error;
 //! 5. `POST /2/tweets`, JSON `{"text":…,"media":{"media_ids":[id]}}` → `data.id`.
 //!
+//! Before re-posting an event whose earlier attempt may have gone through,
+//! [`Publisher::find`] reads the account's recent posts: `GET /2/users/me`
+//! (once) → `data.id`, then `GET /2/users/{id}/tweets?max_results=100&start_time=…`
+//! (following `meta.next_token`) and looks for the same text (X adds a
+//! `https://t.co/…` link for media and escapes `&`, `<`, `>`).
+//!
+//! Every request and every wait stays inside the [`PublishContext`]: none
+//! starts unless it can end (within [`XConfig::request_timeout`]) before the
+//! claim's lease does, and waits end at once on shutdown.
+//!
 //! Retries: HTTP 429 waits until `x-rate-limit-reset` (epoch seconds; or
 //! `retry-after`) when that is within [`XConfig::max_rate_limit_wait`],
 //! otherwise gives up with [`PublishError::RateLimited`]. 5xx answers and
@@ -23,12 +33,13 @@
 //! Credentials come only from the environment ([`Credentials::from_lookup`])
 //! and never reach logs: only stages, statuses and error bodies are logged.
 
-use super::{Post, PublishError, Publisher, Receipt, MAX_GIF_BYTES};
+use super::{Post, PublishContext, PublishError, Publisher, Receipt, CREATE_STAGE, MAX_GIF_BYTES};
 use crate::oauth::{authorization_header, Credentials};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -94,6 +105,8 @@ pub struct XPublisher {
     client: reqwest::Client,
     creds: Credentials,
     cfg: XConfig,
+    /// The account's user id (`GET /2/users/me`), read once.
+    user_id: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// A request body that can be sent again on retry.
@@ -160,7 +173,12 @@ impl XPublisher {
                 stage: "client",
                 message: e.to_string(),
             })?;
-        Ok(Self { client, creds, cfg })
+        Ok(Self {
+            client,
+            creds,
+            cfg,
+            user_id: Arc::default(),
+        })
     }
 
     /// The settings.
@@ -183,10 +201,13 @@ impl XPublisher {
         method: Method,
         path_and_query: &str,
         body: Body,
+        ctx: &PublishContext,
     ) -> Result<(StatusCode, Vec<u8>), PublishError> {
         let url = format!("{}{}", self.cfg.base_url, path_and_query);
         let mut attempt = 0u32;
+        let timeout = self.cfg.request_timeout;
         loop {
+            ctx.check(stage, timeout)?;
             let auth = authorization_header(&self.creds, method.as_str(), &url, &[])?;
             let mut req = self
                 .client
@@ -223,7 +244,7 @@ impl XPublisher {
                             message: e.to_string(),
                         });
                     }
-                    tokio::time::sleep(self.backoff(attempt - 1)).await;
+                    ctx.wait(stage, self.backoff(attempt - 1), timeout).await?;
                 }
                 Ok((status, headers, _)) if status == StatusCode::TOO_MANY_REQUESTS => {
                     let now = Utc::now();
@@ -245,7 +266,7 @@ impl XPublisher {
                         wait_s = wait.as_secs_f64(),
                         "X rate limit: waiting for reset"
                     );
-                    tokio::time::sleep(wait).await;
+                    ctx.wait(stage, wait, timeout).await?;
                 }
                 Ok((status, _, bytes)) if status.is_server_error() => {
                     warn!(stage, attempt, status = status.as_u16(), "X server error");
@@ -256,7 +277,7 @@ impl XPublisher {
                             body: snippet(&bytes),
                         });
                     }
-                    tokio::time::sleep(self.backoff(attempt - 1)).await;
+                    ctx.wait(stage, self.backoff(attempt - 1), timeout).await?;
                 }
                 Ok((status, _, bytes)) => {
                     debug!(stage, status = status.as_u16(), "X response");
@@ -273,8 +294,9 @@ impl XPublisher {
         method: Method,
         path_and_query: &str,
         body: Body,
+        ctx: &PublishContext,
     ) -> Result<Value, PublishError> {
-        let (status, bytes) = self.send(stage, method, path_and_query, body).await?;
+        let (status, bytes) = self.send(stage, method, path_and_query, body, ctx).await?;
         if !status.is_success() {
             return Err(PublishError::Http {
                 stage,
@@ -289,7 +311,11 @@ impl XPublisher {
     }
 
     /// Uploads a GIF; returns the media id once X has processed it.
-    pub async fn upload_gif(&self, gif: &[u8]) -> Result<String, PublishError> {
+    pub async fn upload_gif(
+        &self,
+        gif: &[u8],
+        ctx: &PublishContext,
+    ) -> Result<String, PublishError> {
         if gif.len() > MAX_GIF_BYTES {
             return Err(PublishError::TooLarge {
                 bytes: gif.len(),
@@ -307,6 +333,7 @@ impl XPublisher {
                 Method::POST,
                 "/2/media/upload/initialize",
                 Body::Json(init.to_string().into_bytes()),
+                ctx,
             )
             .await?;
         let id = resp["data"]["id"]
@@ -324,6 +351,7 @@ impl XPublisher {
                 Method::POST,
                 &format!("/2/media/upload/{id}/append"),
                 body,
+                ctx,
             )
             .await?;
         }
@@ -333,6 +361,7 @@ impl XPublisher {
                 Method::POST,
                 &format!("/2/media/upload/{id}/finalize"),
                 Body::Empty,
+                ctx,
             )
             .await?;
         let mut info = fin["data"]["processing_info"].clone();
@@ -357,13 +386,15 @@ impl XPublisher {
             }
             let after = Duration::from_secs(info["check_after_secs"].as_u64().unwrap_or(1).max(1))
                 .min(self.cfg.max_poll_interval);
-            tokio::time::sleep(after).await;
+            ctx.wait("media status", after, self.cfg.request_timeout)
+                .await?;
             let status = self
                 .send_ok(
                     "media status",
                     Method::GET,
                     &format!("/2/media/upload?command=STATUS&media_id={id}"),
                     Body::Empty,
+                    ctx,
                 )
                 .await?;
             info = status["data"]["processing_info"].clone();
@@ -378,18 +409,20 @@ impl XPublisher {
         &self,
         text: &str,
         media_ids: &[String],
+        ctx: &PublishContext,
     ) -> Result<Receipt, PublishError> {
         let mut body = json!({ "text": text });
         if !media_ids.is_empty() {
             body["media"] = json!({ "media_ids": media_ids });
         }
-        let stage = "create post";
+        let stage = CREATE_STAGE;
         let (status, bytes) = self
             .send(
                 stage,
                 Method::POST,
                 "/2/tweets",
                 Body::Json(body.to_string().into_bytes()),
+                ctx,
             )
             .await?;
         if status == StatusCode::FORBIDDEN
@@ -422,6 +455,98 @@ impl XPublisher {
             already_posted: false,
         })
     }
+
+    /// The account's user id.
+    async fn user_id(&self) -> Result<String, PublishError> {
+        let stage = "user lookup";
+        self.user_id
+            .get_or_try_init(|| async {
+                let v = self
+                    .send_ok(
+                        stage,
+                        Method::GET,
+                        "/2/users/me",
+                        Body::Empty,
+                        &PublishContext::unbounded(),
+                    )
+                    .await?;
+                v["data"]["id"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| PublishError::BadResponse {
+                        stage,
+                        message: format!("no data.id in {v}"),
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The account's post with this text created at `since` or later.
+    pub async fn find_post(
+        &self,
+        text: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<String>, PublishError> {
+        let stage = "recent posts";
+        let user = self.user_id().await?;
+        let want = comparable_text(text);
+        let start = since.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut token: Option<String> = None;
+        // A notifier posts a few times an hour: ten pages of 100 reach far
+        // beyond any attempt still worth checking.
+        for _ in 0..10 {
+            let mut path = format!("/2/users/{user}/tweets?max_results=100&start_time={start}");
+            if let Some(t) = &token {
+                path.push_str(&format!("&pagination_token={t}"));
+            }
+            let v = self
+                .send_ok(
+                    stage,
+                    Method::GET,
+                    &path,
+                    Body::Empty,
+                    &PublishContext::unbounded(),
+                )
+                .await?;
+            let found = v["data"].as_array().and_then(|posts| {
+                posts
+                    .iter()
+                    .find(|p| {
+                        p["text"]
+                            .as_str()
+                            .is_some_and(|t| comparable_text(t) == want)
+                    })
+                    .and_then(|p| p["id"].as_str().map(str::to_string))
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+            match v["meta"]["next_token"].as_str() {
+                Some(t) if t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                    token = Some(t.to_string())
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A post text as X returns it, made comparable with what was sent: `&`,
+/// `<` and `>` unescaped, trailing `https://t.co/…` links (attached media)
+/// dropped, white space folded.
+fn comparable_text(text: &str) -> String {
+    let unescaped = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let mut words: Vec<&str> = unescaped.split_whitespace().collect();
+    while words.last().is_some_and(|w| w.starts_with("https://t.co/")) {
+        words.pop();
+    }
+    words.join(" ")
 }
 
 impl Publisher for XPublisher {
@@ -429,12 +554,29 @@ impl Publisher for XPublisher {
         "x"
     }
 
-    async fn publish(&self, post: &Post<'_>) -> Result<Receipt, PublishError> {
+    async fn publish(
+        &self,
+        post: &Post<'_>,
+        ctx: &PublishContext,
+    ) -> Result<Receipt, PublishError> {
         let media = match post.gif {
-            Some(gif) => vec![self.upload_gif(gif).await?],
+            Some(gif) => vec![self.upload_gif(gif, ctx).await?],
             None => Vec::new(),
         };
-        self.create_post(post.text, &media).await
+        self.create_post(post.text, &media, ctx).await
+    }
+
+    async fn find(
+        &self,
+        post: &Post<'_>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Receipt>, PublishError> {
+        // Clocks differ: look a little further back than the attempt.
+        let since = since - chrono::Duration::minutes(5);
+        Ok(self.find_post(post.text, since).await?.map(|id| Receipt {
+            id,
+            already_posted: true,
+        }))
     }
 }
 
@@ -467,6 +609,16 @@ mod tests {
             rate_limit_reset(&h, now),
             Some(now + chrono::Duration::seconds(42))
         );
+    }
+
+    #[test]
+    fn returned_texts_compare_with_sent_ones() {
+        let sent = "Rain & hail <soon> in Brussels\n#rain";
+        assert_eq!(
+            comparable_text("Rain &amp; hail &lt;soon&gt; in Brussels\n#rain https://t.co/AbC123"),
+            comparable_text(sent)
+        );
+        assert_ne!(comparable_text("Rain in Ghent"), comparable_text(sent));
     }
 
     #[test]

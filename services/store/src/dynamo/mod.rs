@@ -23,17 +23,19 @@
 //!
 //! **state** — `pk`/`sk` strings: `radar#{id}`/`checkpoint`,
 //! `radar#{id}`/`q#{key}` (quarantine), `lease#{name}`/`lease`,
-//! `claim#{key}`/`claim`. Leases and claims use conditional writes on their
-//! owner and expiry.
+//! `claim#{key}`/`claim`, and the versioned records of the notifier and
+//! others: `records`/`{key}` with `v` (text) and `ver` (version). Leases and
+//! claims use conditional writes on their owner and expiry, records on
+//! `ver`.
 
 pub mod limits;
 
 use crate::aws::sdk_error;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    parse_time_key, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome, ClaimRecord,
-    LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry, ScanManifest,
-    StoredScan, Tile, TileRef,
+    parse_time_key, record_conflict, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome,
+    ClaimRecord, LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
+    ScanManifest, StoredScan, Tile, TileRef, VersionedRecord,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -812,6 +814,22 @@ fn lease_from_item(it: &Item) -> StoreResult<LeaseRecord> {
     })
 }
 
+/// Partition of every versioned record in the state table (one partition,
+/// so that a prefix listing is one `Query`).
+const RECORDS_PK: &str = "records";
+
+/// A record item, or `None` once its TTL has passed (DynamoDB deletes lazily).
+fn record_from_item(it: &Item, now: DateTime<Utc>) -> StoreResult<Option<VersionedRecord>> {
+    if get_n(it, TTL_ATTRIBUTE).is_ok_and(|t| t <= now.timestamp()) {
+        return Ok(None);
+    }
+    Ok(Some(VersionedRecord {
+        value: get_s(it, "v")?.to_string(),
+        version: u64::try_from(get_n(it, "ver")?)
+            .map_err(|_| StoreError::corrupt("record", "negative version"))?,
+    }))
+}
+
 fn claim_from_item(it: &Item) -> StoreResult<ClaimRecord> {
     Ok(ClaimRecord {
         owner: get_s(it, "owner")?.to_string(),
@@ -1146,6 +1164,56 @@ impl StateStore for DynamoStore {
             }),
             Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
         }
+    }
+    async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
+        match self.get_item(&self.state, RECORDS_PK, key).await? {
+            Some(it) => record_from_item(&it, Utc::now()),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_record(&self, key: &str, value: &str, expected: Option<u64>) -> StoreResult<u64> {
+        let version = expected.unwrap_or(0) + 1;
+        let now = Utc::now();
+        let req = self
+            .client
+            .put_item()
+            .table_name(&self.state)
+            .item("pk", s(RECORDS_PK))
+            .item("sk", s(key))
+            .item("v", s(value))
+            .item("ver", n(version as i64))
+            .item(TTL_ATTRIBUTE, n(self.ttl_from(now)));
+        // An item past its TTL counts as absent, like on read.
+        let req = match expected {
+            None => req
+                .condition_expression("attribute_not_exists(pk) OR #x <= :now")
+                .expression_attribute_names("#x", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(now.timestamp())),
+            Some(v) => req
+                .condition_expression("#ver = :expected AND #x > :now")
+                .expression_attribute_names("#ver", "ver")
+                .expression_attribute_names("#x", TTL_ATTRIBUTE)
+                .expression_attribute_values(":expected", n(v as i64))
+                .expression_attribute_values(":now", n(now.timestamp())),
+        };
+        match req.send().await {
+            Ok(_) => Ok(version),
+            Err(e) if is_conditional_failure(&e) => Err(record_conflict(key, expected)),
+            Err(e) => Err(sdk_error(BACKEND, "PutItem", e)),
+        }
+    }
+
+    async fn list_records(&self, prefix: &str) -> StoreResult<Vec<(String, VersionedRecord)>> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for it in self.query_prefix(&self.state, RECORDS_PK, prefix).await? {
+            if let Some(r) = record_from_item(&it, now)? {
+                out.push((get_s(&it, "sk")?.to_string(), r));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 }
 
