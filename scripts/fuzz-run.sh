@@ -103,10 +103,12 @@ trap 'rm -f "$log"' EXIT
 cd "$here/fuzz"
 echo "fuzz-run: $target: ${limits[*]}"
 start=$(date +%s)
+set +e
 cargo fuzz run --sanitizer "$sanitizer" "$target" "$corpus" -- \
     "${limits[@]}" -artifact_prefix="$artifacts/" -print_final_stats=1 2>&1 |
-    tee "$log" | grep -E "^#[0-9]+ +(INITED|pulse|DONE)|ERROR|panicked|SUMMARY" || true
+    tee "$log" | grep -E "^#[0-9]+ +(INITED|pulse|DONE)|ERROR|panicked|SUMMARY|^Test unit written"
 status=${PIPESTATUS[0]}
+set -e
 elapsed=$(($(date +%s) - start))
 final_stat() { grep -oE "stat::$1: *[0-9]+" "$log" | grep -oE '[0-9]+$' | tail -1; }
 last() { grep -oE "$1: *[0-9]+" "$log" | grep -oE '[0-9]+$' | tail -1; }
