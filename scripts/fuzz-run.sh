@@ -106,7 +106,7 @@ start=$(date +%s)
 set +e
 cargo fuzz run --sanitizer "$sanitizer" "$target" "$corpus" -- \
     "${limits[@]}" -artifact_prefix="$artifacts/" -print_final_stats=1 2>&1 |
-    tee "$log" | grep -E "^#[0-9]+ +(INITED|pulse|DONE)|ERROR|panicked|SUMMARY|^Test unit written"
+    tee "$log" | grep -E "^#[0-9]+[[:space:]]+(INITED|pulse|DONE)|ERROR|panicked|SUMMARY|^Test unit written"
 status=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - start))
