@@ -507,6 +507,19 @@ fn duration(
 /// Normalises a cron expression to 6 fields (with seconds) and checks it.
 pub fn normalise_schedule(s: &str) -> Result<String, String> {
     let fields: Vec<&str> = s.split_whitespace().collect();
+    // The cron parser accepts an empty list element ("0 , * * * *") as a
+    // field that matches nothing, and the scheduler then searches years
+    // ahead for a next run that never comes.
+    if let Some((i, f)) = fields
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.split(',').any(str::is_empty))
+    {
+        return Err(format!(
+            "{s:?}: field {} ({f:?}) has an empty list element",
+            i + 1
+        ));
+    }
     let six = match fields.len() {
         5 => format!("0 {}", fields.join(" ")),
         6 | 7 => fields.join(" "),
@@ -1213,6 +1226,25 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn empty_cron_list_elements_are_refused() {
+        // Found by the ingest_config fuzz target: "0 , * * * *" (no minute
+        // at all) kept the scheduler searching for a next run (a timeout).
+        for (schedule, field) in [
+            ("0 , * * * *", 2),
+            (", * * * * *", 1),
+            ("0 0 1,,2 * * *", 3),
+            ("0 0 0 1, * *", 4),
+        ] {
+            let text = format!("[ingest]\nschedule = {schedule:?}\n");
+            let err = Config::from_toml(&text, &env(&[]), &Overrides::default()).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("ingest.schedule (from config)"), "{msg}");
+            assert!(msg.contains(&format!("field {field} ")), "{msg}");
+        }
+        assert_eq!(normalise_schedule("0 1,2 * * *").unwrap(), "0 0 1,2 * * *");
     }
 
     #[test]

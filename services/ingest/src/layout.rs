@@ -11,7 +11,7 @@
 //! | `{yyyy}` `{mm}` `{dd}` | year, month, day (4, 2, 2 digits) |
 //! | `{HH}` `{MM}` `{SS}` | hour, minute, second (2 digits each) |
 //! | `{file}` | the rest of the name (last segment only); the time is read from it |
-//! | `{*}` | any characters within one segment |
+//! | `{*}` | any characters within one segment (at most two `{*}` a template) |
 //!
 //! The time of a key comes from the date and time placeholders when the
 //! template has them all, otherwise from the file name (see
@@ -25,6 +25,11 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// The default layout below the source prefix.
 pub const DEFAULT_TEMPLATE: &str = "{radar}/{yyyy}/{mm}/{dd}/{file}";
+
+/// Most `{*}` a template may hold: matching backtracks over every split of
+/// the file name between them, so the work grows as the name's length to
+/// this power.
+const MAX_WILDCARDS: usize = 2;
 
 /// A template could not be parsed or is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,6 +166,14 @@ impl KeyTemplate {
         }
         if files == 1 && !matches!(name.last(), Some(Part::Field(Field::File))) {
             return Err(err("{file} must end the template"));
+        }
+        // Each {*} multiplies the matching work by the name's length.
+        let wildcards = name
+            .iter()
+            .filter(|p| matches!(p, Part::Field(Field::Any)))
+            .count();
+        if wildcards > MAX_WILDCARDS {
+            return Err(err("{*} may appear at most twice"));
         }
         let has = |f: Field| dir.iter().chain(&name).any(|p| *p == Part::Field(f));
         if has(Field::Day) && !(has(Field::Month) && has(Field::Year)) {
@@ -346,6 +359,10 @@ fn match_parts(
             };
             let slot = match f {
                 Field::Year => {
+                    // Like the other fields: a repeated year must agree.
+                    if caps.year.is_some_and(|old| old != v as i32) {
+                        return false;
+                    }
                     caps.year = Some(v as i32);
                     return match_parts(rest, r, radar, upper, caps, file);
                 }
@@ -464,6 +481,37 @@ mod tests {
         assert_eq!(t.prefix_for("bom02", day), "bom02/2018/06/16/");
         assert_eq!(t.static_prefix("bom02"), "bom02/");
         assert!(!t.time_in_key());
+    }
+
+    #[test]
+    fn a_repeated_year_must_agree() {
+        // Found by the key_template fuzz target: the name's year overrode the
+        // folder's, so a 2012 folder's key got a 2013 time (and sat outside
+        // the 2013 day prefix the time implies).
+        let t = KeyTemplate::parse(
+            "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}",
+        )
+        .unwrap();
+        assert!(t
+            .match_key("katx", "2012/07/17/KATX/KATX20130717_195021_V06")
+            .is_none());
+        let m = t
+            .match_key("katx", "2013/07/17/KATX/KATX20130717_195021_V06")
+            .unwrap();
+        assert_eq!(m.time, Some(utc(2013, 7, 17, 19, 50, 21)));
+    }
+
+    #[test]
+    fn wildcards_are_limited() {
+        // Found by the key_template fuzz target: seven {*} backtracked
+        // through every split of a 120-byte name (a timeout).
+        let err = KeyTemplate::parse("{*}{*}{*}{*}{*}{*}{*}1)").unwrap_err();
+        assert_eq!(err.reason, "{*} may appear at most twice");
+        // Two stay quick on a long name that does not match.
+        let t = KeyTemplate::parse("{radar}/{*}a{*}b").unwrap();
+        let key = format!("x/{}", "a".repeat(1000));
+        assert!(t.match_key("x", &key).is_none());
+        assert!(t.match_key("x", "x/zazb").is_some());
     }
 
     #[test]
