@@ -68,9 +68,15 @@ fn odim_seeds() -> Res<Vec<(String, Vec<u8>)>> {
         ("u16", odim::OdimRateOptions::u16("NOD:bejab")),
     ] {
         opts.deflate_level = None;
-        out.push((format!("{name}-plain.h5"), odim::encode_rate(&field, &opts)?));
+        out.push((
+            format!("{name}-plain.h5"),
+            odim::encode_rate(&field, &opts)?,
+        ));
         opts.deflate_level = Some(1);
-        out.push((format!("{name}-deflate.h5"), odim::encode_rate(&field, &opts)?));
+        out.push((
+            format!("{name}-deflate.h5"),
+            odim::encode_rate(&field, &opts)?,
+        ));
     }
     Ok(out)
 }
@@ -83,7 +89,13 @@ fn rainfields(nc4: bool) -> Res<Vec<u8>> {
     let ys: Vec<f32> = (0..N).map(|i| half - i as f32 * 0.5).collect();
     let raw: Vec<i16> = rate(N, N)
         .iter()
-        .map(|&v| if v.is_nan() { -32768 } else { (v * 20.0) as i16 })
+        .map(|&v| {
+            if v.is_nan() {
+                -32768
+            } else {
+                (v * 20.0) as i16
+            }
+        })
         .collect();
     let chars = |s: &str| NcAttrValue::Chars(s.into());
     let mut b = NcFileBuilder::new();
@@ -148,7 +160,10 @@ fn bom_seeds() -> Res<Vec<(String, Vec<u8>)>> {
 }
 
 fn mch_seeds() -> Res<Vec<(String, Vec<u8>)>> {
-    let small: Vec<u8> = rate(N, N).iter().map(|&v| mch_gif::rate_to_index(v)).collect();
+    let small: Vec<u8> = rate(N, N)
+        .iter()
+        .map(|&v| mch_gif::rate_to_index(v))
+        .collect();
     let full = Array2::from_shape_fn((640, 710), |(r, c)| {
         if (300..316).contains(&r) && (350..366).contains(&c) {
             5.0
@@ -157,7 +172,10 @@ fn mch_seeds() -> Res<Vec<(String, Vec<u8>)>> {
         }
     });
     Ok(vec![
-        ("16x16.gif".into(), mch_gif::encode_indices(&small, N as u16, N as u16)?),
+        (
+            "16x16.gif".into(),
+            mch_gif::encode_indices(&small, N as u16, N as u16)?,
+        ),
         ("ccs4.gif".into(), mch_gif::encode(full.view())?),
     ])
 }
@@ -198,7 +216,10 @@ fn archive_messages(path: &Path) -> Res<(Vec<u8>, Vec<u8>)> {
     } else {
         raw
     };
-    let header = file.get(..24).ok_or("shorter than a volume header")?.to_vec();
+    let header = file
+        .get(..24)
+        .ok_or("shorter than a volume header")?
+        .to_vec();
     let body = &file[24..];
     if body.starts_with(&[0, 0, 0, 0]) {
         return Ok((header, body.to_vec())); // legacy frames
@@ -223,7 +244,11 @@ fn crop_messages(messages: &[u8]) -> Vec<u8> {
     while radials < RADIALS && at + 16 <= messages.len() {
         let halfwords = usize::from(u16::from_be_bytes([messages[at + 12], messages[at + 13]]));
         let kind = messages[at + 15];
-        let len = if kind == 31 { 12 + 2 * halfwords } else { FRAME };
+        let len = if kind == 31 {
+            12 + 2 * halfwords
+        } else {
+            FRAME
+        };
         let Some(message) = messages.get(at..at + len) else {
             break;
         };

@@ -488,10 +488,9 @@ mod tests {
         // Found by the key_template fuzz target: the name's year overrode the
         // folder's, so a 2012 folder's key got a 2013 time (and sat outside
         // the 2013 day prefix the time implies).
-        let t = KeyTemplate::parse(
-            "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}",
-        )
-        .unwrap();
+        let t =
+            KeyTemplate::parse("{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}")
+                .unwrap();
         assert!(t
             .match_key("katx", "2012/07/17/KATX/KATX20130717_195021_V06")
             .is_none());

@@ -42,6 +42,12 @@ const ATTEMPTS: TableDefinition<(&str, &str), u32> = TableDefinition::new("attem
 /// record key → (version, text) of [`StateStore::get_record`].
 const RECORDS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("records");
 
+/// redb's page cache. Its default (1 GiB) let the process grow with the file
+/// for hours (measured by `scripts/soak.sh`); the working set of one
+/// machine's radars (the last hours of scans, the state records) fits in far
+/// less, and the OS page cache still holds the file.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -103,11 +109,14 @@ impl EmbeddedStore {
                 reason: format!("{}: {e}", parent.display()),
             })?;
         }
-        let db = Database::create(path).map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            op: "open",
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                op: "open",
+                reason: format!("{}: {e}", path.display()),
+            })?;
         let txn = db.begin_write().map_err(|e| db_err("open", e))?;
         {
             txn.open_table(MANIFESTS).map_err(|e| db_err("open", e))?;
