@@ -38,7 +38,7 @@ use raincast_store::{
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -111,7 +111,9 @@ pub struct Ingester {
     owner: String,
     metrics: IngestMetrics,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    stored_total: AtomicUsize,
+    /// Scans stored by this ingester (for the `pause_after_put` failpoint).
+    #[cfg(debug_assertions)]
+    stored_total: std::sync::atomic::AtomicUsize,
     /// Future-dated keys already logged, so each is logged once.
     deferred_logged: std::sync::Mutex<HashSet<String>>,
 }
@@ -166,7 +168,8 @@ impl Ingester {
             owner,
             metrics,
             shutdown,
-            stored_total: AtomicUsize::new(0),
+            #[cfg(debug_assertions)]
+            stored_total: std::sync::atomic::AtomicUsize::new(0),
             deferred_logged: std::sync::Mutex::default(),
         }
     }
@@ -562,11 +565,13 @@ impl Ingester {
                     .set(lag);
                 info!(radar, time = %time.format("%Y-%m-%dT%H:%M:%SZ"), key, rain_cells, tiles, bytes,
                     lag_s = lag.round(), "ingested scan [{index}/{total}]");
-                let n = self.stored_total.fetch_add(1, Ordering::SeqCst) + 1;
                 #[cfg(debug_assertions)]
-                if self.settings.failpoint == Some(crate::config::Failpoint::PauseAfterPut(n)) {
-                    warn!(radar, key, "failpoint pause_after_put:{n}: scan stored, checkpoint not written; pausing");
-                    std::future::pending::<()>().await;
+                {
+                    let n = self.stored_total.fetch_add(1, Ordering::SeqCst) + 1;
+                    if self.settings.failpoint == Some(crate::config::Failpoint::PauseAfterPut(n)) {
+                        warn!(radar, key, "failpoint pause_after_put:{n}: scan stored, checkpoint not written; pausing");
+                        std::future::pending::<()>().await;
+                    }
                 }
             }
             Ok(PutOutcome::AlreadyStored) => {
