@@ -14,13 +14,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder, WriteOptions};
 use raincast_algorithms::grid::Grid;
 use raincast_algorithms::synth::{local_grid, SynthConfig, SynthRadar};
 use raincast_algorithms::write::odim::{encode_rate, OdimRateOptions};
-use raincast_store::aws::sdk_config_for_endpoint;
-use raincast_store::{DynamoOptions, DynamoStore, S3Source, ScanStore, StateStore};
+use raincast_store::{DynamoStore, S3Source, ScanStore, StateStore};
 use raincast_testkit::{aws_env, Server};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -45,24 +46,8 @@ struct World {
 impl World {
     async fn new() -> Option<World> {
         let moto = Server::moto()?;
-        let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
-        let s3 = S3Source::new(&sdk, BUCKET, "", true);
-        s3.client()
-            .create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .unwrap();
-        let store = DynamoStore::connect(
-            &sdk,
-            &DynamoOptions {
-                table_prefix: TABLES.into(),
-                create_tables: true,
-                retention: Duration::days(7),
-            },
-        )
-        .await
-        .unwrap();
+        let s3 = common::new_bucket(&moto.endpoint(), BUCKET).await;
+        let store = common::new_tables(&moto.endpoint(), TABLES).await;
         let now = Utc::now().timestamp();
         let t0 = Utc.timestamp_opt(now - now % 300, 0).unwrap() - Duration::minutes(100);
         let grid = local_grid(8.54, 47.37, 64, 64, 1000.0).unwrap();
@@ -99,15 +84,7 @@ impl World {
     }
 
     async fn upload(&self, key: &str, bytes: Vec<u8>) {
-        self.s3
-            .client()
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(bytes.into())
-            .send()
-            .await
-            .unwrap();
+        common::put_object(&self.s3, BUCKET, key, bytes).await;
     }
 
     /// Uploads the scans of `steps` under the plain layout; returns their keys.

@@ -12,9 +12,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use raincast_store::aws::sdk_config_for_endpoint;
-use raincast_store::{DynamoOptions, DynamoStore, S3Source, ScanStore, StateStore};
+use raincast_store::{DynamoStore, S3Source, ScanStore, StateStore};
 use raincast_testkit::{aws_env, shared_data, Server, TcpProxy};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -81,25 +82,9 @@ impl World {
         } else {
             None
         };
-        let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
-        let s3 = S3Source::new(&sdk, BUCKET, "", true);
-        s3.client()
-            .create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .unwrap();
-        let ddb = sdk_config_for_endpoint(&dynalite.as_ref().unwrap_or(&moto).endpoint(), 3).await;
-        let store = DynamoStore::connect(
-            &ddb,
-            &DynamoOptions {
-                table_prefix: TABLES.into(),
-                create_tables: true,
-                retention: Duration::days(7),
-            },
-        )
-        .await
-        .unwrap();
+        let s3 = common::new_bucket(&moto.endpoint(), BUCKET).await;
+        let store =
+            common::new_tables(&dynalite.as_ref().unwrap_or(&moto).endpoint(), TABLES).await;
         Some(World {
             moto,
             dynalite,
@@ -114,15 +99,7 @@ impl World {
     }
 
     async fn upload(&self, key: &str, bytes: Vec<u8>) {
-        self.s3
-            .client()
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(bytes.into())
-            .send()
-            .await
-            .unwrap();
+        common::put_object(&self.s3, BUCKET, key, bytes).await;
     }
 
     /// Uploads the dataset's files with the given indices.

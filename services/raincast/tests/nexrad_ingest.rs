@@ -21,8 +21,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
-use raincast_store::aws::sdk_config_for_endpoint;
 use raincast_store::{EmbeddedStore, S3Source, ScanStore, StateStore};
 use raincast_testkit::{shared_data, Server, TempDir};
 use serde_json::Value;
@@ -76,14 +77,7 @@ impl World {
         let excerpt =
             std::fs::read(data.join("nexrad/example_nexrad_archive_msg31_compressed.ar2v")).ok()?;
         let moto = Server::moto()?;
-        let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
-        let s3 = S3Source::new(&sdk, BUCKET, "", true);
-        s3.client()
-            .create_bucket()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .unwrap();
+        let s3 = common::new_bucket(&moto.endpoint(), BUCKET).await;
         Some(World {
             moto,
             s3,
