@@ -489,6 +489,34 @@ fn env_bool(env: &HashMap<String, String>, key: &str) -> Result<Option<bool>, Co
     }
 }
 
+/// A number from `env_key` (first), else from the file, else `default`,
+/// checked to lie in `range`; an error names the setting where it came from.
+fn ranged<T>(
+    env: &HashMap<String, String>,
+    env_key: &'static str,
+    file: Option<T>,
+    default: T,
+    name: &'static str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    T::Err: fmt::Display,
+{
+    let (v, setting, origin) = match env_parse::<T>(env, env_key)? {
+        Some(v) => (v, env_key, "environment"),
+        None => (file.unwrap_or(default), name, "config file"),
+    };
+    if !range.contains(&v) {
+        return Err(invalid(
+            setting,
+            origin,
+            format!("{v} is not in {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(v)
+}
+
 /// A duration from a number of units, checked finite and in range.
 fn duration(
     setting: &str,
@@ -717,40 +745,23 @@ impl Config {
             ));
         }
         let failpoint = failpoint_from(env)?;
-        let max_file_mb = match env_parse::<f64>(env, "RAINCAST_MAX_FILE_MB")? {
-            Some(v) => (v, "RAINCAST_MAX_FILE_MB", "environment"),
-            None => (
-                fi.max_file_mb
-                    .unwrap_or(d.max_file_bytes as f64 / 1048576.0),
-                "ingest.max_file_mb",
-                "config file",
-            ),
-        };
-        if !(max_file_mb.0.is_finite() && max_file_mb.0 > 0.0 && max_file_mb.0 <= 65536.0) {
-            return Err(invalid(
-                max_file_mb.1,
-                max_file_mb.2,
-                format!("{} is not in (0, 65536] MB", max_file_mb.0),
-            ));
-        }
-        let max_file_bytes = (max_file_mb.0 * 1048576.0).round() as u64;
-        let (max_cells, cells_setting, cells_origin) =
-            match env_parse::<u64>(env, "RAINCAST_MAX_CELLS")? {
-                Some(v) => (v, "RAINCAST_MAX_CELLS", "environment"),
-                None => (
-                    fi.max_cells.unwrap_or(d.max_cells),
-                    "ingest.max_cells",
-                    "config file",
-                ),
-            };
-        let cells_limit = raincast_algorithms::scan::MAX_CELLS;
-        if !(1..=cells_limit).contains(&max_cells) {
-            return Err(invalid(
-                cells_setting,
-                cells_origin,
-                format!("{max_cells} is not in 1..={cells_limit}"),
-            ));
-        }
+        let max_file_mb = ranged(
+            env,
+            "RAINCAST_MAX_FILE_MB",
+            fi.max_file_mb,
+            d.max_file_bytes as f64 / 1048576.0,
+            "ingest.max_file_mb",
+            f64::MIN_POSITIVE..=65536.0,
+        )?;
+        let max_file_bytes = (max_file_mb * 1048576.0).round() as u64;
+        let max_cells = ranged(
+            env,
+            "RAINCAST_MAX_CELLS",
+            fi.max_cells,
+            d.max_cells,
+            "ingest.max_cells",
+            1..=raincast_algorithms::scan::MAX_CELLS,
+        )?;
         let future_tolerance = minutes(
             "RAINCAST_FUTURE_TOLERANCE_MINUTES",
             fi.future_tolerance_minutes,
@@ -779,22 +790,14 @@ impl Config {
             0.0,
             "ingest.settle_seconds",
         )?;
-        let max_attempts = match env_parse::<u32>(env, "RAINCAST_MAX_ATTEMPTS")? {
-            Some(v) => (v, "RAINCAST_MAX_ATTEMPTS", "environment"),
-            None => (
-                fi.max_attempts.unwrap_or(d.max_attempts),
-                "ingest.max_attempts",
-                "config file",
-            ),
-        };
-        if !(1..=100).contains(&max_attempts.0) {
-            return Err(invalid(
-                max_attempts.1,
-                max_attempts.2,
-                format!("{} is not in 1..=100", max_attempts.0),
-            ));
-        }
-        let max_attempts = max_attempts.0;
+        let max_attempts = ranged(
+            env,
+            "RAINCAST_MAX_ATTEMPTS",
+            fi.max_attempts,
+            d.max_attempts,
+            "ingest.max_attempts",
+            1..=100,
+        )?;
         let ingest = IngestSettings {
             schedule,
             lookback,
