@@ -673,14 +673,7 @@ impl ObservedScans {
                 });
                 continue;
             };
-            let m = &scan.manifest;
-            let f = sparse::decode(&m.header, &scan.tiles).map_err(|e| {
-                NowcastServiceError::BadScan {
-                    radar: n.radar.clone(),
-                    time: m.time,
-                    reason: format!("sparse decode: {e}"),
-                }
-            })?;
+            let f = decode_stored(&n.radar, scan)?;
             if f.grid.same_geometry(&n.grid) {
                 out.push(f);
             }
@@ -704,8 +697,19 @@ async fn load_field(
         .get_scan(radar, time, now)
         .await?
         .ok_or_else(|| bad("listed but not found (expired?)".into()))?;
-    sparse::decode(&scan.manifest.header, &scan.tiles)
-        .map_err(|e| bad(format!("sparse decode: {e}")))
+    decode_stored(radar, &scan)
+}
+
+/// The rain field of a stored scan.
+fn decode_stored(
+    radar: &str,
+    scan: &raincast_store::StoredScan,
+) -> Result<RainField, NowcastServiceError> {
+    sparse::decode(&scan.manifest.header, &scan.tiles).map_err(|e| NowcastServiceError::BadScan {
+        radar: radar.to_string(),
+        time: scan.manifest.time,
+        reason: format!("sparse decode: {e}"),
+    })
 }
 
 fn build(
