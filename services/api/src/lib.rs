@@ -10,7 +10,7 @@
 //!   limits of [`server`]. Pass a listener bound to port 0 in tests.
 //! * CPU-heavy work runs in the bounded [`cpu::CpuPool`].
 
-pub mod config;
+pub use raincast_config::api as config;
 pub mod cpu;
 pub mod error;
 mod extract;
@@ -261,6 +261,29 @@ pub fn app(state: AppState) -> Router {
             RequestIds::new(),
         ))
         .with_state(state)
+}
+
+/// The HTTP service: binds `listen` and serves `state` until `shutdown`
+/// turns true, then drains. Returns once the listener is bound, with the
+/// bound address and the serving task.
+pub async fn run(
+    listen: &str,
+    state: AppState,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr()?;
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(listener, state, stop).await {
+            tracing::error!(error = %e, "HTTP service failed");
+        }
+    });
+    Ok((addr, task))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops

@@ -26,6 +26,16 @@ pub struct RadarInfo {
     pub location: Option<(f64, f64)>,
 }
 
+impl From<&raincast_config::RadarConfig> for RadarInfo {
+    fn from(r: &raincast_config::RadarConfig) -> Self {
+        RadarInfo {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            location: r.location.map(|l| (l.lon, l.lat)),
+        }
+    }
+}
+
 /// Current time source (tests pin it).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 

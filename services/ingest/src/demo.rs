@@ -70,6 +70,24 @@ pub struct DemoRadar {
     template: KeyTemplate,
 }
 
+/// Places in the path of the demo radar's rain (it stands in Zürich and
+/// covers 256 × 256 km), so that `raincast run` fills the outbox.
+pub fn demo_places() -> Vec<raincast_config::place::Place> {
+    [
+        ("Zürich", 47.377, 8.540),
+        ("Winterthur", 47.500, 8.724),
+        ("Lucerne", 47.050, 8.309),
+        ("Aarau", 47.392, 8.044),
+    ]
+    .into_iter()
+    .filter_map(|(name, lat, lon)| {
+        raincast_config::place::Place::new(name, lat, lon)
+            .with_time_zone("Europe/Zurich")
+            .ok()
+    })
+    .collect()
+}
+
 impl DemoRadar {
     pub fn new(opts: DemoOptions) -> Result<Self, DemoError> {
         let side = opts.side.max(16);

@@ -25,6 +25,13 @@ use tracing::{debug, info, warn};
 #[error("job scheduler: {0}")]
 pub struct JobError(String);
 
+impl JobError {
+    /// An error with this description.
+    pub fn new(reason: impl Into<String>) -> Self {
+        JobError(reason.into())
+    }
+}
+
 /// Per-radar run state inside one instance.
 #[derive(Debug, Default)]
 struct RadarState {

@@ -8,16 +8,18 @@
 //! * [`process`]: the bytes → sparse scan seam ([`process::ScanProcessor`]).
 //! * [`metrics`]: Prometheus counters, gauges and histograms.
 //! * [`connect`]: configuration → S3/local sources and DynamoDB/embedded stores.
+//! * [`service`]: `run(settings, dependencies, shutdown)`: the scheduled jobs, or one pass.
 
-pub mod config;
+pub use raincast_config as config;
 pub mod connect;
 pub mod decode_processor;
 pub mod demo;
 pub mod jobs;
-pub mod layout;
+pub use raincast_config::layout;
 pub mod metrics;
 pub mod pass;
 pub mod process;
+pub mod service;
 
 pub use config::{Config, ConfigError, Overrides, RadarConfig};
 pub use connect::{ConnectError, Connector, Stores};
@@ -26,3 +28,4 @@ pub use jobs::run_scheduled;
 pub use metrics::IngestMetrics;
 pub use pass::{IngestError, Ingester, PassSummary, RadarSource};
 pub use process::{ProcessedScan, Rejection, ScanProcessor};
+pub use service::{run, run_once, IngestDeps, OnceReport};

@@ -116,6 +116,8 @@ pub struct Ingester {
     stored_total: std::sync::atomic::AtomicUsize,
     /// Future-dated keys already logged, so each is logged once.
     deferred_logged: std::sync::Mutex<HashSet<String>>,
+    /// Radars this process has registered in the state store.
+    registered: std::sync::Mutex<HashSet<String>>,
 }
 
 /// At most this many future-dated keys are remembered for logging once.
@@ -171,6 +173,7 @@ impl Ingester {
             #[cfg(debug_assertions)]
             stored_total: std::sync::atomic::AtomicUsize::new(0),
             deferred_logged: std::sync::Mutex::default(),
+            registered: std::sync::Mutex::default(),
         }
     }
 
@@ -237,6 +240,8 @@ impl Ingester {
             },
         }
 
+        self.register(&rs.radar).await;
+
         // Renew every third of the TTL while working.
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
@@ -285,6 +290,33 @@ impl Ingester {
         let mut summary = result?;
         summary.duration = elapsed;
         Ok(summary)
+    }
+
+    /// Records the radar in the store's registry once per process, so that
+    /// readers find it without a configuration. A failure is logged and
+    /// retried next run; it never stops ingest.
+    async fn register(&self, radar: &crate::RadarConfig) {
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&radar.id);
+        if known {
+            return;
+        }
+        let record = raincast_store::radars::RadarRecord {
+            id: radar.id.clone(),
+            name: radar.name.clone(),
+        };
+        match raincast_store::radars::register(self.state.as_ref(), &record).await {
+            Ok(()) => {
+                self.registered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(radar.id.clone());
+            }
+            Err(e) => warn!(radar = %radar.id, error = %e, "registering the radar failed"),
+        }
     }
 
     async fn pass(&self, rs: &RadarSource, lost: &AtomicBool) -> Result<PassSummary, IngestError> {

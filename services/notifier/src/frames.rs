@@ -12,24 +12,62 @@ use crate::outlook::{distance_m, OutlookError};
 use chrono::{DateTime, Utc};
 use ndarray::{Array2, ArrayView2};
 use raincast_algorithms::Grid;
+use raincast_nowcast::{LatestNowcast, NowcastService, NowcastServiceError};
+use std::sync::Arc;
 
-/// One radar's frames: observations (oldest first) and nowcast leads.
+/// One radar's frames: the observations before a nowcast (oldest first,
+/// spaced at its lead step, by the nowcast service's frames builder) and the
+/// nowcast itself, shared with the API (never copied).
 #[derive(Debug, Clone)]
 pub struct RadarFrames {
-    /// Radar id.
-    pub radar: String,
-    /// Display name.
+    /// Display name of the radar.
     pub radar_name: String,
-    /// Grid of every frame.
-    pub grid: Grid,
-    /// Base time of the nowcast: the latest observation (UTC).
-    pub base_time: DateTime<Utc>,
-    /// Observed rain rates, mm/h, `(rows, cols)`, NaN = no data, oldest first.
+    /// The nowcast: grid, issue time, leads, rate (mm/h) and probability fields.
+    pub nowcast: Arc<LatestNowcast>,
+    /// Observed rain rates, mm/h, `(rows, cols)`, NaN = no data, oldest
+    /// first; the last is the nowcast's issue time.
     pub observed: Vec<(DateTime<Utc>, Array2<f32>)>,
-    /// Nowcast rain rates per lead (minutes after `base_time`), ascending.
-    pub forecast: Vec<(u32, Array2<f32>)>,
-    /// Nowcast probabilities (0–1) per lead, same leads as `forecast`, when available.
-    pub probability: Vec<(u32, Array2<f32>)>,
+}
+
+impl RadarFrames {
+    /// Radar id.
+    pub fn radar(&self) -> &str {
+        &self.nowcast.radar
+    }
+
+    /// Grid of every frame.
+    pub fn grid(&self) -> &Grid {
+        &self.nowcast.grid
+    }
+
+    /// Issue time of the nowcast: the latest observation (UTC).
+    pub fn base_time(&self) -> DateTime<Utc> {
+        self.nowcast.base_time
+    }
+
+    /// The frames of `nowcast`: its observations of the last `past_min`
+    /// minutes through the nowcast service's frames builder (the scans the
+    /// nowcast was built from are not decoded again).
+    pub async fn load(
+        nowcasts: &NowcastService,
+        nowcast: Arc<LatestNowcast>,
+        radar_name: &str,
+        past_min: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Self, NowcastServiceError> {
+        let scans = nowcasts.past_scans(&nowcast, past_min, now).await?;
+        let observed = nowcasts
+            .observed_fields(&nowcast, &scans, now)
+            .await?
+            .into_iter()
+            .map(|f| (f.time, f.rate_mm_h))
+            .collect();
+        Ok(Self {
+            radar_name: radar_name.to_string(),
+            nowcast,
+            observed,
+        })
+    }
 }
 
 /// A rectangular window of a grid: rows `r0..r1`, columns `c0..c1`.
@@ -113,42 +151,40 @@ pub fn crop_field(field: ArrayView2<'_, f32>, window: Window, k: usize) -> Array
 }
 
 /// The outlook of every place covered by `frames` (places whose disk misses
-/// the grid are left out). Probability fields are used when present.
+/// the grid are left out), from the nowcast's observed field, rates and
+/// probabilities: the same nowcast the API serves.
 pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::notify::Job> {
-    let Some((_, observed)) = frames.observed.last() else {
-        return Vec::new();
-    };
+    let n = &frames.nowcast;
+    let observed = &n.observed_mm_h;
     let mut jobs = Vec::new();
     for place in places {
         let mask = match crate::outlook::DiskMask::new(
-            &frames.grid,
+            &n.grid,
             place.lat,
             place.lon,
             place.radius_km,
         ) {
             Ok(m) => m,
             Err(e) => {
-                tracing::debug!(place = %place.name, radar = %frames.radar, error = %e, "place not covered");
+                tracing::debug!(place = %place.name, radar = %n.radar, error = %e, "place not covered");
                 continue;
             }
         };
-        let leads: Vec<crate::outlook::LeadField<'_>> = frames
-            .forecast
+        let leads: Vec<crate::outlook::LeadField<'_>> = n
+            .leads_min
             .iter()
-            .map(|(lead, f)| crate::outlook::LeadField {
+            .zip(&n.rate_mm_h)
+            .enumerate()
+            .map(|(i, (lead, f))| crate::outlook::LeadField {
                 lead_min: *lead,
                 rate_mm_h: f.view(),
-                probability: frames
-                    .probability
-                    .iter()
-                    .find(|(l, _)| l == lead)
-                    .map(|(_, p)| p.view()),
+                probability: n.probability.get(i).map(|p| p.view()),
             })
             .collect();
         match crate::outlook::build_outlook(
-            &frames.radar,
+            &n.radar,
             &frames.radar_name,
-            frames.base_time,
+            n.base_time,
             &mask,
             place.thresholds.rain_mm_h,
             observed.view(),
@@ -159,7 +195,7 @@ pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::not
                 outlook,
             }),
             Err(e) => {
-                tracing::warn!(place = %place.name, radar = %frames.radar, error = %e, "no outlook")
+                tracing::warn!(place = %place.name, radar = %n.radar, error = %e, "no outlook")
             }
         }
     }

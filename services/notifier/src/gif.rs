@@ -25,14 +25,25 @@ pub const MAX_SIDE_PX: u32 = 720;
 /// Half-width of the map window around the place, km.
 pub const DEFAULT_HALF_WIDTH_KM: f64 = 80.0;
 /// Observations shown before the latest scan, minutes.
-pub const PAST_MIN: i64 = 60;
+pub const PAST_MIN: u32 = 60;
+/// Longest nowcast lead shown, minutes (the default alert horizon; the API
+/// animation's default window is the same 60 minutes either side).
+pub const DEFAULT_MAX_LEAD_MIN: u32 = 60;
 
 /// Frames per radar, and how to draw them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FrameLibrary {
     radars: BTreeMap<String, RadarFrames>,
     /// Half-width of the map window, km.
     pub half_width_km: f64,
+    /// Longest nowcast lead drawn, minutes.
+    pub max_lead_min: u32,
+}
+
+impl Default for FrameLibrary {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl FrameLibrary {
@@ -41,12 +52,13 @@ impl FrameLibrary {
         Self {
             radars: BTreeMap::new(),
             half_width_km: DEFAULT_HALF_WIDTH_KM,
+            max_lead_min: DEFAULT_MAX_LEAD_MIN,
         }
     }
 
     /// Adds (or replaces) a radar's frames.
     pub fn insert(&mut self, frames: RadarFrames) {
-        self.radars.insert(frames.radar.clone(), frames);
+        self.radars.insert(frames.radar().to_string(), frames);
     }
 
     /// A radar's frames.
@@ -67,18 +79,22 @@ impl FrameLibrary {
         place: &Place,
         side_px: u32,
     ) -> Result<Vec<u8>, String> {
-        let window = crop_window(&frames.grid, place.lat, place.lon, self.half_width_km)
+        let n = &frames.nowcast;
+        let window = crop_window(&n.grid, place.lat, place.lon, self.half_width_km)
             .map_err(|e| e.to_string())?;
         let k = upscale_factor(window, side_px);
-        let grid = window_grid(&frames.grid, window, k).map_err(|e| e.to_string())?;
-        let since = frames.base_time - Duration::minutes(PAST_MIN);
+        let grid = window_grid(&n.grid, window, k).map_err(|e| e.to_string())?;
+        let since = n.base_time - Duration::minutes(i64::from(PAST_MIN));
         let mut fields = Vec::new();
         for (t, f) in frames.observed.iter().filter(|(t, _)| *t >= since) {
             fields.push((*t, FrameKind::Observed, crop_field(f.view(), window, k)));
         }
-        for (lead, f) in &frames.forecast {
+        for (i, (lead, f)) in n.leads_min.iter().zip(&n.rate_mm_h).enumerate() {
+            if *lead > self.max_lead_min {
+                break;
+            }
             fields.push((
-                frames.base_time + Duration::minutes(i64::from(*lead)),
+                n.valid_time(i),
                 FrameKind::Forecast { lead_min: *lead },
                 crop_field(f.view(), window, k),
             ));
@@ -94,9 +110,7 @@ impl FrameLibrary {
                 kind: *kind,
             })
             .collect();
-        let local = place
-            .time_zone
-            .from_utc_datetime(&frames.base_time.naive_utc());
+        let local = place.time_zone.from_utc_datetime(&n.base_time.naive_utc());
         let opts = AnimationOptions {
             max_side_px: side_px,
             title: Some(frames.radar_name.clone()),
@@ -185,21 +199,34 @@ pub(crate) mod tests {
     /// taken from the same moving cell.
     pub(crate) fn frames(base_min: i64) -> RadarFrames {
         let base = t0() + Duration::minutes(base_min);
-        RadarFrames {
+        let leads: Vec<u32> = (1..=12).map(|k| 5 * k).collect();
+        let nowcast = raincast_nowcast::LatestNowcast {
             radar: "synthetic".into(),
-            radar_name: "Synthetic radar".into(),
             grid: grid(),
             base_time: base,
+            step_s: 300,
+            inputs: vec![base],
+            rate_mm_h: leads
+                .iter()
+                .map(|l| field(base_min + i64::from(*l)))
+                .collect(),
+            leads_min: leads,
+            probability: Vec::new(),
+            threshold_mm_h: 0.1,
+            observed_mm_h: field(base_min),
+            earlier_inputs_mm_h: Vec::new(),
+            created_at: base,
+            origin: raincast_nowcast::Origin::Stored,
+        };
+        RadarFrames {
+            radar_name: "Synthetic radar".into(),
+            nowcast: std::sync::Arc::new(nowcast),
             observed: (0..=12)
                 .map(|i| {
                     let m = base_min - 60 + 5 * i;
                     (t0() + Duration::minutes(m), field(m))
                 })
                 .collect(),
-            forecast: (1..=12)
-                .map(|k| (5 * k as u32, field(base_min + 5 * k)))
-                .collect(),
-            probability: Vec::new(),
         }
     }
 

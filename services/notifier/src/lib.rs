@@ -14,12 +14,12 @@ pub mod claims;
 pub mod events;
 pub mod frames;
 pub mod gif;
-pub mod load;
 pub mod notify;
 pub mod oauth;
 pub mod outlook;
-pub mod place;
+pub use raincast_config::place;
 pub mod publish;
+pub mod service;
 pub mod text;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};

@@ -38,39 +38,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// How nowcasts are made.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NowcastSettings {
-    /// The algorithm's settings (input frames, motion, smoothing, probability radius).
-    pub config: NowcastConfig,
-    /// Longest lead, minutes (default 120).
-    pub max_lead_min: u32,
-    /// Interval between leads, minutes; `None` (default) = the scan interval
-    /// rounded to whole minutes, at least 1.
-    pub lead_step_min: Option<u32>,
-    /// Threshold of the cached probability fields, mm/h (default 0.1).
-    pub probability_threshold_mm_h: f32,
-    /// Store every frame through the scan store (default true).
-    pub store_frames: bool,
-    /// Sparse tile side of stored frames, cells (default 256).
-    pub tile_size: usize,
-    /// [`NowcastService::ensure`] looks for a newer scan at most this often, seconds (default 5).
-    pub recheck_s: i64,
-}
-
-impl Default for NowcastSettings {
-    fn default() -> Self {
-        Self {
-            config: NowcastConfig::default(),
-            max_lead_min: 120,
-            lead_step_min: None,
-            probability_threshold_mm_h: 0.1,
-            store_frames: true,
-            tile_size: sparse::DEFAULT_TILE_SIZE,
-            recheck_s: 5,
-        }
-    }
-}
+pub use raincast_config::nowcast::NowcastSettings;
 
 /// Why a nowcast could not be built or loaded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -124,6 +92,10 @@ pub struct LatestNowcast {
     pub threshold_mm_h: f32,
     /// The newest observed field, mm/h (the "now").
     pub observed_mm_h: Array2<f32>,
+    /// The observed fields of the other `inputs`, mm/h, oldest first (so
+    /// `inputs[i]` for `i < inputs.len() - 1`): the frames builder shows them
+    /// without decoding their scans again.
+    pub earlier_inputs_mm_h: Vec<Array2<f32>>,
     /// When this process built or loaded it.
     pub created_at: DateTime<Utc>,
     pub origin: Origin,
@@ -157,6 +129,16 @@ impl LatestNowcast {
     /// Valid time of lead `i`.
     pub fn valid_time(&self, i: usize) -> DateTime<Utc> {
         self.base_time + Duration::minutes(self.leads_min.get(i).copied().unwrap_or(0) as i64)
+    }
+
+    /// The observed field at an input time (mm/h), held since the nowcast
+    /// was built; `None` for any other time.
+    pub fn input_field(&self, time: DateTime<Utc>) -> Option<&Array2<f32>> {
+        if time == self.base_time {
+            return Some(&self.observed_mm_h);
+        }
+        let i = self.inputs.iter().position(|t| *t == time)?;
+        self.earlier_inputs_mm_h.get(i)
     }
 
     /// Index of a lead, if the nowcast has it.
@@ -386,7 +368,7 @@ impl NowcastService {
         let settings = self.inner.settings.clone();
         let radar_owned = radar.to_string();
         let built = tokio::task::spawn_blocking(move || {
-            build(&radar_owned, &fields, &leads, &settings, now)
+            build(&radar_owned, fields, &leads, &settings, now)
         })
         .await
         .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
@@ -519,6 +501,10 @@ impl NowcastService {
             probability,
             threshold_mm_h: self.inner.settings.probability_threshold_mm_h,
             observed_mm_h: latest.rate_mm_h.clone(),
+            earlier_inputs_mm_h: fields[..fields.len() - 1]
+                .iter()
+                .map(|f| f.rate_mm_h.clone())
+                .collect(),
             created_at: now,
             origin: Origin::Stored,
         }))
@@ -545,18 +531,18 @@ impl NowcastService {
 
     /// The stored scans behind the observed frames of `n`, fetched but not
     /// decoded (the decode is CPU work: [`ObservedScans::decode`] runs it on
-    /// a blocking thread). The scan at the issue time is not fetched: the
-    /// nowcast's own observed field stands for it.
+    /// a blocking thread). The scans the nowcast was built from are not
+    /// fetched: the nowcast holds their fields already.
     pub async fn observed_scans(
         &self,
-        n: &LatestNowcast,
+        n: &Arc<LatestNowcast>,
         scans: &[ScanManifest],
         now: DateTime<Utc>,
     ) -> Result<ObservedScans, NowcastServiceError> {
         let mut out = Vec::with_capacity(scans.len());
         for m in scans {
-            if m.time == n.base_time {
-                out.push(None);
+            if n.input_field(m.time).is_some() {
+                out.push((m.time, None));
                 continue;
             }
             let scan = self
@@ -569,7 +555,7 @@ impl NowcastService {
                     time: m.time,
                     reason: "listed but not found (expired?)".into(),
                 })?;
-            out.push(Some(scan));
+            out.push((m.time, Some(scan)));
         }
         Ok(ObservedScans {
             nowcast: n.clone(),
@@ -579,10 +565,10 @@ impl NowcastService {
 
     /// The observed fields of `scans` (from [`NowcastService::past_scans`]),
     /// oldest first; scans on another grid than the nowcast's are left out.
-    /// The scan at the issue time is the nowcast's own field, not decoded again.
+    /// The nowcast's input scans are not decoded again.
     pub async fn observed_fields(
         &self,
-        n: &LatestNowcast,
+        n: &Arc<LatestNowcast>,
         scans: &[ScanManifest],
         now: DateTime<Utc>,
     ) -> Result<Vec<RainField>, NowcastServiceError> {
@@ -625,6 +611,20 @@ impl NowcastService {
     }
 }
 
+/// The nowcast job: every radar's nowcast brought up to date now and then
+/// every `section.refresh()`, until `shutdown` turns true.
+pub async fn run(
+    section: raincast_config::nowcast::NowcastSection,
+    service: NowcastService,
+    radars: Vec<String>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    service.run_periodic(radars, section.refresh(), stop).await
+}
+
 /// `manifests` (oldest first) thinned so that no two are closer than the
 /// nowcast's lead step (at least its scan interval), newest kept, oldest first.
 pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
@@ -651,31 +651,39 @@ fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
 }
 
 /// Observed scans fetched for the frames of one nowcast
-/// ([`NowcastService::observed_scans`]); `None` stands for the scan at the
-/// issue time, whose field the nowcast already holds.
+/// ([`NowcastService::observed_scans`]), by time; `None` stands for an input
+/// of the nowcast, whose field it already holds.
 pub struct ObservedScans {
-    nowcast: LatestNowcast,
-    scans: Vec<Option<raincast_store::StoredScan>>,
+    nowcast: Arc<LatestNowcast>,
+    scans: Vec<(DateTime<Utc>, Option<raincast_store::StoredScan>)>,
 }
 
 impl ObservedScans {
+    /// How many scans were fetched from the store (and will be decoded);
+    /// the nowcast's own inputs are not among them.
+    pub fn fetched(&self) -> usize {
+        self.scans.iter().filter(|(_, s)| s.is_some()).count()
+    }
+
     /// Decodes the scans (CPU-bound; call it off the async threads), keeping
     /// those on the nowcast's grid, oldest first.
     pub fn decode(self) -> Result<Vec<RainField>, NowcastServiceError> {
         let n = &self.nowcast;
         let mut out = Vec::with_capacity(self.scans.len());
-        for scan in &self.scans {
-            let Some(scan) = scan else {
-                out.push(RainField {
-                    grid: n.grid.clone(),
-                    time: n.base_time,
-                    rate_mm_h: n.observed_mm_h.clone(),
-                });
-                continue;
+        for (time, scan) in &self.scans {
+            let field = match scan {
+                Some(scan) => decode_stored(&n.radar, scan)?,
+                None => match n.input_field(*time) {
+                    Some(f) => RainField {
+                        grid: n.grid.clone(),
+                        time: *time,
+                        rate_mm_h: f.clone(),
+                    },
+                    None => continue,
+                },
             };
-            let f = decode_stored(&n.radar, scan)?;
-            if f.grid.same_geometry(&n.grid) {
-                out.push(f);
+            if field.grid.same_geometry(&n.grid) {
+                out.push(field);
             }
         }
         Ok(out)
@@ -714,13 +722,13 @@ fn decode_stored(
 
 fn build(
     radar: &str,
-    fields: &[RainField],
+    mut fields: Vec<RainField>,
     leads: &[u32],
     s: &NowcastSettings,
     now: DateTime<Utc>,
 ) -> Result<LatestNowcast, NowcastServiceError> {
     let start = std::time::Instant::now();
-    let n = nowcast::nowcast(fields, leads, &s.config).map_err(|source| {
+    let n = nowcast::nowcast(&fields, leads, &s.config).map_err(|source| {
         NowcastServiceError::Nowcast {
             radar: radar.to_string(),
             source,
@@ -729,20 +737,23 @@ fn build(
     let probability = n.probability(s.probability_threshold_mm_h);
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let used = fields.len().min(s.config.frames.max(nowcast::MIN_FRAMES));
+    // The inputs before the newest are kept (moved, not copied) for the
+    // frames builder; the newest is `observed_mm_h`.
+    let mut used_fields: Vec<RainField> = fields.drain(fields.len() - used..).collect();
+    let inputs = used_fields.iter().map(|f| f.time).collect();
+    used_fields.pop();
     Ok(LatestNowcast {
         radar: radar.to_string(),
         grid: n.grid.clone(),
         base_time: n.base_time,
         step_s: n.step_s,
-        inputs: fields[fields.len() - used..]
-            .iter()
-            .map(|f| f.time)
-            .collect(),
+        inputs,
         leads_min: n.leads_min.clone(),
         rate_mm_h: n.rate_mm_h,
         probability,
         threshold_mm_h: s.probability_threshold_mm_h,
         observed_mm_h: n.observed_mm_h,
+        earlier_inputs_mm_h: used_fields.into_iter().map(|f| f.rate_mm_h).collect(),
         created_at: now,
         origin: Origin::Computed {
             motion_and_forecast_ms: ms,

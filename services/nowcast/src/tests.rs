@@ -229,3 +229,48 @@ fn leads_follow_the_scan_interval() {
     );
     assert_eq!(fixed.leads(300), vec![10, 20, 30, 40, 50, 60]);
 }
+
+/// The frames builder shows the nowcast's inputs from the fields the nowcast
+/// holds: a notifier pass or an animation after a nowcast decodes only the
+/// older scans, never one the nowcast job has decoded already.
+#[tokio::test]
+async fn frames_builder_reuses_the_nowcast_inputs() {
+    let dir = TempDir::new("raincast-nowcast-frames");
+    let store = store(&dir).await;
+    for k in 0..=5 {
+        put(store.as_ref(), k).await;
+    }
+    let now = time(5) + Duration::minutes(1);
+    for svc in [
+        NowcastService::new(store.clone(), NowcastSettings::default()),
+        // A second instance loads the stored frames: same inputs held.
+        NowcastService::new(store.clone(), NowcastSettings::default()),
+    ] {
+        let n = svc
+            .update(RADAR, now)
+            .await
+            .unwrap()
+            .nowcast()
+            .cloned()
+            .unwrap();
+        assert_eq!(n.inputs, vec![time(3), time(4), time(5)]);
+        assert_eq!(n.earlier_inputs_mm_h.len(), 2);
+        let past = svc.past_scans(&n, 25, now).await.unwrap();
+        let times: Vec<_> = past.iter().map(|m| m.time).collect();
+        assert_eq!(times, (0..=5).map(time).collect::<Vec<_>>());
+        let fetched = svc.observed_scans(&n, &past, now).await.unwrap();
+        assert_eq!(fetched.fetched(), 3, "only the scans older than the inputs");
+        let fields = fetched.decode().unwrap();
+        assert_eq!(fields.len(), 6);
+        for (k, f) in fields.iter().enumerate() {
+            assert_eq!(f.time, time(k));
+            let truth = field(k).rate_mm_h;
+            for (a, b) in f.rate_mm_h.iter().zip(truth.iter()) {
+                assert!(
+                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 2e-3 * b.abs().max(1.0),
+                    "scan {k}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cli;
+mod files;
 mod ingest_cmd;
 mod notify_cmd;
 mod nowcast_cmd;

@@ -1,28 +1,26 @@
-//! `raincast notify`: one notifier pass over the latest scans of every radar.
+//! `raincast notify --once`: one notifier pass over the latest nowcast of
+//! every radar.
 //!
-//! For each radar (from the configuration, `--radar`, or the source's
-//! folders) it loads the last hour of stored scans, builds the nowcast for the
-//! latest one, evaluates the places, and posts each new event once: to X when
-//! the four `RAINCAST_X_*` credentials are set (and not `--dry-run`), else to
-//! the outbox folder. One JSON line per event on stdout.
+//! The radars come from `--radar`, the configuration, or else the store's
+//! registry of radars (ingest registers every radar it ingests), so a store
+//! alone is enough. Each nowcast is built (or loaded from stored frames)
+//! through the nowcast service with the `[nowcast]` settings: the same
+//! nowcast `raincast run` and the API serve. Each new event is posted once:
+//! to X when the four `RAINCAST_X_*` credentials are set (and not
+//! `--dry-run`), else to the outbox. One JSON line per event on stdout.
 
+use crate::cli::{process_env, runtime};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
-use raincast_ingest::config::DEFAULT_VAR_DIR;
-use raincast_ingest::{Config, Connector, Overrides, Stores};
-use raincast_notifier::claims::Claims;
-use raincast_notifier::gif::FrameLibrary;
-use raincast_notifier::load::{load_radar_frames, LoadConfig};
-use raincast_notifier::notify::{Notifier, Report};
-use raincast_notifier::oauth::Credentials;
-use raincast_notifier::publish::outbox::OutboxPublisher;
-use raincast_notifier::publish::x::{XConfig, XPublisher};
-use raincast_notifier::publish::AnyPublisher;
-use raincast_notifier::{frames::jobs_for, Place};
-use std::collections::HashMap;
+use raincast_config::place::Place;
+use raincast_config::{Config, Overrides};
+use raincast_ingest::Connector;
+use raincast_notifier::notify::Report;
+use raincast_notifier::service::{self, NotifierDeps, NotifierSettings, RadarRef};
+use raincast_nowcast::NowcastService;
 use std::io::Write;
 use std::path::PathBuf;
-use tracing::{debug, info};
+use tracing::info;
 
 /// Arguments of `raincast notify`.
 #[derive(clap::Args, Debug)]
@@ -30,21 +28,22 @@ pub struct NotifyArgs {
     /// Run one pass and exit (required: the scheduled notifier runs under `raincast run`).
     #[arg(long)]
     once: bool,
-    /// Configuration file (TOML, shared with ingest): store and radars.
+    /// Configuration file (TOML, shared with every command).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Store: `dynamodb[://TABLE_PREFIX]` or a folder (env RAINCAST_STORE).
+    /// Store: `dynamodb[://TABLE_PREFIX]` or a folder [env: RAINCAST_STORE].
     #[arg(long)]
     store: Option<String>,
-    /// Only this radar.
+    /// Only this radar (default: the configured radars, else every radar
+    /// registered in the store).
     #[arg(long)]
     radar: Option<String>,
     /// Write to the outbox even when X credentials are set, and leave the
-    /// store untouched (claims and states are kept in memory).
+    /// store untouched (claims, states and nowcast frames kept in memory).
     #[arg(long)]
     dry_run: bool,
-    /// Outbox folder (default var/outbox).
-    #[arg(long, env = "RAINCAST_OUTBOX")]
+    /// Outbox folder [env: RAINCAST_OUTBOX] [default: var/outbox].
+    #[arg(long)]
     outbox: Option<PathBuf>,
     /// A place: `NAME,LAT,LON[,RADIUS_KM]` (repeatable).
     #[arg(long = "place", value_name = "NAME,LAT,LON[,RADIUS_KM]")]
@@ -66,7 +65,8 @@ struct PlacesFile {
     places: Vec<Place>,
 }
 
-fn places(args: &NotifyArgs) -> Result<Vec<Place>> {
+/// The places of the flags, else those of `[notifier]`.
+fn places(args: &NotifyArgs, cfg: &Config) -> Result<Vec<Place>> {
     let mut out = Vec::new();
     for p in &args.places {
         out.push(Place::parse_arg(p)?.with_time_zone(&args.time_zone)?);
@@ -77,12 +77,16 @@ fn places(args: &NotifyArgs) -> Result<Vec<Place>> {
         let file: PlacesFile =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         for p in file.places {
-            p.validate()?;
+            p.validate()
+                .with_context(|| format!("in {}", path.display()))?;
             out.push(p);
         }
     }
     if out.is_empty() {
-        bail!("no places: pass --place NAME,LAT,LON[,RADIUS_KM] or --places-file FILE");
+        out = cfg.notifier.places.clone();
+    }
+    if out.is_empty() {
+        bail!("no places: pass --place NAME,LAT,LON[,RADIUS_KM] or --places-file FILE, or configure [[notifier.places]]");
     }
     Ok(out)
 }
@@ -120,10 +124,6 @@ fn print(reports: &[Report]) -> Result<()> {
     Ok(())
 }
 
-/// The claim lease of a notifier: long enough for one post with a
-/// rate-limit wait (X: up to 15 minutes) and its requests.
-pub const CLAIM_LEASE_MIN: i64 = 20;
-
 /// Runs `raincast notify`.
 pub fn run(args: NotifyArgs) -> Result<()> {
     if !args.once {
@@ -131,17 +131,8 @@ pub fn run(args: NotifyArgs) -> Result<()> {
             "only --once is supported here; `raincast run` runs the notifier after every nowcast"
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(args))
-}
-
-async fn run_async(args: NotifyArgs) -> Result<()> {
-    let places = places(&args)?;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let cfg = Config::load(
+    let env = process_env();
+    let mut cfg = Config::load(
         args.config.as_deref(),
         &env,
         &Overrides {
@@ -151,234 +142,56 @@ async fn run_async(args: NotifyArgs) -> Result<()> {
             ..Overrides::default()
         },
     )?;
-    let connector = Connector::new(&cfg, &env);
-    let stores = connector.stores().await?;
-    info!(store = %stores.description, "notifier store");
-    let radars: Vec<(String, String)> = if cfg.radars.is_empty() {
-        connector
-            .radar_sources()
-            .await?
-            .into_iter()
-            .map(|r| (r.radar.id, r.radar.name))
-            .collect()
-    } else {
-        cfg.radars
-            .iter()
-            .map(|r| (r.id.clone(), r.name.clone()))
-            .collect()
-    };
-    let plan = NotifyPlan {
-        places,
-        radars,
-        dry_run: args.dry_run,
-        outbox: args
-            .outbox
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox")),
-    };
-    let reports = notify_pass(&env, &stores, &plan, Utc::now(), None).await?;
-    print(&reports)?;
-    info!(
-        events = reports.len(),
-        radars = plan.radars.len(),
-        places = plan.places.len(),
-        "notify pass done"
-    );
-    Ok(())
-}
-
-/// What one notifier pass works on, besides the stores.
-#[derive(Debug, Clone)]
-pub struct NotifyPlan {
-    pub places: Vec<Place>,
-    /// (id, name) of each radar.
-    pub radars: Vec<(String, String)>,
-    /// Outbox even with X credentials, and claims kept in memory only.
-    pub dry_run: bool,
-    pub outbox: PathBuf,
-}
-
-/// One notifier pass: loads the last hour of every radar, builds its
-/// nowcast, evaluates the places and posts each new event once, to X when
-/// the `RAINCAST_X_*` credentials are in `env` (and not a dry run), else to
-/// the outbox. Shared by `raincast notify --once` and `raincast run`.
-pub async fn notify_pass(
-    env: &HashMap<String, String>,
-    stores: &Stores,
-    plan: &NotifyPlan,
-    now: chrono::DateTime<Utc>,
-    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
-) -> Result<Vec<Report>> {
-    let mut gifs = FrameLibrary::new();
-    let mut jobs = Vec::new();
-    for (id, name) in &plan.radars {
-        match load_radar_frames(stores.scans.as_ref(), id, name, now, &LoadConfig::default())
-            .await?
-        {
-            Some(frames) => {
-                jobs.extend(jobs_for(&frames, &plan.places));
-                gifs.insert(frames);
-            }
-            None => info!(radar = %id, "no stored scans"),
-        }
+    if let Some(dir) = &args.outbox {
+        cfg.notifier.outbox = dir.clone();
     }
-
-    let creds = Credentials::from_lookup(|k| env.get(k).cloned())?;
-    let publisher = match creds {
-        Some(c) if !plan.dry_run => {
-            let x = XPublisher::new(c, XConfig::from_lookup(|k| env.get(k).cloned()))?;
-            info!(base = %x.config().base_url, "posting to X");
-            AnyPublisher::X(Box::new(x))
+    cfg.notifier.dry_run |= args.dry_run;
+    // A dry run leaves the store untouched, nowcast frames included.
+    cfg.nowcast.settings.store_frames &= !cfg.notifier.dry_run;
+    let places = places(&args, &cfg)?;
+    cfg.notifier.enabled = Some(true);
+    let settings = NotifierSettings::from_section(&cfg.notifier, places, cfg.nowcast.refresh())?
+        .context("the notifier is off")?;
+    runtime()?.block_on(async move {
+        let stores = Connector::new(&cfg, &env).stores().await?;
+        info!(store = %stores.description, "notifier store");
+        let radars: Vec<RadarRef> = if cfg.radars.is_empty() {
+            raincast_store::radars::registered(stores.state.as_ref())
+                .await?
+                .into_iter()
+                .map(|r| RadarRef {
+                    id: r.id,
+                    name: r.name,
+                })
+                .collect()
+        } else {
+            cfg.radars
+                .iter()
+                .map(|r| RadarRef {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                })
+                .collect()
+        };
+        if radars.is_empty() {
+            bail!(
+                "no radars: the store at {} has none registered (ingest registers every radar it ingests); pass --radar ID",
+                stores.description
+            );
         }
-        _ => {
-            debug!(outbox = %plan.outbox.display(), dry_run = plan.dry_run, "writing to the outbox");
-            AnyPublisher::Outbox(OutboxPublisher::new(plan.outbox.clone()))
-        }
-    };
-
-    let owner = format!(
-        "notify-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_millis()
-    );
-    let lease = chrono::Duration::minutes(CLAIM_LEASE_MIN);
-    // Claims and posting records live in the one state store; a dry run
-    // reads it and keeps its writes in memory.
-    let claims = if plan.dry_run {
-        Claims::dry_run(stores.state.clone(), owner, lease)
-    } else {
-        Claims::new(stores.state.clone(), owner, lease)
-    };
-    let mut notifier = Notifier::new(claims, publisher);
-    if let Some(rx) = shutdown {
-        notifier = notifier.with_shutdown(rx);
-    }
-    Ok(notifier.run_once(&jobs, &gifs, Utc::now()).await?)
-}
-
-/// The `[notifier]` table of the configuration file, read by `raincast run`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifierTable {
-    /// Run the notifier after every nowcast (default: on when places are
-    /// configured, and for the demo radar).
-    pub enabled: Option<bool>,
-    /// Outbox folder (default var/outbox; `RAINCAST_OUTBOX` overrides).
-    pub outbox: Option<PathBuf>,
-    /// Only ever write to the outbox, even with X credentials set.
-    pub dry_run: bool,
-    /// The places, as in `raincast notify --places-file`.
-    pub places: Vec<Place>,
-}
-
-/// Places in the path of the demo radar's rain (it stands in Zürich and
-/// covers 256 × 256 km), so that `raincast run` fills the outbox.
-pub fn demo_places() -> Result<Vec<Place>> {
-    [
-        ("Zürich", 47.377, 8.540),
-        ("Winterthur", 47.500, 8.724),
-        ("Lucerne", 47.050, 8.309),
-        ("Aarau", 47.392, 8.044),
-    ]
-    .into_iter()
-    .map(|(name, lat, lon)| Ok(Place::new(name, lat, lon).with_time_zone("Europe/Zurich")?))
-    .collect()
-}
-
-/// The notifier's plan under `raincast run`, or None when it is off.
-pub fn run_plan(
-    cfg: &Config,
-    env: &HashMap<String, String>,
-    radars: &[raincast_ingest::RadarConfig],
-    demo: bool,
-) -> Result<Option<NotifyPlan>> {
-    let t: NotifierTable = toml::Value::Table(cfg.notifier.clone())
-        .try_into()
-        .context("invalid [notifier] table")?;
-    for p in &t.places {
-        p.validate()?;
-    }
-    let places = if t.places.is_empty() && demo {
-        demo_places()?
-    } else {
-        t.places
-    };
-    if !t.enabled.unwrap_or(!places.is_empty()) {
-        return Ok(None);
-    }
-    if places.is_empty() {
-        bail!("[notifier] is enabled but has no places: add [[notifier.places]] tables");
-    }
-    let outbox = env
-        .get("RAINCAST_OUTBOX")
-        .filter(|v| !v.trim().is_empty())
-        .map(PathBuf::from)
-        .or(t.outbox)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_VAR_DIR).join("outbox"));
-    Ok(Some(NotifyPlan {
-        places,
-        radars: radars
-            .iter()
-            .map(|r| (r.id.clone(), r.name.clone()))
-            .collect(),
-        dry_run: t.dry_run,
-        outbox,
-    }))
-}
-
-/// Nowcasts older than this (base time before now minus it) give no alerts
-/// under `raincast run`, minutes.
-pub const MAX_ALERT_AGE_MIN: i64 = 30;
-
-/// The notifier job of `raincast run`: a pass whenever a radar's nowcast
-/// is newer than at the last pass, until `shutdown`.
-pub async fn run_job(
-    env: HashMap<String, String>,
-    stores: Stores,
-    plan: NotifyPlan,
-    nowcasts: raincast_nowcast::NowcastService,
-    interval: std::time::Duration,
-    shutdown_rx: tokio::sync::watch::Receiver<bool>,
-) {
-    info!(places = plan.places.len(), outbox = %plan.outbox.display(),
-        "notifier runs after every nowcast");
-    let mut stop = shutdown_rx.clone();
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    tokio::pin!(shutdown);
-    let mut seen: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => {}
-        }
-        // Only nowcasts of current scans give alerts: while a backlog (or
-        // the demo's two-hour backfill) is ingested, old rain is history.
-        let current = Utc::now() - chrono::Duration::minutes(MAX_ALERT_AGE_MIN);
-        let mut fresh = false;
-        for (id, _) in &plan.radars {
-            if let Some(n) = nowcasts.latest(id).filter(|n| n.base_time >= current) {
-                if seen.insert(id.clone(), n.base_time) != Some(n.base_time) {
-                    fresh = true;
-                }
-            }
-        }
-        if !fresh {
-            continue;
-        }
-        // Publishing sees the shutdown signal: a stopping process ends
-        // between posts (or during a wait), never in the middle of one.
-        match notify_pass(&env, &stores, &plan, Utc::now(), Some(shutdown_rx.clone())).await {
-            Ok(reports) => {
-                for r in &reports {
-                    info!(key = %r.key, kind = r.kind.as_str(), place = %r.place,
-                        status = ?r.status, gif_bytes = r.gif_bytes, text = %r.text, "notifier event");
-                }
-            }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "notifier pass failed"),
-        }
-    }
+        let deps = NotifierDeps {
+            state: stores.state.clone(),
+            nowcasts: NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone()),
+            radars,
+        };
+        let reports = service::pass(&settings, &deps, Utc::now(), None, None).await?;
+        print(&reports)?;
+        info!(
+            events = reports.len(),
+            radars = deps.radars.len(),
+            places = settings.places.len(),
+            "notify pass done"
+        );
+        Ok(())
+    })
 }

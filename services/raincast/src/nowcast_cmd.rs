@@ -2,13 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use raincast_algorithms::decode;
 use raincast_algorithms::nowcast::{NowcastConfig, NowcastInput, Smoothing, MIN_FRAMES};
 use raincast_algorithms::npy;
-use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::scan::Format;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// How the advected field is post-processed (see `nowcast` module docs).
@@ -57,15 +55,6 @@ pub struct NowcastArgs {
     pub smoothing: SmoothingArg,
 }
 
-/// Decodes and preps one scan (default prep: 0.1 mm/h threshold).
-pub fn load_field(path: &Path, format: Option<Format>) -> Result<RainField> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str());
-    let scan = decode::decode(&bytes, name, format)
-        .with_context(|| format!("{}: cannot decode", path.display()))?;
-    Ok(prep::prep(&scan, &PrepOptions::default()))
-}
-
 pub fn run(args: NowcastArgs) -> Result<()> {
     let started = Instant::now();
     if args.files.len() < MIN_FRAMES {
@@ -76,7 +65,7 @@ pub fn run(args: NowcastArgs) -> Result<()> {
     }
     let mut fields = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        fields.push(load_field(path, args.format)?);
+        fields.push(crate::files::load_field(path, args.format)?);
     }
     let cfg = NowcastConfig {
         frames: args.frames,
@@ -94,7 +83,7 @@ pub fn run(args: NowcastArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     for (lead, field) in nowcast.leads_min.iter().zip(&nowcast.rate_mm_h) {
         let path = args.out.join(format!("lead_{lead:03}.npy"));
-        crate::prep_cmd::write_atomically(&path, &npy::encode_f32(field))
+        crate::files::write_atomically(&path, &npy::encode_f32(field))
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     let total_ms = started.elapsed().as_secs_f64() * 1e3;

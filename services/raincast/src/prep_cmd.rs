@@ -1,5 +1,6 @@
 //! `raincast prep FILE|DIR [--format F] [--npy OUT.npy]`.
 
+use crate::files::{files_below, write_atomically};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use raincast_algorithms::decode::{self, DecodeOptions};
@@ -114,46 +115,6 @@ pub fn prep_file(
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
-}
-
-/// Writes to a temporary file beside `path`, then renames it into place, so
-/// that a crash never leaves a half-written file under the final name.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp-raincast");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
-/// Every regular file below `dir`, sorted by path (hidden files skipped).
-pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?
-        {
-            let entry = entry?;
-            let p = entry.path();
-            if p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-            {
-                continue;
-            }
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 fn run_dir(

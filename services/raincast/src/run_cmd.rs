@@ -1,22 +1,19 @@
 //! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T] [--listen ADDR]`:
-//! every ingest job, the nowcast job and the HTTP service (map page and API)
-//! until Ctrl-C. With no source configured it starts the synthetic demo
-//! radar, which writes ODIM_H5 files into ./var/bucket. The notifier runs
-//! after every new nowcast when places are configured (`[notifier]`), and
-//! for the demo over a few Swiss towns, writing to ./var/outbox unless X
-//! credentials are set.
+//! every service until Ctrl-C: the ingest jobs, the nowcast job, the HTTP
+//! API with the map page, and the notifier. With no source configured it
+//! starts the synthetic demo radar, which writes ODIM_H5 files into
+//! ./var/bucket, and the notifier watches a few Swiss towns, writing to
+//! ./var/outbox unless X credentials are set.
 
-use crate::ingest_cmd::{
-    ingester, process_env, runtime, spawn_shutdown_signal, ConfigArgs, RadarArgs,
-};
-use crate::notify_cmd;
-use crate::serve_cmd::{self, ServiceSettings};
+use crate::cli::{announce_map, process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs};
 use anyhow::Result;
 use clap::Args;
-use raincast_ingest::config::{IngestSettings, SourceSpec};
-use raincast_ingest::connect::Connector;
-use raincast_ingest::demo::{DemoOptions, DemoRadar};
-use raincast_ingest::{IngestMetrics, Overrides, RadarSource};
+use raincast_api::{AppState, RadarInfo};
+use raincast_config::SourceSpec;
+use raincast_ingest::demo::{demo_places, DemoOptions, DemoRadar};
+use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides, RadarSource};
+use raincast_notifier::service::{NotifierDeps, NotifierSettings, RadarRef};
+use raincast_nowcast::NowcastService;
 use raincast_store::LocalSource;
 use std::sync::Arc;
 
@@ -39,23 +36,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let mut cfg = args.cfg.load(&env, overrides)?;
     let demo = !cfg.source_given;
-    let settings = ServiceSettings::from_config(&cfg, &env, demo)?;
     if demo {
-        // Demo scans come every few seconds: ingest them as often, in
-        // batches big enough for the two-hour backfill, unless configured.
-        let d = IngestSettings::default();
-        if cfg.ingest.schedule == d.schedule {
-            cfg.ingest.schedule = "*/5 * * * * *".into();
-        }
-        if cfg.ingest.batch_size == d.batch_size {
-            cfg.ingest.batch_size = 1000;
-        }
+        cfg.apply_demo_defaults();
     }
+    let places = if demo && cfg.notifier.places.is_empty() {
+        demo_places()
+    } else {
+        cfg.notifier.places.clone()
+    };
+    let notifier = NotifierSettings::from_section(&cfg.notifier, places, cfg.nowcast.refresh())?;
     runtime()?.block_on(async move {
         let conn = Connector::new(&cfg, &env);
         let stores = conn.stores().await?;
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        spawn_shutdown_signal(tx);
+        let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
         let radars = if demo {
             let SourceSpec::Local { dir } = &cfg.source else {
@@ -70,35 +63,60 @@ pub fn run(args: RunArgs) -> Result<()> {
                 source: Arc::new(LocalSource::new(dir.clone())),
             };
             tracing::info!(bucket = %dir.display(), "no source configured: starting the synthetic demo radar");
-            tasks.push(tokio::spawn(radar.run(rx.clone())));
+            tasks.push(tokio::spawn(radar.run(shutdown.clone())));
             vec![rs]
         } else {
             conn.radar_sources().await?
         };
-        // One registry for every job: /metrics shows them all.
+        let ids: Vec<String> = radars.iter().map(|r| r.radar.id.clone()).collect();
+        // One registry for every service: /metrics shows them all.
         let registry = prometheus::Registry::new();
         let metrics = IngestMetrics::new(&registry)?;
-        let ingester = ingester(&cfg, &stores, metrics, rx.clone()).await?;
-        let infos = serve_cmd::radar_infos(&radars.iter().map(|r| r.radar.clone()).collect::<Vec<_>>());
-        let refresh = settings.refresh;
-        let (_, nowcasts, http) =
-            serve_cmd::start(settings, &stores, infos, registry, true, rx.clone()).await?;
-        tasks.extend(http);
-        let radar_cfgs: Vec<_> = radars.iter().map(|r| r.radar.clone()).collect();
-        if let Some(plan) = notify_cmd::run_plan(&cfg, &env, &radar_cfgs, demo)? {
-            tasks.push(tokio::spawn(notify_cmd::run_job(
-                env.clone(),
-                stores.clone(),
-                plan,
-                nowcasts,
-                refresh,
-                rx.clone(),
+
+        let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
+        tasks.push(tokio::spawn(raincast_nowcast::run(
+            cfg.nowcast.clone(),
+            nowcasts.clone(),
+            ids.clone(),
+            shutdown.clone(),
+        )));
+
+        let state = AppState::builder(stores.scans.clone(), nowcasts.clone())
+            .config(cfg.api.clone())
+            .radars(radars.iter().map(|r| RadarInfo::from(&r.radar)).collect())
+            .registry(registry)
+            .build()?;
+        let (addr, http) = raincast_api::run(&cfg.listen, state, shutdown.clone()).await?;
+        announce_map(addr);
+        tasks.push(http);
+
+        if let Some(settings) = notifier {
+            let deps = NotifierDeps {
+                state: stores.state.clone(),
+                nowcasts: nowcasts.clone(),
+                radars: radars
+                    .iter()
+                    .map(|r| RadarRef {
+                        id: r.radar.id.clone(),
+                        name: r.radar.name.clone(),
+                    })
+                    .collect(),
+            };
+            tasks.push(tokio::spawn(raincast_notifier::service::run(
+                settings,
+                deps,
+                shutdown.clone(),
             )));
         }
-        let ids: Vec<&str> = radars.iter().map(|r| r.radar.id.as_str()).collect();
+
         tracing::info!(source = %cfg.source, store = %stores.description, radars = ?ids,
             "raincast running; Ctrl-C to stop");
-        raincast_ingest::run_scheduled(ingester, radars, &cfg.ingest.schedule, rx).await?;
+        let deps = IngestDeps {
+            stores,
+            radars,
+            metrics,
+        };
+        raincast_ingest::run(cfg.ingest.clone(), deps, shutdown).await?;
         for t in tasks {
             let _ = t.await;
         }

@@ -1,6 +1,6 @@
 //! `raincast scans list|quarantined --radar ID [--store …]`.
 
-use crate::ingest_cmd::{parse_rfc3339, process_env, runtime, ConfigArgs};
+use crate::cli::{parse_rfc3339, process_env, runtime, ConfigArgs};
 use anyhow::Result;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::{Args, Subcommand};

@@ -37,13 +37,13 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let files = crate::prep_cmd::files_below(&args.dir)?;
+    let files = crate::files::files_below(&args.dir)?;
     if files.is_empty() {
         bail!("{}: no files found", args.dir.display());
     }
     let mut fields = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
-        match crate::nowcast_cmd::load_field(path, args.format) {
+        match crate::files::load_field(path, args.format) {
             Ok(f) => fields.push(f),
             Err(e) => eprintln!("verify: skipping {e:#}"),
         }

@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod error;
 pub mod local;
 pub mod model;
+pub mod radars;
 pub mod s3;
 
 pub use dynamo::{DynamoOptions, DynamoStore};

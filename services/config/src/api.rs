@@ -1,4 +1,6 @@
-//! Settings of the HTTP API (the `[api]` table of the configuration file).
+//! The `[api]` section: settings of the HTTP API. Every key can be
+//! overridden by `RAINCAST_API__{KEY}`, and `cors_origins` by
+//! `RAINCAST_CORS_ORIGINS` (comma-separated).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -131,7 +133,8 @@ impl ApiConfig {
                     reason: format!("{o:?} is neither \"*\" nor an http(s) origin"),
                 });
             }
-            if o != "*" && o.parse::<axum::http::HeaderValue>().is_err() {
+            // What an HTTP header value may hold: visible ASCII and spaces.
+            if o != "*" && !o.bytes().all(|b| (0x20..0x7f).contains(&b)) {
                 return Err(ApiConfigError {
                     field: "cors_origins",
                     reason: format!("{o:?} is not a valid header value"),

@@ -1,10 +1,10 @@
 //! Places the notifier watches, and their thresholds.
 //!
 //! A place is a point (WGS84 lon/lat) with a radius: rain anywhere inside the
-//! disk counts for the place (see [`crate::outlook`]). Thresholds are rain
+//! disk counts for the place (see the notifier's `outlook`). Thresholds are rain
 //! rates in mm/h; every "on" threshold has a lower "off" threshold so that a
 //! rate wobbling around one value cannot flip the state on every scan
-//! (hysteresis, see [`crate::events`]).
+//! (hysteresis, see the notifier's `events`).
 //!
 //! In a TOML configuration a place looks like:
 //! ```toml
@@ -45,14 +45,14 @@ pub enum PlaceError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
-    /// Rain "on": the area rate (see [`crate::outlook::AreaRain`]) at or above
+    /// Rain "on": the area rate (see the notifier's area rate) at or above
     /// this counts as rain at the place. Default 0.5 mm/h.
     pub rain_mm_h: f32,
     /// Rain "off": once raining, the place stays raining until the area rate
     /// falls below this for [`Self::dry_scans`] consecutive scans. Default 0.2.
     pub rain_off_mm_h: f32,
     /// Heavy rain "on". Default 10 mm/h (the top of the "moderate" band, see
-    /// [`crate::text::Intensity`]).
+    /// the intensity words).
     pub heavy_mm_h: f32,
     /// Heavy rain "off". Default 5 mm/h.
     pub heavy_off_mm_h: f32,

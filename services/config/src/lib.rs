@@ -1,5 +1,17 @@
-//! Configuration: a TOML file, then `RAINCAST_*` environment overrides, then
-//! command-line flags, parsed once into typed, validated structs.
+//! Raincast's one configuration: a TOML file, then `RAINCAST_*`
+//! environment overrides, then command-line flags, parsed once into typed,
+//! validated sections that every service takes: the store and source,
+//! [`IngestSettings`], [`nowcast::NowcastSection`], [`api::ApiConfig`] and
+//! [`notifier::NotifierSection`]. Every error is a [`ConfigError`] naming
+//! the setting and where it came from (file, variable or flag).
+//!
+//! Every key of the `[ingest]`, `[nowcast]`, `[api]`, `[notifier]` and
+//! `[aws]` sections can be overridden by `RAINCAST_{SECTION}__{KEY}` (e.g.
+//! `RAINCAST_NOWCAST__MAX_LEAD_MIN=60`, `RAINCAST_API__CPU_QUEUE=8`); the
+//! value is read as a TOML value (a number, `true`, `["a", "b"]`, an inline
+//! table), or else as a string. The older short names (`RAINCAST_STORE`,
+//! `RAINCAST_BATCH_SIZE`, `RAINCAST_CORS_ORIGINS`, `RAINCAST_OUTBOX`, …)
+//! still apply and win over both.
 //!
 //! The environment is passed in as a map ([`Config::load`]), never read
 //! here, so tests build any environment without touching the process's.
@@ -27,7 +39,16 @@
 //! location = { lat = -37.855, lon = 144.755 }
 //! ```
 
+pub mod api;
+pub mod layout;
+pub mod notifier;
+pub mod nowcast;
+pub mod place;
+
+use crate::api::ApiConfig;
 use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
+use crate::notifier::{NotifierFile, NotifierSection};
+use crate::nowcast::{NowcastFile, NowcastSection};
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::scan::{Format, ZR};
 use raincast_store::model::validate_radar_id;
@@ -51,7 +72,11 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(setting: &str, origin: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    setting: &str,
+    origin: &'static str,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         setting: setting.to_string(),
         origin,
@@ -350,13 +375,12 @@ pub struct Config {
     pub listen: String,
     /// Log as JSON lines.
     pub log_json: bool,
-    /// The `[api]` table as written (validated by the HTTP service).
-    pub api: toml::Table,
-    /// The `[nowcast]` table as written (validated by the nowcast service).
-    pub nowcast: toml::Table,
-    /// The `[notifier]` table as written (places, outbox; validated by the
-    /// notifier settings of `raincast run`).
-    pub notifier: toml::Table,
+    /// The HTTP API (`[api]`).
+    pub api: ApiConfig,
+    /// The nowcast service and job (`[nowcast]`).
+    pub nowcast: NowcastSection,
+    /// The notifier (`[notifier]`).
+    pub notifier: NotifierSection,
 }
 
 /// Command-line flags that override the file and the environment.
@@ -388,15 +412,104 @@ struct FileConfig {
     aws: FileAws,
     #[serde(default)]
     radars: Vec<FileRadar>,
-    /// `[api]`: read by the HTTP service (raincast-api `ApiConfig`).
     #[serde(default)]
-    api: toml::Table,
-    /// `[nowcast]`: read by the nowcast service settings.
+    api: ApiConfig,
     #[serde(default)]
-    nowcast: toml::Table,
-    /// `[notifier]`: places and outbox of the notifier under `raincast run`.
+    nowcast: NowcastFile,
     #[serde(default)]
-    notifier: toml::Table,
+    notifier: NotifierFile,
+}
+
+/// The sections whose keys `RAINCAST_{SECTION}__{KEY}` overrides.
+pub const SECTIONS: [&str; 5] = ["ingest", "nowcast", "api", "notifier", "aws"];
+
+/// The process environment as given to [`Config::load`].
+pub(crate) struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    /// A variable's trimmed value, when set and not blank.
+    pub(crate) fn text(&self, key: &str) -> Option<String> {
+        self.0
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    }
+}
+
+/// Which section keys came from `RAINCAST_{SECTION}__{KEY}` variables.
+#[derive(Debug, Default)]
+pub(crate) struct Origins(HashMap<(String, String), String>);
+
+impl Origins {
+    /// The name to report for `section.key` and where it came from.
+    pub(crate) fn of(&self, section: &str, key: &str) -> (String, &'static str) {
+        match self.0.get(&(section.to_string(), key.to_string())) {
+            Some(var) => (var.clone(), "environment"),
+            None => (format!("{section}.{key}"), "config file"),
+        }
+    }
+}
+
+/// The name of the variable overriding `section.key`.
+pub fn env_var_for(section: &str, key: &str) -> String {
+    format!(
+        "RAINCAST_{}__{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
+}
+
+/// A variable's value as TOML: a number, boolean, array or inline table
+/// when it parses as one, else the text itself.
+fn toml_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies the `RAINCAST_{SECTION}__{KEY}` variables to the file's table,
+/// one at a time (sorted by name), so that a value that does not fit names
+/// its variable.
+fn overlay_env(
+    mut table: toml::Table,
+    env: &HashMap<String, String>,
+) -> Result<(toml::Table, Origins), ConfigError> {
+    let mut origins = Origins::default();
+    let mut vars: Vec<(&String, &String)> = env.iter().collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let Some(rest) = var.strip_prefix("RAINCAST_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = section.to_ascii_lowercase();
+        if !SECTIONS.contains(&section.as_str()) || raw.trim().is_empty() {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        let mut next = table.clone();
+        let entry = next
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(t) = entry.as_table_mut() else {
+            return Err(invalid(
+                var,
+                "environment",
+                format!("[{section}] is not a table"),
+            ));
+        };
+        t.insert(key.clone(), toml_value(raw.trim()));
+        toml::Value::Table(next.clone())
+            .try_into::<FileConfig>()
+            .map_err(|e| invalid(var, "environment", e.message().to_string()))?;
+        table = next;
+        origins.0.insert((section, key), var.clone());
+    }
+    Ok((table, origins))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -581,7 +694,7 @@ impl Config {
                     reason,
                 })?
             }
-            None => FileConfig::default(),
+            None => toml::Table::new(),
         };
         Self::build(fc, env, cli)
     }
@@ -599,16 +712,56 @@ impl Config {
         Self::build(fc, env, cli)
     }
 
-    fn parse_file(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    /// The file's table, checked against the schema (unknown keys, types).
+    fn parse_file(text: &str) -> Result<toml::Table, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        toml::Value::Table(table.clone())
+            .try_into::<FileConfig>()
+            .map_err(|e| e.to_string())?;
+        Ok(table)
     }
 
     fn build(
-        fc: FileConfig,
+        table: toml::Table,
         env: &HashMap<String, String>,
         cli: &Overrides,
     ) -> Result<Config, ConfigError> {
+        let (table, origins) = overlay_env(table, env)?;
+        // A file setting that a `RAINCAST_{SECTION}__{KEY}` variable
+        // replaced is reported under the variable's name.
+        Self::build_sections(table, env, cli, &origins).map_err(|e| match e {
+            ConfigError::Invalid {
+                setting,
+                origin: origin @ ("config file" | "config"),
+                reason,
+            } => {
+                let (setting, origin) = match setting.split_once('.') {
+                    Some((section, key)) => match origins.of(section, key) {
+                        (var, "environment") => (var, "environment"),
+                        _ => (setting, origin),
+                    },
+                    None => (setting, origin),
+                };
+                ConfigError::Invalid {
+                    setting,
+                    origin,
+                    reason,
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn build_sections(
+        table: toml::Table,
+        env: &HashMap<String, String>,
+        cli: &Overrides,
+        origins: &Origins,
+    ) -> Result<Config, ConfigError> {
         let d = IngestSettings::default();
+        let fc: FileConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid("configuration", "environment", e.message()))?;
 
         // source / store: flag > env > file > embedded default.
         let (source_text, origin) = pick(&cli.source, env.get("RAINCAST_SOURCE"), &fc.source);
@@ -912,6 +1065,28 @@ impl Config {
             .or(fc.log_json)
             .unwrap_or(false);
 
+        let mut api = fc.api.clone();
+        if let Some(o) = Env(env).text("RAINCAST_CORS_ORIGINS") {
+            api.cors_origins = o
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        let nowcast = NowcastSection::build(&fc.nowcast, ingest.tile_size, origins)?;
+        // `/v1/forecast` gives the nowcast's probability.
+        api.forecast_threshold_mm_h = nowcast.settings.probability_threshold_mm_h;
+        api.validate().map_err(|e| {
+            let (setting, origin) = match e.field {
+                "cors_origins" if Env(env).text("RAINCAST_CORS_ORIGINS").is_some() => {
+                    ("RAINCAST_CORS_ORIGINS".to_string(), "environment")
+                }
+                field => (format!("api.{field}"), "config file"),
+            };
+            invalid(&setting, origin, e.reason)
+        })?;
+        let notifier = NotifierSection::build(&fc.notifier, &Env(env), origins)?;
+
         Ok(Config {
             source,
             source_given,
@@ -924,10 +1099,26 @@ impl Config {
             aws,
             listen,
             log_json,
-            api: fc.api.clone(),
-            nowcast: fc.nowcast.clone(),
-            notifier: fc.notifier.clone(),
+            api,
+            nowcast,
+            notifier,
         })
+    }
+
+    /// Settings for the synthetic demo radar, which scans every few seconds:
+    /// ingest every 5 s in batches big enough for its two-hour backfill,
+    /// leads every 5 min and a nowcast refresh every 5 s, unless configured.
+    pub fn apply_demo_defaults(&mut self) {
+        let d = IngestSettings::default();
+        if self.ingest.schedule == d.schedule {
+            self.ingest.schedule = "*/5 * * * * *".into();
+        }
+        if self.ingest.batch_size == d.batch_size {
+            self.ingest.batch_size = 1000;
+        }
+        let n = &mut self.nowcast;
+        n.settings.lead_step_min = n.settings.lead_step_min.or(Some(5));
+        n.refresh = n.refresh.or(Some(std::time::Duration::from_secs(5)));
     }
 
     /// The source of a radar (its own, or the global one).
@@ -1307,5 +1498,149 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 .to_string();
             assert!(err.contains(want), "{toml:?} {e:?}: {err}");
         }
+    }
+
+    #[test]
+    fn typed_sections_from_file_and_environment() {
+        let d = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert!(d.api.cors_origins.is_empty());
+        assert_eq!(d.nowcast.settings, nowcast::NowcastSettings::default());
+        assert_eq!(d.nowcast.refresh(), std::time::Duration::from_secs(15));
+        assert_eq!(d.notifier.outbox, Path::new("var").join("outbox"));
+        assert!(d.notifier.places.is_empty() && d.notifier.x.is_none());
+        let mut demo = d.clone();
+        demo.apply_demo_defaults();
+        assert_eq!(demo.nowcast.settings.lead_step_min, Some(5));
+        assert_eq!(demo.nowcast.refresh(), std::time::Duration::from_secs(5));
+        assert_eq!(demo.ingest.schedule, "*/5 * * * * *");
+
+        let text = r#"
+            [api]
+            cors_origins = ["*"]
+            ready_max_age_s = 60
+            [nowcast]
+            max_lead_min = 60
+            lead_step_min = 10
+            smoothing = "none"
+            probability_threshold_mm_h = 0.5
+            [notifier]
+            outbox = "/tmp/out"
+            [[notifier.places]]
+            name = "Zürich"
+            lat = 47.377
+            lon = 8.54
+            time_zone = "Europe/Zurich"
+        "#;
+        let e = env(&[
+            (
+                "RAINCAST_CORS_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
+            ("RAINCAST_NOWCAST__FRAMES", "4"),
+            ("RAINCAST_API__CPU_QUEUE", "8"),
+            ("RAINCAST_NOTIFIER__DRY_RUN", "true"),
+            ("RAINCAST_INGEST__BATCH_SIZE", "7"),
+            ("RAINCAST_OUTBOX", "/tmp/env-out"),
+        ]);
+        let c = Config::from_toml(text, &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.api.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert_eq!((c.api.ready_max_age_s, c.api.cpu_queue), (60, 8));
+        let n = &c.nowcast.settings;
+        assert_eq!((n.max_lead_min, n.lead_step_min), (60, Some(10)));
+        assert_eq!(n.config.frames, 4);
+        assert_eq!(
+            n.config.smoothing,
+            raincast_algorithms::nowcast::Smoothing::None
+        );
+        // `/v1/forecast` gives the nowcast's probability.
+        assert_eq!(c.api.forecast_threshold_mm_h, 0.5);
+        assert_eq!(c.ingest.batch_size, 7);
+        assert!(c.notifier.dry_run);
+        assert_eq!(c.notifier.outbox, PathBuf::from("/tmp/env-out"));
+        assert_eq!(c.notifier.places[0].name, "Zürich");
+
+        // Every bad value names its setting and where it came from.
+        for (text, vars, want) in [
+            ("[api]\nno_such_setting = 1", vec![], "no_such_setting"),
+            (
+                "[api]\nmax_connections = 0",
+                vec![],
+                "api.max_connections (from config file)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_API__MAX_CONNECTIONS", "0")],
+                "RAINCAST_API__MAX_CONNECTIONS (from environment)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_API__MAX_CONNECTIONS", "many")],
+                "RAINCAST_API__MAX_CONNECTIONS (from environment)",
+            ),
+            (
+                "[nowcast]\nmax_lead_min = 9999",
+                vec![],
+                "nowcast.max_lead_min (from config file)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_NOWCAST__FRAMES", "99")],
+                "RAINCAST_NOWCAST__FRAMES (from environment)",
+            ),
+            ("[nowcast]\nsmoothing = \"fancy\"", vec![], "smoothing"),
+            (
+                "",
+                vec![("RAINCAST_INGEST__TILE_SIZE", "3")],
+                "RAINCAST_INGEST__TILE_SIZE (from environment)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_NOTIFIER__NO_SUCH", "1")],
+                "RAINCAST_NOTIFIER__NO_SUCH (from environment)",
+            ),
+            (
+                "[[notifier.places]]\nname = \"x\"\nlat = 99.0\nlon = 0.0",
+                vec![],
+                "notifier.places[0] (from config file)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_X_CONSUMER_KEY", "k")],
+                "RAINCAST_X_CONSUMER_SECRET (from environment)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_X_API_BASE", "ftp://x")],
+                "RAINCAST_X_API_BASE (from environment)",
+            ),
+        ] {
+            let err = Config::from_toml(text, &env(&vars), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?} {vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn x_credentials_come_only_from_the_environment_and_never_print() {
+        let vars: Vec<(&str, &str)> = notifier::X_CREDENTIAL_VARS
+            .iter()
+            .map(|k| (*k, "s3cr3t-value"))
+            .collect();
+        let c = Config::from_toml("", &env(&vars), &Overrides::default()).unwrap();
+        let x = c.notifier.x.as_ref().expect("credentials");
+        assert_eq!(x.access_secret.expose(), "s3cr3t-value");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        // Not a file setting.
+        let err = Config::from_toml(
+            "[notifier]\nconsumer_key = \"k\"",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("consumer_key"), "{err}");
     }
 }

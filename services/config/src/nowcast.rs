@@ -1,0 +1,163 @@
+//! The `[nowcast]` section: how nowcasts are made and how often the nowcast
+//! job looks for new scans.
+//!
+//! ```toml
+//! [nowcast]
+//! max_lead_min = 120            # 1..=360
+//! lead_step_min = 5             # default: the scan interval (5 for the demo)
+//! frames = 3                    # input scans, 3..=12
+//! probability_threshold_mm_h = 0.1
+//! store_frames = true
+//! refresh_seconds = 15          # 5 for the demo
+//! smoothing = "sprog"           # or "none"
+//! ```
+
+use crate::{invalid, ConfigError, Origins};
+use raincast_algorithms::nowcast::{NowcastConfig, Smoothing};
+use raincast_algorithms::sparse;
+use serde::Deserialize;
+
+/// How nowcasts are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NowcastSettings {
+    /// The algorithm's settings (input frames, motion, smoothing, probability radius).
+    pub config: NowcastConfig,
+    /// Longest lead, minutes (default 120).
+    pub max_lead_min: u32,
+    /// Interval between leads, minutes; `None` (default) = the scan interval
+    /// rounded to whole minutes, at least 1.
+    pub lead_step_min: Option<u32>,
+    /// Threshold of the cached probability fields, mm/h (default 0.1).
+    pub probability_threshold_mm_h: f32,
+    /// Store every frame through the scan store (default true).
+    pub store_frames: bool,
+    /// Sparse tile side of stored frames, cells (default 256).
+    pub tile_size: usize,
+    /// [`NowcastService::ensure`] looks for a newer scan at most this often, seconds (default 5).
+    pub recheck_s: i64,
+}
+
+impl Default for NowcastSettings {
+    fn default() -> Self {
+        Self {
+            config: NowcastConfig::default(),
+            max_lead_min: 120,
+            lead_step_min: None,
+            probability_threshold_mm_h: 0.1,
+            store_frames: true,
+            tile_size: sparse::DEFAULT_TILE_SIZE,
+            recheck_s: 5,
+        }
+    }
+}
+
+/// The `[nowcast]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct NowcastFile {
+    max_lead_min: Option<u32>,
+    lead_step_min: Option<u32>,
+    frames: Option<usize>,
+    probability_threshold_mm_h: Option<f32>,
+    store_frames: Option<bool>,
+    refresh_seconds: Option<f64>,
+    smoothing: Option<SmoothingName>,
+}
+
+/// `smoothing = "sprog" | "none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SmoothingName {
+    Sprog,
+    None,
+}
+
+/// The validated `[nowcast]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NowcastSection {
+    /// The nowcast service's settings. `lead_step_min` is `None` unless
+    /// configured (the scan interval, or 5 for the demo radar).
+    pub settings: NowcastSettings,
+    /// How often the nowcast job looks for new scans (`None` = 15 s, 5 s
+    /// for the demo radar).
+    pub refresh: Option<std::time::Duration>,
+}
+
+impl NowcastSection {
+    /// How often the nowcast job looks for new scans.
+    pub fn refresh(&self) -> std::time::Duration {
+        self.refresh
+            .unwrap_or(std::time::Duration::from_secs(DEFAULT_REFRESH_S))
+    }
+
+    pub(crate) fn build(
+        f: &NowcastFile,
+        tile_size: usize,
+        origins: &Origins,
+    ) -> Result<Self, ConfigError> {
+        let at = |key: &str| origins.of("nowcast", key);
+        let mut s = NowcastSettings::default();
+        if let Some(v) = f.max_lead_min {
+            if !(1..=360).contains(&v) {
+                let (setting, origin) = at("max_lead_min");
+                return Err(invalid(&setting, origin, format!("{v} is not in 1..=360")));
+            }
+            s.max_lead_min = v;
+        }
+        if let Some(v) = f.lead_step_min {
+            if !(1..=60).contains(&v) {
+                let (setting, origin) = at("lead_step_min");
+                return Err(invalid(&setting, origin, format!("{v} is not in 1..=60")));
+            }
+            s.lead_step_min = Some(v);
+        }
+        if let Some(v) = f.frames {
+            if !(3..=12).contains(&v) {
+                let (setting, origin) = at("frames");
+                return Err(invalid(&setting, origin, format!("{v} is not in 3..=12")));
+            }
+            s.config.frames = v;
+        }
+        if let Some(v) = f.probability_threshold_mm_h {
+            if !(v.is_finite() && v > 0.0) {
+                let (setting, origin) = at("probability_threshold_mm_h");
+                return Err(invalid(
+                    &setting,
+                    origin,
+                    format!("{v} is not a positive number"),
+                ));
+            }
+            s.probability_threshold_mm_h = v;
+        }
+        if let Some(v) = f.store_frames {
+            s.store_frames = v;
+        }
+        s.config.smoothing = match f.smoothing {
+            None => s.config.smoothing,
+            Some(SmoothingName::Sprog) => Smoothing::Sprog,
+            Some(SmoothingName::None) => Smoothing::None,
+        };
+        s.tile_size = tile_size;
+        let refresh = match f.refresh_seconds {
+            None => None,
+            Some(v) if v.is_finite() && (1.0..=86_400.0).contains(&v) => {
+                Some(std::time::Duration::from_secs_f64(v))
+            }
+            Some(v) => {
+                let (setting, origin) = at("refresh_seconds");
+                return Err(invalid(
+                    &setting,
+                    origin,
+                    format!("{v} is not in 1..=86400"),
+                ));
+            }
+        };
+        Ok(Self {
+            settings: s,
+            refresh,
+        })
+    }
+}
+
+/// Default interval of the nowcast job, seconds.
+pub const DEFAULT_REFRESH_S: u64 = 15;

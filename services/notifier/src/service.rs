@@ -1,0 +1,386 @@
+//! The notifier job: [`run`] (under `raincast run`, a pass after every new
+//! nowcast) and [`pass`] (one pass, `raincast notify --once`).
+//!
+//! A pass reads each radar's nowcast from the one nowcast service
+//! ([`NowcastService`]): the cached one when the nowcast job has built it,
+//! else one built (or loaded from stored frames) through the same service
+//! and the same `[nowcast]` settings. The GIF's frames come from the
+//! service's frames builder. So an alert describes exactly the nowcast that
+//! `/v1/forecast` serves, and a pass under `raincast run` decodes no scan
+//! the nowcast job has decoded.
+
+use crate::claims::Claims;
+use crate::frames::{jobs_for, RadarFrames};
+use crate::gif::{FrameLibrary, PAST_MIN};
+use crate::notify::{Notifier, NotifyError, Report};
+use crate::oauth::Credentials;
+use crate::publish::outbox::OutboxPublisher;
+use crate::publish::x::{XConfig, XPublisher};
+use crate::publish::{AnyPublisher, PublishError};
+use crate::Place;
+use chrono::{DateTime, Duration, Utc};
+use raincast_config::notifier::NotifierSection;
+use raincast_nowcast::{NowcastService, NowcastServiceError};
+use raincast_store::StateStore;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// The claim lease of a notifier: long enough for one post with a
+/// rate-limit wait (X: up to 15 minutes) and its requests. Each post checks
+/// and renews it right before publishing.
+pub const CLAIM_LEASE_MIN: i64 = 20;
+
+/// Nowcasts issued longer ago than this give no alerts under `raincast run`
+/// (while a backlog or the demo's backfill is ingested, old rain is history).
+pub const MAX_ALERT_AGE_MIN: i64 = 30;
+
+/// Posting to X (API v2) with the account's OAuth 1.0a credentials.
+#[derive(Debug, Clone)]
+pub struct XAccount {
+    pub credentials: Credentials,
+    pub config: XConfig,
+}
+
+/// How the notifier works (the validated `[notifier]` section).
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// The places to watch.
+    pub places: Vec<Place>,
+    /// Outbox folder: one JSON file and one GIF per post, when not posting to X.
+    pub outbox: PathBuf,
+    /// Post to X with this account (unless a dry run).
+    pub x: Option<XAccount>,
+    /// Write to the outbox even with an X account, and keep claims and
+    /// place states in memory: the store is read, never written.
+    pub dry_run: bool,
+    /// Claim lease.
+    pub lease: Duration,
+    /// Observations shown in a GIF before the nowcast's issue time, minutes.
+    pub past_min: u32,
+    /// Under [`run`]: how often to look for a new nowcast.
+    pub interval: std::time::Duration,
+    /// Under [`run`]: nowcasts issued longer ago give no alerts.
+    pub max_alert_age: Duration,
+}
+
+impl NotifierSettings {
+    /// Settings for `places` writing to `outbox`, defaults otherwise.
+    pub fn new(places: Vec<Place>, outbox: PathBuf) -> Self {
+        Self {
+            places,
+            outbox,
+            x: None,
+            dry_run: false,
+            lease: Duration::minutes(CLAIM_LEASE_MIN),
+            past_min: PAST_MIN,
+            interval: std::time::Duration::from_secs(15),
+            max_alert_age: Duration::minutes(MAX_ALERT_AGE_MIN),
+        }
+    }
+}
+
+impl NotifierSettings {
+    /// The settings of the `[notifier]` section watching `places` (the
+    /// section's, or others such as the demo's), or `None` when the
+    /// notifier is off: `enabled = false`, or not set and no places.
+    pub fn from_section(
+        section: &NotifierSection,
+        places: Vec<Place>,
+        interval: std::time::Duration,
+    ) -> Result<Option<Self>, ServiceError> {
+        if !section.enabled.unwrap_or(!places.is_empty()) {
+            return Ok(None);
+        }
+        if places.is_empty() {
+            return Err(ServiceError::NoPlaces);
+        }
+        let x = section.x.as_ref().map(|s| {
+            let mut config = XConfig::default();
+            if let Some(base) = &section.x_api_base {
+                config.base_url = base.clone();
+            }
+            XAccount {
+                credentials: Credentials {
+                    consumer_key: s.consumer_key.expose().to_string(),
+                    consumer_secret: s.consumer_secret.expose().to_string(),
+                    access_token: s.access_token.expose().to_string(),
+                    access_secret: s.access_secret.expose().to_string(),
+                },
+                config,
+            }
+        });
+        Ok(Some(Self {
+            x,
+            dry_run: section.dry_run,
+            interval,
+            ..Self::new(places, section.outbox.clone())
+        }))
+    }
+}
+
+/// A radar the notifier watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RadarRef {
+    pub id: String,
+    /// Display name (the GIF's title).
+    pub name: String,
+}
+
+/// What the notifier works with.
+#[derive(Clone)]
+pub struct NotifierDeps {
+    /// Claims, posting records and place states.
+    pub state: Arc<dyn StateStore>,
+    /// The one nowcast service (shared with the API under `raincast run`).
+    pub nowcasts: NowcastService,
+    /// The radars to watch.
+    pub radars: Vec<RadarRef>,
+}
+
+/// Errors that stop a pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Nowcast(#[from] NowcastServiceError),
+    #[error("X publisher: {0}")]
+    Publisher(#[from] PublishError),
+    #[error("notifier.enabled is true but there are no places: add [[notifier.places]] tables")]
+    NoPlaces,
+}
+
+fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, PublishError> {
+    match &settings.x {
+        Some(x) if !settings.dry_run => {
+            let x = XPublisher::new(x.credentials.clone(), x.config.clone())?;
+            info!(base = %x.config().base_url, "posting to X");
+            Ok(AnyPublisher::X(Box::new(x)))
+        }
+        _ => {
+            debug!(outbox = %settings.outbox.display(), dry_run = settings.dry_run,
+                "writing to the outbox");
+            Ok(AnyPublisher::Outbox(OutboxPublisher::new(
+                settings.outbox.clone(),
+            )))
+        }
+    }
+}
+
+/// One pass: each radar's nowcast (issued at `not_before` or later, when
+/// given) from the nowcast service, its frames, the places' events, and
+/// each new event posted once.
+pub async fn pass(
+    settings: &NotifierSettings,
+    deps: &NotifierDeps,
+    now: DateTime<Utc>,
+    not_before: Option<DateTime<Utc>>,
+    shutdown: Option<watch::Receiver<bool>>,
+) -> Result<Vec<Report>, ServiceError> {
+    let mut gifs = FrameLibrary::new();
+    let mut jobs = Vec::new();
+    for radar in &deps.radars {
+        let nowcast = match deps.nowcasts.latest(&radar.id) {
+            Some(n) => Some(n),
+            None => deps
+                .nowcasts
+                .update(&radar.id, now)
+                .await?
+                .nowcast()
+                .cloned(),
+        };
+        let Some(nowcast) = nowcast.filter(|n| not_before.is_none_or(|t| n.base_time >= t)) else {
+            info!(radar = %radar.id, "no current nowcast");
+            continue;
+        };
+        let frames =
+            RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
+        jobs.extend(jobs_for(&frames, &settings.places));
+        gifs.insert(frames);
+    }
+    let owner = format!(
+        "notify-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_millis()
+    );
+    // Claims and posting records live in the one state store; a dry run
+    // reads it and keeps its writes in memory.
+    let claims = if settings.dry_run {
+        Claims::dry_run(deps.state.clone(), owner, settings.lease)
+    } else {
+        Claims::new(deps.state.clone(), owner, settings.lease)
+    };
+    let mut notifier = Notifier::new(claims, publisher(settings)?);
+    if let Some(rx) = shutdown {
+        notifier = notifier.with_shutdown(rx);
+    }
+    Ok(notifier.run_once(&jobs, &gifs, Utc::now()).await?)
+}
+
+/// The notifier job of `raincast run`: a [`pass`] whenever a radar's
+/// cached nowcast is newer than at the last pass, until `shutdown`.
+/// Publishing sees the shutdown signal: a stopping process ends between
+/// posts (or during a wait), never in the middle of one.
+pub async fn run(
+    settings: NotifierSettings,
+    deps: NotifierDeps,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    match (&settings.x, settings.dry_run) {
+        (Some(x), false) => info!(places = settings.places.len(), x = %x.config.base_url,
+            "notifier runs after every nowcast, posting to X"),
+        _ => info!(places = settings.places.len(), outbox = %settings.outbox.display(),
+            "notifier runs after every nowcast, writing to the outbox"),
+    }
+    let mut seen: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tick.tick() => {}
+        }
+        let current = Utc::now() - settings.max_alert_age;
+        let mut fresh = false;
+        for r in &deps.radars {
+            if let Some(n) = deps
+                .nowcasts
+                .latest(&r.id)
+                .filter(|n| n.base_time >= current)
+            {
+                if seen.insert(r.id.clone(), n.base_time) != Some(n.base_time) {
+                    fresh = true;
+                }
+            }
+        }
+        if !fresh {
+            continue;
+        }
+        // Only cached nowcasts: the nowcast job builds them, never the notifier.
+        let cached = NotifierDeps {
+            radars: deps
+                .radars
+                .iter()
+                .filter(|r| deps.nowcasts.latest(&r.id).is_some())
+                .cloned()
+                .collect(),
+            ..deps.clone()
+        };
+        match pass(
+            &settings,
+            &cached,
+            Utc::now(),
+            Some(current),
+            Some(shutdown.clone()),
+        )
+        .await
+        {
+            Ok(reports) => {
+                for r in &reports {
+                    info!(key = %r.key, kind = r.kind.as_str(), place = %r.place,
+                        status = ?r.status, gif_bytes = r.gif_bytes, text = %r.text, "notifier event");
+                }
+            }
+            Err(e) => warn!(error = %e, "notifier pass failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gif::tests::{field, grid, t0};
+    use crate::notify::ReportStatus;
+    use crate::EventKind;
+    use raincast_algorithms::prep::RainField;
+    use raincast_algorithms::sparse::{encode, SparseOptions};
+    use raincast_nowcast::NowcastSettings;
+    use raincast_store::model::NewScan;
+    use raincast_store::{EmbeddedStore, ScanStore};
+
+    /// Stores the synthetic moving cell of [`crate::gif::tests::field`] as
+    /// real sparse scans every 5 minutes for minutes `from..=to`.
+    async fn fill(store: &EmbeddedStore, from: i64, to: i64) {
+        for m in (from..=to).step_by(5) {
+            let time = t0() + Duration::minutes(m);
+            let rf = RainField {
+                grid: grid(),
+                time,
+                rate_mm_h: field(m),
+            };
+            let enc = encode(&rf, &SparseOptions::default()).expect("encode");
+            let scan = NewScan {
+                radar: "synthetic".into(),
+                time,
+                source_key: format!("synthetic/{m}"),
+                format: "synthetic".into(),
+                header: enc.header,
+                rain_cells: rf.rain_cells() as u64,
+                tiles: enc.tiles,
+            };
+            store.put_scan(&scan, time).await.expect("put");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_scans_become_a_nowcast_frames_and_one_post() {
+        let dir = raincast_testkit::TempDir::new("notifier-service");
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+                .await
+                .expect("store"),
+        );
+        let now = t0();
+        let deps = NotifierDeps {
+            state: store.clone(),
+            nowcasts: NowcastService::new(store.clone(), NowcastSettings::default()),
+            radars: vec![RadarRef {
+                id: "synthetic".into(),
+                name: "Synthetic".into(),
+            }],
+        };
+        let place = Place::new("Brussels", 50.85, 4.35);
+        let settings = NotifierSettings::new(vec![place], dir.path().join("outbox"));
+        // Nothing stored: no nowcast, no events.
+        assert!(pass(&settings, &deps, now, None, None)
+            .await
+            .expect("pass")
+            .is_empty());
+
+        // Scans from -80 to -10 min: the cell is still 60 km west of the place.
+        fill(&store, -80, -10).await;
+        let reports = pass(&settings, &deps, now, None, None).await.expect("pass");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].kind, EventKind::RainExpected);
+        assert_eq!(reports[0].status, ReportStatus::Posted);
+        assert!(reports[0].gif_bytes > 0);
+        // The pass built its nowcast through the service, which caches it.
+        let n = deps.nowcasts.latest("synthetic").expect("cached nowcast");
+        assert_eq!(n.base_time, t0() - Duration::minutes(10));
+        // The nowcast moves the cell east: at lead 40 (minute 30) the truth
+        // has it 20 km west of the centre, at column 130.
+        let f40 = &n.rate_mm_h[n.lead_index(40).expect("lead 40")];
+        let peak = f40
+            .indexed_iter()
+            .filter(|(_, v)| v.is_finite())
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|((r, c), _)| (r, c))
+            .expect("rain");
+        assert!((peak.0 as i64 - 150).abs() <= 6, "{peak:?}");
+        assert!((peak.1 as i64 - 130).abs() <= 15, "{peak:?}");
+        // The same event is not posted twice.
+        let again = pass(&settings, &deps, now, None, None).await.expect("pass");
+        assert!(
+            again.iter().all(|r| r.status != ReportStatus::Posted),
+            "{again:?}"
+        );
+        // A nowcast issued before `not_before` gives no alerts.
+        let fresh_only = pass(&settings, &deps, now, Some(now), None)
+            .await
+            .expect("pass");
+        assert!(fresh_only.is_empty(), "{fresh_only:?}");
+    }
+}

@@ -1,0 +1,125 @@
+//! What every command shares: the configuration flags, the runtime, the
+//! process environment and the shutdown signal. No command logic.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use raincast_config::{Config, Overrides};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Flags shared by the commands that read configuration.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see docs/ARCHITECTURE.md). Without one the
+    /// embedded default applies: ./var/bucket as the source, ./var/store as
+    /// the store.
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+    /// Raw scans: s3://BUCKET[/PREFIX] or a folder, with keys
+    /// {radar}/{yyyy}/{mm}/{dd}/{file} below it [env: RAINCAST_SOURCE].
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]|DIR")]
+    pub source: Option<String>,
+    /// Sparse scans and state: dynamodb[://TABLE_PREFIX] or a folder for the
+    /// embedded store [env: RAINCAST_STORE].
+    #[arg(long, value_name = "dynamodb[://PREFIX]|DIR")]
+    pub store: Option<String>,
+    /// Create missing DynamoDB tables [env: RAINCAST_CREATE_TABLES].
+    #[arg(long)]
+    pub create_tables: bool,
+}
+
+impl ConfigArgs {
+    /// Loads and validates the configuration: file, then `RAINCAST_*`
+    /// variables, then these flags.
+    pub fn load(&self, env: &HashMap<String, String>, extra: Overrides) -> Result<Config> {
+        let overrides = Overrides {
+            source: self.source.clone(),
+            store: self.store.clone(),
+            create_tables: self.create_tables.then_some(true),
+            ..extra
+        };
+        Ok(Config::load(self.config.as_deref(), env, &overrides)?)
+    }
+}
+
+/// Which radars, from when: shared by `ingest` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RadarArgs {
+    /// Only this radar (added ad hoc, format detected, when not configured).
+    #[arg(long, value_name = "ID")]
+    pub radar: Option<String>,
+    /// Where a radar without a checkpoint starts (RFC 3339, e.g.
+    /// 2018-06-16T00:00:00Z). Default: now minus the backfill (2 h).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl RadarArgs {
+    /// As configuration overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            radar: self.radar.clone(),
+            since: self.since,
+            ..Overrides::default()
+        }
+    }
+}
+
+/// Parses an RFC 3339 time into UTC.
+pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2018-06-16T10:00:00Z): {e}"))
+}
+
+/// The process environment as a map (read once, passed down).
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A shutdown flag that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        tx.send_replace(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
+        tx.send_replace(true);
+    });
+    rx
+}
+
+/// Tells the operator where the map is.
+pub fn announce_map(addr: std::net::SocketAddr) {
+    tracing::info!("map and API at http://{addr}/ (OpenAPI: http://{addr}/openapi.json)");
+    eprintln!("Raincast map: http://{addr}/");
+}
