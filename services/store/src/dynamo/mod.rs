@@ -36,12 +36,11 @@
 
 pub mod limits;
 
-mod item;
+pub(crate) mod item;
 mod scans;
 mod state;
 mod tables;
 
-pub(crate) use item::ENTRY_ATTRIBUTES;
 pub use tables::{MANIFEST_INDEX, TTL_ATTRIBUTE};
 
 use crate::error::{StoreError, StoreResult};
