@@ -6,8 +6,8 @@ use super::limits::{check_item, tile_parts, Item};
 use super::TTL_ATTRIBUTE;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    parse_time_key, time_key, truncate_to_seconds, ClaimRecord, LeaseRecord, NewScan, ScanEntry,
-    ScanManifest, TileRef, VersionedRecord,
+    parse_time_key, time_key, truncate_to_seconds, LeaseRecord, NewScan, ScanEntry, ScanManifest,
+    TileRef, VersionedRecord,
 };
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -232,14 +232,6 @@ pub(super) fn record_from_item(
         version: u64::try_from(get_n(it, "ver")?)
             .map_err(|_| StoreError::corrupt("record", "negative version"))?,
     }))
-}
-
-pub(super) fn claim_from_item(it: &Item) -> StoreResult<ClaimRecord> {
-    Ok(ClaimRecord {
-        owner: get_s(it, "owner")?.to_string(),
-        until: epoch_ms(get_n(it, "until")?)?,
-        done: get_bool(it, "done"),
-    })
 }
 
 #[cfg(test)]

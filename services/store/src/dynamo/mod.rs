@@ -22,11 +22,11 @@
 //! encodings never mix their tiles; the losing writer's tiles expire by TTL.
 //!
 //! **state** — `pk`/`sk` strings: `radar#{id}`/`checkpoint`,
-//! `radar#{id}`/`q#{key}` (quarantine), `lease#{name}`/`lease`,
-//! `claim#{key}`/`claim`, and the versioned records of the notifier and
-//! others: `records`/`{key}` with `v` (text) and `ver` (version). Leases and
-//! claims use conditional writes on their owner and expiry, records on
-//! `ver`.
+//! `radar#{id}`/`a#{key}` (decode attempts), `radar#{id}`/`q#{key}`
+//! (quarantine), `lease#{name}`/`lease`, and the versioned records of the
+//! notifier and others: `records`/`{key}` with `v` (text) and `ver`
+//! (version). Leases use conditional writes on their owner and expiry,
+//! records on `ver`.
 //!
 //! The code follows that split: `item` encodes records as attribute values
 //! and back (and lays out the keys), `tables` names, creates and reads the
@@ -58,7 +58,7 @@ pub struct DynamoOptions {
     /// Create missing tables (and enable TTL) at connect. Off in production,
     /// where CloudFormation owns the tables.
     pub create_tables: bool,
-    /// How long stored scans, quarantine and claim records live.
+    /// How long stored scans, quarantine, attempt and versioned records live.
     pub retention: Duration,
 }
 

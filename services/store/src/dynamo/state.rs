@@ -1,10 +1,9 @@
-//! [`StateStore`] on the state table: checkpoints, leases, attempts,
-//! quarantine, claims and versioned records, each guarded by a conditional
-//! write.
+//! [`StateStore`] on the state table: checkpoints, leases, decode attempts,
+//! quarantine and versioned records; checkpoints, leases and records are
+//! guarded by conditional writes.
 
 use super::item::{
-    claim_from_item, epoch, get_n, get_s, lease_from_item, n, radar_pk, record_from_item, s,
-    RECORDS_PK,
+    epoch, get_n, get_s, lease_from_item, n, radar_pk, record_from_item, s, RECORDS_PK,
 };
 use super::limits::{check_item, Item};
 use super::tables::is_conditional_failure;
@@ -12,8 +11,8 @@ use super::{DynamoStore, BACKEND, TTL_ATTRIBUTE};
 use crate::aws::sdk_error;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    parse_time_key, record_conflict, time_key, truncate_to_seconds, Checkpoint, ClaimOutcome,
-    ClaimRecord, LeaseOutcome, LeaseRecord, QuarantineRecord, VersionedRecord,
+    parse_time_key, record_conflict, time_key, truncate_to_seconds, Checkpoint, LeaseOutcome,
+    LeaseRecord, QuarantineRecord, VersionedRecord,
 };
 use crate::StateStore;
 use async_trait::async_trait;
@@ -276,77 +275,6 @@ impl StateStore for DynamoStore {
         Ok(out)
     }
 
-    async fn claim(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ClaimOutcome> {
-        let pk = format!("claim#{key}");
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.state)
-            .item("pk", s(&pk))
-            .item("sk", s("claim"))
-            .item("owner", s(owner))
-            .item("until", n((now + ttl).timestamp_millis()))
-            .item("done", AttributeValue::Bool(false))
-            .item(TTL_ATTRIBUTE, n(self.ttl_from(now)))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#d = :f AND (#u <= :now OR #o = :me))",
-            )
-            .expression_attribute_names("#d", "done")
-            .expression_attribute_names("#u", "until")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .expression_attribute_values(":me", s(owner))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(ClaimOutcome::Claimed),
-            Err(e) if is_conditional_failure(&e) => {
-                let current = self.get_item(&self.state, &pk, "claim").await?;
-                let rec = current.as_ref().map(claim_from_item).transpose()?;
-                Ok(
-                    ClaimRecord::blocks(rec.as_ref(), owner, now).unwrap_or(ClaimOutcome::HeldBy {
-                        owner: "unknown".into(),
-                        until: now,
-                    }),
-                )
-            }
-            Err(e) => Err(sdk_error(BACKEND, "PutItem", e)),
-        }
-    }
-
-    async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.state)
-            .key("pk", s(format!("claim#{key}")))
-            .key("sk", s("claim"))
-            .update_expression("SET #d = :t, #x = :ttl")
-            .condition_expression("attribute_exists(pk) AND (#o = :me OR #d = :t)")
-            .expression_attribute_names("#d", "done")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#x", TTL_ATTRIBUTE)
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":ttl", n(self.ttl_from(now)))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::Conflict {
-                what: format!("claim {key:?}"),
-                reason: "never claimed, or held by another owner".into(),
-            }),
-            Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
-        }
-    }
     async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
         match self.get_item(&self.state, RECORDS_PK, key).await? {
             Some(it) => record_from_item(&it, Utc::now()),
