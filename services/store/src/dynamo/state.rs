@@ -127,27 +127,7 @@ impl StateStore for DynamoStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.state)
-            .key("pk", s(format!("lease#{name}")))
-            .key("sk", s("lease"))
-            .update_expression("SET #u = :u")
-            .condition_expression("#o = :me AND #r = :f")
-            .expression_attribute_names("#u", "until")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#r", "released")
-            .expression_attribute_values(":u", n((now + ttl).timestamp_millis()))
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
-        }
+        self.update_held_lease(name, owner, now + ttl, false).await
     }
 
     async fn release_lease(
@@ -156,28 +136,7 @@ impl StateStore for DynamoStore {
         owner: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.state)
-            .key("pk", s(format!("lease#{name}")))
-            .key("sk", s("lease"))
-            .update_expression("SET #u = :now, #r = :t")
-            .condition_expression("#o = :me AND #r = :f")
-            .expression_attribute_names("#u", "until")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#r", "released")
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
-        }
+        self.update_held_lease(name, owner, now, true).await
     }
 
     async fn begin_attempt(
@@ -324,5 +283,44 @@ impl StateStore for DynamoStore {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+}
+
+impl DynamoStore {
+    /// Sets the expiry of lease `name` to `until`, and with `release` marks
+    /// it released, if `owner` holds it and has not released it; false
+    /// when it does not (lost to another owner, or released).
+    async fn update_held_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+        release: bool,
+    ) -> StoreResult<bool> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.state)
+            .key("pk", s(format!("lease#{name}")))
+            .key("sk", s("lease"))
+            .condition_expression("#o = :me AND #r = :f")
+            .expression_attribute_names("#u", "until")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#r", "released")
+            .expression_attribute_values(":u", n(until.timestamp_millis()))
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":f", AttributeValue::Bool(false));
+        // DynamoDB refuses values that the expressions do not use.
+        req = if release {
+            req.update_expression("SET #u = :u, #r = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+        } else {
+            req.update_expression("SET #u = :u")
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
+        }
     }
 }
