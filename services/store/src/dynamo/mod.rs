@@ -1,4 +1,5 @@
-//! DynamoDB (or a DynamoDB-compatible server) as [`ScanStore`] and [`StateStore`].
+//! DynamoDB (or a DynamoDB-compatible server) as [`ScanStore`](crate::ScanStore)
+//! and [`StateStore`](crate::StateStore).
 //!
 //! Two tables, named `{prefix}scans` and `{prefix}state`
 //! (see docs/ARCHITECTURE.md, "DynamoDB design"):
@@ -9,7 +10,7 @@
 //! * the manifest, written last: `sk = {time}`, plus `mt = {time}` which
 //!   puts it (and only it) in the local secondary index `by_time`, used for
 //!   time ranges and "latest" without reading any tile. Scan listings
-//!   ([`ScanStore::list_entries`]) project only `mt`, `rc`, `by`, `nt` (tile
+//!   ([`ScanStore::list_entries`](crate::ScanStore::list_entries)) project only `mt`, `rc`, `by`, `nt` (tile
 //!   count), `ing` and `ttl`, not the header or the tile index.
 //!
 //! Every item carries `ttl` (epoch seconds) = store time + retention

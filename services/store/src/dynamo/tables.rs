@@ -19,6 +19,8 @@ pub const MANIFEST_INDEX: &str = "by_time";
 /// The TTL attribute of every table.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
+/// True when a conditional write was refused because its condition failed
+/// (the expected outcome of a lost race, not an error).
 pub(super) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
     e: &aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> bool {
