@@ -1,7 +1,8 @@
 //! OAuth 1.0a request signing (RFC 5849, HMAC-SHA1), as X's user context needs.
 //!
 //! Implemented here with the `hmac` and `sha1` crates rather than taken from a
-//! Twitter client crate; see docs/ARCHITECTURE.md ("Notifier") for why. Tested
+//! Twitter client crate or an OAuth 1.0a signer crate; see docs/ARCHITECTURE.md
+//! ("Notifier": the X client, and the signer crates checked) for why. Tested
 //! against the worked example in X's "Creating a signature" guide.
 //!
 //! What is signed (RFC 5849 §3.4.1): the upper-case method, the base URI

@@ -33,8 +33,8 @@ use raincast_notifier::publish::x::{XConfig, XPublisher};
 use raincast_notifier::publish::{Post, PublishContext, PublishError, Publisher};
 use raincast_notifier::{Event, EventKind, Place};
 use raincast_store::{
-    Checkpoint, ClaimOutcome as StoreClaimOutcome, EmbeddedStore, LeaseOutcome, QuarantineRecord,
-    StateStore, StoreError, StoreResult, VersionedRecord,
+    Checkpoint, EmbeddedStore, LeaseOutcome, QuarantineRecord, StateStore, StoreError, StoreResult,
+    VersionedRecord,
 };
 use raincast_testkit::TempDir;
 use serde_json::{json, Value};
@@ -993,18 +993,6 @@ impl StateStore for FlakyState {
     }
     async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()> {
         self.inner.end_attempt(radar, key).await
-    }
-    async fn claim(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> StoreResult<StoreClaimOutcome> {
-        self.inner.claim(key, owner, ttl, now).await
-    }
-    async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        self.inner.mark_done(key, owner, now).await
     }
     async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
         self.inner.get_record(key).await

@@ -198,7 +198,7 @@ async fn dynamodb_listings_read_only_the_listed_attributes() {
     assert_eq!(items.len(), 1);
     let mut names: Vec<&str> = items[0].keys().map(String::as_str).collect();
     names.sort_unstable();
-    let mut expected = crate::dynamo::ENTRY_ATTRIBUTES.to_vec();
+    let mut expected = crate::dynamo::item::ENTRY_ATTRIBUTES.to_vec();
     expected.sort_unstable();
     assert_eq!(names, expected);
     let entries = store

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::model::{
-    Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
-    QuarantineRecord, ScanEntry, Tile,
+    Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
+    Tile,
 };
 use crate::{ScanSource, ScanStore, StateStore, StoreError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -512,54 +512,6 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     store.quarantine(&untimed).await.unwrap();
     assert_eq!(store.list_quarantined("qr3").await.unwrap(), vec![untimed]);
 
-    // Claims (notifier dedupe).
-    let k = "alert:bom02:2018-06-16T10:00Z";
-    assert_eq!(
-        store.claim(k, "a", ttl, now).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert!(matches!(
-        store.claim(k, "b", ttl, now).await.unwrap(),
-        ClaimOutcome::HeldBy { ref owner, .. } if owner == "a"
-    ));
-    assert_eq!(
-        store.claim(k, "a", ttl, now).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert!(matches!(
-        store.mark_done(k, "b", now).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    store.mark_done(k, "a", now).await.unwrap();
-    assert_eq!(
-        store.claim(k, "b", ttl, later).await.unwrap(),
-        ClaimOutcome::AlreadyDone
-    );
-    assert!(matches!(
-        store.mark_done("never", "a", now).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    // An abandoned claim can be taken after it runs out.
-    assert_eq!(
-        store.claim("k2", "a", ttl, now).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert_eq!(
-        store.claim("k2", "b", ttl, later).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    let results = futures_join_all((0..5).map(|i| {
-        let owner = format!("c{i}");
-        async move { store.claim("k3", &owner, ttl, now).await }
-    }))
-    .await;
-    let claimed = results
-        .iter()
-        .filter(|r| matches!(r, Ok(ClaimOutcome::Claimed)))
-        .count();
-    if races {
-        assert_eq!(claimed, 1, "{results:?}");
-    }
     // Versioned records (the notifier's claims and place states).
     record_suite(store, "conf/", races).await;
 }

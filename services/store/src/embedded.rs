@@ -10,9 +10,9 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
-    checkpoint_advances, record_conflict, truncate_to_seconds, Checkpoint, ClaimOutcome,
-    ClaimRecord, LeaseOutcome, LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
-    ScanManifest, StoredScan, Tile, VersionedRecord,
+    checkpoint_advances, record_conflict, truncate_to_seconds, Checkpoint, LeaseOutcome,
+    LeaseRecord, NewScan, PutOutcome, QuarantineRecord, ScanEntry, ScanManifest, StoredScan, Tile,
+    VersionedRecord,
 };
 use crate::{ScanStore, StateStore};
 use async_trait::async_trait;
@@ -34,8 +34,6 @@ const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoi
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// (radar, source key) → JSON [`QuarantineRecord`].
 const QUARANTINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("quarantine");
-/// claim key → JSON claim.
-const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 /// (radar, source key) → attempts begun and not ended (decodes in progress,
 /// or cut short by a crash).
 const ATTEMPTS: TableDefinition<(&str, &str), u32> = TableDefinition::new("attempts");
@@ -124,7 +122,6 @@ impl EmbeddedStore {
             txn.open_table(CHECKPOINTS).map_err(|e| db_err("open", e))?;
             txn.open_table(LEASES).map_err(|e| db_err("open", e))?;
             txn.open_table(QUARANTINE).map_err(|e| db_err("open", e))?;
-            txn.open_table(CLAIMS).map_err(|e| db_err("open", e))?;
             txn.open_table(ATTEMPTS).map_err(|e| db_err("open", e))?;
             txn.open_table(RECORDS).map_err(|e| db_err("open", e))?;
         }
@@ -674,80 +671,6 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
-    async fn claim(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ClaimOutcome> {
-        let (key, owner) = (key.to_string(), owner.to_string());
-        self.run(move |db| {
-            let txn = db.begin_write().map_err(|e| db_err("claim", e))?;
-            let outcome = {
-                let mut table = txn.open_table(CLAIMS).map_err(|e| db_err("claim", e))?;
-                let current: Option<ClaimRecord> = table
-                    .get(key.as_str())
-                    .map_err(|e| db_err("claim", e))?
-                    .map(|v| from_json("claim", v.value()))
-                    .transpose()?;
-                match ClaimRecord::blocks(current.as_ref(), &owner, now) {
-                    Some(blocked) => blocked,
-                    None => {
-                        let rec = ClaimRecord {
-                            owner: owner.clone(),
-                            until: now + ttl,
-                            done: false,
-                        };
-                        table
-                            .insert(key.as_str(), to_json("claim", &rec)?.as_slice())
-                            .map_err(|e| db_err("claim", e))?;
-                        ClaimOutcome::Claimed
-                    }
-                }
-            };
-            txn.commit().map_err(|e| db_err("claim", e))?;
-            Ok(outcome)
-        })
-        .await
-    }
-
-    async fn mark_done(&self, key: &str, owner: &str, _now: DateTime<Utc>) -> StoreResult<()> {
-        let (key, owner) = (key.to_string(), owner.to_string());
-        self.run(move |db| {
-            let txn = db.begin_write().map_err(|e| db_err("claim", e))?;
-            {
-                let mut table = txn.open_table(CLAIMS).map_err(|e| db_err("claim", e))?;
-                let current: Option<ClaimRecord> = table
-                    .get(key.as_str())
-                    .map_err(|e| db_err("claim", e))?
-                    .map(|v| from_json("claim", v.value()))
-                    .transpose()?;
-                let mut rec = match current {
-                    Some(c) if c.owner == owner || c.done => c,
-                    Some(c) => {
-                        return Err(StoreError::Conflict {
-                            what: format!("claim {key:?}"),
-                            reason: format!("held by {}", c.owner),
-                        })
-                    }
-                    None => {
-                        return Err(StoreError::Conflict {
-                            what: format!("claim {key:?}"),
-                            reason: "never claimed".into(),
-                        })
-                    }
-                };
-                rec.done = true;
-                table
-                    .insert(key.as_str(), to_json("claim", &rec)?.as_slice())
-                    .map_err(|e| db_err("claim", e))?;
-            }
-            txn.commit().map_err(|e| db_err("claim", e))?;
-            Ok(())
-        })
-        .await
-    }
     async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
         let key = key.to_string();
         self.run(move |db| {

@@ -37,7 +37,7 @@ pub enum StoreError {
     #[error("corrupt record {what}: {reason}")]
     Corrupt { what: String, reason: String },
     /// A conditional operation lost a race it cannot resolve by itself
-    /// (e.g. marking a claim done that another owner holds).
+    /// (e.g. a compare-and-set on a record that changed meanwhile).
     #[error("conflict on {what}: {reason}")]
     Conflict { what: String, reason: String },
 }

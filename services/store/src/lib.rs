@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`ScanSource`]: list and fetch raw radar files | [`S3Source`] (aws-sdk-s3) | [`LocalSource`] (a folder) |
 //! | [`ScanStore`]: sparse scans (header + tiles + manifest) | [`DynamoStore`] (aws-sdk-dynamodb) | [`EmbeddedStore`] (redb) |
-//! | [`StateStore`]: checkpoints, leases, quarantine, claims | [`DynamoStore`] | [`EmbeddedStore`] |
+//! | [`StateStore`]: checkpoints, leases, quarantine, decode attempts, versioned records | [`DynamoStore`] | [`EmbeddedStore`] |
 //!
 //! Scan payloads are opaque bytes: the stores never decode them. The
 //! conformance suites in [`conformance`] run against every adapter.
@@ -27,9 +27,8 @@ pub use embedded::EmbeddedStore;
 pub use error::{StoreError, StoreResult};
 pub use local::LocalSource;
 pub use model::{
-    Checkpoint, ClaimOutcome, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
-    QuarantineRecord, ScanEntry, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
-    VersionedRecord,
+    Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
+    ScanManifest, SourceObject, StoredScan, Tile, TileRef, VersionedRecord,
 };
 pub use s3::S3Source;
 
@@ -189,22 +188,6 @@ pub trait StateStore: Send + Sync {
     /// Ends an attempt: decoding finished (with a scan or a rejection), so
     /// the count starts again from zero.
     async fn end_attempt(&self, radar: &str, key: &str) -> StoreResult<()>;
-
-    /// Claims a unit of work (e.g. "post alert X") for `owner` until
-    /// `now + ttl`. Exactly one concurrent caller gets [`ClaimOutcome::Claimed`];
-    /// a claim whose owner neither finished nor renewed can be re-claimed
-    /// after it runs out.
-    async fn claim(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> StoreResult<ClaimOutcome>;
-
-    /// Marks claimed work done: later claims answer [`ClaimOutcome::AlreadyDone`].
-    /// Fails with [`StoreError::Conflict`] when another owner holds the claim.
-    async fn mark_done(&self, key: &str, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// The versioned record at `key`, if any. Records are small JSON texts
     /// that a service updates with compare-and-set (the notifier's claims,

@@ -275,17 +275,6 @@ pub enum LeaseOutcome {
     Held { owner: String, until: DateTime<Utc> },
 }
 
-/// Result of [`crate::StateStore::claim`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    /// The caller owns the work until `until` (or until it marks it done).
-    Claimed,
-    /// The work was already done by someone.
-    AlreadyDone,
-    /// Someone else is doing it.
-    HeldBy { owner: String, until: DateTime<Utc> },
-}
-
 /// A record of [`crate::StateStore::get_record`]: opaque text (JSON by
 /// convention) and the version every write increments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,33 +326,6 @@ impl LeaseRecord {
     }
 }
 
-/// A claim as stored by every adapter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ClaimRecord {
-    pub owner: String,
-    pub until: DateTime<Utc>,
-    pub done: bool,
-}
-
-impl ClaimRecord {
-    /// `None` when `owner` may claim at `now` (free, expired, or its own),
-    /// else what the caller gets.
-    pub fn blocks(
-        current: Option<&ClaimRecord>,
-        owner: &str,
-        now: DateTime<Utc>,
-    ) -> Option<ClaimOutcome> {
-        match current {
-            Some(c) if c.done => Some(ClaimOutcome::AlreadyDone),
-            Some(c) if c.until > now && c.owner != owner => Some(ClaimOutcome::HeldBy {
-                owner: c.owner.clone(),
-                until: c.until,
-            }),
-            _ => None,
-        }
-    }
-}
-
 /// Whether `new` may replace the stored checkpoint `old` (never backwards).
 pub(crate) fn checkpoint_advances(old: Option<&Checkpoint>, new: &Checkpoint) -> bool {
     match old {
@@ -372,7 +334,7 @@ pub(crate) fn checkpoint_advances(old: Option<&Checkpoint>, new: &Checkpoint) ->
     }
 }
 
-/// Lease, claim and radar ids end up inside keys: keep them simple.
+/// Lease and radar ids end up inside keys: keep them simple.
 pub fn validate_radar_id(id: &str) -> StoreResult<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
