@@ -277,3 +277,82 @@ radius_km = 0.1
     assert_eq!(time(&nowcast["issued_at"]), issued);
     assert_eq!(frames, past + leads, "{nowcast}");
 }
+
+/// `raincast notify --once` needs nothing but a store and a place: it finds
+/// the radars in the store's registry (ingest registered them), builds the
+/// nowcast through the nowcast service, and posts to the default outbox.
+#[test]
+fn notify_once_needs_only_a_store_and_a_place() {
+    let dir = TempDir::new("notify-once-store");
+    let bucket = dir.path().join("bucket");
+    let store = dir.path().join("store");
+    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
+    for k in 0..3 {
+        write_scan(
+            &bucket,
+            base - Duration::minutes(5 * (2 - k)),
+            50.0 + 5.0 * k as f32,
+        );
+    }
+    let raincast = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raincast"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
+            cmd.env_remove(k);
+        }
+        let out = cmd
+            .args(args)
+            .current_dir(dir.path())
+            .env("RAINCAST_SETTLE_SECONDS", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let summary: Value = serde_json::from_str(&raincast(&[
+        "ingest",
+        "--once",
+        "--source",
+        bucket.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(summary["ingested"], 3, "{summary}");
+
+    let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
+    let place = format!("Testville,{lat},{lon},0.1");
+    let out = raincast(&[
+        "notify",
+        "--once",
+        "--store",
+        store.to_str().unwrap(),
+        "--place",
+        &place,
+    ]);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["kind"], "rain_expected", "{out}");
+    assert_eq!(lines[0]["status"], "posted", "{out}");
+    let outbox = dir.path().join("var").join("outbox");
+    let posts = std::fs::read_dir(&outbox)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(posts, 1);
+    // Once posted, never again.
+    let again = raincast(&[
+        "notify",
+        "--once",
+        "--store",
+        store.to_str().unwrap(),
+        "--place",
+        &place,
+    ]);
+    assert!(!again.contains("\"posted\""), "{again}");
+}
