@@ -56,8 +56,10 @@ pub struct Thresholds {
     pub heavy_mm_h: f32,
     /// Heavy rain "off". Default 5 mm/h.
     pub heavy_off_mm_h: f32,
-    /// Smallest nowcast probability (0–1) of rain ≥ `rain_mm_h` for a lead to
-    /// count as "rain expected", when the nowcast gives probabilities. Default 0.5.
+    /// Smallest nowcast probability (0–1) for a lead to count as "rain
+    /// expected", when the nowcast gives probabilities. The probability is
+    /// the nowcast's own (rain ≥ `[nowcast].probability_threshold_mm_h`, the
+    /// one `/v1/forecast` gives); `rain_mm_h` applies to the rate. Default 0.5.
     pub min_probability: f32,
     /// How far ahead "rain expected" looks, minutes. Default 60.
     pub horizon_min: u32,
