@@ -1,5 +1,7 @@
 //! `raincast api`: the HTTP service alone over an existing store (no
-//! ingest, no nowcast job). Nowcasts are loaded from stored frames, or
+//! ingest, no nowcast job). Its radars are the configured ones, else the
+//! source's folders (when a source is given), else those registered in the
+//! store. Nowcasts are loaded from stored frames, or
 //! computed on first use, in memory only.
 //!
 //! Configuration: the `[api]` section (raincast-config's `ApiConfig`) and
@@ -40,20 +42,32 @@ pub fn run(args: ApiArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let conn = Connector::new(&cfg, &env);
         let stores = conn.stores().await?;
-        let radars = if cfg.radars.is_empty() {
+        // Configured radars, else the source's folders, else the radars
+        // ingest registered in the store.
+        let radars: Vec<RadarInfo> = if !cfg.radars.is_empty() {
+            cfg.radars.iter().map(RadarInfo::from).collect()
+        } else if cfg.source_given {
             conn.radar_sources()
                 .await?
-                .into_iter()
-                .map(|r| r.radar)
+                .iter()
+                .map(|r| RadarInfo::from(&r.radar))
                 .collect()
         } else {
-            cfg.radars.clone()
+            raincast_store::radars::registered(stores.state.as_ref())
+                .await?
+                .into_iter()
+                .map(|r| RadarInfo {
+                    id: r.id,
+                    name: r.name,
+                    location: None,
+                })
+                .collect()
         };
         let shutdown = shutdown_signal();
         let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
         let state = AppState::builder(stores.scans.clone(), nowcasts)
             .config(cfg.api.clone())
-            .radars(radars.iter().map(RadarInfo::from).collect())
+            .radars(radars)
             .build()?;
         let (addr, http) = raincast_api::run(&cfg.listen, state, shutdown).await?;
         announce_map(addr);

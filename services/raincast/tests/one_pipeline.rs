@@ -355,4 +355,32 @@ fn notify_once_needs_only_a_store_and_a_place() {
         &place,
     ]);
     assert!(!again.contains("\"posted\""), "{again}");
+
+    // `raincast api` over the same store serves the registered radar.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raincast"))
+        .args([
+            "api",
+            "--store",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _running = Running(child);
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let base_url = lines
+        .find_map(|l| {
+            l.split("Raincast map: ")
+                .nth(1)
+                .map(|a| a.trim().trim_end_matches('/').to_string())
+        })
+        .expect("map address logged");
+    let radars = get(&base_url, "/v1/radars");
+    assert!(radars.to_string().contains("\"pipe\""), "{radars}");
 }
