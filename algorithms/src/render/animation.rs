@@ -1045,7 +1045,7 @@ mod tests {
             ..AnimationOptions::default()
         };
         let (w, h, imgs) = decode(&render_animation(&g, &frames, &opts).unwrap());
-        assert!(w >= MIN_GIF_WIDTH_PX && w <= MIN_GIF_WIDTH_PX && h <= MIN_GIF_WIDTH_PX);
+        assert!(w == MIN_GIF_WIDTH_PX && h <= MIN_GIF_WIDTH_PX);
         assert_eq!(imgs.len(), 1);
     }
 
