@@ -10,6 +10,9 @@ use ndarray_npy::WriteNpyExt;
 pub fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
     let (rows, cols) = a.dim();
     let mut out = Vec::with_capacity(128 + rows * cols * 4);
+    // ndarray-npy writes a Fortran-order array as such: keep the output C
+    // order whatever the memory layout (no copy when it already is).
+    let a = a.as_standard_layout();
     // Writing into a `Vec` cannot fail, and the header of an `f32` array of
     // any shape can always be formatted: the only errors `write_npy` has.
     #[allow(clippy::expect_used)]
@@ -48,5 +51,13 @@ mod tests {
         assert!(header.contains("'fortran_order': False"), "{header}");
         let back = Array2::<f32>::read_npy(&b[..]).unwrap();
         assert_eq!(back, a);
+        // A transposed (Fortran-order) array is still written in C order.
+        let t = a.t().to_owned();
+        let bt = encode_f32(&t);
+        let hlen = u16::from_le_bytes([bt[8], bt[9]]) as usize;
+        let header = std::str::from_utf8(&bt[10..10 + hlen]).unwrap();
+        assert!(header.contains("'fortran_order': False"), "{header}");
+        assert!(header.contains("'shape': (7, 5)"), "{header}");
+        assert_eq!(Array2::<f32>::read_npy(&bt[..]).unwrap(), t);
     }
 }
