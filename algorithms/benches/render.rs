@@ -1,6 +1,10 @@
 //! Rendering benchmarks: an 18-frame 512×512 animation (the API's default
 //! past hour + nowcast on a BOM-sized grid) and one PNG overlay.
 //!
+//! Also the GIF LZW step alone on a realistic frame (the first frame of that
+//! animation, decoded back to palette indices): the crate's encoder against
+//! the `weezl` crate's.
+//!
 //! `cargo bench -p raincast-algorithms --bench render`
 
 use chrono::{Duration, TimeZone, Utc};
@@ -90,16 +94,57 @@ fn bench(c: &mut Criterion) {
         }),
         ..AnimationOptions::default()
     };
-    let size = render_animation(&grid, &frames, &opts)
-        .expect("renders")
-        .len();
+    let gif_bytes = render_animation(&grid, &frames, &opts).expect("renders");
+    let size = gif_bytes.len();
     eprintln!("animation: 18 frames of {SIDE}x{SIDE}, {size} bytes");
+    lzw_bench(c, &gif_bytes);
     c.bench_function("render_animation_18x512", |b| {
         b.iter(|| render_animation(&grid, &frames, &opts).expect("renders"))
     });
     c.bench_function("render_png_512", |b| {
         b.iter(|| render_png(f[5].view()).expect("renders"))
     });
+}
+
+/// The LZW encoders on the palette indices of the animation's first frame.
+fn lzw_bench(c: &mut Criterion, gif_bytes: &[u8]) {
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = opts.read_info(gif_bytes).expect("a GIF");
+    let frame = dec.read_next_frame().expect("decodes").expect("a frame");
+    let px = frame.buffer.to_vec();
+    // The animation's palette has 32 entries: 5-bit indices.
+    let min_code_size = 5;
+    let ours = raincast_algorithms::render::lzw::encode(&px, min_code_size);
+    let theirs = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, min_code_size)
+        .encode(&px)
+        .expect("encodes");
+    eprintln!(
+        "lzw: frame {}x{} ({} px), ours {} bytes, weezl {} bytes",
+        frame.width,
+        frame.height,
+        px.len(),
+        ours.len(),
+        theirs.len()
+    );
+    let mut g = c.benchmark_group("lzw_frame_512");
+    let mut enc = raincast_algorithms::render::lzw::LzwEncoder::default();
+    g.bench_function("hand_written", |b| {
+        b.iter(|| enc.encode(&px, min_code_size))
+    });
+    let mut wz = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, min_code_size);
+    g.bench_function("weezl", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(px.len() / 2);
+            wz.into_vec(&mut out)
+                .encode_all(&px[..])
+                .status
+                .expect("encodes");
+            wz.reset();
+            out
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -15,7 +15,7 @@
 //! than half of the bilinear weight).
 
 use crate::motion::MotionField;
-use crate::raster::{axis_weights, sample_clamped, Img};
+use crate::raster::{axis_weights, bilinear, sample_clamped, Img};
 use ndarray::{Array2, ArrayView2};
 
 /// Why an extrapolation was refused.
@@ -220,53 +220,6 @@ impl Tiles {
     fn all_nan(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> bool {
         (r0 / TILE..=r1 / TILE)
             .all(|tr| (c0 / TILE..=c1 / TILE).all(|tc| self.all_nan[tr * self.cols + tc]))
-    }
-}
-
-/// Bilinear value of `data` (`rows × cols`) at the fractional cell-centre
-/// position `(sr, sc)`: NaN more than half a cell outside the grid, or when
-/// finite neighbours carry less than half of the weight.
-#[inline]
-fn bilinear(data: &[f32], rows: usize, cols: usize, sr: f32, sc: f32) -> f32 {
-    if !(sr >= -0.5 && sc >= -0.5 && sr <= rows as f32 - 0.5 && sc <= cols as f32 - 0.5) {
-        return f32::NAN;
-    }
-    // sr + 1 ≥ 0.5, so truncation is floor, and the i32 conversion is cheap
-    // and exact in range. Indices k − 1 and k are the two neighbours, clamped
-    // into the grid (edge cells extend by half a cell).
-    let (fr, fc) = (sr + 1.0, sc + 1.0);
-    let (kr, kc) = (fr as i32, fc as i32);
-    let (ty, tx) = (fr - kr as f32, fc - kc as f32);
-    let r0 = (kr - 1).max(0) as usize;
-    let c0 = (kc - 1).max(0) as usize;
-    let r1 = (kr as usize).min(rows - 1);
-    let c1 = (kc as usize).min(cols - 1);
-    let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
-    let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
-    let top = v00 + tx * (v01 - v00);
-    let bot = v10 + tx * (v11 - v10);
-    let s = top + ty * (bot - top);
-    if s.is_finite() {
-        return s;
-    }
-    // Some neighbours are no data: renormalise over the finite ones.
-    let w = [
-        (1.0 - ty) * (1.0 - tx),
-        (1.0 - ty) * tx,
-        ty * (1.0 - tx),
-        ty * tx,
-    ];
-    let (mut num, mut den) = (0f32, 0f32);
-    for (v, w) in [v00, v01, v10, v11].into_iter().zip(w) {
-        if v.is_finite() {
-            num += v * w;
-            den += w;
-        }
-    }
-    if den >= 0.5 {
-        num / den
-    } else {
-        f32::NAN
     }
 }
 

@@ -13,6 +13,7 @@
 //!   same as zero rain ("undetect": measured, no echo).
 
 pub mod decode;
+pub mod encode;
 pub mod extrapolate;
 pub mod grid;
 pub mod motion;
@@ -26,7 +27,6 @@ pub mod scan;
 pub mod sparse;
 pub mod synth;
 pub mod verify;
-pub mod write;
 
 pub use grid::{Grid, GridError};
 pub use scan::{DecodeError, Format, Quantity, RadarScan};

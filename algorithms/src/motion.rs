@@ -53,7 +53,7 @@
 //! zero field; rain touching the domain edge is fine because equations whose
 //! warped source leaves the grid are simply left out.
 
-use crate::raster::{block_mean, box_sum, sample, sample_clamped, upsample, Img};
+use crate::raster::{bilinear, block_mean, box_sum, sample_clamped, upsample, Img};
 use ndarray::{Array2, ArrayView2};
 
 /// Why motion could not be estimated.
@@ -410,7 +410,13 @@ fn lk_iteration(
                 if !b.is_finite() || (gxi == 0.0 && gyi == 0.0) {
                     continue;
                 }
-                let aw = sample(img, r as f32 - gap * v.data[i], c as f32 - gap * u.data[i]);
+                let aw = bilinear(
+                    &img.data,
+                    img.rows,
+                    img.cols,
+                    r as f32 - gap * v.data[i],
+                    c as f32 - gap * u.data[i],
+                );
                 if !aw.is_finite() {
                     continue;
                 }

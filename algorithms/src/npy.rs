@@ -1,25 +1,23 @@
-//! Minimal writer for NumPy `.npy` files (format version 1.0), enough for
-//! float32 2-D arrays in C order.
+//! NumPy `.npy` output (format 1.0, through the `ndarray-npy` crate), for
+//! float32 2-D fields in C order. Bytes out, no file system.
 
 use ndarray::Array2;
+use ndarray_npy::WriteNpyExt;
 
-/// Encodes a 2-D f32 array as `.npy` bytes: little-endian `<f4`, C order.
+/// Encodes a 2-D f32 array (any unit; NaN stays NaN) as `.npy` bytes:
+/// little-endian `<f4`, C order, shape `(rows, cols)`, header padded so the
+/// data starts on a 64-byte boundary.
 pub fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
     let (rows, cols) = a.dim();
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
-    let unpadded = 10 + header.len() + 1;
-    let pad = (64 - unpadded % 64) % 64;
-    header.push_str(&" ".repeat(pad));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + rows * cols * 4);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in a.iter() {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut out = Vec::with_capacity(128 + rows * cols * 4);
+    // ndarray-npy writes a Fortran-order array as such: keep the output C
+    // order whatever the memory layout (no copy when it already is).
+    let a = a.as_standard_layout();
+    // Writing into a `Vec` cannot fail, and the header of an `f32` array of
+    // any shape can always be formatted: the only errors `write_npy` has.
+    #[allow(clippy::expect_used)]
+    a.write_npy(&mut out)
+        .expect("an f32 array always encodes as .npy into memory");
     out
 }
 
@@ -39,5 +37,27 @@ mod tests {
         assert_eq!(b.len(), 10 + hlen + 24);
         let v4 = f32::from_le_bytes(b[10 + hlen + 16..10 + hlen + 20].try_into().unwrap());
         assert!(v4.is_nan());
+    }
+
+    #[test]
+    fn round_trips_through_ndarray_npy() {
+        use ndarray_npy::ReadNpyExt;
+        let a = Array2::from_shape_fn((5, 7), |(r, c)| r as f32 * 10.0 + c as f32);
+        let b = encode_f32(&a);
+        assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+        assert!(header.contains("'descr': '<f4'"), "{header}");
+        assert!(header.contains("'fortran_order': False"), "{header}");
+        let back = Array2::<f32>::read_npy(&b[..]).unwrap();
+        assert_eq!(back, a);
+        // A transposed (Fortran-order) array is still written in C order.
+        let t = a.t().to_owned();
+        let bt = encode_f32(&t);
+        let hlen = u16::from_le_bytes([bt[8], bt[9]]) as usize;
+        let header = std::str::from_utf8(&bt[10..10 + hlen]).unwrap();
+        assert!(header.contains("'fortran_order': False"), "{header}");
+        assert!(header.contains("'shape': (7, 5)"), "{header}");
+        assert_eq!(Array2::<f32>::read_npy(&bt[..]).unwrap(), t);
     }
 }

@@ -1,7 +1,8 @@
 //! Small raster kernels shared by motion, extrapolation and the nowcast:
 //! a row-major `f32` image, NaN-aware block means, box sums, bilinear
-//! up-sampling. Internal to the crate; every loop runs over contiguous slices
-//! and allocates once per call, never per cell.
+//! up-sampling and the one bilinear sampler ([`bilinear`]). Internal to the
+//! crate; every loop runs over contiguous slices and allocates once per call,
+//! never per cell.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -204,41 +205,50 @@ pub(crate) fn upsample_into(src: &Img, out: &mut Img, factor: f32) {
     }
 }
 
-/// Bilinear sample of `img` at fractional `(r, c)` in cell-centre coordinates
-/// (cell `(i, j)` has its centre at `(i, j)`). `NaN` when the point lies more
-/// than half a cell outside the grid, or when the finite neighbours carry less
-/// than half of the interpolation weight.
+/// The crate's one NaN-aware bilinear sampler: the value of `data` (a
+/// row-major `rows × cols` raster, any quantity and unit, NaN = no data) at
+/// the fractional position `(r, c)` in **cells**, cell-centre coordinates
+/// (cell `(i, j)` has its centre at `(i, j)`, row 0 north). Result in the
+/// unit of `data`:
+/// * NaN when the point lies more than half a cell outside the grid; within
+///   that half cell the edge cells extend outwards;
+/// * the plain bilinear value when all four neighbours are finite;
+/// * otherwise the weights of the finite neighbours are renormalised, and the
+///   result is NaN when they carry less than half of the weight.
+///
+/// Used by the warp's hot loop (extrapolation) and by motion estimation.
 #[inline]
-pub(crate) fn sample(img: &Img, r: f32, c: f32) -> f32 {
-    let (rows, cols) = (img.rows, img.cols);
-    if !(r >= -0.5 && c >= -0.5 && r <= rows as f32 - 0.5 && c <= cols as f32 - 0.5) {
+pub(crate) fn bilinear(data: &[f32], rows: usize, cols: usize, sr: f32, sc: f32) -> f32 {
+    if !(sr >= -0.5 && sc >= -0.5 && sr <= rows as f32 - 0.5 && sc <= cols as f32 - 0.5) {
         return f32::NAN;
     }
-    // Truncation of a non-negative value is floor, without a libm call.
-    let r0 = (r.max(0.0) as usize).min(rows - 1);
-    let c0 = (c.max(0.0) as usize).min(cols - 1);
-    let r1 = (r0 + 1).min(rows - 1);
-    let c1 = (c0 + 1).min(cols - 1);
-    let wy = (r - r0 as f32).clamp(0.0, 1.0);
-    let wx = (c - c0 as f32).clamp(0.0, 1.0);
-    let d = &img.data;
-    let (v00, v01, v10, v11) = (
-        d[r0 * cols + c0],
-        d[r0 * cols + c1],
-        d[r1 * cols + c0],
-        d[r1 * cols + c1],
-    );
-    let w00 = (1.0 - wy) * (1.0 - wx);
-    let w01 = (1.0 - wy) * wx;
-    let w10 = wy * (1.0 - wx);
-    let w11 = wy * wx;
-    let s = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11;
+    // sr + 1 ≥ 0.5, so truncation is floor, and the i32 conversion is cheap
+    // and exact in range. Indices k − 1 and k are the two neighbours, clamped
+    // into the grid (edge cells extend by half a cell).
+    let (fr, fc) = (sr + 1.0, sc + 1.0);
+    let (kr, kc) = (fr as i32, fc as i32);
+    let (ty, tx) = (fr - kr as f32, fc - kc as f32);
+    let r0 = (kr - 1).max(0) as usize;
+    let c0 = (kc - 1).max(0) as usize;
+    let r1 = (kr as usize).min(rows - 1);
+    let c1 = (kc as usize).min(cols - 1);
+    let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
+    let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
+    let top = v00 + tx * (v01 - v00);
+    let bot = v10 + tx * (v11 - v10);
+    let s = top + ty * (bot - top);
     if s.is_finite() {
         return s;
     }
-    let mut num = 0f32;
-    let mut den = 0f32;
-    for (v, w) in [(v00, w00), (v01, w01), (v10, w10), (v11, w11)] {
+    // Some neighbours are no data: renormalise over the finite ones.
+    let w = [
+        (1.0 - ty) * (1.0 - tx),
+        (1.0 - ty) * tx,
+        ty * (1.0 - tx),
+        ty * tx,
+    ];
+    let (mut num, mut den) = (0f32, 0f32);
+    for (v, w) in [v00, v01, v10, v11].into_iter().zip(w) {
         if v.is_finite() {
             num += v * w;
             den += w;
@@ -251,7 +261,7 @@ pub(crate) fn sample(img: &Img, r: f32, c: f32) -> f32 {
     }
 }
 
-/// Like [`sample`] but clamps the position into the grid (for smooth fields
+/// Like [`bilinear`] but clamps the position into the grid (for smooth fields
 /// such as motion vectors, which extend their edge values outwards) and treats
 /// every value as finite.
 #[inline]
@@ -445,6 +455,7 @@ mod tests {
             cols: 2,
             data: vec![0.0, 1.0, 2.0, f32::NAN],
         };
+        let sample = |img: &Img, r: f32, c: f32| bilinear(&img.data, img.rows, img.cols, r, c);
         assert_eq!(sample(&img, 0.0, 0.5), 0.5);
         assert_eq!(sample(&img, 0.5, 0.0), 1.0);
         assert!(sample(&img, 0.9, 0.9).is_nan(), "mostly no data");

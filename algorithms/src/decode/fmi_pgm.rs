@@ -553,7 +553,7 @@ pub fn decode_limited(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::write::fmi_pgm as writer;
+    use crate::encode::fmi_pgm as writer;
     use chrono::TimeZone;
     use flate2::write::GzEncoder;
     use flate2::Compression;

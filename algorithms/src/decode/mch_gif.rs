@@ -263,7 +263,7 @@ pub fn decode_limited(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::write::mch_gif as writer;
+    use crate::encode::mch_gif as writer;
     use chrono::TimeZone;
 
     const NAME: &str = "AQC161932045V_00005.801.gif";

@@ -598,11 +598,11 @@ fn unsupported_type(path: &str, dtype: &Datatype) -> DecodeError {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::prep::RainField;
-    use crate::scan::{DEFAULT_MAX_CELLS, MAX_CELLS};
-    use crate::write::odim::{
+    use crate::encode::odim::{
         composite_metadata, dataset_what, encode_rate, finish, OdimRateOptions, RawType,
     };
+    use crate::prep::RainField;
+    use crate::scan::{DEFAULT_MAX_CELLS, MAX_CELLS};
     use chrono::TimeZone;
     use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder};
     use ndarray::Array2;

@@ -21,7 +21,7 @@
 //! are transparent, so a mostly static scene costs little. The animation
 //! loops forever.
 
-use super::font::{self, ADVANCE, GLYPH_H, GLYPH_W};
+use super::font::{self, CAP_H, CAP_TOP, GAP, GLYPH_W};
 use super::lzw;
 use super::{class_code, RenderError, CLASS_BAND0, CLASS_NO_RAIN, RAIN_SCALE};
 use crate::grid::Grid;
@@ -352,15 +352,17 @@ impl Canvas {
                 break;
             }
             let (first, width) = font::ink_columns(ch);
+            // `y` is the top of the capitals: accent rows go above it.
             for (row, bits) in font::glyph(ch).iter().enumerate() {
+                let gy = y + (row as i64 - CAP_TOP as i64) * s;
                 for col in 0..width as i64 {
                     let bit = GLYPH_W as i64 - 1 - (first as i64 + col);
                     if bits & (1 << bit) != 0 {
-                        self.fill(gx + col * s, y + row as i64 * s, s, s, c);
+                        self.fill(gx + col * s, gy, s, s, c);
                     }
                 }
             }
-            gx += (width + ADVANCE - GLYPH_W) as i64 * s;
+            gx += (width + GAP) as i64 * s;
         }
     }
 
@@ -499,7 +501,7 @@ fn build_overlay(
             ov.disc(x, y, 2 * si, P_WHITE);
             ov.disc(x, y, (si - 1).max(0), P_INK);
             let tw = font::text_width(&m.name, s) as i64;
-            let ty = y - (GLYPH_H as i64 * si) / 2;
+            let ty = y - (CAP_H as i64 * si) / 2;
             let tx = if x + 5 * si + tw < mw as i64 {
                 x + 5 * si
             } else {
@@ -1043,7 +1045,7 @@ mod tests {
             ..AnimationOptions::default()
         };
         let (w, h, imgs) = decode(&render_animation(&g, &frames, &opts).unwrap());
-        assert!(w >= MIN_GIF_WIDTH_PX && w <= MIN_GIF_WIDTH_PX && h <= MIN_GIF_WIDTH_PX);
+        assert!(w == MIN_GIF_WIDTH_PX && h <= MIN_GIF_WIDTH_PX);
         assert_eq!(imgs.len(), 1);
     }
 

@@ -325,10 +325,10 @@ mod tests {
         let a = Array2::from_shape_fn((3, 5), |(r, c)| values[r][c]);
         let (w, h, px) = decode_rgba(&render_png(a.view()).unwrap());
         assert_eq!((w, h), (5, 3));
-        for r in 0..3 {
-            for c in 0..5 {
+        for (r, row) in values.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
                 let i = 4 * (r * 5 + c);
-                assert_eq!(&px[i..i + 4], &rate_rgba(values[r][c]), "cell {r},{c}");
+                assert_eq!(&px[i..i + 4], &rate_rgba(*v), "cell {r},{c}");
             }
         }
         // Scaled: each cell becomes a 3x3 block.

@@ -8,9 +8,9 @@
 use crate::config::{Location, RadarConfig};
 use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
 use chrono::{DateTime, Duration, Utc};
+use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
 use raincast_algorithms::scan::Format;
 use raincast_algorithms::synth::{local_grid, Coverage, SynthConfig, SynthRadar};
-use raincast_algorithms::write::odim::{encode_rate, OdimRateOptions};
 use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 

@@ -25,43 +25,9 @@ use std::fmt::Write;
 /// Maximum weighted length of a post on X.
 pub const MAX_POST_LEN: usize = 280;
 
-/// Upper bound of "light", mm/h.
-pub const LIGHT_BELOW_MM_H: f32 = 2.5;
-/// Lower bound of "heavy", mm/h.
-pub const HEAVY_FROM_MM_H: f32 = 10.0;
-
-/// Rain intensity class, see the module docs for the bands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intensity {
-    /// < 2.5 mm/h.
-    Light,
-    /// 2.5 – 10 mm/h.
-    Moderate,
-    /// ≥ 10 mm/h.
-    Heavy,
-}
-
-impl Intensity {
-    /// Class of a rate in mm/h.
-    pub fn of(rate_mm_h: f32) -> Self {
-        if rate_mm_h >= HEAVY_FROM_MM_H {
-            Intensity::Heavy
-        } else if rate_mm_h >= LIGHT_BELOW_MM_H {
-            Intensity::Moderate
-        } else {
-            Intensity::Light
-        }
-    }
-
-    /// Lower-case word.
-    pub fn word(self) -> &'static str {
-        match self {
-            Intensity::Light => "light",
-            Intensity::Moderate => "moderate",
-            Intensity::Heavy => "heavy",
-        }
-    }
-}
+/// The intensity bands are the algorithms' ([`Intensity::of_rain`]: an
+/// event's rate is rain, so it reads at least "light").
+pub use raincast_algorithms::nowcast::Intensity;
 
 /// X's weighted length: 1 for code points in U+0000–U+10FF, U+2000–U+200D,
 /// U+2010–U+201F and U+2032–U+2037, 2 for every other code point.
@@ -113,7 +79,7 @@ fn body(event: &Event, place: &Place, name: &str) -> String {
             write!(
                 s,
                 "{} rain expected at {name} in about {} min (around {}), up to {} within {radius}.",
-                capitalise(Intensity::of(event.peak_mm_h).word()),
+                capitalise(Intensity::of_rain(event.peak_mm_h).word()),
                 about_minutes(lead),
                 local_time(place, event.start_time),
                 format_rate(event.peak_mm_h),
@@ -128,7 +94,7 @@ fn body(event: &Event, place: &Place, name: &str) -> String {
                 s,
                 "Rain has started at {name} ({}): {}, about {} within {radius}. {until}",
                 local_time(place, event.start_time),
-                Intensity::of(event.rate_mm_h).word(),
+                Intensity::of_rain(event.rate_mm_h).word(),
                 format_rate(event.rate_mm_h),
             )
         }
@@ -231,6 +197,8 @@ mod tests {
         assert_eq!(Intensity::of(9.99), Intensity::Moderate);
         assert_eq!(Intensity::of(10.0), Intensity::Heavy);
         assert_eq!(Intensity::of(80.0).word(), "heavy");
+        // An event's rate is rain: below 0.1 mm/h it still reads "light".
+        assert_eq!(Intensity::of_rain(0.05).word(), "light");
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn run_dir(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use raincast_algorithms::write::mch_gif;
+    use raincast_algorithms::encode::mch_gif;
 
     /// A scratch folder removed on drop.
     struct Scratch(PathBuf);

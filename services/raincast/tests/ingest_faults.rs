@@ -18,9 +18,9 @@ mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hdf5_writer::{AttributeBuilder, DatasetBuilder, Hdf5Builder, WriteOptions};
+use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
 use raincast_algorithms::grid::Grid;
 use raincast_algorithms::synth::{local_grid, SynthConfig, SynthRadar};
-use raincast_algorithms::write::odim::{encode_rate, OdimRateOptions};
 use raincast_store::{DynamoStore, S3Source, ScanStore, StateStore};
 use raincast_testkit::{aws_env, Server};
 use serde_json::Value;

@@ -36,29 +36,6 @@ pub struct ForecastQuery {
     pub radar: Option<String>,
 }
 
-/// Rain intensity band: none < 0.1 mm/h ≤ light < 2.5 ≤ moderate < 10 ≤ heavy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IntensityWord {
-    None,
-    Light,
-    Moderate,
-    Heavy,
-}
-
-impl IntensityWord {
-    fn of(rate_mm_h: f32) -> Option<Self> {
-        rate_mm_h
-            .is_finite()
-            .then(|| match Intensity::of(rate_mm_h) {
-                Intensity::Dry => IntensityWord::None,
-                Intensity::Light => IntensityWord::Light,
-                Intensity::Moderate => IntensityWord::Moderate,
-                Intensity::Heavy => IntensityWord::Heavy,
-            })
-    }
-}
-
 /// One forecast step.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ForecastEntry {
@@ -71,7 +48,7 @@ pub struct ForecastEntry {
     /// Probability of rain ≥ `threshold_mm_h` (0..1, `null` = unknown).
     pub probability: Option<f32>,
     /// Intensity band of `intensity_mm_h`.
-    pub intensity: Option<IntensityWord>,
+    pub intensity: Option<Intensity>,
 }
 
 /// The observation at the issue time.
@@ -80,7 +57,7 @@ pub struct Observation {
     pub time: DateTime<Utc>,
     /// Observed rain rate, mm/h (`null` = no data).
     pub intensity_mm_h: Option<f32>,
-    pub intensity: Option<IntensityWord>,
+    pub intensity: Option<Intensity>,
 }
 
 /// Aggregate over a horizon.
@@ -258,7 +235,7 @@ async fn get_forecast(
         now: Observation {
             time: n.base_time,
             intensity_mm_h: finite(p.now_mm_h),
-            intensity: IntensityWord::of(p.now_mm_h),
+            intensity: Intensity::of_known(p.now_mm_h),
         },
         entries: p
             .steps
@@ -268,7 +245,7 @@ async fn get_forecast(
                 lead_min: st.lead_min,
                 intensity_mm_h: finite(st.rate_mm_h),
                 probability: finite(st.probability),
-                intensity: IntensityWord::of(st.rate_mm_h),
+                intensity: Intensity::of_known(st.rate_mm_h),
             })
             .collect(),
         next_hour: outlook(&p, threshold, 60),

@@ -1,0 +1,147 @@
+//! Probability of rain (step 4 of the nowcast): the fraction of forecast
+//! cells at or above a threshold in a square neighbourhood whose half-width
+//! grows with lead.
+
+use super::Nowcast;
+use crate::raster::Img;
+use ndarray::{Array2, ArrayView2};
+
+impl Nowcast {
+    /// Half-width of the probability neighbourhood at a lead, in cells.
+    pub fn prob_radius_cells(&self, lead_min: u32) -> usize {
+        let km = self.prob_radius_km + self.prob_radius_growth_km_per_min * lead_min as f32;
+        let cell_km = (self.grid.cell_m() / 1000.0).max(1e-3) as f32;
+        (km / cell_km).round().max(0.0) as usize
+    }
+
+    /// Probability (0..1) of rain ≥ `threshold_mm_h` per cell and lead: the
+    /// fraction of forecast cells at or above the threshold among the known
+    /// cells of the neighbourhood. NaN where the forecast is unknown.
+    pub fn probability(&self, threshold_mm_h: f32) -> Vec<Array2<f32>> {
+        self.rate_mm_h
+            .iter()
+            .zip(&self.leads_min)
+            .map(|(f, &lead)| {
+                neighbourhood_probability(&f.view(), threshold_mm_h, self.prob_radius_cells(lead))
+            })
+            .collect()
+    }
+}
+
+/// Fraction of known cells at or above `threshold` in the square window of
+/// half-width `radius` around `(row, col)`.
+pub(super) fn window_fraction(
+    f: &ArrayView2<f32>,
+    row: usize,
+    col: usize,
+    radius: usize,
+    threshold: f32,
+) -> f32 {
+    let (rows, cols) = f.dim();
+    let (r0, r1) = (row.saturating_sub(radius), (row + radius).min(rows - 1));
+    let (c0, c1) = (col.saturating_sub(radius), (col + radius).min(cols - 1));
+    let (mut n, mut k) = (0u32, 0u32);
+    for r in r0..=r1 {
+        for c in c0..=c1 {
+            let v = f[[r, c]];
+            if v.is_finite() {
+                n += 1;
+                if v >= threshold {
+                    k += 1;
+                }
+            }
+        }
+    }
+    if n == 0 {
+        f32::NAN
+    } else {
+        k as f32 / n as f32
+    }
+}
+
+/// Neighbourhood probability over a whole field with integral images: per
+/// cell, the fraction of known cells at or above `threshold` in the square
+/// window of half-width `radius`; NaN where the field itself is unknown.
+pub fn neighbourhood_probability(
+    f: &ArrayView2<f32>,
+    threshold: f32,
+    radius: usize,
+) -> Array2<f32> {
+    let (rows, cols) = f.dim();
+    let src = Img::from_view(f);
+    let w = cols + 1;
+    // Integral images of "known" and "at or above threshold" counts.
+    let mut known = vec![0u32; (rows + 1) * w];
+    let mut wet = vec![0u32; (rows + 1) * w];
+    for (r, row) in src.data.chunks_exact(cols).enumerate() {
+        let (mut rk, mut rw) = (0u32, 0u32);
+        let (above, below) = (r * w, (r + 1) * w);
+        for (c, v) in row.iter().enumerate() {
+            rk += v.is_finite() as u32;
+            rw += (*v >= threshold) as u32;
+            known[below + c + 1] = known[above + c + 1] + rk;
+            wet[below + c + 1] = wet[above + c + 1] + rw;
+        }
+    }
+    let mut out = Img::filled(rows, cols, f32::NAN);
+    for (r, orow) in out.data.chunks_exact_mut(cols).enumerate() {
+        let (r0, r1) = (r.saturating_sub(radius) * w, (r + radius + 1).min(rows) * w);
+        let srow = &src.data[r * cols..(r + 1) * cols];
+        for (c, (o, v)) in orow.iter_mut().zip(srow).enumerate() {
+            if !v.is_finite() {
+                continue;
+            }
+            let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(cols));
+            let n = known[r1 + c1] + known[r0 + c0] - known[r0 + c1] - known[r1 + c0];
+            if n > 0 {
+                let k = wet[r1 + c1] + wet[r0 + c0] - wet[r0 + c1] - wet[r1 + c0];
+                *o = k as f32 / n as f32;
+            }
+        }
+    }
+    out.into_array()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::nowcast::tests::frames;
+    use crate::nowcast::{nowcast, NowcastConfig};
+
+    #[test]
+    fn probability_is_a_fraction_and_widens() {
+        let f = frames();
+        let nc = nowcast(&f, &[10, 60], &NowcastConfig::default()).expect("nowcast");
+        assert!(nc.prob_radius_cells(60) > nc.prob_radius_cells(10));
+        let p1 = nc.probability(1.0);
+        let p5 = nc.probability(5.0);
+        for (a, b) in p1.iter().zip(&p5) {
+            for (x, y) in a.iter().zip(b) {
+                if x.is_finite() {
+                    assert!((0.0..=1.0).contains(x));
+                    assert!(y <= x, "a higher threshold is never more likely");
+                }
+            }
+        }
+        // The point series agrees with the field.
+        let p = nc.point(40, 60, 1.0).expect("inside");
+        assert!((p.probability[1] - p1[1][[40, 60]]).abs() < 1e-6);
+        assert_eq!(p.rate_mm_h[0], nc.rate_mm_h[0][[40, 60]]);
+        assert!(nc.point(96, 0, 1.0).is_none());
+    }
+
+    #[test]
+    fn neighbourhood_probability_by_hand() {
+        let f = ndarray::array![[0.0f32, 2.0, 0.0], [f32::NAN, 0.0, 3.0], [0.0, 0.0, 0.0]];
+        let p = neighbourhood_probability(&f.view(), 1.0, 1);
+        // Centre: 8 known cells, 2 wet.
+        assert_eq!(p[[1, 1]], 2.0 / 8.0);
+        // Corner (0,0): window rows 0-1, cols 0-1: 3 known, 1 wet.
+        assert_eq!(p[[0, 0]], 1.0 / 3.0);
+        assert!(p[[1, 0]].is_nan());
+        let p0 = neighbourhood_probability(&f.view(), 1.0, 0);
+        assert_eq!(p0[[0, 1]], 1.0);
+        assert_eq!(p0[[0, 0]], 0.0);
+    }
+}

@@ -1,0 +1,611 @@
+//! The S-PROG-like part of the forecast (step 3 of the nowcast): the
+//! Laplacian cascade of the latest field, its AR(2) evolution per level in
+//! the Lagrangian frame, and the quantile matching back onto the latest
+//! observation. See the parent module for the method.
+
+use super::NowcastConfig;
+use crate::extrapolate::{warp_into, Displacement};
+use crate::motion::to_dbr;
+use crate::raster::{expand_into, reduce, upsample, Img};
+use ndarray::{Array2, ArrayView2};
+
+/// Fills no-data cells by push-pull interpolation (means of coarser and
+/// coarser blocks pulled back down), so filters see a smooth continuation
+/// instead of an edge. Cells with data are unchanged. An all-NaN image is
+/// filled with `fallback`.
+fn push_pull_fill(img: &mut Img, fallback: f32) {
+    if img.data.iter().all(|v| v.is_finite()) {
+        return;
+    }
+    let mut levels = vec![img.clone()];
+    while levels[levels.len() - 1].data.iter().any(|v| v.is_nan())
+        && (levels[levels.len() - 1].rows > 1 || levels[levels.len() - 1].cols > 1)
+    {
+        let prev = &levels[levels.len() - 1];
+        levels.push(block_mean_any(prev));
+    }
+    let top = levels.len() - 1;
+    for v in levels[top].data.iter_mut() {
+        if v.is_nan() {
+            *v = fallback;
+        }
+    }
+    for k in (0..top).rev() {
+        let (rows, cols) = (levels[k].rows, levels[k].cols);
+        let up = upsample(&levels[k + 1], rows, cols, 2.0);
+        for (v, u) in levels[k].data.iter_mut().zip(&up.data) {
+            if v.is_nan() {
+                *v = *u;
+            }
+        }
+    }
+    *img = levels.swap_remove(0);
+}
+
+/// 2× block mean of whatever cells are finite (NaN only if none is).
+fn block_mean_any(src: &Img) -> Img {
+    let rows = src.rows.div_ceil(2);
+    let cols = src.cols.div_ceil(2);
+    let mut out = Img::filled(rows, cols, f32::NAN);
+    for i in 0..rows {
+        for j in 0..cols {
+            let (mut s, mut n) = (0f32, 0u32);
+            for r in 2 * i..(2 * i + 2).min(src.rows) {
+                for c in 2 * j..(2 * j + 2).min(src.cols) {
+                    let v = src.data[r * src.cols + c];
+                    if v.is_finite() {
+                        s += v;
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                out.data[i * cols + j] = s / n as f32;
+            }
+        }
+    }
+    out
+}
+
+/// A Laplacian pyramid (Burt & Adelson 1983) of a gap-free image:
+/// `gauss[0]` is the image, `gauss[k+1] = REDUCE(gauss[k])` (5-tap binomial
+/// blur, every second sample); band `k` is `gauss[k] − EXPAND(gauss[k+1])`,
+/// which holds wavelengths of roughly 2^(k+1) to 2^(k+2) cells.
+struct Pyramid {
+    gauss: Vec<Img>,
+    bands: Vec<Img>,
+}
+
+/// Number of band-pass levels for a grid: halve while the short side stays
+/// at least 16 cells.
+fn pyramid_levels(rows: usize, cols: usize) -> usize {
+    let mut k = 0;
+    while (rows.min(cols) >> (k + 1)) >= 16 {
+        k += 1;
+    }
+    k
+}
+
+impl Pyramid {
+    fn new(img: Img, levels: usize) -> Self {
+        let mut gauss = vec![img];
+        for _ in 0..levels {
+            let next = reduce(&gauss[gauss.len() - 1]);
+            gauss.push(next);
+        }
+        let bands = (0..levels)
+            .map(|k| {
+                let g = &gauss[k];
+                let mut up = Img::filled(g.rows, g.cols, 0.0);
+                expand_into(&gauss[k + 1], &mut up);
+                up.data
+                    .iter_mut()
+                    .zip(&g.data)
+                    .for_each(|(u, x)| *u = x - *u);
+                up
+            })
+            .collect();
+        Self { gauss, bands }
+    }
+}
+
+/// Pearson correlation of two images over cells where `mask` is finite.
+fn masked_corr(a: &Img, b: &Img, mask: &Img) -> Option<f32> {
+    let (mut n, mut sa, mut sb, mut saa, mut sbb, mut sab) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+    for ((x, y), m) in a.data.iter().zip(&b.data).zip(&mask.data) {
+        if m.is_finite() {
+            let (x, y) = (*x as f64, *y as f64);
+            n += 1.0;
+            sa += x;
+            sb += y;
+            saa += x * x;
+            sbb += y * y;
+            sab += x * y;
+        }
+    }
+    if n < 16.0 {
+        return None;
+    }
+    let va = saa - sa * sa / n;
+    let vb = sbb - sb * sb / n;
+    if va <= 1e-9 || vb <= 1e-9 {
+        return None;
+    }
+    Some(((sab - sa * sb / n) / (va * vb).sqrt()) as f32)
+}
+
+/// Yule–Walker parameters `(φ1, φ2)` of an AR(2) process with lag-1 and
+/// lag-2 correlations `(r1, r2)`. No positive lag-1 correlation means no
+/// memory; `r1` is capped at 0.999, and `r2` is kept in `[0, r1]` and in the
+/// stationary range `2·r1² − 1 < r2` (as pysteps adjusts it).
+pub(crate) fn ar2_params(r1: f32, r2: f32) -> (f32, f32) {
+    if r1.is_nan() || r1 <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let r1 = (r1 as f64).min(0.999);
+    // Rain decorrelates: r2 ≤ r1; and the stationary range.
+    let r2 = (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6);
+    let den = 1.0 - r1 * r1;
+    (
+        (r1 * (1.0 - r2) / den) as f32,
+        ((r2 - r1 * r1) / den) as f32,
+    )
+}
+
+/// Entries of the tabulated quantile function.
+const QUANTILES: usize = 8192;
+
+/// The quantile function of the latest observation, tabulated (a small table
+/// stays in cache; looking up a sorted copy of the field would not).
+struct TargetDistribution {
+    /// Rate (mm/h) at quantile `i / (QUANTILES − 1)`.
+    table: Vec<f32>,
+    /// Rates below this are dry.
+    threshold: f32,
+}
+
+impl TargetDistribution {
+    /// From the latest field in dBR, where `floor` marks dry cells and NaN no
+    /// data. Wet values are binned finely (16 384 bins over their range, a
+    /// few thousandths of a dB) and interpolated within bins.
+    fn new(dbr: &[f32], floor: f32, threshold: f32) -> Self {
+        const BINS: usize = 16_384;
+        let (mut n, mut lo, mut hi) = (0usize, f32::INFINITY, f32::NEG_INFINITY);
+        for &v in dbr {
+            if v.is_finite() {
+                n += 1;
+                if v > floor {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+        let mut table = vec![0f32; QUANTILES];
+        if n == 0 || lo > hi {
+            return Self { table, threshold };
+        }
+        let width = ((hi - lo) / BINS as f32).max(1e-6);
+        let mut counts = vec![0u32; BINS];
+        let mut wet = 0usize;
+        for &v in dbr {
+            if v.is_finite() && v > floor {
+                counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
+                wet += 1;
+            }
+        }
+        let dry = (n - wet) as f64;
+        let (mut bin, mut below) = (0usize, 0f64);
+        for (i, t) in table.iter_mut().enumerate() {
+            let p = i as f64 / (QUANTILES - 1) as f64 * n as f64 - dry;
+            if p <= 0.0 {
+                continue;
+            }
+            while bin + 1 < BINS && (below + counts[bin] as f64) < p {
+                below += counts[bin] as f64;
+                bin += 1;
+            }
+            let within = if counts[bin] > 0 {
+                ((p - below) / counts[bin] as f64).clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            let x = lo as f64 + (bin as f64 + within) * width as f64;
+            *t = 10f64.powf(x / 10.0) as f32;
+        }
+        Self { table, threshold }
+    }
+
+    /// The rate at quantile `q` in [0, 1]; 0 (dry) below the rain threshold.
+    #[inline]
+    fn quantile(&self, q: f32) -> f32 {
+        let x = q.clamp(0.0, 1.0) * (QUANTILES - 1) as f32;
+        let i = (x as usize).min(QUANTILES - 2);
+        let t = x - i as f32;
+        let v = self.table[i] + t * (self.table[i + 1] - self.table[i]);
+        if v < self.threshold {
+            0.0
+        } else {
+            v
+        }
+    }
+}
+
+/// Maps `values` (any monotone scale, NaN skipped) onto the target
+/// distribution by rank, in place, using a fine histogram for the ranks.
+fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
+    const BINS: usize = 4096;
+    let (mut lo, mut hi, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+    for &v in values.iter() {
+        if v.is_finite() {
+            lo = lo.min(v);
+            hi = hi.max(v);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    if hi <= lo {
+        let q = 0.5;
+        let out = target.quantile(q);
+        values
+            .iter_mut()
+            .filter(|v| v.is_finite())
+            .for_each(|v| *v = out);
+        return;
+    }
+    let scale = (BINS as f32 - 1e-3) / (hi - lo);
+    let mut counts = vec![0u32; BINS];
+    for &v in values.iter() {
+        if v.is_finite() {
+            counts[((v - lo) * scale) as usize] += 1;
+        }
+    }
+    let mut below = vec![0u32; BINS];
+    let mut acc = 0u32;
+    for (b, c) in below.iter_mut().zip(&counts) {
+        *b = acc;
+        acc += c;
+    }
+    let inv_n = 1.0 / n as f32;
+    for v in values.iter_mut() {
+        if v.is_finite() {
+            let x = (*v - lo) * scale;
+            let bin = x as usize;
+            let frac = x - bin as f32;
+            let rank = below[bin] as f32 + frac * counts[bin] as f32;
+            *v = target.quantile(rank * inv_n);
+        }
+    }
+}
+
+/// Mean and standard deviation of a raster over all its cells.
+fn mean_std(img: &Img) -> (f32, f32) {
+    let n = img.data.len().max(1) as f64;
+    let (mut s, mut ss) = (0f64, 0f64);
+    for &v in &img.data {
+        s += v as f64;
+        ss += v as f64 * v as f64;
+    }
+    let m = s / n;
+    ((m) as f32, ((ss / n - m * m).max(0.0)).sqrt() as f32)
+}
+
+/// One pyramid level in the AR(2) model: the standardised anomalies of the
+/// latest field (`z0`) and of the previous field advected onto it (`z1`),
+/// with the latest field's mean and standard deviation to recompose.
+struct Level {
+    z0: Img,
+    z1: Img,
+    mean: f32,
+    std: f32,
+    phi: (f32, f32),
+}
+
+/// Everything the S-PROG-like forecast needs, computed once per nowcast.
+///
+/// As in pysteps' S-PROG (Seed 2003): every level of the cascade (the band
+/// passes and the coarse residual) is standardised and evolves as an AR(2)
+/// process in the Lagrangian frame, `z(n+1) = φ1·z(n) + φ2·z(n−1)`, starting
+/// from the latest field and the previous one advected onto it. Levels with
+/// short memory (small scales) decay within a few steps; large, persistent
+/// levels keep their structure and also continue their recent Lagrangian
+/// trend, which carries growth and decay. The recomposed field is advected
+/// and quantile-matched to the latest observation.
+pub(super) struct Sprog {
+    levels: Vec<Level>,
+    /// Lag-1 and lag-2 correlation per level, finest first (diagnostics).
+    pub(super) rho: Vec<(f32, f32)>,
+    target: TargetDistribution,
+    /// Cells without data in the latest field.
+    nodata: Vec<bool>,
+}
+
+impl Sprog {
+    pub(super) fn new(
+        latest: &ArrayView2<f32>,
+        prev1: &ArrayView2<f32>,
+        prev2: &ArrayView2<f32>,
+        d1: &Displacement,
+        d2: &Displacement,
+        cfg: &NowcastConfig,
+    ) -> Self {
+        let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
+        let dbr = |a: &ArrayView2<f32>| {
+            let mut img = Img::from_view(a);
+            img.data
+                .iter_mut()
+                .for_each(|v| *v = to_dbr(*v, thr, floor));
+            img
+        };
+        let x0 = dbr(latest);
+        let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
+        let target = TargetDistribution::new(&x0.data, floor, thr);
+        let (rows, cols) = (x0.rows, x0.cols);
+        let n_bands = pyramid_levels(rows, cols);
+        // Previous fields advected onto the latest time (Lagrangian frame).
+        let mut buf = Vec::new();
+        warp_into(&dbr(prev1), d1, &mut buf);
+        let x1 = Img {
+            rows,
+            cols,
+            data: std::mem::take(&mut buf),
+        };
+        warp_into(&dbr(prev2), d2, &mut buf);
+        let x2 = Img {
+            rows,
+            cols,
+            data: buf,
+        };
+        // Correlations over the cells known in all three fields.
+        let mut mask = Img::filled(rows, cols, f32::NAN);
+        for (((m, a), b), c) in mask
+            .data
+            .iter_mut()
+            .zip(&x0.data)
+            .zip(&x1.data)
+            .zip(&x2.data)
+        {
+            if a.is_finite() && b.is_finite() && c.is_finite() {
+                *m = 1.0;
+            }
+        }
+        // The mask at each level: the cells the REDUCE samples sit on.
+        let mut masks = vec![mask];
+        for _ in 0..n_bands {
+            let m = &masks[masks.len() - 1];
+            let (r2, c2) = (m.rows.div_ceil(2), m.cols.div_ceil(2));
+            let mut next = Img::filled(r2, c2, f32::NAN);
+            for i in 0..r2 {
+                for j in 0..c2 {
+                    next.data[i * c2 + j] = m.data[2 * i * m.cols + 2 * j];
+                }
+            }
+            masks.push(next);
+        }
+        let pyr = |mut img: Img| {
+            push_pull_fill(&mut img, floor);
+            Pyramid::new(img, n_bands)
+        };
+        let (p0, p1, p2) = (pyr(x0), pyr(x1), pyr(x2));
+        // Level k < n_bands is band k; level n_bands is the residual.
+        let take = |p: Pyramid| -> Vec<Img> {
+            let mut v = p.bands;
+            v.extend(p.gauss.into_iter().last());
+            v
+        };
+        let (l0, l1, l2) = (take(p0), take(p1), take(p2));
+        let mut levels = Vec::with_capacity(l0.len());
+        let mut rho = Vec::with_capacity(l0.len());
+        for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
+            let r1 = masked_corr(&a, &b, &masks[k]).unwrap_or(0.0);
+            let r2 = masked_corr(&a, &c, &masks[k]).unwrap_or(0.0);
+            rho.push((r1, r2));
+            let (m0, s0) = mean_std(&a);
+            let (m1, s1) = mean_std(&b);
+            let standardise = |mut img: Img, m: f32, s: f32| {
+                let inv = if s > 1e-6 { 1.0 / s } else { 0.0 };
+                img.data.iter_mut().for_each(|v| *v = (*v - m) * inv);
+                img
+            };
+            levels.push(Level {
+                z0: standardise(a, m0, s0),
+                z1: standardise(b, m1, s1),
+                mean: m0,
+                std: s0,
+                phi: ar2_params(r1, r2),
+            });
+        }
+        Self {
+            levels,
+            rho,
+            target,
+            nodata,
+        }
+    }
+
+    /// Recomposes the field from per-level anomalies `z` (finest first) into
+    /// `bufs[0]`, dBR at full resolution.
+    fn recompose(&self, z: &[Img], bufs: &mut Vec<Img>) {
+        let top = self.levels.len() - 1;
+        if bufs.len() != self.levels.len() {
+            *bufs = z.to_vec();
+        }
+        let lv = &self.levels[top];
+        for (o, x) in bufs[top].data.iter_mut().zip(&z[top].data) {
+            *o = lv.mean + lv.std * x;
+        }
+        for k in (0..top).rev() {
+            let (lo, hi) = bufs.split_at_mut(k + 1);
+            let out = &mut lo[k];
+            expand_into(&hi[0], out);
+            let lv = &self.levels[k];
+            for (o, x) in out.data.iter_mut().zip(&z[k].data) {
+                *o += lv.mean + lv.std * x;
+            }
+        }
+    }
+
+    /// The forecasts for all leads (steps, any order; may be fractional),
+    /// each advected by its displacement, in mm/h.
+    pub(super) fn forecast_all(
+        &self,
+        disp: &[Displacement],
+        lead_steps: &[f32],
+    ) -> Vec<Array2<f32>> {
+        let mut order: Vec<usize> = (0..lead_steps.len()).collect();
+        order.sort_by(|a, b| lead_steps[*a].total_cmp(&lead_steps[*b]));
+        let mut out: Vec<Option<Array2<f32>>> = vec![None; lead_steps.len()];
+        // AR(2) state per level: z(n) and z(n−1).
+        let mut cur: Vec<Img> = self.levels.iter().map(|l| l.z0.clone()).collect();
+        let mut prev: Vec<Img> = self.levels.iter().map(|l| l.z1.clone()).collect();
+        let mut next: Vec<Img> = cur.clone();
+        let mut step = 0u32;
+        let advance = |cur: &mut Vec<Img>, prev: &mut Vec<Img>, next: &mut Vec<Img>| {
+            for (k, lv) in self.levels.iter().enumerate() {
+                let (p1, p2) = lv.phi;
+                for ((n, c), p) in next[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data) {
+                    *n = p1 * c + p2 * p;
+                }
+            }
+            std::mem::swap(prev, cur);
+            std::mem::swap(cur, next);
+        };
+        let mut bufs = Vec::new();
+        let mut zbuf: Vec<Img> = cur.clone();
+        for idx in order {
+            let lead = lead_steps[idx].max(0.0);
+            let whole = lead.floor() as u32;
+            while step < whole {
+                advance(&mut cur, &mut prev, &mut next);
+                step += 1;
+            }
+            let frac = lead - whole as f32;
+            let z: &[Img] = if frac > 1e-6 {
+                // Between two steps: interpolate the anomalies linearly.
+                for (k, lv) in self.levels.iter().enumerate() {
+                    let (p1, p2) = lv.phi;
+                    for ((o, c), p) in zbuf[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data)
+                    {
+                        let n = p1 * c + p2 * p;
+                        *o = c + frac * (n - c);
+                    }
+                }
+                &zbuf
+            } else {
+                &cur
+            };
+            self.recompose(z, &mut bufs);
+            let field = &mut bufs[0];
+            for (v, nodata) in field.data.iter_mut().zip(&self.nodata) {
+                if *nodata {
+                    *v = f32::NAN;
+                }
+            }
+            // Quantile matching in the Lagrangian frame (as pysteps does),
+            // then advection of the rain rate: dry areas are exactly zero
+            // there, which the warp copies in bulk.
+            quantile_match(&mut field.data, &self.target);
+            let mut data = Vec::new();
+            warp_into(field, &disp[idx], &mut data);
+            let (rows, cols) = (field.rows, field.cols);
+            out[idx] = Some(Img { rows, cols, data }.into_array());
+        }
+        out.into_iter().flatten().collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ar2_yule_walker() {
+        // The AR(2) recursion reproduces the lag-2 correlation it was fitted to.
+        let (p1, p2) = ar2_params(0.9, 0.8);
+        assert!((p1 * 0.9 + p2 - 0.8).abs() < 1e-5, "{p1} {p2}");
+        assert!((p1 + p2 * 0.9 - 0.9).abs() < 1e-5);
+        // r2 = r1² is an AR(1).
+        let (p1, p2) = ar2_params(0.5, 0.25);
+        assert!((p1 - 0.5).abs() < 1e-6 && p2.abs() < 1e-6);
+        // No correlation, no memory; inconsistent inputs are tamed.
+        assert_eq!(ar2_params(-0.3, 0.2), (0.0, 0.0));
+        let (p1, p2) = ar2_params(0.5, 0.9);
+        assert!((p1 - p2).abs() < 1e-6, "r2 capped at r1: {p1} {p2}");
+        // Stationary even for nearly perfect correlation.
+        let (p1, p2) = ar2_params(1.0, 0.2);
+        assert!(
+            p2.abs() < 1.0 && p1 + p2 < 1.0 && p2 - p1 < 1.0,
+            "{p1} {p2}"
+        );
+    }
+
+    #[test]
+    fn quantile_matching_restores_the_distribution() {
+        // Target: 6 dry, 4 wet cells (1, 2, 4, 8 mm/h), one no-data cell.
+        let target_rates = [
+            0.0f32,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            1.0,
+            2.0,
+            4.0,
+            8.0,
+            f32::NAN,
+        ];
+        let dbr: Vec<f32> = target_rates
+            .iter()
+            .map(|r| to_dbr(*r, 0.1, -15.0))
+            .collect();
+        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        // A smooth forecast with a different scale: ranks are what count.
+        let mut v: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.0).collect();
+        v.push(f32::NAN);
+        quantile_match(&mut v, &t);
+        assert!(v[10].is_nan());
+        assert_eq!(v.iter().filter(|x| **x == 0.0).count(), 6, "{v:?}");
+        assert!(v.windows(2).take(9).all(|w| w[1] >= w[0]), "monotone {v:?}");
+        assert!((v[9] - 8.0).abs() < 0.05 && v[6] >= 0.99, "{v:?}");
+    }
+
+    #[test]
+    fn push_pull_fills_gaps_smoothly() {
+        let mut img = Img {
+            rows: 4,
+            cols: 4,
+            data: vec![
+                1.0,
+                1.0,
+                f32::NAN,
+                3.0, //
+                1.0,
+                f32::NAN,
+                f32::NAN,
+                3.0, //
+                1.0,
+                1.0,
+                3.0,
+                3.0, //
+                f32::NAN,
+                1.0,
+                3.0,
+                3.0,
+            ],
+        };
+        let before = img.clone();
+        push_pull_fill(&mut img, -15.0);
+        for (a, b) in img.data.iter().zip(&before.data) {
+            assert!(a.is_finite() && (1.0..=3.0).contains(a));
+            if b.is_finite() {
+                assert_eq!(a, b);
+            }
+        }
+        let mut empty = Img::filled(3, 3, f32::NAN);
+        push_pull_fill(&mut empty, -15.0);
+        assert!(empty.data.iter().all(|v| *v == -15.0));
+    }
+}
