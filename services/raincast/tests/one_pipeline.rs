@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use ndarray::Array2;
-use raincast_algorithms::prep::RainField;
 use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
+use raincast_algorithms::prep::RainField;
 use raincast_algorithms::Grid;
 use raincast_notifier::text::{about_minutes, format_rate};
 use raincast_testkit::TempDir;
