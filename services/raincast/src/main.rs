@@ -77,8 +77,9 @@ fn init_tracing(json: bool) {
 ///   high-water mark of whatever ran on it, and glibc gives each new thread
 ///   (tokio's blocking pool starts and ends many) one of up to 8 × cores
 ///   arenas. In the `raincast run` soak 11 arenas held 382 MB for 86 MB in
-///   use and the resident size kept growing; with 2 arenas it stays flat
-///   (docs/PERFORMANCE.md, "Soak").
+///   use and the resident size kept growing; with 2 arenas it peaked at
+///   245 MB instead of 360 MB and stopped climbing (docs/PERFORMANCE.md,
+///   "Soak").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() {
