@@ -62,21 +62,55 @@ fn init_tracing(json: bool) {
     }
 }
 
-/// Keeps freed scan-sized buffers (up to 32 MB, glibc's largest allowed
-/// threshold; a 2200 × 1900 f32 field is 17 MB) in the heap instead of
-/// giving them back to the kernel. By default glibc serves such blocks with
-/// `mmap` and returns them on free, so every scan pays page faults for fresh
-/// memory again: a third of the hot prep of an OPERA composite (70 ms
-/// instead of 46 ms, docs/PERFORMANCE.md). The price is that the process
-/// keeps up to 512 MB of freed heap instead of shrinking back.
+/// glibc allocator settings for a process that allocates and frees
+/// scan-sized arrays on many threads (docs/ARCHITECTURE.md, "Allocator
+/// settings"). Each is skipped when the environment sets it
+/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_ARENA_MAX`, or
+/// the same tunable in `GLIBC_TUNABLES`), so it can be measured or
+/// overridden without a rebuild.
+///
+/// * `M_MMAP_THRESHOLD` 32 MB (glibc's largest): freed scan-sized buffers (a
+///   2200 × 1900 f32 field is 17 MB) stay in the heap instead of going back
+///   to the kernel, so a scan does not pay its page faults again: a third of
+///   the OPERA hot prep (70 ms instead of 46 ms, docs/PERFORMANCE.md).
+/// * `M_TRIM_THRESHOLD` 512 MB: the heap keeps that much free memory at its
+///   top instead of shrinking.
+/// * `M_ARENA_MAX` 2: with the two settings above every arena keeps the
+///   high-water mark of whatever ran on it, and glibc gives each new thread
+///   (tokio's blocking pool starts and ends many) one of up to 8 × cores
+///   arenas. In the `raincast run` soak 11 arenas held 382 MB for 86 MB in
+///   use and the resident size kept growing; with 2 arenas it peaked at
+///   245 MB instead of 360 MB and stopped climbing (docs/PERFORMANCE.md,
+///   "Soak").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn tune_allocator() {
-    // SAFETY: mallopt only sets glibc allocator parameters; it is called at
-    // the start of main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let settings = [
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            "mmap_threshold",
+            libc::M_MMAP_THRESHOLD,
+            32 << 20,
+        ),
+        (
+            "MALLOC_TRIM_THRESHOLD_",
+            "trim_threshold",
+            libc::M_TRIM_THRESHOLD,
+            512 << 20,
+        ),
+        ("MALLOC_ARENA_MAX", "arena_max", libc::M_ARENA_MAX, 2),
+    ];
+    for (env, tunable, param, value) in settings {
+        if std::env::var_os(env).is_some() || tunables.contains(&format!("glibc.malloc.{tunable}="))
+        {
+            continue;
+        }
+        // SAFETY: mallopt only sets glibc allocator parameters; it is called
+        // at the start of main, before any other thread exists.
+        unsafe {
+            libc::mallopt(param, value);
+        }
     }
 }
 
