@@ -321,7 +321,15 @@ impl<P: Publisher> Notifier<P> {
             // Leave it to the next run (our lease runs out meanwhile).
             return Ok(report(&record, ReportStatus::Pending));
         }
-        let gif = match gifs.gif(&record.event, &record.place) {
+        // Rendering is CPU work (tens of MB for a large window): on a
+        // multi-threaded runtime it leaves the async worker first, so the
+        // HTTP API sharing the runtime keeps answering.
+        let render = || gifs.gif(&record.event, &record.place);
+        let rendered = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(render),
+            _ => render(),
+        };
+        let gif = match rendered {
             Ok(g) => g,
             Err(e) => {
                 warn!(key = %record.event.key, error = %e, "GIF rendering failed; posting text only");
