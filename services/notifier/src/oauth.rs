@@ -20,24 +20,12 @@ use reqwest::Url;
 use sha1::Sha1;
 use std::fmt;
 
-/// Names of the environment variables holding the X credentials.
-pub const ENV_CONSUMER_KEY: &str = "RAINCAST_X_CONSUMER_KEY";
-/// See [`ENV_CONSUMER_KEY`].
-pub const ENV_CONSUMER_SECRET: &str = "RAINCAST_X_CONSUMER_SECRET";
-/// See [`ENV_CONSUMER_KEY`].
-pub const ENV_ACCESS_TOKEN: &str = "RAINCAST_X_ACCESS_TOKEN";
-/// See [`ENV_CONSUMER_KEY`].
-pub const ENV_ACCESS_SECRET: &str = "RAINCAST_X_ACCESS_SECRET";
-
-/// Errors from signing or from reading credentials.
+/// Errors from signing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OAuthError {
     /// The request URL could not be parsed.
     #[error("invalid request URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    /// Some but not all credential variables are set.
-    #[error("X credentials incomplete: {missing:?} not set (all four RAINCAST_X_* variables are needed)")]
-    Incomplete { missing: Vec<&'static str> },
 }
 
 /// OAuth 1.0a user-context credentials: the app's consumer key and secret and
@@ -62,46 +50,6 @@ impl fmt::Debug for Credentials {
             .field("access_token", &"<redacted>")
             .field("access_secret", &"<redacted>")
             .finish()
-    }
-}
-
-impl Credentials {
-    /// Reads the four `RAINCAST_X_*` variables through `lookup` (pass
-    /// `|k| std::env::var(k).ok()` in the binary, a map in tests).
-    /// `Ok(None)` when none is set; an error when only some are.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Self>, OAuthError> {
-        let names = [
-            ENV_CONSUMER_KEY,
-            ENV_CONSUMER_SECRET,
-            ENV_ACCESS_TOKEN,
-            ENV_ACCESS_SECRET,
-        ];
-        let values: Vec<Option<String>> = names
-            .iter()
-            .map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
-            .collect();
-        if values.iter().all(Option::is_none) {
-            return Ok(None);
-        }
-        let missing: Vec<&'static str> = names
-            .iter()
-            .zip(&values)
-            .filter(|(_, v)| v.is_none())
-            .map(|(n, _)| *n)
-            .collect();
-        if !missing.is_empty() {
-            return Err(OAuthError::Incomplete { missing });
-        }
-        let mut it = values.into_iter().flatten();
-        let mut next = || it.next().unwrap_or_default();
-        Ok(Some(Self {
-            consumer_key: next(),
-            consumer_secret: next(),
-            access_token: next(),
-            access_secret: next(),
-        }))
     }
 }
 
@@ -265,7 +213,6 @@ pub fn authorization_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     /// The worked example of X's "Creating a signature" guide
     /// (POST statuses/update with a status and include_entities).
@@ -348,28 +295,13 @@ mod tests {
     }
 
     #[test]
-    fn credentials_from_lookup_and_redacted_debug() {
-        let mut env: HashMap<&'static str, String> = HashMap::new();
-        fn look<'a>(
-            env: &'a HashMap<&'static str, String>,
-        ) -> impl Fn(&str) -> Option<String> + 'a {
-            move |k: &str| env.get(k).cloned()
-        }
-        assert_eq!(Credentials::from_lookup(look(&env)), Ok(None));
-        env.insert(ENV_CONSUMER_KEY, "ck-visible?".into());
-        env.insert(ENV_CONSUMER_SECRET, "cs-secret-value".into());
-        match Credentials::from_lookup(look(&env)) {
-            Err(OAuthError::Incomplete { missing }) => {
-                assert_eq!(missing, vec![ENV_ACCESS_TOKEN, ENV_ACCESS_SECRET])
-            }
-            other => panic!("expected incomplete, got {other:?}"),
-        }
-        env.insert(ENV_ACCESS_TOKEN, "at-secret-value".into());
-        env.insert(ENV_ACCESS_SECRET, "as-secret-value".into());
-        let c = Credentials::from_lookup(look(&env))
-            .expect("complete")
-            .expect("some");
-        assert_eq!(c.access_secret, "as-secret-value");
+    fn credentials_debug_is_redacted() {
+        let c = Credentials {
+            consumer_key: "ck-visible?".into(),
+            consumer_secret: "cs-secret-value".into(),
+            access_token: "at-secret-value".into(),
+            access_secret: "as-secret-value".into(),
+        };
         let dbg = format!("{c:?}");
         for secret in [
             "ck-visible?",

@@ -30,7 +30,7 @@
 //! A 403 to the post whose body says "duplicate" means X already has this
 //! text: reported as already posted.
 //!
-//! Credentials come only from the environment ([`Credentials::from_lookup`])
+//! Credentials come only from the environment (read by `raincast-config`)
 //! and never reach logs: only stages, statuses and error bodies are logged.
 
 use super::{Post, PublishContext, PublishError, Publisher, Receipt, CREATE_STAGE, MAX_GIF_BYTES};
@@ -43,8 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-/// Environment variable overriding the API base URL.
-pub const ENV_API_BASE: &str = "RAINCAST_X_API_BASE";
 /// Default API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.x.com";
 
@@ -85,17 +83,6 @@ impl Default for XConfig {
             max_poll_interval: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
         }
-    }
-}
-
-impl XConfig {
-    /// Defaults with the base URL from `RAINCAST_X_API_BASE` when set.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let mut cfg = Self::default();
-        if let Some(base) = lookup(ENV_API_BASE).filter(|s| !s.trim().is_empty()) {
-            cfg.base_url = base.trim().trim_end_matches('/').to_string();
-        }
-        cfg
     }
 }
 
@@ -584,15 +571,6 @@ impl Publisher for XPublisher {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
-
-    #[test]
-    fn base_url_override() {
-        let cfg = XConfig::from_lookup(|k| {
-            (k == ENV_API_BASE).then(|| "http://127.0.0.1:9/".to_string())
-        });
-        assert_eq!(cfg.base_url, "http://127.0.0.1:9");
-        assert_eq!(XConfig::from_lookup(|_| None).base_url, DEFAULT_API_BASE);
-    }
 
     #[test]
     fn reset_headers() {
