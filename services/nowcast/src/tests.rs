@@ -647,3 +647,101 @@ fn no_data_is_never_counted_as_dry() {
     );
     assert_eq!(s.raincast.brier_cells, 0);
 }
+
+/// The cost of live skill against the cost of the nowcast, on a 512 × 512
+/// grid of 1 km with leads every 5 min to 60 min (12 leads). Run with
+/// `cargo test -p raincast-nowcast --lib live_skill_cost -- --ignored --nocapture`;
+/// the figures are in docs/PERFORMANCE.md ("Live skill cost").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run by hand"]
+async fn live_skill_cost_on_512x512() {
+    const N: usize = 512;
+    let g = Grid::new(
+        "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+        N,
+        N,
+        1000.0,
+        1000.0,
+        -(N as f64) * 500.0,
+        N as f64 * 500.0,
+    )
+    .unwrap();
+    // Rain cells drifting east-north-east; no data outside a 250 km disk.
+    let field = |k: usize| {
+        Array2::from_shape_fn((N, N), |(r, c)| {
+            let (y, x) = (r as f32 - 256.0, c as f32 - 256.0);
+            if x * x + y * y > 250.0 * 250.0 {
+                return f32::NAN;
+            }
+            let mut v = 0.0f32;
+            for (i, (cy, cx)) in [
+                (200.0, 100.0),
+                (300.0, 150.0),
+                (260.0, 300.0),
+                (150.0, 250.0),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let (cy, cx) = (cy - 1.0 * k as f32, cx + 3.0 * k as f32 + i as f32);
+                let d2 = ((r as f32 - cy).powi(2) + (c as f32 - cx).powi(2)) / 900.0;
+                v += 15.0 * (-d2).exp();
+            }
+            if v < 0.1 {
+                0.0
+            } else {
+                v
+            }
+        })
+    };
+    let dir = TempDir::new("raincast-skill-cost");
+    let store = store(&dir).await;
+    let settings = NowcastSettings {
+        max_lead_min: 60,
+        ..NowcastSettings::default()
+    };
+    let plain = NowcastService::new(store.clone(), settings.clone());
+    let scorer = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
+    let (mut build_ms, mut score_ms, mut scored) = (Vec::new(), Vec::new(), 0);
+    for k in 0..18 {
+        let f = RainField {
+            grid: g.clone(),
+            time: time(k),
+            rate_mm_h: field(k),
+        };
+        let enc = sparse::encode(&f, &SparseOptions::default()).unwrap();
+        let scan = NewScan {
+            radar: RADAR.into(),
+            time: f.time,
+            source_key: format!("{RADAR}/{k}"),
+            format: "odim".into(),
+            header: enc.header,
+            rain_cells: f.rain_cells() as u64,
+            tiles: enc.tiles,
+        };
+        store.put_scan(&scan, f.time).await.unwrap();
+        let now = time(k) + Duration::minutes(1);
+        let started = std::time::Instant::now();
+        let Some(n) = plain.update(RADAR, now).await.unwrap().nowcast().cloned() else {
+            continue;
+        };
+        let built = started.elapsed().as_secs_f64() * 1000.0;
+        let started = std::time::Instant::now();
+        let leads = scorer.score_scan(&n, now).await.unwrap();
+        let score = started.elapsed().as_secs_f64() * 1000.0;
+        // Only scans verifying all 12 leads count (from the 12th nowcast on).
+        if leads == Some(12) {
+            build_ms.push(built);
+            score_ms.push(score);
+            scored += 1;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "512x512, 12 leads, {scored} scans: build+store {:.1} ms, score {:.1} ms, ratio {:.3}",
+        mean(&build_ms),
+        mean(&score_ms),
+        mean(&score_ms) / mean(&build_ms)
+    );
+    assert!(scored >= 3, "{scored} fully scored scans");
+}
