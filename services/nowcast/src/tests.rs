@@ -49,12 +49,16 @@ fn field(k: usize) -> RainField {
 }
 
 async fn put(store: &dyn ScanStore, k: usize) {
-    let f = field(k);
-    let enc = sparse::encode(&f, &SparseOptions::default()).unwrap();
+    put_field(store, &field(k)).await;
+}
+
+/// Stores a field as a scan of [`RADAR`], as ingest does.
+async fn put_field(store: &dyn ScanStore, f: &RainField) {
+    let enc = sparse::encode(f, &SparseOptions::default()).unwrap();
     let scan = NewScan {
         radar: RADAR.into(),
         time: f.time,
-        source_key: format!("{RADAR}/{k}.h5"),
+        source_key: format!("{RADAR}/{}.h5", f.time.timestamp()),
         format: "odim".into(),
         header: enc.header,
         rain_cells: f.rain_cells() as u64,
@@ -709,17 +713,7 @@ async fn live_skill_cost_on_512x512() {
             time: time(k),
             rate_mm_h: field(k),
         };
-        let enc = sparse::encode(&f, &SparseOptions::default()).unwrap();
-        let scan = NewScan {
-            radar: RADAR.into(),
-            time: f.time,
-            source_key: format!("{RADAR}/{k}"),
-            format: "odim".into(),
-            header: enc.header,
-            rain_cells: f.rain_cells() as u64,
-            tiles: enc.tiles,
-        };
-        store.put_scan(&scan, f.time).await.unwrap();
+        put_field(store.as_ref(), &f).await;
         let now = time(k) + Duration::minutes(1);
         let started = std::time::Instant::now();
         let Some(n) = plain.update(RADAR, now).await.unwrap().nowcast().cloned() else {
