@@ -475,6 +475,17 @@ async fn live_skill_equals_a_batch_computation_and_survives_a_restart() {
         // Nowcasts from scan 2 on; scans 3..=8 verify +5, 4..=8 +10, 5..=8 +15.
         let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
         assert_eq!(cases, vec![6, 5, 4]);
+        // Bucket records stay far below DynamoDB's 400 KB item limit even
+        // with 120 one-minute leads: under 2 KB per lead.
+        for (key, r) in store.list_records("skill/nc-test/h/").await.unwrap() {
+            let b: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            let leads = b["leads"].as_object().unwrap().len();
+            assert!(
+                r.value.len() < 2048 * leads,
+                "{key}: {} bytes",
+                r.value.len()
+            );
+        }
         // The moving cell is forecast better than persistence.
         assert!(report.leads[1].raincast.csi[1].1 > report.leads[1].persistence.csi[1].1);
         report
