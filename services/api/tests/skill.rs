@@ -65,6 +65,20 @@ async fn skill_per_lead_and_method_after_scans_arrive() {
     assert_eq!(week["leads"], v["leads"]);
     let default = json(get(&f.state, &format!("/v1/radars/{RADAR}/skill")).await).await;
     assert_eq!(default["window"], "24h");
+    // Each forecast entry carries its lead's 24 h CSI at 1 mm/h.
+    let (lon, lat) = grid().rowcol_to_lonlat(32.5, 30.5).unwrap();
+    let fc = json(get(&f.state, &format!("/v1/forecast?lat={lat}&lon={lon}")).await).await;
+    let entries = fc["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 12);
+    for e in entries {
+        let lead = e["lead_min"].as_u64().unwrap();
+        let skill = leads.iter().find(|l| l["lead_min"].as_u64() == Some(lead));
+        match skill {
+            Some(l) => assert_eq!(e["recent_csi"], l["raincast"]["csi"][1]["csi"], "+{lead}"),
+            None => assert!(e["recent_csi"].is_null(), "+{lead} was never scored"),
+        }
+    }
+    assert!(entries[0]["recent_csi"].as_f64().unwrap() > 0.0);
 }
 
 #[tokio::test]

@@ -230,6 +230,8 @@ struct Inner {
     checked: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Newest scan time seen in the store per radar.
     seen: RwLock<HashMap<String, DateTime<Utc>>>,
+    /// The 24 h live skill per radar, read after each update to a new scan.
+    recent_skill: RwLock<HashMap<String, Arc<skill::SkillReport>>>,
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -278,6 +280,7 @@ impl NowcastService {
                 building: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
                 seen: RwLock::new(HashMap::new()),
+                recent_skill: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -430,7 +433,20 @@ impl NowcastService {
             return;
         }
         let started = std::time::Instant::now();
-        match self.score_scan(n, now).await {
+        let scored = self.score_scan(n, now).await;
+        // Whoever scored it, the 24 h sums may have changed.
+        match self.skill(&n.radar, skill::Window::Day).await {
+            Ok(Some(r)) => {
+                self.inner
+                    .recent_skill
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(n.radar.clone(), Arc::new(r));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not read"),
+        }
+        match scored {
             Ok(Some(leads)) => tracing::info!(
                 radar = %n.radar,
                 scan_time = %n.base_time,
@@ -523,6 +539,17 @@ impl NowcastService {
             Some(state) => Ok(Some(skill::skill(state, radar, window, None).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The 24 h live skill of a radar as read after the last update to a
+    /// new scan (no I/O); `None` before that or without live skill.
+    pub fn recent_skill(&self, radar: &str) -> Option<Arc<skill::SkillReport>> {
+        self.inner
+            .recent_skill
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .cloned()
     }
 
     fn cache_it(&self, radar: &str, n: Arc<LatestNowcast>) {

@@ -297,6 +297,16 @@ pub struct LeadSkill {
     pub persistence: MethodSkill,
 }
 
+impl MethodSkill {
+    /// The CSI at 1 mm/h (`None` without any event).
+    pub fn csi_1mm_h(&self) -> Option<f64> {
+        self.csi
+            .iter()
+            .find(|(t, _)| *t == 1.0)
+            .and_then(|(_, c)| *c)
+    }
+}
+
 /// The skill of a radar over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkillReport {
@@ -308,6 +318,16 @@ pub struct SkillReport {
     pub until: Option<DateTime<Utc>>,
     /// Per lead, shortest first.
     pub leads: Vec<LeadSkill>,
+}
+
+impl SkillReport {
+    /// Raincast's CSI at 1 mm/h at a lead, when scored and defined.
+    pub fn raincast_csi_1mm_h(&self, lead_min: u32) -> Option<f64> {
+        self.leads
+            .iter()
+            .find(|l| l.lead_min == lead_min)
+            .and_then(|l| l.raincast.csi_1mm_h())
+    }
 }
 
 fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
