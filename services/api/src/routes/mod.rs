@@ -7,4 +7,3 @@ pub mod openapi;
 pub mod page;
 pub mod radars;
 pub mod scans;
-pub mod skill;
