@@ -75,6 +75,29 @@ fn write_scan(bucket: &Path, time: DateTime<Utc>, col: f32) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
+/// Three scans 5 min apart, the newest 2 min ago: the cell moves 5 km east
+/// per scan and sits at column 60 at the issue time, which is returned.
+fn write_three_scans(bucket: &Path) -> DateTime<Utc> {
+    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
+    for k in 0..3 {
+        write_scan(
+            bucket,
+            base - Duration::minutes(5 * (2 - k)),
+            50.0 + 5.0 * k as f32,
+        );
+    }
+    base
+}
+
+/// The binary, with no `RAINCAST_*` variable of the test's environment.
+fn raincast_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raincast"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -110,16 +133,7 @@ fn an_alert_describes_the_nowcast_the_api_serves() {
     let dir = TempDir::new("one-pipeline");
     let bucket = dir.path().join("bucket");
     let outbox = dir.path().join("outbox");
-    // Three scans 5 min apart, the newest 2 min ago: the cell moves 5 km
-    // east per scan and sits at column 60 at the issue time.
-    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
-    for k in 0..3 {
-        write_scan(
-            &bucket,
-            base - Duration::minutes(5 * (2 - k)),
-            50.0 + 5.0 * k as f32,
-        );
-    }
+    let base = write_three_scans(&bucket);
     let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
     let cfg = dir.path().join("raincast.toml");
     std::fs::write(
@@ -152,10 +166,7 @@ radius_km = 0.1
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raincast"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
-        cmd.env_remove(k);
-    }
+    let mut cmd = raincast_cmd();
     let mut child = cmd
         .args(["run", "--config"])
         .arg(&cfg)
@@ -286,19 +297,9 @@ fn notify_once_needs_only_a_store_and_a_place() {
     let dir = TempDir::new("notify-once-store");
     let bucket = dir.path().join("bucket");
     let store = dir.path().join("store");
-    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
-    for k in 0..3 {
-        write_scan(
-            &bucket,
-            base - Duration::minutes(5 * (2 - k)),
-            50.0 + 5.0 * k as f32,
-        );
-    }
+    write_three_scans(&bucket);
     let raincast = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raincast"));
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
-            cmd.env_remove(k);
-        }
+        let mut cmd = raincast_cmd();
         let out = cmd
             .args(args)
             .current_dir(dir.path())
