@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod dynamo;
 pub mod embedded;
 pub mod error;
+pub mod keys;
 pub mod local;
 pub mod model;
 pub mod radars;
