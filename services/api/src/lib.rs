@@ -11,6 +11,7 @@
 //! * CPU-heavy work runs in the bounded [`cpu::CpuPool`].
 
 pub use raincast_config::api as config;
+pub mod auth;
 pub mod cpu;
 pub mod error;
 mod extract;
@@ -57,6 +58,7 @@ Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         (name = "radars", description = "Radars, coverage and status"),
         (name = "scans", description = "Stored radar scans as fields"),
         (name = "nowcast", description = "Nowcasts, point forecasts and animations"),
+        (name = "compatible", description = "The Dark Sky / Pirate Weather forecast request, answered from radar"),
         (name = "operations", description = "Health, readiness, metrics, the API description"),
         (name = "page", description = "The map page and its assets"),
     ),
@@ -73,6 +75,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::scans::router())
         .merge(routes::nowcast::router())
         .merge(routes::forecast::router())
+        .merge(routes::darksky::router())
         .merge(routes::page::router())
         .split_for_parts()
 }
@@ -234,6 +237,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             cfg.request_timeout(),
             timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key_for_v1,
         ))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(middleware::from_fn(enrich_problems))
