@@ -57,6 +57,69 @@ impl Units {
         }
     }
 
+    /// Dark Sky's `auto`: the units of the location's country, told here by
+    /// its time zone (US zones → `us`, Canadian → `ca`, Europe/London → `uk`,
+    /// anywhere else `si`).
+    fn auto(tz: &str) -> Self {
+        const CANADA: &[&str] = &[
+            "America/Toronto",
+            "America/Vancouver",
+            "America/Edmonton",
+            "America/Winnipeg",
+            "America/Halifax",
+            "America/St_Johns",
+            "America/Regina",
+            "America/Moncton",
+            "America/Glace_Bay",
+            "America/Goose_Bay",
+            "America/Whitehorse",
+            "America/Dawson",
+            "America/Dawson_Creek",
+            "America/Fort_Nelson",
+            "America/Creston",
+            "America/Yellowknife",
+            "America/Inuvik",
+            "America/Iqaluit",
+            "America/Rankin_Inlet",
+            "America/Resolute",
+            "America/Cambridge_Bay",
+            "America/Swift_Current",
+            "America/Atikokan",
+            "America/Blanc-Sablon",
+        ];
+        const US: &[&str] = &[
+            "America/New_York",
+            "America/Chicago",
+            "America/Denver",
+            "America/Los_Angeles",
+            "America/Phoenix",
+            "America/Anchorage",
+            "America/Adak",
+            "America/Boise",
+            "America/Detroit",
+            "America/Juneau",
+            "America/Sitka",
+            "America/Yakutat",
+            "America/Nome",
+            "America/Metlakatla",
+            "America/Menominee",
+            "Pacific/Honolulu",
+        ];
+        if tz == "Europe/London" {
+            Units::Uk
+        } else if CANADA.contains(&tz) {
+            Units::Ca
+        } else if US.contains(&tz)
+            || tz.starts_with("America/Indiana/")
+            || tz.starts_with("America/Kentucky/")
+            || tz.starts_with("America/North_Dakota/")
+        {
+            Units::Us
+        } else {
+            Units::Si
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Units::Si => "si",
@@ -190,17 +253,20 @@ pub struct DarkSkyResponse {
     pub flags: Option<Flags>,
 }
 
-/// Parsed `?units=&exclude=`; unknown parameters are ignored, as Dark Sky did.
-fn parse_query(raw: Option<&str>) -> Result<(Units, Vec<String>), String> {
-    let mut units = Units::Us;
+/// Parsed `?units=&exclude=` (units `None` = `auto`); unknown parameters
+/// are ignored, as Dark Sky did.
+fn parse_query(raw: Option<&str>) -> Result<(Option<Units>, Vec<String>), String> {
+    let mut units = Some(Units::Us);
     let mut exclude = Vec::new();
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
+            "units" if v == "auto" => units = None,
             "units" => {
-                units = Units::parse(&v)
-                    .ok_or_else(|| format!("units must be si, us, ca or uk, got {:?}", trunc(&v)))?
+                units = Some(Units::parse(&v).ok_or_else(|| {
+                    format!("units must be si, us, ca, uk or auto, got {:?}", trunc(&v))
+                })?)
             }
             "exclude" => exclude.extend(
                 v.split(',')
@@ -393,8 +459,9 @@ fn point(time: DateTime<Utc>, s: Sample, units: Units) -> DataPoint {
         summary: None,
         icon: None,
         precip_intensity: rate,
-        precip_intensity_error: known(s.error).map(|e| round(units.rate(e), 4)),
-        precip_probability: known(s.prob).map(|p| round(p.clamp(0.0, 1.0), 2)),
+        // Without a known intensity its error and probability say nothing.
+        precip_intensity_error: rate.and(known(s.error)).map(|e| round(units.rate(e), 4)),
+        precip_probability: rate.and(known(s.prob)).map(|p| round(p.clamp(0.0, 1.0), 2)),
         precip_type: rate.filter(|r| *r > 0.0).map(|_| "rain"),
     }
 }
@@ -442,7 +509,7 @@ fn hour_summary(rates: &[f32], threshold: f32) -> String {
     params(
         ("key" = String, Path, description = "API key"),
         ("location" = String, Path, description = "`LAT,LON` in degrees, e.g. `47.1,8.1`"),
-        ("units" = Option<String>, Query, description = "`us` (default), `si`, `ca` or `uk`"),
+        ("units" = Option<String>, Query, description = "`us` (default), `si`, `ca`, `uk` (also `uk2`), or `auto` (by the location's country, told by its time zone)"),
         ("exclude" = Option<String>, Query, description = "Comma list of blocks to leave out: `currently`, `minutely`, `flags` (`hourly`, `daily`, `alerts` are never sent)"),
     ),
     responses(
@@ -494,6 +561,7 @@ async fn answer(
     };
     let now = s.now();
     let tz = time_zone(lon, lat);
+    let units = units.unwrap_or_else(|| Units::auto(&tz));
     let wants = |block: &str| !exclude.iter().any(|b| b == block);
     let samples = samples(s, &n, &p);
     // Minute 0 is the current minute.
@@ -583,12 +651,21 @@ mod tests {
         assert!(parse_location("1")
             .expect_err("refused")
             .contains("LAT,LON"));
-        assert_eq!(parse_query(None), Ok((Units::Us, vec![])));
+        assert_eq!(parse_query(None), Ok((Some(Units::Us), vec![])));
+        assert_eq!(parse_query(Some("units=auto")), Ok((None, vec![])));
+        assert_eq!(Units::auto("Europe/London"), Units::Uk);
+        assert_eq!(Units::auto("America/Indiana/Knox"), Units::Us);
+        assert_eq!(Units::auto("America/Toronto"), Units::Ca);
+        assert_eq!(Units::auto("Europe/Zurich"), Units::Si);
+        assert_eq!(Units::auto("America/Mexico_City"), Units::Si);
         let (u, ex) =
             parse_query(Some("units=si&exclude=minutely%2Cflags&lang=en")).expect("query");
-        assert_eq!(u, Units::Si);
+        assert_eq!(u, Some(Units::Si));
         assert_eq!(ex, vec!["minutely", "flags"]);
-        assert_eq!(parse_query(Some("units=uk2")).expect("uk2").0, Units::Uk);
+        assert_eq!(
+            parse_query(Some("units=uk2")).expect("uk2").0,
+            Some(Units::Uk)
+        );
         assert!(parse_query(Some("units=metric"))
             .expect_err("refused")
             .contains("units"));
