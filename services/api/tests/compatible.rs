@@ -241,3 +241,19 @@ async fn require_keys_guards_v1_with_bearer_keys() {
     let open = setup(ApiConfig::default()).await;
     assert_eq!(get(&open.state, "/v1/radars").await.status(), 200);
 }
+
+#[tokio::test]
+async fn error_bodies_never_echo_the_key() {
+    let s = setup(ApiConfig::default()).await;
+    let resp = call(
+        &s.state,
+        Request::post(format!("/forecast/{}/47,8", s.key))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), 405);
+    let body = String::from_utf8(body_bytes(resp).await).unwrap();
+    assert!(!body.contains(&s.key), "{body}");
+    assert!(body.contains("/forecast/KEY/47,8"), "{body}");
+}
