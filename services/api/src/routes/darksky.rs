@@ -253,58 +253,38 @@ pub struct DarkSkyResponse {
     pub flags: Option<Flags>,
 }
 
-/// Parsed `?units=&exclude=` (units `None` = `auto`); unknown parameters
-/// are ignored, as Dark Sky did.
+/// The query parameters Raincast reads; others (`lang`, `extend`, …) are
+/// ignored, as Dark Sky did.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RawParams {
+    units: Option<String>,
+    exclude: Option<String>,
+}
+
+/// Parsed `?units=&exclude=` (units `None` = `auto`).
 fn parse_query(raw: Option<&str>) -> Result<(Option<Units>, Vec<String>), String> {
-    let mut units = Some(Units::Us);
-    let mut exclude = Vec::new();
-    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
-        match k {
-            "units" if v == "auto" => units = None,
-            "units" => {
-                units = Some(Units::parse(&v).ok_or_else(|| {
-                    format!("units must be si, us, ca, uk or auto, got {:?}", trunc(&v))
-                })?)
-            }
-            "exclude" => exclude.extend(
-                v.split(',')
-                    .map(|b| b.trim().to_ascii_lowercase())
-                    .filter(|b| !b.is_empty()),
-            ),
-            _ => {}
-        }
-    }
+    let q: RawParams = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| format!("the query string is malformed: {e}"))?;
+    let units =
+        match q.units.as_deref() {
+            None => Some(Units::Us),
+            Some("auto") => None,
+            Some(v) => Some(Units::parse(v).ok_or_else(|| {
+                format!("units must be si, us, ca, uk or auto, got {:?}", trunc(v))
+            })?),
+        };
+    let exclude = q
+        .exclude
+        .unwrap_or_default()
+        .split(',')
+        .map(|b| b.trim().to_ascii_lowercase())
+        .filter(|b| !b.is_empty())
+        .collect();
     Ok((units, exclude))
 }
 
 fn trunc(s: &str) -> String {
     crate::state::truncate(s, 40)
-}
-
-/// Decodes `%XX` and `+` in a query value (enough for the values above).
-fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `lat,lon` of the path; a third part (a time: Dark Sky's "time machine")
@@ -669,7 +649,9 @@ mod tests {
         assert!(parse_query(Some("units=metric"))
             .expect_err("refused")
             .contains("units"));
-        assert_eq!(percent_decode("a%2"), "a%2");
+        assert!(parse_query(Some("units=a%2"))
+            .expect_err("refused")
+            .contains("a%2"));
     }
 
     #[test]
