@@ -103,9 +103,9 @@ fn strip_tests(text: &str) -> (String, Vec<String>) {
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         let body = decl[name.len()..].trim_start();
-        if body.starts_with(';') {
+        if let Some(after_decl) = body.strip_prefix(';') {
             test_files.push(name);
-            rest = &body[1..];
+            rest = after_decl;
             continue;
         }
         // Skip the block by brace depth.
