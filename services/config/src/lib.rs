@@ -2,11 +2,12 @@
 //! environment overrides, then command-line flags, parsed once into typed,
 //! validated sections that every service takes: the store and source,
 //! [`IngestSettings`], [`nowcast::NowcastSection`], [`api::ApiConfig`] and
-//! [`notifier::NotifierSection`]. Every error is a [`ConfigError`] naming
+//! [`notifier::NotifierSection`], and [`secrets::SecretsSection`] (where the
+//! named secrets of [`secrets::Secrets`] come from). Every error is a [`ConfigError`] naming
 //! the setting and where it came from (file, variable or flag).
 //!
-//! Every key of the `[ingest]`, `[nowcast]`, `[api]`, `[notifier]` and
-//! `[aws]` sections can be overridden by `RAINCAST_{SECTION}__{KEY}` (e.g.
+//! Every key of the `[ingest]`, `[nowcast]`, `[api]`, `[notifier]`, `[aws]`
+//! and `[secrets]` sections can be overridden by `RAINCAST_{SECTION}__{KEY}` (e.g.
 //! `RAINCAST_NOWCAST__MAX_LEAD_MIN=60`, `RAINCAST_API__CPU_QUEUE=8`); the
 //! value is read as a TOML value (a number, `true`, `["a", "b"]`, an inline
 //! table), or else as a string. The older short names (`RAINCAST_STORE`,
@@ -44,11 +45,13 @@ pub mod layout;
 pub mod notifier;
 pub mod nowcast;
 pub mod place;
+pub mod secrets;
 
 use crate::api::ApiConfig;
 use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
 use crate::notifier::{NotifierFile, NotifierSection};
 use crate::nowcast::{NowcastFile, NowcastSection};
+use crate::secrets::{Secrets, SecretsFile, SecretsSection};
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::scan::{Format, ZR};
 use raincast_store::model::validate_radar_id;
@@ -381,6 +384,8 @@ pub struct Config {
     pub nowcast: NowcastSection,
     /// The notifier (`[notifier]`).
     pub notifier: NotifierSection,
+    /// Where secrets come from (`[secrets]`).
+    pub secrets: SecretsSection,
 }
 
 /// Command-line flags that override the file and the environment.
@@ -418,10 +423,12 @@ struct FileConfig {
     nowcast: NowcastFile,
     #[serde(default)]
     notifier: NotifierFile,
+    #[serde(default)]
+    secrets: SecretsFile,
 }
 
 /// The sections whose keys `RAINCAST_{SECTION}__{KEY}` overrides.
-pub const SECTIONS: [&str; 5] = ["ingest", "nowcast", "api", "notifier", "aws"];
+pub const SECTIONS: [&str; 6] = ["ingest", "nowcast", "api", "notifier", "aws", "secrets"];
 
 /// The process environment as given to [`Config::load`].
 pub(crate) struct Env<'a>(&'a HashMap<String, String>);
@@ -1086,6 +1093,12 @@ impl Config {
             invalid(&setting, origin, e.reason)
         })?;
         let notifier = NotifierSection::build(&fc.notifier, &Env(env), origins)?;
+        let secrets = SecretsSection::build(&fc.secrets, origins)?;
+        // Without SSM the environment holds every secret: check the X
+        // credentials now (with SSM, the binary checks after the first read).
+        if secrets.ssm_prefix.is_none() {
+            notifier::x_secrets(&Secrets::from_env(env))?;
+        }
 
         Ok(Config {
             source,
@@ -1102,6 +1115,7 @@ impl Config {
             api,
             nowcast,
             notifier,
+            secrets,
         })
     }
 
@@ -1162,10 +1176,10 @@ fn pick(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1507,7 +1521,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(d.nowcast.settings, nowcast::NowcastSettings::default());
         assert_eq!(d.nowcast.refresh(), std::time::Duration::from_secs(15));
         assert_eq!(d.notifier.outbox, Path::new("var").join("outbox"));
-        assert!(d.notifier.places.is_empty() && d.notifier.x.is_none());
+        assert!(d.notifier.places.is_empty());
         let mut demo = d.clone();
         demo.apply_demo_defaults();
         assert_eq!(demo.nowcast.settings.lead_step_min, Some(5));
@@ -1609,7 +1623,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             (
                 "",
                 vec![("RAINCAST_X_CONSUMER_KEY", "k")],
-                "RAINCAST_X_CONSUMER_SECRET (from environment)",
+                "RAINCAST_X_CONSUMER_SECRET (from environment or SSM)",
             ),
             (
                 "",
@@ -1625,15 +1639,17 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
     }
 
     #[test]
-    fn x_credentials_come_only_from_the_environment_and_never_print() {
+    fn x_credentials_are_no_file_setting_and_never_print() {
         let vars: Vec<(&str, &str)> = notifier::X_CREDENTIAL_VARS
             .iter()
             .map(|k| (*k, "s3cr3t-value"))
             .collect();
         let c = Config::from_toml("", &env(&vars), &Overrides::default()).unwrap();
-        let x = c.notifier.x.as_ref().expect("credentials");
+        let x = notifier::x_secrets(&Secrets::from_env(&env(&vars)))
+            .unwrap()
+            .expect("credentials");
         assert_eq!(x.access_secret.expose(), "s3cr3t-value");
-        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(!format!("{c:?} {x:?}").contains("s3cr3t"));
         // Not a file setting.
         let err = Config::from_toml(
             "[notifier]\nconsumer_key = \"k\"",

@@ -14,17 +14,27 @@
 //! time_zone = "Europe/Zurich"
 //! ```
 //!
-//! X credentials are secrets: they come only from the environment
-//! (`RAINCAST_X_CONSUMER_KEY`, `RAINCAST_X_CONSUMER_SECRET`,
-//! `RAINCAST_X_ACCESS_TOKEN`, `RAINCAST_X_ACCESS_SECRET`; all four or none)
-//! and never print.
+//! X credentials are secrets ([`crate::secrets`]): the four named in
+//! [`X_SECRET_NAMES`], from `RAINCAST_X_CONSUMER_KEY`, … or the SSM
+//! parameters `{ssm_prefix}x_consumer_key`, …; all four or none. They are
+//! read again for every notifier pass ([`x_secrets`]), so rotated values
+//! are used without a restart, and never print.
 
 use crate::place::Place;
+use crate::secrets::{env_var_for_secret, SecretOrigin, Secrets};
 use crate::{invalid, ConfigError, Env, Origins, Secret, DEFAULT_VAR_DIR};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// The four variables of the X credentials, in [`XSecrets`] order.
+/// The names of the X credentials, in [`XSecrets`] order.
+pub const X_SECRET_NAMES: [&str; 4] = [
+    "x_consumer_key",
+    "x_consumer_secret",
+    "x_access_token",
+    "x_access_secret",
+];
+
+/// Their environment variables (`RAINCAST_X_CONSUMER_KEY`, …), in the same order.
 pub const X_CREDENTIAL_VARS: [&str; 4] = [
     "RAINCAST_X_CONSUMER_KEY",
     "RAINCAST_X_CONSUMER_SECRET",
@@ -63,8 +73,6 @@ pub struct NotifierSection {
     pub dry_run: bool,
     /// The places, each validated.
     pub places: Vec<Place>,
-    /// The X account, when its credentials are set.
-    pub x: Option<XSecrets>,
     /// X API base URL without a trailing slash (default https://api.x.com).
     pub x_api_base: Option<String>,
 }
@@ -112,32 +120,42 @@ impl NotifierSection {
             outbox,
             dry_run: f.dry_run.unwrap_or(false),
             places: f.places.clone(),
-            x: x_secrets(env)?,
             x_api_base,
         })
     }
 }
 
-/// The X credentials: all four variables, or none.
-fn x_secrets(env: &Env<'_>) -> Result<Option<XSecrets>, ConfigError> {
-    let values: Vec<Option<String>> = X_CREDENTIAL_VARS.iter().map(|k| env.text(k)).collect();
+/// The current X credentials: all four secrets, or none (`Ok(None)`).
+/// An incomplete set is an error naming the first missing variable.
+pub fn x_secrets(secrets: &Secrets) -> Result<Option<XSecrets>, ConfigError> {
+    let values: Vec<Option<(Secret, SecretOrigin)>> = X_SECRET_NAMES
+        .iter()
+        .map(|k| secrets.get_with_origin(k))
+        .collect();
     if values.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let missing: Vec<&str> = X_CREDENTIAL_VARS
+    let missing: Vec<String> = X_SECRET_NAMES
         .iter()
         .zip(&values)
         .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| *k)
+        .map(|(k, _)| env_var_for_secret(k))
         .collect();
     if let Some(first) = missing.first() {
+        let from: Vec<String> = X_SECRET_NAMES
+            .iter()
+            .zip(&values)
+            .filter_map(|(k, v)| v.as_ref().map(|(_, o)| format!("{k} from {}", o.as_str())))
+            .collect();
         return Err(invalid(
             first,
-            "environment",
-            format!("X credentials incomplete: {missing:?} not set (all four are needed)"),
+            "environment or SSM",
+            format!(
+                "X credentials incomplete: {missing:?} not set (all four are needed; have {from:?})"
+            ),
         ));
     }
-    let mut it = values.into_iter().flatten().map(Secret::new);
+    let mut it = values.into_iter().flatten().map(|(v, _)| v);
     let mut next = || it.next().unwrap_or_else(|| Secret::new(""));
     Ok(Some(XSecrets {
         consumer_key: next(),
@@ -145,4 +163,16 @@ fn x_secrets(env: &Env<'_>) -> Result<Option<XSecrets>, ConfigError> {
         access_token: next(),
         access_secret: next(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_variables_agree() {
+        for (name, var) in X_SECRET_NAMES.iter().zip(X_CREDENTIAL_VARS) {
+            assert_eq!(env_var_for_secret(name), var);
+        }
+    }
 }

@@ -36,7 +36,7 @@
 use crate::events::Event;
 use crate::place::Place;
 use chrono::{DateTime, Duration, Utc};
-use raincast_store::{StateStore, StoreError, VersionedRecord};
+use raincast_store::{lease_expired, StateStore, StoreError, VersionedRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -135,8 +135,11 @@ impl ClaimRecord {
         matches!(self.status, ClaimStatus::Pending | ClaimStatus::Attempting)
     }
 
+    /// Whether a live lease holds it at `now`: one that has not run out,
+    /// [`raincast_store::LEASE_SKEW_MARGIN`] included, since the holder's clock may be
+    /// behind ours.
     fn leased_at(&self, now: DateTime<Utc>) -> bool {
-        self.is_open() && self.lease_until.is_some_and(|t| t > now)
+        self.is_open() && self.lease_until.is_some_and(|t| !lease_expired(t, now))
     }
 }
 
@@ -500,6 +503,7 @@ impl Claims {
 mod tests {
     use super::*;
     use crate::events::{evaluate, tests::shower_outlook, PlaceState};
+    use raincast_store::{LEASE_SKEW_MARGIN, MAX_CLOCK_SKEW};
 
     fn first_event() -> (Event, Place) {
         let place = Place::new("Brussels", 50.85, 4.35);
@@ -629,7 +633,15 @@ mod tests {
             .await
             .expect("list")
             .is_empty());
-        let later = now() + Duration::minutes(11);
+        // a's clock may be behind b's: b waits LEASE_SKEW_MARGIN past the lease.
+        let within = now() + Duration::minutes(10) + MAX_CLOCK_SKEW * 2 - Duration::milliseconds(1);
+        assert!(b.retryable(within).await.expect("list").is_empty());
+        assert!(matches!(
+            b.claim(&event, &place, "t", within).await.expect("claim"),
+            ClaimOutcome::Busy { .. }
+        ));
+        let later = now() + Duration::minutes(10) + LEASE_SKEW_MARGIN;
+        assert_eq!(b.retryable(later).await.expect("list").len(), 1);
         assert!(matches!(
             b.claim(&event, &place, "t", later).await.expect("claim"),
             ClaimOutcome::Acquired { .. }

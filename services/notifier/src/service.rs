@@ -19,7 +19,8 @@ use crate::publish::x::{XConfig, XPublisher};
 use crate::publish::{AnyPublisher, PublishError};
 use crate::Place;
 use chrono::{DateTime, Duration, Utc};
-use raincast_config::notifier::NotifierSection;
+use raincast_config::notifier::{x_secrets, NotifierSection};
+use raincast_config::secrets::Secrets;
 use raincast_nowcast::{NowcastService, NowcastServiceError};
 use raincast_store::StateStore;
 use std::collections::HashMap;
@@ -37,13 +38,6 @@ pub const CLAIM_LEASE_MIN: i64 = 20;
 /// (while a backlog or the demo's backfill is ingested, old rain is history).
 pub const MAX_ALERT_AGE_MIN: i64 = 30;
 
-/// Posting to X (API v2) with the account's OAuth 1.0a credentials.
-#[derive(Debug, Clone)]
-pub struct XAccount {
-    pub credentials: Credentials,
-    pub config: XConfig,
-}
-
 /// How the notifier works (the validated `[notifier]` section).
 #[derive(Debug, Clone)]
 pub struct NotifierSettings {
@@ -51,8 +45,12 @@ pub struct NotifierSettings {
     pub places: Vec<Place>,
     /// Outbox folder: one JSON file and one GIF per post, when not posting to X.
     pub outbox: PathBuf,
-    /// Post to X with this account (unless a dry run).
-    pub x: Option<XAccount>,
+    /// The process's secrets. Each pass posts to X (unless a dry run)
+    /// when they hold the account's credentials, read for that pass, so
+    /// rotated credentials are used without a restart.
+    pub secrets: Secrets,
+    /// Where X's API is.
+    pub x_config: XConfig,
     /// Write to the outbox even with an X account, and keep claims and
     /// place states in memory: the store is read, never written.
     pub dry_run: bool,
@@ -72,7 +70,8 @@ impl NotifierSettings {
         Self {
             places,
             outbox,
-            x: None,
+            secrets: Secrets::default(),
+            x_config: XConfig::default(),
             dry_run: false,
             lease: Duration::minutes(CLAIM_LEASE_MIN),
             past_min: PAST_MIN,
@@ -84,12 +83,14 @@ impl NotifierSettings {
 
 impl NotifierSettings {
     /// The settings of the `[notifier]` section watching `places` (the
-    /// section's, or others such as the demo's), or `None` when the
-    /// notifier is off: `enabled = false`, or not set and no places.
+    /// section's, or others such as the demo's) with the X credentials
+    /// from `secrets`, or `None` when the notifier is off: `enabled =
+    /// false`, or not set and no places.
     pub fn from_section(
         section: &NotifierSection,
         places: Vec<Place>,
         interval: std::time::Duration,
+        secrets: Secrets,
     ) -> Result<Option<Self>, ServiceError> {
         if !section.enabled.unwrap_or(!places.is_empty()) {
             return Ok(None);
@@ -97,23 +98,13 @@ impl NotifierSettings {
         if places.is_empty() {
             return Err(ServiceError::NoPlaces);
         }
-        let x = section.x.as_ref().map(|s| {
-            let mut config = XConfig::default();
-            if let Some(base) = &section.x_api_base {
-                config.base_url = base.clone();
-            }
-            XAccount {
-                credentials: Credentials {
-                    consumer_key: s.consumer_key.expose().to_string(),
-                    consumer_secret: s.consumer_secret.expose().to_string(),
-                    access_token: s.access_token.expose().to_string(),
-                    access_secret: s.access_secret.expose().to_string(),
-                },
-                config,
-            }
-        });
+        let mut x_config = XConfig::default();
+        if let Some(base) = &section.x_api_base {
+            x_config.base_url = base.clone();
+        }
         Ok(Some(Self {
-            x,
+            secrets,
+            x_config,
             dry_run: section.dry_run,
             interval,
             ..Self::new(places, section.outbox.clone())
@@ -149,18 +140,34 @@ pub enum ServiceError {
     Nowcast(#[from] NowcastServiceError),
     #[error("X publisher: {0}")]
     Publisher(#[from] PublishError),
+    #[error(transparent)]
+    Secrets(#[from] raincast_config::ConfigError),
     #[error("notifier.enabled is true but there are no places: add [[notifier.places]] tables")]
     NoPlaces,
 }
 
-fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, PublishError> {
-    match &settings.x {
-        Some(x) if !settings.dry_run => {
-            let x = XPublisher::new(x.credentials.clone(), x.config.clone())?;
-            info!(base = %x.config().base_url, "posting to X");
+/// The current X credentials, unless a dry run.
+fn x_credentials(settings: &NotifierSettings) -> Result<Option<Credentials>, ServiceError> {
+    if settings.dry_run {
+        return Ok(None);
+    }
+    Ok(x_secrets(&settings.secrets)?.map(|s| Credentials {
+        consumer_key: s.consumer_key.expose().to_string(),
+        consumer_secret: s.consumer_secret.expose().to_string(),
+        access_token: s.access_token.expose().to_string(),
+        access_secret: s.access_secret.expose().to_string(),
+    }))
+}
+
+/// This pass's publisher: X with the credentials as they are now, else the outbox.
+fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, ServiceError> {
+    match x_credentials(settings)? {
+        Some(credentials) => {
+            let x = XPublisher::new(credentials, settings.x_config.clone())?;
+            debug!(base = %x.config().base_url, "posting to X");
             Ok(AnyPublisher::X(Box::new(x)))
         }
-        _ => {
+        None => {
             debug!(outbox = %settings.outbox.display(), dry_run = settings.dry_run,
                 "writing to the outbox");
             Ok(AnyPublisher::Outbox(OutboxPublisher::new(
@@ -229,11 +236,12 @@ pub async fn run(
     deps: NotifierDeps,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    match (&settings.x, settings.dry_run) {
-        (Some(x), false) => info!(places = settings.places.len(), x = %x.config.base_url,
+    match x_credentials(&settings) {
+        Ok(Some(_)) => info!(places = settings.places.len(), x = %settings.x_config.base_url,
             "notifier runs after every nowcast, posting to X"),
-        _ => info!(places = settings.places.len(), outbox = %settings.outbox.display(),
+        Ok(None) => info!(places = settings.places.len(), outbox = %settings.outbox.display(),
             "notifier runs after every nowcast, writing to the outbox"),
+        Err(e) => warn!(error = %e, "notifier runs after every nowcast; X credentials unusable"),
     }
     let mut seen: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut tick = tokio::time::interval(settings.interval);

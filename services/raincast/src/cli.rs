@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
+use raincast_config::secrets::Secrets;
 use raincast_config::{Config, Overrides};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,6 +77,26 @@ pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
 /// The process environment as a map (read once, passed down).
 pub fn process_env() -> HashMap<String, String> {
     std::env::vars().collect()
+}
+
+/// The process's secrets: the environment's, and when `[secrets]
+/// ssm_prefix` is set the SSM parameters below it, read now (a failure
+/// stops the start). The X credentials are then checked to be complete.
+/// Returns the SSM reader for `raincast_secrets::run` (refreshes).
+pub async fn load_secrets(
+    cfg: &Config,
+    secrets: &Secrets,
+) -> Result<Option<raincast_secrets::SsmSecrets>> {
+    let ssm = match &cfg.secrets.ssm_prefix {
+        Some(_) => {
+            let sdk =
+                raincast_store::aws::sdk_config_from_env(&cfg.aws.default_region, false).await;
+            raincast_secrets::load(&cfg.secrets, &sdk, secrets).await?
+        }
+        None => None,
+    };
+    raincast_config::notifier::x_secrets(secrets)?;
+    Ok(ssm)
 }
 
 /// A multi-threaded tokio runtime for one command.

@@ -9,10 +9,11 @@
 //! to X when the four `RAINCAST_X_*` credentials are set (and not
 //! `--dry-run`), else to the outbox. One JSON line per event on stdout.
 
-use crate::cli::{process_env, runtime};
+use crate::cli::{load_secrets, process_env, runtime};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use raincast_config::place::Place;
+use raincast_config::secrets::Secrets;
 use raincast_config::{Config, Overrides};
 use raincast_ingest::Connector;
 use raincast_notifier::notify::Report;
@@ -150,9 +151,16 @@ pub fn run(args: NotifyArgs) -> Result<()> {
     cfg.nowcast.settings.store_frames &= !cfg.notifier.dry_run;
     let places = places(&args, &cfg)?;
     cfg.notifier.enabled = Some(true);
-    let settings = NotifierSettings::from_section(&cfg.notifier, places, cfg.nowcast.refresh())?
-        .context("the notifier is off")?;
+    let secrets = Secrets::from_env(&env);
+    let settings = NotifierSettings::from_section(
+        &cfg.notifier,
+        places,
+        cfg.nowcast.refresh(),
+        secrets.clone(),
+    )?
+    .context("the notifier is off")?;
     runtime()?.block_on(async move {
+        load_secrets(&cfg, &secrets).await?;
         let stores = Connector::new(&cfg, &env).stores().await?;
         info!(store = %stores.description, "notifier store");
         let radars: Vec<RadarRef> = if cfg.radars.is_empty() {

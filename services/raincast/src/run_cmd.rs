@@ -5,10 +5,13 @@
 //! ./var/bucket, and the notifier watches a few Swiss towns, writing to
 //! ./var/outbox unless X credentials are set.
 
-use crate::cli::{announce_map, process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs};
+use crate::cli::{
+    announce_map, load_secrets, process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs,
+};
 use anyhow::Result;
 use clap::Args;
 use raincast_api::{AppState, RadarInfo};
+use raincast_config::secrets::Secrets;
 use raincast_config::SourceSpec;
 use raincast_ingest::demo::{demo_places, DemoOptions, DemoRadar};
 use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides, RadarSource};
@@ -44,12 +47,27 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         cfg.notifier.places.clone()
     };
-    let notifier = NotifierSettings::from_section(&cfg.notifier, places, cfg.nowcast.refresh())?;
+    let secrets = Secrets::from_env(&env);
+    let notifier = NotifierSettings::from_section(
+        &cfg.notifier,
+        places,
+        cfg.nowcast.refresh(),
+        secrets.clone(),
+    )?;
     runtime()?.block_on(async move {
+        let ssm = load_secrets(&cfg, &secrets).await?;
         let conn = Connector::new(&cfg, &env);
         let stores = conn.stores().await?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
+        if let Some(ssm) = ssm {
+            tasks.push(tokio::spawn(raincast_secrets::run(
+                cfg.secrets.refresh,
+                ssm,
+                secrets,
+                shutdown.clone(),
+            )));
+        }
         let radars = if demo {
             let SourceSpec::Local { dir } = &cfg.source else {
                 anyhow::bail!("the demo radar needs a local folder as its source");

@@ -447,8 +447,15 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
         },
         "hand-over"
     );
-    // b crashes: after its expiry a takes over.
-    let later = now + ttl + Duration::seconds(1);
+    // b crashes: its lease ran out at now + ttl by b's clock, but a's clock
+    // may be ahead of b's, so a waits LEASE_SKEW_MARGIN longer.
+    // Two clocks each MAX_CLOCK_SKEW off UTC differ by up to twice that.
+    let within = now + ttl + crate::model::MAX_CLOCK_SKEW * 2 - Duration::milliseconds(1);
+    match store.acquire_lease(l, "a", ttl, within).await.unwrap() {
+        LeaseOutcome::Held { owner, .. } => assert_eq!(owner, "b"),
+        other => panic!("b's lease was taken over within the skew margin: {other:?}"),
+    }
+    let later = now + ttl + crate::model::LEASE_SKEW_MARGIN;
     match store.acquire_lease(l, "a", ttl, later).await.unwrap() {
         LeaseOutcome::Acquired {
             predecessor: LeasePredecessor::Expired { owner, expired_at },

@@ -28,8 +28,9 @@ pub use embedded::EmbeddedStore;
 pub use error::{StoreError, StoreResult};
 pub use local::LocalSource;
 pub use model::{
-    Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome, QuarantineRecord, ScanEntry,
-    ScanManifest, SourceObject, StoredScan, Tile, TileRef, VersionedRecord,
+    lease_expired, Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
+    QuarantineRecord, ScanEntry, ScanManifest, SourceObject, StoredScan, Tile, TileRef,
+    VersionedRecord, LEASE_SKEW_MARGIN, MAX_CLOCK_SKEW,
 };
 pub use s3::S3Source;
 

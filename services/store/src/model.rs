@@ -295,6 +295,24 @@ pub(crate) fn record_conflict(key: &str, expected: Option<u64>) -> StoreError {
     }
 }
 
+/// The largest difference between an instance's clock and UTC that leases
+/// and claims assume. chrony with the Amazon Time Sync Service keeps EC2
+/// clocks far closer (docs/OPERATIONS.md, "Clocks").
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::milliseconds(1000);
+
+/// How long past its end a lease (or a notifier claim's lease) of another
+/// owner stays untouched: the holder's clock and ours may each be
+/// [`MAX_CLOCK_SKEW`] off, so ours may run up to twice that ahead of it.
+/// Only a lease that ran out without a release waits; a released one is
+/// free at once.
+pub const LEASE_SKEW_MARGIN: chrono::Duration = chrono::Duration::milliseconds(2000);
+
+/// Whether a lease that its holder set to end at `until` has run out at
+/// `now` by this instance's clock, [`LEASE_SKEW_MARGIN`] included.
+pub fn lease_expired(until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    until + LEASE_SKEW_MARGIN <= now
+}
+
 /// A lease as stored by every adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {
@@ -317,7 +335,7 @@ impl LeaseRecord {
             Some(l) if l.released => Ok(LeasePredecessor::Released {
                 owner: l.owner.clone(),
             }),
-            Some(l) if l.until <= now => Ok(LeasePredecessor::Expired {
+            Some(l) if lease_expired(l.until, now) => Ok(LeasePredecessor::Expired {
                 owner: l.owner.clone(),
                 expired_at: l.until,
             }),

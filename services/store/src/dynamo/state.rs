@@ -12,7 +12,7 @@ use crate::aws::sdk_error;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     parse_time_key, record_conflict, time_key, truncate_to_seconds, Checkpoint, LeaseOutcome,
-    LeaseRecord, QuarantineRecord, VersionedRecord,
+    LeaseRecord, QuarantineRecord, VersionedRecord, LEASE_SKEW_MARGIN,
 };
 use crate::StateStore;
 use async_trait::async_trait;
@@ -83,7 +83,8 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#u", "until")
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            // Another owner's lease is over once `until + margin <= now`.
+            .expression_attribute_values(":now", n((now - LEASE_SKEW_MARGIN).timestamp_millis()))
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
