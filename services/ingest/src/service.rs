@@ -95,15 +95,23 @@ pub async fn run(
     let Some(consumer) = consumer(&settings, &deps, &ingester)? else {
         return run_scheduled(ingester, deps.radars, &settings.schedule, shutdown).await;
     };
-    let schedule = settings
-        .queue
-        .as_ref()
-        .map_or(settings.schedule.clone(), |q| q.reconcile_schedule.clone());
+    let schedule = listing_schedule(&settings).to_string();
     tracing::info!(schedule = %schedule, "with a queue, the listing reconciles on its own schedule");
     let consuming = tokio::spawn(consumer.run(shutdown.clone()));
     let listing = run_scheduled(ingester, deps.radars, &schedule, shutdown).await;
     let _ = consuming.await;
     listing
+}
+
+/// The cron schedule of the listing: `schedule`, or with a queue its
+/// slower `reconcile_schedule`.
+pub fn listing_schedule(settings: &IngestSettings) -> &str {
+    settings
+        .queue
+        .as_ref()
+        .map_or(settings.schedule.as_str(), |q| {
+            q.reconcile_schedule.as_str()
+        })
 }
 
 /// What [`run_once`] did, printed as JSON by `raincast ingest --once`.
@@ -196,4 +204,31 @@ pub async fn run_once(
         radars: summaries,
         errors,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use raincast_config::{Config, Overrides};
+    use std::collections::HashMap;
+
+    #[test]
+    fn with_a_queue_the_listing_runs_on_the_reconcile_schedule() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let plain = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(listing_schedule(&plain.ingest), "0 * * * * *");
+        let queued = Config::from_toml(
+            "",
+            &env(&[("RAINCAST_QUEUE_URL", "http://127.0.0.1:5000/1/q")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(listing_schedule(&queued.ingest), "0 */15 * * * *");
+    }
 }
