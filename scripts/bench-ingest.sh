@@ -19,28 +19,13 @@ data="../shared/data/$dataset"
 bin="${RAINCAST_BIN:-${CARGO_TARGET_DIR:-target}/release/raincast}"
 [ -x "$bin" ] || { echo "build it first: cargo build --release -p raincast" >&2; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-s3_port="$(free_port)"
-moto_server -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 & pids+=($!)
-ddb_url="http://127.0.0.1:$s3_port"
-if [ "$ddb" = dynalite ]; then
-    d_port="$(free_port)"
-    dynalite --host 127.0.0.1 --port "$d_port" >"$work/dynalite.log" 2>&1 & pids+=($!)
-    ddb_url="http://127.0.0.1:$d_port"
-fi
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && curl -s -o /dev/null "$ddb_url/" && break
-    sleep 0.2
-done
+# shellcheck source=scripts/bench-servers.sh disable=SC1091
+. scripts/bench-servers.sh
 
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3_port" AWS_ENDPOINT_URL_DYNAMODB="$ddb_url"
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$moto_port" AWS_ENDPOINT_URL_DYNAMODB="$ddb_url"
 radar="bench"
-"$RAINCAST_SERVERS_DIR/moto-venv/bin/python" - "$data" "$radar" "$s3_port" <<'PY'
+"$RAINCAST_SERVERS_DIR/moto-venv/bin/python" - "$data" "$radar" "$moto_port" <<'PY'
 import os, re, sys, boto3
 data, radar, port = sys.argv[1], sys.argv[2], sys.argv[3]
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")

@@ -259,6 +259,39 @@ impl KeyTemplate {
             && has(Field::Minute)
     }
 
+    /// The radar id a key names through a folder that is exactly `{radar}`
+    /// (or `{RADAR}`, read in lower case), when the key then follows the
+    /// template for that radar. `None` for templates without such a folder.
+    pub fn radar_of(&self, key: &str) -> Option<String> {
+        // The folders of the template, each as its list of parts.
+        let mut folders: Vec<Vec<&Part>> = vec![Vec::new()];
+        for part in &self.dir {
+            match part {
+                Part::Lit(l) => {
+                    let mut pieces = l.split('/');
+                    if pieces.next().is_some_and(|p| !p.is_empty()) {
+                        folders.last_mut()?.push(part);
+                    }
+                    for piece in pieces {
+                        folders.push(Vec::new());
+                        if !piece.is_empty() {
+                            folders.last_mut()?.push(part);
+                        }
+                    }
+                }
+                Part::Field(_) => folders.last_mut()?.push(part),
+            }
+        }
+        let index = folders.iter().position(|f| {
+            matches!(
+                f.as_slice(),
+                [Part::Field(Field::Radar | Field::RadarUpper)]
+            )
+        })?;
+        let id = key.split('/').nth(index)?.to_ascii_lowercase();
+        self.match_key(&id, key).map(|_| id)
+    }
+
     /// Matches a key for `radar`. `None` when the key does not follow the
     /// template (another radar's file, a README ...).
     pub fn match_key(&self, radar: &str, key: &str) -> Option<KeyMatch> {
@@ -537,6 +570,23 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2013, 7, 17).unwrap();
         assert_eq!(t.prefix_for("katx", day), "2013/07/17/KATX/");
         assert_eq!(t.static_prefix("katx"), "");
+        // The radar named by a key (keys of radars nobody configured).
+        assert_eq!(
+            t.radar_of("2013/07/17/KLOT/KLOT20130717_195021_V06")
+                .as_deref(),
+            Some("klot")
+        );
+        assert_eq!(t.radar_of("2013/07/17/KLOT/KATX20130717_195021_V06"), None);
+        assert_eq!(t.radar_of("2013/07/17"), None);
+        let d = KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap();
+        assert_eq!(
+            d.radar_of("bom02/2018/06/16/2_20180616_100000.nc")
+                .as_deref(),
+            Some("bom02")
+        );
+        assert_eq!(d.radar_of("README.md"), None);
+        let flat = KeyTemplate::parse("radar_{radar}/{file}").unwrap();
+        assert_eq!(flat.radar_of("radar_x/a.h5"), None);
     }
 
     #[test]

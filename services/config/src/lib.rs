@@ -6,8 +6,8 @@
 //! named secrets of [`secrets::Secrets`] come from). Every error is a [`ConfigError`] naming
 //! the setting and where it came from (file, variable or flag).
 //!
-//! Every key of the `[ingest]`, `[nowcast]`, `[api]`, `[notifier]`, `[aws]`
-//! and `[secrets]` sections can be overridden by `RAINCAST_{SECTION}__{KEY}` (e.g.
+//! Every key of the `[ingest]`, `[nowcast]`, `[api]`, `[notifier]`, `[aws]`,
+//! `[secrets]` and `[queue]` sections can be overridden by `RAINCAST_{SECTION}__{KEY}` (e.g.
 //! `RAINCAST_NOWCAST__MAX_LEAD_MIN=60`, `RAINCAST_API__CPU_QUEUE=8`); the
 //! value is read as a TOML value (a number, `true`, `["a", "b"]`, an inline
 //! table), or else as a string. The older short names (`RAINCAST_STORE`,
@@ -45,12 +45,15 @@ pub mod layout;
 pub mod notifier;
 pub mod nowcast;
 pub mod place;
+pub mod queue;
 pub mod secrets;
 
 use crate::api::ApiConfig;
 use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
 use crate::notifier::{NotifierFile, NotifierSection};
 use crate::nowcast::{NowcastFile, NowcastSection};
+use crate::queue::QueueFile;
+pub use crate::queue::QueueSettings;
 use crate::secrets::{Secrets, SecretsFile, SecretsSection};
 use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::scan::{Format, ZR};
@@ -285,6 +288,10 @@ pub struct IngestSettings {
     pub max_attempts: u32,
     /// Test hooks (`RAINCAST_FAILPOINT`), compiled into debug builds only.
     pub failpoint: Option<Failpoint>,
+    /// Event-driven ingest from a queue (`[queue]`); `None` = listing only.
+    /// With a queue, the listing runs on its `reconcile_schedule` instead
+    /// of `schedule`.
+    pub queue: Option<QueueSettings>,
 }
 
 /// A test hook set by `RAINCAST_FAILPOINT`. Only debug (test) builds read
@@ -337,6 +344,7 @@ impl Default for IngestSettings {
             settle: Duration::seconds(5),
             max_attempts: 2,
             failpoint: None,
+            queue: None,
         }
     }
 }
@@ -399,6 +407,8 @@ pub struct Overrides {
     pub create_tables: Option<bool>,
     pub batch_size: Option<usize>,
     pub listen: Option<String>,
+    /// `--queue URL`.
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,10 +435,11 @@ struct FileConfig {
     notifier: NotifierFile,
     #[serde(default)]
     secrets: SecretsFile,
+    queue: QueueFile,
 }
 
 /// The sections whose keys `RAINCAST_{SECTION}__{KEY}` overrides.
-pub const SECTIONS: [&str; 6] = ["ingest", "nowcast", "api", "notifier", "aws", "secrets"];
+pub const SECTIONS: [&str; 7] = ["ingest", "nowcast", "api", "notifier", "aws", "secrets", "queue"];
 
 /// The process environment as given to [`Config::load`].
 pub(crate) struct Env<'a>(&'a HashMap<String, String>);
@@ -976,7 +987,16 @@ impl Config {
             settle,
             max_attempts,
             failpoint,
+            queue: None,
         };
+
+        let queue_url = match (&cli.queue, Env(env).text("RAINCAST_QUEUE_URL")) {
+            (Some(u), _) => Some((u.trim().to_string(), "--queue".into(), "command line")),
+            (None, Some(u)) => Some((u, "RAINCAST_QUEUE_URL".into(), "environment")),
+            (None, None) => None,
+        };
+        let mut ingest = ingest;
+        ingest.queue = QueueSettings::build(&fc.queue, queue_url, origins)?;
 
         let mut radars = Vec::new();
         for (i, r) in fc.radars.iter().enumerate() {
@@ -1658,5 +1678,109 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         )
         .unwrap_err();
         assert!(err.to_string().contains("consumer_key"), "{err}");
+    }
+    #[test]
+    fn the_queue_section_from_file_environment_and_flag() {
+        let none = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(none.ingest.queue, None);
+
+        let file = "[queue]\nurl = \"https://sqs.eu-west-1.amazonaws.com/1/file\"\n\
+                    workers = 3\nall_radars = true\nreconcile_schedule = \"*/5 * * * *\"";
+        let q = Config::from_toml(file, &env(&[]), &Overrides::default())
+            .unwrap()
+            .ingest
+            .queue
+            .unwrap();
+        assert_eq!(q.url, "https://sqs.eu-west-1.amazonaws.com/1/file");
+        assert_eq!(q.workers, 3);
+        assert!(q.all_radars);
+        assert_eq!(q.reconcile_schedule, "0 */5 * * * *");
+        assert_eq!(q.visibility_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(q.wait, std::time::Duration::from_secs(20));
+
+        // Defaults: every 15 minutes, one worker per core.
+        let vars = [("RAINCAST_QUEUE_URL", "http://127.0.0.1:5000/1/short")];
+        let q = Config::from_toml("", &env(&vars), &Overrides::default())
+            .unwrap()
+            .ingest
+            .queue
+            .unwrap();
+        assert_eq!(q.url, "http://127.0.0.1:5000/1/short");
+        assert_eq!(q.reconcile_schedule, queue::DEFAULT_RECONCILE_SCHEDULE);
+        assert_eq!(q.workers, queue::default_workers());
+        assert!(!q.all_radars);
+
+        // flag > RAINCAST_QUEUE_URL > RAINCAST_QUEUE__URL > file.
+        let vars = [
+            ("RAINCAST_QUEUE__URL", "http://h/1/section-var"),
+            ("RAINCAST_QUEUE__WORKERS", "7"),
+        ];
+        let q = Config::from_toml(file, &env(&vars), &Overrides::default())
+            .unwrap()
+            .ingest
+            .queue
+            .unwrap();
+        assert_eq!((q.url.as_str(), q.workers), ("http://h/1/section-var", 7));
+        let vars = [
+            ("RAINCAST_QUEUE__URL", "http://h/1/section-var"),
+            ("RAINCAST_QUEUE_URL", "http://h/1/short"),
+        ];
+        let c = Config::from_toml(file, &env(&vars), &Overrides::default()).unwrap();
+        assert_eq!(c.ingest.queue.unwrap().url, "http://h/1/short");
+        let cli = Overrides {
+            queue: Some("http://h/1/flag".into()),
+            ..Default::default()
+        };
+        let c = Config::from_toml(file, &env(&vars), &cli).unwrap();
+        assert_eq!(c.ingest.queue.unwrap().url, "http://h/1/flag");
+
+        // Errors name the setting and where it came from.
+        let cases: Vec<Case> = vec![
+            (
+                "[queue]\nurl = \"sqs-queue\"",
+                vec![],
+                "queue.url (from config file)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_QUEUE_URL", "ftp://x/y")],
+                "RAINCAST_QUEUE_URL (from environment)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_QUEUE__URL", "https://host")],
+                "RAINCAST_QUEUE__URL (from environment)",
+            ),
+            (
+                "[queue]\nurl = \"http://h/1/q\"\nworkers = 0",
+                vec![],
+                "queue.workers (from config file)",
+            ),
+            (
+                "[queue]\nurl = \"http://h/1/q\"",
+                vec![("RAINCAST_QUEUE__WAIT_SECONDS", "21")],
+                "RAINCAST_QUEUE__WAIT_SECONDS (from environment)",
+            ),
+            (
+                "[queue]\nurl = \"http://h/1/q\"\nreconcile_schedule = \"soon\"",
+                vec![],
+                "queue.reconcile_schedule (from config file)",
+            ),
+            ("[queue]\nlisting = true", vec![], "unknown field"),
+        ];
+        for (text, vars, want) in cases {
+            let err = Config::from_toml(text, &env(&vars), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?} {vars:?}: {err}");
+        }
+        let cli = Overrides {
+            queue: Some("queue".into()),
+            ..Default::default()
+        };
+        let err = Config::from_toml("", &env(&[]), &cli)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--queue (from command line)"), "{err}");
     }
 }

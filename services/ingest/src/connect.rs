@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use raincast_store::aws::{s3_sdk_config_from_env, sdk_config_from_env};
 use raincast_store::{
     DynamoOptions, DynamoStore, EmbeddedStore, LocalSource, S3Source, ScanSource, ScanStore,
-    StateStore, StoreError,
+    SqsQueue, StateStore, StoreError,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +24,12 @@ pub enum ConnectError {
     #[error("source {spec}: {source}")]
     Source {
         spec: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("queue {url}: {source}")]
+    Queue {
+        url: String,
         #[source]
         source: StoreError,
     },
@@ -158,6 +164,25 @@ impl<'a> Connector<'a> {
         }
     }
 
+    /// The notification queue of `[queue]`, with the global source and
+    /// template, or `None` without a queue. The SDK's standard variables
+    /// apply (`AWS_ENDPOINT_URL_SQS` points it at a compatible server).
+    pub async fn queue(&self) -> Result<Option<crate::queue::QueueDeps>, ConnectError> {
+        let Some(q) = &self.cfg.ingest.queue else {
+            return Ok(None);
+        };
+        let sdk = self.dynamo_sdk().await;
+        let queue = SqsQueue::new(sdk, &q.url).map_err(|source| ConnectError::Queue {
+            url: q.url.clone(),
+            source,
+        })?;
+        Ok(Some(crate::queue::QueueDeps {
+            queue: Arc::new(queue),
+            source: self.source(&self.cfg.source).await?,
+            key_template: self.cfg.key_template.clone(),
+        }))
+    }
+
     /// Every configured radar with its source. Without configured radars,
     /// and with a template whose first folder is `{radar}`, the radars are
     /// the folders at the top of the source.
@@ -171,7 +196,8 @@ impl<'a> Connector<'a> {
                     spec: self.cfg.source.to_string(),
                     source: e,
                 })?;
-            if radars.is_empty() {
+            let all_radars = self.cfg.ingest.queue.as_ref().is_some_and(|q| q.all_radars);
+            if radars.is_empty() && !all_radars {
                 return Err(ConnectError::NoRadars {
                     source_desc: source.describe(),
                     template: self.cfg.key_template.as_str().to_string(),

@@ -6,6 +6,7 @@
 //!   checkpoint, quarantine).
 //! * [`jobs`]: the cron job per radar with backoff and graceful shutdown.
 //! * [`process`]: the bytes → sparse scan seam ([`process::ScanProcessor`]).
+//! * [`queue`]: the queue consumer (S3 event notifications through SQS).
 //! * [`metrics`]: Prometheus counters, gauges and histograms.
 //! * [`connect`]: configuration → S3/local sources and DynamoDB/embedded stores.
 //! * [`service`]: `run(settings, dependencies, shutdown)`: the scheduled jobs, or one pass.
@@ -19,7 +20,10 @@ pub use raincast_config::layout;
 pub mod metrics;
 pub mod pass;
 pub mod process;
+pub mod queue;
 pub mod service;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{Config, ConfigError, Overrides, RadarConfig};
 pub use connect::{ConnectError, Connector, Stores};
@@ -28,4 +32,5 @@ pub use jobs::run_scheduled;
 pub use metrics::IngestMetrics;
 pub use pass::{IngestError, Ingester, PassSummary, RadarSource};
 pub use process::{ProcessedScan, Rejection, ScanProcessor};
+pub use queue::{QueueConsumer, QueueDeps, QueueSummary};
 pub use service::{run, run_once, IngestDeps, OnceReport};

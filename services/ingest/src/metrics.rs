@@ -8,6 +8,10 @@
 //! | `raincast_ingest_lag_seconds` | gauge: now minus the newest stored scan's time | radar |
 //! | `raincast_ingest_job_duration_seconds` | histogram: one run of the job | radar |
 //! | `raincast_ingest_lease_takeovers_total` | counter: leases taken from an expired holder | radar |
+//! | `raincast_ingest_reconciled_total` | counter: files the reconciling listing stored that the queue missed | radar |
+//! | `raincast_ingest_queue_messages_total` | counter: queue messages by outcome (`done`, `test_event`, `not_s3`, `retry`) | outcome |
+//! | `raincast_ingest_queue_records_skipped_total` | counter: notified objects not ingested (`outside_source`, `unconfigured_radar`, `no_match`, `not_created`) | reason |
+//! | `raincast_ingest_queue_lag_seconds` | histogram: notification's event time to the scan stored | |
 
 use prometheus::{GaugeVec, TextEncoder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -22,6 +26,10 @@ pub struct IngestMetrics {
     pub lag_seconds: GaugeVec,
     pub job_duration: HistogramVec,
     pub lease_takeovers: IntCounterVec,
+    pub reconciled: IntCounterVec,
+    pub queue_messages: IntCounterVec,
+    pub queue_records_skipped: IntCounterVec,
+    pub queue_lag: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for IngestMetrics {
@@ -76,6 +84,42 @@ impl IngestMetrics {
             ),
             &["radar"],
         )?;
+        let reconciled = IntCounterVec::new(
+            Opts::new(
+                "raincast_ingest_reconciled_total",
+                "Files the reconciling listing found and stored that the queue missed \
+                 (growing: notifications are being lost)",
+            ),
+            &["radar"],
+        )?;
+        let queue_messages = IntCounterVec::new(
+            Opts::new(
+                "raincast_ingest_queue_messages_total",
+                "Queue messages handled: done (deleted after its records), test_event and \
+                 not_s3 (deleted, ignored), retry (left in the queue to come back)",
+            ),
+            &["outcome"],
+        )?;
+        let queue_records_skipped = IntCounterVec::new(
+            Opts::new(
+                "raincast_ingest_queue_records_skipped_total",
+                "Notified objects not ingested, by reason",
+            ),
+            &["reason"],
+        )?;
+        let queue_lag = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "raincast_ingest_queue_lag_seconds",
+                "Seconds from a notification's event time (object created) to its scan stored",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+            ]),
+        )?;
+        registry.register(Box::new(reconciled.clone()))?;
+        registry.register(Box::new(queue_messages.clone()))?;
+        registry.register(Box::new(queue_records_skipped.clone()))?;
+        registry.register(Box::new(queue_lag.clone()))?;
         registry.register(Box::new(scans.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(failures.clone()))?;
@@ -90,6 +134,10 @@ impl IngestMetrics {
             lag_seconds,
             job_duration,
             lease_takeovers,
+            reconciled,
+            queue_messages,
+            queue_records_skipped,
+            queue_lag,
         })
     }
 

@@ -93,6 +93,14 @@ pub struct PassSummary {
     /// Set when another instance held the lease and nothing was done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_held_by: Option<String>,
+    /// With a queue: files this listing (the reconciler) stored or
+    /// quarantined, i.e. files whose notification the queue missed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reconciled: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A radar with its source.
@@ -129,6 +137,9 @@ struct Candidate {
     object: SourceObject,
     time: DateTime<Utc>,
     file_name: String,
+    /// Named by a notification (the object must exist: a missing one is a
+    /// failure to retry, not a file that vanished after a listing).
+    notified: bool,
 }
 
 /// An owner id unique to this process: host, pid and a clock-derived suffix.
@@ -194,6 +205,73 @@ impl Ingester {
 
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// True when a queue is configured: the listing then reconciles, and
+    /// every file it has to store was missed by the queue.
+    fn reconciling(&self) -> bool {
+        self.settings.queue.is_some()
+    }
+
+    /// Ingests one object named by a notification: `key` (relative to the
+    /// radar's source) with its `size`, without a lease (the queue gives
+    /// each message to one consumer) and without moving the checkpoint
+    /// (the reconciler's listing does). Fetched, processed, stored or
+    /// quarantined exactly as a listed file; a key whose scan is already
+    /// stored from this key is skipped. A missing object is an error, so
+    /// that its message is tried again.
+    pub async fn ingest_notified(
+        &self,
+        rs: &RadarSource,
+        key: &str,
+        size: u64,
+    ) -> Result<PassSummary, IngestError> {
+        let started = std::time::Instant::now();
+        let radar = rs.radar.id.as_str();
+        let mut summary = PassSummary {
+            radar: radar.to_string(),
+            ..Default::default()
+        };
+        let Some(m) = rs.radar.key_template.match_key(radar, key) else {
+            debug!(
+                radar,
+                key, "key does not follow the radar's template; ignored"
+            );
+            return Ok(summary);
+        };
+        self.register(&rs.radar).await;
+        summary.listed = 1;
+        let now = Utc::now();
+        if let Some(t) = m.time {
+            let stored =
+                self.scans
+                    .get_manifest(radar, t, now)
+                    .await
+                    .map_err(|e| IngestError::Store {
+                        radar: radar.to_string(),
+                        op: "read stored manifest",
+                        source: e,
+                    })?;
+            if stored.is_some_and(|s| s.source_key == key) {
+                summary.skipped += 1;
+                self.metrics.skipped.with_label_values(&[radar]).inc();
+                debug!(radar, key, "already stored; notification acknowledged");
+                return Ok(summary);
+            }
+        }
+        let c = Candidate {
+            object: SourceObject {
+                key: key.to_string(),
+                size,
+                last_modified: None,
+            },
+            time: m.time.unwrap_or(now),
+            file_name: m.file_name,
+            notified: true,
+        };
+        self.ingest_one(rs, &c, 1, 1, &mut summary).await?;
+        summary.duration = started.elapsed().as_secs_f64();
+        Ok(summary)
     }
 
     /// One run for one radar under its lease.
@@ -349,10 +427,17 @@ impl Ingester {
             radar: radar.to_string(),
             ..Default::default()
         };
-        let settle_before = rs
-            .source
-            .needs_settling()
-            .then(|| now - self.settings.settle);
+        let settle_before = match &self.settings.queue {
+            // The reconciler leaves recent objects to their notification.
+            Some(q) if rs.source.needs_settling() => {
+                Some(now - q.reconcile_grace.max(self.settings.settle))
+            }
+            Some(q) => Some(now - q.reconcile_grace),
+            None => rs
+                .source
+                .needs_settling()
+                .then(|| now - self.settings.settle),
+        };
         let mut candidates = Vec::new();
         for obj in listing {
             let Some(m) = template.match_key(radar, &obj.key) else {
@@ -382,6 +467,7 @@ impl Ingester {
                 object: obj,
                 time,
                 file_name: m.file_name,
+                notified: false,
             });
         }
         candidates.sort_by(|a, b| (a.time, &a.object.key).cmp(&(b.time, &b.object.key)));
@@ -449,11 +535,20 @@ impl Ingester {
                 break;
             }
             done_new += 1;
+            let before = summary.ingested + summary.quarantined;
             match self
                 .ingest_one(rs, c, done_new, new_total, &mut summary)
                 .await
             {
-                Ok(()) => cursor = Some((c.time, key.clone())),
+                Ok(()) => {
+                    if self.reconciling() && summary.ingested + summary.quarantined > before {
+                        summary.reconciled += 1;
+                        self.metrics.reconciled.with_label_values(&[radar]).inc();
+                        warn!(radar, key = %key, time = %c.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                            "the reconciler found a file the queue missed (its notification was lost or never sent)");
+                    }
+                    cursor = Some((c.time, key.clone()))
+                }
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -508,6 +603,9 @@ impl Ingester {
         }
         let bytes = match rs.source.fetch(key).await {
             Ok(b) => b,
+            Err(e @ StoreError::NotFound { .. }) if c.notified => {
+                return Err(store_err("fetch notified object", e))
+            }
             Err(StoreError::NotFound { .. }) => {
                 debug!(
                     radar,

@@ -54,6 +54,10 @@ pub struct RadarArgs {
     /// 2018-06-16T00:00:00Z). Default: now minus the backfill (2 h).
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     pub since: Option<DateTime<Utc>>,
+    /// SQS queue of S3 event notifications to ingest from; the listing then
+    /// reconciles on [queue] reconcile_schedule [env: RAINCAST_QUEUE_URL].
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
 }
 
 impl RadarArgs {
@@ -62,6 +66,7 @@ impl RadarArgs {
         Overrides {
             radar: self.radar.clone(),
             since: self.since,
+            queue: self.queue.clone(),
             ..Overrides::default()
         }
     }

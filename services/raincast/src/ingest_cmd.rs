@@ -1,4 +1,4 @@
-//! `raincast ingest [--once] [--config F] [--source …] [--store …] [--radar ID] [--since T]`.
+//! `raincast ingest [--once] [--config F] [--source …] [--store …] [--queue URL] [--radar ID] [--since T]`.
 
 use crate::cli::{process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs};
 use anyhow::Result;
@@ -7,8 +7,9 @@ use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Run one ingest pass per radar, print a JSON summary and exit. Without
-    /// it the ingest jobs run on their schedule until Ctrl-C.
+    /// Run one ingest pass per radar, print a JSON summary and exit (with a
+    /// queue: drain the queue first, then one reconciling pass). Without it
+    /// the ingest jobs (and the queue consumer) run until Ctrl-C.
     #[arg(long)]
     pub once: bool,
     #[command(flatten)]
@@ -35,6 +36,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
             stores: conn.stores().await?,
             radars: conn.radar_sources().await?,
             metrics: IngestMetrics::standalone(),
+            queue: conn.queue().await?,
         };
         let shutdown = shutdown_signal();
         if !args.once {

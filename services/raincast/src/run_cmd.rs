@@ -1,4 +1,4 @@
-//! `raincast run [--config F] [--source …] [--store …] [--radar ID] [--since T] [--listen ADDR]`:
+//! `raincast run [--config F] [--source …] [--store …] [--queue URL] [--radar ID] [--since T] [--listen ADDR]`:
 //! every service until Ctrl-C: the ingest jobs, the nowcast job, the HTTP
 //! API with the map page, and the notifier. With no source configured it
 //! starts the synthetic demo radar, which writes ODIM_H5 files into
@@ -136,6 +136,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             stores,
             radars,
             metrics,
+            queue: conn.queue().await?,
         };
         raincast_ingest::run(cfg.ingest.clone(), deps, shutdown).await?;
         for t in tasks {

@@ -147,6 +147,34 @@ async fn s3_source_conforms_on_moto() {
     )
     .await;
     assert_eq!(src.describe(), "s3://raw-scans/radars/");
+    // Keys named by event notifications map to source keys, or to nothing.
+    assert_eq!(
+        src.relative_key("raw-scans", "radars/r1/x.h5").as_deref(),
+        Some("r1/x.h5")
+    );
+    assert_eq!(src.relative_key("raw-scans", "elsewhere/r1/x.h5"), None);
+    assert_eq!(src.relative_key("other-bucket", "radars/r1/x.h5"), None);
+    assert_eq!(src.relative_key("raw-scans", "radars/"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_queue_conforms_on_moto() {
+    let Some(moto) = Server::moto() else { return };
+    let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
+    let created = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name("conformance")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "60",
+        )
+        .send()
+        .await
+        .unwrap();
+    let q = crate::SqsQueue::new(&sdk, created.queue_url().unwrap()).unwrap();
+    crate::conformance::message_queue_suite(&q).await;
+    assert!(crate::SqsQueue::new(&sdk, "not a url").is_err());
+    assert!(crate::SqsQueue::new(&sdk, "https://sqs.eu-west-1.amazonaws.com/").is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

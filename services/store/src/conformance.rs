@@ -616,3 +616,155 @@ async fn futures_join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F
     .await;
     outputs.into_iter().map(|o| o.unwrap()).collect()
 }
+
+/// The [`crate::MessageQueue`] suite, on an empty queue whose own
+/// visibility timeout is long (30 s or more).
+pub async fn message_queue_suite(q: &dyn crate::MessageQueue) {
+    use std::collections::BTreeSet;
+    use std::time::Duration as StdDuration;
+    let short = StdDuration::from_secs(1);
+    let long = StdDuration::from_secs(60);
+    // Receives until `n` messages have come (each hidden for `visibility`).
+    let receive_n = |n: usize, visibility: StdDuration| async move {
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            if got.len() >= n {
+                break;
+            }
+            got.extend(q.receive(10, short, visibility).await.unwrap());
+        }
+        got
+    };
+
+    assert!(q.receive(10, short, long).await.unwrap().is_empty());
+    for body in ["a", "b", "c"] {
+        q.send(body).await.unwrap();
+    }
+    let got = receive_n(3, long).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let bodies: BTreeSet<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, BTreeSet::from(["a", "b", "c"]));
+    assert!(got.iter().all(|m| m.receive_count == 1), "{got:?}");
+    let ids: BTreeSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    // Received messages are hidden from other receivers.
+    assert!(q.receive(10, short, long).await.unwrap().is_empty());
+
+    let by = |b: &str| got.iter().find(|m| m.body == b).unwrap().clone();
+    // Deleted: gone for good. Made visible again: comes back, counted.
+    q.delete(&by("a").receipt).await.unwrap();
+    q.extend(&by("c").receipt, StdDuration::ZERO).await.unwrap();
+    let again = receive_n(1, long).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].body, "c");
+    assert_eq!(again[0].receive_count, 2);
+    q.delete(&again[0].receipt).await.unwrap();
+
+    // A message whose visibility is extended stays hidden past its first
+    // timeout; one that is not comes back after it.
+    q.send("d").await.unwrap();
+    q.send("e").await.unwrap();
+    let two = receive_n(2, short).await;
+    assert_eq!(two.len(), 2, "{two:?}");
+    let d = two.iter().find(|m| m.body == "d").unwrap();
+    q.extend(&d.receipt, long).await.unwrap();
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    let back = receive_n(1, long).await;
+    let bodies: Vec<&str> = back.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["e"], "only the message not extended comes back");
+    q.delete(&back[0].receipt).await.unwrap();
+    q.delete(&d.receipt).await.unwrap();
+    q.delete(&by("b").receipt).await.unwrap();
+    assert!(q.receive(10, short, long).await.unwrap().is_empty());
+}
+
+/// Test set-up on an S3- and SQS-compatible server (moto): a queue with a
+/// redrive policy to a dead-letter queue after `max_receive_count`
+/// receipts, and `bucket` (which must exist) notifying the queue of every
+/// created object. Returns the queue and the dead-letter queue.
+pub async fn notified_queue(
+    sdk: &aws_config::SdkConfig,
+    bucket: &str,
+    name: &str,
+    max_receive_count: u32,
+) -> (crate::SqsQueue, crate::SqsQueue) {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
+        let sqs = sqs.clone();
+        async move {
+            let mut req = sqs.create_queue().queue_name(name);
+            for (k, v) in attrs {
+                req = req.attributes(k, v);
+            }
+            let url = req.send().await.unwrap().queue_url.unwrap();
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .unwrap()[&QueueAttributeName::QueueArn]
+                .clone();
+            (url, arn)
+        }
+    };
+    let (dlq_url, dlq_arn) = create(format!("{name}-dlq"), Vec::new()).await;
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max_receive_count}}}"#);
+    let (url, arn) = create(
+        name.to_string(),
+        vec![(QueueAttributeName::RedrivePolicy, redrive)],
+    )
+    .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+    .put_bucket_notification_configuration()
+    .bucket(bucket)
+    .notification_configuration(
+        NotificationConfiguration::builder()
+            .queue_configurations(
+                QueueConfiguration::builder()
+                    .queue_arn(arn)
+                    .events(Event::from("s3:ObjectCreated:*"))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+    )
+    .send()
+    .await
+    .unwrap();
+    (
+        crate::SqsQueue::new(sdk, &url).unwrap(),
+        crate::SqsQueue::new(sdk, &dlq_url).unwrap(),
+    )
+}
+
+/// Every message left in `q`, received and deleted: their bodies.
+pub async fn take_all(q: &dyn crate::MessageQueue) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let got = q
+            .receive(
+                10,
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            q.delete(&m.receipt).await.unwrap();
+            out.push(m.body);
+        }
+    }
+}

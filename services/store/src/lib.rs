@@ -8,6 +8,10 @@
 //! | [`ScanStore`]: sparse scans (header + tiles + manifest) | [`DynamoStore`] (aws-sdk-dynamodb) | [`EmbeddedStore`] (redb) |
 //! | [`StateStore`]: checkpoints, leases, quarantine, decode attempts, versioned records | [`DynamoStore`] | [`EmbeddedStore`] |
 //!
+//! A fourth, [`MessageQueue`] (receive, delete, extend the visibility of
+//! notification messages), has a cloud adapter only: [`SqsQueue`]
+//! (aws-sdk-sqs). Without a queue, ingest lists its source instead.
+//!
 //! Scan payloads are opaque bytes: the stores never decode them. The
 //! conformance suites in [`conformance`] run against every adapter.
 
@@ -22,6 +26,7 @@ pub mod local;
 pub mod model;
 pub mod radars;
 pub mod s3;
+pub mod sqs;
 
 pub use dynamo::{DynamoOptions, DynamoStore};
 pub use embedded::EmbeddedStore;
@@ -33,6 +38,7 @@ pub use model::{
     VersionedRecord, LEASE_SKEW_MARGIN, MAX_CLOCK_SKEW,
 };
 pub use s3::S3Source;
+pub use sqs::SqsQueue;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -65,6 +71,57 @@ pub trait ScanSource: Send + Sync {
     fn needs_settling(&self) -> bool {
         false
     }
+
+    /// The source-relative key of object `key` in bucket `bucket` (as an
+    /// S3 event notification names them), or `None` when that object lies
+    /// outside this source (another bucket or prefix; any folder source).
+    fn relative_key(&self, bucket: &str, key: &str) -> Option<String> {
+        let _ = (bucket, key);
+        None
+    }
+}
+
+/// One message received from a [`MessageQueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The queue's id of the message (for logs).
+    pub id: String,
+    /// The handle of this receipt, for [`MessageQueue::delete`] and
+    /// [`MessageQueue::extend`].
+    pub receipt: String,
+    /// The body, as sent.
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// A queue of notification messages (S3 event notifications). A received
+/// message is hidden from other receivers for its visibility timeout; it
+/// comes back when it is neither deleted nor extended in time, and the
+/// queue's own redrive policy moves it to a dead-letter queue after
+/// `maxReceiveCount` receipts.
+#[async_trait]
+pub trait MessageQueue: Send + Sync {
+    /// Up to `max` messages (at most 10), waiting up to `wait` (at most 20 s)
+    /// for the first, each hidden from other receivers for `visibility`.
+    async fn receive(
+        &self,
+        max: u32,
+        wait: std::time::Duration,
+        visibility: std::time::Duration,
+    ) -> StoreResult<Vec<QueueMessage>>;
+
+    /// Deletes the message of this receipt.
+    async fn delete(&self, receipt: &str) -> StoreResult<()>;
+
+    /// Hides the message of this receipt for `visibility` from now on.
+    async fn extend(&self, receipt: &str, visibility: std::time::Duration) -> StoreResult<()>;
+
+    /// Sends a message (tests, benchmarks).
+    async fn send(&self, body: &str) -> StoreResult<()>;
+
+    /// The queue, for logs (its URL).
+    fn describe(&self) -> String;
 }
 
 /// Sparse scans, keyed by radar and time.

@@ -210,6 +210,15 @@ impl ScanSource for S3Source {
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
+
+    fn relative_key(&self, bucket: &str, key: &str) -> Option<String> {
+        if bucket != self.bucket {
+            return None;
+        }
+        key.strip_prefix(self.prefix.as_str())
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+    }
 }
 
 #[cfg(test)]

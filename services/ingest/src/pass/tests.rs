@@ -9,62 +9,11 @@
 use super::*;
 use crate::config::IngestSettings;
 use crate::layout::DEFAULT_TEMPLATE;
-use crate::process::ProcessedScan;
+use crate::test_support::TextProcessor;
 use chrono::TimeZone;
-use raincast_store::{EmbeddedStore, LocalSource, Tile};
+use raincast_store::{EmbeddedStore, LocalSource};
 use raincast_testkit::TempDir;
 use std::path::Path;
-
-struct TextProcessor;
-
-impl ScanProcessor for TextProcessor {
-    fn process(
-        &self,
-        _radar: &RadarConfig,
-        _file: &str,
-        bytes: &[u8],
-    ) -> Result<ProcessedScan, Rejection> {
-        let text = std::str::from_utf8(bytes).map_err(|_| Rejection {
-            code: "bad_magic".into(),
-            reason: "not text".into(),
-        })?;
-        let mut words = text.split_whitespace();
-        if words.next() != Some("RAINTEST") {
-            return Err(Rejection {
-                code: "bad_magic".into(),
-                reason: format!(
-                    "expected RAINTEST, found {:?}",
-                    text.get(..8).unwrap_or(text)
-                ),
-            });
-        }
-        if words.clone().next() == Some("PANIC") {
-            panic!("test processor asked to panic");
-        }
-        let time = words
-            .next()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .ok_or_else(|| Rejection {
-                code: "bad_value".into(),
-                reason: "no time".into(),
-            })?
-            .with_timezone(&Utc);
-        let cells: u64 = words.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        Ok(ProcessedScan {
-            time,
-            format: "raintest".into(),
-            header: bytes.to_vec(),
-            rain_cells: cells,
-            tiles: (0..(cells.min(3) as u16))
-                .map(|i| Tile {
-                    row: i,
-                    col: 0,
-                    bytes: vec![i as u8; 100],
-                })
-                .collect(),
-        })
-    }
-}
 
 struct Fixture {
     _dir: TempDir,

@@ -1,0 +1,283 @@
+//! Event-driven ingest end to end: the `raincast` binary against moto's S3
+//! and SQS (the bucket sends its own event notifications to the queue, with
+//! a redrive policy to a dead-letter queue) and dynalite's DynamoDB, on
+//! small synthetic ODIM_H5 volumes from the demo radar's generator.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use raincast_ingest::demo::{DemoOptions, DemoRadar};
+use raincast_store::aws::sdk_config_for_endpoint;
+use raincast_store::conformance::{notified_queue, take_all};
+use raincast_store::{DynamoStore, MessageQueue, S3Source, ScanStore, SqsQueue, StateStore};
+use raincast_testkit::{aws_env, Server, TempDir};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration as StdDuration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_raincast");
+const BUCKET: &str = "radar-raw";
+const TABLES: &str = "queue-e2e-";
+const RADAR: &str = "demo";
+
+struct World {
+    moto: Server,
+    dynalite: Server,
+    s3: S3Source,
+    store: DynamoStore,
+    queue: SqsQueue,
+    dlq: SqsQueue,
+    files: TempDir,
+}
+
+impl World {
+    async fn new() -> Option<World> {
+        let moto = Server::moto()?;
+        let dynalite = Server::dynalite()?;
+        let s3 = common::new_bucket(&moto.endpoint(), BUCKET).await;
+        let store = common::new_tables(&dynalite.endpoint(), TABLES).await;
+        let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
+        let (queue, dlq) = notified_queue(&sdk, BUCKET, "raw", 5).await;
+        Some(World {
+            queue,
+            dlq,
+            moto,
+            dynalite,
+            s3,
+            store,
+            files: TempDir::new("queue-e2e"),
+        })
+    }
+
+    /// Writes `n` 5-minute synthetic ODIM volumes ending now and uploads
+    /// them (S3 notifies the queue of each). Returns their keys.
+    async fn upload_scans(&self, n: i64) -> Vec<String> {
+        let radar = DemoRadar::new(DemoOptions {
+            side: 32,
+            step_s: 300,
+            backfill: Duration::minutes(5 * (n - 1)),
+            ..DemoOptions::new(self.files.path())
+        })
+        .unwrap();
+        radar.backfill(Utc::now()).unwrap();
+        let mut keys = Vec::new();
+        for entry in walk(self.files.path()) {
+            let key = entry
+                .strip_prefix(self.files.path())
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            self.put(&key, std::fs::read(&entry).unwrap()).await;
+            keys.push(key);
+        }
+        std::fs::remove_dir_all(self.files.path().join(RADAR)).unwrap();
+        keys.sort();
+        keys
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) {
+        common::put_object(&self.s3, BUCKET, key, bytes).await;
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        for (k, v) in aws_env(Some(&self.moto), Some(&self.dynalite)) {
+            cmd.env(k, v);
+        }
+        cmd.env("AWS_ENDPOINT_URL_SQS", self.moto.endpoint())
+            .env("RAINCAST_LOG", "info")
+            .env_remove("RAINCAST_FAILPOINT")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `raincast ingest --once --source … --queue … --store … --create-tables`.
+    fn ingest_cmd(&self) -> Command {
+        let mut cmd = self.cmd();
+        cmd.args(["ingest", "--once", "--radar", RADAR])
+            .args(["--source", &format!("s3://{BUCKET}")])
+            .args(["--queue", self.queue.url()])
+            .args([
+                "--store",
+                &format!("dynamodb://{TABLES}"),
+                "--create-tables",
+            ]);
+        cmd
+    }
+
+    fn ingest_once(&self, env: &[(&str, &str)]) -> Value {
+        let mut cmd = self.ingest_cmd();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        summary_of(cmd.output().unwrap())
+    }
+
+    async fn stored(&self) -> Vec<String> {
+        let now = Utc::now();
+        let mut keys: Vec<String> = self
+            .store
+            .list_scans(RADAR, now - Duration::days(2), now + Duration::days(1), now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.source_key)
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+fn summary_of(out: std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ingest failed: {stdout}\n{log}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{log}"))
+}
+
+fn n(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"))
+}
+
+/// Every file below `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_once_drains_a_queue_fed_by_s3_notifications() {
+    let Some(w) = World::new().await else { return };
+    let keys = w.upload_scans(60).await;
+    assert_eq!(keys.len(), 60);
+    // A corrupt volume and a message that is not an S3 event.
+    let now: DateTime<Utc> = Utc::now();
+    let corrupt = format!("{RADAR}/{}/{RADAR}_corrupt.h5", now.format("%Y/%m/%d"));
+    w.put(&corrupt, b"\x89HDF\r\n\x1a\nnot really".to_vec())
+        .await;
+    w.queue.send("not an event").await.unwrap();
+
+    let s = w.ingest_once(&[]);
+    // 60 scans + the corrupt one + the stray message + the test event.
+    assert_eq!(n(&s, "messages"), 63, "{s}");
+    assert_eq!(n(&s, "ignored_messages"), 2, "{s}");
+    assert_eq!(n(&s, "deleted"), 63, "{s}");
+    assert_eq!(n(&s, "ingested"), 60, "{s}");
+    assert_eq!(n(&s, "quarantined"), 1, "{s}");
+    assert_eq!(w.stored().await, keys);
+    let q = w.store.list_quarantined(RADAR).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].key, corrupt);
+    assert!(take_all(&w.queue).await.is_empty(), "queue empty");
+    assert!(take_all(&w.dlq).await.is_empty(), "dead-letter queue empty");
+
+    // Again: nothing left to do, nothing stored twice.
+    let again = w.ingest_once(&[]);
+    assert_eq!(
+        (n(&again, "messages"), n(&again, "ingested")),
+        (0, 0),
+        "{again}"
+    );
+    assert_eq!(w.stored().await.len(), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumer_processes_store_each_object_once() {
+    let Some(w) = World::new().await else { return };
+    let keys = w.upload_scans(40).await;
+    let spawn = || {
+        w.ingest_cmd()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        summary_of(a.wait_with_output().unwrap()),
+        summary_of(b.wait_with_output().unwrap()),
+    );
+    assert_eq!(n(&a, "ingested") + n(&b, "ingested"), 40, "{a}\n{b}");
+    assert_eq!(n(&a, "deleted") + n(&b, "deleted"), 41, "{a}\n{b}");
+    assert_eq!(w.stored().await, keys);
+    assert!(take_all(&w.queue).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_finds_an_object_whose_notification_was_lost() {
+    let Some(w) = World::new().await else { return };
+    let keys = w.upload_scans(3).await;
+    // One notification is lost on its way.
+    let got = w
+        .queue
+        .receive(10, StdDuration::from_secs(1), StdDuration::from_secs(30))
+        .await
+        .unwrap();
+    // (S3 events URL-encode keys: the file name has nothing to encode.)
+    let name = keys[1].rsplit('/').next().unwrap();
+    let lost = got.iter().find(|m| m.body.contains(name)).unwrap();
+    w.queue.delete(&lost.receipt).await.unwrap();
+    for m in got.iter().filter(|m| m.receipt != lost.receipt) {
+        w.queue.extend(&m.receipt, StdDuration::ZERO).await.unwrap();
+    }
+    let s = w.ingest_once(&[("RAINCAST_QUEUE__RECONCILE_GRACE_SECONDS", "0")]);
+    assert_eq!(n(&s, "ingested"), 3, "{s}");
+    assert_eq!(n(&s, "reconciled"), 1, "{s}");
+    assert_eq!(n(&s["radars"][0], "reconciled"), 1, "{s}");
+    assert_eq!(w.stored().await, keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_queue_ingests_new_objects_as_they_arrive() {
+    let Some(w) = World::new().await else { return };
+    let port = raincast_testkit::free_port();
+    let mut child = w
+        .cmd()
+        .args([
+            "run",
+            "--radar",
+            RADAR,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--source", &format!("s3://{BUCKET}")])
+        .args(["--queue", w.queue.url()])
+        .args(["--store", &format!("dynamodb://{TABLES}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let keys = w.upload_scans(2).await;
+    let mut stored = Vec::new();
+    for _ in 0..300 {
+        stored = w.stored().await;
+        if stored == keys {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status());
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert_eq!(stored, keys);
+    let text = metrics.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("raincast_ingest_queue_messages_total{outcome=\"done\"} 2"),
+        "{text}"
+    );
+}
