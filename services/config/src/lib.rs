@@ -1643,4 +1643,68 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         .unwrap_err();
         assert!(err.to_string().contains("consumer_key"), "{err}");
     }
+
+    #[test]
+    fn webhook_and_mastodon_settings() {
+        let d = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert!(!d.notifier.allow_private_webhooks);
+        assert_eq!(d.notifier.max_subscriptions_per_key, 100);
+        assert!(d.notifier.mastodon.is_none() && d.notifier.public_url.is_none());
+        let text = "[notifier]\nallow_private_webhooks = true\nmax_subscriptions_per_key = 3\n\
+                    public_url = \"https://rain.example.org/\"\n\
+                    [notifier.mastodon]\nbase_url = \"https://m.example.org/\"";
+        let vars = [(notifier::MASTODON_TOKEN_VAR, "t0k3n-value")];
+        let c = Config::from_toml(text, &env(&vars), &Overrides::default()).unwrap();
+        assert!(c.notifier.allow_private_webhooks);
+        assert_eq!(c.notifier.max_subscriptions_per_key, 3);
+        assert_eq!(
+            c.notifier.public_url.as_deref(),
+            Some("https://rain.example.org")
+        );
+        let m = c.notifier.mastodon.as_ref().expect("mastodon");
+        assert_eq!(m.base_url, "https://m.example.org");
+        assert_eq!(m.token.expose(), "t0k3n-value");
+        assert!(!format!("{c:?}").contains("t0k3n"), "the token printed");
+        // A token without the table, the table without a token, both
+        // accounts, and a zero limit are errors naming the setting.
+        for (text, vars, want) in [
+            (
+                "",
+                vec![(notifier::MASTODON_TOKEN_VAR, "t")],
+                "RAINCAST_MASTODON_TOKEN",
+            ),
+            (
+                "[notifier.mastodon]\nbase_url = \"https://m.example.org\"",
+                vec![],
+                "RAINCAST_MASTODON_TOKEN",
+            ),
+            (
+                "[notifier.mastodon]\nbase_url = \"ftp://m\"",
+                vec![(notifier::MASTODON_TOKEN_VAR, "t")],
+                "notifier.mastodon.base_url",
+            ),
+            (
+                "[notifier]\nmax_subscriptions_per_key = 0",
+                vec![],
+                "notifier.max_subscriptions_per_key",
+            ),
+        ] {
+            let err = Config::from_toml(text, &env(&vars), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let mut both: Vec<(&str, &str)> = notifier::X_CREDENTIAL_VARS
+            .iter()
+            .map(|k| (*k, "v"))
+            .collect();
+        both.push((notifier::MASTODON_TOKEN_VAR, "t"));
+        let err = Config::from_toml(
+            "[notifier.mastodon]\nbase_url = \"https://m.example.org\"",
+            &env(&both),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("posts to one"), "{err}");
+    }
 }

@@ -6,6 +6,12 @@
 //! outbox = "var/outbox"         # RAINCAST_OUTBOX
 //! dry_run = false               # outbox only, store never written
 //! x_api_base = "https://api.x.com"  # RAINCAST_X_API_BASE
+//! public_url = "https://rain.example.org"  # base of the links in webhooks
+//! allow_private_webhooks = false  # true: webhooks may target private/loopback addresses
+//! max_subscriptions_per_key = 100
+//!
+//! [notifier.mastodon]           # post to Mastodon (token: RAINCAST_MASTODON_TOKEN)
+//! base_url = "https://mastodon.social"
 //!
 //! [[notifier.places]]
 //! name = "Zürich"
@@ -17,7 +23,9 @@
 //! X credentials are secrets: they come only from the environment
 //! (`RAINCAST_X_CONSUMER_KEY`, `RAINCAST_X_CONSUMER_SECRET`,
 //! `RAINCAST_X_ACCESS_TOKEN`, `RAINCAST_X_ACCESS_SECRET`; all four or none)
-//! and never print.
+//! and never print. So does the Mastodon access token
+//! (`RAINCAST_MASTODON_TOKEN`, see [`secrets`]: the one place secrets are
+//! read, to be swapped for another provider).
 
 use crate::place::Place;
 use crate::{invalid, ConfigError, Env, Origins, Secret, DEFAULT_VAR_DIR};
@@ -40,7 +48,33 @@ pub(crate) struct NotifierFile {
     outbox: Option<PathBuf>,
     dry_run: Option<bool>,
     x_api_base: Option<String>,
+    public_url: Option<String>,
+    allow_private_webhooks: Option<bool>,
+    max_subscriptions_per_key: Option<usize>,
+    mastodon: Option<MastodonFile>,
     places: Vec<Place>,
+}
+
+/// The `[notifier.mastodon]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MastodonFile {
+    base_url: Option<String>,
+}
+
+/// Default of `max_subscriptions_per_key`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_KEY: usize = 100;
+
+/// The variable holding the Mastodon access token.
+pub const MASTODON_TOKEN_VAR: &str = "RAINCAST_MASTODON_TOKEN";
+
+/// The posting Mastodon account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MastodonSection {
+    /// Instance URL without a trailing slash, e.g. `https://mastodon.social`.
+    pub base_url: String,
+    /// Access token with the `write:media` and `write:statuses` scopes.
+    pub token: Secret,
 }
 
 /// OAuth 1.0a user-context credentials of the posting X account.
@@ -67,6 +101,29 @@ pub struct NotifierSection {
     pub x: Option<XSecrets>,
     /// X API base URL without a trailing slash (default https://api.x.com).
     pub x_api_base: Option<String>,
+    /// Base URL of this service as its users reach it (links in webhook
+    /// bodies); `None`: links are paths.
+    pub public_url: Option<String>,
+    /// Let webhooks target loopback, private, link-local and metadata
+    /// addresses, and plain `http` (tests, private networks). Default false.
+    pub allow_private_webhooks: bool,
+    /// Most webhook subscriptions one API key may hold (default 100).
+    pub max_subscriptions_per_key: usize,
+    /// The Mastodon account, when `[notifier.mastodon]` is set.
+    pub mastodon: Option<MastodonSection>,
+}
+
+/// An `http(s)` URL from `setting`, without its trailing slash.
+fn http_url(v: &str, setting: &str, origin: &'static str) -> Result<String, ConfigError> {
+    let v = v.trim().trim_end_matches('/').to_string();
+    if !(v.starts_with("http://") || v.starts_with("https://")) {
+        return Err(invalid(
+            setting,
+            origin,
+            format!("{v:?} is not an http(s) URL"),
+        ));
+    }
+    Ok(v)
 }
 
 impl NotifierSection {
@@ -94,28 +151,88 @@ impl NotifierSection {
                 .map(|v| (v, "notifier.x_api_base", "config file")),
         };
         let x_api_base = match x_api_base {
-            Some((v, setting, origin)) => {
-                let v = v.trim().trim_end_matches('/').to_string();
-                if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(invalid(
-                        setting,
-                        origin,
-                        format!("{v:?} is not an http(s) URL"),
-                    ));
-                }
-                Some(v)
+            Some((v, setting, origin)) => Some(http_url(&v, setting, origin)?),
+            None => None,
+        };
+        let public_url = match &f.public_url {
+            Some(v) => {
+                let (setting, origin) = origins.of("notifier", "public_url");
+                Some(http_url(v, &setting, origin)?)
             }
             None => None,
         };
+        let max_subscriptions_per_key = f
+            .max_subscriptions_per_key
+            .unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS_PER_KEY);
+        if max_subscriptions_per_key == 0 {
+            let (setting, origin) = origins.of("notifier", "max_subscriptions_per_key");
+            return Err(invalid(&setting, origin, "must be at least 1"));
+        }
+        let secrets = secrets(env)?;
+        let mastodon = match (&f.mastodon, secrets.mastodon_token) {
+            (Some(m), token) => {
+                let (setting, origin) = origins.of("notifier", "mastodon");
+                let Some(base) = &m.base_url else {
+                    return Err(invalid(
+                        &format!("{setting}.base_url"),
+                        origin,
+                        "is required in [notifier.mastodon]",
+                    ));
+                };
+                let base_url = http_url(base, &format!("{setting}.base_url"), origin)?;
+                let Some(token) = token else {
+                    return Err(invalid(
+                        MASTODON_TOKEN_VAR,
+                        "environment",
+                        "not set, and [notifier.mastodon] is configured",
+                    ));
+                };
+                Some(MastodonSection { base_url, token })
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    MASTODON_TOKEN_VAR,
+                    "environment",
+                    "is set but [notifier.mastodon] base_url is not",
+                ))
+            }
+            (None, None) => None,
+        };
+        if mastodon.is_some() && secrets.x.is_some() {
+            return Err(invalid(
+                "notifier.mastodon",
+                "config file",
+                "both X credentials and a Mastodon account are set; the notifier posts to one",
+            ));
+        }
         Ok(Self {
             enabled: f.enabled,
             outbox,
             dry_run: f.dry_run.unwrap_or(false),
             places: f.places.clone(),
-            x: x_secrets(env)?,
+            x: secrets.x,
             x_api_base,
+            public_url,
+            allow_private_webhooks: f.allow_private_webhooks.unwrap_or(false),
+            max_subscriptions_per_key,
+            mastodon,
         })
     }
+}
+
+/// The notifier's secrets, as read by [`secrets`].
+struct Secrets {
+    x: Option<XSecrets>,
+    mastodon_token: Option<Secret>,
+}
+
+/// Every secret of the notifier, read here and nowhere else (from the
+/// environment map today; a secrets manager can take its place).
+fn secrets(env: &Env<'_>) -> Result<Secrets, ConfigError> {
+    Ok(Secrets {
+        x: x_secrets(env)?,
+        mastodon_token: env.text(MASTODON_TOKEN_VAR).map(Secret::new),
+    })
 }
 
 /// The X credentials: all four variables, or none.

@@ -12,14 +12,18 @@
 use crate::claims::Claims;
 use crate::frames::{jobs_for, RadarFrames};
 use crate::gif::{FrameLibrary, PAST_MIN};
-use crate::notify::{Notifier, NotifyError, Report};
+use crate::notify::{NoGif, Notifier, NotifyError, Report};
 use crate::oauth::Credentials;
+use crate::publish::mastodon::{MastodonConfig, MastodonPublisher};
 use crate::publish::outbox::OutboxPublisher;
+use crate::publish::webhook::WebhookPublisher;
 use crate::publish::x::{XConfig, XPublisher};
 use crate::publish::{AnyPublisher, PublishError};
+use crate::webhook::{subscription_kinds, subscription_place, Deliverer, WebhookSettings};
 use crate::Place;
 use chrono::{DateTime, Duration, Utc};
 use raincast_config::notifier::NotifierSection;
+use raincast_config::Secret;
 use raincast_nowcast::{NowcastService, NowcastServiceError};
 use raincast_store::StateStore;
 use std::collections::HashMap;
@@ -44,6 +48,13 @@ pub struct XAccount {
     pub config: XConfig,
 }
 
+/// Posting to a Mastodon account.
+#[derive(Debug, Clone)]
+pub struct MastodonAccount {
+    pub token: Secret,
+    pub config: MastodonConfig,
+}
+
 /// How the notifier works (the validated `[notifier]` section).
 #[derive(Debug, Clone)]
 pub struct NotifierSettings {
@@ -53,6 +64,10 @@ pub struct NotifierSettings {
     pub outbox: PathBuf,
     /// Post to X with this account (unless a dry run).
     pub x: Option<XAccount>,
+    /// Post to Mastodon with this account (unless a dry run).
+    pub mastodon: Option<MastodonAccount>,
+    /// Webhook deliveries of the subscriptions in the state store.
+    pub webhooks: WebhookSettings,
     /// Write to the outbox even with an X account, and keep claims and
     /// place states in memory: the store is read, never written.
     pub dry_run: bool,
@@ -73,6 +88,8 @@ impl NotifierSettings {
             places,
             outbox,
             x: None,
+            mastodon: None,
+            webhooks: WebhookSettings::default(),
             dry_run: false,
             lease: Duration::minutes(CLAIM_LEASE_MIN),
             past_min: PAST_MIN,
@@ -86,6 +103,8 @@ impl NotifierSettings {
     /// The settings of the `[notifier]` section watching `places` (the
     /// section's, or others such as the demo's), or `None` when the
     /// notifier is off: `enabled = false`, or not set and no places.
+    /// `enabled = true` without places watches the webhook subscriptions
+    /// only.
     pub fn from_section(
         section: &NotifierSection,
         places: Vec<Place>,
@@ -93,9 +112,6 @@ impl NotifierSettings {
     ) -> Result<Option<Self>, ServiceError> {
         if !section.enabled.unwrap_or(!places.is_empty()) {
             return Ok(None);
-        }
-        if places.is_empty() {
-            return Err(ServiceError::NoPlaces);
         }
         let x = section.x.as_ref().map(|s| {
             let mut config = XConfig::default();
@@ -112,8 +128,19 @@ impl NotifierSettings {
                 config,
             }
         });
+        let mastodon = section.mastodon.as_ref().map(|m| MastodonAccount {
+            token: m.token.clone(),
+            config: MastodonConfig::new(m.base_url.clone()),
+        });
+        let webhooks = WebhookSettings {
+            allow_private: section.allow_private_webhooks,
+            public_url: section.public_url.clone(),
+            ..WebhookSettings::default()
+        };
         Ok(Some(Self {
             x,
+            mastodon,
+            webhooks,
             dry_run: section.dry_run,
             interval,
             ..Self::new(places, section.outbox.clone())
@@ -147,10 +174,10 @@ pub enum ServiceError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Nowcast(#[from] NowcastServiceError),
-    #[error("X publisher: {0}")]
+    #[error("publisher: {0}")]
     Publisher(#[from] PublishError),
-    #[error("notifier.enabled is true but there are no places: add [[notifier.places]] tables")]
-    NoPlaces,
+    #[error("webhook subscriptions: {0}")]
+    Store(#[from] raincast_store::StoreError),
 }
 
 fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, PublishError> {
@@ -159,6 +186,14 @@ fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, PublishError> 
             let x = XPublisher::new(x.credentials.clone(), x.config.clone())?;
             info!(base = %x.config().base_url, "posting to X");
             Ok(AnyPublisher::X(Box::new(x)))
+        }
+        _ if settings.mastodon.is_some() && !settings.dry_run => {
+            let Some(m) = &settings.mastodon else {
+                unreachable!("checked by the guard")
+            };
+            let p = MastodonPublisher::new(m.token.clone(), m.config.clone())?;
+            info!(base = %p.config().base_url, "posting to Mastodon");
+            Ok(AnyPublisher::Mastodon(Box::new(p)))
         }
         _ => {
             debug!(outbox = %settings.outbox.display(), dry_run = settings.dry_run,
@@ -182,6 +217,15 @@ pub async fn pass(
 ) -> Result<Vec<Report>, ServiceError> {
     let mut gifs = FrameLibrary::new();
     let mut jobs = Vec::new();
+    // Webhook subscriptions are places too (a dry run leaves them alone:
+    // it must not send anything).
+    let subscriptions = if settings.dry_run {
+        Vec::new()
+    } else {
+        raincast_store::subscriptions::list_all(deps.state.as_ref()).await?
+    };
+    let sub_places: Vec<Place> = subscriptions.iter().map(subscription_place).collect();
+    let mut sub_jobs = Vec::new();
     for radar in &deps.radars {
         let nowcast = match deps.nowcasts.latest(&radar.id) {
             Some(n) => Some(n),
@@ -199,6 +243,7 @@ pub async fn pass(
         let frames =
             RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
         jobs.extend(jobs_for(&frames, &settings.places));
+        sub_jobs.extend(jobs_for(&frames, &sub_places));
         gifs.insert(frames);
     }
     let owner = format!(
@@ -213,11 +258,47 @@ pub async fn pass(
     } else {
         Claims::new(deps.state.clone(), owner, settings.lease)
     };
-    let mut notifier = Notifier::new(claims, publisher(settings)?);
-    if let Some(rx) = shutdown {
+    let mut notifier = Notifier::new(claims.clone(), publisher(settings)?);
+    if let Some(rx) = shutdown.clone() {
         notifier = notifier.with_shutdown(rx);
     }
-    Ok(notifier.run_once(&jobs, &gifs, Utc::now()).await?)
+    let mut reports = notifier.run_once(&jobs, &gifs, Utc::now()).await?;
+    if settings.dry_run {
+        return Ok(reports);
+    }
+    // Subscriptions: the same evaluation and claims; "posting" queues a
+    // delivery, which the deliverer then sends.
+    if !subscriptions.is_empty() {
+        let kinds = subscriptions
+            .iter()
+            .zip(&sub_places)
+            .map(|(s, p)| (p.slug(), subscription_kinds(s)))
+            .collect();
+        let hooks =
+            WebhookPublisher::new(deps.state.clone(), subscriptions, settings.webhooks.clone());
+        let mut notifier = Notifier::new(claims.clone(), hooks).with_kinds(kinds);
+        if let Some(rx) = shutdown {
+            notifier = notifier.with_shutdown(rx);
+        }
+        reports.extend(notifier.run_once(&sub_jobs, &NoGif, Utc::now()).await?);
+    }
+    deliver(settings, deps, claims.owner()).await;
+    Ok(reports)
+}
+
+/// Sends the webhook deliveries that are due (first attempts and retries).
+async fn deliver(settings: &NotifierSettings, deps: &NotifierDeps, owner: &str) {
+    let deliverer = Deliverer::new(deps.state.clone(), settings.webhooks.clone(), owner);
+    match deliverer.run_due(Utc::now()).await {
+        Ok(reports) => {
+            for r in reports {
+                debug!(webhook_id = %r.webhook_id, subscription = %r.subscription,
+                    attempt = r.attempt, status = ?r.status, http_status = ?r.http_status,
+                    "webhook attempt");
+            }
+        }
+        Err(e) => warn!(error = %e, "webhook deliveries failed; next run tries again"),
+    }
 }
 
 /// The notifier job of `raincast run`: a [`pass`] whenever a radar's
@@ -257,6 +338,11 @@ pub async fn run(
             }
         }
         if !fresh {
+            // Webhook retries fall due between nowcasts.
+            if !settings.dry_run {
+                let owner = format!("notify-{}", std::process::id());
+                deliver(&settings, &deps, &owner).await;
+            }
             continue;
         }
         // Only cached nowcasts: the nowcast job builds them, never the notifier.

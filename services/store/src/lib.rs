@@ -22,6 +22,7 @@ pub mod local;
 pub mod model;
 pub mod radars;
 pub mod s3;
+pub mod subscriptions;
 
 pub use dynamo::{DynamoOptions, DynamoStore};
 pub use embedded::EmbeddedStore;
