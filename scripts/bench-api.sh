@@ -14,7 +14,9 @@
 #      and second (from the cache) timed by curl, with the render time the
 #      server reports in /metrics and the GIF's size and frame count;
 #   3. stops it and repeats 1. against `raincast api` over the store it
-#      wrote (no ingest and no nowcast job competing for the two cores);
+#      wrote (no ingest and no nowcast job competing for the two cores), then
+#      the same for the Dark Sky compatible endpoint /forecast/KEY/LAT,LON
+#      with the demo's API key;
 #   4. when ../shared/data/bom/02 exists, ingests its 61 real 512x512 scans
 #      into a new store and times an 18-frame animation of them as in 2.
 # Prints the machine load (uptime) before and after. Needs wrk and curl
@@ -76,7 +78,7 @@ echo "== forecast response: $(stat -c %s "$work/forecast.json") bytes: $(head -c
 bench_forecast() {
     local t lines
     for t in 2 1; do
-        echo "== wrk -t$t -c32 -d${secs}s --latency '$point'"
+        echo "== wrk -t$t -c32 -d${secs}s --latency '${label:-$point}'"
         lines=$(wc -l <"$DEMO_LOG")
         wrk -t"$t" -c32 -d"${secs}s" --latency "$point"
         echo "   server: $(nowcasts_since "$lines")"
@@ -126,7 +128,8 @@ bench_gif "${DEMO_URL}v1/radars/demo/animation.gif?past=25&future=60"
 # answered from memory). The demo's 5-minute lead step keeps the response the same.
 echo "== raincast api over the same store (jobs stopped)"
 demo_server_stop
-printf '[nowcast]\nlead_step_min = 5\n' >"$work/api.toml"
+# A rate limit far above what wrk can send, for the compatible endpoint's key.
+printf '[nowcast]\nlead_step_min = 5\n[api]\nrate_limit_per_minute = 1000000\n' >"$work/api.toml"
 demo_server_start "$bin" "$work" info api --config "$work/api.toml"
 point="${DEMO_URL}v1/forecast?lat=47.3&lon=8.2"
 until curl -fsS --max-time 60 "$point" -o "$work/forecast-api.json" 2>/dev/null; do
@@ -135,6 +138,14 @@ until curl -fsS --max-time 60 "$point" -o "$work/forecast-api.json" 2>/dev/null;
 done
 echo "== forecast response: $(stat -c %s "$work/forecast-api.json") bytes"
 bench_forecast
+# The Dark Sky compatible endpoint at the same point, with the demo's API key
+# (key check from the cache, time zone, 61 interpolated minutes).
+point="${DEMO_URL}forecast/$(cat "$work/var/demo-api-key")/47.3,8.2?units=si"
+label="${DEMO_URL}forecast/KEY/47.3,8.2?units=si"
+curl -fsS "$point" -o "$work/darksky.json"
+echo "== compatible response: $(stat -c %s "$work/darksky.json") bytes, $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["minutely"]["data"]), "minutely points")' "$work/darksky.json")"
+bench_forecast
+unset label
 demo_server_stop
 
 # 4. An 18-frame 512x512 animation of real scans: the 61 BOM Melbourne scans

@@ -39,6 +39,14 @@ pub enum ApiError {
         detail: String,
         retry_after_s: u32,
     },
+    /// No API key, or one that is unknown or revoked (401, with
+    /// `WWW-Authenticate: Bearer`).
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    /// The key made more requests than its per-minute limit (429, with
+    /// `Retry-After`).
+    #[error("rate limit exceeded; retry in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u32 },
     /// The request took longer than the configured timeout (503).
     #[error("request timed out")]
     Timeout,
@@ -71,6 +79,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,7 +93,9 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Gone { code, .. }
             | ApiError::Unprocessable { code, .. }
-            | ApiError::Unavailable { code, .. } => code,
+            | ApiError::Unavailable { code, .. }
+            | ApiError::Unauthorized { code, .. } => code,
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -164,9 +176,19 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(error = %self, "client error"),
         }
         let mut resp = problem_response(&self.problem());
-        if let ApiError::Unavailable { retry_after_s, .. } = &self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+        match &self {
+            ApiError::Unavailable { retry_after_s, .. }
+            | ApiError::TooManyRequests { retry_after_s } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            ApiError::Unauthorized { .. } => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"raincast\""),
+                );
+            }
+            _ => {}
         }
         resp
     }

@@ -11,6 +11,7 @@
 //! * CPU-heavy work runs in the bounded [`cpu::CpuPool`].
 
 pub use raincast_config::api as config;
+pub mod auth;
 pub mod cpu;
 pub mod error;
 mod extract;
@@ -57,6 +58,7 @@ Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         (name = "radars", description = "Radars, coverage and status"),
         (name = "scans", description = "Stored radar scans as fields"),
         (name = "nowcast", description = "Nowcasts, point forecasts and animations"),
+        (name = "compatible", description = "The Dark Sky / Pirate Weather forecast request, answered from radar"),
         (name = "operations", description = "Health, readiness, metrics, the API description"),
         (name = "page", description = "The map page and its assets"),
     ),
@@ -73,6 +75,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::scans::router())
         .merge(routes::nowcast::router())
         .merge(routes::forecast::router())
+        .merge(routes::darksky::router())
         .merge(routes::page::router())
         .split_for_parts()
 }
@@ -113,13 +116,25 @@ impl MakeRequestId for RequestIds {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request path as logs and error bodies may show it: the API key in
+/// the path of the compatible endpoint (`/forecast/{key}/…`) becomes `KEY`.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/forecast/") {
+        Some(rest) => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("/forecast/KEY{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// Longest part of the request path echoed as a problem's `instance`, characters.
 pub const MAX_INSTANCE_CHARS: usize = 256;
 
 /// Adds `instance` (the path, at most [`MAX_INSTANCE_CHARS`] characters) and
 /// `request_id` to problem bodies.
 async fn enrich_problems(req: Request, next: Next) -> Response {
-    let path = state::truncate(req.uri().path(), MAX_INSTANCE_CHARS);
+    let path = state::truncate(&redact_path(req.uri().path()), MAX_INSTANCE_CHARS);
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -166,7 +181,7 @@ async fn not_found(req: Request) -> ApiError {
         "no_such_route",
         format!(
             "no route for {}; see /openapi.json",
-            state::truncate(req.uri().path(), 100)
+            state::truncate(&redact_path(req.uri().path()), 100)
         ),
     )
 }
@@ -235,6 +250,10 @@ pub fn app(state: AppState) -> Router {
             cfg.request_timeout(),
             timeout,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key_for_v1,
+        ))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(middleware::from_fn(enrich_problems))
         .layer(Extension(routes::openapi::OpenApiJson(doc_json)))
@@ -252,7 +271,7 @@ pub fn app(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
                 let method = state::truncate(req.method().as_str(), 16);
-                let path = state::truncate(req.uri().path(), MAX_INSTANCE_CHARS);
+                let path = state::truncate(&redact_path(req.uri().path()), MAX_INSTANCE_CHARS);
                 tracing::info_span!("http", %method, %path, request_id = %id)
             }),
         )
@@ -308,6 +327,16 @@ mod tests {
     use super::*;
     use axum::routing::get;
     use tower::ServiceExt;
+
+    #[test]
+    fn keys_in_paths_are_redacted() {
+        assert_eq!(
+            redact_path("/forecast/rc_secret/47,8"),
+            "/forecast/KEY/47,8"
+        );
+        assert_eq!(redact_path("/forecast/rc_secret"), "/forecast/KEY");
+        assert_eq!(redact_path("/v1/forecast"), "/v1/forecast");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn slow_handlers_get_a_timeout_problem() {

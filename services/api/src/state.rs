@@ -11,7 +11,7 @@ use raincast_algorithms::render::MapRaster;
 use raincast_algorithms::sparse;
 use raincast_algorithms::Grid;
 use raincast_nowcast::NowcastService;
-use raincast_store::{ScanManifest, ScanStore, StoredScan};
+use raincast_store::{ScanManifest, ScanStore, StateStore, StoredScan};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -48,6 +48,8 @@ pub struct AppState {
 struct Inner {
     config: ApiConfig,
     store: Arc<dyn ScanStore>,
+    state_store: Option<Arc<dyn StateStore>>,
+    keys: crate::auth::KeyAuth,
     radars: Vec<RadarInfo>,
     nowcasts: NowcastService,
     metrics: ApiMetrics,
@@ -71,6 +73,7 @@ impl std::fmt::Debug for AppState {
 pub struct AppStateBuilder {
     config: ApiConfig,
     store: Arc<dyn ScanStore>,
+    state_store: Option<Arc<dyn StateStore>>,
     radars: Vec<RadarInfo>,
     nowcasts: NowcastService,
     registry: prometheus::Registry,
@@ -90,6 +93,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// The state store holding API keys and subscriptions (without one,
+    /// endpoints that need a key answer 500 and `require_keys` cannot work).
+    pub fn state_store(mut self, state: Arc<dyn StateStore>) -> Self {
+        self.state_store = Some(state);
+        self
+    }
+
     /// The Prometheus registry `/metrics` renders; share it with the ingest
     /// job so that one scrape sees everything. Default: a private registry.
     pub fn registry(mut self, registry: prometheus::Registry) -> Self {
@@ -106,6 +116,12 @@ impl AppStateBuilder {
     /// Validates the configuration and builds the state.
     pub fn build(self) -> Result<AppState, BuildError> {
         self.config.validate()?;
+        if self.config.require_keys && self.state_store.is_none() {
+            return Err(BuildError::Config(ApiConfigError {
+                field: "require_keys",
+                reason: "keys need a state store to be checked against".into(),
+            }));
+        }
         let metrics =
             ApiMetrics::new(&self.registry).map_err(|e| BuildError::Metrics(e.to_string()))?;
         let cpu = CpuPool::new(
@@ -118,8 +134,14 @@ impl AppStateBuilder {
                 cpu,
                 png_cache: Lru::new(self.config.png_cache_entries),
                 gif_cache: Lru::new(self.config.gif_cache_entries),
+                keys: crate::auth::KeyAuth::new(
+                    self.state_store.clone(),
+                    std::time::Duration::from_secs(self.config.key_cache_s),
+                    self.config.rate_limit_per_minute,
+                ),
                 config: self.config,
                 store: self.store,
+                state_store: self.state_store,
                 radars: self.radars,
                 nowcasts: self.nowcasts,
                 metrics,
@@ -145,6 +167,7 @@ impl AppState {
         AppStateBuilder {
             config: ApiConfig::default(),
             store,
+            state_store: None,
             radars: Vec::new(),
             nowcasts,
             registry: prometheus::Registry::new(),
@@ -158,6 +181,16 @@ impl AppState {
 
     pub fn store(&self) -> &dyn ScanStore {
         self.inner.store.as_ref()
+    }
+
+    /// The state store (API keys, subscriptions), when the API has one.
+    pub fn state_store(&self) -> Option<&Arc<dyn StateStore>> {
+        self.inner.state_store.as_ref()
+    }
+
+    /// The API key checker.
+    pub fn keys(&self) -> &crate::auth::KeyAuth {
+        &self.inner.keys
     }
 
     pub fn radars(&self) -> &[RadarInfo] {

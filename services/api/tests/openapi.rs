@@ -16,6 +16,7 @@
 
 mod common;
 
+use chrono::Utc;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -207,6 +208,8 @@ fn concrete(path: &str) -> String {
         .replace("{time}", "2024-06-16T10:10:00Z")
         .replace("{lead_min}", "30")
         .replace("{file}", "app.js")
+        .replace("{key}", "rc_unknown")
+        .replace("{location}", "47,8")
 }
 
 #[tokio::test]
@@ -219,7 +222,17 @@ async fn real_responses_match_the_document() {
     let mut calls: Vec<(String, String)> = paths.iter().map(|p| (p.clone(), concrete(p))).collect();
     let forecast = format!("/v1/forecast?lat={lat}&lon={lon}");
     calls.retain(|(p, _)| p != "/v1/forecast");
+    let (key, _) = raincast_store::keys::create(f.store.as_ref(), "openapi", Utc::now())
+        .await
+        .unwrap();
+    let compatible = "/forecast/{key}/{location}".to_string();
     calls.extend([
+        (
+            compatible.clone(),
+            format!("/forecast/{key}/{lat},{lon}?units=si"),
+        ),
+        (compatible.clone(), format!("/forecast/{key}/0,0")),
+        (compatible.clone(), format!("/forecast/{key}/0,0?units=x")),
         ("/v1/forecast".to_string(), forecast),
         ("/v1/forecast".into(), "/v1/forecast?lat=200&lon=8".into()),
         ("/v1/forecast".into(), "/v1/forecast?lat=0&lon=0".into()),

@@ -50,6 +50,18 @@ pub struct ApiConfig {
     /// Requests waiting for a CPU worker (default 32); when this many wait,
     /// further CPU-heavy requests get 503 `busy` with `Retry-After`.
     pub cpu_queue: usize,
+    /// Whether the `/v1` read endpoints need an API key (`Authorization:
+    /// Bearer KEY`). Default false: they stay open, as before keys existed.
+    /// The Dark Sky compatible endpoint (key in its path) and the
+    /// subscription endpoints always need one.
+    pub require_keys: bool,
+    /// Requests a key may make per minute (default 600, bursts up to the
+    /// same number); past it a request gets 429 with `Retry-After`.
+    pub rate_limit_per_minute: u32,
+    /// How long a key check is remembered, seconds (default 30): a revoked
+    /// key stops working within this time on every instance. 0 = ask the
+    /// state store on every request.
+    pub key_cache_s: u64,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +81,9 @@ impl Default for ApiConfig {
             max_connections: 1024,
             cpu_workers: 0,
             cpu_queue: 32,
+            require_keys: false,
+            rate_limit_per_minute: 600,
+            key_cache_s: 30,
         }
     }
 }
@@ -110,6 +125,12 @@ impl ApiConfig {
         }
         if self.cpu_queue > 100_000 {
             return bad("cpu_queue", "must be in 0..=100000");
+        }
+        if !(1..=1_000_000).contains(&self.rate_limit_per_minute) {
+            return bad("rate_limit_per_minute", "must be in 1..=1000000");
+        }
+        if self.key_cache_s > 3600 {
+            return bad("key_cache_s", "must be in 0..=3600");
         }
         if self.body_limit_bytes == 0 {
             return bad("body_limit_bytes", "must be positive");

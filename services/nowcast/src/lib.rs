@@ -644,7 +644,7 @@ pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManife
 
 /// Half-width in cells of the probability neighbourhood at a lead (the
 /// algorithm's `r₀ + g · lead` km, see `raincast_algorithms::nowcast`).
-fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
+pub fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
     let km = cfg.prob_radius_km + cfg.prob_radius_growth_km_per_min * lead_min as f32;
     let cell_km = (grid.cell_m() / 1000.0).max(1e-3) as f32;
     (km / cell_km).round().max(0.0) as usize

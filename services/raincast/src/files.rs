@@ -10,9 +10,23 @@ use std::path::{Path, PathBuf};
 /// Writes to a temporary file beside `path`, then renames it into place, so
 /// that a crash never leaves a half-written file under the final name.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(path, bytes, std::fs::OpenOptions::new())
+}
+
+/// Like [`write_atomically`], for a secret: the file is readable by its
+/// owner only (mode 0600 on Unix) from the moment it exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    write_with(path, bytes, opts)
+}
+
+fn write_with(path: &Path, bytes: &[u8], mut opts: std::fs::OpenOptions) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-raincast");
+    let _ = std::fs::remove_file(&tmp);
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = opts.write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod files;
 mod ingest_cmd;
+mod keys_cmd;
 mod notify_cmd;
 mod nowcast_cmd;
 mod prep_cmd;
@@ -37,6 +38,8 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Inspect stored and quarantined scans.
     Scans(scans_cmd::ScansArgs),
+    /// Create, list and revoke API keys.
+    Keys(keys_cmd::KeysArgs),
     /// Run every job (ingest, nowcast, notifier) and the HTTP API with the
     /// map page until Ctrl-C; with no source configured, on the synthetic
     /// demo radar.
@@ -126,6 +129,7 @@ fn main() -> Result<()> {
         Command::Notify(args) => notify_cmd::run(args),
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Scans(args) => scans_cmd::run(args),
+        Command::Keys(args) => keys_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Api(args) => serve_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),

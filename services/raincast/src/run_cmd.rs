@@ -64,6 +64,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             };
             tracing::info!(bucket = %dir.display(), "no source configured: starting the synthetic demo radar");
             tasks.push(tokio::spawn(radar.run(shutdown.clone())));
+            let key_file = dir.parent().unwrap_or(dir).join("demo-api-key");
+            ensure_demo_key(stores.state.as_ref(), &key_file).await?;
             vec![rs]
         } else {
             conn.radar_sources().await?
@@ -83,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
         let state = AppState::builder(stores.scans.clone(), nowcasts.clone())
             .config(cfg.api.clone())
+            .state_store(stores.state.clone())
             .radars(radars.iter().map(|r| RadarInfo::from(&r.radar)).collect())
             .registry(registry)
             .build()?;
@@ -122,4 +125,29 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// The demo's API key: kept in `file` (next to the demo bucket, readable by
+/// its owner only) so that the compatible endpoint and subscriptions can be
+/// tried at once; created on the first start, reused while it is valid.
+/// The key itself never goes to the log.
+async fn ensure_demo_key(
+    state: &dyn raincast_store::StateStore,
+    file: &std::path::Path,
+) -> Result<()> {
+    use raincast_store::keys;
+    if let Ok(key) = std::fs::read_to_string(file) {
+        if keys::lookup(state, key.trim())
+            .await?
+            .is_some_and(|k| k.is_active())
+        {
+            eprintln!("Demo API key: in {}", file.display());
+            return Ok(());
+        }
+    }
+    let (key, rec) = keys::create(state, "demo", chrono::Utc::now()).await?;
+    crate::files::write_private(file, format!("{key}\n").as_bytes())?;
+    tracing::info!(key_id = %rec.id, file = %file.display(), "created the demo API key");
+    eprintln!("Demo API key: in {}", file.display());
+    Ok(())
 }

@@ -67,6 +67,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
         let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
         let state = AppState::builder(stores.scans.clone(), nowcasts)
             .config(cfg.api.clone())
+            .state_store(stores.state.clone())
             .radars(radars)
             .build()?;
         let (addr, http) = raincast_api::run(&cfg.listen, state, shutdown).await?;

@@ -150,6 +150,62 @@ fn check_range(name: &str, v: f64, max: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The point forecast at a lon/lat from the covering radar whose site is
+/// nearest (or from `radar` when given): the radar, its nowcast and the
+/// forecast at the point. 404 for an unknown radar, 422 outside every
+/// radar's coverage, 503 while no radar has a nowcast.
+pub(crate) async fn point_forecast(
+    s: &AppState,
+    lon: f64,
+    lat: f64,
+    radar: Option<&str>,
+) -> Result<(crate::state::RadarInfo, Arc<LatestNowcast>, PointForecast), ApiError> {
+    let candidates: Vec<_> = match radar {
+        Some(id) => vec![s.radar(id)?.clone()],
+        None => s.radars().to_vec(),
+    };
+    let mut best: Option<(
+        f64,
+        crate::state::RadarInfo,
+        Arc<LatestNowcast>,
+        PointForecast,
+    )> = None;
+    // A radar without a nowcast has no known coverage: it only matters when
+    // no radar has one (then the answer is "not yet", not "not covered").
+    let mut unavailable = None;
+    let mut any_nowcast = false;
+    for r in candidates {
+        let n = match current_nowcast(s, &r.id).await {
+            Ok(n) => n,
+            Err(e) => {
+                unavailable = Some(e);
+                continue;
+            }
+        };
+        any_nowcast = true;
+        let Some(p) = n.point(lon, lat) else {
+            continue;
+        };
+        let d = r
+            .location
+            .map(|(rlon, rlat)| (rlon - lon).powi(2) + (rlat - lat).powi(2))
+            .unwrap_or(f64::MAX);
+        if best.as_ref().is_none_or(|b| d < b.0) {
+            best = Some((d, r, n, p));
+        }
+    }
+    match best {
+        Some((_, radar, n, p)) => Ok((radar, n, p)),
+        None => Err(match unavailable {
+            Some(e) if !any_nowcast => e,
+            _ => ApiError::Unprocessable {
+                code: "out_of_coverage",
+                detail: format!("no radar covers lat {lat} lon {lon}"),
+            },
+        }),
+    }
+}
+
 /// The forecast for the next two hours at a point, one entry per nowcast
 /// lead, with a summary sentence (minute-by-minute style).
 #[utoipa::path(get, path = "/v1/forecast", tag = "nowcast",
@@ -167,51 +223,7 @@ async fn get_forecast(
 ) -> Result<Json<Forecast>, ApiError> {
     check_range("lat", q.lat, 90.0)?;
     check_range("lon", q.lon, 180.0)?;
-    let candidates: Vec<_> = match &q.radar {
-        Some(id) => vec![s.radar(id)?.clone()],
-        None => s.radars().to_vec(),
-    };
-    // The covering radar whose site is nearest (or, without a site, the first).
-    let mut best: Option<(
-        f64,
-        crate::state::RadarInfo,
-        Arc<LatestNowcast>,
-        PointForecast,
-    )> = None;
-    // A radar without a nowcast has no known coverage: it only matters when
-    // no radar has one (then the answer is "not yet", not "not covered").
-    let mut unavailable = None;
-    let mut any_nowcast = false;
-    for r in candidates {
-        let n = match current_nowcast(&s, &r.id).await {
-            Ok(n) => n,
-            Err(e) => {
-                unavailable = Some(e);
-                continue;
-            }
-        };
-        any_nowcast = true;
-        let Some(p) = n.point(q.lon, q.lat) else {
-            continue;
-        };
-        let d = r
-            .location
-            .map(|(lon, lat)| (lon - q.lon).powi(2) + ((lat - q.lat) * 1.0).powi(2))
-            .unwrap_or(f64::MAX);
-        if best.as_ref().is_none_or(|b| d < b.0) {
-            best = Some((d, r, n, p));
-        }
-    }
-    let Some((_, radar, n, p)) = best else {
-        let uncovered = ApiError::Unprocessable {
-            code: "out_of_coverage",
-            detail: format!("no radar covers lat {} lon {}", q.lat, q.lon),
-        };
-        return Err(match unavailable {
-            Some(e) if !any_nowcast => e,
-            _ => uncovered,
-        });
-    };
+    let (radar, n, p) = point_forecast(&s, q.lon, q.lat, q.radar.as_deref()).await?;
     let threshold = n.threshold_mm_h;
     let latest = s
         .nowcasts()

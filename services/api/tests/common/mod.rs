@@ -138,9 +138,10 @@ pub fn state_for(
             ..NowcastSettings::default()
         },
     );
-    AppState::builder(store, nowcasts)
+    AppState::builder(store.clone(), nowcasts)
         .config(config)
         .radars(radars)
+        .state_store(store)
         .clock(Arc::new(move || now))
         .build()
         .unwrap()
