@@ -8,7 +8,7 @@
 use crate::cli::{announce_map, process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs};
 use anyhow::Result;
 use clap::Args;
-use raincast_api::{AppState, RadarInfo};
+use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_config::SourceSpec;
 use raincast_ingest::demo::{demo_places, DemoOptions, DemoRadar};
 use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides, RadarSource};
@@ -86,6 +86,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let state = AppState::builder(stores.scans.clone(), nowcasts.clone())
             .config(cfg.api.clone())
             .state_store(stores.state.clone())
+            .webhooks(WebhookPolicy {
+                allow_private: cfg.notifier.allow_private_webhooks,
+                max_per_key: cfg.notifier.max_subscriptions_per_key,
+            })
             .radars(radars.iter().map(|r| RadarInfo::from(&r.radar)).collect())
             .registry(registry)
             .build()?;
