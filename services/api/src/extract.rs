@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::state::truncate;
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
@@ -41,6 +41,28 @@ where
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(ApiPath(v)),
             Err(e) => Err(ApiError::bad_request("invalid_path", e.body_text())),
+        }
+    }
+}
+
+/// Like `axum::Json` for request bodies, with problem rejections (400
+/// `invalid_body` naming what is wrong).
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(ApiError::bad_request(
+                "invalid_body",
+                truncate(&e.body_text(), 300),
+            )),
         }
     }
 }

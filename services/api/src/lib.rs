@@ -19,6 +19,7 @@ mod http_cache;
 pub mod metrics;
 pub mod models;
 mod routes;
+pub use routes::subscriptions::WebhookPolicy;
 pub mod server;
 pub mod state;
 
@@ -59,12 +60,33 @@ Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         (name = "scans", description = "Stored radar scans as fields"),
         (name = "nowcast", description = "Nowcasts, point forecasts and animations"),
         (name = "compatible", description = "The Dark Sky / Pirate Weather forecast request, answered from radar"),
+        (name = "subscriptions", description = "Webhook subscriptions of an API key: signed deliveries (Standard Webhooks) when rain approaches a place"),
         (name = "operations", description = "Health, readiness, metrics, the API description"),
         (name = "page", description = "The map page and its assets"),
     ),
-    components(schemas(Problem))
+    components(schemas(Problem)),
+    modifiers(&BearerKey)
 )]
 struct ApiDoc;
+
+/// The `api_key` security scheme: `Authorization: Bearer KEY`.
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from `raincast keys create`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The router with every route, and the OpenAPI document describing them.
 pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -76,6 +98,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::nowcast::router())
         .merge(routes::forecast::router())
         .merge(routes::darksky::router())
+        .merge(routes::subscriptions::router())
         .merge(routes::page::router())
         .split_for_parts()
 }

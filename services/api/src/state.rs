@@ -50,6 +50,7 @@ struct Inner {
     store: Arc<dyn ScanStore>,
     state_store: Option<Arc<dyn StateStore>>,
     keys: crate::auth::KeyAuth,
+    webhooks: crate::routes::subscriptions::WebhookPolicy,
     radars: Vec<RadarInfo>,
     nowcasts: NowcastService,
     metrics: ApiMetrics,
@@ -74,6 +75,7 @@ pub struct AppStateBuilder {
     config: ApiConfig,
     store: Arc<dyn ScanStore>,
     state_store: Option<Arc<dyn StateStore>>,
+    webhooks: crate::routes::subscriptions::WebhookPolicy,
     radars: Vec<RadarInfo>,
     nowcasts: NowcastService,
     registry: prometheus::Registry,
@@ -97,6 +99,13 @@ impl AppStateBuilder {
     /// endpoints that need a key answer 500 and `require_keys` cannot work).
     pub fn state_store(mut self, state: Arc<dyn StateStore>) -> Self {
         self.state_store = Some(state);
+        self
+    }
+
+    /// What webhook subscriptions may target, and how many a key may hold
+    /// (default: public `https` URLs only, 100 per key).
+    pub fn webhooks(mut self, policy: crate::routes::subscriptions::WebhookPolicy) -> Self {
+        self.webhooks = policy;
         self
     }
 
@@ -142,6 +151,7 @@ impl AppStateBuilder {
                 config: self.config,
                 store: self.store,
                 state_store: self.state_store,
+                webhooks: self.webhooks,
                 radars: self.radars,
                 nowcasts: self.nowcasts,
                 metrics,
@@ -168,6 +178,7 @@ impl AppState {
             config: ApiConfig::default(),
             store,
             state_store: None,
+            webhooks: Default::default(),
             radars: Vec::new(),
             nowcasts,
             registry: prometheus::Registry::new(),
@@ -186,6 +197,11 @@ impl AppState {
     /// The state store (API keys, subscriptions), when the API has one.
     pub fn state_store(&self) -> Option<&Arc<dyn StateStore>> {
         self.inner.state_store.as_ref()
+    }
+
+    /// The webhook policy (SSRF rules, per-key limit).
+    pub fn webhooks(&self) -> crate::routes::subscriptions::WebhookPolicy {
+        self.inner.webhooks
     }
 
     /// The API key checker.

@@ -155,33 +155,43 @@ fn document_is_well_formed() {
         assert!(resolve(&d, r).is_some(), "unresolved {r}");
     }
     for (path, item) in d["paths"].as_object().unwrap() {
-        let get = &item["get"];
-        assert!(
-            get.is_object(),
-            "{path}: only GET is served, and it must be documented"
-        );
-        assert!(!get["responses"].as_object().unwrap().is_empty(), "{path}");
-        assert!(
-            get["tags"].as_array().is_some_and(|t| !t.is_empty()),
-            "{path}: no tag"
-        );
-        let declared: BTreeSet<String> = get["parameters"]
-            .as_array()
-            .map(|ps| {
-                ps.iter()
-                    .filter(|p| p["in"] == "path")
-                    .map(|p| p["name"].as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let in_path: BTreeSet<String> = path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(str::to_string)
+        let ops: Vec<(&String, &Value)> = item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| METHODS.contains(&m.as_str()))
             .collect();
-        assert_eq!(declared, in_path, "{path}: path parameters");
+        assert!(!ops.is_empty(), "{path}: no operation");
+        for (method, op) in ops {
+            assert!(
+                !op["responses"].as_object().unwrap().is_empty(),
+                "{method} {path}"
+            );
+            assert!(
+                op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path}: no tag"
+            );
+            let declared: BTreeSet<String> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .map(|p| p["name"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let in_path: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(str::to_string)
+                .collect();
+            assert_eq!(declared, in_path, "{method} {path}: path parameters");
+        }
     }
 }
+
+/// The methods the router serves (and documents).
+const METHODS: [&str; 3] = ["get", "post", "delete"];
 
 #[test]
 fn schema_examples_match_their_schemas() {
@@ -219,7 +229,11 @@ async fn real_responses_match_the_document() {
     let paths: Vec<String> = d["paths"].as_object().unwrap().keys().cloned().collect();
     let (lon, lat) = grid().rowcol_to_lonlat(32.5, 37.5).unwrap();
     // Every documented path, plus error cases of the parameterised ones.
-    let mut calls: Vec<(String, String)> = paths.iter().map(|p| (p.clone(), concrete(p))).collect();
+    let mut calls: Vec<(String, String)> = paths
+        .iter()
+        .filter(|p| d["paths"][p.as_str()]["get"].is_object())
+        .map(|p| (p.clone(), concrete(p)))
+        .collect();
     let forecast = format!("/v1/forecast?lat={lat}&lon={lon}");
     calls.retain(|(p, _)| p != "/v1/forecast");
     let (key, _) = raincast_store::keys::create(f.store.as_ref(), "openapi", Utc::now())
@@ -280,10 +294,58 @@ async fn real_responses_match_the_document() {
         ),
         ("/assets/{file}".into(), "/assets/nothing.js".into()),
     ]);
+    // Every GET with no key; the subscription operations with one.
+    let mut calls: Vec<(&str, String, String, Option<String>)> = calls
+        .into_iter()
+        .map(|(t, u)| ("get", t, u, None))
+        .collect();
+    let subs = "/v1/subscriptions".to_string();
+    let one = "/v1/subscriptions/{id}".to_string();
+    let body = |url: &str| {
+        Some(
+            serde_json::json!({
+                "name": "Office", "lat": lat, "lon": lon, "url": url,
+                "events": ["rain_expected"]
+            })
+            .to_string(),
+        )
+    };
+    calls.extend([
+        (
+            "post",
+            subs.clone(),
+            subs.clone(),
+            body("https://93.184.215.14/hook"),
+        ),
+        (
+            "post",
+            subs.clone(),
+            subs.clone(),
+            body("https://127.0.0.1/hook"),
+        ),
+        ("get", subs.clone(), subs.clone(), None),
+        (
+            "delete",
+            one.clone(),
+            "/v1/subscriptions/sub_0".into(),
+            None,
+        ),
+    ]);
     let mut seen_paths = BTreeSet::new();
     let mut validated_json = 0;
-    for (template, uri) in &calls {
-        let resp = get(&f.state, uri).await;
+    for (method, template, uri, body) in &calls {
+        let resp = if template.starts_with("/v1/subscriptions") {
+            let req = axum::http::Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(uri.as_str())
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.clone().unwrap_or_default()))
+                .unwrap();
+            call(&f.state, req).await
+        } else {
+            get(&f.state, uri).await
+        };
         let status = resp.status().as_u16().to_string();
         let ct = resp
             .headers()
@@ -298,13 +360,21 @@ async fn real_responses_match_the_document() {
                 "{uri}: documented path not served"
             );
         }
-        let op = &d["paths"][template.as_str()]["get"];
+        let op = &d["paths"][template.as_str()][*method];
         let documented = &op["responses"][status.as_str()];
         assert!(
             documented.is_object(),
             "{uri}: status {status} is not documented"
         );
         let media = ct.split(';').next().unwrap().trim().to_string();
+        seen_paths.insert(template.clone());
+        if body.is_empty() {
+            assert!(
+                documented["content"].is_null(),
+                "{uri}: {status} documents a body"
+            );
+            continue;
+        }
         let content = documented["content"]
             .as_object()
             .unwrap_or_else(|| panic!("{uri}: {status} has no content"));
@@ -325,7 +395,6 @@ async fn real_responses_match_the_document() {
             assert!(errs.is_empty(), "{uri} ({status}): {errs:#?}");
             validated_json += 1;
         }
-        seen_paths.insert(template.clone());
     }
     assert_eq!(seen_paths, paths.iter().cloned().collect::<BTreeSet<_>>());
     assert!(validated_json >= 20, "{validated_json}");

@@ -1117,7 +1117,10 @@ impl Config {
         // Without SSM the environment holds every secret: check the X
         // credentials now (with SSM, the binary checks after the first read).
         if secrets.ssm_prefix.is_none() {
-            notifier::x_secrets(&Secrets::from_env(env))?;
+            notifier::posting_account(
+                notifier.mastodon.as_ref().map(|m| m.base_url.as_str()),
+                &Secrets::from_env(env),
+            )?;
         }
 
         Ok(Config {
@@ -1782,5 +1785,75 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             .unwrap_err()
             .to_string();
         assert!(err.contains("--queue (from command line)"), "{err}");
+    }
+
+    #[test]
+    fn webhook_and_mastodon_settings() {
+        let d = Config::from_toml("", &env(&[]), &Overrides::default()).unwrap();
+        assert!(!d.notifier.allow_private_webhooks);
+        assert_eq!(d.notifier.max_subscriptions_per_key, 100);
+        assert!(d.notifier.mastodon.is_none() && d.notifier.public_url.is_none());
+        let text = "[notifier]\nallow_private_webhooks = true\nmax_subscriptions_per_key = 3\n\
+                    public_url = \"https://rain.example.org/\"\n\
+                    [notifier.mastodon]\nbase_url = \"https://m.example.org/\"";
+        let vars = [(notifier::MASTODON_TOKEN_VAR, "t0k3n-value")];
+        let c = Config::from_toml(text, &env(&vars), &Overrides::default()).unwrap();
+        assert!(c.notifier.allow_private_webhooks);
+        assert_eq!(c.notifier.max_subscriptions_per_key, 3);
+        assert_eq!(
+            c.notifier.public_url.as_deref(),
+            Some("https://rain.example.org")
+        );
+        let m = c.notifier.mastodon.as_ref().expect("mastodon");
+        assert_eq!(m.base_url, "https://m.example.org");
+        match notifier::posting_account(Some(&m.base_url), &Secrets::from_env(&env(&vars))).unwrap() {
+            notifier::PostingAccount::Mastodon { base_url, token } => {
+                assert_eq!(base_url, "https://m.example.org");
+                assert_eq!(token.expose(), "t0k3n-value");
+            }
+            other => panic!("not Mastodon: {other:?}"),
+        }
+        assert!(!format!("{c:?}").contains("t0k3n"), "the token printed");
+        // A token without the table, the table without a token, both
+        // accounts, and a zero limit are errors naming the setting.
+        for (text, vars, want) in [
+            (
+                "",
+                vec![(notifier::MASTODON_TOKEN_VAR, "t")],
+                "RAINCAST_MASTODON_TOKEN",
+            ),
+            (
+                "[notifier.mastodon]\nbase_url = \"https://m.example.org\"",
+                vec![],
+                "RAINCAST_MASTODON_TOKEN",
+            ),
+            (
+                "[notifier.mastodon]\nbase_url = \"ftp://m\"",
+                vec![(notifier::MASTODON_TOKEN_VAR, "t")],
+                "notifier.mastodon.base_url",
+            ),
+            (
+                "[notifier]\nmax_subscriptions_per_key = 0",
+                vec![],
+                "notifier.max_subscriptions_per_key",
+            ),
+        ] {
+            let err = Config::from_toml(text, &env(&vars), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let mut both: Vec<(&str, &str)> = notifier::X_CREDENTIAL_VARS
+            .iter()
+            .map(|k| (*k, "v"))
+            .collect();
+        both.push((notifier::MASTODON_TOKEN_VAR, "t"));
+        let err = Config::from_toml(
+            "[notifier.mastodon]\nbase_url = \"https://m.example.org\"",
+            &env(&both),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("posts to one"), "{err}");
     }
 }

@@ -6,6 +6,12 @@
 //! outbox = "var/outbox"         # RAINCAST_OUTBOX
 //! dry_run = false               # outbox only, store never written
 //! x_api_base = "https://api.x.com"  # RAINCAST_X_API_BASE
+//! public_url = "https://rain.example.org"  # base of the links in webhooks
+//! allow_private_webhooks = false  # true: webhooks may target private/loopback addresses
+//! max_subscriptions_per_key = 100
+//!
+//! [notifier.mastodon]           # post to Mastodon (token: RAINCAST_MASTODON_TOKEN)
+//! base_url = "https://mastodon.social"
 //!
 //! [[notifier.places]]
 //! name = "Zürich"
@@ -14,11 +20,13 @@
 //! time_zone = "Europe/Zurich"
 //! ```
 //!
-//! X credentials are secrets ([`crate::secrets`]): the four named in
-//! [`X_SECRET_NAMES`], from `RAINCAST_X_CONSUMER_KEY`, … or the SSM
-//! parameters `{ssm_prefix}x_consumer_key`, …; all four or none. They are
-//! read again for every notifier pass ([`x_secrets`]), so rotated values
-//! are used without a restart, and never print.
+//! Posting credentials are secrets ([`crate::secrets`]): the four X
+//! credentials named in [`X_SECRET_NAMES`] (`RAINCAST_X_CONSUMER_KEY`, … or
+//! the SSM parameters `{ssm_prefix}x_consumer_key`, …; all four or none),
+//! and the Mastodon access token [`MASTODON_TOKEN_NAME`]
+//! (`RAINCAST_MASTODON_TOKEN` or `{ssm_prefix}mastodon_token`). They are
+//! read again for every notifier pass ([`posting_account`]), so rotated
+//! values are used without a restart, and never print.
 
 use crate::place::Place;
 use crate::secrets::{env_var_for_secret, SecretOrigin, Secrets};
@@ -50,7 +58,85 @@ pub(crate) struct NotifierFile {
     outbox: Option<PathBuf>,
     dry_run: Option<bool>,
     x_api_base: Option<String>,
+    public_url: Option<String>,
+    allow_private_webhooks: Option<bool>,
+    max_subscriptions_per_key: Option<usize>,
+    mastodon: Option<MastodonFile>,
     places: Vec<Place>,
+}
+
+/// The `[notifier.mastodon]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MastodonFile {
+    base_url: Option<String>,
+}
+
+/// Default of `max_subscriptions_per_key`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_KEY: usize = 100;
+
+/// The secret holding the Mastodon access token (a token with the
+/// `write:media` and `write:statuses` scopes).
+pub const MASTODON_TOKEN_NAME: &str = "mastodon_token";
+
+/// Its environment variable.
+pub const MASTODON_TOKEN_VAR: &str = "RAINCAST_MASTODON_TOKEN";
+
+/// The posting Mastodon account (its token is the secret
+/// [`MASTODON_TOKEN_NAME`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MastodonSection {
+    /// Instance URL without a trailing slash, e.g. `https://mastodon.social`.
+    pub base_url: String,
+}
+
+/// Where the notifier posts, from the section and the secrets as they are now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostingAccount {
+    /// No account: posts go to the outbox.
+    None,
+    /// X, with these credentials.
+    X(XSecrets),
+    /// Mastodon at `base_url`, with this token.
+    Mastodon { base_url: String, token: Secret },
+}
+
+/// The posting account: X when its four credentials are set, Mastodon when
+/// `[notifier.mastodon]` is configured (its token must then be set), else
+/// none. Errors name the setting or secret: an incomplete X set, a
+/// Mastodon table without a token or a token without the table, and both
+/// accounts at once (the notifier posts to one).
+///
+/// `mastodon_base_url` is `[notifier.mastodon] base_url`, when set.
+pub fn posting_account(
+    mastodon_base_url: Option<&str>,
+    secrets: &Secrets,
+) -> Result<PostingAccount, ConfigError> {
+    let x = x_secrets(secrets)?;
+    let token = secrets.get_with_origin(MASTODON_TOKEN_NAME);
+    match (mastodon_base_url, token, x) {
+        (Some(_), _, Some(_)) => Err(invalid(
+            "notifier.mastodon",
+            "config file",
+            "both X credentials and a Mastodon account are set; the notifier posts to one",
+        )),
+        (Some(base_url), Some((token, _)), None) => Ok(PostingAccount::Mastodon {
+            base_url: base_url.to_string(),
+            token,
+        }),
+        (Some(_), None, None) => Err(invalid(
+            MASTODON_TOKEN_VAR,
+            "environment or SSM",
+            "not set, and [notifier.mastodon] is configured",
+        )),
+        (None, Some((_, origin)), _) => Err(invalid(
+            MASTODON_TOKEN_VAR,
+            origin.as_str(),
+            "is set but [notifier.mastodon] base_url is not",
+        )),
+        (None, None, Some(x)) => Ok(PostingAccount::X(x)),
+        (None, None, None) => Ok(PostingAccount::None),
+    }
 }
 
 /// OAuth 1.0a user-context credentials of the posting X account.
@@ -75,6 +161,29 @@ pub struct NotifierSection {
     pub places: Vec<Place>,
     /// X API base URL without a trailing slash (default https://api.x.com).
     pub x_api_base: Option<String>,
+    /// Base URL of this service as its users reach it (links in webhook
+    /// bodies); `None`: links are paths.
+    pub public_url: Option<String>,
+    /// Let webhooks target loopback, private, link-local and metadata
+    /// addresses, and plain `http` (tests, private networks). Default false.
+    pub allow_private_webhooks: bool,
+    /// Most webhook subscriptions one API key may hold (default 100).
+    pub max_subscriptions_per_key: usize,
+    /// The Mastodon account, when `[notifier.mastodon]` is set.
+    pub mastodon: Option<MastodonSection>,
+}
+
+/// An `http(s)` URL from `setting`, without its trailing slash.
+fn http_url(v: &str, setting: &str, origin: &'static str) -> Result<String, ConfigError> {
+    let v = v.trim().trim_end_matches('/').to_string();
+    if !(v.starts_with("http://") || v.starts_with("https://")) {
+        return Err(invalid(
+            setting,
+            origin,
+            format!("{v:?} is not an http(s) URL"),
+        ));
+    }
+    Ok(v)
 }
 
 impl NotifierSection {
@@ -102,16 +211,35 @@ impl NotifierSection {
                 .map(|v| (v, "notifier.x_api_base", "config file")),
         };
         let x_api_base = match x_api_base {
-            Some((v, setting, origin)) => {
-                let v = v.trim().trim_end_matches('/').to_string();
-                if !(v.starts_with("http://") || v.starts_with("https://")) {
+            Some((v, setting, origin)) => Some(http_url(&v, setting, origin)?),
+            None => None,
+        };
+        let public_url = match &f.public_url {
+            Some(v) => {
+                let (setting, origin) = origins.of("notifier", "public_url");
+                Some(http_url(v, &setting, origin)?)
+            }
+            None => None,
+        };
+        let max_subscriptions_per_key = f
+            .max_subscriptions_per_key
+            .unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS_PER_KEY);
+        if max_subscriptions_per_key == 0 {
+            let (setting, origin) = origins.of("notifier", "max_subscriptions_per_key");
+            return Err(invalid(&setting, origin, "must be at least 1"));
+        }
+        let mastodon = match &f.mastodon {
+            Some(m) => {
+                let (setting, origin) = origins.of("notifier", "mastodon");
+                let Some(base) = &m.base_url else {
                     return Err(invalid(
-                        setting,
+                        &format!("{setting}.base_url"),
                         origin,
-                        format!("{v:?} is not an http(s) URL"),
+                        "is required in [notifier.mastodon]",
                     ));
-                }
-                Some(v)
+                };
+                let base_url = http_url(base, &format!("{setting}.base_url"), origin)?;
+                Some(MastodonSection { base_url })
             }
             None => None,
         };
@@ -121,6 +249,10 @@ impl NotifierSection {
             dry_run: f.dry_run.unwrap_or(false),
             places: f.places.clone(),
             x_api_base,
+            public_url,
+            allow_private_webhooks: f.allow_private_webhooks.unwrap_or(false),
+            max_subscriptions_per_key,
+            mastodon,
         })
     }
 }

@@ -157,6 +157,11 @@ pub struct Place {
     /// Also post "clearing" events. Default off.
     #[serde(default)]
     pub clearing: bool,
+    /// Stable identity in event keys and stored states instead of the
+    /// name's slug (webhook subscriptions: their id, so two subscriptions
+    /// of the same name never share events). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 fn default_radius() -> f64 {
@@ -194,6 +199,7 @@ impl Place {
             thresholds: Thresholds::default(),
             hashtags: Vec::new(),
             clearing: false,
+            id: None,
         }
     }
 
@@ -252,10 +258,11 @@ impl Place {
         self.thresholds.validate(&self.name)
     }
 
-    /// Lower-case ASCII slug of the name, for event keys and file names:
-    /// letters and digits kept, every other run of characters becomes `-`.
+    /// Lower-case ASCII slug of the id, else of the name, for event keys
+    /// and file names: letters and digits kept, every other run of
+    /// characters becomes `-`.
     pub fn slug(&self) -> String {
-        slug(&self.name)
+        slug(self.id.as_deref().unwrap_or(&self.name))
     }
 }
 

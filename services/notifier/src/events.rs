@@ -58,6 +58,11 @@ impl EventKind {
         EventKind::Clearing,
     ];
 
+    /// The kind named `name` (snake case, as [`EventKind::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Snake-case name, as in JSON and event keys.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,7 +8,9 @@
 //! 3. [`claims`]: conditional writes in the shared state store so that one
 //!    instance owns each event, and each is posted exactly once;
 //! 4. [`text`]: the post text;
-//! 5. [`publish`]: X (API v2, OAuth 1.0a) and outbox publishers behind one trait.
+//! 5. [`publish`]: X (API v2, OAuth 1.0a), Mastodon, outbox and webhook
+//!    publishers behind one trait; [`webhook`] delivers the webhooks of
+//!    subscriptions (Standard Webhooks, retries, [`ssrf`] checks).
 
 pub mod claims;
 pub mod events;
@@ -20,7 +22,9 @@ pub mod outlook;
 pub use raincast_config::place;
 pub mod publish;
 pub mod service;
+pub mod ssrf;
 pub mod text;
+pub mod webhook;
 
 pub use events::{evaluate, Event, EventKind, PlaceState};
 pub use notify::{GifSource, Job, Notifier, Report, ReportStatus};

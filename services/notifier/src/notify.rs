@@ -122,6 +122,9 @@ pub struct Notifier<P> {
     claims: Claims,
     publisher: P,
     shutdown: Option<watch::Receiver<bool>>,
+    /// When set: the only event kinds posted per place slug (webhook
+    /// subscriptions choose theirs); other kinds are evaluated, not claimed.
+    kinds: Option<BTreeMap<String, BTreeSet<EventKind>>>,
 }
 
 fn report(record: &ClaimRecord, status: ReportStatus) -> Report {
@@ -145,7 +148,21 @@ impl<P: Publisher> Notifier<P> {
             claims,
             publisher,
             shutdown: None,
+            kinds: None,
         }
+    }
+
+    /// Posts only the kinds listed for each place (by [`Place::slug`]);
+    /// a place not listed gets none.
+    pub fn with_kinds(mut self, kinds: BTreeMap<String, BTreeSet<EventKind>>) -> Self {
+        self.kinds = Some(kinds);
+        self
+    }
+
+    fn wanted(&self, place: &Place, kind: EventKind) -> bool {
+        self.kinds
+            .as_ref()
+            .is_none_or(|k| k.get(&place.slug()).is_some_and(|set| set.contains(&kind)))
     }
 
     /// Stops publishing (between steps, and in the middle of waits) once
@@ -189,7 +206,7 @@ impl<P: Publisher> Notifier<P> {
             for kind in &ev.suppressed {
                 info!(place = %job.place.name, %kind, "event within cool-down, not posted");
             }
-            for event in &ev.events {
+            for event in ev.events.iter().filter(|e| self.wanted(&job.place, e.kind)) {
                 let text = compose(event, &job.place);
                 match self.claims.claim(event, &job.place, &text, now).await? {
                     ClaimOutcome::Acquired { version, record } => {
@@ -338,6 +355,7 @@ impl<P: Publisher> Notifier<P> {
         };
         let post = Post {
             event: &record.event,
+            place: &record.place,
             text: &record.text,
             gif: gif.as_deref(),
         };
@@ -382,6 +400,7 @@ impl<P: Publisher> Notifier<P> {
         );
         let post = Post {
             event: &record.event,
+            place: &record.place,
             text: &record.text,
             gif: gif.as_deref(),
         };

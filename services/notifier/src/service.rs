@@ -12,14 +12,17 @@
 use crate::claims::Claims;
 use crate::frames::{jobs_for, RadarFrames};
 use crate::gif::{FrameLibrary, PAST_MIN};
-use crate::notify::{Notifier, NotifyError, Report};
+use crate::notify::{NoGif, Notifier, NotifyError, Report};
 use crate::oauth::Credentials;
+use crate::publish::mastodon::{MastodonConfig, MastodonPublisher};
 use crate::publish::outbox::OutboxPublisher;
+use crate::publish::webhook::WebhookPublisher;
 use crate::publish::x::{XConfig, XPublisher};
 use crate::publish::{AnyPublisher, PublishError};
+use crate::webhook::{subscription_kinds, subscription_place, Deliverer, WebhookSettings};
 use crate::Place;
 use chrono::{DateTime, Duration, Utc};
-use raincast_config::notifier::{x_secrets, NotifierSection};
+use raincast_config::notifier::{posting_account, NotifierSection, PostingAccount};
 use raincast_config::secrets::Secrets;
 use raincast_nowcast::{NowcastService, NowcastServiceError};
 use raincast_store::StateStore;
@@ -45,12 +48,17 @@ pub struct NotifierSettings {
     pub places: Vec<Place>,
     /// Outbox folder: one JSON file and one GIF per post, when not posting to X.
     pub outbox: PathBuf,
-    /// The process's secrets. Each pass posts to X (unless a dry run)
-    /// when they hold the account's credentials, read for that pass, so
-    /// rotated credentials are used without a restart.
+    /// The process's secrets. Each pass posts to X or Mastodon (unless a
+    /// dry run) when they hold that account's credentials, read for that
+    /// pass, so rotated credentials are used without a restart.
     pub secrets: Secrets,
     /// Where X's API is.
     pub x_config: XConfig,
+    /// The Mastodon instance, when `[notifier.mastodon]` is set (its token
+    /// is the secret `mastodon_token`).
+    pub mastodon: Option<MastodonConfig>,
+    /// Webhook deliveries of the subscriptions in the state store.
+    pub webhooks: WebhookSettings,
     /// Write to the outbox even with an X account, and keep claims and
     /// place states in memory: the store is read, never written.
     pub dry_run: bool,
@@ -72,6 +80,8 @@ impl NotifierSettings {
             outbox,
             secrets: Secrets::default(),
             x_config: XConfig::default(),
+            mastodon: None,
+            webhooks: WebhookSettings::default(),
             dry_run: false,
             lease: Duration::minutes(CLAIM_LEASE_MIN),
             past_min: PAST_MIN,
@@ -83,9 +93,10 @@ impl NotifierSettings {
 
 impl NotifierSettings {
     /// The settings of the `[notifier]` section watching `places` (the
-    /// section's, or others such as the demo's) with the X credentials
-    /// from `secrets`, or `None` when the notifier is off: `enabled =
-    /// false`, or not set and no places.
+    /// section's, or others such as the demo's) with the posting
+    /// credentials from `secrets`, or `None` when the notifier is off:
+    /// `enabled = false`, or not set and no places. `enabled = true`
+    /// without places watches the webhook subscriptions only.
     pub fn from_section(
         section: &NotifierSection,
         places: Vec<Place>,
@@ -95,16 +106,24 @@ impl NotifierSettings {
         if !section.enabled.unwrap_or(!places.is_empty()) {
             return Ok(None);
         }
-        if places.is_empty() {
-            return Err(ServiceError::NoPlaces);
-        }
         let mut x_config = XConfig::default();
         if let Some(base) = &section.x_api_base {
             x_config.base_url = base.clone();
         }
+        let mastodon = section
+            .mastodon
+            .as_ref()
+            .map(|m| MastodonConfig::new(m.base_url.clone()));
+        let webhooks = WebhookSettings {
+            allow_private: section.allow_private_webhooks,
+            public_url: section.public_url.clone(),
+            ..WebhookSettings::default()
+        };
         Ok(Some(Self {
             secrets,
             x_config,
+            mastodon,
+            webhooks,
             dry_run: section.dry_run,
             interval,
             ..Self::new(places, section.outbox.clone())
@@ -138,36 +157,44 @@ pub enum ServiceError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Nowcast(#[from] NowcastServiceError),
-    #[error("X publisher: {0}")]
+    #[error("publisher: {0}")]
     Publisher(#[from] PublishError),
     #[error(transparent)]
     Secrets(#[from] raincast_config::ConfigError),
-    #[error("notifier.enabled is true but there are no places: add [[notifier.places]] tables")]
-    NoPlaces,
+    #[error("webhook subscriptions: {0}")]
+    Store(#[from] raincast_store::StoreError),
 }
 
-/// The current X credentials, unless a dry run.
-fn x_credentials(settings: &NotifierSettings) -> Result<Option<Credentials>, ServiceError> {
-    if settings.dry_run {
-        return Ok(None);
-    }
-    Ok(x_secrets(&settings.secrets)?.map(|s| Credentials {
-        consumer_key: s.consumer_key.expose().to_string(),
-        consumer_secret: s.consumer_secret.expose().to_string(),
-        access_token: s.access_token.expose().to_string(),
-        access_secret: s.access_secret.expose().to_string(),
-    }))
-}
-
-/// This pass's publisher: X with the credentials as they are now, else the outbox.
+/// This pass's publisher: X or Mastodon with the credentials as they are
+/// now (unless a dry run), else the outbox.
 fn publisher(settings: &NotifierSettings) -> Result<AnyPublisher, ServiceError> {
-    match x_credentials(settings)? {
-        Some(credentials) => {
+    let account = if settings.dry_run {
+        PostingAccount::None
+    } else {
+        let mastodon = settings.mastodon.as_ref().map(|m| m.base_url.as_str());
+        posting_account(mastodon, &settings.secrets)?
+    };
+    match account {
+        PostingAccount::X(s) => {
+            let credentials = Credentials {
+                consumer_key: s.consumer_key.expose().to_string(),
+                consumer_secret: s.consumer_secret.expose().to_string(),
+                access_token: s.access_token.expose().to_string(),
+                access_secret: s.access_secret.expose().to_string(),
+            };
             let x = XPublisher::new(credentials, settings.x_config.clone())?;
             debug!(base = %x.config().base_url, "posting to X");
             Ok(AnyPublisher::X(Box::new(x)))
         }
-        None => {
+        PostingAccount::Mastodon { token, .. } => {
+            let config = settings.mastodon.clone().unwrap_or_else(|| {
+                unreachable!("posting_account returns Mastodon only with [notifier.mastodon]")
+            });
+            let p = MastodonPublisher::new(token, config)?;
+            debug!(base = %p.config().base_url, "posting to Mastodon");
+            Ok(AnyPublisher::Mastodon(Box::new(p)))
+        }
+        PostingAccount::None => {
             debug!(outbox = %settings.outbox.display(), dry_run = settings.dry_run,
                 "writing to the outbox");
             Ok(AnyPublisher::Outbox(OutboxPublisher::new(
@@ -189,6 +216,15 @@ pub async fn pass(
 ) -> Result<Vec<Report>, ServiceError> {
     let mut gifs = FrameLibrary::new();
     let mut jobs = Vec::new();
+    // Webhook subscriptions are places too (a dry run leaves them alone:
+    // it must not send anything).
+    let subscriptions = if settings.dry_run {
+        Vec::new()
+    } else {
+        raincast_store::subscriptions::list_all(deps.state.as_ref()).await?
+    };
+    let sub_places: Vec<Place> = subscriptions.iter().map(subscription_place).collect();
+    let mut sub_jobs = Vec::new();
     for radar in &deps.radars {
         let nowcast = match deps.nowcasts.latest(&radar.id) {
             Some(n) => Some(n),
@@ -206,6 +242,7 @@ pub async fn pass(
         let frames =
             RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
         jobs.extend(jobs_for(&frames, &settings.places));
+        sub_jobs.extend(jobs_for(&frames, &sub_places));
         gifs.insert(frames);
     }
     let owner = format!(
@@ -220,11 +257,47 @@ pub async fn pass(
     } else {
         Claims::new(deps.state.clone(), owner, settings.lease)
     };
-    let mut notifier = Notifier::new(claims, publisher(settings)?);
-    if let Some(rx) = shutdown {
+    let mut notifier = Notifier::new(claims.clone(), publisher(settings)?);
+    if let Some(rx) = shutdown.clone() {
         notifier = notifier.with_shutdown(rx);
     }
-    Ok(notifier.run_once(&jobs, &gifs, Utc::now()).await?)
+    let mut reports = notifier.run_once(&jobs, &gifs, Utc::now()).await?;
+    if settings.dry_run {
+        return Ok(reports);
+    }
+    // Subscriptions: the same evaluation and claims; "posting" queues a
+    // delivery, which the deliverer then sends.
+    if !subscriptions.is_empty() {
+        let kinds = subscriptions
+            .iter()
+            .zip(&sub_places)
+            .map(|(s, p)| (p.slug(), subscription_kinds(s)))
+            .collect();
+        let hooks =
+            WebhookPublisher::new(deps.state.clone(), subscriptions, settings.webhooks.clone());
+        let mut notifier = Notifier::new(claims.clone(), hooks).with_kinds(kinds);
+        if let Some(rx) = shutdown {
+            notifier = notifier.with_shutdown(rx);
+        }
+        reports.extend(notifier.run_once(&sub_jobs, &NoGif, Utc::now()).await?);
+    }
+    deliver(settings, deps, claims.owner()).await;
+    Ok(reports)
+}
+
+/// Sends the webhook deliveries that are due (first attempts and retries).
+async fn deliver(settings: &NotifierSettings, deps: &NotifierDeps, owner: &str) {
+    let deliverer = Deliverer::new(deps.state.clone(), settings.webhooks.clone(), owner);
+    match deliverer.run_due(Utc::now()).await {
+        Ok(reports) => {
+            for r in reports {
+                debug!(webhook_id = %r.webhook_id, subscription = %r.subscription,
+                    attempt = r.attempt, status = ?r.status, http_status = ?r.http_status,
+                    "webhook attempt");
+            }
+        }
+        Err(e) => warn!(error = %e, "webhook deliveries failed; next run tries again"),
+    }
 }
 
 /// The notifier job of `raincast run`: a [`pass`] whenever a radar's
@@ -236,12 +309,16 @@ pub async fn run(
     deps: NotifierDeps,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    match x_credentials(&settings) {
-        Ok(Some(_)) => info!(places = settings.places.len(), x = %settings.x_config.base_url,
+    match publisher(&settings) {
+        Ok(AnyPublisher::X(x)) => info!(places = settings.places.len(), x = %x.config().base_url,
             "notifier runs after every nowcast, posting to X"),
-        Ok(None) => info!(places = settings.places.len(), outbox = %settings.outbox.display(),
+        Ok(AnyPublisher::Mastodon(m)) => info!(places = settings.places.len(),
+            mastodon = %m.config().base_url,
+            "notifier runs after every nowcast, posting to Mastodon"),
+        Ok(_) => info!(places = settings.places.len(), outbox = %settings.outbox.display(),
             "notifier runs after every nowcast, writing to the outbox"),
-        Err(e) => warn!(error = %e, "notifier runs after every nowcast; X credentials unusable"),
+        Err(e) => warn!(error = %e,
+            "notifier runs after every nowcast; posting credentials unusable"),
     }
     let mut seen: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut tick = tokio::time::interval(settings.interval);
@@ -265,6 +342,11 @@ pub async fn run(
             }
         }
         if !fresh {
+            // Webhook retries fall due between nowcasts.
+            if !settings.dry_run {
+                let owner = format!("notify-{}", std::process::id());
+                deliver(&settings, &deps, &owner).await;
+            }
             continue;
         }
         // Only cached nowcasts: the nowcast job builds them, never the notifier.

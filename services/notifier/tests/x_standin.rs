@@ -15,6 +15,8 @@
 //! Claims live in a real [`StateStore`] (the embedded redb store), shared by
 //! the instances of a test.
 
+mod common;
+
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -24,16 +26,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use common::{jobs_at, state_store, t0, two_instances};
 use hmac::{Hmac, KeyInit, Mac};
 use raincast_notifier::claims::{ClaimStatus, Claims};
 use raincast_notifier::notify::{GifSource, Job, Notifier, ReportStatus};
 use raincast_notifier::oauth::Credentials;
-use raincast_notifier::outlook::{AreaRain, LeadRain, Outlook};
 use raincast_notifier::publish::x::{XConfig, XPublisher};
 use raincast_notifier::publish::{Post, PublishContext, PublishError, Publisher};
 use raincast_notifier::{Event, EventKind, Place};
 use raincast_store::{
-    Checkpoint, EmbeddedStore, LeaseOutcome, QuarantineRecord, StateStore, StoreError, StoreResult,
+    Checkpoint, LeaseOutcome, QuarantineRecord, StateStore, StoreError, StoreResult,
     VersionedRecord,
 };
 use raincast_testkit::TempDir;
@@ -585,46 +587,6 @@ impl GifSource for TestGifs {
     }
 }
 
-fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z")
-        .expect("time")
-        .with_timezone(&Utc)
-}
-
-/// The place's area rate at minute `m` of a synthetic passing shower.
-fn shower(m: i64) -> f32 {
-    match m {
-        ..40 => 0.0,
-        40..70 => 1.5,
-        70..90 => 14.0,
-        90..120 => 3.0,
-        _ => 0.0,
-    }
-}
-
-fn outlook(step: i64) -> Outlook {
-    let m = 5 * step;
-    let area = |r: f32| AreaRain {
-        rate_mm_h: r,
-        max_mm_h: r,
-        wet_fraction: if r > 0.0 { 0.4 } else { 0.0 },
-        valid_fraction: 1.0,
-    };
-    Outlook {
-        radar: "synthetic".into(),
-        radar_name: "Raincast synthetic radar".into(),
-        scan_time: t0() + Duration::minutes(m),
-        now: Some(area(shower(m))),
-        leads: (1..=12)
-            .map(|k| LeadRain {
-                lead_min: k * 10,
-                rate_mm_h: Some(shower(m + i64::from(k) * 10)),
-                probability: Some(0.9),
-            })
-            .collect(),
-    }
-}
-
 fn place() -> Place {
     let mut p = Place::new("Brussels", 50.85, 4.35)
         .with_time_zone("Europe/Brussels")
@@ -635,19 +597,7 @@ fn place() -> Place {
 }
 
 fn jobs(step: i64) -> Vec<Job> {
-    vec![Job {
-        place: place(),
-        outlook: outlook(step),
-    }]
-}
-
-/// The shared state store of a test's notifier instances.
-async fn state_store(dir: &TempDir) -> Arc<dyn StateStore> {
-    Arc::new(
-        EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
-            .await
-            .expect("store"),
-    )
+    jobs_at(place(), step)
 }
 
 // --------------------------------------------------------------------- tests
@@ -874,25 +824,7 @@ async fn two_notifiers_at_once_post_each_event_once() {
         Claims::new(store.clone(), "instance-b", Duration::minutes(10)),
         publisher(addr, creds()),
     );
-    let mut posted = Vec::new();
-    for step in 0..40 {
-        let now = t0() + Duration::minutes(5 * step);
-        let (ja, jb) = (jobs(step), jobs(step));
-        let (ra, rb) = tokio::join!(
-            a.run_once(&ja, &TestGifs, now),
-            b.run_once(&jb, &TestGifs, now)
-        );
-        for r in ra.expect("a").into_iter().chain(rb.expect("b")) {
-            if r.status == ReportStatus::Posted {
-                posted.push(r);
-            } else {
-                assert!(
-                    matches!(r.status, ReportStatus::Busy | ReportStatus::Duplicate),
-                    "{r:?}"
-                );
-            }
-        }
-    }
+    let posted = two_instances(&a, &b, jobs, &TestGifs).await;
     let kinds: HashSet<EventKind> = posted.iter().map(|r| r.kind).collect();
     assert_eq!(posted.len(), 4, "{posted:#?}");
     assert_eq!(kinds.len(), 4);
@@ -909,14 +841,12 @@ async fn two_notifiers_at_once_post_each_event_once() {
 async fn publisher_trait_posts_text_only() {
     let (s, addr) = start_standin().await;
     let p = publisher(addr, creds());
-    let ev = {
-        let st = raincast_notifier::PlaceState::default();
-        raincast_notifier::evaluate(&place(), &st, &outlook(0)).events[0].clone()
-    };
+    let ev = common::first_event(&place());
     let r = p
         .publish(
             &Post {
                 event: &ev,
+                place: &place(),
                 text: "text only",
                 gif: None,
             },

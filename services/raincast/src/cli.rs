@@ -86,7 +86,8 @@ pub fn process_env() -> HashMap<String, String> {
 
 /// The process's secrets: the environment's, and when `[secrets]
 /// ssm_prefix` is set the SSM parameters below it, read now (a failure
-/// stops the start). The X credentials are then checked to be complete.
+/// stops the start). The posting credentials (X or Mastodon) are then
+/// checked to be complete.
 /// Returns the SSM reader for `raincast_secrets::run` (refreshes).
 pub async fn load_secrets(
     cfg: &Config,
@@ -100,7 +101,8 @@ pub async fn load_secrets(
         }
         None => None,
     };
-    raincast_config::notifier::x_secrets(secrets)?;
+    let mastodon = cfg.notifier.mastodon.as_ref().map(|m| m.base_url.as_str());
+    raincast_config::notifier::posting_account(mastodon, secrets)?;
     Ok(ssm)
 }
 

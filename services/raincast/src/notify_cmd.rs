@@ -87,7 +87,9 @@ fn places(args: &NotifyArgs, cfg: &Config) -> Result<Vec<Place>> {
         out = cfg.notifier.places.clone();
     }
     if out.is_empty() {
-        bail!("no places: pass --place NAME,LAT,LON[,RADIUS_KM] or --places-file FILE, or configure [[notifier.places]]");
+        info!(
+            "no places (--place, --places-file or [[notifier.places]]): webhook subscriptions only"
+        );
     }
     Ok(out)
 }

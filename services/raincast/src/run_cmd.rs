@@ -10,7 +10,7 @@ use crate::cli::{
 };
 use anyhow::Result;
 use clap::Args;
-use raincast_api::{AppState, RadarInfo};
+use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_config::secrets::Secrets;
 use raincast_config::SourceSpec;
 use raincast_ingest::demo::{demo_places, DemoOptions, DemoRadar};
@@ -104,6 +104,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let state = AppState::builder(stores.scans.clone(), nowcasts.clone())
             .config(cfg.api.clone())
             .state_store(stores.state.clone())
+            .webhooks(WebhookPolicy {
+                allow_private: cfg.notifier.allow_private_webhooks,
+                max_per_key: cfg.notifier.max_subscriptions_per_key,
+            })
             .radars(radars.iter().map(|r| RadarInfo::from(&r.radar)).collect())
             .registry(registry)
             .build()?;

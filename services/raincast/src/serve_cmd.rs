@@ -11,7 +11,7 @@
 use crate::cli::{announce_map, process_env, runtime, shutdown_signal, ConfigArgs};
 use anyhow::Result;
 use clap::Args;
-use raincast_api::{AppState, RadarInfo};
+use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_ingest::{Connector, Overrides};
 use raincast_nowcast::NowcastService;
 
@@ -68,6 +68,10 @@ pub fn run(args: ApiArgs) -> Result<()> {
         let state = AppState::builder(stores.scans.clone(), nowcasts)
             .config(cfg.api.clone())
             .state_store(stores.state.clone())
+            .webhooks(WebhookPolicy {
+                allow_private: cfg.notifier.allow_private_webhooks,
+                max_per_key: cfg.notifier.max_subscriptions_per_key,
+            })
             .radars(radars)
             .build()?;
         let (addr, http) = raincast_api::run(&cfg.listen, state, shutdown).await?;

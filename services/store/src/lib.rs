@@ -27,6 +27,7 @@ pub mod model;
 pub mod radars;
 pub mod s3;
 pub mod sqs;
+pub mod subscriptions;
 
 pub use dynamo::{DynamoOptions, DynamoStore};
 pub use embedded::EmbeddedStore;

@@ -8,3 +8,4 @@ pub mod openapi;
 pub mod page;
 pub mod radars;
 pub mod scans;
+pub mod subscriptions;

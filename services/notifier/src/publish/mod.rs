@@ -1,9 +1,14 @@
-//! Publishers: where posts go. One trait, two adapters:
+//! Publishers: where posts go. One trait, four adapters:
 //! * [`x::XPublisher`]: X API v2 with OAuth 1.0a user context;
+//! * [`mastodon::MastodonPublisher`]: a Mastodon account (bearer token);
+//! * [`webhook::WebhookPublisher`]: queues webhook deliveries of subscriptions;
 //! * [`outbox::OutboxPublisher`]: text, GIF and a JSON record in a folder
 //!   (the default, and the dry-run mode).
 
+pub(crate) mod http;
+pub mod mastodon;
 pub mod outbox;
+pub mod webhook;
 pub mod x;
 
 use crate::events::Event;
@@ -17,11 +22,13 @@ use tokio::time::Instant;
 /// X's limit for animated GIFs, bytes.
 pub const MAX_GIF_BYTES: usize = 15 * 1024 * 1024;
 
-/// One post: the event, its text and optionally its GIF.
+/// One post: the event, its place, its text and optionally its GIF.
 #[derive(Debug, Clone, Copy)]
 pub struct Post<'a> {
     /// The event (its key names the post in the outbox).
     pub event: &'a Event,
+    /// The place (a webhook subscription's, for webhooks).
+    pub place: &'a crate::Place,
     /// Text, at most 280 weighted characters.
     pub text: &'a str,
     /// Animated GIF bytes.
@@ -89,6 +96,15 @@ pub enum PublishError {
     /// The process is shutting down: given up before the next step.
     #[error("shutting down before {stage}")]
     ShuttingDown { stage: &'static str },
+    /// The state store failed (webhook deliveries are queued there).
+    #[error("state store during {stage}: {message}")]
+    Store {
+        stage: &'static str,
+        message: String,
+    },
+    /// A webhook event whose place is no known subscription.
+    #[error("no webhook subscription for place {place:?}")]
+    NoSubscription { place: String },
 }
 
 /// Stage name of the request that creates a post: the only one after which
@@ -197,11 +213,13 @@ pub trait Publisher: Send + Sync {
     ) -> impl Future<Output = Result<Option<Receipt>, PublishError>> + Send;
 }
 
-/// Either publisher, chosen at run time.
+/// Any publisher, chosen at run time.
 #[derive(Debug)]
 pub enum AnyPublisher {
     /// X API v2.
     X(Box<x::XPublisher>),
+    /// Mastodon.
+    Mastodon(Box<mastodon::MastodonPublisher>),
     /// Outbox folder.
     Outbox(outbox::OutboxPublisher),
 }
@@ -210,6 +228,7 @@ impl Publisher for AnyPublisher {
     fn name(&self) -> &'static str {
         match self {
             AnyPublisher::X(p) => p.name(),
+            AnyPublisher::Mastodon(p) => p.name(),
             AnyPublisher::Outbox(p) => p.name(),
         }
     }
@@ -221,6 +240,7 @@ impl Publisher for AnyPublisher {
     ) -> Result<Receipt, PublishError> {
         match self {
             AnyPublisher::X(p) => p.publish(post, ctx).await,
+            AnyPublisher::Mastodon(p) => p.publish(post, ctx).await,
             AnyPublisher::Outbox(p) => p.publish(post, ctx).await,
         }
     }
@@ -232,6 +252,7 @@ impl Publisher for AnyPublisher {
     ) -> Result<Option<Receipt>, PublishError> {
         match self {
             AnyPublisher::X(p) => p.find(post, since).await,
+            AnyPublisher::Mastodon(p) => p.find(post, since).await,
             AnyPublisher::Outbox(p) => p.find(post, since).await,
         }
     }

@@ -172,8 +172,10 @@ mod tests {
         let ev = evaluate(&place, &PlaceState::default(), &shower_outlook(0)).events[0].clone();
         let out = OutboxPublisher::new(&dir);
         let gif = b"GIF89a-not-really".to_vec();
+        let place = crate::Place::new("P", 50.0, 4.0);
         let post = Post {
             event: &ev,
+            place: &place,
             text: "hello",
             gif: Some(&gif),
         };
@@ -217,6 +219,7 @@ mod tests {
             .publish(
                 &Post {
                     event: &ev2,
+                    place: &place,
                     text: "x",
                     gif: Some(&big),
                 },

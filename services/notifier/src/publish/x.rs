@@ -33,15 +33,16 @@
 //! Credentials come only from the environment (read by `raincast-config`)
 //! and never reach logs: only stages, statuses and error bodies are logged.
 
+use super::http::{self, json_body, multipart, snippet, Body, Headers, Retry};
 use super::{Post, PublishContext, PublishError, Publisher, Receipt, CREATE_STAGE, MAX_GIF_BYTES};
 use crate::oauth::{authorization_header, Credentials};
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 /// Default API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.x.com";
@@ -96,59 +97,6 @@ pub struct XPublisher {
     user_id: Arc<tokio::sync::OnceCell<String>>,
 }
 
-/// A request body that can be sent again on retry.
-#[derive(Debug, Clone)]
-enum Body {
-    Empty,
-    Json(Vec<u8>),
-    Multipart { boundary: String, bytes: Vec<u8> },
-}
-
-/// Builds a multipart/form-data body with text fields and one binary file part.
-fn multipart(fields: &[(&str, String)], file_field: &str, file: &[u8]) -> Body {
-    let boundary = format!("raincast-{}", crate::oauth::new_nonce());
-    let mut bytes = Vec::with_capacity(file.len() + 512);
-    for (name, value) in fields {
-        bytes.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    bytes.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"blob\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    bytes.extend_from_slice(file);
-    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Body::Multipart { boundary, bytes }
-}
-
-/// Reset time from `x-rate-limit-reset` (epoch seconds) or `retry-after` (seconds).
-fn rate_limit_reset(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let num = |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-    if let Some(epoch) = num("x-rate-limit-reset") {
-        return Utc.timestamp_opt(epoch, 0).single();
-    }
-    num(RETRY_AFTER.as_str()).map(|s| now + chrono::Duration::seconds(s))
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.chars().take(300).collect()
-}
-
-fn json_body(stage: &'static str, body: &[u8]) -> Result<Value, PublishError> {
-    serde_json::from_slice(body).map_err(|e| PublishError::BadResponse {
-        stage,
-        message: format!("{e}: {}", snippet(body)),
-    })
-}
-
 impl XPublisher {
     /// A publisher with the given credentials and settings.
     pub fn new(creds: Credentials, cfg: XConfig) -> Result<Self, PublishError> {
@@ -173,15 +121,33 @@ impl XPublisher {
         &self.cfg
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.min(16);
-        self.cfg
-            .backoff_initial
-            .saturating_mul(factor)
-            .min(self.cfg.backoff_max)
+    fn retry(&self) -> Retry {
+        Retry {
+            max_attempts: self.cfg.max_attempts,
+            backoff_initial: self.cfg.backoff_initial,
+            backoff_max: self.cfg.backoff_max,
+            max_rate_limit_wait: self.cfg.max_rate_limit_wait,
+            request_timeout: self.cfg.request_timeout,
+        }
     }
 
-    /// Sends one request with retries; returns the final status and body.
+    /// The signed-request parts of `method` on `path_and_query`: the URL
+    /// and a header source that signs each attempt anew.
+    fn signed(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+    ) -> (String, impl Fn() -> Result<Headers, PublishError> + '_) {
+        let url = format!("{}{}", self.cfg.base_url, path_and_query);
+        let (m, u) = (method.as_str().to_string(), url.clone());
+        let sign = move || {
+            let auth = authorization_header(&self.creds, &m, &u, &[])?;
+            Ok(vec![(AUTHORIZATION, auth)])
+        };
+        (url, sign)
+    }
+
+    /// Sends one signed request with retries; returns the final status and body.
     async fn send(
         &self,
         stage: &'static str,
@@ -190,88 +156,20 @@ impl XPublisher {
         body: Body,
         ctx: &PublishContext,
     ) -> Result<(StatusCode, Vec<u8>), PublishError> {
-        let url = format!("{}{}", self.cfg.base_url, path_and_query);
-        let mut attempt = 0u32;
-        let timeout = self.cfg.request_timeout;
-        loop {
-            ctx.check(stage, timeout)?;
-            let auth = authorization_header(&self.creds, method.as_str(), &url, &[])?;
-            let mut req = self
-                .client
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, auth);
-            req = match &body {
-                Body::Empty => req,
-                Body::Json(b) => req.header(CONTENT_TYPE, "application/json").body(b.clone()),
-                Body::Multipart { boundary, bytes } => req
-                    .header(
-                        CONTENT_TYPE,
-                        format!("multipart/form-data; boundary={boundary}"),
-                    )
-                    .body(bytes.clone()),
-            };
-            let result = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Ok(b) => Ok((status, headers, b.to_vec())),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            attempt += 1;
-            match result {
-                Err(e) => {
-                    warn!(stage, attempt, error = %e, "X request failed");
-                    if attempt >= self.cfg.max_attempts {
-                        return Err(PublishError::Network {
-                            stage,
-                            message: e.to_string(),
-                        });
-                    }
-                    ctx.wait(stage, self.backoff(attempt - 1), timeout).await?;
-                }
-                Ok((status, headers, _)) if status == StatusCode::TOO_MANY_REQUESTS => {
-                    let now = Utc::now();
-                    let reset = rate_limit_reset(&headers, now);
-                    let wait = reset
-                        .map(|r| {
-                            (r - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1)
-                        })
-                        .unwrap_or_else(|| self.backoff(attempt - 1));
-                    if wait > self.cfg.max_rate_limit_wait || attempt >= self.cfg.max_attempts + 2 {
-                        warn!(stage, ?reset, "X rate limit: giving up for now");
-                        return Err(PublishError::RateLimited {
-                            stage,
-                            reset_at: reset,
-                        });
-                    }
-                    info!(
-                        stage,
-                        wait_s = wait.as_secs_f64(),
-                        "X rate limit: waiting for reset"
-                    );
-                    ctx.wait(stage, wait, timeout).await?;
-                }
-                Ok((status, _, bytes)) if status.is_server_error() => {
-                    warn!(stage, attempt, status = status.as_u16(), "X server error");
-                    if attempt >= self.cfg.max_attempts {
-                        return Err(PublishError::Http {
-                            stage,
-                            status: status.as_u16(),
-                            body: snippet(&bytes),
-                        });
-                    }
-                    ctx.wait(stage, self.backoff(attempt - 1), timeout).await?;
-                }
-                Ok((status, _, bytes)) => {
-                    debug!(stage, status = status.as_u16(), "X response");
-                    return Ok((status, bytes));
-                }
-            }
-        }
+        let (url, sign) = self.signed(&method, path_and_query);
+        let retry = self.retry();
+        http::send(
+            &self.client,
+            &retry,
+            "x",
+            stage,
+            method,
+            &url,
+            sign,
+            &body,
+            ctx,
+        )
+        .await
     }
 
     /// `send` that treats every non-2xx as an error and parses JSON.
@@ -284,17 +182,7 @@ impl XPublisher {
         ctx: &PublishContext,
     ) -> Result<Value, PublishError> {
         let (status, bytes) = self.send(stage, method, path_and_query, body, ctx).await?;
-        if !status.is_success() {
-            return Err(PublishError::Http {
-                stage,
-                status: status.as_u16(),
-                body: snippet(&bytes),
-            });
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        json_body(stage, &bytes)
+        http::ok_json(stage, status, &bytes)
     }
 
     /// Uploads a GIF; returns the media id once X has processed it.
@@ -332,7 +220,12 @@ impl XPublisher {
             })?
             .to_string();
         for (i, chunk) in gif.chunks(self.cfg.chunk_bytes.max(1)).enumerate() {
-            let body = multipart(&[("segment_index", i.to_string())], "media", chunk);
+            let body = multipart(
+                &[("segment_index", i.to_string())],
+                "media",
+                "application/octet-stream",
+                chunk,
+            );
             self.send_ok(
                 "media append",
                 Method::POST,
@@ -570,24 +463,6 @@ impl Publisher for XPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn reset_headers() {
-        let now = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
-        let mut h = HeaderMap::new();
-        assert_eq!(rate_limit_reset(&h, now), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(
-            rate_limit_reset(&h, now),
-            Some(now + chrono::Duration::seconds(7))
-        );
-        h.insert("x-rate-limit-reset", HeaderValue::from_static("1700000042"));
-        assert_eq!(
-            rate_limit_reset(&h, now),
-            Some(now + chrono::Duration::seconds(42))
-        );
-    }
 
     #[test]
     fn returned_texts_compare_with_sent_ones() {
@@ -600,20 +475,6 @@ mod tests {
     }
 
     #[test]
-    fn multipart_layout() {
-        let Body::Multipart { boundary, bytes } =
-            multipart(&[("segment_index", "3".into())], "media", b"GIF")
-        else {
-            panic!("multipart");
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(text.starts_with(&format!("--{boundary}\r\n")));
-        assert!(text.contains("name=\"segment_index\"\r\n\r\n3\r\n"));
-        assert!(text.contains("name=\"media\"; filename=\"blob\""));
-        assert!(text.ends_with(&format!("GIF\r\n--{boundary}--\r\n")));
-    }
-
-    #[test]
     fn backoff_doubles_and_caps() {
         let creds = Credentials {
             consumer_key: "k".into(),
@@ -622,9 +483,8 @@ mod tests {
             access_secret: "u".into(),
         };
         let p = XPublisher::new(creds, XConfig::default()).expect("client");
-        assert_eq!(p.backoff(0), Duration::from_secs(1));
-        assert_eq!(p.backoff(2), Duration::from_secs(4));
-        assert_eq!(p.backoff(10), Duration::from_secs(30));
+        assert_eq!(p.retry().backoff(0), Duration::from_secs(1));
+        assert_eq!(p.retry().backoff(10), Duration::from_secs(30));
         assert!(!format!("{p:?}").contains("\"u\""));
     }
 }
