@@ -78,6 +78,19 @@ pub fn fss(
     threshold: f32,
     window: usize,
 ) -> Option<f64> {
+    let (num, den) = fss_sums(forecast, obs, threshold, window)?;
+    (den > 0.0).then(|| 1.0 - num / den)
+}
+
+/// The two sums of [`fss`], `(Σ(Pf − Po)², ΣPf² + ΣPo²)` (dimensionless),
+/// so that several cases can be pooled by adding them: the pooled FSS is
+/// `1 − Σnum / Σden`. `None` when the shapes differ or `window` is 0.
+pub fn fss_sums(
+    forecast: &ArrayView2<f32>,
+    obs: &ArrayView2<f32>,
+    threshold: f32,
+    window: usize,
+) -> Option<(f64, f64)> {
     if forecast.dim() != obs.dim() || window == 0 {
         return None;
     }
@@ -121,7 +134,7 @@ pub fn fss(
             den += pf * pf + po * po;
         }
     }
-    (den > 0.0).then(|| 1.0 - num / den)
+    Some((num, den))
 }
 
 /// Mean absolute error over finite pairs, mm/h.
@@ -134,6 +147,39 @@ pub fn mae(forecast: &ArrayView2<f32>, obs: &ArrayView2<f32>) -> Option<f64> {
         }
     }
     (n > 0).then(|| s / n as f64)
+}
+
+/// Sum of |f − o| (mm/h) and number of the finite pairs that are wet: the
+/// forecast or the observation is ≥ `wet` mm/h. MAE on wet cells is
+/// `sum / n`; sums of several cases add up.
+pub fn wet_abs_error_sum(
+    forecast: &ArrayView2<f32>,
+    obs: &ArrayView2<f32>,
+    wet: f32,
+) -> (f64, u64) {
+    let (mut s, mut n) = (0f64, 0u64);
+    for (f, o) in forecast.iter().zip(obs.iter()) {
+        if f.is_finite() && o.is_finite() && (*f >= wet || *o >= wet) {
+            s += (*f as f64 - *o as f64).abs();
+            n += 1;
+        }
+    }
+    (s, n)
+}
+
+/// Sum of squared errors `(p − e)²` of a probability field (0..1) against
+/// the event "observed ≥ `threshold` mm/h" (e = 0 or 1), and the number of
+/// finite pairs: the Brier score is `sum / n`; sums of several cases add up.
+pub fn brier_sum(prob: &ArrayView2<f32>, obs: &ArrayView2<f32>, threshold: f32) -> (f64, u64) {
+    let (mut s, mut n) = (0f64, 0u64);
+    for (p, o) in prob.iter().zip(obs.iter()) {
+        if p.is_finite() && o.is_finite() {
+            let e = if *o >= threshold { 1.0 } else { 0.0 };
+            s += (p.clamp(0.0, 1.0) as f64 - e).powi(2);
+            n += 1;
+        }
+    }
+    (s, n)
 }
 
 /// Sets to NaN every cell of `field` where `mask` is not finite, so that
@@ -624,6 +670,21 @@ mod tests {
         // bin 5: .3025; bin 9: two events → 2·.0025. Sum 1.2125 / 5.
         let b = r.brier_approx().expect("defined");
         assert!((b - 1.2125 / 5.0).abs() < 1e-6, "{b}");
+    }
+
+    #[test]
+    fn pooled_sums_by_hand() {
+        let f = array![[1.0f32, 0.0, 3.0, NAN]];
+        let o = array![[0.0f32, 0.0, 1.0, 5.0]];
+        // Wet at 0.1: (1,0) and (3,1); (0,0) dry, NaN pair left out.
+        assert_eq!(wet_abs_error_sum(&f.view(), &o.view(), 0.1), (3.0, 2));
+        let p = array![[0.5f32, 0.0, 1.0, 0.7]];
+        // (0.5−0)² + 0 + (1−1)²; the pair with NaN forecast counts (p finite).
+        let (s, n) = brier_sum(&p.view(), &o.view(), 1.0);
+        assert_eq!(n, 4);
+        assert!((s - (0.25 + 0.09)).abs() < 1e-6, "{s}");
+        let (num, den) = fss_sums(&f.view(), &o.view(), 0.5, 1).expect("same shape");
+        assert_eq!(fss(&f.view(), &o.view(), 0.5, 1), Some(1.0 - num / den));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::scans::router())
         .merge(routes::nowcast::router())
         .merge(routes::forecast::router())
+        .merge(routes::skill::router())
         .merge(routes::page::router())
         .split_for_parts()
 }

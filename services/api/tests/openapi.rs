@@ -266,6 +266,10 @@ async fn real_responses_match_the_document() {
             format!("/v1/radars/{RADAR}/animation.gif?past=0&future=0"),
         ),
         ("/assets/{file}".into(), "/assets/nothing.js".into()),
+        (
+            "/v1/radars/{id}/skill".into(),
+            format!("/v1/radars/{RADAR}/skill?window=3d"),
+        ),
     ]);
     let mut seen_paths = BTreeSet::new();
     let mut validated_json = 0;

@@ -12,6 +12,11 @@
 //!   newer scan (checked at most every few seconds).
 //! * [`LatestNowcast::point`] gives the forecast at a lon/lat: rate and
 //!   probability per lead plus a one-line summary.
+//! * Live skill ([`skill`]): a service made with
+//!   [`NowcastService::with_live_skill`] scores, at every update to a new
+//!   scan, the earlier nowcasts valid at that scan and persistence, once per
+//!   scan across instances, into running sums in the state store;
+//!   [`NowcastService::skill`] reads them over 24 h or 7 d.
 //! * [`NowcastService::past_scans`] and [`NowcastService::observed_fields`]
 //!   are the one frames builder: the observed scans before a nowcast, spaced
 //!   at its lead step, that precede its forecast frames in the API's
@@ -33,8 +38,8 @@ use raincast_algorithms::nowcast::{
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::Grid;
-use raincast_store::{NewScan, ScanManifest, ScanStore, StoreError};
-use std::collections::HashMap;
+use raincast_store::{NewScan, ScanManifest, ScanStore, StateStore, StoreError};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -59,7 +64,11 @@ pub enum NowcastServiceError {
     },
     #[error("nowcast task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Skill(#[from] skill::SkillError),
 }
+
+pub mod skill;
 
 /// Where a cached nowcast came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -211,6 +220,8 @@ pub struct NowcastService {
 
 struct Inner {
     store: Arc<dyn ScanStore>,
+    /// Where live skill is claimed and summed; `None`: no live skill.
+    skill_state: Option<Arc<dyn StateStore>>,
     settings: NowcastSettings,
     cache: RwLock<HashMap<String, Arc<LatestNowcast>>>,
     /// One build at a time per radar.
@@ -219,6 +230,8 @@ struct Inner {
     checked: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Newest scan time seen in the store per radar.
     seen: RwLock<HashMap<String, DateTime<Utc>>>,
+    /// The 24 h live skill per radar, read after each update to a new scan.
+    recent_skill: RwLock<HashMap<String, Arc<skill::SkillReport>>>,
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -240,14 +253,34 @@ pub fn frame_series_id(radar: &str, lead_min: u32) -> String {
 
 impl NowcastService {
     pub fn new(store: Arc<dyn ScanStore>, settings: NowcastSettings) -> Self {
+        Self::with_skill_state(store, None, settings)
+    }
+
+    /// A service that also scores its earlier nowcasts against every new
+    /// scan it updates to, keeping the sums in `state` (see [`skill`]).
+    pub fn with_live_skill(
+        store: Arc<dyn ScanStore>,
+        state: Arc<dyn StateStore>,
+        settings: NowcastSettings,
+    ) -> Self {
+        Self::with_skill_state(store, Some(state), settings)
+    }
+
+    fn with_skill_state(
+        store: Arc<dyn ScanStore>,
+        skill_state: Option<Arc<dyn StateStore>>,
+        settings: NowcastSettings,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                skill_state,
                 settings,
                 cache: RwLock::new(HashMap::new()),
                 building: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
                 seen: RwLock::new(HashMap::new()),
+                recent_skill: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -357,12 +390,15 @@ impl NowcastService {
         for m in &used {
             fields.push(load_field(store, radar, m.time, now).await?);
         }
+        let started = std::time::Instant::now();
         if let Some(n) = self
             .load_stored(radar, &fields, step_s, &leads, now)
             .await?
         {
             let n = Arc::new(n);
             self.cache_it(radar, n.clone());
+            self.score_logged(&n, started.elapsed().as_secs_f64() * 1000.0, now)
+                .await;
             return Ok(UpdateOutcome::Loaded(n));
         }
         let settings = self.inner.settings.clone();
@@ -384,7 +420,136 @@ impl NowcastService {
             ms = match n.origin { Origin::Computed { motion_and_forecast_ms } => motion_and_forecast_ms, Origin::Stored => 0.0 },
             "nowcast built"
         );
+        self.score_logged(&n, started.elapsed().as_secs_f64() * 1000.0, now)
+            .await;
         Ok(UpdateOutcome::Built(n))
+    }
+
+    /// Scores the earlier nowcasts valid at `n`'s scan ([`Self::score_scan`])
+    /// and logs how long it took next to `build_ms`, the time taken to build
+    /// (or load) `n`. Failures are logged: they never fail an update.
+    async fn score_logged(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
+        if self.inner.skill_state.is_none() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let scored = self.score_scan(n, now).await;
+        // Whoever scored it, the 24 h sums may have changed.
+        match self.skill(&n.radar, skill::Window::Day).await {
+            Ok(Some(r)) => {
+                self.inner
+                    .recent_skill
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(n.radar.clone(), Arc::new(r));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not read"),
+        }
+        match scored {
+            Ok(Some(leads)) => tracing::info!(
+                radar = %n.radar,
+                scan_time = %n.base_time,
+                leads,
+                score_ms = started.elapsed().as_secs_f64() * 1000.0,
+                build_ms,
+                "live skill scored"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not scored"),
+        }
+    }
+
+    /// Scores every stored nowcast frame valid at `n`'s scan time (lead `L`
+    /// issued at `T − L`), and persistence from `T − L`, against `n`'s
+    /// observed field, and adds the sums to the state store. `Ok(None)` when
+    /// there is nothing to score, no live skill, or another instance claimed
+    /// the scan; else the number of leads scored.
+    pub async fn score_scan(
+        &self,
+        n: &Arc<LatestNowcast>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, NowcastServiceError> {
+        let Some(state) = self.inner.skill_state.as_deref() else {
+            return Ok(None);
+        };
+        let store = self.inner.store.as_ref();
+        let t = n.base_time;
+        let mut found = Vec::new();
+        for lead in &n.leads_min {
+            let issued = t - Duration::minutes(*lead as i64);
+            let series = frame_series_id(&n.radar, *lead);
+            if store.get_manifest(&series, issued, now).await?.is_some() {
+                found.push((*lead, issued, series));
+            }
+        }
+        if found.is_empty() || !skill::claim(state, &n.radar, t).await? {
+            return Ok(None);
+        }
+        let cfg = self.inner.settings.config;
+        let threshold = self.inner.settings.probability_threshold_mm_h;
+        let window = skill::fss_window_cells(n.grid.cell_m());
+        let mut sums = BTreeMap::new();
+        for (lead, issued, series) in found {
+            let frame = load_field(store, &series, issued, now).await?;
+            let persist = match n.input_field(issued) {
+                Some(f) => f.clone(),
+                None => match load_field(store, &n.radar, issued, now).await {
+                    Ok(f) if f.grid.same_geometry(&n.grid) => f.rate_mm_h,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::debug!(radar = %n.radar, %issued, error = %e, "no persistence field; lead not scored");
+                        continue;
+                    }
+                },
+            };
+            if !frame.grid.same_geometry(&n.grid) {
+                continue;
+            }
+            let obs = n.clone();
+            let radius = prob_radius_cells(&cfg, &n.grid, lead);
+            let case = tokio::task::spawn_blocking(move || {
+                let rate = frame.rate_mm_h;
+                let p_rate = neighbourhood_probability(&rate.view(), threshold, radius);
+                let p_persist = neighbourhood_probability(&persist.view(), threshold, radius);
+                skill::case_sums(
+                    (&rate, &p_rate),
+                    (&persist, &p_persist),
+                    &obs.observed_mm_h,
+                    threshold,
+                    window,
+                )
+            })
+            .await
+            .map_err(|e| NowcastServiceError::Task(e.to_string()))?;
+            sums.insert(lead, case);
+        }
+        skill::record(state, &n.radar, t, &sums).await?;
+        Ok(Some(sums.len()))
+    }
+
+    /// The live skill of a radar over `window`, ending with the newest hour
+    /// scored; `None` when the service keeps no live skill.
+    pub async fn skill(
+        &self,
+        radar: &str,
+        window: skill::Window,
+    ) -> Result<Option<skill::SkillReport>, skill::SkillError> {
+        match self.inner.skill_state.as_deref() {
+            Some(state) => Ok(Some(skill::skill(state, radar, window, None).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The 24 h live skill of a radar as read after the last update to a
+    /// new scan (no I/O); `None` before that or without live skill.
+    pub fn recent_skill(&self, radar: &str) -> Option<Arc<skill::SkillReport>> {
+        self.inner
+            .recent_skill
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .cloned()
     }
 
     fn cache_it(&self, radar: &str, n: Arc<LatestNowcast>) {

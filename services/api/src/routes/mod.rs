@@ -7,3 +7,4 @@ pub mod openapi;
 pub mod page;
 pub mod radars;
 pub mod scans;
+pub mod skill;
