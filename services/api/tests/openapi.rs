@@ -270,6 +270,14 @@ async fn real_responses_match_the_document() {
             "/v1/radars/{id}/skill".into(),
             format!("/v1/radars/{RADAR}/skill?window=3d"),
         ),
+        (
+            "/v1/radars/{id}/skill/reliability.png".into(),
+            format!("/v1/radars/{RADAR}/skill/reliability.png?window=3d"),
+        ),
+        (
+            "/v1/radars/{id}/skill/reliability.png".into(),
+            format!("/v1/radars/{RADAR}/skill/reliability.png?lead=999"),
+        ),
     ]);
     let mut seen_paths = BTreeSet::new();
     let mut validated_json = 0;

@@ -17,6 +17,8 @@ async fn skill_per_lead_and_method_after_scans_arrive() {
         put_scans(f.store.as_ref(), RADAR, n).await;
         let now = scan_time(n - 1) + Duration::minutes(1);
         f.state.nowcasts().update(RADAR, now).await.unwrap();
+        // Scoring runs in the background after each update.
+        f.state.nowcasts().scoring_settled().await;
     }
     let v = json(get(&f.state, &format!("/v1/radars/{RADAR}/skill?window=24h")).await).await;
     assert_eq!(v["radar"], RADAR);
@@ -79,6 +81,53 @@ async fn skill_per_lead_and_method_after_scans_arrive() {
         }
     }
     assert!(entries[0]["recent_csi"].as_f64().unwrap() > 0.0);
+    // The probability is calibrated at the leads whose table held
+    // `min_samples` (2000) cells when the nowcast was built, raw elsewhere.
+    for e in entries {
+        let lead = e["lead_min"].as_u64().unwrap();
+        let scored = leads.iter().any(|l| l["lead_min"].as_u64() == Some(lead));
+        if !scored {
+            assert_eq!(e["probability_calibrated"], false, "+{lead}");
+        }
+    }
+    assert_eq!(entries[0]["probability_calibrated"], true);
+    // The reliability diagram.
+    let resp = get(
+        &f.state,
+        &format!("/v1/radars/{RADAR}/skill/reliability.png?lead=5"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let png = body_bytes(resp).await;
+    let info = png::Decoder::new(std::io::Cursor::new(png.to_vec()))
+        .read_info()
+        .unwrap();
+    assert!(info.info().width >= 200 && info.info().height >= 200);
+    let all = get(
+        &f.state,
+        &format!("/v1/radars/{RADAR}/skill/reliability.png"),
+    )
+    .await;
+    assert_eq!(all.status(), 200);
+    // The skill gauges, per radar, lead and method.
+    let metrics =
+        String::from_utf8(body_bytes(get(&f.state, "/metrics").await).await.to_vec()).unwrap();
+    let five_csi = leads[0]["raincast"]["csi"][1]["csi"].as_f64().unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("raincast_skill_csi{")
+                && l.contains("lead_min=\"5\"")
+                && l.contains("method=\"raincast\"")
+        })
+        .unwrap_or_else(|| panic!("no raincast_skill_csi for +5: {metrics}"));
+    let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((v - five_csi).abs() < 1e-9, "{line} vs {five_csi}");
+    assert!(
+        metrics.contains("raincast_skill_cases{lead_min=\"5\",radar=\"")
+            && metrics.contains("raincast_skill_brier{")
+    );
 }
 
 #[tokio::test]

@@ -2,21 +2,32 @@
 //! nowcasts issued before it, and is scored against them once.
 //!
 //! * **What.** When [`crate::NowcastService::update`] moves a radar's nowcast
-//!   to the scan at `T`, every stored frame of lead `L` issued at `T − L`
-//!   (`{radar}.nowcast.{L:03}` at `T − L`) is scored against the observed
-//!   field at `T`, and so is Eulerian persistence: the observed field at
-//!   `T − L`. Both are scored on the same cells: where the observation, the
-//!   frame and the persistence field are all finite (NaN = no data is never
-//!   counted as dry). The probability of a frame is recomputed from its rate
-//!   with the service's `neighbourhood_probability`; persistence gets the
-//!   same neighbourhood probability of its field.
+//!   to the scan at `T`, it publishes the nowcast and then spawns a scoring
+//!   task (never delaying the nowcast): every stored frame of lead `L`
+//!   issued at `T − L` (`{radar}.nowcast.{L:03}` at `T − L`) is scored
+//!   against the observed field at `T`, and so is Eulerian persistence: the
+//!   observed field at `T − L`. Both are scored on the same cells: where the
+//!   observation, the frame and the persistence field are all finite (NaN =
+//!   no data is never counted as dry). The frame's probability is the
+//!   service's `neighbourhood_probability` of its stored (raw) rate, i.e.
+//!   the raw probability the calibration is fitted on; persistence is a
+//!   yes/no forecast (probability 1 where it reaches the threshold, else 0).
+//! * **Cost.** One fused pass over the cells per lead for both methods plus
+//!   one FSS window pass ([`verify::skill_sums`]); each frame is decoded
+//!   once; the observed field at `T` is the nowcast's own, and persistence
+//!   fields come from memory (the fields of the scans the service updated
+//!   to in the last `max_lead_min`, one per lead step) or are decoded.
 //! * **Scores** (the scorer of `raincast verify`, `raincast_algorithms::verify`):
 //!   CSI at 0.5, 1 and 5 mm/h, FSS at 1 mm/h with a 10 km window, MAE on wet
 //!   cells (forecast or observation ≥ 0.1 mm/h), Brier score and a 10-bin
 //!   reliability table of the probability of rain ≥ the service's
 //!   `probability_threshold_mm_h` (0.1 mm/h by default). They are kept as
 //!   additive sums ([`Sums`]), so a window's score is the pooled score of all
-//!   its cells (not a mean of per-case scores, as `raincast verify` reports).
+//!   its cells (not a mean of per-case scores, as `raincast verify`'s main
+//!   table reports; its `LeadRow::pooled` holds the same pooled sums).
+//! * **Calibration.** A lead whose 24 h reliability table holds at least
+//!   `min_samples` cells gets its served probability mapped through the
+//!   isotonic fit of that table ([`MethodSkill::calibration`]).
 //! * **Once.** The scoring of `(radar, T)` is claimed first with a
 //!   create-if-absent record; the instance that loses the claim does not
 //!   score. A crash between the claim and the write loses that scan's cases
@@ -34,14 +45,14 @@
 //!   a replayed day reads like a live one).
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use ndarray::{Array2, ArrayView2};
-use raincast_algorithms::verify::{self, Contingency, Reliability};
+use ndarray::ArrayView2;
+use raincast_algorithms::verify;
 use raincast_store::{StateStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Thresholds of the CSI, mm/h.
-pub const CSI_THRESHOLDS_MM_H: [f32; 3] = [0.5, 1.0, 5.0];
+pub const CSI_THRESHOLDS_MM_H: [f32; 3] = verify::SKILL_CSI_THRESHOLDS_MM_H;
 /// FSS threshold, mm/h.
 pub const FSS_THRESHOLD_MM_H: f32 = 1.0;
 /// FSS window side, km.
@@ -50,7 +61,7 @@ pub const FSS_WINDOW_KM: f64 = 10.0;
 /// this rate, mm/h.
 pub const WET_MM_H: f32 = 0.1;
 /// Bins of the reliability table.
-pub const RELIABILITY_BINS: usize = 10;
+pub const RELIABILITY_BINS: usize = verify::SKILL_BINS;
 /// Hours in the ring of bucket slots (8 days: a 7-day window is always whole).
 pub const RING_HOURS: i64 = 8 * 24;
 /// Compare-and-set attempts on a bucket before giving up.
@@ -91,118 +102,26 @@ impl Method {
     }
 }
 
-/// Additive verification sums of one method at one lead over some cases.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sums {
-    /// Cases (scans) added.
-    pub cases: u64,
-    /// Per threshold of [`CSI_THRESHOLDS_MM_H`]: cells.
-    pub hits: [u64; 3],
-    pub misses: [u64; 3],
-    pub false_alarms: [u64; 3],
-    /// FSS numerator and denominator (dimensionless, see `verify::fss_sums`).
-    pub fss_num: f64,
-    pub fss_den: f64,
-    /// Σ|f − o| over wet cells, mm/h, and their number.
-    pub abs_err_mm_h: f64,
-    pub wet_cells: u64,
-    /// Σ(p − e)² and the number of cells of the Brier score.
-    pub brier_sum: f64,
-    pub brier_cells: u64,
-    /// Reliability bins: cells, Σ forecast probability, observed events.
-    pub rel_cells: [u64; RELIABILITY_BINS],
-    pub rel_prob: [f64; RELIABILITY_BINS],
-    pub rel_events: [u64; RELIABILITY_BINS],
-}
+/// Additive verification sums of one method at one lead over some cases
+/// (the scorer of `raincast verify`, filled in one pass by
+/// [`verify::skill_sums`]).
+pub use verify::SkillSums as Sums;
 
-impl Sums {
-    /// The sums of one case. `forecast` (mm/h), `prob` (0..1) and `obs`
-    /// (mm/h) have the same shape; only cells where the forecast (or
-    /// probability) and the observation are finite count. `prob_threshold`
-    /// (mm/h) is the event of `prob`; `fss_window` is in cells.
-    pub fn of_case(
-        forecast: &ArrayView2<f32>,
-        prob: &ArrayView2<f32>,
-        obs: &ArrayView2<f32>,
-        prob_threshold: f32,
-        fss_window: usize,
-    ) -> Sums {
-        let mut s = Sums {
-            cases: 1,
-            ..Sums::default()
-        };
-        for (i, t) in CSI_THRESHOLDS_MM_H.iter().enumerate() {
-            let c = Contingency::new(forecast, obs, *t);
-            s.hits[i] = c.hits;
-            s.misses[i] = c.misses;
-            s.false_alarms[i] = c.false_alarms;
-        }
-        (s.fss_num, s.fss_den) =
-            verify::fss_sums(forecast, obs, FSS_THRESHOLD_MM_H, fss_window).unwrap_or((0.0, 0.0));
-        (s.abs_err_mm_h, s.wet_cells) = verify::wet_abs_error_sum(forecast, obs, WET_MM_H);
-        (s.brier_sum, s.brier_cells) = verify::brier_sum(prob, obs, prob_threshold);
-        let mut rel = Reliability::new(RELIABILITY_BINS);
-        rel.add(prob, obs, prob_threshold);
-        for (i, (cells, p, events)) in rel.bins.into_iter().enumerate() {
-            s.rel_cells[i] = cells;
-            s.rel_prob[i] = p;
-            s.rel_events[i] = events;
-        }
-        s
-    }
-
-    /// Adds another set of sums.
-    pub fn add(&mut self, o: &Sums) {
-        self.cases += o.cases;
-        for i in 0..CSI_THRESHOLDS_MM_H.len() {
-            self.hits[i] += o.hits[i];
-            self.misses[i] += o.misses[i];
-            self.false_alarms[i] += o.false_alarms[i];
-        }
-        self.fss_num += o.fss_num;
-        self.fss_den += o.fss_den;
-        self.abs_err_mm_h += o.abs_err_mm_h;
-        self.wet_cells += o.wet_cells;
-        self.brier_sum += o.brier_sum;
-        self.brier_cells += o.brier_cells;
-        for i in 0..RELIABILITY_BINS {
-            self.rel_cells[i] += o.rel_cells[i];
-            self.rel_prob[i] += o.rel_prob[i];
-            self.rel_events[i] += o.rel_events[i];
-        }
-    }
-
-    /// The reliability table of the sums.
-    pub fn reliability(&self) -> Reliability {
-        Reliability {
-            bins: (0..RELIABILITY_BINS)
-                .map(|i| (self.rel_cells[i], self.rel_prob[i], self.rel_events[i]))
-                .collect(),
-        }
-    }
-
-    /// The pooled scores of the sums.
-    pub fn scores(&self) -> MethodSkill {
-        let csi = CSI_THRESHOLDS_MM_H
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let c = Contingency {
-                    hits: self.hits[i],
-                    misses: self.misses[i],
-                    false_alarms: self.false_alarms[i],
-                    correct_negatives: 0,
-                };
-                (*t, c.csi())
-            })
-            .collect();
+impl MethodSkill {
+    /// The pooled scores of some sums.
+    pub fn of(s: &Sums) -> MethodSkill {
         MethodSkill {
-            cases: self.cases,
-            csi,
-            fss: (self.fss_den > 0.0).then(|| 1.0 - self.fss_num / self.fss_den),
-            mae_wet_mm_h: (self.wet_cells > 0).then(|| self.abs_err_mm_h / self.wet_cells as f64),
-            brier: (self.brier_cells > 0).then(|| self.brier_sum / self.brier_cells as f64),
-            reliability: self.reliability().table(),
+            cases: s.cases,
+            csi: CSI_THRESHOLDS_MM_H
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (*t, s.contingency(i).csi()))
+                .collect(),
+            fss: s.fss(),
+            mae_wet_mm_h: s.mae_wet(),
+            brier: s.brier(),
+            reliability: s.reliability().table(),
+            sums: s.clone(),
         }
     }
 }
@@ -224,6 +143,21 @@ pub struct MethodSkill {
     /// Non-empty bins: `(low, high, cells, mean forecast probability,
     /// observed frequency)`.
     pub reliability: Vec<(f64, f64, u64, f64, f64)>,
+    /// The sums behind the scores.
+    pub sums: Sums,
+}
+
+impl MethodSkill {
+    /// The calibration of the probability fitted on this reliability table
+    /// (isotonic, [`verify::Calibration`]) once it holds at least
+    /// `min_samples` cells; `None` before: the raw probability is served.
+    pub fn calibration(&self, min_samples: u64) -> Option<verify::Calibration> {
+        let table = self.sums.reliability();
+        if table.cells() < min_samples.max(1) {
+            return None;
+        }
+        verify::Calibration::fit(&table)
+    }
 }
 
 /// Both methods' sums at one lead.
@@ -464,42 +398,41 @@ pub async fn skill(
             .into_iter()
             .map(|(lead_min, s)| LeadSkill {
                 lead_min,
-                raincast: s.raincast.scores(),
-                persistence: s.persistence.scores(),
+                raincast: MethodSkill::of(&s.raincast),
+                persistence: MethodSkill::of(&s.persistence),
             })
             .collect(),
     })
 }
 
-/// The sums of one case at one lead: the frame `rate` (mm/h) and its
-/// probability `prob`, persistence `persist` (mm/h) and its probability
-/// `persist_prob`, against `obs` (mm/h), on the cells where all three
-/// fields are finite.
+/// The sums of one case at one lead, in one pass ([`verify::skill_sums`]):
+/// the frame `rate` (mm/h) with its probability `prob`, and persistence
+/// `persist` (mm/h, a yes/no forecast: probability 1 where it reaches
+/// `prob_threshold`, else 0), against `obs` (mm/h), on the cells where all
+/// three rate fields are finite. `None` when the shapes differ.
 pub fn case_sums(
-    rate: (&Array2<f32>, &Array2<f32>),
-    persist: (&Array2<f32>, &Array2<f32>),
-    obs: &Array2<f32>,
+    rate: (&ArrayView2<f32>, &ArrayView2<f32>),
+    persist: &ArrayView2<f32>,
+    obs: &ArrayView2<f32>,
     prob_threshold: f32,
     fss_window: usize,
-) -> LeadSums {
-    let mut mask = obs.clone();
-    verify::mask_like(&mut mask, &rate.0.view());
-    verify::mask_like(&mut mask, &persist.0.view());
-    let one = |(f, p): (&Array2<f32>, &Array2<f32>)| {
-        let mut f = f.clone();
-        verify::mask_like(&mut f, &mask.view());
-        Sums::of_case(
-            &f.view(),
-            &p.view(),
-            &mask.view(),
-            prob_threshold,
-            fss_window,
-        )
+) -> Option<LeadSums> {
+    let spec = verify::SkillSpec {
+        fss_threshold: FSS_THRESHOLD_MM_H,
+        fss_window,
+        wet_mm_h: WET_MM_H,
+        prob_threshold,
     };
-    LeadSums {
-        raincast: one(rate),
-        persistence: one(persist),
-    }
+    let mut sums = verify::skill_sums(
+        obs,
+        &[(rate.0.view(), Some(rate.1.view())), (persist.view(), None)],
+        &spec,
+    )?
+    .into_iter();
+    Some(LeadSums {
+        raincast: sums.next()?,
+        persistence: sums.next()?,
+    })
 }
 
 /// The FSS window in cells for a grid with cells of `cell_m` metres.

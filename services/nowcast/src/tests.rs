@@ -309,6 +309,9 @@ async fn replay(store: &dyn ScanStore, services: &[NowcastService], ks: std::ops
         for t in tasks {
             t.await.unwrap().unwrap();
         }
+        for s in services {
+            s.scoring_settled().await;
+        }
     }
 }
 
@@ -441,8 +444,17 @@ async fn batch(store: &dyn ScanStore, lead: u32, ks: std::ops::Range<usize>) -> 
         verify::mask_like(&mut obs, &frame.view());
         verify::mask_like(&mut obs, &persist.view());
         let radius = prob_radius_cells(&settings.config, &grid(), lead);
-        for (field, stack) in [(frame, &mut rc), (persist, &mut pe)] {
-            let p = neighbourhood_probability(&field.view(), 0.1, radius);
+        // Raincast's probability is the neighbourhood probability of its
+        // frame; persistence is a yes/no forecast (0 or 1).
+        let p_rc = neighbourhood_probability(&frame.view(), 0.1, radius);
+        let p_pe = persist.mapv(|v| {
+            if v.is_nan() {
+                v
+            } else {
+                (v >= 0.1) as u8 as f32
+            }
+        });
+        for (field, p, stack) in [(frame, p_rc, &mut rc), (persist, p_pe, &mut pe)] {
             let mut f = field;
             verify::mask_like(&mut f, &obs.view());
             stack.push(f, p, obs.clone(), 12);
@@ -513,6 +525,87 @@ async fn live_skill_equals_a_batch_computation_and_survives_a_restart() {
     }
 }
 
+/// The live scores of a replayed series equal what `raincast verify`'s
+/// scorer (`verify_series`, its pooled sums: like-for-like with the live
+/// sums) computes on the same cases from the same stored scans. The only
+/// difference allowed is the stored frames' 16-bit quantisation (0.0123 %):
+/// the live scorer reads the frames back, verify keeps them in memory.
+#[tokio::test]
+async fn live_scores_equal_raincast_verify_on_the_same_cases() {
+    let dir = TempDir::new("raincast-skill-verify");
+    let store = store(&dir).await;
+    let settings = skill_settings();
+    let svc = NowcastService::with_live_skill(store.clone(), store.clone(), settings.clone());
+    replay(store.as_ref(), std::slice::from_ref(&svc), 0..12).await;
+    let live = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    // The same scans, as stored, through verify.
+    let now = time(12);
+    let mut fields = Vec::new();
+    for k in 0..12 {
+        fields.push(
+            load_field(store.as_ref(), RADAR, time(k), now)
+                .await
+                .unwrap(),
+        );
+    }
+    let cfg = verify::VerifyConfig {
+        leads_min: Some(vec![5, 10, 15]),
+        fss_threshold: skill::FSS_THRESHOLD_MM_H,
+        fss_window: skill::fss_window_cells(grid().cell_m()),
+        prob_threshold: settings.probability_threshold_mm_h,
+        wet_mm_h: skill::WET_MM_H,
+        nowcast: settings.config,
+        ..Default::default()
+    };
+    let report = verify::verify_series(&fields, &cfg, &mut |_, _| {});
+    assert_eq!(live.leads.len(), report.rows.len());
+    let close = |a: f64, b: f64, what: &str| {
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1.0),
+            "{what}: live {a} verify {b}"
+        );
+    };
+    for (l, row) in live.leads.iter().zip(&report.rows) {
+        assert_eq!(l.lead_min, row.lead_min);
+        for (m, v) in [
+            (&l.raincast.sums, &row.pooled[0]),
+            (&l.persistence.sums, &row.pooled[1]),
+        ] {
+            let what = format!("+{}", l.lead_min);
+            assert_eq!(m.cases, v.cases, "{what} cases");
+            assert_eq!(m.cases, row.cases, "{what} cases");
+            for i in 0..3 {
+                for (a, b) in [
+                    (m.hits[i], v.hits[i]),
+                    (m.misses[i], v.misses[i]),
+                    (m.false_alarms[i], v.false_alarms[i]),
+                ] {
+                    assert!(
+                        a.abs_diff(b) <= 1 + b / 1000,
+                        "{what} contingency {i}: {a} vs {b}"
+                    );
+                }
+            }
+            assert_eq!(m.brier_cells, v.brier_cells, "{what} cells");
+            close(m.fss_num, v.fss_num, &format!("{what} FSS num"));
+            close(m.fss_den, v.fss_den, &format!("{what} FSS den"));
+            assert_eq!(m.wet_cells, v.wet_cells, "{what} wet cells");
+            // The quantisation moves each rate by ≤ 0.0123 %: the mean
+            // absolute error by far less than 1e-4 mm/h.
+            let per_cell = (m.abs_err_mm_h - v.abs_err_mm_h).abs() / v.wet_cells.max(1) as f64;
+            assert!(
+                per_cell < 1e-4,
+                "{what} MAE: live {} verify {}",
+                m.abs_err_mm_h,
+                v.abs_err_mm_h
+            );
+            close(m.brier_sum, v.brier_sum, &format!("{what} Brier sum"));
+            assert_eq!(m.rel_cells, v.rel_cells, "{what} reliability");
+            assert!(m.hits[1] > 0, "{what}: rain was scored");
+        }
+    }
+}
+
 #[tokio::test]
 async fn two_instances_score_each_scan_once() {
     let dir = TempDir::new("raincast-skill-two");
@@ -533,6 +626,172 @@ async fn two_instances_score_each_scan_once() {
     let n = a.latest(RADAR).unwrap();
     assert_eq!(b.score_scan(&n, time(9)).await.unwrap(), None);
     assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
+}
+
+/// The same on DynamoDB (dynalite): two instances score each scan once, and
+/// a restart (a new connection and service) keeps the sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_and_a_restart_on_dynamodb() {
+    use raincast_store::{DynamoOptions, DynamoStore};
+    let Some(dynalite) = raincast_testkit::Server::dynalite() else {
+        return;
+    };
+    let connect = || async {
+        let sdk = raincast_store::aws::sdk_config_for_endpoint(&dynalite.endpoint(), 3).await;
+        Arc::new(
+            DynamoStore::connect(
+                &sdk,
+                &DynamoOptions {
+                    table_prefix: "skill-".into(),
+                    create_tables: true,
+                    retention: Duration::days(3650),
+                },
+            )
+            .await
+            .unwrap(),
+        )
+    };
+    let store = connect().await;
+    let a = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    let b = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    replay(store.as_ref(), &[a.clone(), b.clone()], 0..9).await;
+    let report = a.skill(RADAR, Window::Week).await.unwrap().unwrap();
+    let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![6, 5, 4], "each scan scored once, not twice");
+    for lead in &report.leads {
+        let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..9).await;
+        rc.check(&lead.raincast, "dynamodb");
+        pe.check(&lead.persistence, "dynamodb");
+    }
+    drop((a, b, store));
+    let store = connect().await;
+    let c = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    assert_eq!(c.skill(RADAR, Window::Week).await.unwrap().unwrap(), report);
+    replay(store.as_ref(), std::slice::from_ref(&c), 9..10).await;
+    let after = c.skill(RADAR, Window::Week).await.unwrap().unwrap();
+    let cases: Vec<u64> = after.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![7, 6, 5]);
+}
+
+/// A state store whose skill records wait for a gate: a scoring that
+/// cannot finish.
+struct GatedState {
+    inner: Arc<EmbeddedStore>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl StateStore for GatedState {
+    async fn get_checkpoint(
+        &self,
+        radar: &str,
+    ) -> Result<Option<raincast_store::Checkpoint>, StoreError> {
+        self.inner.get_checkpoint(radar).await
+    }
+    async fn put_checkpoint(&self, c: &raincast_store::Checkpoint) -> Result<bool, StoreError> {
+        self.inner.put_checkpoint(c).await
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<raincast_store::LeaseOutcome, StoreError> {
+        self.inner.acquire_lease(name, owner, ttl, now).await
+    }
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_lease(name, owner, ttl, now).await
+    }
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_lease(name, owner, now).await
+    }
+    async fn quarantine(&self, r: &raincast_store::QuarantineRecord) -> Result<(), StoreError> {
+        self.inner.quarantine(r).await
+    }
+    async fn list_quarantined(
+        &self,
+        radar: &str,
+    ) -> Result<Vec<raincast_store::QuarantineRecord>, StoreError> {
+        self.inner.list_quarantined(radar).await
+    }
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        self.inner.begin_attempt(radar, key, owner, now).await
+    }
+    async fn end_attempt(&self, radar: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.end_attempt(radar, key).await
+    }
+    async fn get_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<raincast_store::VersionedRecord>, StoreError> {
+        self.inner.get_record(key).await
+    }
+    async fn put_record(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let _open = self.gate.acquire().await.expect("gate");
+        self.inner.put_record(key, value, expected).await
+    }
+    async fn list_records(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, raincast_store::VersionedRecord)>, StoreError> {
+        self.inner.list_records(prefix).await
+    }
+}
+
+/// Scoring runs after the nowcast is published: an update returns (and the
+/// nowcast is served) while the scoring of its scan cannot even claim it.
+#[tokio::test]
+async fn scoring_never_delays_a_nowcast() {
+    let dir = TempDir::new("raincast-skill-offpath");
+    let store = store(&dir).await;
+    let state = Arc::new(GatedState {
+        inner: store.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let svc = NowcastService::with_live_skill(store.clone(), state.clone(), skill_settings());
+    for k in 0..6 {
+        put(store.as_ref(), k).await;
+        let now = time(k) + Duration::minutes(1);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(120), svc.update(RADAR, now))
+                .await
+                .expect("update returns while scoring is blocked")
+                .unwrap();
+        if k >= 2 {
+            assert!(matches!(outcome, UpdateOutcome::Built(_)), "{k}");
+            assert_eq!(svc.latest(RADAR).unwrap().base_time, time(k));
+        }
+    }
+    // Nothing was recorded yet; open the gate and the sums arrive.
+    assert!(store.list_records("skill/").await.unwrap().is_empty());
+    state.gate.add_permits(10_000);
+    svc.scoring_settled().await;
+    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![3, 2, 1]);
 }
 
 #[tokio::test]
@@ -641,7 +900,14 @@ fn no_data_is_never_counted_as_dry() {
     let persist = f([[2.0, 0.0, 0.0], [nan, 0.0, 0.0]]);
     let obs = f([[2.0, nan, 3.0], [3.0, 0.0, 0.0]]);
     let prob = rate.mapv(|v| if v >= 0.1 { 1.0 } else { 0.0 });
-    let s = skill::case_sums((&rate, &prob), (&persist, &prob), &obs, 0.1, 1);
+    let s = skill::case_sums(
+        (&rate.view(), &prob.view()),
+        &persist.view(),
+        &obs.view(),
+        0.1,
+        1,
+    )
+    .unwrap();
     // Common cells: (0,0), (1,1), (1,2).
     assert_eq!(s.raincast.hits[1], 1);
     assert_eq!(s.raincast.false_alarms[1], 0);
@@ -653,8 +919,15 @@ fn no_data_is_never_counted_as_dry() {
     assert_eq!(s.persistence.brier_cells, 3);
     // All no data: nothing counted, every score undefined.
     let none = Array2::from_elem((2, 3), nan);
-    let s = skill::case_sums((&rate, &prob), (&persist, &prob), &none, 0.1, 1);
-    let scores = s.raincast.scores();
+    let s = skill::case_sums(
+        (&rate.view(), &prob.view()),
+        &persist.view(),
+        &none.view(),
+        0.1,
+        1,
+    )
+    .unwrap();
+    let scores = skill::MethodSkill::of(&s.raincast);
     assert_eq!(scores.csi[1].1, None);
     assert_eq!(
         (scores.fss, scores.mae_wet_mm_h, scores.brier),
@@ -731,6 +1004,8 @@ async fn live_skill_cost_on_512x512() {
             continue;
         };
         let built = started.elapsed().as_secs_f64() * 1000.0;
+        // What the spawned scoring task does: keep the observed field, score.
+        scorer.keep_observed(&n);
         let started = std::time::Instant::now();
         let leads = scorer.score_scan(&n, now).await.unwrap();
         let score = started.elapsed().as_secs_f64() * 1000.0;

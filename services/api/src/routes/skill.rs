@@ -5,16 +5,21 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use raincast_nowcast::skill::{MethodSkill, SkillError, Window};
+use raincast_algorithms::render::{render_reliability_png, ReliabilitySeries};
+use raincast_nowcast::skill::{LeadSkill, MethodSkill, SkillError, SkillReport, Sums, Window};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_skill))
+    OpenApiRouter::new()
+        .routes(routes!(get_skill))
+        .routes(routes!(get_reliability_png))
 }
 
 /// Which window.
@@ -152,22 +157,7 @@ async fn get_skill(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SkillQuery>,
 ) -> Result<Json<SkillResponse>, ApiError> {
-    let r = s.radar(&id)?.clone();
-    let window: Window = q
-        .window
-        .as_deref()
-        .unwrap_or("24h")
-        .parse()
-        .map_err(|e: SkillError| ApiError::bad_request("invalid_window", e.to_string()))?;
-    let report = s
-        .nowcasts()
-        .skill(&r.id, window)
-        .await
-        .map_err(|e| match e {
-            SkillError::Store(e) => ApiError::from(e),
-            other => ApiError::Internal(other.to_string()),
-        })?
-        .ok_or_else(|| ApiError::not_found("no_live_skill", "This server keeps no live skill."))?;
+    let (report, window) = report(&s, &id, q.window.as_deref()).await?;
     Ok(Json(SkillResponse {
         radar: report.radar,
         window: window.name().to_string(),
@@ -184,4 +174,105 @@ async fn get_skill(
             })
             .collect(),
     }))
+}
+
+/// The radar's live skill report over the window named in a query.
+async fn report(
+    s: &AppState,
+    id: &str,
+    window: Option<&str>,
+) -> Result<(SkillReport, Window), ApiError> {
+    let r = s.radar(id)?.clone();
+    let window: Window = window
+        .unwrap_or("24h")
+        .parse()
+        .map_err(|e: SkillError| ApiError::bad_request("invalid_window", e.to_string()))?;
+    let report = s
+        .nowcasts()
+        .skill(&r.id, window)
+        .await
+        .map_err(|e| match e {
+            SkillError::Store(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?
+        .ok_or_else(|| ApiError::not_found("no_live_skill", "This server keeps no live skill."))?;
+    Ok((report, window))
+}
+
+/// Which window and lead the diagram shows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReliabilityQuery {
+    /// `24h` (default) or `7d`.
+    pub window: Option<String>,
+    /// One lead, minutes; default: every lead pooled.
+    pub lead: Option<u32>,
+}
+
+/// A reliability diagram of the live probability of rain: mean forecast
+/// probability against observed frequency per bin, for Raincast and
+/// persistence (a yes/no forecast: its two bins), with the diagonal of
+/// perfect reliability. Before anything was scored the diagram is empty.
+#[utoipa::path(get, path = "/v1/radars/{id}/skill/reliability.png", tag = "radars",
+    params(("id" = String, Path, description = "Radar id"), ReliabilityQuery),
+    responses(
+        (status = 200, description = "The diagram", body = Vec<u8>, content_type = "image/png"),
+        (status = 400, description = "Unknown window", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown radar or lead, or no live skill kept", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_reliability_png(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReliabilityQuery>,
+) -> Result<Response, ApiError> {
+    let (report, window) = report(&s, &id, q.window.as_deref()).await?;
+    let leads: Vec<&LeadSkill> = match q.lead {
+        None => report.leads.iter().collect(),
+        Some(lead) => vec![report
+            .leads
+            .iter()
+            .find(|l| l.lead_min == lead)
+            .ok_or_else(|| {
+                ApiError::not_found("no_such_lead", format!("no live skill at lead {lead} min"))
+            })?],
+    };
+    let series = |pick: fn(&LeadSkill) -> &Sums, label: &str| {
+        let mut sums = Sums::default();
+        for l in &leads {
+            sums.add(pick(l));
+        }
+        ReliabilitySeries {
+            label: format!("{label} ({} cells)", sums.brier_cells),
+            points: sums
+                .reliability()
+                .table()
+                .iter()
+                .map(|&(_, _, _, p, o)| (p, o))
+                .collect(),
+        }
+    };
+    let title = format!(
+        "{} {} {}",
+        report.radar,
+        window.name(),
+        q.lead
+            .map_or("all leads".to_string(), |l| format!("+{l} min"))
+    );
+    let png = render_reliability_png(
+        &title,
+        &[
+            series(|l| &l.raincast.sums, "raincast"),
+            series(|l| &l.persistence.sums, "persistence"),
+        ],
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        png,
+    )
+        .into_response())
 }
