@@ -5,7 +5,7 @@
 #   . scripts/demo-server.sh
 #   demo_server_start BINARY DIR [LOG_LEVEL [COMMAND ARGS...]]
 #                       # COMMAND defaults to `run`; sets DEMO_PID, DEMO_LOG, DEMO_URL
-#   demo_server_wait_nowcast                   # /readyz 200 and a nowcast for the demo
+#   demo_server_wait_nowcast                   # /readyz 200 and a current nowcast (on the newest scan)
 #   demo_server_stop                           # SIGTERM, then SIGKILL after 30 s
 #
 # The server runs with the embedded default (no RAINCAST_* variable from the
@@ -54,14 +54,24 @@ demo_server_start() {
     demo_say "at $DEMO_URL"
 }
 
+# A nowcast is current when it is based on the newest scan: its time equals
+# the radar's latest_scan_time in /v1/radars (the backfill is over and the
+# nowcast caught up), so a test does not start on one about to be replaced.
+demo_nowcast_current() {
+    curl -fsS --max-time 10 "${DEMO_URL}v1/radars" 2>/dev/null | python3 -c '
+import json, sys
+radars = json.load(sys.stdin)["radars"]
+ok = any(r.get("latest_nowcast_time") and r.get("latest_nowcast_time") == r.get("latest_scan_time") for r in radars)
+sys.exit(0 if ok else 1)'
+}
+
 demo_server_wait_nowcast() {
     local t0=$SECONDS
-    until curl -fsS -o /dev/null --max-time 10 "${DEMO_URL}readyz" 2>/dev/null \
-        && curl -fsS --max-time 10 "${DEMO_URL}v1/radars" 2>/dev/null | grep -q '"latest_nowcast_time":"'; do
-        demo_server_alive "no nowcast (see ${DEMO_URL}readyz and ${DEMO_URL}v1/radars)" || return 1
+    until curl -fsS -o /dev/null --max-time 10 "${DEMO_URL}readyz" 2>/dev/null && demo_nowcast_current; do
+        demo_server_alive "no current nowcast (see ${DEMO_URL}readyz and ${DEMO_URL}v1/radars)" || return 1
         sleep 2
     done
-    demo_say "ready with a nowcast after $((SECONDS - t0))s"
+    demo_say "ready with a current nowcast after $((SECONDS - t0))s"
 }
 
 demo_server_stop() {

@@ -78,6 +78,19 @@ pub fn fss(
     threshold: f32,
     window: usize,
 ) -> Option<f64> {
+    let (num, den) = fss_sums(forecast, obs, threshold, window)?;
+    (den > 0.0).then(|| 1.0 - num / den)
+}
+
+/// The two sums of [`fss`], `(Σ(Pf − Po)², ΣPf² + ΣPo²)` (dimensionless),
+/// so that several cases can be pooled by adding them: the pooled FSS is
+/// `1 − Σnum / Σden`. `None` when the shapes differ or `window` is 0.
+pub fn fss_sums(
+    forecast: &ArrayView2<f32>,
+    obs: &ArrayView2<f32>,
+    threshold: f32,
+    window: usize,
+) -> Option<(f64, f64)> {
     if forecast.dim() != obs.dim() || window == 0 {
         return None;
     }
@@ -99,13 +112,35 @@ pub fn fss(
             int_o[(r + 1) * w + c + 1] = int_o[r * w + c + 1] + ro;
         }
     }
-    // Window [r - lo, r - lo + window) like scipy's uniform_filter.
+    let mut sums = [(0f64, 0f64)];
+    fss_window_pass((rows, cols), window, &pair, &int_o, &[&int_f], &mut sums);
+    Some(sums[0])
+}
+
+/// The window pass of the FSS: for every pair cell, the event fractions of
+/// the observation and of each forecast in the window [r − lo, r − lo +
+/// window) (like scipy's uniform_filter), from their integral images
+/// (`(rows + 1) × (cols + 1)`), added to `(Σ(Pf − Po)², ΣPf² + ΣPo²)` per
+/// forecast. A band of rows without any event in either field adds nothing
+/// and is skipped.
+fn fss_window_pass(
+    (rows, cols): (usize, usize),
+    window: usize,
+    pair: &[bool],
+    int_o: &[u32],
+    int_f: &[&[u32]],
+    sums: &mut [(f64, f64)],
+) {
+    let w = cols + 1;
     let lo = window / 2;
     let area = (window * window) as f64;
-    let (mut num, mut den) = (0f64, 0f64);
     for r in 0..rows {
         let r0 = r.saturating_sub(lo);
         let r1 = (r + window - lo).min(rows);
+        let band = |img: &[u32]| img[r1 * w + cols] - img[r0 * w + cols];
+        if band(int_o) == 0 && int_f.iter().all(|img| band(img) == 0) {
+            continue;
+        }
         for c in 0..cols {
             if !pair[r * cols + c] {
                 continue;
@@ -115,13 +150,14 @@ pub fn fss(
             let sum = |img: &[u32]| {
                 (img[r1 * w + c1] + img[r0 * w + c0] - img[r0 * w + c1] - img[r1 * w + c0]) as f64
             };
-            let pf = sum(&int_f) / area;
-            let po = sum(&int_o) / area;
-            num += (pf - po) * (pf - po);
-            den += pf * pf + po * po;
+            let po = sum(int_o) / area;
+            for ((num, den), img) in sums.iter_mut().zip(int_f) {
+                let pf = sum(img) / area;
+                *num += (pf - po) * (pf - po);
+                *den += pf * pf + po * po;
+            }
         }
     }
-    (den > 0.0).then(|| 1.0 - num / den)
 }
 
 /// Mean absolute error over finite pairs, mm/h.
@@ -134,6 +170,39 @@ pub fn mae(forecast: &ArrayView2<f32>, obs: &ArrayView2<f32>) -> Option<f64> {
         }
     }
     (n > 0).then(|| s / n as f64)
+}
+
+/// Sum of |f − o| (mm/h) and number of the finite pairs that are wet: the
+/// forecast or the observation is ≥ `wet` mm/h. MAE on wet cells is
+/// `sum / n`; sums of several cases add up.
+pub fn wet_abs_error_sum(
+    forecast: &ArrayView2<f32>,
+    obs: &ArrayView2<f32>,
+    wet: f32,
+) -> (f64, u64) {
+    let (mut s, mut n) = (0f64, 0u64);
+    for (f, o) in forecast.iter().zip(obs.iter()) {
+        if f.is_finite() && o.is_finite() && (*f >= wet || *o >= wet) {
+            s += (*f as f64 - *o as f64).abs();
+            n += 1;
+        }
+    }
+    (s, n)
+}
+
+/// Sum of squared errors `(p − e)²` of a probability field (0..1) against
+/// the event "observed ≥ `threshold` mm/h" (e = 0 or 1), and the number of
+/// finite pairs: the Brier score is `sum / n`; sums of several cases add up.
+pub fn brier_sum(prob: &ArrayView2<f32>, obs: &ArrayView2<f32>, threshold: f32) -> (f64, u64) {
+    let (mut s, mut n) = (0f64, 0u64);
+    for (p, o) in prob.iter().zip(obs.iter()) {
+        if p.is_finite() && o.is_finite() {
+            let e = if *o >= threshold { 1.0 } else { 0.0 };
+            s += (p.clamp(0.0, 1.0) as f64 - e).powi(2);
+            n += 1;
+        }
+    }
+    (s, n)
 }
 
 /// Sets to NaN every cell of `field` where `mask` is not finite, so that
@@ -278,6 +347,412 @@ impl Reliability {
 }
 
 // ---------------------------------------------------------------------------
+// Calibration of a probability from its reliability table.
+
+impl Reliability {
+    /// Cells in the table.
+    pub fn cells(&self) -> u64 {
+        self.bins.iter().map(|b| b.0).sum()
+    }
+
+    /// Expected calibration error: Σ over bins of (cells/total) ×
+    /// |mean forecast probability − observed frequency| (0..1). `None` when
+    /// empty.
+    pub fn ece(&self) -> Option<f64> {
+        let total = self.cells();
+        (total > 0).then(|| {
+            self.bins
+                .iter()
+                .filter(|b| b.0 > 0)
+                .map(|&(_, psum, events)| (psum - events as f64).abs() / total as f64)
+                .sum()
+        })
+    }
+}
+
+/// A monotone calibration of a probability, fitted on a reliability table by
+/// isotonic regression (pool-adjacent-violators, weighted by cells): knots
+/// `(mean forecast probability, observed frequency)` of the pooled blocks,
+/// both non-decreasing; between knots the map is linear, outside them it
+/// keeps the offset of the nearest knot (clamped to 0..1 and to that knot's
+/// value), so it is monotone and the identity on a perfectly reliable table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    /// `(x, y)` per pooled block, x strictly increasing, y non-decreasing.
+    pub knots: Vec<(f64, f64)>,
+}
+
+impl Calibration {
+    /// Fits the table; `None` when it is empty.
+    pub fn fit(table: &Reliability) -> Option<Calibration> {
+        // Blocks: (cells, Σp, events).
+        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
+        for &(n, p, e) in table.bins.iter().filter(|b| b.0 > 0) {
+            blocks.push((n as f64, p, e as f64));
+            // Pool while the last block's frequency is below the previous one's.
+            while blocks.len() >= 2 {
+                let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
+                if b.2 / b.0 >= a.2 / a.0 {
+                    break;
+                }
+                blocks.pop();
+                let last = blocks.len() - 1;
+                blocks[last] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+            }
+        }
+        let mut knots: Vec<(f64, f64)> = Vec::with_capacity(blocks.len());
+        for (n, p, e) in blocks {
+            let (x, y) = (p / n, e / n);
+            match knots.last_mut() {
+                // Equal means (cannot happen with disjoint bins but for
+                // rounding): keep the larger frequency.
+                Some(k) if x <= k.0 => k.1 = k.1.max(y),
+                _ => knots.push((x, y)),
+            }
+        }
+        (!knots.is_empty()).then_some(Calibration { knots })
+    }
+
+    /// The calibrated probability of `p` (0..1); NaN stays NaN.
+    pub fn apply(&self, p: f32) -> f32 {
+        if !p.is_finite() {
+            return p;
+        }
+        let x = p.clamp(0.0, 1.0) as f64;
+        let (first, last) = (self.knots[0], self.knots[self.knots.len() - 1]);
+        let y = if x <= first.0 {
+            (x + first.1 - first.0).clamp(0.0, first.1)
+        } else if x >= last.0 {
+            (x + last.1 - last.0).clamp(last.1, 1.0)
+        } else {
+            let i = self.knots.partition_point(|k| k.0 <= x);
+            let ((x0, y0), (x1, y1)) = (self.knots[i - 1], self.knots[i]);
+            y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        };
+        y.clamp(0.0, 1.0) as f32
+    }
+
+    /// Maps a whole probability field (0..1, NaN kept).
+    pub fn apply_field(&self, prob: &ArrayView2<f32>) -> Array2<f32> {
+        prob.mapv(|p| self.apply(p))
+    }
+}
+
+/// Accumulates the Brier score and reliability of a probability field:
+/// what the calibration report of [`verify_series`] needs per half.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbabilityScore {
+    /// Σ(p − e)², pairs and events.
+    pub brier_sum: f64,
+    pub cells: u64,
+    pub events: u64,
+    pub reliability: Reliability,
+}
+
+impl Default for ProbabilityScore {
+    fn default() -> Self {
+        Self {
+            brier_sum: 0.0,
+            cells: 0,
+            events: 0,
+            reliability: Reliability::new(10),
+        }
+    }
+}
+
+impl ProbabilityScore {
+    /// Adds the finite pairs of `prob` (0..1) and `obs` (mm/h), event
+    /// "observed ≥ `threshold`".
+    pub fn add(&mut self, prob: &ArrayView2<f32>, obs: &ArrayView2<f32>, threshold: f32) {
+        let (s, n) = brier_sum(prob, obs, threshold);
+        self.brier_sum += s;
+        self.cells += n;
+        self.events += prob
+            .iter()
+            .zip(obs.iter())
+            .filter(|(p, o)| p.is_finite() && o.is_finite() && **o >= threshold)
+            .count() as u64;
+        self.reliability.add(prob, obs, threshold);
+    }
+
+    /// Brier score.
+    pub fn brier(&self) -> Option<f64> {
+        (self.cells > 0).then(|| self.brier_sum / self.cells as f64)
+    }
+
+    /// Brier skill score against the sample climatology (the observed
+    /// frequency ō of the same pairs, whose Brier score is ō(1 − ō)):
+    /// 1 − BS/(ō(1 − ō)). `None` when empty or without both outcomes.
+    pub fn bss(&self) -> Option<f64> {
+        let o = self.events as f64 / self.cells.max(1) as f64;
+        let reference = o * (1.0 - o);
+        match self.brier() {
+            Some(b) if reference > 0.0 => Some(1.0 - b / reference),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Additive sums: running (pooled) scores in one pass.
+
+/// Thresholds of the CSI in [`SkillSums`], mm/h.
+pub const SKILL_CSI_THRESHOLDS_MM_H: [f32; 3] = [0.5, 1.0, 5.0];
+/// Bins of the reliability table in [`SkillSums`].
+pub const SKILL_BINS: usize = 10;
+
+/// What [`skill_sums`] scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SkillSpec {
+    /// FSS threshold, mm/h.
+    pub fss_threshold: f32,
+    /// FSS window side, cells (≥ 1).
+    pub fss_window: usize,
+    /// A pair counts in the wet MAE when the forecast or the observation
+    /// reaches this rate, mm/h.
+    pub wet_mm_h: f32,
+    /// The event of the probability: observed ≥ this rate, mm/h.
+    pub prob_threshold: f32,
+}
+
+/// Additive verification sums of one forecast over some cases: adding the
+/// sums of two sets of cases gives the sums of their union, so a window's
+/// scores are **pooled** over all its cells (not means of per-case scores).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SkillSums {
+    /// Cases added.
+    pub cases: u64,
+    /// Per threshold of [`SKILL_CSI_THRESHOLDS_MM_H`]: cells.
+    pub hits: [u64; 3],
+    pub misses: [u64; 3],
+    pub false_alarms: [u64; 3],
+    /// FSS numerator and denominator (dimensionless, see [`fss_sums`]).
+    pub fss_num: f64,
+    pub fss_den: f64,
+    /// Σ|f − o| over wet pairs, mm/h, and their number.
+    pub abs_err_mm_h: f64,
+    pub wet_cells: u64,
+    /// Σ(p − e)² and the number of pairs of the Brier score.
+    pub brier_sum: f64,
+    pub brier_cells: u64,
+    /// Reliability bins ([`SKILL_BINS`]): pairs, Σ forecast probability,
+    /// observed events.
+    pub rel_cells: [u64; SKILL_BINS],
+    pub rel_prob: [f64; SKILL_BINS],
+    pub rel_events: [u64; SKILL_BINS],
+}
+
+impl SkillSums {
+    /// Adds another set of sums.
+    pub fn add(&mut self, o: &SkillSums) {
+        self.cases += o.cases;
+        for i in 0..SKILL_CSI_THRESHOLDS_MM_H.len() {
+            self.hits[i] += o.hits[i];
+            self.misses[i] += o.misses[i];
+            self.false_alarms[i] += o.false_alarms[i];
+        }
+        self.fss_num += o.fss_num;
+        self.fss_den += o.fss_den;
+        self.abs_err_mm_h += o.abs_err_mm_h;
+        self.wet_cells += o.wet_cells;
+        self.brier_sum += o.brier_sum;
+        self.brier_cells += o.brier_cells;
+        for i in 0..SKILL_BINS {
+            self.rel_cells[i] += o.rel_cells[i];
+            self.rel_prob[i] += o.rel_prob[i];
+            self.rel_events[i] += o.rel_events[i];
+        }
+    }
+
+    /// The contingency table at threshold `i` of [`SKILL_CSI_THRESHOLDS_MM_H`]
+    /// (correct negatives are not kept: 0).
+    pub fn contingency(&self, i: usize) -> Contingency {
+        Contingency {
+            hits: self.hits[i],
+            misses: self.misses[i],
+            false_alarms: self.false_alarms[i],
+            correct_negatives: 0,
+        }
+    }
+
+    /// Pooled FSS `1 − Σnum/Σden`.
+    pub fn fss(&self) -> Option<f64> {
+        (self.fss_den > 0.0).then(|| 1.0 - self.fss_num / self.fss_den)
+    }
+
+    /// Mean absolute error over the wet pairs, mm/h.
+    pub fn mae_wet(&self) -> Option<f64> {
+        (self.wet_cells > 0).then(|| self.abs_err_mm_h / self.wet_cells as f64)
+    }
+
+    /// Brier score of the probability.
+    pub fn brier(&self) -> Option<f64> {
+        (self.brier_cells > 0).then(|| self.brier_sum / self.brier_cells as f64)
+    }
+
+    /// The reliability table of the sums.
+    pub fn reliability(&self) -> Reliability {
+        Reliability {
+            bins: (0..SKILL_BINS)
+                .map(|i| (self.rel_cells[i], self.rel_prob[i], self.rel_events[i]))
+                .collect(),
+        }
+    }
+}
+
+/// The sums of one case for several forecasts at once, in one pass over the
+/// cells plus one window pass for the FSS (the same results as
+/// [`Contingency::new`], [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`]
+/// and [`Reliability::add`] on masked copies, which the tests check).
+///
+/// `obs` is the observation (mm/h); each forecast is a rate field (mm/h)
+/// and its probability of "observed ≥ `spec.prob_threshold`" (0..1), or
+/// `None` for a deterministic forecast whose probability is 1 where its rate
+/// reaches the threshold and 0 elsewhere. Every field has the shape of
+/// `obs`. All forecasts are scored on the same cells: where the observation
+/// and **every** forecast rate are finite (NaN = no data, never dry); the
+/// Brier score and reliability also need a finite probability. `None` when
+/// a shape differs or the FSS window is 0.
+pub fn skill_sums(
+    obs: &ArrayView2<f32>,
+    forecasts: &[(ArrayView2<f32>, Option<ArrayView2<f32>>)],
+    spec: &SkillSpec,
+) -> Option<Vec<SkillSums>> {
+    let dim = obs.dim();
+    if spec.fss_window == 0
+        || forecasts
+            .iter()
+            .any(|(f, p)| f.dim() != dim || p.as_ref().is_some_and(|p| p.dim() != dim))
+    {
+        return None;
+    }
+    let (rows, cols) = dim;
+    let obs = obs.as_standard_layout();
+    let o_s = obs.as_slice()?;
+    let rates: Vec<_> = forecasts
+        .iter()
+        .map(|(f, _)| f.as_standard_layout())
+        .collect();
+    let probs: Vec<_> = forecasts
+        .iter()
+        .map(|(_, p)| p.as_ref().map(|p| p.as_standard_layout()))
+        .collect();
+    let rate_s: Vec<&[f32]> = rates.iter().map(|a| a.as_slice()).collect::<Option<_>>()?;
+    let prob_s: Vec<Option<&[f32]>> = probs
+        .iter()
+        .map(|p| match p {
+            Some(p) => p.as_slice().map(Some),
+            None => Some(None),
+        })
+        .collect::<Option<_>>()?;
+    let n = forecasts.len();
+    let mut out = vec![
+        SkillSums {
+            cases: 1,
+            ..SkillSums::default()
+        };
+        n
+    ];
+    let w = cols + 1;
+    let mut int_o = vec![0u32; (rows + 1) * w];
+    let mut int_f = vec![vec![0u32; (rows + 1) * w]; n];
+    let mut pair = vec![false; rows * cols];
+    let mut row_f = vec![0u32; n];
+    let nb = SKILL_BINS as f32;
+    let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
+    // A pair below every threshold, with zero probabilities, adds only to
+    // the Brier and reliability counts (bin 0, no error, no event): such
+    // "dry" pairs, most of a radar image, are counted and added at the end.
+    let lowest = [
+        t0,
+        t1,
+        t2,
+        spec.wet_mm_h,
+        spec.prob_threshold,
+        spec.fss_threshold,
+    ]
+    .into_iter()
+    .fold(f32::INFINITY, f32::min);
+    let mut dry = 0u64;
+    for r in 0..rows {
+        let mut row_o = 0u32;
+        row_f.iter_mut().for_each(|v| *v = 0);
+        let (above, below) = (r * w, (r + 1) * w);
+        for c in 0..cols {
+            let i = r * cols + c;
+            let o = o_s[i];
+            let known = o.is_finite() && rate_s.iter().all(|f| f[i].is_finite());
+            if known {
+                pair[i] = true;
+                let all_dry = o < lowest
+                    && rate_s.iter().all(|f| f[i] < lowest)
+                    && prob_s.iter().all(|p| p.is_none_or(|p| p[i] == 0.0));
+                if all_dry {
+                    dry += 1;
+                } else {
+                    row_o += (o >= spec.fss_threshold) as u32;
+                    let event = o >= spec.prob_threshold;
+                    for ((s, f_s), (p_s, rf)) in out
+                        .iter_mut()
+                        .zip(&rate_s)
+                        .zip(prob_s.iter().zip(row_f.iter_mut()))
+                    {
+                        let f = f_s[i];
+                        for (t, th) in [t0, t1, t2].into_iter().enumerate() {
+                            let (fe, oe) = ((f >= th) as u64, (o >= th) as u64);
+                            s.hits[t] += fe & oe;
+                            s.misses[t] += (fe ^ 1) & oe;
+                            s.false_alarms[t] += fe & (oe ^ 1);
+                        }
+                        if f >= spec.wet_mm_h || o >= spec.wet_mm_h {
+                            s.abs_err_mm_h += (f as f64 - o as f64).abs();
+                            s.wet_cells += 1;
+                        }
+                        *rf += (f >= spec.fss_threshold) as u32;
+                        let p = match p_s {
+                            Some(p) => p[i],
+                            None => (f >= spec.prob_threshold) as u8 as f32,
+                        };
+                        if p.is_finite() {
+                            let pc = p.clamp(0.0, 1.0);
+                            let d = pc as f64 - event as u8 as f64;
+                            s.brier_sum += d * d;
+                            s.brier_cells += 1;
+                            let b = ((pc * nb) as usize).min(SKILL_BINS - 1);
+                            s.rel_cells[b] += 1;
+                            s.rel_prob[b] += p as f64;
+                            s.rel_events[b] += event as u64;
+                        }
+                    }
+                }
+            }
+            int_o[below + c + 1] = int_o[above + c + 1] + row_o;
+            for (img, rf) in int_f.iter_mut().zip(&row_f) {
+                img[below + c + 1] = img[above + c + 1] + rf;
+            }
+        }
+    }
+    for s in out.iter_mut() {
+        s.brier_cells += dry;
+        s.rel_cells[0] += dry;
+    }
+    let images: Vec<&[u32]> = int_f.iter().map(Vec::as_slice).collect();
+    let mut fss = vec![(0f64, 0f64); n];
+    fss_window_pass(
+        (rows, cols),
+        spec.fss_window,
+        &pair,
+        &int_o,
+        &images,
+        &mut fss,
+    );
+    for (s, (num, den)) in out.iter_mut().zip(fss) {
+        (s.fss_num, s.fss_den) = (num, den);
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------
 // Verification over a day of scans.
 
 /// The forecasts compared by [`verify_series`].
@@ -320,6 +795,10 @@ pub struct VerifyConfig {
     pub prob_threshold: f32,
     /// The nowcast (its `smoothing` is set per method).
     pub nowcast: crate::nowcast::NowcastConfig,
+    /// Wet threshold of the pooled MAE, mm/h.
+    pub wet_mm_h: f32,
+    /// Cells a lead's fit needs before its probability is calibrated.
+    pub min_samples: u64,
 }
 
 impl Default for VerifyConfig {
@@ -331,6 +810,8 @@ impl Default for VerifyConfig {
             fss_window: 10,
             prob_threshold: 1.0,
             nowcast: crate::nowcast::NowcastConfig::default(),
+            wet_mm_h: 0.1,
+            min_samples: 2000,
         }
     }
 }
@@ -357,6 +838,21 @@ pub struct LeadRow {
     pub methods: Vec<MethodScores>,
     /// Reliability of the Raincast probability at this lead.
     pub reliability: Reliability,
+    /// Pooled sums of Raincast and persistence (yes/no probability), in
+    /// that order, on the cells where the observation, Raincast and
+    /// persistence are known: what the nowcast service's live skill keeps
+    /// ([`skill_sums`] with [`VerifyConfig::wet_mm_h`]).
+    pub pooled: [SkillSums; 2],
+    /// Calibration check: the Raincast probability of the cases whose
+    /// verifying scan lies in the first half of the day (the fit)...
+    pub fit: ProbabilityScore,
+    /// ...the calibration fitted on it (`None` below
+    /// [`VerifyConfig::min_samples`] cells: raw is served)...
+    pub calibration: Option<Calibration>,
+    /// ...and the cases issued in the second half, raw and calibrated
+    /// (identical to raw without a calibration).
+    pub held_out_raw: ProbabilityScore,
+    pub held_out_calibrated: ProbabilityScore,
 }
 
 /// The result of [`verify_series`].
@@ -430,9 +926,27 @@ pub fn verify_series(
                 Method::ALL.len()
             ],
             reliability: Reliability::new(10),
+            pooled: Default::default(),
+            fit: ProbabilityScore::default(),
+            calibration: None,
+            held_out_raw: ProbabilityScore::default(),
+            held_out_calibrated: ProbabilityScore::default(),
         })
         .collect();
     let need = cfg.nowcast.frames.max(crate::nowcast::MIN_FRAMES);
+    // The halves of the day: fit on cases verified before `mid`, score the
+    // cases issued from `mid` on (no observation is in both).
+    let mid = match (times.first(), times.last()) {
+        (Some(a), Some(b)) => *a + (*b - *a) / 2,
+        _ => chrono::DateTime::<chrono::Utc>::MIN_UTC,
+    };
+    let mut fitted = false;
+    let spec = SkillSpec {
+        fss_threshold: cfg.fss_threshold,
+        fss_window: cfg.fss_window,
+        wet_mm_h: cfg.wet_mm_h,
+        prob_threshold: cfg.prob_threshold,
+    };
     let mut skipped = Vec::new();
     let mut cases = 0;
     let total = sorted.len();
@@ -479,6 +993,14 @@ pub fn verify_series(
             }
         };
         cases += 1;
+        if times[base] >= mid && !fitted {
+            fitted = true;
+            for row in rows.iter_mut() {
+                if row.fit.cells >= cfg.min_samples {
+                    row.calibration = Calibration::fit(&row.fit.reliability);
+                }
+            }
+        }
         let probs = rc.probability(cfg.prob_threshold);
         let persistence = &sorted[base].rate_mm_h;
         for (j, &k) in wanted.iter().enumerate() {
@@ -520,6 +1042,34 @@ pub fn verify_series(
             }
             row.reliability
                 .add(&probs[j].view(), &mask.view(), cfg.prob_threshold);
+            // As the live skill: Raincast and persistence only.
+            if let Some(sums) = skill_sums(
+                &obs.view(),
+                &[
+                    (rc.rate_mm_h[j].view(), Some(probs[j].view())),
+                    (persistence.view(), None),
+                ],
+                &spec,
+            ) {
+                for (p, s) in row.pooled.iter_mut().zip(&sums) {
+                    p.add(s);
+                }
+            }
+            // The calibration check, on the common mask.
+            let mut prob = probs[j].clone();
+            mask_like(&mut prob, &mask.view());
+            if times[oi] < mid {
+                row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+            } else if times[base] >= mid {
+                row.held_out_raw
+                    .add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                let cal = match &row.calibration {
+                    Some(c) => c.apply_field(&prob.view()),
+                    None => prob,
+                };
+                row.held_out_calibrated
+                    .add(&cal.view(), &mask.view(), cfg.prob_threshold);
+            }
         }
         progress(base + 1, total);
     }
@@ -624,6 +1174,273 @@ mod tests {
         // bin 5: .3025; bin 9: two events → 2·.0025. Sum 1.2125 / 5.
         let b = r.brier_approx().expect("defined");
         assert!((b - 1.2125 / 5.0).abs() < 1e-6, "{b}");
+    }
+
+    #[test]
+    fn pooled_sums_by_hand() {
+        let f = array![[1.0f32, 0.0, 3.0, NAN]];
+        let o = array![[0.0f32, 0.0, 1.0, 5.0]];
+        // Wet at 0.1: (1,0) and (3,1); (0,0) dry, NaN pair left out.
+        assert_eq!(wet_abs_error_sum(&f.view(), &o.view(), 0.1), (3.0, 2));
+        let p = array![[0.5f32, 0.0, 1.0, 0.7]];
+        // (0.5−0)² + 0 + (1−1)²; the pair with NaN forecast counts (p finite).
+        let (s, n) = brier_sum(&p.view(), &o.view(), 1.0);
+        assert_eq!(n, 4);
+        assert!((s - (0.25 + 0.09)).abs() < 1e-6, "{s}");
+        let (num, den) = fss_sums(&f.view(), &o.view(), 0.5, 1).expect("same shape");
+        assert_eq!(fss(&f.view(), &o.view(), 0.5, 1), Some(1.0 - num / den));
+    }
+
+    #[test]
+    fn fused_sums_equal_the_separate_scores() {
+        // Pseudo-random fields with no-data holes in each.
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as f32 / (1u64 << 31) as f32
+        };
+        let mut field = |nan_every: usize| {
+            Array2::from_shape_fn((23, 31), |(r, c)| {
+                if (r * 31 + c) % nan_every == 0 {
+                    NAN
+                } else {
+                    let v = next();
+                    if v < 0.5 {
+                        0.0
+                    } else {
+                        (v - 0.5) * 16.0
+                    }
+                }
+            })
+        };
+        let (o, f1, f2) = (field(17), field(13), field(19));
+        let p1 = f1.mapv(|v| {
+            if v.is_finite() {
+                (v / 8.0).min(1.0)
+            } else {
+                NAN
+            }
+        });
+        let spec = SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: 5,
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        };
+        let sums = skill_sums(
+            &o.view(),
+            &[(f1.view(), Some(p1.view())), (f2.view(), None)],
+            &spec,
+        )
+        .expect("same shapes");
+        let mut mask = o.clone();
+        mask_like(&mut mask, &f1.view());
+        mask_like(&mut mask, &f2.view());
+        let p2 = f2.mapv(|v| {
+            if v.is_nan() {
+                NAN
+            } else {
+                (v >= 0.1) as u8 as f32
+            }
+        });
+        for (s, (f, p)) in sums.iter().zip([(&f1, &p1), (&f2, &p2)]) {
+            let mut f = f.clone();
+            mask_like(&mut f, &mask.view());
+            assert_eq!(s.cases, 1);
+            for (i, t) in SKILL_CSI_THRESHOLDS_MM_H.iter().enumerate() {
+                let c = Contingency::new(&f.view(), &mask.view(), *t);
+                assert_eq!(
+                    (s.hits[i], s.misses[i], s.false_alarms[i]),
+                    (c.hits, c.misses, c.false_alarms)
+                );
+            }
+            let (num, den) = fss_sums(&f.view(), &mask.view(), 1.0, 5).expect("same shape");
+            assert_eq!((s.fss_num, s.fss_den), (num, den));
+            assert_eq!(
+                (s.abs_err_mm_h, s.wet_cells),
+                wet_abs_error_sum(&f.view(), &mask.view(), 0.1)
+            );
+            let mut pm = p.clone();
+            mask_like(&mut pm, &mask.view());
+            assert_eq!(
+                (s.brier_sum, s.brier_cells),
+                brier_sum(&pm.view(), &mask.view(), 0.1)
+            );
+            let mut rel = Reliability::new(SKILL_BINS);
+            rel.add(&pm.view(), &mask.view(), 0.1);
+            assert_eq!(s.reliability(), rel);
+            assert!(s.hits[0] > 0 && s.wet_cells > 0 && s.brier_cells > 0);
+        }
+        // Sums add up; a shape mismatch is refused.
+        let mut two = sums[0].clone();
+        two.add(&sums[0]);
+        assert_eq!((two.cases, two.hits[1]), (2, 2 * sums[0].hits[1]));
+        assert_eq!(two.fss(), sums[0].fss());
+        let small = Array2::<f32>::zeros((2, 2));
+        assert!(skill_sums(&o.view(), &[(small.view(), None)], &spec).is_none());
+    }
+
+    /// `n` pairs of a forecaster whose true event probability is `q`
+    /// (spread over 0..1) and who says `say(q)`, events drawn from `q`.
+    fn forecaster(n: usize, seed: u64, say: impl Fn(f32) -> f32) -> (Array2<f32>, Array2<f32>) {
+        let mut s = seed;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut prob = Array2::zeros((1, n));
+        let mut obs = Array2::zeros((1, n));
+        for i in 0..n {
+            let q = next();
+            prob[[0, i]] = say(q);
+            obs[[0, i]] = if next() < q { 1.0 } else { 0.0 };
+        }
+        (prob, obs)
+    }
+
+    #[test]
+    fn calibration_is_monotone() {
+        // Any table, however unreliable: the map never decreases.
+        for seed in 1..40u64 {
+            let mut t = Reliability::new(10);
+            let mut s = seed;
+            for b in t.bins.iter_mut() {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let n = (s >> 54) + 1;
+                let e = (s >> 20) % (n + 1);
+                *b = (n, n as f64 * ((s >> 8) % 1000) as f64 / 1000.0, e);
+            }
+            let c = Calibration::fit(&t).expect("non-empty");
+            assert!(
+                c.knots
+                    .windows(2)
+                    .all(|k| k[0].0 < k[1].0 && k[0].1 <= k[1].1),
+                "{c:?}"
+            );
+            let mut last = -1.0f32;
+            for i in 0..=1000 {
+                let y = c.apply(i as f32 / 1000.0);
+                assert!(
+                    (0.0..=1.0).contains(&y) && y >= last,
+                    "seed {seed} p {i}: {y} < {last}"
+                );
+                last = y;
+            }
+        }
+        assert_eq!(Calibration::fit(&Reliability::new(10)), None);
+    }
+
+    #[test]
+    fn calibration_is_the_identity_on_reliable_input() {
+        // Every bin's observed frequency equals its mean probability.
+        let mut t = Reliability::new(10);
+        for (i, b) in t.bins.iter_mut().enumerate() {
+            let p = (i as f64 + 0.5) / 10.0;
+            *b = (1000, 1000.0 * p, (1000.0 * p) as u64);
+        }
+        let c = Calibration::fit(&t).expect("non-empty");
+        assert_eq!(c.knots.len(), 10);
+        for i in 0..=100 {
+            let p = i as f32 / 100.0;
+            assert!((c.apply(p) - p).abs() < 1e-6, "{p} -> {}", c.apply(p));
+        }
+        assert!(c.apply(f32::NAN).is_nan());
+        // A reliable forecaster's sample: the map stays close to the identity.
+        let (p, o) = forecaster(200_000, 3, |q| q);
+        let mut score = ProbabilityScore::default();
+        score.add(&p.view(), &o.view(), 0.5);
+        assert!(score.reliability.ece().expect("cells") < 0.01);
+        let c = Calibration::fit(&score.reliability).expect("non-empty");
+        for i in 0..=20 {
+            let q = i as f32 / 20.0;
+            assert!((c.apply(q) - q).abs() < 0.03, "{q} -> {}", c.apply(q));
+        }
+    }
+
+    #[test]
+    fn calibration_fixes_an_over_confident_forecaster() {
+        // Says 0.5 + 1.8 (q − 0.5): too sure both ways.
+        let say = |q: f32| (0.5 + 1.8 * (q - 0.5)).clamp(0.0, 1.0);
+        let (p_fit, o_fit) = forecaster(100_000, 11, say);
+        let (p, o) = forecaster(100_000, 12, say);
+        let mut fit = ProbabilityScore::default();
+        fit.add(&p_fit.view(), &o_fit.view(), 0.5);
+        let c = Calibration::fit(&fit.reliability).expect("non-empty");
+        let (mut raw, mut cal) = (ProbabilityScore::default(), ProbabilityScore::default());
+        raw.add(&p.view(), &o.view(), 0.5);
+        cal.add(&c.apply_field(&p.view()).view(), &o.view(), 0.5);
+        let (ece_raw, ece_cal) = (
+            raw.reliability.ece().expect("cells"),
+            cal.reliability.ece().expect("cells"),
+        );
+        assert!(ece_raw > 0.1, "over-confident: {ece_raw}");
+        assert!(ece_cal < 0.02, "calibrated: {ece_cal}");
+        assert!(
+            cal.bss().expect("cells") > raw.bss().expect("cells"),
+            "{:?} {:?}",
+            cal.bss(),
+            raw.bss()
+        );
+        assert!(cal.brier().expect("cells") < raw.brier().expect("cells"));
+    }
+
+    #[test]
+    fn verify_series_fits_on_the_first_half_and_scores_the_second() {
+        use crate::nowcast::tests::radar;
+        use crate::synth::Coverage;
+        let fields = radar(96, 128, (2.0, 1.0), Coverage::Full).fields(30, 14);
+        let step_min = ((fields[1].time - fields[0].time).num_seconds() / 60) as u32;
+        let cfg = VerifyConfig {
+            leads_min: Some(vec![step_min, 2 * step_min]),
+            prob_threshold: 0.1,
+            min_samples: 1000,
+            ..VerifyConfig::default()
+        };
+        let report = verify_series(&fields, &cfg, &mut |_, _| {});
+        let mid = fields[0].time + (fields[13].time - fields[0].time) / 2;
+        for row in &report.rows {
+            // Fit cases verified before the middle, test cases issued after.
+            assert!(row.fit.cells >= cfg.min_samples, "{row:?}");
+            assert!(row.held_out_raw.cells > 0);
+            assert_eq!(row.held_out_raw.cells, row.held_out_calibrated.cells);
+            let c = row.calibration.as_ref().expect("enough fit cells");
+            assert!(c.knots.windows(2).all(|k| k[0].1 <= k[1].1));
+            assert!(
+                row.held_out_raw.bss().is_some()
+                    && row.held_out_calibrated.reliability.ece().is_some()
+            );
+            // Pooled sums: Raincast and persistence, one case per scan.
+            assert_eq!(row.pooled[0].cases, row.cases);
+            assert_eq!(row.pooled[1].cases, row.cases);
+            assert_eq!(row.pooled[0].brier_cells, row.pooled[1].brier_cells);
+            // A case issued before `mid` and verified after it is in neither half.
+            let straddling = fields
+                .iter()
+                .filter(|f| {
+                    f.time < mid && f.time + chrono::Duration::minutes(row.lead_min as i64) >= mid
+                })
+                .count();
+            assert!(straddling > 0);
+        }
+        // Below `min_samples` the probability stays raw.
+        let raw = verify_series(
+            &fields,
+            &VerifyConfig {
+                min_samples: u64::MAX,
+                ..cfg.clone()
+            },
+            &mut |_, _| {},
+        );
+        for row in &raw.rows {
+            assert!(row.calibration.is_none());
+            assert_eq!(row.held_out_raw, row.held_out_calibrated);
+        }
     }
 
     #[test]

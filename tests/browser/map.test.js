@@ -1,8 +1,8 @@
 // Browser test of the map page: headless Chromium (Debian's package) loads
 // the page from a running `raincast run` with the demo radar, checks that the
 // rain overlay image has loaded and the time slider works, clicks the map
-// inside the radar's coverage and checks that the point forecast appears.
-// Saves a screenshot.
+// inside the radar's coverage and checks that the point forecast appears,
+// then waits for the live-skill panel to fill. Saves a screenshot.
 //
 //   node tests/browser/map.test.js BASE_URL SCREENSHOT.png
 //
@@ -65,8 +65,15 @@ async function main() {
     page.setDefaultTimeout(WAIT_MS);
     const origin = new URL(base).origin;
     page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    // A forecast frame of a nowcast replaced between the page's requests
+    // answers 410 Gone; the page then fetches the new frame list (counted
+    // below, not a problem). The demo radar scans every 10 s.
+    const replacedFrame = (url) => /\/nowcast\/frames\//.test(url || '');
     page.on('console', (m) => {
-      if (m.type() === 'error') problems.push('console error: ' + m.text() + ' (' + (m.location().url || '?') + ')');
+      if (m.type() !== 'error') return;
+      const url = m.location().url || '';
+      if (/status of 410/.test(m.text()) && replacedFrame(url)) return;
+      problems.push('console error: ' + m.text() + ' (' + (url || '?') + ')');
     });
     page.on('requestfailed', (r) => {
       // An overlay frame replaced by the next one before it loaded is aborted
@@ -80,8 +87,19 @@ async function main() {
         problems.push('request outside the server (the page must work offline): ' + u);
       }
     });
+    let replaced = 0;
+    let firstGone = 0;
+    let refetchedAfterGone = false;
     page.on('response', (r) => {
-      // Every request of the page must succeed.
+      // Every request of the page must succeed, but for a forecast frame of
+      // a nowcast replaced between the page's requests (410 Gone): the page
+      // then fetches the new frame list, which the checks below rely on.
+      if (r.status() === 410 && replacedFrame(r.url())) {
+        replaced += 1;
+        if (!firstGone) firstGone = Date.now();
+        return;
+      }
+      if (/\/nowcast\?past=/.test(r.url()) && firstGone && r.status() === 200) refetchedAfterGone = true;
       if (r.status() >= 400) problems.push('HTTP ' + r.status() + ' for ' + r.url());
     });
 
@@ -161,6 +179,23 @@ async function main() {
     log('forecast:', JSON.stringify(summary), '|', meta, '|', rows, 'steps');
     if (!summary) throw new Error('the forecast has no summary');
     if (rows < 2) throw new Error('the forecast shows ' + rows + ' steps');
+
+    // 4. The skill panel fills once the demo's first nowcasts come true
+    //    (the 5-min lead, some minutes after the start).
+    const skillWait = Number(process.env.RAINCAST_BROWSER_SKILL_WAIT_MS || 900000);
+    await page.waitForFunction(() => document.getElementById('skill').dataset.state === 'ready', null, { polling: 1000, timeout: skillWait });
+    const skillRows = await page.$$eval('#skill tbody tr', (r) => r.map((tr) => Array.from(tr.cells).map((c) => c.textContent)));
+    log('skill panel:', JSON.stringify(skillRows));
+    if (!skillRows.length || !skillRows.every((r) => r.length === 4 && /^\+\d+$/.test(r[0]) && Number(r[3]) > 0)) {
+      throw new Error('the skill panel shows ' + JSON.stringify(skillRows));
+    }
+    if (replaced) {
+      // The page must have fetched the new frame list after the first 410.
+      const deadline = Date.now() + WAIT_MS;
+      while (!refetchedAfterGone && Date.now() < deadline) await page.waitForTimeout(500);
+      if (!refetchedAfterGone) throw new Error(replaced + ' frame request(s) answered 410 and the page did not fetch the new frame list');
+      log(replaced, 'frame request(s) of a replaced nowcast answered 410; the page fetched the new frame list');
+    }
 
     await page.screenshot({ path: shot });
     log('screenshot:', shot);

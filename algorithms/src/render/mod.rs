@@ -32,12 +32,14 @@ mod animation;
 pub mod font;
 pub mod lzw;
 mod map_raster;
+mod reliability;
 
 pub use animation::{
     animation_layout, render_animation, AnimationFrame, AnimationLayout, AnimationOptions,
     FrameKind, Marker, RangeRings, Rect, MAX_GIF_SIDE_PX, MIN_GIF_WIDTH_PX,
 };
 pub use map_raster::{MapRaster, MAX_MAP_SIDE_PX};
+pub use reliability::{render_reliability_png, ReliabilitySeries};
 
 use ndarray::ArrayView2;
 use serde::Serialize;
@@ -256,19 +258,39 @@ pub fn render_png_scaled(rate_mm_h: ArrayView2<f32>, cell_px: u32) -> Result<Vec
             data[y * row_bytes..(y + 1) * row_bytes].copy_from_slice(&line);
         }
     }
+    indexed_png(
+        (width as u32, height as u32),
+        png::BitDepth::Four,
+        palette,
+        Some(trns),
+        &data,
+    )
+}
+
+/// Encodes palette-indexed pixel rows (packed at `depth`) as a PNG, with an
+/// optional transparency chunk.
+pub(crate) fn indexed_png(
+    (width, height): (u32, u32),
+    depth: png::BitDepth,
+    palette: Vec<u8>,
+    trns: Option<Vec<u8>>,
+    data: &[u8],
+) -> Result<Vec<u8>, RenderError> {
     let png_err = |e: png::EncodingError| RenderError::Encode {
         format: "PNG",
         reason: e.to_string(),
     };
     let mut out = Vec::with_capacity(1024 + data.len() / 16);
-    let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+    let mut enc = png::Encoder::new(&mut out, width, height);
     enc.set_color(png::ColorType::Indexed);
-    enc.set_depth(png::BitDepth::Four);
+    enc.set_depth(depth);
     enc.set_palette(palette);
-    enc.set_trns(trns);
+    if let Some(t) = trns {
+        enc.set_trns(t);
+    }
     enc.set_compression(png::Compression::Fast);
     let mut writer = enc.write_header().map_err(png_err)?;
-    writer.write_image_data(&data).map_err(png_err)?;
+    writer.write_image_data(data).map_err(png_err)?;
     writer.finish().map_err(png_err)?;
     Ok(out)
 }

@@ -94,6 +94,18 @@
     schedule();
   }
 
+  // A forecast frame that fails to load (410 Gone: the nowcast was replaced
+  // between the page's requests) makes the page fetch the new frame list,
+  // at most once every few seconds.
+  function frameFailed(url) {
+    if (!/\/nowcast\/frames\//.test(url || '')) return;
+    const now = Date.now();
+    if (state.refetching || now - (state.refetched || 0) < 3000) return;
+    state.refetching = true;
+    state.refetched = now;
+    loadNowcast().finally(() => { state.refetching = false; });
+  }
+
   async function loadNowcast() {
     const r = state.radar;
     if (!r) return;
@@ -107,21 +119,63 @@
     statusEl.textContent = 'issued ' + hhmm(n.issued_at) + ' · ' + n.frames.length + ' forecast frames';
     if (n.issued_at === state.issued) return;
     state.issued = n.issued_at;
+    const shown = state.frames[state.index];
     const b = n.map_bounds;
     const bounds = [[b.south, b.west], [b.north, b.east]];
     state.frames = n.past.map((p) => ({ url: p.png, time: p.time, kind: 'observed' }))
       .concat(n.frames.map((f) => ({ url: f.png, time: f.time, kind: 'forecast', lead: f.lead_min })));
     // Warm the browser cache so the animation does not flicker.
-    state.preload = state.frames.map((f) => { const im = new Image(); im.src = f.url; return im; });
-    const start = Math.max(0, n.past.length - 1);
+    state.preload = state.frames.map((f) => {
+      const im = new Image();
+      im.onerror = () => frameFailed(f.url);
+      im.src = f.url;
+      return im;
+    });
+    let start = Math.max(0, n.past.length - 1);
+    // Paused on a frame: stay on the same lead (or observed time).
+    if (!state.playing && shown) {
+      const same = state.frames.findIndex((f) => f.kind === shown.kind && (f.kind === 'forecast' ? f.lead === shown.lead : f.time === shown.time));
+      if (same >= 0) start = same;
+    }
     if (!state.overlay) {
       state.overlay = L.imageOverlay(state.frames[start].url, bounds, { opacity: 0.8, className: 'rain-overlay', interactive: false }).addTo(map);
+      state.overlay.on('error', () => frameFailed(state.overlay.getElement() && state.overlay.getElement().src));
     } else {
       state.overlay.setBounds(L.latLngBounds(bounds));
     }
     slider.max = String(state.frames.length - 1);
     show(start);
     schedule();
+    loadSkill();
+  }
+
+  // The skill panel: the radar's live skill over the last 24 h (CSI at
+  // 1 mm/h per lead, Raincast against persistence, and the cases).
+  async function loadSkill() {
+    const r = state.radar;
+    const box = $('skill');
+    if (!r || !box) return;
+    let v;
+    try {
+      v = await getJSON('/v1/radars/' + encodeURIComponent(r.id) + '/skill?window=24h');
+    } catch (e) {
+      box.innerHTML = '<b>Live skill</b> <span class="hint">' + esc(e.message) + '</span>';
+      box.dataset.state = 'error';
+      return;
+    }
+    if (state.radar !== r) return;
+    const csi1 = (m) => { const c = m.csi.find((x) => x.threshold_mm_h === 1); return c && c.csi != null ? c.csi.toFixed(2) : '–'; };
+    const leads = v.leads.filter((l) => l.raincast.cases > 0);
+    if (!leads.length) {
+      box.innerHTML = '<b>Live skill</b> <span class="hint">scoring starts when the first nowcasts come true</span>';
+      box.dataset.state = 'empty';
+      return;
+    }
+    const rows = leads.map((l) => '<tr><td>+' + l.lead_min + '</td><td>' + csi1(l.raincast) + '</td><td>' + csi1(l.persistence) +
+      '</td><td>' + l.raincast.cases + '</td></tr>').join('');
+    box.innerHTML = '<b>Live skill, last 24 h</b> <span class="hint">CSI at 1 mm/h</span>' +
+      '<table><thead><tr><th>lead</th><th>Raincast</th><th>persist.</th><th>cases</th></tr></thead><tbody>' + rows + '</tbody></table>';
+    box.dataset.state = 'ready';
   }
 
   function selectRadar(id) {
@@ -223,4 +277,5 @@
   loadLegend();
   loadRadars();
   setInterval(loadNowcast, 60000);
+  setInterval(loadSkill, 20000);
 })();

@@ -99,6 +99,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::forecast::router())
         .merge(routes::darksky::router())
         .merge(routes::subscriptions::router())
+        .merge(routes::skill::router())
         .merge(routes::page::router())
         .split_for_parts()
 }

@@ -8,6 +8,14 @@
 //! | `raincast_api_render_seconds` | histogram: PNG / GIF rendering | kind |
 //! | `raincast_api_busy_total` | counter: CPU-heavy requests refused with 503 `busy` | |
 //! | `raincast_http_open_connections` | gauge: client connections open | |
+//! | `raincast_skill_csi` | gauge: live CSI at 1 mm/h over the last 24 h | radar, lead_min, method |
+//! | `raincast_skill_brier` | gauge: live Brier score of the probability over the last 24 h | radar, lead_min, method |
+//! | `raincast_skill_cases` | gauge: scans scored over the last 24 h | radar, lead_min |
+//!
+//! The skill gauges are set at each scrape from the nowcast service's 24 h
+//! report (no I/O); `radar` is a configured radar, `lead_min` one of its
+//! leads, `method` `raincast` or `persistence`. A score that is undefined
+//! (no event yet) is left out.
 //!
 //! Label values are bounded: `route` is the matched route template
 //! (`/v1/radars/{id}`), never the raw path, and unmatched paths count as
@@ -19,7 +27,8 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Instant;
 
@@ -32,6 +41,9 @@ pub struct ApiMetrics {
     pub render: HistogramVec,
     pub busy: IntCounter,
     pub open_connections: IntGauge,
+    pub skill_csi: GaugeVec,
+    pub skill_brier: GaugeVec,
+    pub skill_cases: IntGaugeVec,
 }
 
 /// Methods counted under their own name; any other is `other`.
@@ -87,6 +99,27 @@ impl ApiMetrics {
         )?;
         let open_connections =
             IntGauge::new("raincast_http_open_connections", "Client connections open")?;
+        let skill_csi = GaugeVec::new(
+            Opts::new(
+                "raincast_skill_csi",
+                "Live CSI at 1 mm/h over the last 24 h",
+            ),
+            &["radar", "lead_min", "method"],
+        )?;
+        let skill_brier = GaugeVec::new(
+            Opts::new(
+                "raincast_skill_brier",
+                "Live Brier score of the probability of rain over the last 24 h",
+            ),
+            &["radar", "lead_min", "method"],
+        )?;
+        let skill_cases = IntGaugeVec::new(
+            Opts::new("raincast_skill_cases", "Scans scored over the last 24 h"),
+            &["radar", "lead_min"],
+        )?;
+        registry.register(Box::new(skill_csi.clone()))?;
+        registry.register(Box::new(skill_brier.clone()))?;
+        registry.register(Box::new(skill_cases.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(busy.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
@@ -99,7 +132,35 @@ impl ApiMetrics {
             render,
             busy,
             open_connections,
+            skill_csi,
+            skill_brier,
+            skill_cases,
         })
+    }
+
+    /// Sets the skill gauges of `radar` from its 24 h live skill report.
+    pub fn set_skill(&self, radar: &str, report: &raincast_nowcast::skill::SkillReport) {
+        for l in &report.leads {
+            let lead = l.lead_min.to_string();
+            self.skill_cases
+                .with_label_values(&[radar, lead.as_str()])
+                .set(l.raincast.cases as i64);
+            for (method, m) in [("raincast", &l.raincast), ("persistence", &l.persistence)] {
+                let labels = [radar, lead.as_str(), method];
+                match m.csi_1mm_h() {
+                    Some(v) => self.skill_csi.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = self.skill_csi.remove_label_values(&labels);
+                    }
+                }
+                match m.brier {
+                    Some(v) => self.skill_brier.with_label_values(&labels).set(v),
+                    None => {
+                        let _ = self.skill_brier.remove_label_values(&labels);
+                    }
+                }
+            }
+        }
     }
 
     /// Everything in the shared registry, in the Prometheus text format.

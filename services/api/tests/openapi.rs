@@ -293,6 +293,18 @@ async fn real_responses_match_the_document() {
             format!("/v1/radars/{RADAR}/animation.gif?past=0&future=0"),
         ),
         ("/assets/{file}".into(), "/assets/nothing.js".into()),
+        (
+            "/v1/radars/{id}/skill".into(),
+            format!("/v1/radars/{RADAR}/skill?window=3d"),
+        ),
+        (
+            "/v1/radars/{id}/skill/reliability.png".into(),
+            format!("/v1/radars/{RADAR}/skill/reliability.png?window=3d"),
+        ),
+        (
+            "/v1/radars/{id}/skill/reliability.png".into(),
+            format!("/v1/radars/{RADAR}/skill/reliability.png?lead=999"),
+        ),
     ]);
     // Every GET with no key; the subscription operations with one.
     let mut calls: Vec<(&str, String, String, Option<String>)> = calls

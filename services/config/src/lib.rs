@@ -439,7 +439,9 @@ struct FileConfig {
 }
 
 /// The sections whose keys `RAINCAST_{SECTION}__{KEY}` overrides.
-pub const SECTIONS: [&str; 7] = ["ingest", "nowcast", "api", "notifier", "aws", "secrets", "queue"];
+pub const SECTIONS: [&str; 7] = [
+    "ingest", "nowcast", "api", "notifier", "aws", "secrets", "queue",
+];
 
 /// The process environment as given to [`Config::load`].
 pub(crate) struct Env<'a>(&'a HashMap<String, String>);
@@ -1806,7 +1808,8 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         );
         let m = c.notifier.mastodon.as_ref().expect("mastodon");
         assert_eq!(m.base_url, "https://m.example.org");
-        match notifier::posting_account(Some(&m.base_url), &Secrets::from_env(&env(&vars))).unwrap() {
+        match notifier::posting_account(Some(&m.base_url), &Secrets::from_env(&env(&vars))).unwrap()
+        {
             notifier::PostingAccount::Mastodon { base_url, token } => {
                 assert_eq!(base_url, "https://m.example.org");
                 assert_eq!(token.expose(), "t0k3n-value");

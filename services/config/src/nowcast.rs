@@ -10,6 +10,7 @@
 //! store_frames = true
 //! refresh_seconds = 15          # 5 for the demo
 //! smoothing = "sprog"           # or "none"
+//! min_samples = 2000            # cell-cases before a lead's probability is calibrated
 //! ```
 
 use crate::{invalid, ConfigError, Origins};
@@ -35,6 +36,9 @@ pub struct NowcastSettings {
     pub tile_size: usize,
     /// [`NowcastService::ensure`] looks for a newer scan at most this often, seconds (default 5).
     pub recheck_s: i64,
+    /// Cell-cases a lead's live reliability table needs before its
+    /// probability is served calibrated (default 2000); raw before.
+    pub min_samples: u64,
 }
 
 impl Default for NowcastSettings {
@@ -47,6 +51,7 @@ impl Default for NowcastSettings {
             store_frames: true,
             tile_size: sparse::DEFAULT_TILE_SIZE,
             recheck_s: 5,
+            min_samples: 2000,
         }
     }
 }
@@ -62,6 +67,7 @@ pub(crate) struct NowcastFile {
     store_frames: Option<bool>,
     refresh_seconds: Option<f64>,
     smoothing: Option<SmoothingName>,
+    min_samples: Option<u64>,
 }
 
 /// `smoothing = "sprog" | "none"`.
@@ -131,6 +137,13 @@ impl NowcastSection {
         }
         if let Some(v) = f.store_frames {
             s.store_frames = v;
+        }
+        if let Some(v) = f.min_samples {
+            if v == 0 {
+                let (setting, origin) = at("min_samples");
+                return Err(invalid(&setting, origin, "0 is not at least 1".to_string()));
+            }
+            s.min_samples = v;
         }
         s.config.smoothing = match f.smoothing {
             None => s.config.smoothing,

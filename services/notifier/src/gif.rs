@@ -212,6 +212,7 @@ pub(crate) mod tests {
                 .collect(),
             leads_min: leads,
             probability: Vec::new(),
+            probability_calibrated: Vec::new(),
             threshold_mm_h: 0.1,
             observed_mm_h: field(base_min),
             earlier_inputs_mm_h: Vec::new(),

@@ -12,6 +12,11 @@
 //!   newer scan (checked at most every few seconds).
 //! * [`LatestNowcast::point`] gives the forecast at a lon/lat: rate and
 //!   probability per lead plus a one-line summary.
+//! * Live skill ([`skill`]): a service made with
+//!   [`NowcastService::with_live_skill`] scores, at every update to a new
+//!   scan, the earlier nowcasts valid at that scan and persistence, once per
+//!   scan across instances, into running sums in the state store;
+//!   [`NowcastService::skill`] reads them over 24 h or 7 d.
 //! * [`NowcastService::past_scans`] and [`NowcastService::observed_fields`]
 //!   are the one frames builder: the observed scans before a nowcast, spaced
 //!   at its lead step, that precede its forecast frames in the API's
@@ -32,9 +37,10 @@ use raincast_algorithms::nowcast::{
 };
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::sparse::{self, SparseOptions};
+use raincast_algorithms::verify;
 use raincast_algorithms::Grid;
-use raincast_store::{NewScan, ScanManifest, ScanStore, StoreError};
-use std::collections::HashMap;
+use raincast_store::{NewScan, ScanManifest, ScanStore, StateStore, StoreError};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -59,7 +65,11 @@ pub enum NowcastServiceError {
     },
     #[error("nowcast task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Skill(#[from] skill::SkillError),
 }
+
+pub mod skill;
 
 /// Where a cached nowcast came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,6 +100,9 @@ pub struct LatestNowcast {
     pub probability: Vec<Array2<f32>>,
     /// Threshold of `probability`, mm/h.
     pub threshold_mm_h: f32,
+    /// Per lead: whether `probability` is calibrated from the live
+    /// reliability of that lead (see [`skill`]) or raw (empty = all raw).
+    pub probability_calibrated: Vec<bool>,
     /// The newest observed field, mm/h (the "now").
     pub observed_mm_h: Array2<f32>,
     /// The observed fields of the other `inputs`, mm/h, oldest first (so
@@ -139,6 +152,11 @@ impl LatestNowcast {
         }
         let i = self.inputs.iter().position(|t| *t == time)?;
         self.earlier_inputs_mm_h.get(i)
+    }
+
+    /// Whether the probability of lead `i` is calibrated (else raw).
+    pub fn is_calibrated(&self, i: usize) -> bool {
+        self.probability_calibrated.get(i).copied().unwrap_or(false)
     }
 
     /// Index of a lead, if the nowcast has it.
@@ -209,8 +227,13 @@ pub struct NowcastService {
     inner: Arc<Inner>,
 }
 
+/// Observed fields (mm/h) kept by scan time, for persistence.
+type ObservedRing = BTreeMap<DateTime<Utc>, Arc<Array2<f32>>>;
+
 struct Inner {
     store: Arc<dyn ScanStore>,
+    /// Where live skill is claimed and summed; `None`: no live skill.
+    skill_state: Option<Arc<dyn StateStore>>,
     settings: NowcastSettings,
     cache: RwLock<HashMap<String, Arc<LatestNowcast>>>,
     /// One build at a time per radar.
@@ -219,6 +242,14 @@ struct Inner {
     checked: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// Newest scan time seen in the store per radar.
     seen: RwLock<HashMap<String, DateTime<Utc>>>,
+    /// The 24 h live skill per radar, read after each scoring.
+    recent_skill: RwLock<HashMap<String, Arc<skill::SkillReport>>>,
+    /// Per radar, the observed fields of the last `max_lead_min` minutes
+    /// that the service updated to (at most one per lead step), by time:
+    /// persistence for the scans to come, without decoding them again.
+    observed: Mutex<HashMap<String, ObservedRing>>,
+    /// Scoring tasks spawned by `update` and maybe still running.
+    scoring: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -240,14 +271,36 @@ pub fn frame_series_id(radar: &str, lead_min: u32) -> String {
 
 impl NowcastService {
     pub fn new(store: Arc<dyn ScanStore>, settings: NowcastSettings) -> Self {
+        Self::with_skill_state(store, None, settings)
+    }
+
+    /// A service that also scores its earlier nowcasts against every new
+    /// scan it updates to, keeping the sums in `state` (see [`skill`]).
+    pub fn with_live_skill(
+        store: Arc<dyn ScanStore>,
+        state: Arc<dyn StateStore>,
+        settings: NowcastSettings,
+    ) -> Self {
+        Self::with_skill_state(store, Some(state), settings)
+    }
+
+    fn with_skill_state(
+        store: Arc<dyn ScanStore>,
+        skill_state: Option<Arc<dyn StateStore>>,
+        settings: NowcastSettings,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                skill_state,
                 settings,
                 cache: RwLock::new(HashMap::new()),
                 building: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
                 seen: RwLock::new(HashMap::new()),
+                recent_skill: RwLock::new(HashMap::new()),
+                observed: Mutex::new(HashMap::new()),
+                scoring: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -357,12 +410,23 @@ impl NowcastService {
         for m in &used {
             fields.push(load_field(store, radar, m.time, now).await?);
         }
-        if let Some(n) = self
+        let started = std::time::Instant::now();
+        let cals = self.calibrations(radar, &leads);
+        if let Some(mut n) = self
             .load_stored(radar, &fields, step_s, &leads, now)
             .await?
         {
+            if cals.iter().any(Option::is_some) {
+                n = tokio::task::spawn_blocking(move || {
+                    calibrate(&mut n, &cals);
+                    n
+                })
+                .await
+                .map_err(|e| NowcastServiceError::Task(e.to_string()))?;
+            }
             let n = Arc::new(n);
             self.cache_it(radar, n.clone());
+            self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
             return Ok(UpdateOutcome::Loaded(n));
         }
         let settings = self.inner.settings.clone();
@@ -372,6 +436,19 @@ impl NowcastService {
         })
         .await
         .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        // Frames are stored raw (the scorer's input); the cached probability
+        // is calibrated where the live record allows.
+        let built = if cals.iter().any(Option::is_some) {
+            tokio::task::spawn_blocking(move || {
+                let mut b = built;
+                calibrate(&mut b, &cals);
+                b
+            })
+            .await
+            .map_err(|e| NowcastServiceError::Task(e.to_string()))?
+        } else {
+            built
+        };
         if self.inner.settings.store_frames {
             self.store_frames(&built, now).await?;
         }
@@ -384,7 +461,227 @@ impl NowcastService {
             ms = match n.origin { Origin::Computed { motion_and_forecast_ms } => motion_and_forecast_ms, Origin::Stored => 0.0 },
             "nowcast built"
         );
+        self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
         Ok(UpdateOutcome::Built(n))
+    }
+
+    /// After `n` is published: keeps its observed field for the scans to
+    /// come and spawns the scoring of its scan ([`Self::score_scan`]) as a
+    /// background task, so scoring never delays a nowcast. The task logs how
+    /// long it took next to `build_ms`, the time taken to build (or load)
+    /// `n`; failures are logged and never fail an update.
+    fn spawn_scoring(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
+        if self.inner.skill_state.is_none() {
+            return;
+        }
+        self.keep_observed(n);
+        let this = self.clone();
+        let n = n.clone();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let scored = this.score_scan(&n, now).await;
+            let score_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match scored {
+                Ok(Some(leads)) => {
+                    tracing::info!(radar = %n.radar, scan_time = %n.base_time, leads, score_ms, build_ms, "live skill scored");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not scored"),
+            }
+            // Whoever scored it, the 24 h sums may have changed.
+            match this.skill(&n.radar, skill::Window::Day).await {
+                Ok(Some(r)) => {
+                    this.inner
+                        .recent_skill
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(n.radar.clone(), Arc::new(r));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not read"),
+            }
+        });
+        let mut tasks = lock(&self.inner.scoring);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Waits until every scoring task spawned so far has finished (tests,
+    /// and a clean shutdown).
+    pub async fn scoring_settled(&self) {
+        loop {
+            let tasks: Vec<_> = lock(&self.inner.scoring).drain(..).collect();
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+
+    /// Keeps `n`'s observed field as persistence for later scans: at most
+    /// one per lead step, none older than the longest lead.
+    fn keep_observed(&self, n: &LatestNowcast) {
+        let step = n.leads_min.first().copied().unwrap_or(1).max(1) as i64;
+        let max = n.leads_min.last().copied().unwrap_or(0) as i64;
+        let mut all = lock(&self.inner.observed);
+        let ring = all.entry(n.radar.clone()).or_default();
+        let t = n.base_time;
+        let spaced = ring
+            .range(
+                t - Duration::minutes(step) + Duration::seconds(1)
+                    ..=t + Duration::minutes(step) - Duration::seconds(1),
+            )
+            .next()
+            .is_none();
+        if spaced {
+            ring.insert(t, Arc::new(n.observed_mm_h.clone()));
+        }
+        let oldest = t - Duration::minutes(max);
+        ring.retain(|time, _| *time >= oldest);
+    }
+
+    /// The observed field at `time` when held in memory: an input of `n`
+    /// or a field kept by [`Self::keep_observed`].
+    fn observed_at(&self, n: &LatestNowcast, time: DateTime<Utc>) -> Option<Arc<Array2<f32>>> {
+        if let Some(f) = lock(&self.inner.observed)
+            .get(&n.radar)
+            .and_then(|r| r.get(&time))
+        {
+            return Some(f.clone());
+        }
+        n.input_field(time).map(|f| Arc::new(f.clone()))
+    }
+
+    /// Per lead of `leads`, the calibration of the probability fitted on
+    /// the radar's 24 h live reliability table of that lead (no I/O: the
+    /// report read after the last scoring), when it holds at least
+    /// `min_samples` cells.
+    fn calibrations(&self, radar: &str, leads: &[u32]) -> Vec<Option<verify::Calibration>> {
+        let report = self.recent_skill(radar);
+        let min = self.inner.settings.min_samples;
+        leads
+            .iter()
+            .map(|lead| {
+                report
+                    .as_ref()?
+                    .leads
+                    .iter()
+                    .find(|l| l.lead_min == *lead)?
+                    .raincast
+                    .calibration(min)
+            })
+            .collect()
+    }
+
+    /// Scores every stored nowcast frame valid at `n`'s scan time (lead `L`
+    /// issued at `T − L`), and persistence from `T − L`, against `n`'s
+    /// observed field, and adds the sums to the state store. Each frame is
+    /// decoded once; persistence comes from memory when the service updated
+    /// to `T − L` (else its scan is decoded); the frame's probability is the
+    /// service's neighbourhood probability of its rate. `Ok(None)` when
+    /// there is nothing to score, no live skill, or another instance claimed
+    /// the scan; else the number of leads scored.
+    pub async fn score_scan(
+        &self,
+        n: &Arc<LatestNowcast>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, NowcastServiceError> {
+        let Some(state) = self.inner.skill_state.as_deref() else {
+            return Ok(None);
+        };
+        let store = self.inner.store.as_ref();
+        let t = n.base_time;
+        let mut found = Vec::new();
+        for lead in &n.leads_min {
+            let issued = t - Duration::minutes(*lead as i64);
+            let series = frame_series_id(&n.radar, *lead);
+            if store.get_manifest(&series, issued, now).await?.is_some() {
+                found.push((*lead, issued, series));
+            }
+        }
+        if found.is_empty() || !skill::claim(state, &n.radar, t).await? {
+            return Ok(None);
+        }
+        // Fetch now, decode on a blocking thread.
+        let mut jobs = Vec::with_capacity(found.len());
+        for (lead, issued, series) in found {
+            let Some(frame) = store.get_scan(&series, issued, now).await? else {
+                continue;
+            };
+            let persist = match self.observed_at(n, issued) {
+                Some(f) => Ok(f),
+                None => match store.get_scan(&n.radar, issued, now).await? {
+                    Some(scan) => Err(scan),
+                    None => continue,
+                },
+            };
+            jobs.push((lead, frame, persist));
+        }
+        let cfg = self.inner.settings.config;
+        let threshold = self.inner.settings.probability_threshold_mm_h;
+        let window = skill::fss_window_cells(n.grid.cell_m());
+        let obs = n.clone();
+        let sums = tokio::task::spawn_blocking(move || {
+            let mut sums = BTreeMap::new();
+            for (lead, frame, persist) in jobs {
+                let frame = decode_stored(&obs.radar, &frame)?;
+                let persist = match persist {
+                    Ok(f) => f,
+                    Err(scan) => {
+                        let f = decode_stored(&obs.radar, &scan)?;
+                        if !f.grid.same_geometry(&obs.grid) {
+                            continue;
+                        }
+                        Arc::new(f.rate_mm_h)
+                    }
+                };
+                if !frame.grid.same_geometry(&obs.grid) {
+                    continue;
+                }
+                let radius = prob_radius_cells(&cfg, &obs.grid, lead);
+                let prob = neighbourhood_probability(&frame.rate_mm_h.view(), threshold, radius);
+                if let Some(s) = skill::case_sums(
+                    (&frame.rate_mm_h.view(), &prob.view()),
+                    &persist.view(),
+                    &obs.observed_mm_h.view(),
+                    threshold,
+                    window,
+                ) {
+                    sums.insert(lead, s);
+                }
+            }
+            Ok::<_, NowcastServiceError>(sums)
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        skill::record(state, &n.radar, t, &sums).await?;
+        Ok(Some(sums.len()))
+    }
+
+    /// The live skill of a radar over `window`, ending with the newest hour
+    /// scored; `None` when the service keeps no live skill.
+    pub async fn skill(
+        &self,
+        radar: &str,
+        window: skill::Window,
+    ) -> Result<Option<skill::SkillReport>, skill::SkillError> {
+        match self.inner.skill_state.as_deref() {
+            Some(state) => Ok(Some(skill::skill(state, radar, window, None).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The 24 h live skill of a radar as read after the last update to a
+    /// new scan (no I/O); `None` before that or without live skill.
+    pub fn recent_skill(&self, radar: &str) -> Option<Arc<skill::SkillReport>> {
+        self.inner
+            .recent_skill
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(radar)
+            .cloned()
     }
 
     fn cache_it(&self, radar: &str, n: Arc<LatestNowcast>) {
@@ -500,6 +797,7 @@ impl NowcastService {
             rate_mm_h: rate,
             probability,
             threshold_mm_h: self.inner.settings.probability_threshold_mm_h,
+            probability_calibrated: Vec::new(),
             observed_mm_h: latest.rate_mm_h.clone(),
             earlier_inputs_mm_h: fields[..fields.len() - 1]
                 .iter()
@@ -642,6 +940,18 @@ pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManife
     out
 }
 
+/// Maps each lead's probability through its calibration (where there is
+/// one) and records which leads are calibrated.
+fn calibrate(n: &mut LatestNowcast, cals: &[Option<verify::Calibration>]) {
+    n.probability_calibrated = vec![false; n.leads_min.len()];
+    for (i, cal) in cals.iter().enumerate().take(n.probability.len()) {
+        if let Some(c) = cal {
+            n.probability[i].mapv_inplace(|p| c.apply(p));
+            n.probability_calibrated[i] = true;
+        }
+    }
+}
+
 /// Half-width in cells of the probability neighbourhood at a lead (the
 /// algorithm's `r₀ + g · lead` km, see `raincast_algorithms::nowcast`).
 pub fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
@@ -752,6 +1062,7 @@ fn build(
         rate_mm_h: n.rate_mm_h,
         probability,
         threshold_mm_h: s.probability_threshold_mm_h,
+        probability_calibrated: Vec::new(),
         observed_mm_h: n.observed_mm_h,
         earlier_inputs_mm_h: used_fields.into_iter().map(|f| f.rate_mm_h).collect(),
         created_at: now,

@@ -49,12 +49,16 @@ fn field(k: usize) -> RainField {
 }
 
 async fn put(store: &dyn ScanStore, k: usize) {
-    let f = field(k);
-    let enc = sparse::encode(&f, &SparseOptions::default()).unwrap();
+    put_field(store, &field(k)).await;
+}
+
+/// Stores a field as a scan of [`RADAR`], as ingest does.
+async fn put_field(store: &dyn ScanStore, f: &RainField) {
+    let enc = sparse::encode(f, &SparseOptions::default()).unwrap();
     let scan = NewScan {
         radar: RADAR.into(),
         time: f.time,
-        source_key: format!("{RADAR}/{k}.h5"),
+        source_key: format!("{RADAR}/{}.h5", f.time.timestamp()),
         format: "odim".into(),
         header: enc.header,
         rain_cells: f.rain_cells() as u64,
@@ -273,4 +277,751 @@ async fn frames_builder_reuses_the_nowcast_inputs() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Live skill.
+
+use raincast_algorithms::verify;
+use skill::{LeadSums, Sums, Window};
+
+/// Settings of the live-skill tests: leads 5, 10 and 15 min.
+fn skill_settings() -> NowcastSettings {
+    NowcastSettings {
+        max_lead_min: 15,
+        ..NowcastSettings::default()
+    }
+}
+
+/// Stores scans `ks` one by one and lets every service update after each,
+/// the services at the same time (spawned tasks).
+async fn replay(store: &dyn ScanStore, services: &[NowcastService], ks: std::ops::Range<usize>) {
+    for k in ks {
+        put(store, k).await;
+        let now = time(k) + Duration::minutes(1);
+        let tasks: Vec<_> = services
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                tokio::spawn(async move { s.update(RADAR, now).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for s in services {
+            s.scoring_settled().await;
+        }
+    }
+}
+
+/// The stacked fields of every case of one lead, separated by NaN rows at
+/// least an FSS window high, so that one call of each verify function over
+/// the stack is the batch score of all the cases.
+#[derive(Default)]
+struct Stack {
+    forecast: Vec<Array2<f32>>,
+    prob: Vec<Array2<f32>>,
+    obs: Vec<Array2<f32>>,
+    cases: u64,
+}
+
+impl Stack {
+    fn push(&mut self, f: Array2<f32>, p: Array2<f32>, o: Array2<f32>, gap: usize) {
+        let nan = Array2::from_elem((gap, f.ncols()), f32::NAN);
+        for (v, a) in [
+            (&mut self.forecast, f),
+            (&mut self.prob, p),
+            (&mut self.obs, o),
+        ] {
+            v.push(a);
+            v.push(nan.clone());
+        }
+        self.cases += 1;
+    }
+
+    fn cat(v: &[Array2<f32>]) -> Array2<f32> {
+        let views: Vec<_> = v.iter().map(|a| a.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &views).unwrap()
+    }
+
+    /// Asserts that `live` equals the batch scores of the stack.
+    fn check(&self, live: &skill::MethodSkill, what: &str) {
+        let (f, p, o) = (
+            Self::cat(&self.forecast),
+            Self::cat(&self.prob),
+            Self::cat(&self.obs),
+        );
+        let close = |a: Option<f64>, b: Option<f64>, name: &str| match (a, b) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{what} {name}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "{what} {name}"),
+        };
+        assert_eq!(live.cases, self.cases, "{what} cases");
+        for (i, t) in skill::CSI_THRESHOLDS_MM_H.iter().enumerate() {
+            let c = verify::Contingency::new(&f.view(), &o.view(), *t);
+            close(live.csi[i].1, c.csi(), &format!("CSI {t}"));
+        }
+        let window = skill::fss_window_cells(1000.0);
+        close(
+            live.fss,
+            verify::fss(&f.view(), &o.view(), 1.0, window),
+            "FSS",
+        );
+        // MAE on wet cells: the batch selects the wet cells, then `mae`.
+        let wet = |a: &Array2<f32>, b: &Array2<f32>| {
+            ndarray::Zip::from(a).and(b).map_collect(|x, y| {
+                if *x >= skill::WET_MM_H || *y >= skill::WET_MM_H {
+                    *x
+                } else {
+                    f32::NAN
+                }
+            })
+        };
+        close(
+            live.mae_wet_mm_h,
+            verify::mae(&wet(&f, &o).view(), &o.view()),
+            "MAE",
+        );
+        let mut rel = verify::Reliability::new(10);
+        rel.add(&p.view(), &o.view(), 0.1);
+        let batch_table = rel.table();
+        assert_eq!(
+            live.reliability.len(),
+            batch_table.len(),
+            "{what} reliability"
+        );
+        for (a, b) in live.reliability.iter().zip(&batch_table) {
+            assert_eq!(a.2, b.2, "{what} reliability cells");
+            assert!(
+                (a.3 - b.3).abs() < 1e-9 && (a.4 - b.4).abs() < 1e-12,
+                "{what} {a:?} {b:?}"
+            );
+        }
+        // Brier by hand over the stack.
+        let (mut s, mut n) = (0f64, 0u64);
+        for (p, o) in p.iter().zip(o.iter()) {
+            if p.is_finite() && o.is_finite() {
+                s += (*p as f64 - (*o >= 0.1) as u8 as f64).powi(2);
+                n += 1;
+            }
+        }
+        close(live.brier, (n > 0).then(|| s / n as f64), "Brier");
+        assert!(
+            live.csi[1].1.is_some() && live.fss.is_some(),
+            "{what}: scores defined"
+        );
+    }
+}
+
+/// The batch cases of one lead recomputed from the store: every stored
+/// frame of `lead` issued at `T − lead` for the scans `T` of `ks`, against
+/// the observed scan at `T`, with persistence from `T − lead`.
+async fn batch(store: &dyn ScanStore, lead: u32, ks: std::ops::Range<usize>) -> (Stack, Stack) {
+    let settings = skill_settings();
+    let now = time(ks.end) + Duration::minutes(1);
+    let (mut rc, mut pe) = (Stack::default(), Stack::default());
+    for k in ks {
+        let t = time(k);
+        let issued = t - Duration::minutes(lead as i64);
+        let series = frame_series_id(RADAR, lead);
+        if store
+            .get_manifest(&series, issued, now)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            continue;
+        }
+        let frame = load_field(store, &series, issued, now)
+            .await
+            .unwrap()
+            .rate_mm_h;
+        let persist = load_field(store, RADAR, issued, now)
+            .await
+            .unwrap()
+            .rate_mm_h;
+        let mut obs = load_field(store, RADAR, t, now).await.unwrap().rate_mm_h;
+        verify::mask_like(&mut obs, &frame.view());
+        verify::mask_like(&mut obs, &persist.view());
+        let radius = prob_radius_cells(&settings.config, &grid(), lead);
+        // Raincast's probability is the neighbourhood probability of its
+        // frame; persistence is a yes/no forecast (0 or 1).
+        let p_rc = neighbourhood_probability(&frame.view(), 0.1, radius);
+        let p_pe = persist.mapv(|v| {
+            if v.is_nan() {
+                v
+            } else {
+                (v >= 0.1) as u8 as f32
+            }
+        });
+        for (field, p, stack) in [(frame, p_rc, &mut rc), (persist, p_pe, &mut pe)] {
+            let mut f = field;
+            verify::mask_like(&mut f, &obs.view());
+            stack.push(f, p, obs.clone(), 12);
+        }
+    }
+    (rc, pe)
+}
+
+#[tokio::test]
+async fn live_skill_equals_a_batch_computation_and_survives_a_restart() {
+    let dir = TempDir::new("raincast-skill-test");
+    let path = dir.path().join("s.redb");
+    let report = {
+        let store = store(&dir).await;
+        let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+        replay(store.as_ref(), std::slice::from_ref(&svc), 0..9).await;
+        let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+        assert_eq!(
+            report.leads.iter().map(|l| l.lead_min).collect::<Vec<_>>(),
+            vec![5, 10, 15]
+        );
+        for lead in &report.leads {
+            let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..9).await;
+            rc.check(&lead.raincast, &format!("raincast +{}", lead.lead_min));
+            pe.check(
+                &lead.persistence,
+                &format!("persistence +{}", lead.lead_min),
+            );
+        }
+        // Nowcasts from scan 2 on; scans 3..=8 verify +5, 4..=8 +10, 5..=8 +15.
+        let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+        assert_eq!(cases, vec![6, 5, 4]);
+        // Bucket records stay far below DynamoDB's 400 KB item limit even
+        // with 120 one-minute leads: under 2 KB per lead.
+        for (key, r) in store.list_records("skill/nc-test/h/").await.unwrap() {
+            let b: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            let leads = b["leads"].as_object().unwrap().len();
+            assert!(
+                r.value.len() < 2048 * leads,
+                "{key}: {} bytes",
+                r.value.len()
+            );
+        }
+        // The moving cell is forecast better than persistence.
+        assert!(report.leads[1].raincast.csi[1].1 > report.leads[1].persistence.csi[1].1);
+        report
+    };
+    // Restart: a new store handle and a new service over the same file.
+    let store = Arc::new(
+        EmbeddedStore::open(path, Duration::days(3650))
+            .await
+            .unwrap(),
+    );
+    let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    assert_eq!(
+        svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
+        report
+    );
+    // And it keeps adding to the same sums.
+    replay(store.as_ref(), std::slice::from_ref(&svc), 9..10).await;
+    let after = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let cases: Vec<u64> = after.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![7, 6, 5]);
+    for lead in &after.leads {
+        let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..10).await;
+        rc.check(&lead.raincast, "after restart");
+        pe.check(&lead.persistence, "after restart");
+    }
+}
+
+/// The live scores of a replayed series equal what `raincast verify`'s
+/// scorer (`verify_series`, its pooled sums: like-for-like with the live
+/// sums) computes on the same cases from the same stored scans. The only
+/// difference allowed is the stored frames' 16-bit quantisation (0.0123 %):
+/// the live scorer reads the frames back, verify keeps them in memory.
+#[tokio::test]
+async fn live_scores_equal_raincast_verify_on_the_same_cases() {
+    let dir = TempDir::new("raincast-skill-verify");
+    let store = store(&dir).await;
+    let settings = skill_settings();
+    let svc = NowcastService::with_live_skill(store.clone(), store.clone(), settings.clone());
+    replay(store.as_ref(), std::slice::from_ref(&svc), 0..12).await;
+    let live = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    // The same scans, as stored, through verify.
+    let now = time(12);
+    let mut fields = Vec::new();
+    for k in 0..12 {
+        fields.push(
+            load_field(store.as_ref(), RADAR, time(k), now)
+                .await
+                .unwrap(),
+        );
+    }
+    let cfg = verify::VerifyConfig {
+        leads_min: Some(vec![5, 10, 15]),
+        fss_threshold: skill::FSS_THRESHOLD_MM_H,
+        fss_window: skill::fss_window_cells(grid().cell_m()),
+        prob_threshold: settings.probability_threshold_mm_h,
+        wet_mm_h: skill::WET_MM_H,
+        nowcast: settings.config,
+        ..Default::default()
+    };
+    let report = verify::verify_series(&fields, &cfg, &mut |_, _| {});
+    assert_eq!(live.leads.len(), report.rows.len());
+    let close = |a: f64, b: f64, what: &str| {
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1.0),
+            "{what}: live {a} verify {b}"
+        );
+    };
+    for (l, row) in live.leads.iter().zip(&report.rows) {
+        assert_eq!(l.lead_min, row.lead_min);
+        for (m, v) in [
+            (&l.raincast.sums, &row.pooled[0]),
+            (&l.persistence.sums, &row.pooled[1]),
+        ] {
+            let what = format!("+{}", l.lead_min);
+            assert_eq!(m.cases, v.cases, "{what} cases");
+            assert_eq!(m.cases, row.cases, "{what} cases");
+            for i in 0..3 {
+                for (a, b) in [
+                    (m.hits[i], v.hits[i]),
+                    (m.misses[i], v.misses[i]),
+                    (m.false_alarms[i], v.false_alarms[i]),
+                ] {
+                    assert!(
+                        a.abs_diff(b) <= 1 + b / 1000,
+                        "{what} contingency {i}: {a} vs {b}"
+                    );
+                }
+            }
+            assert_eq!(m.brier_cells, v.brier_cells, "{what} cells");
+            close(m.fss_num, v.fss_num, &format!("{what} FSS num"));
+            close(m.fss_den, v.fss_den, &format!("{what} FSS den"));
+            assert_eq!(m.wet_cells, v.wet_cells, "{what} wet cells");
+            // The quantisation moves each rate by ≤ 0.0123 %: the mean
+            // absolute error by far less than 1e-4 mm/h.
+            let per_cell = (m.abs_err_mm_h - v.abs_err_mm_h).abs() / v.wet_cells.max(1) as f64;
+            assert!(
+                per_cell < 1e-4,
+                "{what} MAE: live {} verify {}",
+                m.abs_err_mm_h,
+                v.abs_err_mm_h
+            );
+            close(m.brier_sum, v.brier_sum, &format!("{what} Brier sum"));
+            assert_eq!(m.rel_cells, v.rel_cells, "{what} reliability");
+            assert!(m.hits[1] > 0, "{what}: rain was scored");
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_instances_score_each_scan_once() {
+    let dir = TempDir::new("raincast-skill-two");
+    let store = store(&dir).await;
+    let a = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    let b = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    replay(store.as_ref(), &[a.clone(), b.clone()], 0..9).await;
+    let ra = a.skill(RADAR, Window::Week).await.unwrap().unwrap();
+    assert_eq!(ra, b.skill(RADAR, Window::Week).await.unwrap().unwrap());
+    let cases: Vec<u64> = ra.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![6, 5, 4], "each scan scored once, not twice");
+    for lead in &ra.leads {
+        let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..9).await;
+        rc.check(&lead.raincast, "two instances");
+        pe.check(&lead.persistence, "two instances");
+    }
+    // A scan already scored is not scored again by anyone.
+    let n = a.latest(RADAR).unwrap();
+    assert_eq!(b.score_scan(&n, time(9)).await.unwrap(), None);
+    assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
+}
+
+/// The same on DynamoDB (dynalite): two instances score each scan once, and
+/// a restart (a new connection and service) keeps the sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_and_a_restart_on_dynamodb() {
+    use raincast_store::{DynamoOptions, DynamoStore};
+    let Some(dynalite) = raincast_testkit::Server::dynalite() else {
+        return;
+    };
+    let connect = || async {
+        let sdk = raincast_store::aws::sdk_config_for_endpoint(&dynalite.endpoint(), 3).await;
+        Arc::new(
+            DynamoStore::connect(
+                &sdk,
+                &DynamoOptions {
+                    table_prefix: "skill-".into(),
+                    create_tables: true,
+                    retention: Duration::days(3650),
+                },
+            )
+            .await
+            .unwrap(),
+        )
+    };
+    let store = connect().await;
+    let a = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    let b = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    replay(store.as_ref(), &[a.clone(), b.clone()], 0..9).await;
+    let report = a.skill(RADAR, Window::Week).await.unwrap().unwrap();
+    let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![6, 5, 4], "each scan scored once, not twice");
+    for lead in &report.leads {
+        let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..9).await;
+        rc.check(&lead.raincast, "dynamodb");
+        pe.check(&lead.persistence, "dynamodb");
+    }
+    drop((a, b, store));
+    let store = connect().await;
+    let c = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    assert_eq!(c.skill(RADAR, Window::Week).await.unwrap().unwrap(), report);
+    replay(store.as_ref(), std::slice::from_ref(&c), 9..10).await;
+    let after = c.skill(RADAR, Window::Week).await.unwrap().unwrap();
+    let cases: Vec<u64> = after.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![7, 6, 5]);
+}
+
+/// A state store whose skill records wait for a gate: a scoring that
+/// cannot finish.
+struct GatedState {
+    inner: Arc<EmbeddedStore>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl StateStore for GatedState {
+    async fn get_checkpoint(
+        &self,
+        radar: &str,
+    ) -> Result<Option<raincast_store::Checkpoint>, StoreError> {
+        self.inner.get_checkpoint(radar).await
+    }
+    async fn put_checkpoint(&self, c: &raincast_store::Checkpoint) -> Result<bool, StoreError> {
+        self.inner.put_checkpoint(c).await
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<raincast_store::LeaseOutcome, StoreError> {
+        self.inner.acquire_lease(name, owner, ttl, now).await
+    }
+    async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_lease(name, owner, ttl, now).await
+    }
+    async fn release_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_lease(name, owner, now).await
+    }
+    async fn quarantine(&self, r: &raincast_store::QuarantineRecord) -> Result<(), StoreError> {
+        self.inner.quarantine(r).await
+    }
+    async fn list_quarantined(
+        &self,
+        radar: &str,
+    ) -> Result<Vec<raincast_store::QuarantineRecord>, StoreError> {
+        self.inner.list_quarantined(radar).await
+    }
+    async fn begin_attempt(
+        &self,
+        radar: &str,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        self.inner.begin_attempt(radar, key, owner, now).await
+    }
+    async fn end_attempt(&self, radar: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.end_attempt(radar, key).await
+    }
+    async fn get_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<raincast_store::VersionedRecord>, StoreError> {
+        self.inner.get_record(key).await
+    }
+    async fn put_record(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let _open = self.gate.acquire().await.expect("gate");
+        self.inner.put_record(key, value, expected).await
+    }
+    async fn list_records(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, raincast_store::VersionedRecord)>, StoreError> {
+        self.inner.list_records(prefix).await
+    }
+}
+
+/// Scoring runs after the nowcast is published: an update returns (and the
+/// nowcast is served) while the scoring of its scan cannot even claim it.
+#[tokio::test]
+async fn scoring_never_delays_a_nowcast() {
+    let dir = TempDir::new("raincast-skill-offpath");
+    let store = store(&dir).await;
+    let state = Arc::new(GatedState {
+        inner: store.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let svc = NowcastService::with_live_skill(store.clone(), state.clone(), skill_settings());
+    for k in 0..6 {
+        put(store.as_ref(), k).await;
+        let now = time(k) + Duration::minutes(1);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(120), svc.update(RADAR, now))
+                .await
+                .expect("update returns while scoring is blocked")
+                .unwrap();
+        if k >= 2 {
+            assert!(matches!(outcome, UpdateOutcome::Built(_)), "{k}");
+            assert_eq!(svc.latest(RADAR).unwrap().base_time, time(k));
+        }
+    }
+    // Nothing was recorded yet; open the gate and the sums arrive.
+    assert!(store.list_records("skill/").await.unwrap().is_empty());
+    state.gate.add_permits(10_000);
+    svc.scoring_settled().await;
+    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![3, 2, 1]);
+}
+
+#[tokio::test]
+async fn claims_are_once_per_scan_and_reuse_the_ring() {
+    let dir = TempDir::new("raincast-skill-claim");
+    let store = store(&dir).await;
+    let t = time(0);
+    assert!(skill::claim(store.as_ref(), RADAR, t).await.unwrap());
+    assert!(!skill::claim(store.as_ref(), RADAR, t).await.unwrap());
+    assert!(skill::claim(store.as_ref(), "other", t).await.unwrap());
+    // The same slot one ring later is a new scan; the old one stays claimed.
+    let later = t + Duration::hours(skill::RING_HOURS);
+    assert!(skill::claim(store.as_ref(), RADAR, later).await.unwrap());
+    assert!(!skill::claim(store.as_ref(), RADAR, later).await.unwrap());
+    assert!(!skill::claim(store.as_ref(), RADAR, t).await.unwrap());
+}
+
+/// Sums of one case with `hits` hits at 1 mm/h.
+fn sums_with(cases: u64, hits: u64) -> LeadSums {
+    let s = Sums {
+        cases,
+        hits: [hits, hits, 0],
+        ..Sums::default()
+    };
+    LeadSums {
+        raincast: s.clone(),
+        persistence: s,
+    }
+}
+
+#[tokio::test]
+async fn windows_sum_hourly_buckets_and_old_slots_are_reset() {
+    let dir = TempDir::new("raincast-skill-window");
+    let store = store(&dir).await;
+    let t = time(0);
+    let at = |hours: i64, cases: u64| {
+        let store = store.clone();
+        async move {
+            let leads = BTreeMap::from([(5u32, sums_with(cases, cases))]);
+            skill::record(store.as_ref(), RADAR, t + Duration::hours(hours), &leads)
+                .await
+                .unwrap();
+        }
+    };
+    at(0, 1).await;
+    at(0, 2).await; // same hour: added
+    at(30, 4).await; // a day later
+    at(100, 8).await; // four days later
+    let cases = |r: &skill::SkillReport| r.leads[0].raincast.cases;
+    let day = skill::skill(store.as_ref(), RADAR, Window::Day, None)
+        .await
+        .unwrap();
+    assert_eq!(cases(&day), 8);
+    assert_eq!(day.until, Some(hour_start(t) + Duration::hours(101)));
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+        .await
+        .unwrap();
+    assert_eq!(cases(&week), 15);
+    // Ending earlier: only what lies in that window.
+    let then = skill::skill(
+        store.as_ref(),
+        RADAR,
+        Window::Day,
+        Some(t + Duration::hours(30)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cases(&then), 4);
+    // The hour 8 days after the first reuses its slot: the old sums go.
+    at(skill::RING_HOURS, 16).await;
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+        .await
+        .unwrap();
+    assert_eq!(cases(&week), 16 + 8 + 4);
+    let first_day = |store: Arc<EmbeddedStore>| async move {
+        skill::skill(store.as_ref(), RADAR, Window::Day, Some(t))
+            .await
+            .unwrap()
+    };
+    assert!(
+        first_day(store.clone()).await.leads.is_empty(),
+        "hour 0 was reset"
+    );
+    // A scan older than its slot's hour is dropped, not mixed in.
+    at(0, 32).await;
+    assert!(first_day(store.clone()).await.leads.is_empty());
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+        .await
+        .unwrap();
+    assert_eq!(cases(&week), 16 + 8 + 4);
+    assert_eq!(store.list_records("skill/").await.unwrap().len(), 3);
+}
+
+fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    t.duration_trunc(Duration::hours(1)).unwrap()
+}
+
+#[test]
+fn no_data_is_never_counted_as_dry() {
+    let f = |v: [[f32; 3]; 2]| Array2::from_shape_fn((2, 3), |(r, c)| v[r][c]);
+    let nan = f32::NAN;
+    // Forecast rain where the observation has no data: no false alarm;
+    // observed rain where the forecast has no data: no miss.
+    let rate = f([[2.0, 2.0, nan], [0.0, 0.0, 0.0]]);
+    let persist = f([[2.0, 0.0, 0.0], [nan, 0.0, 0.0]]);
+    let obs = f([[2.0, nan, 3.0], [3.0, 0.0, 0.0]]);
+    let prob = rate.mapv(|v| if v >= 0.1 { 1.0 } else { 0.0 });
+    let s = skill::case_sums(
+        (&rate.view(), &prob.view()),
+        &persist.view(),
+        &obs.view(),
+        0.1,
+        1,
+    )
+    .unwrap();
+    // Common cells: (0,0), (1,1), (1,2).
+    assert_eq!(s.raincast.hits[1], 1);
+    assert_eq!(s.raincast.false_alarms[1], 0);
+    assert_eq!(s.raincast.misses[1], 0);
+    assert_eq!(s.raincast.brier_cells, 3);
+    assert_eq!(s.raincast.rel_cells.iter().sum::<u64>(), 3);
+    assert_eq!((s.raincast.abs_err_mm_h, s.raincast.wet_cells), (0.0, 1));
+    assert_eq!(s.persistence.hits[1], 1);
+    assert_eq!(s.persistence.brier_cells, 3);
+    // All no data: nothing counted, every score undefined.
+    let none = Array2::from_elem((2, 3), nan);
+    let s = skill::case_sums(
+        (&rate.view(), &prob.view()),
+        &persist.view(),
+        &none.view(),
+        0.1,
+        1,
+    )
+    .unwrap();
+    let scores = skill::MethodSkill::of(&s.raincast);
+    assert_eq!(scores.csi[1].1, None);
+    assert_eq!(
+        (scores.fss, scores.mae_wet_mm_h, scores.brier),
+        (None, None, None)
+    );
+    assert_eq!(s.raincast.brier_cells, 0);
+}
+
+/// The cost of live skill against the cost of the nowcast, on a 512 × 512
+/// grid of 1 km with leads every 5 min to 60 min (12 leads). Run with
+/// `cargo test -p raincast-nowcast --lib live_skill_cost -- --ignored --nocapture`;
+/// the figures are in docs/PERFORMANCE.md ("Live skill cost").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run by hand"]
+async fn live_skill_cost_on_512x512() {
+    const N: usize = 512;
+    let g = Grid::new(
+        "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+        N,
+        N,
+        1000.0,
+        1000.0,
+        -(N as f64) * 500.0,
+        N as f64 * 500.0,
+    )
+    .unwrap();
+    // Rain cells drifting east-north-east; no data outside a 250 km disk.
+    let field = |k: usize| {
+        Array2::from_shape_fn((N, N), |(r, c)| {
+            let (y, x) = (r as f32 - 256.0, c as f32 - 256.0);
+            if x * x + y * y > 250.0 * 250.0 {
+                return f32::NAN;
+            }
+            let mut v = 0.0f32;
+            for (i, (cy, cx)) in [
+                (200.0, 100.0),
+                (300.0, 150.0),
+                (260.0, 300.0),
+                (150.0, 250.0),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let (cy, cx) = (cy - 1.0 * k as f32, cx + 3.0 * k as f32 + i as f32);
+                let d2 = ((r as f32 - cy).powi(2) + (c as f32 - cx).powi(2)) / 900.0;
+                v += 15.0 * (-d2).exp();
+            }
+            if v < 0.1 {
+                0.0
+            } else {
+                v
+            }
+        })
+    };
+    let dir = TempDir::new("raincast-skill-cost");
+    let store = store(&dir).await;
+    let settings = NowcastSettings {
+        max_lead_min: 60,
+        ..NowcastSettings::default()
+    };
+    let plain = NowcastService::new(store.clone(), settings.clone());
+    let scorer = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
+    let (mut build_ms, mut score_ms, mut scored) = (Vec::new(), Vec::new(), 0);
+    for k in 0..18 {
+        let f = RainField {
+            grid: g.clone(),
+            time: time(k),
+            rate_mm_h: field(k),
+        };
+        put_field(store.as_ref(), &f).await;
+        let now = time(k) + Duration::minutes(1);
+        let started = std::time::Instant::now();
+        let Some(n) = plain.update(RADAR, now).await.unwrap().nowcast().cloned() else {
+            continue;
+        };
+        let built = started.elapsed().as_secs_f64() * 1000.0;
+        // What the spawned scoring task does: keep the observed field, score.
+        scorer.keep_observed(&n);
+        let started = std::time::Instant::now();
+        let leads = scorer.score_scan(&n, now).await.unwrap();
+        let score = started.elapsed().as_secs_f64() * 1000.0;
+        // Only scans verifying all 12 leads count (from the 12th nowcast on).
+        if leads == Some(12) {
+            build_ms.push(built);
+            score_ms.push(score);
+            scored += 1;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "512x512, 12 leads, {scored} scans: build+store {:.1} ms, score {:.1} ms, ratio {:.3}",
+        mean(&build_ms),
+        mean(&score_ms),
+        mean(&score_ms) / mean(&build_ms)
+    );
+    assert!(scored >= 3, "{scored} fully scored scans");
 }

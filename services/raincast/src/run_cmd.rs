@@ -93,7 +93,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         let registry = prometheus::Registry::new();
         let metrics = IngestMetrics::new(&registry)?;
 
-        let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
+        let nowcasts = NowcastService::with_live_skill(
+            stores.scans.clone(),
+            stores.state.clone(),
+            cfg.nowcast.settings.clone(),
+        );
         tasks.push(tokio::spawn(raincast_nowcast::run(
             cfg.nowcast.clone(),
             nowcasts.clone(),

@@ -64,7 +64,11 @@ pub fn run(args: ApiArgs) -> Result<()> {
                 .collect()
         };
         let shutdown = shutdown_signal();
-        let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
+        let nowcasts = NowcastService::with_live_skill(
+            stores.scans.clone(),
+            stores.state.clone(),
+            cfg.nowcast.settings.clone(),
+        );
         let state = AppState::builder(stores.scans.clone(), nowcasts)
             .config(cfg.api.clone())
             .state_store(stores.state.clone())

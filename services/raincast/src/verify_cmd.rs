@@ -27,9 +27,23 @@ pub struct VerifyArgs {
     /// Latest scans used per nowcast (3 or more).
     #[arg(long, default_value_t = MIN_FRAMES)]
     pub frames: usize,
+    /// Event of the probability (reliability, Brier score, calibration),
+    /// mm/h: rain at or above this rate. The service's default is 0.1.
+    #[arg(long, default_value_t = 1.0)]
+    pub prob_threshold: f32,
+    /// Fit cells a lead needs before its probability is calibrated (the
+    /// `[nowcast] min_samples` of the service).
+    #[arg(long, default_value_t = 2000)]
+    pub min_samples: u64,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
+    if !(args.prob_threshold.is_finite() && args.prob_threshold > 0.0) {
+        bail!(
+            "--prob-threshold must be a positive number, got {}",
+            args.prob_threshold
+        );
+    }
     if args.thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
         bail!(
             "--thresholds must be positive numbers, got {:?}",
@@ -81,6 +95,8 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             frames: args.frames,
             ..Default::default()
         },
+        prob_threshold: args.prob_threshold,
+        min_samples: args.min_samples,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -170,6 +186,36 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
     }
     if let Some(b) = all.brier_approx() {
         let _ = writeln!(s, "  Brier score (from bin means): {b:.4}");
+    }
+    let _ = writeln!(
+        s,
+        "\nCalibration of that probability: fitted (isotonic, 10 bins) on the cases verified in the \
+         first half of the day, scored on the cases issued in the second half; a lead with fewer \
+         than {} fit cells stays raw.",
+        cfg.min_samples
+    );
+    let _ = writeln!(
+        s,
+        "lead_min   fit_cells calibrated  test_cells  BSS raw   BSS cal  ECE raw  ECE cal"
+    );
+    for row in &report.rows {
+        let (raw, cal) = (&row.held_out_raw, &row.held_out_calibrated);
+        let _ = writeln!(
+            s,
+            "{:8} {:11} {:>10} {:11} {} {} {} {}",
+            row.lead_min,
+            row.fit.cells,
+            if row.calibration.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            raw.cells,
+            cell(raw.bss()),
+            cell(cal.bss()),
+            cell(raw.reliability.ece()),
+            cell(cal.reliability.ece()),
+        );
     }
     s
 }

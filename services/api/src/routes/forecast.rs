@@ -47,8 +47,15 @@ pub struct ForecastEntry {
     pub intensity_mm_h: Option<f32>,
     /// Probability of rain ≥ `threshold_mm_h` (0..1, `null` = unknown).
     pub probability: Option<f32>,
+    /// Whether `probability` is calibrated from the radar's live record at
+    /// this lead (isotonic fit of its 24 h reliability table, once it holds
+    /// `min_samples` cell-cases) or the raw neighbourhood probability.
+    pub probability_calibrated: bool,
     /// Intensity band of `intensity_mm_h`.
     pub intensity: Option<Intensity>,
+    /// Raincast's CSI at 1 mm/h at this lead over the last 24 h of live
+    /// skill (`/v1/radars/{id}/skill`); `null` before any case with rain.
+    pub recent_csi: Option<f64>,
 }
 
 /// The observation at the issue time.
@@ -89,8 +96,8 @@ pub struct RadarRef {
     "step_minutes": 5.0, "threshold_mm_h": 0.1,
     "summary": "Light rain starting in about 15 min, easing after 40 min",
     "now": {"time": "2024-06-16T10:00:00Z", "intensity_mm_h": 0.0, "intensity": "none"},
-    "entries": [{"time": "2024-06-16T10:05:00Z", "lead_min": 5, "intensity_mm_h": 0.0, "probability": 0.05, "intensity": "none"},
-                {"time": "2024-06-16T10:15:00Z", "lead_min": 15, "intensity_mm_h": 1.2, "probability": 0.7, "intensity": "light"}],
+    "entries": [{"time": "2024-06-16T10:05:00Z", "lead_min": 5, "intensity_mm_h": 0.0, "probability": 0.05, "probability_calibrated": false, "intensity": "none", "recent_csi": 0.62},
+                {"time": "2024-06-16T10:15:00Z", "lead_min": 15, "intensity_mm_h": 1.2, "probability": 0.7, "probability_calibrated": true, "intensity": "light", "recent_csi": 0.41}],
     "next_hour": {"minutes": 60, "max_intensity_mm_h": 1.2, "max_probability": 0.7, "rain_starts_in_min": 15},
     "two_hours": {"minutes": 120, "max_intensity_mm_h": 1.2, "max_probability": 0.7, "rain_starts_in_min": 15}
 }))]
@@ -225,6 +232,7 @@ async fn get_forecast(
     check_range("lon", q.lon, 180.0)?;
     let (radar, n, p) = point_forecast(&s, q.lon, q.lat, q.radar.as_deref()).await?;
     let threshold = n.threshold_mm_h;
+    let recent = s.nowcasts().recent_skill(&radar.id);
     let latest = s
         .nowcasts()
         .latest_scan_seen(&radar.id)
@@ -257,7 +265,13 @@ async fn get_forecast(
                 lead_min: st.lead_min,
                 intensity_mm_h: finite(st.rate_mm_h),
                 probability: finite(st.probability),
+                probability_calibrated: n
+                    .lead_index(st.lead_min)
+                    .is_some_and(|i| n.is_calibrated(i)),
                 intensity: Intensity::of_known(st.rate_mm_h),
+                recent_csi: recent
+                    .as_ref()
+                    .and_then(|r| r.raincast_csi_1mm_h(st.lead_min)),
             })
             .collect(),
         next_hour: outlook(&p, threshold, 60),

@@ -112,6 +112,11 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiError> 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    for r in s.radars() {
+        if let Some(report) = s.nowcasts().recent_skill(&r.id) {
+            s.metrics().set_skill(&r.id, &report);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

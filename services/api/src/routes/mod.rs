@@ -8,4 +8,5 @@ pub mod openapi;
 pub mod page;
 pub mod radars;
 pub mod scans;
+pub mod skill;
 pub mod subscriptions;

@@ -124,14 +124,15 @@ pub async fn fixture_with(n: usize, now: DateTime<Utc>, config: ApiConfig) -> Fi
 }
 
 /// An app state over `store` serving `radars`, with a nowcast service of
-/// 60-minute leads, a clock reading `now` and `config`.
+/// 60-minute leads keeping live skill in `store`, a clock reading `now` and `config`.
 pub fn state_for(
     store: Arc<EmbeddedStore>,
     radars: Vec<RadarInfo>,
     now: DateTime<Utc>,
     config: ApiConfig,
 ) -> AppState {
-    let nowcasts = NowcastService::new(
+    let nowcasts = NowcastService::with_live_skill(
+        store.clone(),
         store.clone(),
         NowcastSettings {
             max_lead_min: 60,
