@@ -553,18 +553,12 @@ impl Sprog {
         disp: &[Displacement],
         lead_steps: &[f32],
     ) -> Vec<Array2<f32>> {
-        let mut bufs = Vec::new();
-        let (mut tmp, mut counts) = (Vec::new(), Vec::new());
+        let mut scratch = LeadScratch::default();
         lead_steps
             .iter()
             .zip(disp)
             .map(|(&lead, d)| {
-                let (lo, hi) = self.recompose(lead, &mut bufs, &mut tmp);
-                let field = &mut bufs[0];
-                // Quantile matching in the Lagrangian frame (as pysteps
-                // does), then advection of the rain rate: dry areas are
-                // exactly zero there, which the warp copies in bulk.
-                quantile_match_in(&mut field.data, lo, hi, &self.target, &mut counts);
+                let field = self.matched(lead, &mut scratch);
                 let mut data = Vec::new();
                 warp_into(field, d, &mut data);
                 let (rows, cols) = (field.rows, field.cols);
@@ -572,6 +566,25 @@ impl Sprog {
             })
             .collect()
     }
+
+    /// The lead's field before advection: recomposed and quantile-matched to
+    /// the latest observation, in mm/h (in the Lagrangian frame, as pysteps
+    /// does; dry areas are then exactly zero, which the warp copies in bulk).
+    /// Lives in `scratch`.
+    pub(super) fn matched<'s>(&self, lead_steps: f32, scratch: &'s mut LeadScratch) -> &'s Img {
+        let (lo, hi) = self.recompose(lead_steps, &mut scratch.bufs, &mut scratch.tmp);
+        let field = &mut scratch.bufs[0];
+        quantile_match_in(&mut field.data, lo, hi, &self.target, &mut scratch.counts);
+        field
+    }
+}
+
+/// Buffers of the per-lead work, kept from one lead to the next.
+#[derive(Default)]
+pub(super) struct LeadScratch {
+    bufs: Vec<Img>,
+    tmp: Vec<f32>,
+    counts: Vec<u32>,
 }
 
 #[cfg(test)]
