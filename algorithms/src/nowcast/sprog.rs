@@ -285,9 +285,10 @@ fn quantile_match_in(
     counts.clear();
     counts.resize(RANK_BINS, 0);
     let mut n = 0u32;
+    let last_bin = (RANK_BINS - 1) as f32;
     for &v in values.iter() {
         if v.is_finite() {
-            counts[(((v - lo) * scale) as usize).min(RANK_BINS - 1)] += 1;
+            counts[((v - lo) * scale).min(last_bin) as i32 as usize] += 1;
             n += 1;
         }
     }
@@ -302,13 +303,15 @@ fn quantile_match_in(
         edge.push(below as f32 * to_pos);
     }
     let (table, thr) = (&target.table, target.threshold);
-    let (last_bin, last_pos) = (RANK_BINS - 1, QUANTILES - 2);
+    let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
     for v in values.iter_mut() {
-        // NaN: `as usize` gives 0 and the interpolations stay NaN.
+        // Clamped in f32 first, so the integer conversions are in range (a
+        // cheap i32 truncation); NaN converts to 0 and the interpolations
+        // stay NaN.
         let x = (*v - lo) * scale;
-        let bin = (x as usize).min(last_bin);
+        let bin = x.min(last_bin) as i32 as usize;
         let pos = edge[bin] + (x - bin as f32) * (edge[bin + 1] - edge[bin]);
-        let i = (pos as usize).min(last_pos);
+        let i = pos.min(last_pos) as i32 as usize;
         let r = table[i] + (pos - i as f32) * (table[i + 1] - table[i]);
         *v = if r < thr { 0.0 } else { r };
     }
