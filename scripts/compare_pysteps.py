@@ -35,9 +35,25 @@ one radar it:
    * ``common``: cells where the observation and *every* forecast are finite
      (all methods judged on the same cells, as ``raincast verify`` does);
    * ``own``: cells where the observation and *that* forecast are finite.
-5. records the wall-clock time of each nowcast (informational only; the
-   Raincast figure is the whole ``raincast nowcast`` process, decoding
-   included, and depends on the binary's build profile).
+5. times every method in this one process run, single thread (``--threads``,
+   default 1: ``OMP_NUM_THREADS`` and friends are set before numpy is
+   imported, ``cv2.setNumThreads``, ``RAYON_NUM_THREADS`` for Raincast), as
+   the median over cases of *motion + every lead to* ``--max-lead``, without
+   file I/O: for Raincast its own ``motion_ms + extrapolate_ms`` as printed
+   by ``raincast nowcast --json``; for the Python methods the time from the
+   frames in memory to the last lead;
+6. also runs the **OpenCV DIS** recipe (the way rainymotion's "Dense" model
+   is built, issue 16): the last two frames in dBR (-15 dBR where dry or no
+   data) scaled linearly to 8 bits over their joint range,
+   ``DISOpticalFlow_create(DISOPTICAL_FLOW_PRESET_ULTRAFAST)`` from the
+   previous to the latest frame, then for each lead *n* a backward
+   ``cv2.remap`` (linear, NaN beyond the edge) of the latest rain rate by
+   ``n`` times that flow (constant motion).
+
+With ``--timing-only`` it scores nothing: it takes the last 3 scans of the
+folder (OPERA has only 3), runs each method ``--repeats`` times with
+``--leads`` and prints the median times and the peak RSS of one whole
+``raincast nowcast`` process (``/usr/bin/time -f %M``).
 
 Usage (from the repository root, with a Python that has pysteps, numpy and
 scipy)::
@@ -50,6 +66,14 @@ scipy)::
     --sprog-levels K    cascade levels of S-PROG (default 6)
     --max-lead MIN      longest lead (default 60)
     --report-leads L    leads shown in the summary table (default 30,60)
+    --threads N         threads for every method (default 1)
+    --no-pysteps        skip both pysteps methods (quick runs)
+    --timing-only       speed and peak memory only (see above), with
+                        --leads 15,30,45,60 and --repeats 5
+
+The first table printed is the side-by-side one of issue 16: method | motion
++ all leads, median ms | CSI at the report leads (mean over cases, common
+mask).
 
 It prints a Markdown table per mask and, with ``--json-out``, writes every
 per-lead figure. The data sets of ../shared/data come from pysteps-data;
@@ -67,12 +91,32 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-import numpy as np
-from scipy.ndimage import uniform_filter
 
-METHODS = ["persistence", "pysteps_lk_sl", "pysteps_sprog", "raincast_none", "raincast"]
+def _threads_from_argv():
+    """--threads N (default 1), read before numpy is imported: the BLAS and
+    OpenMP pools take their size from the environment at import time."""
+    argv = sys.argv
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+THREADS = _threads_from_argv()
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ[_var] = THREADS
+
+import numpy as np  # noqa: E402
+from scipy.ndimage import uniform_filter  # noqa: E402
+
+METHODS = ["persistence", "opencv_dis", "pysteps_lk_sl", "pysteps_sprog", "raincast_none",
+           "raincast"]
 LABELS = {
     "persistence": "persistence",
+    "opencv_dis": "OpenCV DIS (ultrafast) + `cv2.remap`",
     "pysteps_lk_sl": "pysteps LK + semi-Lagrangian",
     "pysteps_sprog": "pysteps S-PROG",
     "raincast_none": "Raincast, no smoothing (`--smoothing none`)",
@@ -179,6 +223,36 @@ def from_dbr(d):
     return transformation.dB_transform(d, threshold=-10.0, inverse=True)[0]
 
 
+def run_opencv(frames, n_leads):
+    """The OpenCV DIS recipe (see the module docs). Returns the forecasts
+    (n_leads, rows, cols) and the seconds from the frames to the last lead."""
+    import cv2
+
+    t0 = time.perf_counter()
+    prev, last = (np.asarray(f, dtype=np.float32) for f in frames[-2:])
+    dbr = []
+    for f in (prev, last):
+        d = np.full(f.shape, -15.0, dtype=np.float32)
+        wet = np.isfinite(f) & (f >= 0.1)
+        d[wet] = 10.0 * np.log10(f[wet])
+        dbr.append(d)
+    lo = min(float(d.min()) for d in dbr)
+    hi = max(float(d.max()) for d in dbr)
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    u8 = [np.clip((d - lo) * scale + 0.5, 0, 255).astype(np.uint8) for d in dbr]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    flow = dis.calc(u8[0], u8[1], None)  # prev(x) ≈ last(x + flow)
+    rows, cols = last.shape
+    gx, gy = np.meshgrid(np.arange(cols, dtype=np.float32), np.arange(rows, dtype=np.float32))
+    out = np.empty((n_leads, rows, cols), dtype=np.float32)
+    for n in range(1, n_leads + 1):
+        mx = gx - n * flow[..., 0]
+        my = gy - n * flow[..., 1]
+        out[n - 1] = cv2.remap(last, mx, my, interpolation=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+    return out, time.perf_counter() - t0
+
+
 def run_pysteps(frames, n_leads, sprog, sprog_levels):
     from pysteps import nowcasts
     from pysteps.motion.lucaskanade import dense_lucaskanade
@@ -212,16 +286,22 @@ def run_pysteps(frames, n_leads, sprog, sprog_levels):
     return out, times
 
 
-def run_raincast(raincast, paths, leads, tmp, smoothing):
+def run_raincast(raincast, paths, leads, tmp, smoothing, rss=False):
     outdir = tempfile.mkdtemp(dir=tmp, prefix=f"nc_{smoothing}_")
     cmd = [raincast, "nowcast", *paths, "--leads", ",".join(str(x) for x in leads),
            "--out", outdir, "--json", "--smoothing", smoothing]
+    rss_file = os.path.join(tmp, "rss.txt")
+    if rss:
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file, *cmd]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     info = json.loads(res.stdout.strip().splitlines()[-1])
+    if rss:
+        with open(rss_file) as fh:
+            info["peak_rss_kib"] = int(fh.read().split()[-1])
     fields = []
     for lead in leads:
         p = os.path.join(outdir, f"lead_{lead:03d}.npy")
@@ -235,6 +315,45 @@ def fmt(v):
     return "–" if v is None else f"{v:.3f}"
 
 
+def timing_only(args, scans, tmp):
+    """Speed and peak memory on the last 3 scans (see the module docs)."""
+    leads = [int(x) for x in args.leads.split(",")]
+    step_s = int(scans[-1]["time"].timestamp() - scans[-2]["time"].timestamp())
+    steps = [lead * 60 / step_s for lead in leads]
+    if any(abs(x - round(x)) > 1e-9 for x in steps):
+        sys.exit(f"leads {leads} are not whole scan steps of {step_s} s")
+    n_leads = int(round(max(steps)))
+    past = [np.load(s["npy"]).astype(np.float64) for s in scans[-3:]]
+    paths = [s["path"] for s in scans[-3:]]
+    times = {"opencv_dis": [], "raincast": [], "raincast_none": []}
+    if not args.no_pysteps:
+        times["pysteps_lk_sl"] = []
+    rss = {}
+    for _ in range(args.repeats):
+        _fc, t = run_opencv(past, n_leads)
+        times["opencv_dis"].append(1e3 * t)
+        if not args.no_pysteps:
+            with contextlib.redirect_stdout(io.StringIO()):
+                _py, py_t = run_pysteps(past, n_leads, False, args.sprog_levels)
+            times["pysteps_lk_sl"].append(1e3 * py_t["pysteps_lk_sl"])
+        for m, sm in (("raincast", "sprog"), ("raincast_none", "none")):
+            _fc, _w, info = run_raincast(args.raincast, paths, leads, tmp, sm, rss=True)
+            times[m].append(info["motion_ms"] + info["extrapolate_ms"])
+            rss[m] = max(rss.get(m, 0), info["peak_rss_kib"])
+    shape = scans[-1]["shape"]
+    print(f"{args.folder}: last 3 scans ({shape[0]} x {shape[1]}, every {step_s} s), "
+          f"leads {leads} min, {args.repeats} repeats, {THREADS} thread(s)")
+    print("\n| method | motion + all leads, median ms | peak RSS of the process |")
+    print("|---|---|---|")
+    for m, v in times.items():
+        mem = f"{rss[m] / 1024:.0f} MB" if m in rss else "–"
+        print(f"| {LABELS[m]} | {np.median(v):.1f} | {mem} |")
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump({"folder": args.folder, "leads_min": leads, "threads": THREADS,
+                       "times_ms": times, "peak_rss_kib": rss}, fh, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder")
@@ -244,14 +363,22 @@ def main():
     ap.add_argument("--fss-window", type=int, default=10, help="cells")
     ap.add_argument("--max-cases", type=int, default=0, help="0 = all")
     ap.add_argument("--no-sprog", action="store_true")
+    ap.add_argument("--no-pysteps", action="store_true")
     ap.add_argument("--sprog-levels", type=int, default=6)
     ap.add_argument("--report-leads", default="30,60")
+    ap.add_argument("--threads", default="1", help="read before numpy is imported")
+    ap.add_argument("--timing-only", action="store_true")
+    ap.add_argument("--leads", default="15,30,45,60", help="minutes, --timing-only")
+    ap.add_argument("--repeats", type=int, default=5, help="--timing-only")
     ap.add_argument("--json-out")
     args = ap.parse_args()
+    import cv2
+
+    cv2.setNumThreads(int(THREADS))
 
     files = list_scans(args.folder)
-    if len(files) < 4:
-        sys.exit(f"{args.folder}: fewer than 4 files")
+    if len(files) < (3 if args.timing_only else 4):
+        sys.exit(f"{args.folder}: too few files")
     with tempfile.TemporaryDirectory(prefix="compare_pysteps_") as tmp:
         scans = prep_all(args.raincast, files, tmp)
         # One radar: keep the majority grid.
@@ -259,6 +386,9 @@ def main():
         major = max(set(keys), key=keys.count)
         scans = [s for s, k in zip(scans, keys) if k == major]
         scans.sort(key=lambda s: s["time"])
+        if args.timing_only:
+            timing_only(args, scans, tmp)
+            return
         steps = np.diff([s["time"].timestamp() for s in scans])
         step_s = int(np.median(steps))
         n_leads = args.max_lead * 60 // step_s
@@ -272,28 +402,37 @@ def main():
             cases = [cases[i] for i in sorted(set(pick))]
         print(f"{len(scans)} scans every {step_s} s; {all_cases} start times with 3 past "
               f"scans and {args.max_lead} min of future; scoring {len(cases)}", file=sys.stderr)
-        methods = [m for m in METHODS if not (args.no_sprog and m == "pysteps_sprog")]
+        skip = set()
+        if args.no_sprog or args.no_pysteps:
+            skip.add("pysteps_sprog")
+        if args.no_pysteps:
+            skip.add("pysteps_lk_sl")
+        methods = [m for m in METHODS if m not in skip]
         scores = {mask: {m: [Score() for _ in leads] for m in methods} for mask in ("common", "own")}
-        wall = {m: [] for m in methods if m != "persistence"}
-        raincast_ms = {"raincast": [], "raincast_none": []}
+        # Motion + every lead, ms, without file I/O (see the module docs).
+        compute_ms = {m: [] for m in methods if m != "persistence"}
         started = time.perf_counter()
         failed = []
         for n, idx in enumerate(cases):
             past = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:3]]
             obs = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[3:]]
             fcs = {"persistence": np.stack([past[-1]] * n_leads)}
-            with contextlib.redirect_stdout(io.StringIO()):  # pysteps' progress prints
-                py, py_t = run_pysteps(past, n_leads, not args.no_sprog, args.sprog_levels)
-            fcs.update(py)
-            for m, t in py_t.items():
-                wall[m].append(t)
+            fc, t = run_opencv(past, n_leads)
+            fcs["opencv_dis"] = fc.astype(np.float64)
+            compute_ms["opencv_dis"].append(1e3 * t)
+            if not args.no_pysteps:
+                with contextlib.redirect_stdout(io.StringIO()):  # pysteps' progress prints
+                    py, py_t = run_pysteps(past, n_leads, "pysteps_sprog" in methods,
+                                           args.sprog_levels)
+                fcs.update(py)
+                for m, t in py_t.items():
+                    compute_ms[m].append(1e3 * t)
             paths = [scans[k]["path"] for k in idx[:3]]
             try:
                 for m, sm in (("raincast", "sprog"), ("raincast_none", "none")):
-                    fc, w, info = run_raincast(args.raincast, paths, leads, tmp, sm)
+                    fc, _wall, info = run_raincast(args.raincast, paths, leads, tmp, sm)
                     fcs[m] = fc
-                    wall[m].append(w)
-                    raincast_ms[m].append(info["total_ms"])
+                    compute_ms[m].append(info["motion_ms"] + info["extrapolate_ms"])
             except RuntimeError as e:
                 # Not scored for any method, so the methods keep the same cases.
                 print(f"\nskipping start time {scans[idx[2]]['time']}: {e}", file=sys.stderr)
@@ -318,6 +457,8 @@ def main():
         "folder": args.folder,
         "scans": len(scans),
         "step_s": step_s,
+        "shape": list(scans[-1]["shape"]),
+        "threads": THREADS,
         "start_times_available": all_cases,
         "cases": len(cases) - len(failed),
         "first_start": scans[cases[0][2]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -325,12 +466,11 @@ def main():
         "failed_cases": failed,
         "threshold_mm_h": args.threshold,
         "fss_window": args.fss_window,
-        "sprog_levels": None if args.no_sprog else args.sprog_levels,
+        "sprog_levels": None if "pysteps_sprog" not in methods else args.sprog_levels,
         "leads_min": leads,
         "scores": {mask: {m: [s.summary() for s in per] for m, per in d.items()}
                    for mask, d in scores.items()},
-        "wall_s_mean": {m: float(np.mean(v)) for m, v in wall.items()},
-        "raincast_total_ms_mean": {m: float(np.mean(v)) for m, v in raincast_ms.items()},
+        "compute_ms_median": {m: float(np.median(v)) for m, v in compute_ms.items() if v},
     }
     if args.json_out:
         with open(args.json_out, "w") as fh:
@@ -338,8 +478,21 @@ def main():
 
     report = [int(x) for x in args.report_leads.split(",")]
     cols = [leads.index(r) for r in report if r in leads]
-    print(f"{args.folder}: {len(cases) - len(failed)} cases ({all_cases} available), scan every {step_s} s, "
-          f"CSI and FSS at {args.threshold} mm/h, FSS window {args.fss_window} cells")
+    shape = scans[-1]["shape"]
+    print(f"{args.folder} ({shape[0]} x {shape[1]}): {len(cases) - len(failed)} cases "
+          f"({all_cases} available), scan every {step_s} s, {n_leads} leads to "
+          f"{args.max_lead} min, {THREADS} thread(s)")
+    # The side-by-side table of issue 16.
+    print(f"\n| method | motion + all leads to {args.max_lead} min, median ms | CSI "
+          f"{args.threshold:g} mm/h at " + " / ".join(f"{leads[j]}" for j in cols) + " min |")
+    print("|---|---|---|")
+    order = ["opencv_dis", "raincast", "raincast_none", "pysteps_lk_sl", "pysteps_sprog",
+             "persistence"]
+    for m in [m for m in order if m in methods]:
+        ms = result["compute_ms_median"].get(m)
+        t = "–" if ms is None else f"{ms:.1f}"
+        csi = " / ".join(fmt(result["scores"]["common"][m][j]["csi_mean"]) for j in cols)
+        print(f"| {LABELS[m]} | {t} | {csi} |")
     for mask in ("common", "own"):
         print(f"\nmask: {mask}")
         head = "| method |"
@@ -357,10 +510,6 @@ def main():
                     gain = f" {100 * (s['csi_mean'] / pers[j] - 1):+.0f} %"
                 line += f" {fmt(s['csi_mean'])}{gain} ({fmt(s['csi_pooled'])}) | {fmt(s['fss_mean'])} |"
             print(line)
-    print("\nwall-clock per nowcast (s, mean):",
-          ", ".join(f"{m} {v:.2f}" for m, v in result["wall_s_mean"].items()))
-    print("raincast --json total_ms (mean):",
-          ", ".join(f"{m} {v:.0f}" for m, v in result["raincast_total_ms_mean"].items()))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,14 @@
 //! composite, RMI, MeteoSwiss, FMI), and
 //! on a synthetic 512 × 512 field that needs no data.
 //!
+//! Per-stage figures of the default forecast (`stage_*`, every scan step to
+//! 60 min): `stage_displacements` (the backward trajectories of every lead
+//! and of lags 1 and 2), `stage_cascade` (the lag fields advected onto the
+//! latest, three pyramids, correlations), `stage_lead` (one lead's
+//! recomposition and quantile matching, the per-lead loop without the
+//! warp) and `stage_warp` (one lead's advection of a rain field); motion is
+//! `motion/`.
+//!
 //! Run: `cargo bench -p raincast-algorithms --bench nowcast` (add a filter
 //! such as `-- bom` for one). Figures: docs/PERFORMANCE.md. Times are the
 //! CPU time of the benchmarking thread (see `common`); everything measured
@@ -16,7 +24,8 @@ mod common;
 use common::{Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode;
-use raincast_algorithms::nowcast::{nowcast, NowcastConfig, NowcastInput, Smoothing};
+use raincast_algorithms::extrapolate::warp;
+use raincast_algorithms::nowcast::{nowcast, stages, NowcastConfig, NowcastInput, Smoothing};
 use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::synth;
 use std::path::{Path, PathBuf};
@@ -88,6 +97,42 @@ fn bench_case(c: &mut Crit, name: &str, fields: &[RainField]) {
     });
     c.bench_function(&format!("nowcast_60_min/{name}"), |b| {
         b.iter(|| nowcast(black_box(fields), &hour, &cfg).map(|n| n.rate_mm_h.len()))
+    });
+    bench_stages(c, name, fields, &hour);
+}
+
+/// The stages of the default forecast (see the module docs).
+fn bench_stages(c: &mut Crit, name: &str, fields: &[RainField], hour: &[u32]) {
+    let cfg = NowcastConfig::default();
+    let Ok(input) = NowcastInput::new(fields, &cfg) else {
+        return;
+    };
+    let Ok(motion) = input.motion() else {
+        return;
+    };
+    let step_min = input.step_s() as f32 / 60.0;
+    let mut steps: Vec<f32> = hour.iter().map(|l| *l as f32 / step_min).collect();
+    steps.extend([1.0, 2.0]);
+    c.bench_function(&format!("stage_displacements/{name}"), |b| {
+        b.iter(|| stages::lead_displacements(black_box(&motion), &steps).map(|d| d.len()))
+    });
+    let Ok(disp) = stages::lead_displacements(&motion, &steps) else {
+        return;
+    };
+    let lags = &disp[disp.len() - 2..];
+    c.bench_function(&format!("stage_cascade/{name}"), |b| {
+        b.iter(|| stages::cascade(black_box(&input), lags))
+    });
+    let cascade = stages::cascade(&input, lags);
+    let mut scratch = stages::Scratch::default();
+    let last = steps[steps.len() - 3];
+    c.bench_function(&format!("stage_lead/{name}"), |b| {
+        b.iter(|| cascade.matched(black_box(last), &mut scratch))
+    });
+    let latest = input.latest().rate_mm_h.view();
+    let d = &disp[disp.len() - 3];
+    c.bench_function(&format!("stage_warp/{name}"), |b| {
+        b.iter(|| warp(black_box(&latest), d).map(|a| a.len()))
     });
 }
 

@@ -180,9 +180,11 @@ impl Tiles {
             let base = (r / TILE) * tc;
             for (j, chunk) in row.chunks(TILE).enumerate() {
                 let (mut lo, mut hi, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
-                for v in chunk {
-                    lo = lo.min(*v);
-                    hi = hi.max(*v);
+                // Plain comparisons (NaN fails both, as f32::min ignores
+                // NaN) so that the loop vectorises.
+                for &v in chunk {
+                    lo = if v < lo { v } else { lo };
+                    hi = if v > hi { v } else { hi };
                     nan += v.is_nan() as usize;
                 }
                 let k = base + j;

@@ -333,41 +333,74 @@ pub(crate) fn reduce(src: &Img) -> Img {
 /// fine cell `2i+1` takes `(x[i] + x[i+1]) / 2`, along each axis, edges
 /// replicated. Constants stay exactly constant.
 pub(crate) fn expand_into(src: &Img, out: &mut Img) {
+    expand_rows(src, out, &mut Vec::new(), |_, _| {});
+}
+
+/// [`expand_into`] with a caller-kept scratch buffer (no allocation once it
+/// has grown), calling `finish(r, row)` on every output row as soon as it is
+/// written, while it is still in cache: the nowcast adds its per-level terms
+/// there instead of in a second pass over the image.
+pub(crate) fn expand_rows(
+    src: &Img,
+    out: &mut Img,
+    tmp: &mut Vec<f32>,
+    mut finish: impl FnMut(usize, &mut [f32]),
+) {
     let (rows, cols) = (out.rows, out.cols);
     let (sr, sc) = (src.rows, src.cols);
     let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
     // Vertical first, at coarse width: rows × sc.
-    let mut tmp = vec![0f32; rows * sc];
+    tmp.clear();
+    tmp.resize(rows * sc, 0.0);
     for (r, trow) in tmp.chunks_exact_mut(sc).enumerate() {
         let i = (r / 2) as isize;
         let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
         if r % 2 == 0 {
             let (a, b, c) = (row(-1), row(0), row(1));
-            for (j, t) in trow.iter_mut().enumerate() {
-                *t = (a[j] + 6.0 * b[j] + c[j]) * 0.125;
+            for (((t, a), b), c) in trow.iter_mut().zip(a).zip(b).zip(c) {
+                *t = (a + 6.0 * b + c) * 0.125;
             }
         } else {
             let (a, b) = (row(0), row(1));
-            for (j, t) in trow.iter_mut().enumerate() {
-                *t = (a[j] + b[j]) * 0.5;
+            for ((t, a), b) in trow.iter_mut().zip(a).zip(b) {
+                *t = (a + b) * 0.5;
             }
         }
     }
     // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j, j+1.
-    for (trow, orow) in tmp.chunks_exact(sc).zip(out.data.chunks_exact_mut(cols)) {
+    // The interior (1 ≤ j, j + 1 < sc, both fine columns inside) runs over
+    // windows without index checks; the few edge columns clamp.
+    for (r, (trow, orow)) in tmp
+        .chunks_exact(sc)
+        .zip(out.data.chunks_exact_mut(cols))
+        .enumerate()
+    {
         let at = |j: isize| trow[cl(j, sc)];
-        for (j, pair) in orow.chunks_mut(2).enumerate() {
+        let edge = |j: usize, pair: &mut [f32]| {
             let ji = j as isize;
-            let (a, b, c) = if j >= 1 && j + 1 < sc {
-                (trow[j - 1], trow[j], trow[j + 1])
-            } else {
-                (at(ji - 1), at(ji), at(ji + 1))
-            };
+            let (a, b, c) = (at(ji - 1), at(ji), at(ji + 1));
             pair[0] = (a + 6.0 * b + c) * 0.125;
             if pair.len() > 1 {
                 pair[1] = (b + c) * 0.5;
             }
+        };
+        // Interior coarse columns: 1 ≤ j ≤ min(sc − 2, cols / 2 − 1).
+        let hi = (sc.saturating_sub(1)).min(cols / 2);
+        if hi > 1 {
+            edge(0, &mut orow[0..2]);
+            for (pair, w) in orow[2..2 * hi].chunks_exact_mut(2).zip(trow.windows(3)) {
+                pair[0] = (w[0] + 6.0 * w[1] + w[2]) * 0.125;
+                pair[1] = (w[1] + w[2]) * 0.5;
+            }
+            for (j, pair) in orow.chunks_mut(2).enumerate().skip(hi) {
+                edge(j, pair);
+            }
+        } else {
+            for (j, pair) in orow.chunks_mut(2).enumerate() {
+                edge(j, pair);
+            }
         }
+        finish(r, orow);
     }
 }
 
@@ -446,6 +479,51 @@ mod tests {
         assert_eq!(fine.data[6], 3.0);
         let back = reduce(&fine);
         assert!((back.data[2] - 2.0).abs() < 1e-6, "{:?}", back.data);
+    }
+
+    #[test]
+    fn expand_matches_the_per_cell_definition() {
+        // Every shape parity, including fine grids one cell wider or narrower
+        // than twice the coarse one, and a fused per-row finish.
+        for (sr, sc, rows, cols) in [
+            (4, 5, 7, 9),
+            (4, 5, 8, 10),
+            (3, 3, 5, 6),
+            (1, 2, 2, 3),
+            (5, 1, 9, 1),
+        ] {
+            let src = Img {
+                rows: sr,
+                cols: sc,
+                data: (0..sr * sc).map(|i| ((i * 37) % 11) as f32 - 3.0).collect(),
+            };
+            let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+            let axis = |x: &dyn Fn(isize) -> f32, i: usize| {
+                let j = (i / 2) as isize;
+                if i.is_multiple_of(2) {
+                    (x(j - 1) + 6.0 * x(j) + x(j + 1)) * 0.125
+                } else {
+                    (x(j) + x(j + 1)) * 0.5
+                }
+            };
+            let mut out = Img::filled(rows, cols, f32::NAN);
+            let mut tmp = Vec::new();
+            expand_rows(&src, &mut out, &mut tmp, |r, row| {
+                row.iter_mut().for_each(|v| *v += r as f32)
+            });
+            for r in 0..rows {
+                for c in 0..cols {
+                    let col_at =
+                        |j: isize| axis(&|i: isize| src.data[cl(i, sr) * sc + cl(j, sc)], r);
+                    let want = axis(&col_at, c) + r as f32;
+                    let got = out.data[r * cols + c];
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "{sr}x{sc}->{rows}x{cols} ({r},{c}): {got} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -381,6 +381,54 @@ impl<'a> NowcastInput<'a> {
     }
 }
 
+/// The stages of the default (S-PROG-like) forecast, one by one, for the
+/// criterion bench's per-stage figures. Not part of the API: the stages are
+/// what [`NowcastInput::forecast`] runs, in the same code.
+#[doc(hidden)]
+pub mod stages {
+    use super::sprog::{LeadScratch, Sprog};
+    use super::{NowcastError, NowcastInput};
+    use crate::extrapolate::{displacements, Displacement};
+    use crate::motion::MotionField;
+
+    /// The cascade of the latest field with its AR(2) parameters (the
+    /// previous two fields advected onto it, three pyramids, correlations).
+    pub struct Cascade(Sprog);
+
+    /// Backward displacements for leads given in steps.
+    pub fn lead_displacements(
+        motion: &MotionField,
+        lead_steps: &[f32],
+    ) -> Result<Vec<Displacement>, NowcastError> {
+        Ok(displacements(motion, lead_steps)?)
+    }
+
+    /// Builds the cascade (needs the lag-1 and lag-2 displacements).
+    pub fn cascade(input: &NowcastInput, lags: &[Displacement]) -> Cascade {
+        let n = input.frames.len();
+        Cascade(Sprog::new(
+            &input.frames[n - 1].rate_mm_h.view(),
+            &input.frames[n - 2].rate_mm_h.view(),
+            &input.frames[n - 3].rate_mm_h.view(),
+            &lags[0],
+            &lags[1],
+            &input.cfg,
+        ))
+    }
+
+    /// Per-lead buffers, kept from one lead to the next.
+    #[derive(Default)]
+    pub struct Scratch(LeadScratch);
+
+    impl Cascade {
+        /// One lead before advection (recomposition and quantile matching);
+        /// returns the number of cells.
+        pub fn matched(&self, lead_steps: f32, scratch: &mut Scratch) -> usize {
+            self.0.matched(lead_steps, &mut scratch.0).len()
+        }
+    }
+}
+
 fn describe_grid(g: &Grid) -> String {
     format!(
         "{}×{} cells of {:.0}×{:.0} m from ({:.0}, {:.0}) in {}",

@@ -6,7 +6,7 @@
 use super::NowcastConfig;
 use crate::extrapolate::{warp_into, Displacement};
 use crate::motion::to_dbr;
-use crate::raster::{expand_into, reduce, upsample, Img};
+use crate::raster::{expand_into, expand_rows, reduce, upsample, Img};
 use ndarray::{Array2, ArrayView2};
 
 /// Fills no-data cells by push-pull interpolation (means of coarser and
@@ -230,52 +230,90 @@ impl TargetDistribution {
     }
 }
 
+/// Bins of the rank histogram of [`quantile_match`].
+const RANK_BINS: usize = 4096;
+
 /// Maps `values` (any monotone scale, NaN skipped) onto the target
-/// distribution by rank, in place, using a fine histogram for the ranks.
+/// distribution by rank, in place (see [`quantile_match_in`]).
+#[cfg(test)]
 fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
-    const BINS: usize = 4096;
-    let (mut lo, mut hi, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
     for &v in values.iter() {
-        if v.is_finite() {
-            lo = lo.min(v);
-            hi = hi.max(v);
-            n += 1;
+        // NaN fails both comparisons.
+        if v < lo {
+            lo = v;
+        }
+        if v > hi {
+            hi = v;
         }
     }
-    if n == 0 {
-        return;
+    quantile_match_in(values, lo, hi, target, &mut Vec::new());
+}
+
+/// Maps `values`, whose finite values lie in `[lo, hi]`, onto the target
+/// distribution by rank, in place; NaN stays NaN.
+///
+/// Ranks come from a [`RANK_BINS`]-bin histogram over `[lo, hi]`, with the
+/// rank interpolated linearly within a bin. The cumulative counts are turned
+/// once into positions in the target's quantile table, so the per-cell work
+/// is one branch-free pass: bin index, interpolated table position, the
+/// tabulated quantile there, the dry threshold. (Interpolating the *rates*
+/// between bin edges instead would smear the jump from dry to wet across a
+/// bin and change the wet area.) `counts` is a scratch buffer.
+fn quantile_match_in(
+    values: &mut [f32],
+    lo: f32,
+    hi: f32,
+    target: &TargetDistribution,
+    counts: &mut Vec<u32>,
+) {
+    if lo
+        .partial_cmp(&hi)
+        .is_none_or(|o| o == std::cmp::Ordering::Greater)
+    {
+        return; // no finite value
     }
     if hi <= lo {
-        let q = 0.5;
-        let out = target.quantile(q);
+        let out = target.quantile(0.5);
         values
             .iter_mut()
             .filter(|v| v.is_finite())
             .for_each(|v| *v = out);
         return;
     }
-    let scale = (BINS as f32 - 1e-3) / (hi - lo);
-    let mut counts = vec![0u32; BINS];
+    let scale = (RANK_BINS as f32 - 1e-3) / (hi - lo);
+    counts.clear();
+    counts.resize(RANK_BINS, 0);
+    let mut n = 0u32;
+    let last_bin = (RANK_BINS - 1) as f32;
     for &v in values.iter() {
         if v.is_finite() {
-            counts[((v - lo) * scale) as usize] += 1;
+            counts[((v - lo) * scale).min(last_bin) as i32 as usize] += 1;
+            n += 1;
         }
     }
-    let mut below = vec![0u32; BINS];
-    let mut acc = 0u32;
-    for (b, c) in below.iter_mut().zip(&counts) {
-        *b = acc;
-        acc += c;
+    // Position in the quantile table of every bin edge (edge b has
+    // Σ counts[..b] values below it).
+    let to_pos = (QUANTILES - 1) as f32 / n as f32;
+    let mut edge = Vec::with_capacity(RANK_BINS + 1);
+    let mut below = 0u32;
+    edge.push(0f32);
+    for c in counts.iter() {
+        below += c;
+        edge.push(below as f32 * to_pos);
     }
-    let inv_n = 1.0 / n as f32;
+    let (table, thr) = (&target.table, target.threshold);
+    let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
     for v in values.iter_mut() {
-        if v.is_finite() {
-            let x = (*v - lo) * scale;
-            let bin = x as usize;
-            let frac = x - bin as f32;
-            let rank = below[bin] as f32 + frac * counts[bin] as f32;
-            *v = target.quantile(rank * inv_n);
-        }
+        // Clamped in f32 first, so the integer conversions are in range (a
+        // cheap i32 truncation); NaN converts to 0 and the interpolations
+        // stay NaN.
+        let x = (*v - lo) * scale;
+        let bin = x.min(last_bin) as i32 as usize;
+        let pos = edge[bin] + (x - bin as f32) * (edge[bin + 1] - edge[bin]);
+        let i = pos.min(last_pos) as i32 as usize;
+        let r = table[i] + (pos - i as f32) * (table[i + 1] - table[i]);
+        *v = if r < thr { 0.0 } else { r };
     }
 }
 
@@ -291,15 +329,46 @@ fn mean_std(img: &Img) -> (f32, f32) {
     ((m) as f32, ((ss / n - m * m).max(0.0)).sqrt() as f32)
 }
 
-/// One pyramid level in the AR(2) model: the standardised anomalies of the
-/// latest field (`z0`) and of the previous field advected onto it (`z1`),
-/// with the latest field's mean and standard deviation to recompose.
+/// One pyramid level in the AR(2) model: the anomalies of the latest field
+/// (`a0`, the level minus its mean) and of the previous field advected onto
+/// it (`a1`, standardised and rescaled to the latest field's standard
+/// deviation), so that the level at lead *n* is `mean + α·a0 + β·a1` with the
+/// scalar AR(2) coefficients of [`ar2_coefficients`]. On the finest level,
+/// `a0` is NaN where the latest field has no data, which the recomposition
+/// carries into the forecast without a separate pass.
 struct Level {
-    z0: Img,
-    z1: Img,
+    a0: Img,
+    a1: Img,
     mean: f32,
-    std: f32,
     phi: (f32, f32),
+}
+
+/// `(α, β)` such that the AR(2) process `z(n+1) = φ1·z(n) + φ2·z(n−1)`
+/// started from `z(0)` and `z(−1)` has `z(n) = α·z(0) + β·z(−1)`. By
+/// linearity this is the same recursion on the scalars (from `(1, 0)` and
+/// `(0, 1)`), so a lead costs no field updates at all. A fractional lead
+/// interpolates linearly between its two neighbouring steps.
+pub(crate) fn ar2_coefficients(phi: (f32, f32), lead_steps: f32) -> (f32, f32) {
+    let (p1, p2) = phi;
+    let lead = lead_steps.max(0.0);
+    let whole = lead.floor() as u32;
+    // (z(n), z(n−1)) as coefficient pairs.
+    let (mut cur, mut prev) = ((1f32, 0f32), (0f32, 1f32));
+    for _ in 0..whole {
+        let next = (p1 * cur.0 + p2 * prev.0, p1 * cur.1 + p2 * prev.1);
+        prev = cur;
+        cur = next;
+    }
+    let frac = lead - whole as f32;
+    if frac > 1e-6 {
+        let next = (p1 * cur.0 + p2 * prev.0, p1 * cur.1 + p2 * prev.1);
+        (
+            cur.0 + frac * (next.0 - cur.0),
+            cur.1 + frac * (next.1 - cur.1),
+        )
+    } else {
+        cur
+    }
 }
 
 /// Everything the S-PROG-like forecast needs, computed once per nowcast.
@@ -317,8 +386,6 @@ pub(super) struct Sprog {
     /// Lag-1 and lag-2 correlation per level, finest first (diagnostics).
     pub(super) rho: Vec<(f32, f32)>,
     target: TargetDistribution,
-    /// Cells without data in the latest field.
-    nodata: Vec<bool>,
 }
 
 impl Sprog {
@@ -340,6 +407,7 @@ impl Sprog {
         };
         let x0 = dbr(latest);
         let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
+        let any_nodata = nodata.iter().any(|x| *x);
         let target = TargetDistribution::new(&x0.data, floor, thr);
         let (rows, cols) = (x0.rows, x0.cols);
         let n_bands = pyramid_levels(rows, cols);
@@ -403,16 +471,25 @@ impl Sprog {
             rho.push((r1, r2));
             let (m0, s0) = mean_std(&a);
             let (m1, s1) = mean_std(&b);
-            let standardise = |mut img: Img, m: f32, s: f32| {
-                let inv = if s > 1e-6 { 1.0 / s } else { 0.0 };
-                img.data.iter_mut().for_each(|v| *v = (*v - m) * inv);
+            // Anomalies in the latest field's units: a1 is the previous
+            // level standardised, times the latest level's deviation.
+            let anomaly = |mut img: Img, m: f32, s: f32| {
+                let gain = if s > 1e-6 { s0 / s } else { 0.0 };
+                img.data.iter_mut().for_each(|v| *v = (*v - m) * gain);
                 img
             };
+            let mut a0 = anomaly(a, m0, s0);
+            if k == 0 && any_nodata {
+                for (v, nd) in a0.data.iter_mut().zip(&nodata) {
+                    if *nd {
+                        *v = f32::NAN;
+                    }
+                }
+            }
             levels.push(Level {
-                z0: standardise(a, m0, s0),
-                z1: standardise(b, m1, s1),
+                a0,
+                a1: anomaly(b, m1, s1),
                 mean: m0,
-                std: s0,
                 phi: ar2_params(r1, r2),
             });
         }
@@ -420,99 +497,97 @@ impl Sprog {
             levels,
             rho,
             target,
-            nodata,
         }
     }
 
-    /// Recomposes the field from per-level anomalies `z` (finest first) into
-    /// `bufs[0]`, dBR at full resolution.
-    fn recompose(&self, z: &[Img], bufs: &mut Vec<Img>) {
+    /// Recomposes the field at `lead_steps` into `bufs[0]` (dBR at full
+    /// resolution, NaN where the latest field has no data), coarsest level
+    /// first: each level is EXPANDed onto the next finer one, whose own
+    /// `mean + α·a0 + β·a1` is added row by row while the row is in cache.
+    /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
+    /// when there are none).
+    fn recompose(&self, lead_steps: f32, bufs: &mut Vec<Img>, tmp: &mut Vec<f32>) -> (f32, f32) {
         let top = self.levels.len() - 1;
         if bufs.len() != self.levels.len() {
-            *bufs = z.to_vec();
+            *bufs = self.levels.iter().map(|l| l.a0.clone()).collect();
         }
         let lv = &self.levels[top];
-        for (o, x) in bufs[top].data.iter_mut().zip(&z[top].data) {
-            *o = lv.mean + lv.std * x;
+        let (al, be) = ar2_coefficients(lv.phi, lead_steps);
+        for ((o, x0), x1) in bufs[top].data.iter_mut().zip(&lv.a0.data).zip(&lv.a1.data) {
+            *o = lv.mean + al * x0 + be * x1;
         }
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for k in (0..top).rev() {
-            let (lo, hi) = bufs.split_at_mut(k + 1);
-            let out = &mut lo[k];
-            expand_into(&hi[0], out);
+            let (fine, coarse) = bufs.split_at_mut(k + 1);
             let lv = &self.levels[k];
-            for (o, x) in out.data.iter_mut().zip(&z[k].data) {
-                *o += lv.mean + lv.std * x;
+            let (al, be) = ar2_coefficients(lv.phi, lead_steps);
+            let cols = lv.a0.cols;
+            let last = k == 0;
+            expand_rows(&coarse[0], &mut fine[k], tmp, |r, row| {
+                let x0 = &lv.a0.data[r * cols..(r + 1) * cols];
+                let x1 = &lv.a1.data[r * cols..(r + 1) * cols];
+                for ((o, a), b) in row.iter_mut().zip(x0).zip(x1) {
+                    *o += lv.mean + al * a + be * b;
+                }
+                if last {
+                    // Plain comparisons: NaN fails both, and they vectorise.
+                    for &v in row.iter() {
+                        lo = if v < lo { v } else { lo };
+                        hi = if v > hi { v } else { hi };
+                    }
+                }
+            });
+        }
+        if top == 0 {
+            for &v in &bufs[0].data {
+                lo = if v < lo { v } else { lo };
+                hi = if v > hi { v } else { hi };
             }
         }
+        (lo, hi)
     }
 
     /// The forecasts for all leads (steps, any order; may be fractional),
-    /// each advected by its displacement, in mm/h.
+    /// each advected by its displacement, in mm/h. Every lead is
+    /// independent: its AR(2) state is a pair of scalars per level (see
+    /// [`ar2_coefficients`]); buffers are shared between leads.
     pub(super) fn forecast_all(
         &self,
         disp: &[Displacement],
         lead_steps: &[f32],
     ) -> Vec<Array2<f32>> {
-        let mut order: Vec<usize> = (0..lead_steps.len()).collect();
-        order.sort_by(|a, b| lead_steps[*a].total_cmp(&lead_steps[*b]));
-        let mut out: Vec<Option<Array2<f32>>> = vec![None; lead_steps.len()];
-        // AR(2) state per level: z(n) and z(n−1).
-        let mut cur: Vec<Img> = self.levels.iter().map(|l| l.z0.clone()).collect();
-        let mut prev: Vec<Img> = self.levels.iter().map(|l| l.z1.clone()).collect();
-        let mut next: Vec<Img> = cur.clone();
-        let mut step = 0u32;
-        let advance = |cur: &mut Vec<Img>, prev: &mut Vec<Img>, next: &mut Vec<Img>| {
-            for (k, lv) in self.levels.iter().enumerate() {
-                let (p1, p2) = lv.phi;
-                for ((n, c), p) in next[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data) {
-                    *n = p1 * c + p2 * p;
-                }
-            }
-            std::mem::swap(prev, cur);
-            std::mem::swap(cur, next);
-        };
-        let mut bufs = Vec::new();
-        let mut zbuf: Vec<Img> = cur.clone();
-        for idx in order {
-            let lead = lead_steps[idx].max(0.0);
-            let whole = lead.floor() as u32;
-            while step < whole {
-                advance(&mut cur, &mut prev, &mut next);
-                step += 1;
-            }
-            let frac = lead - whole as f32;
-            let z: &[Img] = if frac > 1e-6 {
-                // Between two steps: interpolate the anomalies linearly.
-                for (k, lv) in self.levels.iter().enumerate() {
-                    let (p1, p2) = lv.phi;
-                    for ((o, c), p) in zbuf[k].data.iter_mut().zip(&cur[k].data).zip(&prev[k].data)
-                    {
-                        let n = p1 * c + p2 * p;
-                        *o = c + frac * (n - c);
-                    }
-                }
-                &zbuf
-            } else {
-                &cur
-            };
-            self.recompose(z, &mut bufs);
-            let field = &mut bufs[0];
-            for (v, nodata) in field.data.iter_mut().zip(&self.nodata) {
-                if *nodata {
-                    *v = f32::NAN;
-                }
-            }
-            // Quantile matching in the Lagrangian frame (as pysteps does),
-            // then advection of the rain rate: dry areas are exactly zero
-            // there, which the warp copies in bulk.
-            quantile_match(&mut field.data, &self.target);
-            let mut data = Vec::new();
-            warp_into(field, &disp[idx], &mut data);
-            let (rows, cols) = (field.rows, field.cols);
-            out[idx] = Some(Img { rows, cols, data }.into_array());
-        }
-        out.into_iter().flatten().collect()
+        let mut scratch = LeadScratch::default();
+        lead_steps
+            .iter()
+            .zip(disp)
+            .map(|(&lead, d)| {
+                let field = self.matched(lead, &mut scratch);
+                let mut data = Vec::new();
+                warp_into(field, d, &mut data);
+                let (rows, cols) = (field.rows, field.cols);
+                Img { rows, cols, data }.into_array()
+            })
+            .collect()
     }
+
+    /// The lead's field before advection: recomposed and quantile-matched to
+    /// the latest observation, in mm/h (in the Lagrangian frame, as pysteps
+    /// does; dry areas are then exactly zero, which the warp copies in bulk).
+    /// Lives in `scratch`.
+    pub(super) fn matched<'s>(&self, lead_steps: f32, scratch: &'s mut LeadScratch) -> &'s Img {
+        let (lo, hi) = self.recompose(lead_steps, &mut scratch.bufs, &mut scratch.tmp);
+        let field = &mut scratch.bufs[0];
+        quantile_match_in(&mut field.data, lo, hi, &self.target, &mut scratch.counts);
+        field
+    }
+}
+
+/// Buffers of the per-lead work, kept from one lead to the next.
+#[derive(Default)]
+pub(super) struct LeadScratch {
+    bufs: Vec<Img>,
+    tmp: Vec<f32>,
+    counts: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -570,6 +645,104 @@ mod tests {
         assert_eq!(v.iter().filter(|x| **x == 0.0).count(), 6, "{v:?}");
         assert!(v.windows(2).take(9).all(|w| w[1] >= w[0]), "monotone {v:?}");
         assert!((v[9] - 8.0).abs() < 0.05 && v[6] >= 0.99, "{v:?}");
+    }
+
+    /// The previous quantile matching (until issue 16): a rank per cell from
+    /// the histogram, then a lookup of the quantile function per cell.
+    fn quantile_match_reference(values: &mut [f32], target: &TargetDistribution) {
+        const BINS: usize = 4096;
+        let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let lo = finite.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = finite.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let scale = (BINS as f32 - 1e-3) / (hi - lo);
+        let mut counts = vec![0u32; BINS];
+        for v in &finite {
+            counts[((v - lo) * scale) as usize] += 1;
+        }
+        let mut below = vec![0u32; BINS];
+        let mut acc = 0;
+        for (b, c) in below.iter_mut().zip(&counts) {
+            *b = acc;
+            acc += c;
+        }
+        for v in values.iter_mut().filter(|v| v.is_finite()) {
+            let x = (*v - lo) * scale;
+            let bin = x as usize;
+            let rank = below[bin] as f32 + (x - bin as f32) * counts[bin] as f32;
+            *v = target.quantile(rank / finite.len() as f32);
+        }
+    }
+
+    #[test]
+    fn one_pass_quantile_map_matches_the_per_cell_lookup() {
+        // A realistic target (40 % dry, log-normal-ish wet rates, no data) and
+        // a smooth forecast field with ties, no data and a long tail.
+        let n = 200_000;
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let rates: Vec<f32> = (0..n)
+            .map(|i| match i % 10 {
+                0..=3 => 0.0,
+                4 if i % 7 == 0 => f32::NAN,
+                _ => (4.0 * rnd() - 1.0).exp(),
+            })
+            .collect();
+        let dbr: Vec<f32> = rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
+        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        let field: Vec<f32> = (0..n)
+            .map(|i| match i % 13 {
+                0 => f32::NAN,
+                1 => -15.0,
+                _ => 30.0 * rnd().powi(3) - 10.0,
+            })
+            .collect();
+        let (mut new, mut old) = (field.clone(), field.clone());
+        quantile_match(&mut new, &t);
+        quantile_match_reference(&mut old, &t);
+        let mut worst = 0f32;
+        for ((a, b), x) in new.iter().zip(&old).zip(&field) {
+            assert_eq!(a.is_nan(), b.is_nan());
+            assert_eq!(a.is_nan(), x.is_nan(), "no data stays exactly no data");
+            if a.is_finite() {
+                // The same up to f32 rounding of the ranks.
+                worst = worst.max((a - b).abs() / b.max(0.1));
+            }
+        }
+        assert!(worst < 1e-3, "largest relative difference {worst}");
+        let dry = |v: &[f32]| v.iter().filter(|x| **x == 0.0).count() as i64;
+        assert!((dry(&new) - dry(&old)).abs() <= 2, "same dry area");
+    }
+
+    #[test]
+    fn ar2_coefficients_equal_stepping_the_fields() {
+        // Two arbitrary "fields" z(0), z(−1) stepped with the recursion, as
+        // the forecast did before; the coefficients reproduce every lead.
+        let (z0, zm1) = ([0.3f32, -1.2, 2.0], [0.1f32, 0.4, -0.7]);
+        for phi in [ar2_params(0.9, 0.75), ar2_params(0.5, 0.1), (0.0, 0.0)] {
+            let (mut cur, mut prev) = (z0, zm1);
+            for n in 0..12 {
+                let (a, b) = ar2_coefficients(phi, n as f32);
+                for i in 0..3 {
+                    let want = cur[i];
+                    let got = a * z0[i] + b * zm1[i];
+                    assert!((got - want).abs() < 1e-5, "lead {n}: {got} vs {want}");
+                }
+                // Halfway to the next step: linear between the two.
+                let (a, b) = ar2_coefficients(phi, n as f32 + 0.5);
+                let next: Vec<f32> = (0..3).map(|i| phi.0 * cur[i] + phi.1 * prev[i]).collect();
+                for i in 0..3 {
+                    let want = 0.5 * (cur[i] + next[i]);
+                    assert!((a * z0[i] + b * zm1[i] - want).abs() < 1e-5);
+                }
+                prev = cur;
+                cur = [next[0], next[1], next[2]];
+            }
+        }
     }
 
     #[test]
