@@ -84,16 +84,29 @@ fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
     ops
 }
 
-/// `text` without `#[cfg(test)] mod NAME { … }` blocks; also returns the
-/// names of `#[cfg(test)] mod NAME;` files.
+/// Attributes that compile a module for tests only: `#[cfg(test)]`, and
+/// the store's conformance suites (built for other crates' tests through
+/// the `conformance` feature, never by the shipped binary).
+const TEST_ONLY: [&str; 2] = [
+    "#[cfg(test)]",
+    "#[cfg(any(test, feature = \"conformance\"))]",
+];
+
+/// `text` without test-only `mod NAME { … }` blocks ([`TEST_ONLY`]); also
+/// returns the names of test-only `mod NAME;` files.
 fn strip_tests(text: &str) -> (String, Vec<String>) {
     let mut out = String::new();
     let mut test_files = Vec::new();
     let mut rest = text;
-    while let Some(i) = rest.find("#[cfg(test)]") {
+    while let Some((i, attr)) = TEST_ONLY
+        .iter()
+        .filter_map(|a| rest.find(a).map(|i| (i, a)))
+        .min()
+    {
         out.push_str(&rest[..i]);
-        let after = &rest[i + "#[cfg(test)]".len()..];
+        let after = &rest[i + attr.len()..];
         let trimmed = after.trim_start();
+        let trimmed = trimmed.strip_prefix("pub ").unwrap_or(trimmed);
         let Some(decl) = trimmed.strip_prefix("mod ") else {
             rest = after;
             continue;
@@ -306,11 +319,11 @@ fn secrets_are_readable_only_below_the_prefix_with_only_the_stack_key() {
 #[test]
 fn the_scanner_finds_calls_and_skips_tests() {
     let (code, files) = strip_tests(
-        "fn a() { c.put_item().send(); }\n#[cfg(test)]\nmod tests {\n fn b() { c.delete_item(); { } }\n}\n#[cfg(test)]\nmod adapter_tests;\nfn z() {}\n",
+        "fn a() { c.put_item().send(); }\n#[cfg(test)]\nmod tests {\n fn b() { c.delete_item(); { } }\n}\n#[cfg(test)]\nmod adapter_tests;\n#[cfg(any(test, feature = \"conformance\"))]\npub mod conformance;\nfn z() {}\n",
     );
     assert!(code.contains("put_item") && code.contains("fn z"));
     assert!(!code.contains("delete_item"), "{code}");
-    assert_eq!(files, ["adapter_tests"]);
+    assert_eq!(files, ["adapter_tests", "conformance"]);
     assert_eq!(pascal("get_parameters_by_path"), "GetParametersByPath");
     let granted = actions_granted(
         "Action:\n  - dynamodb:GetItem\n  - \"s3:GetObject\"\nAction: sts:AssumeRole\nResource: arn:aws:s3:::b",
