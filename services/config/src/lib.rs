@@ -435,6 +435,7 @@ struct FileConfig {
     notifier: NotifierFile,
     #[serde(default)]
     secrets: SecretsFile,
+    #[serde(default)]
     queue: QueueFile,
 }
 
@@ -1787,6 +1788,19 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             .unwrap_err()
             .to_string();
         assert!(err.contains("--queue (from command line)"), "{err}");
+    }
+
+    #[test]
+    fn one_section_variable_alone_overrides_its_key() {
+        // Regression: the overrides rebuild the whole file; a section the
+        // file does not have must still default (it once failed with
+        // "missing field `queue`" for any RAINCAST_{SECTION}__{KEY}).
+        let vars = [("RAINCAST_NOTIFIER__ALLOW_PRIVATE_WEBHOOKS", "true")];
+        let c = Config::from_toml("", &env(&vars), &Overrides::default()).unwrap();
+        assert!(c.notifier.allow_private_webhooks);
+        let vars = [("RAINCAST_SECRETS__REFRESH_SECONDS", "60")];
+        let c = Config::from_toml("", &env(&vars), &Overrides::default()).unwrap();
+        assert_eq!(c.secrets.refresh, std::time::Duration::from_secs(60));
     }
 
     #[test]

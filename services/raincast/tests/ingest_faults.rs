@@ -367,6 +367,15 @@ async fn a_poison_file_is_quarantined_under_a_memory_limit() {
     assert_eq!(w.stored().await.len(), 4);
 }
 
+/// How long a 1 s lease of a dead process blocks the others: its TTL, the
+/// clock-skew margin, and half a second of slack.
+fn lease_gone() -> std::time::Duration {
+    std::time::Duration::from_millis(1500)
+        + raincast_store::LEASE_SKEW_MARGIN
+            .to_std()
+            .expect("a positive margin")
+}
+
 /// A decode that aborts the process (as an out-of-memory kill would), twice:
 /// the third run quarantines the file as `crashed` without decoding it
 /// again, and every other file is stored.
@@ -381,8 +390,9 @@ async fn a_file_that_keeps_crashing_the_decoder_is_quarantined() {
         cmd.env("RAINCAST_FAILPOINT", &failpoint)
             .env("RAINCAST_LEASE_TTL_SECONDS", "1");
         if attempt == 2 {
-            // The dead process's lease runs out first.
-            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            // The dead process's lease runs out first (its 1 s and the
+            // clock-skew margin other instances add).
+            tokio::time::sleep(lease_gone()).await;
         }
         let (out, _, log) = w.ingest(&mut cmd);
         assert!(
@@ -397,7 +407,7 @@ async fn a_file_that_keeps_crashing_the_decoder_is_quarantined() {
             );
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(lease_gone()).await;
     let s = w.ingest_ok(&[("RAINCAST_FAILPOINT", &failpoint)]);
     assert_eq!(n(&s, "quarantined"), 1, "{s}");
     let q = w.quarantined().await;

@@ -535,8 +535,12 @@ async fn scenario_6_crash_between_writes_and_checkpoint() {
     );
 
     // A second crash at an arbitrary point (possibly between tile writes),
-    // once the killed holder's lease has run out: the restart takes it over.
-    let wait_lease = std::time::Duration::from_millis(lease_s * 1000 + 500);
+    // once the killed holder's lease (and the clock-skew margin other
+    // instances add to it) has run out: the restart takes it over.
+    let wait_lease = std::time::Duration::from_millis(lease_s * 1000 + 500)
+        + raincast_store::LEASE_SKEW_MARGIN
+            .to_std()
+            .expect("a positive margin");
     tokio::time::sleep(wait_lease).await;
     let mut r = run(None);
     r.wait_for("ingested scan [3/", 120).await;
