@@ -38,6 +38,10 @@ demo_server_start() {
     DEMO_LOG="$dir/server-${cmd[0]}.log"
     DEMO_DEADLINE=$((SECONDS + ${DEMO_TIMEOUT:-900}))
     demo_say "starting $bin ${cmd[*]} --listen 127.0.0.1:0 in $dir"
+    # Created here, not only by the background job's redirection: the loop
+    # below may read it before that job has run (sed then fails on a missing
+    # file, and under `set -e` the caller stops).
+    : >"$DEMO_LOG"
     (
         cd "$dir" || exit 1
         while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^RAINCAST_' || true)

@@ -170,6 +170,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// `v` rounded to 0.1 as an `f64` (rounding in `f32` would print as
+/// 1.7000000476837158).
+fn tenths(v: f32) -> f64 {
+    (f64::from(v) * 10.0).round() / 10.0
+}
+
 /// The JSON body of `event` for `sub`, with the event's `summary` text.
 pub fn body(event: &Event, sub: &Subscription, summary: &str, public_url: Option<&str>) -> String {
     let base = public_url.unwrap_or("");
@@ -191,8 +197,8 @@ pub fn body(event: &Event, sub: &Subscription, summary: &str, public_url: Option
             "start_time": rfc3339(event.start_time),
             "lead_min": event.lead_min,
             "expires_at": rfc3339(event.expires_at),
-            "rate_mm_h": (event.rate_mm_h * 10.0).round() / 10.0,
-            "peak_mm_h": (event.peak_mm_h * 10.0).round() / 10.0,
+            "rate_mm_h": tenths(event.rate_mm_h),
+            "peak_mm_h": tenths(event.peak_mm_h),
             "intensity": Intensity::of_rain(event.rate_mm_h),
             "summary": summary,
             "links": {
@@ -479,6 +485,12 @@ impl Deliverer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intensities_print_in_tenths() {
+        assert_eq!(serde_json::json!(tenths(1.7)).to_string(), "1.7");
+        assert_eq!(serde_json::json!(tenths(12.345)).to_string(), "12.3");
+    }
 
     #[test]
     fn signature_matches_the_standard_webhooks_example() {
