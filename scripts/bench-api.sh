@@ -155,7 +155,9 @@ bom="$root/../shared/data/bom/02"
 if [ -d "$bom" ]; then
     echo "== BOM Melbourne (512x512): ingest the 61 scans, then raincast api"
     mkdir -p "$work/bom/bucket/bom02/2018/06/16"
-    cp "$bom"/*.nc "$work/bom/bucket/bom02/2018/06/16/"
+    # -p keeps the files' old times: a folder modified just now would be
+    # left to settle (deferred) by the ingest.
+    cp -p "$bom"/*.nc "$work/bom/bucket/bom02/2018/06/16/"
     cat >"$work/bom/raincast.toml" <<'EOF'
 source = "bucket"
 store = "store"

@@ -58,8 +58,14 @@ struct Inner {
     clock: Clock,
     png_cache: Lru<Arc<[u8]>>,
     gif_cache: Lru<Arc<[u8]>>,
+    spread_cache: Lru<Arc<[f32]>>,
     rasters: Mutex<HashMap<String, Arc<MapRaster>>>,
 }
+
+/// Points whose neighbourhood spread per lead is kept (the compatible
+/// endpoint's `precipIntensityError`): the places apps ask for again and
+/// again. An entry is 4 bytes per lead.
+pub const SPREAD_CACHE_ENTRIES: usize = 512;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,6 +149,7 @@ impl AppStateBuilder {
                 cpu,
                 png_cache: Lru::new(self.config.png_cache_entries),
                 gif_cache: Lru::new(self.config.gif_cache_entries),
+                spread_cache: Lru::new(SPREAD_CACHE_ENTRIES),
                 keys: crate::auth::KeyAuth::new(
                     self.state_store.clone(),
                     std::time::Duration::from_secs(self.config.key_cache_s),
@@ -254,6 +261,12 @@ impl AppState {
     /// Cache of rendered animations.
     pub fn gif_cache(&self) -> &Lru<Arc<[u8]>> {
         &self.inner.gif_cache
+    }
+
+    /// Cache of the per-lead neighbourhood spread at a point of a nowcast,
+    /// keyed by radar, nowcast and cell.
+    pub fn spread_cache(&self) -> &Lru<Arc<[f32]>> {
+        &self.inner.spread_cache
     }
 
     /// The web-map lookup of a grid, built once per distinct grid.

@@ -76,6 +76,7 @@ async fn minutely_in_every_unit_system() {
     // 2 km cells centred on (8 E, 47 N).
     let (lat, lon) = (LAT0, LON0 + 0.1);
     let mut si_rates = Vec::new();
+    let mut si_errors = Vec::new();
     for units in ["si", "us", "ca", "uk", ""] {
         let q = if units.is_empty() {
             String::new()
@@ -116,6 +117,24 @@ async fn minutely_in_every_unit_system() {
             .iter()
             .map(|d| d["precipIntensity"].as_f64().unwrap())
             .collect();
+        let errors: Vec<f64> = data
+            .iter()
+            .map(|d| d["precipIntensityError"].as_f64().unwrap())
+            .collect();
+        // The first request computes the spread, the later ones take it
+        // from the spread cache: the same values in every unit system.
+        match expect_units {
+            "si" => si_errors = errors,
+            "us" => {
+                for (us, si) in errors.iter().zip(&si_errors) {
+                    assert!(
+                        (us * 25.4 - si).abs() < 2e-3 * si.max(1.0),
+                        "error {us} vs {si}"
+                    );
+                }
+            }
+            _ => assert_eq!(errors, si_errors, "errors in {expect_units}"),
+        }
         match expect_units {
             "si" => si_rates = rates,
             "us" => {
@@ -136,6 +155,10 @@ async fn minutely_in_every_unit_system() {
     assert!(
         si_rates.iter().any(|r| *r > 0.1),
         "the moving blob reaches the point within the hour: {si_rates:?}"
+    );
+    assert!(
+        si_errors.iter().any(|e| *e > 0.0),
+        "the blob's edge gives a spread: {si_errors:?}"
     );
 }
 

@@ -23,7 +23,7 @@ use ndarray::Array2;
 use raincast_algorithms::nowcast::Intensity;
 use raincast_nowcast::{prob_radius_cells, LatestNowcast, PointForecast};
 use serde::Serialize;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -383,10 +383,40 @@ fn window_std(f: &Array2<f32>, row: usize, col: usize, radius: usize) -> f32 {
     ((sum2 / n as f64 - mean * mean).max(0.0)).sqrt() as f32
 }
 
-fn samples(s: &AppState, n: &LatestNowcast, p: &PointForecast) -> Vec<Sample> {
+/// The neighbourhood spread of every lead at the point's cell (see
+/// [`window_std`]), from [`AppState::spread_cache`] when this nowcast was
+/// asked about this cell before.
+fn spreads(s: &AppState, n: &LatestNowcast, p: &PointForecast) -> Arc<[f32]> {
+    let key = format!(
+        "{}/{}/{}/{}/{}",
+        n.radar,
+        n.base_time.timestamp_millis(),
+        n.created_at.timestamp_nanos_opt().unwrap_or_default(),
+        p.row,
+        p.col
+    );
+    if let Some(v) = s.spread_cache().get(&key) {
+        return v;
+    }
     let cfg = &s.nowcasts().settings().config;
+    let v: Arc<[f32]> = p
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let radius = prob_radius_cells(cfg, &n.grid, st.lead_min);
+            window_std(&n.rate_mm_h[i], p.row, p.col, radius)
+        })
+        .collect();
+    s.spread_cache().insert(key, v.clone());
+    v
+}
+
+fn samples(s: &AppState, n: &LatestNowcast, p: &PointForecast) -> Vec<Sample> {
     let now_known = p.now_mm_h.is_finite();
-    let mut out = vec![Sample {
+    let spread = spreads(s, n, p);
+    let mut out = Vec::with_capacity(p.steps.len() + 1);
+    out.push(Sample {
         min: 0.0,
         rate: p.now_mm_h,
         error: if now_known { 0.0 } else { f32::NAN },
@@ -395,13 +425,12 @@ fn samples(s: &AppState, n: &LatestNowcast, p: &PointForecast) -> Vec<Sample> {
         } else {
             f32::NAN
         },
-    }];
-    for (i, st) in p.steps.iter().enumerate() {
-        let radius = prob_radius_cells(cfg, &n.grid, st.lead_min);
+    });
+    for (st, &error) in p.steps.iter().zip(spread.iter()) {
         out.push(Sample {
             min: st.lead_min as f64,
             rate: st.rate_mm_h,
-            error: window_std(&n.rate_mm_h[i], p.row, p.col, radius),
+            error,
             prob: st.probability,
         });
     }
@@ -506,12 +535,26 @@ async fn darksky_forecast(
 ) -> Response {
     match answer(&s, &key, &location, query.as_deref()).await {
         Ok(r) => {
-            let mut resp = Json(r).into_response();
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, max-age=60"),
-            );
-            resp
+            // One buffer sized for the usual 6 KB answer (axum's `Json`
+            // grows from 128 bytes, copying as it goes).
+            let mut body = Vec::with_capacity(8 * 1024);
+            if let Err(e) = serde_json::to_writer(&mut body, &r) {
+                return ds_from_api(ApiError::Internal(format!("serialising the forecast: {e}")));
+            }
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("private, max-age=60"),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
         }
         Err(resp) => resp,
     }
