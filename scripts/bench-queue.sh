@@ -45,7 +45,7 @@ gen="$target/release/examples/demo_files"
 . scripts/bench-servers.sh
 "$gen" "$work/files" "$scans" 64 >/dev/null
 
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$moto_port" AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_DYNAMODB="$ddb_url"
 echo "== $radars radars x $scans scans, consumers: ${procs[*]}, DynamoDB: $ddb, $(nproc) cores"
