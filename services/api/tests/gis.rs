@@ -557,3 +557,44 @@ async fn export_errors_are_problems() {
     assert_eq!(pinned.status(), 200);
     assert_eq!(pinned.headers()["cache-control"], "public, max-age=86400");
 }
+
+/// A radar whose projection has no export mapping gets a 422 naming it.
+#[tokio::test]
+async fn an_unsupported_projection_is_a_422() {
+    let dir = TempDir::new("gis-tmerc");
+    let store = std::sync::Arc::new(
+        raincast_store::EmbeddedStore::open(
+            dir.path().join("store.redb"),
+            chrono::Duration::days(3650),
+        )
+        .await
+        .unwrap(),
+    );
+    let g = grid();
+    let tmerc = Grid::new(
+        format!("+proj=tmerc +lat_0={LAT0} +lon_0={LON0} +k=1 +ellps=WGS84 +units=m"),
+        g.rows,
+        g.cols,
+        g.cell_x_m,
+        g.cell_y_m,
+        g.x_west_m,
+        g.y_north_m,
+    )
+    .unwrap();
+    put_scans_on(store.as_ref(), "tm", 12, &tmerc).await;
+    let radars = vec![raincast_api::RadarInfo {
+        id: "tm".into(),
+        name: "Transverse Mercator radar".into(),
+        location: None,
+    }];
+    let s = state_for(
+        store,
+        radars,
+        scan_time(11) + chrono::Duration::minutes(2),
+        raincast_api::ApiConfig::default(),
+    );
+    for uri in ["/v1/radars/tm/nowcast.nc", "/v1/radars/tm/nowcast/5.tif"] {
+        let p = expect_problem(get(&s, uri).await, 422, "export_unsupported").await;
+        assert!(p["detail"].as_str().unwrap().contains("tmerc"), "{p}");
+    }
+}
