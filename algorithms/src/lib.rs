@@ -14,6 +14,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod export;
 pub mod extrapolate;
 pub mod grid;
 pub mod motion;

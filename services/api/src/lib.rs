@@ -96,6 +96,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::radars::router())
         .merge(routes::scans::router())
         .merge(routes::nowcast::router())
+        .merge(routes::gis::router())
         .merge(routes::forecast::router())
         .merge(routes::darksky::router())
         .merge(routes::subscriptions::router())

@@ -180,10 +180,11 @@ fn document_is_well_formed() {
                         .collect()
                 })
                 .unwrap_or_default();
+            // A parameter is a whole segment (`{id}`) or starts one (`{lead}.tif`).
             let in_path: BTreeSet<String> = path
                 .split('/')
-                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-                .map(str::to_string)
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.split_once('}')))
+                .map(|(name, _)| name.to_string())
                 .collect();
             assert_eq!(declared, in_path, "{method} {path}: path parameters");
         }
@@ -217,6 +218,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", RADAR)
         .replace("{time}", "2024-06-16T10:10:00Z")
         .replace("{lead_min}", "30")
+        .replace("{lead}", "30")
         .replace("{file}", "app.js")
         .replace("{key}", "rc_unknown")
         .replace("{location}", "47,8")
@@ -291,6 +293,22 @@ async fn real_responses_match_the_document() {
         (
             "/v1/radars/{id}/animation.gif".into(),
             format!("/v1/radars/{RADAR}/animation.gif?past=0&future=0"),
+        ),
+        (
+            "/v1/radars/{id}/nowcast/{lead}.tif".into(),
+            format!("/v1/radars/{RADAR}/nowcast/7.tif"),
+        ),
+        (
+            "/v1/radars/{id}/nowcast/{lead}.tif".into(),
+            format!("/v1/radars/{RADAR}/nowcast/5.tif?issued=2020-01-01T00:00:00Z"),
+        ),
+        (
+            "/v1/radars/{id}/nowcast.nc".into(),
+            "/v1/radars/empty/nowcast.nc".into(),
+        ),
+        (
+            "/v1/radars/{id}/nowcast.nc".into(),
+            format!("/v1/radars/{RADAR}/nowcast.nc?issued=x"),
         ),
         ("/assets/{file}".into(), "/assets/nothing.js".into()),
         (

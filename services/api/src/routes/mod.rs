@@ -2,6 +2,7 @@
 
 pub mod darksky;
 pub mod forecast;
+pub mod gis;
 pub mod health;
 pub mod nowcast;
 pub mod openapi;

@@ -191,6 +191,38 @@ async fn get_nowcast(
     }))
 }
 
+/// 410 Gone when a client asks for the frames of a nowcast (`issued`) that
+/// is no longer the latest.
+pub(crate) fn check_issued(
+    n: &LatestNowcast,
+    issued: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    match issued {
+        Some(t) if t != n.base_time => Err(ApiError::Gone {
+            code: "nowcast_superseded",
+            detail: format!(
+                "the nowcast issued at {} is no longer available; the latest was issued at {}",
+                url_time(t),
+                url_time(n.base_time)
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The index of a lead of the nowcast, or a 404 listing its leads.
+pub(crate) fn lead_index(n: &LatestNowcast, lead: u32) -> Result<usize, ApiError> {
+    n.lead_index(lead).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_lead",
+            format!(
+                "the nowcast has no {lead}-minute lead; leads are {:?}",
+                n.leads_min
+            ),
+        )
+    })
+}
+
 fn check_minutes(name: &str, v: u32, max: u32) -> Result<u32, ApiError> {
     if v > max {
         return Err(ApiError::bad_request(
@@ -250,27 +282,8 @@ async fn get_frame(
         .map(|t| parse_time("issued", t))
         .transpose()?;
     let n = current_nowcast(&s, &id).await?;
-    if let Some(t) = issued {
-        if t != n.base_time {
-            return Err(ApiError::Gone {
-                code: "nowcast_superseded",
-                detail: format!(
-                    "the nowcast issued at {} is no longer available; the latest was issued at {}",
-                    url_time(t),
-                    url_time(n.base_time)
-                ),
-            });
-        }
-    }
-    let i = n.lead_index(lead).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_lead",
-            format!(
-                "the nowcast has no {lead}-minute lead; leads are {:?}",
-                n.leads_min
-            ),
-        )
-    })?;
+    check_issued(&n, issued)?;
+    let i = lead_index(&n, lead)?;
     let proj_tag = match projection {
         PngProjection::Map => "map",
         PngProjection::Native => "native",
