@@ -113,6 +113,16 @@ for p in procs:
         assert all(c.poll() is None for c in children), "a consumer exited"
         time.sleep(0.2)
     wall = time.time() - t0
+    # Every scan is stored; the last messages may still be between their
+    # store and their DeleteMessage. Let the consumers finish those (or,
+    # after a visibility timeout, take them again) before stopping them.
+    def in_queue(u):
+        a = sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages",
+                                     "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+    settle_until = time.time() + 180
+    while in_queue(url) > 0 and time.time() < settle_until:
+        time.sleep(0.5)
     for c in children:
         c.terminate()
     for c in children:
