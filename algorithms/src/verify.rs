@@ -438,10 +438,23 @@ pub struct Calibration {
 impl Calibration {
     /// Fits the table; `None` when it is empty.
     pub fn fit(table: &Reliability) -> Option<Calibration> {
+        let bins: Vec<(f64, f64, f64)> = table
+            .bins
+            .iter()
+            .map(|&(n, p, e)| (n as f64, p, e as f64))
+            .collect();
+        Self::fit_weighted(&bins)
+    }
+
+    /// Fits weighted bins `(Σw, Σw·p, Σw·event)` in the order of the
+    /// probability (the bins of a [`Reliability`] with a weight per pair,
+    /// e.g. by age); `None` when every bin is empty. With unit weights this
+    /// is [`Calibration::fit`].
+    pub fn fit_weighted(bins: &[(f64, f64, f64)]) -> Option<Calibration> {
         // Blocks: (cells, Σp, events).
         let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        for &(n, p, e) in table.bins.iter().filter(|b| b.0 > 0) {
-            blocks.push((n as f64, p, e as f64));
+        for &(n, p, e) in bins.iter().filter(|b| b.0 > 0.0) {
+            blocks.push((n, p, e));
             // Pool while the last block's frequency is below the previous one's.
             while blocks.len() >= 2 {
                 let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
@@ -863,6 +876,10 @@ pub struct VerifyConfig {
     pub wet_mm_h: f32,
     /// Cells a lead's fit needs before its probability is calibrated.
     pub min_samples: u64,
+    /// An experiment, not what the service does: weight each fit case by
+    /// its age at the middle of the day, `0.5^(age / half-life)` minutes
+    /// (`None`: every fit case counts the same, as in the service).
+    pub calibration_half_life_min: Option<f64>,
 }
 
 impl Default for VerifyConfig {
@@ -876,6 +893,7 @@ impl Default for VerifyConfig {
             nowcast: crate::nowcast::NowcastConfig::default(),
             wet_mm_h: 0.1,
             min_samples: 2000,
+            calibration_half_life_min: None,
         }
     }
 }
@@ -910,6 +928,9 @@ pub struct LeadRow {
     /// Calibration check: the Raincast probability of the cases whose
     /// verifying scan lies in the first half of the day (the fit)...
     pub fit: ProbabilityScore,
+    /// With [`VerifyConfig::calibration_half_life_min`]: the reliability
+    /// table of each fit case, by the time of its verifying scan.
+    pub fit_cases: Vec<(chrono::DateTime<chrono::Utc>, Reliability)>,
     /// ...the calibration fitted on it (`None` below
     /// [`VerifyConfig::min_samples`] cells: raw is served)...
     pub calibration: Option<Calibration>,
@@ -917,6 +938,29 @@ pub struct LeadRow {
     /// (identical to raw without a calibration).
     pub held_out_raw: ProbabilityScore,
     pub held_out_calibrated: ProbabilityScore,
+}
+
+impl LeadRow {
+    /// The fit cases' bins `(Σw, Σw·p, Σw·event)` with the weight
+    /// `0.5^(age / half_life_min)`, `age` = minutes from the verifying scan
+    /// to `at`: recent cases count more.
+    pub fn fit_by_age(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        half_life_min: f64,
+    ) -> Vec<(f64, f64, f64)> {
+        let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
+        for (t, rel) in &self.fit_cases {
+            let age = (at - *t).num_seconds().max(0) as f64 / 60.0;
+            let w = 0.5f64.powf(age / half_life_min.max(f64::MIN_POSITIVE));
+            for (b, r) in bins.iter_mut().zip(&rel.bins) {
+                b.0 += w * r.0 as f64;
+                b.1 += w * r.1;
+                b.2 += w * r.2 as f64;
+            }
+        }
+        bins
+    }
 }
 
 /// The result of [`verify_series`].
@@ -992,6 +1036,7 @@ pub fn verify_series(
             reliability: Reliability::new(10),
             pooled: Default::default(),
             fit: ProbabilityScore::default(),
+            fit_cases: Vec::new(),
             calibration: None,
             held_out_raw: ProbabilityScore::default(),
             held_out_calibrated: ProbabilityScore::default(),
@@ -1061,7 +1106,10 @@ pub fn verify_series(
             fitted = true;
             for row in rows.iter_mut() {
                 if row.fit.cells >= cfg.min_samples {
-                    row.calibration = Calibration::fit(&row.fit.reliability);
+                    row.calibration = match cfg.calibration_half_life_min {
+                        Some(h) => Calibration::fit_weighted(&row.fit_by_age(mid, h)),
+                        None => Calibration::fit(&row.fit.reliability),
+                    };
                 }
             }
         }
@@ -1124,6 +1172,11 @@ pub fn verify_series(
             mask_like(&mut prob, &mask.view());
             if times[oi] < mid {
                 row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                if cfg.calibration_half_life_min.is_some() {
+                    let mut rel = Reliability::new(10);
+                    rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                    row.fit_cases.push((times[oi], rel));
+                }
             } else if times[base] >= mid {
                 row.held_out_raw
                     .add(&prob.view(), &mask.view(), cfg.prob_threshold);
@@ -1385,6 +1438,52 @@ mod tests {
             obs[[0, i]] = if next() < q { 1.0 } else { 0.0 };
         }
         (prob, obs)
+    }
+
+    #[test]
+    fn weighted_calibration_follows_the_recent_cases() {
+        // Unit weights: the plain fit.
+        let (p, o) = forecaster(20_000, 3, |q| (q * 1.5).min(1.0));
+        let mut t = Reliability::new(10);
+        t.add(&p.view(), &o.view(), 0.5);
+        let unit: Vec<(f64, f64, f64)> = t
+            .bins
+            .iter()
+            .map(|&(n, s, e)| (n as f64, s, e as f64))
+            .collect();
+        assert_eq!(Calibration::fit_weighted(&unit), Calibration::fit(&t));
+        // An old, very over-confident record and a recent, reliable one:
+        // weighted by age, the fit is close to the recent one.
+        let (p_old, o_old) = forecaster(20_000, 5, |q| (q * 3.0).min(1.0));
+        let (p_new, o_new) = forecaster(20_000, 6, |q| q);
+        let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let mut row_cases = Vec::new();
+        for (p, o, age_min) in [(&p_old, &o_old, 240), (&p_new, &o_new, 0)] {
+            let mut r = Reliability::new(10);
+            r.add(&p.view(), &o.view(), 0.5);
+            row_cases.push((t0 - chrono::Duration::minutes(age_min), r));
+        }
+        let row = LeadRow {
+            lead_min: 5,
+            cases: 0,
+            methods: Vec::new(),
+            reliability: Reliability::new(10),
+            pooled: Default::default(),
+            fit: ProbabilityScore::default(),
+            fit_cases: row_cases,
+            calibration: None,
+            held_out_raw: ProbabilityScore::default(),
+            held_out_calibrated: ProbabilityScore::default(),
+        };
+        let recent = Calibration::fit_weighted(&row.fit_by_age(t0, 60.0)).expect("fit");
+        let flat = Calibration::fit_weighted(&row.fit_by_age(t0, 1e9)).expect("fit");
+        // The reliable recent forecaster says 0.6 and means it.
+        assert!(
+            (recent.apply(0.6) - 0.6).abs() < 0.05,
+            "{}",
+            recent.apply(0.6)
+        );
+        assert!(flat.apply(0.6) < 0.5, "{}", flat.apply(0.6));
     }
 
     #[test]
