@@ -113,8 +113,43 @@ pub fn fss_sums(
         }
     }
     let mut sums = [(0f64, 0f64)];
-    fss_window_pass((rows, cols), window, &pair, &int_o, &[&int_f], &mut sums);
+    fss_window_pass(
+        (rows, cols),
+        window,
+        &pair,
+        &int_o,
+        &[&int_f],
+        &mut sums,
+        None,
+    );
     Some(sums[0])
+}
+
+/// Inclusive column span `(first, last)` per row; `first > last` = empty.
+type Span = (usize, usize);
+const NO_SPAN: Span = (usize::MAX, 0);
+
+/// Per row, the hull of the spans of the rows `r − up ..= r + down` widened
+/// by `left` and `right` columns and clipped to the grid (`cols` ≥ 1).
+fn reach(
+    spans: &[Span],
+    (up, down): (usize, usize),
+    (left, right): (usize, usize),
+    cols: usize,
+) -> Vec<Span> {
+    let rows = spans.len();
+    (0..rows)
+        .map(|r| {
+            let (a, b) = spans[r.saturating_sub(up)..(r + down + 1).min(rows)]
+                .iter()
+                .fold(NO_SPAN, |h, s| (h.0.min(s.0), h.1.max(s.1)));
+            if a > b {
+                NO_SPAN
+            } else {
+                (a.saturating_sub(left), (b + right).min(cols - 1))
+            }
+        })
+        .collect()
 }
 
 /// The window pass of the FSS: for every pair cell, the event fractions of
@@ -122,7 +157,11 @@ pub fn fss_sums(
 /// window) (like scipy's uniform_filter), from their integral images
 /// (`(rows + 1) × (cols + 1)`), added to `(Σ(Pf − Po)², ΣPf² + ΣPo²)` per
 /// forecast. A band of rows without any event in either field adds nothing
-/// and is skipped.
+/// and is skipped. With `events`, the span of the event cells of each row
+/// (observation or any forecast), only the cells whose window can hold an
+/// event are visited: every other cell would add exactly `0.0` to both sums,
+/// and the visited ones are added in the same order, so the sums are the
+/// same bit for bit.
 fn fss_window_pass(
     (rows, cols): (usize, usize),
     window: usize,
@@ -130,10 +169,19 @@ fn fss_window_pass(
     int_o: &[u32],
     int_f: &[&[u32]],
     sums: &mut [(f64, f64)],
+    events: Option<&[Span]>,
 ) {
+    if cols == 0 {
+        return;
+    }
     let w = cols + 1;
     let lo = window / 2;
     let area = (window * window) as f64;
+    // The window of cell (r, c) covers rows r − lo ..= r + window − 1 − lo
+    // (likewise columns): an event at column e reaches the cells
+    // e − (window − 1 − lo) ..= e + lo.
+    let hi = window - 1 - lo;
+    let spans = events.map(|e| reach(e, (lo, hi), (hi, lo), cols));
     for r in 0..rows {
         let r0 = r.saturating_sub(lo);
         let r1 = (r + window - lo).min(rows);
@@ -141,7 +189,12 @@ fn fss_window_pass(
         if band(int_o) == 0 && int_f.iter().all(|img| band(img) == 0) {
             continue;
         }
-        for c in 0..cols {
+        let (first, last) = match &spans {
+            Some(s) if s[r].0 > s[r].1 => continue,
+            Some(s) => s[r],
+            None => (0, cols - 1),
+        };
+        for c in first..=last {
             if !pair[r * cols + c] {
                 continue;
             }
@@ -385,10 +438,23 @@ pub struct Calibration {
 impl Calibration {
     /// Fits the table; `None` when it is empty.
     pub fn fit(table: &Reliability) -> Option<Calibration> {
+        let bins: Vec<(f64, f64, f64)> = table
+            .bins
+            .iter()
+            .map(|&(n, p, e)| (n as f64, p, e as f64))
+            .collect();
+        Self::fit_weighted(&bins)
+    }
+
+    /// Fits weighted bins `(Σw, Σw·p, Σw·event)` in the order of the
+    /// probability (the bins of a [`Reliability`] with a weight per pair,
+    /// e.g. by age); `None` when every bin is empty. With unit weights this
+    /// is [`Calibration::fit`].
+    pub fn fit_weighted(bins: &[(f64, f64, f64)]) -> Option<Calibration> {
         // Blocks: (cells, Σp, events).
         let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        for &(n, p, e) in table.bins.iter().filter(|b| b.0 > 0) {
-            blocks.push((n as f64, p, e as f64));
+        for &(n, p, e) in bins.iter().filter(|b| b.0 > 0.0) {
+            blocks.push((n, p, e));
             // Pool while the last block's frequency is below the previous one's.
             while blocks.len() >= 2 {
                 let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
@@ -601,9 +667,10 @@ impl SkillSums {
 }
 
 /// The sums of one case for several forecasts at once, in one pass over the
-/// cells plus one window pass for the FSS (the same results as
-/// [`Contingency::new`], [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`]
-/// and [`Reliability::add`] on masked copies, which the tests check).
+/// cells plus one window pass for the FSS over the cells whose window holds
+/// an event (the same results, bit for bit, as [`Contingency::new`],
+/// [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`] and
+/// [`Reliability::add`] on masked copies, which the tests check).
 ///
 /// `obs` is the observation (mm/h); each forecast is a rate field (mm/h)
 /// and its probability of "observed ≥ `spec.prob_threshold`" (0..1), or
@@ -674,9 +741,11 @@ pub fn skill_sums(
     .into_iter()
     .fold(f32::INFINITY, f32::min);
     let mut dry = 0u64;
-    for r in 0..rows {
+    let mut events = vec![NO_SPAN; rows];
+    for (r, events_r) in events.iter_mut().enumerate() {
         let mut row_o = 0u32;
         row_f.iter_mut().for_each(|v| *v = 0);
+        let mut ev = NO_SPAN;
         let (above, below) = (r * w, (r + 1) * w);
         for c in 0..cols {
             let i = r * cols + c;
@@ -690,7 +759,8 @@ pub fn skill_sums(
                 if all_dry {
                     dry += 1;
                 } else {
-                    row_o += (o >= spec.fss_threshold) as u32;
+                    let mut e = o >= spec.fss_threshold;
+                    row_o += e as u32;
                     let event = o >= spec.prob_threshold;
                     for ((s, f_s), (p_s, rf)) in out
                         .iter_mut()
@@ -708,7 +778,9 @@ pub fn skill_sums(
                             s.abs_err_mm_h += (f as f64 - o as f64).abs();
                             s.wet_cells += 1;
                         }
-                        *rf += (f >= spec.fss_threshold) as u32;
+                        let fe = f >= spec.fss_threshold;
+                        e |= fe;
+                        *rf += fe as u32;
                         let p = match p_s {
                             Some(p) => p[i],
                             None => (f >= spec.prob_threshold) as u8 as f32,
@@ -724,6 +796,9 @@ pub fn skill_sums(
                             s.rel_events[b] += event as u64;
                         }
                     }
+                    if e {
+                        ev = (ev.0.min(c), c);
+                    }
                 }
             }
             int_o[below + c + 1] = int_o[above + c + 1] + row_o;
@@ -731,6 +806,7 @@ pub fn skill_sums(
                 img[below + c + 1] = img[above + c + 1] + rf;
             }
         }
+        *events_r = ev;
     }
     for s in out.iter_mut() {
         s.brier_cells += dry;
@@ -745,6 +821,7 @@ pub fn skill_sums(
         &int_o,
         &images,
         &mut fss,
+        Some(&events),
     );
     for (s, (num, den)) in out.iter_mut().zip(fss) {
         (s.fss_num, s.fss_den) = (num, den);
@@ -799,6 +876,10 @@ pub struct VerifyConfig {
     pub wet_mm_h: f32,
     /// Cells a lead's fit needs before its probability is calibrated.
     pub min_samples: u64,
+    /// An experiment, not what the service does: weight each fit case by
+    /// its age at the middle of the day, `0.5^(age / half-life)` minutes
+    /// (`None`: every fit case counts the same, as in the service).
+    pub calibration_half_life_min: Option<f64>,
 }
 
 impl Default for VerifyConfig {
@@ -812,6 +893,7 @@ impl Default for VerifyConfig {
             nowcast: crate::nowcast::NowcastConfig::default(),
             wet_mm_h: 0.1,
             min_samples: 2000,
+            calibration_half_life_min: None,
         }
     }
 }
@@ -846,6 +928,9 @@ pub struct LeadRow {
     /// Calibration check: the Raincast probability of the cases whose
     /// verifying scan lies in the first half of the day (the fit)...
     pub fit: ProbabilityScore,
+    /// With [`VerifyConfig::calibration_half_life_min`]: the reliability
+    /// table of each fit case, by the time of its verifying scan.
+    pub fit_cases: Vec<(chrono::DateTime<chrono::Utc>, Reliability)>,
     /// ...the calibration fitted on it (`None` below
     /// [`VerifyConfig::min_samples`] cells: raw is served)...
     pub calibration: Option<Calibration>,
@@ -853,6 +938,29 @@ pub struct LeadRow {
     /// (identical to raw without a calibration).
     pub held_out_raw: ProbabilityScore,
     pub held_out_calibrated: ProbabilityScore,
+}
+
+impl LeadRow {
+    /// The fit cases' bins `(Σw, Σw·p, Σw·event)` with the weight
+    /// `0.5^(age / half_life_min)`, `age` = minutes from the verifying scan
+    /// to `at`: recent cases count more.
+    pub fn fit_by_age(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        half_life_min: f64,
+    ) -> Vec<(f64, f64, f64)> {
+        let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
+        for (t, rel) in &self.fit_cases {
+            let age = (at - *t).num_seconds().max(0) as f64 / 60.0;
+            let w = 0.5f64.powf(age / half_life_min.max(f64::MIN_POSITIVE));
+            for (b, r) in bins.iter_mut().zip(&rel.bins) {
+                b.0 += w * r.0 as f64;
+                b.1 += w * r.1;
+                b.2 += w * r.2 as f64;
+            }
+        }
+        bins
+    }
 }
 
 /// The result of [`verify_series`].
@@ -928,6 +1036,7 @@ pub fn verify_series(
             reliability: Reliability::new(10),
             pooled: Default::default(),
             fit: ProbabilityScore::default(),
+            fit_cases: Vec::new(),
             calibration: None,
             held_out_raw: ProbabilityScore::default(),
             held_out_calibrated: ProbabilityScore::default(),
@@ -997,7 +1106,10 @@ pub fn verify_series(
             fitted = true;
             for row in rows.iter_mut() {
                 if row.fit.cells >= cfg.min_samples {
-                    row.calibration = Calibration::fit(&row.fit.reliability);
+                    row.calibration = match cfg.calibration_half_life_min {
+                        Some(h) => Calibration::fit_weighted(&row.fit_by_age(mid, h)),
+                        None => Calibration::fit(&row.fit.reliability),
+                    };
                 }
             }
         }
@@ -1060,6 +1172,11 @@ pub fn verify_series(
             mask_like(&mut prob, &mask.view());
             if times[oi] < mid {
                 row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                if cfg.calibration_half_life_min.is_some() {
+                    let mut rel = Reliability::new(10);
+                    rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                    row.fit_cases.push((times[oi], rel));
+                }
             } else if times[base] >= mid {
                 row.held_out_raw
                     .add(&prob.view(), &mask.view(), cfg.prob_threshold);
@@ -1191,9 +1308,10 @@ mod tests {
         assert_eq!(fss(&f.view(), &o.view(), 0.5, 1), Some(1.0 - num / den));
     }
 
-    #[test]
-    fn fused_sums_equal_the_separate_scores() {
-        // Pseudo-random fields with no-data holes in each.
+    /// Pseudo-random fields with no-data holes: with `dense`, rain on half
+    /// the cells; else two rain blobs in a dry field, so that the FSS pass
+    /// skips most cells.
+    fn skill_fields(dense: bool) -> [Array2<f32>; 3] {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed
@@ -1201,85 +1319,105 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 33) as f32 / (1u64 << 31) as f32
         };
-        let mut field = |nan_every: usize| {
-            Array2::from_shape_fn((23, 31), |(r, c)| {
-                if (r * 31 + c) % nan_every == 0 {
+        let (rows, cols) = if dense { (23, 31) } else { (67, 83) };
+        let mut field = |nan_every: usize, shift: f32| {
+            Array2::from_shape_fn((rows, cols), |(r, c)| {
+                let v = next();
+                if (r * cols + c) % nan_every == 0 {
                     NAN
-                } else {
-                    let v = next();
+                } else if dense {
                     if v < 0.5 {
                         0.0
                     } else {
                         (v - 0.5) * 16.0
                     }
+                } else {
+                    let blob = |cy: f32, cx: f32| {
+                        (r as f32 - cy).powi(2) + (c as f32 - cx - shift).powi(2) < 36.0
+                    };
+                    if blob(20.0, 15.0) || blob(50.0, 60.0) {
+                        v * 12.0
+                    } else {
+                        0.0
+                    }
                 }
             })
         };
-        let (o, f1, f2) = (field(17), field(13), field(19));
-        let p1 = f1.mapv(|v| {
-            if v.is_finite() {
-                (v / 8.0).min(1.0)
-            } else {
-                NAN
-            }
-        });
-        let spec = SkillSpec {
-            fss_threshold: 1.0,
-            fss_window: 5,
-            wet_mm_h: 0.1,
-            prob_threshold: 0.1,
-        };
-        let sums = skill_sums(
-            &o.view(),
-            &[(f1.view(), Some(p1.view())), (f2.view(), None)],
-            &spec,
-        )
-        .expect("same shapes");
-        let mut mask = o.clone();
-        mask_like(&mut mask, &f1.view());
-        mask_like(&mut mask, &f2.view());
-        let p2 = f2.mapv(|v| {
-            if v.is_nan() {
-                NAN
-            } else {
-                (v >= 0.1) as u8 as f32
-            }
-        });
-        for (s, (f, p)) in sums.iter().zip([(&f1, &p1), (&f2, &p2)]) {
-            let mut f = f.clone();
-            mask_like(&mut f, &mask.view());
-            assert_eq!(s.cases, 1);
-            for (i, t) in SKILL_CSI_THRESHOLDS_MM_H.iter().enumerate() {
-                let c = Contingency::new(&f.view(), &mask.view(), *t);
+        [field(17, 0.0), field(13, 2.0), field(19, -3.0)]
+    }
+
+    #[test]
+    fn fused_sums_equal_the_separate_scores() {
+        for dense in [true, false] {
+            let [o, f1, f2] = skill_fields(dense);
+            let p1 = f1.mapv(|v| {
+                if v.is_finite() {
+                    (v / 8.0).min(1.0)
+                } else {
+                    NAN
+                }
+            });
+            let spec = SkillSpec {
+                fss_threshold: 1.0,
+                fss_window: 5,
+                wet_mm_h: 0.1,
+                prob_threshold: 0.1,
+            };
+            let sums = skill_sums(
+                &o.view(),
+                &[(f1.view(), Some(p1.view())), (f2.view(), None)],
+                &spec,
+            )
+            .expect("same shapes");
+            let mut mask = o.clone();
+            mask_like(&mut mask, &f1.view());
+            mask_like(&mut mask, &f2.view());
+            let p2 = f2.mapv(|v| {
+                if v.is_nan() {
+                    NAN
+                } else {
+                    (v >= 0.1) as u8 as f32
+                }
+            });
+            for (s, (f, p)) in sums.iter().zip([(&f1, &p1), (&f2, &p2)]) {
+                let mut f = f.clone();
+                mask_like(&mut f, &mask.view());
+                assert_eq!(s.cases, 1);
+                for (i, t) in SKILL_CSI_THRESHOLDS_MM_H.iter().enumerate() {
+                    let c = Contingency::new(&f.view(), &mask.view(), *t);
+                    assert_eq!(
+                        (s.hits[i], s.misses[i], s.false_alarms[i]),
+                        (c.hits, c.misses, c.false_alarms)
+                    );
+                }
+                // Bit for bit, although the fused pass skips the cells
+                // whose window holds no event and `fss_sums` visits all.
+                let (num, den) = fss_sums(&f.view(), &mask.view(), 1.0, 5).expect("same shape");
+                assert_eq!((s.fss_num, s.fss_den), (num, den));
+                assert!(num > 0.0 && den > 0.0);
                 assert_eq!(
-                    (s.hits[i], s.misses[i], s.false_alarms[i]),
-                    (c.hits, c.misses, c.false_alarms)
+                    (s.abs_err_mm_h, s.wet_cells),
+                    wet_abs_error_sum(&f.view(), &mask.view(), 0.1)
                 );
+                let mut pm = p.clone();
+                mask_like(&mut pm, &mask.view());
+                assert_eq!(
+                    (s.brier_sum, s.brier_cells),
+                    brier_sum(&pm.view(), &mask.view(), 0.1)
+                );
+                let mut rel = Reliability::new(SKILL_BINS);
+                rel.add(&pm.view(), &mask.view(), 0.1);
+                assert_eq!(s.reliability(), rel);
+                assert!(s.hits[0] > 0 && s.wet_cells > 0 && s.brier_cells > 0);
             }
-            let (num, den) = fss_sums(&f.view(), &mask.view(), 1.0, 5).expect("same shape");
-            assert_eq!((s.fss_num, s.fss_den), (num, den));
-            assert_eq!(
-                (s.abs_err_mm_h, s.wet_cells),
-                wet_abs_error_sum(&f.view(), &mask.view(), 0.1)
-            );
-            let mut pm = p.clone();
-            mask_like(&mut pm, &mask.view());
-            assert_eq!(
-                (s.brier_sum, s.brier_cells),
-                brier_sum(&pm.view(), &mask.view(), 0.1)
-            );
-            let mut rel = Reliability::new(SKILL_BINS);
-            rel.add(&pm.view(), &mask.view(), 0.1);
-            assert_eq!(s.reliability(), rel);
-            assert!(s.hits[0] > 0 && s.wet_cells > 0 && s.brier_cells > 0);
+            // Sums add up; a shape mismatch is refused.
+            let mut two = sums[0].clone();
+            two.add(&sums[0]);
+            assert_eq!((two.cases, two.hits[1]), (2, 2 * sums[0].hits[1]));
+            assert_eq!(two.fss(), sums[0].fss());
+            let small = Array2::<f32>::zeros((2, 2));
+            assert!(skill_sums(&o.view(), &[(small.view(), None)], &spec).is_none());
         }
-        // Sums add up; a shape mismatch is refused.
-        let mut two = sums[0].clone();
-        two.add(&sums[0]);
-        assert_eq!((two.cases, two.hits[1]), (2, 2 * sums[0].hits[1]));
-        assert_eq!(two.fss(), sums[0].fss());
-        let small = Array2::<f32>::zeros((2, 2));
-        assert!(skill_sums(&o.view(), &[(small.view(), None)], &spec).is_none());
     }
 
     /// `n` pairs of a forecaster whose true event probability is `q`
@@ -1300,6 +1438,52 @@ mod tests {
             obs[[0, i]] = if next() < q { 1.0 } else { 0.0 };
         }
         (prob, obs)
+    }
+
+    #[test]
+    fn weighted_calibration_follows_the_recent_cases() {
+        // Unit weights: the plain fit.
+        let (p, o) = forecaster(20_000, 3, |q| (q * 1.5).min(1.0));
+        let mut t = Reliability::new(10);
+        t.add(&p.view(), &o.view(), 0.5);
+        let unit: Vec<(f64, f64, f64)> = t
+            .bins
+            .iter()
+            .map(|&(n, s, e)| (n as f64, s, e as f64))
+            .collect();
+        assert_eq!(Calibration::fit_weighted(&unit), Calibration::fit(&t));
+        // An old, very over-confident record and a recent, reliable one:
+        // weighted by age, the fit is close to the recent one.
+        let (p_old, o_old) = forecaster(20_000, 5, |q| (q * 3.0).min(1.0));
+        let (p_new, o_new) = forecaster(20_000, 6, |q| q);
+        let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let mut row_cases = Vec::new();
+        for (p, o, age_min) in [(&p_old, &o_old, 240), (&p_new, &o_new, 0)] {
+            let mut r = Reliability::new(10);
+            r.add(&p.view(), &o.view(), 0.5);
+            row_cases.push((t0 - chrono::Duration::minutes(age_min), r));
+        }
+        let row = LeadRow {
+            lead_min: 5,
+            cases: 0,
+            methods: Vec::new(),
+            reliability: Reliability::new(10),
+            pooled: Default::default(),
+            fit: ProbabilityScore::default(),
+            fit_cases: row_cases,
+            calibration: None,
+            held_out_raw: ProbabilityScore::default(),
+            held_out_calibrated: ProbabilityScore::default(),
+        };
+        let recent = Calibration::fit_weighted(&row.fit_by_age(t0, 60.0)).expect("fit");
+        let flat = Calibration::fit_weighted(&row.fit_by_age(t0, 1e9)).expect("fit");
+        // The reliable recent forecaster says 0.6 and means it.
+        assert!(
+            (recent.apply(0.6) - 0.6).abs() < 0.05,
+            "{}",
+            recent.apply(0.6)
+        );
+        assert!(flat.apply(0.6) < 0.5, "{}", flat.apply(0.6));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct VerifyArgs {
     /// `[nowcast] min_samples` of the service).
     #[arg(long, default_value_t = 2000)]
     pub min_samples: u64,
+    /// Experiment (not what the service does): weight the fit cases by age,
+    /// halving every this many minutes before the middle of the day.
+    #[arg(long, value_name = "MIN")]
+    pub calibration_half_life: Option<f64>,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -43,6 +47,12 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             "--prob-threshold must be a positive number, got {}",
             args.prob_threshold
         );
+    }
+    if args
+        .calibration_half_life
+        .is_some_and(|h| !(h.is_finite() && h > 0.0))
+    {
+        bail!("--calibration-half-life must be a positive number of minutes");
     }
     if args.thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
         bail!(
@@ -97,6 +107,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         },
         prob_threshold: args.prob_threshold,
         min_samples: args.min_samples,
+        calibration_half_life_min: args.calibration_half_life,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -194,6 +205,12 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
          than {} fit cells stays raw.",
         cfg.min_samples
     );
+    if let Some(h) = cfg.calibration_half_life_min {
+        let _ = writeln!(
+            s,
+            "Experiment: fit cases weighted by age, halving every {h} min before the middle of the day."
+        );
+    }
     let _ = writeln!(
         s,
         "lead_min   fit_cells calibrated  test_cells  BSS raw   BSS cal  ECE raw  ECE cal"
