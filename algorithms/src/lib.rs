@@ -16,6 +16,7 @@ pub mod decode;
 pub mod encode;
 pub mod extrapolate;
 pub mod grid;
+pub mod mosaic;
 pub mod motion;
 pub mod nowcast;
 pub mod npy;

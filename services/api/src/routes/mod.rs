@@ -10,3 +10,4 @@ pub mod radars;
 pub mod scans;
 pub mod skill;
 pub mod subscriptions;
+pub mod tiles;

@@ -68,9 +68,14 @@ pub fn scan_time(k: usize) -> DateTime<Utc> {
 
 /// Puts `n` scans (times t0, t0+5 min, ...) into the store, like the ingest job does.
 pub async fn put_scans(store: &dyn ScanStore, radar: &str, n: usize) {
+    put_scans_on(store, radar, &grid(), n).await
+}
+
+/// Like [`put_scans`], on another grid of the same shape.
+pub async fn put_scans_on(store: &dyn ScanStore, radar: &str, grid: &Grid, n: usize) {
     for k in 0..n {
         let f = RainField {
-            grid: grid(),
+            grid: grid.clone(),
             time: scan_time(k),
             rate_mm_h: field(k),
         };
