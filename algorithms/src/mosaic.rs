@@ -32,10 +32,11 @@
 //! [`TileId`] is the usual XYZ scheme of Web Mercator (EPSG:3857): zoom `z`,
 //! column `x` from the antimeridian eastwards, row `y` from the north. A
 //! tile of `size` pixels is sampled at its pixel centres. The lon/lat →
-//! grid mapping is evaluated exactly on a lattice of at most 17 × 17 points
+//! grid mapping is evaluated exactly on a lattice of points at most 16 pixels apart (17 × 17 on a 256 px tile)
 //! over the part of the tile that a radar's bounding box covers, and
-//! interpolated in between (sub-pixel at every zoom: the lattice spacing is
-//! at most 16 pixels, and below that the radar's whole box).
+//! interpolated in between (the lattice spacing is at most 16 pixels, and
+//! below that the radar's whole box); the tests compare tiles with the exact
+//! point rule pixel by pixel at zooms 7 and 8.
 
 use crate::grid::Grid;
 
