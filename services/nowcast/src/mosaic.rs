@@ -327,6 +327,12 @@ impl NowcastService {
             .iter()
             .map(|(s, n)| (s.id.clone(), n.base_time))
             .collect();
+        // The common case, without waiting for the build lock: nothing changed.
+        if let Some(m) = self.latest_mosaic() {
+            if m.key == key {
+                return Ok(Some(m));
+            }
+        }
         let build_lock = self.inner.mosaic_build.clone();
         let _building = build_lock.lock().await;
         let previous = self
