@@ -26,26 +26,9 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    echo "usage: $0 RAINCAST_BINARY [SECONDS]" >&2
-    exit 2
-fi
-bin="$(realpath "$1")"
-secs="${2:-20}"
-command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 2; }
-
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/demo-server.sh
 . "$root/scripts/demo-server.sh"
-work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-bench.XXXXXX")"
-cleanup() {
-    local rc=$?
-    demo_server_stop
-    [ "$rc" -eq 0 ] || tail -n 40 "$DEMO_LOG" 2>/dev/null || true
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+demo_bench_setup "$0" "$@"
 
 echo "== load before: $(uptime)"
 demo_server_start "$bin" "$work" info

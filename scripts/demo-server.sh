@@ -94,3 +94,31 @@ demo_server_stop() {
     wait "$DEMO_PID" 2>/dev/null || true
     DEMO_PID=""
 }
+
+# For the wrk benchmark scripts: checks their `RAINCAST_BINARY [SECONDS]`
+# arguments, sets `bin`, `secs` (default 20) and `work` (a temporary
+# folder), and on exit stops the server, shows its log's tail on failure
+# and removes `work`.
+demo_bench_setup() {
+    local script="$1"
+    shift
+    if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+        echo "usage: $script RAINCAST_BINARY [SECONDS]" >&2
+        exit 2
+    fi
+    bin="$(realpath "$1")"
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    secs="${2:-20}"
+    command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 2; }
+    work="$(mktemp -d "${TMPDIR:-/tmp}/raincast-bench.XXXXXX")"
+    trap demo_bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+demo_bench_cleanup() {
+    local rc=$?
+    demo_server_stop
+    [ "$rc" -eq 0 ] || tail -n 40 "$DEMO_LOG" 2>/dev/null || true
+    rm -rf "$work"
+    exit "$rc"
+}

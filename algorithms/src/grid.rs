@@ -231,6 +231,26 @@ impl Grid {
         Ok(self.xy_to_rowcol(x, y))
     }
 
+    /// Fractional `(row, col)` of many WGS84 lon/lat points at once (the
+    /// projections are set up once, not per point); `(NaN, NaN)` where a
+    /// point cannot be transformed.
+    pub fn lonlat_to_rowcol_many(&self, lonlat: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        let Ok(proj) = self.proj() else {
+            return vec![(f64::NAN, f64::NAN); lonlat.len()];
+        };
+        let src = wgs84();
+        lonlat
+            .iter()
+            .map(|&(lon, lat)| {
+                let mut p = (lon.to_radians(), lat.to_radians(), 0.0);
+                match proj4rs::transform::transform(&src, &proj, &mut p) {
+                    Ok(()) => self.xy_to_rowcol(p.0, p.1),
+                    Err(_) => (f64::NAN, f64::NAN),
+                }
+            })
+            .collect()
+    }
+
     /// The cell `(row, col)` containing a lon/lat, or `None` outside the grid.
     pub fn cell_at_lonlat(&self, lon: f64, lat: f64) -> Option<(usize, usize)> {
         let (r, c) = self.lonlat_to_rowcol(lon, lat).ok()?;
@@ -319,6 +339,18 @@ mod tests {
             "{r} {c}"
         );
         assert_eq!(g.cell_at_lonlat(lon, lat), Some((100, 300)));
+    }
+
+    #[test]
+    fn many_points_at_once_equal_one_at_a_time() {
+        let g = swiss();
+        let pts = [(7.44, 46.95), (8.54, 47.37), (6.1, 46.2), (f64::NAN, 1.0)];
+        let many = g.lonlat_to_rowcol_many(&pts);
+        for (p, m) in pts.iter().zip(&many).take(3) {
+            let one = g.lonlat_to_rowcol(p.0, p.1).expect("transform");
+            assert!((one.0 - m.0).abs() < 1e-12 && (one.1 - m.1).abs() < 1e-12);
+        }
+        assert!(many[3].0.is_nan() || many[3].1.is_nan());
     }
 
     #[test]

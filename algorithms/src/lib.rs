@@ -17,6 +17,7 @@ pub mod encode;
 pub mod export;
 pub mod extrapolate;
 pub mod grid;
+pub mod mosaic;
 pub mod motion;
 pub mod nowcast;
 pub mod npy;

@@ -14,6 +14,7 @@
 
 use super::RenderError;
 use crate::grid::Grid;
+use crate::mosaic::{mercator_lat as merc_lat, mercator_y as merc_y};
 use ndarray::{Array2, ArrayView2};
 
 /// Largest width or height of a map raster in pixels.
@@ -22,15 +23,6 @@ const NONE: u32 = u32::MAX;
 /// The exact transform is evaluated every `LATTICE` pixels; rows and columns
 /// in between are interpolated (sub-metre error at radar scales).
 const LATTICE: usize = 8;
-
-fn merc_y(lat_deg: f64) -> f64 {
-    let phi = lat_deg.clamp(-85.0511, 85.0511).to_radians();
-    (std::f64::consts::FRAC_PI_4 + phi / 2.0).tan().ln()
-}
-
-fn merc_lat(y: f64) -> f64 {
-    (2.0 * y.exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees()
-}
 
 /// A pixel → grid-cell lookup for one grid (see the module docs).
 #[derive(Debug, Clone, PartialEq)]

@@ -33,6 +33,7 @@ pub mod font;
 pub mod lzw;
 mod map_raster;
 mod reliability;
+pub mod tiles;
 
 pub use animation::{
     animation_layout, render_animation, AnimationFrame, AnimationLayout, AnimationOptions,

@@ -22,6 +22,7 @@ mod routes;
 pub use routes::subscriptions::WebhookPolicy;
 pub mod server;
 pub mod state;
+pub mod tile_cache;
 
 pub use config::ApiConfig;
 pub use error::{ApiError, Problem};
@@ -61,6 +62,10 @@ Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         (name = "nowcast", description = "Nowcasts, point forecasts and animations"),
         (name = "compatible", description = "The Dark Sky / Pirate Weather forecast request, answered from radar"),
         (name = "subscriptions", description = "Webhook subscriptions of an API key: signed deliveries (Standard Webhooks) when rain approaches a place"),
+        (name = "tiles", description = "Map tiles of the mosaic of every radar in RainViewer's scheme: `/public/weather-maps.json` lists the frames, \
+tiles are `{host}{path}/{size}/{z}/{x}/{y}/{color}/{smooth}_{snow}.png` (Web Mercator, size 256 or 512, zoom 0 to 12). \
+`color` 0 is grey levels encoding dBZ (`dBZ = (R & 127) - 32`, Marshall-Palmer), 1 Raincast's legend (`/v1/colour-scale`), 2 a blue ramp by dBZ; \
+no rain and no data are transparent. `smooth` 1 interpolates each radar's field bilinearly; `snow` is accepted and ignored."),
         (name = "operations", description = "Health, readiness, metrics, the API description"),
         (name = "page", description = "The map page and its assets"),
     ),
@@ -101,6 +106,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::darksky::router())
         .merge(routes::subscriptions::router())
         .merge(routes::skill::router())
+        .merge(routes::tiles::router())
         .merge(routes::page::router())
         .split_for_parts()
 }

@@ -59,6 +59,7 @@ struct Inner {
     png_cache: Lru<Arc<[u8]>>,
     gif_cache: Lru<Arc<[u8]>>,
     spread_cache: Lru<Arc<[f32]>>,
+    tile_cache: crate::tile_cache::TileCache,
     rasters: Mutex<HashMap<String, Arc<MapRaster>>>,
 }
 
@@ -150,6 +151,9 @@ impl AppStateBuilder {
                 png_cache: Lru::new(self.config.png_cache_entries),
                 gif_cache: Lru::new(self.config.gif_cache_entries),
                 spread_cache: Lru::new(SPREAD_CACHE_ENTRIES),
+                tile_cache: crate::tile_cache::TileCache::new(
+                    self.config.tile_cache_mb * 1024 * 1024,
+                ),
                 keys: crate::auth::KeyAuth::new(
                     self.state_store.clone(),
                     std::time::Duration::from_secs(self.config.key_cache_s),
@@ -267,6 +271,41 @@ impl AppState {
     /// keyed by radar, nowcast and cell.
     pub fn spread_cache(&self) -> &Lru<Arc<[f32]>> {
         &self.inner.spread_cache
+    }
+
+    /// Cache of rendered map tiles.
+    pub fn tile_cache(&self) -> &crate::tile_cache::TileCache {
+        &self.inner.tile_cache
+    }
+
+    /// The mosaic of every radar (see `raincast_nowcast::mosaic`), or a
+    /// 503 problem while no radar has a nowcast.
+    pub async fn mosaic(&self) -> Result<Arc<raincast_nowcast::mosaic::Mosaic>, ApiError> {
+        let sites: Vec<raincast_nowcast::mosaic::MosaicSite> = self
+            .inner
+            .radars
+            .iter()
+            .map(|r| raincast_nowcast::mosaic::MosaicSite {
+                id: r.id.clone(),
+                location: r.location,
+            })
+            .collect();
+        match self.inner.nowcasts.mosaic(&sites, self.now()).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ApiError::Unavailable {
+                code: "mosaic_unavailable",
+                detail: "no radar has enough recent scans for a nowcast yet".into(),
+                retry_after_s: 30,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "mosaic unavailable");
+                Err(ApiError::Unavailable {
+                    code: "mosaic_unavailable",
+                    detail: "the mosaic could not be made from the stored scans".into(),
+                    retry_after_s: 30,
+                })
+            }
+        }
     }
 
     /// The web-map lookup of a grid, built once per distinct grid.

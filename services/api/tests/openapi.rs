@@ -222,6 +222,13 @@ fn concrete(path: &str) -> String {
         .replace("{file}", "app.js")
         .replace("{key}", "rc_unknown")
         .replace("{location}", "47,8")
+        .replace("{frame}", "nowcast_0_5")
+        .replace("{size}", "256")
+        .replace("{z}", "7")
+        .replace("{x}", "66")
+        .replace("{y}", "45")
+        .replace("{color}", "0")
+        .replace("{options}", "0_0.png")
 }
 
 #[tokio::test]
@@ -311,6 +318,10 @@ async fn real_responses_match_the_document() {
             format!("/v1/radars/{RADAR}/nowcast.nc?issued=x"),
         ),
         ("/assets/{file}".into(), "/assets/nothing.js".into()),
+        (
+            "/v2/radar/{frame}/{size}/{z}/{x}/{y}/{color}/{options}".into(),
+            "/v2/radar/nowcast_0_5/300/7/66/45/0/0_0.png".into(),
+        ),
         (
             "/v1/radars/{id}/skill".into(),
             format!("/v1/radars/{RADAR}/skill?window=3d"),

@@ -62,6 +62,14 @@ pub struct ApiConfig {
     /// key stops working within this time on every instance. 0 = ask the
     /// state store on every request.
     pub key_cache_s: u64,
+    /// Memory for rendered map tiles (`/v2/radar/...`), MB (default 64; 0
+    /// turns the cache off): a least-recently-used cache bounded by the
+    /// tiles' bytes.
+    pub tile_cache_mb: usize,
+    /// The base URL clients reach this service at (`https://rain.example`),
+    /// given as `host` in `/public/weather-maps.json`. Default: `http://`
+    /// and the request's `Host` header.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -84,6 +92,8 @@ impl Default for ApiConfig {
             require_keys: false,
             rate_limit_per_minute: 600,
             key_cache_s: 30,
+            tile_cache_mb: 64,
+            public_url: None,
         }
     }
 }
@@ -131,6 +141,21 @@ impl ApiConfig {
         }
         if self.key_cache_s > 3600 {
             return bad("key_cache_s", "must be in 0..=3600");
+        }
+        if self.tile_cache_mb > 65_536 {
+            return bad("tile_cache_mb", "must be in 0..=65536");
+        }
+        if let Some(u) = &self.public_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u.ends_with('/')
+                && u.bytes().all(|b| (0x21..0x7f).contains(&b));
+            if !ok {
+                return Err(ApiConfigError {
+                    field: "public_url",
+                    reason: format!("{u:?} is not an http(s) base URL without a trailing slash"),
+                });
+            }
         }
         if self.body_limit_bytes == 0 {
             return bad("body_limit_bytes", "must be positive");
@@ -240,6 +265,37 @@ mod tests {
             );
         }
         assert!(ApiConfig::default().cpu_worker_count() >= 1);
+        for (c, field) in [
+            (
+                ApiConfig {
+                    tile_cache_mb: 100_000,
+                    ..ApiConfig::default()
+                },
+                "tile_cache_mb",
+            ),
+            (
+                ApiConfig {
+                    public_url: Some("rain.example".into()),
+                    ..ApiConfig::default()
+                },
+                "public_url",
+            ),
+            (
+                ApiConfig {
+                    public_url: Some("https://rain.example/".into()),
+                    ..ApiConfig::default()
+                },
+                "public_url",
+            ),
+        ] {
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+        let c = ApiConfig {
+            public_url: Some("https://rain.example".into()),
+            tile_cache_mb: 0,
+            ..ApiConfig::default()
+        };
+        assert!(c.validate().is_ok());
         let c = ApiConfig {
             cors_origins: vec!["example.org".into()],
             ..ApiConfig::default()

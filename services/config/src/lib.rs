@@ -1578,6 +1578,8 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             ),
             ("RAINCAST_NOWCAST__FRAMES", "4"),
             ("RAINCAST_API__CPU_QUEUE", "8"),
+            ("RAINCAST_API__TILE_CACHE_MB", "16"),
+            ("RAINCAST_API__PUBLIC_URL", "https://rain.example"),
             ("RAINCAST_NOTIFIER__DRY_RUN", "true"),
             ("RAINCAST_INGEST__BATCH_SIZE", "7"),
             ("RAINCAST_OUTBOX", "/tmp/env-out"),
@@ -1588,6 +1590,8 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             vec!["https://a.example", "https://b.example"]
         );
         assert_eq!((c.api.ready_max_age_s, c.api.cpu_queue), (60, 8));
+        assert_eq!(c.api.tile_cache_mb, 16);
+        assert_eq!(c.api.public_url.as_deref(), Some("https://rain.example"));
         let n = &c.nowcast.settings;
         assert_eq!((n.max_lead_min, n.lead_step_min), (60, Some(10)));
         assert_eq!(n.config.frames, 4);

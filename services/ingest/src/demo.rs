@@ -1,9 +1,13 @@
-//! The built-in synthetic demo radar of `raincast run` with no source
+//! The built-in synthetic demo radars of `raincast run` with no source
 //! configured: moving, growing and decaying rain cells
 //! (`raincast_algorithms::synth`) written as real ODIM_H5 rain-rate files into
 //! a local folder under the default key layout, one file per step, with a
 //! backfill of the past two hours at start. The ingest job then reads them
 //! like any other radar's files.
+//!
+//! `raincast run` starts two overlapping radars ([`DemoRadar::overlapping_pair`]):
+//! `demo` around Zürich and `demo2` 128 km further east, both windows of one
+//! synthetic weather, so the mosaic shows one seamless field.
 
 use crate::config::{Location, RadarConfig};
 use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
@@ -63,11 +67,28 @@ pub enum DemoError {
     Write { path: PathBuf, reason: String },
 }
 
-/// The synthetic radar and where it writes.
+/// The second demo radar's id (see [`DemoRadar::overlapping_pair`]).
+pub const DEMO_RADAR_EAST: &str = "demo2";
+
+/// A synthetic radar and where it writes. Its rain is a window of a
+/// synthetic "weather" drawn on a larger grid, so that two demo radars
+/// whose windows overlap see the same rain where they overlap (as two real
+/// radars would), and the mosaic of the two is seamless.
 pub struct DemoRadar {
+    /// The weather, on the grid that holds every radar's window.
     synth: SynthRadar,
     opts: DemoOptions,
     template: KeyTemplate,
+    id: &'static str,
+    name: &'static str,
+    /// ODIM `what/source` of the files.
+    source: &'static str,
+    /// `(row, col)` of the radar's window in the weather's grid.
+    offset: (usize, usize),
+    /// The radar's own grid (its window of the weather's grid).
+    grid: raincast_algorithms::Grid,
+    /// Where the radar stands.
+    location: Location,
 }
 
 /// Places in the path of the demo radar's rain (it stands in Zürich and
@@ -89,48 +110,144 @@ pub fn demo_places() -> Vec<raincast_config::place::Place> {
 }
 
 impl DemoRadar {
+    /// The demo radar alone: `side × side` km around `opts.location`.
     pub fn new(opts: DemoOptions) -> Result<Self, DemoError> {
         let side = opts.side.max(16);
-        let grid = local_grid(opts.location.lon, opts.location.lat, side, side, 1000.0)
+        let weather = local_grid(opts.location.lon, opts.location.lat, side, side, 1000.0)
             .map_err(|e| DemoError::Grid(e.to_string()))?;
-        let mut cfg = SynthConfig::for_shape(side, side);
+        Self::window(opts, weather, (0, 0), DEMO_RADAR)
+    }
+
+    /// Two overlapping demo radars sharing one weather: the demo radar
+    /// (`side × side` km around `opts.location`) and [`DEMO_RADAR_EAST`],
+    /// whose window is the same size, half a side further east. Each sees
+    /// a disc of 0.48 side around its centre, so the two discs overlap over
+    /// about half a side.
+    pub fn overlapping_pair(opts: DemoOptions) -> Result<[Self; 2], DemoError> {
+        let side = opts.side.max(16);
+        let half = side / 2;
+        let cell = 1000.0;
+        let weather = raincast_algorithms::Grid::new(
+            format!(
+                "+proj=aeqd +lat_0={} +lon_0={} +ellps=WGS84 +units=m",
+                opts.location.lat, opts.location.lon
+            ),
+            side,
+            side + half,
+            cell,
+            cell,
+            -(half as f64) * cell,
+            half as f64 * cell,
+        )
+        .map_err(|e| DemoError::Grid(e.to_string()))?;
+        let west = Self::window(opts.clone(), weather.clone(), (0, 0), DEMO_RADAR)?;
+        let east = Self::window(opts, weather, (0, half), DEMO_RADAR_EAST)?;
+        Ok([west, east])
+    }
+
+    fn window(
+        opts: DemoOptions,
+        weather: raincast_algorithms::Grid,
+        offset: (usize, usize),
+        id: &'static str,
+    ) -> Result<Self, DemoError> {
+        let side = opts.side.max(16);
+        let mut cfg = SynthConfig::for_shape(weather.rows, weather.cols);
         cfg.step_s = opts.step_s.max(1);
         cfg.start = DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default();
-        cfg.coverage = Coverage::Circle {
-            centre_row: side as f32 / 2.0,
-            centre_col: side as f32 / 2.0,
-            radius_px: side as f32 * 0.48,
-        };
+        cfg.coverage = Coverage::Full;
+        // As many cells per area as the single radar's 12 on its square.
+        cfg.cells = (12 * weather.rows * weather.cols).div_ceil(side * side);
         // Slower cells than the 5-minute default: steps are seconds apart.
         cfg.velocity_px_per_step = (0.25, 0.1);
         cfg.lifetime_steps = (60, 180);
         let template =
             KeyTemplate::parse(DEFAULT_TEMPLATE).map_err(|e| DemoError::Grid(e.to_string()))?;
+        let grid = raincast_algorithms::Grid::new(
+            weather.projection.clone(),
+            side,
+            side,
+            weather.cell_x_m,
+            weather.cell_y_m,
+            weather.x_west_m + offset.1 as f64 * weather.cell_x_m,
+            weather.y_north_m - offset.0 as f64 * weather.cell_y_m,
+        )
+        .map_err(|e| DemoError::Grid(e.to_string()))?;
+        let (lon, lat) = grid
+            .rowcol_to_lonlat(side as f64 / 2.0, side as f64 / 2.0)
+            .map_err(|e| DemoError::Grid(e.to_string()))?;
+        let (name, source) = if id == DEMO_RADAR {
+            ("Synthetic demo radar", "NOD:xxdem,PLC:Raincast demo")
+        } else {
+            (
+                "Synthetic demo radar (east)",
+                "NOD:xxdme,PLC:Raincast demo east",
+            )
+        };
+        let location = if offset == (0, 0) {
+            opts.location
+        } else {
+            Location { lat, lon }
+        };
         Ok(Self {
-            synth: SynthRadar::new(grid, cfg),
+            synth: SynthRadar::new(weather, cfg),
             opts,
             template,
+            id,
+            name,
+            source,
+            offset,
+            grid,
+            location,
         })
+    }
+
+    /// The radar's id.
+    pub fn id(&self) -> &str {
+        self.id
+    }
+
+    /// The radar's rain at `step`: its window of the weather, no data
+    /// outside the disc of 0.48 side around the window's centre.
+    pub fn field(&self, step: i64) -> raincast_algorithms::prep::RainField {
+        let weather = self.synth.field(step);
+        let side = self.grid.rows;
+        let (r0, c0) = self.offset;
+        let centre = side as f32 / 2.0;
+        let radius = side as f32 * 0.48;
+        let rate = ndarray::Array2::from_shape_fn((side, side), |(r, c)| {
+            let (dr, dc) = (r as f32 + 0.5 - centre, c as f32 + 0.5 - centre);
+            if dr * dr + dc * dc > radius * radius {
+                f32::NAN
+            } else {
+                weather.rate_mm_h[[r0 + r, c0 + c]]
+            }
+        });
+        raincast_algorithms::prep::RainField {
+            grid: self.grid.clone(),
+            time: weather.time,
+            rate_mm_h: rate,
+        }
     }
 
     /// The radar's configuration for the ingest job.
     pub fn radar_config(&self) -> RadarConfig {
         RadarConfig {
-            id: DEMO_RADAR.into(),
-            name: "Synthetic demo radar".into(),
+            id: self.id.into(),
+            name: self.name.into(),
             source: None,
             key_template: self.template.clone(),
             format: Some(Format::Odim),
             zr: None,
-            location: Some(self.opts.location),
+            location: Some(self.location),
         }
     }
 
     fn path_of(&self, t: DateTime<Utc>) -> PathBuf {
         let key = format!(
             "{}{}_{}.h5",
-            self.template.prefix_for(DEMO_RADAR, t.date_naive()),
-            DEMO_RADAR,
+            self.template.prefix_for(self.id, t.date_naive()),
+            self.id,
             t.format("%Y%m%dT%H%M%SZ")
         );
         self.opts.bucket.join(key)
@@ -143,8 +260,8 @@ impl DemoRadar {
         if path.exists() {
             return Ok(false);
         }
-        let field = self.synth.field(step);
-        let bytes = encode_rate(&field, &OdimRateOptions::u16("NOD:xxdem,PLC:Raincast demo"))
+        let field = self.field(step);
+        let bytes = encode_rate(&field, &OdimRateOptions::u16(self.source))
             .map_err(|e| DemoError::Encode(e.to_string()))?;
         write_atomically(&path, &bytes)?;
         debug!(path = %path.display(), rain_cells = field.rain_cells(), "demo radar wrote a scan");
@@ -166,7 +283,7 @@ impl DemoRadar {
     /// Deletes the demo files whose scan time is before `cutoff`, and the
     /// folders that become empty. Returns how many files went.
     pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<usize, DemoError> {
-        let root = self.opts.bucket.join(DEMO_RADAR);
+        let root = self.opts.bucket.join(self.id);
         let mut removed = 0;
         prune_dir(&root, cutoff, &mut removed)?;
         Ok(removed)
@@ -284,6 +401,49 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
 mod tests {
     use super::*;
     use raincast_testkit::TempDir;
+
+    #[test]
+    fn the_two_demo_radars_overlap_and_see_the_same_rain() {
+        let dir = TempDir::new("demo-pair");
+        let mut opts = DemoOptions::new(dir.path());
+        opts.side = 64;
+        let [west, east] = DemoRadar::overlapping_pair(opts).unwrap();
+        assert_eq!((west.id(), east.id()), (DEMO_RADAR, DEMO_RADAR_EAST));
+        assert_ne!(west.radar_config().location, east.radar_config().location);
+        let (mut both, mut compared, mut rain) = (0, 0, 0);
+        for step in [1000, 1300, 1700] {
+            let (a, b) = (west.field(step), east.field(step));
+            for ((r, c), v) in a.rate_mm_h.indexed_iter() {
+                let (lon, lat) = a
+                    .grid
+                    .rowcol_to_lonlat(r as f64 + 0.5, c as f64 + 0.5)
+                    .unwrap();
+                let Some((rb, cb)) = b.grid.cell_at_lonlat(lon, lat) else {
+                    continue;
+                };
+                let w = b.rate_mm_h[[rb, cb]];
+                if v.is_finite() && w.is_finite() {
+                    both += 1;
+                    compared += 1;
+                    rain += usize::from(*v > 0.0);
+                    assert_eq!(*v, w, "same place, same rain");
+                }
+            }
+        }
+        assert!(both > 3 * 64 * 64 / 5, "overlap {both}");
+        assert!(compared > 0 && rain > 0, "rain in the overlap: {rain}");
+        // Both write decodable ODIM files under their own ids.
+        west.write_step(1000).unwrap();
+        east.write_step(1000).unwrap();
+        for r in [&west, &east] {
+            let path = r.path_of(r.synth.time_at(1000));
+            assert!(path.starts_with(dir.path().join(r.id())));
+            let scan =
+                raincast_algorithms::decode::decode(&std::fs::read(&path).unwrap(), None, None)
+                    .unwrap();
+            assert!(scan.grid.same_geometry(&r.grid));
+        }
+    }
 
     #[test]
     fn the_demo_radar_writes_decodable_odim_files_once() {

@@ -21,6 +21,10 @@
 //!   are the one frames builder: the observed scans before a nowcast, spaced
 //!   at its lead step, that precede its forecast frames in the API's
 //!   animation and in the notifier's GIF.
+//! * [`NowcastService::mosaic`] places every radar's latest scans and
+//!   nowcast frames (from the same cache and frames builder) on one time
+//!   line: the mosaic behind the map tiles and `/v1/forecast` in overlaps
+//!   ([`mosaic`]).
 //!
 //! # Stored frames
 //! The frame of lead `L` minutes of the nowcast based on the scan at `B` is
@@ -69,6 +73,7 @@ pub enum NowcastServiceError {
     Skill(#[from] skill::SkillError),
 }
 
+pub mod mosaic;
 pub mod skill;
 
 /// Where a cached nowcast came from.
@@ -250,6 +255,10 @@ struct Inner {
     observed: Mutex<HashMap<String, ObservedRing>>,
     /// Scoring tasks spawned by `update` and maybe still running.
     scoring: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The latest mosaic and the radars' mosaic geometry.
+    mosaic: Mutex<mosaic::MosaicCache>,
+    /// One mosaic build at a time.
+    mosaic_build: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -301,6 +310,8 @@ impl NowcastService {
                 recent_skill: RwLock::new(HashMap::new()),
                 observed: Mutex::new(HashMap::new()),
                 scoring: Mutex::new(Vec::new()),
+                mosaic: Mutex::new(Default::default()),
+                mosaic_build: Arc::new(tokio::sync::Mutex::new(())),
             }),
         }
     }

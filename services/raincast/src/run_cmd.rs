@@ -72,19 +72,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             let SourceSpec::Local { dir } = &cfg.source else {
                 anyhow::bail!("the demo radar needs a local folder as its source");
             };
-            let radar = DemoRadar::new(DemoOptions {
+            let pair = DemoRadar::overlapping_pair(DemoOptions {
                 retention: cfg.retention,
                 ..DemoOptions::new(dir.clone())
             })?;
-            let rs = RadarSource {
-                radar: radar.radar_config(),
-                source: Arc::new(LocalSource::new(dir.clone())),
-            };
-            tracing::info!(bucket = %dir.display(), "no source configured: starting the synthetic demo radar");
-            tasks.push(tokio::spawn(radar.run(shutdown.clone())));
+            let source: Arc<dyn raincast_store::ScanSource> =
+                Arc::new(LocalSource::new(dir.clone()));
+            tracing::info!(bucket = %dir.display(), "no source configured: starting the two overlapping synthetic demo radars");
+            let mut sources = Vec::new();
+            for radar in pair {
+                sources.push(RadarSource {
+                    radar: radar.radar_config(),
+                    source: source.clone(),
+                });
+                tasks.push(tokio::spawn(radar.run(shutdown.clone())));
+            }
             let key_file = dir.parent().unwrap_or(dir).join("demo-api-key");
             ensure_demo_key(stores.state.as_ref(), &key_file).await?;
-            vec![rs]
+            sources
         } else {
             conn.radar_sources().await?
         };

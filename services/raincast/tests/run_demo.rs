@@ -1,5 +1,5 @@
 //! `raincast run` with no configuration at all: the embedded default with the
-//! synthetic demo radar. It must show synthetic rain being ingested, one
+//! two overlapping synthetic demo radars. It must show synthetic rain being ingested, one
 //! progress line per scan, and stop cleanly on SIGTERM.
 
 #![allow(clippy::unwrap_used)]
@@ -61,13 +61,20 @@ fn run_without_config_ingests_the_demo_radar() {
     log.extend(rx.try_iter());
     assert!(status.success(), "{status}\n{}", log.join("\n"));
     let text = log.join("\n");
-    assert!(text.contains("starting the synthetic demo radar"), "{text}");
+    assert!(
+        text.contains("starting the two overlapping synthetic demo radars"),
+        "{text}"
+    );
     assert!(text.contains("ingest jobs stopped"), "{text}");
     // The HTTP service on its printed address, and the notifier for the demo places.
     assert!(text.contains("Raincast map: http://127.0.0.1:"), "{text}");
     assert!(text.contains("notifier runs after every nowcast"), "{text}");
     // Real ODIM_H5 files in the default bucket folder, and the embedded store file.
-    let bucket = dir.path().join("var/bucket/demo");
-    assert!(bucket.is_dir());
+    for radar in ["demo", "demo2"] {
+        assert!(
+            dir.path().join("var/bucket").join(radar).is_dir(),
+            "{radar}"
+        );
+    }
     assert!(dir.path().join("var/store/raincast.redb").is_file());
 }

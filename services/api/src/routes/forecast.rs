@@ -87,11 +87,23 @@ pub struct RadarRef {
     pub name: String,
 }
 
+/// A radar used by a mosaic forecast, with its share.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MosaicRadarRef {
+    pub id: String,
+    pub name: String,
+    /// Its weight at the place in the mosaic rule (the weights sum to 1),
+    /// in the latest observation.
+    pub weight: f64,
+}
+
 /// A point forecast.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "location": {"lon": 8.1, "lat": 47.1},
     "radar": {"id": "demo", "name": "Synthetic demo radar"},
+    "radars": [{"id": "demo", "name": "Synthetic demo radar", "weight": 0.71}, {"id": "demo2", "name": "Synthetic demo radar (east)", "weight": 0.29}],
+    "mosaic": true,
     "issued_at": "2024-06-16T10:00:00Z", "latest_scan_time": "2024-06-16T10:00:00Z",
     "step_minutes": 5.0, "threshold_mm_h": 0.1,
     "summary": "Light rain starting in about 15 min, easing after 40 min",
@@ -103,7 +115,16 @@ pub struct RadarRef {
 }))]
 pub struct Forecast {
     pub location: LonLat,
+    /// The radar the forecast comes from; in an overlap of radars (see
+    /// `radars`), the one with the largest weight.
     pub radar: RadarRef,
+    /// Every radar used, largest weight first: one radar, or, where
+    /// several see the place and no `radar` was asked for, the radars of
+    /// the mosaic (inverse-distance weighted, see docs/ARCHITECTURE.md).
+    pub radars: Vec<MosaicRadarRef>,
+    /// Whether the values come from the mosaic of several radars (then
+    /// `issued_at` and every entry's time are slots of the mosaic's cadence).
+    pub mosaic: bool,
     /// Time of the newest scan the nowcast used.
     pub issued_at: DateTime<Utc>,
     /// Newest scan time known for the radar (equal to `issued_at` unless a newer scan is being processed).
@@ -214,7 +235,9 @@ pub(crate) async fn point_forecast(
 }
 
 /// The forecast for the next two hours at a point, one entry per nowcast
-/// lead, with a summary sentence (minute-by-minute style).
+/// lead, with a summary sentence (minute-by-minute style). Where several
+/// radars see the point (and no `radar` is given), it comes from the
+/// mosaic of those radars, named in `radars`.
 #[utoipa::path(get, path = "/v1/forecast", tag = "nowcast",
     params(ForecastQuery),
     responses(
@@ -231,52 +254,175 @@ async fn get_forecast(
     check_range("lat", q.lat, 90.0)?;
     check_range("lon", q.lon, 180.0)?;
     let (radar, n, p) = point_forecast(&s, q.lon, q.lat, q.radar.as_deref()).await?;
-    let threshold = n.threshold_mm_h;
-    let recent = s.nowcasts().recent_skill(&radar.id);
+    if q.radar.is_none() {
+        if let Some(f) = mosaic_forecast(&s, q.lon, q.lat, &n).await {
+            return Ok(Json(f));
+        }
+    }
     let latest = s
         .nowcasts()
         .latest_scan_seen(&radar.id)
         .unwrap_or(n.base_time)
         .max(n.base_time);
-    Ok(Json(Forecast {
-        location: LonLat {
-            lon: q.lon,
-            lat: q.lat,
-        },
+    let head = Head {
         radar: RadarRef {
             id: radar.id.clone(),
             name: radar.name.clone(),
         },
+        radars: vec![MosaicRadarRef {
+            id: radar.id.clone(),
+            name: radar.name.clone(),
+            weight: 1.0,
+        }],
+        mosaic: false,
         issued_at: n.base_time,
         latest_scan_time: latest,
         step_minutes: n.step_s as f64 / 60.0,
+        threshold_mm_h: n.threshold_mm_h,
+    };
+    let calibrated = |_: usize, lead: u32| n.lead_index(lead).is_some_and(|i| n.is_calibrated(i));
+    Ok(Json(assemble(&s, q.lon, q.lat, head, &p, calibrated)))
+}
+
+/// What a forecast says about where it comes from.
+struct Head {
+    radar: RadarRef,
+    radars: Vec<MosaicRadarRef>,
+    mosaic: bool,
+    issued_at: DateTime<Utc>,
+    latest_scan_time: DateTime<Utc>,
+    step_minutes: f64,
+    threshold_mm_h: f32,
+}
+
+/// The forecast document of a point forecast; `calibrated(k, lead)` tells
+/// whether step `k`'s probability is calibrated.
+fn assemble(
+    s: &AppState,
+    lon: f64,
+    lat: f64,
+    head: Head,
+    p: &PointForecast,
+    calibrated: impl Fn(usize, u32) -> bool,
+) -> Forecast {
+    let recent = s.nowcasts().recent_skill(&head.radar.id);
+    let threshold = head.threshold_mm_h;
+    Forecast {
+        location: LonLat { lon, lat },
+        radar: head.radar,
+        radars: head.radars,
+        mosaic: head.mosaic,
+        issued_at: head.issued_at,
+        latest_scan_time: head.latest_scan_time,
+        step_minutes: head.step_minutes,
         threshold_mm_h: threshold,
         summary: p.summary.clone(),
         now: Observation {
-            time: n.base_time,
+            time: head.issued_at,
             intensity_mm_h: finite(p.now_mm_h),
             intensity: Intensity::of_known(p.now_mm_h),
         },
         entries: p
             .steps
             .iter()
-            .map(|st| ForecastEntry {
+            .enumerate()
+            .map(|(k, st)| ForecastEntry {
                 time: st.time,
                 lead_min: st.lead_min,
                 intensity_mm_h: finite(st.rate_mm_h),
                 probability: finite(st.probability),
-                probability_calibrated: n
-                    .lead_index(st.lead_min)
-                    .is_some_and(|i| n.is_calibrated(i)),
+                probability_calibrated: calibrated(k, st.lead_min),
                 intensity: Intensity::of_known(st.rate_mm_h),
                 recent_csi: recent
                     .as_ref()
                     .and_then(|r| r.raincast_csi_1mm_h(st.lead_min)),
             })
             .collect(),
-        next_hour: outlook(&p, threshold, 60),
-        two_hours: outlook(&p, threshold, 120),
-    }))
+        next_hour: outlook(p, threshold, 60),
+        two_hours: outlook(p, threshold, 120),
+    }
+}
+
+/// The forecast from the mosaic where more than one radar sees the place
+/// (in the latest observation or the first forecast frame); `None` where
+/// one radar or none does, or without a mosaic.
+async fn mosaic_forecast(
+    s: &AppState,
+    lon: f64,
+    lat: f64,
+    single: &LatestNowcast,
+) -> Option<Forecast> {
+    let m = s.mosaic().await.ok()?;
+    let mp = m.point(lon, lat)?;
+    if mp.radars.len() < 2 {
+        return None;
+    }
+    let name_of = |id: &str| {
+        s.radars()
+            .iter()
+            .find(|r| r.id == id)
+            .map_or_else(|| id.to_string(), |r| r.name.clone())
+    };
+    let (top, _) = mp.radars[0].clone();
+    let steps: Vec<raincast_nowcast::PointStep> = mp
+        .steps
+        .iter()
+        .map(|(lead, time, rate, prob)| raincast_nowcast::PointStep {
+            lead_min: *lead,
+            time: *time,
+            rate_mm_h: *rate,
+            probability: *prob,
+        })
+        .collect();
+    let leads: Vec<u32> = steps.iter().map(|st| st.lead_min).collect();
+    let rates: Vec<f32> = steps.iter().map(|st| st.rate_mm_h).collect();
+    let probs: Vec<f32> = steps.iter().map(|st| st.probability).collect();
+    let p = PointForecast {
+        row: 0,
+        col: 0,
+        now_mm_h: mp.now_mm_h,
+        summary: raincast_algorithms::nowcast::summary_text(mp.now_mm_h, &leads, &rates, &probs),
+        steps,
+    };
+    // A lead's probability is calibrated when every radar's lead valid in
+    // that frame is.
+    let calibrated = |k: usize, _: u32| {
+        m.nowcast.get(k).is_some_and(|f| {
+            f.layers.iter().all(|l| {
+                l.nowcast()
+                    .zip(l.lead_index())
+                    .is_some_and(|(n, i)| n.is_calibrated(i))
+            })
+        })
+    };
+    let latest = m
+        .radars
+        .iter()
+        .filter_map(|r| s.nowcasts().latest_scan_seen(&r.id))
+        .max()
+        .unwrap_or(m.issued)
+        .max(m.issued);
+    let head = Head {
+        radar: RadarRef {
+            name: name_of(&top),
+            id: top,
+        },
+        radars: mp
+            .radars
+            .iter()
+            .map(|(id, w)| MosaicRadarRef {
+                id: id.clone(),
+                name: name_of(id),
+                weight: (w * 1000.0).round() / 1000.0,
+            })
+            .collect(),
+        mosaic: true,
+        issued_at: m.issued,
+        latest_scan_time: latest,
+        step_minutes: m.step_s as f64 / 60.0,
+        threshold_mm_h: single.threshold_mm_h,
+    };
+    Some(assemble(s, lon, lat, head, &p, calibrated))
 }
 
 /// One band of the colour scale.

@@ -11,3 +11,4 @@ pub mod radars;
 pub mod scans;
 pub mod skill;
 pub mod subscriptions;
+pub mod tiles;
