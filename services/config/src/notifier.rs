@@ -298,8 +298,57 @@ pub fn x_secrets(secrets: &Secrets) -> Result<Option<XSecrets>, ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_posting_account_follows_the_secrets_as_they_change() {
+        use std::collections::{BTreeMap, HashMap};
+        let secrets = Secrets::from_env(&HashMap::new());
+        let base = Some("https://m.example.org");
+        // The Mastodon table without its token is an error naming the token.
+        let err = posting_account(base, &secrets).unwrap_err().to_string();
+        assert!(err.contains(MASTODON_TOKEN_VAR), "{err}");
+        // The token arrives from SSM, then is rotated: each call sees the
+        // current value.
+        for token in ["t-1", "t-2"] {
+            secrets.replace_fetched(BTreeMap::from([(
+                MASTODON_TOKEN_NAME.to_string(),
+                Secret::new(token),
+            )]));
+            match posting_account(base, &secrets).unwrap() {
+                PostingAccount::Mastodon { base_url, token: t } => {
+                    assert_eq!(base_url, "https://m.example.org");
+                    assert_eq!(t.expose(), token);
+                }
+                other => panic!("not Mastodon: {other:?}"),
+            }
+        }
+        // A token without the table, and X beside Mastodon, are errors.
+        let err = posting_account(None, &secrets).unwrap_err().to_string();
+        assert!(err.contains("SSM") && err.contains("base_url"), "{err}");
+        let mut all: BTreeMap<String, Secret> = X_SECRET_NAMES
+            .iter()
+            .map(|k| (k.to_string(), Secret::new("v")))
+            .collect();
+        all.insert(MASTODON_TOKEN_NAME.into(), Secret::new("t-2"));
+        secrets.replace_fetched(all);
+        let err = posting_account(base, &secrets).unwrap_err().to_string();
+        assert!(err.contains("posts to one"), "{err}");
+        // X alone once the token is gone.
+        secrets.replace_fetched(
+            X_SECRET_NAMES
+                .iter()
+                .map(|k| (k.to_string(), Secret::new("v")))
+                .collect(),
+        );
+        assert!(matches!(
+            posting_account(None, &secrets).unwrap(),
+            PostingAccount::X(_)
+        ));
+        assert_eq!(env_var_for_secret(MASTODON_TOKEN_NAME), MASTODON_TOKEN_VAR);
+    }
 
     #[test]
     fn names_and_variables_agree() {
