@@ -41,16 +41,35 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The host's target triple, from `rustc -vV`.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .unwrap_or_else(|e| panic!("run {rustc} -vV: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("{rustc} -vV printed no host line"))
+        .to_owned()
+}
+
 /// Operation names (snake case) of each SDK crate, by crate name.
 fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
+    // Offline, and only this platform's packages: a fresh machine's registry
+    // holds only what the host build downloaded (not, say, the Android-only
+    // crates of the time-zone stack), and the SDK crates are among them.
     let out = Command::new(env!("CARGO"))
         .args([
             "metadata",
             "--format-version",
             "1",
             "--offline",
-            "--manifest-path",
+            "--filter-platform",
         ])
+        .arg(host_triple())
+        .arg("--manifest-path")
         .arg(workspace().join("Cargo.toml"))
         .output()
         .expect("run cargo metadata");
