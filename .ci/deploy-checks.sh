@@ -32,6 +32,9 @@
 # failed units and raincast's journal; the container and the overlay are
 # always cleaned up.
 set -euo pipefail
+# Under pipefail, `producer | grep -q` fails at random: grep -q exits at the
+# first match and the producer dies of SIGPIPE if it still writes (seen with
+# readelf). Pipelines here use `grep ... >/dev/null`, which reads to the end.
 
 BINARY=""
 if [ $# -gt 0 ]; then
@@ -121,7 +124,7 @@ trap 'exit 143' TERM
 install_tools() {
     local missing=() pkg
     for pkg in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         log "apt-get install ${missing[*]}"
@@ -299,7 +302,7 @@ stripped_ok() {
         die "$exe is not stripped"
     fi
     grep -q ' \.gnu_debuglink ' <<<"$sections" || die "$exe has no .gnu_debuglink"
-    readelf -S --wide "$debug" 2>/dev/null | grep -qE ' \.(debug_line|symtab) ' || die "$debug holds no debug info"
+    readelf -S --wide "$debug" 2>/dev/null | grep -E ' \.(debug_line|symtab) ' >/dev/null || die "$debug holds no debug info"
     echo "installed binary stripped: $(stat -c %s "$exe") bytes; debug file $debug: $(stat -c %s "$debug") bytes"
 }
 
@@ -355,16 +358,16 @@ EOF
     service_ok
     [ "$(in_ct systemctl is-active raincast.service)" = active ] || die "raincast.service is not active with SSM secrets"
     pid=$(main_pid)
-    journal_since "$since" | grep 'secrets read from SSM' | grep -q 'x_access_secret' \
+    journal_since "$since" | grep 'secrets read from SSM' | grep 'x_access_secret' >/dev/null \
         || die "the service did not report reading the secrets from SSM"
     echo "at start: $(journal_since "$since" | grep -m 1 -o 'secrets read from SSM.*' | head -c 300)"
 
     put_secrets "$port" x_access_secret=ci-as-0002 || die "cannot rotate the SSM parameter"
     for i in $(seq 1 60); do
-        journal_since "$since" | grep 'secrets changed in SSM' | grep -q 'x_access_secret' && break
+        journal_since "$since" | grep 'secrets changed in SSM' | grep 'x_access_secret' >/dev/null && break
         sleep 1
     done
-    journal_since "$since" | grep 'secrets changed in SSM' | grep -q 'x_access_secret' \
+    journal_since "$since" | grep 'secrets changed in SSM' | grep 'x_access_secret' >/dev/null \
         || die "the rotated secret was not picked up within 60 s (refresh every 2 s)"
     [ "$(main_pid)" = "$pid" ] || die "raincast restarted to pick up the rotated secret"
     echo "rotated x_access_secret picked up after ${i} s without a restart (main PID $pid)"
@@ -398,7 +401,7 @@ base_rootfs() {
 
 tier2() {
     [ -x "$BINARY" ] || die "tier 2 needs the raincast binary: none at $BINARY (pass its path, or RAINCAST_DEPLOY_TIERS=1)"
-    "$BINARY" run --help 2>/dev/null | grep -q -- '--listen' \
+    "$BINARY" run --help 2>/dev/null | grep -- '--listen' >/dev/null \
         || die "$BINARY has no 'run --listen': the unit cannot serve HTTP"
     [ "$(id -u)" -eq 0 ] || die "tier 2 needs root (debootstrap, chroot, systemd-nspawn)"
 
