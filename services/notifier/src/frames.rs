@@ -193,6 +193,7 @@ pub fn jobs_for(frames: &RadarFrames, places: &[crate::Place]) -> Vec<crate::not
             Ok(outlook) => jobs.push(crate::notify::Job {
                 place: place.clone(),
                 outlook,
+                post: true,
             }),
             Err(e) => {
                 tracing::warn!(place = %place.name, radar = %n.radar, error = %e, "no outlook")

@@ -58,6 +58,12 @@ pub struct Job {
     pub place: Place,
     /// Its outlook.
     pub outlook: Outlook,
+    /// Whether this radar serves the place in this pass. Only the serving
+    /// radar's events are claimed and posted; another radar that also sees
+    /// the place only advances its stored state (so that, should it take
+    /// over, it does not announce again what was announced). See
+    /// `crate::service::choose_serving_radars`.
+    pub post: bool,
 }
 
 /// What happened to an event in this pass.
@@ -206,7 +212,16 @@ impl<P: Publisher> Notifier<P> {
             for kind in &ev.suppressed {
                 info!(place = %job.place.name, %kind, "event within cool-down, not posted");
             }
-            for event in ev.events.iter().filter(|e| self.wanted(&job.place, e.kind)) {
+            if !job.post && !ev.events.is_empty() {
+                tracing::debug!(place = %job.place.name, radar = %job.outlook.radar,
+                    events = ev.events.len(), "another radar serves this place: state only");
+            }
+            let serving = job.post;
+            for event in ev
+                .events
+                .iter()
+                .filter(|e| serving && self.wanted(&job.place, e.kind))
+            {
                 let text = compose(event, &job.place);
                 match self.claims.claim(event, &job.place, &text, now).await? {
                     ClaimOutcome::Acquired { version, record } => {

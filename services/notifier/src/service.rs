@@ -12,7 +12,7 @@
 use crate::claims::Claims;
 use crate::frames::{jobs_for, RadarFrames};
 use crate::gif::{FrameLibrary, PAST_MIN};
-use crate::notify::{NoGif, Notifier, NotifyError, Report};
+use crate::notify::{Job, NoGif, Notifier, NotifyError, Report};
 use crate::oauth::Credentials;
 use crate::publish::mastodon::{MastodonConfig, MastodonPublisher};
 use crate::publish::outbox::OutboxPublisher;
@@ -22,6 +22,7 @@ use crate::publish::{AnyPublisher, PublishError};
 use crate::webhook::{subscription_kinds, subscription_place, Deliverer, WebhookSettings};
 use crate::Place;
 use chrono::{DateTime, Duration, Utc};
+use raincast_algorithms::mosaic::MosaicRadar;
 use raincast_config::notifier::{posting_account, NotifierSection, PostingAccount};
 use raincast_config::secrets::Secrets;
 use raincast_nowcast::{NowcastService, NowcastServiceError};
@@ -132,11 +133,16 @@ impl NotifierSettings {
 }
 
 /// A radar the notifier watches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RadarRef {
     pub id: String,
     /// Display name (the GIF's title).
     pub name: String,
+    /// Site `(lon, lat)`, degrees, when known: where two radars see a place,
+    /// the one the mosaic weights most there serves it (the nearest site;
+    /// without a site, the grid's centre counts, pushed back as the mosaic
+    /// does).
+    pub location: Option<(f64, f64)>,
 }
 
 /// What the notifier works with.
@@ -225,6 +231,7 @@ pub async fn pass(
     };
     let sub_places: Vec<Place> = subscriptions.iter().map(subscription_place).collect();
     let mut sub_jobs = Vec::new();
+    let mut sites = HashMap::new();
     for radar in &deps.radars {
         let nowcast = match deps.nowcasts.latest(&radar.id) {
             Some(n) => Some(n),
@@ -243,8 +250,21 @@ pub async fn pass(
             RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
         jobs.extend(jobs_for(&frames, &settings.places));
         sub_jobs.extend(jobs_for(&frames, &sub_places));
+        let grid = frames.nowcast.grid.clone();
+        let site = MosaicRadar::new(&radar.id, grid.clone(), radar.location).or_else(|e| {
+            warn!(radar = %radar.id, error = %e, "site ignored: the grid's centre stands in");
+            MosaicRadar::new(&radar.id, grid, None)
+        });
+        match site {
+            Ok(s) => {
+                sites.insert(radar.id.clone(), s);
+            }
+            Err(e) => warn!(radar = %radar.id, error = %e, "no mosaic weight for this radar"),
+        }
         gifs.insert(frames);
     }
+    choose_serving_radars(&mut jobs, &sites);
+    choose_serving_radars(&mut sub_jobs, &sites);
     let owner = format!(
         "notify-{}-{}",
         std::process::id(),
@@ -283,6 +303,43 @@ pub async fn pass(
     }
     deliver(settings, deps, claims.owner()).await;
     Ok(reports)
+}
+
+/// Marks, for each place, the one job that posts: among the radars with data
+/// over the place, the one the mosaic weights most at its centre
+/// (`raincast_algorithms::mosaic`, `1 / (d² + D₀²)`: the nearest site), ties
+/// to the smaller radar id. The map shows that radar's rain there too.
+/// Without this a place in an overlap got one alert per radar, each with its
+/// radar's own figures. The other radars' jobs still run, to keep their
+/// state of the place current: should the serving radar drop out, the next
+/// one takes over without announcing again what was announced.
+pub(crate) fn choose_serving_radars(jobs: &mut [Job], sites: &HashMap<String, MosaicRadar>) {
+    let weight = |job: &Job| -> f64 {
+        let Some(site) = sites.get(&job.outlook.radar) else {
+            return 0.0;
+        };
+        match site.grid.lonlat_to_rowcol(job.place.lon, job.place.lat) {
+            Ok((r, c)) if r.is_finite() && c.is_finite() => site.weight_at(r, c),
+            _ => 0.0,
+        }
+    };
+    let mut best: HashMap<String, (f64, String)> = HashMap::new();
+    for job in jobs.iter().filter(|j| j.outlook.now.is_some()) {
+        let w = weight(job);
+        let radar = &job.outlook.radar;
+        let better = |(bw, br): &(f64, String)| w > *bw || (w == *bw && radar < br);
+        match best.get(&job.place.slug()) {
+            Some(b) if !better(b) => {}
+            _ => {
+                best.insert(job.place.slug(), (w, radar.clone()));
+            }
+        }
+    }
+    for job in jobs.iter_mut() {
+        job.post = best
+            .get(&job.place.slug())
+            .is_some_and(|(_, r)| *r == job.outlook.radar);
+    }
 }
 
 /// Sends the webhook deliveries that are due (first attempts and retries).
@@ -394,6 +451,11 @@ mod tests {
     /// Stores the synthetic moving cell of [`crate::gif::tests::field`] as
     /// real sparse scans every 5 minutes for minutes `from..=to`.
     async fn fill(store: &EmbeddedStore, from: i64, to: i64) {
+        fill_radar(store, "synthetic", from, to).await
+    }
+
+    /// [`fill`] for radar `radar`.
+    async fn fill_radar(store: &EmbeddedStore, radar: &str, from: i64, to: i64) {
         for m in (from..=to).step_by(5) {
             let time = t0() + Duration::minutes(m);
             let rf = RainField {
@@ -403,9 +465,9 @@ mod tests {
             };
             let enc = encode(&rf, &SparseOptions::default()).expect("encode");
             let scan = NewScan {
-                radar: "synthetic".into(),
+                radar: radar.into(),
                 time,
-                source_key: format!("synthetic/{m}"),
+                source_key: format!("{radar}/{m}"),
                 format: "synthetic".into(),
                 header: enc.header,
                 rain_cells: rf.rain_cells() as u64,
@@ -430,6 +492,7 @@ mod tests {
             radars: vec![RadarRef {
                 id: "synthetic".into(),
                 name: "Synthetic".into(),
+                location: None,
             }],
         };
         let place = Place::new("Brussels", 50.85, 4.35);
@@ -472,5 +535,62 @@ mod tests {
             .await
             .expect("pass");
         assert!(fresh_only.is_empty(), "{fresh_only:?}");
+    }
+
+    /// Two radars see the place with the same rain: one alert, from the
+    /// radar whose site is nearer (the one the mosaic weights most there),
+    /// and no second one when the other radar later serves it alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_place_seen_by_two_radars_gets_one_alert() {
+        let dir = raincast_testkit::TempDir::new("notifier-two-radars");
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+                .await
+                .expect("store"),
+        );
+        fill_radar(&store, "east", -80, -10).await;
+        fill_radar(&store, "west", -80, -10).await;
+        let place = Place::new("Brussels", 50.85, 4.35);
+        let radar = |id: &str, lon: f64| RadarRef {
+            id: id.into(),
+            name: id.into(),
+            location: Some((lon, 50.85)),
+        };
+        let nowcasts = NowcastService::new(store.clone(), NowcastSettings::default());
+        let deps = |radars: Vec<RadarRef>| NotifierDeps {
+            state: store.clone(),
+            nowcasts: nowcasts.clone(),
+            radars,
+        };
+        let settings = NotifierSettings::new(vec![place], dir.path().join("outbox"));
+        // "west" stands 0.3° from the place, "east" 0.6°: west serves it.
+        let both = deps(vec![radar("east", 4.95), radar("west", 4.05)]);
+        let reports = pass(&settings, &both, t0(), None, None)
+            .await
+            .expect("pass");
+        let posted: Vec<_> = reports
+            .iter()
+            .filter(|r| r.status == ReportStatus::Posted)
+            .collect();
+        assert_eq!(posted.len(), 1, "{reports:?}");
+        assert_eq!(posted[0].kind, EventKind::RainExpected);
+        assert_eq!(posted[0].radar, "west");
+        // West drops out; east, whose state followed the place all along,
+        // takes over without announcing the same rain again.
+        fill_radar(&store, "east", -5, -5).await;
+        let east_only = deps(vec![radar("east", 4.95)]);
+        let later = pass(
+            &settings,
+            &east_only,
+            t0() + Duration::minutes(5),
+            None,
+            None,
+        )
+        .await
+        .expect("pass");
+        assert!(
+            later.iter().all(|r| r.status != ReportStatus::Posted),
+            "{later:?}"
+        );
     }
 }

@@ -172,6 +172,7 @@ pub fn run(args: NotifyArgs) -> Result<()> {
                 .map(|r| RadarRef {
                     id: r.id,
                     name: r.name,
+                    location: None,
                 })
                 .collect()
         } else {
@@ -180,6 +181,7 @@ pub fn run(args: NotifyArgs) -> Result<()> {
                 .map(|r| RadarRef {
                     id: r.id.clone(),
                     name: r.name.clone(),
+                    location: r.location.map(|l| (l.lon, l.lat)),
                 })
                 .collect()
         };

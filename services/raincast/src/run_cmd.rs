@@ -133,6 +133,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                     .map(|r| RadarRef {
                         id: r.radar.id.clone(),
                         name: r.radar.name.clone(),
+                        location: r.radar.location.map(|l| (l.lon, l.lat)),
                     })
                     .collect(),
             };

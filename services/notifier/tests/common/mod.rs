@@ -66,6 +66,7 @@ pub fn jobs_at(place: Place, step: i64) -> Vec<Job> {
     vec![Job {
         place,
         outlook: outlook(step),
+        post: true,
     }]
 }
 
