@@ -113,14 +113,7 @@ pub fn fss_sums(
         }
     }
     let mut sums = [(0f64, 0f64)];
-    fss_window_pass(
-        (rows, cols),
-        window,
-        &pair,
-        &int_o,
-        &[&int_f],
-        &mut sums,
-    );
+    fss_window_pass((rows, cols), window, &pair, &int_o, &[&int_f], &mut sums);
     Some(sums[0])
 }
 
@@ -689,9 +682,9 @@ pub fn skill_sums_of(
 ) -> Option<Vec<SkillSums>> {
     let dim = obs.dim();
     if spec.fss_window == 0
-        || forecasts.iter().any(|(f, p)| {
-            f.dim() != dim || matches!(p, Prob::Field(p) if p.dim() != dim)
-        })
+        || forecasts
+            .iter()
+            .any(|(f, p)| f.dim() != dim || matches!(p, Prob::Field(p) if p.dim() != dim))
     {
         return None;
     }
@@ -1346,12 +1339,17 @@ pub fn verify_series(
             }
             row.reliability
                 .add(&probs[j].view(), &mask.view(), cfg.prob_threshold);
-            // As the live skill: Raincast and persistence only.
-            if let Some(sums) = skill_sums(
+            // As the live skill: Raincast and persistence only, with the
+            // same call (the neighbourhood probability streamed, equal to
+            // `probs[j]` bit for bit).
+            if let Some(sums) = skill_sums_of(
                 &obs.view(),
                 &[
-                    (rc.rate_mm_h[j].view(), Some(probs[j].view())),
-                    (persistence.view(), None),
+                    (
+                        rc.rate_mm_h[j].view(),
+                        Prob::Neighbourhood(rc.prob_radius_cells(leads[k])),
+                    ),
+                    (persistence.view(), Prob::YesNo),
                 ],
                 &spec,
             ) {
@@ -1698,8 +1696,20 @@ mod tests {
                     wet_mm_h: 0.1,
                     prob_threshold: 0.1,
                 };
-                let p1 = f1.mapv(|v| if v.is_finite() { (v / 8.0).min(1.0) } else { NAN });
-                let p2 = f2.mapv(|v| if v.is_nan() { NAN } else { (v >= 0.1) as u8 as f32 });
+                let p1 = f1.mapv(|v| {
+                    if v.is_finite() {
+                        (v / 8.0).min(1.0)
+                    } else {
+                        NAN
+                    }
+                });
+                let p2 = f2.mapv(|v| {
+                    if v.is_nan() {
+                        NAN
+                    } else {
+                        (v >= 0.1) as u8 as f32
+                    }
+                });
                 let sums = skill_sums(
                     &o.view(),
                     &[(f1.view(), Some(p1.view())), (f2.view(), None)],
@@ -1714,7 +1724,10 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 40, "{checked} cases with a non-zero FSS numerator");
+        assert!(
+            checked > 40,
+            "{checked} cases with a non-zero FSS numerator"
+        );
     }
 
     #[test]
@@ -1733,7 +1746,11 @@ mod tests {
                 for r in 0..f.nrows() {
                     let got = rows.next_row().expect("row");
                     for (c, v) in got.iter().enumerate() {
-                        assert_eq!(v.to_bits(), p[[r, c]].to_bits(), "({r}, {c}) radius {radius}");
+                        assert_eq!(
+                            v.to_bits(),
+                            p[[r, c]].to_bits(),
+                            "({r}, {c}) radius {radius}"
+                        );
                     }
                 }
                 assert!(rows.next_row().is_none());
@@ -1746,7 +1763,10 @@ mod tests {
                 };
                 let streamed = skill_sums_of(
                     &o.view(),
-                    &[(f.view(), Prob::Neighbourhood(radius)), (o.view(), Prob::YesNo)],
+                    &[
+                        (f.view(), Prob::Neighbourhood(radius)),
+                        (o.view(), Prob::YesNo),
+                    ],
                     &spec,
                 );
                 let field = skill_sums(
@@ -1776,9 +1796,20 @@ mod tests {
         let early = SkillStream::new((2, 3), 1, &spec).expect("window");
         assert!(early.finish().is_none(), "not every row pushed");
         assert!(s.push_row(&row, &[(&row, None)]).is_some());
-        assert!(s.push_row(&row, &[(&row, None)]).is_none(), "a third row of two");
+        assert!(
+            s.push_row(&row, &[(&row, None)]).is_none(),
+            "a third row of two"
+        );
         assert_eq!(s.finish().expect("all rows")[0].brier_cells, 6);
-        assert!(SkillStream::new((2, 3), 1, &SkillSpec { fss_window: 0, ..spec }).is_none());
+        assert!(SkillStream::new(
+            (2, 3),
+            1,
+            &SkillSpec {
+                fss_window: 0,
+                ..spec
+            }
+        )
+        .is_none());
     }
 
     /// `n` pairs of a forecaster whose true event probability is `q`

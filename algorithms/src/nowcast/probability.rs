@@ -224,7 +224,10 @@ impl<'a> NeighbourhoodRows<'a> {
             if !v.is_finite() {
                 continue;
             }
-            let (c0, c1) = (c.saturating_sub(self.radius), (c + self.radius + 1).min(cols));
+            let (c0, c1) = (
+                c.saturating_sub(self.radius),
+                (c + self.radius + 1).min(cols),
+            );
             let n = self.pre_known[c1] - self.pre_known[c0];
             if n > 0 {
                 let k = self.pre_wet[c1] - self.pre_wet[c0];
