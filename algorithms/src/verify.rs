@@ -768,6 +768,8 @@ pub struct SkillStream {
     colsum: Vec<u32>,
     /// Per field: prefix sums over the columns, `cols + 1`.
     pre: Vec<u32>,
+    /// The dry pairs of the row being pushed.
+    quiet: Vec<bool>,
     pushed: usize,
     top: usize,
     bottom: usize,
@@ -823,6 +825,7 @@ impl SkillStream {
             span: vec![NO_SPAN; slots],
             colsum: vec![0; m * cols],
             pre: vec![0; m * (cols + 1)],
+            quiet: vec![false; cols],
             pushed: 0,
             top: 0,
             bottom: 0,
@@ -862,19 +865,32 @@ impl SkillStream {
         let nb = SKILL_BINS as f32;
         let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
         let mut span = NO_SPAN;
+        // Dry pairs first, in simple loops over the row (a comparison with
+        // NaN is false, so a dry cell is a known one).
+        let quiet = &mut self.quiet;
+        for (q, o) in quiet.iter_mut().zip(obs) {
+            *q = *o < lowest;
+        }
+        for (f, p) in forecasts {
+            for (q, v) in quiet.iter_mut().zip(*f) {
+                *q &= *v < lowest;
+            }
+            if let Some(p) = p {
+                for (q, v) in quiet.iter_mut().zip(*p) {
+                    *q &= *v == 0.0;
+                }
+            }
+        }
         for c in 0..cols {
+            if quiet[c] {
+                pair[c] = true;
+                self.dry += 1;
+                continue;
+            }
             let o = obs[c];
             let known = o.is_finite() && forecasts.iter().all(|(f, _)| f[c].is_finite());
             pair[c] = known;
             if !known {
-                continue;
-            }
-            let all_dry = o < lowest
-                && forecasts
-                    .iter()
-                    .all(|(f, p)| f[c] < lowest && p.is_none_or(|p| p[c] == 0.0));
-            if all_dry {
-                self.dry += 1;
                 continue;
             }
             let mut e = o >= spec.fss_threshold;

@@ -107,8 +107,9 @@ pub fn neighbourhood_probability(
 /// `r − radius ..= r + radius` (updated by the row entering and the row
 /// leaving the window), then per row a prefix sum over the columns. Only a
 /// few rows of counts are held instead of two whole-grid integral images,
-/// and a row whose window holds no wet cell is filled without any division
-/// (`0.0` where the field is known, the value `k / n` with `k = 0`). The
+/// and only the cells within `radius` columns of a wet cell of the window's
+/// rows are computed: every other known cell is `0.0`, the value `k / n`
+/// with `k = 0`, without a division. The
 /// counts are the same integers as the integral images', so every value is
 /// the same `f32`, bit for bit (tested).
 pub struct NeighbourhoodRows<'a> {
@@ -142,9 +143,8 @@ impl<'a> NeighbourhoodRows<'a> {
         if f.len() != rows.checked_mul(cols)? {
             return None;
         }
-        let wet_span = f
-            .chunks_exact(cols.max(1))
-            .take(rows)
+        let wet_span = (0..rows)
+            .map(|r| &f[r * cols..(r + 1) * cols])
             .map(|row| {
                 let first = row.iter().position(|v| *v >= threshold);
                 match first {
@@ -206,20 +206,31 @@ impl<'a> NeighbourhoodRows<'a> {
         }
         let cols = self.cols;
         let src = &self.f[r * cols..(r + 1) * cols];
-        let any_wet = self.wet_span[self.top..self.bottom]
+        // Cells farther than `radius` columns from every wet cell of the
+        // window's rows have k = 0: 0.0 where known.
+        for (o, v) in self.out.iter_mut().zip(src) {
+            *o = if v.is_finite() { 0.0 } else { f32::NAN };
+        }
+        let (a, b) = self.wet_span[self.top..self.bottom]
             .iter()
-            .any(|(a, b)| a <= b);
-        if !any_wet {
-            for (o, v) in self.out.iter_mut().zip(src) {
-                *o = if v.is_finite() { 0.0 } else { f32::NAN };
-            }
+            .fold((usize::MAX, 0), |h, s| (h.0.min(s.0), h.1.max(s.1)));
+        if a > b {
             return Some(&self.out);
         }
-        for c in 0..cols {
+        let (first, last) = (a.saturating_sub(self.radius), (b + self.radius).min(cols - 1));
+        let (p0, p1) = (first.saturating_sub(self.radius), (last + self.radius + 1).min(cols));
+        self.pre_known[p0] = 0;
+        self.pre_wet[p0] = 0;
+        for c in p0..p1 {
             self.pre_known[c + 1] = self.pre_known[c] + self.known[c];
             self.pre_wet[c + 1] = self.pre_wet[c] + self.wet[c];
         }
-        for (c, (o, v)) in self.out.iter_mut().zip(src).enumerate() {
+        for (c, (o, v)) in self.out[first..=last]
+            .iter_mut()
+            .zip(&src[first..=last])
+            .enumerate()
+        {
+            let c = c + first;
             *o = f32::NAN;
             if !v.is_finite() {
                 continue;
