@@ -997,10 +997,13 @@ impl SkillStream {
         let area = (window * window) as f64;
         let slot = r % self.slots;
         let pair = &self.pair[slot * cols..(slot + 1) * cols];
-        for c in first..=last {
-            if !pair[c] {
-                continue;
-            }
+        for (c, _) in pair
+            .iter()
+            .enumerate()
+            .take(last + 1)
+            .skip(first)
+            .filter(|p| *p.1)
+        {
             let c0 = c.saturating_sub(lo);
             let c1 = (c + window - lo).min(cols);
             let po = (self.pre[c1] - self.pre[c0]) as f64 / area;
@@ -1677,7 +1680,7 @@ mod tests {
                 }
                 let edge = r == 0 || c == 0 || r == rows - 1 || c + 2 >= cols;
                 let v = ((r * 7 + c * 13 + seed * 5 + shift) % 23) as f32 * 0.4;
-                if edge || (r + c + seed) % 4 == 0 {
+                if edge || (r + c + seed).is_multiple_of(4) {
                     v
                 } else {
                     0.0

@@ -217,8 +217,14 @@ impl<'a> NeighbourhoodRows<'a> {
         if a > b {
             return Some(&self.out);
         }
-        let (first, last) = (a.saturating_sub(self.radius), (b + self.radius).min(cols - 1));
-        let (p0, p1) = (first.saturating_sub(self.radius), (last + self.radius + 1).min(cols));
+        let (first, last) = (
+            a.saturating_sub(self.radius),
+            (b + self.radius).min(cols - 1),
+        );
+        let (p0, p1) = (
+            first.saturating_sub(self.radius),
+            (last + self.radius + 1).min(cols),
+        );
         self.pre_known[p0] = 0;
         self.pre_wet[p0] = 0;
         for c in p0..p1 {
