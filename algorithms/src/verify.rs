@@ -113,15 +113,7 @@ pub fn fss_sums(
         }
     }
     let mut sums = [(0f64, 0f64)];
-    fss_window_pass(
-        (rows, cols),
-        window,
-        &pair,
-        &int_o,
-        &[&int_f],
-        &mut sums,
-        None,
-    );
+    fss_window_pass((rows, cols), window, &pair, &int_o, &[&int_f], &mut sums);
     Some(sums[0])
 }
 
@@ -129,39 +121,13 @@ pub fn fss_sums(
 type Span = (usize, usize);
 const NO_SPAN: Span = (usize::MAX, 0);
 
-/// Per row, the hull of the spans of the rows `r − up ..= r + down` widened
-/// by `left` and `right` columns and clipped to the grid (`cols` ≥ 1).
-fn reach(
-    spans: &[Span],
-    (up, down): (usize, usize),
-    (left, right): (usize, usize),
-    cols: usize,
-) -> Vec<Span> {
-    let rows = spans.len();
-    (0..rows)
-        .map(|r| {
-            let (a, b) = spans[r.saturating_sub(up)..(r + down + 1).min(rows)]
-                .iter()
-                .fold(NO_SPAN, |h, s| (h.0.min(s.0), h.1.max(s.1)));
-            if a > b {
-                NO_SPAN
-            } else {
-                (a.saturating_sub(left), (b + right).min(cols - 1))
-            }
-        })
-        .collect()
-}
-
 /// The window pass of the FSS: for every pair cell, the event fractions of
 /// the observation and of each forecast in the window [r − lo, r − lo +
 /// window) (like scipy's uniform_filter), from their integral images
 /// (`(rows + 1) × (cols + 1)`), added to `(Σ(Pf − Po)², ΣPf² + ΣPo²)` per
 /// forecast. A band of rows without any event in either field adds nothing
-/// and is skipped. With `events`, the span of the event cells of each row
-/// (observation or any forecast), only the cells whose window can hold an
-/// event are visited: every other cell would add exactly `0.0` to both sums,
-/// and the visited ones are added in the same order, so the sums are the
-/// same bit for bit.
+/// and is skipped. The straightforward form: [`SkillStream`] gets the same
+/// sums with sliding window sums.
 fn fss_window_pass(
     (rows, cols): (usize, usize),
     window: usize,
@@ -169,7 +135,6 @@ fn fss_window_pass(
     int_o: &[u32],
     int_f: &[&[u32]],
     sums: &mut [(f64, f64)],
-    events: Option<&[Span]>,
 ) {
     if cols == 0 {
         return;
@@ -177,11 +142,6 @@ fn fss_window_pass(
     let w = cols + 1;
     let lo = window / 2;
     let area = (window * window) as f64;
-    // The window of cell (r, c) covers rows r − lo ..= r + window − 1 − lo
-    // (likewise columns): an event at column e reaches the cells
-    // e − (window − 1 − lo) ..= e + lo.
-    let hi = window - 1 - lo;
-    let spans = events.map(|e| reach(e, (lo, hi), (hi, lo), cols));
     for r in 0..rows {
         let r0 = r.saturating_sub(lo);
         let r1 = (r + window - lo).min(rows);
@@ -189,12 +149,7 @@ fn fss_window_pass(
         if band(int_o) == 0 && int_f.iter().all(|img| band(img) == 0) {
             continue;
         }
-        let (first, last) = match &spans {
-            Some(s) if s[r].0 > s[r].1 => continue,
-            Some(s) => s[r],
-            None => (0, cols - 1),
-        };
-        for c in first..=last {
+        for c in 0..cols {
             if !pair[r * cols + c] {
                 continue;
             }
@@ -666,9 +621,10 @@ impl SkillSums {
     }
 }
 
-/// The sums of one case for several forecasts at once, in one pass over the
-/// cells plus one window pass for the FSS over the cells whose window holds
-/// an event (the same results, bit for bit, as [`Contingency::new`],
+/// The sums of one case for several forecasts at once, in one streaming
+/// pass over the rows ([`SkillStream`]: per-cell sums as each row comes,
+/// the FSS from sliding window sums over the cells whose window holds an
+/// event; the same results, bit for bit, as [`Contingency::new`],
 /// [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`] and
 /// [`Reliability::add`] on masked copies, which the tests check).
 ///
@@ -685,11 +641,50 @@ pub fn skill_sums(
     forecasts: &[(ArrayView2<f32>, Option<ArrayView2<f32>>)],
     spec: &SkillSpec,
 ) -> Option<Vec<SkillSums>> {
+    let forecasts: Vec<(ArrayView2<f32>, Prob)> = forecasts
+        .iter()
+        .map(|(f, p)| {
+            (
+                f.view(),
+                match p {
+                    Some(p) => Prob::Field(p.view()),
+                    None => Prob::YesNo,
+                },
+            )
+        })
+        .collect();
+    skill_sums_of(obs, &forecasts, spec)
+}
+
+/// The probability of a forecast in [`skill_sums_of`].
+#[derive(Debug, Clone)]
+pub enum Prob<'a> {
+    /// A probability field (0..1, NaN = unknown) of the forecast's shape.
+    Field(ArrayView2<'a, f32>),
+    /// The neighbourhood probability of the forecast's own rate with this
+    /// half-width in cells ([`crate::nowcast::neighbourhood_probability`]
+    /// at [`SkillSpec::prob_threshold`]), computed row by row as the scorer
+    /// goes: the same values bit for bit, without a probability field.
+    Neighbourhood(usize),
+    /// A deterministic forecast: 1 where its rate reaches the threshold,
+    /// 0 elsewhere.
+    YesNo,
+}
+
+/// The sums of one case for several forecasts at once ([`skill_sums`]),
+/// with each forecast's probability given as a [`Prob`]. The one scorer of
+/// `raincast verify` and of the nowcast service's live skill: both call
+/// this with their frame's rate and its neighbourhood radius.
+pub fn skill_sums_of(
+    obs: &ArrayView2<f32>,
+    forecasts: &[(ArrayView2<f32>, Prob)],
+    spec: &SkillSpec,
+) -> Option<Vec<SkillSums>> {
     let dim = obs.dim();
     if spec.fss_window == 0
         || forecasts
             .iter()
-            .any(|(f, p)| f.dim() != dim || p.as_ref().is_some_and(|p| p.dim() != dim))
+            .any(|(f, p)| f.dim() != dim || matches!(p, Prob::Field(p) if p.dim() != dim))
     {
         return None;
     }
@@ -700,133 +695,342 @@ pub fn skill_sums(
         .iter()
         .map(|(f, _)| f.as_standard_layout())
         .collect();
-    let probs: Vec<_> = forecasts
-        .iter()
-        .map(|(_, p)| p.as_ref().map(|p| p.as_standard_layout()))
-        .collect();
     let rate_s: Vec<&[f32]> = rates.iter().map(|a| a.as_slice()).collect::<Option<_>>()?;
-    let prob_s: Vec<Option<&[f32]>> = probs
+    let fields: Vec<_> = forecasts
         .iter()
-        .map(|p| match p {
-            Some(p) => p.as_slice().map(Some),
-            None => Some(None),
+        .map(|(_, p)| match p {
+            Prob::Field(p) => Some(p.as_standard_layout()),
+            _ => None,
         })
-        .collect::<Option<_>>()?;
-    let n = forecasts.len();
-    let mut out = vec![
-        SkillSums {
-            cases: 1,
-            ..SkillSums::default()
-        };
-        n
-    ];
-    let w = cols + 1;
-    let mut int_o = vec![0u32; (rows + 1) * w];
-    let mut int_f = vec![vec![0u32; (rows + 1) * w]; n];
-    let mut pair = vec![false; rows * cols];
-    let mut row_f = vec![0u32; n];
-    let nb = SKILL_BINS as f32;
-    let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
-    // A pair below every threshold, with zero probabilities, adds only to
-    // the Brier and reliability counts (bin 0, no error, no event): such
-    // "dry" pairs, most of a radar image, are counted and added at the end.
-    let lowest = [
-        t0,
-        t1,
-        t2,
-        spec.wet_mm_h,
-        spec.prob_threshold,
-        spec.fss_threshold,
-    ]
-    .into_iter()
-    .fold(f32::INFINITY, f32::min);
-    let mut dry = 0u64;
-    let mut events = vec![NO_SPAN; rows];
-    for (r, events_r) in events.iter_mut().enumerate() {
-        let mut row_o = 0u32;
-        row_f.iter_mut().for_each(|v| *v = 0);
-        let mut ev = NO_SPAN;
-        let (above, below) = (r * w, (r + 1) * w);
-        for c in 0..cols {
-            let i = r * cols + c;
-            let o = o_s[i];
-            let known = o.is_finite() && rate_s.iter().all(|f| f[i].is_finite());
-            if known {
-                pair[i] = true;
-                let all_dry = o < lowest
-                    && rate_s.iter().all(|f| f[i] < lowest)
-                    && prob_s.iter().all(|p| p.is_none_or(|p| p[i] == 0.0));
-                if all_dry {
-                    dry += 1;
-                } else {
-                    let mut e = o >= spec.fss_threshold;
-                    row_o += e as u32;
-                    let event = o >= spec.prob_threshold;
-                    for ((s, f_s), (p_s, rf)) in out
-                        .iter_mut()
-                        .zip(&rate_s)
-                        .zip(prob_s.iter().zip(row_f.iter_mut()))
-                    {
-                        let f = f_s[i];
-                        for (t, th) in [t0, t1, t2].into_iter().enumerate() {
-                            let (fe, oe) = ((f >= th) as u64, (o >= th) as u64);
-                            s.hits[t] += fe & oe;
-                            s.misses[t] += (fe ^ 1) & oe;
-                            s.false_alarms[t] += fe & (oe ^ 1);
-                        }
-                        if f >= spec.wet_mm_h || o >= spec.wet_mm_h {
-                            s.abs_err_mm_h += (f as f64 - o as f64).abs();
-                            s.wet_cells += 1;
-                        }
-                        let fe = f >= spec.fss_threshold;
-                        e |= fe;
-                        *rf += fe as u32;
-                        let p = match p_s {
-                            Some(p) => p[i],
-                            None => (f >= spec.prob_threshold) as u8 as f32,
-                        };
-                        if p.is_finite() {
-                            let pc = p.clamp(0.0, 1.0);
-                            let d = pc as f64 - event as u8 as f64;
-                            s.brier_sum += d * d;
-                            s.brier_cells += 1;
-                            let b = ((pc * nb) as usize).min(SKILL_BINS - 1);
-                            s.rel_cells[b] += 1;
-                            s.rel_prob[b] += p as f64;
-                            s.rel_events[b] += event as u64;
-                        }
-                    }
-                    if e {
-                        ev = (ev.0.min(c), c);
-                    }
-                }
-            }
-            int_o[below + c + 1] = int_o[above + c + 1] + row_o;
-            for (img, rf) in int_f.iter_mut().zip(&row_f) {
-                img[below + c + 1] = img[above + c + 1] + rf;
+        .collect();
+    enum Rows<'b> {
+        Field(&'b [f32]),
+        Neighbourhood(crate::nowcast::NeighbourhoodRows<'b>),
+        YesNo,
+    }
+    let mut sources: Vec<Rows> = Vec::with_capacity(forecasts.len());
+    for (((_, p), field), rate) in forecasts.iter().zip(&fields).zip(&rate_s) {
+        sources.push(match (p, field) {
+            (Prob::Field(_), Some(f)) => Rows::Field(f.as_slice()?),
+            (Prob::Neighbourhood(radius), _) => Rows::Neighbourhood(
+                crate::nowcast::NeighbourhoodRows::new(rate, dim, spec.prob_threshold, *radius)?,
+            ),
+            _ => Rows::YesNo,
+        });
+    }
+    let mut stream = SkillStream::new(dim, forecasts.len(), spec)?;
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let mut row: Vec<(&[f32], Option<&[f32]>)> = Vec::with_capacity(forecasts.len());
+        for (src, rate) in sources.iter_mut().zip(&rate_s) {
+            let p = match src {
+                Rows::Field(p) => Some(&p[span.clone()]),
+                Rows::Neighbourhood(n) => Some(n.next_row()?),
+                Rows::YesNo => None,
+            };
+            row.push((&rate[span.clone()], p));
+        }
+        stream.push_row(&o_s[span], &row)?;
+    }
+    stream.finish()
+}
+
+/// [`skill_sums`] fed one row at a time, top to bottom, holding only a
+/// window's height of rows: the per-cell sums are added as each row comes,
+/// and the FSS of row `r` is added as soon as row `r + window − 1 − window/2`
+/// is in, from sliding window sums (per column, the event counts of the
+/// window's rows, updated by the rows entering and leaving, over the span
+/// of each row's events only; then per row a prefix sum over the columns of
+/// the span that can hold an event). Cells whose window holds no event are
+/// not visited (they would add exactly `0.0`), the others are visited in
+/// row-major order as in [`fss_sums`], and the window counts are the same
+/// integers as integral images give, so the sums are the same bit for bit.
+pub struct SkillStream {
+    spec: SkillSpec,
+    rows: usize,
+    cols: usize,
+    /// Forecasts; event row 0 of a slot is the observation's.
+    n: usize,
+    lo: usize,
+    hi: usize,
+    slots: usize,
+    lowest: f32,
+    out: Vec<SkillSums>,
+    dry: u64,
+    fss: Vec<(f64, f64)>,
+    /// Per slot (row modulo `slots`): finite pairs, `cols`.
+    pair: Vec<bool>,
+    /// Per slot: event indicators, `(n + 1) × cols`.
+    ev: Vec<u8>,
+    /// Per slot: the span of the row's events (any field).
+    span: Vec<Span>,
+    /// Per field: the column sums of the events of rows `top..bottom`.
+    colsum: Vec<u32>,
+    /// Per field: prefix sums over the columns, `cols + 1`.
+    pre: Vec<u32>,
+    /// The dry pairs of the row being pushed.
+    quiet: Vec<bool>,
+    pushed: usize,
+    top: usize,
+    bottom: usize,
+    emitted: usize,
+}
+
+impl SkillStream {
+    /// A stream of `rows × cols` cells and `forecasts` forecasts; `None`
+    /// when the FSS window is 0.
+    pub fn new((rows, cols): (usize, usize), forecasts: usize, spec: &SkillSpec) -> Option<Self> {
+        let window = spec.fss_window;
+        if window == 0 {
+            return None;
+        }
+        let lo = window / 2;
+        let slots = window + 1;
+        let m = forecasts + 1;
+        let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
+        // A pair below every threshold, with zero probabilities, adds only
+        // to the Brier and reliability counts (bin 0, no error, no event):
+        // such "dry" pairs, most of a radar image, are counted and added at
+        // the end.
+        let lowest = [
+            t0,
+            t1,
+            t2,
+            spec.wet_mm_h,
+            spec.prob_threshold,
+            spec.fss_threshold,
+        ]
+        .into_iter()
+        .fold(f32::INFINITY, f32::min);
+        Some(Self {
+            spec: *spec,
+            rows,
+            cols,
+            n: forecasts,
+            lo,
+            hi: window - 1 - lo,
+            slots,
+            lowest,
+            out: vec![
+                SkillSums {
+                    cases: 1,
+                    ..SkillSums::default()
+                };
+                forecasts
+            ],
+            dry: 0,
+            fss: vec![(0.0, 0.0); forecasts],
+            pair: vec![false; slots * cols],
+            ev: vec![0; slots * m * cols],
+            span: vec![NO_SPAN; slots],
+            colsum: vec![0; m * cols],
+            pre: vec![0; m * (cols + 1)],
+            quiet: vec![false; cols],
+            pushed: 0,
+            top: 0,
+            bottom: 0,
+            emitted: 0,
+        })
+    }
+
+    /// Adds the next row: the observation (mm/h) and per forecast its rate
+    /// (mm/h) and probability (`None`: yes/no), each `cols` long. `None`
+    /// when a length differs, the count of forecasts differs or every row
+    /// was pushed already.
+    pub fn push_row(&mut self, obs: &[f32], forecasts: &[(&[f32], Option<&[f32]>)]) -> Option<()> {
+        let cols = self.cols;
+        if self.pushed >= self.rows
+            || obs.len() != cols
+            || forecasts.len() != self.n
+            || forecasts
+                .iter()
+                .any(|(f, p)| f.len() != cols || p.is_some_and(|p| p.len() != cols))
+        {
+            return None;
+        }
+        let r = self.pushed;
+        let m = self.n + 1;
+        let slot = r % self.slots;
+        // The slot's previous row left the window sums already: clear it.
+        let old = self.span[slot];
+        let ev = &mut self.ev[slot * m * cols..(slot + 1) * m * cols];
+        if old.0 <= old.1 {
+            for k in 0..m {
+                ev[k * cols + old.0..=k * cols + old.1].fill(0);
             }
         }
-        *events_r = ev;
+        let pair = &mut self.pair[slot * cols..(slot + 1) * cols];
+        let spec = self.spec;
+        let lowest = self.lowest;
+        let nb = SKILL_BINS as f32;
+        let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
+        let mut span = NO_SPAN;
+        // Dry pairs first, in simple loops over the row (a comparison with
+        // NaN is false, so a dry cell is a known one).
+        let quiet = &mut self.quiet;
+        for (q, o) in quiet.iter_mut().zip(obs) {
+            *q = *o < lowest;
+        }
+        for (f, p) in forecasts {
+            for (q, v) in quiet.iter_mut().zip(*f) {
+                *q &= *v < lowest;
+            }
+            if let Some(p) = p {
+                for (q, v) in quiet.iter_mut().zip(*p) {
+                    *q &= *v == 0.0;
+                }
+            }
+        }
+        for c in 0..cols {
+            if quiet[c] {
+                pair[c] = true;
+                self.dry += 1;
+                continue;
+            }
+            let o = obs[c];
+            let known = o.is_finite() && forecasts.iter().all(|(f, _)| f[c].is_finite());
+            pair[c] = known;
+            if !known {
+                continue;
+            }
+            let mut e = o >= spec.fss_threshold;
+            ev[c] = e as u8;
+            let event = o >= spec.prob_threshold;
+            for (k, (s, (f_s, p_s))) in self.out.iter_mut().zip(forecasts).enumerate() {
+                let f = f_s[c];
+                for (t, th) in [t0, t1, t2].into_iter().enumerate() {
+                    let (fe, oe) = ((f >= th) as u64, (o >= th) as u64);
+                    s.hits[t] += fe & oe;
+                    s.misses[t] += (fe ^ 1) & oe;
+                    s.false_alarms[t] += fe & (oe ^ 1);
+                }
+                if f >= spec.wet_mm_h || o >= spec.wet_mm_h {
+                    s.abs_err_mm_h += (f as f64 - o as f64).abs();
+                    s.wet_cells += 1;
+                }
+                let fe = f >= spec.fss_threshold;
+                e |= fe;
+                ev[(k + 1) * cols + c] = fe as u8;
+                let p = match p_s {
+                    Some(p) => p[c],
+                    None => (f >= spec.prob_threshold) as u8 as f32,
+                };
+                if p.is_finite() {
+                    let pc = p.clamp(0.0, 1.0);
+                    let d = pc as f64 - event as u8 as f64;
+                    s.brier_sum += d * d;
+                    s.brier_cells += 1;
+                    let b = ((pc * nb) as usize).min(SKILL_BINS - 1);
+                    s.rel_cells[b] += 1;
+                    s.rel_prob[b] += p as f64;
+                    s.rel_events[b] += event as u64;
+                }
+            }
+            if e {
+                span = (span.0.min(c), c);
+            }
+        }
+        self.span[slot] = span;
+        self.pushed += 1;
+        if r >= self.hi {
+            self.emit(r - self.hi);
+        }
+        Some(())
     }
-    for s in out.iter_mut() {
-        s.brier_cells += dry;
-        s.rel_cells[0] += dry;
+
+    /// Adds (`true`) or removes row `r`'s events to or from the column sums.
+    fn slide(&mut self, r: usize, add: bool) {
+        let (cols, m) = (self.cols, self.n + 1);
+        let slot = r % self.slots;
+        let (a, b) = self.span[slot];
+        if a > b {
+            return;
+        }
+        for k in 0..m {
+            let ev = &self.ev[(slot * m + k) * cols + a..=(slot * m + k) * cols + b];
+            let sum = &mut self.colsum[k * cols + a..=k * cols + b];
+            for (s, e) in sum.iter_mut().zip(ev) {
+                *s = if add { *s + *e as u32 } else { *s - *e as u32 };
+            }
+        }
     }
-    let images: Vec<&[u32]> = int_f.iter().map(Vec::as_slice).collect();
-    let mut fss = vec![(0f64, 0f64); n];
-    fss_window_pass(
-        (rows, cols),
-        spec.fss_window,
-        &pair,
-        &int_o,
-        &images,
-        &mut fss,
-        Some(&events),
-    );
-    for (s, (num, den)) in out.iter_mut().zip(fss) {
-        (s.fss_num, s.fss_den) = (num, den);
+
+    /// Adds the FSS terms of row `r` (rows up to `r + hi` pushed).
+    fn emit(&mut self, r: usize) {
+        self.emitted = r + 1;
+        let cols = self.cols;
+        if cols == 0 {
+            return;
+        }
+        let want_bottom = (r + self.hi + 1).min(self.rows);
+        while self.bottom < want_bottom {
+            self.slide(self.bottom, true);
+            self.bottom += 1;
+        }
+        let want_top = r.saturating_sub(self.lo);
+        while self.top < want_top {
+            self.slide(self.top, false);
+            self.top += 1;
+        }
+        let hull = (self.top..self.bottom)
+            .map(|k| self.span[k % self.slots])
+            .fold(NO_SPAN, |h, s| (h.0.min(s.0), h.1.max(s.1)));
+        if hull.0 > hull.1 {
+            return;
+        }
+        let (lo, hi) = (self.lo, self.hi);
+        let window = lo + hi + 1;
+        // Cells whose window can hold an event, and the columns their
+        // windows cover.
+        let (first, last) = (hull.0.saturating_sub(hi), (hull.1 + lo).min(cols - 1));
+        let (a, b) = (first.saturating_sub(lo), (last + window - lo).min(cols));
+        let m = self.n + 1;
+        let w = cols + 1;
+        for k in 0..m {
+            let pre = &mut self.pre[k * w..(k + 1) * w];
+            let sum = &self.colsum[k * cols..(k + 1) * cols];
+            pre[a] = 0;
+            for c in a..b {
+                pre[c + 1] = pre[c] + sum[c];
+            }
+        }
+        let area = (window * window) as f64;
+        let slot = r % self.slots;
+        let pair = &self.pair[slot * cols..(slot + 1) * cols];
+        for (c, _) in pair
+            .iter()
+            .enumerate()
+            .take(last + 1)
+            .skip(first)
+            .filter(|p| *p.1)
+        {
+            let c0 = c.saturating_sub(lo);
+            let c1 = (c + window - lo).min(cols);
+            let po = (self.pre[c1] - self.pre[c0]) as f64 / area;
+            for (k, (num, den)) in self.fss.iter_mut().enumerate() {
+                let pre = &self.pre[(k + 1) * w..(k + 2) * w];
+                let pf = (pre[c1] - pre[c0]) as f64 / area;
+                *num += (pf - po) * (pf - po);
+                *den += pf * pf + po * po;
+            }
+        }
     }
-    Some(out)
+
+    /// The sums, once every row is pushed (`None` before).
+    pub fn finish(mut self) -> Option<Vec<SkillSums>> {
+        if self.pushed != self.rows {
+            return None;
+        }
+        for r in self.emitted..self.rows {
+            self.emit(r);
+        }
+        for (s, (num, den)) in self.out.iter_mut().zip(&self.fss) {
+            s.brier_cells += self.dry;
+            s.rel_cells[0] += self.dry;
+            (s.fss_num, s.fss_den) = (*num, *den);
+        }
+        Some(self.out)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1154,12 +1358,17 @@ pub fn verify_series(
             }
             row.reliability
                 .add(&probs[j].view(), &mask.view(), cfg.prob_threshold);
-            // As the live skill: Raincast and persistence only.
-            if let Some(sums) = skill_sums(
+            // As the live skill: Raincast and persistence only, with the
+            // same call (the neighbourhood probability streamed, equal to
+            // `probs[j]` bit for bit).
+            if let Some(sums) = skill_sums_of(
                 &obs.view(),
                 &[
-                    (rc.rate_mm_h[j].view(), Some(probs[j].view())),
-                    (persistence.view(), None),
+                    (
+                        rc.rate_mm_h[j].view(),
+                        Prob::Neighbourhood(rc.prob_radius_cells(leads[k])),
+                    ),
+                    (persistence.view(), Prob::YesNo),
                 ],
                 &spec,
             ) {
@@ -1418,6 +1627,208 @@ mod tests {
             let small = Array2::<f32>::zeros((2, 2));
             assert!(skill_sums(&o.view(), &[(small.view(), None)], &spec).is_none());
         }
+    }
+
+    /// The straightforward sums of one forecast on the common mask of
+    /// `obs` and `all`: the per-score functions on masked copies, the FSS
+    /// from whole-grid integral images visiting every cell.
+    fn straightforward(
+        obs: &Array2<f32>,
+        all: &[&Array2<f32>],
+        f: &Array2<f32>,
+        p: &Array2<f32>,
+        spec: &SkillSpec,
+    ) -> SkillSums {
+        let mut mask = obs.clone();
+        for g in all {
+            mask_like(&mut mask, &g.view());
+        }
+        let mut f = f.clone();
+        mask_like(&mut f, &mask.view());
+        let mut p = p.clone();
+        mask_like(&mut p, &mask.view());
+        let mut s = SkillSums {
+            cases: 1,
+            ..SkillSums::default()
+        };
+        for (i, t) in SKILL_CSI_THRESHOLDS_MM_H.iter().enumerate() {
+            let c = Contingency::new(&f.view(), &mask.view(), *t);
+            (s.hits[i], s.misses[i], s.false_alarms[i]) = (c.hits, c.misses, c.false_alarms);
+        }
+        (s.fss_num, s.fss_den) =
+            fss_sums(&f.view(), &mask.view(), spec.fss_threshold, spec.fss_window).expect("shape");
+        (s.abs_err_mm_h, s.wet_cells) = wet_abs_error_sum(&f.view(), &mask.view(), spec.wet_mm_h);
+        (s.brier_sum, s.brier_cells) = brier_sum(&p.view(), &mask.view(), spec.prob_threshold);
+        let mut rel = Reliability::new(SKILL_BINS);
+        rel.add(&p.view(), &mask.view(), spec.prob_threshold);
+        for (i, b) in rel.bins.iter().enumerate() {
+            (s.rel_cells[i], s.rel_prob[i], s.rel_events[i]) = *b;
+        }
+        s
+    }
+
+    /// Rain touching every edge of the grid, a no-data block and a no-data
+    /// border column, on a grid of `rows × cols`.
+    fn edge_fields(rows: usize, cols: usize, shift: usize) -> [Array2<f32>; 3] {
+        let field = |seed: usize| {
+            Array2::from_shape_fn((rows, cols), |(r, c)| {
+                if c == cols - 1 && r % 3 == seed % 3 {
+                    return NAN;
+                }
+                if (rows / 3..rows / 2).contains(&r) && (cols / 3..cols / 2).contains(&c) {
+                    return NAN;
+                }
+                let edge = r == 0 || c == 0 || r == rows - 1 || c + 2 >= cols;
+                let v = ((r * 7 + c * 13 + seed * 5 + shift) % 23) as f32 * 0.4;
+                if edge || (r + c + seed).is_multiple_of(4) {
+                    v
+                } else {
+                    0.0
+                }
+            })
+        };
+        [field(0), field(1), field(2)]
+    }
+
+    #[test]
+    fn streaming_scorer_equals_the_straightforward_sums_at_every_edge() {
+        let mut cases = Vec::new();
+        for (rows, cols) in [(23, 31), (3, 40), (40, 2), (1, 9)] {
+            cases.push(edge_fields(rows, cols, 0));
+        }
+        let [o, a, b] = skill_fields(true);
+        cases.push([o, a, b]);
+        let [o, a, b] = skill_fields(false);
+        cases.push([o, a, b]);
+        // Rain only in the last row and column: a window pass that stops
+        // early or drops the last rows still pending misses it.
+        let corner = |v: f32| {
+            Array2::from_shape_fn((12, 12), |(r, c)| if r == 11 || c == 11 { v } else { 0.0 })
+        };
+        cases.push([corner(2.0), corner(0.0), corner(6.0)]);
+        let mut checked = 0;
+        for [o, f1, f2] in &cases {
+            for window in [1, 2, 4, 5, 8, 30] {
+                let spec = SkillSpec {
+                    fss_threshold: 1.0,
+                    fss_window: window,
+                    wet_mm_h: 0.1,
+                    prob_threshold: 0.1,
+                };
+                let p1 = f1.mapv(|v| {
+                    if v.is_finite() {
+                        (v / 8.0).min(1.0)
+                    } else {
+                        NAN
+                    }
+                });
+                let p2 = f2.mapv(|v| {
+                    if v.is_nan() {
+                        NAN
+                    } else {
+                        (v >= 0.1) as u8 as f32
+                    }
+                });
+                let sums = skill_sums(
+                    &o.view(),
+                    &[(f1.view(), Some(p1.view())), (f2.view(), None)],
+                    &spec,
+                )
+                .expect("same shapes");
+                for (s, (f, p)) in sums.iter().zip([(f1, &p1), (f2, &p2)]) {
+                    let want = straightforward(o, &[f1, f2], f, p, &spec);
+                    // Bit for bit: `==` on every f64.
+                    assert_eq!(*s, want, "{:?} window {window}", o.dim());
+                    checked += (s.fss_num > 0.0) as usize;
+                }
+            }
+        }
+        assert!(
+            checked > 40,
+            "{checked} cases with a non-zero FSS numerator"
+        );
+    }
+
+    #[test]
+    fn streamed_neighbourhood_probability_is_the_field_bit_for_bit() {
+        for [f, o, _] in [edge_fields(29, 17, 3), skill_fields(false)] {
+            for radius in [0, 1, 3, 7, 40] {
+                let p = crate::nowcast::neighbourhood_probability(&f.view(), 0.1, radius);
+                let flat = f.as_standard_layout();
+                let mut rows = crate::nowcast::NeighbourhoodRows::new(
+                    flat.as_slice().expect("standard"),
+                    f.dim(),
+                    0.1,
+                    radius,
+                )
+                .expect("shape");
+                for r in 0..f.nrows() {
+                    let got = rows.next_row().expect("row");
+                    for (c, v) in got.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            p[[r, c]].to_bits(),
+                            "({r}, {c}) radius {radius}"
+                        );
+                    }
+                }
+                assert!(rows.next_row().is_none());
+                // And through the scorer: the same sums as the field.
+                let spec = SkillSpec {
+                    fss_threshold: 1.0,
+                    fss_window: 4,
+                    wet_mm_h: 0.1,
+                    prob_threshold: 0.1,
+                };
+                let streamed = skill_sums_of(
+                    &o.view(),
+                    &[
+                        (f.view(), Prob::Neighbourhood(radius)),
+                        (o.view(), Prob::YesNo),
+                    ],
+                    &spec,
+                );
+                let field = skill_sums(
+                    &o.view(),
+                    &[(f.view(), Some(p.view())), (o.view(), None)],
+                    &spec,
+                );
+                assert_eq!(streamed, field);
+                assert!(streamed.expect("shape")[0].brier_sum > 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_refuses_wrong_rows() {
+        let spec = SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: 3,
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        };
+        let mut s = SkillStream::new((2, 3), 1, &spec).expect("window");
+        let row = [0.0f32; 3];
+        assert!(s.push_row(&row, &[(&row[..2], None)]).is_none());
+        assert!(s.push_row(&row, &[]).is_none());
+        assert!(s.push_row(&row, &[(&row, None)]).is_some());
+        let early = SkillStream::new((2, 3), 1, &spec).expect("window");
+        assert!(early.finish().is_none(), "not every row pushed");
+        assert!(s.push_row(&row, &[(&row, None)]).is_some());
+        assert!(
+            s.push_row(&row, &[(&row, None)]).is_none(),
+            "a third row of two"
+        );
+        assert_eq!(s.finish().expect("all rows")[0].brier_cells, 6);
+        assert!(SkillStream::new(
+            (2, 3),
+            1,
+            &SkillSpec {
+                fss_window: 0,
+                ..spec
+            }
+        )
+        .is_none());
     }
 
     /// `n` pairs of a forecaster whose true event probability is `q`

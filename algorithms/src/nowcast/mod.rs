@@ -62,7 +62,7 @@ mod probability;
 mod sprog;
 
 pub use point::{summary_text, Intensity, PointSeries};
-pub use probability::neighbourhood_probability;
+pub use probability::{neighbourhood_probability, NeighbourhoodRows};
 
 use crate::extrapolate::{displacements, warp_into, ExtrapolateError};
 use crate::grid::Grid;

@@ -102,6 +102,159 @@ pub fn neighbourhood_probability(
     out.into_array()
 }
 
+/// [`neighbourhood_probability`] one row at a time, top to bottom, with
+/// sliding window sums: per column, the known and wet counts of the rows
+/// `r − radius ..= r + radius` (updated by the row entering and the row
+/// leaving the window), then per row a prefix sum over the columns. Only a
+/// few rows of counts are held instead of two whole-grid integral images,
+/// and only the cells within `radius` columns of a wet cell of the window's
+/// rows are computed: every other known cell is `0.0`, the value `k / n`
+/// with `k = 0`, without a division. The
+/// counts are the same integers as the integral images', so every value is
+/// the same `f32`, bit for bit (tested).
+pub struct NeighbourhoodRows<'a> {
+    f: &'a [f32],
+    rows: usize,
+    cols: usize,
+    radius: usize,
+    threshold: f32,
+    /// Rows `top..bottom` are summed in `known` and `wet`.
+    top: usize,
+    bottom: usize,
+    next: usize,
+    known: Vec<u32>,
+    wet: Vec<u32>,
+    /// Per row: the span of its wet cells (`first > last` = none).
+    wet_span: Vec<(usize, usize)>,
+    pre_known: Vec<u32>,
+    pre_wet: Vec<u32>,
+    out: Vec<f32>,
+}
+
+impl<'a> NeighbourhoodRows<'a> {
+    /// Over a field in standard layout, `rows × cols`; `None` when `f`'s
+    /// length is not `rows × cols`.
+    pub fn new(
+        f: &'a [f32],
+        (rows, cols): (usize, usize),
+        threshold: f32,
+        radius: usize,
+    ) -> Option<Self> {
+        if f.len() != rows.checked_mul(cols)? {
+            return None;
+        }
+        let wet_span = (0..rows)
+            .map(|r| &f[r * cols..(r + 1) * cols])
+            .map(|row| {
+                let first = row.iter().position(|v| *v >= threshold);
+                match first {
+                    Some(a) => (a, row.iter().rposition(|v| *v >= threshold).unwrap_or(a)),
+                    None => (usize::MAX, 0),
+                }
+            })
+            .collect();
+        Some(Self {
+            f,
+            rows,
+            cols,
+            radius,
+            threshold,
+            top: 0,
+            bottom: 0,
+            next: 0,
+            known: vec![0; cols],
+            wet: vec![0; cols],
+            wet_span,
+            pre_known: vec![0; cols + 1],
+            pre_wet: vec![0; cols + 1],
+            out: vec![f32::NAN; cols],
+        })
+    }
+
+    fn add_row(&mut self, r: usize, sign: bool) {
+        let row = &self.f[r * self.cols..(r + 1) * self.cols];
+        for (k, v) in self.known.iter_mut().zip(row) {
+            let x = v.is_finite() as u32;
+            *k = if sign { *k + x } else { *k - x };
+        }
+        let (a, b) = self.wet_span[r];
+        if a <= b {
+            for (w, v) in self.wet[a..=b].iter_mut().zip(&row[a..=b]) {
+                let x = (*v >= self.threshold) as u32;
+                *w = if sign { *w + x } else { *w - x };
+            }
+        }
+    }
+
+    /// The next row of probabilities (rows in order from 0); `None` after
+    /// the last row.
+    pub fn next_row(&mut self) -> Option<&[f32]> {
+        let r = self.next;
+        if r >= self.rows {
+            return None;
+        }
+        self.next += 1;
+        let want_bottom = (r + self.radius + 1).min(self.rows);
+        while self.bottom < want_bottom {
+            self.add_row(self.bottom, true);
+            self.bottom += 1;
+        }
+        let want_top = r.saturating_sub(self.radius);
+        while self.top < want_top {
+            self.add_row(self.top, false);
+            self.top += 1;
+        }
+        let cols = self.cols;
+        let src = &self.f[r * cols..(r + 1) * cols];
+        // Cells farther than `radius` columns from every wet cell of the
+        // window's rows have k = 0: 0.0 where known.
+        for (o, v) in self.out.iter_mut().zip(src) {
+            *o = if v.is_finite() { 0.0 } else { f32::NAN };
+        }
+        let (a, b) = self.wet_span[self.top..self.bottom]
+            .iter()
+            .fold((usize::MAX, 0), |h, s| (h.0.min(s.0), h.1.max(s.1)));
+        if a > b {
+            return Some(&self.out);
+        }
+        let (first, last) = (
+            a.saturating_sub(self.radius),
+            (b + self.radius).min(cols - 1),
+        );
+        let (p0, p1) = (
+            first.saturating_sub(self.radius),
+            (last + self.radius + 1).min(cols),
+        );
+        self.pre_known[p0] = 0;
+        self.pre_wet[p0] = 0;
+        for c in p0..p1 {
+            self.pre_known[c + 1] = self.pre_known[c] + self.known[c];
+            self.pre_wet[c + 1] = self.pre_wet[c] + self.wet[c];
+        }
+        for (c, (o, v)) in self.out[first..=last]
+            .iter_mut()
+            .zip(&src[first..=last])
+            .enumerate()
+        {
+            let c = c + first;
+            *o = f32::NAN;
+            if !v.is_finite() {
+                continue;
+            }
+            let (c0, c1) = (
+                c.saturating_sub(self.radius),
+                (c + self.radius + 1).min(cols),
+            );
+            let n = self.pre_known[c1] - self.pre_known[c0];
+            if n > 0 {
+                let k = self.pre_wet[c1] - self.pre_wet[c0];
+                *o = k as f32 / n as f32;
+            }
+        }
+        Some(&self.out)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -652,9 +652,8 @@ impl NowcastService {
                     continue;
                 }
                 let radius = prob_radius_cells(&cfg, &obs.grid, lead);
-                let prob = neighbourhood_probability(&frame.rate_mm_h.view(), threshold, radius);
                 if let Some(s) = skill::case_sums(
-                    (&frame.rate_mm_h.view(), &prob.view()),
+                    (&frame.rate_mm_h.view(), radius),
                     &persist.view(),
                     &obs.observed_mm_h.view(),
                     threshold,

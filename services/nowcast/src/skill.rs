@@ -12,11 +12,14 @@
 //!   service's `neighbourhood_probability` of its stored (raw) rate, i.e.
 //!   the raw probability the calibration is fitted on; persistence is a
 //!   yes/no forecast (probability 1 where it reaches the threshold, else 0).
-//! * **Cost.** One fused pass over the cells per lead for both methods plus
-//!   one FSS window pass ([`verify::skill_sums`]); each frame is decoded
-//!   once; the observed field at `T` is the nowcast's own, and persistence
-//!   fields come from memory (the fields of the scans the service updated
-//!   to in the last `max_lead_min`, one per lead step) or are decoded.
+//! * **Cost.** One streaming pass over the rows per lead for both methods
+//!   ([`verify::skill_sums_of`]: sliding window sums over a window's height
+//!   of rows, the frame's neighbourhood probability computed row by row,
+//!   no whole-grid integral image or probability field); each frame is
+//!   decoded once; the observed field at `T` is the nowcast's own, and
+//!   persistence fields come from memory (the fields of the scans the
+//!   service updated to in the last `max_lead_min`, one per lead step) or
+//!   are decoded.
 //! * **Scores** (the scorer of `raincast verify`, `raincast_algorithms::verify`):
 //!   CSI at 0.5, 1 and 5 mm/h, FSS at 1 mm/h with a 10 km window, MAE on wet
 //!   cells (forecast or observation ≥ 0.1 mm/h), Brier score and a 10-bin
@@ -104,7 +107,7 @@ impl Method {
 
 /// Additive verification sums of one method at one lead over some cases
 /// (the scorer of `raincast verify`, filled in one pass by
-/// [`verify::skill_sums`]).
+/// [`verify::skill_sums_of`]).
 pub use verify::SkillSums as Sums;
 
 impl MethodSkill {
@@ -405,13 +408,15 @@ pub async fn skill(
     })
 }
 
-/// The sums of one case at one lead, in one pass ([`verify::skill_sums`]):
-/// the frame `rate` (mm/h) with its probability `prob`, and persistence
-/// `persist` (mm/h, a yes/no forecast: probability 1 where it reaches
-/// `prob_threshold`, else 0), against `obs` (mm/h), on the cells where all
-/// three rate fields are finite. `None` when the shapes differ.
+/// The sums of one case at one lead, in one streaming pass
+/// ([`verify::skill_sums_of`], the scorer of `raincast verify`): the frame
+/// `rate` (mm/h) with its neighbourhood probability of radius `rate.1`
+/// cells (computed row by row as the scorer goes, no probability field),
+/// and persistence `persist` (mm/h, a yes/no forecast: probability 1 where
+/// it reaches `prob_threshold`, else 0), against `obs` (mm/h), on the cells
+/// where all three rate fields are finite. `None` when the shapes differ.
 pub fn case_sums(
-    rate: (&ArrayView2<f32>, &ArrayView2<f32>),
+    rate: (&ArrayView2<f32>, usize),
     persist: &ArrayView2<f32>,
     obs: &ArrayView2<f32>,
     prob_threshold: f32,
@@ -423,9 +428,12 @@ pub fn case_sums(
         wet_mm_h: WET_MM_H,
         prob_threshold,
     };
-    let mut sums = verify::skill_sums(
+    let mut sums = verify::skill_sums_of(
         obs,
-        &[(rate.0.view(), Some(rate.1.view())), (persist.view(), None)],
+        &[
+            (rate.0.view(), verify::Prob::Neighbourhood(rate.1)),
+            (persist.view(), verify::Prob::YesNo),
+        ],
         &spec,
     )?
     .into_iter();

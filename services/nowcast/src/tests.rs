@@ -899,15 +899,7 @@ fn no_data_is_never_counted_as_dry() {
     let rate = f([[2.0, 2.0, nan], [0.0, 0.0, 0.0]]);
     let persist = f([[2.0, 0.0, 0.0], [nan, 0.0, 0.0]]);
     let obs = f([[2.0, nan, 3.0], [3.0, 0.0, 0.0]]);
-    let prob = rate.mapv(|v| if v >= 0.1 { 1.0 } else { 0.0 });
-    let s = skill::case_sums(
-        (&rate.view(), &prob.view()),
-        &persist.view(),
-        &obs.view(),
-        0.1,
-        1,
-    )
-    .unwrap();
+    let s = skill::case_sums((&rate.view(), 0), &persist.view(), &obs.view(), 0.1, 1).unwrap();
     // Common cells: (0,0), (1,1), (1,2).
     assert_eq!(s.raincast.hits[1], 1);
     assert_eq!(s.raincast.false_alarms[1], 0);
@@ -919,14 +911,7 @@ fn no_data_is_never_counted_as_dry() {
     assert_eq!(s.persistence.brier_cells, 3);
     // All no data: nothing counted, every score undefined.
     let none = Array2::from_elem((2, 3), nan);
-    let s = skill::case_sums(
-        (&rate.view(), &prob.view()),
-        &persist.view(),
-        &none.view(),
-        0.1,
-        1,
-    )
-    .unwrap();
+    let s = skill::case_sums((&rate.view(), 0), &persist.view(), &none.view(), 0.1, 1).unwrap();
     let scores = skill::MethodSkill::of(&s.raincast);
     assert_eq!(scores.csi[1].1, None);
     assert_eq!(
