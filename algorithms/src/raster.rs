@@ -356,6 +356,7 @@ pub(crate) fn reduce(src: &Img) -> Img {
 /// sampling of [`reduce`]): fine cell `2i` takes `(x[i−1] + 6·x[i] + x[i+1]) / 8`,
 /// fine cell `2i+1` takes `(x[i] + x[i+1]) / 2`, along each axis, edges
 /// replicated. Constants stay exactly constant.
+#[cfg(test)]
 pub(crate) fn expand_into(src: &Img, out: &mut Img) {
     expand_rows(src, out, &mut Vec::new(), |_, _| {});
 }
