@@ -281,6 +281,30 @@ pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
     top + wy * (bot - top)
 }
 
+/// Smallest and largest non-NaN value of `xs` (`(∞, −∞)` when there is
+/// none). Eight independent lanes of plain comparisons (NaN fails both), so
+/// the loop vectorises without fast-math; the lanes are merged at the end.
+pub(crate) fn value_range(xs: &[f32]) -> (f32, f32) {
+    const L: usize = 8;
+    let (mut lo, mut hi) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L]);
+    let mut chunks = xs.chunks_exact(L);
+    for ch in &mut chunks {
+        for k in 0..L {
+            let v = ch[k];
+            lo[k] = if v < lo[k] { v } else { lo[k] };
+            hi[k] = if v > hi[k] { v } else { hi[k] };
+        }
+    }
+    let (mut l, mut h) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in lo.iter().chain(chunks.remainder()) {
+        l = if v < l { v } else { l };
+    }
+    for &v in hi.iter().chain(chunks.remainder()) {
+        h = if v > h { v } else { h };
+    }
+    (l, h)
+}
+
 /// Burt–Adelson REDUCE: blur with the 5-tap binomial kernel
 /// `[1 4 6 4 1] / 16` along both axes (edges replicated), keep every second
 /// sample. Output cell `i` sits on input cell `2i`. Input must be gap-free.
@@ -332,6 +356,7 @@ pub(crate) fn reduce(src: &Img) -> Img {
 /// sampling of [`reduce`]): fine cell `2i` takes `(x[i−1] + 6·x[i] + x[i+1]) / 8`,
 /// fine cell `2i+1` takes `(x[i] + x[i+1]) / 2`, along each axis, edges
 /// replicated. Constants stay exactly constant.
+#[cfg(test)]
 pub(crate) fn expand_into(src: &Img, out: &mut Img) {
     expand_rows(src, out, &mut Vec::new(), |_, _| {});
 }
@@ -346,35 +371,32 @@ pub(crate) fn expand_rows(
     tmp: &mut Vec<f32>,
     mut finish: impl FnMut(usize, &mut [f32]),
 ) {
-    let (rows, cols) = (out.rows, out.cols);
-    let (sr, sc) = (src.rows, src.cols);
+    let (cols, sr, sc) = (out.cols, src.rows, src.cols);
     let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-    // Vertical first, at coarse width: rows × sc.
+    // One output row at a time: the vertical pass into a coarse-width row
+    // (`tmp`, stays in L1), then the horizontal pass into the output row.
     tmp.clear();
-    tmp.resize(rows * sc, 0.0);
-    for (r, trow) in tmp.chunks_exact_mut(sc).enumerate() {
-        let i = (r / 2) as isize;
-        let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
-        if r % 2 == 0 {
-            let (a, b, c) = (row(-1), row(0), row(1));
-            for (((t, a), b), c) in trow.iter_mut().zip(a).zip(b).zip(c) {
-                *t = (a + 6.0 * b + c) * 0.125;
-            }
-        } else {
-            let (a, b) = (row(0), row(1));
-            for ((t, a), b) in trow.iter_mut().zip(a).zip(b) {
-                *t = (a + b) * 0.5;
+    tmp.resize(sc, 0.0);
+    for (r, orow) in out.data.chunks_exact_mut(cols).enumerate() {
+        {
+            let i = (r / 2) as isize;
+            let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
+            if r % 2 == 0 {
+                let (a, b, c) = (row(-1), row(0), row(1));
+                for (((t, a), b), c) in tmp.iter_mut().zip(a).zip(b).zip(c) {
+                    *t = (a + 6.0 * b + c) * 0.125;
+                }
+            } else {
+                let (a, b) = (row(0), row(1));
+                for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                    *t = (a + b) * 0.5;
+                }
             }
         }
-    }
-    // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j, j+1.
-    // The interior (1 ≤ j, j + 1 < sc, both fine columns inside) runs over
-    // windows without index checks; the few edge columns clamp.
-    for (r, (trow, orow)) in tmp
-        .chunks_exact(sc)
-        .zip(out.data.chunks_exact_mut(cols))
-        .enumerate()
-    {
+        // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j,
+        // j+1. The interior (1 ≤ j, j + 1 < sc, both fine columns inside)
+        // runs over windows without index checks; the few edge columns clamp.
+        let trow = &tmp[..];
         let at = |j: isize| trow[cl(j, sc)];
         let edge = |j: usize, pair: &mut [f32]| {
             let ji = j as isize;
@@ -524,6 +546,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn value_range_skips_nan_in_every_lane() {
+        // Lengths around the lane width, NaN and the extremes in every position.
+        for n in [0usize, 1, 7, 8, 9, 17, 40] {
+            for at in 0..n {
+                let mut xs: Vec<f32> = (0..n).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+                xs[at] = f32::NAN;
+                xs[(at + 3) % n] = -9.0;
+                xs[(at + 5) % n] = 11.0;
+                let finite: Vec<f32> = xs.iter().copied().filter(|v| !v.is_nan()).collect();
+                let want = (
+                    finite.iter().copied().fold(f32::INFINITY, f32::min),
+                    finite.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                );
+                assert_eq!(value_range(&xs), want, "n {n}, NaN at {at}");
+            }
+        }
+        assert_eq!(
+            value_range(&[f32::NAN; 9]),
+            (f32::INFINITY, f32::NEG_INFINITY)
+        );
     }
 
     #[test]
