@@ -296,15 +296,17 @@ function decodePng(buf) {
 // A RainViewer client, as RainViewer documents it (fetch
 // {host}/public/weather-maps.json, then one L.tileLayer per frame at
 // host + path + '/256/{z}/{x}/{y}/2/1_1.png'), only pointed at this server.
-// The page lives on another origin (http://localhost:9, served by Playwright from the
+// The page lives on another origin (made up, served by Playwright from the
 // npm packages: no network), so it also checks that the frame list is open
 // to other origins. Its map has a white background and no controls: every
 // non-white pixel of its screenshot is rain from our tiles.
 async function rainviewerClient(context, base) {
   const host = new URL(base).origin;
-  // Another origin (another port), still on the loopback interface, so
-  // Chromium's local-network-access rules allow its requests to the server.
-  const origin = 'http://localhost:9';
+  // Another origin, made up. The server listens on the loopback address,
+  // which Chromium lets other origins reach only with the "local network
+  // access" permission (a real deployment is not on the loopback address).
+  const origin = 'http://rainviewer-client.test';
+  await context.grantPermissions(['local-network-access'], { origin });
   const leaflet = path.join(require.resolve('leaflet/package.json'), '..', 'dist');
   const radars = await (await fetch(host + '/v1/radars')).json();
   const site = radars.radars.find((r) => r.location).location;
