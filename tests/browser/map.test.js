@@ -302,10 +302,12 @@ function decodePng(buf) {
 // non-white pixel of its screenshot is rain from our tiles.
 async function rainviewerClient(context, base) {
   const host = new URL(base).origin;
-  // Another origin, made up. The server listens on the loopback address,
-  // which Chromium lets other origins reach only with the "local network
-  // access" permission (a real deployment is not on the loopback address).
-  const origin = 'http://rainviewer-client.test';
+  // Another origin (another port on the loopback address, served by
+  // Playwright, nothing listens there). The server listens on the loopback
+  // address, which Chromium lets other origins reach only from a secure
+  // context (loopback origins are) with the "local network access"
+  // permission; a real deployment is not on the loopback address.
+  const origin = 'http://127.0.0.1:9';
   await context.grantPermissions(['local-network-access'], { origin });
   const leaflet = path.join(require.resolve('leaflet/package.json'), '..', 'dist');
   const radars = await (await fetch(host + '/v1/radars')).json();
