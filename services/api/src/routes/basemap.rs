@@ -34,6 +34,7 @@ const MAX_SPAN_DEG: f64 = 90.0;
 
 /// The box and the smallest town.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BasemapQuery {
     /// West edge, degrees (-180..180).
     pub west: f64,
