@@ -12,6 +12,7 @@
 //! * `NaN` means **no data** (outside coverage, not scanned). It is never the
 //!   same as zero rain ("undetect": measured, no echo).
 
+pub mod basemap;
 pub mod decode;
 pub mod encode;
 pub mod export;

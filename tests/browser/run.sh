@@ -44,7 +44,8 @@ say "$("$CHROMIUM" --version 2>/dev/null | tail -n 1)"
 # 2. npm dependencies, pinned by the lock file, outside the clone.
 mkdir -p "$deps"
 if ! cmp -s "$here/package-lock.json" "$deps/package-lock.json" \
-    || [ ! -f "$deps/node_modules/playwright-core/package.json" ]; then
+    || [ ! -f "$deps/node_modules/playwright-core/package.json" ] \
+    || [ ! -f "$deps/node_modules/leaflet/dist/leaflet.js" ]; then
     say "installing npm dependencies into $deps"
     cp "$here/package.json" "$here/package-lock.json" "$deps/"
     (cd "$deps" && npm ci --no-audit --no-fund --loglevel=error)

@@ -12,10 +12,14 @@
 //!   the size limit; no rain = background, no data = grey hatch, rain in the
 //!   [`RAIN_SCALE`](super::RAIN_SCALE) colours; the map gets a 1·s px border in the
 //!   frame's tag colour so observed and forecast frames differ at a glance;
+//!   under the rain (drawn only where a pixel is dry or has no data), the
+//!   embedded basemap ([`crate::basemap`]): coastlines, country borders, lake
+//!   shores, and the large towns with their names, projected through the
+//!   grid's own projection;
 //! * **legend** (16·s px): the unit, one swatch per band labelled with its
 //!   lower bound, and the no-data hatch.
 //!
-//! Size: one global palette of 23 colours (so LZW codes start at 5 bits and
+//! Size: one global palette of 27 colours (so LZW codes start at 5 bits and
 //! no frame carries its own palette); every frame after the first covers only
 //! the bounding box of the pixels that changed, and inside it unchanged pixels
 //! are transparent, so a mostly static scene costs little. The animation
@@ -24,6 +28,7 @@
 use super::font::{self, CAP_H, CAP_TOP, GAP, GLYPH_W};
 use super::lzw;
 use super::{class_code, RenderError, CLASS_BAND0, CLASS_NO_RAIN, RAIN_SCALE};
+use crate::basemap::{Basemap, LineKind};
 use crate::grid::Grid;
 use chrono::{DateTime, Duration, Utc};
 use ndarray::ArrayView2;
@@ -54,8 +59,21 @@ const P_RING: u8 = 19;
 const P_MUTED: u8 = 20;
 const P_OBSERVED_DIM: u8 = 21;
 const P_FORECAST_DIM: u8 = 22;
+const P_COAST: u8 = 23;
+const P_BORDER: u8 = 24;
+const P_LAKE: u8 = 25;
+const P_TOWN: u8 = 26;
 /// LZW minimum code size: the palette has fewer than 32 entries.
 const MIN_CODE_SIZE: u8 = 5;
+
+/// Colour of the basemap's coastlines.
+pub const BASEMAP_COAST_RGB: [u8; 3] = [60, 95, 150];
+/// Colour of the basemap's country borders.
+pub const BASEMAP_BORDER_RGB: [u8; 3] = [150, 110, 150];
+/// Colour of the basemap's lake shores.
+pub const BASEMAP_LAKE_RGB: [u8; 3] = [70, 140, 210];
+/// Colour of the basemap's town dots and names.
+pub const BASEMAP_TOWN_RGB: [u8; 3] = [95, 95, 110];
 
 /// RGB of every palette index, in index order.
 fn palette_rgb() -> Vec<u8> {
@@ -77,6 +95,10 @@ fn palette_rgb() -> Vec<u8> {
         [170, 175, 185], // muted text
         [70, 95, 135],   // timeline: other observed frames
         [140, 95, 50],   // timeline: other forecast frames
+        BASEMAP_COAST_RGB,
+        BASEMAP_BORDER_RGB,
+        BASEMAP_LAKE_RGB,
+        BASEMAP_TOWN_RGB,
     ]);
     p.into_iter().flatten().collect()
 }
@@ -149,6 +171,9 @@ pub struct AnimationOptions {
     pub utc_offset_s: i32,
     /// Zone name printed after the time (e.g. `UTC`, `CEST`).
     pub zone_label: String,
+    /// Draw the embedded basemap under the rain (coastlines, borders, lakes,
+    /// large towns).
+    pub basemap: bool,
 }
 
 impl Default for AnimationOptions {
@@ -163,6 +188,7 @@ impl Default for AnimationOptions {
             coverage_outline: true,
             utc_offset_s: 0,
             zone_label: "UTC".to_string(),
+            basemap: true,
         }
     }
 }
@@ -513,6 +539,109 @@ fn build_overlay(
     ov
 }
 
+/// Smallest town drawn on a GIF, inhabitants.
+const MIN_TOWN_POPULATION: u32 = 100_000;
+
+/// The basemap layer (drawn under the rain): coastlines, borders and lake
+/// shores of the embedded basemap projected onto the grid, and the large
+/// towns as a dot and their name; 0 = nothing. Towns whose label would
+/// overlap one already placed (larger towns first) or the place marker are
+/// left out.
+fn build_basemap(grid: &Grid, lay: &AnimationLayout, opts: &AnimationOptions) -> Canvas {
+    let (mw, mh) = (lay.map.w, lay.map.h);
+    let mut base = Canvas::new(mw, mh, P_TRANSPARENT);
+    if !opts.basemap {
+        return base;
+    }
+    let Ok((w, s, e, n)) = grid.bounds_lonlat() else {
+        return base;
+    };
+    let bm = Basemap::embedded();
+    let (fy, fx) = (mh as f64 / grid.rows as f64, mw as f64 / grid.cols as f64);
+    let limit = 2.0 * f64::from(mw + mh);
+    let margin = 0.5;
+    let bbox = (w - margin, s - margin, e + margin, n + margin);
+    // Lake shores last: they sit on top of a border running through a lake.
+    for kind in [LineKind::Border, LineKind::Coast, LineKind::Lake] {
+        let colour = match kind {
+            LineKind::Coast => P_COAST,
+            LineKind::Border => P_BORDER,
+            LineKind::Lake => P_LAKE,
+        };
+        for line in bm.lines_in(bbox).filter(|l| l.kind == kind) {
+            let lonlat: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .map(|&(x, y)| (bm.deg(x), bm.deg(y)))
+                .collect();
+            let px: Vec<(f64, f64)> = grid
+                .lonlat_to_rowcol_many(&lonlat)
+                .into_iter()
+                .map(|(r, c)| (c * fx, r * fy))
+                .collect();
+            for seg in px.windows(2) {
+                let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+                if !(x0.is_finite() && y0.is_finite() && x1.is_finite() && y1.is_finite()) {
+                    continue;
+                }
+                let len = (x1 - x0).abs().max((y1 - y0).abs());
+                // Off the map on one side, or a projection wrap-around.
+                if len > limit
+                    || (x0.max(x1) < 0.0)
+                    || (y0.max(y1) < 0.0)
+                    || x0.min(x1) >= f64::from(mw)
+                    || y0.min(y1) >= f64::from(mh)
+                {
+                    continue;
+                }
+                let steps = len.ceil().max(1.0) as usize;
+                for i in 0..=steps {
+                    let t = i as f64 / steps as f64;
+                    base.set(
+                        (x0 + t * (x1 - x0)).floor() as i64,
+                        (y0 + t * (y1 - y0)).floor() as i64,
+                        colour,
+                    );
+                }
+            }
+        }
+    }
+    // Towns: a dot and the name at the smallest font scale.
+    let s = lay.font_scale.saturating_sub(1).max(1);
+    let si = i64::from(s);
+    let mut placed: Vec<(i64, i64, i64, i64)> = Vec::new();
+    if let Some(m) = &opts.marker {
+        if let Ok((r, c)) = grid.lonlat_to_rowcol(m.lon, m.lat) {
+            let (x, y) = ((c * fx) as i64, (r * fy) as i64);
+            let sm = i64::from(lay.font_scale);
+            let tw = font::text_width(&m.name, lay.font_scale) as i64;
+            placed.push((x - tw - 6 * sm, y - 6 * sm, x + tw + 6 * sm, y + 6 * sm));
+        }
+    }
+    for t in bm.towns_in(bbox, MIN_TOWN_POPULATION) {
+        let Ok((r, c)) = grid.lonlat_to_rowcol(t.lon, t.lat) else {
+            continue;
+        };
+        let (x, y) = (c * fx, r * fy);
+        if !(x >= 0.0 && y >= 0.0 && x < f64::from(mw) && y < f64::from(mh)) {
+            continue;
+        }
+        let (x, y) = (x as i64, y as i64);
+        let tw = font::text_width(&t.name, s) as i64;
+        let rect = (x - si, y - 5 * si, x + 3 * si + tw, y + 5 * si);
+        let overlaps = placed
+            .iter()
+            .any(|p| rect.0 < p.2 && p.0 < rect.2 && rect.1 < p.3 && p.1 < rect.3);
+        if overlaps || rect.2 > i64::from(mw) {
+            continue;
+        }
+        placed.push(rect);
+        base.fill(x - si, y - si, 2 * si, 2 * si, P_TOWN);
+        base.text(x + 3 * si, y - (CAP_H as i64 * si) / 2, s, &t.name, P_TOWN);
+    }
+    base
+}
+
 fn draw_legend(c: &mut Canvas, lay: &AnimationLayout) {
     let s = lay.font_scale;
     c.fill_rect(lay.legend, P_CHROME);
@@ -540,6 +669,7 @@ fn draw_frame(
     k: usize,
     codes: &[u8],
     overlay: &Canvas,
+    base: &Canvas,
     row_of: &[usize],
     col_of: &[usize],
     opts: &AnimationOptions,
@@ -598,13 +728,20 @@ fn draw_frame(
     for y in 0..m.h as usize {
         let code_row = &codes[row_of[y] * cols..(row_of[y] + 1) * cols];
         let ov_row = &overlay.px[y * m.w as usize..(y + 1) * m.w as usize];
+        let base_row = &base.px[y * m.w as usize..(y + 1) * m.w as usize];
         let start = (m.y as usize + y) * cw + m.x as usize;
         let dst = &mut c.px[start..start + m.w as usize];
-        for ((d, ov), &col) in dst.iter_mut().zip(ov_row).zip(col_of) {
+        for (((d, ov), b), &col) in dst.iter_mut().zip(ov_row).zip(base_row).zip(col_of) {
             *d = if *ov != P_TRANSPARENT {
                 *ov
             } else {
-                lut[(code_row[col] & 15) as usize]
+                let v = lut[(code_row[col] & 15) as usize];
+                // The basemap shows where it is dry or there is no data.
+                if *b != P_TRANSPARENT && (v == P_BACKGROUND || v == P_NODATA) {
+                    *b
+                } else {
+                    v
+                }
             };
         }
         // Hatch the no-data pixels of this row.
@@ -667,6 +804,7 @@ pub fn render_animation(
         .find(|f| f.kind == FrameKind::Observed)
         .unwrap_or(&frames[0]);
     let overlay = build_overlay(grid, reference.rate_mm_h, &lay, &row_of, &col_of, opts);
+    let base = build_basemap(grid, &lay, opts);
 
     let gif_err = |e: gif::EncodingError| RenderError::Encode {
         format: "GIF",
@@ -693,7 +831,7 @@ pub fn render_animation(
     for k in 0..frames.len() {
         classify(&frames[k].rate_mm_h, &mut codes);
         draw_frame(
-            &mut cur, &lay, frames, k, &codes, &overlay, &row_of, &col_of, opts,
+            &mut cur, &lay, frames, k, &codes, &overlay, &base, &row_of, &col_of, opts,
         );
         let delay = if k + 1 == frames.len() {
             opts.last_frame_delay_cs
@@ -863,6 +1001,64 @@ mod tests {
         let p = palette_rgb();
         let i = i as usize * 3;
         [p[i], p[i + 1], p[i + 2]]
+    }
+
+    /// Belgium on a 1 km grid centred on Brussels: rain over the west half,
+    /// dry east half. The basemap (borders with the Netherlands and Germany,
+    /// Liège and its name) shows in the dry half only, and not at all when
+    /// turned off.
+    #[test]
+    fn basemap_is_drawn_under_the_rain() {
+        let g = Grid::new(
+            "+proj=aeqd +lat_0=50.85 +lon_0=4.35 +ellps=WGS84 +units=m",
+            300,
+            300,
+            1000.0,
+            1000.0,
+            -150_000.0,
+            150_000.0,
+        )
+        .unwrap();
+        let a = Array2::from_shape_fn((300, 300), |(_, c)| if c < 150 { 5.0f32 } else { 0.0 });
+        let frames = [AnimationFrame {
+            rate_mm_h: a.view(),
+            time: t0(),
+            kind: FrameKind::Observed,
+        }];
+        let count = |basemap: bool| {
+            let opts = AnimationOptions {
+                coverage_outline: false,
+                basemap,
+                ..AnimationOptions::default()
+            };
+            let lay = animation_layout(300, 300, &opts).unwrap();
+            let (w, _, imgs) = decode(&render_animation(&g, &frames, &opts).unwrap());
+            let mut n = std::collections::HashMap::<(u8, bool), usize>::new();
+            for y in lay.map.y + 2..lay.map.y + lay.map.h - 2 {
+                for x in lay.map.x + 2..lay.map.x + lay.map.w - 2 {
+                    let rgb = rgb_at(&imgs[0], w, x, y);
+                    let west = x - lay.map.x < lay.map.w / 2;
+                    for p in [P_COAST, P_BORDER, P_LAKE, P_TOWN] {
+                        if rgb == pal(p) {
+                            *n.entry((p, west)).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            n
+        };
+        let on = count(true);
+        assert!(
+            on.get(&(P_BORDER, false)).copied().unwrap_or(0) > 50,
+            "{on:?}"
+        );
+        assert!(
+            on.get(&(P_TOWN, false)).copied().unwrap_or(0) > 20,
+            "{on:?}"
+        );
+        // Under the rain: nothing of the basemap in the rainy west half.
+        assert!(on.keys().all(|(_, west)| !west), "{on:?}");
+        assert!(count(false).is_empty());
     }
 
     #[test]

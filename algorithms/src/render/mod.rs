@@ -37,7 +37,8 @@ pub mod tiles;
 
 pub use animation::{
     animation_layout, render_animation, AnimationFrame, AnimationLayout, AnimationOptions,
-    FrameKind, Marker, RangeRings, Rect, MAX_GIF_SIDE_PX, MIN_GIF_WIDTH_PX,
+    FrameKind, Marker, RangeRings, Rect, BASEMAP_BORDER_RGB, BASEMAP_COAST_RGB, BASEMAP_LAKE_RGB,
+    BASEMAP_TOWN_RGB, MAX_GIF_SIDE_PX, MIN_GIF_WIDTH_PX,
 };
 pub use map_raster::{MapRaster, MAX_MAP_SIDE_PX};
 pub use reliability::{render_reliability_png, ReliabilitySeries};

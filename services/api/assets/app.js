@@ -1,7 +1,10 @@
-// Raincast map page: radar coverage on a graticule (no base-map tiles, so it
-// works offline), the rain overlay animating through the past hour and the
-// nowcast with a time slider, and the point forecast on click. Talks only to
-// this server's API.
+// Raincast map page: the mosaic of every radar as XYZ tiles from this
+// server's RainViewer-compatible API (/public/weather-maps.json and
+// /v2/radar/...), animating through the past hour and the nowcast with a
+// time slider, over the embedded offline basemap (/v1/basemap: coastlines,
+// borders, lakes, towns) or the operator's online basemap ([api]
+// basemap_url, from /v1/map-settings); the point forecast on click. Without
+// basemap_url the page talks only to this server.
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -10,20 +13,26 @@
   const panel = $('forecast');
   const statusEl = $('status');
   const playBtn = $('play');
+  // Raincast's legend colours (tile scheme 1), smoothed.
+  const TILE_OPTIONS = '/256/{z}/{x}/{y}/1/1_0.png';
+  const RAIN_OPACITY = 0.85;
+  const PAST_S = 3600;
 
-  const map = L.map('map', { zoomSnap: 0.25 });
+  const map = L.map('map', { zoomSnap: 0.25, maxZoom: 12 });
   map.attributionControl.setPrefix('Leaflet');
   map.attributionControl.addAttribution('Rain: Raincast');
   map.setView([47, 8], 6);
+  map.createPane('basemap').style.zIndex = 250;
+  map.createPane('rain').style.zIndex = 350;
+  map.createPane('labels').style.zIndex = 450;
+  map.getPane('labels').style.pointerEvents = 'none';
 
   const state = {
-    radars: [], radar: null, frames: [], index: 0, playing: true, issued: null,
-    overlay: null, coverage: null, site: null, graticule: null, clicked: null, scale: [],
-    timer: null, preload: [],
+    radars: [], radar: null, frames: [], index: 0, playing: true, generated: null, key: null,
+    layers: new Map(), outlines: null, clicked: null, scale: [], timer: null, basemap: null, towns: [],
   };
-
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-  const hhmm = (iso) => new Date(iso).toISOString().slice(11, 16) + ' UTC';
+  const hhmm = (t) => new Date(t).toISOString().slice(11, 16) + ' UTC';
 
   async function getJSON(url) {
     const r = await fetch(url, { headers: { accept: 'application/json' } });
@@ -37,40 +46,18 @@
     return body;
   }
 
-  // Lines of latitude and longitude at a step that suits the view.
-  function drawGraticule(b) {
-    if (state.graticule) state.graticule.remove();
-    const g = L.layerGroup();
-    const span = Math.max(b.east - b.west, b.north - b.south);
-    const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20].find((s) => span / s <= 8) || 30;
-    const w = Math.floor((b.west - span) / step) * step, e = Math.ceil((b.east + span) / step) * step;
-    const s = Math.max(-85, Math.floor((b.south - span) / step) * step), n = Math.min(85, Math.ceil((b.north + span) / step) * step);
-    const style = { color: '#9aa0aa', weight: 1, opacity: 0.6, interactive: false, dashArray: '3 4' };
-    for (let lon = w; lon <= e + 1e-9; lon += step) {
-      const pts = [];
-      for (let lat = s; lat <= n + 1e-9; lat += step / 4) pts.push([lat, lon]);
-      L.polyline(pts, style).addTo(g);
-      L.marker([b.south, lon], { interactive: false, icon: L.divIcon({ className: 'graticule-label', html: (+lon.toFixed(2)) + '°', iconSize: [40, 12] }) }).addTo(g);
-    }
-    for (let lat = s; lat <= n + 1e-9; lat += step) {
-      const pts = [];
-      for (let lon = w; lon <= e + 1e-9; lon += step / 4) pts.push([lat, lon]);
-      L.polyline(pts, style).addTo(g);
-      L.marker([lat, b.west], { interactive: false, icon: L.divIcon({ className: 'graticule-label', html: (+lat.toFixed(2)) + '°', iconSize: [40, 12] }) }).addTo(g);
-    }
-    state.graticule = g.addTo(map);
-  }
-
   function frameLabel(f) {
     if (f.kind === 'observed') return 'Observed ' + hhmm(f.time);
     return 'Forecast +' + f.lead + ' min · ' + hhmm(f.time);
   }
 
+  // One tile layer per frame, all kept on the map (hidden ones at opacity
+  // 0) so the browser has every frame's tiles when the animation reaches it.
   function show(i) {
     if (!state.frames.length) return;
     state.index = Math.max(0, Math.min(state.frames.length - 1, i));
     const f = state.frames[state.index];
-    state.overlay.setUrl(f.url);
+    for (const [url, layer] of state.layers) layer.setOpacity(url === f.url ? RAIN_OPACITY : 0);
     slider.value = String(state.index);
     label.textContent = frameLabel(f);
     label.className = f.kind;
@@ -94,63 +81,64 @@
     schedule();
   }
 
-  // A forecast frame that fails to load (410 Gone: the nowcast was replaced
-  // between the page's requests) makes the page fetch the new frame list,
+  // A tile of a frame that is gone (404: a newer nowcast replaced it, or it
+  // aged out of the two hours) makes the page fetch the frame list again,
   // at most once every few seconds.
-  function frameFailed(url) {
-    if (!/\/nowcast\/frames\//.test(url || '')) return;
+  function tileFailed() {
     const now = Date.now();
     if (state.refetching || now - (state.refetched || 0) < 3000) return;
     state.refetching = true;
     state.refetched = now;
-    loadNowcast().finally(() => { state.refetching = false; });
+    loadFrames().finally(() => { state.refetching = false; });
   }
 
-  async function loadNowcast() {
-    const r = state.radar;
-    if (!r) return;
-    let n;
+  async function loadFrames() {
+    let m;
     try {
-      n = await getJSON('/v1/radars/' + encodeURIComponent(r.id) + '/nowcast?past=60');
+      m = await getJSON('/public/weather-maps.json');
     } catch (e) {
       statusEl.textContent = e.message;
       return;
     }
-    statusEl.textContent = 'issued ' + hhmm(n.issued_at) + ' · ' + n.frames.length + ' forecast frames';
-    if (n.issued_at === state.issued) return;
-    state.issued = n.issued_at;
+    // The last hour of scans before the newest (the list covers two).
+    const newest = m.radar.past.length ? m.radar.past[m.radar.past.length - 1].time : 0;
+    const past = m.radar.past.filter((f) => f.time >= newest - PAST_S);
+    const key = past.concat(m.radar.nowcast).map((f) => f.path).join(',');
+    const base = past.length ? past[past.length - 1].time : null;
+    statusEl.textContent = (base ? 'latest scan ' + hhmm(base * 1000) : 'no scan') + ' · ' + m.radar.nowcast.length + ' forecast frames';
+    if (key === state.key) return;
+    state.key = key;
     const shown = state.frames[state.index];
-    const b = n.map_bounds;
-    const bounds = [[b.south, b.west], [b.north, b.east]];
-    state.frames = n.past.map((p) => ({ url: p.png, time: p.time, kind: 'observed' }))
-      .concat(n.frames.map((f) => ({ url: f.png, time: f.time, kind: 'forecast', lead: f.lead_min })));
-    // Warm the browser cache so the animation does not flicker.
-    state.preload = state.frames.map((f) => {
-      const im = new Image();
-      im.onerror = () => frameFailed(f.url);
-      im.src = f.url;
-      return im;
-    });
-    let start = Math.max(0, n.past.length - 1);
+    // Tiles from this page's own origin (a RainViewer client would use m.host).
+    state.frames = past.map((f) => ({ url: f.path + TILE_OPTIONS, time: f.time * 1000, kind: 'observed' }))
+      .concat(m.radar.nowcast.map((f) => ({
+        url: f.path + TILE_OPTIONS, time: f.time * 1000, kind: 'forecast',
+        lead: base ? Math.round((f.time - base) / 60) : 0,
+      })));
+    const wanted = new Set(state.frames.map((f) => f.url));
+    for (const [url, layer] of state.layers) {
+      if (!wanted.has(url)) { layer.remove(); state.layers.delete(url); }
+    }
+    for (const f of state.frames) {
+      if (state.layers.has(f.url)) continue;
+      const layer = L.tileLayer(f.url, { pane: 'rain', opacity: 0, className: 'rain-tiles', maxNativeZoom: 12, maxZoom: 12, keepBuffer: 1 });
+      layer.frameUrl = f.url;
+      layer.on('tileerror', tileFailed);
+      state.layers.set(f.url, layer.addTo(map));
+    }
+    let start = Math.max(0, past.length - 1);
     // Paused on a frame: stay on the same lead (or observed time).
     if (!state.playing && shown) {
       const same = state.frames.findIndex((f) => f.kind === shown.kind && (f.kind === 'forecast' ? f.lead === shown.lead : f.time === shown.time));
       if (same >= 0) start = same;
     }
-    if (!state.overlay) {
-      state.overlay = L.imageOverlay(state.frames[start].url, bounds, { opacity: 0.8, className: 'rain-overlay', interactive: false }).addTo(map);
-      state.overlay.on('error', () => frameFailed(state.overlay.getElement() && state.overlay.getElement().src));
-    } else {
-      state.overlay.setBounds(L.latLngBounds(bounds));
-    }
-    slider.max = String(state.frames.length - 1);
+    slider.max = String(Math.max(0, state.frames.length - 1));
     show(start);
     schedule();
-    loadSkill();
   }
 
-  // The skill panel: the radar's live skill over the last 24 h (CSI at
-  // 1 mm/h per lead, Raincast against persistence, and the cases).
+  // The skill panel: the selected radar's live skill over the last 24 h
+  // (CSI at 1 mm/h per lead, Raincast against persistence, and the cases).
   async function loadSkill() {
     const r = state.radar;
     const box = $('skill');
@@ -167,36 +155,110 @@
     const csi1 = (m) => { const c = m.csi.find((x) => x.threshold_mm_h === 1); return c && c.csi != null ? c.csi.toFixed(2) : '–'; };
     const leads = v.leads.filter((l) => l.raincast.cases > 0);
     if (!leads.length) {
-      box.innerHTML = '<b>Live skill</b> <span class="hint">scoring starts when the first nowcasts come true</span>';
+      box.innerHTML = '<b>Live skill · ' + esc(r.name) + '</b> <span class="hint">scoring starts when the first nowcasts come true</span>';
       box.dataset.state = 'empty';
       return;
     }
     const rows = leads.map((l) => '<tr><td>+' + l.lead_min + '</td><td>' + csi1(l.raincast) + '</td><td>' + csi1(l.persistence) +
       '</td><td>' + l.raincast.cases + '</td></tr>').join('');
-    box.innerHTML = '<b>Live skill, last 24 h</b> <span class="hint">CSI at 1 mm/h</span>' +
+    box.innerHTML = '<b>Live skill · ' + esc(r.name) + ', last 24 h</b> <span class="hint">CSI at 1 mm/h</span>' +
       '<table><thead><tr><th>lead</th><th>Raincast</th><th>persist.</th><th>cases</th></tr></thead><tbody>' + rows + '</tbody></table>';
     box.dataset.state = 'ready';
   }
 
-  function selectRadar(id) {
-    const r = state.radars.find((x) => x.id === id);
-    if (!r) return;
-    state.radar = r;
-    state.issued = null;
-    if (state.coverage) state.coverage.remove();
-    if (state.site) state.site.remove();
-    if (r.coverage) {
-      state.coverage = L.geoJSON(r.coverage, { style: { color: '#4a5160', weight: 1.5, fill: false, dashArray: '6 4' }, interactive: false }).addTo(map);
+  // Every radar at once: the coverage outlines and sites of all of them;
+  // the menu zooms to one (or all) and picks the radar of the skill panel.
+  function unionBounds(list) {
+    const b = list.filter((r) => r.bounds).map((r) => r.bounds);
+    if (!b.length) return null;
+    return {
+      west: Math.min(...b.map((x) => x.west)), south: Math.min(...b.map((x) => x.south)),
+      east: Math.max(...b.map((x) => x.east)), north: Math.max(...b.map((x) => x.north)),
+    };
+  }
+
+  function drawRadars() {
+    if (state.outlines) state.outlines.remove();
+    const g = L.layerGroup();
+    for (const r of state.radars) {
+      if (r.coverage) {
+        L.geoJSON(r.coverage, { pane: 'labels', style: { color: '#4a5160', weight: 1.5, fill: false, dashArray: '6 4' }, interactive: false }).addTo(g);
+      }
+      if (r.location) {
+        L.circleMarker([r.location.lat, r.location.lon], { pane: 'labels', radius: 4, color: '#1d2230', weight: 2, fillColor: '#fff', fillOpacity: 1 })
+          .bindTooltip(esc(r.name)).addTo(g);
+      }
     }
-    if (r.location) {
-      state.site = L.circleMarker([r.location.lat, r.location.lon], { radius: 4, color: '#1d2230', weight: 2, fillColor: '#fff', fillOpacity: 1 })
-        .bindTooltip(esc(r.name)).addTo(map);
+    state.outlines = g.addTo(map);
+  }
+
+  function select(id) {
+    const list = id === '*' ? state.radars : state.radars.filter((x) => x.id === id);
+    const b = unionBounds(list);
+    if (b) map.fitBounds([[b.south, b.west], [b.north, b.east]], { padding: [20, 20] });
+    state.radar = id === '*' ? (state.radars.find((r) => r.status !== 'no_data') || state.radars[0]) : list[0];
+    loadSkill();
+  }
+
+  // The basemap: the operator's online tiles, or the embedded one as
+  // vector layers (lake water, coastlines, borders, towns by zoom).
+  async function loadBasemap() {
+    let settings = { basemap_url: null, basemap_attribution: '' };
+    try { settings = await getJSON('/v1/map-settings'); } catch (e) { /* embedded basemap */ }
+    if (settings.basemap_url) {
+      L.tileLayer(settings.basemap_url, { pane: 'basemap', className: 'basemap-tiles', maxZoom: 12 }).addTo(map);
+      return;
     }
-    if (r.bounds) {
-      map.fitBounds([[r.bounds.south, r.bounds.west], [r.bounds.north, r.bounds.east]], { padding: [20, 20] });
-      drawGraticule(r.bounds);
+    const u = unionBounds(state.radars) || { west: 0, south: 40, east: 16, north: 56 };
+    const pad = 3;
+    const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+    const q = { west: clamp(u.west - pad, -180, 179), south: clamp(u.south - pad, -90, 89), east: clamp(u.east + pad, -179, 180), north: clamp(u.north + pad, -89, 90) };
+    q.east = Math.min(q.east, q.west + 90);
+    q.north = Math.min(q.north, q.south + 90);
+    let gj;
+    try {
+      gj = await getJSON('/v1/basemap?west=' + q.west.toFixed(3) + '&south=' + q.south.toFixed(3) + '&east=' + q.east.toFixed(3) + '&north=' + q.north.toFixed(3));
+    } catch (e) {
+      statusEl.textContent = 'basemap: ' + e.message;
+      return;
     }
-    loadNowcast();
+    const renderer = L.canvas({ pane: 'basemap' });
+    const styles = {
+      lake: { color: '#5b8fc4', weight: 1, fillColor: '#b9d3ea', fillOpacity: 1 },
+      coast: { color: '#4f6f99', weight: 1.2 },
+      border: { color: '#8f6a8f', weight: 1, dashArray: '4 3' },
+    };
+    const g = L.layerGroup();
+    for (const f of gj.features) {
+      const k = f.properties.kind;
+      if (k === 'town') continue;
+      const ll = f.geometry.coordinates.map((c) => [c[1], c[0]]);
+      const o = Object.assign({ renderer, interactive: false, pane: 'basemap' }, styles[k]);
+      (k === 'lake' ? L.polygon(ll, o) : L.polyline(ll, o)).addTo(g);
+    }
+    state.towns = gj.features.filter((f) => f.properties.kind === 'town').map((f) => {
+      const [lon, lat] = f.geometry.coordinates;
+      const m = L.marker([lat, lon], {
+        pane: 'labels', interactive: false, keyboard: false,
+        icon: L.divIcon({ className: 'town-label', html: '<span class="dot"></span>' + esc(f.properties.name), iconSize: null, iconAnchor: [3, 7] }),
+      });
+      m.population = f.properties.population;
+      return m;
+    });
+    state.basemap = g.addTo(map);
+    map.attributionControl.addAttribution(esc(gj.attribution || settings.basemap_attribution));
+    placeTowns();
+  }
+
+  // Fewer, larger towns when zoomed out.
+  function placeTowns() {
+    const z = map.getZoom();
+    const min = z >= 9 ? 100000 : z >= 8 ? 200000 : z >= 7 ? 400000 : z >= 6 ? 1000000 : 3000000;
+    for (const m of state.towns) {
+      const on = m.population >= min;
+      if (on && !map.hasLayer(m)) m.addTo(map);
+      if (!on && map.hasLayer(m)) m.remove();
+    }
   }
 
   async function loadRadars() {
@@ -208,11 +270,14 @@
       return;
     }
     const sel = $('radar');
-    sel.innerHTML = state.radars.map((r) => '<option value="' + esc(r.id) + '">' + esc(r.name) + ' (' + esc(r.status) + ')</option>').join('');
-    const first = state.radars.find((r) => r.status !== 'no_data') || state.radars[0];
-    if (!first) { statusEl.textContent = 'no radars configured'; return; }
-    sel.value = first.id;
-    selectRadar(first.id);
+    sel.innerHTML = '<option value="*">All radars (' + state.radars.length + ')</option>' +
+      state.radars.map((r) => '<option value="' + esc(r.id) + '">' + esc(r.name) + ' (' + esc(r.status) + ')</option>').join('');
+    if (!state.radars.length) { statusEl.textContent = 'no radars configured'; return; }
+    sel.value = '*';
+    drawRadars();
+    select('*');
+    loadBasemap();
+    loadFrames();
   }
 
   async function loadLegend() {
@@ -271,11 +336,12 @@
 
   slider.addEventListener('input', () => { setPlaying(false); show(Number(slider.value)); });
   playBtn.addEventListener('click', () => setPlaying(!state.playing));
-  $('radar').addEventListener('change', (e) => selectRadar(e.target.value));
+  $('radar').addEventListener('change', (e) => select(e.target.value));
+  map.on('zoomend', placeTowns);
   map.on('click', (e) => forecastAt(e.latlng));
 
   loadLegend();
   loadRadars();
-  setInterval(loadNowcast, 60000);
+  setInterval(loadFrames, 30000);
   setInterval(loadSkill, 20000);
 })();

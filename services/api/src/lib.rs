@@ -108,6 +108,7 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::skill::router())
         .merge(routes::tiles::router())
         .merge(routes::page::router())
+        .merge(routes::basemap::router())
         .split_for_parts()
 }
 
@@ -245,6 +246,24 @@ async fn method_not_allowed(req: Request) -> Response {
     }
 }
 
+/// The RainViewer-compatible frame list and tiles (`/public/…`, `/v2/…`)
+/// are public, read-only data that web apps on other origins fetch (as
+/// they fetched RainViewer's): they carry `Access-Control-Allow-Origin: *`
+/// unless `[api] cors_origins` already answered for the request's origin.
+async fn public_cors(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let public = {
+        let p = req.uri().path();
+        p.starts_with("/public/") || p.starts_with("/v2/")
+    };
+    let mut resp = next.run(req).await;
+    if public {
+        resp.headers_mut()
+            .entry(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .or_insert(HeaderValue::from_static("*"));
+    }
+    resp
+}
+
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
@@ -292,6 +311,7 @@ pub fn app(state: AppState) -> Router {
     if let Some(c) = cors(&cfg.cors_origins) {
         router = router.layer(c);
     }
+    let router = router.layer(middleware::from_fn(public_cors));
     router
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(

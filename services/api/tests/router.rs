@@ -527,3 +527,88 @@ async fn map_page_and_assets_are_bundled() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn basemap_geojson_and_map_settings() {
+    let f = fixture().await;
+    // Switzerland and around: borders, lakes, Zürich with its umlaut.
+    let r = get(
+        &f.state,
+        "/v1/basemap?west=5.5&south=45.5&east=10.5&north=48",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/geo+json");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let v = json(r).await;
+    assert_eq!(v["type"], "FeatureCollection");
+    assert!(v["attribution"].as_str().unwrap().contains("Natural Earth"));
+    let feats = v["features"].as_array().unwrap();
+    let kind = |k: &str| {
+        feats
+            .iter()
+            .filter(|f| f["properties"]["kind"] == k)
+            .count()
+    };
+    assert!(
+        kind("border") >= 3 && kind("lake") >= 2,
+        "{} features",
+        feats.len()
+    );
+    let zurich = feats
+        .iter()
+        .find(|f| f["properties"]["name"] == "Zürich")
+        .expect("Zürich");
+    let c = &zurich["geometry"]["coordinates"];
+    assert!((c[0].as_f64().unwrap() - 8.55).abs() < 0.05);
+    assert!((c[1].as_f64().unwrap() - 47.37).abs() < 0.05);
+    // Revalidation.
+    let req = Request::get("/v1/basemap?west=5.5&south=45.5&east=10.5&north=48")
+        .header("if-none-match", &etag)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&f.state, req).await.status(), StatusCode::NOT_MODIFIED);
+    // Bad boxes are named.
+    for q in [
+        "west=10&south=45&east=5&north=48",
+        "west=-170&south=-80&east=170&north=80",
+        "west=5&south=95&east=6&north=96",
+        "west=5&south=45",
+    ] {
+        let r = get(&f.state, &format!("/v1/basemap?{q}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+    }
+    // The settings: no online basemap unless configured.
+    let v = json(get(&f.state, "/v1/map-settings").await).await;
+    assert!(v["basemap_url"].is_null());
+    let online = fixture_with(
+        1,
+        scan_time(0),
+        ApiConfig {
+            basemap_url: Some("https://tiles.example/{z}/{x}/{y}.png".into()),
+            ..ApiConfig::default()
+        },
+    )
+    .await;
+    let v = json(get(&online.state, "/v1/map-settings").await).await;
+    assert_eq!(v["basemap_url"], "https://tiles.example/{z}/{x}/{y}.png");
+}
+
+#[tokio::test]
+async fn rainviewer_paths_are_open_to_other_origins() {
+    let f = fixture().await;
+    let req = |uri: &str| {
+        Request::get(uri)
+            .header("origin", "https://app.example")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let r = call(&f.state, req("/public/weather-maps.json")).await;
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // An unknown frame's problem too (a client must read the error).
+    let r = call(&f.state, req("/v2/radar/nope/256/0/0/0/1/1_0.png")).await;
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // The rest of the API follows [api] cors_origins (closed by default).
+    let r = call(&f.state, req("/v1/radars")).await;
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}

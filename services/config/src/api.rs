@@ -70,6 +70,11 @@ pub struct ApiConfig {
     /// given as `host` in `/public/weather-maps.json`. Default: `http://`
     /// and the request's `Host` header.
     pub public_url: Option<String>,
+    /// An online XYZ basemap for the map page instead of the embedded
+    /// offline one (`https://tile.example/{z}/{x}/{y}.png`; `{s}` and `{r}`
+    /// are also allowed, as Leaflet expands them). Default: none, the page
+    /// draws the embedded basemap and makes no request to another host.
+    pub basemap_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -94,6 +99,7 @@ impl Default for ApiConfig {
             key_cache_s: 30,
             tile_cache_mb: 64,
             public_url: None,
+            basemap_url: None,
         }
     }
 }
@@ -104,6 +110,44 @@ impl Default for ApiConfig {
 pub struct ApiConfigError {
     pub field: &'static str,
     pub reason: String,
+}
+
+/// Checks an XYZ tile URL template: `http(s)://`, visible ASCII without
+/// quotes or angle brackets, `{z}`, `{x}` and `{y}` each exactly once, and
+/// no placeholder but those and Leaflet's `{s}` and `{r}`.
+fn check_xyz_template(t: &str) -> Result<(), String> {
+    if !(t.starts_with("http://") || t.starts_with("https://")) {
+        return Err("must start with http:// or https://".into());
+    }
+    if let Some(b) = t
+        .bytes()
+        .find(|b| !(0x21..0x7f).contains(b) || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\'))
+    {
+        return Err(format!("the character {:?} is not allowed", b as char));
+    }
+    for p in ["{z}", "{x}", "{y}"] {
+        let n = t.matches(p).count();
+        if n != 1 {
+            return Err(format!("must hold {p} exactly once (found {n})"));
+        }
+    }
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else {
+            return Err("an unclosed '{'".into());
+        };
+        let name = &rest[i..i + j + 1];
+        if !matches!(name, "{z}" | "{x}" | "{y}" | "{s}" | "{r}") {
+            return Err(format!(
+                "unknown placeholder {name} (allowed: {{z}} {{x}} {{y}} {{s}} {{r}})"
+            ));
+        }
+        rest = &rest[i + j + 1..];
+    }
+    if rest.contains('}') || t.split('{').next().is_some_and(|h| h.contains('}')) {
+        return Err("a stray '}'".into());
+    }
+    Ok(())
 }
 
 impl ApiConfig {
@@ -156,6 +200,12 @@ impl ApiConfig {
                     reason: format!("{u:?} is not an http(s) base URL without a trailing slash"),
                 });
             }
+        }
+        if let Some(t) = &self.basemap_url {
+            check_xyz_template(t).map_err(|reason| ApiConfigError {
+                field: "basemap_url",
+                reason: format!("{t:?} is not an XYZ tile URL template: {reason}"),
+            })?;
         }
         if self.body_limit_bytes == 0 {
             return bad("body_limit_bytes", "must be positive");
@@ -218,6 +268,50 @@ impl ApiConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basemap_url_must_be_an_xyz_template() {
+        for ok in [
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+            "https://{s}.tiles.example/{z}/{x}/{y}{r}.png?key=abc",
+        ] {
+            let c = ApiConfig {
+                basemap_url: Some(ok.into()),
+                ..ApiConfig::default()
+            };
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("tile.example/{z}/{x}/{y}.png", "http"),
+            ("https://tile.example/{z}/{x}.png", "{y} exactly once"),
+            (
+                "https://tile.example/{z}/{x}/{y}/{y}.png",
+                "{y} exactly once",
+            ),
+            (
+                "https://tile.example/{zoom}/{z}/{x}/{y}.png",
+                "unknown placeholder {zoom}",
+            ),
+            (
+                "https://tile.example/{z}/{x}/{y}.png\"><script>",
+                "not allowed",
+            ),
+            ("https://tile.example/{z}/{x}/{y}.png{", "unclosed"),
+            ("https://tile.example/}{z}/{x}/{y}.png", "stray"),
+        ] {
+            let c = ApiConfig {
+                basemap_url: Some(bad.into()),
+                ..ApiConfig::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, "basemap_url", "{bad}");
+            assert!(e.reason.contains(why), "{bad}: {}", e.reason);
+            assert!(
+                e.to_string().starts_with("invalid api.basemap_url: "),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_ranges_are_checked() {

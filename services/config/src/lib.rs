@@ -1615,6 +1615,11 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 "api.max_connections (from config file)",
             ),
             (
+                "[api]\nbasemap_url = \"https://tiles.example/{zoom}/{x}/{y}.png\"",
+                vec![],
+                "api.basemap_url (from config file)",
+            ),
+            (
                 "",
                 vec![("RAINCAST_API__MAX_CONNECTIONS", "0")],
                 "RAINCAST_API__MAX_CONNECTIONS (from environment)",

@@ -284,6 +284,62 @@ pub(crate) mod tests {
         assert!(lib.gif(&ev_synth, &place).expect("render").is_some());
         assert!(lib.gif(&ev, &place).expect("no frames").is_none());
     }
+
+    /// The first frame of a GIF, composited to RGBA, with its width.
+    fn first_frame_rgba(gif: &[u8]) -> (usize, Vec<u8>) {
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut dec = opts
+            .read_info(std::io::Cursor::new(gif))
+            .expect("GIF header");
+        let w = usize::from(dec.width());
+        let f = dec.read_next_frame().expect("frame").expect("a frame");
+        assert_eq!(usize::from(f.width), w, "the first frame covers the canvas");
+        (w, f.buffer.to_vec())
+    }
+
+    /// An alert GIF of Liège (86 km east of the test radar) shows the
+    /// basemap (the Belgian borders with the Netherlands and Germany lie in
+    /// its ±80 km window) and the place's name with its accent: the GIF of
+    /// "Liège" differs from that of "Liege" only around the name.
+    #[test]
+    fn alert_gif_shows_the_basemap_and_the_accented_name() {
+        use raincast_algorithms::render::BASEMAP_BORDER_RGB;
+        let mut lib = FrameLibrary::new();
+        lib.insert(frames(0));
+        let frames = lib.get("synthetic").expect("frames");
+        let render = |name: &str| {
+            let place = Place::new(name, 50.633, 5.567)
+                .with_time_zone("Europe/Brussels")
+                .expect("zone");
+            lib.render(frames, &place, MAX_SIDE_PX).expect("gif")
+        };
+        let (w, accented) = first_frame_rgba(&render("Liège"));
+        let border = accented
+            .chunks(4)
+            .filter(|p| p[..3] == BASEMAP_BORDER_RGB)
+            .count();
+        assert!(border > 50, "{border} border pixels");
+        let (_, plain) = first_frame_rgba(&render("Liege"));
+        let differ: Vec<(usize, usize)> = accented
+            .chunks(4)
+            .zip(plain.chunks(4))
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, _)| (i % w, i / w))
+            .collect();
+        assert!(!differ.is_empty(), "the accent of 'è' is not drawn");
+        // Only a small patch (the 'è' and its halo) differs.
+        let (x0, x1) = (
+            differ.iter().map(|p| p.0).min().unwrap_or(0),
+            differ.iter().map(|p| p.0).max().unwrap_or(0),
+        );
+        let (y0, y1) = (
+            differ.iter().map(|p| p.1).min().unwrap_or(0),
+            differ.iter().map(|p| p.1).max().unwrap_or(0),
+        );
+        assert!(x1 - x0 < 30 && y1 - y0 < 30, "{x0}..{x1} × {y0}..{y1}");
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One module and one `router()` per resource; merged in `lib.rs`.
 
+pub mod basemap;
 pub mod darksky;
 pub mod forecast;
 pub mod gis;

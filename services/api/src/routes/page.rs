@@ -1,4 +1,5 @@
-//! The map page at `/` and its assets, bundled into the binary (Leaflet
+//! The map page at `/` (the tiled mosaic of every radar over the embedded
+//! basemap, see `basemap.rs`) and its assets, bundled into the binary (Leaflet
 //! 1.9.4 from the npm registry, BSD-2-Clause, see `/assets/LICENSE-leaflet.txt`).
 //! Nothing is fetched from other hosts: the page works offline.
 
