@@ -9,7 +9,8 @@
 //! any radar's nowcast issue time.
 //!
 //! * **Past frames**, one per slot from `T − 2 h` to `T`, oldest first: each
-//!   radar's newest observed scan in that slot, taken from the frames
+//!   radar's first observed scan in that slot (the nearest to the slot's
+//!   time; the frame's content is then fixed), taken from the frames
 //!   builder ([`NowcastService::past_scans`] and
 //!   [`NowcastService::observed_scans`]); a radar with no scan in a slot
 //!   (late, or down) is left out of that frame and the others fill the
@@ -143,11 +144,18 @@ impl MosaicFrame {
     }
 
     /// The frame's id in tile paths: the slot's Unix time for a past frame,
-    /// `nowcast_{issue slot}_{lead}` for a forecast one.
+    /// `nowcast_{issue slot}_{lead}_{version}` for a forecast one. A newer
+    /// nowcast in the same slot (a radar scanning faster than the cadence)
+    /// gets new paths, so the tiles under one path never change content; the
+    /// superseded paths answer 404 and clients re-read the frame list.
     pub fn id(&self, issued: DateTime<Utc>) -> String {
         match self.lead_min {
             None => self.time.timestamp().to_string(),
-            Some(l) => format!("nowcast_{}_{l}", issued.timestamp()),
+            Some(l) => format!(
+                "nowcast_{}_{l}_{:08x}",
+                issued.timestamp(),
+                self.version & 0xffff_ffff
+            ),
         }
     }
 }
@@ -423,7 +431,12 @@ impl NowcastService {
                 }
             }
         }
-        // Past: per radar, its newest scan in each slot of the window.
+        // Past: per radar, its first scan in each slot of the window (the one
+        // nearest the slot's time), so that a past frame's content is fixed
+        // once its scans are in: a radar scanning faster than the cadence
+        // (the demo's, every 10 s) no longer changes the newest frame under
+        // the same tile path, where tiles fetched a few seconds apart showed
+        // seams. A scan that arrives late for its slot still joins it.
         let mut past: Vec<Vec<MosaicLayer>> =
             vec![Vec::new(); (PAST_MIN * 60 / step_s) as usize + 1];
         for (ri, (_, n)) in nowcasts.iter().enumerate() {
@@ -431,22 +444,29 @@ impl NowcastService {
             if past_min < 0 {
                 continue;
             }
-            let scans = self.past_scans(n, past_min as u32, now).await?;
-            let mut newest: HashMap<i64, raincast_store::ScanManifest> = HashMap::new();
+            // Every stored scan of the window (not thinned to the lead step
+            // from the newest, as the GIF frames are: that anchor moves with
+            // each scan of a fast radar, and every frame with it).
+            let scans = self
+                .inner
+                .store
+                .list_scans(&n.radar, first_slot, n.base_time, now)
+                .await?;
+            let mut first: HashMap<i64, raincast_store::ScanManifest> = HashMap::new();
             for m in scans {
                 let s = slot(m.time, step_s);
                 if s < first_slot || s > issued {
                     continue;
                 }
                 let k = (s - first_slot).num_seconds() / step_s;
-                if newest.get(&k).is_none_or(|o| o.time < m.time) {
-                    newest.insert(k, m);
+                if first.get(&k).is_none_or(|o| o.time > m.time) {
+                    first.insert(k, m);
                 }
             }
             let radar_id = &radars[ri].id;
             let mut wanted = Vec::new();
             let mut found: HashMap<DateTime<Utc>, Arc<Array2<f32>>> = HashMap::new();
-            for m in newest.values() {
+            for m in first.values() {
                 if let Some(a) = held.get(&(radar_id.clone(), m.time)) {
                     found.insert(m.time, a.clone());
                 } else {
@@ -460,7 +480,7 @@ impl NowcastService {
                     found.insert(f.time, Arc::new(f.rate_mm_h));
                 }
             }
-            let mut slots: Vec<(&i64, &raincast_store::ScanManifest)> = newest.iter().collect();
+            let mut slots: Vec<(&i64, &raincast_store::ScanManifest)> = first.iter().collect();
             slots.sort_by_key(|(k, _)| **k);
             for (k, m) in slots {
                 if let Some(a) = found.get(&m.time) {
@@ -659,6 +679,73 @@ mod tests {
         // Unchanged nowcasts: the same mosaic.
         let again = svc.mosaic(&sites(), now).await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&m, &again));
+    }
+
+    /// Stores radar `id`'s field of value `value` at time `t`.
+    async fn put_at(store: &dyn ScanStore, id: &str, t: DateTime<Utc>, value: f32) {
+        let mut f = field(id, 0, value);
+        f.time = t;
+        let enc = sparse::encode(&f, &SparseOptions::default()).unwrap();
+        let scan = NewScan {
+            radar: id.into(),
+            time: t,
+            source_key: format!("{id}/{}.h5", t.timestamp()),
+            format: "odim".into(),
+            header: enc.header,
+            rain_cells: f.rain_cells() as u64,
+            tiles: enc.tiles,
+        };
+        store.put_scan(&scan, t).await.unwrap();
+    }
+
+    /// Tiles under one path never change content: a radar scanning every
+    /// 150 s puts a second scan in a 5-minute slot, which leaves that past
+    /// frame as it was, and the newer nowcast in the same issue slot gets
+    /// new nowcast paths (the old ones are gone).
+    #[tokio::test]
+    async fn a_frame_path_keeps_its_content_when_a_radar_scans_faster_than_the_cadence() {
+        let dir = TempDir::new("mosaic-fast");
+        let (store, _) = service(&dir).await;
+        let svc = NowcastService::new(
+            store.clone(),
+            crate::NowcastSettings {
+                max_lead_min: 30,
+                lead_step_min: Some(5),
+                store_frames: false,
+                ..Default::default()
+            },
+        );
+        let scan = |j: i64| time(0) + Duration::seconds(150 * j);
+        for j in 0..=10 {
+            put_at(store.as_ref(), "a", scan(j), 1.0).await;
+        }
+        let a = vec![sites().remove(0)];
+        let m1 = svc.mosaic(&a, scan(11)).await.unwrap().unwrap();
+        assert_eq!(m1.issued, time(5));
+        let slot_id = time(5).timestamp().to_string();
+        let before = m1.frame(&slot_id).unwrap().clone();
+        // The second scan of slot 5, with more rain.
+        put_at(store.as_ref(), "a", scan(11), 4.0).await;
+        svc.update("a", scan(11)).await.unwrap();
+        let m2 = svc.mosaic(&a, scan(11)).await.unwrap().unwrap();
+        assert!(
+            !Arc::ptr_eq(&m1, &m2),
+            "the new nowcast rebuilds the mosaic"
+        );
+        assert_eq!(m2.issued, m1.issued);
+        let after = m2.frame(&slot_id).unwrap();
+        let times = |f: &MosaicFrame| f.layers.iter().map(|l| l.time).collect::<Vec<_>>();
+        assert_eq!(times(after), times(&before));
+        assert_eq!(after.version, before.version);
+        assert_eq!(after.layers[0].time, time(5));
+        assert_eq!(after.layers[0].rate()[[SIDE / 2, SIDE / 2]], 1.0);
+        // The nowcast frames: new paths, and the old ones are gone.
+        let old_ids: Vec<String> = m1.nowcast.iter().map(|f| f.id(m1.issued)).collect();
+        assert!(!old_ids.is_empty());
+        for (old, new) in old_ids.iter().zip(m2.nowcast.iter()) {
+            assert_ne!(*old, new.id(m2.issued));
+            assert!(m2.frame(old).is_none(), "{old} still served");
+        }
     }
 
     #[tokio::test]

@@ -58,7 +58,7 @@ pub struct RadarFrames {
     "version": "2.0", "generated": 1718532030, "host": "http://127.0.0.1:8080",
     "radar": {
         "past": [{"time": 1718531700, "path": "/v2/radar/1718531700"}, {"time": 1718532000, "path": "/v2/radar/1718532000"}],
-        "nowcast": [{"time": 1718532300, "path": "/v2/radar/nowcast_1718532000_5"}]
+        "nowcast": [{"time": 1718532300, "path": "/v2/radar/nowcast_1718532000_5_3fa2c1d0"}]
     }
 }))]
 pub struct WeatherMaps {
