@@ -25,6 +25,7 @@ use chrono::{DateTime, Duration, Utc};
 use raincast_algorithms::mosaic::MosaicRadar;
 use raincast_config::notifier::{posting_account, NotifierSection, PostingAccount};
 use raincast_config::secrets::Secrets;
+use raincast_nowcast::mosaic::MosaicSite;
 use raincast_nowcast::{NowcastService, NowcastServiceError};
 use raincast_store::StateStore;
 use std::collections::HashMap;
@@ -250,12 +251,11 @@ pub async fn pass(
             RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
         jobs.extend(jobs_for(&frames, &settings.places));
         sub_jobs.extend(jobs_for(&frames, &sub_places));
-        let grid = frames.nowcast.grid.clone();
-        let site = MosaicRadar::new(&radar.id, grid.clone(), radar.location).or_else(|e| {
-            warn!(radar = %radar.id, error = %e, "site ignored: the grid's centre stands in");
-            MosaicRadar::new(&radar.id, grid, None)
-        });
-        match site {
+        let site = MosaicSite {
+            id: radar.id.clone(),
+            location: radar.location,
+        };
+        match deps.nowcasts.mosaic_radar(&site, &frames.nowcast) {
             Ok(s) => {
                 sites.insert(radar.id.clone(), s);
             }
@@ -313,7 +313,7 @@ pub async fn pass(
 /// radar's own figures. The other radars' jobs still run, to keep their
 /// state of the place current: should the serving radar drop out, the next
 /// one takes over without announcing again what was announced.
-pub(crate) fn choose_serving_radars(jobs: &mut [Job], sites: &HashMap<String, MosaicRadar>) {
+pub(crate) fn choose_serving_radars(jobs: &mut [Job], sites: &HashMap<String, Arc<MosaicRadar>>) {
     let weight = |job: &Job| -> f64 {
         let Some(site) = sites.get(&job.outlook.radar) else {
             return 0.0;

@@ -377,7 +377,10 @@ impl NowcastService {
             .clone()
     }
 
-    fn mosaic_radar(
+    /// The mosaic geometry of radar `site` on `n`'s grid (its site, or the
+    /// grid's centre when the site cannot be placed), cached per radar
+    /// until its grid changes.
+    pub fn mosaic_radar(
         &self,
         site: &MosaicSite,
         n: &LatestNowcast,
