@@ -618,10 +618,10 @@ fn build_basemap(grid: &Grid, lay: &AnimationLayout, opts: &AnimationOptions) ->
             placed.push((x - tw - 6 * sm, y - 6 * sm, x + tw + 6 * sm, y + 6 * sm));
         }
     }
-    for t in bm.towns_in(bbox, MIN_TOWN_POPULATION) {
-        let Ok((r, c)) = grid.lonlat_to_rowcol(t.lon, t.lat) else {
-            continue;
-        };
+    // One projection set-up for every town (as for the lines above).
+    let towns: Vec<_> = bm.towns_in(bbox, MIN_TOWN_POPULATION).collect();
+    let lonlat: Vec<(f64, f64)> = towns.iter().map(|t| (t.lon, t.lat)).collect();
+    for (t, (r, c)) in towns.iter().zip(grid.lonlat_to_rowcol_many(&lonlat)) {
         let (x, y) = (c * fx, r * fy);
         if !(x >= 0.0 && y >= 0.0 && x < f64::from(mw) && y < f64::from(mh)) {
             continue;
