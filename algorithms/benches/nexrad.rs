@@ -28,10 +28,13 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode::nexrad::{self, NexradOptions};
 use raincast_algorithms::polar::{PolarGeometry, PolarGridder, PolarMapping, PolarOptions};
 use std::io::{Read, Write};
-use std::path::Path;
 
 fn read_sample(name: &str) -> Option<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
         .join("../../shared/data/nexrad")
         .join(name);
     match std::fs::read(&path) {

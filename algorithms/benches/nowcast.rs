@@ -137,7 +137,12 @@ fn bench_stages(c: &mut Crit, name: &str, fields: &[RainField], hour: &[u32]) {
 }
 
 fn benches(c: &mut Crit) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../../shared/data");
     if !dir.is_dir() {
         eprintln!("skipped: ../shared/data not found ({})", dir.display());
     } else {

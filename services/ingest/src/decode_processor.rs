@@ -145,8 +145,7 @@ mod tests {
 
     #[test]
     fn the_nexrad_example_configuration_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/nexrad-katx.toml");
+        let path = raincast_testkit::workspace_root().join("examples/nexrad-katx.toml");
         let c = Config::load(Some(&path), &HashMap::new(), &Overrides::default()).unwrap();
         assert_eq!(
             c.source,

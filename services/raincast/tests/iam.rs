@@ -38,7 +38,7 @@ const IMPLIED: [(&str, &str); 1] = [("ssm:GetParametersByPath", "kms:Decrypt")];
 const NOT_GRANTED: [&str; 2] = ["dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"];
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    raincast_testkit::workspace_root()
 }
 
 /// The host's target triple, from `rustc -vV`.

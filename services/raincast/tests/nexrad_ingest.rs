@@ -35,7 +35,7 @@ const BUCKET: &str = "unidata-nexrad-level2";
 const RADAR: &str = "katx";
 
 fn example_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexrad-katx.toml")
+    raincast_testkit::workspace_root().join("examples/nexrad-katx.toml")
 }
 
 /// Ten volume times, 5 min apart, across midnight UTC.

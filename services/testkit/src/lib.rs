@@ -216,10 +216,31 @@ pub fn aws_env(s3: Option<&Server>, dynamodb: Option<&Server>) -> Vec<(String, S
     env
 }
 
+/// The directory of the package whose test is running, as cargo says at
+/// run time (`CARGO_MANIFEST_DIR` in the test's environment). The value
+/// compiled in is only the fallback for a test binary started by hand: CI
+/// reuses one target folder for clones at different paths, and cargo does
+/// not rebuild a test binary because its checkout moved.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The workspace root: the nearest folder above [`package_dir`] that holds
+/// `Cargo.lock`.
+pub fn workspace_root() -> PathBuf {
+    let dir = package_dir();
+    dir.ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(dir)
+}
+
 /// `../shared/data` (the real radar scans) next to the repository, or `None`
 /// with the printed reason `skipped: ../shared/data not found`.
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let dir = workspace_root().join("../shared/data");
     if dir.is_dir() {
         Some(dir)
     } else {
