@@ -389,7 +389,7 @@ pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f3
     {
         let i = (r / 2) as isize;
         let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
-        if r % 2 == 0 {
+        if r.is_multiple_of(2) {
             let (a, b, c) = (row(-1), row(0), row(1));
             for (((t, a), b), c) in tmp.iter_mut().zip(a).zip(b).zip(c) {
                 *t = (a + 6.0 * b + c) * 0.125;
