@@ -10,7 +10,8 @@
 //!    that changes within the window and cost a decode each; 3 is the usual
 //!    compromise (pysteps, rainymotion).
 //! 2. **Motion** from those frames ([`crate::motion`]).
-//! 3. **Forecast** every lead ([`NowcastInput::forecast`]). With
+//! 3. **Forecast** every lead ([`NowcastInput::forecast`], or one lead at a
+//!    time, as an iterator, with [`NowcastInput::leads`]). With
 //!    [`Smoothing::Sprog`] (the default) this is an S-PROG-like forecast
 //!    (Seed 2003), built from cheap spatial-domain parts:
 //!    * the latest field in dBR (10·log₁₀ R, −15 dBR where dry; no data
