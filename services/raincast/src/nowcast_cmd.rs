@@ -83,7 +83,6 @@ pub fn run(args: NowcastArgs) -> Result<()> {
     // field in memory at a time.
     let mut leads = input.leads(&motion, &args.leads)?;
     let mut extrapolate = t_extra.elapsed();
-    drop(input);
     drop(fields);
     let (u, v) = motion.mean();
     drop(motion);
