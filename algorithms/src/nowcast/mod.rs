@@ -305,7 +305,9 @@ impl<'a> NowcastInput<'a> {
     }
 
     /// Forecasts every lead (minutes after the latest field) with `motion`:
-    /// collects [`NowcastInput::leads`].
+    /// collects [`NowcastInput::leads`], one lead per task on the threads of
+    /// the current rayon pool (the same fields, bit for bit, on one thread
+    /// or many).
     pub fn forecast(
         &self,
         motion: MotionField,
@@ -313,7 +315,7 @@ impl<'a> NowcastInput<'a> {
     ) -> Result<Nowcast, NowcastError> {
         let leads = self.leads(&motion, leads_min)?;
         let level_correlations = leads.level_correlations().to_vec();
-        let rate_mm_h: Vec<Array2<f32>> = leads.collect();
+        let rate_mm_h: Vec<Array2<f32>> = leads.collect_parallel();
         let latest = self.latest();
         Ok(Nowcast {
             grid: latest.grid.clone(),
@@ -369,7 +371,7 @@ impl<'a> NowcastInput<'a> {
                 &disp[n_leads + 1],
                 &self.cfg,
             );
-            LeadSource::Sprog(Box::new(sp), Box::default())
+            LeadSource::Sprog(Box::new(sp))
         } else {
             LeadSource::Plain(Img::from_view(&latest.rate_mm_h.view()))
         };
@@ -377,6 +379,7 @@ impl<'a> NowcastInput<'a> {
         lead_steps.truncate(n_leads);
         Ok(Leads {
             source,
+            scratch: LeadScratch::default(),
             disp,
             lead_steps,
             next: 0,
@@ -391,8 +394,8 @@ impl<'a> NowcastInput<'a> {
 
 /// What every lead is built from.
 enum LeadSource {
-    /// The cascade, and the per-lead buffers kept from one lead to the next.
-    Sprog(Box<Sprog>, Box<LeadScratch>),
+    /// The cascade.
+    Sprog(Box<Sprog>),
     /// The latest rain rate (plain extrapolation).
     Plain(Img),
 }
@@ -404,6 +407,8 @@ enum LeadSource {
 /// which leads were asked with it.
 pub struct Leads {
     source: LeadSource,
+    /// The iterator's per-lead buffers, kept from one lead to the next.
+    scratch: LeadScratch,
     disp: Vec<Displacement>,
     lead_steps: Vec<f32>,
     next: usize,
@@ -416,9 +421,61 @@ impl Leads {
     /// first (empty without smoothing). Diagnostics.
     pub fn level_correlations(&self) -> &[(f32, f32)] {
         match &self.source {
-            LeadSource::Sprog(sp, _) => &sp.rho,
+            LeadSource::Sprog(sp) => &sp.rho,
             LeadSource::Plain(_) => &[],
         }
+    }
+
+    /// The number of leads not yet taken by the iterator.
+    fn remaining(&self) -> std::ops::Range<usize> {
+        self.next..self.disp.len()
+    }
+
+    /// Builds lead `i` (an index into the leads asked) with `scratch`.
+    fn build(&self, i: usize, scratch: &mut LeadScratch) -> Array2<f32> {
+        let d = &self.disp[i];
+        let mut data = Vec::new();
+        let dry = Some(self.dry_below);
+        match &self.source {
+            LeadSource::Sprog(sp) => {
+                warp_into(sp.matched(self.lead_steps[i], scratch), d, dry, &mut data)
+            }
+            LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
+        }
+        let (rows, cols) = self.shape;
+        Img { rows, cols, data }.into_array()
+    }
+
+    /// Builds every lead not yet taken, on the threads of the current rayon
+    /// pool (one lead per task, each thread with its own buffers), and
+    /// hands each to `f` with its index among the leads asked, as it is
+    /// built: in no particular order, at most one field per thread in
+    /// memory at a time. Leads are independent, so every field is the same,
+    /// bit for bit, whatever the number of threads. Stops at the first
+    /// error of `f` (leads already running finish).
+    pub fn try_for_each_parallel<E, F>(self, f: F) -> Result<(), E>
+    where
+        E: Send,
+        F: Fn(usize, Array2<f32>) -> Result<(), E> + Sync + Send,
+    {
+        use rayon::prelude::*;
+        let this = &self;
+        this.remaining()
+            .into_par_iter()
+            .try_for_each_init(LeadScratch::default, |scratch, i| {
+                f(i, this.build(i, scratch))
+            })
+    }
+
+    /// Every lead not yet taken, in the order asked, built as
+    /// [`Leads::try_for_each_parallel`] does (all held at once).
+    pub fn collect_parallel(self) -> Vec<Array2<f32>> {
+        use rayon::prelude::*;
+        let this = &self;
+        this.remaining()
+            .into_par_iter()
+            .map_init(LeadScratch::default, |scratch, i| this.build(i, scratch))
+            .collect()
     }
 }
 
@@ -426,19 +483,15 @@ impl Iterator for Leads {
     type Item = Array2<f32>;
 
     fn next(&mut self) -> Option<Array2<f32>> {
-        let d = self.disp.get(self.next)?;
-        let lead = self.lead_steps[self.next];
-        self.next += 1;
-        let mut data = Vec::new();
-        let dry = Some(self.dry_below);
-        match &mut self.source {
-            LeadSource::Sprog(sp, scratch) => {
-                warp_into(sp.matched(lead, scratch), d, dry, &mut data)
-            }
-            LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
+        let i = self.next;
+        if i >= self.disp.len() {
+            return None;
         }
-        let (rows, cols) = self.shape;
-        Some(Img { rows, cols, data }.into_array())
+        self.next += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let field = self.build(i, &mut scratch);
+        self.scratch = scratch;
+        Some(field)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -806,6 +859,70 @@ pub(crate) mod tests {
             }
             // Different leads differ (the iterator does not repeat a field).
             assert_ne!(bits(&streamed[0]), bits(&streamed[1]));
+        }
+    }
+
+    #[test]
+    fn leads_on_several_threads_equal_the_leads_on_one() {
+        // The batch forecast and the parallel hand-out of each lead, on a
+        // 1-thread and a 3-thread pool: the same bits for every lead, each
+        // lead handed out once with its index.
+        let cov = Coverage::Circle {
+            centre_row: 60.0,
+            centre_col: 64.0,
+            radius_px: 58.0,
+        };
+        let f = radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
+        let leads = [60, 5, 35, 20, 5, 12, 45, 30];
+        let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("pool")
+        };
+        for smoothing in [Smoothing::Sprog, Smoothing::None] {
+            let cfg = NowcastConfig {
+                smoothing,
+                ..Default::default()
+            };
+            let input = NowcastInput::new(&f, &cfg).expect("valid");
+            let motion = input.motion().expect("motion");
+            let one: Vec<Array2<f32>> = input.leads(&motion, &leads).expect("leads").collect();
+            for threads in [1, 3] {
+                let batch = pool(threads)
+                    .install(|| input.forecast(motion.clone(), &leads))
+                    .expect("batch");
+                let handed = std::sync::Mutex::new(vec![None; leads.len()]);
+                pool(threads)
+                    .install(|| {
+                        input
+                            .leads(&motion, &leads)
+                            .expect("leads")
+                            .try_for_each_parallel(|i, field| {
+                                let mut h = handed.lock().map_err(|_| "poisoned")?;
+                                if h[i].replace(bits(&field)).is_some() {
+                                    return Err("a lead handed out twice");
+                                }
+                                Ok(())
+                            })
+                    })
+                    .expect("each lead once");
+                let handed = handed.into_inner().expect("lock");
+                for (i, lead) in leads.iter().enumerate() {
+                    let want = bits(&one[i]);
+                    assert_eq!(
+                        bits(&batch.rate_mm_h[i]),
+                        want,
+                        "{smoothing:?} {threads} threads lead {lead}"
+                    );
+                    assert_eq!(
+                        handed[i].as_ref(),
+                        Some(&want),
+                        "{smoothing:?} {threads} threads lead {lead}"
+                    );
+                }
+            }
         }
     }
 

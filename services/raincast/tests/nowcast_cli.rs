@@ -39,7 +39,13 @@ fn written_leads_equal_the_batch_nowcast() {
     // 45 min are fractional steps.
     let leads = [30u32, 6, 60, 9, 45];
     let out = std::env::temp_dir().join(format!("raincast-nowcast-cli-{}", std::process::id()));
-    for (arg, smoothing) in [("sprog", Smoothing::Sprog), ("none", Smoothing::None)] {
+    // Each smoothing, on one thread and on three (leads built in parallel).
+    for (arg, smoothing, threads) in [
+        ("sprog", Smoothing::Sprog, "1"),
+        ("sprog", Smoothing::Sprog, "3"),
+        ("none", Smoothing::None, "1"),
+        ("none", Smoothing::None, "3"),
+    ] {
         let _ = std::fs::remove_dir_all(&out);
         let status = Command::new(BIN)
             .arg("nowcast")
@@ -49,6 +55,8 @@ fn written_leads_equal_the_batch_nowcast() {
                 "30,6,60,9,45",
                 "--smoothing",
                 arg,
+                "--threads",
+                threads,
                 "--json",
                 "--out",
             ])
@@ -62,6 +70,7 @@ fn written_leads_equal_the_batch_nowcast() {
         );
         let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
         assert_eq!(json["leads"], serde_json::json!(leads));
+        assert_eq!(json["threads"].to_string(), threads, "{json}");
         let cfg = NowcastConfig {
             smoothing,
             ..Default::default()
