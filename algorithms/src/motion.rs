@@ -49,6 +49,22 @@
 //! the noise of the estimate for steady motion; the price is that motion
 //! changing within the window is averaged. The default uses the last 3.
 //!
+//! # Cost
+//! The time goes into the dBR conversion of the full-resolution frames and
+//! the LK passes at the finest working level. The conversion is fused into
+//! the block mean and vectorised; the LK equations of all frame pairs are
+//! gathered in one visit per cell; the windowed sums and the normalised
+//! convolution run several channels' running sums in one loop (independent
+//! addition chains the CPU overlaps). Each of these gives the same bits as
+//! the plain version (tests `fused_*`).
+//!
+//! # Smoothing scale
+//! [`MotionConfig::final_smooth_sigma_km`] stays a fixed 25 km: on the four
+//! shared radar days, 12.5 km helped two and hurt two, and 50 km hurt
+//! three (docs/PERFORMANCE.md, "Issue 16: motion"), so neither is a
+//! principled change; a scale chosen from the data per nowcast is still to
+//! be tried.
+//!
 //! Degenerate inputs never panic: frames with no rain, or only no data, give a
 //! zero field; rain touching the domain edge is fine because equations whose
 //! warped source leaves the grid are simply left out.
