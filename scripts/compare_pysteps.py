@@ -493,6 +493,14 @@ def main():
         t = "–" if ms is None else f"{ms:.1f}"
         csi = " / ".join(fmt(result["scores"]["common"][m][j]["csi_mean"]) for j in cols)
         print(f"| {LABELS[m]} | {t} | {csi} |")
+    # Issue 16's speed criteria, as ratios within this one run.
+    ms = result["compute_ms_median"]
+    if ms.get("raincast") and ms.get("opencv_dis"):
+        print(f"\nRaincast (default) / OpenCV DIS time: {ms['raincast'] / ms['opencv_dis']:.2f} "
+              "(target <= 1)")
+    if ms.get("raincast") and ms.get("pysteps_lk_sl"):
+        print(f"pysteps LK+SL / Raincast (default) time: {ms['pysteps_lk_sl'] / ms['raincast']:.1f} "
+              "(target >= 40)")
     for mask in ("common", "own"):
         print(f"\nmask: {mask}")
         head = "| method |"

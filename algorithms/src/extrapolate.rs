@@ -226,14 +226,16 @@ impl Tiles {
 }
 
 /// Warps `src` (row-major, `d.shape()`) by a displacement into `out`
-/// (resized): bilinear, NaN outside the grid or in no data.
+/// (resized): bilinear, NaN outside the grid or in no data. With
+/// `dry_below = Some(t)`, values below `t` become 0 as each row is finished
+/// (the nowcast's rain threshold, without a second pass over the field).
 ///
 /// Speed: the displacement is smooth, so each row is cut into segments of
 /// [`SEGMENT`] cells; where the displacement varies by less than
 /// [`SHIFT_EPS`] px within a segment and its source lies inside the grid, the
 /// segment is one shifted block with constant bilinear weights (a loop the
 /// compiler vectorises). Other cells take the general per-cell path.
-pub(crate) fn warp_into(src: &Img, d: &Displacement, out: &mut Vec<f32>) {
+pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out: &mut Vec<f32>) {
     let (rows, cols) = d.shape;
     out.clear();
     out.resize(rows * cols, f32::NAN);
@@ -391,6 +393,11 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, out: &mut Vec<f32>) {
             }
             start = end;
         }
+        if let Some(t) = dry_below {
+            // NaN fails the comparison and stays NaN.
+            orow.iter_mut()
+                .for_each(|v| *v = if *v < t { 0.0 } else { *v });
+        }
     }
 }
 
@@ -404,7 +411,7 @@ pub fn warp(src: &ArrayView2<f32>, d: &Displacement) -> Result<Array2<f32>, Extr
     }
     let img = Img::from_view(src);
     let mut out = Vec::new();
-    warp_into(&img, d, &mut out);
+    warp_into(&img, d, None, &mut out);
     Ok(Img {
         rows: d.shape.0,
         cols: d.shape.1,
@@ -431,7 +438,7 @@ pub fn extrapolate(
         .iter()
         .map(|d| {
             let mut out = Vec::new();
-            warp_into(&img, d, &mut out);
+            warp_into(&img, d, None, &mut out);
             Ok(Img {
                 rows: d.shape.0,
                 cols: d.shape.1,
@@ -545,6 +552,26 @@ mod tests {
             (r - er).abs() < 0.5 && (c - ec).abs() < 0.5,
             "({r}, {c}) vs ({er}, {ec})"
         );
+    }
+
+    #[test]
+    fn dry_below_equals_a_threshold_pass_after_the_warp() {
+        // Fractional motion smears rain edges into small values; the fused
+        // threshold gives the bits of a separate pass, NaN kept.
+        let mut f = blob(60, 70, 25.0, 30.0, 5.0);
+        f[[10, 10]] = f32::NAN;
+        let m = MotionField::uniform((60, 70), 1.3, -0.7);
+        let d = displacements(&m, &[2.5]).expect("displacements");
+        let img = Img::from_view(&f.view());
+        let (mut plain, mut fused) = (Vec::new(), Vec::new());
+        warp_into(&img, &d[0], None, &mut plain);
+        warp_into(&img, &d[0], Some(0.1), &mut fused);
+        assert!(plain.iter().any(|v| *v > 0.0 && *v < 0.1), "edges to clip");
+        assert!(plain.iter().any(|v| v.is_nan()));
+        for (p, q) in plain.iter().zip(&fused) {
+            let want = if *p < 0.1 { 0.0 } else { *p };
+            assert_eq!(want.to_bits(), q.to_bits());
+        }
     }
 
     #[test]

@@ -371,58 +371,64 @@ pub(crate) fn expand_rows(
     tmp: &mut Vec<f32>,
     mut finish: impl FnMut(usize, &mut [f32]),
 ) {
-    let (cols, sr, sc) = (out.cols, src.rows, src.cols);
-    let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-    // One output row at a time: the vertical pass into a coarse-width row
-    // (`tmp`, stays in L1), then the horizontal pass into the output row.
-    tmp.clear();
-    tmp.resize(sc, 0.0);
+    let cols = out.cols;
     for (r, orow) in out.data.chunks_exact_mut(cols).enumerate() {
-        {
-            let i = (r / 2) as isize;
-            let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
-            if r % 2 == 0 {
-                let (a, b, c) = (row(-1), row(0), row(1));
-                for (((t, a), b), c) in tmp.iter_mut().zip(a).zip(b).zip(c) {
-                    *t = (a + 6.0 * b + c) * 0.125;
-                }
-            } else {
-                let (a, b) = (row(0), row(1));
-                for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
-                    *t = (a + b) * 0.5;
-                }
-            }
-        }
-        // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j,
-        // j+1. The interior (1 ≤ j, j + 1 < sc, both fine columns inside)
-        // runs over windows without index checks; the few edge columns clamp.
-        let trow = &tmp[..];
-        let at = |j: isize| trow[cl(j, sc)];
-        let edge = |j: usize, pair: &mut [f32]| {
-            let ji = j as isize;
-            let (a, b, c) = (at(ji - 1), at(ji), at(ji + 1));
-            pair[0] = (a + 6.0 * b + c) * 0.125;
-            if pair.len() > 1 {
-                pair[1] = (b + c) * 0.5;
-            }
-        };
-        // Interior coarse columns: 1 ≤ j ≤ min(sc − 2, cols / 2 − 1).
-        let hi = (sc.saturating_sub(1)).min(cols / 2);
-        if hi > 1 {
-            edge(0, &mut orow[0..2]);
-            for (pair, w) in orow[2..2 * hi].chunks_exact_mut(2).zip(trow.windows(3)) {
-                pair[0] = (w[0] + 6.0 * w[1] + w[2]) * 0.125;
-                pair[1] = (w[1] + w[2]) * 0.5;
-            }
-            for (j, pair) in orow.chunks_mut(2).enumerate().skip(hi) {
-                edge(j, pair);
+        expand_row(src, r, tmp, orow);
+        finish(r, orow);
+    }
+}
+
+/// Row `r` of the EXPAND of `src` onto rows of `orow.len()` cells (see
+/// [`expand_into`]), written into `orow`; `tmp` is a scratch buffer (resized
+/// to `src.cols`). The vertical pass goes into a coarse-width row (`tmp`,
+/// stays in L1), then the horizontal pass into the output row.
+pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f32]) {
+    let (cols, sr, sc) = (orow.len(), src.rows, src.cols);
+    let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    tmp.resize(sc, 0.0);
+    {
+        let i = (r / 2) as isize;
+        let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
+        if r.is_multiple_of(2) {
+            let (a, b, c) = (row(-1), row(0), row(1));
+            for (((t, a), b), c) in tmp.iter_mut().zip(a).zip(b).zip(c) {
+                *t = (a + 6.0 * b + c) * 0.125;
             }
         } else {
-            for (j, pair) in orow.chunks_mut(2).enumerate() {
-                edge(j, pair);
+            let (a, b) = (row(0), row(1));
+            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                *t = (a + b) * 0.5;
             }
         }
-        finish(r, orow);
+    }
+    // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j,
+    // j+1. The interior (1 ≤ j, j + 1 < sc, both fine columns inside)
+    // runs over windows without index checks; the few edge columns clamp.
+    let trow = &tmp[..];
+    let at = |j: isize| trow[cl(j, sc)];
+    let edge = |j: usize, pair: &mut [f32]| {
+        let ji = j as isize;
+        let (a, b, c) = (at(ji - 1), at(ji), at(ji + 1));
+        pair[0] = (a + 6.0 * b + c) * 0.125;
+        if pair.len() > 1 {
+            pair[1] = (b + c) * 0.5;
+        }
+    };
+    // Interior coarse columns: 1 ≤ j ≤ min(sc − 2, cols / 2 − 1).
+    let hi = (sc.saturating_sub(1)).min(cols / 2);
+    if hi > 1 {
+        edge(0, &mut orow[0..2]);
+        for (pair, w) in orow[2..2 * hi].chunks_exact_mut(2).zip(trow.windows(3)) {
+            pair[0] = (w[0] + 6.0 * w[1] + w[2]) * 0.125;
+            pair[1] = (w[1] + w[2]) * 0.5;
+        }
+        for (j, pair) in orow.chunks_mut(2).enumerate().skip(hi) {
+            edge(j, pair);
+        }
+    } else {
+        for (j, pair) in orow.chunks_mut(2).enumerate() {
+            edge(j, pair);
+        }
     }
 }
 

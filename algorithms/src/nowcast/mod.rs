@@ -10,7 +10,8 @@
 //!    that changes within the window and cost a decode each; 3 is the usual
 //!    compromise (pysteps, rainymotion).
 //! 2. **Motion** from those frames ([`crate::motion`]).
-//! 3. **Forecast** every lead ([`NowcastInput::forecast`]). With
+//! 3. **Forecast** every lead ([`NowcastInput::forecast`], or one lead at a
+//!    time, as an iterator, with [`NowcastInput::leads`]). With
 //!    [`Smoothing::Sprog`] (the default) this is an S-PROG-like forecast
 //!    (Seed 2003), built from cheap spatial-domain parts:
 //!    * the latest field in dBR (10·log₁₀ R, −15 dBR where dry; no data
@@ -64,14 +65,14 @@ mod sprog;
 pub use point::{summary_text, Intensity, PointSeries};
 pub use probability::{neighbourhood_probability, NeighbourhoodRows};
 
-use crate::extrapolate::{displacements, warp_into, ExtrapolateError};
+use crate::extrapolate::{displacements, warp_into, Displacement, ExtrapolateError};
 use crate::grid::Grid;
 use crate::motion::{self, MotionConfig, MotionError, MotionField};
 use crate::prep::RainField;
 use crate::raster::Img;
 use chrono::{DateTime, Utc};
 use ndarray::{Array2, ArrayView2};
-use sprog::Sprog;
+use sprog::{LeadScratch, Sprog};
 
 /// The fewest input fields a nowcast accepts (motion from two pairs, lag-1
 /// and lag-2 correlations for the smoothing).
@@ -303,12 +304,41 @@ impl<'a> NowcastInput<'a> {
         Ok(motion::estimate(&views, cell_km, &self.cfg.motion)?)
     }
 
-    /// Forecasts every lead (minutes after the latest field) with `motion`.
+    /// Forecasts every lead (minutes after the latest field) with `motion`:
+    /// collects [`NowcastInput::leads`].
     pub fn forecast(
         &self,
         motion: MotionField,
         leads_min: &[u32],
     ) -> Result<Nowcast, NowcastError> {
+        let leads = self.leads(&motion, leads_min)?;
+        let level_correlations = leads.level_correlations().to_vec();
+        let rate_mm_h: Vec<Array2<f32>> = leads.collect();
+        let latest = self.latest();
+        Ok(Nowcast {
+            grid: latest.grid.clone(),
+            base_time: latest.time,
+            step_s: self.step_s,
+            leads_min: leads_min.to_vec(),
+            rate_mm_h,
+            observed_mm_h: latest.rate_mm_h.clone(),
+            motion,
+            level_correlations,
+            prob_radius_km: self.cfg.prob_radius_km,
+            prob_radius_growth_km_per_min: self.cfg.prob_radius_growth_km_per_min,
+            rain_threshold_mm_h: self.cfg.rain_threshold_mm_h,
+        })
+    }
+
+    /// The forecast of every lead (minutes after the latest field) with
+    /// `motion`, built one lead at a time as the iterator is advanced, in
+    /// the order asked. Everything shared by the leads (their
+    /// displacements, and with [`Smoothing::Sprog`] the cascade) is built
+    /// here, once; the iterator borrows neither `self` nor `motion`, so a
+    /// caller that writes each lead as it comes (`raincast nowcast`) can
+    /// drop the inputs and holds one lead's field at a time.
+    /// [`NowcastInput::forecast`] collects it: one code path.
+    pub fn leads(&self, motion: &MotionField, leads_min: &[u32]) -> Result<Leads, NowcastError> {
         if leads_min.is_empty() {
             return Err(NowcastError::NoLeads);
         }
@@ -327,11 +357,9 @@ impl<'a> NowcastInput<'a> {
             // Lags 1 and 2 to measure the Lagrangian correlations.
             lead_steps.extend([1.0, 2.0]);
         }
-        let disp = displacements(&motion, &lead_steps)?;
+        let mut disp = displacements(motion, &lead_steps)?;
         let (rows, cols) = latest.grid.shape();
-        let mut fields = Vec::with_capacity(n_leads);
-        let mut correlations = Vec::new();
-        if sprog {
+        let source = if sprog {
             let n = self.frames.len();
             let sp = Sprog::new(
                 &self.frames[n - 1].rate_mm_h.view(),
@@ -341,45 +369,85 @@ impl<'a> NowcastInput<'a> {
                 &disp[n_leads + 1],
                 &self.cfg,
             );
-            correlations = sp.rho.clone();
-            fields = sp.forecast_all(&disp[..n_leads], &lead_steps[..n_leads]);
+            LeadSource::Sprog(Box::new(sp), Box::default())
         } else {
-            let src = Img::from_view(&latest.rate_mm_h.view());
-            for d in &disp[..n_leads] {
-                let mut out = Vec::new();
-                warp_into(&src, d, &mut out);
-                fields.push(
-                    Img {
-                        rows,
-                        cols,
-                        data: out,
-                    }
-                    .into_array(),
-                );
-            }
-        }
-        // As in the hot prep: rates below the rain threshold are dry (the
-        // interpolation and the cascade leave small positive values at the
-        // edges of rain); no data stays NaN.
-        let thr = self.cfg.rain_threshold_mm_h;
-        for f in &mut fields {
-            f.mapv_inplace(|v| if v < thr { 0.0 } else { v });
-        }
-        Ok(Nowcast {
-            grid: latest.grid.clone(),
-            base_time: latest.time,
-            step_s: self.step_s,
-            leads_min: leads_min.to_vec(),
-            rate_mm_h: fields,
-            observed_mm_h: latest.rate_mm_h.clone(),
-            motion,
-            level_correlations: correlations,
-            prob_radius_km: self.cfg.prob_radius_km,
-            prob_radius_growth_km_per_min: self.cfg.prob_radius_growth_km_per_min,
-            rain_threshold_mm_h: self.cfg.rain_threshold_mm_h,
+            LeadSource::Plain(Img::from_view(&latest.rate_mm_h.view()))
+        };
+        disp.truncate(n_leads);
+        lead_steps.truncate(n_leads);
+        Ok(Leads {
+            source,
+            disp,
+            lead_steps,
+            next: 0,
+            shape: (rows, cols),
+            // As in the hot prep: rates below the rain threshold are dry (the
+            // interpolation and the cascade leave small positive values at the
+            // edges of rain); no data stays NaN.
+            dry_below: self.cfg.rain_threshold_mm_h,
         })
     }
 }
+
+/// What every lead is built from.
+enum LeadSource {
+    /// The cascade, and the per-lead buffers kept from one lead to the next.
+    Sprog(Box<Sprog>, Box<LeadScratch>),
+    /// The latest rain rate (plain extrapolation).
+    Plain(Img),
+}
+
+/// The leads of a nowcast as an iterator of rain-rate fields (mm/h,
+/// `(rows, cols)`, row 0 north, NaN where unknown), in the order asked
+/// ([`NowcastInput::leads`]). Each field is built when the iterator is
+/// advanced; leads are independent, so a lead's field does not depend on
+/// which leads were asked with it.
+pub struct Leads {
+    source: LeadSource,
+    disp: Vec<Displacement>,
+    lead_steps: Vec<f32>,
+    next: usize,
+    shape: (usize, usize),
+    dry_below: f32,
+}
+
+impl Leads {
+    /// Lagrangian `(lag-1, lag-2)` correlation of each pyramid level, finest
+    /// first (empty without smoothing). Diagnostics.
+    pub fn level_correlations(&self) -> &[(f32, f32)] {
+        match &self.source {
+            LeadSource::Sprog(sp, _) => &sp.rho,
+            LeadSource::Plain(_) => &[],
+        }
+    }
+}
+
+impl Iterator for Leads {
+    type Item = Array2<f32>;
+
+    fn next(&mut self) -> Option<Array2<f32>> {
+        let d = self.disp.get(self.next)?;
+        let lead = self.lead_steps[self.next];
+        self.next += 1;
+        let mut data = Vec::new();
+        let dry = Some(self.dry_below);
+        match &mut self.source {
+            LeadSource::Sprog(sp, scratch) => {
+                warp_into(sp.matched(lead, scratch), d, dry, &mut data)
+            }
+            LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
+        }
+        let (rows, cols) = self.shape;
+        Some(Img { rows, cols, data }.into_array())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.disp.len() - self.next;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Leads {}
 
 /// The stages of the default (S-PROG-like) forecast, one by one, for the
 /// criterion bench's per-stage figures. Not part of the API: the stages are
@@ -680,6 +748,64 @@ pub(crate) mod tests {
                     leads[k]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn streamed_leads_equal_each_lead_alone_and_the_batch() {
+        // Rain moving out of a radar's circular view (no data outside it, and
+        // inflow), leads out of order and repeated: every lead built by the
+        // iterator has the bits of the same lead asked alone, and of the
+        // batch forecast; no per-lead buffer carries anything to the next.
+        let cov = Coverage::Circle {
+            centre_row: 60.0,
+            centre_col: 64.0,
+            radius_px: 58.0,
+        };
+        let f = radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
+        let leads = [60, 5, 35, 20, 5, 12];
+        for smoothing in [Smoothing::Sprog, Smoothing::None] {
+            let cfg = NowcastConfig {
+                smoothing,
+                ..Default::default()
+            };
+            let input = NowcastInput::new(&f, &cfg).expect("valid");
+            let motion = input.motion().expect("motion");
+            let it = input.leads(&motion, &leads).expect("leads");
+            assert_eq!(it.len(), leads.len());
+            assert_eq!(
+                it.level_correlations().is_empty(),
+                smoothing == Smoothing::None
+            );
+            let streamed: Vec<Array2<f32>> = it.collect();
+            let batch = input.forecast(motion.clone(), &leads).expect("batch");
+            assert_eq!(streamed.len(), leads.len());
+            let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for (i, (&lead, field)) in leads.iter().zip(&streamed).enumerate() {
+                let alone = input
+                    .leads(&motion, &[lead])
+                    .expect("one lead")
+                    .next()
+                    .expect("a field");
+                assert_eq!(bits(field), bits(&alone), "{smoothing:?} lead {lead}");
+                assert_eq!(
+                    bits(field),
+                    bits(&batch.rate_mm_h[i]),
+                    "{smoothing:?} batch"
+                );
+                // The rain threshold is applied on the way: dry or ≥ 0.1.
+                assert!(field.iter().any(|v| v.is_nan()), "no data stays unknown");
+                assert!(field.iter().any(|v| *v > 0.0));
+                assert!(
+                    field
+                        .iter()
+                        .filter(|v| v.is_finite())
+                        .all(|v| *v == 0.0 || *v >= cfg.rain_threshold_mm_h),
+                    "{smoothing:?} lead {lead}: values below the threshold"
+                );
+            }
+            // Different leads differ (the iterator does not repeat a field).
+            assert_ne!(bits(&streamed[0]), bits(&streamed[1]));
         }
     }
 

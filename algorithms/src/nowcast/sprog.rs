@@ -6,8 +6,8 @@
 use super::NowcastConfig;
 use crate::extrapolate::{warp_into, Displacement};
 use crate::motion::to_dbr;
-use crate::raster::{axis_weights, expand_rows, reduce, value_range, Img};
-use ndarray::{Array2, ArrayView2};
+use crate::raster::{axis_weights, expand_row, expand_rows, reduce, value_range, Img};
+use ndarray::ArrayView2;
 
 /// Fills no-data cells by push-pull interpolation (means of coarser and
 /// coarser blocks pulled back down), so filters see a smooth continuation
@@ -95,15 +95,6 @@ fn block_mean_any(src: &Img) -> Img {
     out
 }
 
-/// A Laplacian pyramid (Burt & Adelson 1983) of a gap-free image:
-/// `gauss[0]` is the image, `gauss[k+1] = REDUCE(gauss[k])` (5-tap binomial
-/// blur, every second sample); band `k` is `gauss[k] − EXPAND(gauss[k+1])`,
-/// which holds wavelengths of roughly 2^(k+1) to 2^(k+2) cells.
-struct Pyramid {
-    gauss: Vec<Img>,
-    bands: Vec<Img>,
-}
-
 /// Number of band-pass levels for a grid: halve while the short side stays
 /// at least 16 cells.
 fn pyramid_levels(rows: usize, cols: usize) -> usize {
@@ -114,39 +105,44 @@ fn pyramid_levels(rows: usize, cols: usize) -> usize {
     k
 }
 
-impl Pyramid {
-    fn new(img: Img, levels: usize) -> Self {
-        let mut gauss = vec![img];
-        for _ in 0..levels {
-            let next = reduce(&gauss[gauss.len() - 1]);
-            gauss.push(next);
-        }
-        let mut tmp = Vec::new();
-        let bands = (0..levels)
-            .map(|k| {
-                let g = &gauss[k];
-                let mut band = Img::filled(g.rows, g.cols, 0.0);
-                // band = g − EXPAND(coarser), row by row while in cache.
-                expand_rows(&gauss[k + 1], &mut band, &mut tmp, |r, row| {
-                    let x = &g.data[r * g.cols..(r + 1) * g.cols];
-                    row.iter_mut().zip(x).for_each(|(u, x)| *u = x - *u);
-                });
-                band
-            })
-            .collect();
-        Self { gauss, bands }
+/// A Laplacian pyramid (Burt & Adelson 1983) of a gap-free image, as its
+/// levels: `g[0]` is the image, `g[k+1] = REDUCE(g[k])` (5-tap binomial blur,
+/// every second sample); level `k < levels` is the band `g[k] − EXPAND(g[k+1])`,
+/// which holds wavelengths of roughly 2^(k+1) to 2^(k+2) cells, and level
+/// `levels` is the coarse residual `g[levels]`.
+///
+/// Each band is computed in place over its Gaussian level (finest first, so
+/// `g[k+1]` is still intact when band `k` needs it): one image per level
+/// instead of a Gaussian and a band image.
+fn laplacian_levels(img: Img, levels: usize) -> Vec<Img> {
+    let mut gauss = Vec::with_capacity(levels + 1);
+    gauss.push(img);
+    for _ in 0..levels {
+        let next = reduce(&gauss[gauss.len() - 1]);
+        gauss.push(next);
     }
+    let (mut tmp, mut row) = (Vec::new(), Vec::new());
+    for k in 0..levels {
+        let (fine, coarse) = gauss.split_at_mut(k + 1);
+        let g = &mut fine[k];
+        row.resize(g.cols, 0.0);
+        for (r, x) in g.data.chunks_exact_mut(g.cols).enumerate() {
+            expand_row(&coarse[0], r, &mut tmp, &mut row);
+            x.iter_mut().zip(&row).for_each(|(x, u)| *x -= u);
+        }
+    }
+    gauss
 }
 
 /// Pearson correlations of `a` with `b` and of `a` with `c` over the cells
-/// where `mask` is finite, in one pass (`None` with fewer than 16 cells or
+/// where `mask` is true, in one pass (`None` with fewer than 16 cells or
 /// no variance). Sums in f64, each in cell order.
-fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &Img) -> (Option<f32>, Option<f32>) {
+fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> (Option<f32>, Option<f32>) {
     let (mut n, mut sa, mut saa) = (0f64, 0f64, 0f64);
     let (mut sb, mut sbb, mut sab) = (0f64, 0f64, 0f64);
     let (mut sc, mut scc, mut sac) = (0f64, 0f64, 0f64);
-    for (((x, y), z), m) in a.data.iter().zip(&b.data).zip(&c.data).zip(&mask.data) {
-        if m.is_finite() {
+    for (((x, y), z), m) in a.data.iter().zip(&b.data).zip(&c.data).zip(mask) {
+        if *m {
             let (x, y, z) = (*x as f64, *y as f64, *z as f64);
             n += 1.0;
             sa += x;
@@ -454,75 +450,79 @@ impl Sprog {
         cfg: &NowcastConfig,
     ) -> Self {
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
-        let dbr = |a: &ArrayView2<f32>| {
-            let mut img = Img::from_view(a);
-            img.data
-                .iter_mut()
-                .for_each(|v| *v = to_dbr(*v, thr, floor));
-            img
+        let (rows, cols) = latest.dim();
+        // dBR in one pass from the view into `out` (reused).
+        let dbr_into = |a: &ArrayView2<f32>, out: &mut Vec<f32>| {
+            out.clear();
+            match a.as_slice() {
+                Some(s) => out.extend(s.iter().map(|v| to_dbr(*v, thr, floor))),
+                None => out.extend(a.iter().map(|v| to_dbr(*v, thr, floor))),
+            }
         };
-        let x0 = dbr(latest);
+        let mut x0 = Img {
+            rows,
+            cols,
+            data: Vec::new(),
+        };
+        dbr_into(latest, &mut x0.data);
         let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
         let any_nodata = nodata.iter().any(|x| *x);
         let target = TargetDistribution::new(&x0.data, floor, thr);
-        let (rows, cols) = (x0.rows, x0.cols);
         let n_bands = pyramid_levels(rows, cols);
-        // Previous fields advected onto the latest time (Lagrangian frame).
-        let mut buf = Vec::new();
-        warp_into(&dbr(prev1), d1, &mut buf);
-        let x1 = Img {
-            rows,
-            cols,
-            data: std::mem::take(&mut buf),
+        // Previous fields advected onto the latest time (Lagrangian frame),
+        // through one reused dBR buffer.
+        let mut tmp = Vec::new();
+        let mut advected = |prev: &ArrayView2<f32>, d: &Displacement| {
+            dbr_into(prev, &mut tmp);
+            let src = Img {
+                rows,
+                cols,
+                data: std::mem::take(&mut tmp),
+            };
+            let mut data = Vec::new();
+            warp_into(&src, d, None, &mut data);
+            tmp = src.data;
+            Img { rows, cols, data }
         };
-        warp_into(&dbr(prev2), d2, &mut buf);
-        let x2 = Img {
-            rows,
-            cols,
-            data: buf,
-        };
-        // Correlations over the cells known in all three fields.
-        let mut mask = Img::filled(rows, cols, f32::NAN);
-        for (((m, a), b), c) in mask
-            .data
-            .iter_mut()
-            .zip(&x0.data)
-            .zip(&x1.data)
-            .zip(&x2.data)
-        {
-            if a.is_finite() && b.is_finite() && c.is_finite() {
-                *m = 1.0;
-            }
-        }
-        // The mask at each level: the cells the REDUCE samples sit on.
-        let mut masks = vec![mask];
+        let x1 = advected(prev1, d1);
+        let x2 = advected(prev2, d2);
+        drop(tmp);
+        // Correlations over the cells known in all three fields; the mask at
+        // each level is the cells the REDUCE samples sit on.
+        let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n_bands + 1);
+        masks.push(
+            x0.data
+                .iter()
+                .zip(&x1.data)
+                .zip(&x2.data)
+                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
+                .collect(),
+        );
+        let (mut mr, mut mc) = (rows, cols);
         for _ in 0..n_bands {
             let m = &masks[masks.len() - 1];
-            let (r2, c2) = (m.rows.div_ceil(2), m.cols.div_ceil(2));
-            let mut next = Img::filled(r2, c2, f32::NAN);
+            let (r2, c2) = (mr.div_ceil(2), mc.div_ceil(2));
+            let mut next = Vec::with_capacity(r2 * c2);
             for i in 0..r2 {
-                for j in 0..c2 {
-                    next.data[i * c2 + j] = m.data[2 * i * m.cols + 2 * j];
-                }
+                next.extend((0..c2).map(|j| m[2 * i * mc + 2 * j]));
             }
             masks.push(next);
+            (mr, mc) = (r2, c2);
         }
+        // Level k < n_bands is band k; level n_bands is the residual. One
+        // field's pyramid at a time.
         let pyr = |mut img: Img| {
             push_pull_fill(&mut img, floor);
-            Pyramid::new(img, n_bands)
+            laplacian_levels(img, n_bands)
         };
-        let (p0, p1, p2) = (pyr(x0), pyr(x1), pyr(x2));
-        // Level k < n_bands is band k; level n_bands is the residual.
-        let take = |p: Pyramid| -> Vec<Img> {
-            let mut v = p.bands;
-            v.extend(p.gauss.into_iter().last());
-            v
-        };
-        let (l0, l1, l2) = (take(p0), take(p1), take(p2));
+        let l0 = pyr(x0);
+        let l1 = pyr(x1);
+        let l2 = pyr(x2);
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
             let (r1, r2) = masked_corrs(&a, &b, &c, &masks[k]);
+            drop(c);
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
             rho.push((r1, r2));
             let (m0, s0) = mean_std(&a);
@@ -597,29 +597,6 @@ impl Sprog {
             (lo, hi) = value_range(&bufs[0].data);
         }
         (lo, hi)
-    }
-
-    /// The forecasts for all leads (steps, any order; may be fractional),
-    /// each advected by its displacement, in mm/h. Every lead is
-    /// independent: its AR(2) state is a pair of scalars per level (see
-    /// [`ar2_coefficients`]); buffers are shared between leads.
-    pub(super) fn forecast_all(
-        &self,
-        disp: &[Displacement],
-        lead_steps: &[f32],
-    ) -> Vec<Array2<f32>> {
-        let mut scratch = LeadScratch::default();
-        lead_steps
-            .iter()
-            .zip(disp)
-            .map(|(&lead, d)| {
-                let field = self.matched(lead, &mut scratch);
-                let mut data = Vec::new();
-                warp_into(field, d, &mut data);
-                let (rows, cols) = (field.rows, field.cols);
-                Img { rows, cols, data }.into_array()
-            })
-            .collect()
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
@@ -873,6 +850,52 @@ mod tests {
     }
 
     #[test]
+    fn in_place_bands_equal_gauss_minus_expand() {
+        // The levels as they were built until issue 16's fourth pass: a
+        // Gaussian pyramid, then each band `g[k] − EXPAND(g[k+1])` in a new
+        // image. Odd and even shapes; the result must be bit-identical.
+        for (rows, cols) in [(64, 80), (37, 50), (33, 17)] {
+            let img = Img {
+                rows,
+                cols,
+                data: (0..rows * cols)
+                    .map(|i| ((i as f32) * 0.173).sin() * 7.0 + (i % cols) as f32 * 0.05)
+                    .collect(),
+            };
+            let levels = pyramid_levels(rows, cols).max(1);
+            let mut gauss = vec![img.clone()];
+            for _ in 0..levels {
+                let next = reduce(&gauss[gauss.len() - 1]);
+                gauss.push(next);
+            }
+            let mut want: Vec<Img> = (0..levels)
+                .map(|k| {
+                    let g = &gauss[k];
+                    let mut e = Img::filled(g.rows, g.cols, 0.0);
+                    crate::raster::expand_into(&gauss[k + 1], &mut e);
+                    e.data
+                        .iter_mut()
+                        .zip(&g.data)
+                        .for_each(|(u, x)| *u = x - *u);
+                    e
+                })
+                .collect();
+            want.push(gauss[levels].clone());
+            let got = laplacian_levels(img, levels);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!((g.rows, g.cols), (w.rows, w.cols));
+                let same = g
+                    .data
+                    .iter()
+                    .zip(&w.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{rows}x{cols}");
+            }
+        }
+    }
+
+    #[test]
     fn fused_correlations_match_pearson() {
         let n = 400;
         let img = |f: &dyn Fn(f32) -> f32| Img {
@@ -883,13 +906,13 @@ mod tests {
         let a = img(&|x| (x * 0.37).sin());
         let b = img(&|x| (x * 0.37).sin() * 2.0 + 1.0); // r = 1
         let c = img(&|x| -(x * 0.37).sin()); // r = −1
-        let mut mask = Img::filled(20, 20, 1.0);
-        mask.data[5] = f32::NAN;
+        let mut mask = vec![true; n];
+        mask[5] = false;
         let (r1, r2) = masked_corrs(&a, &b, &c, &mask);
         assert!((r1.unwrap() - 1.0).abs() < 1e-5 && (r2.unwrap() + 1.0).abs() < 1e-5);
         let flat = Img::filled(20, 20, 3.0);
         assert_eq!(masked_corrs(&a, &flat, &b, &mask).0, None, "no variance");
-        let few = Img::filled(20, 20, f32::NAN);
+        let few = vec![false; n];
         assert_eq!(
             masked_corrs(&a, &b, &c, &few),
             (None, None),

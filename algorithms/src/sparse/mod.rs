@@ -423,10 +423,24 @@ fn check_tile<'a>(
 /// Cells outside the stored tiles' rain runs are `0.0` (no rain) or `NaN`
 /// (no data, from the mask).
 pub fn decode(header: &[u8], tiles: &[EncodedTile]) -> Result<RainField, SparseError> {
+    decode_reusing(header, tiles, Vec::new())
+}
+
+/// [`decode`] into the allocation of `buffer` (its contents are
+/// overwritten): a caller decoding many scans of one grid in turn hands
+/// back each field's storage (`rate_mm_h.into_raw_vec_and_offset().0`)
+/// instead of allocating (and the kernel zeroing) a fresh grid each time.
+pub fn decode_reusing(
+    header: &[u8],
+    tiles: &[EncodedTile],
+    buffer: Vec<f32>,
+) -> Result<RainField, SparseError> {
     let h = header::parse(header)?;
     let (rows, cols) = h.grid.shape();
     // rows * cols <= MAX_SCAN_CELLS, checked by the header parser.
-    let mut data = vec![0.0f32; rows * cols];
+    let mut data = buffer;
+    data.clear();
+    data.resize(rows * cols, 0.0);
     mask::decode_into(
         h.mask,
         rows,

@@ -161,6 +161,29 @@ fn round_trip_radar_like_field() {
 }
 
 #[test]
+fn decoding_into_a_used_buffer_gives_the_same_field() {
+    let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let a = field(radar_like(120, 100, 6, 11));
+    let b = field(radar_like(120, 100, 4, 12));
+    let opts = SparseOptions { tile_size: 32 };
+    let (ea, eb) = (encode(&a, &opts).unwrap(), encode(&b, &opts).unwrap());
+    let fresh = decode(&eb.header, &eb.tiles).unwrap();
+    // The storage of another field (rain, no data and zeros where `b`
+    // differs), then garbage of other lengths.
+    let used = decode(&ea.header, &ea.tiles).unwrap();
+    assert_ne!(bits(&used.rate_mm_h), bits(&fresh.rate_mm_h));
+    for buffer in [
+        used.rate_mm_h.into_raw_vec_and_offset().0,
+        vec![7.5f32; 50],
+        vec![f32::NAN; 20_000],
+    ] {
+        let again = decode_reusing(&eb.header, &eb.tiles, buffer).unwrap();
+        assert_eq!(bits(&again.rate_mm_h), bits(&fresh.rate_mm_h));
+        assert_eq!(again.time, fresh.time);
+    }
+}
+
+#[test]
 fn blob_round_trip() {
     let f = field(radar_like(100, 120, 5, 3));
     let enc = encode(&f, &SparseOptions { tile_size: 32 }).unwrap();

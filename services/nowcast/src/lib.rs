@@ -636,8 +636,10 @@ impl NowcastService {
         let obs = n.clone();
         let sums = tokio::task::spawn_blocking(move || {
             let mut sums = BTreeMap::new();
+            // One grid's storage, reused by every frame in turn.
+            let mut buffer = Vec::new();
             for (lead, frame, persist) in jobs {
-                let frame = decode_stored(&obs.radar, &frame)?;
+                let frame = decode_stored_reusing(&obs.radar, &frame, std::mem::take(&mut buffer))?;
                 let persist = match persist {
                     Ok(f) => f,
                     Err(scan) => {
@@ -661,6 +663,7 @@ impl NowcastService {
                 ) {
                     sums.insert(lead, s);
                 }
+                buffer = frame.rate_mm_h.into_raw_vec_and_offset().0;
             }
             Ok::<_, NowcastServiceError>(sums)
         })
@@ -1033,10 +1036,22 @@ fn decode_stored(
     radar: &str,
     scan: &raincast_store::StoredScan,
 ) -> Result<RainField, NowcastServiceError> {
-    sparse::decode(&scan.manifest.header, &scan.tiles).map_err(|e| NowcastServiceError::BadScan {
-        radar: radar.to_string(),
-        time: scan.manifest.time,
-        reason: format!("sparse decode: {e}"),
+    decode_stored_reusing(radar, scan, Vec::new())
+}
+
+/// [`decode_stored`] into the allocation of `buffer` (see
+/// [`sparse::decode_reusing`]).
+fn decode_stored_reusing(
+    radar: &str,
+    scan: &raincast_store::StoredScan,
+    buffer: Vec<f32>,
+) -> Result<RainField, NowcastServiceError> {
+    sparse::decode_reusing(&scan.manifest.header, &scan.tiles, buffer).map_err(|e| {
+        NowcastServiceError::BadScan {
+            radar: radar.to_string(),
+            time: scan.manifest.time,
+            reason: format!("sparse decode: {e}"),
+        }
     })
 }
 

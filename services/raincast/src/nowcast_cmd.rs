@@ -73,39 +73,47 @@ pub fn run(args: NowcastArgs) -> Result<()> {
         ..Default::default()
     };
     let input = NowcastInput::new(&fields, &cfg).context("cannot nowcast these scans")?;
+    let base_time = input.latest().time;
     let t_motion = Instant::now();
     let motion = input.motion()?;
     let motion_ms = t_motion.elapsed().as_secs_f64() * 1e3;
     let t_extra = Instant::now();
-    let nowcast = input.forecast(motion, &args.leads)?;
-    let extrapolate_ms = t_extra.elapsed().as_secs_f64() * 1e3;
+    // Everything the leads share (the cascade) is built here; then each lead
+    // is built, written and dropped in turn, without the inputs: one lead's
+    // field in memory at a time.
+    let mut leads = input.leads(&motion, &args.leads)?;
+    let mut extrapolate = t_extra.elapsed();
+    drop(fields);
+    let (u, v) = motion.mean();
+    drop(motion);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
-    for (lead, field) in nowcast.leads_min.iter().zip(&nowcast.rate_mm_h) {
+    for lead in &args.leads {
+        let t = Instant::now();
+        let Some(field) = leads.next() else { break };
+        extrapolate += t.elapsed();
         let path = args.out.join(format!("lead_{lead:03}.npy"));
-        crate::files::write_atomically(&path, &npy::encode_f32(field))
+        crate::files::write_atomically(&path, &npy::encode_f32(&field))
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
+    let extrapolate_ms = extrapolate.as_secs_f64() * 1e3;
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let base_time = nowcast
-        .base_time
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let base_time = base_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if args.json {
         println!(
             "{}",
             json!({
                 "base_time": base_time,
-                "leads": nowcast.leads_min,
+                "leads": args.leads,
                 "motion_ms": round1(motion_ms),
                 "extrapolate_ms": round1(extrapolate_ms),
                 "total_ms": round1(total_ms),
             })
         );
     } else {
-        let (u, v) = nowcast.motion.mean();
         println!(
             "nowcast from {base_time}: {} leads written to {} (mean motion u={u:.2} v={v:.2} px/step; motion {motion_ms:.0} ms, extrapolation {extrapolate_ms:.0} ms, total {total_ms:.0} ms)",
-            nowcast.leads_min.len(),
+            args.leads.len(),
             args.out.display(),
         );
     }

@@ -1,0 +1,81 @@
+//! `raincast nowcast` builds, writes and drops one lead at a time (the
+//! iterator `NowcastInput::leads`, without holding the inputs); every file it
+//! writes must be the batch nowcast's lead, byte for byte.
+
+#![allow(clippy::unwrap_used)]
+
+use raincast_algorithms::nowcast::{nowcast, NowcastConfig, Smoothing};
+use raincast_algorithms::prep::{self, PrepOptions};
+use raincast_algorithms::{decode, npy};
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_raincast");
+
+#[test]
+fn written_leads_equal_the_batch_nowcast() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
+    };
+    let folder = data.join("bom/02");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.truncate(3);
+    let fields: Vec<_> = files
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            let name = p.file_name().and_then(|n| n.to_str());
+            prep::prep(
+                &decode::decode(&bytes, name, None).unwrap(),
+                &PrepOptions::default(),
+            )
+        })
+        .collect();
+    // Out of order, as a user may ask; BOM scans are 6 min apart, so 9 and
+    // 45 min are fractional steps.
+    let leads = [30u32, 6, 60, 9, 45];
+    let out = std::env::temp_dir().join(format!("raincast-nowcast-cli-{}", std::process::id()));
+    for (arg, smoothing) in [("sprog", Smoothing::Sprog), ("none", Smoothing::None)] {
+        let _ = std::fs::remove_dir_all(&out);
+        let status = Command::new(BIN)
+            .arg("nowcast")
+            .args(&files)
+            .args([
+                "--leads",
+                "30,6,60,9,45",
+                "--smoothing",
+                arg,
+                "--json",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(json["leads"], serde_json::json!(leads));
+        let cfg = NowcastConfig {
+            smoothing,
+            ..Default::default()
+        };
+        let batch = nowcast(&fields, &leads, &cfg).unwrap();
+        for (lead, field) in leads.iter().zip(&batch.rate_mm_h) {
+            let path = out.join(format!("lead_{lead:03}.npy"));
+            let written = std::fs::read(&path).unwrap();
+            assert!(
+                written == npy::encode_f32(field),
+                "{arg}: {} differs from the batch nowcast",
+                path.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
