@@ -615,14 +615,6 @@ fn box_run<const N: usize, const ENTERS: bool, const LEAVES: bool>(
     }
 }
 
-// `raster::box_sum` is now the reference of `box_sums_inplace` in the tests
-// only; raster.rs belongs to another helper this session, so it is kept
-// referenced here rather than deleted there (delete both lines together).
-#[cfg(not(test))]
-type BoxSumFn = fn(&[f32], &mut [f32], usize, usize, usize, &mut Vec<f32>);
-#[cfg(not(test))]
-const _: BoxSumFn = crate::raster::box_sum;
-
 /// One Gauss–Newton step of dense LK over all frame pairs, then smoothing.
 #[allow(clippy::too_many_arguments)]
 fn lk_iteration(

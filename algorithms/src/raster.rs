@@ -90,7 +90,9 @@ pub(crate) fn block_mean(src: &Img, f: usize) -> Img {
 /// Box *sum* with a square window of side `2·radius + 1`, cells outside the
 /// grid counting as zero. `src` and `dst` have `rows · cols` cells; `tmp` is
 /// scratch space (resized as needed). NaN inputs must be replaced by the
-/// caller (they would poison the running sums).
+/// caller (they would poison the running sums). The reference that
+/// `motion`'s fused multi-channel box sums are tested against, bit for bit.
+#[cfg(test)]
 pub(crate) fn box_sum(
     src: &[f32],
     dst: &mut [f32],

@@ -804,18 +804,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// Three fields of rain moving out of a radar's circular view (no data
+    /// outside it, and inflow).
+    fn leaving_a_circular_view() -> Vec<RainField> {
+        let cov = Coverage::Circle {
+            centre_row: 60.0,
+            centre_col: 64.0,
+            radius_px: 58.0,
+        };
+        radar(120, 128, (2.5, -1.0), cov).fields(30, 3)
+    }
+
     #[test]
     fn streamed_leads_equal_each_lead_alone_and_the_batch() {
         // Rain moving out of a radar's circular view (no data outside it, and
         // inflow), leads out of order and repeated: every lead built by the
         // iterator has the bits of the same lead asked alone, and of the
         // batch forecast; no per-lead buffer carries anything to the next.
-        let cov = Coverage::Circle {
-            centre_row: 60.0,
-            centre_col: 64.0,
-            radius_px: 58.0,
-        };
-        let f = radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
+        let f = leaving_a_circular_view();
         let leads = [60, 5, 35, 20, 5, 12];
         for smoothing in [Smoothing::Sprog, Smoothing::None] {
             let cfg = NowcastConfig {
@@ -867,12 +873,7 @@ pub(crate) mod tests {
         // The batch forecast and the parallel hand-out of each lead, on a
         // 1-thread and a 3-thread pool: the same bits for every lead, each
         // lead handed out once with its index.
-        let cov = Coverage::Circle {
-            centre_row: 60.0,
-            centre_col: 64.0,
-            radius_px: 58.0,
-        };
-        let f = radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
+        let f = leaving_a_circular_view();
         let leads = [60, 5, 35, 20, 5, 12, 45, 30];
         let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let pool = |n| {
