@@ -1577,6 +1577,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 "https://a.example, https://b.example",
             ),
             ("RAINCAST_NOWCAST__FRAMES", "4"),
+            ("RAINCAST_NOWCAST__THREADS", "2"),
             ("RAINCAST_API__CPU_QUEUE", "8"),
             ("RAINCAST_API__TILE_CACHE_MB", "16"),
             ("RAINCAST_API__PUBLIC_URL", "https://rain.example"),
@@ -1595,6 +1596,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         let n = &c.nowcast.settings;
         assert_eq!((n.max_lead_min, n.lead_step_min), (60, Some(10)));
         assert_eq!(n.config.frames, 4);
+        assert_eq!(n.threads, 2);
         assert_eq!(
             n.config.smoothing,
             raincast_algorithms::nowcast::Smoothing::None
@@ -1638,6 +1640,11 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 "",
                 vec![("RAINCAST_NOWCAST__FRAMES", "99")],
                 "RAINCAST_NOWCAST__FRAMES (from environment)",
+            ),
+            (
+                "[nowcast]\nthreads = 5000",
+                vec![],
+                "nowcast.threads (from config file)",
             ),
             ("[nowcast]\nsmoothing = \"fancy\"", vec![], "smoothing"),
             (

@@ -11,6 +11,7 @@
 //! refresh_seconds = 15          # 5 for the demo
 //! smoothing = "sprog"           # or "none"
 //! min_samples = 2000            # cell-cases before a lead's probability is calibrated
+//! threads = 0                   # threads that build a nowcast's leads; 0 = every core
 //! ```
 
 use crate::{invalid, ConfigError, Origins};
@@ -39,6 +40,11 @@ pub struct NowcastSettings {
     /// Cell-cases a lead's live reliability table needs before its
     /// probability is served calibrated (default 2000); raw before.
     pub min_samples: u64,
+    /// Threads that build the leads of a nowcast, each one lead at a time
+    /// (default 0: every core, or `RAYON_NUM_THREADS`). The fields are the
+    /// same, bit for bit, with any number; more threads cut a nowcast's
+    /// wall time, not its work.
+    pub threads: usize,
 }
 
 impl Default for NowcastSettings {
@@ -52,6 +58,7 @@ impl Default for NowcastSettings {
             tile_size: sparse::DEFAULT_TILE_SIZE,
             recheck_s: 5,
             min_samples: 2000,
+            threads: 0,
         }
     }
 }
@@ -68,6 +75,7 @@ pub(crate) struct NowcastFile {
     refresh_seconds: Option<f64>,
     smoothing: Option<SmoothingName>,
     min_samples: Option<u64>,
+    threads: Option<usize>,
 }
 
 /// `smoothing = "sprog" | "none"`.
@@ -144,6 +152,13 @@ impl NowcastSection {
                 return Err(invalid(&setting, origin, "0 is not at least 1".to_string()));
             }
             s.min_samples = v;
+        }
+        if let Some(v) = f.threads {
+            if v > 1024 {
+                let (setting, origin) = at("threads");
+                return Err(invalid(&setting, origin, format!("{v} is not in 0..=1024")));
+            }
+            s.threads = v;
         }
         s.config.smoothing = match f.smoothing {
             None => s.config.smoothing,

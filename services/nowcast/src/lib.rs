@@ -240,6 +240,9 @@ struct Inner {
     /// Where live skill is claimed and summed; `None`: no live skill.
     skill_state: Option<Arc<dyn StateStore>>,
     settings: NowcastSettings,
+    /// The threads that build the leads (`settings.threads`); `None`:
+    /// rayon's global pool.
+    pool: Option<rayon::ThreadPool>,
     cache: RwLock<HashMap<String, Arc<LatestNowcast>>>,
     /// One build at a time per radar.
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -298,11 +301,25 @@ impl NowcastService {
         skill_state: Option<Arc<dyn StateStore>>,
         settings: NowcastSettings,
     ) -> Self {
+        let pool = (settings.threads > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(settings.threads)
+                    .thread_name(|i| format!("nowcast-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        tracing::warn!(threads = settings.threads, error = %e,
+                            "cannot start the nowcast threads; using the shared pool")
+                    })
+                    .ok()
+            })
+            .flatten();
         Self {
             inner: Arc::new(Inner {
                 store,
                 skill_state,
                 settings,
+                pool,
                 cache: RwLock::new(HashMap::new()),
                 building: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
@@ -440,10 +457,14 @@ impl NowcastService {
             self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
             return Ok(UpdateOutcome::Loaded(n));
         }
-        let settings = self.inner.settings.clone();
         let radar_owned = radar.to_string();
+        let inner = self.inner.clone();
         let built = tokio::task::spawn_blocking(move || {
-            build(&radar_owned, fields, &leads, &settings, now)
+            let run = || build(&radar_owned, fields, &leads, &inner.settings, now);
+            match &inner.pool {
+                Some(pool) => pool.install(run),
+                None => run(),
+            }
         })
         .await
         .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
