@@ -459,23 +459,41 @@ impl Leads {
         F: Fn(usize, Array2<f32>) -> Result<(), E> + Sync + Send,
     {
         use rayon::prelude::*;
-        let this = &self;
-        this.remaining()
+        let scratches = ScratchPool::default();
+        self.remaining()
             .into_par_iter()
-            .try_for_each_init(LeadScratch::default, |scratch, i| {
-                f(i, this.build(i, scratch))
-            })
+            .try_for_each(|i| f(i, scratches.with(|s| self.build(i, s))))
     }
 
     /// Every lead not yet taken, in the order asked, built as
     /// [`Leads::try_for_each_parallel`] does (all held at once).
     pub fn collect_parallel(self) -> Vec<Array2<f32>> {
         use rayon::prelude::*;
-        let this = &self;
-        this.remaining()
+        let scratches = ScratchPool::default();
+        self.remaining()
             .into_par_iter()
-            .map_init(LeadScratch::default, |scratch, i| this.build(i, scratch))
+            .map(|i| scratches.with(|s| self.build(i, s)))
             .collect()
+    }
+}
+
+/// Per-lead buffers for parallel leads: a lead takes a free set (or makes
+/// one) and gives it back, so there are never more sets than leads being
+/// built at once (rayon's `*_init` would make one per job split), and a
+/// thread reuses the buffers of its previous lead.
+#[derive(Default)]
+struct ScratchPool(std::sync::Mutex<Vec<LeadScratch>>);
+
+impl ScratchPool {
+    fn with<T>(&self, f: impl FnOnce(&mut LeadScratch) -> T) -> T {
+        let take = || self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut scratch = take().unwrap_or_default();
+        let out = f(&mut scratch);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scratch);
+        out
     }
 }
 
