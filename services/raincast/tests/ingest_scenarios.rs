@@ -222,6 +222,8 @@ fn n(v: &Value, field: &str) -> u64 {
 struct Running {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log` until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -234,14 +236,28 @@ impl Running {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        Running { child, log }
+        Running {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits for the process to exit and for its last log lines to be
+    /// read (the exit status alone can come before them).
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
     }
 
     fn log(&self) -> String {
@@ -477,7 +493,7 @@ async fn scenario_5b_two_scheduled_ingesters() {
     }
     let mut logs = String::new();
     for mut r in [a, b] {
-        let status = r.child.wait().unwrap();
+        let status = r.wait();
         assert!(status.success(), "{status}: {}", r.log());
         logs.push_str(&r.log());
         assert!(
@@ -701,7 +717,7 @@ async fn scenario_8_servers_unreachable_for_a_while() {
 
     r.signal("-TERM");
     r.wait_for("ingest jobs stopped", 60).await;
-    let status = r.child.wait().unwrap();
+    let status = r.wait();
     assert!(status.success(), "{status}");
     let log = r.log();
     assert!(log.contains("ingest run failed"), "{log}");

@@ -58,7 +58,9 @@ fn run_without_config_ingests_the_demo_radar() {
         .unwrap();
     assert!(ok.success());
     let status = child.wait().unwrap();
-    log.extend(rx.try_iter());
+    // Every line up to the end of its stderr (the exit status can come
+    // before the reader has the last lines).
+    log.extend(rx.iter());
     assert!(status.success(), "{status}\n{}", log.join("\n"));
     let text = log.join("\n");
     assert!(
