@@ -1084,10 +1084,6 @@ pub struct VerifyConfig {
     /// its age at the middle of the day, `0.5^(age / half-life)` minutes
     /// (`None`: every fit case counts the same, as in the service).
     pub calibration_half_life_min: Option<f64>,
-    /// An experiment, not what the service does: also fit the calibration
-    /// separately for cells inside and outside wide rain areas (see
-    /// [`LeadRow::held_out_by_area`]).
-    pub calibration_by_area: bool,
 }
 
 impl Default for VerifyConfig {
@@ -1102,7 +1098,6 @@ impl Default for VerifyConfig {
             wet_mm_h: 0.1,
             min_samples: 2000,
             calibration_half_life_min: None,
-            calibration_by_area: false,
         }
     }
 }
@@ -1147,21 +1142,7 @@ pub struct LeadRow {
     /// (identical to raw without a calibration).
     pub held_out_raw: ProbabilityScore,
     pub held_out_calibrated: ProbabilityScore,
-    /// With [`VerifyConfig::calibration_by_area`]: the fit cases split by
-    /// the rain-area fraction `q` of the cell (the neighbourhood
-    /// probability of the same forecast at [`AREA_RADIUS_FACTOR`] times the
-    /// lead's radius): `[q < 0.5, q ≥ 0.5]`, each class fitted on its own
-    /// (the unconditional fit where a class has fewer than
-    /// [`VerifyConfig::min_samples`] cells), and the held-out cases
-    /// calibrated that way.
-    pub fit_by_area: [Reliability; 2],
-    pub calibration_by_area: [Option<Calibration>; 2],
-    pub held_out_by_area: ProbabilityScore,
 }
-
-/// The wide neighbourhood of the rain-area fraction of
-/// [`LeadRow::fit_by_area`], in multiples of the probability's radius.
-pub const AREA_RADIUS_FACTOR: usize = 3;
 
 impl LeadRow {
     /// The fit cases' bins `(Σw, Σw·p, Σw·event)` with the weight
@@ -1184,13 +1165,6 @@ impl LeadRow {
         }
         bins
     }
-}
-
-/// `prob` where `class` equals `want`, NaN elsewhere (left out of a score).
-fn split_by(prob: &Array2<f32>, class: &Array2<u8>, want: u8) -> Array2<f32> {
-    ndarray::Zip::from(prob)
-        .and(class)
-        .map_collect(|p, c| if *c == want { *p } else { f32::NAN })
 }
 
 /// The result of [`verify_series`].
@@ -1270,9 +1244,6 @@ pub fn verify_series(
             calibration: None,
             held_out_raw: ProbabilityScore::default(),
             held_out_calibrated: ProbabilityScore::default(),
-            fit_by_area: [Reliability::new(10), Reliability::new(10)],
-            calibration_by_area: [None, None],
-            held_out_by_area: ProbabilityScore::default(),
         })
         .collect();
     let need = cfg.nowcast.frames.max(crate::nowcast::MIN_FRAMES);
@@ -1344,11 +1315,6 @@ pub fn verify_series(
                         None => Calibration::fit(&row.fit.reliability),
                     };
                 }
-                for (cal, fit) in row.calibration_by_area.iter_mut().zip(&row.fit_by_area) {
-                    if fit.cells() >= cfg.min_samples {
-                        *cal = Calibration::fit(fit);
-                    }
-                }
             }
         }
         let probs = rc.probability(cfg.prob_threshold);
@@ -1413,16 +1379,6 @@ pub fn verify_series(
             // The calibration check, on the common mask.
             let mut prob = probs[j].clone();
             mask_like(&mut prob, &mask.view());
-            let wide = cfg.calibration_by_area.then(|| {
-                let r = rc.prob_radius_cells(leads[k]) * AREA_RADIUS_FACTOR;
-                let q = crate::nowcast::neighbourhood_probability(
-                    &rc.rate_mm_h[j].view(),
-                    cfg.prob_threshold,
-                    r,
-                );
-                // Per cell: 1 inside a wide rain area (q ≥ 0.5), else 0.
-                q.mapv(|q| (q >= 0.5) as u8)
-            });
             if times[oi] < mid {
                 row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
                 if cfg.calibration_half_life_min.is_some() {
@@ -1430,27 +1386,9 @@ pub fn verify_series(
                     rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
                     row.fit_cases.push((times[oi], rel));
                 }
-                if let Some(wide) = &wide {
-                    for (class, fit) in row.fit_by_area.iter_mut().enumerate() {
-                        let part = split_by(&prob, wide, class as u8);
-                        fit.add(&part.view(), &mask.view(), cfg.prob_threshold);
-                    }
-                }
             } else if times[base] >= mid {
                 row.held_out_raw
                     .add(&prob.view(), &mask.view(), cfg.prob_threshold);
-                if let Some(wide) = &wide {
-                    let fallback = row.calibration.as_ref();
-                    let by_area =
-                        ndarray::Zip::from(&prob).and(wide).map_collect(|p, w| {
-                            match row.calibration_by_area[*w as usize].as_ref().or(fallback) {
-                                Some(c) => c.apply(*p),
-                                None => *p,
-                            }
-                        });
-                    row.held_out_by_area
-                        .add(&by_area.view(), &mask.view(), cfg.prob_threshold);
-                }
                 let cal = match &row.calibration {
                     Some(c) => c.apply_field(&prob.view()),
                     None => prob,
@@ -1947,9 +1885,6 @@ mod tests {
             calibration: None,
             held_out_raw: ProbabilityScore::default(),
             held_out_calibrated: ProbabilityScore::default(),
-            fit_by_area: [Reliability::new(10), Reliability::new(10)],
-            calibration_by_area: [None, None],
-            held_out_by_area: ProbabilityScore::default(),
         };
         let recent = Calibration::fit_weighted(&row.fit_by_age(t0, 60.0)).expect("fit");
         let flat = Calibration::fit_weighted(&row.fit_by_age(t0, 1e9)).expect("fit");
@@ -2100,26 +2035,6 @@ mod tests {
         for row in &raw.rows {
             assert!(row.calibration.is_none());
             assert_eq!(row.held_out_raw, row.held_out_calibrated);
-        }
-        // The experiment by rain area: the classes split the fit cells,
-        // and the held-out cells are the same; off, nothing is split.
-        let area = verify_series(
-            &fields,
-            &VerifyConfig {
-                calibration_by_area: true,
-                ..cfg.clone()
-            },
-            &mut |_, _| {},
-        );
-        for (row, plain) in area.rows.iter().zip(&report.rows) {
-            assert_eq!(
-                row.fit_by_area[0].cells() + row.fit_by_area[1].cells(),
-                row.fit.cells
-            );
-            assert!(row.fit_by_area.iter().all(|f| f.cells() > 0), "{row:?}");
-            assert_eq!(row.held_out_by_area.cells, row.held_out_raw.cells);
-            assert_eq!(row.held_out_calibrated, plain.held_out_calibrated);
-            assert_eq!(plain.held_out_by_area.cells, 0);
         }
     }
 

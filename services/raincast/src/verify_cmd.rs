@@ -39,12 +39,6 @@ pub struct VerifyArgs {
     /// halving every this many minutes before the middle of the day.
     #[arg(long, value_name = "MIN")]
     pub calibration_half_life: Option<f64>,
-    /// Experiment (not what the service does): also fit the calibration
-    /// separately inside and outside wide rain areas (the rain fraction of
-    /// a neighbourhood three times the probability's radius, at least or
-    /// below one half) and report it next to the plain fit.
-    #[arg(long)]
-    pub calibration_by_area: bool,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -114,7 +108,6 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         prob_threshold: args.prob_threshold,
         min_samples: args.min_samples,
         calibration_half_life_min: args.calibration_half_life,
-        calibration_by_area: args.calibration_by_area,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -240,40 +233,6 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
             cell(raw.reliability.ece()),
             cell(cal.reliability.ece()),
         );
-    }
-    if cfg.calibration_by_area {
-        let _ = writeln!(
-            s,
-            "\nExperiment: calibration fitted per class of the rain-area fraction q (the probability \
-             of a neighbourhood {}x as wide): q < 0.5 | q >= 0.5; a class with fewer fit cells \
-             than the minimum uses the plain fit.",
-            raincast_algorithms::verify::AREA_RADIUS_FACTOR
-        );
-        let _ = writeln!(
-            s,
-            "lead_min  fit q<0.5  fit q>=0.5  test_cells  BSS raw   BSS cal  BSS area  ECE raw  ECE cal ECE area"
-        );
-        for row in &report.rows {
-            let (raw, cal, area) = (
-                &row.held_out_raw,
-                &row.held_out_calibrated,
-                &row.held_out_by_area,
-            );
-            let _ = writeln!(
-                s,
-                "{:8} {:10} {:11} {:11} {}  {}  {} {}  {} {}",
-                row.lead_min,
-                row.fit_by_area[0].cells(),
-                row.fit_by_area[1].cells(),
-                raw.cells,
-                cell(raw.bss()),
-                cell(cal.bss()),
-                cell(area.bss()),
-                cell(raw.reliability.ece()),
-                cell(cal.reliability.ece()),
-                cell(area.reliability.ece()),
-            );
-        }
     }
     s
 }
