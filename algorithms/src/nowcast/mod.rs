@@ -426,7 +426,7 @@ impl Leads {
         }
     }
 
-    /// The number of leads not yet taken by the iterator.
+    /// The indices of the leads not yet taken by the iterator.
     fn remaining(&self) -> std::ops::Range<usize> {
         self.next..self.disp.len()
     }
