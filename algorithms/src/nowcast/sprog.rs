@@ -195,8 +195,10 @@ const QUANTILES: usize = 8192;
 struct TargetDistribution {
     /// Rate (mm/h) at quantile `i / (QUANTILES − 1)`.
     table: Vec<f32>,
-    /// `(table[i], table[i + 1] − table[i])` for `i < QUANTILES − 1`.
-    steps: Vec<[f32; 2]>,
+    /// `(table[i], table[i + 1] − table[i])` for `i < QUANTILES − 1`, and
+    /// `(table[QUANTILES − 1], 0)`: a power-of-two size, so that a masked
+    /// index needs no bounds check.
+    steps: Box<[[f32; 2]; QUANTILES]>,
     /// Rates below this are dry.
     threshold: f32,
 }
@@ -253,7 +255,11 @@ impl TargetDistribution {
     }
 
     fn from_table(table: Vec<f32>, threshold: f32) -> Self {
-        let steps = table.windows(2).map(|w| [w[0], w[1] - w[0]]).collect();
+        let mut steps = Box::new([[0f32; 2]; QUANTILES]);
+        for (s, w) in steps.iter_mut().zip(table.windows(2)) {
+            *s = [w[0], w[1] - w[0]];
+        }
+        steps[QUANTILES - 1] = [table[QUANTILES - 1], 0.0];
         Self {
             table,
             steps,
@@ -305,7 +311,7 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
 /// is one branch-free pass: bin index, interpolated table position, the
 /// tabulated quantile there, the dry threshold. (Interpolating the *rates*
 /// between bin edges instead would smear the jump from dry to wet across a
-/// bin and change the wet area.) `counts` is a scratch buffer.
+/// bin and change the wet area.) `counts` and `edges` are scratch buffers.
 fn quantile_match_in(
     values: &mut [f32],
     lo: f32,
@@ -329,45 +335,136 @@ fn quantile_match_in(
         return;
     }
     let scale = (RANK_BINS as f32 - 1e-3) / (hi - lo);
-    counts.clear();
-    counts.resize(RANK_BINS, 0);
-    let mut n = 0u32;
     let last_bin = (RANK_BINS - 1) as f32;
-    for &v in values.iter() {
-        if v.is_finite() {
-            counts[((v - lo) * scale).min(last_bin) as i32 as usize] += 1;
-            n += 1;
+    // Histogram: bins of LANES cells at a time (a loop that vectorises),
+    // counted into SUBS interleaved sub-histograms so that neighbouring
+    // cells, which often share a bin, do not wait on each other's
+    // increment; no-data cells add 0. Integer counts: the same totals.
+    counts.clear();
+    counts.resize(SUBS * RANK_BINS, 0);
+    let mut chunks = values.chunks_exact(LANES);
+    for ch in &mut chunks {
+        let mut b = [0usize; LANES];
+        let mut w = [0u32; LANES];
+        for k in 0..LANES {
+            // Clamped in f32 first (NaN and +∞ clamp to the last bin;
+            // values are ≥ `lo`, so the floor is never negative).
+            b[k] = floor_small(((ch[k] - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
+            w[k] = ch[k].is_finite() as u32;
+        }
+        for k in 0..LANES {
+            counts[(k % SUBS) * RANK_BINS + b[k]] += w[k];
         }
     }
+    for &v in chunks.remainder() {
+        let b = floor_small(((v - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
+        counts[b] += v.is_finite() as u32;
+    }
+    let (total, subs) = counts.split_at_mut(RANK_BINS);
+    for sub in subs.chunks_exact(RANK_BINS) {
+        total.iter_mut().zip(sub).for_each(|(t, s)| *t += s);
+    }
+    let n: u32 = total.iter().sum();
     // Position in the quantile table of every bin edge (edge b has
     // Σ counts[..b] values below it), stored per bin as (left edge, right
     // edge − left edge): one 8-byte load per cell instead of two.
     let to_pos = (QUANTILES - 1) as f32 / n as f32;
     edges.clear();
     let (mut below, mut left) = (0u32, 0f32);
-    for c in counts.iter() {
+    for c in total.iter() {
         below += c;
         let right = below as f32 * to_pos;
         edges.push([left, right - left]);
         left = right;
     }
-    let (steps, thr) = (&target.steps, target.threshold);
-    let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
-    for v in values.iter_mut() {
-        // Clamped in f32 first, so the integer conversions are in range (a
-        // cheap i32 truncation); NaN converts to 0 and the interpolations
-        // stay NaN. The same arithmetic as interpolating between
-        // `edge[bin]`, `edge[bin + 1]` and `table[i]`, `table[i + 1]`.
-        let x = (*v - lo) * scale;
-        let bin = x.min(last_bin) as i32 as usize;
-        let [e, de] = edges[bin];
-        let pos = e + (x - bin as f32) * de;
-        let i = pos.min(last_pos) as i32 as usize;
-        let [t, dt] = steps[i];
-        let r = t + (pos - i as f32) * dt;
-        *v = if r < thr { 0.0 } else { r };
+    let Ok(edges) = <&[[f32; 2]; RANK_BINS]>::try_from(&edges[..]) else {
+        return; // unreachable: one edge pair per bin
+    };
+    let map = RankMap {
+        lo,
+        scale,
+        edges,
+        steps: &target.steps,
+        threshold: target.threshold,
+    };
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        if let Ok(vs) = <&mut [f32; LANES]>::try_from(ch) {
+            map.apply(vs);
+        }
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut vs = [f32::NAN; LANES];
+        vs[..rest.len()].copy_from_slice(rest);
+        map.apply(&mut vs);
+        rest.copy_from_slice(&vs[..rest.len()]);
     }
 }
+
+/// `⌊y⌋` for `0 ≤ y < 2²²`, without Rust's saturating float-to-integer
+/// conversion (its NaN and range fix-ups are per lane, so a loop with it
+/// does not vectorise): `y + 2²³` rounds `y` to the nearest integer, which
+/// is then the low mantissa bits; one less if that rounded up.
+#[inline(always)]
+fn floor_small(y: f32) -> i32 {
+    const MAGIC: f32 = 8_388_608.0; // 2²³
+    let n = (y + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+    n - ((n as f32) > y) as i32
+}
+
+/// The per-cell map of [`quantile_match_in`] once the histogram is known.
+struct RankMap<'a> {
+    lo: f32,
+    scale: f32,
+    edges: &'a [[f32; 2]; RANK_BINS],
+    steps: &'a [[f32; 2]; QUANTILES],
+    threshold: f32,
+}
+
+impl RankMap<'_> {
+    /// Maps LANES cells in phases: bins and positions (vectorised
+    /// arithmetic), the two table loads, the result. Per cell: bin index,
+    /// position in the quantile table interpolated between the bin's edges,
+    /// the tabulated quantile interpolated there, the dry threshold; the
+    /// same f32 operations in the same order as cell by cell, so the same
+    /// bits. Indices are clamped in f32 first (NaN clamps to the last bin
+    /// and stays NaN through the interpolations) and masked to the
+    /// (power-of-two) table sizes, which leaves them unchanged and lets
+    /// the compiler drop the bounds checks.
+    #[inline(always)]
+    fn apply(&self, vs: &mut [f32; LANES]) {
+        let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
+        let (mut x, mut bin) = ([0f32; LANES], [0i32; LANES]);
+        for k in 0..LANES {
+            x[k] = (vs[k] - self.lo) * self.scale;
+            bin[k] = floor_small(x[k].min(last_bin)) & (RANK_BINS as i32 - 1);
+        }
+        let mut pos = [0f32; LANES];
+        for k in 0..LANES {
+            let [e, de] = self.edges[bin[k] as usize];
+            pos[k] = e + (x[k] - bin[k] as f32) * de;
+        }
+        let mut i = [0i32; LANES];
+        for k in 0..LANES {
+            i[k] = floor_small(pos[k].min(last_pos)) & (QUANTILES as i32 - 1);
+        }
+        for k in 0..LANES {
+            let [t, dt] = self.steps[i[k] as usize];
+            let r = t + (pos[k] - i[k] as f32) * dt;
+            vs[k] = if r < self.threshold { 0.0 } else { r };
+        }
+    }
+}
+
+/// Cells per step of [`quantile_match_in`]'s vectorised loops.
+const LANES: usize = 8;
+
+/// Interleaved sub-histograms of [`quantile_match_in`].
+const SUBS: usize = 4;
+
+// Masked table indices (see `quantile_match_in`) need power-of-two sizes.
+const _: () = assert!(RANK_BINS.is_power_of_two() && QUANTILES.is_power_of_two());
 
 /// Mean and standard deviation of a raster over all its cells.
 fn mean_std(img: &Img) -> (f32, f32) {
@@ -710,18 +807,159 @@ mod tests {
         }
     }
 
+    /// A reproducible uniform generator on [0, 1) (an LCG).
+    fn uniform(mut seed: u64) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
+    /// [`quantile_match_in`] as it was until issue 16's fifth pass: one
+    /// histogram, and the map cell by cell.
+    fn quantile_match_in_cell_by_cell(
+        values: &mut [f32],
+        lo: f32,
+        hi: f32,
+        target: &TargetDistribution,
+        counts: &mut Vec<u32>,
+        edges: &mut Vec<[f32; 2]>,
+    ) {
+        if lo
+            .partial_cmp(&hi)
+            .is_none_or(|o| o == std::cmp::Ordering::Greater)
+        {
+            return; // no finite value
+        }
+        if hi <= lo {
+            let out = target.quantile(0.5);
+            values
+                .iter_mut()
+                .filter(|v| v.is_finite())
+                .for_each(|v| *v = out);
+            return;
+        }
+        let scale = (RANK_BINS as f32 - 1e-3) / (hi - lo);
+        counts.clear();
+        counts.resize(RANK_BINS, 0);
+        let mut n = 0u32;
+        let last_bin = (RANK_BINS - 1) as f32;
+        for &v in values.iter() {
+            if v.is_finite() {
+                counts[((v - lo) * scale).min(last_bin) as i32 as usize] += 1;
+                n += 1;
+            }
+        }
+        // Position in the quantile table of every bin edge (edge b has
+        // Σ counts[..b] values below it), stored per bin as (left edge, right
+        // edge − left edge): one 8-byte load per cell instead of two.
+        let to_pos = (QUANTILES - 1) as f32 / n as f32;
+        edges.clear();
+        let (mut below, mut left) = (0u32, 0f32);
+        for c in counts.iter() {
+            below += c;
+            let right = below as f32 * to_pos;
+            edges.push([left, right - left]);
+            left = right;
+        }
+        let (steps, thr) = (&target.steps, target.threshold);
+        let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
+        for v in values.iter_mut() {
+            // Clamped in f32 first, so the integer conversions are in range (a
+            // cheap i32 truncation); NaN converts to 0 and the interpolations
+            // stay NaN. The same arithmetic as interpolating between
+            // `edge[bin]`, `edge[bin + 1]` and `table[i]`, `table[i + 1]`.
+            let x = (*v - lo) * scale;
+            let bin = x.min(last_bin) as i32 as usize;
+            let [e, de] = edges[bin];
+            let pos = e + (x - bin as f32) * de;
+            let i = pos.min(last_pos) as i32 as usize;
+            let [t, dt] = steps[i];
+            let r = t + (pos - i as f32) * dt;
+            *v = if r < thr { 0.0 } else { r };
+        }
+    }
+
+    #[test]
+    fn floor_small_is_truncation() {
+        // Every integer below 2^13 (the table sizes) and its two float
+        // neighbours, and a stride through every f32 bit pattern in
+        // [0, 2^22).
+        let mut ys: Vec<f32> = Vec::new();
+        for k in 0..=8192u32 {
+            let f = k as f32;
+            ys.extend([f, f.next_up(), f.next_down().max(0.0)]);
+        }
+        ys.extend([0.0, -0.0, 0.49999997, 0.5, 0.50000006, 1.5, 2.5, 4194303.8]);
+        let top = 4_194_304f32.to_bits();
+        ys.extend((0..top).step_by(997).map(f32::from_bits));
+        for y in ys {
+            assert_eq!(floor_small(y), y as i32, "{y}");
+        }
+    }
+
+    #[test]
+    fn vectorised_quantile_map_equals_the_cell_by_cell_one() {
+        // Bit for bit, on lengths around the lane count, with no data, ties,
+        // a long tail, a constant field and values at both ends of the range.
+        let mut rnd = uniform(99);
+        let rates: Vec<f32> = (0..50_000)
+            .map(|i| {
+                if i % 3 == 0 {
+                    0.0
+                } else {
+                    (5.0 * rnd() - 2.0).exp()
+                }
+            })
+            .collect();
+        let dbr: Vec<f32> = rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
+        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        let range = |v: &[f32]| {
+            let finite = v.iter().copied().filter(|x| x.is_finite());
+            let lo = finite.clone().fold(f32::INFINITY, f32::min);
+            (lo, finite.fold(f32::NEG_INFINITY, f32::max))
+        };
+        let mut cases: Vec<Vec<f32>> = Vec::new();
+        for n in [1usize, 7, 8, 9, 17, 1000, 262_147] {
+            cases.push(
+                (0..n)
+                    .map(|i| match i % 11 {
+                        0 => f32::NAN,
+                        1 | 2 => -15.0,
+                        3 => 4.25,
+                        _ => 40.0 * rnd().powi(3) - 15.0,
+                    })
+                    .collect(),
+            );
+        }
+        cases.push(vec![3.0; 20]);
+        cases.push(vec![f32::NAN; 12]);
+        cases.push((0..4099).map(|i| i as f32).collect()); // one value per bin
+        for case in &cases {
+            let (lo, hi) = range(case);
+            let (mut new, mut old) = (case.clone(), case.clone());
+            let (mut c, mut e) = (Vec::new(), Vec::new());
+            quantile_match_in(&mut new, lo, hi, &t, &mut c, &mut e);
+            quantile_match_in_cell_by_cell(&mut old, lo, hi, &t, &mut c, &mut e);
+            for (k, (a, b)) in new.iter().zip(&old).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "n = {}, cell {k}: {a} vs {b}",
+                    case.len()
+                );
+            }
+            assert!(new.iter().zip(case).all(|(a, x)| a.is_nan() == x.is_nan()));
+        }
+    }
+
     #[test]
     fn one_pass_quantile_map_matches_the_per_cell_lookup() {
         // A realistic target (40 % dry, log-normal-ish wet rates, no data) and
         // a smooth forecast field with ties, no data and a long tail.
         let n = 200_000;
-        let mut seed = 12345u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rnd = uniform(12345);
         let rates: Vec<f32> = (0..n)
             .map(|i| match i % 10 {
                 0..=3 => 0.0,
