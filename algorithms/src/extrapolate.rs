@@ -15,7 +15,7 @@
 //! than half of the bilinear weight).
 
 use crate::motion::MotionField;
-use crate::raster::{axis_weights, bilinear, sample_clamped, Img};
+use crate::raster::{axis_weights, bilinear, floor_small, sample_clamped, value_range, Img};
 use ndarray::{Array2, ArrayView2};
 
 /// Why an extrapolation was refused.
@@ -260,6 +260,8 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let data = &src.data;
     let tiles = Tiles::new(data, rows, cols);
     let has_nan = tiles.any_nan.iter().any(|x| *x);
+    // Grids whose positions `floor_small` covers (all real radar grids).
+    let small = rows.max(cols) < 1 << 21;
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
         let (u0, u1) = (
             &wu[i0 * cols..(i0 + 1) * cols],
@@ -269,29 +271,19 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             &wv[i0 * cols..(i0 + 1) * cols],
             &wv[i1 * cols..(i1 + 1) * cols],
         );
-        for (((o, a), b), (c, e)) in du
-            .iter_mut()
-            .zip(u0)
-            .zip(u1)
-            .zip(dv.iter_mut().zip(v0.iter().zip(v1)))
-        {
-            *o = a + wy * (b - a);
-            *c = e.0 + wy * (e.1 - e.0);
-        }
+        // Two plain loops over equal-length slices (they vectorise; one
+        // loop zipping all six did not).
+        lerp_into(&mut du, u0, u1, wy);
+        lerp_into(&mut dv, v0, v1, wy);
         let orow = &mut out[r * cols..(r + 1) * cols];
         let mut start = 0;
         while start < cols {
             let end = (start + SEGMENT).min(cols);
             let (su, sv) = (&du[start..end], &dv[start..end]);
-            // Plain comparisons (not f32::min) so the reductions vectorise;
-            // displacements are always finite.
-            let range = |xs: &[f32]| {
-                xs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| {
-                    (if x < lo { x } else { lo }, if x > hi { x } else { hi })
-                })
-            };
-            let (umin, umax) = range(su);
-            let (vmin, vmax) = range(sv);
+            // Displacements are always finite: the exact minimum and maximum
+            // in any order (eight lanes, so the reductions vectorise).
+            let (umin, umax) = span(su);
+            let (vmin, vmax) = span(sv);
             let mut done = false;
             // Source rows and columns the segment can touch.
             let (sr_lo, sr_hi) = (r as f32 - vmax, r as f32 - vmin);
@@ -302,8 +294,8 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 start = end;
                 continue;
             }
-            let clamp_r = |x: f32| (x.max(0.0) as usize).min(rows - 1);
-            let clamp_c = |x: f32| (x.max(0.0) as usize).min(cols - 1);
+            let clamp_r = |x: f32| clamp_index(x, rows);
+            let clamp_c = |x: f32| clamp_index(x, cols);
             let (r0, r1) = (clamp_r(sr_lo), clamp_r(sr_hi + 1.0));
             let (c0, c1) = (clamp_c(sc_lo), clamp_c(sc_hi + 1.0));
             let inside = sr_lo >= -0.5 && sc_lo >= -0.5 && sr_hi <= rmax && sc_hi <= cmax;
@@ -352,17 +344,20 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                     done = true;
                 }
             }
-            if !done && inside {
+            if !done && inside && small {
                 // Every source position is inside the grid: compute indices and
                 // weights in one branch-free pass (vectorisable), then gather.
+                // Inside, `fr` and `fc` are ≥ 0.5 (and below 2²¹ on a small
+                // grid), so `floor_small` is the truncation `as i32` was,
+                // without its per-lane range fix-ups.
                 let n = end - start;
                 let (mut kr, mut kc) = ([0i32; SEGMENT], [0i32; SEGMENT]);
                 let (mut ty, mut tx) = ([0f32; SEGMENT], [0f32; SEGMENT]);
                 for i in 0..n {
                     let fr = r as f32 - dv[start + i] + 1.0;
                     let fc = (start + i) as f32 - du[start + i] + 1.0;
-                    kr[i] = fr as i32;
-                    kc[i] = fc as i32;
+                    kr[i] = floor_small(fr);
+                    kc[i] = floor_small(fc);
                     ty[i] = fr - kr[i] as f32;
                     tx[i] = fc - kc[i] as f32;
                 }
@@ -398,6 +393,53 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
+    }
+}
+
+/// Minimum and maximum of a segment of finite values: exact in any order,
+/// so a full segment is reduced in eight lanes (it vectorises; a fold over
+/// the cells is one dependent chain of comparisons).
+#[inline(always)]
+fn span(xs: &[f32]) -> (f32, f32) {
+    const H: usize = SEGMENT / 2;
+    let Ok(a) = <&[f32; SEGMENT]>::try_from(xs) else {
+        return value_range(xs);
+    };
+    let (mut lo, mut hi) = ([0f32; H], [0f32; H]);
+    for k in 0..H {
+        let (x, y) = (a[k], a[k + H]);
+        lo[k] = if y < x { y } else { x };
+        hi[k] = if y > x { y } else { x };
+    }
+    let mut w = H;
+    while w > 1 {
+        w /= 2;
+        for k in 0..w {
+            lo[k] = if lo[k + w] < lo[k] { lo[k + w] } else { lo[k] };
+            hi[k] = if hi[k + w] > hi[k] { hi[k + w] } else { hi[k] };
+        }
+    }
+    (lo[0], hi[0])
+}
+
+/// `(x.max(0.0) as usize).min(n − 1)`, the index of a position clamped
+/// into `0..n`; for `n < 2²¹` without the float-to-usize conversion's range
+/// fix-ups (the same value).
+#[inline(always)]
+fn clamp_index(x: f32, n: usize) -> usize {
+    if n < 1 << 21 {
+        floor_small(x.max(0.0).min((n - 1) as f32)) as usize
+    } else {
+        (x.max(0.0) as usize).min(n - 1)
+    }
+}
+
+/// `out[c] = a[c] + w·(b[c] − a[c])` over equal-length rows.
+fn lerp_into(out: &mut [f32], a: &[f32], b: &[f32], w: f32) {
+    let n = out.len();
+    let (a, b) = (&a[..n], &b[..n]);
+    for c in 0..n {
+        out[c] = a[c] + w * (b[c] - a[c]);
     }
 }
 
@@ -453,6 +495,58 @@ pub fn extrapolate(
 mod tests {
     use super::*;
     use crate::raster::Img;
+
+    #[test]
+    fn segment_helpers_equal_their_plain_forms() {
+        // `span`: the fold over the cells the warp used until issue 16's
+        // fifth pass (full and short segments, signed zeros, ties).
+        let fold = |xs: &[f32]| {
+            xs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| {
+                (if x < lo { x } else { lo }, if x > hi { x } else { hi })
+            })
+        };
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
+        };
+        for len in [1, 5, SEGMENT - 1, SEGMENT, SEGMENT, SEGMENT] {
+            for _ in 0..200 {
+                let xs: Vec<f32> = (0..len).map(|_| rnd()).collect();
+                assert_eq!(span(&xs), fold(&xs), "{xs:?}");
+            }
+        }
+        let zeros = [0.0f32, -0.0, 0.0, 3.0, -0.0, 1.0, 1.0, -2.0];
+        let (lo, hi) = span(&[zeros, zeros].concat());
+        assert_eq!((lo, hi), (-2.0, 3.0));
+        // `clamp_index`: the saturating conversion, on grids small and huge.
+        for n in [1usize, 2, 512, 2200, 1 << 21, 1 << 22] {
+            for x in [
+                -1e9f32,
+                -3.5,
+                -0.5,
+                -0.0,
+                0.0,
+                0.49,
+                0.5,
+                1.0,
+                1.999,
+                510.7,
+                511.0,
+                511.5,
+                2199.9,
+                4.0e6,
+                1e12,
+                f32::NAN,
+            ] {
+                assert_eq!(
+                    clamp_index(x, n),
+                    (x.max(0.0) as usize).min(n - 1),
+                    "{x} {n}"
+                );
+            }
+        }
+    }
 
     fn blob(rows: usize, cols: usize, r0: f32, c0: f32, sigma: f32) -> Array2<f32> {
         Array2::from_shape_fn((rows, cols), |(r, c)| {

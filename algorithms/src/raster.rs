@@ -307,6 +307,17 @@ pub(crate) fn value_range(xs: &[f32]) -> (f32, f32) {
     (l, h)
 }
 
+/// `⌊y⌋` for `0 ≤ y < 2²²`, without Rust's saturating float-to-integer
+/// conversion (its NaN and range fix-ups are per lane, so a loop with it
+/// does not vectorise): `y + 2²³` rounds `y` to the nearest integer, which
+/// is then the low mantissa bits; one less if that rounded up.
+#[inline(always)]
+pub(crate) fn floor_small(y: f32) -> i32 {
+    const MAGIC: f32 = 8_388_608.0; // 2²³
+    let n = (y + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+    n - ((n as f32) > y) as i32
+}
+
 /// Burt–Adelson REDUCE: blur with the 5-tap binomial kernel
 /// `[1 4 6 4 1] / 16` along both axes (edges replicated), keep every second
 /// sample. Output cell `i` sits on input cell `2i`. Input must be gap-free.
@@ -437,6 +448,24 @@ pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floor_small_is_truncation() {
+        // Every integer below 2^13 (the table sizes) and its two float
+        // neighbours, and a stride through every f32 bit pattern in
+        // [0, 2^22).
+        let mut ys: Vec<f32> = Vec::new();
+        for k in 0..=8192u32 {
+            let f = k as f32;
+            ys.extend([f, f.next_up(), f.next_down().max(0.0)]);
+        }
+        ys.extend([0.0, -0.0, 0.49999997, 0.5, 0.50000006, 1.5, 2.5, 4194303.8]);
+        let top = 4_194_304f32.to_bits();
+        ys.extend((0..top).step_by(997).map(f32::from_bits));
+        for y in ys {
+            assert_eq!(floor_small(y), y as i32, "{y}");
+        }
+    }
 
     #[test]
     fn block_mean_is_nan_aware() {

@@ -6,7 +6,7 @@
 use super::NowcastConfig;
 use crate::extrapolate::{warp_into, Displacement};
 use crate::motion::to_dbr;
-use crate::raster::{axis_weights, expand_row, expand_rows, reduce, value_range, Img};
+use crate::raster::{axis_weights, expand_row, expand_rows, floor_small, reduce, value_range, Img};
 use ndarray::ArrayView2;
 
 /// Fills no-data cells by push-pull interpolation (means of coarser and
@@ -400,17 +400,6 @@ fn quantile_match_in(
         map.apply(&mut vs);
         rest.copy_from_slice(&vs[..rest.len()]);
     }
-}
-
-/// `⌊y⌋` for `0 ≤ y < 2²²`, without Rust's saturating float-to-integer
-/// conversion (its NaN and range fix-ups are per lane, so a loop with it
-/// does not vectorise): `y + 2²³` rounds `y` to the nearest integer, which
-/// is then the low mantissa bits; one less if that rounded up.
-#[inline(always)]
-fn floor_small(y: f32) -> i32 {
-    const MAGIC: f32 = 8_388_608.0; // 2²³
-    let n = (y + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
-    n - ((n as f32) > y) as i32
 }
 
 /// The per-cell map of [`quantile_match_in`] once the histogram is known.
@@ -879,24 +868,6 @@ mod tests {
             let [t, dt] = steps[i];
             let r = t + (pos - i as f32) * dt;
             *v = if r < thr { 0.0 } else { r };
-        }
-    }
-
-    #[test]
-    fn floor_small_is_truncation() {
-        // Every integer below 2^13 (the table sizes) and its two float
-        // neighbours, and a stride through every f32 bit pattern in
-        // [0, 2^22).
-        let mut ys: Vec<f32> = Vec::new();
-        for k in 0..=8192u32 {
-            let f = k as f32;
-            ys.extend([f, f.next_up(), f.next_down().max(0.0)]);
-        }
-        ys.extend([0.0, -0.0, 0.49999997, 0.5, 0.50000006, 1.5, 2.5, 4194303.8]);
-        let top = 4_194_304f32.to_bits();
-        ys.extend((0..top).step_by(997).map(f32::from_bits));
-        for y in ys {
-            assert_eq!(floor_small(y), y as i32, "{y}");
         }
     }
 
