@@ -254,7 +254,7 @@ fn fast_db(x: f32) -> f32 {
 /// it vectorises (the same bits as [`to_dbr`] cell by cell: the rare rates
 /// at or above the threshold that are not normal numbers, i.e. +∞ or a
 /// threshold ≤ 0, are redone with the library logarithm afterwards).
-fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
+pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
     let mut special = 0u32;
     for (d, &x) in dst.iter_mut().zip(src) {
         let db = fast_db(x);
