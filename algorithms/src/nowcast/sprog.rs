@@ -150,26 +150,18 @@ struct LevelStats {
     b: (f32, f32),
 }
 
-/// [`LevelStats`] in one pass over `a`, `b`, `c` and `mask`: the masked
-/// correlation sums and the plain sums of `a` and `b` side by side. Every sum
-/// is in f64 and in cell order, so each one has the same bits as when it is
-/// computed alone ([`masked_corrs`], [`mean_std`]); reading the three levels
-/// once instead of three times, with thirteen independent sums instead of
-/// nine and two chains of two, is what makes it cheaper.
+/// [`LevelStats`] in two passes: the masked correlation sums over `a`, `b`,
+/// `c`, then the plain sums of `a` and `b` together (one pass instead of one
+/// per field, four independent running sums instead of two). Every sum is
+/// in f64 and in cell order, so each one has the same bits as when it is
+/// computed alone ([`masked_corrs`], [`mean_std`]).
 fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
     let (mut n, mut sa, mut saa) = (0f64, 0f64, 0f64);
     let (mut sb, mut sbb, mut sab) = (0f64, 0f64, 0f64);
     let (mut sc, mut scc, mut sac) = (0f64, 0f64, 0f64);
-    // Unmasked sums for the mean and deviation of `a` and `b`.
-    let (mut ta, mut taa, mut tb, mut tbb) = (0f64, 0f64, 0f64, 0f64);
     for (((x, y), z), m) in a.data.iter().zip(&b.data).zip(&c.data).zip(mask) {
-        let (x, y) = (*x as f64, *y as f64);
-        ta += x;
-        taa += x * x;
-        tb += y;
-        tbb += y * y;
         if *m {
-            let z = *z as f64;
+            let (x, y, z) = (*x as f64, *y as f64, *z as f64);
             n += 1.0;
             sa += x;
             saa += x * x;
@@ -180,6 +172,16 @@ fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
             scc += z * z;
             sac += x * z;
         }
+    }
+    // The plain sums of `a` and `b` in a second loop: four more running
+    // sums in the loop above would not fit in the registers.
+    let (mut ta, mut taa, mut tb, mut tbb) = (0f64, 0f64, 0f64, 0f64);
+    for (x, y) in a.data.iter().zip(&b.data) {
+        let (x, y) = (*x as f64, *y as f64);
+        ta += x;
+        taa += x * x;
+        tb += y;
+        tbb += y * y;
     }
     let corrs = if n < 16.0 {
         (None, None)
