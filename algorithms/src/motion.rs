@@ -212,7 +212,10 @@ impl MotionField {
     }
 }
 
-/// Rain rate (mm/h) to dBR with a floor for no rain; NaN stays NaN.
+/// Rain rate (mm/h) to dBR with a floor for no rain; NaN stays NaN. The
+/// cell-by-cell definition, which the tests hold [`dbr_row`] to (the code
+/// converts whole rows with `dbr_row`).
+#[cfg(test)]
 #[inline]
 pub(crate) fn to_dbr(rate: f32, threshold: f32, floor: f32) -> f32 {
     if rate >= threshold {
