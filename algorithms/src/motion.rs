@@ -212,7 +212,10 @@ impl MotionField {
     }
 }
 
-/// Rain rate (mm/h) to dBR with a floor for no rain; NaN stays NaN.
+/// Rain rate (mm/h) to dBR with a floor for no rain; NaN stays NaN. The
+/// cell-by-cell definition, which the tests hold [`dbr_row`] to (the code
+/// converts whole rows with `dbr_row`).
+#[cfg(test)]
 #[inline]
 pub(crate) fn to_dbr(rate: f32, threshold: f32, floor: f32) -> f32 {
     if rate >= threshold {
@@ -254,7 +257,7 @@ fn fast_db(x: f32) -> f32 {
 /// it vectorises (the same bits as [`to_dbr`] cell by cell: the rare rates
 /// at or above the threshold that are not normal numbers, i.e. +∞ or a
 /// threshold ≤ 0, are redone with the library logarithm afterwards).
-fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
+pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
     let mut special = 0u32;
     for (d, &x) in dst.iter_mut().zip(src) {
         let db = fast_db(x);

@@ -5,6 +5,8 @@
 
 use super::NowcastConfig;
 use crate::extrapolate::{warp_into, Displacement};
+use crate::motion::dbr_row;
+#[cfg(test)]
 use crate::motion::to_dbr;
 use crate::raster::{axis_weights, expand_row, expand_rows, floor_small, reduce, value_range, Img};
 use ndarray::ArrayView2;
@@ -134,10 +136,26 @@ fn laplacian_levels(img: Img, levels: usize) -> Vec<Img> {
     gauss
 }
 
-/// Pearson correlations of `a` with `b` and of `a` with `c` over the cells
-/// where `mask` is true, in one pass (`None` with fewer than 16 cells or
-/// no variance). Sums in f64, each in cell order.
-fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> (Option<f32>, Option<f32>) {
+/// The statistics of one pyramid level that the AR(2) model needs, from one
+/// pass over the three fields (the latest `a`, the previous advected `b`,
+/// the one before `c`).
+struct LevelStats {
+    /// Pearson correlations of `a` with `b` (lag 1) and of `a` with `c`
+    /// (lag 2) over the cells where the mask is true (`None` with fewer than
+    /// 16 cells or no variance).
+    corrs: (Option<f32>, Option<f32>),
+    /// Mean and standard deviation of `a` over all its cells ([`mean_std`]).
+    a: (f32, f32),
+    /// The same for `b`.
+    b: (f32, f32),
+}
+
+/// [`LevelStats`] in two passes: the masked correlation sums over `a`, `b`,
+/// `c`, then the plain sums of `a` and `b` together (one pass instead of one
+/// per field, four independent running sums instead of two). Every sum is
+/// in f64 and in cell order, so each one has the same bits as when it is
+/// computed alone ([`masked_corrs`], [`mean_std`]).
+fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
     let (mut n, mut sa, mut saa) = (0f64, 0f64, 0f64);
     let (mut sb, mut sbb, mut sab) = (0f64, 0f64, 0f64);
     let (mut sc, mut scc, mut sac) = (0f64, 0f64, 0f64);
@@ -155,18 +173,42 @@ fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> (Option<f32>, Optio
             sac += x * z;
         }
     }
-    if n < 16.0 {
-        return (None, None);
+    // The plain sums of `a` and `b` in a second loop: four more running
+    // sums in the loop above would not fit in the registers.
+    let (mut ta, mut taa, mut tb, mut tbb) = (0f64, 0f64, 0f64, 0f64);
+    for (x, y) in a.data.iter().zip(&b.data) {
+        let (x, y) = (*x as f64, *y as f64);
+        ta += x;
+        taa += x * x;
+        tb += y;
+        tbb += y * y;
     }
-    let va = saa - sa * sa / n;
-    let corr = |s: f64, ss: f64, sx: f64| {
-        let v = ss - s * s / n;
-        if va <= 1e-9 || v <= 1e-9 {
-            return None;
-        }
-        Some(((sx - sa * s / n) / (va * v).sqrt()) as f32)
+    let corrs = if n < 16.0 {
+        (None, None)
+    } else {
+        let va = saa - sa * sa / n;
+        let corr = |s: f64, ss: f64, sx: f64| {
+            let v = ss - s * s / n;
+            if va <= 1e-9 || v <= 1e-9 {
+                return None;
+            }
+            Some(((sx - sa * s / n) / (va * v).sqrt()) as f32)
+        };
+        (corr(sb, sbb, sab), corr(sc, scc, sac))
     };
-    (corr(sb, sbb, sab), corr(sc, scc, sac))
+    let cells = a.data.len().max(1) as f64;
+    LevelStats {
+        corrs,
+        a: finish_mean_std(ta, taa, cells),
+        b: finish_mean_std(tb, tbb, cells),
+    }
+}
+
+/// Pearson correlations of `a` with `b` and of `a` with `c` over the cells
+/// where `mask` is true (`None` with fewer than 16 cells or no variance).
+#[cfg(test)]
+fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> (Option<f32>, Option<f32>) {
+    level_stats(a, b, c, mask).corrs
 }
 
 /// Yule–Walker parameters `(φ1, φ2)` of an AR(2) process with lag-1 and
@@ -455,16 +497,23 @@ const SUBS: usize = 4;
 // Masked table indices (see `quantile_match_in`) need power-of-two sizes.
 const _: () = assert!(RANK_BINS.is_power_of_two() && QUANTILES.is_power_of_two());
 
-/// Mean and standard deviation of a raster over all its cells.
+/// Mean and standard deviation of a raster over all its cells (sums in f64,
+/// in cell order).
+#[cfg(test)]
 fn mean_std(img: &Img) -> (f32, f32) {
-    let n = img.data.len().max(1) as f64;
     let (mut s, mut ss) = (0f64, 0f64);
     for &v in &img.data {
         s += v as f64;
         ss += v as f64 * v as f64;
     }
+    finish_mean_std(s, ss, img.data.len().max(1) as f64)
+}
+
+/// Mean and standard deviation from the sum and the sum of squares of `n`
+/// values.
+fn finish_mean_std(s: f64, ss: f64, n: f64) -> (f32, f32) {
     let m = s / n;
-    ((m) as f32, ((ss / n - m * m).max(0.0)).sqrt() as f32)
+    (m as f32, ((ss / n - m * m).max(0.0)).sqrt() as f32)
 }
 
 /// One pyramid level in the AR(2) model: the anomalies of the latest field
@@ -538,11 +587,19 @@ impl Sprog {
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let (rows, cols) = latest.dim();
         // dBR in one pass from the view into `out` (reused).
+        // (`dbr_row` is `to_dbr` in a loop the compiler vectorises.)
         let dbr_into = |a: &ArrayView2<f32>, out: &mut Vec<f32>| {
             out.clear();
+            out.resize(rows * cols, 0.0);
             match a.as_slice() {
-                Some(s) => out.extend(s.iter().map(|v| to_dbr(*v, thr, floor))),
-                None => out.extend(a.iter().map(|v| to_dbr(*v, thr, floor))),
+                Some(s) => dbr_row(s, out, thr, floor),
+                None => {
+                    let mut row = vec![0f32; cols];
+                    for (src, dst) in a.rows().into_iter().zip(out.chunks_exact_mut(cols)) {
+                        row.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+                        dbr_row(&row, dst, thr, floor);
+                    }
+                }
             }
         };
         let mut x0 = Img {
@@ -607,12 +664,12 @@ impl Sprog {
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
-            let (r1, r2) = masked_corrs(&a, &b, &c, &masks[k]);
+            let stats = level_stats(&a, &b, &c, &masks[k]);
+            let (r1, r2) = stats.corrs;
             drop(c);
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
             rho.push((r1, r2));
-            let (m0, s0) = mean_std(&a);
-            let (m1, s1) = mean_std(&b);
+            let ((m0, s0), (m1, s1)) = (stats.a, stats.b);
             // Anomalies in the latest field's units: a1 is the previous
             // level standardised, times the latest level's deviation.
             let anomaly = |mut img: Img, m: f32, s: f32| {
@@ -1127,6 +1184,43 @@ mod tests {
             (None, None),
             "too few cells"
         );
+    }
+
+    #[test]
+    fn level_stats_equal_each_statistic_alone() {
+        // The fused pass gives each sum the bits of the pass that computes
+        // it alone: the means and deviations over all cells (mask or not),
+        // and correlations over the masked cells only.
+        let img = |seed: f32| Img {
+            rows: 17,
+            cols: 23,
+            data: (0..17 * 23)
+                .map(|i| ((i as f32 * seed).sin() * 7.0 + (i as f32 * 0.01)).exp2())
+                .collect(),
+        };
+        let (a, b, c) = (img(0.37), img(0.41), img(0.53));
+        let mask: Vec<bool> = (0..17 * 23).map(|i| i % 7 != 3).collect();
+        let st = level_stats(&a, &b, &c, &mask);
+        let bits = |(m, s): (f32, f32)| (m.to_bits(), s.to_bits());
+        assert_eq!(bits(st.a), bits(mean_std(&a)));
+        assert_eq!(bits(st.b), bits(mean_std(&b)));
+        // Correlations over the masked cells: the same as over a copy
+        // holding only those cells.
+        let keep = |x: &Img| Img {
+            rows: 1,
+            cols: mask.iter().filter(|m| **m).count(),
+            data: x
+                .data
+                .iter()
+                .zip(&mask)
+                .filter(|(_, m)| **m)
+                .map(|(v, _)| *v)
+                .collect(),
+        };
+        let all = vec![true; keep(&a).data.len()];
+        let alone = level_stats(&keep(&a), &keep(&b), &keep(&c), &all).corrs;
+        assert!(st.corrs.0.is_some() && st.corrs.1.is_some());
+        assert_eq!(st.corrs, alone);
     }
 
     #[test]
