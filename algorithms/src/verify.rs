@@ -624,9 +624,12 @@ impl SkillSums {
 /// The sums of one case for several forecasts at once, in one streaming
 /// pass over the rows ([`SkillStream`]: per-cell sums as each row comes,
 /// the FSS from sliding window sums over the cells whose window holds an
-/// event; the same results, bit for bit, as [`Contingency::new`],
-/// [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`] and
-/// [`Reliability::add`] on masked copies, which the tests check).
+/// event). The counts are those of [`Contingency::new`], [`fss_sums`],
+/// [`wet_abs_error_sum`], [`brier_sum`] and [`Reliability::add`] on masked
+/// copies; the f64 sums are theirs up to the order of the additions (lane
+/// by lane, see [`SKILL_LANES`]), which is fixed: the same fields give the
+/// same bits, in `raincast verify` and in the live service alike (tested
+/// against a per-cell reference that adds in that order).
 ///
 /// `obs` is the observation (mm/h); each forecast is a rate field (mm/h)
 /// and its probability of "observed ≥ `spec.prob_threshold`" (0..1), or
@@ -2044,8 +2047,8 @@ mod tests {
         let total = |v: &[f64; SKILL_LANES]| v.iter().fold(0.0, |a, x| a + x);
         (s.abs_err_mm_h, s.brier_sum) = (total(&abs), total(&brier));
         (s.fss_num, s.fss_den) = (total(&num), total(&den));
-        for b in 0..SKILL_BINS {
-            s.rel_prob[b] = total(&rel[b]);
+        for (sum, lanes) in s.rel_prob.iter_mut().zip(&rel) {
+            *sum = total(lanes);
         }
         s
     }
@@ -2282,91 +2285,6 @@ mod tests {
             }
         }
         assert!(visited.0 > 100 && visited.1 > 10, "{visited:?}");
-    }
-
-    /// Timing of the scorer alone on the live-skill benchmark's field
-    /// (services/nowcast `live_skill_cost_on_512x512`): 12 leads, the
-    /// neighbourhood probability and persistence. Prints ms per lead.
-    #[test]
-    #[ignore = "timing; run by hand"]
-    fn skill_stream_speed() {
-        const N: usize = 512;
-        let field = |k: f32| {
-            Array2::from_shape_fn((N, N), |(r, c)| {
-                let (y, x) = (r as f32 - 256.0, c as f32 - 256.0);
-                if x * x + y * y > 250.0 * 250.0 {
-                    return NAN;
-                }
-                let mut v = 0.0f32;
-                for (i, (cy, cx)) in [
-                    (200.0, 100.0),
-                    (300.0, 150.0),
-                    (260.0, 300.0),
-                    (150.0, 250.0),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    let (cy, cx) = (cy - k, cx + 3.0 * k + i as f32);
-                    let d2 = ((r as f32 - cy).powi(2) + (c as f32 - cx).powi(2)) / 900.0;
-                    v += 15.0 * (-d2).exp();
-                }
-                if v < 0.1 {
-                    0.0
-                } else {
-                    v
-                }
-            })
-        };
-        let obs = field(20.0);
-        let cases: Vec<_> = (1..=12)
-            .map(|l| {
-                (
-                    field(20.0 + 0.1 * l as f32),
-                    field(20.0 - l as f32),
-                    (2.0 + 0.6 * l as f32).round() as usize,
-                )
-            })
-            .collect();
-        let spec = SkillSpec {
-            fss_threshold: 1.0,
-            fss_window: 10,
-            wet_mm_h: 0.1,
-            prob_threshold: 0.1,
-        };
-        // This thread's CPU time, ms (the machine is shared).
-        let cpu = || {
-            std::fs::read_to_string("/proc/thread-self/schedstat")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1e6
-        };
-        let (mut best, mut best_prob) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..5 {
-            let t = cpu();
-            for (f, persist, radius) in cases.iter().cycle().take(60) {
-                skill_sums_of(
-                    &obs.view(),
-                    &[
-                        (f.view(), Prob::Neighbourhood(*radius)),
-                        (persist.view(), Prob::YesNo),
-                    ],
-                    &spec,
-                )
-                .expect("shapes");
-            }
-            best = best.min((cpu() - t) / 60.0);
-            let t = cpu();
-            for (f, _, radius) in cases.iter().cycle().take(60) {
-                let flat = f.as_slice().expect("standard");
-                let mut rows = crate::nowcast::NeighbourhoodRows::new(flat, (N, N), 0.1, *radius)
-                    .expect("shape");
-                while rows.next_row().is_some() {}
-            }
-            best_prob = best_prob.min((cpu() - t) / 60.0);
-        }
-        println!("per lead, best of 5 (CPU): scorer {best:.3} ms, of which probability rows {best_prob:.3} ms");
     }
 
     #[test]
