@@ -624,9 +624,12 @@ impl SkillSums {
 /// The sums of one case for several forecasts at once, in one streaming
 /// pass over the rows ([`SkillStream`]: per-cell sums as each row comes,
 /// the FSS from sliding window sums over the cells whose window holds an
-/// event; the same results, bit for bit, as [`Contingency::new`],
-/// [`fss_sums`], [`wet_abs_error_sum`], [`brier_sum`] and
-/// [`Reliability::add`] on masked copies, which the tests check).
+/// event). The counts are those of [`Contingency::new`], [`fss_sums`],
+/// [`wet_abs_error_sum`], [`brier_sum`] and [`Reliability::add`] on masked
+/// copies; the f64 sums are theirs up to the order of the additions (lane
+/// by lane, see [`SKILL_LANES`]), which is fixed: the same fields give the
+/// same bits, in `raincast verify` and in the live service alike (tested
+/// against a per-cell reference that adds in that order).
 ///
 /// `obs` is the observation (mm/h); each forecast is a rate field (mm/h)
 /// and its probability of "observed ≥ `spec.prob_threshold`" (0..1), or
@@ -735,16 +738,88 @@ pub fn skill_sums_of(
     stream.finish()
 }
 
+/// Lanes of the per-cell pass of [`SkillStream`]: cell `(r, c)` is added to
+/// lane `c % LANES` of every sum, and the lanes of a sum are added in lane
+/// order at the end. This fixes the order of every f64 sum (the same for
+/// `raincast verify` and the live service, which share the scorer), and
+/// lets the pass work on `LANES` cells at once.
+pub const SKILL_LANES: usize = 8;
+const L: usize = SKILL_LANES;
+
+/// Per-lane sums of one forecast in [`SkillStream`] (u32 counts, flushed
+/// into u64 before they could overflow).
+#[derive(Clone)]
+struct LaneSums {
+    fcst_events: [[u32; L]; 3],
+    hits: [[u32; L]; 3],
+    wet: [u32; L],
+    abs_err: [f64; L],
+    brier_cells: [u32; L],
+    brier: [f64; L],
+    rel_cells: [[u32; L]; SKILL_BINS],
+    rel_events: [[u32; L]; SKILL_BINS],
+    rel_prob: [[f64; L]; SKILL_BINS],
+    fss_num: [f64; L],
+    fss_den: [f64; L],
+    /// Yes/no forecasts: pairs with a probability of 1, and pairs whose
+    /// probability (0 or 1) is not the event (1 or 0).
+    yes: [u32; L],
+    wrong: [u32; L],
+}
+
+impl Default for LaneSums {
+    fn default() -> Self {
+        Self {
+            fcst_events: [[0; L]; 3],
+            hits: [[0; L]; 3],
+            wet: [0; L],
+            abs_err: [0.0; L],
+            brier_cells: [0; L],
+            brier: [0.0; L],
+            rel_cells: [[0; L]; SKILL_BINS],
+            rel_events: [[0; L]; SKILL_BINS],
+            rel_prob: [[0.0; L]; SKILL_BINS],
+            fss_num: [0.0; L],
+            fss_den: [0.0; L],
+            yes: [0; L],
+            wrong: [0; L],
+        }
+    }
+}
+
+fn lane_total(v: &[u32; L]) -> u64 {
+    v.iter().map(|x| *x as u64).sum()
+}
+
+/// The lanes of an f64 sum added in lane order.
+fn lane_sum(v: &[f64; L]) -> f64 {
+    v.iter().fold(0.0, |s, x| s + x)
+}
+
+fn lanes_of(row: &[f32], c0: usize, fill: f32) -> [f32; L] {
+    match row.get(c0..c0 + L) {
+        Some(s) => s.try_into().unwrap_or([fill; L]),
+        None => {
+            let mut a = [fill; L];
+            for (x, v) in a.iter_mut().zip(&row[c0.min(row.len())..]) {
+                *x = *v;
+            }
+            a
+        }
+    }
+}
+
 /// [`skill_sums`] fed one row at a time, top to bottom, holding only a
 /// window's height of rows: the per-cell sums are added as each row comes,
-/// and the FSS of row `r` is added as soon as row `r + window − 1 − window/2`
+/// [`SKILL_LANES`] cells at a time (lane `c % SKILL_LANES` of each sum), and
+/// the FSS of row `r` is added as soon as row `r + window − 1 − window/2`
 /// is in, from sliding window sums (per column, the event counts of the
 /// window's rows, updated by the rows entering and leaving, over the span
 /// of each row's events only; then per row a prefix sum over the columns of
-/// the span that can hold an event). Cells whose window holds no event are
-/// not visited (they would add exactly `0.0`), the others are visited in
-/// row-major order as in [`fss_sums`], and the window counts are the same
-/// integers as integral images give, so the sums are the same bit for bit.
+/// the span that can hold an event). Groups of cells that are all dry or
+/// without data, and cells whose window holds no event, are not visited:
+/// they would add exactly `0.0` to every f64 sum (and their counts are
+/// added as a whole), so skipping them does not change any bit.
 pub struct SkillStream {
     spec: SkillSpec,
     rows: usize,
@@ -755,21 +830,34 @@ pub struct SkillStream {
     hi: usize,
     slots: usize,
     lowest: f32,
+    /// Per forecast: the u64 totals of the counts flushed from `lanes`
+    /// (`false_alarms` holds the forecast events until [`Self::finish`]).
     out: Vec<SkillSums>,
+    lanes: Vec<LaneSums>,
+    /// Observed events per CSI threshold, per lane, and their u64 totals.
+    obs_events: [[u32; L]; 3],
+    obs_total: [u64; 3],
+    /// Per forecast: the u64 totals of `yes` and `wrong`.
+    yes_wrong: Vec<(u64, u64)>,
+    /// Rows pushed since the lanes' counts were flushed, and the number
+    /// after which they are (so that no u32 lane count can overflow).
+    unflushed: usize,
+    flush_rows: usize,
     dry: u64,
-    fss: Vec<(f64, f64)>,
-    /// Per slot (row modulo `slots`): finite pairs, `cols`.
-    pair: Vec<bool>,
+    /// `k / window²` for every window count `k`: the same f64 as dividing.
+    frac: Vec<f64>,
+    /// Per slot (row modulo `slots`): finite pairs (0 or 1), `cols`.
+    pair: Vec<u8>,
     /// Per slot: event indicators, `(n + 1) × cols`.
     ev: Vec<u8>,
-    /// Per slot: the span of the row's events (any field).
+    /// Per slot: a span holding every event of the row (any field).
     span: Vec<Span>,
     /// Per field: the column sums of the events of rows `top..bottom`.
     colsum: Vec<u32>,
     /// Per field: prefix sums over the columns, `cols + 1`.
     pre: Vec<u32>,
-    /// The dry pairs of the row being pushed.
-    quiet: Vec<bool>,
+    /// Per field: the window counts of the row being emitted, `cols`.
+    count: Vec<u32>,
     pushed: usize,
     top: usize,
     bottom: usize,
@@ -790,8 +878,8 @@ impl SkillStream {
         let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
         // A pair below every threshold, with zero probabilities, adds only
         // to the Brier and reliability counts (bin 0, no error, no event):
-        // such "dry" pairs, most of a radar image, are counted and added at
-        // the end.
+        // groups of such "dry" pairs, most of a radar image, are counted
+        // and added at the end.
         let lowest = [
             t0,
             t1,
@@ -802,6 +890,7 @@ impl SkillStream {
         ]
         .into_iter()
         .fold(f32::INFINITY, f32::min);
+        let area = window.checked_mul(window)?;
         Some(Self {
             spec: *spec,
             rows,
@@ -818,14 +907,21 @@ impl SkillStream {
                 };
                 forecasts
             ],
+            lanes: vec![LaneSums::default(); forecasts],
+            obs_events: [[0; L]; 3],
+            obs_total: [0; 3],
+            yes_wrong: vec![(0, 0); forecasts],
+            unflushed: 0,
+            // A lane gains at most one per group of `L` cells of a row.
+            flush_rows: (u32::MAX as usize / cols.div_ceil(L).max(1)).max(1),
             dry: 0,
-            fss: vec![(0.0, 0.0); forecasts],
-            pair: vec![false; slots * cols],
+            frac: (0..=area).map(|k| k as f64 / area as f64).collect(),
+            pair: vec![0; slots * cols],
             ev: vec![0; slots * m * cols],
             span: vec![NO_SPAN; slots],
             colsum: vec![0; m * cols],
             pre: vec![0; m * (cols + 1)],
-            quiet: vec![false; cols],
+            count: vec![0; m * cols],
             pushed: 0,
             top: 0,
             bottom: 0,
@@ -863,79 +959,186 @@ impl SkillStream {
         let spec = self.spec;
         let lowest = self.lowest;
         let nb = SKILL_BINS as f32;
-        let [t0, t1, t2] = SKILL_CSI_THRESHOLDS_MM_H;
+        let th = SKILL_CSI_THRESHOLDS_MM_H;
         let mut span = NO_SPAN;
-        // Dry pairs first, in simple loops over the row (a comparison with
-        // NaN is false, so a dry cell is a known one).
-        let quiet = &mut self.quiet;
-        for (q, o) in quiet.iter_mut().zip(obs) {
-            *q = *o < lowest;
-        }
-        for (f, p) in forecasts {
-            for (q, v) in quiet.iter_mut().zip(*f) {
-                *q &= *v < lowest;
+        for c0 in (0..cols).step_by(L) {
+            let width = L.min(cols - c0);
+            // Known and dry pairs as 0/1 lanes (a comparison with NaN is
+            // false, so a dry cell is a known one; lanes past the row are
+            // NaN).
+            let o = lanes_of(obs, c0, f32::NAN);
+            let mut known = [0u32; L];
+            let mut quiet = [0u32; L];
+            for j in 0..L {
+                known[j] = o[j].is_finite() as u32;
+                quiet[j] = (o[j] < lowest) as u32;
             }
-            if let Some(p) = p {
-                for (q, v) in quiet.iter_mut().zip(*p) {
-                    *q &= *v == 0.0;
+            for (f, p) in forecasts {
+                let f = lanes_of(f, c0, f32::NAN);
+                for j in 0..L {
+                    known[j] &= f[j].is_finite() as u32;
+                    quiet[j] &= (f[j] < lowest) as u32;
+                }
+                if let Some(p) = p {
+                    let p = lanes_of(p, c0, f32::NAN);
+                    for j in 0..L {
+                        quiet[j] &= (p[j] == 0.0) as u32;
+                    }
                 }
             }
-        }
-        for c in 0..cols {
-            if quiet[c] {
-                pair[c] = true;
-                self.dry += 1;
+            for (d, k) in pair[c0..c0 + width].iter_mut().zip(known) {
+                *d = k as u8;
+            }
+            let dry: u32 = quiet.iter().sum();
+            if dry == known.iter().sum::<u32>() {
+                self.dry += dry as u64;
                 continue;
             }
-            let o = obs[c];
-            let known = o.is_finite() && forecasts.iter().all(|(f, _)| f[c].is_finite());
-            pair[c] = known;
-            if !known {
-                continue;
+            let mut oe = [[0u32; L]; 3];
+            for (t, th) in th.into_iter().enumerate() {
+                for j in 0..L {
+                    oe[t][j] = known[j] & (o[j] >= th) as u32;
+                    self.obs_events[t][j] += oe[t][j];
+                }
             }
-            let mut e = o >= spec.fss_threshold;
-            ev[c] = e as u8;
-            let event = o >= spec.prob_threshold;
-            for (k, (s, (f_s, p_s))) in self.out.iter_mut().zip(forecasts).enumerate() {
-                let f = f_s[c];
-                for (t, th) in [t0, t1, t2].into_iter().enumerate() {
-                    let (fe, oe) = ((f >= th) as u64, (o >= th) as u64);
-                    s.hits[t] += fe & oe;
-                    s.misses[t] += (fe ^ 1) & oe;
-                    s.false_alarms[t] += fe & (oe ^ 1);
+            let mut any = [0u32; L];
+            let mut owet = [0u32; L];
+            let mut event = [0u32; L];
+            let mut o64 = [0f64; L];
+            for j in 0..L {
+                any[j] = known[j] & (o[j] >= spec.fss_threshold) as u32;
+                owet[j] = (o[j] >= spec.wet_mm_h) as u32;
+                event[j] = known[j] & (o[j] >= spec.prob_threshold) as u32;
+                o64[j] = o[j] as f64;
+            }
+            for (d, e) in ev[c0..c0 + width].iter_mut().zip(any) {
+                *d = e as u8;
+            }
+            for (k, ((f, p), acc)) in forecasts.iter().zip(&mut self.lanes).enumerate() {
+                let f = lanes_of(f, c0, f32::NAN);
+                for (t, th) in th.into_iter().enumerate() {
+                    for j in 0..L {
+                        let fe = known[j] & (f[j] >= th) as u32;
+                        acc.fcst_events[t][j] += fe;
+                        acc.hits[t][j] += fe & oe[t][j];
+                    }
                 }
-                if f >= spec.wet_mm_h || o >= spec.wet_mm_h {
-                    s.abs_err_mm_h += (f as f64 - o as f64).abs();
-                    s.wet_cells += 1;
+                let mut fev = [0u32; L];
+                for j in 0..L {
+                    let wet = known[j] & ((f[j] >= spec.wet_mm_h) as u32 | owet[j]);
+                    acc.wet[j] += wet;
+                    let d = (f[j] as f64 - o64[j]).abs();
+                    acc.abs_err[j] += if wet != 0 { d } else { 0.0 };
+                    fev[j] = known[j] & (f[j] >= spec.fss_threshold) as u32;
+                    any[j] |= fev[j];
                 }
-                let fe = f >= spec.fss_threshold;
-                e |= fe;
-                ev[(k + 1) * cols + c] = fe as u8;
-                let p = match p_s {
-                    Some(p) => p[c],
-                    None => (f >= spec.prob_threshold) as u8 as f32,
+                let row = &mut ev[(k + 1) * cols + c0..(k + 1) * cols + c0 + width];
+                for (d, e) in row.iter_mut().zip(fev) {
+                    *d = e as u8;
+                }
+                let Some(p) = p else {
+                    // Yes/no: the probability is 0 or 1, so every f64 sum
+                    // of its pairs is an integer, counted.
+                    for j in 0..L {
+                        let yes = known[j] & (f[j] >= spec.prob_threshold) as u32;
+                        acc.brier_cells[j] += known[j];
+                        acc.wrong[j] += yes ^ event[j];
+                        acc.yes[j] += yes;
+                        acc.rel_cells[SKILL_BINS - 1][j] += yes;
+                        acc.rel_events[SKILL_BINS - 1][j] += yes & event[j];
+                        acc.rel_cells[0][j] += known[j] ^ yes;
+                        acc.rel_events[0][j] += event[j] & (yes ^ 1);
+                    }
+                    continue;
                 };
-                if p.is_finite() {
-                    let pc = p.clamp(0.0, 1.0);
-                    let d = pc as f64 - event as u8 as f64;
-                    s.brier_sum += d * d;
-                    s.brier_cells += 1;
-                    let b = ((pc * nb) as usize).min(SKILL_BINS - 1);
-                    s.rel_cells[b] += 1;
-                    s.rel_prob[b] += p as f64;
-                    s.rel_events[b] += event as u64;
+                let p = lanes_of(p, c0, f32::NAN);
+                let mut valid = [0u32; L];
+                let mut pc = [0f32; L];
+                for j in 0..L {
+                    valid[j] = known[j] & p[j].is_finite() as u32;
+                    // Invalid lanes: 0, so that every lane is finite.
+                    pc[j] = if valid[j] != 0 {
+                        p[j].clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                }
+                for j in 0..L {
+                    let d = pc[j] as f64 - event[j] as f64;
+                    acc.brier_cells[j] += valid[j];
+                    acc.brier[j] += if valid[j] != 0 { d * d } else { 0.0 };
+                }
+                // The bin of each lane (-1: not valid), and the range of
+                // bins in the group.
+                let mut bin = [0i32; L];
+                for j in 0..L {
+                    let b = ((pc[j] * nb) as i32).min(SKILL_BINS as i32 - 1);
+                    bin[j] = if valid[j] != 0 { b } else { -1 };
+                }
+                let first_bin = bin
+                    .iter()
+                    .map(|b| if *b < 0 { SKILL_BINS as i32 } else { *b })
+                    .fold(SKILL_BINS as i32, i32::min);
+                let last_bin = bin.iter().fold(-1, |a, b| a.max(*b));
+                for b in first_bin..=last_bin {
+                    let rel_cells = &mut acc.rel_cells[b as usize];
+                    let rel_events = &mut acc.rel_events[b as usize];
+                    let rel_prob = &mut acc.rel_prob[b as usize];
+                    for j in 0..L {
+                        let hit = (bin[j] == b) as u32;
+                        rel_cells[j] += hit;
+                        rel_events[j] += hit & event[j];
+                        rel_prob[j] += if hit != 0 { p[j] as f64 } else { 0.0 };
+                    }
                 }
             }
-            if e {
-                span = (span.0.min(c), c);
+            if any.iter().any(|e| *e != 0) {
+                span = (span.0.min(c0), c0 + width - 1);
             }
         }
         self.span[slot] = span;
         self.pushed += 1;
+        self.unflushed += 1;
+        if self.unflushed >= self.flush_rows {
+            self.flush();
+        }
         if r >= self.hi {
             self.emit(r - self.hi);
         }
         Some(())
+    }
+
+    /// Moves the lanes' u32 counts into the u64 totals.
+    fn flush(&mut self) {
+        self.unflushed = 0;
+        for (t, e) in self.obs_events.iter_mut().enumerate() {
+            self.obs_total[t] += lane_total(e);
+            *e = [0; L];
+        }
+        for ((s, a), yw) in self
+            .out
+            .iter_mut()
+            .zip(&mut self.lanes)
+            .zip(&mut self.yes_wrong)
+        {
+            yw.0 += lane_total(&a.yes);
+            yw.1 += lane_total(&a.wrong);
+            (a.yes, a.wrong) = ([0; L], [0; L]);
+            for t in 0..3 {
+                s.hits[t] += lane_total(&a.hits[t]);
+                s.false_alarms[t] += lane_total(&a.fcst_events[t]);
+                a.hits[t] = [0; L];
+                a.fcst_events[t] = [0; L];
+            }
+            s.wet_cells += lane_total(&a.wet);
+            s.brier_cells += lane_total(&a.brier_cells);
+            (a.wet, a.brier_cells) = ([0; L], [0; L]);
+            for b in 0..SKILL_BINS {
+                s.rel_cells[b] += lane_total(&a.rel_cells[b]);
+                s.rel_events[b] += lane_total(&a.rel_events[b]);
+                (a.rel_cells[b], a.rel_events[b]) = ([0; L], [0; L]);
+            }
+        }
     }
 
     /// Adds (`true`) or removes row `r`'s events to or from the column sums.
@@ -980,10 +1183,13 @@ impl SkillStream {
         }
         let (lo, hi) = (self.lo, self.hi);
         let window = lo + hi + 1;
-        // Cells whose window can hold an event, and the columns their
-        // windows cover.
-        let (first, last) = (hull.0.saturating_sub(hi), (hull.1 + lo).min(cols - 1));
-        let (a, b) = (first.saturating_sub(lo), (last + window - lo).min(cols));
+        // Cells whose window can hold an event, widened to whole groups of
+        // `L` cells (the others have no event in their window: they would
+        // add 0.0), and the columns their windows cover.
+        let first = hull.0.saturating_sub(hi);
+        let first = first - first % L;
+        let end = (((hull.1 + lo).min(cols - 1) / L + 1) * L).min(cols);
+        let (a, b) = (first.saturating_sub(lo), (end - 1 + window - lo).min(cols));
         let m = self.n + 1;
         let w = cols + 1;
         for k in 0..m {
@@ -994,24 +1200,63 @@ impl SkillStream {
                 pre[c + 1] = pre[c] + sum[c];
             }
         }
-        let area = (window * window) as f64;
+        // Per field, the event count of the window of each cell of
+        // `first..end`: where the window lies inside the row (columns
+        // `c − lo .. c − lo + window`) from two shifted slices, at the
+        // row's ends one by one.
+        let inner0 = first.max(lo);
+        let inner_end = end.min((cols + lo + 1).saturating_sub(window));
+        for k in 0..m {
+            let pre = &self.pre[k * w..(k + 1) * w];
+            let count = &mut self.count[k * cols..(k + 1) * cols];
+            if inner0 < inner_end {
+                let n = inner_end - inner0;
+                let (low, high) = (inner0 - lo, inner0 - lo + window);
+                for ((x, h), l) in count[inner0..inner_end]
+                    .iter_mut()
+                    .zip(&pre[high..high + n])
+                    .zip(&pre[low..low + n])
+                {
+                    *x = h - l;
+                }
+            }
+            for c in (first..end).filter(|c| !(inner0..inner_end).contains(c)) {
+                let (c0, c1) = (c.saturating_sub(lo), (c + window - lo).min(cols));
+                count[c] = pre[c1] - pre[c0];
+            }
+        }
         let slot = r % self.slots;
         let pair = &self.pair[slot * cols..(slot + 1) * cols];
-        for (c, _) in pair
-            .iter()
-            .enumerate()
-            .take(last + 1)
-            .skip(first)
-            .filter(|p| *p.1)
-        {
-            let c0 = c.saturating_sub(lo);
-            let c1 = (c + window - lo).min(cols);
-            let po = (self.pre[c1] - self.pre[c0]) as f64 / area;
-            for (k, (num, den)) in self.fss.iter_mut().enumerate() {
-                let pre = &self.pre[(k + 1) * w..(k + 2) * w];
-                let pf = (pre[c1] - pre[c0]) as f64 / area;
-                *num += (pf - po) * (pf - po);
-                *den += pf * pf + po * po;
+        let frac = &self.frac;
+        let count = &self.count;
+        for g in (first..end).step_by(L) {
+            let width = L.min(end - g);
+            // Lanes without a pair, or past the row, add 0.0.
+            let mut take = [false; L];
+            let mut po = [0f64; L];
+            for j in 0..width {
+                take[j] = pair[g + j] != 0;
+                po[j] = if take[j] {
+                    frac[count[g + j] as usize]
+                } else {
+                    0.0
+                };
+            }
+            for (k, acc) in self.lanes.iter_mut().enumerate() {
+                let count = &count[(k + 1) * cols..(k + 2) * cols];
+                let mut pf = [0f64; L];
+                for j in 0..width {
+                    pf[j] = if take[j] {
+                        frac[count[g + j] as usize]
+                    } else {
+                        0.0
+                    };
+                }
+                for j in 0..L {
+                    let d = pf[j] - po[j];
+                    acc.fss_num[j] += d * d;
+                    acc.fss_den[j] += pf[j] * pf[j] + po[j] * po[j];
+                }
             }
         }
     }
@@ -1024,10 +1269,24 @@ impl SkillStream {
         for r in self.emitted..self.rows {
             self.emit(r);
         }
-        for (s, (num, den)) in self.out.iter_mut().zip(&self.fss) {
+        self.flush();
+        for ((s, a), (yes, wrong)) in self.out.iter_mut().zip(&self.lanes).zip(&self.yes_wrong) {
+            for t in 0..3 {
+                s.misses[t] = self.obs_total[t] - s.hits[t];
+                s.false_alarms[t] -= s.hits[t];
+            }
+            s.abs_err_mm_h = lane_sum(&a.abs_err);
+            // Yes/no pairs add whole numbers: exact in any order (the
+            // lanes of a yes/no forecast hold 0.0; other forecasts have no
+            // yes/no pairs, and adding 0.0 changes no sum).
+            s.brier_sum = lane_sum(&a.brier) + *wrong as f64;
             s.brier_cells += self.dry;
             s.rel_cells[0] += self.dry;
-            (s.fss_num, s.fss_den) = (*num, *den);
+            for b in 0..SKILL_BINS {
+                s.rel_prob[b] = lane_sum(&a.rel_prob[b]);
+            }
+            s.rel_prob[SKILL_BINS - 1] += *yes as f64;
+            (s.fss_num, s.fss_den) = (lane_sum(&a.fss_num), lane_sum(&a.fss_den));
         }
         Some(self.out)
     }
@@ -1599,24 +1858,27 @@ mod tests {
                         (c.hits, c.misses, c.false_alarms)
                     );
                 }
-                // Bit for bit, although the fused pass skips the cells
-                // whose window holds no event and `fss_sums` visits all.
+                // The same sums (added in another order: lane by lane),
+                // although the fused pass skips the cells whose window
+                // holds no event and `fss_sums` visits all.
                 let (num, den) = fss_sums(&f.view(), &mask.view(), 1.0, 5).expect("same shape");
-                assert_eq!((s.fss_num, s.fss_den), (num, den));
+                assert_close(s.fss_num, num);
+                assert_close(s.fss_den, den);
                 assert!(num > 0.0 && den > 0.0);
-                assert_eq!(
-                    (s.abs_err_mm_h, s.wet_cells),
-                    wet_abs_error_sum(&f.view(), &mask.view(), 0.1)
-                );
+                let (abs, wet) = wet_abs_error_sum(&f.view(), &mask.view(), 0.1);
+                assert_eq!(s.wet_cells, wet);
+                assert_close(s.abs_err_mm_h, abs);
                 let mut pm = p.clone();
                 mask_like(&mut pm, &mask.view());
-                assert_eq!(
-                    (s.brier_sum, s.brier_cells),
-                    brier_sum(&pm.view(), &mask.view(), 0.1)
-                );
+                let (brier, cells) = brier_sum(&pm.view(), &mask.view(), 0.1);
+                assert_eq!(s.brier_cells, cells);
+                assert_close(s.brier_sum, brier);
                 let mut rel = Reliability::new(SKILL_BINS);
                 rel.add(&pm.view(), &mask.view(), 0.1);
-                assert_eq!(s.reliability(), rel);
+                for (got, want) in s.reliability().bins.iter().zip(&rel.bins) {
+                    assert_eq!((got.0, got.2), (want.0, want.2));
+                    assert_close(got.1, want.1);
+                }
                 assert!(s.hits[0] > 0 && s.wet_cells > 0 && s.brier_cells > 0);
             }
             // Sums add up; a shape mismatch is refused.
@@ -1663,6 +1925,130 @@ mod tests {
         rel.add(&p.view(), &mask.view(), spec.prob_threshold);
         for (i, b) in rel.bins.iter().enumerate() {
             (s.rel_cells[i], s.rel_prob[i], s.rel_events[i]) = *b;
+        }
+        s
+    }
+
+    /// `got` equals `want` up to the rounding of adding in another order.
+    fn assert_close(got: f64, want: f64) {
+        assert!(
+            (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{got} against {want}"
+        );
+    }
+
+    /// The counts equal, the f64 sums up to the order of the additions.
+    fn assert_sums_close(got: &SkillSums, want: &SkillSums) {
+        let counts = |s: &SkillSums| {
+            (
+                s.cases,
+                s.hits,
+                s.misses,
+                s.false_alarms,
+                s.wet_cells,
+                s.brier_cells,
+                s.rel_cells,
+                s.rel_events,
+            )
+        };
+        assert_eq!(counts(got), counts(want));
+        for (g, w) in [
+            (got.fss_num, want.fss_num),
+            (got.fss_den, want.fss_den),
+            (got.abs_err_mm_h, want.abs_err_mm_h),
+            (got.brier_sum, want.brier_sum),
+        ]
+        .into_iter()
+        .chain(got.rel_prob.into_iter().zip(want.rel_prob))
+        {
+            assert_close(g, w);
+        }
+    }
+
+    /// The sums of one forecast in the order [`SkillStream`] documents,
+    /// cell by cell with no skipping: every cell where `obs` and all of
+    /// `all` are finite, in row-major order, adds to lane `c % SKILL_LANES`
+    /// of each f64 sum; the lanes are added in lane order; the FSS from
+    /// whole-grid integral images.
+    fn lane_reference(
+        obs: &Array2<f32>,
+        all: &[&Array2<f32>],
+        f: &Array2<f32>,
+        p: &Array2<f32>,
+        spec: &SkillSpec,
+    ) -> SkillSums {
+        let (rows, cols) = obs.dim();
+        let known = |r: usize, c: usize| {
+            obs[[r, c]].is_finite() && all.iter().all(|g| g[[r, c]].is_finite())
+        };
+        let mut s = SkillSums {
+            cases: 1,
+            ..SkillSums::default()
+        };
+        let mut abs = [0f64; SKILL_LANES];
+        let mut brier = [0f64; SKILL_LANES];
+        let mut rel = [[0f64; SKILL_LANES]; SKILL_BINS];
+        let (mut num, mut den) = ([0f64; SKILL_LANES], [0f64; SKILL_LANES]);
+        let (w, window, lo) = (cols + 1, spec.fss_window, spec.fss_window / 2);
+        let mut int_f = vec![0u32; (rows + 1) * w];
+        let mut int_o = vec![0u32; (rows + 1) * w];
+        for r in 0..rows {
+            let (mut rf, mut ro) = (0, 0);
+            for c in 0..cols {
+                let (o, fv, pv, lane) = (obs[[r, c]], f[[r, c]], p[[r, c]], c % SKILL_LANES);
+                if known(r, c) {
+                    rf += (fv >= spec.fss_threshold) as u32;
+                    ro += (o >= spec.fss_threshold) as u32;
+                    for (i, t) in SKILL_CSI_THRESHOLDS_MM_H.iter().enumerate() {
+                        match (fv >= *t, o >= *t) {
+                            (true, true) => s.hits[i] += 1,
+                            (false, true) => s.misses[i] += 1,
+                            (true, false) => s.false_alarms[i] += 1,
+                            (false, false) => {}
+                        }
+                    }
+                    if fv >= spec.wet_mm_h || o >= spec.wet_mm_h {
+                        abs[lane] += (fv as f64 - o as f64).abs();
+                        s.wet_cells += 1;
+                    }
+                    if pv.is_finite() {
+                        let e = (o >= spec.prob_threshold) as u8;
+                        let pc = pv.clamp(0.0, 1.0);
+                        brier[lane] += (pc as f64 - e as f64).powi(2);
+                        s.brier_cells += 1;
+                        let b = ((pc * SKILL_BINS as f32) as usize).min(SKILL_BINS - 1);
+                        s.rel_cells[b] += 1;
+                        s.rel_events[b] += e as u64;
+                        rel[b][lane] += pv as f64;
+                    }
+                }
+                int_f[(r + 1) * w + c + 1] = int_f[r * w + c + 1] + rf;
+                int_o[(r + 1) * w + c + 1] = int_o[r * w + c + 1] + ro;
+            }
+        }
+        let area = (window * window) as f64;
+        for r in 0..rows {
+            let (r0, r1) = (r.saturating_sub(lo), (r + window - lo).min(rows));
+            for c in 0..cols {
+                if !known(r, c) {
+                    continue;
+                }
+                let (c0, c1) = (c.saturating_sub(lo), (c + window - lo).min(cols));
+                let sum = |img: &[u32]| {
+                    (img[r1 * w + c1] + img[r0 * w + c0] - img[r0 * w + c1] - img[r1 * w + c0])
+                        as f64
+                        / area
+                };
+                let (po, pf) = (sum(&int_o), sum(&int_f));
+                num[c % SKILL_LANES] += (pf - po) * (pf - po);
+                den[c % SKILL_LANES] += pf * pf + po * po;
+            }
+        }
+        let total = |v: &[f64; SKILL_LANES]| v.iter().fold(0.0, |a, x| a + x);
+        (s.abs_err_mm_h, s.brier_sum) = (total(&abs), total(&brier));
+        (s.fss_num, s.fss_den) = (total(&num), total(&den));
+        for (sum, lanes) in s.rel_prob.iter_mut().zip(&rel) {
+            *sum = total(lanes);
         }
         s
     }
@@ -1736,9 +2122,13 @@ mod tests {
                 )
                 .expect("same shapes");
                 for (s, (f, p)) in sums.iter().zip([(f1, &p1), (f2, &p2)]) {
-                    let want = straightforward(o, &[f1, f2], f, p, &spec);
-                    // Bit for bit: `==` on every f64.
+                    // Bit for bit against the per-cell reference that adds
+                    // in the same lane order: `==` on every f64.
+                    let want = lane_reference(o, &[f1, f2], f, p, &spec);
                     assert_eq!(*s, want, "{:?} window {window}", o.dim());
+                    // The same sums as the per-score functions (which add
+                    // in plain row-major order).
+                    assert_sums_close(s, &straightforward(o, &[f1, f2], f, p, &spec));
                     checked += (s.fss_num > 0.0) as usize;
                 }
             }
@@ -1797,6 +2187,104 @@ mod tests {
                 assert!(streamed.expect("shape")[0].brier_sum > 0.0);
             }
         }
+    }
+
+    /// Random fields built to hit every branch of the lane pass: runs of
+    /// dry cells (whole groups skipped and groups partly dry), runs and
+    /// single cells of no data, rates on the CSI, wet, FSS and probability
+    /// thresholds, probabilities of exactly 0, 1 and every bin edge, below
+    /// 0 and above 1, NaN probabilities on known rates.
+    fn lane_fields(rows: usize, cols: usize, seed: u64) -> [Array2<f32>; 4] {
+        let mut s = seed;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let mut rate = |dry_from: u32| {
+            let mut run = (0, 0u32);
+            Array2::from_shape_fn((rows, cols), |_| {
+                if run.1 == 0 {
+                    // A new run: 0 dry, 1 no data, 2 rain, of 1..24 cells.
+                    run = (
+                        (next() % 100 >= dry_from) as u32 + (next() % 7 == 0) as u32,
+                        1 + next() % 24,
+                    );
+                }
+                run.1 -= 1;
+                match run.0 {
+                    0 => 0.0,
+                    1 if next() % 3 == 0 => NAN,
+                    _ => match next() % 8 {
+                        0 => SKILL_CSI_THRESHOLDS_MM_H[(next() % 3) as usize],
+                        1 => 0.1,
+                        2 => 0.0,
+                        _ => (next() % 2000) as f32 * 0.01,
+                    },
+                }
+            })
+        };
+        let (o, f1, f2) = (rate(40), rate(50), rate(60));
+        let p = Array2::from_shape_fn((rows, cols), |(r, c)| {
+            let v = f1[[r, c]];
+            if !v.is_finite() {
+                return NAN;
+            }
+            match next() % 12 {
+                0 => 0.0,
+                1 => 1.0,
+                2 => (next() % 11) as f32 / 10.0,
+                3 => -0.25,
+                4 => 1.5,
+                5 => NAN,
+                _ if v < 0.1 => 0.0,
+                _ => (next() % 1000) as f32 / 999.0,
+            }
+        });
+        [o, f1, f2, p]
+    }
+
+    #[test]
+    fn lane_pass_equals_a_per_cell_reference_on_random_fields() {
+        let mut visited = (0, 0);
+        for (rows, cols, seed) in [(37, 53, 1), (20, 8, 2), (9, 61, 3), (64, 16, 4), (5, 7, 5)] {
+            let [o, f1, f2, p1] = lane_fields(rows, cols, seed);
+            let p2 = f2.mapv(|v| (v >= 0.1) as u8 as f32);
+            for window in [1, 3, 6] {
+                let spec = SkillSpec {
+                    fss_threshold: 1.0,
+                    fss_window: window,
+                    wet_mm_h: 0.1,
+                    prob_threshold: 0.1,
+                };
+                let run = |flush_rows: Option<usize>| {
+                    let mut stream = SkillStream::new((rows, cols), 2, &spec).expect("window");
+                    if let Some(n) = flush_rows {
+                        stream.flush_rows = n;
+                    }
+                    for r in 0..rows {
+                        let span = r * cols..(r + 1) * cols;
+                        let [o, f1, f2, p1] = [&o, &f1, &f2, &p1]
+                            .map(|a| &a.as_slice().expect("standard")[span.clone()]);
+                        stream
+                            .push_row(o, &[(f1, Some(p1)), (f2, None)])
+                            .expect("row");
+                    }
+                    stream.finish().expect("all rows")
+                };
+                let sums = run(None);
+                // Counts flushed from the lanes after every row: the same.
+                assert_eq!(run(Some(1)), sums);
+                for (s, (f, p)) in sums.iter().zip([(&f1, &p1), (&f2, &p2)]) {
+                    assert_eq!(*s, lane_reference(&o, &[&f1, &f2], f, p, &spec));
+                    assert_sums_close(s, &straightforward(&o, &[&f1, &f2], f, p, &spec));
+                    visited.0 += s.rel_cells.iter().filter(|n| **n > 0).count();
+                    visited.1 += (s.hits[2] > 0 && s.fss_num > 0.0) as usize;
+                }
+            }
+        }
+        assert!(visited.0 > 100 && visited.1 > 10, "{visited:?}");
     }
 
     #[test]

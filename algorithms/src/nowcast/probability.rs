@@ -143,16 +143,8 @@ impl<'a> NeighbourhoodRows<'a> {
         if f.len() != rows.checked_mul(cols)? {
             return None;
         }
-        let wet_span = (0..rows)
-            .map(|r| &f[r * cols..(r + 1) * cols])
-            .map(|row| {
-                let first = row.iter().position(|v| *v >= threshold);
-                match first {
-                    Some(a) => (a, row.iter().rposition(|v| *v >= threshold).unwrap_or(a)),
-                    None => (usize::MAX, 0),
-                }
-            })
-            .collect();
+        // Found as each row enters the window.
+        let wet_span = vec![(usize::MAX, 0); rows];
         Some(Self {
             f,
             rows,
@@ -176,6 +168,9 @@ impl<'a> NeighbourhoodRows<'a> {
         for (k, v) in self.known.iter_mut().zip(row) {
             let x = v.is_finite() as u32;
             *k = if sign { *k + x } else { *k - x };
+        }
+        if sign {
+            self.wet_span[r] = wet_span(row, self.threshold);
         }
         let (a, b) = self.wet_span[r];
         if a <= b {
@@ -231,27 +226,64 @@ impl<'a> NeighbourhoodRows<'a> {
             self.pre_known[c + 1] = self.pre_known[c] + self.known[c];
             self.pre_wet[c + 1] = self.pre_wet[c] + self.wet[c];
         }
-        for (c, (o, v)) in self.out[first..=last]
-            .iter_mut()
-            .zip(&src[first..=last])
-            .enumerate()
-        {
-            let c = c + first;
-            *o = f32::NAN;
-            if !v.is_finite() {
-                continue;
+        // The cells whose window lies inside the row, in simple loops over
+        // slices (the window of cell `c` is the columns `c − radius ..=
+        // c + radius`), and the few cells at the row's ends one by one.
+        let radius = self.radius;
+        let (inner0, inner1) = (first.max(radius), last.min(cols.saturating_sub(radius + 1)));
+        let value = |v: f32, n: u32, k: u32| {
+            // A known cell counts itself (n ≥ 1); NaN elsewhere. Without
+            // branches, so that the loop below runs on several cells at once.
+            let q = k as i32 as f32 / n.max(1) as i32 as f32;
+            if v.is_finite() & (n > 0) {
+                q
+            } else {
+                f32::NAN
             }
-            let (c0, c1) = (
-                c.saturating_sub(self.radius),
-                (c + self.radius + 1).min(cols),
-            );
-            let n = self.pre_known[c1] - self.pre_known[c0];
-            if n > 0 {
-                let k = self.pre_wet[c1] - self.pre_wet[c0];
-                *o = k as f32 / n as f32;
+        };
+        if inner0 <= inner1 {
+            let span = inner1 + 1 - inner0;
+            let (lo, hi) = (inner0 - radius, inner0 + radius + 1);
+            for ((((o, v), (n1, n0)), k1), k0) in self.out[inner0..=inner1]
+                .iter_mut()
+                .zip(&src[inner0..=inner1])
+                .zip(
+                    self.pre_known[hi..hi + span]
+                        .iter()
+                        .zip(&self.pre_known[lo..lo + span]),
+                )
+                .zip(&self.pre_wet[hi..hi + span])
+                .zip(&self.pre_wet[lo..lo + span])
+            {
+                *o = value(*v, n1 - n0, k1 - k0);
             }
         }
+        for c in (first..=last).filter(|c| !(inner0..=inner1).contains(c)) {
+            let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(cols));
+            self.out[c] = value(
+                src[c],
+                self.pre_known[c1] - self.pre_known[c0],
+                self.pre_wet[c1] - self.pre_wet[c0],
+            );
+        }
         Some(&self.out)
+    }
+}
+
+/// A span `(first, last)` of the row's cells at or above `threshold`
+/// (`(usize::MAX, 0)`: none), found by groups of 8 cells: it may reach a
+/// few cells past the outermost ones.
+fn wet_span(row: &[f32], threshold: f32) -> (usize, usize) {
+    const G: usize = 8;
+    let wet = |g: &[f32]| g.iter().fold(false, |a, v| a | (*v >= threshold));
+    let groups = row.len().div_ceil(G);
+    let group = |i: usize| &row[i * G..((i + 1) * G).min(row.len())];
+    match (0..groups).find(|i| wet(group(*i))) {
+        Some(a) => {
+            let b = (a..groups).rev().find(|i| wet(group(*i))).unwrap_or(a);
+            (a * G, ((b + 1) * G).min(row.len()) - 1)
+        }
+        None => (usize::MAX, 0),
     }
 }
 
