@@ -62,8 +62,27 @@
 //! [`MotionConfig::final_smooth_sigma_km`] stays a fixed 25 km: on the four
 //! shared radar days, 12.5 km helped two and hurt two, and 50 km hurt
 //! three (docs/PERFORMANCE.md, "Issue 16: motion"), so neither is a
-//! principled change; a scale chosen from the data per nowcast is still to
-//! be tried.
+//! principled change.
+//!
+//! A scale chosen per estimate from the data is available but off
+//! ([`MotionConfig::select_smooth_sigma`]): a one-step temporal hold-out.
+//! The frames before the latest give a motion field of their own (the
+//! latest frame unseen); smoothed with each candidate σ (12.5, 25, 50 km),
+//! it advects the second-latest frame one step, and the σ whose forecast
+//! has the smallest squared dBR error against the latest frame, on the
+//! working grid, is applied to the motion of all frames. Squared dBR error
+//! because it is what the LK step itself minimises (brightness constancy in
+//! dBR), it is continuous in the displacement (a threshold score such as
+//! CSI is flat and noisy on a few thousand working cells), and the log
+//! scale keeps a few intense cores from deciding alone. It costs one more
+//! coarse-to-fine LK pass on the older frames plus three smoothings and
+//! warps on the working grid. It was not made the default because a
+//! one-step hold-out cannot tell apparent motion from growth and decay
+//! (which persists from one step to the next) from real detail of the flow:
+//! it picks 12.5 km for nearly every nowcast, and on the shared days it
+//! behaves like a fixed 12.5 km, losing skill on two of them at 30–60 min
+//! (docs/PERFORMANCE.md, "motion smoothing scale from the data"; test
+//! `smoothing_scale_selection_mistakes_growth_for_motion`).
 //!
 //! Degenerate inputs never panic: frames with no rain, or only no data, give a
 //! zero field; rain touching the domain edge is fine because equations whose
