@@ -76,12 +76,12 @@
 //! CSI is flat and noisy on a few thousand working cells), and the log
 //! scale keeps a few intense cores from deciding alone. It costs one more
 //! coarse-to-fine LK pass on the older frames plus three smoothings and
-//! warps on the working grid. It was not made the default because a
-//! one-step hold-out cannot tell apparent motion from growth and decay
-//! (which persists from one step to the next) from real detail of the flow:
-//! it picks 12.5 km for nearly every nowcast, and on the shared days it
-//! behaves like a fixed 12.5 km, losing skill on two of them at 30–60 min
-//! (docs/PERFORMANCE.md, "motion smoothing scale from the data"; test
+//! warps on the working grid. It is not the default: it picks 12.5 km for
+//! nearly every nowcast on the shared days and so behaves like a fixed
+//! 12.5 km, which loses skill in the S-PROG forecast on two of them
+//! (docs/PERFORMANCE.md, "motion smoothing scale from the data"). A
+//! one-step hold-out also has a blind spot: growth and decay persist from
+//! one step to the next and look like motion (test
 //! `smoothing_scale_selection_mistakes_growth_for_motion`).
 //!
 //! Degenerate inputs never panic: frames with no rain, or only no data, give a
