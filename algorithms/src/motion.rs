@@ -62,27 +62,8 @@
 //! [`MotionConfig::final_smooth_sigma_km`] stays a fixed 25 km: on the four
 //! shared radar days, 12.5 km helped two and hurt two, and 50 km hurt
 //! three (docs/PERFORMANCE.md, "Issue 16: motion"), so neither is a
-//! principled change.
-//!
-//! A scale chosen per estimate from the data is available but off
-//! ([`MotionConfig::select_smooth_sigma`]): a one-step temporal hold-out.
-//! The frames before the latest give a motion field of their own (the
-//! latest frame unseen); smoothed with each candidate σ (12.5, 25, 50 km),
-//! it advects the second-latest frame one step, and the σ whose forecast
-//! has the smallest squared dBR error against the latest frame, on the
-//! working grid, is applied to the motion of all frames. Squared dBR error
-//! because it is what the LK step itself minimises (brightness constancy in
-//! dBR), it is continuous in the displacement (a threshold score such as
-//! CSI is flat and noisy on a few thousand working cells), and the log
-//! scale keeps a few intense cores from deciding alone. It costs one more
-//! coarse-to-fine LK pass on the older frames plus three smoothings and
-//! warps on the working grid. It is not the default: it picks 12.5 km for
-//! nearly every nowcast on the shared days and so behaves like a fixed
-//! 12.5 km, which loses skill in the S-PROG forecast on two of them
-//! (docs/PERFORMANCE.md, "motion smoothing scale from the data"). A
-//! one-step hold-out also has a blind spot: growth and decay persist from
-//! one step to the next and look like motion (test
-//! `smoothing_scale_selection_mistakes_growth_for_motion`).
+//! principled change; a scale chosen from the data per nowcast is still to
+//! be tried.
 //!
 //! Degenerate inputs never panic: frames with no rain, or only no data, give a
 //! zero field; rain touching the domain edge is fine because equations whose
@@ -133,23 +114,8 @@ pub struct MotionConfig {
     pub smooth_radius: usize,
     /// Gaussian σ of the final smoothing, km (default 25 km: rain motion is a
     /// mesoscale field; smaller structures in the flow come from growth and
-    /// decay, not displacement). With [`MotionConfig::select_smooth_sigma`]
-    /// it is the fallback when the data cannot decide.
+    /// decay, not displacement).
     pub final_smooth_sigma_km: f32,
-    /// Choose the final smoothing's σ per estimate from the data (default
-    /// false) among [`MotionConfig::smooth_sigma_candidates_km`], by a
-    /// one-step temporal hold-out: the motion of all frames but the latest
-    /// is smoothed with each candidate, advects the second-latest frame one
-    /// step, and the candidate with the smallest mean squared dBR error
-    /// against the latest frame wins (module docs, "Smoothing scale").
-    /// Needs 3 or more frames; otherwise, or without rain to score, the
-    /// fixed [`MotionConfig::final_smooth_sigma_km`] is used.
-    pub select_smooth_sigma: bool,
-    /// Candidate σ of [`MotionConfig::select_smooth_sigma`], km (default
-    /// 12.5, 25, 50: half, once and twice the fixed scale, spanning the
-    /// meso-γ to meso-β scales of rain motion; fixed a priori, not fitted).
-    /// Ties go to the earlier candidate.
-    pub smooth_sigma_candidates_km: [f32; 3],
     /// Scale of the Cauchy robust weight on the brightness residual, dB
     /// (default 5 dB).
     pub robust_db: f32,
@@ -168,8 +134,6 @@ impl Default for MotionConfig {
             iterations: 3,
             smooth_radius: 2,
             final_smooth_sigma_km: 25.0,
-            select_smooth_sigma: false,
-            smooth_sigma_candidates_km: [12.5, 25.0, 50.0],
             robust_db: 5.0,
             max_update: 1.0,
         }
@@ -393,17 +357,6 @@ pub fn estimate(
     cell_km: f32,
     cfg: &MotionConfig,
 ) -> Result<MotionField, MotionError> {
-    estimate_with_scale(frames, cell_km, cfg).map(|(field, _)| field)
-}
-
-/// [`estimate`], also returning the Gaussian σ of the final smoothing that
-/// was applied, km: [`MotionConfig::final_smooth_sigma_km`], or the scale
-/// chosen from the data when [`MotionConfig::select_smooth_sigma`] is set.
-pub fn estimate_with_scale(
-    frames: &[ArrayView2<f32>],
-    cell_km: f32,
-    cfg: &MotionConfig,
-) -> Result<(MotionField, f32), MotionError> {
     if frames.len() < 2 {
         return Err(MotionError::TooFewFrames {
             needed: 2,
@@ -434,13 +387,12 @@ pub fn estimate_with_scale(
     // nothing to track.
     let has_rain = |img: &Img| img.data.iter().any(|v| *v > cfg.floor_dbr + 0.01);
     if !has_rain(&work[last]) || !work[..last].iter().any(has_rain) {
-        let field = MotionField {
+        return Ok(MotionField {
             u: Img::filled(work[last].rows, work[last].cols, 0.0),
             v: Img::filled(work[last].rows, work[last].cols, 0.0),
             factor,
             shape,
-        };
-        return Ok((field, cfg.final_smooth_sigma_km));
+        });
     }
     // 2. Pyramids.
     let min_side = work[last].rows.min(work[last].cols);
@@ -459,54 +411,11 @@ pub fn estimate_with_scale(
             levels
         })
         .collect();
-    // 3. Coarse to fine, every frame.
-    let mut scratch = Scratch::default();
-    let (mut u, mut v) = coarse_to_fine(&pyramids, cfg, &mut scratch);
-    // 4. Final smoothing at the physical scale of rain motion, fixed or
-    // chosen from the data.
-    let work_km = (cell_km * factor as f32).max(1e-3);
-    let sigma_km = if cfg.select_smooth_sigma {
-        select_smooth_sigma(&pyramids, work_km, cfg, &mut scratch)
-    } else {
-        cfg.final_smooth_sigma_km
-    };
-    let sigma = sigma_km / work_km;
-    // Back to input pixels per step.
-    let f = factor as f32;
-    u.data.iter_mut().for_each(|x| *x *= f);
-    v.data.iter_mut().for_each(|x| *x *= f);
-    let mut factor = factor;
-    if smooth_final(&mut u, &mut v, sigma, &mut scratch) {
-        // The smoothed field varies over σ: keep ~2 samples per σ, which makes
-        // trajectory integration cheap without losing anything.
-        let k = (sigma / 2.0).floor() as usize;
-        if k >= 2 {
-            u = block_mean(&u, k);
-            v = block_mean(&v, k);
-            factor *= k;
-        }
-    }
-    Ok((
-        MotionField {
-            u,
-            v,
-            factor,
-            shape,
-        },
-        sigma_km,
-    ))
-}
-
-/// Coarse-to-fine dense LK on `pyramids` (one per frame, oldest first,
-/// level 0 the working grid): the motion at the time of the last frame, on
-/// the working grid, in working cells per step (unsmoothed beyond the
-/// per-iteration smoothing).
-fn coarse_to_fine(pyramids: &[Vec<Img>], cfg: &MotionConfig, scratch: &mut Scratch) -> (Img, Img) {
-    let last = pyramids.len() - 1;
-    let n_levels = pyramids[last].len();
+    // 3. Coarse to fine.
     let coarsest = &pyramids[last][n_levels - 1];
     let mut u = Img::filled(coarsest.rows, coarsest.cols, 0.0);
     let mut v = Img::filled(coarsest.rows, coarsest.cols, 0.0);
+    let mut scratch = Scratch::default();
     for level in (0..n_levels).rev() {
         let target = &pyramids[last][level];
         if u.rows != target.rows || u.cols != target.cols {
@@ -520,101 +429,37 @@ fn coarse_to_fine(pyramids: &[Vec<Img>], cfg: &MotionConfig, scratch: &mut Scrat
             .collect();
         let (gx, gy) = gradients(target);
         for _ in 0..cfg.iterations.max(1) {
-            lk_iteration(target, &gx, &gy, &older, &mut u, &mut v, cfg, scratch);
+            lk_iteration(target, &gx, &gy, &older, &mut u, &mut v, cfg, &mut scratch);
         }
     }
-    (u, v)
-}
-
-/// The final Gaussian smoothing of `(u, v)` with σ in cells of their grid
-/// (two box passes of the radius whose σ is closest); false when σ rounds
-/// to no smoothing.
-fn smooth_final(u: &mut Img, v: &mut Img, sigma_cells: f32, scratch: &mut Scratch) -> bool {
+    // 4. Final smoothing at the physical scale of rain motion.
+    let work_km = (cell_km * factor as f32).max(1e-3);
     // Two box passes of radius R have σ² = ((2R+1)² − 1)/6.
-    let s = sigma_cells.max(0.0);
-    let radius = (((6.0 * s * s + 1.0).sqrt() - 1.0) / 2.0).round() as usize;
-    if radius == 0 {
-        return false;
-    }
-    let ones = vec![1f32; u.len()];
-    smooth_weighted(u, v, &ones, radius, 0.0, scratch);
-    true
-}
-
-/// The σ (km) of [`MotionConfig::select_smooth_sigma`]: a one-step
-/// temporal hold-out on the working grid. The motion of the frames before
-/// the latest (at the time of the second-latest, from their own equations
-/// only, so the latest frame is unseen) is smoothed with each candidate σ;
-/// each smoothed field advects the second-latest frame one step (rain at
-/// `p` was at `p − (u, v)` a step earlier), and the forecasts are scored
-/// against the latest frame by the squared dBR error summed over the cells
-/// where the latest frame and every forecast are known. The smallest sum
-/// wins. Falls back to [`MotionConfig::final_smooth_sigma_km`] with fewer
-/// than 3 frames, without rain to track in the earlier frames, or with no
-/// cell to score.
-fn select_smooth_sigma(
-    pyramids: &[Vec<Img>],
-    work_km: f32,
-    cfg: &MotionConfig,
-    scratch: &mut Scratch,
-) -> f32 {
-    let fallback = cfg.final_smooth_sigma_km;
-    if pyramids.len() < 3 {
-        return fallback;
-    }
-    let last = pyramids.len() - 1;
-    let has_rain = |img: &Img| img.data.iter().any(|v| *v > cfg.floor_dbr + 0.01);
-    if !has_rain(&pyramids[last - 1][0]) || !pyramids[..last - 1].iter().any(|p| has_rain(&p[0])) {
-        return fallback;
-    }
-    let (u0, v0) = coarse_to_fine(&pyramids[..last], cfg, scratch);
-    let base = &pyramids[last - 1][0];
-    let held_out = &pyramids[last][0];
-    let (rows, cols) = (base.rows, base.cols);
-    let cands = cfg.smooth_sigma_candidates_km;
-    let forecasts: Vec<Vec<f32>> = cands
-        .iter()
-        .map(|&sigma_km| {
-            let (mut u, mut v) = (u0.clone(), v0.clone());
-            smooth_final(&mut u, &mut v, sigma_km / work_km, scratch);
-            let mut fc = vec![f32::NAN; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let i = r * cols + c;
-                    fc[i] = bilinear(
-                        &base.data,
-                        rows,
-                        cols,
-                        r as f32 - v.data[i],
-                        c as f32 - u.data[i],
-                    );
-                }
-            }
-            fc
-        })
-        .collect();
-    let mut sse = [0f64; 3];
-    let mut scored = 0usize;
-    for (i, &obs) in held_out.data.iter().enumerate() {
-        if !obs.is_finite() || forecasts.iter().any(|f| !f[i].is_finite()) {
-            continue;
-        }
-        scored += 1;
-        for (e, f) in sse.iter_mut().zip(&forecasts) {
-            let d = (f[i] - obs) as f64;
-            *e += d * d;
+    let sigma = cfg.final_smooth_sigma_km / work_km;
+    let radius = (((6.0 * sigma * sigma + 1.0).sqrt() - 1.0) / 2.0).round() as usize;
+    // Back to input pixels per step.
+    let f = factor as f32;
+    u.data.iter_mut().for_each(|x| *x *= f);
+    v.data.iter_mut().for_each(|x| *x *= f);
+    let mut factor = factor;
+    if radius > 0 {
+        let ones = vec![1f32; u.len()];
+        smooth_weighted(&mut u, &mut v, &ones, radius, 0.0, &mut scratch);
+        // The smoothed field varies over σ: keep ~2 samples per σ, which makes
+        // trajectory integration cheap without losing anything.
+        let k = (sigma / 2.0).floor() as usize;
+        if k >= 2 {
+            u = block_mean(&u, k);
+            v = block_mean(&v, k);
+            factor *= k;
         }
     }
-    if scored == 0 {
-        return fallback;
-    }
-    let mut best = 0;
-    for k in 1..cands.len() {
-        if sse[k] < sse[best] {
-            best = k;
-        }
-    }
-    cands[best]
+    Ok(MotionField {
+        u,
+        v,
+        factor,
+        shape,
+    })
 }
 
 #[derive(Default)]
@@ -1185,7 +1030,29 @@ mod tests {
         let centre = (n as f32 - 1.0) / 2.0;
         let omega = 0.02f32;
         // 60 Gaussian blobs, positions and sizes from a fixed LCG.
-        let rain = blob_texture(n, 60, 11, (5.0, 8.0));
+        let mut seed = 11u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let blobs: Vec<(f32, f32, f32, f32)> = (0..60)
+            .map(|_| {
+                let x = rnd() * n as f32;
+                let y = rnd() * n as f32;
+                (x, y, 5.0 + 8.0 * rnd(), 2.0 + 18.0 * rnd())
+            })
+            .collect();
+        let rain = |x: f32, y: f32| -> f32 {
+            blobs
+                .iter()
+                .map(|(bx, by, s, a)| {
+                    let d2 = (x - bx).powi(2) + (y - by).powi(2);
+                    a * (-d2 / (2.0 * s * s)).exp()
+                })
+                .sum()
+        };
         // Rain now at p was at c + R(−ω·j)(p − c) j steps ago, so the field
         // j steps back is F(c + R(ω·j)(q − c)).
         let frame = |j: f32| {
@@ -1220,174 +1087,5 @@ mod tests {
             rms_err < 0.25 * rms_speed,
             "rms error {rms_err:.3} px/step against rms speed {rms_speed:.3}"
         );
-    }
-
-    /// A textured rain field as a function of position in cells: `count`
-    /// Gaussian blobs in an `n × n` square, σ from `size.0` to `size.0 +
-    /// size.1` cells, peaks 2 to 20 mm/h, drawn from a fixed LCG.
-    fn blob_texture(
-        n: usize,
-        count: usize,
-        seed: u64,
-        size: (f32, f32),
-    ) -> impl Fn(f32, f32) -> f32 {
-        let mut seed = seed;
-        let mut rnd = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 40) as f32 / (1u64 << 24) as f32
-        };
-        let blobs: Vec<(f32, f32, f32, f32)> = (0..count)
-            .map(|_| {
-                let x = rnd() * n as f32;
-                let y = rnd() * n as f32;
-                (x, y, size.0 + size.1 * rnd(), 2.0 + 18.0 * rnd())
-            })
-            .collect();
-        move |x: f32, y: f32| -> f32 {
-            blobs
-                .iter()
-                .map(|(bx, by, s, a)| {
-                    let d2 = (x - bx).powi(2) + (y - by).powi(2);
-                    a * (-d2 / (2.0 * s * s)).exp()
-                })
-                .sum()
-        }
-    }
-
-    /// Three frames of a texture in a shear flow `u(row) = a·sin(2π·row /
-    /// wavelength)` px per step, `v = 0`: rows keep their speed, so the
-    /// frame `j` steps back is exactly `F(col + j·u(row), row)`.
-    fn sheared(n: usize, a: f32, wavelength: f32, seed: u64) -> (Vec<Array2<f32>>, Vec<f32>) {
-        let rain = blob_texture(n, 150, seed, (4.0, 6.0));
-        let speed: Vec<f32> = (0..n)
-            .map(|r| a * (std::f32::consts::TAU * r as f32 / wavelength).sin())
-            .collect();
-        let frames = (0..3)
-            .rev()
-            .map(|j| {
-                Array2::from_shape_fn((n, n), |(r, c)| {
-                    rain(c as f32 + j as f32 * speed[r], r as f32)
-                })
-            })
-            .collect();
-        (frames, speed)
-    }
-
-    /// Rms error of the estimate's `u` against the shear profile, and of
-    /// `v` against 0, over the rain cells of the latest frame away from the
-    /// edges.
-    fn shear_error(m: &MotionField, latest: &Array2<f32>, speed: &[f32]) -> f32 {
-        let (du, dv) = m.dense();
-        let n = latest.nrows();
-        let (mut e2, mut cnt) = (0f32, 0f32);
-        for r in 20..n - 20 {
-            for c in 20..n - 20 {
-                if latest[[r, c]] >= 1.0 {
-                    e2 += (du[[r, c]] - speed[r]).powi(2) + dv[[r, c]].powi(2);
-                    cnt += 1.0;
-                }
-            }
-        }
-        assert!(cnt > 5000.0, "too little rain in the test field: {cnt}");
-        (e2 / cnt).sqrt()
-    }
-
-    fn selecting() -> MotionConfig {
-        MotionConfig {
-            select_smooth_sigma: true,
-            ..MotionConfig::default()
-        }
-    }
-
-    /// A flow that changes over 60 km (a shear of ±3 px per step): the
-    /// hold-out picks the smallest candidate scale, and the field it gives
-    /// follows the shear more closely than the fixed 25 km (which would
-    /// be used if the selection were bypassed).
-    #[test]
-    fn smoothing_scale_selection_keeps_a_shear() {
-        for seed in [21, 22] {
-            let (f, speed) = sheared(240, 3.0, 60.0, seed);
-            let (m, sigma) = estimate_with_scale(&views(&f), 1.0, &selecting()).expect("motion");
-            assert_eq!(
-                sigma, 12.5,
-                "seed {seed}: chose σ {sigma} km for a 60 km shear"
-            );
-            let fixed = estimate(&views(&f), 1.0, &MotionConfig::default()).expect("motion");
-            let (e_sel, e_fixed) = (
-                shear_error(&m, &f[2], &speed),
-                shear_error(&fixed, &f[2], &speed),
-            );
-            eprintln!("shear seed {seed}: rms error {e_sel:.3} (selected) vs {e_fixed:.3} (25 km)");
-            assert!(
-                e_sel < 0.8 * e_fixed,
-                "selected σ: rms error {e_sel:.3} px/step, fixed 25 km: {e_fixed:.3}"
-            );
-        }
-    }
-
-    /// Uniform motion of a fixed texture, and in every frame new short-lived
-    /// showers (a fresh set of small blobs each frame): their apparent
-    /// motion is noise that does not persist to the next frame, and the
-    /// hold-out picks the largest candidate.
-    #[test]
-    fn smoothing_scale_selection_smooths_a_uniform_flow() {
-        for (vel, seed) in [
-            ((3.0f32, 1.5f32), 31u64),
-            ((-2.0, 2.5), 32),
-            ((1.0, -3.0), 33),
-        ] {
-            let n = 240;
-            let rain = blob_texture(n, 100, seed, (4.0, 6.0));
-            let f: Vec<Array2<f32>> = (0..3u64)
-                .rev()
-                .map(|j| {
-                    let showers = blob_texture(n, 40, seed * 100 + j, (4.0, 6.0));
-                    let j = j as f32;
-                    Array2::from_shape_fn((n, n), |(r, c)| {
-                        let (x, y) = (c as f32, r as f32);
-                        rain(x + j * vel.0, y + j * vel.1) + showers(x, y)
-                    })
-                })
-                .collect();
-            let (_, sigma) = estimate_with_scale(&views(&f), 1.0, &selecting()).expect("motion");
-            assert_eq!(
-                sigma, 50.0,
-                "seed {seed}: chose σ {sigma} km for a uniform flow"
-            );
-        }
-    }
-
-    /// The limit of a one-step hold-out: uniform motion of cells that grow
-    /// and decay. Growth looks like motion, and it persists from one step
-    /// to the next, so the hold-out keeps that detail and picks the
-    /// smallest scale (docs/PERFORMANCE.md, "motion smoothing scale from
-    /// the data": why the selection is not the default).
-    #[test]
-    fn smoothing_scale_selection_mistakes_growth_for_motion() {
-        for (vel, seed) in [((3.0, 1.5), 31), ((-2.0, 2.5), 32)] {
-            let f = synth(200, 240, vel, Coverage::Full, seed);
-            let (_, sigma) = estimate_with_scale(&views(&f), 1.0, &selecting()).expect("motion");
-            assert_eq!(sigma, 12.5, "seed {seed}: σ {sigma} km");
-        }
-    }
-
-    /// The selected scale is the one applied: the field equals the estimate
-    /// with that σ fixed; and without a third frame, or with the selection
-    /// off, the fixed σ is used.
-    #[test]
-    fn smoothing_scale_selection_is_applied_and_falls_back() {
-        let (f, _) = sheared(240, 3.0, 60.0, 23);
-        let (m, sigma) = estimate_with_scale(&views(&f), 1.0, &selecting()).expect("motion");
-        let fixed = MotionConfig {
-            final_smooth_sigma_km: sigma,
-            ..MotionConfig::default()
-        };
-        assert_eq!(m, estimate(&views(&f), 1.0, &fixed).expect("motion"));
-        let (_, two) = estimate_with_scale(&views(&f[1..]), 1.0, &selecting()).expect("motion");
-        assert_eq!(two, selecting().final_smooth_sigma_km);
-        let (_, off) = estimate_with_scale(&views(&f), 1.0, &MotionConfig::default()).expect("m");
-        assert_eq!(off, MotionConfig::default().final_smooth_sigma_km);
     }
 }
