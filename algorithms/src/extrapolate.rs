@@ -244,13 +244,14 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let ry = axis_weights(wr, rows, 1.0 / f);
     let cx = axis_weights(wc, cols, 1.0 / f);
     // Each coarse row interpolated to full width once.
+    // (Written once, so not zero-filled first.)
     let widen = |img: &Img| -> Vec<f32> {
-        let mut w = vec![0f32; wr * cols];
-        for i in 0..wr {
-            let row = &img.data[i * wc..(i + 1) * wc];
-            for (o, &(j0, j1, t)) in w[i * cols..(i + 1) * cols].iter_mut().zip(&cx) {
-                *o = row[j0] + t * (row[j1] - row[j0]);
-            }
+        let mut w = Vec::with_capacity(wr * cols);
+        for row in img.data.chunks_exact(wc).take(wr) {
+            w.extend(
+                cx.iter()
+                    .map(|&(j0, j1, t)| row[j0] + t * (row[j1] - row[j0])),
+            );
         }
         w
     };

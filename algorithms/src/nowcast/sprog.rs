@@ -78,14 +78,19 @@ fn block_mean_any(src: &Img) -> Img {
         sum.fill(0.0);
         count.fill(0);
         // The same order of additions as cell by cell: row 2i, then 2i + 1.
+        // Branch-free (the loop vectorises): a cell that is not finite adds
+        // +0.0, which leaves every sum unchanged, bits included (a sum that
+        // starts at +0.0 never becomes −0.0 by adding, so `s + 0.0 == s`).
+        let keep = |v: f32| if v.is_finite() { v } else { 0.0 };
         for row in src.data.chunks_exact(src.cols).skip(2 * i).take(2) {
-            for ((pair, s), n) in row.chunks(2).zip(&mut sum).zip(&mut count) {
-                for &v in pair {
-                    if v.is_finite() {
-                        *s += v;
-                        *n += 1;
-                    }
-                }
+            let pairs = row.chunks_exact(2);
+            if let [v] = pairs.remainder() {
+                sum[cols - 1] += keep(*v);
+                count[cols - 1] += v.is_finite() as u32;
+            }
+            for ((pair, s), n) in pairs.zip(&mut sum).zip(&mut count) {
+                *s = *s + keep(pair[0]) + keep(pair[1]);
+                *n += pair[0].is_finite() as u32 + pair[1].is_finite() as u32;
             }
         }
         for ((o, s), n) in orow.iter_mut().zip(&sum).zip(&count) {
@@ -708,7 +713,12 @@ impl Sprog {
     fn recompose(&self, lead_steps: f32, bufs: &mut Vec<Img>, tmp: &mut Vec<f32>) -> (f32, f32) {
         let top = self.levels.len() - 1;
         if bufs.len() != self.levels.len() {
-            *bufs = self.levels.iter().map(|l| l.a0.clone()).collect();
+            // Shapes only: every cell is written before it is read.
+            *bufs = self
+                .levels
+                .iter()
+                .map(|l| Img::filled(l.a0.rows, l.a0.cols, 0.0))
+                .collect();
         }
         let lv = &self.levels[top];
         let (al, be) = ar2_coefficients(lv.phi, lead_steps);
@@ -1077,6 +1087,55 @@ mod tests {
             }
         }
         *img = levels.swap_remove(0);
+    }
+
+    /// `block_mean_any` as it was written until session 10: a branch per
+    /// cell, finite cells added in cell order.
+    fn block_mean_any_reference(src: &Img) -> Img {
+        let (rows, cols) = (src.rows.div_ceil(2), src.cols.div_ceil(2));
+        let mut out = Img::filled(rows, cols, f32::NAN);
+        for i in 0..rows {
+            for j in 0..cols {
+                let (mut s, mut n) = (0f32, 0u32);
+                for r in (2 * i..2 * i + 2).filter(|r| *r < src.rows) {
+                    for c in (2 * j..2 * j + 2).filter(|c| *c < src.cols) {
+                        let v = src.data[r * src.cols + c];
+                        if v.is_finite() {
+                            s += v;
+                            n += 1;
+                        }
+                    }
+                }
+                if n > 0 {
+                    out.data[i * cols + j] = s / n as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn branch_free_block_mean_equals_the_cell_by_cell_one() {
+        let mut next = uniform(11);
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, -3.5];
+        for (rows, cols) in [(1, 1), (1, 2), (2, 1), (3, 3), (7, 10), (16, 17), (33, 64)] {
+            for nan_share in [0.0, 0.3, 0.9, 1.0] {
+                let data: Vec<f32> = (0..rows * cols)
+                    .map(|k| {
+                        if next() < nan_share {
+                            specials[k % specials.len()]
+                        } else {
+                            (next() - 0.5) * 60.0
+                        }
+                    })
+                    .collect();
+                let img = Img { rows, cols, data };
+                let (a, b) = (block_mean_any(&img), block_mean_any_reference(&img));
+                assert_eq!((a.rows, a.cols), (b.rows, b.cols));
+                let bits = |i: &Img| i.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{rows}×{cols}, share {nan_share}");
+            }
+        }
     }
 
     #[test]
