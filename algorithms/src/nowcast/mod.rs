@@ -960,4 +960,50 @@ pub(crate) mod tests {
         assert!(out[[60, 100]].is_finite());
         assert!(out.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0));
     }
+
+    #[test]
+    fn long_leads_drop_the_finest_level_and_keep_no_data_exact() {
+        let cov = Coverage::Circle {
+            centre_row: 64.0,
+            centre_col: 64.0,
+            radius_px: 58.0,
+        };
+        let f = radar(128, 128, (2.0, 1.0), cov).fields(30, 3);
+        let cfg = NowcastConfig::default();
+        let input = NowcastInput::new(&f, &cfg).expect("input");
+        let motion = input.motion().expect("motion");
+        let lags = displacements(&motion, &[1.0, 2.0]).expect("lags");
+        let sp = Sprog::new(
+            &f[2].rate_mm_h.view(),
+            &f[1].rate_mm_h.view(),
+            &f[0].rate_mm_h.view(),
+            &lags[0],
+            &lags[1],
+            &cfg,
+        );
+        // The rule: the finest level matters at first and has decayed later.
+        assert!(!sp.drops_finest(0.0) && !sp.drops_finest(1.0));
+        // (The synthetic cells are smooth: the finest level's lag-1
+        // correlation is ≈ 0.86, so its memory lasts longer than on radar.)
+        assert!(sp.drops_finest(24.0));
+        let (mut s1, mut s2) = (LeadScratch::default(), LeadScratch::default());
+        let full = sp.matched_at(24.0, false, &mut s1).data.clone();
+        let half = sp.matched(24.0, &mut s2).data.clone();
+        assert_ne!(full, half, "the band-limited path was not taken");
+        // No data stays exactly no data, and nothing else becomes NaN.
+        let latest = f[2].rate_mm_h.iter().map(|v| v.is_nan());
+        for ((a, b), nd) in full.iter().zip(&half).zip(latest) {
+            assert_eq!(a.is_nan(), nd);
+            assert_eq!(b.is_nan(), nd);
+        }
+        assert!(half.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0));
+        // The same forecast up to the band limit: wet (≥ 1 mm/h) where the
+        // full-resolution path is wet, but for a few edge cells.
+        let wet = |v: &f32| *v >= 1.0;
+        let (both, either) = full.iter().zip(&half).fold((0, 0), |(b, e), (x, y)| {
+            (b + (wet(x) && wet(y)) as u32, e + (wet(x) || wet(y)) as u32)
+        });
+        assert!(either > 200, "too little rain to compare: {either}");
+        assert!(both as f32 >= 0.9 * either as f32, "{both} of {either}");
+    }
 }

@@ -346,7 +346,15 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
             hi = v;
         }
     }
-    quantile_match_in(values, lo, hi, target, &mut Vec::new(), &mut Vec::new());
+    quantile_match_in::<false>(
+        values,
+        lo,
+        hi,
+        target,
+        &[],
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
 }
 
 /// Maps `values`, whose finite values lie in `[lo, hi]`, onto the target
@@ -359,11 +367,17 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
 /// tabulated quantile there, the dry threshold. (Interpolating the *rates*
 /// between bin edges instead would smear the jump from dry to wet across a
 /// bin and change the wet area.) `counts` and `edges` are scratch buffers.
-fn quantile_match_in(
+/// With `POSITIONS`, each value becomes its position in the target's
+/// quantile table instead (see [`positions_to_rates`]); cells marked in
+/// `skip` (empty: none) are left out of the ranks.
+/// (A const parameter: one copy of the loops per mode, so the
+/// full-resolution map keeps its code.)
+fn quantile_match_in<const POSITIONS: bool>(
     values: &mut [f32],
     lo: f32,
     hi: f32,
     target: &TargetDistribution,
+    skip: &[bool],
     counts: &mut Vec<u32>,
     edges: &mut Vec<[f32; 2]>,
 ) {
@@ -374,7 +388,11 @@ fn quantile_match_in(
         return; // no finite value
     }
     if hi <= lo {
-        let out = target.quantile(0.5);
+        let out = if POSITIONS {
+            0.5 * (QUANTILES - 1) as f32
+        } else {
+            target.quantile(0.5)
+        };
         values
             .iter_mut()
             .filter(|v| v.is_finite())
@@ -389,23 +407,32 @@ fn quantile_match_in(
     // increment; no-data cells add 0. Integer counts: the same totals.
     counts.clear();
     counts.resize(SUBS * RANK_BINS, 0);
-    let mut chunks = values.chunks_exact(LANES);
-    for ch in &mut chunks {
-        let mut b = [0usize; LANES];
-        let mut w = [0u32; LANES];
-        for k in 0..LANES {
-            // Clamped in f32 first (NaN and +∞ clamp to the last bin;
-            // values are ≥ `lo`, so the floor is never negative).
-            b[k] = floor_small(((ch[k] - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
-            w[k] = ch[k].is_finite() as u32;
+    // Clamped in f32 first (NaN and +∞ clamp to the last bin; values are
+    // ≥ `lo`, so the floor is never negative).
+    if skip.is_empty() {
+        let mut chunks = values.chunks_exact(LANES);
+        for ch in &mut chunks {
+            let mut b = [0usize; LANES];
+            let mut w = [0u32; LANES];
+            for k in 0..LANES {
+                b[k] = floor_small(((ch[k] - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
+                w[k] = ch[k].is_finite() as u32;
+            }
+            for k in 0..LANES {
+                counts[(k % SUBS) * RANK_BINS + b[k]] += w[k];
+            }
         }
-        for k in 0..LANES {
-            counts[(k % SUBS) * RANK_BINS + b[k]] += w[k];
+        for &v in chunks.remainder() {
+            let b = floor_small(((v - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
+            counts[b] += v.is_finite() as u32;
         }
-    }
-    for &v in chunks.remainder() {
-        let b = floor_small(((v - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
-        counts[b] += v.is_finite() as u32;
+    } else {
+        let bin_of =
+            |v: f32| floor_small(((v - lo) * scale).min(last_bin)) as usize & (RANK_BINS - 1);
+        // Cells marked in `skip` are not ranked (they still get a value).
+        for (&v, &s) in values.iter().zip(skip) {
+            counts[bin_of(v)] += (v.is_finite() && !s) as u32;
+        }
     }
     let (total, subs) = counts.split_at_mut(RANK_BINS);
     for sub in subs.chunks_exact(RANK_BINS) {
@@ -434,18 +461,57 @@ fn quantile_match_in(
         steps: &target.steps,
         threshold: target.threshold,
     };
+    let apply = |vs: &mut [f32; LANES]| {
+        if POSITIONS {
+            map.positions(vs)
+        } else {
+            map.apply(vs)
+        }
+    };
     let mut chunks = values.chunks_exact_mut(LANES);
     for ch in &mut chunks {
         if let Ok(vs) = <&mut [f32; LANES]>::try_from(ch) {
-            map.apply(vs);
+            apply(vs);
         }
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
         let mut vs = [f32::NAN; LANES];
         vs[..rest.len()].copy_from_slice(rest);
-        map.apply(&mut vs);
+        apply(&mut vs);
         rest.copy_from_slice(&vs[..rest.len()]);
+    }
+}
+
+/// Positions in the target's quantile table (from [`quantile_match_in`]
+/// with `positions`) to rates, in place: the tabulated quantile there and
+/// the dry threshold, as [`RankMap::apply`] finishes. NaN stays NaN.
+fn positions_to_rates(values: &mut [f32], target: &TargetDistribution) {
+    let last_pos = (QUANTILES - 2) as f32;
+    let one = |p: f32| {
+        let i = floor_small(p.min(last_pos)) & (QUANTILES as i32 - 1);
+        let [t, dt] = target.steps[i as usize];
+        let r = t + (p - i as f32) * dt;
+        if r < target.threshold {
+            0.0
+        } else {
+            r
+        }
+    };
+    let mut chunks = values.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        let mut i = [0i32; LANES];
+        for k in 0..LANES {
+            i[k] = floor_small(ch[k].min(last_pos)) & (QUANTILES as i32 - 1);
+        }
+        for k in 0..LANES {
+            let [t, dt] = target.steps[i[k] as usize];
+            let r = t + (ch[k] - i[k] as f32) * dt;
+            ch[k] = if r < target.threshold { 0.0 } else { r };
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = one(*v);
     }
 }
 
@@ -468,6 +534,19 @@ impl RankMap<'_> {
     /// and stays NaN through the interpolations) and masked to the
     /// (power-of-two) table sizes, which leaves them unchanged and lets
     /// the compiler drop the bounds checks.
+    /// The first two phases of [`RankMap::apply`]: each cell's position in
+    /// the quantile table.
+    #[inline(always)]
+    fn positions(&self, vs: &mut [f32; LANES]) {
+        let last_bin = (RANK_BINS - 1) as f32;
+        for v in vs.iter_mut() {
+            let x = (*v - self.lo) * self.scale;
+            let bin = floor_small(x.min(last_bin)) & (RANK_BINS as i32 - 1);
+            let [e, de] = self.edges[bin as usize];
+            *v = e + (x - bin as f32) * de;
+        }
+    }
+
     #[inline(always)]
     fn apply(&self, vs: &mut [f32; LANES]) {
         let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
@@ -578,7 +657,23 @@ pub(super) struct Sprog {
     /// Lag-1 and lag-2 correlation per level, finest first (diagnostics).
     pub(super) rho: Vec<(f32, f32)>,
     target: TargetDistribution,
+    /// Largest `|a0|` and `|a1|` of the finest level (dB): bounds what that
+    /// level can add to any cell at a lead (see [`Sprog::drops_finest`]).
+    finest_amp: (f32, f32),
+    /// No-data cells of the latest field (empty when there are none).
+    nodata: Vec<bool>,
+    /// The same at half resolution (cell `(i, j)` is the full-resolution
+    /// cell `(2i, 2j)`, where REDUCE samples): the band-limited leads rank
+    /// only the cells with data, as the full-resolution ranks do.
+    nodata_half: Vec<bool>,
 }
+
+/// Largest change (dB, before quantile matching) that dropping the finest
+/// level's anomalies may make to any cell of a lead: well below the
+/// quantisation of the input products (0.5 dBZ steps, ≈ 0.3 dB of rain
+/// rate for Z = 200·R^1.6), so the forecast field is the same up to that
+/// quantisation (see [`Sprog::matched`]).
+const FINEST_DROP_DB: f32 = 0.1;
 
 impl Sprog {
     pub(super) fn new(
@@ -668,6 +763,7 @@ impl Sprog {
         let l2 = pyr(x2);
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
+        let mut finest_amp = (0f32, 0f32);
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
             let stats = level_stats(&a, &b, &c, &masks[k]);
             let (r1, r2) = stats.corrs;
@@ -683,6 +779,19 @@ impl Sprog {
                 img
             };
             let mut a0 = anomaly(a, m0, s0);
+            let a1 = anomaly(b, m1, s1);
+            if k == 0 {
+                // NaN fails both comparisons (no data is not an amplitude).
+                let amp = |img: &Img| {
+                    let (lo, hi) = value_range(&img.data);
+                    if lo > hi {
+                        0.0
+                    } else {
+                        lo.abs().max(hi.abs())
+                    }
+                };
+                finest_amp = (amp(&a0), amp(&a1));
+            }
             if k == 0 && any_nodata {
                 for (v, nd) in a0.data.iter_mut().zip(&nodata) {
                     if *nd {
@@ -692,7 +801,7 @@ impl Sprog {
             }
             levels.push(Level {
                 a0,
-                a1: anomaly(b, m1, s1),
+                a1,
                 mean: m0,
                 phi: ar2_params(r1, r2),
             });
@@ -701,16 +810,33 @@ impl Sprog {
             levels,
             rho,
             target,
+            finest_amp,
+            nodata_half: if any_nodata {
+                let c2 = cols.div_ceil(2);
+                (0..rows.div_ceil(2) * c2)
+                    .map(|k| nodata[2 * (k / c2) * cols + 2 * (k % c2)])
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            nodata: if any_nodata { nodata } else { Vec::new() },
         }
     }
 
-    /// Recomposes the field at `lead_steps` into `bufs[0]` (dBR at full
-    /// resolution, NaN where the latest field has no data), coarsest level
-    /// first: each level is EXPANDed onto the next finer one, whose own
-    /// `mean + α·a0 + β·a1` is added row by row while the row is in cache.
-    /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
-    /// when there are none).
-    fn recompose(&self, lead_steps: f32, bufs: &mut Vec<Img>, tmp: &mut Vec<f32>) -> (f32, f32) {
+    /// Recomposes the field at `lead_steps` into `bufs[finest]` (dBR at the
+    /// resolution of level `finest`; with `finest` 0, full resolution and NaN
+    /// where the latest field has no data), coarsest level first: each level
+    /// is EXPANDed onto the next finer one, whose own `mean + α·a0 + β·a1`
+    /// is added row by row while the row is in cache. Returns the range
+    /// `(lo, hi)` of the finite values (NaN-free `lo > hi` when there are
+    /// none).
+    fn recompose(
+        &self,
+        lead_steps: f32,
+        finest: usize,
+        bufs: &mut Vec<Img>,
+        tmp: &mut Vec<f32>,
+    ) -> (f32, f32) {
         let top = self.levels.len() - 1;
         if bufs.len() != self.levels.len() {
             // Shapes only: every cell is written before it is read.
@@ -726,12 +852,12 @@ impl Sprog {
             *o = lv.mean + al * x0 + be * x1;
         }
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for k in (0..top).rev() {
+        for k in (finest..top).rev() {
             let (fine, coarse) = bufs.split_at_mut(k + 1);
             let lv = &self.levels[k];
             let (al, be) = ar2_coefficients(lv.phi, lead_steps);
             let cols = lv.a0.cols;
-            let last = k == 0;
+            let last = k == finest;
             expand_rows(&coarse[0], &mut fine[k], tmp, |r, row| {
                 let x0 = &lv.a0.data[r * cols..(r + 1) * cols];
                 let x1 = &lv.a1.data[r * cols..(r + 1) * cols];
@@ -746,28 +872,84 @@ impl Sprog {
                 }
             });
         }
-        if top == 0 {
-            (lo, hi) = value_range(&bufs[0].data);
+        if top == finest {
+            (lo, hi) = value_range(&bufs[finest].data);
         }
         (lo, hi)
+    }
+
+    /// True when the finest level's anomalies can change no cell of the
+    /// lead by more than [`FINEST_DROP_DB`]: `|α|·max|a0| + |β|·max|a1|` of
+    /// that level (its AR(2) memory has decayed; small scales lose it within
+    /// a few steps) is below the bound, and there is a coarser level.
+    pub(super) fn drops_finest(&self, lead_steps: f32) -> bool {
+        let Some(lv) = self.levels.first() else {
+            return false;
+        };
+        let (al, be) = ar2_coefficients(lv.phi, lead_steps);
+        let (m0, m1) = self.finest_amp;
+        self.levels.len() > 1 && al.abs() * m0 + be.abs() * m1 <= FINEST_DROP_DB
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
     /// the latest observation, in mm/h (in the Lagrangian frame, as pysteps
     /// does; dry areas are then exactly zero, which the warp copies in bulk).
     /// Lives in `scratch`.
+    ///
+    /// When the finest level's anomalies no longer matter
+    /// ([`Sprog::drops_finest`]), the field is band-limited to the coarser
+    /// levels: it is recomposed and ranked at half resolution (the finest
+    /// level's constant mean does not change ranks), the ranks (positions
+    /// in the target's quantile table) are EXPANDed to full resolution and
+    /// turned into rates there: a quarter of the recomposition and
+    /// histogram work, half of the per-cell map. The no-data cells of the
+    /// latest field are set to NaN again, so no data stays exactly where it
+    /// was.
     pub(super) fn matched<'s>(&self, lead_steps: f32, scratch: &'s mut LeadScratch) -> &'s Img {
-        let (lo, hi) = self.recompose(lead_steps, &mut scratch.bufs, &mut scratch.tmp);
-        let field = &mut scratch.bufs[0];
-        quantile_match_in(
-            &mut field.data,
-            lo,
-            hi,
-            &self.target,
+        self.matched_at(lead_steps, self.drops_finest(lead_steps), scratch)
+    }
+
+    /// [`Sprog::matched`], band-limited to the coarser levels or not.
+    pub(super) fn matched_at<'s>(
+        &self,
+        lead_steps: f32,
+        coarse: bool,
+        scratch: &'s mut LeadScratch,
+    ) -> &'s Img {
+        let coarse = coarse && self.levels.len() > 1;
+        let finest = coarse as usize;
+        let (lo, hi) = self.recompose(lead_steps, finest, &mut scratch.bufs, &mut scratch.tmp);
+        // Band-limited: ranks at half resolution, as positions in the
+        // quantile table, which are EXPANDed (the rank of the EXPANDed field,
+        // a smooth interpolation, in effect) and only then turned into rates,
+        // so the dry threshold cuts the interpolated positions as it would
+        // cut the full-resolution ranks.
+        let (field, counts, edges) = (
+            &mut scratch.bufs[finest].data,
             &mut scratch.counts,
             &mut scratch.edges,
         );
-        field
+        if coarse {
+            let skip = &self.nodata_half;
+            quantile_match_in::<true>(field, lo, hi, &self.target, skip, counts, edges);
+        } else {
+            quantile_match_in::<false>(field, lo, hi, &self.target, &[], counts, edges);
+        }
+        if coarse {
+            let (fine, half) = scratch.bufs.split_at_mut(1);
+            let (cols, nodata, target) = (fine[0].cols, &self.nodata, &self.target);
+            expand_rows(&half[0], &mut fine[0], &mut scratch.tmp, |r, row| {
+                positions_to_rates(row, target);
+                if let Some(nd) = nodata.get(r * cols..(r + 1) * cols) {
+                    for (v, nd) in row.iter_mut().zip(nd) {
+                        if *nd {
+                            *v = f32::NAN;
+                        }
+                    }
+                }
+            });
+        }
+        &scratch.bufs[0]
     }
 }
 
@@ -979,7 +1161,7 @@ mod tests {
             let (lo, hi) = range(case);
             let (mut new, mut old) = (case.clone(), case.clone());
             let (mut c, mut e) = (Vec::new(), Vec::new());
-            quantile_match_in(&mut new, lo, hi, &t, &mut c, &mut e);
+            quantile_match_in::<false>(&mut new, lo, hi, &t, &[], &mut c, &mut e);
             quantile_match_in_cell_by_cell(&mut old, lo, hi, &t, &mut c, &mut e);
             for (k, (a, b)) in new.iter().zip(&old).enumerate() {
                 assert!(
@@ -989,6 +1171,18 @@ mod tests {
                 );
             }
             assert!(new.iter().zip(case).all(|(a, x)| a.is_nan() == x.is_nan()));
+            // Positions, then rates: the same map in two steps (the
+            // band-limited leads' path), bit for bit.
+            let mut pos = case.clone();
+            quantile_match_in::<true>(&mut pos, lo, hi, &t, &[], &mut c, &mut e);
+            positions_to_rates(&mut pos, &t);
+            for (k, (a, b)) in pos.iter().zip(&new).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "two steps, n = {}, cell {k}: {a} vs {b}",
+                    case.len()
+                );
+            }
         }
     }
 
