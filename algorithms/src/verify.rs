@@ -787,80 +787,6 @@ impl Default for LaneSums {
     }
 }
 
-impl LaneSums {
-    /// Adds the Brier and reliability lanes of a yes/no forecast (rates
-    /// `f`, probability 1 where `f ≥ prob_threshold`) on the `known` pairs
-    /// with observed `event`s: the probability is 0 or 1, so every f64 sum
-    /// of its pairs is an integer, counted.
-    #[inline(always)]
-    fn add_yes_no(
-        &mut self,
-        known: &[u32; L],
-        event: &[u32; L],
-        f: &[f32; L],
-        prob_threshold: f32,
-    ) {
-        for j in 0..L {
-            let yes = known[j] & (f[j] >= prob_threshold) as u32;
-            self.brier_cells[j] += known[j];
-            self.wrong[j] += yes ^ event[j];
-            self.yes[j] += yes;
-            self.rel_cells[SKILL_BINS - 1][j] += yes;
-            self.rel_events[SKILL_BINS - 1][j] += yes & event[j];
-            self.rel_cells[0][j] += known[j] ^ yes;
-            self.rel_events[0][j] += event[j] & (yes ^ 1);
-        }
-    }
-
-    /// Adds the Brier and reliability lanes of the probabilities `p` on the
-    /// `known` pairs with observed `event`s (pairs with a finite `p`). Only
-    /// the bins that some lane falls in are visited: every other bin's
-    /// lanes would add exactly 0.0 (a sum of f64 that starts at +0.0 is
-    /// never −0.0, so adding +0.0 changes no bit).
-    #[inline(always)]
-    fn add_probability(&mut self, known: &[u32; L], event: &[u32; L], p: &[f32; L]) {
-        let nb = SKILL_BINS as f32;
-        let mut valid = [0u32; L];
-        let mut pc = [0f32; L];
-        for j in 0..L {
-            valid[j] = known[j] & p[j].is_finite() as u32;
-            // Invalid lanes: 0, so that every lane is finite.
-            pc[j] = if valid[j] != 0 {
-                p[j].clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-        }
-        for j in 0..L {
-            let d = pc[j] as f64 - event[j] as f64;
-            self.brier_cells[j] += valid[j];
-            self.brier[j] += if valid[j] != 0 { d * d } else { 0.0 };
-        }
-        // The bin of each lane (-1: not valid), and the set of bins the
-        // lanes fall in.
-        let mut bin = [0i32; L];
-        let mut present = 0u32;
-        for j in 0..L {
-            let b = ((pc[j] * nb) as i32).min(SKILL_BINS as i32 - 1);
-            bin[j] = if valid[j] != 0 { b } else { -1 };
-            present |= valid[j] << b;
-        }
-        while present != 0 {
-            let b = present.trailing_zeros() as i32;
-            present &= present - 1;
-            let rel_cells = &mut self.rel_cells[b as usize];
-            let rel_events = &mut self.rel_events[b as usize];
-            let rel_prob = &mut self.rel_prob[b as usize];
-            for j in 0..L {
-                let hit = (bin[j] == b) as u32;
-                rel_cells[j] += hit;
-                rel_events[j] += hit & event[j];
-                rel_prob[j] += if hit != 0 { p[j] as f64 } else { 0.0 };
-            }
-        }
-    }
-}
-
 fn lane_total(v: &[u32; L]) -> u64 {
     v.iter().map(|x| *x as u64).sum()
 }
@@ -1032,65 +958,45 @@ impl SkillStream {
         let pair = &mut self.pair[slot * cols..(slot + 1) * cols];
         let spec = self.spec;
         let lowest = self.lowest;
+        let nb = SKILL_BINS as f32;
         let th = SKILL_CSI_THRESHOLDS_MM_H;
         let mut span = NO_SPAN;
         for c0 in (0..cols).step_by(L) {
             let width = L.min(cols - c0);
-            // Known pairs, and known pairs whose rates are all below every
-            // threshold ("calm") as 0/1 lanes (a comparison with NaN is
-            // false; lanes past the row are NaN; -inf is below every
-            // threshold but not known). A calm pair whose probabilities
-            // are all 0 is dry.
+            // Known and dry pairs as 0/1 lanes (a comparison with NaN is
+            // false, so a dry cell is a known one; lanes past the row are
+            // NaN).
             let o = lanes_of(obs, c0, f32::NAN);
             let mut known = [0u32; L];
-            let mut calm = [0u32; L];
-            let mut still = [1u32; L];
+            let mut quiet = [0u32; L];
             for j in 0..L {
                 known[j] = o[j].is_finite() as u32;
-                calm[j] = (o[j] < lowest) as u32;
+                quiet[j] = (o[j] < lowest) as u32;
             }
             for (f, p) in forecasts {
                 let f = lanes_of(f, c0, f32::NAN);
                 for j in 0..L {
                     known[j] &= f[j].is_finite() as u32;
-                    calm[j] &= (f[j] < lowest) as u32;
+                    quiet[j] &= (f[j] < lowest) as u32;
                 }
                 if let Some(p) = p {
                     let p = lanes_of(p, c0, f32::NAN);
                     for j in 0..L {
-                        still[j] &= (p[j] == 0.0) as u32;
+                        quiet[j] &= (p[j] == 0.0) as u32;
                     }
                 }
             }
-            let mut dry = 0;
+            // A -inf rate is below every threshold but not known: only
+            // known pairs are dry.
             for j in 0..L {
-                calm[j] &= known[j];
-                dry += calm[j] & still[j];
+                quiet[j] &= known[j];
             }
             for (d, k) in pair[c0..c0 + width].iter_mut().zip(known) {
                 *d = k as u8;
             }
-            let known_pairs: u32 = known.iter().sum();
-            if dry == known_pairs {
+            let dry: u32 = quiet.iter().sum();
+            if dry == known.iter().sum::<u32>() {
                 self.dry += dry as u64;
-                continue;
-            }
-            if calm.iter().sum::<u32>() == known_pairs {
-                // Every known pair is calm, some probability is not 0: no
-                // event, no wet pair, nothing for the FSS (its event rows
-                // stay 0, as for dry groups); only the probabilities' sums,
-                // the same lanes as below with no event.
-                for ((f, p), acc) in forecasts.iter().zip(&mut self.lanes) {
-                    match p {
-                        Some(p) => acc.add_probability(&known, &[0; L], &lanes_of(p, c0, f32::NAN)),
-                        None => acc.add_yes_no(
-                            &known,
-                            &[0; L],
-                            &lanes_of(f, c0, f32::NAN),
-                            spec.prob_threshold,
-                        ),
-                    }
-                }
                 continue;
             }
             let mut oe = [[0u32; L]; 3];
@@ -1135,9 +1041,60 @@ impl SkillStream {
                 for (d, e) in row.iter_mut().zip(fev) {
                     *d = e as u8;
                 }
-                match p {
-                    Some(p) => acc.add_probability(&known, &event, &lanes_of(p, c0, f32::NAN)),
-                    None => acc.add_yes_no(&known, &event, &f, spec.prob_threshold),
+                let Some(p) = p else {
+                    // Yes/no: the probability is 0 or 1, so every f64 sum
+                    // of its pairs is an integer, counted.
+                    for j in 0..L {
+                        let yes = known[j] & (f[j] >= spec.prob_threshold) as u32;
+                        acc.brier_cells[j] += known[j];
+                        acc.wrong[j] += yes ^ event[j];
+                        acc.yes[j] += yes;
+                        acc.rel_cells[SKILL_BINS - 1][j] += yes;
+                        acc.rel_events[SKILL_BINS - 1][j] += yes & event[j];
+                        acc.rel_cells[0][j] += known[j] ^ yes;
+                        acc.rel_events[0][j] += event[j] & (yes ^ 1);
+                    }
+                    continue;
+                };
+                let p = lanes_of(p, c0, f32::NAN);
+                let mut valid = [0u32; L];
+                let mut pc = [0f32; L];
+                for j in 0..L {
+                    valid[j] = known[j] & p[j].is_finite() as u32;
+                    // Invalid lanes: 0, so that every lane is finite.
+                    pc[j] = if valid[j] != 0 {
+                        p[j].clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                }
+                for j in 0..L {
+                    let d = pc[j] as f64 - event[j] as f64;
+                    acc.brier_cells[j] += valid[j];
+                    acc.brier[j] += if valid[j] != 0 { d * d } else { 0.0 };
+                }
+                // The bin of each lane (-1: not valid), and the range of
+                // bins in the group.
+                let mut bin = [0i32; L];
+                for j in 0..L {
+                    let b = ((pc[j] * nb) as i32).min(SKILL_BINS as i32 - 1);
+                    bin[j] = if valid[j] != 0 { b } else { -1 };
+                }
+                let first_bin = bin
+                    .iter()
+                    .map(|b| if *b < 0 { SKILL_BINS as i32 } else { *b })
+                    .fold(SKILL_BINS as i32, i32::min);
+                let last_bin = bin.iter().fold(-1, |a, b| a.max(*b));
+                for b in first_bin..=last_bin {
+                    let rel_cells = &mut acc.rel_cells[b as usize];
+                    let rel_events = &mut acc.rel_events[b as usize];
+                    let rel_prob = &mut acc.rel_prob[b as usize];
+                    for j in 0..L {
+                        let hit = (bin[j] == b) as u32;
+                        rel_cells[j] += hit;
+                        rel_events[j] += hit & event[j];
+                        rel_prob[j] += if hit != 0 { p[j] as f64 } else { 0.0 };
+                    }
                 }
             }
             if any.iter().any(|e| *e != 0) {
