@@ -2629,4 +2629,81 @@ mod tests {
         assert_eq!(s.categorical[1], (None, None, None));
         assert_eq!(s.mae, Some(2.0 / 3.0));
     }
+
+    /// The CPU time of one lead's scoring (`skill_sums_of` with a streamed
+    /// neighbourhood probability and a yes/no forecast) and of one stored
+    /// frame's decode, on the field of the live-skill cost test of
+    /// `raincast-nowcast` (512 × 512, four rain cells, no data outside a
+    /// 250 km disk); best of 5 rounds of 60 calls, this thread's CPU time.
+    /// Run with `cargo test --release -p raincast-algorithms --lib
+    /// skill_and_decode_cost -- --ignored --nocapture`; figures in
+    /// docs/PERFORMANCE.md ("Live skill cost").
+    #[test]
+    #[ignore = "timing; run by hand"]
+    fn skill_and_decode_cost_on_512x512() {
+        const N: usize = 512;
+        let field = crate::synth::skill_cost_field;
+        let grid = crate::grid::Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            N,
+            N,
+            1000.0,
+            1000.0,
+            -256_000.0,
+            256_000.0,
+        )
+        .expect("grid");
+        let (obs, frame, persistence) = (field(12), field(11), field(6));
+        let enc = crate::sparse::encode(
+            &crate::prep::RainField {
+                grid,
+                time: chrono::DateTime::from_timestamp(0, 0).expect("time"),
+                rate_mm_h: frame.clone(),
+            },
+            &Default::default(),
+        )
+        .expect("encode");
+        let spec = SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: 10,
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        };
+        let cpu_ms = || {
+            std::fs::read_to_string("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1e6
+        };
+        let (reps, mut best) = (60, (f64::MAX, f64::MAX));
+        let mut buffer = Vec::new();
+        for _ in 0..5 {
+            let t = cpu_ms();
+            for _ in 0..reps {
+                let f =
+                    crate::sparse::decode_reusing(&enc.header, &enc.tiles, buffer).expect("decode");
+                buffer = f.rate_mm_h.into_raw_vec_and_offset().0;
+            }
+            let decode = (cpu_ms() - t) / reps as f64;
+            let t = cpu_ms();
+            for _ in 0..reps {
+                let sums = skill_sums_of(
+                    &obs.view(),
+                    &[
+                        (frame.view(), Prob::Neighbourhood(6)),
+                        (persistence.view(), Prob::YesNo),
+                    ],
+                    &spec,
+                );
+                assert!(std::hint::black_box(sums).is_some());
+            }
+            let score = (cpu_ms() - t) / reps as f64;
+            best = (best.0.min(decode), best.1.min(score));
+        }
+        println!(
+            "512x512, one lead: decode {:.3} ms, score {:.3} ms (CPU, best of 5 x {reps})",
+            best.0, best.1
+        );
+    }
 }
