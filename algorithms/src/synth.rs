@@ -319,6 +319,39 @@ fn add_blob(buf: &mut [f32], rows: usize, cols: usize, cell: CellNow) {
     }
 }
 
+/// The rain of the live-skill cost benchmarks (issue 17, docs/PERFORMANCE.md
+/// "Live skill cost"): 512 × 512 cells, four Gaussian rain cells (peaks of
+/// 15 mm/h) drifting 3 columns east and 1 row north per step `k`, no rain
+/// below 0.1 mm/h, no data outside a disk of 250 cells around the centre.
+pub fn skill_cost_field(k: usize) -> Array2<f32> {
+    const N: usize = 512;
+    Array2::from_shape_fn((N, N), |(r, c)| {
+        let (y, x) = (r as f32 - 256.0, c as f32 - 256.0);
+        if x * x + y * y > 250.0 * 250.0 {
+            return f32::NAN;
+        }
+        let mut v = 0.0f32;
+        for (i, (cy, cx)) in [
+            (200.0, 100.0),
+            (300.0, 150.0),
+            (260.0, 300.0),
+            (150.0, 250.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (cy, cx) = (cy - 1.0 * k as f32, cx + 3.0 * k as f32 + i as f32);
+            let d2 = ((r as f32 - cy).powi(2) + (c as f32 - cx).powi(2)) / 900.0;
+            v += 15.0 * (-d2).exp();
+        }
+        if v < 0.1 {
+            0.0
+        } else {
+            v
+        }
+    })
+}
+
 /// A small grid in a local azimuthal equidistant projection, for tests,
 /// benches and the demo radar: `rows × cols` cells of `cell_m` metres centred
 /// on `(lon, lat)`.

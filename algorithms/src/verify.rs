@@ -986,6 +986,11 @@ impl SkillStream {
                     }
                 }
             }
+            // A -inf rate is below every threshold but not known: only
+            // known pairs are dry.
+            for j in 0..L {
+                quiet[j] &= known[j];
+            }
             for (d, k) in pair[c0..c0 + width].iter_mut().zip(known) {
                 *d = k as u8;
             }
@@ -1195,9 +1200,13 @@ impl SkillStream {
         for k in 0..m {
             let pre = &mut self.pre[k * w..(k + 1) * w];
             let sum = &self.colsum[k * cols..(k + 1) * cols];
+            // A running sum in a register, not a load of the previous
+            // entry (a chain through memory).
+            let mut acc = 0;
             pre[a] = 0;
-            for c in a..b {
-                pre[c + 1] = pre[c] + sum[c];
+            for (p, s) in pre[a + 1..=b].iter_mut().zip(&sum[a..b]) {
+                acc += s;
+                *p = acc;
             }
         }
         // Per field, the event count of the window of each cell of
@@ -2287,6 +2296,78 @@ mod tests {
         assert!(visited.0 > 100 && visited.1 > 10, "{visited:?}");
     }
 
+    /// Groups whose rates are all below every threshold but whose
+    /// probability is not 0 (scored by the probability's lanes only), with
+    /// bins 0 and 9 and every bin edge in one group, negative rates, and a
+    /// −inf rate (below every threshold, but not known) in a group with a
+    /// wet cell: the per-cell reference's sums, bit for bit.
+    #[test]
+    fn calm_groups_and_minus_infinity_equal_the_per_cell_reference() {
+        let (rows, cols) = (14, 45);
+        let mut s = 7u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let calm = [0.0, 0.05, 0.0999, -1.0];
+        let mut rate = |k: usize| {
+            Array2::from_shape_fn((rows, cols), |(r, c)| match (r >= 6, next() % 10) {
+                (true, 0) => 0.1 + (next() % 800) as f32 * 0.01,
+                (true, 1) if (c + k).is_multiple_of(5) => f32::NEG_INFINITY,
+                (_, 2) if next() % 4 == 0 => NAN,
+                _ => calm[(next() % 4) as usize],
+            })
+        };
+        let (mut o, mut f1, mut f2) = (rate(0), rate(1), rate(2));
+        let mut p1 = Array2::from_shape_fn((rows, cols), |(r, c)| match (r % 3, next() % 6) {
+            (0, _) => (c % 2) as f32,
+            (1, 0) => 0.0,
+            (1, _) => (next() % 21) as f32 / 20.0,
+            (_, 0) => NAN,
+            (_, 1) => -0.25,
+            (_, 2) => 1.5,
+            _ => 0.0,
+        });
+        // Row 10, columns 8..16: dry with zero probabilities but for a −inf
+        // observation and a wet one.
+        for c in 8..16 {
+            (o[[10, c]], f1[[10, c]], f2[[10, c]], p1[[10, c]]) = (0.0, 0.0, 0.0, 0.0);
+        }
+        (o[[10, 9]], o[[10, 12]]) = (f32::NEG_INFINITY, 3.0);
+        let p2 = f2.mapv(|v| (v >= 0.1) as u8 as f32);
+        for window in [1, 4] {
+            let spec = SkillSpec {
+                fss_threshold: 1.0,
+                fss_window: window,
+                wet_mm_h: 0.1,
+                prob_threshold: 0.1,
+            };
+            let mut stream = SkillStream::new((rows, cols), 2, &spec).expect("window");
+            for r in 0..rows {
+                let span = r * cols..(r + 1) * cols;
+                let [o, f1, f2, p1] =
+                    [&o, &f1, &f2, &p1].map(|a| &a.as_slice().expect("standard")[span.clone()]);
+                stream
+                    .push_row(o, &[(f1, Some(p1)), (f2, None)])
+                    .expect("row");
+            }
+            let sums = stream.finish().expect("all rows");
+            for (s, (f, p)) in sums.iter().zip([(&f1, &p1), (&f2, &p2)]) {
+                assert_eq!(*s, lane_reference(&o, &[&f1, &f2], f, p, &spec));
+            }
+            // The wet observation beside the −inf one is a miss at 0.5 and
+            // 1 mm/h; the calm rows' probabilities fill every bin.
+            assert!(sums[0].misses[1] >= 1);
+            assert!(
+                sums[0].rel_cells.iter().all(|n| *n > 0),
+                "{:?}",
+                sums[0].rel_cells
+            );
+        }
+    }
+
     #[test]
     fn a_stream_refuses_wrong_rows() {
         let spec = SkillSpec {
@@ -2547,5 +2628,82 @@ mod tests {
         assert_eq!(s.categorical[0], (Some(0.5), Some(0.5), Some(0.0)));
         assert_eq!(s.categorical[1], (None, None, None));
         assert_eq!(s.mae, Some(2.0 / 3.0));
+    }
+
+    /// The CPU time of one lead's scoring (`skill_sums_of` with a streamed
+    /// neighbourhood probability and a yes/no forecast) and of one stored
+    /// frame's decode, on the field of the live-skill cost test of
+    /// `raincast-nowcast` (512 × 512, four rain cells, no data outside a
+    /// 250 km disk); best of 5 rounds of 60 calls, this thread's CPU time.
+    /// Run with `cargo test --release -p raincast-algorithms --lib
+    /// skill_and_decode_cost -- --ignored --nocapture`; figures in
+    /// docs/PERFORMANCE.md ("Live skill cost").
+    #[test]
+    #[ignore = "timing; run by hand"]
+    fn skill_and_decode_cost_on_512x512() {
+        const N: usize = 512;
+        let field = crate::synth::skill_cost_field;
+        let grid = crate::grid::Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            N,
+            N,
+            1000.0,
+            1000.0,
+            -256_000.0,
+            256_000.0,
+        )
+        .expect("grid");
+        let (obs, frame, persistence) = (field(12), field(11), field(6));
+        let enc = crate::sparse::encode(
+            &crate::prep::RainField {
+                grid,
+                time: chrono::DateTime::from_timestamp(0, 0).expect("time"),
+                rate_mm_h: frame.clone(),
+            },
+            &Default::default(),
+        )
+        .expect("encode");
+        let spec = SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: 10,
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        };
+        let cpu_ms = || {
+            std::fs::read_to_string("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1e6
+        };
+        let (reps, mut best) = (60, (f64::MAX, f64::MAX));
+        let mut buffer = Vec::new();
+        for _ in 0..5 {
+            let t = cpu_ms();
+            for _ in 0..reps {
+                let f =
+                    crate::sparse::decode_reusing(&enc.header, &enc.tiles, buffer).expect("decode");
+                buffer = f.rate_mm_h.into_raw_vec_and_offset().0;
+            }
+            let decode = (cpu_ms() - t) / reps as f64;
+            let t = cpu_ms();
+            for _ in 0..reps {
+                let sums = skill_sums_of(
+                    &obs.view(),
+                    &[
+                        (frame.view(), Prob::Neighbourhood(6)),
+                        (persistence.view(), Prob::YesNo),
+                    ],
+                    &spec,
+                );
+                assert!(std::hint::black_box(sums).is_some());
+            }
+            let score = (cpu_ms() - t) / reps as f64;
+            best = (best.0.min(decode), best.1.min(score));
+        }
+        println!(
+            "512x512, one lead: decode {:.3} ms, score {:.3} ms (CPU, best of 5 x {reps})",
+            best.0, best.1
+        );
     }
 }

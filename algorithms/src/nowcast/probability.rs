@@ -220,11 +220,19 @@ impl<'a> NeighbourhoodRows<'a> {
             first.saturating_sub(self.radius),
             (last + self.radius + 1).min(cols),
         );
+        // Running sums in registers, not loads of the previous entries.
+        let (mut kn, mut wt) = (0, 0);
         self.pre_known[p0] = 0;
         self.pre_wet[p0] = 0;
-        for c in p0..p1 {
-            self.pre_known[c + 1] = self.pre_known[c] + self.known[c];
-            self.pre_wet[c + 1] = self.pre_wet[c] + self.wet[c];
+        for (((pk, pw), k), w) in self.pre_known[p0 + 1..=p1]
+            .iter_mut()
+            .zip(&mut self.pre_wet[p0 + 1..=p1])
+            .zip(&self.known[p0..p1])
+            .zip(&self.wet[p0..p1])
+        {
+            kn += k;
+            wt += w;
+            (*pk, *pw) = (kn, wt);
         }
         // The cells whose window lies inside the row, in simple loops over
         // slices (the window of cell `c` is the columns `c − radius ..=

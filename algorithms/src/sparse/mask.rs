@@ -115,8 +115,10 @@ pub fn mask_fingerprint(rate: &ArrayView2<'_, f32>) -> u64 {
 }
 
 /// Decodes the mask into `out` (row-major, `rows × cols` cells), writing
-/// `NaN` on no-data cells and leaving the others untouched. Checks that the
-/// runs cover the grid exactly, the no-data count and the fingerprint.
+/// `NaN` on no-data cells and `0.0` (no rain) on every other cell, so `out`
+/// need not be cleared first. Checks that the runs cover the grid exactly,
+/// the no-data count and the fingerprint (on an error, `out` is partly
+/// written).
 pub(crate) fn decode_into(
     deflated: &[u8],
     rows: usize,
@@ -146,10 +148,13 @@ pub(crate) fn decode_into(
                 limit: cells - pos,
             });
         }
+        // In range: pos + run <= cells = out.len().
+        let cells_of_run = &mut out[pos as usize..(pos + run) as usize];
         if in_nodata {
-            // In range: pos + run <= cells = out.len().
-            out[pos as usize..(pos + run) as usize].fill(f32::NAN);
+            cells_of_run.fill(f32::NAN);
             nodata += run;
+        } else {
+            cells_of_run.fill(0.0);
         }
         pos += run;
         in_nodata = !in_nodata;

@@ -438,8 +438,9 @@ pub fn decode_reusing(
     let h = header::parse(header)?;
     let (rows, cols) = h.grid.shape();
     // rows * cols <= MAX_SCAN_CELLS, checked by the header parser.
+    // The mask writes every cell (no rain or no data): no zeroing first.
     let mut data = buffer;
-    data.clear();
+    data.truncate(rows * cols);
     data.resize(rows * cols, 0.0);
     mask::decode_into(
         h.mask,
@@ -465,18 +466,20 @@ pub fn decode_reusing(
             });
         }
         let (p, g) = check_tile(&h, &h.tiles[i], t)?;
-        p.for_each_rain(g, &mut inflater, |r, c, v| {
+        p.for_each_run(g, &mut inflater, |r, c, rates| {
             let (cell_row, cell_col) = (g.row0 + r, g.col0 + c);
-            let cell = &mut data[cell_row * cols + cell_col];
-            if cell.is_nan() {
+            let start = cell_row * cols + cell_col;
+            // In range: runs stay inside the tile, checked by the walker.
+            let cells = &mut data[start..start + rates.len()];
+            if let Some(k) = cells.iter().position(|x| x.is_nan()) {
                 return Err(SparseError::RainOnNoData {
                     row: t.row,
                     col: t.col,
                     cell_row,
-                    cell_col,
+                    cell_col: cell_col + k,
                 });
             }
-            *cell = v;
+            cells.copy_from_slice(rates);
             Ok(())
         })?;
     }

@@ -183,6 +183,114 @@ fn decoding_into_a_used_buffer_gives_the_same_field() {
     }
 }
 
+/// The runs written at once (`for_each_run`, the mask filling every cell)
+/// give, bit for bit, the quantised field cell by cell: rain cells the code
+/// of their rate, no data NaN, every other cell 0.0; on grids whose tiles
+/// are clipped at the south and east edges, with runs against tile edges
+/// and no data next to rain, into fresh and used buffers.
+#[test]
+fn runs_decode_to_the_quantised_field_bit_for_bit() {
+    let expected = |rate: &Array2<f32>| -> Vec<u32> {
+        rate.iter()
+            .map(|&v| {
+                if v.is_nan() {
+                    f32::NAN.to_bits()
+                } else if v > 0.0 {
+                    quant::decode(quant::encode(v)).to_bits()
+                } else {
+                    0.0f32.to_bits()
+                }
+            })
+            .collect()
+    };
+    let bits = |a: &Array2<f32>| -> Vec<u32> {
+        a.iter()
+            .map(|v| {
+                if v.is_nan() {
+                    f32::NAN.to_bits()
+                } else {
+                    v.to_bits()
+                }
+            })
+            .collect()
+    };
+    let mut used = vec![3.25f32; 10];
+    let mut checked = 0;
+    for (k, &(rows, cols)) in [(37, 53), (16, 16), (1, 70), (70, 1), (33, 48), (64, 17)]
+        .iter()
+        .enumerate()
+    {
+        for (j, &(nodata, rain, sticky)) in [
+            (0.0, 1.0, 0.0),
+            (0.2, 0.5, 0.9),
+            (0.05, 0.9, 0.97),
+            (0.4, 0.3, 0.0),
+            (0.0, 0.0, 0.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let rate = random_field(rows, cols, (k * 10 + j) as u64 + 7, nodata, rain, sticky);
+            for tile_size in [16, 17, 32] {
+                let enc = encode(&field(rate.clone()), &SparseOptions { tile_size }).unwrap();
+                let fresh = decode(&enc.header, &enc.tiles).unwrap();
+                assert_eq!(bits(&fresh.rate_mm_h), expected(&rate), "{rows}x{cols} {j}");
+                let again = decode_reusing(&enc.header, &enc.tiles, used).unwrap();
+                assert_eq!(bits(&again.rate_mm_h), expected(&rate), "{rows}x{cols} {j}");
+                used = again.rate_mm_h.into_raw_vec_and_offset().0;
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 90);
+}
+
+/// A stored run over a no-data cell is an error naming that cell (the
+/// first one of the run), whichever the run's position in the tile.
+#[test]
+fn rain_on_no_data_names_the_cell() {
+    let rate = Array2::from_shape_fn((20, 40), |(r, c)| {
+        if r == 5 && (10..30).contains(&c) {
+            1.5 + c as f32
+        } else {
+            0.0
+        }
+    });
+    let enc = encode(&field(rate.clone()), &SparseOptions { tile_size: 16 }).unwrap();
+    let h = header::parse(&enc.header).unwrap();
+    // The same tiles under a mask with no data at (5, 20..23): inside the
+    // run that crosses the tile edge at column 16.
+    let mut masked = rate.clone();
+    for c in 20..23 {
+        masked[(5, c)] = f32::NAN;
+    }
+    let mut te = tile::TileEncoder::new();
+    let m = mask::encode(masked.as_slice().unwrap(), 20, 40, te.deflater());
+    let header = header::write(&header::Header {
+        grid: h.grid.clone(),
+        time: h.time,
+        tile_size: h.tile_size,
+        rain_cells: h.rain_cells,
+        nodata_cells: m.nodata_cells,
+        max_mm_h: h.max_mm_h,
+        mask_fingerprint: m.fingerprint,
+        mask: &m.deflated,
+        tiles: h.tiles.clone(),
+    })
+    .unwrap();
+    match decode(&header, &enc.tiles) {
+        Err(SparseError::RainOnNoData {
+            row,
+            col,
+            cell_row,
+            cell_col,
+        }) => assert_eq!((row, col, cell_row, cell_col), (0, 1, 5, 20)),
+        other => panic!("{other:?}"),
+    }
+    // The unchanged header decodes.
+    assert!(decode(&enc.header, &enc.tiles).is_ok());
+}
+
 #[test]
 fn blob_round_trip() {
     let f = field(radar_like(100, 120, 5, 3));

@@ -434,12 +434,34 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ParsedTile<'_>, SparseError> {
 impl ParsedTile<'_> {
     /// Walks the rain cells of this tile (geometry `g`), calling
     /// `f(tile_row, tile_col, rate_mm_h)` for each, in row-major order.
-    /// Validates every run, the cell count and the value count.
+    /// Validates every run, the cell count and the value count. A run's
+    /// values are all decoded (and checked) before `f` sees its first cell
+    /// ([`Self::for_each_run`]).
     pub(crate) fn for_each_rain(
         &self,
         g: TileGeom,
         inflater: &mut Inflater,
         mut f: impl FnMut(usize, usize, f32) -> Result<(), SparseError>,
+    ) -> Result<(), SparseError> {
+        self.for_each_run(g, inflater, |row, col, rates| {
+            for (c, v) in (col..).zip(rates) {
+                f(row, c, *v)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Walks the rain runs of this tile (geometry `g`), calling
+    /// `f(tile_row, first_tile_col, rates_mm_h)` once per run, in row-major
+    /// order, with the decoded rate of each cell of the run. Validates every
+    /// run, the cell count and the value count. The palette's codes are
+    /// turned into rates once per tile, and a caller writes a run at once
+    /// instead of cell by cell.
+    pub(crate) fn for_each_run(
+        &self,
+        g: TileGeom,
+        inflater: &mut Inflater,
+        mut f: impl FnMut(usize, usize, &[f32]) -> Result<(), SparseError>,
     ) -> Result<(), SparseError> {
         let limit = max_raw_len(g.h, g.w);
         if self.raw_len > limit {
@@ -465,19 +487,27 @@ impl ParsedTile<'_> {
         };
         let n = self.rain_cells as usize;
         let mut r = Reader::new(Part::Tile, &raw);
-        let palette = if self.encoding & PALETTE != 0 {
-            Some(read_palette(&mut r, n)?)
+        // The rate of each palette entry (every entry is a code ≥ 1).
+        let palette: Option<Vec<f32>> = if self.encoding & PALETTE != 0 {
+            Some(
+                read_palette(&mut r, n)?
+                    .into_iter()
+                    .map(quant::decode)
+                    .collect(),
+            )
         } else {
             None
         };
         let runs = read_runs(&mut r, g, n)?;
         let mut rows = Rows::new(g.w);
         let mut last = 0u32;
+        let mut rates = Vec::with_capacity(g.w);
         for &(row, col, len) in &runs {
             let (row, col, len) = (row as usize, col as usize, len as usize);
             rows.goto(row);
+            rates.clear();
             for c in col..col + len {
-                let code = match &palette {
+                let rate = match &palette {
                     Some(p) => {
                         let z = match r.u8("value")? {
                             0xff => r.u16("escaped value")?,
@@ -485,7 +515,7 @@ impl ParsedTile<'_> {
                         };
                         let pred = rows.predict(c, last);
                         let idx = (pred as u16).wrapping_add(unzigzag(z) as u16) as u32;
-                        let Some(&code) = p.get(idx as usize) else {
+                        let Some(&rate) = p.get(idx as usize) else {
                             return Err(bad(
                                 "palette index",
                                 idx.to_string(),
@@ -494,15 +524,19 @@ impl ParsedTile<'_> {
                         };
                         rows.cur[c] = idx;
                         last = idx;
-                        code
+                        rate
                     }
-                    None => r.u16("value")?,
+                    None => {
+                        let code = r.u16("value")?;
+                        if code == 0 {
+                            return Err(bad("value code", "0".into(), "code 0 is not rain"));
+                        }
+                        quant::decode(code)
+                    }
                 };
-                if code == 0 {
-                    return Err(bad("value code", "0".into(), "code 0 is not rain"));
-                }
-                f(row, c, quant::decode(code))?;
+                rates.push(rate);
             }
+            f(row, col, &rates)?;
         }
         r.finish()
     }

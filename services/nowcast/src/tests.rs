@@ -940,33 +940,7 @@ async fn live_skill_cost_on_512x512() {
     )
     .unwrap();
     // Rain cells drifting east-north-east; no data outside a 250 km disk.
-    let field = |k: usize| {
-        Array2::from_shape_fn((N, N), |(r, c)| {
-            let (y, x) = (r as f32 - 256.0, c as f32 - 256.0);
-            if x * x + y * y > 250.0 * 250.0 {
-                return f32::NAN;
-            }
-            let mut v = 0.0f32;
-            for (i, (cy, cx)) in [
-                (200.0, 100.0),
-                (300.0, 150.0),
-                (260.0, 300.0),
-                (150.0, 250.0),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let (cy, cx) = (cy - 1.0 * k as f32, cx + 3.0 * k as f32 + i as f32);
-                let d2 = ((r as f32 - cy).powi(2) + (c as f32 - cx).powi(2)) / 900.0;
-                v += 15.0 * (-d2).exp();
-            }
-            if v < 0.1 {
-                0.0
-            } else {
-                v
-            }
-        })
-    };
+    let field = raincast_algorithms::synth::skill_cost_field;
     let dir = TempDir::new("raincast-skill-cost");
     let store = store(&dir).await;
     let settings = NowcastSettings {
