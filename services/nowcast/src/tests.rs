@@ -921,6 +921,80 @@ fn no_data_is_never_counted_as_dry() {
     assert_eq!(s.raincast.brier_cells, 0);
 }
 
+/// Builds and scores `fields` (one radar's scans, oldest first) as the
+/// service does, and returns the mean build and score times over the scans
+/// that verify every lead: `(wall build, wall score, CPU build, CPU score,
+/// scans, leads)`, ms. Build = `update` of a service without live skill
+/// (list, decode the inputs, motion, leads, probabilities, encode and store
+/// the frames); score = `score_scan` after `keep_observed`, what the spawned
+/// scoring task does.
+async fn live_skill_cost(
+    fields: impl Iterator<Item = RainField>,
+    max_lead_min: u32,
+) -> (f64, f64, f64, f64, usize, usize) {
+    let dir = TempDir::new("raincast-skill-cost");
+    let store = store(&dir).await;
+    let settings = NowcastSettings {
+        max_lead_min,
+        ..NowcastSettings::default()
+    };
+    let plain = NowcastService::new(store.clone(), settings.clone());
+    let scorer = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
+    // CPU time of the whole process, ms: the sum over its threads of the
+    // run time the scheduler accounts (/proc/self/task/*/schedstat, updated
+    // at least every tick). On a shared, loaded machine it moves far less
+    // than the wall clock.
+    let cpu_ms = || -> f64 {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            / 1e6
+    };
+    // (leads scored, wall build, wall score, CPU build, CPU score) per scan.
+    let mut runs = Vec::new();
+    for f in fields {
+        put_field(store.as_ref(), &f).await;
+        let now = f.time + Duration::minutes(1);
+        let (started, cpu0) = (std::time::Instant::now(), cpu_ms());
+        let Some(n) = plain.update(RADAR, now).await.unwrap().nowcast().cloned() else {
+            continue;
+        };
+        let (built, built_cpu) = (started.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
+        scorer.keep_observed(&n);
+        let (started, cpu0) = (std::time::Instant::now(), cpu_ms());
+        let leads = scorer.score_scan(&n, now).await.unwrap().unwrap_or(0);
+        let (score, score_c) = (started.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
+        runs.push((leads, built, score, built_cpu, score_c));
+    }
+    // Only the scans that verify every lead count.
+    let all = runs.iter().map(|r| r.0).max().unwrap_or(0);
+    let full: Vec<_> = runs.iter().filter(|r| r.0 == all && all > 0).collect();
+    let mean = |pick: fn(&(usize, f64, f64, f64, f64)) -> f64| {
+        full.iter().map(|r| pick(r)).sum::<f64>() / full.len().max(1) as f64
+    };
+    (
+        mean(|r| r.1),
+        mean(|r| r.2),
+        mean(|r| r.3),
+        mean(|r| r.4),
+        full.len(),
+        all,
+    )
+}
+
+fn print_cost(what: &str, c: (f64, f64, f64, f64, usize, usize)) {
+    let (build, score, build_cpu, score_cpu, scans, leads) = c;
+    println!(
+        "{what}, {leads} leads, {scans} scans: build+store {build:.1} ms, score {score:.1} ms, \
+         ratio {:.3}; process CPU: build+store {build_cpu:.1} ms, score {score_cpu:.1} ms, \
+         ratio {:.3}",
+        score / build,
+        score_cpu / build_cpu
+    );
+}
+
 /// The cost of live skill against the cost of the nowcast, on a 512 × 512
 /// grid of 1 km with leads every 5 min to 60 min (12 leads). Run with
 /// `cargo test -p raincast-nowcast --lib live_skill_cost -- --ignored --nocapture`;
@@ -940,68 +1014,42 @@ async fn live_skill_cost_on_512x512() {
     )
     .unwrap();
     // Rain cells drifting east-north-east; no data outside a 250 km disk.
-    let field = raincast_algorithms::synth::skill_cost_field;
-    let dir = TempDir::new("raincast-skill-cost");
-    let store = store(&dir).await;
-    let settings = NowcastSettings {
-        max_lead_min: 60,
-        ..NowcastSettings::default()
+    let fields = (0..22).map(|k| RainField {
+        grid: g.clone(),
+        time: time(k),
+        rate_mm_h: raincast_algorithms::synth::skill_cost_field(k),
+    });
+    let cost = live_skill_cost(fields, 60).await;
+    print_cost("512x512", cost);
+    assert!(cost.4 >= 3 && cost.5 == 12, "{} fully scored scans", cost.4);
+}
+
+/// The same measure on the real radar days of `../shared/data` (each day's
+/// scans decoded and prepped as `raincast verify` does, leads every scan
+/// interval to 60 min). Run with
+/// `cargo test --release -p raincast-nowcast --lib live_skill_cost_on_shared_days -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run by hand"]
+async fn live_skill_cost_on_shared_days() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
     };
-    let plain = NowcastService::new(store.clone(), settings.clone());
-    let scorer = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
-    // CPU time of the whole process, ms: the sum over its threads of the
-    // run time the scheduler accounts (/proc/self/task/*/schedstat, updated
-    // at least every tick). On a shared, loaded machine it moves far less
-    // than the wall clock.
-    let cpu_ms = || -> f64 {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            / 1e6
-    };
-    let (mut build_ms, mut score_ms, mut scored) = (Vec::new(), Vec::new(), 0);
-    let (mut build_cpu, mut score_cpu) = (Vec::new(), Vec::new());
-    for k in 0..22 {
-        let f = RainField {
-            grid: g.clone(),
-            time: time(k),
-            rate_mm_h: field(k),
-        };
-        put_field(store.as_ref(), &f).await;
-        let now = time(k) + Duration::minutes(1);
-        let (started, cpu0) = (std::time::Instant::now(), cpu_ms());
-        let Some(n) = plain.update(RADAR, now).await.unwrap().nowcast().cloned() else {
-            continue;
-        };
-        let (built, built_cpu) = (started.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
-        // What the spawned scoring task does: keep the observed field, score.
-        scorer.keep_observed(&n);
-        let (started, cpu0) = (std::time::Instant::now(), cpu_ms());
-        let leads = scorer.score_scan(&n, now).await.unwrap();
-        let (score, score_c) = (started.elapsed().as_secs_f64() * 1000.0, cpu_ms() - cpu0);
-        // Only scans verifying all 12 leads count (from the 12th nowcast on).
-        if leads == Some(12) {
-            build_ms.push(built);
-            score_ms.push(score);
-            build_cpu.push(built_cpu);
-            score_cpu.push(score_c);
-            scored += 1;
-        }
+    for day in ["bom/02", "mch/20160711", "odim/rmi/20210704"] {
+        let dir = data.join(day);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let fields = files.into_iter().map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let name = p.file_name().and_then(|n| n.to_str());
+            let scan = raincast_algorithms::decode::decode(&bytes, name, None)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            raincast_algorithms::prep::prep(&scan, &Default::default())
+        });
+        let cost = live_skill_cost(fields, 60).await;
+        print_cost(day, cost);
+        assert!(cost.4 >= 3, "{day}: {} fully scored scans", cost.4);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    println!(
-        "512x512, 12 leads, {scored} scans: build+store {:.1} ms, score {:.1} ms, ratio {:.3}",
-        mean(&build_ms),
-        mean(&score_ms),
-        mean(&score_ms) / mean(&build_ms)
-    );
-    println!(
-        "process CPU: build+store {:.1} ms, score {:.1} ms, ratio {:.3}",
-        mean(&build_cpu),
-        mean(&score_cpu),
-        mean(&score_cpu) / mean(&build_cpu)
-    );
-    assert!(scored >= 3, "{scored} fully scored scans");
 }
