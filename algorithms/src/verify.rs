@@ -1554,11 +1554,8 @@ pub fn verify_series(
             .map(|f| (*f).clone())
             .collect();
         let mut ext_cfg = cfg.nowcast;
-        if let Some(x) = std::env::var("RC_SIGMA").ok().and_then(|x| x.parse().ok()) {
-            ext_cfg.motion.final_smooth_sigma_km = x;
-        }
         ext_cfg.smoothing = Smoothing::None;
-        let mut rc_cfg = ext_cfg;
+        let mut rc_cfg = cfg.nowcast;
         rc_cfg.smoothing = Smoothing::Sprog;
         let wanted_leads: Vec<u32> = wanted.iter().map(|k| leads[*k]).collect();
         let run = || -> Result<_, crate::nowcast::NowcastError> {
@@ -1625,15 +1622,6 @@ pub fn verify_series(
                     ms.far[t].add(*far);
                 }
                 ms.fss.add(s.fss);
-                if std::env::var("RC_DIAG").is_ok() && m > 0 {
-                    eprintln!(
-                        "CASE {} lead {} m {} csi1 {:.4}",
-                        times[base],
-                        leads[k],
-                        m,
-                        s.categorical[1].0.unwrap_or(f64::NAN)
-                    );
-                }
                 ms.mae.add(s.mae);
             }
             row.reliability

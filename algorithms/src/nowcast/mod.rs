@@ -363,50 +363,12 @@ impl<'a> NowcastInput<'a> {
         let (rows, cols) = latest.grid.shape();
         let source = if sprog {
             let n = self.frames.len();
-            // EXPERIMENT (session 11, branch s11-sprog; removed in the next
-            // commit): environment switches read by a scratch build of
-            // `raincast verify`, see docs/PERFORMANCE.md "Nowcast skill",
-            // session 11. RC_SIGMA=km (verify.rs): the motion's final
-            // smoothing; RC_CORR=sigma:km: the lag correlations from the
-            // same frames' motion smoothed at km; RC_CORR=oos[:km]: from the
-            // motion of the frames before the latest (one-step hold-out);
-            // RC_CORR_A1: the advected previous fields (a1) from that motion
-            // too; RC_AR1: AR(1) per level; RC_REALROOT: pysteps'
-            // adjust_lag2_corrcoef2 bound; RC_DIAG: per-level correlations
-            // and per-case CSI on stderr.
-            let corr_disp: Option<Vec<Displacement>> =
-                match std::env::var("RC_CORR").ok().as_deref() {
-                    Some(m) if m.starts_with("sigma:") => {
-                        let mut mc = self.cfg.motion;
-                        mc.final_smooth_sigma_km = m[6..].parse().unwrap_or(25.0);
-                        let views: Vec<ArrayView2<f32>> =
-                            self.frames.iter().map(|f| f.rate_mm_h.view()).collect();
-                        let cell_km = (latest.grid.cell_m() / 1000.0) as f32;
-                        let mo = motion::estimate(&views, cell_km, &mc)?;
-                        Some(displacements(&mo, &[1.0, 2.0])?)
-                    }
-                    Some(m) if m.starts_with("oos") => {
-                        let mut mc = self.cfg.motion;
-                        if let Some(x) = m.strip_prefix("oos:") {
-                            mc.final_smooth_sigma_km = x.parse().unwrap_or(25.0);
-                        }
-                        let views: Vec<ArrayView2<f32>> = self.frames[..n - 1]
-                            .iter()
-                            .map(|f| f.rate_mm_h.view())
-                            .collect();
-                        let cell_km = (latest.grid.cell_m() / 1000.0) as f32;
-                        let mo = motion::estimate(&views, cell_km, &mc)?;
-                        Some(displacements(&mo, &[1.0, 2.0])?)
-                    }
-                    _ => None,
-                };
             let sp = Sprog::new(
                 &self.frames[n - 1].rate_mm_h.view(),
                 &self.frames[n - 2].rate_mm_h.view(),
                 &self.frames[n - 3].rate_mm_h.view(),
                 &disp[n_leads],
                 &disp[n_leads + 1],
-                corr_disp.as_ref().map(|d| (&d[0], &d[1])),
                 &self.cfg,
             );
             LeadSource::Sprog(Box::new(sp))
@@ -589,7 +551,6 @@ pub mod stages {
             &input.frames[n - 3].rate_mm_h.view(),
             &lags[0],
             &lags[1],
-            None,
             &input.cfg,
         ))
     }

@@ -226,10 +226,7 @@ pub(crate) fn ar2_params(r1: f32, r2: f32) -> (f32, f32) {
     }
     let r1 = (r1 as f64).min(0.999);
     // Rain decorrelates: r2 ≤ r1; and the stationary range.
-    let mut r2 = (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6);
-    if std::env::var("RC_REALROOT").is_ok() {
-        r2 = r2.max((3.0 * r1 * r1 - 2.0 + 2.0 * (1.0 - r1 * r1).powf(1.5)) / (r1 * r1));
-    }
+    let r2 = (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6);
     let den = 1.0 - r1 * r1;
     (
         (r1 * (1.0 - r2) / den) as f32,
@@ -590,7 +587,6 @@ impl Sprog {
         prev2: &ArrayView2<f32>,
         d1: &Displacement,
         d2: &Displacement,
-        corr_disp: Option<(&Displacement, &Displacement)>,
         cfg: &NowcastConfig,
     ) -> Self {
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
@@ -636,49 +632,8 @@ impl Sprog {
             tmp = src.data;
             Img { rows, cols, data }
         };
-        let (d1, d2) = match corr_disp {
-            Some(c) if std::env::var("RC_CORR_A1").is_ok() => c,
-            _ => (d1, d2),
-        };
         let x1 = advected(prev1, d1);
         let x2 = advected(prev2, d2);
-        // SCRATCH: alternative correlations.
-        let alt_corr: Option<Vec<(Option<f32>, Option<f32>)>> = corr_disp.map(|(c1, c2)| {
-            let y1 = advected(prev1, c1);
-            let y2 = advected(prev2, c2);
-            let m0: Vec<bool> = x0
-                .data
-                .iter()
-                .zip(&y1.data)
-                .zip(&y2.data)
-                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
-                .collect();
-            let mut ms = vec![m0];
-            let (mut mr, mut mc) = (rows, cols);
-            for _ in 0..n_bands {
-                let m = &ms[ms.len() - 1];
-                let (r2, c2) = (mr.div_ceil(2), mc.div_ceil(2));
-                let mut next = Vec::with_capacity(r2 * c2);
-                for i in 0..r2 {
-                    next.extend((0..c2).map(|j| m[2 * i * mc + 2 * j]));
-                }
-                ms.push(next);
-                (mr, mc) = (r2, c2);
-            }
-            let pyr = |mut img: Img| {
-                push_pull_fill(&mut img, floor);
-                laplacian_levels(img, n_bands)
-            };
-            let p0 = pyr(x0.clone());
-            let p1 = pyr(y1);
-            let p2 = pyr(y2);
-            p0.iter()
-                .zip(&p1)
-                .zip(&p2)
-                .enumerate()
-                .map(|(k, ((a, b), c))| level_stats(a, b, c, &ms[k]).corrs)
-                .collect()
-        });
         drop(tmp);
         // Correlations over the cells known in all three fields; the mask at
         // each level is the cells the REDUCE samples sit on.
@@ -715,20 +670,7 @@ impl Sprog {
         let mut rho = Vec::with_capacity(l0.len());
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
             let stats = level_stats(&a, &b, &c, &masks[k]);
-            let (r1, r2) = match &alt_corr {
-                Some(v) => v[k],
-                None => stats.corrs,
-            };
-            if std::env::var("RC_DIAG").is_ok() {
-                let f = |x: Option<f32>| x.unwrap_or(f32::NAN);
-                eprintln!(
-                    "DIAG level {k} in {:.4} {:.4} used {:.4} {:.4}",
-                    f(stats.corrs.0),
-                    f(stats.corrs.1),
-                    f(r1),
-                    f(r2)
-                );
-            }
+            let (r1, r2) = stats.corrs;
             drop(c);
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
             rho.push((r1, r2));
@@ -752,11 +694,7 @@ impl Sprog {
                 a0,
                 a1: anomaly(b, m1, s1),
                 mean: m0,
-                phi: if std::env::var("RC_AR1").is_ok() {
-                    (r1.clamp(0.0, 0.999), 0.0)
-                } else {
-                    ar2_params(r1, r2)
-                },
+                phi: ar2_params(r1, r2),
             });
         }
         Self {
