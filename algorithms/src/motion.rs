@@ -62,8 +62,10 @@
 //! [`MotionConfig::final_smooth_sigma_km`] stays a fixed 25 km: on the four
 //! shared radar days, 12.5 km helped two and hurt two, and 50 km hurt
 //! three (docs/PERFORMANCE.md, "Issue 16: motion"), so neither is a
-//! principled change; a scale chosen from the data per nowcast is still to
-//! be tried.
+//! principled change; a scale chosen per nowcast by a one-step hold-out
+//! behaved like 12.5 km (session 10), and why the S-PROG forecast does not
+//! gain from the finer motion is in docs/PERFORMANCE.md, "Nowcast skill",
+//! session 11.
 //!
 //! Degenerate inputs never panic: frames with no rain, or only no data, give a
 //! zero field; rain touching the domain edge is fine because equations whose

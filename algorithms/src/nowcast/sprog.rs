@@ -786,6 +786,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ar2_of_a_coarse_level_continues_the_lagrangian_trend() {
+        // The coarse levels' correlations on the shared radar days are about
+        // (0.995–0.999, 0.983–0.996): r1 is capped at 0.999 and r2 raised to
+        // the stationary bound, and over 12 steps (one hour at 5 min) the
+        // AR(2) is nearly a linear extrapolation of the last Lagrangian
+        // change, z(n) ≈ z(0) + n·(z(0) − z(−1)) (docs/PERFORMANCE.md,
+        // "Nowcast skill", session 11). pysteps' real-root bound on r2
+        // (adjust_lag2_corrcoef2) would damp it to about (7.6, −6.7).
+        let (a, b) = ar2_coefficients(ar2_params(0.999, 0.995), 12.0);
+        assert!(a > 12.0 && b < -11.0, "{a} {b}");
+        assert!((a + b - 0.848).abs() < 0.01, "{a} {b}");
+        // A fine level with the correlations of an AR(1) forgets: 0.5^12.
+        let (a, b) = ar2_coefficients(ar2_params(0.5, 0.25), 12.0);
+        assert!(a.abs() < 1e-3 && b.abs() < 1e-3, "{a} {b}");
+    }
+
+    #[test]
     fn ar2_yule_walker() {
         // The AR(2) recursion reproduces the lag-2 correlation it was fitted to.
         let (p1, p2) = ar2_params(0.9, 0.8);
