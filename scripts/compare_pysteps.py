@@ -21,6 +21,13 @@ one radar it:
      same motion, ``sprog.forecast`` with ``--sprog-levels`` cascade levels
      (default 6), AR(2), precipitation threshold -10 dBR, pysteps' defaults
      otherwise (FFT, Gaussian band-pass, CDF probability matching);
+   * **pysteps ANVIL** (only with ``--anvil``): ``nowcasts.get_method("anvil")``
+     on rain rate, as its docs recommend (the 4 past scans it needs for its
+     default ARI(2,1), rates below 0.1 mm/h and no data set to 0), the same
+     LK motion as S-PROG, pysteps' defaults otherwise (6 levels, AR window
+     radius 50 cells, rain-rate mask). With ``--anvil`` a start time also
+     needs the scan before the 3 past scans, so the first start time of the
+     day drops out for every method; the others still get 3 scans;
    * **Raincast**: ``raincast nowcast`` on the same 3 files with ``--leads`` =
      every scan interval up to ``--max-lead``, reading its ``lead_MMM.npy``
      (the default S-PROG-like smoothing), and again with
@@ -67,7 +74,8 @@ scipy)::
     --max-lead MIN      longest lead (default 60)
     --report-leads L    leads shown in the summary table (default 30,60)
     --threads N         threads for every method (default 1)
-    --no-pysteps        skip both pysteps methods (quick runs)
+    --no-pysteps        skip every pysteps method (quick runs)
+    --anvil             add pysteps ANVIL (see above; off by default)
     --timing-only       speed and peak memory only (see above), with
                         --leads 15,30,45,60 and --repeats 5
 
@@ -112,13 +120,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 import numpy as np  # noqa: E402
 from scipy.ndimage import uniform_filter  # noqa: E402
 
-METHODS = ["persistence", "opencv_dis", "pysteps_lk_sl", "pysteps_sprog", "raincast_none",
-           "raincast"]
+METHODS = ["persistence", "opencv_dis", "pysteps_lk_sl", "pysteps_sprog", "pysteps_anvil",
+           "raincast_none", "raincast"]
 LABELS = {
     "persistence": "persistence",
     "opencv_dis": "OpenCV DIS (ultrafast) + `cv2.remap`",
     "pysteps_lk_sl": "pysteps LK + semi-Lagrangian",
     "pysteps_sprog": "pysteps S-PROG",
+    "pysteps_anvil": "pysteps ANVIL (rain rate, ARI(2,1))",
     "raincast_none": "Raincast, no smoothing (`--smoothing none`)",
     "raincast": "Raincast (default)",
 }
@@ -156,14 +165,14 @@ def prep_all(raincast, files, tmp):
     return scans
 
 
-def cases_of(scans, step_s, n_leads):
-    """Index lists [t-2, t-1, t, t+1, ..., t+n_leads] (in scan steps) of every
-    start scan t that has all of them."""
+def cases_of(scans, step_s, n_leads, n_past=3):
+    """Index lists [t-n_past+1, ..., t, t+1, ..., t+n_leads] (in scan steps) of
+    every start scan t that has all of them."""
     by_time = {int(s["time"].timestamp()): k for k, s in enumerate(scans)}
     cases = []
     for s in scans:
         t = int(s["time"].timestamp())
-        idx = [by_time.get(t + j * step_s) for j in range(-2, n_leads + 1)]
+        idx = [by_time.get(t + j * step_s) for j in range(1 - n_past, n_leads + 1)]
         if all(k is not None for k in idx):
             cases.append(idx)
     return cases
@@ -253,7 +262,9 @@ def run_opencv(frames, n_leads):
     return out, time.perf_counter() - t0
 
 
-def run_pysteps(frames, n_leads, sprog, sprog_levels):
+def run_pysteps(frames, n_leads, sprog, sprog_levels, anvil_frames=None):
+    """pysteps LK+SL and S-PROG on ``frames`` (3 scans), and ANVIL on
+    ``anvil_frames`` (4 scans ending with the same 3) unless it is None."""
     from pysteps import nowcasts
     from pysteps.motion.lucaskanade import dense_lucaskanade
 
@@ -283,6 +294,13 @@ def run_pysteps(frames, n_leads, sprog, sprog_levels):
         )
         out["pysteps_sprog"] = from_dbr(fc)
         times["pysteps_sprog"] = t_motion + time.perf_counter() - t2
+    if anvil_frames is not None:
+        t3 = time.perf_counter()
+        rate = np.stack(anvil_frames).astype(np.float64)
+        rate[~np.isfinite(rate) | (rate < 0.1)] = 0.0
+        method = nowcasts.get_method("anvil")
+        out["pysteps_anvil"] = method(rate, velocity, n_leads, ar_order=2)
+        times["pysteps_anvil"] = t_motion + time.perf_counter() - t3
     return out, times
 
 
@@ -364,6 +382,7 @@ def main():
     ap.add_argument("--max-cases", type=int, default=0, help="0 = all")
     ap.add_argument("--no-sprog", action="store_true")
     ap.add_argument("--no-pysteps", action="store_true")
+    ap.add_argument("--anvil", action="store_true", help="add pysteps ANVIL (4 past scans)")
     ap.add_argument("--sprog-levels", type=int, default=6)
     ap.add_argument("--report-leads", default="30,60")
     ap.add_argument("--threads", default="1", help="read before numpy is imported")
@@ -395,18 +414,21 @@ def main():
         leads = [(j + 1) * step_s // 60 for j in range(n_leads)]
         if any((j + 1) * step_s % 60 for j in range(n_leads)):
             sys.exit(f"scan interval {step_s} s is not a whole number of minutes")
-        cases = cases_of(scans, step_s, n_leads)
+        n_past = 4 if args.anvil else 3  # ANVIL's ARI(2,1) needs ar_order + 2 scans
+        cases = cases_of(scans, step_s, n_leads, n_past)
         all_cases = len(cases)
         if args.max_cases and len(cases) > args.max_cases:
             pick = np.linspace(0, len(cases) - 1, args.max_cases).round().astype(int)
             cases = [cases[i] for i in sorted(set(pick))]
-        print(f"{len(scans)} scans every {step_s} s; {all_cases} start times with 3 past "
+        print(f"{len(scans)} scans every {step_s} s; {all_cases} start times with {n_past} past "
               f"scans and {args.max_lead} min of future; scoring {len(cases)}", file=sys.stderr)
         skip = set()
         if args.no_sprog or args.no_pysteps:
             skip.add("pysteps_sprog")
         if args.no_pysteps:
             skip.add("pysteps_lk_sl")
+        if args.no_pysteps or not args.anvil:
+            skip.add("pysteps_anvil")
         methods = [m for m in METHODS if m not in skip]
         scores = {mask: {m: [Score() for _ in leads] for m in methods} for mask in ("common", "own")}
         # Motion + every lead, ms, without file I/O (see the module docs).
@@ -414,6 +436,8 @@ def main():
         started = time.perf_counter()
         failed = []
         for n, idx in enumerate(cases):
+            older = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:n_past - 3]]
+            idx = idx[n_past - 3:]  # from here on: [t-2, t-1, t, t+1, ...] as without --anvil
             past = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:3]]
             obs = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[3:]]
             fcs = {"persistence": np.stack([past[-1]] * n_leads)}
@@ -423,7 +447,8 @@ def main():
             if not args.no_pysteps:
                 with contextlib.redirect_stdout(io.StringIO()):  # pysteps' progress prints
                     py, py_t = run_pysteps(past, n_leads, "pysteps_sprog" in methods,
-                                           args.sprog_levels)
+                                           args.sprog_levels,
+                                           older + past if "pysteps_anvil" in methods else None)
                 fcs.update(py)
                 for m, t in py_t.items():
                     compute_ms[m].append(1e3 * t)
@@ -461,8 +486,8 @@ def main():
         "threads": THREADS,
         "start_times_available": all_cases,
         "cases": len(cases) - len(failed),
-        "first_start": scans[cases[0][2]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "last_start": scans[cases[-1][2]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "first_start": scans[cases[0][n_past - 1]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "last_start": scans[cases[-1][n_past - 1]]["time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
         "failed_cases": failed,
         "threshold_mm_h": args.threshold,
         "fss_window": args.fss_window,
@@ -472,6 +497,8 @@ def main():
                    for mask, d in scores.items()},
         "compute_ms_median": {m: float(np.median(v)) for m, v in compute_ms.items() if v},
     }
+    if args.anvil:
+        result["past_scans_required"] = n_past
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(result, fh, indent=1)
@@ -487,7 +514,7 @@ def main():
           f"{args.threshold:g} mm/h at " + " / ".join(f"{leads[j]}" for j in cols) + " min |")
     print("|---|---|---|")
     order = ["opencv_dis", "raincast", "raincast_none", "pysteps_lk_sl", "pysteps_sprog",
-             "persistence"]
+             "pysteps_anvil", "persistence"]
     for m in [m for m in order if m in methods]:
         ms = result["compute_ms_median"].get(m)
         t = "–" if ms is None else f"{ms:.1f}"
