@@ -934,183 +934,7 @@ impl SkillStream {
     /// when a length differs, the count of forecasts differs or every row
     /// was pushed already.
     pub fn push_row(&mut self, obs: &[f32], forecasts: &[(&[f32], Option<&[f32]>)]) -> Option<()> {
-        let cols = self.cols;
-        if self.pushed >= self.rows
-            || obs.len() != cols
-            || forecasts.len() != self.n
-            || forecasts
-                .iter()
-                .any(|(f, p)| f.len() != cols || p.is_some_and(|p| p.len() != cols))
-        {
-            return None;
-        }
-        let r = self.pushed;
-        let m = self.n + 1;
-        let slot = r % self.slots;
-        // The slot's previous row left the window sums already: clear it.
-        let old = self.span[slot];
-        let ev = &mut self.ev[slot * m * cols..(slot + 1) * m * cols];
-        if old.0 <= old.1 {
-            for k in 0..m {
-                ev[k * cols + old.0..=k * cols + old.1].fill(0);
-            }
-        }
-        let pair = &mut self.pair[slot * cols..(slot + 1) * cols];
-        let spec = self.spec;
-        let lowest = self.lowest;
-        let nb = SKILL_BINS as f32;
-        let th = SKILL_CSI_THRESHOLDS_MM_H;
-        let mut span = NO_SPAN;
-        for c0 in (0..cols).step_by(L) {
-            let width = L.min(cols - c0);
-            // Known and dry pairs as 0/1 lanes (a comparison with NaN is
-            // false, so a dry cell is a known one; lanes past the row are
-            // NaN).
-            let o = lanes_of(obs, c0, f32::NAN);
-            let mut known = [0u32; L];
-            let mut quiet = [0u32; L];
-            for j in 0..L {
-                known[j] = o[j].is_finite() as u32;
-                quiet[j] = (o[j] < lowest) as u32;
-            }
-            for (f, p) in forecasts {
-                let f = lanes_of(f, c0, f32::NAN);
-                for j in 0..L {
-                    known[j] &= f[j].is_finite() as u32;
-                    quiet[j] &= (f[j] < lowest) as u32;
-                }
-                if let Some(p) = p {
-                    let p = lanes_of(p, c0, f32::NAN);
-                    for j in 0..L {
-                        quiet[j] &= (p[j] == 0.0) as u32;
-                    }
-                }
-            }
-            // A -inf rate is below every threshold but not known: only
-            // known pairs are dry.
-            for j in 0..L {
-                quiet[j] &= known[j];
-            }
-            for (d, k) in pair[c0..c0 + width].iter_mut().zip(known) {
-                *d = k as u8;
-            }
-            let dry: u32 = quiet.iter().sum();
-            if dry == known.iter().sum::<u32>() {
-                self.dry += dry as u64;
-                continue;
-            }
-            let mut oe = [[0u32; L]; 3];
-            for (t, th) in th.into_iter().enumerate() {
-                for j in 0..L {
-                    oe[t][j] = known[j] & (o[j] >= th) as u32;
-                    self.obs_events[t][j] += oe[t][j];
-                }
-            }
-            let mut any = [0u32; L];
-            let mut owet = [0u32; L];
-            let mut event = [0u32; L];
-            let mut o64 = [0f64; L];
-            for j in 0..L {
-                any[j] = known[j] & (o[j] >= spec.fss_threshold) as u32;
-                owet[j] = (o[j] >= spec.wet_mm_h) as u32;
-                event[j] = known[j] & (o[j] >= spec.prob_threshold) as u32;
-                o64[j] = o[j] as f64;
-            }
-            for (d, e) in ev[c0..c0 + width].iter_mut().zip(any) {
-                *d = e as u8;
-            }
-            for (k, ((f, p), acc)) in forecasts.iter().zip(&mut self.lanes).enumerate() {
-                let f = lanes_of(f, c0, f32::NAN);
-                for (t, th) in th.into_iter().enumerate() {
-                    for j in 0..L {
-                        let fe = known[j] & (f[j] >= th) as u32;
-                        acc.fcst_events[t][j] += fe;
-                        acc.hits[t][j] += fe & oe[t][j];
-                    }
-                }
-                let mut fev = [0u32; L];
-                for j in 0..L {
-                    let wet = known[j] & ((f[j] >= spec.wet_mm_h) as u32 | owet[j]);
-                    acc.wet[j] += wet;
-                    let d = (f[j] as f64 - o64[j]).abs();
-                    acc.abs_err[j] += if wet != 0 { d } else { 0.0 };
-                    fev[j] = known[j] & (f[j] >= spec.fss_threshold) as u32;
-                    any[j] |= fev[j];
-                }
-                let row = &mut ev[(k + 1) * cols + c0..(k + 1) * cols + c0 + width];
-                for (d, e) in row.iter_mut().zip(fev) {
-                    *d = e as u8;
-                }
-                let Some(p) = p else {
-                    // Yes/no: the probability is 0 or 1, so every f64 sum
-                    // of its pairs is an integer, counted.
-                    for j in 0..L {
-                        let yes = known[j] & (f[j] >= spec.prob_threshold) as u32;
-                        acc.brier_cells[j] += known[j];
-                        acc.wrong[j] += yes ^ event[j];
-                        acc.yes[j] += yes;
-                        acc.rel_cells[SKILL_BINS - 1][j] += yes;
-                        acc.rel_events[SKILL_BINS - 1][j] += yes & event[j];
-                        acc.rel_cells[0][j] += known[j] ^ yes;
-                        acc.rel_events[0][j] += event[j] & (yes ^ 1);
-                    }
-                    continue;
-                };
-                let p = lanes_of(p, c0, f32::NAN);
-                let mut valid = [0u32; L];
-                let mut pc = [0f32; L];
-                for j in 0..L {
-                    valid[j] = known[j] & p[j].is_finite() as u32;
-                    // Invalid lanes: 0, so that every lane is finite.
-                    pc[j] = if valid[j] != 0 {
-                        p[j].clamp(0.0, 1.0)
-                    } else {
-                        0.0
-                    };
-                }
-                for j in 0..L {
-                    let d = pc[j] as f64 - event[j] as f64;
-                    acc.brier_cells[j] += valid[j];
-                    acc.brier[j] += if valid[j] != 0 { d * d } else { 0.0 };
-                }
-                // The bin of each lane (-1: not valid), and the range of
-                // bins in the group.
-                let mut bin = [0i32; L];
-                for j in 0..L {
-                    let b = ((pc[j] * nb) as i32).min(SKILL_BINS as i32 - 1);
-                    bin[j] = if valid[j] != 0 { b } else { -1 };
-                }
-                let first_bin = bin
-                    .iter()
-                    .map(|b| if *b < 0 { SKILL_BINS as i32 } else { *b })
-                    .fold(SKILL_BINS as i32, i32::min);
-                let last_bin = bin.iter().fold(-1, |a, b| a.max(*b));
-                for b in first_bin..=last_bin {
-                    let rel_cells = &mut acc.rel_cells[b as usize];
-                    let rel_events = &mut acc.rel_events[b as usize];
-                    let rel_prob = &mut acc.rel_prob[b as usize];
-                    for j in 0..L {
-                        let hit = (bin[j] == b) as u32;
-                        rel_cells[j] += hit;
-                        rel_events[j] += hit & event[j];
-                        rel_prob[j] += if hit != 0 { p[j] as f64 } else { 0.0 };
-                    }
-                }
-            }
-            if any.iter().any(|e| *e != 0) {
-                span = (span.0.min(c0), c0 + width - 1);
-            }
-        }
-        self.span[slot] = span;
-        self.pushed += 1;
-        self.unflushed += 1;
-        if self.unflushed >= self.flush_rows {
-            self.flush();
-        }
-        if r >= self.hi {
-            self.emit(r - self.hi);
-        }
-        Some(())
+        push_row_in(self, obs, forecasts)
     }
 
     /// Moves the lanes' u32 counts into the u64 totals.
@@ -1146,128 +970,9 @@ impl SkillStream {
         }
     }
 
-    /// Adds (`true`) or removes row `r`'s events to or from the column sums.
-    fn slide(&mut self, r: usize, add: bool) {
-        let (cols, m) = (self.cols, self.n + 1);
-        let slot = r % self.slots;
-        let (a, b) = self.span[slot];
-        if a > b {
-            return;
-        }
-        for k in 0..m {
-            let ev = &self.ev[(slot * m + k) * cols + a..=(slot * m + k) * cols + b];
-            let sum = &mut self.colsum[k * cols + a..=k * cols + b];
-            for (s, e) in sum.iter_mut().zip(ev) {
-                *s = if add { *s + *e as u32 } else { *s - *e as u32 };
-            }
-        }
-    }
-
     /// Adds the FSS terms of row `r` (rows up to `r + hi` pushed).
     fn emit(&mut self, r: usize) {
-        self.emitted = r + 1;
-        let cols = self.cols;
-        if cols == 0 {
-            return;
-        }
-        let want_bottom = (r + self.hi + 1).min(self.rows);
-        while self.bottom < want_bottom {
-            self.slide(self.bottom, true);
-            self.bottom += 1;
-        }
-        let want_top = r.saturating_sub(self.lo);
-        while self.top < want_top {
-            self.slide(self.top, false);
-            self.top += 1;
-        }
-        let hull = (self.top..self.bottom)
-            .map(|k| self.span[k % self.slots])
-            .fold(NO_SPAN, |h, s| (h.0.min(s.0), h.1.max(s.1)));
-        if hull.0 > hull.1 {
-            return;
-        }
-        let (lo, hi) = (self.lo, self.hi);
-        let window = lo + hi + 1;
-        // Cells whose window can hold an event, widened to whole groups of
-        // `L` cells (the others have no event in their window: they would
-        // add 0.0), and the columns their windows cover.
-        let first = hull.0.saturating_sub(hi);
-        let first = first - first % L;
-        let end = (((hull.1 + lo).min(cols - 1) / L + 1) * L).min(cols);
-        let (a, b) = (first.saturating_sub(lo), (end - 1 + window - lo).min(cols));
-        let m = self.n + 1;
-        let w = cols + 1;
-        for k in 0..m {
-            let pre = &mut self.pre[k * w..(k + 1) * w];
-            let sum = &self.colsum[k * cols..(k + 1) * cols];
-            // A running sum in a register, not a load of the previous
-            // entry (a chain through memory).
-            let mut acc = 0;
-            pre[a] = 0;
-            for (p, s) in pre[a + 1..=b].iter_mut().zip(&sum[a..b]) {
-                acc += s;
-                *p = acc;
-            }
-        }
-        // Per field, the event count of the window of each cell of
-        // `first..end`: where the window lies inside the row (columns
-        // `c − lo .. c − lo + window`) from two shifted slices, at the
-        // row's ends one by one.
-        let inner0 = first.max(lo);
-        let inner_end = end.min((cols + lo + 1).saturating_sub(window));
-        for k in 0..m {
-            let pre = &self.pre[k * w..(k + 1) * w];
-            let count = &mut self.count[k * cols..(k + 1) * cols];
-            if inner0 < inner_end {
-                let n = inner_end - inner0;
-                let (low, high) = (inner0 - lo, inner0 - lo + window);
-                for ((x, h), l) in count[inner0..inner_end]
-                    .iter_mut()
-                    .zip(&pre[high..high + n])
-                    .zip(&pre[low..low + n])
-                {
-                    *x = h - l;
-                }
-            }
-            for c in (first..end).filter(|c| !(inner0..inner_end).contains(c)) {
-                let (c0, c1) = (c.saturating_sub(lo), (c + window - lo).min(cols));
-                count[c] = pre[c1] - pre[c0];
-            }
-        }
-        let slot = r % self.slots;
-        let pair = &self.pair[slot * cols..(slot + 1) * cols];
-        let frac = &self.frac;
-        let count = &self.count;
-        for g in (first..end).step_by(L) {
-            let width = L.min(end - g);
-            // Lanes without a pair, or past the row, add 0.0.
-            let mut take = [false; L];
-            let mut po = [0f64; L];
-            for j in 0..width {
-                take[j] = pair[g + j] != 0;
-                po[j] = if take[j] {
-                    frac[count[g + j] as usize]
-                } else {
-                    0.0
-                };
-            }
-            for (k, acc) in self.lanes.iter_mut().enumerate() {
-                let count = &count[(k + 1) * cols..(k + 2) * cols];
-                let mut pf = [0f64; L];
-                for j in 0..width {
-                    pf[j] = if take[j] {
-                        frac[count[g + j] as usize]
-                    } else {
-                        0.0
-                    };
-                }
-                for j in 0..L {
-                    let d = pf[j] - po[j];
-                    acc.fss_num[j] += d * d;
-                    acc.fss_den[j] += pf[j] * pf[j] + po[j] * po[j];
-                }
-            }
-        }
+        emit_in(self, r);
     }
 
     /// The sums, once every row is pushed (`None` before).
@@ -1298,6 +1003,322 @@ impl SkillStream {
             (s.fss_num, s.fss_den) = (lane_sum(&a.fss_num), lane_sum(&a.fss_den));
         }
         Some(self.out)
+    }
+}
+
+/// The body of [`SkillStream::push_row`] (a free function: `multiversion`
+/// clones free functions only), compiled twice and picked at run time: AVX2
+/// and FMA where the CPU has them (plain arithmetic, never `mul_add`, so
+/// the same bits), the baseline otherwise.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn push_row_in(
+    s: &mut SkillStream,
+    obs: &[f32],
+    forecasts: &[(&[f32], Option<&[f32]>)],
+) -> Option<()> {
+    let cols = s.cols;
+    if s.pushed >= s.rows
+        || obs.len() != cols
+        || forecasts.len() != s.n
+        || forecasts
+            .iter()
+            .any(|(f, p)| f.len() != cols || p.is_some_and(|p| p.len() != cols))
+    {
+        return None;
+    }
+    let r = s.pushed;
+    let m = s.n + 1;
+    let slot = r % s.slots;
+    // The slot's previous row left the window sums already: clear it.
+    let old = s.span[slot];
+    let ev = &mut s.ev[slot * m * cols..(slot + 1) * m * cols];
+    if old.0 <= old.1 {
+        for k in 0..m {
+            ev[k * cols + old.0..=k * cols + old.1].fill(0);
+        }
+    }
+    let pair = &mut s.pair[slot * cols..(slot + 1) * cols];
+    let spec = s.spec;
+    let lowest = s.lowest;
+    let nb = SKILL_BINS as f32;
+    let th = SKILL_CSI_THRESHOLDS_MM_H;
+    let mut span = NO_SPAN;
+    for c0 in (0..cols).step_by(L) {
+        let width = L.min(cols - c0);
+        // Known and dry pairs as 0/1 lanes (a comparison with NaN is
+        // false, so a dry cell is a known one; lanes past the row are
+        // NaN).
+        let o = lanes_of(obs, c0, f32::NAN);
+        let mut known = [0u32; L];
+        let mut quiet = [0u32; L];
+        for j in 0..L {
+            known[j] = o[j].is_finite() as u32;
+            quiet[j] = (o[j] < lowest) as u32;
+        }
+        for (f, p) in forecasts {
+            let f = lanes_of(f, c0, f32::NAN);
+            for j in 0..L {
+                known[j] &= f[j].is_finite() as u32;
+                quiet[j] &= (f[j] < lowest) as u32;
+            }
+            if let Some(p) = p {
+                let p = lanes_of(p, c0, f32::NAN);
+                for j in 0..L {
+                    quiet[j] &= (p[j] == 0.0) as u32;
+                }
+            }
+        }
+        // A -inf rate is below every threshold but not known: only
+        // known pairs are dry.
+        for j in 0..L {
+            quiet[j] &= known[j];
+        }
+        for (d, k) in pair[c0..c0 + width].iter_mut().zip(known) {
+            *d = k as u8;
+        }
+        let dry: u32 = quiet.iter().sum();
+        if dry == known.iter().sum::<u32>() {
+            s.dry += dry as u64;
+            continue;
+        }
+        let mut oe = [[0u32; L]; 3];
+        for (t, th) in th.into_iter().enumerate() {
+            for j in 0..L {
+                oe[t][j] = known[j] & (o[j] >= th) as u32;
+                s.obs_events[t][j] += oe[t][j];
+            }
+        }
+        let mut any = [0u32; L];
+        let mut owet = [0u32; L];
+        let mut event = [0u32; L];
+        let mut o64 = [0f64; L];
+        for j in 0..L {
+            any[j] = known[j] & (o[j] >= spec.fss_threshold) as u32;
+            owet[j] = (o[j] >= spec.wet_mm_h) as u32;
+            event[j] = known[j] & (o[j] >= spec.prob_threshold) as u32;
+            o64[j] = o[j] as f64;
+        }
+        for (d, e) in ev[c0..c0 + width].iter_mut().zip(any) {
+            *d = e as u8;
+        }
+        for (k, ((f, p), acc)) in forecasts.iter().zip(&mut s.lanes).enumerate() {
+            let f = lanes_of(f, c0, f32::NAN);
+            for (t, th) in th.into_iter().enumerate() {
+                for j in 0..L {
+                    let fe = known[j] & (f[j] >= th) as u32;
+                    acc.fcst_events[t][j] += fe;
+                    acc.hits[t][j] += fe & oe[t][j];
+                }
+            }
+            let mut fev = [0u32; L];
+            for j in 0..L {
+                let wet = known[j] & ((f[j] >= spec.wet_mm_h) as u32 | owet[j]);
+                acc.wet[j] += wet;
+                let d = (f[j] as f64 - o64[j]).abs();
+                acc.abs_err[j] += if wet != 0 { d } else { 0.0 };
+                fev[j] = known[j] & (f[j] >= spec.fss_threshold) as u32;
+                any[j] |= fev[j];
+            }
+            let row = &mut ev[(k + 1) * cols + c0..(k + 1) * cols + c0 + width];
+            for (d, e) in row.iter_mut().zip(fev) {
+                *d = e as u8;
+            }
+            let Some(p) = p else {
+                // Yes/no: the probability is 0 or 1, so every f64 sum
+                // of its pairs is an integer, counted.
+                for j in 0..L {
+                    let yes = known[j] & (f[j] >= spec.prob_threshold) as u32;
+                    acc.brier_cells[j] += known[j];
+                    acc.wrong[j] += yes ^ event[j];
+                    acc.yes[j] += yes;
+                    acc.rel_cells[SKILL_BINS - 1][j] += yes;
+                    acc.rel_events[SKILL_BINS - 1][j] += yes & event[j];
+                    acc.rel_cells[0][j] += known[j] ^ yes;
+                    acc.rel_events[0][j] += event[j] & (yes ^ 1);
+                }
+                continue;
+            };
+            let p = lanes_of(p, c0, f32::NAN);
+            let mut valid = [0u32; L];
+            let mut pc = [0f32; L];
+            for j in 0..L {
+                valid[j] = known[j] & p[j].is_finite() as u32;
+                // Invalid lanes: 0, so that every lane is finite.
+                pc[j] = if valid[j] != 0 {
+                    p[j].clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+            }
+            for j in 0..L {
+                let d = pc[j] as f64 - event[j] as f64;
+                acc.brier_cells[j] += valid[j];
+                acc.brier[j] += if valid[j] != 0 { d * d } else { 0.0 };
+            }
+            // The bin of each lane (-1: not valid), and the range of
+            // bins in the group.
+            let mut bin = [0i32; L];
+            for j in 0..L {
+                let b = ((pc[j] * nb) as i32).min(SKILL_BINS as i32 - 1);
+                bin[j] = if valid[j] != 0 { b } else { -1 };
+            }
+            let first_bin = bin
+                .iter()
+                .map(|b| if *b < 0 { SKILL_BINS as i32 } else { *b })
+                .fold(SKILL_BINS as i32, i32::min);
+            let last_bin = bin.iter().fold(-1, |a, b| a.max(*b));
+            for b in first_bin..=last_bin {
+                let rel_cells = &mut acc.rel_cells[b as usize];
+                let rel_events = &mut acc.rel_events[b as usize];
+                let rel_prob = &mut acc.rel_prob[b as usize];
+                for j in 0..L {
+                    let hit = (bin[j] == b) as u32;
+                    rel_cells[j] += hit;
+                    rel_events[j] += hit & event[j];
+                    rel_prob[j] += if hit != 0 { p[j] as f64 } else { 0.0 };
+                }
+            }
+        }
+        if any.iter().any(|e| *e != 0) {
+            span = (span.0.min(c0), c0 + width - 1);
+        }
+    }
+    s.span[slot] = span;
+    s.pushed += 1;
+    s.unflushed += 1;
+    if s.unflushed >= s.flush_rows {
+        s.flush();
+    }
+    if r >= s.hi {
+        s.emit(r - s.hi);
+    }
+    Some(())
+}
+
+/// Adds (`true`) or removes row `r`'s events to or from the column sums;
+/// dispatched like [`push_row_in`].
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn slide_in(s: &mut SkillStream, r: usize, add: bool) {
+    let (cols, m) = (s.cols, s.n + 1);
+    let slot = r % s.slots;
+    let (a, b) = s.span[slot];
+    if a > b {
+        return;
+    }
+    for k in 0..m {
+        let ev = &s.ev[(slot * m + k) * cols + a..=(slot * m + k) * cols + b];
+        let sum = &mut s.colsum[k * cols + a..=k * cols + b];
+        for (x, e) in sum.iter_mut().zip(ev) {
+            *x = if add { *x + *e as u32 } else { *x - *e as u32 };
+        }
+    }
+}
+
+/// The body of [`SkillStream::emit`], dispatched like [`push_row_in`].
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn emit_in(s: &mut SkillStream, r: usize) {
+    s.emitted = r + 1;
+    let cols = s.cols;
+    if cols == 0 {
+        return;
+    }
+    let want_bottom = (r + s.hi + 1).min(s.rows);
+    while s.bottom < want_bottom {
+        slide_in(s, s.bottom, true);
+        s.bottom += 1;
+    }
+    let want_top = r.saturating_sub(s.lo);
+    while s.top < want_top {
+        slide_in(s, s.top, false);
+        s.top += 1;
+    }
+    let hull = (s.top..s.bottom)
+        .map(|k| s.span[k % s.slots])
+        .fold(NO_SPAN, |h, s| (h.0.min(s.0), h.1.max(s.1)));
+    if hull.0 > hull.1 {
+        return;
+    }
+    let (lo, hi) = (s.lo, s.hi);
+    let window = lo + hi + 1;
+    // Cells whose window can hold an event, widened to whole groups of
+    // `L` cells (the others have no event in their window: they would
+    // add 0.0), and the columns their windows cover.
+    let first = hull.0.saturating_sub(hi);
+    let first = first - first % L;
+    let end = (((hull.1 + lo).min(cols - 1) / L + 1) * L).min(cols);
+    let (a, b) = (first.saturating_sub(lo), (end - 1 + window - lo).min(cols));
+    let m = s.n + 1;
+    let w = cols + 1;
+    for k in 0..m {
+        let pre = &mut s.pre[k * w..(k + 1) * w];
+        let sum = &s.colsum[k * cols..(k + 1) * cols];
+        // A running sum in a register, not a load of the previous
+        // entry (a chain through memory).
+        let mut acc = 0;
+        pre[a] = 0;
+        for (p, s) in pre[a + 1..=b].iter_mut().zip(&sum[a..b]) {
+            acc += s;
+            *p = acc;
+        }
+    }
+    // Per field, the event count of the window of each cell of
+    // `first..end`: where the window lies inside the row (columns
+    // `c − lo .. c − lo + window`) from two shifted slices, at the
+    // row's ends one by one.
+    let inner0 = first.max(lo);
+    let inner_end = end.min((cols + lo + 1).saturating_sub(window));
+    for k in 0..m {
+        let pre = &s.pre[k * w..(k + 1) * w];
+        let count = &mut s.count[k * cols..(k + 1) * cols];
+        if inner0 < inner_end {
+            let n = inner_end - inner0;
+            let (low, high) = (inner0 - lo, inner0 - lo + window);
+            for ((x, h), l) in count[inner0..inner_end]
+                .iter_mut()
+                .zip(&pre[high..high + n])
+                .zip(&pre[low..low + n])
+            {
+                *x = h - l;
+            }
+        }
+        for c in (first..end).filter(|c| !(inner0..inner_end).contains(c)) {
+            let (c0, c1) = (c.saturating_sub(lo), (c + window - lo).min(cols));
+            count[c] = pre[c1] - pre[c0];
+        }
+    }
+    let slot = r % s.slots;
+    let pair = &s.pair[slot * cols..(slot + 1) * cols];
+    let frac = &s.frac;
+    let count = &s.count;
+    for g in (first..end).step_by(L) {
+        let width = L.min(end - g);
+        // Lanes without a pair, or past the row, add 0.0.
+        let mut take = [false; L];
+        let mut po = [0f64; L];
+        for j in 0..width {
+            take[j] = pair[g + j] != 0;
+            po[j] = if take[j] {
+                frac[count[g + j] as usize]
+            } else {
+                0.0
+            };
+        }
+        for (k, acc) in s.lanes.iter_mut().enumerate() {
+            let count = &count[(k + 1) * cols..(k + 2) * cols];
+            let mut pf = [0f64; L];
+            for j in 0..width {
+                pf[j] = if take[j] {
+                    frac[count[g + j] as usize]
+                } else {
+                    0.0
+                };
+            }
+            for j in 0..L {
+                let d = pf[j] - po[j];
+                acc.fss_num[j] += d * d;
+                acc.fss_den[j] += pf[j] * pf[j] + po[j] * po[j];
+            }
+        }
     }
 }
 

@@ -163,118 +163,132 @@ impl<'a> NeighbourhoodRows<'a> {
         })
     }
 
-    fn add_row(&mut self, r: usize, sign: bool) {
-        let row = &self.f[r * self.cols..(r + 1) * self.cols];
-        for (k, v) in self.known.iter_mut().zip(row) {
-            let x = v.is_finite() as u32;
-            *k = if sign { *k + x } else { *k - x };
-        }
-        if sign {
-            self.wet_span[r] = wet_span(row, self.threshold);
-        }
-        let (a, b) = self.wet_span[r];
-        if a <= b {
-            for (w, v) in self.wet[a..=b].iter_mut().zip(&row[a..=b]) {
-                let x = (*v >= self.threshold) as u32;
-                *w = if sign { *w + x } else { *w - x };
-            }
-        }
-    }
-
     /// The next row of probabilities (rows in order from 0); `None` after
     /// the last row.
     pub fn next_row(&mut self) -> Option<&[f32]> {
-        let r = self.next;
-        if r >= self.rows {
-            return None;
+        if next_row_in(self) {
+            Some(&self.out)
+        } else {
+            None
         }
-        self.next += 1;
-        let want_bottom = (r + self.radius + 1).min(self.rows);
-        while self.bottom < want_bottom {
-            self.add_row(self.bottom, true);
-            self.bottom += 1;
+    }
+}
+
+/// The body of [`NeighbourhoodRows::next_row`] (a free function:
+/// `multiversion` clones free functions only), compiled twice and picked
+/// at run time: AVX2 and FMA where the CPU has them (plain arithmetic, never
+/// `mul_add`, so the same bits), the baseline otherwise. False after the
+/// last row; otherwise the row is in `s.out`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn next_row_in(s: &mut NeighbourhoodRows<'_>) -> bool {
+    let r = s.next;
+    if r >= s.rows {
+        return false;
+    }
+    s.next += 1;
+    let want_bottom = (r + s.radius + 1).min(s.rows);
+    while s.bottom < want_bottom {
+        add_row_in(s, s.bottom, true);
+        s.bottom += 1;
+    }
+    let want_top = r.saturating_sub(s.radius);
+    while s.top < want_top {
+        add_row_in(s, s.top, false);
+        s.top += 1;
+    }
+    let cols = s.cols;
+    let src = &s.f[r * cols..(r + 1) * cols];
+    // Cells farther than `radius` columns from every wet cell of the
+    // window's rows have k = 0: 0.0 where known.
+    for (o, v) in s.out.iter_mut().zip(src) {
+        *o = if v.is_finite() { 0.0 } else { f32::NAN };
+    }
+    let (a, b) = s.wet_span[s.top..s.bottom]
+        .iter()
+        .fold((usize::MAX, 0), |h, s| (h.0.min(s.0), h.1.max(s.1)));
+    if a > b {
+        return true;
+    }
+    let (first, last) = (a.saturating_sub(s.radius), (b + s.radius).min(cols - 1));
+    let (p0, p1) = (
+        first.saturating_sub(s.radius),
+        (last + s.radius + 1).min(cols),
+    );
+    // Running sums in registers, not loads of the previous entries.
+    let (mut kn, mut wt) = (0, 0);
+    s.pre_known[p0] = 0;
+    s.pre_wet[p0] = 0;
+    for (((pk, pw), k), w) in s.pre_known[p0 + 1..=p1]
+        .iter_mut()
+        .zip(&mut s.pre_wet[p0 + 1..=p1])
+        .zip(&s.known[p0..p1])
+        .zip(&s.wet[p0..p1])
+    {
+        kn += k;
+        wt += w;
+        (*pk, *pw) = (kn, wt);
+    }
+    // The cells whose window lies inside the row, in simple loops over
+    // slices (the window of cell `c` is the columns `c − radius ..=
+    // c + radius`), and the few cells at the row's ends one by one.
+    let radius = s.radius;
+    let (inner0, inner1) = (first.max(radius), last.min(cols.saturating_sub(radius + 1)));
+    let value = |v: f32, n: u32, k: u32| {
+        // A known cell counts itself (n ≥ 1); NaN elsewhere. Without
+        // branches, so that the loop below runs on several cells at once.
+        let q = k as i32 as f32 / n.max(1) as i32 as f32;
+        if v.is_finite() & (n > 0) {
+            q
+        } else {
+            f32::NAN
         }
-        let want_top = r.saturating_sub(self.radius);
-        while self.top < want_top {
-            self.add_row(self.top, false);
-            self.top += 1;
-        }
-        let cols = self.cols;
-        let src = &self.f[r * cols..(r + 1) * cols];
-        // Cells farther than `radius` columns from every wet cell of the
-        // window's rows have k = 0: 0.0 where known.
-        for (o, v) in self.out.iter_mut().zip(src) {
-            *o = if v.is_finite() { 0.0 } else { f32::NAN };
-        }
-        let (a, b) = self.wet_span[self.top..self.bottom]
-            .iter()
-            .fold((usize::MAX, 0), |h, s| (h.0.min(s.0), h.1.max(s.1)));
-        if a > b {
-            return Some(&self.out);
-        }
-        let (first, last) = (
-            a.saturating_sub(self.radius),
-            (b + self.radius).min(cols - 1),
-        );
-        let (p0, p1) = (
-            first.saturating_sub(self.radius),
-            (last + self.radius + 1).min(cols),
-        );
-        // Running sums in registers, not loads of the previous entries.
-        let (mut kn, mut wt) = (0, 0);
-        self.pre_known[p0] = 0;
-        self.pre_wet[p0] = 0;
-        for (((pk, pw), k), w) in self.pre_known[p0 + 1..=p1]
+    };
+    if inner0 <= inner1 {
+        let span = inner1 + 1 - inner0;
+        let (lo, hi) = (inner0 - radius, inner0 + radius + 1);
+        for ((((o, v), (n1, n0)), k1), k0) in s.out[inner0..=inner1]
             .iter_mut()
-            .zip(&mut self.pre_wet[p0 + 1..=p1])
-            .zip(&self.known[p0..p1])
-            .zip(&self.wet[p0..p1])
+            .zip(&src[inner0..=inner1])
+            .zip(
+                s.pre_known[hi..hi + span]
+                    .iter()
+                    .zip(&s.pre_known[lo..lo + span]),
+            )
+            .zip(&s.pre_wet[hi..hi + span])
+            .zip(&s.pre_wet[lo..lo + span])
         {
-            kn += k;
-            wt += w;
-            (*pk, *pw) = (kn, wt);
+            *o = value(*v, n1 - n0, k1 - k0);
         }
-        // The cells whose window lies inside the row, in simple loops over
-        // slices (the window of cell `c` is the columns `c − radius ..=
-        // c + radius`), and the few cells at the row's ends one by one.
-        let radius = self.radius;
-        let (inner0, inner1) = (first.max(radius), last.min(cols.saturating_sub(radius + 1)));
-        let value = |v: f32, n: u32, k: u32| {
-            // A known cell counts itself (n ≥ 1); NaN elsewhere. Without
-            // branches, so that the loop below runs on several cells at once.
-            let q = k as i32 as f32 / n.max(1) as i32 as f32;
-            if v.is_finite() & (n > 0) {
-                q
-            } else {
-                f32::NAN
-            }
-        };
-        if inner0 <= inner1 {
-            let span = inner1 + 1 - inner0;
-            let (lo, hi) = (inner0 - radius, inner0 + radius + 1);
-            for ((((o, v), (n1, n0)), k1), k0) in self.out[inner0..=inner1]
-                .iter_mut()
-                .zip(&src[inner0..=inner1])
-                .zip(
-                    self.pre_known[hi..hi + span]
-                        .iter()
-                        .zip(&self.pre_known[lo..lo + span]),
-                )
-                .zip(&self.pre_wet[hi..hi + span])
-                .zip(&self.pre_wet[lo..lo + span])
-            {
-                *o = value(*v, n1 - n0, k1 - k0);
-            }
+    }
+    for c in (first..=last).filter(|c| !(inner0..=inner1).contains(c)) {
+        let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(cols));
+        s.out[c] = value(
+            src[c],
+            s.pre_known[c1] - s.pre_known[c0],
+            s.pre_wet[c1] - s.pre_wet[c0],
+        );
+    }
+    true
+}
+
+/// Adds row `r` into the window's column counts (`sign`) or takes it out;
+/// dispatched like [`next_row_in`].
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn add_row_in(s: &mut NeighbourhoodRows<'_>, r: usize, sign: bool) {
+    let row = &s.f[r * s.cols..(r + 1) * s.cols];
+    for (k, v) in s.known.iter_mut().zip(row) {
+        let x = v.is_finite() as u32;
+        *k = if sign { *k + x } else { *k - x };
+    }
+    if sign {
+        s.wet_span[r] = wet_span(row, s.threshold);
+    }
+    let (a, b) = s.wet_span[r];
+    if a <= b {
+        for (w, v) in s.wet[a..=b].iter_mut().zip(&row[a..=b]) {
+            let x = (*v >= s.threshold) as u32;
+            *w = if sign { *w + x } else { *w - x };
         }
-        for c in (first..=last).filter(|c| !(inner0..=inner1).contains(c)) {
-            let (c0, c1) = (c.saturating_sub(radius), (c + radius + 1).min(cols));
-            self.out[c] = value(
-                src[c],
-                self.pre_known[c1] - self.pre_known[c0],
-                self.pre_wet[c1] - self.pre_wet[c0],
-            );
-        }
-        Some(&self.out)
     }
 }
 
