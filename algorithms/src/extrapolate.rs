@@ -168,7 +168,33 @@ struct Tiles {
 
 impl Tiles {
     fn new(data: &[f32], rows: usize, cols: usize) -> Self {
-        tiles_of(data, rows, cols)
+        let (tr, tc) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
+        let mut t = Tiles {
+            cols: tc,
+            min: vec![f32::INFINITY; tr * tc],
+            max: vec![f32::NEG_INFINITY; tr * tc],
+            any_nan: vec![false; tr * tc],
+            all_nan: vec![true; tr * tc],
+        };
+        for (r, row) in data.chunks_exact(cols).enumerate() {
+            let base = (r / TILE) * tc;
+            for (j, chunk) in row.chunks(TILE).enumerate() {
+                let (mut lo, mut hi, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+                // Plain comparisons (NaN fails both, as f32::min ignores
+                // NaN) so that the loop vectorises.
+                for &v in chunk {
+                    lo = if v < lo { v } else { lo };
+                    hi = if v > hi { v } else { hi };
+                    nan += v.is_nan() as usize;
+                }
+                let k = base + j;
+                t.min[k] = t.min[k].min(lo);
+                t.max[k] = t.max[k].max(hi);
+                t.any_nan[k] |= nan > 0;
+                t.all_nan[k] &= nan == chunk.len();
+            }
+        }
+        t
     }
 
     /// The common value of every source cell in rows `r0..=r1`, columns
@@ -199,38 +225,6 @@ impl Tiles {
     }
 }
 
-/// The body of [`Tiles::new`], dispatched at run time like [`warp_into`].
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn tiles_of(data: &[f32], rows: usize, cols: usize) -> Tiles {
-    let (tr, tc) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
-    let mut t = Tiles {
-        cols: tc,
-        min: vec![f32::INFINITY; tr * tc],
-        max: vec![f32::NEG_INFINITY; tr * tc],
-        any_nan: vec![false; tr * tc],
-        all_nan: vec![true; tr * tc],
-    };
-    for (r, row) in data.chunks_exact(cols).enumerate() {
-        let base = (r / TILE) * tc;
-        for (j, chunk) in row.chunks(TILE).enumerate() {
-            let (mut lo, mut hi, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
-            // Plain comparisons (NaN fails both, as f32::min ignores
-            // NaN) so that the loop vectorises.
-            for &v in chunk {
-                lo = if v < lo { v } else { lo };
-                hi = if v > hi { v } else { hi };
-                nan += v.is_nan() as usize;
-            }
-            let k = base + j;
-            t.min[k] = t.min[k].min(lo);
-            t.max[k] = t.max[k].max(hi);
-            t.any_nan[k] |= nan > 0;
-            t.all_nan[k] &= nan == chunk.len();
-        }
-    }
-    t
-}
-
 /// Warps `src` (row-major, `d.shape()`) by a displacement into `out`
 /// (resized): bilinear, NaN outside the grid or in no data. With
 /// `dry_below = Some(t)`, values below `t` become 0 as each row is finished
@@ -241,7 +235,6 @@ fn tiles_of(data: &[f32], rows: usize, cols: usize) -> Tiles {
 /// [`SHIFT_EPS`] px within a segment and its source lies inside the grid, the
 /// segment is one shifted block with constant bilinear weights (a loop the
 /// compiler vectorises). Other cells take the general per-cell path.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out: &mut Vec<f32>) {
     let (rows, cols) = d.shape;
     out.clear();

@@ -257,7 +257,6 @@ fn fast_db(x: f32) -> f32 {
 /// it vectorises (the same bits as [`to_dbr`] cell by cell: the rare rates
 /// at or above the threshold that are not normal numbers, i.e. +∞ or a
 /// threshold ≤ 0, are redone with the library logarithm afterwards).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
     let mut special = 0u32;
     for (d, &x) in dst.iter_mut().zip(src) {
@@ -282,7 +281,6 @@ pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) 
 /// converted into a row buffer and added into its block's sums. Same bits as
 /// converting the whole field and then calling `block_mean` (the same
 /// additions in the same order).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn dbr_block_mean(view: &ArrayView2<f32>, f: usize, cfg: &MotionConfig) -> Img {
     let (rows_in, cols_in) = view.dim();
     let f = f.max(1);
@@ -354,7 +352,6 @@ pub fn working_factor(rows: usize, cols: usize, cfg: &MotionConfig) -> usize {
 /// in time, all the same shape (row 0 north, NaN = no data). Every frame is
 /// used; pass the last 3 for the default behaviour. `cell_km` is the input
 /// cell size (for [`MotionConfig::final_smooth_sigma_km`]).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub fn estimate(
     frames: &[ArrayView2<f32>],
     cell_km: f32,
@@ -481,7 +478,6 @@ struct Scratch {
 }
 
 /// Central-difference gradients (dB per cell), 0 where undefined.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn gradients(img: &Img) -> (Vec<f32>, Vec<f32>) {
     let (rows, cols) = (img.rows, img.cols);
     let d = &img.data;
@@ -522,7 +518,6 @@ fn gradients(img: &Img) -> (Vec<f32>, Vec<f32>) {
 /// `N` channels in one loop gives the CPU `N` independent chains to overlap
 /// (and the copy `box_sum` needs for in-place use is gone). The vertical pass
 /// runs over whole rows and vectorises.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn box_sums_inplace<const N: usize>(
     bufs: [&mut [f32]; N],
     rows: usize,
@@ -625,7 +620,6 @@ fn box_run<const N: usize, const ENTERS: bool, const LEAVES: bool>(
 
 /// One Gauss–Newton step of dense LK over all frame pairs, then smoothing.
 #[allow(clippy::too_many_arguments)]
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn lk_iteration(
     target: &Img,
     gx: &[f32],
@@ -743,7 +737,6 @@ fn lk_iteration(
 /// Normalised convolution of `(u, v)` with weights `w` (two box passes of
 /// `radius`), blended with the weighted domain mean with weight `eps` per
 /// cell; where all weights are zero the field keeps its mean.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn smooth_weighted(u: &mut Img, v: &mut Img, w: &[f32], radius: usize, eps: f32, s: &mut Scratch) {
     let (rows, cols) = (u.rows, u.cols);
     let (mut sw, mut su, mut sv) = (0f64, 0f64, 0f64);

@@ -48,7 +48,6 @@ impl Img {
 /// covers input rows `i·f .. i·f+f` and columns `j·f .. j·f+f` (clipped at the
 /// edges). It is the mean of the finite inputs, or `NaN` when fewer than half
 /// of the block's cells inside the grid are finite.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn block_mean(src: &Img, f: usize) -> Img {
     let f = f.max(1);
     if f == 1 {
@@ -171,7 +170,6 @@ pub(crate) fn upsample(src: &Img, rows: usize, cols: usize, factor: f32) -> Img 
 }
 
 /// [`upsample`] into an existing raster (its shape is kept).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn upsample_into(src: &Img, out: &mut Img, factor: f32) {
     let (rows, cols) = (out.rows, out.cols);
     let scale = 1.0 / factor;
@@ -288,7 +286,6 @@ pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
 /// Smallest and largest non-NaN value of `xs` (`(∞, −∞)` when there is
 /// none). Eight independent lanes of plain comparisons (NaN fails both), so
 /// the loop vectorises without fast-math; the lanes are merged at the end.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn value_range(xs: &[f32]) -> (f32, f32) {
     const L: usize = 8;
     let (mut lo, mut hi) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L]);
@@ -324,7 +321,6 @@ pub(crate) fn floor_small(y: f32) -> i32 {
 /// Burt–Adelson REDUCE: blur with the 5-tap binomial kernel
 /// `[1 4 6 4 1] / 16` along both axes (edges replicated), keep every second
 /// sample. Output cell `i` sits on input cell `2i`. Input must be gap-free.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn reduce(src: &Img) -> Img {
     let (rows, cols) = (src.rows, src.cols);
     let (r2, c2) = (rows.div_ceil(2), cols.div_ceil(2));
@@ -399,7 +395,6 @@ pub(crate) fn expand_rows(
 /// [`expand_into`]), written into `orow`; `tmp` is a scratch buffer (resized
 /// to `src.cols`). The vertical pass goes into a coarse-width row (`tmp`,
 /// stays in L1), then the horizontal pass into the output row.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f32]) {
     let (cols, sr, sc) = (orow.len(), src.rows, src.cols);
     let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;

@@ -15,7 +15,6 @@ use ndarray::ArrayView2;
 /// coarser blocks pulled back down), so filters see a smooth continuation
 /// instead of an edge. Cells with data are unchanged. An all-NaN image is
 /// filled with `fallback`.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn push_pull_fill(img: &mut Img, fallback: f32) {
     if img.data.iter().all(|v| v.is_finite()) {
         return;
@@ -47,7 +46,6 @@ fn push_pull_fill(img: &mut Img, fallback: f32) {
 /// Fills the NaN cells of `fine` with the bilinear up-sampling (factor 2) of
 /// the gap-free `coarse`, the value [`crate::raster::upsample`] gives there; other cells
 /// and rows without a gap are not touched.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn fill_gaps_from(fine: &mut Img, coarse: &Img) {
     let (cols, sc) = (fine.cols, coarse.cols);
     let ry = axis_weights(coarse.rows, fine.rows, 1.0 / 2.0);
@@ -71,7 +69,6 @@ fn fill_gaps_from(fine: &mut Img, coarse: &Img) {
 }
 
 /// 2× block mean of whatever cells are finite (NaN only if none is).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn block_mean_any(src: &Img) -> Img {
     let rows = src.rows.div_ceil(2);
     let cols = src.cols.div_ceil(2);
@@ -124,7 +121,6 @@ fn pyramid_levels(rows: usize, cols: usize) -> usize {
 /// Each band is computed in place over its Gaussian level (finest first, so
 /// `g[k+1]` is still intact when band `k` needs it): one image per level
 /// instead of a Gaussian and a band image.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn laplacian_levels(img: Img, levels: usize) -> Vec<Img> {
     let mut gauss = Vec::with_capacity(levels + 1);
     gauss.push(img);
@@ -164,7 +160,6 @@ struct LevelStats {
 /// per field, four independent running sums instead of two). Every sum is
 /// in f64 and in cell order, so each one has the same bits as when it is
 /// computed alone ([`masked_corrs`], [`mean_std`]).
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
     let (mut n, mut sa, mut saa) = (0f64, 0f64, 0f64);
     let (mut sb, mut sbb, mut sab) = (0f64, 0f64, 0f64);
@@ -364,7 +359,6 @@ fn quantile_match(values: &mut [f32], target: &TargetDistribution) {
 /// tabulated quantile there, the dry threshold. (Interpolating the *rates*
 /// between bin edges instead would smear the jump from dry to wet across a
 /// bin and change the wet area.) `counts` and `edges` are scratch buffers.
-#[inline(always)]
 fn quantile_match_in(
     values: &mut [f32],
     lo: f32,
@@ -595,7 +589,167 @@ impl Sprog {
         d2: &Displacement,
         cfg: &NowcastConfig,
     ) -> Self {
-        build_sprog(latest, prev1, prev2, d1, d2, cfg)
+        let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
+        let (rows, cols) = latest.dim();
+        // dBR in one pass from the view into `out` (reused).
+        // (`dbr_row` is `to_dbr` in a loop the compiler vectorises.)
+        let dbr_into = |a: &ArrayView2<f32>, out: &mut Vec<f32>| {
+            out.clear();
+            out.resize(rows * cols, 0.0);
+            match a.as_slice() {
+                Some(s) => dbr_row(s, out, thr, floor),
+                None => {
+                    let mut row = vec![0f32; cols];
+                    for (src, dst) in a.rows().into_iter().zip(out.chunks_exact_mut(cols)) {
+                        row.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+                        dbr_row(&row, dst, thr, floor);
+                    }
+                }
+            }
+        };
+        let mut x0 = Img {
+            rows,
+            cols,
+            data: Vec::new(),
+        };
+        dbr_into(latest, &mut x0.data);
+        let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
+        let any_nodata = nodata.iter().any(|x| *x);
+        let target = TargetDistribution::new(&x0.data, floor, thr);
+        let n_bands = pyramid_levels(rows, cols);
+        // Previous fields advected onto the latest time (Lagrangian frame),
+        // through one reused dBR buffer.
+        let mut tmp = Vec::new();
+        let mut advected = |prev: &ArrayView2<f32>, d: &Displacement| {
+            dbr_into(prev, &mut tmp);
+            let src = Img {
+                rows,
+                cols,
+                data: std::mem::take(&mut tmp),
+            };
+            let mut data = Vec::new();
+            warp_into(&src, d, None, &mut data);
+            tmp = src.data;
+            Img { rows, cols, data }
+        };
+        let x1 = advected(prev1, d1);
+        let x2 = advected(prev2, d2);
+        drop(tmp);
+        // Correlations over the cells known in all three fields; the mask at
+        // each level is the cells the REDUCE samples sit on.
+        let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n_bands + 1);
+        masks.push(
+            x0.data
+                .iter()
+                .zip(&x1.data)
+                .zip(&x2.data)
+                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
+                .collect(),
+        );
+        let (mut mr, mut mc) = (rows, cols);
+        for _ in 0..n_bands {
+            let m = &masks[masks.len() - 1];
+            let (r2, c2) = (mr.div_ceil(2), mc.div_ceil(2));
+            let mut next = Vec::with_capacity(r2 * c2);
+            for i in 0..r2 {
+                next.extend((0..c2).map(|j| m[2 * i * mc + 2 * j]));
+            }
+            masks.push(next);
+            (mr, mc) = (r2, c2);
+        }
+        // Level k < n_bands is band k; level n_bands is the residual. One
+        // field's pyramid at a time.
+        let pyr = |mut img: Img| {
+            push_pull_fill(&mut img, floor);
+            laplacian_levels(img, n_bands)
+        };
+        let l0 = pyr(x0);
+        let l1 = pyr(x1);
+        let l2 = pyr(x2);
+        let mut levels = Vec::with_capacity(l0.len());
+        let mut rho = Vec::with_capacity(l0.len());
+        for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
+            let stats = level_stats(&a, &b, &c, &masks[k]);
+            let (r1, r2) = stats.corrs;
+            drop(c);
+            let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
+            rho.push((r1, r2));
+            let ((m0, s0), (m1, s1)) = (stats.a, stats.b);
+            // Anomalies in the latest field's units: a1 is the previous
+            // level standardised, times the latest level's deviation.
+            let anomaly = |mut img: Img, m: f32, s: f32| {
+                let gain = if s > 1e-6 { s0 / s } else { 0.0 };
+                img.data.iter_mut().for_each(|v| *v = (*v - m) * gain);
+                img
+            };
+            let mut a0 = anomaly(a, m0, s0);
+            if k == 0 && any_nodata {
+                for (v, nd) in a0.data.iter_mut().zip(&nodata) {
+                    if *nd {
+                        *v = f32::NAN;
+                    }
+                }
+            }
+            levels.push(Level {
+                a0,
+                a1: anomaly(b, m1, s1),
+                mean: m0,
+                phi: ar2_params(r1, r2),
+            });
+        }
+        Self {
+            levels,
+            rho,
+            target,
+        }
+    }
+
+    /// Recomposes the field at `lead_steps` into `bufs[0]` (dBR at full
+    /// resolution, NaN where the latest field has no data), coarsest level
+    /// first: each level is EXPANDed onto the next finer one, whose own
+    /// `mean + α·a0 + β·a1` is added row by row while the row is in cache.
+    /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
+    /// when there are none).
+    fn recompose(&self, lead_steps: f32, bufs: &mut Vec<Img>, tmp: &mut Vec<f32>) -> (f32, f32) {
+        let top = self.levels.len() - 1;
+        if bufs.len() != self.levels.len() {
+            // Shapes only: every cell is written before it is read.
+            *bufs = self
+                .levels
+                .iter()
+                .map(|l| Img::filled(l.a0.rows, l.a0.cols, 0.0))
+                .collect();
+        }
+        let lv = &self.levels[top];
+        let (al, be) = ar2_coefficients(lv.phi, lead_steps);
+        for ((o, x0), x1) in bufs[top].data.iter_mut().zip(&lv.a0.data).zip(&lv.a1.data) {
+            *o = lv.mean + al * x0 + be * x1;
+        }
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for k in (0..top).rev() {
+            let (fine, coarse) = bufs.split_at_mut(k + 1);
+            let lv = &self.levels[k];
+            let (al, be) = ar2_coefficients(lv.phi, lead_steps);
+            let cols = lv.a0.cols;
+            let last = k == 0;
+            expand_rows(&coarse[0], &mut fine[k], tmp, |r, row| {
+                let x0 = &lv.a0.data[r * cols..(r + 1) * cols];
+                let x1 = &lv.a1.data[r * cols..(r + 1) * cols];
+                for ((o, a), b) in row.iter_mut().zip(x0).zip(x1) {
+                    *o += lv.mean + al * a + be * b;
+                }
+                if last {
+                    // NaN (no data) is skipped.
+                    let (l, h) = value_range(row);
+                    lo = lo.min(l);
+                    hi = hi.max(h);
+                }
+            });
+        }
+        if top == 0 {
+            (lo, hi) = value_range(&bufs[0].data);
+        }
+        (lo, hi)
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
@@ -603,203 +757,17 @@ impl Sprog {
     /// does; dry areas are then exactly zero, which the warp copies in bulk).
     /// Lives in `scratch`.
     pub(super) fn matched<'s>(&self, lead_steps: f32, scratch: &'s mut LeadScratch) -> &'s Img {
-        matched_into(self, lead_steps, scratch);
-        &scratch.bufs[0]
-    }
-}
-
-/// Recomposes the field at `lead_steps` into `bufs[0]` (dBR at full
-/// resolution, NaN where the latest field has no data), coarsest level
-/// first: each level is EXPANDed onto the next finer one, whose own
-/// `mean + α·a0 + β·a1` is added row by row while the row is in cache.
-/// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
-/// when there are none).
-///
-/// A free function dispatched at run time like [`build_sprog`], so that
-/// the per-row closure is compiled for the same target.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn recompose(sp: &Sprog, lead_steps: f32, bufs: &mut Vec<Img>, tmp: &mut Vec<f32>) -> (f32, f32) {
-    let top = sp.levels.len() - 1;
-    if bufs.len() != sp.levels.len() {
-        // Shapes only: every cell is written before it is read.
-        *bufs = sp
-            .levels
-            .iter()
-            .map(|l| Img::filled(l.a0.rows, l.a0.cols, 0.0))
-            .collect();
-    }
-    let lv = &sp.levels[top];
-    let (al, be) = ar2_coefficients(lv.phi, lead_steps);
-    for ((o, x0), x1) in bufs[top].data.iter_mut().zip(&lv.a0.data).zip(&lv.a1.data) {
-        *o = lv.mean + al * x0 + be * x1;
-    }
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for k in (0..top).rev() {
-        let (fine, coarse) = bufs.split_at_mut(k + 1);
-        let lv = &sp.levels[k];
-        let (al, be) = ar2_coefficients(lv.phi, lead_steps);
-        let cols = lv.a0.cols;
-        let last = k == 0;
-        expand_rows(&coarse[0], &mut fine[k], tmp, |r, row| {
-            let x0 = &lv.a0.data[r * cols..(r + 1) * cols];
-            let x1 = &lv.a1.data[r * cols..(r + 1) * cols];
-            for ((o, a), b) in row.iter_mut().zip(x0).zip(x1) {
-                *o += lv.mean + al * a + be * b;
-            }
-            if last {
-                // NaN (no data) is skipped.
-                let (l, h) = value_range(row);
-                lo = lo.min(l);
-                hi = hi.max(h);
-            }
-        });
-    }
-    if top == 0 {
-        (lo, hi) = value_range(&bufs[0].data);
-    }
-    (lo, hi)
-}
-
-/// The body of [`Sprog::matched`], into `scratch.bufs[0]`; dispatched at
-/// run time like [`build_sprog`].
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn matched_into(sp: &Sprog, lead_steps: f32, scratch: &mut LeadScratch) {
-    let (lo, hi) = recompose(sp, lead_steps, &mut scratch.bufs, &mut scratch.tmp);
-    quantile_match_in(
-        &mut scratch.bufs[0].data,
-        lo,
-        hi,
-        &sp.target,
-        &mut scratch.counts,
-        &mut scratch.edges,
-    );
-}
-
-/// The body of [`Sprog::new`] (a free function: `multiversion` clones free
-/// functions only), compiled twice and picked at run time: AVX2 and FMA
-/// where the CPU has them (plain arithmetic, never `mul_add`, so the same
-/// bits), the baseline otherwise.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-fn build_sprog(
-    latest: &ArrayView2<f32>,
-    prev1: &ArrayView2<f32>,
-    prev2: &ArrayView2<f32>,
-    d1: &Displacement,
-    d2: &Displacement,
-    cfg: &NowcastConfig,
-) -> Sprog {
-    let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
-    let (rows, cols) = latest.dim();
-    // dBR in one pass from the view into `out` (reused).
-    // (`dbr_row` is `to_dbr` in a loop the compiler vectorises.)
-    let dbr_into = |a: &ArrayView2<f32>, out: &mut Vec<f32>| {
-        out.clear();
-        out.resize(rows * cols, 0.0);
-        match a.as_slice() {
-            Some(s) => dbr_row(s, out, thr, floor),
-            None => {
-                let mut row = vec![0f32; cols];
-                for (src, dst) in a.rows().into_iter().zip(out.chunks_exact_mut(cols)) {
-                    row.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
-                    dbr_row(&row, dst, thr, floor);
-                }
-            }
-        }
-    };
-    let mut x0 = Img {
-        rows,
-        cols,
-        data: Vec::new(),
-    };
-    dbr_into(latest, &mut x0.data);
-    let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
-    let any_nodata = nodata.iter().any(|x| *x);
-    let target = TargetDistribution::new(&x0.data, floor, thr);
-    let n_bands = pyramid_levels(rows, cols);
-    // Previous fields advected onto the latest time (Lagrangian frame),
-    // through one reused dBR buffer.
-    let mut tmp = Vec::new();
-    let mut advected = |prev: &ArrayView2<f32>, d: &Displacement| {
-        dbr_into(prev, &mut tmp);
-        let src = Img {
-            rows,
-            cols,
-            data: std::mem::take(&mut tmp),
-        };
-        let mut data = Vec::new();
-        warp_into(&src, d, None, &mut data);
-        tmp = src.data;
-        Img { rows, cols, data }
-    };
-    let x1 = advected(prev1, d1);
-    let x2 = advected(prev2, d2);
-    drop(tmp);
-    // Correlations over the cells known in all three fields; the mask at
-    // each level is the cells the REDUCE samples sit on.
-    let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n_bands + 1);
-    masks.push(
-        x0.data
-            .iter()
-            .zip(&x1.data)
-            .zip(&x2.data)
-            .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
-            .collect(),
-    );
-    let (mut mr, mut mc) = (rows, cols);
-    for _ in 0..n_bands {
-        let m = &masks[masks.len() - 1];
-        let (r2, c2) = (mr.div_ceil(2), mc.div_ceil(2));
-        let mut next = Vec::with_capacity(r2 * c2);
-        for i in 0..r2 {
-            next.extend((0..c2).map(|j| m[2 * i * mc + 2 * j]));
-        }
-        masks.push(next);
-        (mr, mc) = (r2, c2);
-    }
-    // Level k < n_bands is band k; level n_bands is the residual. One
-    // field's pyramid at a time.
-    let pyr = |mut img: Img| {
-        push_pull_fill(&mut img, floor);
-        laplacian_levels(img, n_bands)
-    };
-    let l0 = pyr(x0);
-    let l1 = pyr(x1);
-    let l2 = pyr(x2);
-    let mut levels = Vec::with_capacity(l0.len());
-    let mut rho = Vec::with_capacity(l0.len());
-    for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
-        let stats = level_stats(&a, &b, &c, &masks[k]);
-        let (r1, r2) = stats.corrs;
-        drop(c);
-        let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
-        rho.push((r1, r2));
-        let ((m0, s0), (m1, s1)) = (stats.a, stats.b);
-        // Anomalies in the latest field's units: a1 is the previous
-        // level standardised, times the latest level's deviation.
-        let anomaly = |mut img: Img, m: f32, s: f32| {
-            let gain = if s > 1e-6 { s0 / s } else { 0.0 };
-            img.data.iter_mut().for_each(|v| *v = (*v - m) * gain);
-            img
-        };
-        let mut a0 = anomaly(a, m0, s0);
-        if k == 0 && any_nodata {
-            for (v, nd) in a0.data.iter_mut().zip(&nodata) {
-                if *nd {
-                    *v = f32::NAN;
-                }
-            }
-        }
-        levels.push(Level {
-            a0,
-            a1: anomaly(b, m1, s1),
-            mean: m0,
-            phi: ar2_params(r1, r2),
-        });
-    }
-    Sprog {
-        levels,
-        rho,
-        target,
+        let (lo, hi) = self.recompose(lead_steps, &mut scratch.bufs, &mut scratch.tmp);
+        let field = &mut scratch.bufs[0];
+        quantile_match_in(
+            &mut field.data,
+            lo,
+            hi,
+            &self.target,
+            &mut scratch.counts,
+            &mut scratch.edges,
+        );
+        field
     }
 }
 
