@@ -940,17 +940,21 @@ async fn live_skill_cost(
     };
     let plain = NowcastService::new(store.clone(), settings.clone());
     let scorer = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
-    // CPU time of the whole process, ms: the sum over its threads of the
-    // run time the scheduler accounts (/proc/self/task/*/schedstat, updated
-    // at least every tick). On a shared, loaded machine it moves far less
+    // CPU time of the whole process, ms: user + system time from
+    // /proc/self/stat, which keeps the time of threads that have ended
+    // (tokio's blocking threads end after 10 s idle; a sum over the live
+    // threads of /proc/self/task would lose theirs and could go backwards).
+    // Counted in clock ticks of 10 ms (USER_HZ), so only means over many
+    // scans are meaningful. On a shared, loaded machine it moves far less
     // than the wall clock.
     let cpu_ms = || -> f64 {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            / 1e6
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        // Fields after the command name's closing parenthesis: state is
+        // field 3, utime 14 and stime 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks * 10.0
     };
     // (leads scored, wall build, wall score, CPU build, CPU score) per scan.
     let mut runs = Vec::new();
