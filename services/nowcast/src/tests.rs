@@ -921,17 +921,42 @@ fn no_data_is_never_counted_as_dry() {
     assert_eq!(s.raincast.brier_cells, 0);
 }
 
+/// Mean build and score times (ms) over the scans that verify every lead.
+struct Cost {
+    build_ms: f64,
+    score_ms: f64,
+    build_cpu_ms: f64,
+    score_cpu_ms: f64,
+    /// Scans that verified every lead, and how many leads that is.
+    scans: usize,
+    leads: usize,
+}
+
+impl Cost {
+    fn print(&self, what: &str) {
+        let c = self;
+        println!(
+            "{what}, {} leads, {} scans: build+store {:.1} ms, score {:.1} ms, ratio {:.3}; \
+             process CPU: build+store {:.1} ms, score {:.1} ms, ratio {:.3}",
+            c.leads,
+            c.scans,
+            c.build_ms,
+            c.score_ms,
+            c.score_ms / c.build_ms,
+            c.build_cpu_ms,
+            c.score_cpu_ms,
+            c.score_cpu_ms / c.build_cpu_ms
+        );
+    }
+}
+
 /// Builds and scores `fields` (one radar's scans, oldest first) as the
-/// service does, and returns the mean build and score times over the scans
-/// that verify every lead: `(wall build, wall score, CPU build, CPU score,
-/// scans, leads)`, ms. Build = `update` of a service without live skill
+/// service does, and returns the mean times over the scans that verify
+/// every lead. Build = `update` of a service without live skill
 /// (list, decode the inputs, motion, leads, probabilities, encode and store
 /// the frames); score = `score_scan` after `keep_observed`, what the spawned
 /// scoring task does.
-async fn live_skill_cost(
-    fields: impl Iterator<Item = RainField>,
-    max_lead_min: u32,
-) -> (f64, f64, f64, f64, usize, usize) {
+async fn live_skill_cost(fields: impl Iterator<Item = RainField>, max_lead_min: u32) -> Cost {
     let dir = TempDir::new("raincast-skill-cost");
     let store = store(&dir).await;
     let settings = NowcastSettings {
@@ -978,25 +1003,14 @@ async fn live_skill_cost(
     let mean = |pick: fn(&(usize, f64, f64, f64, f64)) -> f64| {
         full.iter().map(|r| pick(r)).sum::<f64>() / full.len().max(1) as f64
     };
-    (
-        mean(|r| r.1),
-        mean(|r| r.2),
-        mean(|r| r.3),
-        mean(|r| r.4),
-        full.len(),
-        all,
-    )
-}
-
-fn print_cost(what: &str, c: (f64, f64, f64, f64, usize, usize)) {
-    let (build, score, build_cpu, score_cpu, scans, leads) = c;
-    println!(
-        "{what}, {leads} leads, {scans} scans: build+store {build:.1} ms, score {score:.1} ms, \
-         ratio {:.3}; process CPU: build+store {build_cpu:.1} ms, score {score_cpu:.1} ms, \
-         ratio {:.3}",
-        score / build,
-        score_cpu / build_cpu
-    );
+    Cost {
+        build_ms: mean(|r| r.1),
+        score_ms: mean(|r| r.2),
+        build_cpu_ms: mean(|r| r.3),
+        score_cpu_ms: mean(|r| r.4),
+        scans: full.len(),
+        leads: all,
+    }
 }
 
 /// The cost of live skill against the cost of the nowcast, on a 512 × 512
@@ -1024,8 +1038,12 @@ async fn live_skill_cost_on_512x512() {
         rate_mm_h: raincast_algorithms::synth::skill_cost_field(k),
     });
     let cost = live_skill_cost(fields, 60).await;
-    print_cost("512x512", cost);
-    assert!(cost.4 >= 3 && cost.5 == 12, "{} fully scored scans", cost.4);
+    cost.print("512x512");
+    assert!(
+        cost.scans >= 3 && cost.leads == 12,
+        "{} fully scored scans",
+        cost.scans
+    );
 }
 
 /// The same measure on the real radar days of `../shared/data` (each day's
@@ -1053,7 +1071,7 @@ async fn live_skill_cost_on_shared_days() {
             raincast_algorithms::prep::prep(&scan, &Default::default())
         });
         let cost = live_skill_cost(fields, 60).await;
-        print_cost(day, cost);
-        assert!(cost.4 >= 3, "{day}: {} fully scored scans", cost.4);
+        cost.print(day);
+        assert!(cost.scans >= 3, "{day}: {} fully scored scans", cost.scans);
     }
 }
