@@ -48,7 +48,10 @@ one radar it:
    the median over cases of *motion + every lead to* ``--max-lead``, without
    file I/O: for Raincast its own ``motion_ms + extrapolate_ms`` as printed
    by ``raincast nowcast --json``; for the Python methods the time from the
-   frames in memory to the last lead;
+   frames in memory to the last lead. A second table splits the time of the
+   OpenCV recipe and of both Raincast runs into the motion and the leads
+   (the OpenCV recipe's motion is its dBR, 8-bit scaling and DIS; its leads
+   are the maps and ``cv2.remap``);
 6. also runs the **OpenCV DIS** recipe (the way rainymotion's "Dense" model
    is built, issue 16): the last two frames in dBR (-15 dBR where dry or no
    data) scaled linearly to 8 bits over their joint range,
@@ -234,7 +237,8 @@ def from_dbr(d):
 
 def run_opencv(frames, n_leads):
     """The OpenCV DIS recipe (see the module docs). Returns the forecasts
-    (n_leads, rows, cols) and the seconds from the frames to the last lead."""
+    (n_leads, rows, cols), the seconds from the frames to the last lead, and
+    the seconds of the motion alone (dBR, 8 bits and DIS)."""
     import cv2
 
     t0 = time.perf_counter()
@@ -251,6 +255,7 @@ def run_opencv(frames, n_leads):
     u8 = [np.clip((d - lo) * scale + 0.5, 0, 255).astype(np.uint8) for d in dbr]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     flow = dis.calc(u8[0], u8[1], None)  # prev(x) ≈ last(x + flow)
+    t_motion = time.perf_counter() - t0
     rows, cols = last.shape
     gx, gy = np.meshgrid(np.arange(cols, dtype=np.float32), np.arange(rows, dtype=np.float32))
     out = np.empty((n_leads, rows, cols), dtype=np.float32)
@@ -259,7 +264,7 @@ def run_opencv(frames, n_leads):
         my = gy - n * flow[..., 1]
         out[n - 1] = cv2.remap(last, mx, my, interpolation=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, t_motion
 
 
 def run_pysteps(frames, n_leads, sprog, sprog_levels, anvil_frames=None):
@@ -348,7 +353,7 @@ def timing_only(args, scans, tmp):
         times["pysteps_lk_sl"] = []
     rss = {}
     for _ in range(args.repeats):
-        _fc, t = run_opencv(past, n_leads)
+        _fc, t, _tm = run_opencv(past, n_leads)
         times["opencv_dis"].append(1e3 * t)
         if not args.no_pysteps:
             with contextlib.redirect_stdout(io.StringIO()):
@@ -433,6 +438,8 @@ def main():
         scores = {mask: {m: [Score() for _ in leads] for m in methods} for mask in ("common", "own")}
         # Motion + every lead, ms, without file I/O (see the module docs).
         compute_ms = {m: [] for m in methods if m != "persistence"}
+        # The motion alone, for the methods that report it apart.
+        motion_ms = {m: [] for m in ("opencv_dis", "raincast", "raincast_none")}
         started = time.perf_counter()
         failed = []
         for n, idx in enumerate(cases):
@@ -441,9 +448,10 @@ def main():
             past = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:3]]
             obs = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[3:]]
             fcs = {"persistence": np.stack([past[-1]] * n_leads)}
-            fc, t = run_opencv(past, n_leads)
+            fc, t, t_motion = run_opencv(past, n_leads)
             fcs["opencv_dis"] = fc.astype(np.float64)
             compute_ms["opencv_dis"].append(1e3 * t)
+            motion_ms["opencv_dis"].append(1e3 * t_motion)
             if not args.no_pysteps:
                 with contextlib.redirect_stdout(io.StringIO()):  # pysteps' progress prints
                     py, py_t = run_pysteps(past, n_leads, "pysteps_sprog" in methods,
@@ -458,6 +466,7 @@ def main():
                     fc, _wall, info = run_raincast(args.raincast, paths, leads, tmp, sm)
                     fcs[m] = fc
                     compute_ms[m].append(info["motion_ms"] + info["extrapolate_ms"])
+                    motion_ms[m].append(info["motion_ms"])
             except RuntimeError as e:
                 # Not scored for any method, so the methods keep the same cases.
                 print(f"\nskipping start time {scans[idx[2]]['time']}: {e}", file=sys.stderr)
@@ -496,6 +505,9 @@ def main():
         "scores": {mask: {m: [s.summary() for s in per] for m, per in d.items()}
                    for mask, d in scores.items()},
         "compute_ms_median": {m: float(np.median(v)) for m, v in compute_ms.items() if v},
+        "motion_ms_median": {m: float(np.median(v)) for m, v in motion_ms.items() if v},
+        "leads_ms_median": {m: float(np.median(np.subtract(compute_ms[m], motion_ms[m])))
+                            for m, v in motion_ms.items() if v},
     }
     if args.anvil:
         result["past_scans_required"] = n_past
@@ -528,6 +540,14 @@ def main():
     if ms.get("raincast") and ms.get("pysteps_lk_sl"):
         print(f"pysteps LK+SL / Raincast (default) time: {ms['pysteps_lk_sl'] / ms['raincast']:.1f} "
               "(target >= 40)")
+    # Where the time goes: the motion, then all leads (every method's own
+    # split, medians over the cases; the leads' part per lead as well).
+    print("\n| method | motion, median ms | all leads, median ms | per lead, ms |")
+    print("|---|---|---|---|")
+    for m in ("opencv_dis", "raincast_none", "raincast"):
+        if m in result["motion_ms_median"]:
+            mo, le = result["motion_ms_median"][m], result["leads_ms_median"][m]
+            print(f"| {LABELS[m]} | {mo:.1f} | {le:.1f} | {le / n_leads:.2f} |")
     for mask in ("common", "own"):
         print(f"\nmask: {mask}")
         head = "| method |"

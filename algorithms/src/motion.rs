@@ -379,11 +379,16 @@ pub fn estimate(
         return Err(MotionError::Empty);
     }
     let factor = working_factor(shape.0, shape.1, cfg);
-    // 1. dBR on the working grid.
-    let work: Vec<Img> = frames
-        .iter()
-        .map(|f| dbr_block_mean(f, factor, cfg))
-        .collect();
+    // 1. dBR on the working grid: the one full-resolution pass over each
+    // frame, so the frames go to the threads of the current rayon pool (in
+    // turn on one thread; the same bits).
+    let work: Vec<Img> = {
+        use rayon::prelude::*;
+        frames
+            .par_iter()
+            .map(|f| dbr_block_mean(f, factor, cfg))
+            .collect()
+    };
     let last = work.len() - 1;
     // Without rain in the latest frame and in at least one other, there is
     // nothing to track.

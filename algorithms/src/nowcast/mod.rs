@@ -888,9 +888,11 @@ pub(crate) mod tests {
 
     #[test]
     fn leads_on_several_threads_equal_the_leads_on_one() {
-        // The batch forecast and the parallel hand-out of each lead, on a
-        // 1-thread and a 3-thread pool: the same bits for every lead, each
-        // lead handed out once with its index.
+        // The motion (its frames on the pool's threads), the batch forecast
+        // (the cascade's fields and the leads on the threads) and the
+        // parallel hand-out of each lead, on a 1-thread and a 3-thread pool:
+        // the same bits for the motion and every lead, each lead handed out
+        // once with its index.
         let f = leaving_a_circular_view();
         let leads = [60, 5, 35, 20, 5, 12, 45, 30];
         let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -906,9 +908,18 @@ pub(crate) mod tests {
                 ..Default::default()
             };
             let input = NowcastInput::new(&f, &cfg).expect("valid");
-            let motion = input.motion().expect("motion");
-            let one: Vec<Array2<f32>> = input.leads(&motion, &leads).expect("leads").collect();
+            let motion = pool(1).install(|| input.motion()).expect("motion");
+            let one: Vec<Array2<f32>> = pool(1)
+                .install(|| input.leads(&motion, &leads))
+                .expect("leads")
+                .collect();
+            let img_bits = |m: &MotionField| {
+                let (u, v) = (m.u.data.iter(), m.v.data.iter());
+                u.chain(v).map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
             for threads in [1, 3] {
+                let moved = pool(threads).install(|| input.motion()).expect("motion");
+                assert_eq!(img_bits(&moved), img_bits(&motion), "{threads} threads");
                 let batch = pool(threads)
                     .install(|| input.forecast(motion.clone(), &leads))
                     .expect("batch");
@@ -959,5 +970,76 @@ pub(crate) mod tests {
         assert!(out[[60, 8]].is_nan(), "source west of the coverage edge");
         assert!(out[[60, 100]].is_finite());
         assert!(out.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0));
+    }
+
+    /// Odd shapes (single rows and columns, 1 × 1, prime sizes) and hostile
+    /// values (huge rates, subnormals, a lone known cell, half no data) give
+    /// a nowcast of the right shape with rates that are ≥ 0 or no data, or a
+    /// typed error: never a panic.
+    #[test]
+    fn odd_shapes_and_hostile_values_never_panic() {
+        use chrono::TimeZone;
+        let mut seed = 7u64;
+        let mut uniform = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32) / (1u64 << 24) as f32
+        };
+        let t0 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let shapes = [(1, 1), (1, 7), (7, 1), (2, 2), (3, 3), (1, 300), (300, 1)];
+        let shapes = shapes
+            .iter()
+            .chain(&[(2, 513), (17, 3), (33, 65), (129, 7)]);
+        let (mut built, mut refused) = (0, 0);
+        for &(rows, cols) in shapes {
+            let grid = local_grid(5.0, 50.0, rows, cols, 1000.0).expect("grid");
+            for variant in 0..6 {
+                let frames: Vec<RainField> = (0..3)
+                    .map(|k| RainField {
+                        grid: grid.clone(),
+                        time: t0 + Duration::minutes(5 * k as i64),
+                        rate_mm_h: Array2::from_shape_fn((rows, cols), |(r, c)| {
+                            let u = uniform();
+                            match variant {
+                                0 => u * 50.0,
+                                1 if u < 0.5 => f32::NAN,
+                                1 => u * 10.0,
+                                2 if (r + c + k) % 2 == 0 => 1e6,
+                                2 => 0.0,
+                                3 if r == 0 && c == 0 => 5.0,
+                                3 => f32::NAN,
+                                4 => f32::MIN_POSITIVE * u,
+                                _ if u < 0.9 => 0.0,
+                                _ => 200.0,
+                            }
+                        }),
+                    })
+                    .collect();
+                for smoothing in [Smoothing::Sprog, Smoothing::None] {
+                    let cfg = NowcastConfig {
+                        smoothing,
+                        ..Default::default()
+                    };
+                    let Ok(nc) = nowcast(&frames, &[5, 30, 60, 120], &cfg) else {
+                        refused += 1;
+                        continue;
+                    };
+                    built += 1;
+                    for f in nc.rate_mm_h.iter().chain(&nc.probability(0.1)) {
+                        assert_eq!(f.dim(), (rows, cols));
+                        let bad = f
+                            .iter()
+                            .find(|v| !(v.is_nan() || **v >= 0.0 && v.is_finite()));
+                        assert!(bad.is_none(), "{rows}×{cols}, variant {variant}: {bad:?}");
+                    }
+                }
+            }
+        }
+        // Only 1 × 1 with no data (variant 1 can draw it) may be refused.
+        assert!(
+            built >= 128 && refused <= 4,
+            "built {built}, refused {refused}"
+        );
     }
 }

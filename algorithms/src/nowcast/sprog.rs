@@ -607,34 +607,40 @@ impl Sprog {
                 }
             }
         };
-        let mut x0 = Img {
-            rows,
-            cols,
-            data: Vec::new(),
-        };
-        dbr_into(latest, &mut x0.data);
-        let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
-        let any_nodata = nodata.iter().any(|x| *x);
-        let target = TargetDistribution::new(&x0.data, floor, thr);
-        let n_bands = pyramid_levels(rows, cols);
-        // Previous fields advected onto the latest time (Lagrangian frame),
-        // through one reused dBR buffer.
-        let mut tmp = Vec::new();
-        let mut advected = |prev: &ArrayView2<f32>, d: &Displacement| {
+        // The latest field in dBR and the previous two advected onto its
+        // time (Lagrangian frame): independent, so on the threads of the
+        // current rayon pool (one thread runs them in turn; the same bits).
+        let advected = |prev: &ArrayView2<f32>, d: &Displacement| {
+            let mut tmp = Vec::new();
             dbr_into(prev, &mut tmp);
             let src = Img {
                 rows,
                 cols,
-                data: std::mem::take(&mut tmp),
+                data: tmp,
             };
             let mut data = Vec::new();
             warp_into(&src, d, None, &mut data);
-            tmp = src.data;
             Img { rows, cols, data }
         };
-        let x1 = advected(prev1, d1);
-        let x2 = advected(prev2, d2);
-        drop(tmp);
+        let latest_dbr = || {
+            let mut x0 = Img {
+                rows,
+                cols,
+                data: Vec::new(),
+            };
+            dbr_into(latest, &mut x0.data);
+            // Allocated before the advected fields (on one thread): made
+            // after them, it left the heap in pieces that cost OPERA's
+            // one-thread nowcast 26 MB more peak memory.
+            let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
+            let target = TargetDistribution::new(&x0.data, floor, thr);
+            (x0, nodata, target)
+        };
+        let ((x0, nodata, target), (x1, x2)) = rayon::join(latest_dbr, || {
+            rayon::join(|| advected(prev1, d1), || advected(prev2, d2))
+        });
+        let any_nodata = nodata.iter().any(|x| *x);
+        let n_bands = pyramid_levels(rows, cols);
         // Correlations over the cells known in all three fields; the mask at
         // each level is the cells the REDUCE samples sit on.
         let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n_bands + 1);
@@ -657,15 +663,14 @@ impl Sprog {
             masks.push(next);
             (mr, mc) = (r2, c2);
         }
-        // Level k < n_bands is band k; level n_bands is the residual. One
-        // field's pyramid at a time.
+        // Level k < n_bands is band k; level n_bands is the residual. The
+        // three pyramids are independent too (on one thread, one after the
+        // other, as before).
         let pyr = |mut img: Img| {
             push_pull_fill(&mut img, floor);
             laplacian_levels(img, n_bands)
         };
-        let l0 = pyr(x0);
-        let l1 = pyr(x1);
-        let l2 = pyr(x2);
+        let (l0, (l1, l2)) = rayon::join(|| pyr(x0), || rayon::join(|| pyr(x1), || pyr(x2)));
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {

@@ -44,18 +44,20 @@ pub struct NowcastArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Print `{"base_time", "leads", "threads", "motion_ms", "extrapolate_ms",
-    /// "extrapolate_wall_ms", "total_ms"}`: `extrapolate_ms` is the work of
-    /// the cascade and of every lead (summed over the threads, without file
-    /// writes), `extrapolate_wall_ms` the elapsed time from the cascade to
-    /// the last lead written (writes included).
+    /// "extrapolate_wall_ms", "total_ms"}`: `extrapolate_ms` is the
+    /// cascade's elapsed time plus the work of every lead (summed over the
+    /// threads, without file writes; on one thread, all the work),
+    /// `extrapolate_wall_ms` the elapsed time from the cascade to the last
+    /// lead written (writes included).
     #[arg(long)]
     pub json: bool,
-    /// Threads that build the leads (each thread one lead at a time); 0:
-    /// rayon's default (`RAYON_NUM_THREADS`, else every core). The output
-    /// is the same, bit for bit, with any number; each thread beyond the
-    /// first cuts the wall time and holds one more lead's buffers (about
-    /// 60 MB on the 2200 × 1900 OPERA grid). The default, 1, gives the
-    /// single-thread figures of docs/PERFORMANCE.md.
+    /// Threads that build the motion's and the cascade's fields (one field
+    /// each) and the leads (each thread one lead at a time); 0: rayon's
+    /// default (`RAYON_NUM_THREADS`, else every core). The output is the
+    /// same, bit for bit, with any number; each thread beyond the first
+    /// cuts the wall time and holds one more lead's buffers (about 60 MB on
+    /// the 2200 × 1900 OPERA grid). The default, 1, gives the single-thread
+    /// figures of docs/PERFORMANCE.md.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub threads: usize,
     /// Force a decoder instead of detecting the format: odim, bom, mch-gif, fmi-pgm.
