@@ -34,10 +34,19 @@ fn write_with(path: &Path, bytes: &[u8], mut opts: std::fs::OpenOptions) -> std:
 }
 
 /// Every regular file below `dir`, sorted by path (hidden files skipped).
+/// Symbolic links are followed (a folder of links to scans kept elsewhere
+/// is read like the scans themselves), each folder once, so a link back up
+/// the tree does not loop; a link to nothing is reported and skipped.
 pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
     while let Some(d) = stack.pop() {
+        let canonical = std::fs::canonicalize(&d)
+            .with_context(|| format!("{}: cannot resolve", d.display()))?;
+        if !seen.insert(canonical) {
+            continue;
+        }
         for entry in
             std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?
         {
@@ -49,7 +58,16 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
             {
                 continue;
             }
-            let ft = entry.file_type()?;
+            let mut ft = entry.file_type()?;
+            if ft.is_symlink() {
+                match std::fs::metadata(&p) {
+                    Ok(target) => ft = target.file_type(),
+                    Err(e) => {
+                        eprintln!("skipping {}: a link to nothing usable ({e})", p.display());
+                        continue;
+                    }
+                }
+            }
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_file() {
@@ -68,4 +86,34 @@ pub fn load_field(path: &Path, format: Option<Format>) -> Result<RainField> {
     let scan = decode::decode(&bytes, name, format)
         .with_context(|| format!("{}: cannot decode", path.display()))?;
     Ok(prep::prep(&scan, &PrepOptions::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn files_below_follows_links_once_and_skips_dangling_ones() -> Result<()> {
+        use std::os::unix::fs::symlink;
+        let elsewhere = raincast_testkit::TempDir::new("files-elsewhere");
+        let root = raincast_testkit::TempDir::new("files-root");
+        let (e, r) = (elsewhere.path(), root.path());
+        std::fs::create_dir_all(e.join("day"))?;
+        std::fs::write(e.join("day/b.h5"), b"b")?;
+        std::fs::write(e.join("a.h5"), b"a")?;
+        std::fs::write(r.join("c.h5"), b"c")?;
+        std::fs::write(r.join(".hidden"), b"h")?;
+        symlink(e.join("a.h5"), r.join("a.h5"))?; // a link to a file
+        symlink(e.join("day"), r.join("day"))?; // a link to a folder
+        symlink(r, r.join("loop"))?; // a link back up the tree
+        symlink(e.join("gone.h5"), r.join("gone.h5"))?; // a link to nothing
+        let found = files_below(r)?;
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(r).map(|p| p.display().to_string()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names, ["a.h5", "c.h5", "day/b.h5"]);
+        Ok(())
+    }
 }

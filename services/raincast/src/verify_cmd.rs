@@ -71,7 +71,12 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             Ok(f) => fields.push(f),
             Err(e) => eprintln!("verify: skipping {e:#}"),
         }
-        eprint!("\rverify: decoded {}/{} scans", i + 1, files.len());
+        eprint!(
+            "\rverify: read {}/{} files, {} scans decoded",
+            i + 1,
+            files.len(),
+            fields.len()
+        );
     }
     eprintln!();
     // Keep the scans on the grid of the majority (one radar).
