@@ -1447,29 +1447,6 @@ pub struct VerifyReport {
     pub cases: usize,
 }
 
-/// The most common interval between consecutive fields, seconds.
-fn modal_step(times: &[chrono::DateTime<chrono::Utc>]) -> Option<i64> {
-    let mut steps: Vec<i64> = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]).num_seconds())
-        .filter(|s| *s > 0)
-        .collect();
-    steps.sort_unstable();
-    let mut best = (0usize, None);
-    let mut i = 0;
-    while i < steps.len() {
-        let j = steps[i..]
-            .iter()
-            .position(|s| *s != steps[i])
-            .map_or(steps.len(), |p| i + p);
-        if j - i > best.0 {
-            best = (j - i, Some(steps[i]));
-        }
-        i = j;
-    }
-    best.1
-}
-
 /// Runs a nowcast at every time of `fields` that has enough past fields and
 /// at least one observation at a requested lead, and scores persistence,
 /// plain extrapolation and Raincast against the observations. All methods are
@@ -1485,7 +1462,7 @@ pub fn verify_series(
     order.sort_by_key(|i| fields[*i].time);
     let sorted: Vec<&crate::prep::RainField> = order.iter().map(|i| &fields[*i]).collect();
     let times: Vec<_> = sorted.iter().map(|f| f.time).collect();
-    let step_s = modal_step(&times).unwrap_or(300);
+    let step_s = crate::nowcast::modal_step(&times).unwrap_or(300);
     let leads: Vec<u32> = cfg.leads_min.clone().unwrap_or_else(|| {
         let step_min = (step_s / 60).max(1) as u32;
         (1..=60 / step_min).map(|k| k * step_min).collect()
@@ -1549,10 +1526,14 @@ pub fn verify_series(
             progress(base + 1, total);
             continue;
         }
-        let window: Vec<crate::prep::RainField> = sorted[base + 1 - need..=base]
-            .iter()
-            .map(|f| (*f).clone())
-            .collect();
+        // The scans the service would use at this time (equally spaced,
+        // bridging a missing scan); without such, the newest `need`, whose
+        // nowcast then names what is wrong with them.
+        let picked =
+            crate::nowcast::equally_spaced(&times[..=base], base, need, cfg.nowcast.step_tolerance)
+                .unwrap_or_else(|| (base + 1 - need..=base).collect());
+        let window: Vec<crate::prep::RainField> =
+            picked.iter().map(|i| sorted[*i].clone()).collect();
         let mut ext_cfg = cfg.nowcast;
         ext_cfg.smoothing = Smoothing::None;
         let mut rc_cfg = cfg.nowcast;

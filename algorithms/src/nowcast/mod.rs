@@ -85,6 +85,84 @@ pub const MAX_LEAD_MIN: u32 = 360;
 /// changes too much between scans for its motion to be tracked.
 pub const MAX_STEP_S: i64 = 1800;
 
+/// The most common interval between consecutive times (sorted), seconds:
+/// a series' cadence, which a missing scan does not change.
+pub fn modal_step(times: &[DateTime<Utc>]) -> Option<i64> {
+    let mut steps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds())
+        .filter(|s| *s > 0)
+        .collect();
+    steps.sort_unstable();
+    let mut best = (0usize, None);
+    let mut i = 0;
+    while i < steps.len() {
+        let j = steps[i..]
+            .iter()
+            .position(|s| *s != steps[i])
+            .map_or(steps.len(), |p| i + p);
+        if j - i > best.0 {
+            best = (j - i, Some(steps[i]));
+        }
+        i = j;
+    }
+    best.1
+}
+
+/// Which scans a nowcast ending with `times[newest]` uses: `need` scans,
+/// equally spaced, the newest one included, at the shortest interval that
+/// the series allows. `times` is sorted, oldest first; the result is their
+/// indices, oldest first, or `None` when no interval up to [`MAX_STEP_S`]
+/// fits.
+///
+/// With regular scans this is the `need` newest ones. When a scan is
+/// missing (a radar skips one, a file is quarantined), the newest scans
+/// are not equally spaced and [`NowcastInput::new`] would refuse them;
+/// then the interval widens to a multiple of the cadence that the scans
+/// still have (one scan missing at 10:42 in a 6-minute series: 10:24,
+/// 10:36, 10:48 at 10:48, then 10:18, 10:36, 10:54), so a gap costs the
+/// forecast some motion detail instead of two cycles of no nowcast. Each
+/// interval may differ from the newest one by `step_tolerance` (a
+/// fraction) or 30 s, as [`NowcastInput::new`] accepts.
+pub fn equally_spaced(
+    times: &[DateTime<Utc>],
+    newest: usize,
+    need: usize,
+    step_tolerance: f32,
+) -> Option<Vec<usize>> {
+    let t0 = *times.get(newest)?;
+    let need = need.max(1);
+    for previous in (0..newest).rev() {
+        let step = (t0 - times[previous]).num_seconds();
+        if step > MAX_STEP_S {
+            break;
+        }
+        if step <= 0 {
+            continue;
+        }
+        let tol = (f64::from(step_tolerance) * step as f64).max(30.0);
+        let mut picked = vec![newest, previous];
+        while picked.len() < need {
+            let last = times[picked[picked.len() - 1]];
+            // The scan whose interval to `last` is nearest to `step`.
+            let best = (0..picked[picked.len() - 1])
+                .rev()
+                .map(|i| (i, (last - times[i]).num_seconds()))
+                .take_while(|(_, d)| (*d as f64) <= step as f64 + tol)
+                .min_by_key(|(_, d)| (d - step).abs());
+            match best {
+                Some((i, d)) if ((d - step).abs() as f64) <= tol => picked.push(i),
+                _ => break,
+            }
+        }
+        if picked.len() == need {
+            picked.reverse();
+            return Some(picked);
+        }
+    }
+    (need == 1).then(|| vec![newest])
+}
+
 /// Why a nowcast was refused. Every variant says what is wrong with which
 /// input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -1041,5 +1119,71 @@ pub(crate) mod tests {
             built >= 128 && refused <= 4,
             "built {built}, refused {refused}"
         );
+    }
+
+    #[test]
+    fn equally_spaced_scans_bridge_a_missing_one() {
+        use chrono::TimeZone;
+        let t = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2024, 6, 1, h, m, s).unwrap();
+        let at = |ts: &[DateTime<Utc>], idx: Vec<usize>| -> Vec<DateTime<Utc>> {
+            idx.into_iter().map(|i| ts[i]).collect()
+        };
+        // Regular 6-minute scans (with a few seconds of jitter): the newest three.
+        let regular = [
+            t(10, 24, 0),
+            t(10, 30, 4),
+            t(10, 36, 0),
+            t(10, 41, 57),
+            t(10, 48, 2),
+        ];
+        let got = equally_spaced(&regular, 4, 3, 0.1).unwrap();
+        assert_eq!(got, vec![2, 3, 4]);
+        assert_eq!(equally_spaced(&regular, 3, 3, 0.1).unwrap(), vec![1, 2, 3]);
+        // 10:42 missing: 12 minutes at 10:48, then 18 minutes at 10:54, then
+        // back to 6 minutes once three regular scans follow the gap.
+        let gap = [
+            t(10, 18, 0),
+            t(10, 24, 0),
+            t(10, 30, 0),
+            t(10, 36, 0),
+            t(10, 48, 0),
+            t(10, 54, 0),
+            t(11, 0, 0),
+        ];
+        let want = |v: &[DateTime<Utc>]| v.to_vec();
+        let got = at(&gap, equally_spaced(&gap, 4, 3, 0.1).unwrap());
+        assert_eq!(got, want(&[t(10, 24, 0), t(10, 36, 0), t(10, 48, 0)]));
+        let got = at(&gap, equally_spaced(&gap, 5, 3, 0.1).unwrap());
+        assert_eq!(got, want(&[t(10, 18, 0), t(10, 36, 0), t(10, 54, 0)]));
+        let got = at(&gap, equally_spaced(&gap, 6, 3, 0.1).unwrap());
+        assert_eq!(got, want(&[t(10, 48, 0), t(10, 54, 0), t(11, 0, 0)]));
+        // An extra scan between two regular ones is skipped over.
+        let extra = [t(10, 30, 0), t(10, 36, 0), t(10, 38, 30), t(10, 42, 0)];
+        let got = at(&extra, equally_spaced(&extra, 3, 3, 0.1).unwrap());
+        assert_eq!(got, want(&[t(10, 30, 0), t(10, 36, 0), t(10, 42, 0)]));
+        // Nothing fits within 30 minutes, or too few scans: none.
+        let sparse = [t(9, 0, 0), t(10, 0, 0), t(10, 36, 0), t(10, 42, 0)];
+        assert_eq!(equally_spaced(&sparse, 3, 3, 0.1), None);
+        assert_eq!(equally_spaced(&regular[..2], 1, 3, 0.1), None);
+        assert_eq!(equally_spaced(&regular, 9, 3, 0.1), None);
+        // Whatever it picks, the nowcast accepts.
+        let f = frames();
+        for ts in [&regular[..], &gap[..], &extra[..]] {
+            for newest in 2..ts.len() {
+                let Some(idx) = equally_spaced(ts, newest, 3, 0.1) else {
+                    continue;
+                };
+                let picked: Vec<RainField> = idx
+                    .iter()
+                    .zip(&f)
+                    .map(|(i, x)| RainField {
+                        time: ts[*i],
+                        ..x.clone()
+                    })
+                    .collect();
+                let input = NowcastInput::new(&picked, &NowcastConfig::default());
+                assert!(input.is_ok(), "{:?}: {:?}", idx, input.err());
+            }
+        }
     }
 }

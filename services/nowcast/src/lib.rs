@@ -425,15 +425,25 @@ impl NowcastService {
         // The newest `need` scans, no older than the algorithm can track.
         let from = latest.time - Duration::seconds(nowcast::MAX_STEP_S * need as i64);
         let manifests = store.list_scans(radar, from, latest.time, now).await?;
-        let used: Vec<&ScanManifest> = manifests.iter().rev().take(need).rev().collect();
-        if used.len() < need {
+        if manifests.len() < need {
             return Ok(UpdateOutcome::NotEnoughScans {
-                have: used.len(),
+                have: manifests.len(),
                 need,
             });
         }
+        // Equally spaced scans ending with the newest (a missing scan
+        // widens the interval, `nowcast::equally_spaced`); without such,
+        // the newest `need`, whose nowcast then says what is wrong.
+        let times: Vec<DateTime<Utc>> = manifests.iter().map(|m| m.time).collect();
+        let newest = times.len() - 1;
+        let tolerance = self.inner.settings.config.step_tolerance;
+        let picked = nowcast::equally_spaced(&times, newest, need, tolerance)
+            .unwrap_or_else(|| (times.len() - need..times.len()).collect());
+        let used: Vec<&ScanManifest> = picked.iter().map(|i| &manifests[*i]).collect();
         let step_s = (used[used.len() - 1].time - used[used.len() - 2].time).num_seconds();
-        let leads = self.leads(step_s);
+        // Leads follow the radar's cadence, not a gap's wider interval: the
+        // same leads (and lead series) every cycle.
+        let leads = self.leads(nowcast::modal_step(&times).unwrap_or(step_s));
         let mut fields = Vec::with_capacity(used.len());
         for m in &used {
             fields.push(load_field(store, radar, m.time, now).await?);

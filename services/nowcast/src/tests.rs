@@ -165,6 +165,52 @@ async fn builds_stores_caches_and_reloads() {
     }
 }
 
+#[tokio::test]
+async fn a_missing_scan_widens_the_interval_instead_of_stopping_the_nowcast() {
+    let dir = TempDir::new("raincast-nowcast-gap");
+    let store = store(&dir).await;
+    let svc = NowcastService::new(store.clone(), NowcastSettings::default());
+    // Scans every 5 minutes, the one at time(4) missing.
+    for k in [0, 1, 2, 3, 5] {
+        put(store.as_ref(), k).await;
+    }
+    let built = |o: UpdateOutcome| match o {
+        UpdateOutcome::Built(n) => n,
+        other => panic!("expected a build, got {other:?}"),
+    };
+    let five_min: Vec<u32> = (1..=24).map(|k| 5 * k).collect();
+    // At time(5): time(1), time(3), time(5), 10 minutes apart; the leads
+    // stay the radar's 5-minute ones.
+    let now = time(5) + Duration::minutes(1);
+    let n = built(svc.update(RADAR, now).await.unwrap());
+    assert_eq!(n.inputs, vec![time(1), time(3), time(5)]);
+    assert_eq!((n.step_s, &n.leads_min), (600, &five_min));
+    // The cell (2 cells east per 5 min, at column 30 now) is forecast
+    // where it will be in 30 minutes, near column 42, not left behind.
+    let i30 = n.lead_index(30).unwrap();
+    let rate_at = |col: f64| {
+        let (lon, lat) = lonlat(32.5, col);
+        n.point(lon, lat).unwrap().steps[i30].rate_mm_h
+    };
+    let (ahead, now_at) = (rate_at(42.5), rate_at(30.5));
+    assert!(
+        ahead > 2.0 && ahead > 5.0 * now_at,
+        "{ahead} ahead, {now_at} where it is now"
+    );
+    // At time(6): time(0), time(3), time(6), 15 minutes apart.
+    put(store.as_ref(), 6).await;
+    let now = time(6) + Duration::minutes(1);
+    let n = built(svc.update(RADAR, now).await.unwrap());
+    assert_eq!(n.inputs, vec![time(0), time(3), time(6)]);
+    assert_eq!((n.step_s, &n.leads_min), (900, &five_min));
+    // At time(7): three regular scans again.
+    put(store.as_ref(), 7).await;
+    let now = time(7) + Duration::minutes(1);
+    let n = built(svc.update(RADAR, now).await.unwrap());
+    assert_eq!(n.inputs, vec![time(5), time(6), time(7)]);
+    assert_eq!(n.step_s, 300);
+}
+
 fn lon_lat_38() -> (f64, f64) {
     lonlat(32.5, 38.5)
 }
