@@ -31,8 +31,8 @@ impl From<SmoothingArg> for Smoothing {
 
 #[derive(Args, Debug)]
 pub struct NowcastArgs {
-    /// Consecutive past scans of one radar, oldest first (at least 3; the
-    /// latest `--frames` are used).
+    /// Consecutive past scans of one radar, in any order (they are sorted
+    /// by their scan times; at least 3; the latest `--frames` are used).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Lead times in minutes after the latest scan.
@@ -96,6 +96,9 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
     for path in &args.files {
         fields.push(crate::files::load_field(path, args.format)?);
     }
+    // By scan time, whatever order the file names came in (stable: two
+    // scans of one time stay in the order given, and the nowcast names them).
+    fields.sort_by_key(|f| f.time);
     let cfg = NowcastConfig {
         frames: args.frames,
         smoothing: args.smoothing.into(),

@@ -39,7 +39,10 @@ fn written_leads_equal_the_batch_nowcast() {
     // 45 min are fractional steps.
     let leads = [30u32, 6, 60, 9, 45];
     let out = std::env::temp_dir().join(format!("raincast-nowcast-cli-{}", std::process::id()));
-    // Each smoothing, on one thread and on three (leads built in parallel).
+    // Each smoothing, on one thread and on three (leads built in parallel);
+    // the runs on three threads get the files newest first (the command
+    // sorts them by scan time).
+    let newest_first: Vec<PathBuf> = files.iter().rev().cloned().collect();
     for (arg, smoothing, threads) in [
         ("sprog", Smoothing::Sprog, "1"),
         ("sprog", Smoothing::Sprog, "3"),
@@ -49,7 +52,11 @@ fn written_leads_equal_the_batch_nowcast() {
         let _ = std::fs::remove_dir_all(&out);
         let status = Command::new(BIN)
             .arg("nowcast")
-            .args(&files)
+            .args(if threads == "3" {
+                &newest_first
+            } else {
+                &files
+            })
             .args([
                 "--leads",
                 "30,6,60,9,45",
