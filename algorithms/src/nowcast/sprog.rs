@@ -106,7 +106,11 @@ fn block_mean_any(src: &Img) -> Img {
 /// at least 16 cells.
 fn pyramid_levels(rows: usize, cols: usize) -> usize {
     let mut k = 0;
-    while (rows.min(cols) >> (k + 1)) >= 16 {
+    let min_side: usize = std::env::var("RC_MINSIDE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    while (rows.min(cols) >> (k + 1)) >= min_side {
         k += 1;
     }
     k
