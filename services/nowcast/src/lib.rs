@@ -210,7 +210,9 @@ pub enum UpdateOutcome {
     Built(Arc<LatestNowcast>),
     /// Frames stored by another instance were loaded.
     Loaded(Arc<LatestNowcast>),
-    /// Fewer consecutive scans than a nowcast needs.
+    /// Fewer equally spaced scans on the newest scan's grid than a nowcast
+    /// needs (too few scans yet, or a gap of more than 30 minutes or a
+    /// change of grid not yet followed by enough scans).
     NotEnoughScans { have: usize, need: usize },
 }
 
@@ -412,11 +414,14 @@ impl NowcastService {
         let Some(latest) = store.latest(radar, now).await? else {
             return Ok(UpdateOutcome::NotEnoughScans { have: 0, need });
         };
-        self.inner
+        // The first look at this newest scan (later refreshes repeat it).
+        let first_look = self
+            .inner
             .seen
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(radar.to_string(), latest.time);
+            .insert(radar.to_string(), latest.time)
+            != Some(latest.time);
         if let Some(c) = self.latest(radar) {
             if c.base_time >= latest.time {
                 return Ok(UpdateOutcome::Unchanged(c));
@@ -425,21 +430,47 @@ impl NowcastService {
         // The newest `need` scans, no older than the algorithm can track.
         let from = latest.time - Duration::seconds(nowcast::MAX_STEP_S * need as i64);
         let manifests = store.list_scans(radar, from, latest.time, now).await?;
-        if manifests.len() < need {
-            return Ok(UpdateOutcome::NotEnoughScans {
-                have: manifests.len(),
-                need,
-            });
-        }
+        // Only scans on the newest scan's grid (a radar whose grid changed
+        // waits for scans on the new one instead of failing every refresh).
+        let grid_of = |m: &ScanManifest| sparse::header_info(&m.header).ok().map(|h| h.grid);
+        let newest_grid = manifests.last().and_then(grid_of);
+        let manifests: Vec<&ScanManifest> = manifests
+            .iter()
+            .filter(|m| match (&newest_grid, grid_of(m)) {
+                (Some(g), Some(h)) => g.same_geometry(&h),
+                _ => true, // unreadable: the load names the problem
+            })
+            .collect();
         // Equally spaced scans ending with the newest (a missing scan
-        // widens the interval, `nowcast::equally_spaced`); without such,
-        // the newest `need`, whose nowcast then says what is wrong.
+        // widens the interval, `nowcast::equally_spaced`).
         let times: Vec<DateTime<Utc>> = manifests.iter().map(|m| m.time).collect();
-        let newest = times.len() - 1;
         let tolerance = self.inner.settings.config.step_tolerance;
-        let picked = nowcast::equally_spaced(&times, newest, need, tolerance)
-            .unwrap_or_else(|| (times.len() - need..times.len()).collect());
-        let used: Vec<&ScanManifest> = picked.iter().map(|i| &manifests[*i]).collect();
+        let picked = match times.len().checked_sub(1) {
+            Some(newest) => nowcast::equally_spaced(&times, newest, need, tolerance),
+            None => None,
+        };
+        let Some(picked) = picked else {
+            // Too few scans, or none equally spaced within 30 minutes of
+            // each other (after an outage): wait for scans, without loading
+            // any or failing on every refresh.
+            let recent: Vec<DateTime<Utc>> = match times.last() {
+                Some(t) => times
+                    .iter()
+                    .filter(|u| (*t - **u).num_seconds() <= nowcast::MAX_STEP_S)
+                    .copied()
+                    .collect(),
+                None => Vec::new(),
+            };
+            if first_look && recent.len() >= need {
+                // Enough recent scans, but not equally spaced: said once per
+                // newest scan, with their times.
+                tracing::warn!(%radar, times = ?recent, need,
+                    "no equally spaced scans to nowcast from; waiting for more");
+            }
+            let have = recent.len().min(need - 1);
+            return Ok(UpdateOutcome::NotEnoughScans { have, need });
+        };
+        let used: Vec<&ScanManifest> = picked.iter().map(|i| manifests[*i]).collect();
         let step_s = (used[used.len() - 1].time - used[used.len() - 2].time).num_seconds();
         // Leads follow the radar's cadence, not a gap's wider interval: the
         // same leads (and lead series) every cycle.

@@ -211,6 +211,64 @@ async fn a_missing_scan_widens_the_interval_instead_of_stopping_the_nowcast() {
     assert_eq!(n.step_s, 300);
 }
 
+#[tokio::test]
+async fn after_an_outage_or_a_new_grid_the_nowcast_waits_for_scans_without_failing() {
+    let dir = TempDir::new("raincast-nowcast-outage");
+    let store = store(&dir).await;
+    let svc = NowcastService::new(store.clone(), NowcastSettings::default());
+    let update = |now: DateTime<Utc>| {
+        let svc = svc.clone();
+        async move { svc.update(RADAR, now).await }
+    };
+    for k in 0..=3 {
+        put(store.as_ref(), k).await;
+    }
+    let first = update(time(3) + Duration::minutes(1)).await.unwrap();
+    assert!(matches!(first, UpdateOutcome::Built(_)), "{first:?}");
+    // An outage of 40 minutes (time(4)..time(11) missing): the scans after
+    // it wait for two more, without an error and without the old ones.
+    let expect_wait = |o: UpdateOutcome, have: usize| match o {
+        UpdateOutcome::NotEnoughScans { have: h, need: 3 } if h == have => {}
+        other => panic!("expected to wait with {have} of 3, got {other:?}"),
+    };
+    put(store.as_ref(), 12).await;
+    expect_wait(update(time(12) + Duration::minutes(1)).await.unwrap(), 1);
+    put(store.as_ref(), 13).await;
+    expect_wait(update(time(13) + Duration::minutes(1)).await.unwrap(), 2);
+    put(store.as_ref(), 14).await;
+    match update(time(14) + Duration::minutes(1)).await.unwrap() {
+        UpdateOutcome::Built(n) => assert_eq!(n.inputs, vec![time(12), time(13), time(14)]),
+        other => panic!("expected a build, got {other:?}"),
+    }
+    // The radar's grid changes (moved by 2 km): the scans on the old grid
+    // no longer count, and the new grid's third scan gives a nowcast on it.
+    let moved = |k: usize| RainField {
+        grid: Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            ROWS,
+            COLS,
+            1000.0,
+            1000.0,
+            -(COLS as f64) * 500.0 + 2000.0,
+            ROWS as f64 * 500.0,
+        )
+        .unwrap(),
+        ..field(k)
+    };
+    put_field(store.as_ref(), &moved(15)).await;
+    expect_wait(update(time(15) + Duration::minutes(1)).await.unwrap(), 1);
+    put_field(store.as_ref(), &moved(16)).await;
+    expect_wait(update(time(16) + Duration::minutes(1)).await.unwrap(), 2);
+    put_field(store.as_ref(), &moved(17)).await;
+    match update(time(17) + Duration::minutes(1)).await.unwrap() {
+        UpdateOutcome::Built(n) => {
+            assert_eq!(n.inputs, vec![time(15), time(16), time(17)]);
+            assert!(n.grid.same_geometry(&moved(17).grid));
+        }
+        other => panic!("expected a build, got {other:?}"),
+    }
+}
+
 fn lon_lat_38() -> (f64, f64) {
     lonlat(32.5, 38.5)
 }
