@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use raincast_algorithms::nowcast::{NowcastConfig, NowcastInput, Smoothing, MIN_FRAMES};
+use raincast_algorithms::nowcast::{
+    equally_spaced, NowcastConfig, NowcastInput, Smoothing, MIN_FRAMES,
+};
 use raincast_algorithms::npy;
 use raincast_algorithms::scan::Format;
 use serde_json::json;
@@ -31,8 +33,10 @@ impl From<SmoothingArg> for Smoothing {
 
 #[derive(Args, Debug)]
 pub struct NowcastArgs {
-    /// Consecutive past scans of one radar, in any order (they are sorted
-    /// by their scan times; at least 3; the latest `--frames` are used).
+    /// Past scans of one radar, in any order (they are sorted by their scan
+    /// times; at least 3). The newest and the `--frames` − 1 before it,
+    /// equally spaced, are used, as the service picks them: over a missing
+    /// scan the interval widens (`inputs` in `--json` lists them).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Lead times in minutes after the latest scan.
@@ -43,7 +47,7 @@ pub struct NowcastArgs {
     /// NaN where unknown.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Print `{"base_time", "leads", "threads", "motion_ms", "extrapolate_ms",
+    /// Print `{"base_time", "inputs", "leads", "threads", "motion_ms", "extrapolate_ms",
     /// "extrapolate_wall_ms", "total_ms"}`: `extrapolate_ms` is the
     /// cascade's elapsed time plus the work of every lead (summed over the
     /// threads, without file writes; on one thread, all the work),
@@ -104,6 +108,27 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
         smoothing: args.smoothing.into(),
         ..Default::default()
     };
+    // The scans the service would use: the newest and the ones before it
+    // equally spaced, bridging a missing scan (`equally_spaced`); without
+    // such, all of them, and the nowcast names what is wrong.
+    let times: Vec<_> = fields.iter().map(|f| f.time).collect();
+    let need = cfg.frames.max(MIN_FRAMES);
+    if let Some(picked) = equally_spaced(&times, times.len() - 1, need, cfg.step_tolerance) {
+        let mut keep = picked.into_iter().peekable();
+        let mut i = 0;
+        fields.retain(|_| {
+            let kept = keep.next_if_eq(&i).is_some();
+            i += 1;
+            kept
+        });
+    }
+    let inputs: Vec<String> = fields
+        .iter()
+        .rev()
+        .take(need)
+        .rev()
+        .map(|f| f.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
     let input = NowcastInput::new(&fields, &cfg).context("cannot nowcast these scans")?;
     let base_time = input.latest().time;
     let t_motion = Instant::now();
@@ -147,6 +172,7 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
             "{}",
             json!({
                 "base_time": base_time,
+                "inputs": inputs,
                 "leads": args.leads,
                 "threads": rayon::current_num_threads(),
                 "motion_ms": round1(motion_ms),

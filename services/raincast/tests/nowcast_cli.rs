@@ -95,3 +95,59 @@ fn written_leads_equal_the_batch_nowcast() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Over a missing scan the command picks the scans the service would (the
+/// newest and the ones before it, equally spaced) and says which.
+#[test]
+fn a_missing_scan_is_bridged_as_the_service_does() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
+    };
+    let folder = data.join("bom/02");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    // Scans 0, 1, 2 and 4 (6 minutes apart, scan 3 missing): 0, 2, 4 are
+    // 12 minutes apart.
+    let given = [&files[0], &files[1], &files[2], &files[4]];
+    let used = [&files[0], &files[2], &files[4]];
+    let fields: Vec<_> = used
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            let name = p.file_name().and_then(|n| n.to_str());
+            prep::prep(
+                &decode::decode(&bytes, name, None).unwrap(),
+                &PrepOptions::default(),
+            )
+        })
+        .collect();
+    let out = std::env::temp_dir().join(format!("raincast-nowcast-gap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = Command::new(BIN)
+        .arg("nowcast")
+        .args(given)
+        .args(["--leads", "6,30", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let times: Vec<String> = fields
+        .iter()
+        .map(|f| f.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
+    assert_eq!(json["inputs"], serde_json::json!(times), "{json}");
+    let batch = nowcast(&fields, &[6, 30], &NowcastConfig::default()).unwrap();
+    for (lead, field) in [6u32, 30].iter().zip(&batch.rate_mm_h) {
+        let written = std::fs::read(out.join(format!("lead_{lead:03}.npy"))).unwrap();
+        assert!(written == npy::encode_f32(field), "lead {lead} differs");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
