@@ -5,26 +5,27 @@
 #![allow(clippy::unwrap_used)]
 
 use raincast_algorithms::nowcast::{nowcast, NowcastConfig, Smoothing};
-use raincast_algorithms::prep::{self, PrepOptions};
+use raincast_algorithms::prep::{self, PrepOptions, RainField};
 use raincast_algorithms::{decode, npy};
 use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raincast");
 
-#[test]
-fn written_leads_equal_the_batch_nowcast() {
-    let Some(data) = raincast_testkit::shared_data() else {
-        return;
-    };
+/// BOM radar 02's scans in ../shared/data, sorted by name (= time).
+fn bom_files(data: &std::path::Path) -> Vec<PathBuf> {
     let folder = data.join("bom/02");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    files.truncate(3);
-    let fields: Vec<_> = files
+    files
+}
+
+/// Decoded and prepared as `raincast nowcast` reads them.
+fn prepared(files: &[&PathBuf]) -> Vec<RainField> {
+    files
         .iter()
         .map(|p| {
             let bytes = std::fs::read(p).unwrap();
@@ -34,7 +35,17 @@ fn written_leads_equal_the_batch_nowcast() {
                 &PrepOptions::default(),
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn written_leads_equal_the_batch_nowcast() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
+    };
+    let mut files = bom_files(&data);
+    files.truncate(3);
+    let fields = prepared(&files.iter().collect::<Vec<_>>());
     // Out of order, as a user may ask; BOM scans are 6 min apart, so 9 and
     // 45 min are fractional steps.
     let leads = [30u32, 6, 60, 9, 45];
@@ -103,27 +114,11 @@ fn a_missing_scan_is_bridged_as_the_service_does() {
     let Some(data) = raincast_testkit::shared_data() else {
         return;
     };
-    let folder = data.join("bom/02");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = bom_files(&data);
     // Scans 0, 1, 2 and 4 (6 minutes apart, scan 3 missing): 0, 2, 4 are
     // 12 minutes apart.
     let given = [&files[0], &files[1], &files[2], &files[4]];
-    let used = [&files[0], &files[2], &files[4]];
-    let fields: Vec<_> = used
-        .iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).unwrap();
-            let name = p.file_name().and_then(|n| n.to_str());
-            prep::prep(
-                &decode::decode(&bytes, name, None).unwrap(),
-                &PrepOptions::default(),
-            )
-        })
-        .collect();
+    let fields = prepared(&[&files[0], &files[2], &files[4]]);
     let out = std::env::temp_dir().join(format!("raincast-nowcast-gap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = Command::new(BIN)
