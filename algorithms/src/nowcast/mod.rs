@@ -109,6 +109,13 @@ pub fn modal_step(times: &[DateTime<Utc>]) -> Option<i64> {
     best.1
 }
 
+/// How far, in seconds, an interval between input fields may differ from
+/// a step of `step_s`: the fraction `tolerance` of it, at least 30 s (what
+/// [`NowcastInput::new`] accepts and [`equally_spaced`] picks).
+fn step_tolerance_s(tolerance: f32, step_s: i64) -> f64 {
+    (f64::from(tolerance) * step_s as f64).max(30.0)
+}
+
 /// Which scans a nowcast ending with `times[newest]` uses: `need` scans,
 /// equally spaced, the newest one included, at the shortest interval that
 /// the series allows. `times` is sorted, oldest first; the result is their
@@ -140,7 +147,7 @@ pub fn equally_spaced(
         if step <= 0 {
             continue;
         }
-        let tol = (f64::from(step_tolerance) * step as f64).max(30.0);
+        let tol = step_tolerance_s(step_tolerance, step);
         let mut picked = vec![newest, previous];
         while picked.len() < need {
             let last = times[picked[picked.len() - 1]];
@@ -337,7 +344,7 @@ impl<'a> NowcastInput<'a> {
             .map(|w| (w[1].time - w[0].time).num_seconds())
             .collect();
         let step_s = steps_s[steps_s.len() - 1];
-        let tol = (cfg.step_tolerance as f64 * step_s as f64).max(30.0);
+        let tol = step_tolerance_s(cfg.step_tolerance, step_s);
         if steps_s.iter().any(|s| (s - step_s).abs() as f64 > tol) {
             return Err(NowcastError::IrregularSteps {
                 times: used.iter().map(|f| f.time).collect(),

@@ -114,13 +114,10 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
     let times: Vec<_> = fields.iter().map(|f| f.time).collect();
     let need = cfg.frames.max(MIN_FRAMES);
     if let Some(picked) = equally_spaced(&times, times.len() - 1, need, cfg.step_tolerance) {
-        let mut keep = picked.into_iter().peekable();
-        let mut i = 0;
-        fields.retain(|_| {
-            let kept = keep.next_if_eq(&i).is_some();
-            i += 1;
-            kept
-        });
+        fields = (fields.into_iter().enumerate())
+            .filter(|(i, _)| picked.contains(i))
+            .map(|(_, f)| f)
+            .collect();
     }
     let inputs: Vec<String> = fields
         .iter()
