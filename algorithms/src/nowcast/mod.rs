@@ -1037,6 +1037,21 @@ pub(crate) mod tests {
                         "{smoothing:?} {threads} threads lead {lead}"
                     );
                 }
+                // The probability's leads on the threads: each lead's own
+                // neighbourhood, in lead order.
+                let p = pool(threads).install(|| batch.probability(1.0));
+                assert_eq!(p.len(), leads.len());
+                for (i, lead) in leads.iter().enumerate() {
+                    let want = neighbourhood_probability(
+                        &batch.rate_mm_h[i].view(),
+                        1.0,
+                        batch.prob_radius_cells(*lead),
+                    );
+                    assert!(
+                        bits(&p[i]) == bits(&want),
+                        "{smoothing:?} {threads} threads: probability of lead {lead} differs"
+                    );
+                }
             }
         }
     }

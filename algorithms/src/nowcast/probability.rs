@@ -16,10 +16,13 @@ impl Nowcast {
 
     /// Probability (0..1) of rain ≥ `threshold_mm_h` per cell and lead: the
     /// fraction of forecast cells at or above the threshold among the known
-    /// cells of the neighbourhood. NaN where the forecast is unknown.
+    /// cells of the neighbourhood. NaN where the forecast is unknown. The
+    /// leads run on the threads of the current rayon pool (each lead's field
+    /// is the same on any number of threads).
     pub fn probability(&self, threshold_mm_h: f32) -> Vec<Array2<f32>> {
+        use rayon::prelude::*;
         self.rate_mm_h
-            .iter()
+            .par_iter()
             .zip(&self.leads_min)
             .map(|(f, &lead)| {
                 neighbourhood_probability(&f.view(), threshold_mm_h, self.prob_radius_cells(lead))

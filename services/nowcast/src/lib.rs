@@ -44,6 +44,7 @@ use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::verify;
 use raincast_algorithms::Grid;
 use raincast_store::{NewScan, ScanManifest, ScanStore, StateStore, StoreError};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -264,6 +265,17 @@ struct Inner {
     mosaic: Mutex<mosaic::MosaicCache>,
     /// One mosaic build at a time.
     mosaic_build: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Inner {
+    /// Runs `f` on the nowcast's threads (`settings.threads`), else on
+    /// rayon's global pool; its parallel iterators use those threads.
+    fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
 }
 
 impl std::fmt::Debug for NowcastService {
@@ -501,11 +513,7 @@ impl NowcastService {
         let radar_owned = radar.to_string();
         let inner = self.inner.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let run = || build(&radar_owned, fields, &leads, &inner.settings, now);
-            match &inner.pool {
-                Some(pool) => pool.install(run),
-                None => run(),
-            }
+            inner.on_pool(|| build(&radar_owned, fields, &leads, &inner.settings, now))
         })
         .await
         .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
@@ -522,10 +530,10 @@ impl NowcastService {
         } else {
             built
         };
-        if self.inner.settings.store_frames {
-            self.store_frames(&built, now).await?;
-        }
         let n = Arc::new(built);
+        if self.inner.settings.store_frames {
+            self.store_frames(&n, now).await?;
+        }
         self.cache_it(radar, n.clone());
         tracing::info!(
             radar,
@@ -696,41 +704,48 @@ impl NowcastService {
         let threshold = self.inner.settings.probability_threshold_mm_h;
         let window = skill::fss_window_cells(n.grid.cell_m());
         let obs = n.clone();
+        let inner = self.inner.clone();
+        // One lead per thread of the nowcast's pool at a time; each thread
+        // reuses one grid's storage for the frames it decodes. A lead's sums
+        // do not depend on the threads.
         let sums = tokio::task::spawn_blocking(move || {
-            let mut sums = BTreeMap::new();
-            // One grid's storage, reused by every frame in turn.
-            let mut buffer = Vec::new();
-            for (lead, frame, persist) in jobs {
-                let frame = decode_stored_reusing(&obs.radar, &frame, std::mem::take(&mut buffer))?;
-                let persist = match persist {
-                    Ok(f) => f,
-                    Err(scan) => {
-                        let f = decode_stored(&obs.radar, &scan)?;
-                        if !f.grid.same_geometry(&obs.grid) {
-                            continue;
+            inner.on_pool(|| {
+                jobs.into_par_iter()
+                    .map_init(Vec::new, |buffer, (lead, frame, persist)| {
+                        let frame =
+                            decode_stored_reusing(&obs.radar, &frame, std::mem::take(buffer))?;
+                        let persist = match persist {
+                            Ok(f) => f,
+                            Err(scan) => {
+                                let f = decode_stored(&obs.radar, &scan)?;
+                                if !f.grid.same_geometry(&obs.grid) {
+                                    return Ok(None);
+                                }
+                                Arc::new(f.rate_mm_h)
+                            }
+                        };
+                        if !frame.grid.same_geometry(&obs.grid) {
+                            return Ok(None);
                         }
-                        Arc::new(f.rate_mm_h)
-                    }
-                };
-                if !frame.grid.same_geometry(&obs.grid) {
-                    continue;
-                }
-                let radius = prob_radius_cells(&cfg, &obs.grid, lead);
-                if let Some(s) = skill::case_sums(
-                    (&frame.rate_mm_h.view(), radius),
-                    &persist.view(),
-                    &obs.observed_mm_h.view(),
-                    threshold,
-                    window,
-                ) {
-                    sums.insert(lead, s);
-                }
-                buffer = frame.rate_mm_h.into_raw_vec_and_offset().0;
-            }
-            Ok::<_, NowcastServiceError>(sums)
+                        let radius = prob_radius_cells(&cfg, &obs.grid, lead);
+                        let sums = skill::case_sums(
+                            (&frame.rate_mm_h.view(), radius),
+                            &persist.view(),
+                            &obs.observed_mm_h.view(),
+                            threshold,
+                            window,
+                        );
+                        *buffer = frame.rate_mm_h.into_raw_vec_and_offset().0;
+                        Ok(sums.map(|s| (lead, s)))
+                    })
+                    .collect::<Result<Vec<_>, NowcastServiceError>>()
+            })
         })
         .await
-        .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))??
+        .into_iter()
+        .flatten()
+        .collect::<BTreeMap<_, _>>();
         skill::record(state, &n.radar, t, &sums).await?;
         Ok(Some(sums.len()))
     }
@@ -778,35 +793,33 @@ impl NowcastService {
         (1..).map(|k| k * step).take_while(|l| *l <= max).collect()
     }
 
+    /// Stores `n`'s frames, one pseudo-radar series per lead. Encoding is
+    /// CPU work, so it runs off the async workers, on the nowcast's
+    /// threads, one frame per thread at a time (a frame's bytes do not
+    /// depend on the threads); the writes follow in lead order.
     async fn store_frames(
         &self,
-        n: &LatestNowcast,
+        n: &Arc<LatestNowcast>,
         now: DateTime<Utc>,
     ) -> Result<(), NowcastServiceError> {
         let opts = SparseOptions {
             tile_size: self.inner.settings.tile_size,
         };
-        for (i, lead) in n.leads_min.iter().enumerate() {
-            let field = RainField {
-                grid: n.grid.clone(),
-                time: n.valid_time(i),
-                rate_mm_h: n.rate_mm_h[i].clone(),
-            };
-            let enc = sparse::encode(&field, &opts).map_err(|e| NowcastServiceError::BadScan {
-                radar: n.radar.clone(),
-                time: field.time,
-                reason: format!("encode frame: {e}"),
-            })?;
-            let scan = NewScan {
-                radar: frame_series_id(&n.radar, *lead),
-                time: n.base_time,
-                source_key: format!("nowcast:{}:{}+{lead}", n.radar, n.base_time.to_rfc3339()),
-                format: "nowcast".into(),
-                header: enc.header,
-                rain_cells: field.rain_cells() as u64,
-                tiles: enc.tiles,
-            };
-            self.inner.store.put_scan(&scan, now).await?;
+        let inner = self.inner.clone();
+        let nc = n.clone();
+        let scans = tokio::task::spawn_blocking(move || {
+            inner.on_pool(|| {
+                nc.leads_min
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, lead)| encode_frame(&nc, i, *lead, &opts))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        for scan in &scans {
+            self.inner.store.put_scan(scan, now).await?;
         }
         Ok(())
     }
@@ -846,18 +859,20 @@ impl NowcastService {
         let threshold = self.inner.settings.probability_threshold_mm_h;
         let grid = latest.grid.clone();
         let leads_owned = leads.to_vec();
+        let inner = self.inner.clone();
         let (rate, probability) = tokio::task::spawn_blocking(move || {
-            let p: Vec<Array2<f32>> = rate
-                .iter()
-                .zip(&leads_owned)
-                .map(|(f, lead)| {
-                    neighbourhood_probability(
-                        &f.view(),
-                        threshold,
-                        prob_radius_cells(&cfg, &grid, *lead),
-                    )
-                })
-                .collect();
+            let p: Vec<Array2<f32>> = inner.on_pool(|| {
+                rate.par_iter()
+                    .zip(&leads_owned)
+                    .map(|(f, lead)| {
+                        neighbourhood_probability(
+                            &f.view(),
+                            threshold,
+                            prob_radius_cells(&cfg, &grid, *lead),
+                        )
+                    })
+                    .collect()
+            });
             (rate, p)
         })
         .await
@@ -1103,6 +1118,34 @@ fn decode_stored(
 
 /// [`decode_stored`] into the allocation of `buffer` (see
 /// [`sparse::decode_reusing`]).
+/// Lead `i` (`lead` minutes) of `n` as the scan of its frame series.
+fn encode_frame(
+    n: &LatestNowcast,
+    i: usize,
+    lead: u32,
+    opts: &SparseOptions,
+) -> Result<NewScan, NowcastServiceError> {
+    let field = RainField {
+        grid: n.grid.clone(),
+        time: n.valid_time(i),
+        rate_mm_h: n.rate_mm_h[i].clone(),
+    };
+    let enc = sparse::encode(&field, opts).map_err(|e| NowcastServiceError::BadScan {
+        radar: n.radar.clone(),
+        time: field.time,
+        reason: format!("encode frame: {e}"),
+    })?;
+    Ok(NewScan {
+        radar: frame_series_id(&n.radar, lead),
+        time: n.base_time,
+        source_key: format!("nowcast:{}:{}+{lead}", n.radar, n.base_time.to_rfc3339()),
+        format: "nowcast".into(),
+        header: enc.header,
+        rain_cells: field.rain_cells() as u64,
+        tiles: enc.tiles,
+    })
+}
+
 fn decode_stored_reusing(
     radar: &str,
     scan: &raincast_store::StoredScan,
