@@ -487,10 +487,8 @@ impl NowcastService {
         // Leads follow the radar's cadence, not a gap's wider interval: the
         // same leads (and lead series) every cycle.
         let leads = self.leads(nowcast::modal_step(&times).unwrap_or(step_s));
-        let mut fields = Vec::with_capacity(used.len());
-        for m in &used {
-            fields.push(load_field(store, radar, m.time, now).await?);
-        }
+        let inputs = used.iter().map(|m| (radar.to_string(), m.time)).collect();
+        let fields = self.load_fields(inputs, now).await?;
         let started = std::time::Instant::now();
         let cals = self.calibrations(radar, &leads);
         if let Some(mut n) = self
@@ -793,6 +791,40 @@ impl NowcastService {
         (1..).map(|k| k * step).take_while(|l| *l <= max).collect()
     }
 
+    /// The stored fields of `(series, time)`, in that order: fetched, then
+    /// decoded off the async workers, on the nowcast's threads.
+    async fn load_fields(
+        &self,
+        keys: Vec<(String, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RainField>, NowcastServiceError> {
+        let mut scans = Vec::with_capacity(keys.len());
+        for (series, time) in keys {
+            let scan = self
+                .inner
+                .store
+                .get_scan(&series, time, now)
+                .await?
+                .ok_or_else(|| NowcastServiceError::BadScan {
+                    radar: series.clone(),
+                    time,
+                    reason: "listed but not found (expired?)".into(),
+                })?;
+            scans.push((series, scan));
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner.on_pool(|| {
+                scans
+                    .par_iter()
+                    .map(|(series, scan)| decode_stored(series, scan))
+                    .collect()
+            })
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))?
+    }
+
     /// Stores `n`'s frames, one pseudo-radar series per lead. Encoding is
     /// CPU work, so it runs off the async workers, on the nowcast's
     /// threads, one frame per thread at a time (a frame's bytes do not
@@ -847,9 +879,12 @@ impl NowcastService {
                 return Ok(None);
             }
         }
+        let frames = leads
+            .iter()
+            .map(|lead| (frame_series_id(radar, *lead), base))
+            .collect();
         let mut rate = Vec::with_capacity(leads.len());
-        for lead in leads {
-            let f = load_field(store, &frame_series_id(radar, *lead), base, now).await?;
+        for f in self.load_fields(frames, now).await? {
             if !f.grid.same_geometry(&latest.grid) {
                 return Ok(None);
             }
@@ -1088,24 +1123,6 @@ impl ObservedScans {
         }
         Ok(out)
     }
-}
-
-async fn load_field(
-    store: &dyn ScanStore,
-    radar: &str,
-    time: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<RainField, NowcastServiceError> {
-    let bad = |reason: String| NowcastServiceError::BadScan {
-        radar: radar.to_string(),
-        time,
-        reason,
-    };
-    let scan = store
-        .get_scan(radar, time, now)
-        .await?
-        .ok_or_else(|| bad("listed but not found (expired?)".into()))?;
-    decode_stored(radar, &scan)
 }
 
 /// The rain field of a stored scan.

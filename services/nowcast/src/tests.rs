@@ -399,6 +399,18 @@ fn skill_settings() -> NowcastSettings {
 
 /// Stores scans `ks` one by one and lets every service update after each,
 /// the services at the same time (spawned tasks).
+/// A stored scan's field, fetched and decoded on the spot (the reference
+/// path of the batch computations below, not the service's).
+async fn load_field(
+    store: &dyn ScanStore,
+    series: &str,
+    time: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<RainField, NowcastServiceError> {
+    let scan = store.get_scan(series, time, now).await?.expect("stored");
+    decode_stored(series, &scan)
+}
+
 async fn replay(store: &dyn ScanStore, services: &[NowcastService], ks: std::ops::Range<usize>) {
     for k in ks {
         put(store, k).await;
