@@ -7,6 +7,9 @@
 #
 #   scripts/compare-engines.sh                 # 24 start times per day
 #   MAX_CASES=6 scripts/compare-engines.sh     # quicker, fewer cases
+#   scripts/compare-engines.sh DIR...          # your own days instead (one radar
+#                                              # per folder; leads to 60 min, or
+#                                              # LEAD=30 for short days)
 #
 # Needs a release build (`cargo build --release -p raincast`) and a Python
 # with pysteps and opencv-python-headless:
@@ -28,18 +31,35 @@ OUT=${OUT:-$(mktemp -d /tmp/compare-engines.XXXXXX)}
 [ -d "$DATA" ] || { echo "no shared data at $DATA" >&2; exit 2; }
 mkdir -p "$OUT"
 
-compare() { # folder name [extra args]
+compare() { # folder (absolute, or below DATA) name [extra args]
     local folder=$1 name=$2
     shift 2
-    if [ ! -d "$DATA/$folder" ]; then
-        echo "skipped: $DATA/$folder not found" >&2
+    case $folder in /*) ;; *) folder=$DATA/$folder ;; esac
+    if [ ! -d "$folder" ]; then
+        echo "skipped: $folder not found" >&2
         return
     fi
     echo "== $folder ($(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
-    "$PY" "$here/compare_pysteps.py" "$DATA/$folder" --raincast "$RAINCAST" \
+    "$PY" "$here/compare_pysteps.py" "$folder" --raincast "$RAINCAST" \
         --max-cases "$MAX_CASES" --json-out "$OUT/$name.json" "$@"
     echo
 }
+
+if [ $# -gt 0 ]; then
+    # Your own days: each folder with the same methods and rules. A day
+    # too short for 60 min of leads says how long a lead fits; LEAD=N sets it.
+    for dir in "$@"; do
+        name=$(basename "$dir")
+        if [ -n "${LEAD:-}" ]; then
+            compare "$(cd "$dir" && pwd)" "$name" --max-lead "$LEAD" \
+                --report-leads "$((LEAD / 2)),$LEAD" || true
+        else
+            compare "$(cd "$dir" && pwd)" "$name" || true
+        fi
+    done
+    echo "JSON per day in $OUT"
+    exit 0
+fi
 
 compare bom/02 bom
 compare mch/20160711 mch

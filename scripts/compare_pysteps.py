@@ -168,17 +168,49 @@ def prep_all(raincast, files, tmp):
     return scans
 
 
+def step_tolerance_s(step_s):
+    """How far a scan may lie from its expected time: a tenth of the step, at
+    least 30 s (the rule of Raincast's engine, `step_tolerance_s`)."""
+    return max(0.1 * step_s, 30.0)
+
+
 def cases_of(scans, step_s, n_leads, n_past=3):
     """Index lists [t-n_past+1, ..., t, t+1, ..., t+n_leads] (in scan steps) of
-    every start scan t that has all of them."""
-    by_time = {int(s["time"].timestamp()): k for k, s in enumerate(scans)}
+    every start scan t that has all of them. Radars' times jitter, so each
+    scan is the one nearest one step from its neighbour, every interval
+    within `step_tolerance_s` of the step (as Raincast's engine accepts)."""
+    times = np.array([s["time"].timestamp() for s in scans])
+    tol = step_tolerance_s(step_s)
+
+    def near(want):
+        k = int(np.searchsorted(times, want))
+        best = min((j for j in (k - 1, k) if 0 <= j < len(times)),
+                   key=lambda j: abs(times[j] - want), default=None)
+        return best if best is not None and abs(times[best] - want) <= tol else None
+
+    def walk(k, sign, count):
+        out = []
+        for _ in range(count):
+            k = near(times[k] + sign * step_s)
+            if k is None:
+                return None
+            out.append(k)
+        return out
+
     cases = []
-    for s in scans:
-        t = int(s["time"].timestamp())
-        idx = [by_time.get(t + j * step_s) for j in range(1 - n_past, n_leads + 1)]
-        if all(k is not None for k in idx):
-            cases.append(idx)
+    for k in range(len(times)):
+        back, ahead = walk(k, -1, n_past - 1), walk(k, 1, n_leads)
+        if back is not None and ahead is not None:
+            cases.append(back[::-1] + [k] + ahead)
     return cases
+
+
+def longest_lead_min(scans, step_s, n_past):
+    """The longest lead, in minutes, that at least one start time can score."""
+    n = 0
+    while cases_of(scans, step_s, n + 1, n_past):
+        n += 1
+    return n * step_s // 60
 
 
 class Score:
@@ -414,7 +446,12 @@ def main():
             timing_only(args, scans, tmp)
             return
         steps = np.diff([s["time"].timestamp() for s in scans])
+        if len(steps) == 0:
+            sys.exit(f"{args.folder}: fewer than two scans on one grid")
         step_s = int(np.median(steps))
+        # Jittered times (e.g. 299 or 301 s): the whole minute within the tolerance.
+        if abs(step_s - 60 * round(step_s / 60)) <= 30 and step_s >= 60:
+            step_s = 60 * round(step_s / 60)
         n_leads = args.max_lead * 60 // step_s
         leads = [(j + 1) * step_s // 60 for j in range(n_leads)]
         if any((j + 1) * step_s % 60 for j in range(n_leads)):
@@ -422,6 +459,12 @@ def main():
         n_past = 4 if args.anvil else 3  # ANVIL's ARI(2,1) needs ar_order + 2 scans
         cases = cases_of(scans, step_s, n_leads, n_past)
         all_cases = len(cases)
+        if not cases:
+            fits = longest_lead_min(scans, step_s, n_past)
+            hint = (f"at most {fits} min fits: try --max-lead {fits} and --report-leads "
+                    f"within it" if fits else f"no {n_past} scans in a row are {step_s} s apart")
+            sys.exit(f"{args.folder}: {len(scans)} scans every {step_s} s, but no start time has "
+                     f"{n_past} past scans and {args.max_lead} min of future scans; {hint}")
         if args.max_cases and len(cases) > args.max_cases:
             pick = np.linspace(0, len(cases) - 1, args.max_cases).round().astype(int)
             cases = [cases[i] for i in sorted(set(pick))]
