@@ -1133,8 +1133,6 @@ fn decode_stored(
     decode_stored_reusing(radar, scan, Vec::new())
 }
 
-/// [`decode_stored`] into the allocation of `buffer` (see
-/// [`sparse::decode_reusing`]).
 /// Lead `i` (`lead` minutes) of `n` as the scan of its frame series.
 fn encode_frame(
     n: &LatestNowcast,
@@ -1163,6 +1161,8 @@ fn encode_frame(
     })
 }
 
+/// [`decode_stored`] into the allocation of `buffer` (see
+/// [`sparse::decode_reusing`]).
 fn decode_stored_reusing(
     radar: &str,
     scan: &raincast_store::StoredScan,
