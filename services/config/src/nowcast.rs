@@ -11,7 +11,7 @@
 //! refresh_seconds = 15          # 5 for the demo
 //! smoothing = "sprog"           # or "none"
 //! min_samples = 2000            # cell-cases before a lead's probability is calibrated
-//! threads = 0                   # threads that build a nowcast's leads; 0 = every core
+//! threads = 0                   # threads of the nowcast work (fields, leads, frames, scoring); 0 = every core
 //! ```
 
 use crate::{invalid, ConfigError, Origins};
@@ -40,10 +40,11 @@ pub struct NowcastSettings {
     /// Cell-cases a lead's live reliability table needs before its
     /// probability is served calibrated (default 2000); raw before.
     pub min_samples: u64,
-    /// Threads that build the leads of a nowcast, each one lead at a time
-    /// (default 0: every core, or `RAYON_NUM_THREADS`). The fields are the
-    /// same, bit for bit, with any number; more threads cut a nowcast's
-    /// wall time, not its work.
+    /// Threads that build a nowcast (its fields, then its leads, each one
+    /// lead at a time), encode or decode its stored frames and score a
+    /// scan's live skill (default 0: every core, or `RAYON_NUM_THREADS`).
+    /// The fields, frames and scores are the same, bit for bit, with any
+    /// number; more threads cut a nowcast's wall time, not its work.
     pub threads: usize,
 }
 
