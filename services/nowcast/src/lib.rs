@@ -670,34 +670,50 @@ impl NowcastService {
         let Some(state) = self.inner.skill_state.as_deref() else {
             return Ok(None);
         };
-        let store = self.inner.store.as_ref();
+        let store = &self.inner.store;
         let t = n.base_time;
-        let mut found = Vec::new();
-        for lead in &n.leads_min {
-            let issued = t - Duration::minutes(*lead as i64);
-            let series = frame_series_id(&n.radar, *lead);
-            if store.get_manifest(&series, issued, now).await?.is_some() {
-                found.push((*lead, issued, series));
+        let found: Vec<_> = all_at_once(n.leads_min.clone(), |lead| {
+            let store = store.clone();
+            let issued = t - Duration::minutes(lead as i64);
+            let series = frame_series_id(&n.radar, lead);
+            async move {
+                let m = store.get_manifest(&series, issued, now).await?;
+                Ok(m.map(|_| (lead, issued, series)))
             }
-        }
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
         if found.is_empty() || !skill::claim(state, &n.radar, t).await? {
             return Ok(None);
         }
-        // Fetch now, decode on a blocking thread.
-        let mut jobs = Vec::with_capacity(found.len());
-        for (lead, issued, series) in found {
-            let Some(frame) = store.get_scan(&series, issued, now).await? else {
-                continue;
-            };
-            let persist = match self.observed_at(n, issued) {
-                Some(f) => Ok(f),
-                None => match store.get_scan(&n.radar, issued, now).await? {
-                    Some(scan) => Err(scan),
-                    None => continue,
-                },
-            };
-            jobs.push((lead, frame, persist));
-        }
+        // Fetch now, decode on the nowcast's threads.
+        let fetch = found.into_iter().map(|(lead, issued, series)| {
+            let held = self.observed_at(n, issued);
+            (lead, issued, series, held)
+        });
+        let jobs: Vec<_> = all_at_once(fetch, |(lead, issued, series, held)| {
+            let store = store.clone();
+            let radar = n.radar.clone();
+            async move {
+                let Some(frame) = store.get_scan(&series, issued, now).await? else {
+                    return Ok(None);
+                };
+                let persist = match held {
+                    Some(f) => Ok(f),
+                    None => match store.get_scan(&radar, issued, now).await? {
+                        Some(scan) => Err(scan),
+                        None => return Ok(None),
+                    },
+                };
+                Ok(Some((lead, frame, persist)))
+            }
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
         let cfg = self.inner.settings.config;
         let threshold = self.inner.settings.probability_threshold_mm_h;
         let window = skill::fss_window_cells(n.grid.cell_m());
@@ -791,27 +807,27 @@ impl NowcastService {
         (1..).map(|k| k * step).take_while(|l| *l <= max).collect()
     }
 
-    /// The stored fields of `(series, time)`, in that order: fetched, then
-    /// decoded off the async workers, on the nowcast's threads.
+    /// The stored fields of `(series, time)`, in that order: fetched all at
+    /// once, then decoded off the async workers, on the nowcast's threads.
     async fn load_fields(
         &self,
         keys: Vec<(String, DateTime<Utc>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<RainField>, NowcastServiceError> {
-        let mut scans = Vec::with_capacity(keys.len());
-        for (series, time) in keys {
-            let scan = self
-                .inner
-                .store
-                .get_scan(&series, time, now)
-                .await?
-                .ok_or_else(|| NowcastServiceError::BadScan {
-                    radar: series.clone(),
-                    time,
-                    reason: "listed but not found (expired?)".into(),
+        let scans = all_at_once(keys, |(series, time)| {
+            let store = self.inner.store.clone();
+            async move {
+                let scan = store.get_scan(&series, time, now).await?.ok_or_else(|| {
+                    NowcastServiceError::BadScan {
+                        radar: series.clone(),
+                        time,
+                        reason: "listed but not found (expired?)".into(),
+                    }
                 })?;
-            scans.push((series, scan));
-        }
+                Ok((series, scan))
+            }
+        })
+        .await?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             inner.on_pool(|| {
@@ -828,7 +844,8 @@ impl NowcastService {
     /// Stores `n`'s frames, one pseudo-radar series per lead. Encoding is
     /// CPU work, so it runs off the async workers, on the nowcast's
     /// threads, one frame per thread at a time (a frame's bytes do not
-    /// depend on the threads); the writes follow in lead order.
+    /// depend on the threads); then the frames are written all at once
+    /// (each frame's manifest after its tiles, as always).
     async fn store_frames(
         &self,
         n: &Arc<LatestNowcast>,
@@ -850,9 +867,14 @@ impl NowcastService {
         })
         .await
         .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
-        for scan in &scans {
-            self.inner.store.put_scan(scan, now).await?;
-        }
+        all_at_once(scans, |scan| {
+            let store = self.inner.store.clone();
+            async move {
+                store.put_scan(&scan, now).await?;
+                Ok(())
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -1131,6 +1153,34 @@ fn decode_stored(
     scan: &raincast_store::StoredScan,
 ) -> Result<RainField, NowcastServiceError> {
     decode_stored_reusing(radar, scan, Vec::new())
+}
+
+/// Runs `request` on every item at once, as tasks on the runtime, and
+/// returns the results in the items' order; the first error cancels the
+/// rest. Against DynamoDB each store request is a round trip (a frame's
+/// write is three or more), and an update or a scoring makes dozens: one
+/// after another they add up to the wall time of all of them.
+async fn all_at_once<T, R, Fut>(
+    items: impl IntoIterator<Item = T>,
+    request: impl Fn(T) -> Fut,
+) -> Result<Vec<R>, NowcastServiceError>
+where
+    Fut: std::future::Future<Output = Result<R, NowcastServiceError>> + Send + 'static,
+    R: Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut count = 0;
+    for (i, item) in items.into_iter().enumerate() {
+        let fut = request(item);
+        tasks.spawn(async move { (i, fut.await) });
+        count += 1;
+    }
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(count).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result) = joined.map_err(|e| NowcastServiceError::Task(e.to_string()))?;
+        out[i] = Some(result?);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Lead `i` (`lead` minutes) of `n` as the scan of its frame series.

@@ -1074,7 +1074,15 @@ impl Cost {
 /// scoring task does.
 async fn live_skill_cost(fields: impl Iterator<Item = RainField>, max_lead_min: u32) -> Cost {
     let dir = TempDir::new("raincast-skill-cost");
-    let store = store(&dir).await;
+    live_skill_cost_in(store(&dir).await, fields, max_lead_min).await
+}
+
+/// [`live_skill_cost`] on the scan and state store `store`.
+async fn live_skill_cost_in<S: ScanStore + StateStore + 'static>(
+    store: Arc<S>,
+    fields: impl Iterator<Item = RainField>,
+    max_lead_min: u32,
+) -> Cost {
     let settings = NowcastSettings {
         max_lead_min,
         ..NowcastSettings::default()
@@ -1162,6 +1170,53 @@ async fn live_skill_cost_on_512x512() {
     );
 }
 
+/// The same measure on DynamoDB (dynalite on this machine), where every
+/// store request is a round trip: the synthetic 512 × 512 field. Run with
+/// `CI=true cargo test --release -p raincast-nowcast --lib live_skill_cost_on_dynamodb -- --ignored --nocapture`
+/// after `. .ci/services.sh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run by hand"]
+async fn live_skill_cost_on_dynamodb() {
+    use raincast_store::{DynamoOptions, DynamoStore};
+    let Some(dynalite) = raincast_testkit::Server::dynalite() else {
+        return;
+    };
+    let sdk = raincast_store::aws::sdk_config_for_endpoint(&dynalite.endpoint(), 3).await;
+    let store = DynamoStore::connect(
+        &sdk,
+        &DynamoOptions {
+            table_prefix: "cost-".into(),
+            create_tables: true,
+            retention: Duration::days(3650),
+        },
+    )
+    .await
+    .unwrap();
+    const N: usize = 512;
+    let g = Grid::new(
+        "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+        N,
+        N,
+        1000.0,
+        1000.0,
+        -(N as f64) * 500.0,
+        N as f64 * 500.0,
+    )
+    .unwrap();
+    let fields = (0..22).map(|k| RainField {
+        grid: g.clone(),
+        time: time(k),
+        rate_mm_h: raincast_algorithms::synth::skill_cost_field(k),
+    });
+    let cost = live_skill_cost_in(Arc::new(store), fields, 60).await;
+    cost.print("512x512 on dynalite");
+    assert!(
+        cost.scans >= 3 && cost.leads == 12,
+        "{} fully scored scans",
+        cost.scans
+    );
+}
+
 /// The same measure on the real radar days of `../shared/data` (each day's
 /// scans decoded and prepped as `raincast verify` does, leads every scan
 /// interval to 60 min). Run with
@@ -1190,4 +1245,28 @@ async fn live_skill_cost_on_shared_days() {
         cost.print(day);
         assert!(cost.scans >= 3, "{day}: {} fully scored scans", cost.scans);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_at_once_keeps_the_order_and_stops_at_an_error() {
+    // The later items finish first: the results still come in item order.
+    let out = all_at_once(0..20u64, |i| async move {
+        tokio::time::sleep(std::time::Duration::from_millis((20 - i) * 3)).await;
+        Ok(i * 10)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, (0..20).map(|i| i * 10).collect::<Vec<_>>());
+    let failed = all_at_once(0..5u64, |i| async move {
+        if i == 3 {
+            Err(NowcastServiceError::Task("item 3".into()))
+        } else {
+            Ok(i)
+        }
+    })
+    .await;
+    assert!(
+        matches!(&failed, Err(NowcastServiceError::Task(m)) if m == "item 3"),
+        "{failed:?}"
+    );
 }
