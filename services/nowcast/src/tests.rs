@@ -744,29 +744,32 @@ async fn two_instances_score_each_scan_once() {
     assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
 }
 
+/// A DynamoDB store on `server` (dynalite), its tables named `prefix…`.
+async fn dynamo_store(
+    server: &raincast_testkit::Server,
+    prefix: &str,
+) -> raincast_store::DynamoStore {
+    let sdk = raincast_store::aws::sdk_config_for_endpoint(&server.endpoint(), 3).await;
+    raincast_store::DynamoStore::connect(
+        &sdk,
+        &raincast_store::DynamoOptions {
+            table_prefix: prefix.into(),
+            create_tables: true,
+            retention: Duration::days(3650),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// The same on DynamoDB (dynalite): two instances score each scan once, and
 /// a restart (a new connection and service) keeps the sums.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_and_a_restart_on_dynamodb() {
-    use raincast_store::{DynamoOptions, DynamoStore};
     let Some(dynalite) = raincast_testkit::Server::dynalite() else {
         return;
     };
-    let connect = || async {
-        let sdk = raincast_store::aws::sdk_config_for_endpoint(&dynalite.endpoint(), 3).await;
-        Arc::new(
-            DynamoStore::connect(
-                &sdk,
-                &DynamoOptions {
-                    table_prefix: "skill-".into(),
-                    create_tables: true,
-                    retention: Duration::days(3650),
-                },
-            )
-            .await
-            .unwrap(),
-        )
-    };
+    let connect = || async { Arc::new(dynamo_store(&dynalite, "skill-").await) };
     let store = connect().await;
     let a = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
     let b = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
@@ -1137,13 +1140,10 @@ async fn live_skill_cost_in<S: ScanStore + StateStore + 'static>(
     }
 }
 
-/// The cost of live skill against the cost of the nowcast, on a 512 × 512
-/// grid of 1 km with leads every 5 min to 60 min (12 leads). Run with
-/// `cargo test -p raincast-nowcast --lib live_skill_cost -- --ignored --nocapture`;
-/// the figures are in docs/PERFORMANCE.md ("Live skill cost").
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing; run by hand"]
-async fn live_skill_cost_on_512x512() {
+/// The cost tests' synthetic radar: 22 scans 5 min apart on a 512 × 512
+/// grid of 1 km, rain cells drifting east-north-east, no data outside a
+/// 250 km disk.
+fn cost_fields() -> impl Iterator<Item = RainField> {
     const N: usize = 512;
     let g = Grid::new(
         "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
@@ -1155,13 +1155,21 @@ async fn live_skill_cost_on_512x512() {
         N as f64 * 500.0,
     )
     .unwrap();
-    // Rain cells drifting east-north-east; no data outside a 250 km disk.
-    let fields = (0..22).map(|k| RainField {
+    (0..22).map(move |k| RainField {
         grid: g.clone(),
         time: time(k),
         rate_mm_h: raincast_algorithms::synth::skill_cost_field(k),
-    });
-    let cost = live_skill_cost(fields, 60).await;
+    })
+}
+
+/// The cost of live skill against the cost of the nowcast, on a 512 × 512
+/// grid of 1 km with leads every 5 min to 60 min (12 leads). Run with
+/// `cargo test -p raincast-nowcast --lib live_skill_cost -- --ignored --nocapture`;
+/// the figures are in docs/PERFORMANCE.md ("Live skill cost").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run by hand"]
+async fn live_skill_cost_on_512x512() {
+    let cost = live_skill_cost(cost_fields(), 60).await;
     cost.print("512x512");
     assert!(
         cost.scans >= 3 && cost.leads == 12,
@@ -1177,38 +1185,11 @@ async fn live_skill_cost_on_512x512() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "timing; run by hand"]
 async fn live_skill_cost_on_dynamodb() {
-    use raincast_store::{DynamoOptions, DynamoStore};
     let Some(dynalite) = raincast_testkit::Server::dynalite() else {
         return;
     };
-    let sdk = raincast_store::aws::sdk_config_for_endpoint(&dynalite.endpoint(), 3).await;
-    let store = DynamoStore::connect(
-        &sdk,
-        &DynamoOptions {
-            table_prefix: "cost-".into(),
-            create_tables: true,
-            retention: Duration::days(3650),
-        },
-    )
-    .await
-    .unwrap();
-    const N: usize = 512;
-    let g = Grid::new(
-        "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
-        N,
-        N,
-        1000.0,
-        1000.0,
-        -(N as f64) * 500.0,
-        N as f64 * 500.0,
-    )
-    .unwrap();
-    let fields = (0..22).map(|k| RainField {
-        grid: g.clone(),
-        time: time(k),
-        rate_mm_h: raincast_algorithms::synth::skill_cost_field(k),
-    });
-    let cost = live_skill_cost_in(Arc::new(store), fields, 60).await;
+    let store = dynamo_store(&dynalite, "cost-").await;
+    let cost = live_skill_cost_in(Arc::new(store), cost_fields(), 60).await;
     cost.print("512x512 on dynalite");
     assert!(
         cost.scans >= 3 && cost.leads == 12,
