@@ -127,9 +127,25 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         eprintln!("verify: skipped start time {t}: {why}");
     }
     if report.cases == 0 {
+        let times = fields.iter().map(|f| f.time);
+        let span = match (times.clone().min(), times.max()) {
+            (Some(a), Some(b)) => format!(
+                "{} scans from {} to {}",
+                fields.len(),
+                a.format("%Y-%m-%dT%H:%M:%SZ"),
+                b.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            _ => "no scans".into(),
+        };
+        let leads = match &cfg.leads_min {
+            Some(l) => format!("the leads {l:?} min"),
+            None => "a lead (every scan interval up to 60 min)".into(),
+        };
         bail!(
-            "no start time had {} past scans and a later scan at a requested lead",
-            cfg.nowcast.frames.max(MIN_FRAMES)
+            "{span}: no start time had {} equally spaced past scans and a later scan at {leads}; \
+             a day needs at least {} scans in a row",
+            cfg.nowcast.frames.max(MIN_FRAMES),
+            cfg.nowcast.frames.max(MIN_FRAMES) + 1
         );
     }
     print!("{}", format_report(&report, &cfg, fields.len()));

@@ -146,3 +146,25 @@ fn a_missing_scan_is_bridged_as_the_service_does() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn verify_on_too_few_scans_says_what_it_had_and_what_it_needs() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
+    };
+    let dir = raincast_testkit::TempDir::new("raincast-verify-few");
+    for f in bom_files(&data).iter().take(3) {
+        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let out = Command::new(BIN)
+        .arg("verify")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("3 scans from 2018-06-16T") && err.contains("at least 4 scans in a row"),
+        "{err}"
+    );
+}
