@@ -293,3 +293,41 @@ async fn run_with_a_queue_ingests_new_objects_as_they_arrive() {
         "{text}"
     );
 }
+
+/// S3's "Object Created" event as an EventBridge rule delivers it to a
+/// queue (the key as it is, not URL-encoded).
+fn eventbridge_event(bucket: &str, key: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 1},
+            "reason": "PutObject"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_fed_by_an_eventbridge_rule_ingests_as_well() {
+    let Some(w) = World::new().await else { return };
+    let keys = w.upload_scans(3).await;
+    // Only EventBridge's messages: S3's own notifications are dropped.
+    take_all(&w.queue).await;
+    for key in &keys {
+        w.queue.send(&eventbridge_event(BUCKET, key)).await.unwrap();
+    }
+    let s = w.ingest_once(&[]);
+    assert_eq!(n(&s, "ingested"), 3, "{s}");
+    assert_eq!(n(&s, "ignored_messages"), 0, "{s}");
+    assert_eq!(w.stored().await, keys);
+    assert!(take_all(&w.dlq).await.is_empty(), "dead-letter queue empty");
+}

@@ -1,7 +1,7 @@
 //! What a queue message says: S3 event notifications, sent to the queue
 //! directly or wrapped in an SNS envelope (a subscription to a topic such
-//! as NOAA's new-NEXRAD-object topic), S3's test event, or anything else.
-//! Pure: text in, records out.
+//! as NOAA's new-NEXRAD-object topic), S3 events routed by an EventBridge
+//! rule, S3's test event, or anything else. Pure: text in, records out.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,7 +11,8 @@ use serde_json::Value;
 pub struct ObjectRecord {
     /// The bucket.
     pub bucket: String,
-    /// The object key, decoded (S3 events URL-encode keys, `+` for space).
+    /// The object key, decoded (S3 event notifications URL-encode keys,
+    /// `+` for space; EventBridge events carry them as they are).
     pub key: String,
     /// Size in bytes (0 when the record has none).
     pub size: u64,
@@ -67,6 +68,9 @@ fn classify(v: &Value) -> Notification {
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Notification::TestEvent;
     }
+    if v.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge(v);
+    }
     let Some(records) = v.get("Records").and_then(Value::as_array) else {
         return Notification::NotS3("JSON without S3 event records".into());
     };
@@ -75,14 +79,7 @@ fn classify(v: &Value) -> Notification {
         if r.get("eventSource").and_then(Value::as_str) != Some("aws:s3") {
             continue;
         }
-        let s3 = r.get("s3");
-        let bucket = s3
-            .and_then(|s| s.pointer("/bucket/name"))
-            .and_then(Value::as_str);
-        let key = s3
-            .and_then(|s| s.pointer("/object/key"))
-            .and_then(Value::as_str);
-        let (Some(bucket), Some(key)) = (bucket, key) else {
+        let Some((bucket, key, size)) = bucket_key_size(r.get("s3")) else {
             continue;
         };
         let Some(key) = decode_key(key) else {
@@ -91,10 +88,7 @@ fn classify(v: &Value) -> Notification {
         out.push(ObjectRecord {
             bucket: bucket.to_string(),
             key,
-            size: s3
-                .and_then(|s| s.pointer("/object/size"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
+            size,
             event_name: r
                 .get("eventName")
                 .and_then(Value::as_str)
@@ -111,6 +105,49 @@ fn classify(v: &Value) -> Notification {
         return Notification::NotS3("no S3 event record with a bucket and key".into());
     }
     Notification::Objects(out)
+}
+
+/// `bucket.name`, `object.key` and `object.size` (0 when absent) of an S3
+/// event record's `s3` or an EventBridge event's `detail`.
+fn bucket_key_size(v: Option<&Value>) -> Option<(&str, &str, u64)> {
+    let v = v?;
+    let bucket = v.pointer("/bucket/name").and_then(Value::as_str)?;
+    let key = v.pointer("/object/key").and_then(Value::as_str)?;
+    let size = v
+        .pointer("/object/size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some((bucket, key, size))
+}
+
+/// An S3 event as EventBridge delivers it (a rule with the queue as its
+/// target): one object in `detail`, its key not URL-encoded, the kind in
+/// `detail-type` ("Object Created", "Object Deleted", …; the event name
+/// becomes `ObjectCreated`, `ObjectDeleted`, …).
+fn eventbridge(v: &Value) -> Notification {
+    let kind = v
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some((bucket, key, size)) = bucket_key_size(v.get("detail")) else {
+        return Notification::NotS3(format!(
+            "an EventBridge S3 event ({kind:?}) without a bucket and key"
+        ));
+    };
+    if key.is_empty() {
+        return Notification::NotS3("an EventBridge S3 event with an empty key".into());
+    }
+    Notification::Objects(vec![ObjectRecord {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        size,
+        event_name: kind.replace(' ', ""),
+        event_time: v
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    }])
 }
 
 /// An S3 event key decoded: `+` is a space, then percent-decoding (UTF-8).
@@ -176,6 +213,43 @@ mod tests {
         assert!(
             matches!(parse(&confirm), Notification::NotS3(r) if r.contains("SubscriptionConfirmation"))
         );
+    }
+
+    #[test]
+    fn eventbridge_s3_events_are_read_with_their_keys_as_they_are() {
+        // The shape of S3's "Object Created" event on EventBridge; the key
+        // keeps its `:` and `+` (EventBridge does not URL-encode keys).
+        let body = r#"{"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103",
+            "detail-type":"Object Created","source":"aws.s3","account":"111122223333",
+            "time":"2026-12-05T04:00:07Z","region":"eu-central-1",
+            "resources":["arn:aws:s3:::radar-raw"],
+            "detail":{"version":"0","bucket":{"name":"radar-raw"},
+              "object":{"key":"mch/2026/12/05/AQC+T04:00.gif","size":48213,
+                "etag":"b1946ac92492d2347c6235b4d2611184","sequencer":"00617F08299329D189"},
+              "request-id":"N4N7GDK58NMKJ12R","requester":"123456789012",
+              "reason":"PutObject"}}"#;
+        let Notification::Objects(records) = parse(body) else {
+            panic!("{:?}", parse(body));
+        };
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.bucket, "radar-raw");
+        assert_eq!(r.key, "mch/2026/12/05/AQC+T04:00.gif");
+        assert_eq!(r.size, 48213);
+        assert!(r.is_created());
+        assert_eq!(
+            r.event_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-05T04:00:07+00:00")
+        );
+        // Other S3 events are read but not created objects; an event
+        // without a key is not one at all.
+        let deleted = body.replace("Object Created", "Object Deleted");
+        let Notification::Objects(records) = parse(&deleted) else {
+            panic!("{deleted}");
+        };
+        assert!(!records[0].is_created());
+        let keyless = r#"{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"}}}"#;
+        assert!(matches!(parse(keyless), Notification::NotS3(_)));
     }
 
     #[test]
