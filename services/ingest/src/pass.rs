@@ -676,6 +676,22 @@ impl Ingester {
                 return self.quarantine(radar, c, &rej, summary).await;
             }
         };
+        // The stored time comes from the content, which the key's time does
+        // not bound: a scan timed in the future would become the radar's
+        // latest and hide every real scan after it (nowcast, readiness).
+        let horizon = Utc::now() + self.settings.future_tolerance;
+        if scan.time > horizon {
+            let rej = Rejection {
+                code: "future_time".into(),
+                reason: format!(
+                    "{key}: its content is timed {}, more than future_tolerance_minutes = {} \
+                     ahead of now; not stored",
+                    scan.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                    self.settings.future_tolerance.num_minutes()
+                ),
+            };
+            return self.quarantine(radar, c, &rej, summary).await;
+        }
         let new = to_new_scan(radar, key, scan);
         let (tiles, bytes, rain_cells, time) = (
             new.tiles.len(),

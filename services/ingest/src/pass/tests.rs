@@ -394,6 +394,44 @@ async fn a_checkpoint_already_in_the_future_does_not_blind_the_radar() {
 }
 
 #[tokio::test]
+async fn a_scan_whose_content_is_timed_in_the_future_is_quarantined() {
+    // The key is timed now, but the file's own time (which the stored scan
+    // takes) is decades ahead: stored, it would be the radar's latest scan
+    // for good and hide every real one.
+    let f = Fixture::new().await;
+    let (before, at, after) = (recent(10), recent(5), recent(0));
+    f.put_scan("r1", before);
+    let key = format!(
+        "r1/{}/r1_{}.txt",
+        at.format("%Y/%m/%d"),
+        at.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&key, "RAINTEST 2099-12-31T23:59:00Z 5");
+    f.put_scan("r1", after);
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![before, after]);
+    let latest = f.store.latest("r1", Utc::now()).await.unwrap().unwrap();
+    assert_eq!(latest.time, after);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (key.as_str(), "future_time")
+    );
+    assert!(
+        q[0].reason.contains("2099-12-31T23:59:00Z")
+            && q[0].reason.contains("future_tolerance_minutes"),
+        "{q:?}"
+    );
+    // Not tried again.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
+}
+
+#[tokio::test]
 async fn files_still_being_written_are_left_for_the_next_run() {
     let f = Fixture::new().await;
     let t = recent(0);
