@@ -646,10 +646,12 @@ impl Ingester {
                 );
                 return Ok(());
             }
-            // This file only: quarantined, and the run goes on with the others.
-            Err(e @ StoreError::Unreadable { .. }) => {
+            // This file only (it cannot be read, or the source refuses its
+            // key, e.g. a folder's file name with a backslash): quarantined,
+            // and the run goes on with the others.
+            Err(e @ (StoreError::Unreadable { .. } | StoreError::Invalid { .. })) => {
                 let rej = Rejection {
-                    code: UNREADABLE.into(),
+                    code: e.kind().into(),
                     reason: format!("{key}: {e}"),
                 };
                 return self.quarantine(radar, c, &rej, summary).await;

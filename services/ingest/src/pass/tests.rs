@@ -350,6 +350,31 @@ async fn an_unreadable_file_is_quarantined_and_the_files_after_it_ingested() {
 }
 
 #[tokio::test]
+async fn a_file_whose_name_the_folder_source_refuses_is_quarantined() {
+    // A backslash is a plain character in a Linux file name, but the folder
+    // source refuses such keys: the file must not stop the radar.
+    let f = Fixture::new().await;
+    let (t0, t1, t2) = (recent(15), recent(10), recent(5));
+    f.put_scan("r1", t0);
+    let odd = format!(
+        "r1/{}/r1\\{}.txt",
+        t1.format("%Y/%m/%d"),
+        t1.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&odd, &format!("RAINTEST {} 5", t1.to_rfc3339()));
+    f.put_scan("r1", t2);
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, [t0, t2]);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (odd.as_str(), "invalid")
+    );
+}
+
+#[tokio::test]
 async fn a_held_lease_means_no_work_and_a_released_one_is_handed_over() {
     let f = Fixture::new().await;
     let t = recent(0);
