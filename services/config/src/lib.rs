@@ -890,15 +890,21 @@ impl Config {
             ));
         }
 
-        let batch_size = cli
-            .batch_size
-            .or(env_parse(env, "RAINCAST_BATCH_SIZE")?)
-            .or(fi.batch_size)
-            .unwrap_or(d.batch_size);
+        // flag > environment > file, named as the operator wrote it.
+        let (batch_size, setting, origin) = match (
+            cli.batch_size,
+            env_parse(env, "RAINCAST_BATCH_SIZE")?,
+            fi.batch_size,
+        ) {
+            (Some(v), _, _) => (v, "--batch-size", "command line"),
+            (None, Some(v), _) => (v, "RAINCAST_BATCH_SIZE", "environment"),
+            (None, None, Some(v)) => (v, "ingest.batch_size", "config file"),
+            (None, None, None) => (d.batch_size, "ingest.batch_size", "config"),
+        };
         if !(1..=100_000).contains(&batch_size) {
             return Err(invalid(
-                "ingest.batch_size",
-                "config",
+                setting,
+                origin,
                 format!("{batch_size} is not in 1..=100000"),
             ));
         }
@@ -1804,6 +1810,43 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             .unwrap_err()
             .to_string();
         assert!(err.contains("--queue (from command line)"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_batch_size_is_named_as_it_was_given() {
+        let cli = Overrides {
+            batch_size: Some(0),
+            ..Default::default()
+        };
+        let err = Config::from_toml("", &env(&[]), &cli)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--batch-size (from command line): 0 "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "",
+            &env(&[("RAINCAST_BATCH_SIZE", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("RAINCAST_BATCH_SIZE (from environment): 0 "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[ingest]\nbatch_size = 0\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("ingest.batch_size (from config file): 0 "),
+            "{err}"
+        );
     }
 
     #[test]
