@@ -819,14 +819,17 @@ impl Config {
         };
 
         let fi = &fc.ingest;
-        let schedule_text = env
-            .get("RAINCAST_SCHEDULE")
-            .cloned()
-            .filter(|s| !s.trim().is_empty())
-            .or(fi.schedule.clone())
-            .unwrap_or(d.schedule.clone());
-        let schedule = normalise_schedule(&schedule_text)
-            .map_err(|e| invalid("ingest.schedule", "config", e))?;
+        let (schedule_text, setting, origin) = match (
+            env.get("RAINCAST_SCHEDULE")
+                .filter(|s| !s.trim().is_empty()),
+            &fi.schedule,
+        ) {
+            (Some(v), _) => (v.clone(), "RAINCAST_SCHEDULE", "environment"),
+            (None, Some(v)) => (v.clone(), "ingest.schedule", "config file"),
+            (None, None) => (d.schedule.clone(), "ingest.schedule", "config"),
+        };
+        let schedule =
+            normalise_schedule(&schedule_text).map_err(|e| invalid(setting, origin, e))?;
 
         let minutes = |env_key: &str,
                        file: Option<f64>,
@@ -890,15 +893,21 @@ impl Config {
             ));
         }
 
-        let batch_size = cli
-            .batch_size
-            .or(env_parse(env, "RAINCAST_BATCH_SIZE")?)
-            .or(fi.batch_size)
-            .unwrap_or(d.batch_size);
+        // flag > environment > file, named as the operator wrote it.
+        let (batch_size, setting, origin) = match (
+            cli.batch_size,
+            env_parse(env, "RAINCAST_BATCH_SIZE")?,
+            fi.batch_size,
+        ) {
+            (Some(v), _, _) => (v, "--batch-size", "command line"),
+            (None, Some(v), _) => (v, "RAINCAST_BATCH_SIZE", "environment"),
+            (None, None, Some(v)) => (v, "ingest.batch_size", "config file"),
+            (None, None, None) => (d.batch_size, "ingest.batch_size", "config"),
+        };
         if !(1..=100_000).contains(&batch_size) {
             return Err(invalid(
-                "ingest.batch_size",
-                "config",
+                setting,
+                origin,
                 format!("{batch_size} is not in 1..=100000"),
             ));
         }
@@ -925,7 +934,8 @@ impl Config {
             fi.max_file_mb,
             d.max_file_bytes as f64 / 1048576.0,
             "ingest.max_file_mb",
-            f64::MIN_POSITIVE..=65536.0,
+            // (A readable lower bound: the message prints it.)
+            0.000001..=65536.0,
         )?;
         let max_file_bytes = (max_file_mb * 1048576.0).round() as u64;
         let max_cells = ranged(
@@ -1475,7 +1485,10 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             let text = format!("[ingest]\nschedule = {schedule:?}\n");
             let err = Config::from_toml(&text, &env(&[]), &Overrides::default()).unwrap_err();
             let msg = err.to_string();
-            assert!(msg.starts_with("ingest.schedule (from config)"), "{msg}");
+            assert!(
+                msg.starts_with("ingest.schedule (from config file)"),
+                "{msg}"
+            );
             assert!(msg.contains(&format!("field {field} ")), "{msg}");
         }
         assert_eq!(normalise_schedule("0 1,2 * * *").unwrap(), "0 0 1,2 * * *");
@@ -1804,6 +1817,80 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             .unwrap_err()
             .to_string();
         assert!(err.contains("--queue (from command line)"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_schedule_or_file_limit_is_named_as_it_was_given() {
+        let err = Config::from_toml(
+            "",
+            &env(&[("RAINCAST_SCHEDULE", "garbage")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("RAINCAST_SCHEDULE (from environment): "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[ingest]\nschedule = \"garbage\"\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("ingest.schedule (from config file): "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "",
+            &env(&[("RAINCAST_MAX_FILE_MB", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "RAINCAST_MAX_FILE_MB (from environment): 0 is not in 0.000001..=65536"
+        );
+    }
+
+    #[test]
+    fn a_bad_batch_size_is_named_as_it_was_given() {
+        let cli = Overrides {
+            batch_size: Some(0),
+            ..Default::default()
+        };
+        let err = Config::from_toml("", &env(&[]), &cli)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--batch-size (from command line): 0 "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "",
+            &env(&[("RAINCAST_BATCH_SIZE", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("RAINCAST_BATCH_SIZE (from environment): 0 "),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[ingest]\nbatch_size = 0\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("ingest.batch_size (from config file): 0 "),
+            "{err}"
+        );
     }
 
     #[test]

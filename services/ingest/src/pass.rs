@@ -37,10 +37,27 @@ use raincast_store::{
     ScanStore, SourceObject, StateStore, StoreError,
 };
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
+
+/// True when `listed` (the same key, listed now) is no longer the file that
+/// was quarantined: its size differs (a file completed after a pause in its
+/// writing, a re-upload with other content). A re-upload of the same bytes
+/// is not tried again (a poison file would crash the decoder again). A file
+/// that could not be read at all (`unreadable`) is also tried again when
+/// its modification time changed (`touch` after fixing its permissions).
+/// Unknown values (records written before they were kept) never count.
+fn changed_since_quarantine(q: &QuarantineRecord, listed: &SourceObject) -> bool {
+    let size = q.size.is_some_and(|s| s != listed.size);
+    let touched = q.reason_code == UNREADABLE
+        && matches!((q.modified, listed.last_modified), (Some(a), Some(b)) if a != b);
+    size || touched
+}
+
+/// Quarantine code of a file the source lists but cannot read.
+const UNREADABLE: &str = "unreadable";
 
 /// Windows up to this many days are listed day by day; longer ones discover
 /// the existing day folders first.
@@ -477,12 +494,28 @@ impl Ingester {
             return Ok(summary);
         }
 
+        // Quarantined files stay skipped while they are unchanged; one that
+        // changed since (see `changed_since_quarantine`) is tried again.
+        let by_key: HashMap<&str, &SourceObject> = candidates
+            .iter()
+            .map(|c| (c.object.key.as_str(), &c.object))
+            .collect();
         let quarantined: HashSet<String> = self
             .state
             .list_quarantined(radar)
             .await
             .map_err(|e| store_err("list quarantine", e))?
             .into_iter()
+            .filter(|q| {
+                let changed = by_key
+                    .get(q.key.as_str())
+                    .is_some_and(|o| changed_since_quarantine(q, o));
+                if changed {
+                    info!(radar, key = %q.key, code = %q.reason_code,
+                        "a quarantined file changed since; trying it again");
+                }
+                !changed
+            })
             .map(|q| q.key)
             .collect();
         // Source keys already stored: a scan's stored time comes from its
@@ -613,6 +646,16 @@ impl Ingester {
                 );
                 return Ok(());
             }
+            // This file only (it cannot be read, or the source refuses its
+            // key, e.g. a folder's file name with a backslash): quarantined,
+            // and the run goes on with the others.
+            Err(e @ (StoreError::Unreadable { .. } | StoreError::Invalid { .. })) => {
+                let rej = Rejection {
+                    code: e.kind().into(),
+                    reason: format!("{key}: {e}"),
+                };
+                return self.quarantine(radar, c, &rej, summary).await;
+            }
             Err(e) => return Err(store_err("fetch", e)),
         };
         // Mark the decode in progress first: if the process dies in it (out
@@ -676,6 +719,22 @@ impl Ingester {
                 return self.quarantine(radar, c, &rej, summary).await;
             }
         };
+        // The stored time comes from the content, which the key's time does
+        // not bound: a scan timed in the future would become the radar's
+        // latest and hide every real scan after it (nowcast, readiness).
+        let horizon = Utc::now() + self.settings.future_tolerance;
+        if scan.time > horizon {
+            let rej = Rejection {
+                code: "future_time".into(),
+                reason: format!(
+                    "{key}: its content is timed {}, more than future_tolerance_minutes = {} \
+                     ahead of now; not stored",
+                    scan.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                    self.settings.future_tolerance.num_minutes()
+                ),
+            };
+            return self.quarantine(radar, c, &rej, summary).await;
+        }
         let new = to_new_scan(radar, key, scan);
         let (tiles, bytes, rain_cells, time) = (
             new.tiles.len(),
@@ -763,6 +822,8 @@ impl Ingester {
             reason: rej.reason.clone(),
             time: Some(c.time),
             recorded_at: Utc::now(),
+            size: Some(c.object.size),
+            modified: c.object.last_modified,
         };
         self.state
             .quarantine(&rec)

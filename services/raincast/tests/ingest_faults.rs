@@ -297,6 +297,35 @@ async fn a_future_key_does_not_blind_the_radar() {
     assert_eq!(w.stored().await, want);
 }
 
+/// A file under a key of the present whose *content* is timed in 2099 (the
+/// stored time comes from the content): quarantined as `future_time`, so it
+/// never becomes the radar's latest scan, and the real files are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_content_is_timed_in_the_future_does_not_blind_the_radar() {
+    let Some(w) = World::new().await else { return };
+    w.upload_steps(0..4).await;
+    let mut field = w.synth.field(4);
+    field.time = Utc.with_ymd_and_hms(2099, 12, 31, 23, 55, 0).unwrap();
+    let odd = World::key(w.time(4), "");
+    w.upload(
+        &odd,
+        encode_rate(&field, &OdimRateOptions::u8("NOD:synth")).unwrap(),
+    )
+    .await;
+    let s = w.ingest_ok(&[]);
+    assert_eq!((n(&s, "ingested"), n(&s, "quarantined")), (4, 1), "{s}");
+    let q = w.quarantined().await;
+    assert_eq!(
+        (q[0].0.as_str(), q[0].1.as_str()),
+        (odd.as_str(), "future_time")
+    );
+    assert!(q[0].2.contains("2099-12-31T23:55:00Z"), "{q:?}");
+    let latest = w.store.latest(RADAR, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(latest.time, w.time(3));
+    let want: Vec<_> = (0..4).map(|s| w.time(s)).collect();
+    assert_eq!(w.stored().await, want);
+}
+
 /// Mixed prefixes in one day folder: a newer file whose key sorts below
 /// every key already ingested is still listed and stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,44 @@ async fn the_embedded_purger_drops_expired_scans_on_schedule() {
     task.await.unwrap();
 }
 
+/// Quarantine records expire with the retention, as DynamoDB's TTL drops
+/// them: the embedded store hides and purges them too, rather than keeping
+/// every record ever written and reading them all at every ingest run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_drops_quarantine_records_past_the_retention() {
+    let dir = TempDir::new("purge-quarantine");
+    let store = EmbeddedStore::open(dir.path().join("q.redb"), retention())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let record = |key: &str, age: Duration| crate::QuarantineRecord {
+        radar: "qp".into(),
+        key: key.into(),
+        reason_code: "bad_magic".into(),
+        reason: "not a scan".into(),
+        time: None,
+        recorded_at: now - age,
+        size: Some(3),
+        modified: None,
+    };
+    let old = record("qp/old.h5", retention() + Duration::hours(1));
+    let recent = record("qp/recent.h5", Duration::hours(1));
+    store.quarantine(&old).await.unwrap();
+    store.quarantine(&recent).await.unwrap();
+    assert_eq!(
+        store.list_quarantined("qp").await.unwrap(),
+        vec![recent.clone()]
+    );
+    assert_eq!(store.stored_quarantine_records().await.unwrap(), 2);
+    store.purge_expired(now).await.unwrap();
+    assert_eq!(
+        store.stored_quarantine_records().await.unwrap(),
+        1,
+        "the old record is deleted from the file"
+    );
+    assert_eq!(store.list_quarantined("qp").await.unwrap(), vec![recent]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_conforms() {
     let dir = TempDir::new("embedded");

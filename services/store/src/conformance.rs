@@ -495,6 +495,8 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
         reason: reason.into(),
         time: Some(t(10, 0)),
         recorded_at: Utc.timestamp_opt(now.timestamp(), 0).unwrap(),
+        size: None,
+        modified: None,
     };
     assert!(store.list_quarantined("qr").await.unwrap().is_empty());
     store
@@ -518,6 +520,13 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     untimed.time = None;
     store.quarantine(&untimed).await.unwrap();
     assert_eq!(store.list_quarantined("qr3").await.unwrap(), vec![untimed]);
+    // The file's listed size and modification time read back exactly
+    // (nanoseconds included: they are compared with the next listing).
+    let mut sized = q("qr4", "qr4/a.h5", "truncated");
+    sized.size = Some(100_000);
+    sized.modified = Some(Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap());
+    store.quarantine(&sized).await.unwrap();
+    assert_eq!(store.list_quarantined("qr4").await.unwrap(), vec![sized]);
 
     // Versioned records (the notifier's claims and place states).
     record_suite(store, "conf/", races).await;

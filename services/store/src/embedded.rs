@@ -183,8 +183,23 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Deletes scans whose retention has run out (TTL). Returns how many.
+    /// Quarantine records in the file, expired or not (for tests of the purge).
+    #[cfg(test)]
+    pub(crate) async fn stored_quarantine_records(&self) -> StoreResult<u64> {
+        self.run(|db| {
+            let txn = db.begin_read().map_err(|e| db_err("count", e))?;
+            let t = txn.open_table(QUARANTINE).map_err(|e| db_err("count", e))?;
+            redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("count", e))
+        })
+        .await
+    }
+
+    /// Deletes scans whose retention has run out (TTL), and quarantine
+    /// records recorded longer than the retention ago (DynamoDB's TTL drops
+    /// those too; kept, they would pile up for ever and be read by every
+    /// ingest run). Returns how many scans.
     pub async fn purge_expired(&self, now: DateTime<Utc>) -> StoreResult<usize> {
+        let retention = self.retention;
         self.run(move |db| {
             let txn = db.begin_write().map_err(|e| db_err("purge", e))?;
             let mut expired: Vec<(String, i64)> = Vec::new();
@@ -213,6 +228,16 @@ impl EmbeddedStore {
                         )
                         .map_err(|e| db_err("purge", e))?;
                 }
+            }
+            {
+                let mut quarantine = txn.open_table(QUARANTINE).map_err(|e| db_err("purge", e))?;
+                quarantine
+                    .retain(|_, v| {
+                        // An unreadable record is kept (and reported by the reader).
+                        serde_json::from_slice::<QuarantineRecord>(v)
+                            .map_or(true, |q| q.recorded_at + retention > now)
+                    })
+                    .map_err(|e| db_err("purge", e))?;
             }
             txn.commit().map_err(|e| db_err("purge", e))?;
             Ok(expired.len())
@@ -649,6 +674,8 @@ impl StateStore for EmbeddedStore {
 
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
         let radar = radar.to_string();
+        // Records past the retention are hidden until the purge deletes them.
+        let oldest = Utc::now() - self.retention;
         self.run(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("quarantine", e))?;
             let table = txn
@@ -664,7 +691,10 @@ impl StateStore for EmbeddedStore {
                 if k.value().0 != radar {
                     break;
                 }
-                out.push(from_json("quarantine", v.value())?);
+                let rec: QuarantineRecord = from_json("quarantine", v.value())?;
+                if rec.recorded_at > oldest {
+                    out.push(rec);
+                }
             }
             Ok(out)
         })

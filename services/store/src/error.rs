@@ -22,6 +22,15 @@ pub enum StoreError {
     /// An object or table that must exist does not.
     #[error("{backend}: {what} not found")]
     NotFound { backend: &'static str, what: String },
+    /// An object exists but cannot be read (a file without read permission,
+    /// a folder where a file was listed): retrying without a change to it
+    /// will not help, and other objects are not affected.
+    #[error("{backend}: cannot read {what}: {reason}")]
+    Unreadable {
+        backend: &'static str,
+        what: String,
+        reason: String,
+    },
     /// An item would break a hard limit of the backend (DynamoDB: 400 KB per
     /// item). Raised before anything is sent.
     #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
@@ -44,12 +53,13 @@ pub enum StoreError {
 
 impl StoreError {
     /// Short machine-readable code: `unavailable`, `backend`, `not_found`,
-    /// `too_large`, `invalid`, `corrupt`, `conflict`.
+    /// `unreadable`, `too_large`, `invalid`, `corrupt`, `conflict`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Unavailable { .. } => "unavailable",
             StoreError::Backend { .. } => "backend",
             StoreError::NotFound { .. } => "not_found",
+            StoreError::Unreadable { .. } => "unreadable",
             StoreError::TooLarge { .. } => "too_large",
             StoreError::Invalid { .. } => "invalid",
             StoreError::Corrupt { .. } => "corrupt",

@@ -232,7 +232,8 @@ pub struct Checkpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A source object that failed to decode; it is not tried again.
+/// A source object that failed to decode (or could not be read); it is not
+/// tried again while it is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineRecord {
     pub radar: String,
@@ -244,6 +245,14 @@ pub struct QuarantineRecord {
     /// Time parsed from the key, if any.
     pub time: Option<DateTime<Utc>>,
     pub recorded_at: DateTime<Utc>,
+    /// The file's size and modification time when it was quarantined, as
+    /// listed, so that ingest can tell a file that changed since (see
+    /// `raincast-ingest`'s pass). `None` in records written before they
+    /// were kept.
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub modified: Option<DateTime<Utc>>,
 }
 
 /// Who held a lease before the caller got it.

@@ -242,6 +242,139 @@ async fn corrupt_files_are_quarantined_once_and_the_rest_ingested() {
 }
 
 #[tokio::test]
+async fn a_quarantined_file_that_changes_afterwards_is_tried_again() {
+    // A writer that pauses for longer than the settle time: the first part
+    // is quarantined; the completed file must not be lost with it.
+    let f = Fixture::new().await;
+    let t = recent(5);
+    let key = f.put_scan("r1", t);
+    let whole = std::fs::read_to_string(f.bucket.join(&key)).unwrap();
+    f.put(&key, "RAINTEST");
+    let other = f.put_scan("r1", recent(10));
+    f.put(&other, "GARBAGE");
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 2), "{s:?}");
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert!(
+        q.iter().all(|r| r.size.is_some() && r.modified.is_some()),
+        "{q:?}"
+    );
+    // Unchanged: still skipped.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
+    // Completed: tried again and stored; the untouched bad file stays out.
+    f.put(&key, &whole);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![t]);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined, s.skipped), (0, 0, 1), "{s:?}");
+}
+
+/// A folder whose files named in `locked` cannot be read (as a file with
+/// mode 000 for a service that does not run as root).
+struct Locked {
+    inner: LocalSource,
+    locked: std::sync::Mutex<HashSet<String>>,
+}
+
+#[async_trait::async_trait]
+impl ScanSource for Locked {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> raincast_store::StoreResult<Vec<SourceObject>> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn list_dirs(&self, prefix: &str) -> raincast_store::StoreResult<Vec<String>> {
+        self.inner.list_dirs(prefix).await
+    }
+    async fn fetch(&self, key: &str) -> raincast_store::StoreResult<Vec<u8>> {
+        if self.locked.lock().unwrap().contains(key) {
+            return Err(StoreError::Unreadable {
+                backend: "test",
+                what: key.into(),
+                reason: "Permission denied (os error 13)".into(),
+            });
+        }
+        self.inner.fetch(key).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn needs_settling(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_quarantined_and_the_files_after_it_ingested() {
+    let f = Fixture::new().await;
+    let times = [recent(15), recent(10), recent(5)];
+    let keys: Vec<_> = times.iter().map(|t| f.put_scan("r1", *t)).collect();
+    let source = Arc::new(Locked {
+        inner: LocalSource::new(f.bucket.clone()),
+        locked: std::sync::Mutex::new([keys[1].clone()].into()),
+    });
+    let rs = RadarSource {
+        source: source.clone(),
+        ..f.radar("r1")
+    };
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, [times[0], times[2]]);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (keys[1].as_str(), "unreadable")
+    );
+    assert!(q[0].reason.contains("Permission denied"), "{q:?}");
+    // Still unreadable, or readable again but untouched: left alone.
+    assert_eq!(ing.run_once(&rs).await.unwrap().quarantined, 0);
+    source.locked.lock().unwrap().clear();
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 0);
+    // Touched after its permissions were fixed: tried again and stored.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(f.bucket.join(&keys[1]))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(30))
+        .unwrap();
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, times);
+}
+
+#[tokio::test]
+async fn a_file_whose_name_the_folder_source_refuses_is_quarantined() {
+    // A backslash is a plain character in a Linux file name, but the folder
+    // source refuses such keys: the file must not stop the radar.
+    let f = Fixture::new().await;
+    let (t0, t1, t2) = (recent(15), recent(10), recent(5));
+    f.put_scan("r1", t0);
+    let odd = format!(
+        "r1/{}/r1\\{}.txt",
+        t1.format("%Y/%m/%d"),
+        t1.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&odd, &format!("RAINTEST {} 5", t1.to_rfc3339()));
+    f.put_scan("r1", t2);
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, [t0, t2]);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (odd.as_str(), "invalid")
+    );
+}
+
+#[tokio::test]
 async fn a_held_lease_means_no_work_and_a_released_one_is_handed_over() {
     let f = Fixture::new().await;
     let t = recent(0);
@@ -391,6 +524,44 @@ async fn a_checkpoint_already_in_the_future_does_not_blind_the_radar() {
     if t.date_naive() == Utc::now().date_naive() {
         assert_eq!(s.ingested, 1, "{s:?}");
     }
+}
+
+#[tokio::test]
+async fn a_scan_whose_content_is_timed_in_the_future_is_quarantined() {
+    // The key is timed now, but the file's own time (which the stored scan
+    // takes) is decades ahead: stored, it would be the radar's latest scan
+    // for good and hide every real one.
+    let f = Fixture::new().await;
+    let (before, at, after) = (recent(10), recent(5), recent(0));
+    f.put_scan("r1", before);
+    let key = format!(
+        "r1/{}/r1_{}.txt",
+        at.format("%Y/%m/%d"),
+        at.format("%Y%m%d_%H%M%S")
+    );
+    f.put(&key, "RAINTEST 2099-12-31T23:59:00Z 5");
+    f.put_scan("r1", after);
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![before, after]);
+    let latest = f.store.latest("r1", Utc::now()).await.unwrap().unwrap();
+    assert_eq!(latest.time, after);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (key.as_str(), "future_time")
+    );
+    assert!(
+        q[0].reason.contains("2099-12-31T23:59:00Z")
+            && q[0].reason.contains("future_tolerance_minutes"),
+        "{q:?}"
+    );
+    // Not tried again.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
 }
 
 #[tokio::test]

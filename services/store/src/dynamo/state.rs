@@ -17,7 +17,7 @@ use crate::model::{
 use crate::StateStore;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 #[async_trait]
 impl StateStore for DynamoStore {
@@ -197,6 +197,16 @@ impl StateStore for DynamoStore {
             it.insert("t".into(), s(time_key(t)));
         }
         it.insert("at".into(), n(rec.recorded_at.timestamp()));
+        if let Some(size) = rec.size {
+            it.insert("sz".into(), AttributeValue::N(size.to_string()));
+        }
+        if let Some(m) = rec.modified {
+            // Full precision: it is compared with the listed time.
+            it.insert(
+                "mod".into(),
+                s(m.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            );
+        }
         it.insert(TTL_ATTRIBUTE.into(), n(self.ttl_from(rec.recorded_at)));
         check_item("quarantine record", &it)?;
         self.client
@@ -230,6 +240,20 @@ impl StateStore for DynamoStore {
                     .map(|t| parse_time_key(t))
                     .transpose()?,
                 recorded_at: epoch(get_n(it, "at")?)?,
+                size: it
+                    .get("sz")
+                    .and_then(|v| v.as_n().ok())
+                    .map(|v| {
+                        v.parse().map_err(|_| {
+                            StoreError::corrupt("quarantine record", format!("sz = {v:?}"))
+                        })
+                    })
+                    .transpose()?,
+                modified: it
+                    .get("mod")
+                    .and_then(|v| v.as_s().ok())
+                    .map(|t| parse_time_key(t))
+                    .transpose()?,
             });
         }
         Ok(out)
