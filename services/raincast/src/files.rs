@@ -33,50 +33,13 @@ fn write_with(path: &Path, bytes: &[u8], mut opts: std::fs::OpenOptions) -> std:
     std::fs::rename(&tmp, path)
 }
 
-/// Every regular file below `dir`, sorted by path (hidden files skipped).
-/// Symbolic links are followed (a folder of links to scans kept elsewhere
-/// is read like the scans themselves), each folder once, so a link back up
-/// the tree does not loop; a link to nothing is reported and skipped.
+/// Every file below `dir`, sorted by path, found as ingest lists a folder
+/// bucket ([`raincast_store::files_below`]): symbolic links followed (a
+/// folder of links to scans kept elsewhere is read like the scans
+/// themselves), each folder once; hidden files, links to nothing and
+/// unreadable sub-folders left out with a warning.
 pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(d) = stack.pop() {
-        let canonical = std::fs::canonicalize(&d)
-            .with_context(|| format!("{}: cannot resolve", d.display()))?;
-        if !seen.insert(canonical) {
-            continue;
-        }
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?
-        {
-            let entry = entry?;
-            let p = entry.path();
-            if p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-            {
-                continue;
-            }
-            let mut ft = entry.file_type()?;
-            if ft.is_symlink() {
-                match std::fs::metadata(&p) {
-                    Ok(target) => ft = target.file_type(),
-                    Err(e) => {
-                        eprintln!("skipping {}: a link to nothing usable ({e})", p.display());
-                        continue;
-                    }
-                }
-            }
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    raincast_store::files_below(dir).with_context(|| format!("{}: cannot list", dir.display()))
 }
 
 /// Decodes and preps one scan (default prep: 0.1 mm/h threshold).

@@ -32,7 +32,7 @@ pub mod subscriptions;
 pub use dynamo::{DynamoOptions, DynamoStore};
 pub use embedded::EmbeddedStore;
 pub use error::{StoreError, StoreResult};
-pub use local::LocalSource;
+pub use local::{files_below, LocalSource};
 pub use model::{
     lease_expired, Checkpoint, LeaseOutcome, LeasePredecessor, NewScan, PutOutcome,
     QuarantineRecord, ScanEntry, ScanManifest, SourceObject, StoredScan, Tile, TileRef,

@@ -82,6 +82,25 @@ fn fetch_err(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// Every file below the folder `dir`, found as the folder source lists a
+/// bucket (links followed, each folder once; hidden names, links to nothing,
+/// names that are not UTF-8 and unreadable sub-folders left out, each with a
+/// warning), sorted by path. Blocking. For the offline commands, which read
+/// a folder of scans the way ingest reads a folder bucket.
+pub fn files_below(dir: &Path) -> StoreResult<Vec<PathBuf>> {
+    let meta = std::fs::metadata(dir).map_err(|e| io_err("list", dir, e))?;
+    if !meta.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder");
+        return Err(io_err("list", dir, e));
+    }
+    let mut out: Vec<PathBuf> = walk(dir, "", None)?
+        .into_iter()
+        .map(|o| dir.join(o.key))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Lists every file below `dir` whose key (relative to `root`) starts with
 /// `prefix` and sorts after `start_after`. Blocking.
 fn walk(root: &Path, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<SourceObject>> {
