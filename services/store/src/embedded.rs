@@ -175,20 +175,24 @@ impl EmbeddedStore {
     /// Manifests in the file, expired or not (for tests of the purge).
     #[cfg(test)]
     pub(crate) async fn stored_manifests(&self) -> StoreResult<u64> {
-        self.run(|db| {
-            let txn = db.begin_read().map_err(|e| db_err("count", e))?;
-            let t = txn.open_table(MANIFESTS).map_err(|e| db_err("count", e))?;
-            redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("count", e))
-        })
-        .await
+        self.table_len(MANIFESTS).await
     }
 
     /// Quarantine records in the file, expired or not (for tests of the purge).
     #[cfg(test)]
     pub(crate) async fn stored_quarantine_records(&self) -> StoreResult<u64> {
-        self.run(|db| {
+        self.table_len(QUARANTINE).await
+    }
+
+    /// Entries of `table`, expired or not.
+    #[cfg(test)]
+    async fn table_len<K: redb::Key + Send + 'static, V: redb::Value + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, K, V>,
+    ) -> StoreResult<u64> {
+        self.run(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("count", e))?;
-            let t = txn.open_table(QUARANTINE).map_err(|e| db_err("count", e))?;
+            let t = txn.open_table(table).map_err(|e| db_err("count", e))?;
             redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("count", e))
         })
         .await
