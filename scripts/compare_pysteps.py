@@ -124,7 +124,8 @@ import numpy as np  # noqa: E402
 from scipy.ndimage import uniform_filter  # noqa: E402
 
 METHODS = ["persistence", "opencv_dis", "pysteps_lk_sl", "pysteps_sprog", "pysteps_anvil",
-           "raincast_none", "raincast"]
+           "raincast_none", "raincast"] + (["raincast_pym", "raincast_none_pym"]
+                                           if os.environ.get("RC_PYMOTION") else [])
 LABELS = {
     "persistence": "persistence",
     "opencv_dis": "OpenCV DIS (ultrafast) + `cv2.remap`",
@@ -133,6 +134,8 @@ LABELS = {
     "pysteps_anvil": "pysteps ANVIL (rain rate, ARI(2,1))",
     "raincast_none": "Raincast, no smoothing (`--smoothing none`)",
     "raincast": "Raincast (default)",
+    "raincast_pym": "Raincast (default) with pysteps' LK motion",
+    "raincast_none_pym": "Raincast no smoothing with pysteps' LK motion",
 }
 
 
@@ -311,6 +314,8 @@ def run_pysteps(frames, n_leads, sprog, sprog_levels, anvil_frames=None):
     dbr = to_dbr(np.stack(frames).astype(np.float64))
     velocity = dense_lucaskanade(dbr)
     t_motion = time.perf_counter() - t0
+    global LAST_VELOCITY  # EXPERIMENT (s13-pymotion)
+    LAST_VELOCITY = velocity
     filled = dbr.copy()
     filled[~np.isfinite(filled)] = -15.0
     t1 = time.perf_counter()
@@ -341,7 +346,11 @@ def run_pysteps(frames, n_leads, sprog, sprog_levels, anvil_frames=None):
     return out, times
 
 
-def run_raincast(raincast, paths, leads, tmp, smoothing, rss=False):
+LAST_VELOCITY = None
+PYMOTION = bool(os.environ.get("RC_PYMOTION"))
+
+
+def run_raincast(raincast, paths, leads, tmp, smoothing, rss=False, env=None):
     outdir = tempfile.mkdtemp(dir=tmp, prefix=f"nc_{smoothing}_")
     cmd = [raincast, "nowcast", *paths, "--leads", ",".join(str(x) for x in leads),
            "--out", outdir, "--json", "--smoothing", smoothing]
@@ -349,7 +358,8 @@ def run_raincast(raincast, paths, leads, tmp, smoothing, rss=False):
     if rss:
         cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file, *cmd]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True,
+                         env=None if env is None else {**os.environ, **env})
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
@@ -510,6 +520,15 @@ def main():
                     fcs[m] = fc
                     compute_ms[m].append(info["motion_ms"] + info["extrapolate_ms"])
                     motion_ms[m].append(info["motion_ms"])
+                if PYMOTION:
+                    prefix = os.path.join(tmp, "pym")
+                    LAST_VELOCITY[0].astype("<f4").tofile(prefix + "_u.f32")
+                    LAST_VELOCITY[1].astype("<f4").tofile(prefix + "_v.f32")
+                    for m, sm in (("raincast_pym", "sprog"), ("raincast_none_pym", "none")):
+                        fc, _wall, info = run_raincast(args.raincast, paths, leads, tmp, sm,
+                                                       env={"RC_MOTION_NPY": prefix})
+                        fcs[m] = fc
+                        compute_ms[m].append(info["motion_ms"] + info["extrapolate_ms"])
             except RuntimeError as e:
                 # Not scored for any method, so the methods keep the same cases.
                 print(f"\nskipping start time {scans[idx[2]]['time']}: {e}", file=sys.stderr)

@@ -158,6 +158,24 @@ pub struct MotionField {
 }
 
 impl MotionField {
+    /// EXPERIMENT (s13-pymotion): a full-resolution field from row-major
+    /// `u` (columns per step) and `v` (rows per step).
+    pub fn from_full(shape: (usize, usize), u: Vec<f32>, v: Vec<f32>) -> Self {
+        let (rows, cols) = shape;
+        Self {
+            u: Img { rows, cols, data: u },
+            v: Img { rows, cols, data: v },
+            factor: 1,
+            shape,
+        }
+    }
+
+    /// Mean `(u, v)` over the field (EXPERIMENT diagnostics).
+    pub fn mean_uv(&self) -> (f32, f32) {
+        let m = |d: &[f32]| d.iter().sum::<f32>() / d.len().max(1) as f32;
+        (m(&self.u.data), m(&self.v.data))
+    }
+
     /// A uniform field (all cells move by `(u, v)` pixels per step).
     pub fn uniform(shape: (usize, usize), u: f32, v: f32) -> Self {
         Self {

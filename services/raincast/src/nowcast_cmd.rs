@@ -129,7 +129,22 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
     let input = NowcastInput::new(&fields, &cfg).context("cannot nowcast these scans")?;
     let base_time = input.latest().time;
     let t_motion = Instant::now();
-    let motion = input.motion()?;
+    let mut motion = input.motion()?;
+    // EXPERIMENT (s13-pymotion): RC_MOTION_NPY=PREFIX reads PREFIX_u.f32 and
+    // PREFIX_v.f32 (raw little-endian float32, rows × cols of the latest
+    // grid, pixels per step, v = rows down).
+    if let Ok(prefix) = std::env::var("RC_MOTION_NPY") {
+        let read = |s: &str| -> anyhow::Result<Vec<f32>> {
+            let b = std::fs::read(format!("{prefix}_{s}.f32"))?;
+            Ok(b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let (u, v) = (read("u")?, read("v")?);
+        eprintln!("own motion mean {:?}", motion.mean_uv());
+        motion = raincast_algorithms::motion::MotionField::from_full(motion.shape, u, v);
+        eprintln!("external motion mean {:?}", motion.mean_uv());
+    }
     let motion_ms = t_motion.elapsed().as_secs_f64() * 1e3;
     let t_extra = Instant::now();
     // Everything the leads share (the cascade) is built here; then each lead
