@@ -224,9 +224,16 @@ pub(crate) fn ar2_params(r1: f32, r2: f32) -> (f32, f32) {
     if r1.is_nan() || r1 <= 0.0 {
         return (0.0, 0.0);
     }
-    let r1 = (r1 as f64).min(0.999);
+    let cap = std::env::var("RC_R1CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(0.999);
+    let r1 = (r1 as f64).min(cap);
     // Rain decorrelates: r2 ≤ r1; and the stationary range.
-    let r2 = (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6);
+    let r2 = if std::env::var("RC_AR").as_deref() == Ok("rr") {
+        // EXPERIMENT: pysteps' adjust_lag2_corrcoef2 (real roots).
+        let rr = (3.0 * r1 * r1 - 2.0 + 2.0 * (1.0 - r1 * r1).powf(1.5)) / (r1 * r1);
+        (r2 as f64).max(rr).max(2.0 * r1 * r1 - 1.0 + 1e-6)
+    } else {
+        (r2 as f64).clamp(0.0, r1).max(2.0 * r1 * r1 - 1.0 + 1e-6)
+    };
     let den = 1.0 - r1 * r1;
     (
         (r1 * (1.0 - r2) / den) as f32,
@@ -649,7 +656,10 @@ impl Sprog {
                 .iter()
                 .zip(&x1.data)
                 .zip(&x2.data)
-                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
+                .map(|((a, b), c)| {
+                    std::env::var("RC_MASK").as_deref() == Ok("all")
+                        || (a.is_finite() && b.is_finite() && c.is_finite())
+                })
                 .collect(),
         );
         let (mut mr, mut mc) = (rows, cols);
@@ -666,15 +676,39 @@ impl Sprog {
         // Level k < n_bands is band k; level n_bands is the residual. The
         // three pyramids are independent too (on one thread, one after the
         // other, as before).
+        let fill_min = std::env::var("RC_FILL").as_deref() == Ok("min")
+            || std::env::var("RC_FILLONLY").as_deref() == Ok("min");
         let pyr = |mut img: Img| {
+            if fill_min {
+                img.data.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = floor);
+            }
             push_pull_fill(&mut img, floor);
             laplacian_levels(img, n_bands)
         };
         let (l0, (l1, l2)) = rayon::join(|| pyr(x0), || rayon::join(|| pyr(x1), || pyr(x2)));
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
+        let shapes: Vec<(usize, usize)> = l0.iter().map(|l| (l.rows, l.cols)).collect();
+        let full_stats = std::env::var("RC_FULLSTATS").is_ok();
+        let up = |img: &Img, k: usize| {
+            // EXPERIMENT: EXPAND level k back to full resolution.
+            let mut cur = Img { rows: img.rows, cols: img.cols, data: img.data.clone() };
+            for j in (0..k).rev() {
+                let mut out = Img::filled(shapes[j].0, shapes[j].1, 0.0);
+                let mut tmp = Vec::new();
+                expand_rows(&cur, &mut out, &mut tmp, |_, _| {});
+                cur = out;
+            }
+            cur
+        };
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
-            let stats = level_stats(&a, &b, &c, &masks[k]);
+            let stats = if full_stats && k > 0 {
+                let s = level_stats(&up(&a, k), &up(&b, k), &up(&c, k), &masks[0]);
+                let n = level_stats(&a, &b, &c, &masks[k]);
+                LevelStats { corrs: s.corrs, a: n.a, b: n.b }
+            } else {
+                level_stats(&a, &b, &c, &masks[k])
+            };
             let (r1, r2) = stats.corrs;
             drop(c);
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
