@@ -258,10 +258,20 @@ struct TargetDistribution {
 }
 
 impl TargetDistribution {
-    /// From the latest field in dBR, where `floor` marks dry cells and NaN no
-    /// data. Wet values are binned finely (16 384 bins over their range, a
-    /// few thousandths of a dB) and interpolated within bins.
-    fn new(dbr: &[f32], floor: f32, threshold: f32) -> Self {
+    /// From the latest field: `dbr` in dBR, where `floor` marks dry cells and
+    /// NaN no data, and `rates` the same cells in mm/h, in the same order.
+    /// Wet values are binned finely by dBR (16 384 bins over their range, a
+    /// few thousandths of a dB), and a quantile within a bin is interpolated
+    /// between the smallest and the largest rate in that bin.
+    ///
+    /// Radar products are quantised (BOM's and MeteoSwiss' rates come in
+    /// classes such as 0.5, 1, 2.5, 5 mm/h; ODIM's in 0.5 dBZ steps), so a
+    /// bin often holds one rate many times over. Interpolating between the
+    /// bin's *edges* spread such a class across the bin, and about half of
+    /// the cells at exactly 1 mm/h came out at 0.999: below the very
+    /// thresholds that users and the scores apply. Between the bin's own
+    /// extreme values, every class keeps its exact rate.
+    fn new(dbr: &[f32], rates: impl Iterator<Item = f32>, floor: f32, threshold: f32) -> Self {
         const BINS: usize = 16_384;
         let (mut n, mut lo, mut hi) = (0usize, f32::INFINITY, f32::NEG_INFINITY);
         for &v in dbr {
@@ -279,10 +289,15 @@ impl TargetDistribution {
         }
         let width = ((hi - lo) / BINS as f32).max(1e-6);
         let mut counts = vec![0u32; BINS];
+        // The smallest and largest rate in each bin.
+        let mut extremes = vec![[f32::INFINITY, f32::NEG_INFINITY]; BINS];
         let mut wet = 0usize;
-        for &v in dbr {
+        for (&v, r) in dbr.iter().zip(rates) {
             if v.is_finite() && v > floor {
-                counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
+                let b = (((v - lo) / width) as usize).min(BINS - 1);
+                counts[b] += 1;
+                let e = &mut extremes[b];
+                *e = [e[0].min(r), e[1].max(r)];
                 wet += 1;
             }
         }
@@ -297,13 +312,14 @@ impl TargetDistribution {
                 below += counts[bin] as f64;
                 bin += 1;
             }
-            let within = if counts[bin] > 0 {
-                ((p - below) / counts[bin] as f64).clamp(0.0, 1.0)
+            *t = if counts[bin] > 0 {
+                let within = ((p - below) / counts[bin] as f64).clamp(0.0, 1.0);
+                let [r0, r1] = extremes[bin];
+                (r0 as f64 + within * (r1 - r0) as f64) as f32
             } else {
-                1.0
+                // Only past the last wet value: the top of the range.
+                10f64.powf(hi as f64 / 10.0) as f32
             };
-            let x = lo as f64 + (bin as f64 + within) * width as f64;
-            *t = 10f64.powf(x / 10.0) as f32;
         }
         Self::from_table(table, threshold)
     }
@@ -640,7 +656,7 @@ impl Sprog {
             // after them, it left the heap in pieces that cost OPERA's
             // one-thread nowcast 26 MB more peak memory.
             let nodata: Vec<bool> = x0.data.iter().map(|v| v.is_nan()).collect();
-            let target = TargetDistribution::new(&x0.data, floor, thr);
+            let target = TargetDistribution::new(&x0.data, latest.iter().copied(), floor, thr);
             (x0, nodata, target)
         };
         let ((x0, nodata, target), (x1, x2)) = rayon::join(latest_dbr, || {
@@ -882,7 +898,7 @@ mod tests {
             .iter()
             .map(|r| to_dbr(*r, 0.1, -15.0))
             .collect();
-        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        let t = TargetDistribution::new(&dbr, target_rates.iter().copied(), -15.0, 0.1);
         // A smooth forecast with a different scale: ranks are what count.
         let mut v: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.0).collect();
         v.push(f32::NAN);
@@ -891,6 +907,47 @@ mod tests {
         assert_eq!(v.iter().filter(|x| **x == 0.0).count(), 6, "{v:?}");
         assert!(v.windows(2).take(9).all(|w| w[1] >= w[0]), "monotone {v:?}");
         assert!((v[9] - 8.0).abs() < 0.05 && v[6] >= 0.99, "{v:?}");
+    }
+
+    #[test]
+    fn quantile_matching_keeps_the_classes_of_a_quantised_product() {
+        // A product in rate classes, as BOM and MeteoSwiss send them: a
+        // fifth of the cells at exactly 1 mm/h. The forecast, matched onto
+        // it, has as many cells at ≥ 1 mm/h (and at ≥ 5 mm/h) as the
+        // observation, up to the cells of one table step at each class
+        // boundary, and its values are the classes themselves.
+        let classes = [0.0f32, 0.5, 1.0, 2.5, 5.0, 8.0];
+        let weights = [50usize, 15, 20, 8, 5, 2];
+        let rates: Vec<f32> = (0..100_000)
+            .map(|i| {
+                let mut k = (i * 7919) % 100;
+                let mut c = 0;
+                while k >= weights[c] {
+                    k -= weights[c];
+                    c += 1;
+                }
+                classes[c]
+            })
+            .collect();
+        let dbr: Vec<f32> = rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
+        let t = TargetDistribution::new(&dbr, rates.iter().copied(), -15.0, 0.1);
+        let mut rnd = uniform(7);
+        let mut v: Vec<f32> = (0..rates.len()).map(|_| 30.0 * rnd() - 15.0).collect();
+        quantile_match(&mut v, &t);
+        let slack = rates.len() / (QUANTILES - 1) + 2; // one table step
+        for thr in [0.5f32, 1.0, 2.5, 5.0] {
+            let want = rates.iter().filter(|r| **r >= thr).count();
+            let got = v.iter().filter(|r| **r >= thr).count();
+            assert!(
+                want.abs_diff(got) <= slack,
+                "≥ {thr} mm/h: {got} cells, observed {want}"
+            );
+        }
+        let off_class = v.iter().filter(|r| !classes.contains(r)).count();
+        assert!(
+            off_class <= 5 * slack,
+            "{off_class} values between the classes"
+        );
     }
 
     /// The previous quantile matching (until issue 16): a rank per cell from
@@ -1009,7 +1066,7 @@ mod tests {
             })
             .collect();
         let dbr: Vec<f32> = rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
-        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        let t = TargetDistribution::new(&dbr, rates.iter().copied(), -15.0, 0.1);
         let range = |v: &[f32]| {
             let finite = v.iter().copied().filter(|x| x.is_finite());
             let lo = finite.clone().fold(f32::INFINITY, f32::min);
@@ -1062,7 +1119,7 @@ mod tests {
             })
             .collect();
         let dbr: Vec<f32> = rates.iter().map(|r| to_dbr(*r, 0.1, -15.0)).collect();
-        let t = TargetDistribution::new(&dbr, -15.0, 0.1);
+        let t = TargetDistribution::new(&dbr, rates.iter().copied(), -15.0, 0.1);
         let field: Vec<f32> = (0..n)
             .map(|i| match i % 13 {
                 0 => f32::NAN,
