@@ -257,8 +257,8 @@ impl TargetDistribution {
     /// few thousandths of a dB), and a quantile within a bin is interpolated
     /// between the smallest and the largest rate in that bin.
     ///
-    /// Radar products are quantised (BOM's and MeteoSwiss' rates come in
-    /// classes such as 0.5, 1, 2.5, 5 mm/h; ODIM's in 0.5 dBZ steps), so a
+    /// Radar products are quantised (BOM's rates are multiples of 0.5 mm/h,
+    /// MeteoSwiss' come in log-spaced classes, ODIM's in dBZ steps), so a
     /// bin often holds one rate many times over. Interpolating between the
     /// bin's *edges* spread such a class across the bin, and about half of
     /// the cells at exactly 1 mm/h came out at 0.999: below the very
