@@ -281,16 +281,14 @@ impl TargetDistribution {
             return Self::from_table(table, threshold);
         }
         let width = ((hi - lo) / BINS as f32).max(1e-6);
-        let mut counts = vec![0u32; BINS];
-        // The smallest and largest rate in each bin.
-        let mut extremes = vec![[f32::INFINITY, f32::NEG_INFINITY]; BINS];
+        // Per bin: the count and the smallest and largest rate, side by
+        // side (one cache line per cell instead of two).
+        let mut bins = vec![(0u32, f32::INFINITY, f32::NEG_INFINITY); BINS];
         let mut wet = 0usize;
         for (&v, r) in dbr.iter().zip(rates) {
             if v.is_finite() && v > floor {
-                let b = (((v - lo) / width) as usize).min(BINS - 1);
-                counts[b] += 1;
-                let e = &mut extremes[b];
-                *e = [e[0].min(r), e[1].max(r)];
+                let b = &mut bins[(((v - lo) / width) as usize).min(BINS - 1)];
+                *b = (b.0 + 1, b.1.min(r), b.2.max(r));
                 wet += 1;
             }
         }
@@ -301,13 +299,13 @@ impl TargetDistribution {
             if p <= 0.0 {
                 continue;
             }
-            while bin + 1 < BINS && (below + counts[bin] as f64) < p {
-                below += counts[bin] as f64;
+            while bin + 1 < BINS && (below + bins[bin].0 as f64) < p {
+                below += bins[bin].0 as f64;
                 bin += 1;
             }
-            *t = if counts[bin] > 0 {
-                let within = ((p - below) / counts[bin] as f64).clamp(0.0, 1.0);
-                let [r0, r1] = extremes[bin];
+            let (count, r0, r1) = bins[bin];
+            *t = if count > 0 {
+                let within = ((p - below) / count as f64).clamp(0.0, 1.0);
                 (r0 as f64 + within * (r1 - r0) as f64) as f32
             } else {
                 // Only past the last wet value: the top of the range.
