@@ -819,15 +819,13 @@ impl Config {
         };
 
         let fi = &fc.ingest;
-        let (schedule_text, setting, origin) = match (
-            env.get("RAINCAST_SCHEDULE")
-                .filter(|s| !s.trim().is_empty()),
-            &fi.schedule,
-        ) {
-            (Some(v), _) => (v.clone(), "RAINCAST_SCHEDULE", "environment"),
-            (None, Some(v)) => (v.clone(), "ingest.schedule", "config file"),
-            (None, None) => (d.schedule.clone(), "ingest.schedule", "config"),
+        // Named as the operator wrote it (there is no flag for it).
+        let (schedule_text, origin) = pick(&None, env.get("RAINCAST_SCHEDULE"), &fi.schedule);
+        let setting = match origin {
+            "environment" => "RAINCAST_SCHEDULE",
+            _ => "ingest.schedule",
         };
+        let schedule_text = schedule_text.unwrap_or_else(|| d.schedule.clone());
         let schedule =
             normalise_schedule(&schedule_text).map_err(|e| invalid(setting, origin, e))?;
 
@@ -1819,37 +1817,35 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert!(err.contains("--queue (from command line)"), "{err}");
     }
 
+    /// The message of the error that `toml`, the environment `pairs` and
+    /// the flags `cli` give.
+    fn config_error(toml: &str, pairs: &[(&str, &str)], cli: &Overrides) -> String {
+        Config::from_toml(toml, &env(pairs), cli)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn a_bad_schedule_or_file_limit_is_named_as_it_was_given() {
-        let err = Config::from_toml(
+        let err = config_error(
             "",
-            &env(&[("RAINCAST_SCHEDULE", "garbage")]),
+            &[("RAINCAST_SCHEDULE", "garbage")],
             &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             err.starts_with("RAINCAST_SCHEDULE (from environment): "),
             "{err}"
         );
-        let err = Config::from_toml(
+        let err = config_error(
             "[ingest]\nschedule = \"garbage\"\n",
-            &env(&[]),
+            &[],
             &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             err.starts_with("ingest.schedule (from config file): "),
             "{err}"
         );
-        let err = Config::from_toml(
-            "",
-            &env(&[("RAINCAST_MAX_FILE_MB", "0")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = config_error("", &[("RAINCAST_MAX_FILE_MB", "0")], &Overrides::default());
         assert_eq!(
             err,
             "RAINCAST_MAX_FILE_MB (from environment): 0 is not in 0.000001..=65536"
@@ -1862,31 +1858,17 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             batch_size: Some(0),
             ..Default::default()
         };
-        let err = Config::from_toml("", &env(&[]), &cli)
-            .unwrap_err()
-            .to_string();
+        let err = config_error("", &[], &cli);
         assert!(
             err.starts_with("--batch-size (from command line): 0 "),
             "{err}"
         );
-        let err = Config::from_toml(
-            "",
-            &env(&[("RAINCAST_BATCH_SIZE", "0")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = config_error("", &[("RAINCAST_BATCH_SIZE", "0")], &Overrides::default());
         assert!(
             err.starts_with("RAINCAST_BATCH_SIZE (from environment): 0 "),
             "{err}"
         );
-        let err = Config::from_toml(
-            "[ingest]\nbatch_size = 0\n",
-            &env(&[]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = config_error("[ingest]\nbatch_size = 0\n", &[], &Overrides::default());
         assert!(
             err.starts_with("ingest.batch_size (from config file): 0 "),
             "{err}"
