@@ -21,6 +21,15 @@ struct Fixture {
     store: EmbeddedStore,
 }
 
+/// The key of a scan of `radar` at `t` under the default layout.
+fn scan_key(radar: &str, t: DateTime<Utc>) -> String {
+    format!(
+        "{radar}/{}/{radar}_{}.txt",
+        t.format("%Y/%m/%d"),
+        t.format("%Y%m%d_%H%M%S")
+    )
+}
+
 impl Fixture {
     async fn new() -> Fixture {
         let dir = TempDir::new("pass");
@@ -44,12 +53,7 @@ impl Fixture {
 
     /// A RAINTEST file at `t` under the default layout.
     fn put_scan(&self, radar: &str, t: DateTime<Utc>) -> String {
-        let key = format!(
-            "{radar}/{}/{}_{}.txt",
-            t.format("%Y/%m/%d"),
-            radar,
-            t.format("%Y%m%d_%H%M%S")
-        );
+        let key = scan_key(radar, t);
         self.put(&key, &format!("RAINTEST {} 5", t.to_rfc3339()));
         key
     }
@@ -534,11 +538,7 @@ async fn a_scan_whose_content_is_timed_in_the_future_is_quarantined() {
     let f = Fixture::new().await;
     let (before, at, after) = (recent(10), recent(5), recent(0));
     f.put_scan("r1", before);
-    let key = format!(
-        "r1/{}/r1_{}.txt",
-        at.format("%Y/%m/%d"),
-        at.format("%Y%m%d_%H%M%S")
-    );
+    let key = scan_key("r1", at);
     f.put(&key, "RAINTEST 2099-12-31T23:59:00Z 5");
     f.put_scan("r1", after);
     let ing = f.ingester(settings(recent(20), 50), "a");
