@@ -15,12 +15,15 @@
 //!    [`Smoothing::Sprog`] (the default) this is an S-PROG-like forecast
 //!    (Seed 2003), built from cheap spatial-domain parts:
 //!    * the latest field in dBR (10·log₁₀ R, −15 dBR where dry; no data
-//!      filled by push-pull interpolation so it does not bias the filters)
-//!      is split into a Laplacian pyramid: band-pass levels of 1, 2, 4, …
-//!      cells plus a coarse residual;
+//!      enters as dry, as in pysteps' S-PROG, and is unknown again in the
+//!      forecast) is split into a Laplacian pyramid: band-pass levels of 1,
+//!      2, 4, … cells plus a coarse residual;
 //!    * for every level, the **Lagrangian** lag-1 and lag-2 correlations are
 //!      measured from the data (the previous two fields advected onto the
-//!      latest), and an AR(2) autocorrelation function is derived from them;
+//!      latest), and an AR(2) autocorrelation function is derived from them,
+//!      the lag-2 correlation raised to S-PROG's bound so that the process
+//!      has real roots (a level relaxes towards its mean; it does not
+//!      extrapolate its last change);
 //!    * the forecast at lead *n* weights level *k* by its autocorrelation at
 //!      lag *n*: small scales, which decorrelate within minutes, fade first
 //!      and large scales persist; this is the expected value of the rain
