@@ -2,16 +2,43 @@
 //! cells at or above a threshold in a square neighbourhood whose half-width
 //! grows with lead.
 
-use super::Nowcast;
+use super::{Nowcast, NowcastConfig};
+use crate::grid::Grid;
 use crate::raster::Img;
 use ndarray::{Array2, ArrayView2};
+
+/// Half-width in cells of `grid` of the probability neighbourhood at a lead:
+/// `r₀ + g · lead` km, rounded (the one formula; the nowcast, the service's
+/// frames, live skill and the API's spread all use it).
+fn radius_cells(radius_km: f32, growth_km_per_min: f32, grid: &Grid, lead_min: u32) -> usize {
+    let km = radius_km + growth_km_per_min * lead_min as f32;
+    let cell_km = (grid.cell_m() / 1000.0).max(1e-3) as f32;
+    (km / cell_km).round().max(0.0) as usize
+}
+
+impl NowcastConfig {
+    /// Half-width of the probability neighbourhood at a lead, in cells of
+    /// `grid` (what [`Nowcast::prob_radius_cells`] gives for a nowcast made
+    /// with this configuration on that grid).
+    pub fn prob_radius_cells(&self, grid: &Grid, lead_min: u32) -> usize {
+        radius_cells(
+            self.prob_radius_km,
+            self.prob_radius_growth_km_per_min,
+            grid,
+            lead_min,
+        )
+    }
+}
 
 impl Nowcast {
     /// Half-width of the probability neighbourhood at a lead, in cells.
     pub fn prob_radius_cells(&self, lead_min: u32) -> usize {
-        let km = self.prob_radius_km + self.prob_radius_growth_km_per_min * lead_min as f32;
-        let cell_km = (self.grid.cell_m() / 1000.0).max(1e-3) as f32;
-        (km / cell_km).round().max(0.0) as usize
+        radius_cells(
+            self.prob_radius_km,
+            self.prob_radius_growth_km_per_min,
+            &self.grid,
+            lead_min,
+        )
     }
 
     /// Probability (0..1) of rain ≥ `threshold_mm_h` per cell and lead: the

@@ -36,9 +36,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use ndarray::Array2;
-use raincast_algorithms::nowcast::{
-    self, neighbourhood_probability, summary_text, NowcastConfig, NowcastError,
-};
+use raincast_algorithms::nowcast::{self, neighbourhood_probability, summary_text, NowcastError};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::sparse::{self, SparseOptions};
 use raincast_algorithms::verify;
@@ -741,7 +739,7 @@ impl NowcastService {
                         if !frame.grid.same_geometry(&obs.grid) {
                             return Ok(None);
                         }
-                        let radius = prob_radius_cells(&cfg, &obs.grid, lead);
+                        let radius = cfg.prob_radius_cells(&obs.grid, lead);
                         let sums = skill::case_sums(
                             (&frame.rate_mm_h.view(), radius),
                             &persist.view(),
@@ -925,7 +923,7 @@ impl NowcastService {
                         neighbourhood_probability(
                             &f.view(),
                             threshold,
-                            prob_radius_cells(&cfg, &grid, *lead),
+                            cfg.prob_radius_cells(&grid, *lead),
                         )
                     })
                     .collect()
@@ -1097,14 +1095,6 @@ fn calibrate(n: &mut LatestNowcast, cals: &[Option<verify::Calibration>]) {
             n.probability_calibrated[i] = true;
         }
     }
-}
-
-/// Half-width in cells of the probability neighbourhood at a lead (the
-/// algorithm's `r₀ + g · lead` km, see `raincast_algorithms::nowcast`).
-pub fn prob_radius_cells(cfg: &NowcastConfig, grid: &Grid, lead_min: u32) -> usize {
-    let km = cfg.prob_radius_km + cfg.prob_radius_growth_km_per_min * lead_min as f32;
-    let cell_km = (grid.cell_m() / 1000.0).max(1e-3) as f32;
-    (km / cell_km).round().max(0.0) as usize
 }
 
 /// Observed scans fetched for the frames of one nowcast

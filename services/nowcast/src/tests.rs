@@ -559,7 +559,7 @@ async fn batch(store: &dyn ScanStore, lead: u32, ks: std::ops::Range<usize>) -> 
         let mut obs = load_field(store, RADAR, t, now).await.unwrap().rate_mm_h;
         verify::mask_like(&mut obs, &frame.view());
         verify::mask_like(&mut obs, &persist.view());
-        let radius = prob_radius_cells(&settings.config, &grid(), lead);
+        let radius = settings.config.prob_radius_cells(&grid(), lead);
         // Raincast's probability is the neighbourhood probability of its
         // frame; persistence is a yes/no forecast (0 or 1).
         let p_rc = neighbourhood_probability(&frame.view(), 0.1, radius);

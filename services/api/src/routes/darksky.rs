@@ -21,7 +21,7 @@ use axum::Json;
 use chrono::{DateTime, Offset, TimeZone, Timelike, Utc};
 use ndarray::Array2;
 use raincast_algorithms::nowcast::Intensity;
-use raincast_nowcast::{prob_radius_cells, LatestNowcast, PointForecast};
+use raincast_nowcast::{LatestNowcast, PointForecast};
 use serde::Serialize;
 use std::sync::{Arc, OnceLock};
 use utoipa::ToSchema;
@@ -404,7 +404,7 @@ fn spreads(s: &AppState, n: &LatestNowcast, p: &PointForecast) -> Arc<[f32]> {
         .iter()
         .enumerate()
         .map(|(i, st)| {
-            let radius = prob_radius_cells(cfg, &n.grid, st.lead_min);
+            let radius = cfg.prob_radius_cells(&n.grid, st.lead_min);
             window_std(&n.rate_mm_h[i], p.row, p.col, radius)
         })
         .collect();
