@@ -94,7 +94,15 @@ pub fn decode_with_options(
         })?,
     };
     let max_cells = options.max_cells;
-    match format {
+    // The container readers (HDF5, netCDF, GIF, gzip, bzip2, NEXRAD) are
+    // third-party code reached from every decoder. A panic anywhere in a
+    // decoder, on any input, becomes a typed error for this file instead of
+    // unwinding into the caller (`raincast prep`, `verify` and `nowcast`
+    // stopped on it; the ingest quarantined the file as `panic`). Found by
+    // fuzzing (session 15): `hdf5-reader` 0.12.1 multiplies a contiguous
+    // layout's dimensions without a check, which panics where overflow
+    // checks are on (debug and test builds).
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
         Format::Odim => odim::decode_limited(bytes, file_name, max_cells),
         Format::Bom => bom::decode_limited(bytes, file_name, max_cells),
         Format::MchGif => mch_gif::decode_limited(bytes, file_name, max_cells),
@@ -111,6 +119,25 @@ pub fn decode_with_options(
                 &mut crate::polar::PolarGridder::default(),
             )
         }
+    }));
+    decoded.unwrap_or_else(|payload| Err(panicked(format, &*payload)))
+}
+
+/// The error for a decoder of `format` that panicked (`payload` from
+/// [`std::panic::catch_unwind`]): a [`DecodeError::Container`] error with the
+/// panic's message.
+fn panicked(format: Format, payload: &(dyn std::any::Any + Send)) -> DecodeError {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    };
+    DecodeError::Container {
+        format,
+        layer: "the file's structure",
+        reason: format!("its reader failed ({text})"),
     }
 }
 
@@ -189,5 +216,57 @@ mod tests {
         assert!(err.to_string().contains("68 65 6c 6c"));
         let err = decode(b"", None, None).unwrap_err();
         assert!(err.to_string().contains("empty"));
+    }
+
+    fn from_hex(parts: &[&str]) -> Vec<u8> {
+        let hex: String = parts.concat();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_panic_in_a_reader_is_an_error_for_the_file() {
+        // Two inputs cargo-fuzz found (session 15, decode_odim and
+        // decode_bom): `hdf5-reader` 0.12.1 multiplies a v1 contiguous
+        // layout's dimensions without a check (messages/layout.rs:82), which
+        // panics wherever overflow checks are on (this test's profile; a
+        // release build wraps and fails later with a container error).
+        // Either way `decode` returns an error naming the format.
+        let odim = from_hex(&[
+            "894844460d0a1a0a002500a50002380000007b000000ffff0c00000000000000",
+            "020034000004013d00000000000000000000000a010000000034000034000000",
+            "0000000e08002400b1faffff020401ffffffffffffffffffffffffffffffffff",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "ffff320700000000000000000000000000000000000000000032000004000000",
+            "000100000080a460000000010262d4ff",
+        ]);
+        let bom = from_hex(&[
+            "894844460d0a1a0a01c2010928020800ff00000000000000f1ea04000357f500",
+            "020008000000080000460d0a1a0a41c2310c280208002d000000000002000000",
+            "0000000000000000000000000001c2010928020800ff00000000000000f1ea04",
+            "000357f500020008000000080000460d0a1a0a27c2310c280208002d00000000",
+            "000208010000894844460d0a1a0a014200000002080010000000000000050000",
+            "00000000ed000000020000000800000000000000000000434446012f00000000",
+            "330000ffff004800ffffffffffffffffffffffffffffffffffffffffffffffff",
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffff39ffff",
+            "00ff00ffff000000a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a200000000",
+            "00",
+        ]);
+        for (bytes, format) in [(odim, Format::Odim), (bom, Format::Bom)] {
+            let err = decode(&bytes, None, Some(format)).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{format}: ")), "{err}");
+        }
+        // The panic's message is kept in the error.
+        let payload: Box<dyn std::any::Any + Send> = Box::new("attempt to multiply with overflow");
+        let err = panicked(Format::Odim, &*payload);
+        assert_eq!(err.code(), "container");
+        assert!(
+            err.to_string()
+                .contains("attempt to multiply with overflow"),
+            "{err}"
+        );
     }
 }
