@@ -219,11 +219,7 @@ mod tests {
     }
 
     fn from_hex(parts: &[&str]) -> Vec<u8> {
-        let hex: String = parts.concat();
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect()
+        hex::decode(parts.concat()).unwrap()
     }
 
     #[test]
