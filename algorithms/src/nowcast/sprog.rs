@@ -792,6 +792,22 @@ mod tests {
         }
     }
 
+    /// The cascade of three fields (oldest first) with no motion, so the
+    /// previous two need no advection.
+    fn at_rest(fields: [&ndarray::Array2<f32>; 3], cfg: &NowcastConfig) -> Sprog {
+        use crate::extrapolate::displacements;
+        use crate::motion::MotionField;
+        let d = displacements(&MotionField::zero(fields[2].dim()), &[1.0, 2.0]).unwrap();
+        Sprog::new(
+            &fields[2].view(),
+            &fields[1].view(),
+            &fields[0].view(),
+            &d[0],
+            &d[1],
+            cfg,
+        )
+    }
+
     #[test]
     fn no_data_enters_the_cascade_as_the_dry_floor() {
         // As in pysteps' S-PROG: a no-data cell is the floor, whatever rain
@@ -807,8 +823,6 @@ mod tests {
         // And through the cascade: rain leaving a radar's circular view
         // (no data outside it). The coarse residual, the level that
         // reaches furthest, is the pyramid of the floor-filled field.
-        use crate::extrapolate::displacements;
-        use crate::motion::MotionField;
         use crate::synth::Coverage;
         let cov = Coverage::Circle {
             centre_row: 60.0,
@@ -818,16 +832,8 @@ mod tests {
         let f = crate::nowcast::tests::radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
         let latest = &f[2].rate_mm_h;
         assert!(latest.iter().any(|v| v.is_nan()) && latest.iter().any(|v| *v >= 1.0));
-        let d = displacements(&MotionField::zero(latest.dim()), &[1.0, 2.0]).unwrap();
         let cfg = NowcastConfig::default();
-        let sp = Sprog::new(
-            &latest.view(),
-            &f[1].rate_mm_h.view(),
-            &f[0].rate_mm_h.view(),
-            &d[0],
-            &d[1],
-            &cfg,
-        );
+        let sp = at_rest([&f[0].rate_mm_h, &f[1].rate_mm_h, latest], &cfg);
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let (rows, cols) = latest.dim();
         let mut x0 = Img {
@@ -929,23 +935,15 @@ mod tests {
         // each class as the latest observation, up to one table step and one
         // rank bin's share of the cells (the forecast's ranks are
         // interpolated within each of the `RANK_BINS` bins).
-        use crate::extrapolate::displacements;
-        use crate::motion::MotionField;
         let frames = crate::nowcast::tests::frames();
         let classed: Vec<ndarray::Array2<f32>> = frames
             .iter()
             .map(|f| f.rate_mm_h.mapv(|r| (r * 2.0).floor() / 2.0))
             .collect();
         let latest = &classed[2];
-        let d = displacements(&MotionField::zero(latest.dim()), &[1.0, 2.0]).unwrap();
-        let cfg = NowcastConfig::default();
-        let sp = Sprog::new(
-            &latest.view(),
-            &classed[1].view(),
-            &classed[0].view(),
-            &d[0],
-            &d[1],
-            &cfg,
+        let sp = at_rest(
+            [&classed[0], &classed[1], latest],
+            &NowcastConfig::default(),
         );
         let slack = latest.len() / (QUANTILES - 1) + latest.len() / RANK_BINS + 2;
         let mut scratch = LeadScratch::default();
