@@ -181,6 +181,11 @@ pub fn decode_limited(
         ..Default::default()
     };
     let len = bytes.len();
+    if bytes.starts_with(HDF5_MAGIC) {
+        // netcdf-reader recurses into every group without a cycle check.
+        let file = h5::open(bytes, F, max_cells)?;
+        h5::check_group_tree(&file, F)?;
+    }
     let nc = NcFile::from_bytes_with_options(bytes, options)
         .map_err(|e| nc_err("netCDF file", len, e))?;
     let var = nc.variable(VAR).map_err(|_| missing(VAR))?;
@@ -1005,6 +1010,36 @@ mod tests {
         );
         assert!(parse_time_units("fortnights since 2000-01-01").is_none());
         assert!(parse_time_units("seconds").is_none());
+    }
+
+    #[test]
+    fn a_group_linked_back_to_its_ancestor_is_an_error_not_a_stack_overflow() {
+        // An input cargo-fuzz found (session 15, decode_bom built with -O):
+        // a group whose soft link leads back up the tree. netcdf-reader
+        // 0.12.1 recursed into it until the stack overflowed, an abort of
+        // the whole process; `h5::check_group_tree` rejects it first.
+        let bytes = hex::decode(
+            [
+                "894844460d0a1a0a01c2010928020800ff00000000000000f1ea04000357f500",
+                "020008000000080000460d0a1a0a01c231f4d7fe06002d000000000001180103",
+                "0000001000000000000000000001c2010928020800ff00000000000000f10000",
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "00000000000033000000ea04000357f500020008000000080000460d0a1a0a01",
+                "c2320c280208002d0000002700020000000000000000000000000000007e0000",
+                "00010000000000441000000000000000000001c20109283f0000ff0000000000",
+                "0000f100000000000000000000000000000000000000283f0000ff0000000000",
+                "0000f1000000000000000000000000000000000000003b00",
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let err = decode(&bytes, None).unwrap_err();
+        assert_eq!(err.code(), "container", "{err}");
+        assert!(
+            err.to_string().contains("HDF5 group tree")
+                && err.to_string().contains("already reached"),
+            "{err}"
+        );
     }
 
     // ---- real data ------------------------------------------------------

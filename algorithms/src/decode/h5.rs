@@ -67,6 +67,65 @@ pub(crate) fn open(bytes: &[u8], format: Format, max_cells: u64) -> Result<Hdf5F
         .map_err(|e| map_err(format, "HDF5 file", bytes.len(), e))
 }
 
+/// Deepest group nesting [`check_group_tree`] accepts (the root is depth 0).
+/// A radar product nests a few levels at most; the bound keeps a reader
+/// that recurses once per level (netcdf-reader's model builder) far from
+/// the end of a 2 MiB thread stack.
+pub(crate) const MAX_GROUP_DEPTH: usize = 16;
+/// Most groups [`check_group_tree`] accepts in one file.
+pub(crate) const MAX_GROUPS: usize = 1024;
+
+/// Walks the group tree of an opened file without recursion and rejects it
+/// unless it is a tree of at most [`MAX_GROUPS`] groups nested at most
+/// [`MAX_GROUP_DEPTH`] deep: a group that is reached twice (a hard or soft
+/// link back to an ancestor, or one group linked under two names) is a
+/// [`DecodeError::Container`] naming its path.
+///
+/// `netcdf-reader` builds its model by recursing into every child group
+/// with no cycle check, so a file whose group links back to itself would
+/// overflow the stack: an abort, which no `catch_unwind` can turn into an
+/// error. This check runs first, so the reader only ever sees a finite,
+/// shallow tree.
+pub(crate) fn check_group_tree(file: &Hdf5File, format: Format) -> Result<(), DecodeError> {
+    let len = file_len(file);
+    let layer = "HDF5 group tree";
+    let root = file
+        .root_group()
+        .map_err(|e| map_err(format, layer, len, e))?;
+    let mut seen = std::collections::HashSet::from([root.address()]);
+    let mut stack = vec![(root, String::from("/"), 0usize)];
+    let bad = |reason: String| DecodeError::Container {
+        format,
+        layer,
+        reason,
+    };
+    while let Some((group, path, depth)) = stack.pop() {
+        let children = group.groups().map_err(|e| map_err(format, layer, len, e))?;
+        for child in children {
+            let name = child.name().rsplit('/').next().unwrap_or_default();
+            let child_path = format!("{}{name}/", path);
+            if !seen.insert(child.address()) {
+                return Err(bad(format!(
+                    "group {child_path} (object header at byte {}) was already reached \
+                     by another path (a link cycle or a shared group); netCDF groups \
+                     form a tree",
+                    child.address()
+                )));
+            }
+            if depth + 1 > MAX_GROUP_DEPTH {
+                return Err(bad(format!(
+                    "group {child_path} is nested deeper than {MAX_GROUP_DEPTH} levels"
+                )));
+            }
+            if seen.len() > MAX_GROUPS {
+                return Err(bad(format!("more than {MAX_GROUPS} groups")));
+            }
+            stack.push((child, child_path, depth + 1));
+        }
+    }
+    Ok(())
+}
+
 /// Reader options for decoding one scan: no chunk cache (every chunk is
 /// decoded exactly once, straight into the output, and caching would keep
 /// them all alive), and read limits that match `max_cells`.
@@ -313,3 +372,34 @@ macro_rules! raw_int {
 raw_int!(u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8, i64: 8);
 raw_type!(f32, 4, |v: f64| (!v.is_nan()).then_some(v as f32));
 raw_type!(f64, 8, |v: f64| (!v.is_nan()).then_some(v));
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use hdf5_writer::{AttributeBuilder, Hdf5Builder};
+
+    /// An HDF5 file whose groups nest `depth` levels below the root
+    /// (`/g1/g2/...`), each level created by an attribute on the innermost.
+    fn nested(depth: usize) -> Vec<u8> {
+        let path: Vec<String> = (1..=depth).map(|k| format!("g{k}")).collect();
+        let b = Hdf5Builder::new()
+            .group_attribute(path.join("/"), AttributeBuilder::fixed_string("a", "b"));
+        crate::encode::odim::finish(b).unwrap()
+    }
+
+    #[test]
+    fn a_group_tree_deeper_than_the_bound_is_an_error_naming_the_group() {
+        let ok = nested(MAX_GROUP_DEPTH);
+        check_group_tree(&open(&ok, Format::Bom, 1_000).unwrap(), Format::Bom).unwrap();
+        let deep = nested(MAX_GROUP_DEPTH + 1);
+        let err =
+            check_group_tree(&open(&deep, Format::Bom, 1_000).unwrap(), Format::Bom).unwrap_err();
+        assert_eq!(err.code(), "container");
+        assert!(
+            err.to_string()
+                .contains(&format!("/g{}/ is nested deeper than", MAX_GROUP_DEPTH + 1)),
+            "{err}"
+        );
+    }
+}
