@@ -14,7 +14,8 @@
 //!   folder modified less than `settle` ago;
 //! * skipped when a stored scan already came from it, or it is quarantined;
 //! * quarantined as `too_large` without being fetched when the listing says
-//!   it is above `max_file_bytes`;
+//!   it is above `max_file_bytes`, or as soon as the fetch finds it larger
+//!   (the read stops at the limit);
 //! * quarantined as `crashed` when `max_attempts` earlier decodes of it
 //!   were begun and never ended (the process died: out of memory, abort);
 //! * otherwise fetched, marked in progress in the state store, decoded,
@@ -634,8 +635,21 @@ impl Ingester {
             };
             return self.quarantine(radar, c, &rej, summary).await;
         }
-        let bytes = match rs.source.fetch(key).await {
+        let bytes = match rs.source.fetch(key, limit).await {
             Ok(b) => b,
+            // Larger than listed or notified (it grew since, or the event
+            // carried no size): the read stopped at the limit.
+            Err(StoreError::TooLarge { size, .. }) => {
+                let rej = Rejection {
+                    code: "too_large".into(),
+                    reason: format!(
+                        "{key}: at least {size} bytes when fetched, above the limit \
+                         max_file_mb = {} ({limit} bytes); not read further",
+                        limit as f64 / 1048576.0
+                    ),
+                };
+                return self.quarantine(radar, c, &rej, summary).await;
+            }
             Err(e @ StoreError::NotFound { .. }) if c.notified => {
                 return Err(store_err("fetch notified object", e))
             }

@@ -51,7 +51,7 @@ where
     assert!(src.list("r1/", None).await.unwrap().is_empty());
     assert!(src.list_dirs("r1/").await.unwrap().is_empty());
     assert!(matches!(
-        src.fetch("r1/missing.h5").await,
+        src.fetch("r1/missing.h5", 100).await,
         Err(StoreError::NotFound { .. })
     ));
 
@@ -112,7 +112,16 @@ where
         src.list_dirs("").await.unwrap(),
         vec!["r1/".to_string(), "r10/".to_string(), "r2/".to_string()]
     );
-    assert_eq!(src.fetch(keys[4]).await.unwrap(), vec![4u8; 14]);
+    assert_eq!(src.fetch(keys[4], 14).await.unwrap(), vec![4u8; 14]);
+    // One byte over the limit: refused, naming the object, its size and
+    // the limit.
+    match src.fetch(keys[4], 13).await {
+        Err(StoreError::TooLarge { what, size, limit }) => {
+            assert!(what.ends_with(keys[4]), "{what}");
+            assert_eq!((size, limit), (14, 13));
+        }
+        other => panic!("fetch above the limit: {other:?}"),
+    }
 
     // Listing follows pagination (S3 pages hold 1000 keys).
     if pagination_objects > 0 {

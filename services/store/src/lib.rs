@@ -60,8 +60,13 @@ pub trait ScanSource: Send + Sync {
     /// delimiter `/`), in key order.
     async fn list_dirs(&self, prefix: &str) -> StoreResult<Vec<String>>;
 
-    /// The bytes of one object.
-    async fn fetch(&self, key: &str) -> StoreResult<Vec<u8>>;
+    /// The bytes of one object, or [`StoreError::TooLarge`] when it holds
+    /// more than `max_bytes` bytes: the size is checked before the body is
+    /// read (S3's `Content-Length`, the file's length), and the read itself
+    /// stops past `max_bytes`, so an object that grew since it was listed,
+    /// or whose notification carried no size, never costs more memory than
+    /// the limit.
+    async fn fetch(&self, key: &str, max_bytes: u64) -> StoreResult<Vec<u8>>;
 
     /// A short description for logs (`s3://bucket/prefix`, `/var/bucket`).
     fn describe(&self) -> String;

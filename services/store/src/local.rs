@@ -82,6 +82,31 @@ fn fetch_err(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// The bytes of the file at `path`, or [`StoreError::TooLarge`] when it
+/// holds more than `max_bytes`: its length is checked first, and the read
+/// stops one byte past the limit (a file that grows while it is read).
+fn read_at_most(path: &Path, max_bytes: u64) -> StoreResult<Vec<u8>> {
+    use std::io::Read;
+    let too_large = |size: u64| StoreError::TooLarge {
+        what: path.display().to_string(),
+        size: usize::try_from(size).unwrap_or(usize::MAX),
+        limit: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+    };
+    let file = std::fs::File::open(path).map_err(|e| fetch_err(path, e))?;
+    let len = file.metadata().map_err(|e| fetch_err(path, e))?.len();
+    if len > max_bytes {
+        return Err(too_large(len));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| fetch_err(path, e))?;
+    if out.len() as u64 > max_bytes {
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
+}
+
 /// Every file below the folder `dir`, found as the folder source lists a
 /// bucket (links followed, each folder once; hidden names, links to nothing,
 /// names that are not UTF-8 and unreadable sub-folders left out, each with a
@@ -243,11 +268,9 @@ impl ScanSource for LocalSource {
         blocking(move || dirs(&root, &prefix)).await
     }
 
-    async fn fetch(&self, key: &str) -> StoreResult<Vec<u8>> {
+    async fn fetch(&self, key: &str, max_bytes: u64) -> StoreResult<Vec<u8>> {
         let path = self.path_of(key)?;
-        tokio::task::spawn_blocking(move || std::fs::read(&path).map_err(|e| fetch_err(&path, e)))
-            .await
-            .map_err(join_err)?
+        blocking(move || read_at_most(&path, max_bytes)).await
     }
 
     fn needs_settling(&self) -> bool {
@@ -338,7 +361,7 @@ mod tests {
         );
         assert_eq!(listed[1].size, 11, "the linked file's size");
         assert_eq!(
-            source.fetch("r1/2026/12/05/b.h5").await.unwrap(),
+            source.fetch("r1/2026/12/05/b.h5", 1 << 20).await.unwrap(),
             b"linked scan"
         );
         // A linked day folder is found by the folder discovery too.
@@ -354,7 +377,7 @@ mod tests {
         let dir = TempDir::new("local-unreadable");
         std::fs::create_dir_all(dir.path().join("r1/a.h5")).unwrap();
         let source = LocalSource::new(dir.path());
-        let err = source.fetch("r1/a.h5").await.unwrap_err();
+        let err = source.fetch("r1/a.h5", 1 << 20).await.unwrap_err();
         assert_eq!(err.kind(), "unreadable", "{err}");
         assert!(err.to_string().contains("r1/a.h5"), "{err}");
         // The same for a permission error (what a file with mode 000 gives
@@ -365,7 +388,7 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         );
         assert_eq!(denied.kind(), "unreadable");
-        let err = source.fetch("r1/missing.h5").await.unwrap_err();
+        let err = source.fetch("r1/missing.h5", 1 << 20).await.unwrap_err();
         assert_eq!(err.kind(), "not_found");
     }
 

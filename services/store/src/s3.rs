@@ -176,7 +176,7 @@ impl ScanSource for S3Source {
         Ok(out)
     }
 
-    async fn fetch(&self, key: &str) -> StoreResult<Vec<u8>> {
+    async fn fetch(&self, key: &str, max_bytes: u64) -> StoreResult<Vec<u8>> {
         let resp = self
             .client
             .get_object()
@@ -195,16 +195,34 @@ impl ScanSource for S3Source {
                     sdk_error(BACKEND, "GetObject", e)
                 }
             })?;
-        let body = resp
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable {
+        let what = || format!("s3://{}/{}", self.bucket, self.full(key));
+        let too_large = |size: u64| StoreError::TooLarge {
+            what: what(),
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        };
+        let declared = resp.content_length().and_then(|n| u64::try_from(n).ok());
+        if let Some(n) = declared.filter(|&n| n > max_bytes) {
+            return Err(too_large(n));
+        }
+        // Read chunk by chunk, stopping past the limit whatever the header
+        // said.
+        let mut body = resp.body;
+        let mut out =
+            Vec::with_capacity(usize::try_from(declared.unwrap_or(0).min(max_bytes)).unwrap_or(0));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Unavailable {
                 backend: BACKEND,
                 op: "GetObject body",
                 reason: e.to_string(),
             })?;
-        Ok(body.into_bytes().to_vec())
+            let total = out.len() as u64 + chunk.len() as u64;
+            if total > max_bytes {
+                return Err(too_large(total));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     fn describe(&self) -> String {

@@ -296,7 +296,7 @@ impl ScanSource for Locked {
     async fn list_dirs(&self, prefix: &str) -> raincast_store::StoreResult<Vec<String>> {
         self.inner.list_dirs(prefix).await
     }
-    async fn fetch(&self, key: &str) -> raincast_store::StoreResult<Vec<u8>> {
+    async fn fetch(&self, key: &str, max_bytes: u64) -> raincast_store::StoreResult<Vec<u8>> {
         if self.locked.lock().unwrap().contains(key) {
             return Err(StoreError::Unreadable {
                 backend: "test",
@@ -304,7 +304,7 @@ impl ScanSource for Locked {
                 reason: "Permission denied (os error 13)".into(),
             });
         }
-        self.inner.fetch(key).await
+        self.inner.fetch(key, max_bytes).await
     }
     fn describe(&self) -> String {
         self.inner.describe()
@@ -590,8 +590,10 @@ async fn files_still_being_written_are_left_for_the_next_run() {
     assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
 }
 
-#[tokio::test]
-async fn files_above_max_file_bytes_are_quarantined_unfetched() {
+/// A radar `r1` with a small scan (10 min ago) and a scan of 260 bytes
+/// (5 min ago), and an ingester whose `max_file_bytes` is 100: returns the
+/// fixture, the ingester and the two keys.
+async fn small_and_big_file() -> (Fixture, Ingester, String, String) {
     let f = Fixture::new().await;
     let small = f.put_scan("r1", recent(10));
     let big_t = recent(5);
@@ -607,18 +609,45 @@ async fn files_above_max_file_bytes_are_quarantined_unfetched() {
         },
         "a",
     );
-    let s = ing.run_once(&f.radar("r1")).await.unwrap();
-    assert_eq!((s.ingested, s.quarantined), (1, 1), "{s:?} {small}");
+    (f, ing, small, big)
+}
+
+/// Only `big` is quarantined, as `too_large`, naming the file and the limit.
+async fn only_quarantined_as_too_large(f: &Fixture, big: &str) {
     let q = f.store.list_quarantined("r1").await.unwrap();
-    assert_eq!(q.len(), 1);
+    assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(
         (q[0].key.as_str(), q[0].reason_code.as_str()),
-        (big.as_str(), "too_large")
+        (big, "too_large")
     );
     assert!(
-        q[0].reason.contains(&big) && q[0].reason.contains("max_file_mb"),
+        q[0].reason.contains(big) && q[0].reason.contains("max_file_mb"),
         "{q:?}"
     );
+}
+
+#[tokio::test]
+async fn files_above_max_file_bytes_are_quarantined_unfetched() {
+    let (f, ing, small, big) = small_and_big_file().await;
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 1), "{s:?} {small}");
+    only_quarantined_as_too_large(&f, &big).await;
+}
+
+#[tokio::test]
+async fn a_file_larger_than_notified_is_quarantined_without_reading_past_the_limit() {
+    // A notification without a size (0), and one whose object grew after
+    // the event: the fetch stops at max_file_bytes and the file is
+    // quarantined as too_large; a file within the limit is ingested.
+    let (f, ing, small, big) = small_and_big_file().await;
+    let rs = f.radar("r1");
+    let s = ing.ingest_notified(&rs, &small, 0).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+    for size in [0, 60] {
+        let s = ing.ingest_notified(&rs, &big, size).await.unwrap();
+        assert_eq!((s.ingested, s.quarantined), (0, 1), "size {size}: {s:?}");
+    }
+    only_quarantined_as_too_large(&f, &big).await;
 }
 
 #[tokio::test]
