@@ -37,7 +37,10 @@ async fn dynamo_on(server: &Server, prefix: &str) -> DynamoStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_purger_drops_expired_scans_on_schedule() {
     let dir = TempDir::new("purger");
-    let store = EmbeddedStore::open(dir.path().join("p.redb"), Duration::milliseconds(200))
+    // A retention long enough that the scan is surely still there when it
+    // is first counted, even on a loaded machine (CI once took more than
+    // 200 ms between the write and the count), short enough for a test.
+    let store = EmbeddedStore::open(dir.path().join("p.redb"), Duration::seconds(3))
         .await
         .unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -47,7 +50,7 @@ async fn the_embedded_purger_drops_expired_scans_on_schedule() {
         store.put_scan(&scan, Utc::now()).await.unwrap(),
         crate::PutOutcome::Stored
     );
-    // Expired after 200 ms; the purger (every 100 ms) deletes it.
+    // Expired after 3 s; the purger (every 100 ms) deletes it.
     let started = std::time::Instant::now();
     assert_eq!(store.stored_manifests().await.unwrap(), 1);
     while store.stored_manifests().await.unwrap() > 0 {
