@@ -362,23 +362,22 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                     ty[i] = fr - kr[i] as f32;
                     tx[i] = fc - kc[i] as f32;
                 }
-                let (last_r, last_c) = (rows as i32 - 1, cols as i32 - 1);
-                for i in 0..n {
-                    let r0 = (kr[i] - 1).clamp(0, last_r) as usize;
-                    let r1 = kr[i].clamp(0, last_r) as usize;
-                    let c0 = (kc[i] - 1).clamp(0, last_c) as usize;
-                    let c1 = kc[i].clamp(0, last_c) as usize;
-                    let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
-                    let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
-                    let top = v00 + tx[i] * (v01 - v00);
-                    let bot = v10 + tx[i] * (v11 - v10);
-                    let v = top + ty[i] * (bot - top);
-                    let c = start + i;
-                    orow[c] = if v.is_finite() {
-                        v
-                    } else {
-                        bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
-                    };
+                let seg = Segment {
+                    kr: &kr[..n],
+                    kc: &kc[..n],
+                    ty: &ty[..n],
+                    tx: &tx[..n],
+                };
+                let out = &mut orow[start..end];
+                if !seg.contiguous(data, rows, cols, out) {
+                    seg.gather(data, rows, cols, out);
+                }
+                // A NaN source cell (no data) in the four: the per-cell rule.
+                for (i, o) in out.iter_mut().enumerate() {
+                    if !o.is_finite() {
+                        let c = start + i;
+                        *o = bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c]);
+                    }
                 }
                 done = true;
             }
@@ -394,6 +393,68 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
+    }
+}
+
+/// The bilinear sources of a segment's cells whose positions lie inside
+/// the grid: cell `i` interpolates rows `kr[i] − 1`, `kr[i]` and columns
+/// `kc[i] − 1`, `kc[i]` (clamped into the grid) with weights `ty[i]`,
+/// `tx[i]`.
+struct Segment<'a> {
+    kr: &'a [i32],
+    kc: &'a [i32],
+    ty: &'a [f32],
+    tx: &'a [f32],
+}
+
+impl Segment<'_> {
+    /// Interpolates cell by cell, four loads at computed indices each.
+    fn gather(&self, data: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        let (last_r, last_c) = (rows as i32 - 1, cols as i32 - 1);
+        for (i, o) in out.iter_mut().enumerate() {
+            let r0 = (self.kr[i] - 1).clamp(0, last_r) as usize;
+            let r1 = self.kr[i].clamp(0, last_r) as usize;
+            let c0 = (self.kc[i] - 1).clamp(0, last_c) as usize;
+            let c1 = self.kc[i].clamp(0, last_c) as usize;
+            let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
+            let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
+            let top = v00 + self.tx[i] * (v01 - v00);
+            let bot = v10 + self.tx[i] * (v11 - v10);
+            *o = top + self.ty[i] * (bot - top);
+        }
+    }
+
+    /// The same values as [`Segment::gather`] when every cell reads the
+    /// same two rows and the columns step with the cell (`kc[i] = kc[0] +
+    /// i`) without clamping, the usual case for smooth motion: the sources
+    /// are then two contiguous runs and the loop vectorises; only the
+    /// weights vary. Returns false, writing nothing, otherwise.
+    fn contiguous(&self, data: &[f32], rows: usize, cols: usize, out: &mut [f32]) -> bool {
+        let n = out.len();
+        let (k0r, k0c) = (self.kr[0], self.kc[0]);
+        // Branch-free test over the cells (it vectorises).
+        let mut diff = 0i32;
+        for (i, (&kr, &kc)) in self.kr.iter().zip(self.kc).enumerate() {
+            diff |= (kr ^ k0r) | ((kc - i as i32) ^ k0c);
+        }
+        if diff != 0
+            || k0r < 1
+            || k0r > rows as i32 - 1
+            || k0c < 1
+            || k0c as usize + n > cols
+        {
+            return false;
+        }
+        let (r0, c0) = ((k0r - 1) as usize, (k0c - 1) as usize);
+        let a = &data[r0 * cols + c0..r0 * cols + c0 + n + 1];
+        let b = &data[(r0 + 1) * cols + c0..(r0 + 1) * cols + c0 + n + 1];
+        for i in 0..n {
+            let (tx, ty) = (self.tx[i], self.ty[i]);
+            let top = a[i] + tx * (a[i + 1] - a[i]);
+            let bot = b[i] + tx * (b[i + 1] - b[i]);
+            out[i] = top + ty * (bot - top);
+        }
+        true
     }
 }
 
@@ -547,6 +608,74 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn contiguous_segments_equal_the_gather() {
+        // Random fields with no-data cells, and segments whose sources are
+        // two contiguous runs (at the grid's edges too): the vectorised
+        // path gives the gather's bits; segments that are not contiguous,
+        // or would need clamping, are refused.
+        let (rows, cols) = (37, 53);
+        let mut seed = 11u64;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                let x = rnd();
+                if x < 0.05 {
+                    f32::NAN
+                } else {
+                    x * 30.0
+                }
+            })
+            .collect();
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        let (mut taken, mut refused) = (0, 0);
+        for trial in 0..3000 {
+            let n = 1 + trial % SEGMENT;
+            let k0r = (rnd() * (rows + 1) as f32) as i32;
+            let k0c = (rnd() * (cols + 1) as f32) as i32 - n as i32 / 2;
+            let mut kc: Vec<i32> = (0..n as i32).map(|i| k0c + i).collect();
+            let mut kr = vec![k0r; n];
+            if trial % 5 == 0 {
+                // One cell reads another row or column.
+                let i = (rnd() * n as f32) as usize;
+                if trial % 10 == 0 {
+                    kr[i] += 1;
+                } else {
+                    kc[i] -= 1;
+                }
+            }
+            let ty: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let tx: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let seg = Segment {
+                kr: &kr,
+                kc: &kc,
+                ty: &ty,
+                tx: &tx,
+            };
+            let (mut want, mut got) = (vec![0f32; n], vec![-1f32; n]);
+            seg.gather(&data, rows, cols, &mut want);
+            let (r0, c0) = (kr[0], kc[0]);
+            let inside = r0 >= 1 && r0 < rows as i32 && c0 >= 1 && c0 + n as i32 <= cols as i32;
+            let uniform = kr.iter().all(|&k| k == r0)
+                && kc.iter().enumerate().all(|(i, &k)| k == c0 + i as i32);
+            let ok = seg.contiguous(&data, rows, cols, &mut got);
+            assert_eq!(ok, inside && uniform, "trial {trial}: {kr:?} {kc:?}");
+            if ok {
+                taken += 1;
+                for (w, g) in want.iter().zip(&got) {
+                    assert!(same(*w, *g), "trial {trial}: {w} vs {g}");
+                }
+            } else {
+                refused += 1;
+                assert!(got.iter().all(|g| *g == -1.0), "refused but written");
+            }
+        }
+        assert!(taken > 1000 && refused > 500, "{taken} taken, {refused} refused");
     }
 
     fn blob(rows: usize, cols: usize, r0: f32, c0: f32, sigma: f32) -> Array2<f32> {
