@@ -590,7 +590,7 @@ async fn files_still_being_written_are_left_for_the_next_run() {
     assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
 }
 
-/// A radar `r1` with a small scan (10 min ago) and a scan of 260 bytes
+/// A radar `r1` with a small scan (10 min ago) and a scan of over 200 bytes
 /// (5 min ago), and an ingester whose `max_file_bytes` is 100: returns the
 /// fixture, the ingester and the two keys.
 async fn small_and_big_file() -> (Fixture, Ingester, String, String) {
