@@ -1350,9 +1350,32 @@ pub struct VerifyConfig {
     pub min_samples: u64,
     /// An experiment, not what the service does: weight each fit case by
     /// its age at the middle of the day, `0.5^(age / half-life)` minutes
-    /// (`None`: every fit case counts the same, as in the service).
+    /// (`None`: every fit case counts the same, as in the service). Only
+    /// with [`CalibrationFit::FirstHalf`].
     pub calibration_half_life_min: Option<f64>,
+    /// Which calibration the second half is scored with.
+    pub calibration_fit: CalibrationFit,
 }
+
+/// The calibration a held-out case (issued in the second half of the day)
+/// is scored with. Either way only pairs whose verifying scan lies at or
+/// before the case's issue time enter its fit: nothing is peeked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CalibrationFit {
+    /// One fit on the pairs verified in the first half of the day, applied
+    /// to every held-out case (issue 17's check).
+    #[default]
+    FirstHalf,
+    /// What the nowcast service serves: before each held-out case, a fit on
+    /// every pair verified up to the case's issue time within the last
+    /// [`SERVED_WINDOW_HOURS`] (the service's live table), raw below
+    /// `min_samples` cells ([`LeadRow::served_calibration`]).
+    Served,
+}
+
+/// Hours of verified pairs the service fits its calibration on (its 24 h
+/// live skill window).
+pub const SERVED_WINDOW_HOURS: i64 = 24;
 
 impl Default for VerifyConfig {
     fn default() -> Self {
@@ -1366,6 +1389,7 @@ impl Default for VerifyConfig {
             wet_mm_h: 0.1,
             min_samples: 2000,
             calibration_half_life_min: None,
+            calibration_fit: CalibrationFit::FirstHalf,
         }
     }
 }
@@ -1401,7 +1425,8 @@ pub struct LeadRow {
     /// verifying scan lies in the first half of the day (the fit)...
     pub fit: ProbabilityScore,
     /// With [`VerifyConfig::calibration_half_life_min`]: the reliability
-    /// table of each fit case, by the time of its verifying scan.
+    /// table of each fit case, by the time of its verifying scan; with
+    /// [`CalibrationFit::Served`], of every case.
     pub fit_cases: Vec<(chrono::DateTime<chrono::Utc>, Reliability)>,
     /// ...the calibration fitted on it (`None` below
     /// [`VerifyConfig::min_samples`] cells: raw is served)...
@@ -1410,9 +1435,40 @@ pub struct LeadRow {
     /// (identical to raw without a calibration).
     pub held_out_raw: ProbabilityScore,
     pub held_out_calibrated: ProbabilityScore,
+    /// Held-out cases, and those of them scored with a calibration (the
+    /// others were served raw).
+    pub held_out_cases: u64,
+    pub held_out_calibrated_cases: u64,
 }
 
 impl LeadRow {
+    /// The calibration the service serves for a forecast issued at `at`
+    /// ([`CalibrationFit::Served`]): fitted on the cases of `fit_cases`
+    /// verified at or before `at` and less than [`SERVED_WINDOW_HOURS`]
+    /// before it, every case counting the same; `None` below `min_samples`
+    /// cells (raw is served).
+    pub fn served_calibration(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        min_samples: u64,
+    ) -> Option<Calibration> {
+        let from = at - chrono::Duration::hours(SERVED_WINDOW_HOURS);
+        let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
+        let mut cells = 0u64;
+        for (_, rel) in self.fit_cases.iter().filter(|(t, _)| *t <= at && *t > from) {
+            cells += rel.cells();
+            for (b, r) in bins.iter_mut().zip(&rel.bins) {
+                b.0 += r.0 as f64;
+                b.1 += r.1;
+                b.2 += r.2 as f64;
+            }
+        }
+        if cells < min_samples {
+            return None;
+        }
+        Calibration::fit_weighted(&bins)
+    }
+
     /// The fit cases' bins `(Σw, Σw·p, Σw·event)` with the weight
     /// `0.5^(age / half_life_min)`, `age` = minutes from the verifying scan
     /// to `at`: recent cases count more.
@@ -1489,6 +1545,8 @@ pub fn verify_series(
             calibration: None,
             held_out_raw: ProbabilityScore::default(),
             held_out_calibrated: ProbabilityScore::default(),
+            held_out_cases: 0,
+            held_out_calibrated_cases: 0,
         })
         .collect();
     let need = cfg.nowcast.frames.max(crate::nowcast::MIN_FRAMES);
@@ -1628,18 +1686,34 @@ pub fn verify_series(
             // The calibration check, on the common mask.
             let mut prob = probs[j].clone();
             mask_like(&mut prob, &mask.view());
-            if times[oi] < mid {
-                row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
-                if cfg.calibration_half_life_min.is_some() {
+            let served = cfg.calibration_fit == CalibrationFit::Served;
+            let held_out = times[base] >= mid;
+            // A held-out case's calibration, before its own pair is kept
+            // (which verifies after its issue time anyway).
+            let calibration = match (held_out, served) {
+                (false, _) => None,
+                (true, true) => row.served_calibration(times[base], cfg.min_samples),
+                (true, false) => row.calibration.clone(),
+            };
+            if times[oi] < mid || served {
+                if times[oi] < mid {
+                    row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                }
+                if cfg.calibration_half_life_min.is_some() || served {
                     let mut rel = Reliability::new(10);
                     rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
                     row.fit_cases.push((times[oi], rel));
                 }
-            } else if times[base] >= mid {
+            }
+            if held_out {
+                row.held_out_cases += 1;
                 row.held_out_raw
                     .add(&prob.view(), &mask.view(), cfg.prob_threshold);
-                let cal = match &row.calibration {
-                    Some(c) => c.apply_field(&prob.view()),
+                let cal = match &calibration {
+                    Some(c) => {
+                        row.held_out_calibrated_cases += 1;
+                        c.apply_field(&prob.view())
+                    }
                     None => prob,
                 };
                 row.held_out_calibrated
@@ -2401,6 +2475,70 @@ mod tests {
         (prob, obs)
     }
 
+    /// A lead's row holding only these cases' reliability tables.
+    fn row_of(fit_cases: Vec<(chrono::DateTime<chrono::Utc>, Reliability)>) -> LeadRow {
+        LeadRow {
+            lead_min: 5,
+            cases: 0,
+            methods: Vec::new(),
+            reliability: Reliability::new(10),
+            pooled: Default::default(),
+            fit: ProbabilityScore::default(),
+            fit_cases,
+            calibration: None,
+            held_out_raw: ProbabilityScore::default(),
+            held_out_calibrated: ProbabilityScore::default(),
+            held_out_cases: 0,
+            held_out_calibrated_cases: 0,
+        }
+    }
+
+    #[test]
+    fn the_served_calibration_fits_only_what_was_verified_by_the_issue_time() {
+        // An over-confident morning, a reliable afternoon, and a wildly
+        // wrong case verified after the issue time (it must not count),
+        // and one older than the service's window (it must not count
+        // either).
+        let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let min = |m: i64| t0 + chrono::Duration::minutes(m);
+        let table = |n: usize, seed: u64, say: &dyn Fn(f32) -> f32| {
+            let (p, o) = forecaster(n, seed, say);
+            let mut r = Reliability::new(10);
+            r.add(&p.view(), &o.view(), 0.5);
+            r
+        };
+        let morning = table(20_000, 11, &|q| (q * 3.0).min(1.0));
+        let afternoon = table(20_000, 12, &|q| q);
+        let later = table(20_000, 13, &|q| 1.0 - q);
+        let cases = vec![(min(0), morning.clone()), (min(300), afternoon.clone())];
+        let row = row_of(cases.clone());
+        let at = min(310);
+        let served = row.served_calibration(at, 2000).expect("enough cells");
+        // Equal to the fit of the two tables verified by then...
+        let mut both = morning.clone();
+        for (b, r) in both.bins.iter_mut().zip(&afternoon.bins) {
+            *b = (b.0 + r.0, b.1 + r.1, b.2 + r.2);
+        }
+        assert_eq!(Some(served.clone()), Calibration::fit(&both));
+        // ...with a case verified after the issue time added, or one more
+        // than 24 h older than it: the same calibration.
+        let mut peek = cases.clone();
+        peek.push((min(320), later));
+        peek.push((
+            at - chrono::Duration::hours(SERVED_WINDOW_HOURS),
+            table(20_000, 14, &|_| 0.0),
+        ));
+        assert_eq!(row_of(peek).served_calibration(at, 2000), Some(served));
+        // At the issue time of the first case only the morning is known;
+        // before any case, or below min_samples cells, raw is served.
+        assert_eq!(
+            row.served_calibration(min(0), 2000),
+            Calibration::fit(&morning)
+        );
+        assert_eq!(row.served_calibration(min(-1), 2000), None);
+        assert_eq!(row.served_calibration(at, 40_001), None);
+    }
+
     #[test]
     fn weighted_calibration_follows_the_recent_cases() {
         // Unit weights: the plain fit.
@@ -2424,18 +2562,7 @@ mod tests {
             r.add(&p.view(), &o.view(), 0.5);
             row_cases.push((t0 - chrono::Duration::minutes(age_min), r));
         }
-        let row = LeadRow {
-            lead_min: 5,
-            cases: 0,
-            methods: Vec::new(),
-            reliability: Reliability::new(10),
-            pooled: Default::default(),
-            fit: ProbabilityScore::default(),
-            fit_cases: row_cases,
-            calibration: None,
-            held_out_raw: ProbabilityScore::default(),
-            held_out_calibrated: ProbabilityScore::default(),
-        };
+        let row = row_of(row_cases);
         let recent = Calibration::fit_weighted(&row.fit_by_age(t0, 60.0)).expect("fit");
         let flat = Calibration::fit_weighted(&row.fit_by_age(t0, 1e9)).expect("fit");
         // The reliable recent forecaster says 0.6 and means it.
@@ -2573,18 +2700,33 @@ mod tests {
                 .count();
             assert!(straddling > 0);
         }
+        let run = |c: VerifyConfig| verify_series(&fields, &c, &mut |_, _| {});
         // Below `min_samples` the probability stays raw.
-        let raw = verify_series(
-            &fields,
-            &VerifyConfig {
-                min_samples: u64::MAX,
-                ..cfg.clone()
-            },
-            &mut |_, _| {},
-        );
+        let raw = run(VerifyConfig {
+            min_samples: u64::MAX,
+            ..cfg.clone()
+        });
         for row in &raw.rows {
             assert!(row.calibration.is_none());
             assert_eq!(row.held_out_raw, row.held_out_calibrated);
+            assert_eq!(row.held_out_calibrated_cases, 0);
+        }
+        // The calibration as served: the same held-out pairs, each case
+        // scored with the fit of what was verified by its issue time, which
+        // is the first half's fit plus what verified since.
+        let served = run(VerifyConfig {
+            calibration_fit: CalibrationFit::Served,
+            ..cfg.clone()
+        });
+        for (s, f) in served.rows.iter().zip(&report.rows) {
+            assert_eq!(s.held_out_raw, f.held_out_raw);
+            assert_eq!(s.held_out_cases, f.held_out_cases);
+            assert_eq!(f.held_out_calibrated_cases, f.held_out_cases);
+            assert_eq!(s.held_out_calibrated_cases, s.held_out_cases);
+            assert!(s.held_out_cases > 0);
+            // Every case in the record, each once.
+            assert_eq!(s.fit_cases.len() as u64, s.cases);
+            assert_ne!(s.held_out_calibrated, f.held_out_calibrated);
         }
     }
 

@@ -3,10 +3,13 @@
 //! to persistence.
 
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use raincast_algorithms::nowcast::{NowcastConfig, MIN_FRAMES};
 use raincast_algorithms::scan::Format;
-use raincast_algorithms::verify::{verify_series, Method, Reliability, VerifyConfig, VerifyReport};
+use raincast_algorithms::verify::{
+    verify_series, CalibrationFit, Method, Reliability, VerifyConfig, VerifyReport,
+    SERVED_WINDOW_HOURS,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,6 +42,20 @@ pub struct VerifyArgs {
     /// halving every this many minutes before the middle of the day.
     #[arg(long, value_name = "MIN")]
     pub calibration_half_life: Option<f64>,
+    /// The calibration the second half of the day is scored with:
+    /// `first-half`, one fit on the cases verified in the first half (issue
+    /// 17's check); `served`, before each case a fit on every case verified
+    /// by its issue time in the last 24 h, as the nowcast service calibrates
+    /// what it serves. Neither sees a scan after the case's issue time.
+    #[arg(long, value_enum, default_value = "first-half")]
+    pub calibration_fit: FitArg,
+}
+
+/// `--calibration-fit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FitArg {
+    FirstHalf,
+    Served,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -53,6 +70,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         .is_some_and(|h| !(h.is_finite() && h > 0.0))
     {
         bail!("--calibration-half-life must be a positive number of minutes");
+    }
+    if args.calibration_half_life.is_some() && args.calibration_fit == FitArg::Served {
+        bail!("--calibration-half-life weights the first half's fit; it does not apply to --calibration-fit served");
     }
     if args.thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
         bail!(
@@ -113,6 +133,10 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         prob_threshold: args.prob_threshold,
         min_samples: args.min_samples,
         calibration_half_life_min: args.calibration_half_life,
+        calibration_fit: match args.calibration_fit {
+            FitArg::FirstHalf => CalibrationFit::FirstHalf,
+            FitArg::Served => CalibrationFit::Served,
+        },
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -219,13 +243,27 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
     if let Some(b) = all.brier_approx() {
         let _ = writeln!(s, "  Brier score (from bin means): {b:.4}");
     }
-    let _ = writeln!(
-        s,
-        "\nCalibration of that probability: fitted (isotonic, 10 bins) on the cases verified in the \
-         first half of the day, scored on the cases issued in the second half; a lead with fewer \
-         than {} fit cells stays raw.",
-        cfg.min_samples
-    );
+    match cfg.calibration_fit {
+        CalibrationFit::FirstHalf => {
+            let _ = writeln!(
+                s,
+                "\nCalibration of that probability: fitted (isotonic, 10 bins) on the cases verified in the \
+                 first half of the day, scored on the cases issued in the second half; a lead with fewer \
+                 than {} fit cells stays raw.",
+                cfg.min_samples
+            );
+        }
+        CalibrationFit::Served => {
+            let _ = writeln!(
+                s,
+                "\nCalibration of that probability as the service serves it: before each case issued in the \
+                 second half of the day, fitted (isotonic, 10 bins) on every case verified by its issue time \
+                 in the last {SERVED_WINDOW_HOURS} h; raw while fewer than {} cells are verified. \
+                 fit_cells: the first half's.",
+                cfg.min_samples
+            );
+        }
+    }
     if let Some(h) = cfg.calibration_half_life_min {
         let _ = writeln!(
             s,
@@ -243,10 +281,10 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
             "{:8} {:11} {:>10} {:11} {} {} {} {}",
             row.lead_min,
             row.fit.cells,
-            if row.calibration.is_some() {
-                "yes"
-            } else {
-                "no"
+            match (row.held_out_calibrated_cases, row.held_out_cases) {
+                (0, _) => "no",
+                (c, n) if c == n => "yes",
+                _ => "some",
             },
             raw.cells,
             cell(raw.bss()),
