@@ -1358,8 +1358,8 @@ pub struct VerifyConfig {
 }
 
 /// The calibration a held-out case (issued in the second half of the day)
-/// is scored with. Either way only pairs whose verifying scan lies at or
-/// before the case's issue time enter its fit: nothing is peeked at.
+/// is scored with. Either way only pairs whose verifying scan lies before
+/// the case's issue time enter its fit: nothing is peeked at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CalibrationFit {
     /// One fit on the pairs verified in the first half of the day, applied
@@ -1367,7 +1367,7 @@ pub enum CalibrationFit {
     #[default]
     FirstHalf,
     /// What the nowcast service serves: before each held-out case, a fit on
-    /// every pair verified up to the case's issue time within the last
+    /// every pair verified before the case's issue time within the last
     /// [`SERVED_WINDOW_HOURS`] (the service's live table), raw below
     /// `min_samples` cells ([`LeadRow::served_calibration`]).
     Served,
@@ -1444,9 +1444,11 @@ pub struct LeadRow {
 impl LeadRow {
     /// The calibration the service serves for a forecast issued at `at`
     /// ([`CalibrationFit::Served`]): fitted on the cases of `fit_cases`
-    /// verified at or before `at` and less than [`SERVED_WINDOW_HOURS`]
-    /// before it, every case counting the same; `None` below `min_samples`
-    /// cells (raw is served).
+    /// verified before `at` and less than [`SERVED_WINDOW_HOURS`] before
+    /// it, every case counting the same; `None` below `min_samples` cells
+    /// (raw is served). A case verified by the scan of `at` itself is not
+    /// in it: the service scores that scan after it has published the
+    /// nowcast issued from it.
     pub fn served_calibration(
         &self,
         at: chrono::DateTime<chrono::Utc>,
@@ -1455,7 +1457,7 @@ impl LeadRow {
         let from = at - chrono::Duration::hours(SERVED_WINDOW_HOURS);
         let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
         let mut cells = 0u64;
-        for (_, rel) in self.fit_cases.iter().filter(|(t, _)| *t <= at && *t > from) {
+        for (_, rel) in self.fit_cases.iter().filter(|(t, _)| *t < at && *t > from) {
             cells += rel.cells();
             for (b, r) in bins.iter_mut().zip(&rel.bins) {
                 b.0 += r.0 as f64;
@@ -1689,7 +1691,7 @@ pub fn verify_series(
             let served = cfg.calibration_fit == CalibrationFit::Served;
             let held_out = times[base] >= mid;
             // A held-out case's calibration, before its own pair is kept
-            // (which verifies after its issue time anyway).
+            // (it verifies after the issue time, so it would not count).
             let calibration = match (held_out, served) {
                 (false, _) => None,
                 (true, true) => row.served_calibration(times[base], cfg.min_samples),
@@ -2514,6 +2516,8 @@ mod tests {
         let row = row_of(cases.clone());
         let at = min(310);
         let served = row.served_calibration(at, 2000).expect("enough cells");
+        // A case verified by the very scan of the issue time is not in it
+        // either (the service scores that scan after publishing).
         // Equal to the fit of the two tables verified by then...
         let mut both = morning.clone();
         for (b, r) in both.bins.iter_mut().zip(&afternoon.bins) {
@@ -2523,19 +2527,20 @@ mod tests {
         // ...with a case verified after the issue time added, or one more
         // than 24 h older than it: the same calibration.
         let mut peek = cases.clone();
-        peek.push((min(320), later));
+        peek.push((min(320), later.clone()));
+        peek.push((at, later));
         peek.push((
             at - chrono::Duration::hours(SERVED_WINDOW_HOURS),
             table(20_000, 14, &|_| 0.0),
         ));
         assert_eq!(row_of(peek).served_calibration(at, 2000), Some(served));
-        // At the issue time of the first case only the morning is known;
-        // before any case, or below min_samples cells, raw is served.
+        // Just after the first case verified only the morning is known;
+        // until then, or below min_samples cells, raw is served.
         assert_eq!(
-            row.served_calibration(min(0), 2000),
+            row.served_calibration(min(1), 2000),
             Calibration::fit(&morning)
         );
-        assert_eq!(row.served_calibration(min(-1), 2000), None);
+        assert_eq!(row.served_calibration(min(0), 2000), None);
         assert_eq!(row.served_calibration(at, 40_001), None);
     }
 
@@ -2712,7 +2717,7 @@ mod tests {
             assert_eq!(row.held_out_calibrated_cases, 0);
         }
         // The calibration as served: the same held-out pairs, each case
-        // scored with the fit of what was verified by its issue time, which
+        // scored with the fit of what was verified before its issue time, which
         // is the first half's fit plus what verified since.
         let served = run(VerifyConfig {
             calibration_fit: CalibrationFit::Served,

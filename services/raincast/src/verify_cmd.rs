@@ -257,7 +257,7 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
             let _ = writeln!(
                 s,
                 "\nCalibration of that probability as the service serves it: before each case issued in the \
-                 second half of the day, fitted (isotonic, 10 bins) on every case verified by its issue time \
+                 second half of the day, fitted (isotonic, 10 bins) on every case verified before its issue time \
                  in the last {SERVED_WINDOW_HOURS} h; raw while fewer than {} cells are verified. \
                  fit_cells: the first half's.",
                 cfg.min_samples
