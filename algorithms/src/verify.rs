@@ -1455,17 +1455,9 @@ impl LeadRow {
         min_samples: u64,
     ) -> Option<Calibration> {
         let from = at - chrono::Duration::hours(SERVED_WINDOW_HOURS);
-        let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
-        let mut cells = 0u64;
-        for (_, rel) in self.fit_cases.iter().filter(|(t, _)| *t < at && *t > from) {
-            cells += rel.cells();
-            for (b, r) in bins.iter_mut().zip(&rel.bins) {
-                b.0 += r.0 as f64;
-                b.1 += r.1;
-                b.2 += r.2 as f64;
-            }
-        }
-        if cells < min_samples {
+        let bins = self.weighted_bins(|t| f64::from(u8::from(t < at && t > from)));
+        let cells: f64 = bins.iter().map(|b| b.0).sum();
+        if cells < min_samples as f64 {
             return None;
         }
         Calibration::fit_weighted(&bins)
@@ -1479,10 +1471,24 @@ impl LeadRow {
         at: chrono::DateTime<chrono::Utc>,
         half_life_min: f64,
     ) -> Vec<(f64, f64, f64)> {
+        self.weighted_bins(|t| {
+            let age = (at - t).num_seconds().max(0) as f64 / 60.0;
+            0.5f64.powf(age / half_life_min.max(f64::MIN_POSITIVE))
+        })
+    }
+
+    /// The bins `(Σw, Σw·p, Σw·event)` of `fit_cases`, each case weighted
+    /// by `weight` of the time of its verifying scan.
+    fn weighted_bins(
+        &self,
+        weight: impl Fn(chrono::DateTime<chrono::Utc>) -> f64,
+    ) -> Vec<(f64, f64, f64)> {
         let mut bins = vec![(0.0, 0.0, 0.0); SKILL_BINS];
         for (t, rel) in &self.fit_cases {
-            let age = (at - *t).num_seconds().max(0) as f64 / 60.0;
-            let w = 0.5f64.powf(age / half_life_min.max(f64::MIN_POSITIVE));
+            let w = weight(*t);
+            if w == 0.0 {
+                continue;
+            }
             for (b, r) in bins.iter_mut().zip(&rel.bins) {
                 b.0 += w * r.0 as f64;
                 b.1 += w * r.1;
@@ -1697,15 +1703,14 @@ pub fn verify_series(
                 (true, true) => row.served_calibration(times[base], cfg.min_samples),
                 (true, false) => row.calibration.clone(),
             };
-            if times[oi] < mid || served {
-                if times[oi] < mid {
-                    row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
-                }
-                if cfg.calibration_half_life_min.is_some() || served {
-                    let mut rel = Reliability::new(10);
-                    rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
-                    row.fit_cases.push((times[oi], rel));
-                }
+            let fit_case = times[oi] < mid;
+            if fit_case {
+                row.fit.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+            }
+            if served || (fit_case && cfg.calibration_half_life_min.is_some()) {
+                let mut rel = Reliability::new(10);
+                rel.add(&prob.view(), &mask.view(), cfg.prob_threshold);
+                row.fit_cases.push((times[oi], rel));
             }
             if held_out {
                 row.held_out_cases += 1;
@@ -2516,16 +2521,15 @@ mod tests {
         let row = row_of(cases.clone());
         let at = min(310);
         let served = row.served_calibration(at, 2000).expect("enough cells");
-        // A case verified by the very scan of the issue time is not in it
-        // either (the service scores that scan after publishing).
         // Equal to the fit of the two tables verified by then...
         let mut both = morning.clone();
         for (b, r) in both.bins.iter_mut().zip(&afternoon.bins) {
             *b = (b.0 + r.0, b.1 + r.1, b.2 + r.2);
         }
         assert_eq!(Some(served.clone()), Calibration::fit(&both));
-        // ...with a case verified after the issue time added, or one more
-        // than 24 h older than it: the same calibration.
+        // ...with a case verified after the issue time added, one verified
+        // by the very scan of the issue time (the service scores that scan
+        // after publishing), or one 24 h older than it: the same calibration.
         let mut peek = cases.clone();
         peek.push((min(320), later.clone()));
         peek.push((at, later));
