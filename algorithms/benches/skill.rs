@@ -3,7 +3,9 @@
 //! neighbourhood probability for the nowcast and a yes/no forecast for
 //! persistence) and one stored frame's decode, on the field of the
 //! live-skill cost test of `raincast-nowcast` (`synth::skill_cost_field`:
-//! 512 × 512, four rain cells, no data outside a 250-cell disk).
+//! 512 × 512, four rain cells, no data outside a 250-cell disk). Also the
+//! whole-field neighbourhood probability that the nowcast service computes
+//! for every lead it builds (`neighbourhood_probability_512`).
 //!
 //! `cargo bench -p raincast-algorithms --bench skill`
 
@@ -11,6 +13,7 @@ mod common;
 
 use common::{Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use raincast_algorithms::nowcast::neighbourhood_probability;
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::synth::skill_cost_field;
 use raincast_algorithms::verify::{skill_sums_of, Prob, SkillSpec};
@@ -61,6 +64,9 @@ fn bench(c: &mut Crit) {
             .expect("decodes");
             buffer = f.rate_mm_h.into_raw_vec_and_offset().0;
         })
+    });
+    c.bench_function("neighbourhood_probability_512", |b| {
+        b.iter(|| neighbourhood_probability(&black_box(&frame).view(), 0.1, 6))
     });
     c.bench_function("score_lead_512", |b| {
         b.iter(|| {

@@ -2210,11 +2210,36 @@ mod tests {
         );
     }
 
+    /// The neighbourhood probability by its definition, cell by cell: the
+    /// fraction of known cells at or above `threshold` in the window,
+    /// NaN where the cell itself is unknown.
+    fn neighbourhood_by_definition(f: &Array2<f32>, threshold: f32, radius: usize) -> Array2<f32> {
+        let (rows, cols) = f.dim();
+        Array2::from_shape_fn((rows, cols), |(r, c)| {
+            if !f[[r, c]].is_finite() {
+                return f32::NAN;
+            }
+            let (mut n, mut k) = (0u32, 0u32);
+            for rr in r.saturating_sub(radius)..(r + radius + 1).min(rows) {
+                for cc in c.saturating_sub(radius)..(c + radius + 1).min(cols) {
+                    let v = f[[rr, cc]];
+                    n += v.is_finite() as u32;
+                    k += (v >= threshold) as u32;
+                }
+            }
+            k as f32 / n as f32
+        })
+    }
+
     #[test]
     fn streamed_neighbourhood_probability_is_the_field_bit_for_bit() {
         for [f, o, _] in [edge_fields(29, 17, 3), skill_fields(false)] {
             for radius in [0, 1, 3, 7, 40] {
                 let p = crate::nowcast::neighbourhood_probability(&f.view(), 0.1, radius);
+                let by_definition = neighbourhood_by_definition(&f, 0.1, radius);
+                for ((at, v), want) in p.indexed_iter().zip(&by_definition) {
+                    assert_eq!(v.to_bits(), want.to_bits(), "{at:?} radius {radius}");
+                }
                 let flat = f.as_standard_layout();
                 let mut rows = crate::nowcast::NeighbourhoodRows::new(
                     flat.as_slice().expect("standard"),
