@@ -259,16 +259,39 @@ fn fast_db(x: f32) -> f32 {
 /// it vectorises (the same bits as [`to_dbr`] cell by cell: the rare rates
 /// at or above the threshold that are not normal numbers, i.e. +∞ or a
 /// threshold ≤ 0, are redone with the library logarithm afterwards).
+///
+/// Most of a radar image is dry or unknown: a group of [`DBR_GROUP`] cells
+/// without rain is written as the floor or NaN after one branch-free test,
+/// without the logarithm (the values the logarithm would not have been
+/// used for).
 pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) {
     let mut special = 0u32;
-    for (d, &x) in dst.iter_mut().zip(src) {
-        let db = fast_db(x);
-        let below = if x.is_nan() { f32::NAN } else { floor };
-        let rain = x >= threshold;
-        *d = if rain { db } else { below };
-        let exp = x.to_bits() & 0x7f80_0000;
-        special |= (rain & (exp == 0 || exp == 0x7f80_0000)) as u32;
+    let mut convert = |dst: &mut [f32], src: &[f32]| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            let db = fast_db(x);
+            let below = if x.is_nan() { f32::NAN } else { floor };
+            let rain = x >= threshold;
+            *d = if rain { db } else { below };
+            let exp = x.to_bits() & 0x7f80_0000;
+            special |= (rain & (exp == 0 || exp == 0x7f80_0000)) as u32;
+        }
+    };
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let mut groups = dst
+        .chunks_exact_mut(DBR_GROUP)
+        .zip(src.chunks_exact(DBR_GROUP));
+    for (d, s) in &mut groups {
+        if s.iter().fold(false, |a, &x| a | (x >= threshold)) {
+            convert(d, s);
+        } else {
+            for (d, &x) in d.iter_mut().zip(s) {
+                *d = if x.is_nan() { f32::NAN } else { floor };
+            }
+        }
     }
+    let tail = n - n % DBR_GROUP;
+    convert(&mut dst[tail..], &src[tail..]);
     if special != 0 {
         for (d, &x) in dst.iter_mut().zip(src) {
             if x >= threshold && !x.is_normal() {
@@ -277,6 +300,9 @@ pub(crate) fn dbr_row(src: &[f32], dst: &mut [f32], threshold: f32, floor: f32) 
         }
     }
 }
+
+/// Cells per group of [`dbr_row`]'s test for rain.
+const DBR_GROUP: usize = 16;
 
 /// `block_mean` of the dBR of a rain-rate view (see [`to_dbr`]), in one pass
 /// over the input without a full-size intermediate: each input row is
@@ -980,6 +1006,41 @@ mod tests {
                 for (g, w) in got.iter().zip(&want) {
                     let same = g.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(same, "{rows}x{cols} radius {radius}: {g:?} != {w:?}");
+                }
+            }
+        }
+    }
+
+    /// `dbr_row` gives `to_dbr`'s bits cell by cell, on rows whose groups
+    /// are all dry, all unknown, mixed or rainy, with rates that are not
+    /// normal numbers, and tails shorter than a group.
+    #[test]
+    fn dbr_row_is_to_dbr_cell_by_cell() {
+        let value = |i: usize, pattern: usize| -> f32 {
+            match (pattern, i % 37) {
+                (0, _) => 0.0,
+                (1, _) => f32::NAN,
+                (2, k) if k < 30 => [0.0, 0.05, f32::NAN][k % 3],
+                (_, 0) => f32::INFINITY,
+                (_, 1) => f32::MIN_POSITIVE / 4.0,
+                (_, 2) => 0.1,
+                (_, k) => 0.01 * k as f32 * (1.0 + i as f32 / 50.0),
+            }
+        };
+        for len in [0, 1, 15, 16, 17, 48, 100, 257] {
+            for pattern in 0..4 {
+                for threshold in [0.1, 0.0] {
+                    let src: Vec<f32> = (0..len).map(|i| value(i, pattern)).collect();
+                    let mut got = vec![7.0f32; len];
+                    dbr_row(&src, &mut got, threshold, -15.0);
+                    for (i, (g, x)) in got.iter().zip(&src).enumerate() {
+                        let want = to_dbr(*x, threshold, -15.0);
+                        assert_eq!(
+                            g.to_bits(),
+                            want.to_bits(),
+                            "len {len}, pattern {pattern}, threshold {threshold}, cell {i}: {x}"
+                        );
+                    }
                 }
             }
         }

@@ -374,10 +374,12 @@ pub(crate) fn expand_into(src: &Img, out: &mut Img) {
     expand_rows(src, out, &mut Vec::new(), |_, _| {});
 }
 
-/// [`expand_into`] with a caller-kept scratch buffer (no allocation once it
-/// has grown), calling `finish(r, row)` on every output row as soon as it is
-/// written, while it is still in cache: the nowcast adds its per-level terms
-/// there instead of in a second pass over the image.
+/// [`expand_into`] with a caller-kept scratch buffer, calling
+/// `finish(r, row)` on every output row as soon as it is written (the
+/// tests' whole-image EXPAND; the nowcast's recomposition calls
+/// [`expand_row_span`] row by row itself, to add its per-level terms while
+/// the row is in cache).
+#[cfg(test)]
 pub(crate) fn expand_rows(
     src: &Img,
     out: &mut Img,
@@ -396,27 +398,51 @@ pub(crate) fn expand_rows(
 /// to `src.cols`). The vertical pass goes into a coarse-width row (`tmp`,
 /// stays in L1), then the horizontal pass into the output row.
 pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f32]) {
+    if !orow.is_empty() {
+        expand_row_span(src, r, tmp, orow, (0, orow.len() - 1));
+    }
+}
+
+/// [`expand_row`] over the columns `span.0 ..= span.1` of the output row
+/// only (and at most one column on either side of it, which belong to the
+/// same pairs); the other cells of `orow` are left as they are. Each
+/// written cell has the same value, bit for bit, as with [`expand_row`]:
+/// the same code computes both.
+pub(crate) fn expand_row_span(
+    src: &Img,
+    r: usize,
+    tmp: &mut Vec<f32>,
+    orow: &mut [f32],
+    span: (usize, usize),
+) {
     let (cols, sr, sc) = (orow.len(), src.rows, src.cols);
+    if span.0 > span.1 || span.1 >= cols || sc == 0 {
+        return;
+    }
     let cl = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    // Fine columns 2j and 2j+1 come from coarse columns j−1, j, j+1.
+    let (j0, j1) = (span.0 / 2, span.1 / 2);
+    let (t0, t1) = (j0.saturating_sub(1), (j1 + 1).min(sc - 1));
     tmp.resize(sc, 0.0);
     {
         let i = (r / 2) as isize;
-        let row = |k: isize| &src.data[cl(i + k, sr) * sc..(cl(i + k, sr) + 1) * sc];
+        let row = |k: isize| &src.data[cl(i + k, sr) * sc + t0..=cl(i + k, sr) * sc + t1];
+        let t = &mut tmp[t0..=t1];
         if r.is_multiple_of(2) {
             let (a, b, c) = (row(-1), row(0), row(1));
-            for (((t, a), b), c) in tmp.iter_mut().zip(a).zip(b).zip(c) {
+            for (((t, a), b), c) in t.iter_mut().zip(a).zip(b).zip(c) {
                 *t = (a + 6.0 * b + c) * 0.125;
             }
         } else {
             let (a, b) = (row(0), row(1));
-            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+            for ((t, a), b) in t.iter_mut().zip(a).zip(b) {
                 *t = (a + b) * 0.5;
             }
         }
     }
-    // Horizontal: fine columns 2j and 2j+1 from coarse columns j−1, j,
-    // j+1. The interior (1 ≤ j, j + 1 < sc, both fine columns inside)
-    // runs over windows without index checks; the few edge columns clamp.
+    // Horizontal. The interior (1 ≤ j, j + 1 < sc, both fine columns
+    // inside) runs over windows without index checks; the few edge
+    // columns clamp.
     let trow = &tmp[..];
     let at = |j: isize| trow[cl(j, sc)];
     let edge = |j: usize, pair: &mut [f32]| {
@@ -429,18 +455,28 @@ pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f3
     };
     // Interior coarse columns: 1 ≤ j ≤ min(sc − 2, cols / 2 − 1).
     let hi = (sc.saturating_sub(1)).min(cols / 2);
-    if hi > 1 {
-        edge(0, &mut orow[0..2]);
-        for (pair, w) in orow[2..2 * hi].chunks_exact_mut(2).zip(trow.windows(3)) {
+    let (i0, i1) = (j0.max(1), (j1 + 1).min(hi));
+    let pair_of = |j: usize, orow: &mut [f32]| {
+        let end = (2 * j + 2).min(cols);
+        edge(j, &mut orow[2 * j..end]);
+    };
+    if i0 < i1 {
+        for j in j0..i0 {
+            pair_of(j, orow);
+        }
+        for (pair, w) in orow[2 * i0..2 * i1]
+            .chunks_exact_mut(2)
+            .zip(trow[i0 - 1..].windows(3))
+        {
             pair[0] = (w[0] + 6.0 * w[1] + w[2]) * 0.125;
             pair[1] = (w[1] + w[2]) * 0.5;
         }
-        for (j, pair) in orow.chunks_mut(2).enumerate().skip(hi) {
-            edge(j, pair);
+        for j in i1..=j1 {
+            pair_of(j, orow);
         }
     } else {
-        for (j, pair) in orow.chunks_mut(2).enumerate() {
-            edge(j, pair);
+        for j in j0..=j1 {
+            pair_of(j, orow);
         }
     }
 }
@@ -448,6 +484,42 @@ pub(crate) fn expand_row(src: &Img, r: usize, tmp: &mut Vec<f32>, orow: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_expanded_over_a_span_equals_the_whole_row_there() {
+        let mut rng = crate::synth::SplitMix64::new(11);
+        let mut rnd = move || rng.uniform(-15.0, 25.0) as f32;
+        for (rows, cols) in [(1, 1), (2, 3), (5, 4), (9, 17), (16, 33), (7, 64)] {
+            let src = Img {
+                rows: rows / 2 + rows % 2,
+                cols: cols / 2 + cols % 2,
+                data: (0..(rows / 2 + rows % 2) * (cols / 2 + cols % 2))
+                    .map(|_| rnd())
+                    .collect(),
+            };
+            let mut tmp = Vec::new();
+            for r in 0..rows {
+                let mut whole = vec![0f32; cols];
+                expand_row(&src, r, &mut tmp, &mut whole);
+                for a in 0..cols {
+                    for b in a..cols {
+                        let mut part = vec![f32::NAN; cols];
+                        expand_row_span(&src, r, &mut tmp, &mut part, (a, b));
+                        for c in a..=b {
+                            assert_eq!(
+                                part[c].to_bits(),
+                                whole[c].to_bits(),
+                                "{rows}×{cols}, row {r}, span {a}..={b}, column {c}"
+                            );
+                        }
+                        // At most one column on either side is written.
+                        let written = part.iter().filter(|v| !v.is_nan()).count();
+                        assert!(written <= b - a + 3, "{written} cells for {a}..={b}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn floor_small_is_truncation() {
