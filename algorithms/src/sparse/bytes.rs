@@ -231,7 +231,12 @@ pub(crate) struct Deflater(Compress);
 
 impl Deflater {
     pub(crate) fn new() -> Self {
-        Self(Compress::new(Compression::new(DEFLATE_LEVEL), false))
+        // Experiment (branch s17-deflate): the level from RC_DEFLATE.
+        let level = std::env::var("RC_DEFLATE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFLATE_LEVEL);
+        Self(Compress::new(Compression::new(level), false))
     }
 
     /// Deflates `raw` (raw deflate, no zlib header). Should the compressor

@@ -1025,3 +1025,79 @@ fn real_scans_round_trip_and_meet_size_goals() {
         );
     }
 }
+
+/// Experiment (branch s17-deflate, not in `main`): the forecast frames the
+/// service stores, encoded at the deflate level of `RC_DEFLATE` (default
+/// the crate's). Every fourth nowcast of each shared day (three scans in,
+/// leads every scan interval to 60 min, as the service's defaults), each
+/// lead encoded once and decoded five times. Prints, per day, the frames,
+/// the mean bytes per frame and the mean encode and decode time.
+///
+/// `RC_DEFLATE=6 cargo test --release -p raincast-algorithms --lib experiment_forecast_frame_sizes -- --ignored --nocapture`
+#[test]
+#[ignore = "experiment: timing, shared data, release build"]
+fn experiment_forecast_frame_sizes() {
+    use std::time::Instant;
+    let days = [
+        ("BOM 02", "bom", ".nc"),
+        ("MeteoSwiss", "mch", ".gif"),
+        ("RMI", "odim/rmi", ".hdf"),
+        ("FMI", "fmi", ".pgm"),
+    ];
+    let level = std::env::var("RC_DEFLATE").unwrap_or_else(|_| "default".into());
+    eprintln!("deflate level {level}");
+    eprintln!("| day | frames | bytes per frame | encode ms | decode ms |");
+    eprintln!("|---|---|---|---|---|");
+    for (label, folder, needle) in days {
+        let Some(files) = crate::decode::shared_data_files(folder, needle) else {
+            return;
+        };
+        let fields: Vec<crate::prep::RainField> = files
+            .iter()
+            .map(|path| {
+                let bytes = std::fs::read(path).unwrap();
+                let name = path.file_name().and_then(|n| n.to_str());
+                let scan = crate::decode::decode(&bytes, name, None).unwrap();
+                crate::prep::prep(&scan, &Default::default())
+            })
+            .collect();
+        let times: Vec<_> = fields.iter().map(|f| f.time).collect();
+        let step_s = crate::nowcast::modal_step(&times).unwrap();
+        let step_min = ((step_s as f64 / 60.0).round() as u32).max(1);
+        let leads: Vec<u32> = (1..)
+            .map(|k| k * step_min)
+            .take_while(|l| *l <= 60)
+            .collect();
+        let cfg = crate::nowcast::NowcastConfig::default();
+        let (mut frames, mut bytes, mut enc_s, mut dec_s) = (0usize, 0usize, 0f64, 0f64);
+        for i in (2..fields.len()).step_by(4) {
+            let Ok(n) = crate::nowcast::nowcast(&fields[i - 2..=i], &leads, &cfg) else {
+                continue;
+            };
+            for (k, rate) in n.rate_mm_h.iter().enumerate() {
+                let field = crate::prep::RainField {
+                    grid: n.grid.clone(),
+                    time: n.valid_time(k),
+                    rate_mm_h: rate.clone(),
+                };
+                let t = Instant::now();
+                let enc = encode(&field, &SparseOptions::default()).unwrap();
+                enc_s += t.elapsed().as_secs_f64();
+                bytes += enc.total_bytes();
+                let t = Instant::now();
+                for _ in 0..5 {
+                    std::hint::black_box(enc.decode().unwrap());
+                }
+                dec_s += t.elapsed().as_secs_f64() / 5.0;
+                frames += 1;
+            }
+        }
+        assert!(frames > 0, "{label}: no nowcast");
+        eprintln!(
+            "| {label} | {frames} | {} | {:.2} | {:.2} |",
+            bytes / frames,
+            1e3 * enc_s / frames as f64,
+            1e3 * dec_s / frames as f64
+        );
+    }
+}
