@@ -13,8 +13,8 @@ pub(crate) const PREFIX_LEN: usize = 8;
 /// Length of the trailing CRC-32.
 pub(crate) const CRC_LEN: usize = 4;
 /// Deflate level: 1, miniz's fast greedy path. Against level 6 (zlib's
-/// default) on the shared days it encodes forecast frames in 34–46 % of the
-/// time for 3–5 % more bytes, and scans in 31–64 % of the time for −6 % to
+/// default) on the shared days it encodes forecast frames in 34–45 % of the
+/// time for 3–6 % more bytes, and scans in 31–64 % of the time for −6 % to
 /// +24 % bytes; decoding is as fast (docs/PERFORMANCE.md, "Sparse rain
 /// array sizes"). Any level decodes the same way.
 const DEFLATE_LEVEL: u32 = 1;
