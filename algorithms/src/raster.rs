@@ -236,9 +236,7 @@ pub(crate) fn bilinear(data: &[f32], rows: usize, cols: usize, sr: f32, sc: f32)
     let c1 = (kc as usize).min(cols - 1);
     let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
     let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
-    let top = v00 + tx * (v01 - v00);
-    let bot = v10 + tx * (v11 - v10);
-    let s = top + ty * (bot - top);
+    let s = lerp4([v00, v01, v10, v11], tx, ty);
     if s.is_finite() {
         return s;
     }
@@ -261,6 +259,16 @@ pub(crate) fn bilinear(data: &[f32], rows: usize, cols: usize, sr: f32, sc: f32)
     } else {
         f32::NAN
     }
+}
+
+/// Bilinear interpolation between the neighbours `[v00, v01, v10, v11]`
+/// (row, column) at fractions `tx` along the row and `ty` down the column:
+/// the first step of [`bilinear`], and the warp's per-cell path.
+#[inline(always)]
+pub(crate) fn lerp4([v00, v01, v10, v11]: [f32; 4], tx: f32, ty: f32) -> f32 {
+    let top = v00 + tx * (v01 - v00);
+    let bot = v10 + tx * (v11 - v10);
+    top + ty * (bot - top)
 }
 
 /// Like [`bilinear`] but clamps the position into the grid (for smooth fields
