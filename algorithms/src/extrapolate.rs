@@ -386,6 +386,9 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         let c = start + i;
                         orow[c] = if v.is_finite() {
                             v
+                        } else if v00.is_nan() & v01.is_nan() & v10.is_nan() & v11.is_nan() {
+                            // No data all round: `bilinear`'s NaN.
+                            f32::NAN
                         } else {
                             bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
                         };
@@ -402,6 +405,9 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         let c = start + i;
                         orow[c] = if v.is_finite() {
                             v
+                        } else if v00.is_nan() & v01.is_nan() & v10.is_nan() & v11.is_nan() {
+                            // No data all round: `bilinear`'s NaN.
+                            f32::NAN
                         } else {
                             bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
                         };
