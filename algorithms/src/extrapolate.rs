@@ -370,8 +370,8 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 // k + cols, k + cols + 1` from `k = (kr − 1)·cols + kc − 1`,
                 // which the clamps of the general loop leave as they are.
                 // Two bounds checks per cell instead of four, and no clamps.
-                // (Two loops: one loop testing this per cell, or sharing the
-                // loop bodies through closures, was slower than either.)
+                // (Two loops, sharing only `gathered`: one loop testing this
+                // per cell, or the whole loop bodies as closures, was slower.)
                 let interior = sr_lo >= 0.0
                     && sc_lo >= 0.0
                     && sr_hi + 1.0 < rows as f32
@@ -382,16 +382,10 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         let k = (kr[i] - 1) as usize * cols + (kc[i] - 1) as usize;
                         let (v00, v01) = (data[k], data[k + 1]);
                         let (v10, v11) = (data[k + cols], data[k + cols + 1]);
-                        let v = lerp4([v00, v01, v10, v11], tx[i], ty[i]);
                         let c = start + i;
-                        orow[c] = if v.is_finite() {
-                            v
-                        } else if v00.is_nan() & v01.is_nan() & v10.is_nan() & v11.is_nan() {
-                            // No data all round: `bilinear`'s NaN.
-                            f32::NAN
-                        } else {
+                        orow[c] = gathered([v00, v01, v10, v11], tx[i], ty[i], || {
                             bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
-                        };
+                        });
                     }
                 } else {
                     for i in 0..n {
@@ -401,16 +395,10 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         let c1 = kc[i].clamp(0, last_c) as usize;
                         let (v00, v01) = (data[r0 * cols + c0], data[r0 * cols + c1]);
                         let (v10, v11) = (data[r1 * cols + c0], data[r1 * cols + c1]);
-                        let v = lerp4([v00, v01, v10, v11], tx[i], ty[i]);
                         let c = start + i;
-                        orow[c] = if v.is_finite() {
-                            v
-                        } else if v00.is_nan() & v01.is_nan() & v10.is_nan() & v11.is_nan() {
-                            // No data all round: `bilinear`'s NaN.
-                            f32::NAN
-                        } else {
+                        orow[c] = gathered([v00, v01, v10, v11], tx[i], ty[i], || {
                             bilinear(data, rows, cols, r as f32 - dv[c], c as f32 - du[c])
-                        };
+                        });
                     }
                 }
                 done = true;
@@ -427,6 +415,22 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
+    }
+}
+
+/// A per-cell gather's value from its four neighbours `v` and fractions:
+/// the bilinear value where all four are known, NaN where none is
+/// (`bilinear`'s renormalisation has no weight there), else `renormalised`
+/// (`bilinear` at the cell's position, which weighs the known ones).
+#[inline(always)]
+fn gathered(v: [f32; 4], tx: f32, ty: f32, renormalised: impl FnOnce() -> f32) -> f32 {
+    let s = lerp4(v, tx, ty);
+    if s.is_finite() {
+        s
+    } else if v.iter().all(|x| x.is_nan()) {
+        f32::NAN
+    } else {
+        renormalised()
     }
 }
 

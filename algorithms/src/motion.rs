@@ -363,43 +363,36 @@ fn dbr_block_mean(view: &ArrayView2<f32>, f: usize, cfg: &MotionConfig) -> Img {
     out
 }
 
-/// Adds each block of `f` cells of a dBR row to its block's running sum
-/// and count of finite cells, cell by cell in order. Adding 0.0 for a NaN
-/// leaves a sum (never −0.0) unchanged, so the select gives the same bits
-/// as skipping.
+/// Adds a block's cells of a dBR row to its running sum and count of
+/// finite cells, cell by cell in order. Adding 0.0 for a NaN leaves a sum
+/// (never −0.0) unchanged, so the select gives the same bits as skipping.
+#[inline(always)]
+fn add_block(chunk: &[f32], sum: &mut f32, cnt: &mut u32) {
+    for &v in chunk {
+        let fin = v.is_finite();
+        *sum += if fin { v } else { 0.0 };
+        *cnt += fin as u32;
+    }
+}
+
+/// [`add_block`] for each block of `f` cells of a dBR row.
 fn add_blocks_of(f: usize, dbr: &[f32], sum: &mut [f32], cnt: &mut [u32]) {
     for ((chunk, s), n) in dbr.chunks(f).zip(sum.iter_mut()).zip(cnt.iter_mut()) {
-        let (mut acc, mut k) = (*s, *n);
-        for &v in chunk {
-            let fin = v.is_finite();
-            acc += if fin { v } else { 0.0 };
-            k += fin as u32;
-        }
-        *s = acc;
-        *n = k;
+        add_block(chunk, s, n);
     }
 }
 
 /// [`add_blocks_of`] for a block width known at compile time (the working
-/// factors of most radar grids): the cells of a block are added in the same
-/// order, and the loop over the blocks vectorises.
+/// factors of most radar grids): the same additions in the same order, in
+/// a loop over the blocks that vectorises.
 fn add_blocks<const F: usize>(dbr: &[f32], sum: &mut [f32], cnt: &mut [u32]) {
     let whole = dbr.chunks_exact(F);
     let (rest, n) = (whole.remainder(), dbr.len() / F);
     for ((chunk, s), k) in whole.zip(sum.iter_mut()).zip(cnt.iter_mut()) {
-        let (mut acc, mut m) = (*s, *k);
-        for &v in chunk {
-            let fin = v.is_finite();
-            acc += if fin { v } else { 0.0 };
-            m += fin as u32;
-        }
-        *s = acc;
-        *k = m;
+        add_block(chunk, s, k);
     }
-    if !rest.is_empty() {
-        if let (Some(s), Some(k)) = (sum.get_mut(n..), cnt.get_mut(n..)) {
-            add_blocks_of(F, rest, s, k);
-        }
+    if let (Some(s), Some(k)) = (sum.get_mut(n..), cnt.get_mut(n..)) {
+        add_blocks_of(F, rest, s, k);
     }
 }
 
