@@ -1244,10 +1244,11 @@ mod tests {
         }
         cases.push(vec![3.0; 20]);
         cases.push(vec![f32::NAN; 12]);
-        cases.push((0..4099).map(|i| i as f32).collect()); // one value per bin
-                                                           // Long dry stretches (whole groups of cells that map to 0) next to
-                                                           // wet ones, and the same values sorted: the dry groups' shortcut
-                                                           // and the groups where dry turns wet.
+        // One value per bin.
+        cases.push((0..4099).map(|i| i as f32).collect());
+        // Long dry stretches (whole groups of cells that map to 0) next to
+        // wet ones, and the same values sorted: the dry groups' shortcut
+        // and the groups where dry turns wet.
         let stretches: Vec<f32> = (0..20_000)
             .map(|i| match (i / 40) % 3 {
                 0 => -15.0 + rnd(),
