@@ -6,6 +6,15 @@
 //! 2 cores shared by several jobs, and wall-clock would count the time spent
 //! waiting for a core. Where that file is missing (not Linux), wall-clock is
 //! used and the bench says so.
+//!
+//! The benches also run with **the `raincast` binary's allocator settings**
+//! ([`binary_allocator`]): with glibc's defaults, a 1 MB field freed and
+//! allocated again each iteration could come from fresh `mmap` pages every
+//! time (glibc's dynamic mmap and trim thresholds settle differently from
+//! one process to the next), and a bench then measured page faults: e.g.
+//! `stage_warp/bom` took 0.93 ms in some processes and 1.8–2.0 ms in others,
+//! with 95,000 against 800,000 page faults (`perf stat -e page-faults`).
+//! The binary fixes both thresholds at start, so it never pays that.
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput};
@@ -18,8 +27,28 @@ pub struct ThreadCpuTime {
     proc_available: bool,
 }
 
+/// The allocator thresholds of `tune_allocator` in
+/// `services/raincast/src/main.rs`: no `mmap` below 32 MB, no trimming
+/// below 512 MB (the benches run on one thread, so its arena limit does
+/// not matter here). Called by [`ThreadCpuTime::new`], i.e. before any
+/// bench runs.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // mallopt, as in the binary
+pub fn binary_allocator() {
+    // SAFETY: mallopt only sets glibc allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn binary_allocator() {}
+
 impl ThreadCpuTime {
+    /// Also applies [`binary_allocator`].
     pub fn new() -> Self {
+        binary_allocator();
         let proc_available = std::fs::read_to_string(SCHEDSTAT).is_ok();
         if !proc_available {
             eprintln!("note: {SCHEDSTAT} not readable; measuring wall-clock time");
