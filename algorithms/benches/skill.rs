@@ -132,12 +132,19 @@ fn bom_case() -> Result<
     let radius = cfg.prob_radius_cells(&nc.grid, 30);
     let window = ((10_000.0 / nc.grid.cell_m()).round() as usize).max(1);
     let [_, _, latest] = inputs;
+    let verifying = field(20)?;
+    if verifying.time != stored.time {
+        return Err(format!(
+            "scan 20 is at {}, not 30 min after scan 15 ({})",
+            verifying.time, latest.time
+        ));
+    }
     Ok((
         enc,
         frame,
         radius,
         window,
-        field(20)?.rate_mm_h,
+        verifying.rate_mm_h,
         latest.rate_mm_h,
     ))
 }
