@@ -23,20 +23,14 @@
 
 mod common;
 
-use common::{Crit, ThreadCpuTime};
+use common::{data_dir, Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode::nexrad::{self, NexradOptions};
 use raincast_algorithms::polar::{PolarGeometry, PolarGridder, PolarMapping, PolarOptions};
 use std::io::{Read, Write};
 
 fn read_sample(name: &str) -> Option<Vec<u8>> {
-    let path = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../../shared/data/nexrad")
-        .join(name);
+    let path = data_dir().join("nexrad").join(name);
     match std::fs::read(&path) {
         Ok(b) => Some(b),
         Err(_) => {

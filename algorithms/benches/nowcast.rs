@@ -21,14 +21,13 @@
 
 mod common;
 
-use common::{Crit, ThreadCpuTime};
+use common::{data_dir, read_scan, scan_files, Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use raincast_algorithms::decode;
 use raincast_algorithms::extrapolate::warp;
 use raincast_algorithms::nowcast::{nowcast, stages, NowcastConfig, NowcastInput, Smoothing};
-use raincast_algorithms::prep::{self, PrepOptions, RainField};
+use raincast_algorithms::prep::RainField;
 use raincast_algorithms::synth;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// (bench name, folder below shared/data).
@@ -42,23 +41,10 @@ const SAMPLES: [(&str, &str); 5] = [
 
 /// The first three scans (by file name) of a folder, decoded and prepared.
 fn three_scans(dir: &Path) -> Result<Vec<RainField>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let opts = PrepOptions::default();
-    files
+    scan_files(dir)?
         .iter()
         .take(3)
-        .map(|path| {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let name = path.file_name().and_then(|n| n.to_str());
-            let scan = decode::decode(&bytes, name, None)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(prep::prep(&scan, &opts))
-        })
+        .map(|p| read_scan(p))
         .collect()
 }
 
@@ -148,12 +134,7 @@ fn benches(c: &mut Crit) {
         eprintln!("cannot run the leads on this thread ({e}): figures would miss them");
         return;
     }
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../../shared/data");
+    let dir = data_dir();
     if !dir.is_dir() {
         eprintln!("skipped: ../shared/data not found ({})", dir.display());
     } else {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Crit, ThreadCpuTime};
+use common::{data_dir, scan_files, Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raincast_algorithms::decode;
 use raincast_algorithms::prep::{self, PrepOptions, RainField};
@@ -31,24 +31,9 @@ const SAMPLES: [(&str, &str); 5] = [
     ("fmi_1226x760", "fmi/20160928"),
 ];
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../../shared/data")
-}
-
 /// The first file (by name) of a folder.
 fn first_file(dir: &Path) -> Option<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files.into_iter().next()
+    scan_files(dir).ok()?.into_iter().next()
 }
 
 /// A synthetic radar field (moving Gaussian rain cells, see

@@ -19,16 +19,38 @@
 
 mod common;
 
-use common::{Crit, ThreadCpuTime};
+use common::{data_dir, read_scan, scan_files, Crit, ThreadCpuTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use ndarray::Array2;
 use raincast_algorithms::nowcast::{neighbourhood_probability, nowcast, NowcastConfig};
-use raincast_algorithms::prep::{self, RainField};
+use raincast_algorithms::prep::RainField;
 use raincast_algorithms::synth::skill_cost_field;
 use raincast_algorithms::verify::{skill_sums_of, Prob, SkillSpec};
-use raincast_algorithms::{decode, sparse, Grid};
-use std::path::PathBuf;
+use raincast_algorithms::{sparse, Grid};
+
+/// One lead to score: the stored frame, its decoded (quantised) rate, the
+/// neighbourhood radius (cells), the observation, persistence, and the
+/// scores' settings.
+struct Lead {
+    stored: sparse::EncodedScan,
+    frame: Array2<f32>,
+    radius: usize,
+    obs: Array2<f32>,
+    persistence: Array2<f32>,
+    spec: SkillSpec,
+}
 
 fn bench(c: &mut Crit) {
+    bench_lead(c, |what| format!("{what}_512"), &synthetic_case());
+    match bom_case() {
+        Ok(lead) => bench_lead(c, |what| format!("{what}/bom_30min"), &lead),
+        Err(e) => eprintln!("skipped: bom_30min: {e}"),
+    }
+}
+
+/// The synthetic case: the observation at step 12, the 5-min lead issued
+/// at step 11, and persistence of step 6 (a 30-min lead), on a 1-km grid.
+fn synthetic_case() -> Lead {
     const N: usize = 512;
     let grid = Grid::new(
         "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
@@ -40,14 +62,8 @@ fn bench(c: &mut Crit) {
         256_000.0,
     )
     .expect("grid");
-    // The observation at step 12, the 5-min lead issued at step 11, and
-    // persistence of step 6 (a 30-min lead).
-    let (obs, frame, persistence) = (
-        skill_cost_field(12),
-        skill_cost_field(11),
-        skill_cost_field(6),
-    );
-    let enc = sparse::encode(
+    let frame = skill_cost_field(11);
+    let stored = sparse::encode(
         &RainField {
             grid,
             time: chrono::DateTime::from_timestamp(0, 0).expect("time"),
@@ -56,122 +72,74 @@ fn bench(c: &mut Crit) {
         &Default::default(),
     )
     .expect("encode");
-    let spec = SkillSpec {
-        fss_threshold: 1.0,
-        fss_window: 10,
-        wet_mm_h: 0.1,
-        prob_threshold: 0.1,
-    };
-    bench_lead(c, "512", &enc, &frame, 6, &obs, &persistence, &spec);
-    match bom_case() {
-        Ok((enc, frame, radius, window, obs, persistence)) => {
-            let spec = SkillSpec {
-                fss_window: window,
-                ..spec
-            };
-            bench_lead(
-                c,
-                "bom_30min",
-                &enc,
-                &frame,
-                radius,
-                &obs,
-                &persistence,
-                &spec,
-            )
-        }
-        Err(e) => eprintln!("skipped: bom_30min: {e}"),
+    Lead {
+        stored,
+        frame,
+        radius: 6,
+        obs: skill_cost_field(12),
+        persistence: skill_cost_field(6),
+        spec: SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: 10,
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        },
     }
 }
 
-/// BOM radar 02's 30-minute case (see the module docs): the stored frame,
-/// its decoded rate, the service's radius and FSS window (10 km) in cells,
-/// the observation, persistence.
-#[allow(clippy::type_complexity)]
-fn bom_case() -> Result<
-    (
-        sparse::EncodedScan,
-        ndarray::Array2<f32>,
-        usize,
-        usize,
-        ndarray::Array2<f32>,
-        ndarray::Array2<f32>,
-    ),
-    String,
-> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/bom/02");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let field = |k: usize| -> Result<RainField, String> {
-        let path = files
-            .get(k)
-            .ok_or(format!("no scan {k} in {}", dir.display()))?;
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let name = path.file_name().and_then(|n| n.to_str());
-        let scan =
-            decode::decode(&bytes, name, None).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(prep::prep(&scan, &Default::default()))
+/// BOM radar 02's 30-minute case (see the module docs), with the service's
+/// radius and FSS window (10 km) in cells.
+fn bom_case() -> Result<Lead, String> {
+    let files = scan_files(&data_dir().join("bom/02"))?;
+    let field = |k: usize| match files.get(k) {
+        Some(path) => read_scan(path),
+        None => Err(format!("no scan {k} in bom/02")),
     };
     let inputs = [field(13)?, field(14)?, field(15)?];
     let cfg = NowcastConfig::default();
     let nc = nowcast(&inputs, &[30], &cfg).map_err(|e| e.to_string())?;
-    let stored = RainField {
-        grid: nc.grid.clone(),
-        time: nc.base_time + chrono::Duration::minutes(30),
-        rate_mm_h: nc.rate_mm_h[0].clone(),
-    };
-    let enc = sparse::encode(&stored, &Default::default()).map_err(|e| e.to_string())?;
+    let valid = nc.base_time + chrono::Duration::minutes(30);
+    let verifying = field(20)?;
+    if verifying.time != valid {
+        return Err(format!("scan 20 is at {}, not {valid}", verifying.time));
+    }
+    let stored = sparse::encode(
+        &RainField {
+            grid: nc.grid.clone(),
+            time: valid,
+            rate_mm_h: nc.rate_mm_h[0].clone(),
+        },
+        &Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
     // The scorer sees the stored (quantised) rate.
-    let frame = sparse::decode_reusing(&enc.header, &enc.tiles, Vec::new())
+    let frame = sparse::decode_reusing(&stored.header, &stored.tiles, Vec::new())
         .map_err(|e| e.to_string())?
         .rate_mm_h;
-    let radius = cfg.prob_radius_cells(&nc.grid, 30);
-    let window = ((10_000.0 / nc.grid.cell_m()).round() as usize).max(1);
     let [_, _, latest] = inputs;
-    let verifying = field(20)?;
-    if verifying.time != stored.time {
-        return Err(format!(
-            "scan 20 is at {}, not 30 min after scan 15 ({})",
-            verifying.time, latest.time
-        ));
-    }
-    Ok((
-        enc,
+    Ok(Lead {
+        stored,
         frame,
-        radius,
-        window,
-        verifying.rate_mm_h,
-        latest.rate_mm_h,
-    ))
+        radius: cfg.prob_radius_cells(&nc.grid, 30),
+        obs: verifying.rate_mm_h,
+        persistence: latest.rate_mm_h,
+        spec: SkillSpec {
+            fss_threshold: 1.0,
+            fss_window: ((10_000.0 / nc.grid.cell_m()).round() as usize).max(1),
+            wet_mm_h: 0.1,
+            prob_threshold: 0.1,
+        },
+    })
 }
 
-/// One lead's decode, neighbourhood probability and scoring (`name`).
-#[allow(clippy::too_many_arguments)]
-fn bench_lead(
-    c: &mut Crit,
-    name: &str,
-    enc: &sparse::EncodedScan,
-    frame: &ndarray::Array2<f32>,
-    radius: usize,
-    obs: &ndarray::Array2<f32>,
-    persistence: &ndarray::Array2<f32>,
-    spec: &SkillSpec,
-) {
-    // The first case keeps the benches' earlier names.
-    let id = |what: &str| match name {
-        "512" => format!("{what}_512"),
-        _ => format!("{what}/{name}"),
-    };
+/// One lead's decode, neighbourhood probability and scoring, named by `id`.
+fn bench_lead(c: &mut Crit, id: impl Fn(&str) -> String, lead: &Lead) {
     let mut buffer = Vec::new();
     c.bench_function(&id("decode_frame"), |b| {
         b.iter(|| {
             let f = sparse::decode_reusing(
-                &enc.header,
-                black_box(&enc.tiles),
+                &lead.stored.header,
+                black_box(&lead.stored.tiles),
                 std::mem::take(&mut buffer),
             )
             .expect("decodes");
@@ -179,17 +147,20 @@ fn bench_lead(
         })
     });
     c.bench_function(&id("neighbourhood_probability"), |b| {
-        b.iter(|| neighbourhood_probability(&black_box(frame).view(), 0.1, radius))
+        b.iter(|| neighbourhood_probability(&black_box(&lead.frame).view(), 0.1, lead.radius))
     });
     c.bench_function(&id("score_lead"), |b| {
         b.iter(|| {
             skill_sums_of(
-                &obs.view(),
+                &lead.obs.view(),
                 &[
-                    (black_box(frame.view()), Prob::Neighbourhood(radius)),
-                    (persistence.view(), Prob::YesNo),
+                    (
+                        black_box(lead.frame.view()),
+                        Prob::Neighbourhood(lead.radius),
+                    ),
+                    (lead.persistence.view(), Prob::YesNo),
                 ],
-                spec,
+                &lead.spec,
             )
             .expect("scores")
         })

@@ -18,6 +18,9 @@
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput};
+use raincast_algorithms::decode;
+use raincast_algorithms::prep::{self, RainField};
+use std::path::{Path, PathBuf};
 
 const SCHEDSTAT: &str = "/proc/thread-self/schedstat";
 
@@ -129,3 +132,36 @@ impl ValueFormatter for NanosFormatter {
 }
 
 pub type Crit = Criterion<ThreadCpuTime>;
+
+// The shared radar days. Each bench uses some of these helpers, so the
+// ones a bench does not use are not dead code of the project.
+
+/// `../shared/data` beside the workspace.
+#[allow(dead_code)]
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../../shared/data")
+}
+
+/// The files of a folder of scans, sorted by name (i.e. by time).
+#[allow(dead_code)]
+pub fn scan_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// One scan file decoded and prepared with the default options.
+#[allow(dead_code)]
+pub fn read_scan(path: &Path) -> Result<RainField, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str());
+    let scan =
+        decode::decode(&bytes, name, None).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(prep::prep(&scan, &Default::default()))
+}
