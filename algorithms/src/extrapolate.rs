@@ -151,6 +151,13 @@ const SHIFT_EPS: f32 = 0.02;
 /// Side of the source tiles whose value range is summarised.
 const TILE: usize = 16;
 
+/// Rows and columns of the warp's blocks: a block whose every cell's
+/// source lies inside the grid, in source tiles that all hold one and the
+/// same value, is filled with it at once (the value each of its segments
+/// would find on its own).
+const BLOCK_ROWS: usize = 16;
+const BLOCK_COLS: usize = 4 * SEGMENT;
+
 /// Relative spread below which a source region counts as constant (a few
 /// units in the last place: it absorbs rounding noise only, so results are
 /// the same as interpolating cell by cell).
@@ -218,6 +225,24 @@ impl Tiles {
         Some(lo)
     }
 
+    /// The value of every source cell in rows `r0..=r1`, columns `c0..=c1`
+    /// when each of their tiles has no NaN and the same bits as its minimum
+    /// and maximum, the same in every tile: then [`Self::constant`] of any
+    /// range within it is that value, to the bit.
+    fn uniform(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> Option<f32> {
+        let k0 = (r0 / TILE) * self.cols + c0 / TILE;
+        let v = self.min[k0].to_bits();
+        for tr in r0 / TILE..=r1 / TILE {
+            for tc in c0 / TILE..=c1 / TILE {
+                let k = tr * self.cols + tc;
+                if self.any_nan[k] || self.min[k].to_bits() != v || self.max[k].to_bits() != v {
+                    return None;
+                }
+            }
+        }
+        Some(f32::from_bits(v))
+    }
+
     /// True when every source cell in the range is NaN.
     fn all_nan(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> bool {
         (r0 / TILE..=r1 / TILE)
@@ -263,7 +288,20 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let has_nan = tiles.any_nan.iter().any(|x| *x);
     // Grids whose positions `floor_small` covers (all real radar grids).
     let small = rows.max(cols) < 1 << 21;
+    let blocks = cols.div_ceil(BLOCK_COLS);
+    let mut filled = vec![Block::Segments; blocks];
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
+        if r % BLOCK_ROWS == 0 {
+            uniform_blocks(
+                &tiles,
+                &wu,
+                &wv,
+                &ry[r..(r + BLOCK_ROWS).min(rows)],
+                r,
+                (rows, cols),
+                &mut filled,
+            );
+        }
         let (u0, u1) = (
             &wu[i0 * cols..(i0 + 1) * cols],
             &wu[i1 * cols..(i1 + 1) * cols],
@@ -279,6 +317,22 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
         let orow = &mut out[r * cols..(r + 1) * cols];
         let mut start = 0;
         while start < cols {
+            if start % BLOCK_COLS == 0 {
+                let end = (start + BLOCK_COLS).min(cols);
+                match filled[start / BLOCK_COLS] {
+                    Block::Segments => {}
+                    Block::Fill(v) => {
+                        orow[start..end].iter_mut().for_each(|o| *o = v);
+                        start = end;
+                        continue;
+                    }
+                    Block::Unknown => {
+                        // Already NaN.
+                        start = end;
+                        continue;
+                    }
+                }
+            }
             let end = (start + SEGMENT).min(cols);
             let (su, sv) = (&du[start..end], &dv[start..end]);
             // Displacements are always finite: the exact minimum and maximum
@@ -415,6 +469,93 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Blocks filled with one value and blocks left unknown, on this
+    /// thread, so that tests can tell that they took those paths.
+    static BLOCKS_TAKEN: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// What the warp does with a block of [`BLOCK_ROWS`] × [`BLOCK_COLS`]
+/// cells.
+#[derive(Clone, Copy)]
+enum Block {
+    /// Segment by segment.
+    Segments,
+    /// Every segment would take the constant path with this value.
+    Fill(f32),
+    /// Every segment's source lies outside the grid or on no data only:
+    /// every cell is unknown (NaN).
+    Unknown,
+}
+
+/// For the block row starting at row `r_first` (the rows' weights `ry`
+/// over the widened displacement rows `wu`, `wv`, `cols` wide), what the
+/// warp does with each block of [`BLOCK_COLS`] columns ([`Block`]).
+///
+/// A cell's displacement is `a + w·(b − a)`, `0 ≤ w ≤ 1`, between two
+/// widened rows, so it lies within their range over the block's columns
+/// (widened by a margin for the f32 rounding); the block's source region
+/// then holds every segment's (clamping is monotone). Where the block's
+/// region lies inside the grid, in tiles of one value
+/// ([`Tiles::uniform`]), each segment would find that value in its own
+/// tiles; where the region lies beyond an edge of the grid, so does each
+/// segment's; where it holds only no data, so does each segment's.
+fn uniform_blocks(
+    tiles: &Tiles,
+    wu: &[f32],
+    wv: &[f32],
+    ry: &[(usize, usize, f32)],
+    r_first: usize,
+    (rows, cols): (usize, usize),
+    filled: &mut [Block],
+) {
+    let (imin, imax) = ry.iter().fold((usize::MAX, 0), |(a, b), &(i0, i1, _)| {
+        (a.min(i0).min(i1), b.max(i0).max(i1))
+    });
+    let r_last = r_first + ry.len() - 1;
+    let (rmax, cmax) = (rows as f32 - 0.5, cols as f32 - 0.5);
+    for (b, fill) in filled.iter_mut().enumerate() {
+        *fill = Block::Segments;
+        let (c_first, c_end) = (b * BLOCK_COLS, ((b + 1) * BLOCK_COLS).min(cols));
+        let (mut umin, mut umax) = (f32::INFINITY, f32::NEG_INFINITY);
+        let (mut vmin, mut vmax) = (f32::INFINITY, f32::NEG_INFINITY);
+        for i in imin..=imax {
+            let (lo, hi) = value_range(&wu[i * cols + c_first..i * cols + c_end]);
+            (umin, umax) = (umin.min(lo), umax.max(hi));
+            let (lo, hi) = value_range(&wv[i * cols + c_first..i * cols + c_end]);
+            (vmin, vmax) = (vmin.min(lo), vmax.max(hi));
+        }
+        let margin = 1e-3 * (1.0 + umin.abs().max(umax.abs()).max(vmin.abs()).max(vmax.abs()));
+        let (umin, umax, vmin, vmax) = (umin - margin, umax + margin, vmin - margin, vmax + margin);
+        let (sr_lo, sr_hi) = (r_first as f32 - vmax, r_last as f32 - vmin);
+        let (sc_lo, sc_hi) = (c_first as f32 - umax, (c_end - 1) as f32 - umin);
+        if sr_hi < -0.5 || sc_hi < -0.5 || sr_lo > rmax || sc_lo > cmax {
+            *fill = Block::Unknown;
+            continue;
+        }
+        let (r0, r1) = (clamp_index(sr_lo, rows), clamp_index(sr_hi + 1.0, rows));
+        let (c0, c1) = (clamp_index(sc_lo, cols), clamp_index(sc_hi + 1.0, cols));
+        let inside = sr_lo >= -0.5 && sc_lo >= -0.5 && sr_hi <= rmax && sc_hi <= cmax;
+        if let Some(v) = inside.then(|| tiles.uniform(r0, r1, c0, c1)).flatten() {
+            *fill = Block::Fill(v);
+        } else if tiles.all_nan(r0, r1, c0, c1) {
+            *fill = Block::Unknown;
+        }
+    }
+    #[cfg(test)]
+    for fill in filled.iter() {
+        BLOCKS_TAKEN.with(|b| {
+            let (f, u) = b.get();
+            match fill {
+                Block::Segments => {}
+                Block::Fill(_) => b.set((f + 1, u)),
+                Block::Unknown => b.set((f, u + 1)),
+            }
+        });
     }
 }
 
@@ -640,32 +781,126 @@ mod tests {
                 shape: (rows, cols),
                 lead_steps: 1.0,
             };
-            let mut out = Vec::new();
-            warp_into(&src, &d, None, &mut out);
-            let ry = axis_weights(wr, rows, 1.0 / factor as f32);
-            let cx = axis_weights(wc, cols, 1.0 / factor as f32);
-            let along = |img: &Img, i: usize, c: usize| {
-                let (j0, j1, t) = cx[c];
-                let row = &img.data[i * wc..(i + 1) * wc];
-                row[j0] + t * (row[j1] - row[j0])
-            };
-            for r in 0..rows {
-                let (i0, i1, wy) = ry[r];
-                for c in 0..cols {
-                    let down = |img: &Img| {
-                        let (a, b) = (along(img, i0, c), along(img, i1, c));
-                        a + wy * (b - a)
-                    };
-                    let (du, dv) = (down(&d.du), down(&d.dv));
-                    let want = bilinear(&src.data, rows, cols, r as f32 - dv, c as f32 - du);
-                    let got = out[r * cols + c];
-                    assert!(
-                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                        "omega {omega}, cell ({r}, {c}): {got} against {want}"
-                    );
-                }
+            assert_bilinear(&src, &d, &format!("omega {omega}"));
+        }
+    }
+
+    /// Asserts that [`warp_into`] gives, at every cell, the bits of
+    /// `bilinear` at the cell's displaced position (NaN for NaN).
+    fn assert_bilinear(src: &Img, d: &Displacement, case: &str) {
+        let (rows, cols) = (src.rows, src.cols);
+        let (wr, wc, factor) = (d.du.rows, d.du.cols, d.factor);
+        let mut out = Vec::new();
+        warp_into(src, d, None, &mut out);
+        let ry = axis_weights(wr, rows, 1.0 / factor as f32);
+        let cx = axis_weights(wc, cols, 1.0 / factor as f32);
+        let along = |img: &Img, i: usize, c: usize| {
+            let (j0, j1, t) = cx[c];
+            let row = &img.data[i * wc..(i + 1) * wc];
+            row[j0] + t * (row[j1] - row[j0])
+        };
+        for r in 0..rows {
+            let (i0, i1, wy) = ry[r];
+            for c in 0..cols {
+                let down = |img: &Img| {
+                    let (a, b) = (along(img, i0, c), along(img, i1, c));
+                    a + wy * (b - a)
+                };
+                let (du, dv) = (down(&d.du), down(&d.dv));
+                let want = bilinear(&src.data, rows, cols, r as f32 - dv, c as f32 - du);
+                let got = out[r * cols + c];
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{case}, cell ({r}, {c}): {got} against {want}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn whole_blocks_equal_the_cell_by_cell_warp() {
+        // Blocks of one dry or one rainy value, of no data only, and blocks
+        // whose source lies beyond an edge of the grid (the block paths),
+        // beside noise and edges (the segments); and a dry field with rain
+        // dots on a lattice, where a block's source region drawn too small
+        // would miss a dot. Motions: shifts, rotations, divergences and
+        // noise on the coarse grid, large enough to move blocks' sources
+        // across all of them.
+        let (rows, cols, factor) = (112usize, 300usize, 4usize);
+        let mut rng = crate::synth::SplitMix64::new(11);
+        let regions: Vec<f32> = (0..rows * cols)
+            .map(|k| match (k / cols, k % cols) {
+                (0..=70, 0..=140) => 0.0,
+                (0..=50, 141..=229) => 7.25,
+                (60..=111, 200..=299) => f32::NAN,
+                (90..=111, 0..=60) => rng.uniform(0.0, 20.0) as f32,
+                (r, c) if (r + c) % 37 == 0 => 1.5,
+                _ => 0.0,
+            })
+            .collect();
+        let dots: Vec<f32> = (0..rows * cols)
+            .map(|k| match (k / cols % 48, k % cols % 80) {
+                // On the first and the last row and column of a tile.
+                (32, 48) | (15, 15) => 2.0,
+                _ => 0.0,
+            })
+            .collect();
+        let (wr, wc) = (rows.div_ceil(factor), cols.div_ceil(factor));
+        let centre = |i: usize| (i as f32 + 0.5) * factor as f32 - 0.5;
+        let (rc, cc) = (rows as f32 / 2.0, cols as f32 / 2.0);
+        let before = BLOCKS_TAKEN.with(|b| b.get());
+        for case in 0..40 {
+            // (rotation, divergence, shift, noise)
+            let (omega, div, shift, noise) = match case {
+                0 => (0.0f32, 0.0f32, (5.5f32, 3.25f32), 0.0f32),
+                1 => (0.0, 0.0, (-40.0, 12.0), 0.0),
+                2 => (0.0, 0.0, (130.0, -70.0), 0.0),
+                3 => (0.01, 0.0, (0.0, 0.0), 0.0),
+                4 => (0.03, 0.0, (-20.0, 9.0), 0.0),
+                _ => (
+                    rng.uniform(-0.05, 0.05) as f32,
+                    rng.uniform(-0.4, 0.4) as f32,
+                    (
+                        rng.uniform(-30.0, 30.0) as f32,
+                        rng.uniform(-30.0, 30.0) as f32,
+                    ),
+                    rng.uniform(0.0, 3.0) as f32,
+                ),
+            };
+            let mut field = |f: &dyn Fn(f32, f32) -> f32| Img {
+                rows: wr,
+                cols: wc,
+                data: (0..wr * wc)
+                    .map(|k| {
+                        let jitter = noise * rng.uniform(-1.0, 1.0) as f32;
+                        f(centre(k / wc), centre(k % wc)) + jitter
+                    })
+                    .collect(),
+            };
+            let d = Displacement {
+                du: field(&|r, c| shift.0 - omega * (r - rc) + div * (c - cc)),
+                dv: field(&|r, c| shift.1 + omega * (c - cc) + div * (r - rc)),
+                factor,
+                shape: (rows, cols),
+                lead_steps: 1.0,
+            };
+            for (name, data) in [("regions", &regions), ("dots", &dots)] {
+                let src = Img {
+                    rows,
+                    cols,
+                    data: data.clone(),
+                };
+                let what = format!(
+                    "{name}: rotation {omega}, divergence {div}, shift {shift:?}, noise {noise}"
+                );
+                assert_bilinear(&src, &d, &what);
+            }
+        }
+        let (filled, unknown) = BLOCKS_TAKEN.with(|b| b.get());
+        assert!(
+            filled > before.0 + 10 && unknown > before.1 + 10,
+            "the block paths were not taken: {filled} filled, {unknown} unknown"
+        );
     }
 
     fn blob(rows: usize, cols: usize, r0: f32, c0: f32, sigma: f32) -> Array2<f32> {
