@@ -408,13 +408,34 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 let n = end - start;
                 let (mut kr, mut kc) = ([0i32; SEGMENT], [0i32; SEGMENT]);
                 let (mut ty, mut tx) = ([0f32; SEGMENT], [0f32; SEGMENT]);
-                for i in 0..n {
-                    let fr = r as f32 - dv[start + i] + 1.0;
-                    let fc = (start + i) as f32 - du[start + i] + 1.0;
-                    kr[i] = floor_small(fr);
-                    kc[i] = floor_small(fc);
-                    ty[i] = fr - kr[i] as f32;
-                    tx[i] = fc - kc[i] as f32;
+                // A whole segment in a loop of fixed length (it vectorises;
+                // the column `start + i` is exact in f32 on a small grid
+                // either way); a short last segment cell by cell.
+                let (rf, cf) = (r as f32, start as f32);
+                match (
+                    <&[f32; SEGMENT]>::try_from(&du[start..end]),
+                    <&[f32; SEGMENT]>::try_from(&dv[start..end]),
+                ) {
+                    (Ok(su), Ok(sv)) => {
+                        for i in 0..SEGMENT {
+                            let fr = rf - sv[i] + 1.0;
+                            let fc = (cf + i as f32) - su[i] + 1.0;
+                            kr[i] = floor_small(fr);
+                            kc[i] = floor_small(fc);
+                            ty[i] = fr - kr[i] as f32;
+                            tx[i] = fc - kc[i] as f32;
+                        }
+                    }
+                    _ => {
+                        for i in 0..n {
+                            let fr = rf - dv[start + i] + 1.0;
+                            let fc = (start + i) as f32 - du[start + i] + 1.0;
+                            kr[i] = floor_small(fr);
+                            kc[i] = floor_small(fc);
+                            ty[i] = fr - kr[i] as f32;
+                            tx[i] = fc - kc[i] as f32;
+                        }
+                    }
                 }
                 let (last_r, last_c) = (rows as i32 - 1, cols as i32 - 1);
                 // Every source position at least one cell inside the grid's
