@@ -154,7 +154,8 @@ const TILE: usize = 16;
 /// Rows and columns of the warp's blocks: a block whose every cell's
 /// source lies inside the grid, in source tiles that all hold one and the
 /// same value, is filled with it at once (the value each of its segments
-/// would find on its own).
+/// would find on its own), and one whose sources all lie beyond an edge of
+/// the grid or on no data only is left unknown ([`Block`]).
 const BLOCK_ROWS: usize = 16;
 const BLOCK_COLS: usize = 4 * SEGMENT;
 
