@@ -773,37 +773,44 @@ mod tests {
             })
             .collect();
         let src = Img { rows, cols, data };
-        let (wr, wc) = (rows.div_ceil(factor), cols.div_ceil(factor));
+        let (rc, cc) = (rows as f32 / 2.0, cols as f32 / 2.0);
         for (omega, shift) in [
             (0.05f32, (3.3f32, -2.1f32)),
             (0.2, (0.0, 0.0)),
             (0.01, (-0.4, 0.7)),
         ] {
-            // Rotation about the grid's centre, in full-resolution pixels at
-            // the coarse cells' centres.
-            let centre = |i: usize| (i as f32 + 0.5) * factor as f32 - 0.5;
-            let at = |k: usize| (centre(k / wc), centre(k % wc));
-            let (rc, cc) = (rows as f32 / 2.0, cols as f32 / 2.0);
-            let d = Displacement {
-                du: Img {
-                    rows: wr,
-                    cols: wc,
-                    data: (0..wr * wc)
-                        .map(|k| shift.0 - omega * (at(k).0 - rc))
-                        .collect(),
-                },
-                dv: Img {
-                    rows: wr,
-                    cols: wc,
-                    data: (0..wr * wc)
-                        .map(|k| shift.1 + omega * (at(k).1 - cc))
-                        .collect(),
-                },
-                factor,
-                shape: (rows, cols),
-                lead_steps: 1.0,
-            };
+            // Rotation about the grid's centre.
+            let d = coarse_displacement((rows, cols), factor, |k, r, c| match k {
+                0 => shift.0 - omega * (r - rc),
+                _ => shift.1 + omega * (c - cc),
+            });
             assert_bilinear(&src, &d, &format!("omega {omega}"));
+        }
+    }
+
+    /// A displacement on the coarse grid of `factor` for a grid of `shape`:
+    /// component `k` (0: `du`, 1: `dv`) at each coarse cell is `f(k, r, c)`
+    /// of the cell's centre in full-resolution pixels (all of `du` first).
+    fn coarse_displacement(
+        shape: (usize, usize),
+        factor: usize,
+        mut f: impl FnMut(usize, f32, f32) -> f32,
+    ) -> Displacement {
+        let (wr, wc) = (shape.0.div_ceil(factor), shape.1.div_ceil(factor));
+        let centre = |i: usize| (i as f32 + 0.5) * factor as f32 - 0.5;
+        let mut component = |k: usize| Img {
+            rows: wr,
+            cols: wc,
+            data: (0..wr * wc)
+                .map(|i| f(k, centre(i / wc), centre(i % wc)))
+                .collect(),
+        };
+        Displacement {
+            du: component(0),
+            dv: component(1),
+            factor,
+            shape,
+            lead_steps: 1.0,
         }
     }
 
@@ -867,8 +874,6 @@ mod tests {
                 _ => 0.0,
             })
             .collect();
-        let (wr, wc) = (rows.div_ceil(factor), cols.div_ceil(factor));
-        let centre = |i: usize| (i as f32 + 0.5) * factor as f32 - 0.5;
         let (rc, cc) = (rows as f32 / 2.0, cols as f32 / 2.0);
         let before = BLOCKS_TAKEN.with(|b| b.get());
         for case in 0..40 {
@@ -889,23 +894,14 @@ mod tests {
                     rng.uniform(0.0, 3.0) as f32,
                 ),
             };
-            let mut field = |f: &dyn Fn(f32, f32) -> f32| Img {
-                rows: wr,
-                cols: wc,
-                data: (0..wr * wc)
-                    .map(|k| {
-                        let jitter = noise * rng.uniform(-1.0, 1.0) as f32;
-                        f(centre(k / wc), centre(k % wc)) + jitter
-                    })
-                    .collect(),
-            };
-            let d = Displacement {
-                du: field(&|r, c| shift.0 - omega * (r - rc) + div * (c - cc)),
-                dv: field(&|r, c| shift.1 + omega * (c - cc) + div * (r - rc)),
-                factor,
-                shape: (rows, cols),
-                lead_steps: 1.0,
-            };
+            let d = coarse_displacement((rows, cols), factor, |k, r, c| {
+                let jitter = noise * rng.uniform(-1.0, 1.0) as f32;
+                jitter
+                    + match k {
+                        0 => shift.0 - omega * (r - rc) + div * (c - cc),
+                        _ => shift.1 + omega * (c - cc) + div * (r - rc),
+                    }
+            });
             for (name, data) in [("regions", &regions), ("dots", &dots)] {
                 let src = Img {
                     rows,
