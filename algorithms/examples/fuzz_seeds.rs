@@ -8,7 +8,7 @@
 //!
 //! Writes `OUT_DIR/<target>/seed-*` for `decode_odim`, `decode_bom`,
 //! `decode_mch_gif`, `decode_fmi_pgm` (synthetic 16 × 16 fields from the
-//! project's own writers; the MeteoSwiss decoder only accepts the 640 × 710
+//! project's own writers, and for ODIM also a small polar volume; the MeteoSwiss decoder only accepts the 640 × 710
 //! CCS4 screen, so that corpus gets one full-size, mostly dry GIF as well)
 //! and, when real NEXRAD volumes are named, `decode_nexrad`: the first
 //! messages of each (the coverage pattern and a few radials), uncompressed
@@ -78,6 +78,25 @@ fn odim_seeds() -> Res<Vec<(String, Vec<u8>)>> {
             odim::encode_rate(&field, &opts)?,
         ));
     }
+    // A polar volume of two 16-ray sweeps (the gridding path).
+    let dbz = rate(N, N).mapv(|v| if v > 0.0 { 20.0 + v } else { v - f32::INFINITY });
+    let sweep = |elangle_deg| odim::PolarSweep {
+        elangle_deg,
+        quantity: "DBZH",
+        gate_m: 1000.0,
+        rstart_km: 0.0,
+        values: &dbz,
+    };
+    out.push((
+        "pvol.h5".into(),
+        odim::encode_polar(
+            "PVOL",
+            (50.8, 4.4, 100.0),
+            time()?,
+            "NOD:bejab",
+            &[sweep(1.5), sweep(0.5)],
+        )?,
+    ));
     Ok(out)
 }
 

@@ -12,7 +12,8 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// ODIM_H5 composite (OPERA, RMI, ...), HDF5.
+    /// ODIM_H5 (HDF5): composites (OPERA, RMI, ...) and single-radar polar
+    /// volumes or scans (gridded like NEXRAD).
     Odim,
     /// Australian BOM Rainfields netCDF4 (`prcp-cscn`, `prcp-c10`).
     Bom,

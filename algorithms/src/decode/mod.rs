@@ -141,6 +141,31 @@ fn panicked(format: Format, payload: &(dyn std::any::Any + Send)) -> DecodeError
     }
 }
 
+/// A gridding error as a decode error of `format`; `context` (e.g. the
+/// sweep's HDF5 group) prefixes the field when given.
+pub(crate) fn polar_error(
+    format: Format,
+    context: Option<&str>,
+    e: crate::polar::PolarError,
+) -> DecodeError {
+    match e {
+        crate::polar::PolarError::BadParameter {
+            field,
+            value,
+            reason,
+        } => DecodeError::BadValue {
+            format,
+            field: match context {
+                Some(c) => format!("{c}: {field}"),
+                None => field.into(),
+            },
+            value,
+            reason: reason.into(),
+        },
+        crate::polar::PolarError::Grid(source) => DecodeError::Grid { format, source },
+    }
+}
+
 /// The first bytes as printable text for error messages (`"GIF89a.."`, `"1f 8b 08"`).
 pub(crate) fn hex_head(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(8)];

@@ -68,7 +68,7 @@
 //! [`MAX_RECORD_BYTES`]).
 
 use crate::decode::hex_head;
-use crate::polar::{PolarError, PolarGridder, PolarOptions, RadarSite, Sweep};
+use crate::polar::{PolarGridder, PolarOptions, RadarSite, Sweep};
 use crate::scan::{
     check_cells, DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS, MAX_CELLS, ZR,
 };
@@ -193,7 +193,9 @@ pub fn decode_with(
     gridder: &mut PolarGridder,
 ) -> Result<RadarScan, DecodeError> {
     let volume = read_sweep(bytes, file_name, options)?;
-    let gridded = gridder.grid(&volume.sweep).map_err(polar_error)?;
+    let gridded = gridder
+        .grid(&volume.sweep)
+        .map_err(|e| super::polar_error(FORMAT, None, e))?;
     Ok(RadarScan {
         format: FORMAT,
         source: format!("NEXRAD {}", volume.sweep.site.id),
@@ -203,25 +205,6 @@ pub fn decode_with(
         values: gridded.dbz,
         zr_hint: Some(ZR::NEXRAD_CONVECTIVE),
     })
-}
-
-fn polar_error(e: PolarError) -> DecodeError {
-    match e {
-        PolarError::BadParameter {
-            field,
-            value,
-            reason,
-        } => DecodeError::BadValue {
-            format: FORMAT,
-            field: field.into(),
-            value,
-            reason: reason.into(),
-        },
-        PolarError::Grid(source) => DecodeError::Grid {
-            format: FORMAT,
-            source,
-        },
-    }
 }
 
 fn bad(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> DecodeError {

@@ -1,5 +1,7 @@
 //! ODIM_H5 composites (EUMETNET OPERA, RMI Belgium, ...): HDF5 bytes in, a
-//! [`RadarScan`] out.
+//! [`RadarScan`] out. Polar volumes and scans of a single radar
+//! (`what/object` `PVOL` or `SCAN`) are gridded by the [`polar`] child
+//! module; what follows describes composites.
 //!
 //! # What is read
 //! * **Data**: the first `/datasetN/dataM/data` (in numeric order of `N`,
@@ -49,6 +51,8 @@ use crate::grid::Grid;
 use crate::scan::{DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use hdf5_reader::{Dataset, Datatype, Hdf5File};
+
+mod polar;
 
 const F: Format = Format::Odim;
 
@@ -100,7 +104,8 @@ struct Pick {
     kind: Kind,
 }
 
-/// Decodes an ODIM_H5 composite; see the module docs.
+/// Decodes an ODIM_H5 composite, or the lowest reflectivity sweep of a
+/// polar volume or scan; see the module docs.
 pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, DecodeError> {
     decode_limited(bytes, file_name, DEFAULT_MAX_CELLS)
 }
@@ -114,6 +119,12 @@ pub fn decode_limited(
 ) -> Result<RadarScan, DecodeError> {
     let file = h5::open(bytes, F, max_cells)?;
     let what = Attrs::of_group(&file, "/what", F)?;
+    if what
+        .string("object", F)?
+        .is_some_and(|o| polar::is_polar(&o))
+    {
+        return polar::decode(&file, &what, bytes.len(), max_cells);
+    }
     let root_where = Attrs::of_group(&file, "/where", F)?;
 
     let pick = pick_data(&file)?;
@@ -122,22 +133,10 @@ pub fn decode_limited(
     let data_what = Attrs::of_group(&file, &format!("{}/what", pick.data), F)?;
 
     let time = root_time(&what)?;
-    let source = what
-        .string("source", F)?
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let source = source_of(&what)?;
 
     let data_path = format!("{}/data", pick.data);
-    let dataset = file.dataset(&data_path).map_err(|e| {
-        if h5::is_not_found(&e) {
-            DecodeError::Missing {
-                format: F,
-                path: data_path.clone(),
-            }
-        } else {
-            h5::map_err(F, "HDF5 dataset", bytes.len(), e)
-        }
-    })?;
+    let dataset = open_data(&file, &data_path, bytes.len())?;
     let (rows, cols) = data_shape(&dataset, &data_path, &root_where, &ds_where, max_cells)?;
     let grid = grid(&root_where, &ds_where, rows, cols)?;
 
@@ -163,6 +162,28 @@ pub fn decode_limited(
     })
 }
 
+/// Root `what/source`, `"unknown"` when absent or empty.
+fn source_of(what: &Attrs) -> Result<String, DecodeError> {
+    Ok(what
+        .string("source", F)?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into()))
+}
+
+/// The HDF5 dataset at `path` (a missing one named as such).
+fn open_data(file: &Hdf5File, path: &str, len: usize) -> Result<Dataset, DecodeError> {
+    file.dataset(path).map_err(|e| {
+        if h5::is_not_found(&e) {
+            DecodeError::Missing {
+                format: F,
+                path: path.to_string(),
+            }
+        } else {
+            h5::map_err(F, "HDF5 dataset", len, e)
+        }
+    })
+}
+
 /// Children of `group` named `prefix` + number, sorted by the number.
 fn numbered(file: &Hdf5File, group: &str, prefix: &str) -> Result<Vec<String>, DecodeError> {
     let (groups, _) = file
@@ -181,7 +202,8 @@ fn numbered(file: &Hdf5File, group: &str, prefix: &str) -> Result<Vec<String>, D
 }
 
 /// Finds the first dataN whose quantity Raincast can use.
-fn pick_data(file: &Hdf5File) -> Result<Pick, DecodeError> {
+/// The `/datasetN` groups in numeric order (an error when there are none).
+fn datasets(file: &Hdf5File) -> Result<Vec<String>, DecodeError> {
     let datasets = numbered(file, "/", "dataset")?;
     if datasets.is_empty() {
         return Err(DecodeError::Missing {
@@ -189,22 +211,40 @@ fn pick_data(file: &Hdf5File) -> Result<Pick, DecodeError> {
             path: "/dataset1 (no /datasetN group)".into(),
         });
     }
+    Ok(datasets.into_iter().map(|d| format!("/{d}")).collect())
+}
+
+/// The `dataM` groups of `dataset` in numeric order, each with its
+/// `what/quantity` (else the dataset's).
+fn data_groups(
+    file: &Hdf5File,
+    dataset: &str,
+    ds_what: &Attrs,
+) -> Result<Vec<(String, Option<String>)>, DecodeError> {
+    let mut out = Vec::new();
+    for d in numbered(file, dataset, "data")? {
+        let data = format!("{dataset}/{d}");
+        let data_what = Attrs::of_group(file, &format!("{data}/what"), F)?;
+        let quantity = match data_what.string("quantity", F)? {
+            Some(q) => Some(q),
+            None => ds_what.string("quantity", F)?,
+        };
+        out.push((data, quantity));
+    }
+    Ok(out)
+}
+
+fn pick_data(file: &Hdf5File) -> Result<Pick, DecodeError> {
+    let datasets = datasets(file)?;
     let mut seen = Vec::new();
-    for ds in &datasets {
-        let dataset = format!("/{ds}");
+    for dataset in &datasets {
         let ds_what = Attrs::of_group(file, &format!("{dataset}/what"), F)?;
-        for d in numbered(file, &dataset, "data")? {
-            let data = format!("{dataset}/{d}");
-            let data_what = Attrs::of_group(file, &format!("{data}/what"), F)?;
-            let quantity = match data_what.string("quantity", F)? {
-                Some(q) => Some(q),
-                None => ds_what.string("quantity", F)?,
-            };
+        for (data, quantity) in data_groups(file, dataset, &ds_what)? {
             match quantity {
                 Some(q) => match Kind::from_quantity(&q) {
                     Some(kind) => {
                         return Ok(Pick {
-                            dataset,
+                            dataset: dataset.clone(),
                             data,
                             kind,
                         })
@@ -218,7 +258,7 @@ fn pick_data(file: &Hdf5File) -> Result<Pick, DecodeError> {
     if seen.is_empty() {
         return Err(DecodeError::Missing {
             format: F,
-            path: format!("/{}/data1", datasets[0]),
+            path: format!("{}/data1", datasets[0]),
         });
     }
     Err(DecodeError::Unsupported {

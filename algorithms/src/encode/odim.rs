@@ -326,6 +326,88 @@ fn odim_date_time(t: DateTime<Utc>) -> (String, String) {
     )
 }
 
+/// One sweep of a polar file written by [`encode_polar`].
+#[derive(Debug, Clone)]
+pub struct PolarSweep<'a> {
+    /// `where/elangle`, degrees.
+    pub elangle_deg: f64,
+    /// `what/quantity` of its one data group (`DBZH`, `TH`, `VRADH`, ...).
+    pub quantity: &'a str,
+    /// `where/rscale`: gate spacing, metres.
+    pub gate_m: f64,
+    /// `where/rstart`: range to the start of the first gate, km.
+    pub rstart_km: f64,
+    /// Values `(rays, bins)`, ray 0 centred half a ray clockwise from
+    /// north: NaN → `nodata` (255), −∞ → `undetect` (0), otherwise
+    /// `round((v + 32) / 0.5)` clamped to 1..=254 (dBZ −31.5..=95).
+    pub values: &'a ndarray::Array2<f32>,
+}
+
+/// An ODIM_H5 v2.2 polar file (`object` `PVOL` or `SCAN`) of the radar at
+/// (`lat_deg`, `lon_deg`, `height_m`) with these sweeps as `dataset1`,
+/// `dataset2`, ... in the order given (u8, gain 0.5, offset −32, not
+/// deflated). For tests and fuzz seeds: Raincast itself never writes polar
+/// data.
+pub fn encode_polar(
+    object: &str,
+    (lat_deg, lon_deg, height_m): (f64, f64, f64),
+    time: DateTime<Utc>,
+    source: &str,
+    sweeps: &[PolarSweep],
+) -> Result<Vec<u8>, EncodeError> {
+    let (date, hms) = odim_date_time(time);
+    let text = AttributeBuilder::fixed_string;
+    let mut b = Hdf5Builder::new()
+        .attribute(text("Conventions", "ODIM_H5/V2_2"))
+        .group_attribute("what", text("object", object))
+        .group_attribute("what", text("version", "H5rad 2.2"))
+        .group_attribute("what", text("date", &date))
+        .group_attribute("what", text("time", &hms))
+        .group_attribute("what", text("source", source))
+        .group_attribute("where", AttributeBuilder::scalar("lat", lat_deg)?)
+        .group_attribute("where", AttributeBuilder::scalar("lon", lon_deg)?)
+        .group_attribute("where", AttributeBuilder::scalar("height", height_m)?);
+    for (i, sweep) in sweeps.iter().enumerate() {
+        let ds = format!("dataset{}", i + 1);
+        let (what, place) = (format!("{ds}/what"), format!("{ds}/where"));
+        let data_what = format!("{ds}/data1/what");
+        let (rays, bins) = sweep.values.dim();
+        let raw: Vec<u8> = sweep
+            .values
+            .iter()
+            .map(|v| match *v {
+                v if v.is_nan() => 255,
+                v if v == f32::NEG_INFINITY => 0,
+                v => ((v as f64 + 32.0) / 0.5).round().clamp(1.0, 254.0) as u8,
+            })
+            .collect();
+        b = b
+            .group_attribute(&what, text("product", "SCAN"))
+            .group_attribute(&what, text("startdate", &date))
+            .group_attribute(&what, text("starttime", &hms))
+            .group_attribute(
+                &place,
+                AttributeBuilder::scalar("elangle", sweep.elangle_deg)?,
+            )
+            .group_attribute(&place, AttributeBuilder::scalar("nrays", rays as i64)?)
+            .group_attribute(&place, AttributeBuilder::scalar("nbins", bins as i64)?)
+            .group_attribute(&place, AttributeBuilder::scalar("rscale", sweep.gate_m)?)
+            .group_attribute(&place, AttributeBuilder::scalar("rstart", sweep.rstart_km)?)
+            .group_attribute(&place, AttributeBuilder::scalar("a1gate", 0i64)?)
+            .group_attribute(&data_what, text("quantity", sweep.quantity))
+            .group_attribute(&data_what, AttributeBuilder::scalar("gain", 0.5f64)?)
+            .group_attribute(&data_what, AttributeBuilder::scalar("offset", -32.0f64)?)
+            .group_attribute(&data_what, AttributeBuilder::scalar("nodata", 255.0f64)?)
+            .group_attribute(&data_what, AttributeBuilder::scalar("undetect", 0.0f64)?)
+            .dataset(DatasetBuilder::typed_data(
+                format!("{ds}/data1/data"),
+                vec![rays as u64, bins as u64],
+                &raw,
+            )?);
+    }
+    finish(b)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
