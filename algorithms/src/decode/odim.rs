@@ -62,10 +62,12 @@ pub fn looks_like(bytes: &[u8], _file_name: Option<&str>) -> bool {
     if !bytes.starts_with(HDF5_MAGIC) {
         return false;
     }
-    let Ok(file) = Hdf5File::from_bytes(bytes) else {
-        return false;
-    };
-    if let Ok(root) = Attrs::of_group(&file, "/", F) {
+    Hdf5File::from_bytes(bytes).is_ok_and(|file| is_odim(&file))
+}
+
+/// The test of [`looks_like`] on an opened file.
+fn is_odim(file: &Hdf5File) -> bool {
+    if let Ok(root) = Attrs::of_group(file, "/", F) {
         if let Ok(Some(conv)) = root.string("Conventions", F) {
             if conv.starts_with("ODIM") {
                 return true;
@@ -118,6 +120,14 @@ pub fn decode_limited(
     max_cells: u64,
 ) -> Result<RadarScan, DecodeError> {
     let file = h5::open(bytes, F, max_cells)?;
+    if !is_odim(&file) {
+        return Err(DecodeError::Unsupported {
+            format: F,
+            what: "an HDF5 file that is not ODIM_H5 (no root Conventions \"ODIM_H5/...\" and no \
+                   /dataset1 group; other HDF5 layouts such as GAMIC or NWC SAF are not read)"
+                .into(),
+        });
+    }
     let what = Attrs::of_group(&file, "/what", F)?;
     if what
         .string("object", F)?
@@ -933,9 +943,11 @@ mod tests {
             ))
             .unwrap();
         assert!(!looks_like(&plain, None));
+        // Named as HDF5 that is not ODIM (GAMIC, NWC SAF, ...), not as an
+        // ODIM file missing its data.
         let err = decode(&plain, None).unwrap_err();
-        assert_eq!(err.code(), "missing", "{err}");
-        assert!(err.to_string().contains("/dataset1"), "{err}");
+        assert_eq!(err.code(), "unsupported", "{err}");
+        assert!(err.to_string().contains("not ODIM_H5"), "{err}");
 
         // Root metadata but a dataset group without data.
         let b = meta().group_attribute(
