@@ -48,6 +48,7 @@
 use super::h5::{self, Attrs, Raw};
 use super::HDF5_MAGIC;
 use crate::grid::Grid;
+use crate::polar::{PolarGridder, PolarOptions};
 use crate::scan::{DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use hdf5_reader::{Dataset, Datatype, Hdf5File};
@@ -116,8 +117,21 @@ pub fn decode(bytes: &[u8], file_name: Option<&str>) -> Result<RadarScan, Decode
 /// ([`DecodeError::TooLarge`]) before reading its data.
 pub fn decode_limited(
     bytes: &[u8],
+    file_name: Option<&str>,
+    max_cells: u64,
+) -> Result<RadarScan, DecodeError> {
+    let mut gridder = PolarGridder::new(PolarOptions::default());
+    decode_with(bytes, file_name, max_cells, &mut gridder)
+}
+
+/// [`decode_limited`], gridding polar data with `gridder` (which keeps the
+/// polar → grid mappings between calls: keep one per radar, as for NEXRAD);
+/// composites do not use it.
+pub fn decode_with(
+    bytes: &[u8],
     _file_name: Option<&str>,
     max_cells: u64,
+    gridder: &mut PolarGridder,
 ) -> Result<RadarScan, DecodeError> {
     let file = h5::open(bytes, F, max_cells)?;
     if !is_odim(&file) {
@@ -133,7 +147,7 @@ pub fn decode_limited(
         .string("object", F)?
         .is_some_and(|o| polar::is_polar(&o))
     {
-        return polar::decode(&file, &what, bytes.len(), max_cells);
+        return polar::decode(&file, &what, bytes.len(), max_cells, gridder);
     }
     let root_where = Attrs::of_group(&file, "/where", F)?;
 

@@ -5,7 +5,7 @@ use crate::process::{ProcessedScan, Rejection, ScanProcessor};
 use raincast_algorithms::decode::{self, nexrad};
 use raincast_algorithms::polar::PolarGridder;
 use raincast_algorithms::prep::{self, PrepOptions};
-use raincast_algorithms::scan::{DecodeError, Format, RadarScan};
+use raincast_algorithms::scan::{DecodeError, RadarScan};
 use raincast_algorithms::sparse::{self, SparseOptions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 /// The real processor: `decode::decode` (format forced or detected), the hot
 /// prep with the radar's Z–R, then the sparse encoding.
 ///
-/// Polar volumes (NEXRAD) are gridded through a [`PolarGridder`] kept per
-/// radar, so the polar → grid mapping is computed once per site and
+/// Polar volumes (NEXRAD, ODIM `PVOL`/`SCAN`) are gridded through a
+/// [`PolarGridder`] kept per radar, so the polar → grid mapping is computed once per site and
 /// geometry rather than for every volume.
 #[derive(Debug, Clone)]
 pub struct DecodeProcessor {
@@ -41,7 +41,8 @@ impl DecodeProcessor {
         }
     }
 
-    /// Decodes one file; NEXRAD volumes go through the radar's gridder. The
+    /// Decodes one file; polar data (NEXRAD, ODIM `PVOL`/`SCAN`) goes
+    /// through the radar's gridder, which other files leave alone. The
     /// radar id doubles as the NEXRAD site for volumes that carry no
     /// location (legacy ones without an ICAO in the header or file name).
     fn decode(
@@ -53,22 +54,19 @@ impl DecodeProcessor {
         let format = radar
             .format
             .or_else(|| decode::detect(bytes, Some(file_name)));
-        if format != Some(Format::Nexrad) {
-            let options = decode::DecodeOptions {
-                max_cells: self.max_cells,
-                ..decode::DecodeOptions::default()
-            };
-            return decode::decode_with_options(bytes, Some(file_name), format, &options);
-        }
+        let options = decode::DecodeOptions {
+            max_cells: self.max_cells,
+            nexrad: nexrad::NexradOptions {
+                site: Some(radar.id.clone()),
+                max_cells: Some(self.max_cells),
+                ..nexrad::NexradOptions::default()
+            },
+        };
         let lock = || self.gridders.lock().unwrap_or_else(|p| p.into_inner());
         // Taken out while decoding so other radars are not held up.
         let mut gridder = lock().remove(&radar.id).unwrap_or_default();
-        let options = nexrad::NexradOptions {
-            site: Some(radar.id.clone()),
-            max_cells: Some(self.max_cells),
-            ..nexrad::NexradOptions::default()
-        };
-        let scan = nexrad::decode_with(bytes, Some(file_name), &options, &mut gridder);
+        let scan =
+            decode::decode_with_gridder(bytes, Some(file_name), format, &options, &mut gridder);
         lock().insert(radar.id.clone(), gridder);
         scan
     }
@@ -113,7 +111,39 @@ mod tests {
     use super::*;
     use crate::config::{Config, Overrides, SourceSpec};
     use crate::layout::{KeyTemplate, DEFAULT_TEMPLATE};
+    use raincast_algorithms::scan::Format;
     use std::collections::HashMap;
+
+    #[test]
+    fn odim_polar_volumes_reuse_the_radar_gridder() {
+        use raincast_algorithms::encode::odim::{encode_polar, PolarSweep};
+        // 40 dBZ on every ray from 20 to 30 km, undetect elsewhere.
+        let values = ndarray::Array2::from_shape_fn((360, 60), |(_, b)| {
+            if (20..30).contains(&b) {
+                40.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        });
+        let sweep = PolarSweep {
+            elangle_deg: 0.5,
+            quantity: "DBZH",
+            gate_m: 1000.0,
+            rstart_km: 0.0,
+            values: &values,
+        };
+        let time = chrono::DateTime::from_timestamp(1_625_414_400, 0).unwrap();
+        let bytes = encode_polar("PVOL", (50.9, 4.5, 100.0), time, "NOD:bezav", &[sweep]).unwrap();
+        let p = DecodeProcessor::new(&IngestSettings::default());
+        let radar = RadarConfig::ad_hoc("bezav", &KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap());
+        let a = p.process(&radar, "bezav.pvol.h5", &bytes).unwrap();
+        let b = p.process(&radar, "bezav.pvol.h5", &bytes).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.format, "odim");
+        assert!(a.rain_cells > 1000, "{}", a.rain_cells);
+        let gridders = p.gridders.lock().unwrap();
+        assert_eq!(gridders["bezav"].mapping_builds(), 1, "mapping built once");
+    }
 
     #[test]
     fn nexrad_volumes_reuse_the_radar_gridder() {

@@ -36,7 +36,7 @@ use super::{
     data_groups, datasets, open_data, read_values, root_time, source_of, Kind, Scaling, F,
 };
 use crate::decode::h5::{self, Attrs};
-use crate::polar::{PolarGridder, PolarOptions, RadarSite, Sweep};
+use crate::polar::{PolarGridder, RadarSite, Sweep};
 use crate::scan::{DecodeError, Quantity, RadarScan};
 use hdf5_reader::Hdf5File;
 
@@ -60,12 +60,13 @@ struct Candidate {
 }
 
 /// Decodes the lowest reflectivity sweep of a polar file and grids it with
-/// the default [`PolarOptions`].
+/// `gridder`.
 pub(super) fn decode(
     file: &Hdf5File,
     what: &Attrs,
     len: usize,
     max_cells: u64,
+    gridder: &mut PolarGridder,
 ) -> Result<RadarScan, DecodeError> {
     let root_where = Attrs::of_group(file, "/where", F)?;
     let time = root_time(what)?;
@@ -138,7 +139,7 @@ pub(super) fn decode(
             .collect(),
         dbz,
     };
-    let gridded = PolarGridder::new(PolarOptions::default())
+    let gridded = gridder
         .grid(&sweep)
         .map_err(|e| crate::decode::polar_error(F, Some(&pick.dataset), e))?;
     Ok(RadarScan {
