@@ -644,7 +644,7 @@ fn lerp_into(out: &mut [f32], a: &[f32], b: &[f32], w: f32) {
     }
 }
 
-/// Warps a field by one displacement (see [`warp_into`]).
+/// Warps a field by one displacement (see `warp_into`).
 pub fn warp(src: &ArrayView2<f32>, d: &Displacement) -> Result<Array2<f32>, ExtrapolateError> {
     if src.dim() != d.shape {
         return Err(ExtrapolateError::ShapeMismatch {

@@ -1,6 +1,6 @@
 //! ODIM_H5 composites (EUMETNET OPERA, RMI Belgium, ...): HDF5 bytes in, a
 //! [`RadarScan`] out. Polar volumes and scans of a single radar
-//! (`what/object` `PVOL` or `SCAN`) are gridded by the [`polar`] child
+//! (`what/object` `PVOL` or `SCAN`) are gridded by the `odim/polar.rs` child
 //! module; what follows describes composites.
 //!
 //! # What is read

@@ -35,7 +35,7 @@
 //! **Plain layout** (bit 1 clear), a fallback for noise-like tiles: the runs,
 //! then each rain cell's 16-bit code, little-endian. The encoder keeps the
 //! smallest of palette + deflate, palette stored, and plain stored, so no
-//! tile is ever larger than its plain stored form ([`max_item_bytes`]).
+//! tile is ever larger than its plain stored form (`max_item_bytes`).
 
 use super::bytes::{
     check_prefix, put_prefix, put_varint, seal, unseal, Deflater, Inflater, Reader,
