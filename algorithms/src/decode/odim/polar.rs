@@ -400,6 +400,16 @@ mod tests {
     /// A one-sweep PVOL built attribute by attribute, so that a test can
     /// leave one out or break it.
     fn custom(root_where: &[(&str, f64)], ds_where: &[(&str, f64)], quantity: &str) -> Vec<u8> {
+        custom_product("SCAN", root_where, ds_where, quantity)
+    }
+
+    /// [`custom`] with this `dataset1/what/product`.
+    fn custom_product(
+        product: &str,
+        root_where: &[(&str, f64)],
+        ds_where: &[(&str, f64)],
+        quantity: &str,
+    ) -> Vec<u8> {
         let text = AttributeBuilder::fixed_string;
         let num = |n: &str, v: f64| AttributeBuilder::scalar(n, v).unwrap();
         let mut b = Hdf5Builder::new()
@@ -408,7 +418,7 @@ mod tests {
             .group_attribute("what", text("date", "20240517"))
             .group_attribute("what", text("time", "134500"))
             .group_attribute("what", text("source", "RAD:NL51;PLC:nldhl"))
-            .group_attribute("dataset1/what", text("product", "SCAN"))
+            .group_attribute("dataset1/what", text("product", product))
             .group_attribute("dataset1/data1/what", text("quantity", quantity))
             .dataset(
                 DatasetBuilder::typed_data("dataset1/data1/data", vec![8, 6], &[100u8; 48])
@@ -448,6 +458,15 @@ mod tests {
             let (e, n) = (c as f64 + 0.5 - 250.0, 250.0 - r as f64 - 0.5);
             assert!(e.hypot(n) < 6.0, "{r} {c}");
         }
+    }
+
+    #[test]
+    fn only_scan_datasets_are_sweeps() {
+        // An RHI (or any other product) in a polar file is not a sweep to
+        // grid, even with reflectivity in it.
+        let e = decode(&custom_product("RHI", &ROOT, &GOOD, "DBZH"), None).unwrap_err();
+        assert_eq!(e.code(), "unsupported", "{e}");
+        assert!(e.to_string().contains("/dataset1: product RHI"), "{e}");
     }
 
     #[test]
