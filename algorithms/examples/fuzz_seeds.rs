@@ -8,8 +8,9 @@
 //!
 //! Writes `OUT_DIR/<target>/seed-*` for `decode_odim`, `decode_bom`,
 //! `decode_mch_gif`, `decode_fmi_pgm` (synthetic 16 × 16 fields from the
-//! project's own writers, and for ODIM also a small polar volume; the MeteoSwiss decoder only accepts the 640 × 710
-//! CCS4 screen, so that corpus gets one full-size, mostly dry GIF as well)
+//! project's own writers, and for ODIM also a small polar volume; the
+//! MeteoSwiss decoder only accepts the 640 × 710 CCS4 screen, so that
+//! corpus gets one full-size, mostly dry GIF as well)
 //! and, when real NEXRAD volumes are named, `decode_nexrad`: the first
 //! messages of each (the coverage pattern and a few radials), uncompressed
 //! and as one bzip2 LDM record. Nothing read is written back whole, and

@@ -48,7 +48,7 @@
 use super::h5::{self, Attrs, Raw};
 use super::HDF5_MAGIC;
 use crate::grid::Grid;
-use crate::polar::{PolarGridder, PolarOptions};
+use crate::polar::PolarGridder;
 use crate::scan::{DecodeError, Format, Quantity, RadarScan, DEFAULT_MAX_CELLS};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use hdf5_reader::{Dataset, Datatype, Hdf5File};
@@ -120,7 +120,7 @@ pub fn decode_limited(
     file_name: Option<&str>,
     max_cells: u64,
 ) -> Result<RadarScan, DecodeError> {
-    let mut gridder = PolarGridder::new(PolarOptions::default());
+    let mut gridder = PolarGridder::default();
     decode_with(bytes, file_name, max_cells, &mut gridder)
 }
 

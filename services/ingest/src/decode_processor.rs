@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 /// prep with the radar's Z–R, then the sparse encoding.
 ///
 /// Polar volumes (NEXRAD, ODIM `PVOL`/`SCAN`) are gridded through a
-/// [`PolarGridder`] kept per radar, so the polar → grid mapping is computed once per site and
-/// geometry rather than for every volume.
+/// [`PolarGridder`] kept per radar, so the polar → grid mapping is computed
+/// once per site and geometry rather than for every volume.
 #[derive(Debug, Clone)]
 pub struct DecodeProcessor {
     prep: PrepOptions,
