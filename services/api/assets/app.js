@@ -51,16 +51,53 @@
     return 'Forecast +' + f.lead + ' min · ' + hhmm(f.time);
   }
 
-  // One tile layer per frame, all kept on the map (hidden ones at opacity
-  // 0) so the browser has every frame's tiles when the animation reaches it.
+  // One tile layer per frame; hidden ones stay on the map at opacity 0 so
+  // the browser has every frame's tiles when the animation reaches it. The
+  // shown frame's layer goes on the map at once, the others one after
+  // another in the animation's order, each when the one before has loaded:
+  // on a slow link (or a slow server) the frame in view is never queued
+  // behind the tiles of three dozen hidden frames.
   function show(i) {
     if (!state.frames.length) return;
     state.index = Math.max(0, Math.min(state.frames.length - 1, i));
     const f = state.frames[state.index];
+    const shownLayer = state.layers.get(f.url);
+    if (shownLayer && !map.hasLayer(shownLayer)) shownLayer.addTo(map);
     for (const [url, layer] of state.layers) layer.setOpacity(url === f.url ? RAIN_OPACITY : 0);
     slider.value = String(state.index);
     label.textContent = frameLabel(f);
     label.className = f.kind;
+  }
+
+  // Calls fn once the layer has loaded its tiles in view, or after a few
+  // seconds if it has not (a layer with no tile in view never loads).
+  function whenLoaded(layer, fn) {
+    let done = false;
+    const go = () => { if (!done) { done = true; clearTimeout(t); fn(); } };
+    const t = setTimeout(go, 5000);
+    layer.once('load', go);
+  }
+
+  // Puts the frames' layers on the map one after another, from the shown
+  // frame on in the animation's order, each once the one before has loaded.
+  // A newer frame list restarts the chain.
+  function prefetch() {
+    const token = (state.prefetchToken || 0) + 1;
+    state.prefetchToken = token;
+    const step = () => {
+      if (state.prefetchToken !== token) return;
+      const n = state.frames.length;
+      for (let k = 1; k < n; k++) {
+        const layer = state.layers.get(state.frames[(state.index + k) % n].url);
+        if (!layer || map.hasLayer(layer)) continue;
+        whenLoaded(layer, step);
+        layer.addTo(map);
+        return;
+      }
+    };
+    const shown = state.frames.length ? state.layers.get(state.frames[state.index].url) : null;
+    if (shown && shown.isLoading()) whenLoaded(shown, step);
+    else step();
   }
 
   function schedule() {
@@ -124,7 +161,7 @@
       const layer = L.tileLayer(f.url, { pane: 'rain', opacity: 0, className: 'rain-tiles', maxNativeZoom: 12, maxZoom: 12, keepBuffer: 1 });
       layer.frameUrl = f.url;
       layer.on('tileerror', tileFailed);
-      state.layers.set(f.url, layer.addTo(map));
+      state.layers.set(f.url, layer);
     }
     let start = Math.max(0, past.length - 1);
     // Paused on a frame: stay on the same lead (or observed time).
@@ -134,6 +171,7 @@
     }
     slider.max = String(Math.max(0, state.frames.length - 1));
     show(start);
+    prefetch();
     schedule();
   }
 
