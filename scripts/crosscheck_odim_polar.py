@@ -25,20 +25,12 @@ A development tool, not a test dependency:
 Exit status 1 when any file disagrees.
 """
 
-import argparse
-import json
 import math
-import pathlib
-import subprocess
-import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-EARTH_M = 6_371_000.0
-KE = 4.0 / 3.0 * EARTH_M
-CELL_M = 1000.0
+from crosscheck_polar import agrees, main, prep, rain_cells
 
 
 def scalar(attrs, name, default=None):
@@ -63,14 +55,10 @@ def lowest_dbzh(h):
     return best
 
 
-def check(raincast, path, tmp):
-    npy = pathlib.Path(tmp) / (path.name + ".npy")
-    res = subprocess.run([raincast, "prep", str(path), "--npy", str(npy)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        return False, f"raincast prep failed: {res.stderr.strip()}"
-    summary = json.loads(res.stdout)
-    grid = np.load(npy)
+def check(raincast, path, tmp, _args):
+    summary, grid = prep(raincast, path, tmp)
+    if grid is None:
+        return False, summary
     with h5py.File(path, "r") as h:
         el, k, d = lowest_dbzh(h)
         where, what = h[k]["where"].attrs, h[k][d]["what"].attrs
@@ -82,45 +70,20 @@ def check(raincast, path, tmp):
         rscale = float(scalar(where, "rscale"))
         rstart = float(scalar(where, "rstart", 0.0)) * 1000.0
     nrays, nbins = raw.shape
-    n = grid.shape[0]
-    theta = math.radians(el)
     agree = total = 0
-    for r in range(0, n, 3):
-        for c in range(0, n, 3):
-            v = grid[r, c]
-            if not np.isfinite(v) or v < 1.0:
-                continue
-            x = (c + 0.5 - n / 2) * CELL_M
-            y = (n / 2 - r - 0.5) * CELL_M
-            phi = math.hypot(x, y) / KE
-            slant = KE * math.sin(phi) / math.cos(theta + phi)
-            az = math.degrees(math.atan2(x, y)) % 360.0
-            ray = int(az / (360.0 / nrays)) % nrays
-            gate = int((slant - rstart) / rscale)
-            if not 0 <= gate < nbins or raw[ray, gate] in (nodata, undetect):
-                continue
-            rate = (10 ** ((raw[ray, gate] * gain + offset) / 10) / 200.0) ** (1 / 1.6)
-            total += 1
-            agree += abs(rate - v) <= 1e-3 * max(1.0, rate)
+    for v, slant, az in rain_cells(grid, el, step=3):
+        ray = int(az / (360.0 / nrays)) % nrays
+        gate = int((slant - rstart) / rscale)
+        if not 0 <= gate < nbins or raw[ray, gate] in (nodata, undetect):
+            continue
+        rate = (10 ** ((raw[ray, gate] * gain + offset) / 10) / 200.0) ** (1 / 1.6)
+        total += 1
+        agree += agrees(rate, v)
     share = agree / total if total else 0.0
     text = (f"{summary['source']} {summary['time']}: lowest DBZH sweep {el:g} deg, "
             f"{agree}/{total} sampled rain cells agree ({share:.3f})")
     return total > 0 and share >= 0.99, text
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="+", type=pathlib.Path)
-    ap.add_argument("--raincast", default="target/release/raincast")
-    args = ap.parse_args()
-    failed = False
-    with tempfile.TemporaryDirectory() as tmp:
-        for f in args.files:
-            ok, text = check(args.raincast, f, tmp)
-            print(("ok   " if ok else "FAIL ") + f"{f.name}: {text}")
-            failed |= not ok
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, check)

@@ -38,7 +38,19 @@
 //! last three are looked up in `nexrad-model`'s static site registry.
 //! Legacy message-1 volumes carry no location at all, and some legacy
 //! headers no ICAO either (the KLOT 2003 test volume): those need the site
-//! from the name or the options (`raincast prep --site KLOT`).
+//! from the name or the options (`raincast prep --site KLOT`). The registry
+//! lists operational sites only; a legacy volume of a retired one (KLIX,
+//! moved to KHDC in 2023) is placed by [`NexradOptions::location`], tried
+//! last (`raincast prep --site-location LAT,LON`, a radar's `location` in
+//! the service).
+//!
+//! # Messages that are skipped
+//! A pre-ORDA RDA (volumes before 2006) numbered the segments of its clutter
+//! maps (messages 13 and 15) as one run across two messages (KLIX
+//! 2005-08-28: segments 1–14 "of 14", then 15–62 "of 62"); `nexrad-decode`
+//! rightly calls that out of sequence. Such a message is skipped when it is
+//! not radar data (messages 1 and 31); out-of-sequence radar data still
+//! fails the volume.
 //!
 //! # Time
 //! The volume header's date and time (the volume start, also in the object
@@ -75,7 +87,9 @@ use crate::scan::{
 use chrono::{DateTime, Datelike, Utc};
 use ndarray::Array2;
 use nexrad_data::volume::{File as VolumeFile, Header};
-use nexrad_decode::messages::{digital_radar_data, digital_radar_data_legacy, MessageContents};
+use nexrad_decode::messages::{
+    digital_radar_data, digital_radar_data_legacy, MessageContents, MessageType,
+};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 
@@ -119,11 +133,57 @@ pub struct NexradOptions {
     /// about its location (legacy message-1 volumes without an ICAO in the
     /// header or the file name).
     pub site: Option<String>,
+    /// Where the radar stands, used last of all: when neither the volume
+    /// nor the site registry knows (a legacy volume of a retired site, such
+    /// as KLIX before its move to KHDC in 2023: `nexrad-model`'s registry
+    /// lists operational sites only). The service passes the radar's
+    /// configured `location` here.
+    #[serde(default)]
+    pub location: Option<SiteLocation>,
     /// Largest sweep accepted, in radials × gates; `None` =
     /// [`DEFAULT_MAX_CELLS`]. A sweep growing past it is rejected with
     /// [`DecodeError::TooLarge`] before its polar array is built.
     #[serde(default)]
     pub max_cells: Option<u64>,
+}
+
+/// A radar position given by the caller ([`NexradOptions::location`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SiteLocation {
+    /// WGS84 latitude, degrees north, −90 to 90.
+    pub lat_deg: f64,
+    /// WGS84 longitude, degrees east, −180 to 180.
+    pub lon_deg: f64,
+    /// Antenna height above mean sea level, metres (only used for beam
+    /// heights; 0 when unknown costs well under 1 % of ground range).
+    pub height_m: f64,
+}
+
+impl SiteLocation {
+    /// The location as a site named `id`, or an error naming the field
+    /// that is out of range.
+    fn site(&self, id: &str) -> Result<RadarSite, DecodeError> {
+        let check = |field: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(
+                    format!("site location {field}"),
+                    v,
+                    format!("must be a number from {lo} to {hi}"),
+                ))
+            }
+        };
+        check("latitude", self.lat_deg, -90.0, 90.0)?;
+        check("longitude", self.lon_deg, -180.0, 180.0)?;
+        check("height", self.height_m, -500.0, 9000.0)?;
+        Ok(RadarSite {
+            id: id.to_string(),
+            lat_deg: self.lat_deg,
+            lon_deg: self.lon_deg,
+            height_m: self.height_m,
+        })
+    }
 }
 
 /// Where the site location came from.
@@ -138,6 +198,8 @@ pub enum SiteSource {
     FileName,
     /// [`NexradOptions::site`], through the site registry.
     Options,
+    /// [`NexradOptions::location`].
+    Location,
 }
 
 /// One sweep read from a volume, before gridding.
@@ -268,18 +330,74 @@ pub fn read_sweep(
             record.data()
         };
         records_read += 1;
-        for message in nexrad_decode::iter_messages(messages) {
-            let message = message.map_err(|e| message_error(e, index, messages.len()))?;
-            collector.visit(message.contents())?;
-            if collector.done {
-                break;
-            }
-        }
+        visit_messages(messages, index, |contents| {
+            collector.visit(contents)?;
+            Ok(collector.done)
+        })?;
         if collector.done {
             break;
         }
     }
     collector.finish(&header, file_name, options, records_read, records_total)
+}
+
+/// The size of a fixed message frame (every message type but 31): a 12-byte
+/// channel terminal manager header, the 16-byte message header and its
+/// payload, padded.
+const FRAME_BYTES: usize = 2432;
+
+/// Decodes the messages of one record in order and hands each to `visit`,
+/// until `visit` says it is done (`Ok(true)`) or the record ends.
+///
+/// A pre-ORDA RDA (legacy volumes, before 2006) numbered the segments of its
+/// clutter maps (messages 13 and 15) as one run across what their headers
+/// declare as two messages: 14 segments, then segments 15 to 62 "of 62" (seen
+/// in KLIX 2005-08-28, Katrina). `nexrad-decode` refuses such a run as out of
+/// sequence. Those maps are nothing the rain field needs, so a segmented
+/// message other than the radar data (messages 1 and 31) whose segments are
+/// out of sequence is skipped: from the frame that broke the sequence when it
+/// is not the message's first (it may start the next message), else one
+/// frame on. Out-of-sequence radar data, and every other error, still fails
+/// the volume.
+fn visit_messages(
+    messages: &[u8],
+    record: usize,
+    mut visit: impl FnMut(&MessageContents<'_>) -> Result<bool, DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut start = 0;
+    'resume: while start < messages.len() {
+        let rest = &messages[start..];
+        let mut iter = nexrad_decode::iter_messages(rest);
+        while let Some(message) = iter.next() {
+            match message {
+                Ok(message) => {
+                    if visit(message.contents())? {
+                        return Ok(());
+                    }
+                }
+                Err(nexrad_decode::Error::SegmentOutOfSequence {
+                    message_type,
+                    offset,
+                    ..
+                }) if !matches!(
+                    message_type,
+                    MessageType::DigitalRadarData | MessageType::DigitalRadarDataLegacy
+                ) =>
+                {
+                    let failed_at = iter.offset();
+                    start += if offset > failed_at {
+                        offset
+                    } else {
+                        offset.saturating_add(FRAME_BYTES)
+                    };
+                    continue 'resume;
+                }
+                Err(e) => return Err(message_error(e, record, messages.len())),
+            }
+        }
+        break;
+    }
+    Ok(())
 }
 
 /// A decompression failure, before it is placed in a record.
@@ -779,25 +897,41 @@ impl Collector {
             });
         };
         let header_icao = header.icao_of_radar().filter(|id| is_icao(id));
+        let file_icao = file_name.and_then(icao_of_file_name);
         let (site, site_source) = match self.site.take() {
             Some(site) => (site, SiteSource::VolumeDataBlock),
             None => registry_site(header_icao, SiteSource::HeaderIcao)
-                .or_else(|| {
-                    registry_site(file_name.and_then(icao_of_file_name), SiteSource::FileName)
-                })
+                .or_else(|| registry_site(file_icao, SiteSource::FileName))
+                .or_else(|| registry_site(options.site.as_deref(), SiteSource::Options))
                 .map(Ok)
                 .or_else(|| {
-                    options.site.as_deref().map(|id| {
-                        registry_site(Some(id), SiteSource::Options)
-                            .ok_or_else(|| bad("site", id, "not in the NEXRAD site registry"))
-                    })
+                    // Named as the volume or the caller names it.
+                    let id = header_icao
+                        .or(file_icao)
+                        .or(options.site.as_deref())
+                        .unwrap_or("unknown");
+                    options
+                        .location
+                        .map(|l| l.site(id).map(|s| (s, SiteSource::Location)))
                 })
                 .transpose()?
-                .ok_or_else(|| DecodeError::Missing {
-                    format: FORMAT,
-                    path: "radar location: the volume has no message 31 and no ICAO in its \
-                           header or file name; give the site (e.g. --site KLOT)"
-                        .into(),
+                .ok_or_else(|| match options.site.as_deref() {
+                    Some(id) => bad(
+                        "site",
+                        id,
+                        "not in the NEXRAD site registry (operational sites only); \
+                         give the radar's location instead (prep: --site-location \
+                         LAT,LON; the service: the radar's location)",
+                    ),
+                    None => DecodeError::Missing {
+                        format: FORMAT,
+                        path: "radar location: the volume has no message 31 and no ICAO of \
+                               an operational site in its header or file name; give the site's \
+                               ICAO (prep: --site KLOT) or its location (prep: \
+                               --site-location LAT,LON; the service: the radar's \
+                               location)"
+                            .into(),
+                    },
                 })?,
         };
         let (elevation_number, elevation_deg, first_gate_m, gate_m, azimuth_deg, dbz, time) =
@@ -1293,6 +1427,95 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "bad_value");
+        // A retired site (KLIX, in no operational registry) is placed by the
+        // location given; a listed one still comes from the registry.
+        let at = |lat_deg: f64| NexradOptions {
+            location: Some(SiteLocation {
+                lat_deg,
+                lon_deg: -89.8256,
+                height_m: 7.0,
+            }),
+            ..NexradOptions::default()
+        };
+        let v = read_sweep(&with_header(sweep("KLIX")), None, &at(30.3367)).expect("location");
+        assert_eq!(
+            (v.site_source, v.sweep.site.id.as_str()),
+            (SiteSource::Location, "KLIX")
+        );
+        assert_eq!(
+            (
+                v.sweep.site.lat_deg,
+                v.sweep.site.lon_deg,
+                v.sweep.site.height_m
+            ),
+            (30.3367, -89.8256, 7.0)
+        );
+        let unknown = NexradOptions {
+            site: Some("QQQQ".into()),
+            ..at(30.3367)
+        };
+        let v = read_sweep(&with_header(sweep("\0\0\0\0")), None, &unknown).expect("named");
+        assert_eq!(
+            (v.site_source, v.sweep.site.id.as_str()),
+            (SiteSource::Location, "QQQQ")
+        );
+        let v = read_sweep(&with_header(sweep("KATX")), None, &at(30.3367)).expect("registry");
+        assert_eq!(v.site_source, SiteSource::HeaderIcao);
+        let err = read_sweep(&with_header(sweep("KLIX")), None, &at(91.0)).unwrap_err();
+        assert_eq!(err.code(), "bad_value");
+        assert!(err.to_string().contains("site location latitude"), "{err}");
+        let err =
+            read_sweep(&with_header(sweep("KLIX")), None, &NexradOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("--site-location"), "{err}");
+    }
+
+    /// A fixed-frame (2 432-byte) message of `kind` carrying segment
+    /// `number` of `count`, on a legacy RDA channel, payload all zero.
+    fn fixed_frame(kind: u8, count: u16, number: u16) -> Vec<u8> {
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&1210u16.to_be_bytes()); // (16 + 2 404) / 2
+        frame.push(0); // legacy single channel
+        frame.push(kind);
+        frame.extend_from_slice(&1u16.to_be_bytes()); // sequence
+        frame.extend_from_slice(&DAY.to_be_bytes());
+        frame.extend_from_slice(&MS.to_be_bytes());
+        frame.extend_from_slice(&count.to_be_bytes());
+        frame.extend_from_slice(&number.to_be_bytes());
+        frame.resize(FRAME_BYTES, 0);
+        frame
+    }
+
+    #[test]
+    fn clutter_map_segments_out_of_sequence_are_skipped() {
+        // As a pre-ORDA RDA wrote them (KLIX 2005): a clutter filter map
+        // (15) declared as 2 segments and continued as segments 3 and 4 "of
+        // 4", then a bypass map (13) the same way, then the radar data.
+        let mut record = Vec::new();
+        for kind in [15u8, 13] {
+            for (count, number) in [(2, 1), (2, 2), (4, 3), (4, 4)] {
+                record.extend(fixed_frame(kind, count, number));
+            }
+        }
+        record.extend(echo_sweep(8, 391, 42.5));
+        let bytes = archive(&[record, higher_sweep()]);
+        let v = read_sweep(&bytes, None, &NexradOptions::default()).expect("volume");
+        assert_eq!(v.sweep.dbz.dim(), (360, 800));
+        assert_eq!(v.sweep.dbz[[90, 391]], 42.5);
+        // A message breaking the sequence is read from its own start: the
+        // radar data right after a cut-short map (a variable-length message
+        // 31, whose radials a frame-sized skip would tear apart).
+        let mut record = fixed_frame(15, 3, 1);
+        record.extend(echo_sweep(8, 391, 42.5));
+        let v =
+            read_sweep(&archive(&[record]), None, &NexradOptions::default()).expect("cut short");
+        assert_eq!(v.sweep.dbz.dim(), (360, 800));
+        assert_eq!(v.sweep.dbz[[90, 391]], 42.5);
+        // Radar data out of sequence is not skipped: the volume fails.
+        let mut record = fixed_frame(1, 2, 2);
+        record.extend(echo_sweep(8, 391, 42.5));
+        let err = read_sweep(&archive(&[record]), None, &NexradOptions::default()).unwrap_err();
+        assert_eq!(err.code(), "container", "{err}");
+        assert!(err.to_string().contains("message type 1"), "{err}");
     }
 
     // ---- the real samples --------------------------------------------

@@ -243,6 +243,9 @@ pub struct RadarConfig {
     /// Z–R relation for reflectivity products; `None` = the product's own
     /// hint, else Marshall–Palmer.
     pub zr: Option<ZR>,
+    /// Where the radar stands: the map's site marker and range rings, and
+    /// the position of its legacy NEXRAD volumes when the site registry
+    /// does not list it (a retired site).
     pub location: Option<Location>,
 }
 

@@ -44,7 +44,9 @@ impl DecodeProcessor {
     /// Decodes one file; polar data (NEXRAD, ODIM `PVOL`/`SCAN`) goes
     /// through the radar's gridder, which other files leave alone. The
     /// radar id doubles as the NEXRAD site for volumes that carry no
-    /// location (legacy ones without an ICAO in the header or file name).
+    /// location (legacy ones without an ICAO in the header or file name),
+    /// and the radar's configured `location` places legacy volumes of sites
+    /// the registry does not list (retired ones).
     fn decode(
         &self,
         radar: &RadarConfig,
@@ -58,6 +60,11 @@ impl DecodeProcessor {
             max_cells: self.max_cells,
             nexrad: nexrad::NexradOptions {
                 site: Some(radar.id.clone()),
+                location: radar.location.map(|l| nexrad::SiteLocation {
+                    lat_deg: l.lat,
+                    lon_deg: l.lon,
+                    height_m: 0.0,
+                }),
                 max_cells: Some(self.max_cells),
                 ..nexrad::NexradOptions::default()
             },
@@ -171,6 +178,32 @@ mod tests {
             .process(&radar, "x", &bytes[..bytes.len() / 2])
             .unwrap_err();
         assert_eq!(rej.code, "truncated");
+    }
+
+    #[test]
+    fn a_legacy_volume_of_an_unlisted_site_is_placed_by_the_radar_location() {
+        let Some(data) = raincast_testkit::shared_data() else {
+            return;
+        };
+        // The legacy KLOT 2003 volume: message 1 only, no ICAO in its
+        // header; the radar id (`klix`, a retired site) is in no registry.
+        let legacy = std::fs::read(data.join("nexrad/example_nexrad_archive_msg1.bz2")).unwrap();
+        let p = DecodeProcessor::new(&IngestSettings::default());
+        let mut radar = RadarConfig::ad_hoc("klix", &KeyTemplate::parse(DEFAULT_TEMPLATE).unwrap());
+        let rej = p.process(&radar, "klix.ar2", &legacy).unwrap_err();
+        assert_eq!(rej.code, "bad_value", "{}", rej.reason);
+        radar.location = Some(crate::config::Location {
+            lat: 30.3367,
+            lon: -89.8256,
+        });
+        let scan = p.process(&radar, "klix.ar2", &legacy).unwrap();
+        assert_eq!(scan.format, "nexrad");
+        assert!(scan.rain_cells > 0);
+        let grid = raincast_algorithms::sparse::header_info(&scan.header)
+            .unwrap()
+            .grid;
+        let (lon, lat) = grid.rowcol_to_lonlat(250.0, 250.0).unwrap();
+        assert!((lat - 30.3367).abs() < 1e-6 && (lon + 89.8256).abs() < 1e-6);
     }
 
     #[test]

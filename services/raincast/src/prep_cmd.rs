@@ -3,6 +3,7 @@
 use crate::files::{files_below, write_atomically};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use raincast_algorithms::decode::nexrad::SiteLocation;
 use raincast_algorithms::decode::{self, DecodeOptions};
 use raincast_algorithms::npy;
 use raincast_algorithms::prep::{self, PrepOptions};
@@ -27,6 +28,11 @@ pub struct PrepArgs {
     /// file name carry no ICAO).
     #[arg(long, value_name = "ICAO")]
     pub site: Option<String>,
+    /// NEXRAD only: where the radar stands, as LAT,LON[,HEIGHT_M] (degrees,
+    /// metres above sea level), used last: for a legacy volume of a site the
+    /// registry does not list (retired sites, e.g. KLIX before 2023).
+    #[arg(long, value_name = "LAT,LON[,HEIGHT_M]", value_parser = parse_site_location)]
+    pub site_location: Option<SiteLocation>,
     /// Write the decoded rain rate before thresholding to this .npy file
     /// (float32 mm/h, C order, row 0 north, NaN = no data). Single file only.
     #[arg(long, value_name = "OUT.npy")]
@@ -37,6 +43,29 @@ pub struct PrepArgs {
     /// Remove isolated single rain cells (speckle).
     #[arg(long)]
     pub speckle: bool,
+}
+
+/// `LAT,LON[,HEIGHT_M]` for `--site-location`; the ranges are checked by
+/// the decoder, which names the field.
+fn parse_site_location(s: &str) -> std::result::Result<SiteLocation, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let number = |name: &str, v: &str| {
+        v.parse::<f64>()
+            .map_err(|_| format!("{name} {v:?} is not a number (expected LAT,LON[,HEIGHT_M])"))
+    };
+    match parts.as_slice() {
+        [lat, lon] | [lat, lon, _] => Ok(SiteLocation {
+            lat_deg: number("latitude", lat)?,
+            lon_deg: number("longitude", lon)?,
+            height_m: match parts.get(2) {
+                Some(h) => number("height", h)?,
+                None => 0.0,
+            },
+        }),
+        _ => Err(format!(
+            "expected LAT,LON[,HEIGHT_M] (e.g. 30.3367,-89.8256,7), got {s:?}"
+        )),
+    }
 }
 
 pub fn run(args: PrepArgs) -> Result<()> {
@@ -53,6 +82,7 @@ pub fn run(args: PrepArgs) -> Result<()> {
     }
     let mut decode_opts = DecodeOptions::default();
     decode_opts.nexrad.site = args.site.clone();
+    decode_opts.nexrad.location = args.site_location;
     if args.path.is_dir() {
         if args.npy.is_some() {
             bail!(
@@ -234,5 +264,17 @@ mod tests {
         .unwrap();
         assert_eq!(v["tiles"], 0, "{v}");
         assert!(v["sparse_bytes"].as_u64().unwrap() < 500, "{v}");
+    }
+
+    #[test]
+    fn site_location_takes_lat_lon_and_an_optional_height() {
+        let l = parse_site_location("30.3367, -89.8256").unwrap();
+        assert_eq!((l.lat_deg, l.lon_deg, l.height_m), (30.3367, -89.8256, 0.0));
+        let l = parse_site_location("30.3367,-89.8256,7").unwrap();
+        assert_eq!(l.height_m, 7.0);
+        let e = parse_site_location("30.3,x").unwrap_err();
+        assert!(e.contains("longitude \"x\""), "{e}");
+        let e = parse_site_location("30.3").unwrap_err();
+        assert!(e.contains("LAT,LON[,HEIGHT_M]"), "{e}");
     }
 }
