@@ -37,7 +37,7 @@ import math
 import numpy as np
 from metpy.io import Level2File
 
-from crosscheck_polar import agrees, main, prep, rain_cells
+from crosscheck_polar import agrees, main, prep, rain_cells, verdict
 
 
 def ref_of(ray):
@@ -79,10 +79,7 @@ def check(raincast, path, tmp, args):
         rate = (10 ** (dbz[gate] / 10) / 300.0) ** (1 / 1.4)
         total += 1
         agree += agrees(rate, v)
-    share = agree / total if total else 0.0
-    text = (f"{summary['source']} {summary['time']}: lowest REF sweep {el:.2f} deg, "
-            f"{len(sweep)} radials, {agree}/{total} sampled rain cells agree ({share:.3f})")
-    return total > 0 and share >= 0.99, text
+    return verdict(summary, f"lowest REF sweep {el:.2f} deg, {len(sweep)} radials", agree, total)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import math
 import h5py
 import numpy as np
 
-from crosscheck_polar import agrees, main, prep, rain_cells
+from crosscheck_polar import agrees, main, prep, rain_cells, verdict
 
 
 def scalar(attrs, name, default=None):
@@ -79,10 +79,7 @@ def check(raincast, path, tmp, _args):
         rate = (10 ** ((raw[ray, gate] * gain + offset) / 10) / 200.0) ** (1 / 1.6)
         total += 1
         agree += agrees(rate, v)
-    share = agree / total if total else 0.0
-    text = (f"{summary['source']} {summary['time']}: lowest DBZH sweep {el:g} deg, "
-            f"{agree}/{total} sampled rain cells agree ({share:.3f})")
-    return total > 0 and share >= 0.99, text
+    return verdict(summary, f"lowest DBZH sweep {el:g} deg", agree, total)
 
 
 if __name__ == "__main__":

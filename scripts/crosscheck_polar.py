@@ -50,6 +50,14 @@ def agrees(rate, value):
     return abs(rate - value) <= 1e-3 * max(1.0, rate)
 
 
+def verdict(summary, sweep, agree, total):
+    """(ok, text): at least 99 % of at least one compared cell agree."""
+    share = agree / total if total else 0.0
+    text = (f"{summary['source']} {summary['time']}: {sweep}, "
+            f"{agree}/{total} sampled rain cells agree ({share:.3f})")
+    return total > 0 and share >= 0.99, text
+
+
 def main(doc, check, add_arguments=lambda ap: None):
     """Runs `check(raincast, path, tmp, args) -> (ok, text)` on every file
     given; exit status 1 when any disagrees."""
