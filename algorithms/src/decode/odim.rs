@@ -137,8 +137,9 @@ pub fn decode_with(
     if !is_odim(&file) {
         return Err(DecodeError::Unsupported {
             format: F,
-            what: "an HDF5 file that is not ODIM_H5 (no root Conventions \"ODIM_H5/...\" and no \
-                   /dataset1 group; other HDF5 layouts such as GAMIC or NWC SAF are not read)"
+            what: "HDF5 layout: this file is not ODIM_H5 (no root Conventions \"ODIM_H5/...\" \
+                   and no /dataset1 group; other HDF5 layouts such as KNMI's own, GAMIC or NWC \
+                   SAF are not read)"
                 .into(),
         });
     }
