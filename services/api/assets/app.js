@@ -34,8 +34,8 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
   const hhmm = (t) => new Date(t).toISOString().slice(11, 16) + ' UTC';
 
-  async function getJSON(url) {
-    const r = await fetch(url, { headers: { accept: 'application/json' } });
+  async function getJSON(url, cache) {
+    const r = await fetch(url, { headers: { accept: 'application/json' }, cache: cache || 'default' });
     const body = await r.json().catch(() => null);
     if (!r.ok) {
       const e = new Error(body && body.detail ? body.detail : r.status + ' ' + r.statusText);
@@ -118,21 +118,22 @@
     schedule();
   }
 
-  // A tile of a frame that is gone (404: a newer nowcast replaced it, or it
-  // aged out of the two hours) makes the page fetch the frame list again,
-  // at most once every few seconds.
+  // A tile of a frame that is gone (404: a nowcast replaced more than two
+  // minutes ago, or a frame that aged out of the two hours) makes the page
+  // fetch the frame list again, at most once every few seconds, past the
+  // browser's cache (the list it holds may be the one naming that frame).
   function tileFailed() {
     const now = Date.now();
     if (state.refetching || now - (state.refetched || 0) < 3000) return;
     state.refetching = true;
     state.refetched = now;
-    loadFrames().finally(() => { state.refetching = false; });
+    loadFrames('no-cache').finally(() => { state.refetching = false; });
   }
 
-  async function loadFrames() {
+  async function loadFrames(cache) {
     let m;
     try {
-      m = await getJSON('/public/weather-maps.json');
+      m = await getJSON('/public/weather-maps.json', cache);
     } catch (e) {
       statusEl.textContent = e.message;
       return;

@@ -38,13 +38,19 @@ struct Two {
     state: raincast_api::AppState,
 }
 
-async fn two_radars(east_scans: usize) -> Two {
+/// An empty embedded store in a new temporary folder.
+async fn new_store() -> (raincast_testkit::TempDir, Arc<EmbeddedStore>) {
     let dir = raincast_testkit::TempDir::new("raincast-tiles-test");
     let store = Arc::new(
         EmbeddedStore::open(dir.path().join("store.redb"), Duration::days(3650))
             .await
             .unwrap(),
     );
+    (dir, store)
+}
+
+async fn two_radars(east_scans: usize) -> Two {
+    let (dir, store) = new_store().await;
     put_scans(store.as_ref(), RADAR, 12).await;
     put_scans_on(store.as_ref(), EAST, east_scans, &east_grid()).await;
     let radars = vec![
@@ -341,4 +347,62 @@ async fn a_down_radar_leaves_the_other_radars_tiles_whole() {
         alpha(&tile_pixels(&f.state, &tile_uri(latest, t, 1)).await),
         0
     );
+}
+
+/// A client that read the frame list just before a newer nowcast replaced
+/// it still gets the tiles of the forecast frames it listed, unchanged, for
+/// two minutes (`SUPERSEDED_GRACE_S`); then they are 404 while the new
+/// list's tiles are served.
+#[tokio::test]
+async fn a_replaced_nowcasts_tiles_stay_served_for_the_grace_period() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (_dir, store) = new_store().await;
+    put_scans(store.as_ref(), RADAR, 12).await;
+    let now_s = Arc::new(AtomicI64::new(
+        (scan_time(11) + Duration::minutes(2)).timestamp(),
+    ));
+    let clock = {
+        let now_s = now_s.clone();
+        Arc::new(move || chrono::DateTime::from_timestamp(now_s.load(Ordering::SeqCst), 0).unwrap())
+    };
+    let radars = vec![RadarInfo {
+        id: RADAR.into(),
+        name: "Test radar".into(),
+        location: Some((LON0, LAT0)),
+    }];
+    let state = state_with_clock(store.clone(), radars, clock, ApiConfig::default());
+    let last_nowcast_path = |v: serde_json::Value| {
+        v["radar"]["nowcast"].as_array().unwrap().last().unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (t, _, _) = tile_of(7, LON0, LAT0);
+    let tile = |path: &str| format!("{path}/256/{}/{}/{}/1/0_0.png", t.z, t.x, t.y);
+
+    let old = last_nowcast_path(json(get(&state, "/public/weather-maps.json").await).await);
+    let r = get(&state, &tile(&old)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let old_body = body_bytes(r).await;
+
+    // The next scan arrives: a newer nowcast, a new mosaic, new paths.
+    put_scan_on(store.as_ref(), RADAR, 12, &grid()).await;
+    let now = scan_time(12) + Duration::minutes(2);
+    now_s.store(now.timestamp(), Ordering::SeqCst);
+    // (The ingest job asks for the update; a request would only start one.)
+    state.nowcasts().update(RADAR, now).await.unwrap();
+    let new = last_nowcast_path(json(get(&state, "/public/weather-maps.json").await).await);
+    assert_ne!(new, old);
+
+    // Within the grace period the old frame's tile is still served, as it was.
+    now_s.fetch_add(119, Ordering::SeqCst);
+    let r = get(&state, &tile(&old)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{old}");
+    assert_eq!(body_bytes(r).await, old_body);
+    assert_eq!(get(&state, &tile(&new)).await.status(), StatusCode::OK);
+
+    // After it, 404 for the old frame; the new list's frame still served.
+    now_s.fetch_add(2, Ordering::SeqCst);
+    expect_problem(get(&state, &tile(&old)).await, 404, "unknown_frame").await;
+    assert_eq!(get(&state, &tile(&new)).await.status(), StatusCode::OK);
 }

@@ -29,7 +29,7 @@ use crate::{LatestNowcast, NowcastService, NowcastServiceError};
 use chrono::{DateTime, Duration, Utc};
 use ndarray::Array2;
 use raincast_algorithms::mosaic::{sample_point, Layer, MosaicError, MosaicRadar};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Length of the mosaic's past, minutes.
@@ -302,12 +302,37 @@ fn cadence_s(nowcasts: &[Arc<LatestNowcast>]) -> i64 {
         .max(60)
 }
 
-/// Builds mosaics from the nowcast service and keeps the latest.
+/// How long a superseded mosaic's frames stay served, seconds: a client
+/// that read the frame list just before a newer nowcast replaced it (the
+/// list may be 10 s old in its cache, and the map page re-reads it every
+/// 30 s) still gets the tiles of every frame it listed instead of a 404
+/// for each, and moves to the new list on its next read.
+pub const SUPERSEDED_GRACE_S: i64 = 120;
+
+/// At most this many superseded mosaics are kept (each holds its radars'
+/// nowcasts alive): a fleet whose radars update one after another replaces
+/// the mosaic every few seconds, and memory stays bounded.
+pub const SUPERSEDED_KEPT: usize = 4;
+
+/// Builds mosaics from the nowcast service and keeps the latest, and the
+/// ones it replaced for [`SUPERSEDED_GRACE_S`].
 #[derive(Default)]
 pub(crate) struct MosaicCache {
     latest: Option<Arc<Mosaic>>,
+    /// Replaced mosaics with the time they were replaced, newest first.
+    superseded: VecDeque<(DateTime<Utc>, Arc<Mosaic>)>,
     /// Radar geometry by id, rebuilt when a radar's grid changes.
     radars: HashMap<String, Arc<MosaicRadar>>,
+}
+
+impl MosaicCache {
+    /// Drops superseded mosaics older than the grace period, or beyond the
+    /// count kept.
+    fn prune_superseded(&mut self, now: DateTime<Utc>) {
+        self.superseded
+            .retain(|(at, _)| (now - *at).num_seconds() < SUPERSEDED_GRACE_S);
+        self.superseded.truncate(SUPERSEDED_KEPT);
+    }
 }
 
 impl NowcastService {
@@ -359,12 +384,23 @@ impl NowcastService {
             self.build_mosaic(nowcasts, key, previous.as_deref(), now)
                 .await?,
         );
-        self.inner
-            .mosaic
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .latest = Some(m.clone());
+        {
+            let mut cache = self.inner.mosaic.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = cache.latest.replace(m.clone()) {
+                cache.superseded.push_front((now, old));
+            }
+            cache.prune_superseded(now);
+        }
         Ok(Some(m))
+    }
+
+    /// The mosaics replaced less than [`SUPERSEDED_GRACE_S`] before `now`,
+    /// newest first (at most [`SUPERSEDED_KEPT`]): their nowcast frames'
+    /// tiles stay served while clients move to the new frame list.
+    pub fn superseded_mosaics(&self, now: DateTime<Utc>) -> Vec<Arc<Mosaic>> {
+        let mut cache = self.inner.mosaic.lock().unwrap_or_else(|e| e.into_inner());
+        cache.prune_superseded(now);
+        cache.superseded.iter().map(|(_, m)| m.clone()).collect()
     }
 
     /// The last mosaic built (no I/O).

@@ -283,6 +283,20 @@ impl OwnedFrame {
     }
 }
 
+/// The frame of `m` with tile-path id `id`.
+fn find_frame(m: &Mosaic, id: &str) -> Option<FrameIndex> {
+    m.past
+        .iter()
+        .position(|f| f.id(m.issued) == id)
+        .map(FrameIndex::Past)
+        .or_else(|| {
+            m.nowcast
+                .iter()
+                .position(|f| f.id(m.issued) == id)
+                .map(FrameIndex::Nowcast)
+        })
+}
+
 /// One map tile of a mosaic frame in a colour scheme; fully transparent
 /// outside the radars' coverage.
 #[utoipa::path(get, path = "/v2/radar/{frame}/{size}/{z}/{x}/{y}/{color}/{options}", tag = "tiles",
@@ -303,7 +317,7 @@ impl OwnedFrame {
             )),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad size, zoom, x, y, color or options (the problem names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such frame (older than two hours, or a superseded nowcast)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such frame (older than two hours, or a nowcast superseded more than two minutes ago)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No radar has a nowcast yet", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn radar_tile(
@@ -321,26 +335,28 @@ async fn radar_tile(
 ) -> Result<Response, ApiError> {
     let req = parse_tile(&size, &z, &x, &y, &color, &opts)?;
     let m = s.mosaic().await?;
-    let index = m
-        .past
-        .iter()
-        .position(|f| f.id(m.issued) == frame)
-        .map(FrameIndex::Past)
-        .or_else(|| {
-            m.nowcast
-                .iter()
-                .position(|f| f.id(m.issued) == frame)
-                .map(FrameIndex::Nowcast)
-        })
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_frame",
-                format!(
-                    "no frame {:?}; frames are listed in /public/weather-maps.json",
-                    truncate(&frame, 40)
-                ),
-            )
-        })?;
+    let found = match find_frame(&m, &frame) {
+        Some(index) => Some((m, index)),
+        // A nowcast frame of a mosaic replaced a moment ago (its grace
+        // period): the client's frame list is a little older than ours.
+        None => s
+            .nowcasts()
+            .superseded_mosaics(s.now())
+            .into_iter()
+            .find_map(|old| match find_frame(&old, &frame)? {
+                i @ FrameIndex::Nowcast(_) => Some((old, i)),
+                FrameIndex::Past(_) => None,
+            }),
+    };
+    let (m, index) = found.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_frame",
+            format!(
+                "no frame {:?}; frames are listed in /public/weather-maps.json",
+                truncate(&frame, 40)
+            ),
+        )
+    })?;
     let owned = OwnedFrame { mosaic: m, index };
     let t = req.tile;
     let info = CacheInfo {

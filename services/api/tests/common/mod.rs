@@ -74,26 +74,31 @@ pub async fn put_scans(store: &dyn ScanStore, radar: &str, n: usize) {
 /// [`put_scans`] on another grid of the same shape.
 pub async fn put_scans_on(store: &dyn ScanStore, radar: &str, n: usize, grid: &Grid) {
     for k in 0..n {
-        let f = RainField {
-            grid: grid.clone(),
-            time: scan_time(k),
-            rate_mm_h: field(k),
-        };
-        let enc = sparse::encode(&f, &SparseOptions { tile_size: 32 }).unwrap();
-        let scan = NewScan {
-            radar: radar.to_string(),
-            time: f.time,
-            source_key: format!("{radar}/2024/06/16/scan_{k:02}.h5"),
-            format: "odim".into(),
-            header: enc.header.clone(),
-            rain_cells: f.rain_cells() as u64,
-            tiles: enc.tiles.clone(),
-        };
-        store
-            .put_scan(&scan, f.time + Duration::seconds(30))
-            .await
-            .unwrap();
+        put_scan_on(store, radar, k, grid).await;
     }
+}
+
+/// Puts scan `k` (time t0 + 5 k min) of `radar` on `grid` into the store.
+pub async fn put_scan_on(store: &dyn ScanStore, radar: &str, k: usize, grid: &Grid) {
+    let f = RainField {
+        grid: grid.clone(),
+        time: scan_time(k),
+        rate_mm_h: field(k),
+    };
+    let enc = sparse::encode(&f, &SparseOptions { tile_size: 32 }).unwrap();
+    let scan = NewScan {
+        radar: radar.to_string(),
+        time: f.time,
+        source_key: format!("{radar}/2024/06/16/scan_{k:02}.h5"),
+        format: "odim".into(),
+        header: enc.header.clone(),
+        rain_cells: f.rain_cells() as u64,
+        tiles: enc.tiles.clone(),
+    };
+    store
+        .put_scan(&scan, f.time + Duration::seconds(30))
+        .await
+        .unwrap();
 }
 
 pub struct Fixture {
@@ -136,6 +141,16 @@ pub fn state_for(
     now: DateTime<Utc>,
     config: ApiConfig,
 ) -> AppState {
+    state_with_clock(store, radars, Arc::new(move || now), config)
+}
+
+/// [`state_for`] with a clock of the test's own (one it can move).
+pub fn state_with_clock(
+    store: Arc<EmbeddedStore>,
+    radars: Vec<RadarInfo>,
+    clock: raincast_api::Clock,
+    config: ApiConfig,
+) -> AppState {
     let nowcasts = NowcastService::with_live_skill(
         store.clone(),
         store.clone(),
@@ -148,7 +163,7 @@ pub fn state_for(
         .config(config)
         .radars(radars)
         .state_store(store)
-        .clock(Arc::new(move || now))
+        .clock(clock)
         .build()
         .unwrap()
 }
