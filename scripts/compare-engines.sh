@@ -16,7 +16,9 @@
 #   python3 -m venv /tmp/pysteps-venv
 #   /tmp/pysteps-venv/bin/pip install pysteps opencv-python-headless h5py netCDF4 pillow
 # Environment: PY (that Python), RAINCAST (the binary), DATA (the shared
-# data folder), MAX_CASES, OUT (a folder for the JSON of each day).
+# data folder), MAX_CASES, OUT (a folder for the JSON of each day), WARM
+# (default 2: Raincast's default run also builds its nowcast WARM more
+# times in its process and reports the last as "warm"; 0: off).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +26,7 @@ DATA=${DATA:-$here/../../shared/data}
 PY=${PY:-/tmp/pysteps-venv/bin/python}
 RAINCAST=${RAINCAST:-${CARGO_TARGET_DIR:-$here/../target}/release/raincast}
 MAX_CASES=${MAX_CASES:-24}
+WARM=${WARM:-2}
 OUT=${OUT:-$(mktemp -d /tmp/compare-engines.XXXXXX)}
 
 [ -x "$RAINCAST" ] || { echo "no release binary at $RAINCAST (cargo build --release -p raincast)" >&2; exit 2; }
@@ -41,7 +44,7 @@ compare() { # folder (absolute, or below DATA) name [extra args]
     fi
     echo "== $folder ($(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$PY" "$here/compare_pysteps.py" "$folder" --raincast "$RAINCAST" \
-        --max-cases "$MAX_CASES" --json-out "$OUT/$name.json" "$@"
+        --max-cases "$MAX_CASES" --warm "$WARM" --json-out "$OUT/$name.json" "$@"
     echo
 }
 

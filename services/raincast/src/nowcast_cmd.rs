@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use raincast_algorithms::nowcast::{
-    equally_spaced, NowcastConfig, NowcastInput, Smoothing, MIN_FRAMES,
+    equally_spaced, Leads, NowcastConfig, NowcastInput, Smoothing, MIN_FRAMES,
 };
 use raincast_algorithms::npy;
 use raincast_algorithms::scan::Format;
@@ -73,6 +73,12 @@ pub struct NowcastArgs {
     /// Post-processing of the advected field.
     #[arg(long, value_enum, default_value_t = SmoothingArg::Sprog)]
     pub smoothing: SmoothingArg,
+    /// Build (and write) the same nowcast N times in this process and
+    /// report the last run's times, as a long-running service builds its
+    /// nowcasts (memory and code already warm); `--json` adds `runs` and the
+    /// first run's times as `first_run`. The output is the same each time.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
 }
 
 pub fn run(args: NowcastArgs) -> Result<()> {
@@ -128,18 +134,90 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
         .collect();
     let input = NowcastInput::new(&fields, &cfg).context("cannot nowcast these scans")?;
     let base_time = input.latest().time;
+    // `--repeat`: the same nowcast built and written again in this process;
+    // the first run's times are kept as the cold ones.
+    let mut cold: Option<Run> = None;
+    for _ in 1..args.repeat {
+        let run = finish(start(&input, &args)?, &args)?;
+        cold.get_or_insert(run);
+    }
+    let started_run = start(&input, &args)?;
+    // The inputs are not needed by the leads: one lead's field per thread
+    // in memory at a time.
+    drop(fields);
+    let run = finish(started_run, &args)?;
+    let total_ms = started.elapsed().as_secs_f64() * 1e3;
+    let base_time = base_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if args.json {
+        let mut doc = json!({
+            "base_time": base_time,
+            "inputs": inputs,
+            "leads": args.leads,
+            "threads": rayon::current_num_threads(),
+            "motion_ms": round1(run.motion_ms),
+            "extrapolate_ms": round1(run.extrapolate_ms),
+            "extrapolate_wall_ms": round1(run.extrapolate_wall_ms),
+            "total_ms": round1(total_ms),
+        });
+        if let Some(c) = cold {
+            doc["runs"] = json!(args.repeat);
+            doc["first_run"] = json!({
+                "motion_ms": round1(c.motion_ms),
+                "extrapolate_ms": round1(c.extrapolate_ms),
+                "extrapolate_wall_ms": round1(c.extrapolate_wall_ms),
+            });
+        }
+        println!("{doc}");
+    } else {
+        let (u, v) = run.mean_motion;
+        println!(
+            "nowcast from {base_time}: {} leads written to {} (mean motion u={u:.2} v={v:.2} px/step; motion {:.0} ms, extrapolation {:.0} ms, total {total_ms:.0} ms)",
+            args.leads.len(),
+            args.out.display(),
+            run.motion_ms,
+            run.extrapolate_ms,
+        );
+    }
+    Ok(())
+}
+
+/// The times of one build of the nowcast.
+struct Run {
+    motion_ms: f64,
+    extrapolate_ms: f64,
+    extrapolate_wall_ms: f64,
+    /// Mean motion, pixels per step.
+    mean_motion: (f32, f32),
+}
+
+/// A build under way: the motion done and the cascade built.
+struct Started {
+    motion_ms: f64,
+    mean_motion: (f32, f32),
+    t_extra: Instant,
+    cascade: std::time::Duration,
+    leads: Leads,
+}
+
+/// The motion and everything the leads share (the cascade).
+fn start(input: &NowcastInput, args: &NowcastArgs) -> Result<Started> {
     let t_motion = Instant::now();
     let motion = input.motion()?;
     let motion_ms = t_motion.elapsed().as_secs_f64() * 1e3;
     let t_extra = Instant::now();
-    // Everything the leads share (the cascade) is built here; then each lead
-    // is built, written and dropped on one of the threads, without the
-    // inputs: one lead's field per thread in memory at a time.
     let leads = input.leads(&motion, &args.leads)?;
     let cascade = t_extra.elapsed();
-    drop(fields);
-    let (u, v) = motion.mean();
-    drop(motion);
+    Ok(Started {
+        motion_ms,
+        mean_motion: motion.mean(),
+        t_extra,
+        cascade,
+        leads,
+    })
+}
+
+/// Each lead built, written and dropped on one of the threads.
+fn finish(s: Started, args: &NowcastArgs) -> Result<Run> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     // Lead build time summed over the threads, ns, without the writes: on
@@ -148,7 +226,7 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
     thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
     let built_ns = AtomicU64::new(0);
     let loop_start = Instant::now();
-    leads.try_for_each_parallel(|i, field| -> Result<()> {
+    s.leads.try_for_each_parallel(|i, field| -> Result<()> {
         let since = LAST
             .with(|l| l.get())
             .filter(|t| *t > loop_start)
@@ -160,32 +238,12 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
         LAST.with(|l| l.set(Some(Instant::now())));
         written
     })?;
-    let extrapolate_ms = (cascade.as_secs_f64() + built_ns.into_inner() as f64 * 1e-9) * 1e3;
-    let extrapolate_wall_ms = t_extra.elapsed().as_secs_f64() * 1e3;
-    let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let base_time = base_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "base_time": base_time,
-                "inputs": inputs,
-                "leads": args.leads,
-                "threads": rayon::current_num_threads(),
-                "motion_ms": round1(motion_ms),
-                "extrapolate_ms": round1(extrapolate_ms),
-                "extrapolate_wall_ms": round1(extrapolate_wall_ms),
-                "total_ms": round1(total_ms),
-            })
-        );
-    } else {
-        println!(
-            "nowcast from {base_time}: {} leads written to {} (mean motion u={u:.2} v={v:.2} px/step; motion {motion_ms:.0} ms, extrapolation {extrapolate_ms:.0} ms, total {total_ms:.0} ms)",
-            args.leads.len(),
-            args.out.display(),
-        );
-    }
-    Ok(())
+    Ok(Run {
+        motion_ms: s.motion_ms,
+        extrapolate_ms: (s.cascade.as_secs_f64() + built_ns.into_inner() as f64 * 1e-9) * 1e3,
+        extrapolate_wall_ms: s.t_extra.elapsed().as_secs_f64() * 1e3,
+        mean_motion: s.mean_motion,
+    })
 }
 
 fn round1(v: f64) -> f64 {

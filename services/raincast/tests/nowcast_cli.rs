@@ -52,13 +52,15 @@ fn written_leads_equal_the_batch_nowcast() {
     let out = std::env::temp_dir().join(format!("raincast-nowcast-cli-{}", std::process::id()));
     // Each smoothing, on one thread and on three (leads built in parallel);
     // the runs on three threads get the files newest first (the command
-    // sorts them by scan time).
+    // sorts them by scan time). Once built three times in the process
+    // (`--repeat`): the same files, the first run's times apart.
     let newest_first: Vec<PathBuf> = files.iter().rev().cloned().collect();
-    for (arg, smoothing, threads) in [
-        ("sprog", Smoothing::Sprog, "1"),
-        ("sprog", Smoothing::Sprog, "3"),
-        ("none", Smoothing::None, "1"),
-        ("none", Smoothing::None, "3"),
+    for (arg, smoothing, threads, repeat) in [
+        ("sprog", Smoothing::Sprog, "1", "1"),
+        ("sprog", Smoothing::Sprog, "3", "1"),
+        ("none", Smoothing::None, "1", "1"),
+        ("none", Smoothing::None, "3", "1"),
+        ("sprog", Smoothing::Sprog, "1", "3"),
     ] {
         let _ = std::fs::remove_dir_all(&out);
         let status = Command::new(BIN)
@@ -75,6 +77,8 @@ fn written_leads_equal_the_batch_nowcast() {
                 arg,
                 "--threads",
                 threads,
+                "--repeat",
+                repeat,
                 "--json",
                 "--out",
             ])
@@ -89,6 +93,15 @@ fn written_leads_equal_the_batch_nowcast() {
         let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
         assert_eq!(json["leads"], serde_json::json!(leads));
         assert_eq!(json["threads"].to_string(), threads, "{json}");
+        if repeat == "1" {
+            assert!(json.get("runs").is_none() && json.get("first_run").is_none());
+        } else {
+            assert_eq!(json["runs"].to_string(), repeat, "{json}");
+            for k in ["motion_ms", "extrapolate_ms", "extrapolate_wall_ms"] {
+                assert!(json["first_run"][k].as_f64().unwrap() > 0.0, "{json}");
+                assert!(json[k].as_f64().unwrap() > 0.0, "{json}");
+            }
+        }
         let cfg = NowcastConfig {
             smoothing,
             ..Default::default()
