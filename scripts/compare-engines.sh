@@ -17,8 +17,8 @@
 #   /tmp/pysteps-venv/bin/pip install pysteps opencv-python-headless h5py netCDF4 pillow
 # Environment: PY (that Python), RAINCAST (the binary), DATA (the shared
 # data folder), MAX_CASES, OUT (a folder for the JSON of each day), WARM
-# (default 2: Raincast's default run also builds its nowcast WARM more
-# times in its process and reports the last as "warm"; 0: off).
+# (default 0; N: Raincast's default run also builds its nowcast N more
+# times in its process and reports the last as "warm", see PERFORMANCE.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +26,7 @@ DATA=${DATA:-$here/../../shared/data}
 PY=${PY:-/tmp/pysteps-venv/bin/python}
 RAINCAST=${RAINCAST:-${CARGO_TARGET_DIR:-$here/../target}/release/raincast}
 MAX_CASES=${MAX_CASES:-24}
-WARM=${WARM:-2}
+WARM=${WARM:-0}
 OUT=${OUT:-$(mktemp -d /tmp/compare-engines.XXXXXX)}
 
 [ -x "$RAINCAST" ] || { echo "no release binary at $RAINCAST (cargo build --release -p raincast)" >&2; exit 2; }
