@@ -134,6 +134,8 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
         .collect();
     let input = NowcastInput::new(&fields, &cfg).context("cannot nowcast these scans")?;
     let base_time = input.latest().time;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     // `--repeat`: the same nowcast built and written again in this process;
     // the first run's times are kept as the cold ones.
     let mut cold: Option<Run> = None;
@@ -216,10 +218,9 @@ fn start(input: &NowcastInput, args: &NowcastArgs) -> Result<Started> {
     })
 }
 
-/// Each lead built, written and dropped on one of the threads.
+/// Each lead built, written (into the existing `--out`) and dropped on one
+/// of the threads.
 fn finish(s: Started, args: &NowcastArgs) -> Result<Run> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     // Lead build time summed over the threads, ns, without the writes: on
     // each thread, from the loop's start or the end of its previous write
     // to the lead handed over (a thread builds one lead at a time).
