@@ -2,8 +2,9 @@
 //! configured: moving, growing and decaying rain cells
 //! (`raincast_algorithms::synth`) written as real ODIM_H5 rain-rate files into
 //! a local folder under the default key layout, one file per step, with a
-//! backfill of the past two hours at start. The ingest job then reads them
-//! like any other radar's files.
+//! backfill of the past two hours at start (by default). The ingest job then reads them
+//! like any other radar's files. `raincast run` makes that backfill
+//! [`backfill_inside`] ingest's own, so that every file it writes is read.
 //!
 //! `raincast run` starts two overlapping radars ([`DemoRadar::overlapping_pair`]):
 //! `demo` around Zürich and `demo2` 128 km further east, both windows of one
@@ -54,6 +55,20 @@ impl DemoOptions {
             retention: Duration::days(7),
         }
     }
+}
+
+/// How much later than ingest's backfill window the demo's own backfill
+/// starts ([`backfill_inside`]).
+pub const BACKFILL_MARGIN_MINUTES: i64 = 5;
+
+/// The demo backfill for an ingest whose radars without a checkpoint start
+/// `ingest_backfill` before its first run: [`BACKFILL_MARGIN_MINUTES`]
+/// less. Both windows end at start-up, but ingest's starts at its first run,
+/// which comes seconds after the demo has begun writing; with equal lengths
+/// the demo's oldest files fell just before ingest's window and were never
+/// read (seen from outside: two files of 721 per radar not stored).
+pub fn backfill_inside(ingest_backfill: Duration) -> Duration {
+    (ingest_backfill - Duration::minutes(BACKFILL_MARGIN_MINUTES)).max(Duration::zero())
 }
 
 /// A demo radar failed to write a file.

@@ -13,7 +13,7 @@ use clap::Args;
 use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_config::secrets::Secrets;
 use raincast_config::SourceSpec;
-use raincast_ingest::demo::{demo_places, DemoOptions, DemoRadar};
+use raincast_ingest::demo::{backfill_inside, demo_places, DemoOptions, DemoRadar};
 use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides, RadarSource};
 use raincast_notifier::service::{NotifierDeps, NotifierSettings, RadarRef};
 use raincast_nowcast::NowcastService;
@@ -74,6 +74,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             };
             let pair = DemoRadar::overlapping_pair(DemoOptions {
                 retention: cfg.retention,
+                backfill: backfill_inside(cfg.ingest.backfill),
                 ..DemoOptions::new(dir.clone())
             })?;
             let source: Arc<dyn raincast_store::ScanSource> =

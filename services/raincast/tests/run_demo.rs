@@ -1,6 +1,8 @@
 //! `raincast run` with no configuration at all: the embedded default with the
 //! two overlapping synthetic demo radars. It must show synthetic rain being ingested, one
-//! progress line per scan, and stop cleanly on SIGTERM.
+//! progress line per scan, and stop cleanly on SIGTERM; every file the demo
+//! radars wrote up to the newest stored scan is stored (none left outside
+//! ingest's backfill window).
 
 #![allow(clippy::unwrap_used)]
 
@@ -35,12 +37,15 @@ fn run_without_config_ingests_the_demo_radar() {
     });
     let mut log = Vec::new();
     let start = Instant::now();
-    // Three progress lines of the demo radar.
-    while log
-        .iter()
-        .filter(|l: &&String| l.contains("ingested scan [") && l.contains("demo"))
-        .count()
-        < 3
+    // Three progress lines of the demo radars, at least one of each.
+    let ingested = |log: &[String], key: &str| {
+        log.iter()
+            .filter(|l| l.contains("ingested scan [") && l.contains(key))
+            .count()
+    };
+    while ingested(&log, "\"demo") < 3
+        || ingested(&log, "\"demo/") == 0
+        || ingested(&log, "\"demo2/") == 0
     {
         assert!(
             start.elapsed() < Duration::from_secs(180),
@@ -79,4 +84,50 @@ fn run_without_config_ingests_the_demo_radar() {
         );
     }
     assert!(dir.path().join("var/store/raincast.redb").is_file());
+    // Nothing the demo wrote is skipped: every file up to the newest stored
+    // scan is stored, the oldest of the backfill included.
+    for radar in ["demo", "demo2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_raincast"))
+            .args(["scans", "list", "--radar", radar])
+            .current_dir(dir.path())
+            .env_remove("RAINCAST_SOURCE")
+            .env_remove("RAINCAST_STORE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stored: std::collections::BTreeSet<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["source_key"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let newest = stored.last().cloned().unwrap_or_default();
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.path().join("var/bucket").join(radar)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "h5") {
+                    let key = p.strip_prefix(dir.path().join("var/bucket")).unwrap();
+                    files.push(key.to_string_lossy().into_owned());
+                }
+            }
+        }
+        files.sort();
+        let missing: Vec<&String> = files
+            .iter()
+            .filter(|f| **f <= newest && !stored.contains(*f))
+            .collect();
+        assert!(
+            !stored.is_empty() && missing.is_empty(),
+            "{radar}: {} files up to {newest}, {} stored, not stored: {:?}",
+            files.iter().filter(|f| **f <= newest).count(),
+            stored.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
 }
