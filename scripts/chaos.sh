@@ -18,7 +18,17 @@
 #
 #   scripts/chaos.sh                        # 10 rounds, 90 s final run
 #   ROUNDS=30 FINAL=120 scripts/chaos.sh
-#   scripts/chaos.sh --check DIR            # only the checks, on DIR of an earlier run
+#   scripts/chaos.sh --check DIR            # only the checks, on DIR of an earlier demo run
+#   scripts/chaos.sh --fleet [SCANS_DIR]    # the fleet: see below
+#
+# --fleet: two instances of `raincast run` share one S3 bucket and one
+# DynamoDB store on a local moto_server (from PATH or .ci/services.sh's
+# venv, whose boto3 uploads), while the scans of SCANS_DIR (default
+# ../shared/data/bom/02, any one radar's folder) arrive one every UPLOAD_S
+# (3) seconds as radar `chaos`; one instance or the other is killed with
+# SIGKILL and restarted ROUNDS times. The same checks then run over both
+# instances' logs and the shared store: every uploaded scan stored once,
+# ingested once by one instance or the other, scored for skill at most once.
 #
 # Environment: CARGO_TARGET_DIR (default $HOME/.cache/raincast/target), ROUNDS,
 # FINAL, KEEP (a folder to run in instead of a temporary one). Needs python3.
@@ -29,13 +39,16 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/raincast/target}"
 bin="$target/release/raincast"
 
-check() { # folder of a run (holds run.log and var/)
+check() { # folder of a run: run*.log files, expected/RADAR.keys, and the
+    # store the scans/quarantine lists come from (RAINCAST_* / the config)
     local dir=$1
-    local lists
+    shift
+    local lists r
     lists="$(mktemp -d)"
-    for r in demo demo2; do
-        (cd "$dir" && "$bin" scans list --radar "$r") >"$lists/$r.stored" 2>/dev/null
-        (cd "$dir" && "$bin" scans quarantined --radar "$r") >"$lists/$r.quarantined" 2>/dev/null
+    for r in $(cd "$dir/expected" && ls); do
+        r="${r%.keys}"
+        (cd "$dir" && "$bin" scans list --radar "$r" "$@") >"$lists/$r.stored"
+        (cd "$dir" && "$bin" scans quarantined --radar "$r" "$@") >"$lists/$r.quarantined"
     done
     local rc=0
     python3 - "$dir" "$lists" <<'PY' || rc=$?
@@ -45,29 +58,32 @@ run, lists = sys.argv[1], sys.argv[2]
 problems, warns = [], collections.Counter()
 posted, ingested, scored = collections.Counter(), collections.Counter(), collections.Counter()
 known_prints = ("Demo API key:", "Raincast map:")
-with open(os.path.join(run, "run.log"), errors="replace") as fh:
-    for line in fh:
-        if not line.startswith("{"):
-            if line.strip() and not line.startswith(known_prints):
-                problems.append(f"not a log line (a panic?): {line.strip()[:200]}")
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            # The last line of a killed run may be cut off.
-            continue
-        f, level = rec.get("fields", {}), rec.get("level")
-        msg = f.get("message", "")
-        if level == "ERROR":
-            problems.append(f"ERROR: {msg} {f}")
-        elif level == "WARN":
-            warns[msg] += 1
-        if msg == "posted" and not f.get("already"):
-            posted[f.get("key")] += 1
-        elif msg.startswith("ingested scan"):
-            ingested[f.get("key")] += 1
-        elif msg == "live skill scored":
-            scored[(f.get("radar"), f.get("scan_time"))] += 1
+lines = []
+for log in sorted(glob.glob(os.path.join(run, "**", "run*.log"), recursive=True)):
+    with open(log, errors="replace") as fh:
+        lines.extend(fh)
+for line in lines:
+    if not line.startswith("{"):
+        if line.strip() and not line.startswith(known_prints):
+            problems.append(f"not a log line (a panic?): {line.strip()[:200]}")
+        continue
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        # The last line of a killed run may be cut off.
+        continue
+    f, level = rec.get("fields", {}), rec.get("level")
+    msg = f.get("message", "")
+    if level == "ERROR":
+        problems.append(f"ERROR: {msg} {f}")
+    elif level == "WARN":
+        warns[msg] += 1
+    if msg == "posted" and not f.get("already"):
+        posted[f.get("key")] += 1
+    elif msg.startswith("ingested scan"):
+        ingested[f.get("key")] += 1
+    elif msg == "live skill scored":
+        scored[(f.get("radar"), f.get("scan_time"))] += 1
 hostile = {}
 hostile_list = os.path.join(run, "hostile.txt")
 if os.path.exists(hostile_list):
@@ -78,11 +94,8 @@ for what, counter in (("posted", posted), ("ingested", ingested), ("scored for s
     twice = [k for k, n in counter.items() if n > 1]
     if twice:
         problems.append(f"{len(twice)} {what} more than once, e.g. {twice[:3]}")
-for radar in ("demo", "demo2"):
-    files = sorted(p for p in glob.glob(os.path.join(run, "var", "bucket", radar, "**", "*"),
-                                        recursive=True) if os.path.isfile(p))
-    bucket = os.path.join(run, "var", "bucket")
-    files = [os.path.relpath(p, bucket) for p in files]
+for radar in sorted(f[:-len(".keys")] for f in os.listdir(os.path.join(run, "expected"))):
+    files = sorted(l.strip() for l in open(os.path.join(run, "expected", f"{radar}.keys")) if l.strip())
     bad = {k: c for k, c in hostile.items() if k.startswith(f"{radar}/")}
     files = [k for k in files if k not in bad]
     stored = [json.loads(l) for l in open(os.path.join(lists, f"{radar}.stored")) if l.strip()]
@@ -118,17 +131,118 @@ PY
     return $rc
 }
 
-if [ "${1:-}" = "--check" ]; then
-    check "${2:?usage: scripts/chaos.sh --check DIR}"
-    exit
-fi
+demo_expected() { # the demo bucket's files, as keys, per radar
+    local dir=$1 radar
+    mkdir -p "$dir/expected"
+    for radar in demo demo2; do
+        (cd "$dir/var/bucket" && find "$radar" -type f -name '*.h5' | sort) >"$dir/expected/$radar.keys"
+    done
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 rounds="${ROUNDS:-10}"
 final="${FINAL:-90}"
+case "${1:-}" in
+--check)
+    dir="${2:?usage: scripts/chaos.sh --check DIR}"
+    demo_expected "$dir"
+    check "$dir"
+    exit
+    ;;
+--fleet)
+    scans="${2:-$here/../shared/data/bom/02}"
+    [ -d "$scans" ] || { echo "chaos: no folder of scans at $scans" >&2; exit 2; }
+    moto_bin="$(command -v moto_server || echo "$HOME/.cache/raincast/servers/moto-venv/bin/moto_server")"
+    py="$(dirname "$moto_bin")/python"
+    if ! [ -x "$moto_bin" ] || ! "$py" -c 'import boto3' 2>/dev/null; then
+        echo "chaos: needs moto_server and boto3 in its venv (. .ci/services.sh)" >&2
+        exit 2
+    fi
+    (cd "$here" && CARGO_TARGET_DIR="$target" cargo build --release --locked -p raincast)
+    work="${KEEP:-$(mktemp -d /tmp/raincast-chaos-fleet.XXXXXX)}"
+    mkdir -p "$work/a" "$work/b" "$work/expected"
+    s3port=$(free_port)
+    "$moto_bin" -p "$s3port" >"$work/moto.log" 2>&1 &
+    moto=$!
+    trap 'kill "$moto" "${pa:-0}" "${pb:-0}" "${up:-0}" 2>/dev/null || true' EXIT
+    export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$s3port" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$s3port" \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+    # One key per scan, dated by the scan's own time (`raincast prep`).
+    for f in $(find "$scans" -maxdepth 1 -type f | sort); do
+        t="$("$bin" prep "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])')" || continue
+        printf '%s chaos/%s/%s\n' "$f" "$(date -u -d "$t" +%Y/%m/%d)" "$(basename "$f")"
+    done >"$work/uploads.txt"
+    [ -s "$work/uploads.txt" ] || { echo "chaos: no readable scans in $scans" >&2; exit 2; }
+    cut -d' ' -f2 "$work/uploads.txt" >"$work/expected/chaos.keys"
+    first="$(head -n 1 "$work/uploads.txt" | cut -d' ' -f1)"
+    since="$("$bin" prep "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])')"
+    cat >"$work/raincast.toml" <<TOML
+source = "s3://chaos-raw"
+store = "dynamodb"
+create_tables = true
+key_template = "{radar}/{yyyy}/{mm}/{dd}/{file}"
+
+[ingest]
+schedule = "*/5 * * * * *"
+
+[aws]
+default_region = "us-east-1"
+
+[[radars]]
+id = "chaos"
+TOML
+    # The bucket first (moto needs a moment to listen), then the uploads.
+    for _ in $(seq 1 50); do
+        "$py" -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket="chaos-raw")' \
+            2>/dev/null && break
+        sleep 0.2
+    done
+    "$py" - "$work/uploads.txt" "${UPLOAD_S:-3}" >"$work/upload.log" 2>&1 <<'PY' &
+import os, sys, time
+import boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
+for line in open(sys.argv[1]):
+    path, key = line.split()
+    s3.upload_file(path, "chaos-raw", key)
+    print(key, flush=True)
+    time.sleep(float(sys.argv[2]))
+PY
+    up=$!
+    start() { # instance folder; its pid is then in $!
+        (cd "$work/$1" && exec "$bin" run --config ../raincast.toml --since "$since" \
+            --listen "127.0.0.1:0" --log-json) >>"$work/$1/run.log" 2>&1 &
+    }
+    echo "chaos (fleet): two instances, $rounds kills while $(wc -l <"$work/uploads.txt") scans arrive, then $final s; in $work" >&2
+    start a
+    pa=$!
+    start b
+    pb=$!
+    for i in $(seq 1 "$rounds"); do
+        sleep $(( RANDOM % 20 + 5 ))
+        if (( RANDOM % 2 )); then
+            kill -9 "$pa"; wait "$pa" 2>/dev/null || true; start a; pa=$!; who=a
+        else
+            kill -9 "$pb"; wait "$pb" 2>/dev/null || true; start b; pb=$!; who=b
+        fi
+        echo "round $i/$rounds: killed instance $who" >&2
+    done
+    wait "$up" || { echo "chaos: the upload failed ($work/upload.log)" >&2; exit 1; }
+    sleep "$final"
+    kill -INT "$pa" "$pb"
+    wait "$pa" || { echo "chaos: instance a did not stop cleanly" >&2; exit 1; }
+    wait "$pb" || { echo "chaos: instance b did not stop cleanly" >&2; exit 1; }
+    check "$work" --config "$work/raincast.toml"
+    exit
+    ;;
+esac
+
 (cd "$here" && CARGO_TARGET_DIR="$target" cargo build --release --locked -p raincast)
 work="${KEEP:-$(mktemp -d /tmp/raincast-chaos.XXXXXX)}"
 mkdir -p "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 echo "chaos: $rounds kills, then $final s; in $work" >&2
 hostile() { # drops four bad files into each demo radar's folder of today
     local stamp radar dir src
@@ -169,4 +283,5 @@ pid=$!
 sleep "$final"
 kill -INT "$pid"
 wait "$pid" || { echo "chaos: the final run did not stop cleanly" >&2; exit 1; }
+demo_expected "$work"
 check "$work"
