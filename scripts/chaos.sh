@@ -29,6 +29,8 @@
 # SIGKILL and restarted ROUNDS times. The same checks then run over both
 # instances' logs and the shared store: every uploaded scan stored once,
 # ingested once by one instance or the other, scored for skill at most once.
+# With QUEUE=1 the instances ingest from an SQS queue that the bucket
+# notifies of each new object (event-driven ingest, with its reconciler).
 #
 # Environment: CARGO_TARGET_DIR (default $HOME/.cache/raincast/target), ROUNDS,
 # FINAL, KEEP (a folder to run in instead of a temporary one). Needs python3.
@@ -200,6 +202,30 @@ TOML
             2>/dev/null && break
         sleep 0.2
     done
+    if [ -n "${QUEUE:-}" ]; then
+        # Event-driven ingest: the bucket notifies an SQS queue (with a
+        # dead-letter queue after 5 receipts) of every new object.
+        export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$s3port"
+        queue_url="$("$py" - <<'PY'
+import json, os
+import boto3
+sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL_SQS"],
+                   region_name=os.environ["AWS_REGION"])
+dlq = sqs.create_queue(QueueName="chaos-raw-dlq")["QueueUrl"]
+dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+url = sqs.create_queue(QueueName="chaos-raw", Attributes={"RedrivePolicy": json.dumps(
+    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})})["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
+             region_name=os.environ["AWS_REGION"]).put_bucket_notification_configuration(
+    Bucket="chaos-raw", NotificationConfiguration={"QueueConfigurations": [
+        {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+print(url)
+PY
+)"
+        [ -n "$queue_url" ] || { echo "chaos: creating the queue failed" >&2; exit 1; }
+        printf '\n[queue]\nurl = "%s"\n' "$queue_url" >>"$work/raincast.toml"
+    fi
     "$py" - "$work/uploads.txt" "${UPLOAD_S:-3}" >"$work/upload.log" 2>&1 <<'PY' &
 import os, sys, time
 import boto3
