@@ -63,7 +63,7 @@ impl World {
         .unwrap();
         radar.backfill(Utc::now()).unwrap();
         let mut keys = Vec::new();
-        for entry in walk(self.files.path()) {
+        for entry in common::walk(self.files.path()) {
             let key = entry
                 .strip_prefix(self.files.path())
                 .unwrap()
@@ -142,20 +142,6 @@ fn n(v: &Value, field: &str) -> u64 {
     v[field]
         .as_u64()
         .unwrap_or_else(|| panic!("{field} missing in {v}"))
-}
-
-/// Every file below `dir`, recursively.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use raincast_testkit::TempDir;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -104,19 +106,17 @@ fn run_without_config_ingests_the_demo_radar() {
             })
             .collect();
         let newest = stored.last().cloned().unwrap_or_default();
-        let mut files = Vec::new();
-        let mut dirs = vec![dir.path().join("var/bucket").join(radar)];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "h5") {
-                    let key = p.strip_prefix(dir.path().join("var/bucket")).unwrap();
-                    files.push(key.to_string_lossy().into_owned());
-                }
-            }
-        }
+        let bucket = dir.path().join("var/bucket");
+        let mut files: Vec<String> = common::walk(&bucket.join(radar))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "h5"))
+            .map(|p| {
+                p.strip_prefix(&bucket)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
         files.sort();
         let missing: Vec<&String> = files
             .iter()

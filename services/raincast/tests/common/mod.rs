@@ -46,3 +46,17 @@ pub async fn put_object(s3: &S3Source, bucket: &str, key: &str, bytes: Vec<u8>) 
         .await
         .unwrap();
 }
+
+/// Every file below `dir`, recursively.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
