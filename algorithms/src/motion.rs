@@ -12,8 +12,9 @@
 //!
 //! # Method, and why
 //! Coarse-to-fine **dense Lucas–Kanade with warping**, solved on a reduced
-//! "working" grid (long side ≤ [`MotionConfig::max_working_side`] cells, a few
-//! km per cell) and regularised by confidence-weighted smoothing:
+//! "working" grid (cells of about [`MotionConfig::working_cell_km`], 4 km, a
+//! long side of at most [`MotionConfig::max_working_side`] cells) and
+//! regularised by confidence-weighted smoothing:
 //!
 //! 1. each field becomes dBR = 10·log₁₀(R) (rain below the threshold gets a
 //!    floor of −15 dBR), block-averaged to the working grid (NaN-aware);
@@ -101,8 +102,18 @@ pub struct MotionConfig {
     /// dBR given to cells without rain (default −15, 5 dB below the 0.1 mm/h
     /// threshold, as in pysteps).
     pub floor_dbr: f32,
-    /// Upper bound of the working grid's long side, cells (default 192). The
-    /// input is block-averaged by `ceil(long side / this)`.
+    /// Size of a working-grid cell, km (default 4): the input is
+    /// block-averaged by `round(this / cell size)` cells, so the motion sees
+    /// rain at the same physical scale on every grid: a shower a few km
+    /// across still has its own gradients. Finer (3 km) lost skill on the
+    /// MeteoSwiss and RMI days, coarser (5 and 7 km, what a long-side bound
+    /// alone gave the 1226-cell FMI composite) lost it on FMI's showers; BOM's
+    /// 500-m grid scores the same at 1, 1.5, 3 and 4 km (docs/PERFORMANCE.md,
+    /// "Issue 16, session 25").
+    pub working_cell_km: f32,
+    /// Upper bound of the working grid's long side, cells (default 384): the
+    /// cost bound, which wins over [`Self::working_cell_km`] on a very large
+    /// grid (OPERA's 2200 × 1900 × 2 km works at 12 km).
     pub max_working_side: usize,
     /// The coarsest pyramid level keeps at least this many cells on its short
     /// side (default 12).
@@ -130,7 +141,8 @@ impl Default for MotionConfig {
         Self {
             rain_threshold_mm_h: 0.1,
             floor_dbr: -15.0,
-            max_working_side: 192,
+            working_cell_km: 4.0,
+            max_working_side: 384,
             min_level_side: 12,
             window_radius: 3,
             iterations: 3,
@@ -396,9 +408,19 @@ fn add_blocks<const F: usize>(dbr: &[f32], sum: &mut [f32], cnt: &mut [u32]) {
     }
 }
 
-/// The working-grid reduction factor for a grid of `rows × cols`.
-pub fn working_factor(rows: usize, cols: usize, cfg: &MotionConfig) -> usize {
-    rows.max(cols).div_ceil(cfg.max_working_side.max(8)).max(1)
+/// The working-grid reduction factor for a grid of `rows × cols` cells of
+/// `cell_km`: cells of about [`MotionConfig::working_cell_km`], unless the
+/// long side would then exceed [`MotionConfig::max_working_side`].
+pub fn working_factor(rows: usize, cols: usize, cell_km: f32, cfg: &MotionConfig) -> usize {
+    let ratio = cfg.working_cell_km / cell_km;
+    // A NaN, infinite or non-positive size falls back to the cost bound.
+    let by_scale = if ratio.is_finite() && ratio >= 1.0 {
+        ratio.round().min(u32::MAX as f32) as usize
+    } else {
+        1
+    };
+    let by_cost = rows.max(cols).div_ceil(cfg.max_working_side.max(8));
+    by_scale.max(by_cost).max(1)
 }
 
 /// Estimates the motion at the time of the last frame.
@@ -431,7 +453,7 @@ pub fn estimate(
     if shape.0 == 0 || shape.1 == 0 {
         return Err(MotionError::Empty);
     }
-    let factor = working_factor(shape.0, shape.1, cfg);
+    let factor = working_factor(shape.0, shape.1, cell_km, cfg);
     // 1. dBR on the working grid: the one full-resolution pass over each
     // frame, so the frames go to the threads of the current rayon pool (in
     // turn on one thread; the same bits).
@@ -974,6 +996,35 @@ mod tests {
         let (u, v) = rain_mean(&m, &f[2]);
         assert!((u - 2.5).abs() < 0.4 && (v + 2.0).abs() < 0.4, "({u}, {v})");
         assert!(m.u.data.iter().chain(&m.v.data).all(|x| x.is_finite()));
+    }
+
+    /// The working grid has cells of about 4 km whatever the grid's extent
+    /// (a long-side bound alone gave FMI's 1226-cell composite 7-km cells,
+    /// too coarse for its showers); only the cost bound makes a very large
+    /// grid coarser.
+    #[test]
+    fn working_cells_are_about_four_km_on_every_grid() {
+        let cfg = MotionConfig::default();
+        let km = |rows, cols, cell_km| {
+            let f = working_factor(rows, cols, cell_km, &cfg);
+            (f, f as f32 * cell_km)
+        };
+        // BOM 512 × 512 × 500 m, MeteoSwiss, RMI, FMI (its cells are 999.65 m).
+        assert_eq!(km(512, 512, 0.5), (8, 4.0));
+        assert_eq!(km(640, 710, 1.0), (4, 4.0));
+        assert_eq!(km(700, 700, 1.0), (4, 4.0));
+        assert_eq!(km(1226, 760, 0.99965).0, 4);
+        // A 1.5-km grid: the nearest whole factor (3: 4.5 km).
+        assert_eq!(km(400, 400, 1.5).0, 3);
+        // Cells already coarser than 4 km are used as they are.
+        assert_eq!(km(300, 300, 5.0), (1, 5.0));
+        // OPERA 2200 × 1900 × 2 km: the cost bound (long side ≤ 384) wins.
+        assert_eq!(km(2200, 1900, 2.0), (6, 12.0));
+        assert!(2200usize.div_ceil(6) <= cfg.max_working_side);
+        // A size that says nothing falls back to the cost bound.
+        for bad in [f32::NAN, 0.0, -1.0, f32::INFINITY] {
+            assert_eq!(working_factor(512, 512, bad, &cfg), 2, "cell_km {bad}");
+        }
     }
 
     #[test]
