@@ -41,9 +41,10 @@
 //! global variational problem with a generic optimiser and is two orders of
 //! magnitude slower. Dense LK with warping over a pyramid is the classic
 //! coarse-to-fine flow; the confidence-weighted smoothing plays the role of
-//! VET's smoothness penalty at a fraction of the cost. Working at a few km per
-//! cell is enough: rain motion varies over tens of kilometres, and the
-//! reduced grid keeps the cost almost independent of the input size.
+//! VET's smoothness penalty at a fraction of the cost. Working at about 4 km
+//! per cell is enough: rain motion varies over tens of kilometres, showers
+//! a few km across still show on such cells, and the reduced grid (at most
+//! 384 cells a side) bounds the cost on any input.
 //!
 //! Using more than two frames ("motion from more frames") adds equations for
 //! the same unknown and doubles the baseline of the oldest pair, which halves
@@ -413,9 +414,10 @@ fn add_blocks<const F: usize>(dbr: &[f32], sum: &mut [f32], cnt: &mut [u32]) {
 /// long side would then exceed [`MotionConfig::max_working_side`].
 pub fn working_factor(rows: usize, cols: usize, cell_km: f32, cfg: &MotionConfig) -> usize {
     let ratio = cfg.working_cell_km / cell_km;
-    // A NaN, infinite or non-positive size falls back to the cost bound.
+    // A NaN, infinite or non-positive size falls back to the cost bound
+    // (the float-to-integer cast saturates).
     let by_scale = if ratio.is_finite() && ratio >= 1.0 {
-        ratio.round().min(u32::MAX as f32) as usize
+        ratio.round() as usize
     } else {
         1
     };
