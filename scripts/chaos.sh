@@ -6,8 +6,9 @@
 #
 # * no panic and no ERROR line (WARN lines are listed, not failed);
 # * every raw scan key ingested at most once over all runs, every stored scan
-#   time once, nothing quarantined, and every file in the demo bucket stored
-#   except at most the newest one per radar (written after the last pass);
+#   time once, nothing but the hostile files below quarantined, and every
+#   file in the demo bucket stored except at most the newest one per radar
+#   (written after the last pass);
 # * every notifier event posted at most once (a post found already made by an
 #   earlier, killed attempt is logged as such and is not a second post);
 # * every scan scored for live skill at most once;
@@ -141,6 +142,10 @@ demo_expected() { # the demo bucket's files, as keys, per radar
     done
 }
 
+scan_time() { # a scan's own time, from `raincast prep`
+    "$bin" prep "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])'
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -174,13 +179,13 @@ case "${1:-}" in
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
     # One key per scan, dated by the scan's own time (`raincast prep`).
     for f in $(find "$scans" -maxdepth 1 -type f | sort); do
-        t="$("$bin" prep "$f" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])')" || continue
+        t="$(scan_time "$f")" || continue
         printf '%s chaos/%s/%s\n' "$f" "$(date -u -d "$t" +%Y/%m/%d)" "$(basename "$f")"
     done >"$work/uploads.txt"
     [ -s "$work/uploads.txt" ] || { echo "chaos: no readable scans in $scans" >&2; exit 2; }
     cut -d' ' -f2 "$work/uploads.txt" >"$work/expected/chaos.keys"
     first="$(head -n 1 "$work/uploads.txt" | cut -d' ' -f1)"
-    since="$("$bin" prep "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])')"
+    since="$(scan_time "$first")"
     cat >"$work/raincast.toml" <<TOML
 source = "s3://chaos-raw"
 store = "dynamodb"
@@ -271,23 +276,28 @@ mkdir -p "$work"
 port=$(free_port)
 echo "chaos: $rounds kills, then $final s; in $work" >&2
 hostile() { # drops four bad files into each demo radar's folder of today
-    local stamp radar dir src
-    stamp="$(date -u +%Y%m%dT%H%M)"
+    local now stamp day radar dir src k
+    # One instant for the day folder and the names (no midnight in between).
+    now="$(date -u +%s)"
+    stamp="$(date -u -d "@$now" +%Y%m%dT%H%M)"
+    day="$(date -u -d "@$now" +%Y/%m/%d)"
     for radar in demo demo2; do
-        dir="$work/var/bucket/$radar/$(date -u +%Y/%m/%d)"
-        # A real scan (on whole 10 s, so not one of these files).
-        src="$(find "$dir" -name "${radar}_*0Z.h5" 2>/dev/null | sort | tail -n 3 | head -n 1)"
+        dir="$work/var/bucket/$radar/$day"
+        # A real scan (on whole 10 s, so not one of these files) of an
+        # earlier minute: its key sorts before its copy's, so ingest, in key
+        # order, stores it first and the copy is the duplicate (a scan of
+        # this minute, not yet ingested, could lose to its own copy).
+        src="$(find "$dir" -name "${radar}_*0Z.h5" 2>/dev/null | sort |
+            awk -v lim="$dir/${radar}_${stamp}" '$0 < lim' | tail -n 1)"
         [ -n "$src" ] || continue
         # Demo scans are on whole 10 s; these names are not, so never clash.
         : >"$dir/${radar}_${stamp}05Z.h5"
         head -c 50000 /dev/urandom >"$dir/${radar}_${stamp}06Z.h5"
         head -c $(( $(stat -c %s "$src") / 2 )) "$src" >"$dir/${radar}_${stamp}07Z.h5"
         cp "$src" "$dir/${radar}_${stamp}08Z.h5"
+        k="$radar/$day/${radar}_${stamp}"
         printf '%s truncated\n%s bad_magic\n%s truncated\n%s duplicate\n' \
-            "$radar/$(date -u +%Y/%m/%d)/${radar}_${stamp}05Z.h5" \
-            "$radar/$(date -u +%Y/%m/%d)/${radar}_${stamp}06Z.h5" \
-            "$radar/$(date -u +%Y/%m/%d)/${radar}_${stamp}07Z.h5" \
-            "$radar/$(date -u +%Y/%m/%d)/${radar}_${stamp}08Z.h5" >>"$work/hostile.txt"
+            "${k}05Z.h5" "${k}06Z.h5" "${k}07Z.h5" "${k}08Z.h5" >>"$work/hostile.txt"
     done
 }
 for i in $(seq 1 "$rounds"); do
