@@ -16,7 +16,9 @@
 //!   accepted; raw → physical is done in one pass into the output array.
 //! * **Cell states**: raw == `nodata` → `NaN` (not scanned); raw ==
 //!   `undetect` → `0.0` for rates and accumulations, `-inf` for dBZ (scanned,
-//!   no echo); a raw float `NaN` → `NaN`. The two special values are compared
+//!   no echo); a raw float `NaN` → `NaN`. Where `nodata` and `undetect` are
+//!   one raw value, a composite reads it as no data (polar sweeps read it
+//!   as undetect: `odim/polar.rs`). The two special values are compared
 //!   in the storage type, so an f32 dataset with an f64 `nodata` attribute
 //!   still matches.
 //! * **Time**: root `what/date` (`YYYYMMDD`) + `what/time` (`HHMMSS`), UTC.
@@ -814,6 +816,14 @@ mod tests {
         assert_eq!(scan.values[[0, 1]], -31.5);
         assert_eq!(scan.values[[2, 2]], 10.0 * 0.5 - 32.0);
         assert!(scan.values[[2, 3]].is_nan());
+        // A raw value that is both nodata and undetect is ambiguous in a
+        // composite (cells beyond every radar are common): no data, never
+        // no echo. (Polar sweeps read it as undetect; see `polar`.)
+        let mut what = vec![f64_attr("gain", 0.5), f64_attr("offset", -32.0)];
+        what.extend([f64_attr("nodata", 0.0), f64_attr("undetect", 0.0)]);
+        let scan = decode(&u8_file("DBZH", what), None).unwrap();
+        assert!(scan.values[[0, 0]].is_nan());
+        assert_eq!(scan.values[[0, 1]], -31.5);
     }
 
     #[test]

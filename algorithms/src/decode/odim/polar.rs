@@ -27,7 +27,16 @@
 //!   only says when each one was measured).
 //! * **Values**: physical = raw × `gain` + `offset` from `dataM/what`, else
 //!   `datasetN/what`; raw `nodata` → NaN (not measured), raw `undetect` →
-//!   `-inf` dBZ (measured, no echo), as for composites.
+//!   `-inf` dBZ (measured, no echo), as for composites. **When `nodata` and
+//!   `undetect` are one raw value** (the Bureau of Meteorology's volumes
+//!   write 0 for both), that value is read as undetect: ODIM's `nodata`
+//!   means "never radiated", and every gate of a sweep up to its `nbins`
+//!   was radiated; what the sweep does not cover (beyond its last gate,
+//!   inside `rstart`) stays no data. Read as no
+//!   data, such a volume's dry area (85 % of the gates of a BOM volume)
+//!   would be unknown and only its echoes known. A composite keeps the
+//!   value as no data: there a cell outside every radar's coverage is
+//!   common, and no data is never read as no rain.
 //! * **Time**: root `what/date` + `what/time`, the volume's nominal time
 //!   (scans of one radar then fall on its regular cadence, which the
 //!   nowcast's spacing check wants).
@@ -123,7 +132,13 @@ pub(super) fn decode(
     let rscale_m = number("rscale", None)?;
     let rstart_km = number("rstart", Some(0.0))?;
 
-    let scaling = Scaling::read(&data_what, &ds_what, Kind::Dbzh)?;
+    let mut scaling = Scaling::read(&data_what, &ds_what, Kind::Dbzh)?;
+    if scaling.nodata.is_some() && scaling.nodata == scaling.undetect {
+        // One raw value for both (the Bureau of Meteorology's volumes write
+        // 0 for each): a sweep holds radiated gates only, so it reads as
+        // "measured, no echo" (see the module docs).
+        scaling.nodata = None;
+    }
     let values = read_values(&dataset, &scaling, (rays, bins), &data_path, len)?;
     let dbz = h5::into_array(F, &data_path, rays, bins, values)?;
     let spacing = 360.0 / rays as f64;
@@ -410,6 +425,22 @@ mod tests {
         ds_where: &[(&str, f64)],
         quantity: &str,
     ) -> Vec<u8> {
+        let sweep = (quantity, [8, 6], &[100u8; 48][..], &[][..]);
+        one_sweep(product, sweep, root_where, ds_where)
+    }
+
+    /// The one `dataset1/data1` of [`one_sweep`]: quantity, shape, raw u8
+    /// data and its `what` attributes.
+    type SweepData<'a> = (&'a str, [u64; 2], &'a [u8], &'a [(&'a str, f64)]);
+
+    /// A PVOL of one `dataset1/data1`, with `dataset1/what/product` and
+    /// these root and sweep `where` attributes.
+    fn one_sweep(
+        product: &str,
+        (quantity, shape, raw, data_what): SweepData,
+        root_where: &[(&str, f64)],
+        ds_where: &[(&str, f64)],
+    ) -> Vec<u8> {
         let text = AttributeBuilder::fixed_string;
         let num = |n: &str, v: f64| AttributeBuilder::scalar(n, v).unwrap();
         let mut b = Hdf5Builder::new()
@@ -421,9 +452,11 @@ mod tests {
             .group_attribute("dataset1/what", text("product", product))
             .group_attribute("dataset1/data1/what", text("quantity", quantity))
             .dataset(
-                DatasetBuilder::typed_data("dataset1/data1/data", vec![8, 6], &[100u8; 48])
-                    .unwrap(),
+                DatasetBuilder::typed_data("dataset1/data1/data", shape.to_vec(), raw).unwrap(),
             );
+        for (n, v) in data_what {
+            b = b.group_attribute("dataset1/data1/what", num(n, *v));
+        }
         for (n, v) in root_where {
             b = b.group_attribute("where", num(n, *v));
         }
@@ -431,6 +464,50 @@ mod tests {
             b = b.group_attribute("dataset1/where", num(n, *v));
         }
         finish(b).unwrap()
+    }
+
+    #[test]
+    fn a_sweep_whose_nodata_is_its_undetect_reads_that_value_as_no_echo() {
+        // As the Bureau of Meteorology writes its volumes: u8 DBZH, gain
+        // 0.5, offset −32, nodata = undetect = 0. 360 rays of twenty 1-km
+        // gates, raw 0 (no echo) but for an echo of 50 dBZ (raw 164) on
+        // gates 8–11 of rays 80–99 (east).
+        let (rays, bins) = (360usize, 20usize);
+        let mut raw = vec![0u8; rays * bins];
+        for ray in raw.chunks_exact_mut(bins).skip(80).take(20) {
+            ray[8..12].fill(164);
+        }
+        let geometry = [
+            ("elangle", 0.5),
+            ("nrays", rays as f64),
+            ("nbins", bins as f64),
+            ("rscale", 1000.0),
+        ];
+        let file = |nodata: f64| {
+            let what = [
+                ("gain", 0.5),
+                ("offset", -32.0),
+                ("nodata", nodata),
+                ("undetect", 0.0),
+            ];
+            let sweep = ("DBZH", [rays as u64, bins as u64], &raw[..], &what[..]);
+            one_sweep("SCAN", sweep, &ROOT, &geometry)
+        };
+        let shared = decode(&file(0.0), None).unwrap().values;
+        // With a separate nodata code (255, absent from the data) every
+        // gate is measured: the reading the shared code must give.
+        let apart = decode(&file(255.0), None).unwrap().values;
+        let dry = shared.iter().filter(|x| **x == f32::NEG_INFINITY).count();
+        let echo = shared.iter().filter(|x| **x == 50.0).count();
+        assert!(dry > 500 && echo > 10, "{dry} {echo}");
+        assert!(shared
+            .iter()
+            .zip(&apart)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(at(&shared, 9.5, 0.5), 50.0);
+        assert_eq!(at(&shared, -9.5, 0.5), f32::NEG_INFINITY);
+        // Beyond the sweep's 20 km: no data.
+        assert!(at(&shared, 30.5, 0.5).is_nan());
     }
 
     const ROOT: [(&str, f64); 2] = [("lat", 52.95), ("lon", 4.79)];
