@@ -2,7 +2,9 @@
 //!
 //! * [`Server::moto`] and [`Server::dynalite`] find `moto_server` /
 //!   `dynalite` on `PATH` (`.ci/services.sh` installs them), start them on a
-//!   free 127.0.0.1 port, wait until they answer, and kill them on drop.
+//!   free 127.0.0.1 port (one no other server of the process was given),
+//!   wait until they answer, check that the process answering is the one
+//!   started, and kill them on drop.
 //!   When a binary is missing they print `skipped: NAME not on PATH` and
 //!   return `None`, except when the environment variable `CI` is set: then
 //!   a missing server is a failure.
@@ -12,11 +14,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// True when running under CI (`CI` set to anything but empty, `0` or `false`).
@@ -40,10 +44,19 @@ pub fn find_on_path(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1 (bound, read, released), never one this
+/// process handed out before: the tests of one binary run in parallel, and
+/// the kernel can give a port just released to the next caller, so two
+/// servers could otherwise be told to bind the same port.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A server process started for one test; killed when dropped.
@@ -132,7 +145,11 @@ impl Server {
         panic!("{name} did not start: {last_err}");
     }
 
-    /// Polls `GET /` until the server answers with any HTTP status.
+    /// Polls `GET /` until the server answers with any HTTP status, and
+    /// checks that the process listening is this child: when another
+    /// process holds the port, the child fails to bind and exits, but the
+    /// other one answers (CI once saw two tests share one dynalite that
+    /// way, and one test's server vanish when the other test ended).
     fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let started = Instant::now();
         loop {
@@ -140,7 +157,14 @@ impl Server {
                 return Err(format!("exited with {status}; log: {}", self.log_text()));
             }
             if http_get_status(self.port, "/").is_some() {
-                return Ok(());
+                return match listener_is(self.child.id(), self.port) {
+                    Some(false) => Err(format!(
+                        "port {} answers, but from another process",
+                        self.port
+                    )),
+                    // `None`: no /proc to tell (not Linux); trusted.
+                    Some(true) | None => Ok(()),
+                };
             }
             if started.elapsed() > limit {
                 return Err(format!(
@@ -184,6 +208,30 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`,
+/// from `/proc/net/tcp` (the listening sockets' inodes) and
+/// `/proc/PID/fd`; `None` when `/proc` cannot tell.
+fn listener_is(pid: u32, port: u16) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // Lines: "sl local_address rem_address st ... inode": local
+    // "0100007F:1F90" (hex port), st "0A" (LISTEN), inode the 10th field.
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let (state, inode) = (*f.get(3)?, *f.get(9)?);
+            (local_port == port && state == "0A").then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    }))
 }
 
 /// A bare HTTP/1.0 GET on loopback; the status code, or `None` when nothing answers.
@@ -356,6 +404,34 @@ mod tests {
         let p = free_port();
         assert!(p > 0);
         assert!(TcpListener::bind(("127.0.0.1", p)).is_ok());
+    }
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: BTreeSet<u16> = (0..1000).map(|_| free_port()).collect();
+        assert_eq!(ports.len(), 1000);
+    }
+
+    #[test]
+    fn the_listener_of_a_port_is_told_apart_from_another_process() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let Some(mine) = listener_is(std::process::id(), port) else {
+            // No /proc (not Linux): nothing to check here.
+            assert!(!in_ci(), "CI runs on Linux, where /proc tells");
+            return;
+        };
+        assert!(mine);
+        // Another process does not hold it (the case of a server that
+        // failed to bind a port some other process answers on).
+        let mut other = Command::new("sleep").arg("5").spawn().unwrap();
+        let theirs = listener_is(other.id(), port);
+        let _ = other.kill();
+        let _ = other.wait();
+        assert_eq!(theirs, Some(false));
+        // Nothing listens on a released port.
+        drop(listener);
+        assert_eq!(listener_is(std::process::id(), port), Some(false));
     }
 
     #[test]
