@@ -44,8 +44,21 @@ pub fn run(args: IngestArgs) -> Result<()> {
             return Ok(());
         }
         let radars = deps.radars.len();
+        let (settle, ahead) = (cfg.ingest.settle, cfg.ingest.future_tolerance);
         let report = raincast_ingest::run_once(cfg.ingest.clone(), deps, shutdown).await?;
         println!("{}", serde_json::to_string(&report)?);
+        if report.deferred > 0 {
+            // Otherwise a first `--once` on files just copied into a folder
+            // says only `"deferred": N`.
+            tracing::info!(
+                deferred = report.deferred,
+                settle_seconds = settle.num_seconds(),
+                future_tolerance_minutes = ahead.num_minutes(),
+                "files left for a later run: modified less than settle_seconds ago (they may \
+                 still be being written), or timed more than future_tolerance_minutes ahead; \
+                 run again to ingest them"
+            );
+        }
         if !report.errors.is_empty() {
             anyhow::bail!("{} of {radars} radars failed", report.errors.len());
         }
