@@ -50,10 +50,7 @@ impl Displacement {
     pub fn at(&self, row: usize, col: usize) -> (f32, f32) {
         let f = self.factor as f32;
         let (wr, wc) = ((row as f32 + 0.5) / f - 0.5, (col as f32 + 0.5) / f - 0.5);
-        (
-            sample_clamped(&self.du, wr, wc),
-            sample_clamped(&self.dv, wr, wc),
-        )
+        sample_clamped(&self.du, &self.dv, wr, wc)
     }
 
     /// Shape of the full-resolution grid.
@@ -87,13 +84,10 @@ pub fn displacements(
     // working cell (i, j); returns the increment in input pixels.
     let step = |i: usize, j: usize, du: f32, dv: f32, h: f32| -> (f32, f32) {
         let (pr, pc) = (i as f32 - dv / f, j as f32 - du / f);
-        let u1 = sample_clamped(&motion.u, pr, pc);
-        let v1 = sample_clamped(&motion.v, pr, pc);
+        let (u1, v1) = sample_clamped(&motion.u, &motion.v, pr, pc);
         let (mr, mc) = (pr - 0.5 * h * v1 / f, pc - 0.5 * h * u1 / f);
-        (
-            h * sample_clamped(&motion.u, mr, mc),
-            h * sample_clamped(&motion.v, mr, mc),
-        )
+        let (u2, v2) = sample_clamped(&motion.u, &motion.v, mr, mc);
+        (h * u2, h * v2)
     };
     for idx in order {
         let lead = leads_steps[idx];

@@ -191,10 +191,7 @@ impl MotionField {
     pub fn at(&self, row: f32, col: f32) -> (f32, f32) {
         let f = self.factor as f32;
         let (wr, wc) = (row / f - 0.5, col / f - 0.5);
-        (
-            sample_clamped(&self.u, wr, wc),
-            sample_clamped(&self.v, wr, wc),
-        )
+        sample_clamped(&self.u, &self.v, wr, wc)
     }
 
     /// The field at every input cell: `(u, v)`, each `(rows, cols)`.

@@ -273,10 +273,14 @@ pub(crate) fn lerp4([v00, v01, v10, v11]: [f32; 4], tx: f32, ty: f32) -> f32 {
 
 /// Like [`bilinear`] but clamps the position into the grid (for smooth fields
 /// such as motion vectors, which extend their edge values outwards) and treats
-/// every value as finite.
+/// every value as finite; samples two rasters of one shape (the `u` and `v`
+/// of a motion or displacement field) at once, so that the position's
+/// indices and weights are computed once for both (each value is the same,
+/// bit for bit, as sampling its raster alone).
 #[inline]
-pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
-    let (rows, cols) = (img.rows, img.cols);
+pub(crate) fn sample_clamped(a: &Img, b: &Img, r: f32, c: f32) -> (f32, f32) {
+    debug_assert_eq!((a.rows, a.cols), (b.rows, b.cols));
+    let (rows, cols) = (a.rows, a.cols);
     let r = r.clamp(0.0, (rows - 1) as f32);
     let c = c.clamp(0.0, (cols - 1) as f32);
     let r0 = (r as usize).min(rows - 1);
@@ -285,10 +289,18 @@ pub(crate) fn sample_clamped(img: &Img, r: f32, c: f32) -> f32 {
     let c1 = (c0 + 1).min(cols - 1);
     let wy = r - r0 as f32;
     let wx = c - c0 as f32;
-    let d = &img.data;
-    let top = d[r0 * cols + c0] + wx * (d[r0 * cols + c1] - d[r0 * cols + c0]);
-    let bot = d[r1 * cols + c0] + wx * (d[r1 * cols + c1] - d[r1 * cols + c0]);
-    top + wy * (bot - top)
+    let (i00, i01, i10, i11) = (
+        r0 * cols + c0,
+        r0 * cols + c1,
+        r1 * cols + c0,
+        r1 * cols + c1,
+    );
+    let sample = |d: &[f32]| {
+        let top = d[i00] + wx * (d[i01] - d[i00]);
+        let bot = d[i10] + wx * (d[i11] - d[i10]);
+        top + wy * (bot - top)
+    };
+    (sample(&a.data), sample(&b.data))
 }
 
 /// Smallest and largest non-NaN value of `xs` (`(∞, −∞)` when there is
@@ -705,6 +717,7 @@ mod tests {
         assert_eq!(up.data[0], 0.0);
         assert!(up.data[..12].iter().all(|v| v.is_finite()));
         assert!(up.data[15].is_nan(), "only the no-data corner");
-        assert_eq!(sample_clamped(&Img::filled(3, 3, 2.5), 10.0, -4.0), 2.5);
+        let (a, b) = (Img::filled(3, 3, 2.5), Img::filled(3, 3, -1.0));
+        assert_eq!(sample_clamped(&a, &b, 10.0, -4.0), (2.5, -1.0));
     }
 }
