@@ -32,11 +32,11 @@
 //!   write 0 for both), that value is read as undetect: ODIM's `nodata`
 //!   means "never radiated", and every gate of a sweep up to its `nbins`
 //!   was radiated; what the sweep does not cover (beyond its last gate,
-//!   inside `rstart`) stays no data. Read as no
-//!   data, such a volume's dry area (85 % of the gates of a BOM volume)
-//!   would be unknown and only its echoes known. A composite keeps the
-//!   value as no data: there a cell outside every radar's coverage is
-//!   common, and no data is never read as no rain.
+//!   inside `rstart`) stays no data. Read as no data, such a volume's dry
+//!   area (85 % of the gates of a BOM volume) would be unknown and only its
+//!   echoes known. A composite keeps the value as no data: there a cell
+//!   outside every radar's coverage is common, and no data is never read as
+//!   no rain.
 //! * **Time**: root `what/date` + `what/time`, the volume's nominal time
 //!   (scans of one radar then fall on its regular cadence, which the
 //!   nowcast's spacing check wants).
