@@ -279,26 +279,43 @@ pub(crate) fn lerp4([v00, v01, v10, v11]: [f32; 4], tx: f32, ty: f32) -> f32 {
 /// bit for bit, as sampling its raster alone).
 #[inline]
 pub(crate) fn sample_clamped(a: &Img, b: &Img, r: f32, c: f32) -> (f32, f32) {
+    let ([u], [v]) = sample_clamped_lanes(a, b, &[r], &[c]);
+    (u, v)
+}
+
+/// [`sample_clamped`] at `L` positions: the clamps, indices and weights in
+/// lanes (a loop that vectorises), then the loads.
+#[inline(always)]
+pub(crate) fn sample_clamped_lanes<const L: usize>(
+    a: &Img,
+    b: &Img,
+    r: &[f32; L],
+    c: &[f32; L],
+) -> ([f32; L], [f32; L]) {
     debug_assert_eq!((a.rows, a.cols), (b.rows, b.cols));
     let (rows, cols) = (a.rows, a.cols);
-    let r = r.clamp(0.0, (rows - 1) as f32);
-    let c = c.clamp(0.0, (cols - 1) as f32);
-    let r0 = (r as usize).min(rows - 1);
-    let c0 = (c as usize).min(cols - 1);
-    let r1 = (r0 + 1).min(rows - 1);
-    let c1 = (c0 + 1).min(cols - 1);
-    let wy = r - r0 as f32;
-    let wx = c - c0 as f32;
-    let (i00, i01, i10, i11) = (
-        r0 * cols + c0,
-        r0 * cols + c1,
-        r1 * cols + c0,
-        r1 * cols + c1,
-    );
+    let (rmax, cmax) = ((rows - 1) as f32, (cols - 1) as f32);
+    let (mut i00, mut i01, mut i10, mut i11) = ([0usize; L], [0usize; L], [0usize; L], [0usize; L]);
+    let (mut wy, mut wx) = ([0f32; L], [0f32; L]);
+    for l in 0..L {
+        let (rr, cc) = (r[l].clamp(0.0, rmax), c[l].clamp(0.0, cmax));
+        // Within [0, rows − 1] the floor is the truncation; a NaN position
+        // lands on some cell and stays NaN through the weights.
+        let r0 = (floor_small(rr).max(0) as usize).min(rows - 1);
+        let c0 = (floor_small(cc).max(0) as usize).min(cols - 1);
+        let (r1, c1) = ((r0 + 1).min(rows - 1), (c0 + 1).min(cols - 1));
+        (wy[l], wx[l]) = (rr - r0 as f32, cc - c0 as f32);
+        (i00[l], i01[l]) = (r0 * cols + c0, r0 * cols + c1);
+        (i10[l], i11[l]) = (r1 * cols + c0, r1 * cols + c1);
+    }
     let sample = |d: &[f32]| {
-        let top = d[i00] + wx * (d[i01] - d[i00]);
-        let bot = d[i10] + wx * (d[i11] - d[i10]);
-        top + wy * (bot - top)
+        let mut out = [0f32; L];
+        for l in 0..L {
+            let top = d[i00[l]] + wx[l] * (d[i01[l]] - d[i00[l]]);
+            let bot = d[i10[l]] + wx[l] * (d[i11[l]] - d[i10[l]]);
+            out[l] = top + wy[l] * (bot - top);
+        }
+        out
     };
     (sample(&a.data), sample(&b.data))
 }
@@ -719,5 +736,59 @@ mod tests {
         assert!(up.data[15].is_nan(), "only the no-data corner");
         let (a, b) = (Img::filled(3, 3, 2.5), Img::filled(3, 3, -1.0));
         assert_eq!(sample_clamped(&a, &b, 10.0, -4.0), (2.5, -1.0));
+    }
+
+    #[test]
+    fn clamped_samples_in_lanes_equal_the_plain_formula() {
+        // The plain formula: truncating casts, one raster at a time.
+        let plain = |img: &Img, r: f32, c: f32| -> f32 {
+            let (rows, cols) = (img.rows, img.cols);
+            let (r, c) = (
+                r.clamp(0.0, (rows - 1) as f32),
+                c.clamp(0.0, (cols - 1) as f32),
+            );
+            let (r0, c0) = ((r as usize).min(rows - 1), (c as usize).min(cols - 1));
+            let (r1, c1) = ((r0 + 1).min(rows - 1), (c0 + 1).min(cols - 1));
+            let (wy, wx, d) = (r - r0 as f32, c - c0 as f32, &img.data);
+            let top = d[r0 * cols + c0] + wx * (d[r0 * cols + c1] - d[r0 * cols + c0]);
+            let bot = d[r1 * cols + c0] + wx * (d[r1 * cols + c1] - d[r1 * cols + c0]);
+            top + wy * (bot - top)
+        };
+        let (rows, cols) = (7, 11);
+        let mut a = Img::filled(rows, cols, 0.0);
+        let mut b = Img::filled(rows, cols, 0.0);
+        for (k, (x, y)) in a.data.iter_mut().zip(b.data.iter_mut()).enumerate() {
+            (*x, *y) = (
+                (k as f32 * 0.731).sin() * 9.0,
+                (k as f32 * 1.37).cos() * 4.0,
+            );
+        }
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 20.0 - 5.0
+        };
+        for _ in 0..200 {
+            let (mut r, mut c) = ([0f32; 8], [0f32; 8]);
+            for l in 0..8 {
+                (r[l], c[l]) = (next(), next());
+            }
+            // Whole and half cells, edges, and beyond them.
+            (r[0], c[0], r[1], c[1]) = (3.0, 10.0, 6.0, 0.5);
+            let (u, v) = sample_clamped_lanes(&a, &b, &r, &c);
+            for l in 0..8 {
+                let want = (plain(&a, r[l], c[l]), plain(&b, r[l], c[l]));
+                let got = (u[l].to_bits(), v[l].to_bits());
+                assert_eq!(
+                    got,
+                    (want.0.to_bits(), want.1.to_bits()),
+                    "{} {}",
+                    r[l],
+                    c[l]
+                );
+            }
+        }
     }
 }
