@@ -1340,6 +1340,11 @@ pub struct VerifyConfig {
     /// FSS threshold (mm/h) and window side (cells).
     pub fss_threshold: f32,
     pub fss_window: usize,
+    /// Window side (cells) of the FSS in [`LeadRow::pooled`]; `None`: the
+    /// same as `fss_window`. The nowcast service's live skill uses a 10-km
+    /// window, so `raincast verify` sets that here to report its pooled
+    /// scores like for like.
+    pub pooled_fss_window: Option<usize>,
     /// Threshold of the probability whose reliability is measured, mm/h.
     pub prob_threshold: f32,
     /// The nowcast (its `smoothing` is set per method).
@@ -1384,6 +1389,7 @@ impl Default for VerifyConfig {
             thresholds: vec![0.5, 1.0, 5.0],
             fss_threshold: 1.0,
             fss_window: 10,
+            pooled_fss_window: None,
             prob_threshold: 1.0,
             nowcast: crate::nowcast::NowcastConfig::default(),
             wet_mm_h: 0.1,
@@ -1567,7 +1573,7 @@ pub fn verify_series(
     let mut fitted = false;
     let spec = SkillSpec {
         fss_threshold: cfg.fss_threshold,
-        fss_window: cfg.fss_window,
+        fss_window: cfg.pooled_fss_window.unwrap_or(cfg.fss_window),
         wet_mm_h: cfg.wet_mm_h,
         prob_threshold: cfg.prob_threshold,
     };

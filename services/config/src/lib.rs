@@ -1114,7 +1114,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
-        let nowcast = NowcastSection::build(&fc.nowcast, ingest.tile_size, origins)?;
+        let mut nowcast = NowcastSection::build(&fc.nowcast, ingest.tile_size, origins)?;
+        // A replay from `--since` is nowcast (and scored) from there on.
+        nowcast.settings.catch_up_since = ingest.since;
         // `/v1/forecast` gives the nowcast's probability.
         api.forecast_threshold_mm_h = nowcast.settings.probability_threshold_mm_h;
         api.validate().map_err(|e| {
@@ -1349,6 +1351,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         );
         assert_eq!(c.ingest.batch_size, 3);
         assert_eq!(c.ingest.since, Some(since));
+        assert_eq!(c.nowcast.settings.catch_up_since, Some(since));
         assert_eq!(c.radars.len(), 1);
         assert_eq!(c.radars[0].id, "katx");
     }
@@ -1592,6 +1595,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             ),
             ("RAINCAST_NOWCAST__FRAMES", "4"),
             ("RAINCAST_NOWCAST__THREADS", "2"),
+            ("RAINCAST_NOWCAST__CATCH_UP_MINUTES", "1440"),
             ("RAINCAST_API__CPU_QUEUE", "8"),
             ("RAINCAST_API__TILE_CACHE_MB", "16"),
             ("RAINCAST_API__PUBLIC_URL", "https://rain.example"),
@@ -1611,6 +1615,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!((n.max_lead_min, n.lead_step_min), (60, Some(10)));
         assert_eq!(n.config.frames, 4);
         assert_eq!(n.threads, 2);
+        assert_eq!(n.catch_up_min, 1440);
         assert_eq!(
             n.config.smoothing,
             raincast_algorithms::nowcast::Smoothing::None
@@ -1659,6 +1664,11 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 "[nowcast]\nthreads = 5000",
                 vec![],
                 "nowcast.threads (from config file)",
+            ),
+            (
+                "",
+                vec![("RAINCAST_NOWCAST__CATCH_UP_MINUTES", "20000")],
+                "RAINCAST_NOWCAST__CATCH_UP_MINUTES (from environment)",
             ),
             ("[nowcast]\nsmoothing = \"fancy\"", vec![], "smoothing"),
             (

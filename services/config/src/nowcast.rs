@@ -12,9 +12,11 @@
 //! smoothing = "sprog"           # or "none"
 //! min_samples = 2000            # cell-cases before a lead's probability is calibrated
 //! threads = 0                   # threads of the nowcast work (fields, leads, frames, scoring); 0 = every core
+//! catch_up_minutes = 120        # scans that arrive together each get their nowcast, this far back; 0 = off
 //! ```
 
 use crate::{invalid, ConfigError, Origins};
+use chrono::{DateTime, Utc};
 use raincast_algorithms::nowcast::{NowcastConfig, Smoothing};
 use raincast_algorithms::sparse;
 use serde::Deserialize;
@@ -46,6 +48,18 @@ pub struct NowcastSettings {
     /// The fields, frames and scores are the same, bit for bit, with any
     /// number; more threads cut a nowcast's wall time, not its work.
     pub threads: usize,
+    /// With live skill: when several scans arrive between two updates (a
+    /// backfill, a burst after an outage, a replayed day), the scans before
+    /// the newest that are at most this many minutes older than it each get
+    /// their nowcast too, oldest first and after the newest is published, so
+    /// that every scan is scored against the nowcasts before it (default
+    /// 120, the default longest lead: what the newest scan's scores need;
+    /// 0 = off). See `catch_up_since`.
+    pub catch_up_min: u32,
+    /// Where the catch-up of a radar starts instead of `catch_up_min`
+    /// before its newest scan (ingest's `--since`: a replayed day is
+    /// nowcast and scored from there on, however long).
+    pub catch_up_since: Option<DateTime<Utc>>,
 }
 
 impl Default for NowcastSettings {
@@ -60,6 +74,8 @@ impl Default for NowcastSettings {
             recheck_s: 5,
             min_samples: 2000,
             threads: 0,
+            catch_up_min: 120,
+            catch_up_since: None,
         }
     }
 }
@@ -77,6 +93,7 @@ pub(crate) struct NowcastFile {
     smoothing: Option<SmoothingName>,
     min_samples: Option<u64>,
     threads: Option<usize>,
+    catch_up_minutes: Option<u32>,
 }
 
 /// `smoothing = "sprog" | "none"`.
@@ -161,6 +178,17 @@ impl NowcastSection {
             }
             s.threads = v;
         }
+        if let Some(v) = f.catch_up_minutes {
+            if v > MAX_CATCH_UP_MIN {
+                let (setting, origin) = at("catch_up_minutes");
+                return Err(invalid(
+                    &setting,
+                    origin,
+                    format!("{v} is not in 0..={MAX_CATCH_UP_MIN} (7 days)"),
+                ));
+            }
+            s.catch_up_min = v;
+        }
         s.config.smoothing = match f.smoothing {
             None => s.config.smoothing,
             Some(SmoothingName::Sprog) => Smoothing::Sprog,
@@ -187,6 +215,9 @@ impl NowcastSection {
         })
     }
 }
+
+/// Longest `catch_up_minutes`: 7 days, the longest live-skill window.
+pub const MAX_CATCH_UP_MIN: u32 = 7 * 24 * 60;
 
 /// Default interval of the nowcast job, seconds.
 pub const DEFAULT_REFRESH_S: u64 = 15;

@@ -227,6 +227,22 @@ impl UpdateOutcome {
     }
 }
 
+/// The scans a nowcast uses and its leads ([`NowcastService::pick`]).
+struct Pick {
+    /// Scan times, oldest first, equally spaced; the last is the issue time.
+    used: Vec<DateTime<Utc>>,
+    /// Their interval, seconds.
+    step_s: i64,
+    leads: Vec<u32>,
+}
+
+impl Pick {
+    /// The stored scans to load.
+    fn inputs(&self, radar: &str) -> Vec<(String, DateTime<Utc>)> {
+        self.used.iter().map(|t| (radar.to_string(), *t)).collect()
+    }
+}
+
 /// Builds, stores and caches nowcasts. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct NowcastService {
@@ -259,6 +275,9 @@ struct Inner {
     observed: Mutex<HashMap<String, ObservedRing>>,
     /// Scoring tasks spawned by `update` and maybe still running.
     scoring: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Per radar, the end of its latest scoring task (its sender dropped):
+    /// the next one waits for it, so a radar's scans are scored in order.
+    scoring_chain: Mutex<HashMap<String, tokio::sync::oneshot::Receiver<()>>>,
     /// The latest mosaic and the radars' mosaic geometry.
     mosaic: Mutex<mosaic::MosaicCache>,
     /// One mosaic build at a time.
@@ -339,6 +358,7 @@ impl NowcastService {
                 recent_skill: RwLock::new(HashMap::new()),
                 observed: Mutex::new(HashMap::new()),
                 scoring: Mutex::new(Vec::new()),
+                scoring_chain: Mutex::new(HashMap::new()),
                 mosaic: Mutex::new(Default::default()),
                 mosaic_build: Arc::new(tokio::sync::Mutex::new(())),
             }),
@@ -412,6 +432,9 @@ impl NowcastService {
     }
 
     /// Brings the radar's nowcast up to date with its newest stored scan.
+    /// With live skill, the scans that arrived since the previous update
+    /// (up to `catch_up_min` back) get their nowcasts afterwards, in the
+    /// background ([`Self::spawn_scoring`]).
     pub async fn update(
         &self,
         radar: &str,
@@ -432,65 +455,22 @@ impl NowcastService {
             .unwrap_or_else(|e| e.into_inner())
             .insert(radar.to_string(), latest.time)
             != Some(latest.time);
-        if let Some(c) = self.latest(radar) {
+        let previous = self.latest(radar);
+        if let Some(c) = &previous {
             if c.base_time >= latest.time {
-                return Ok(UpdateOutcome::Unchanged(c));
+                return Ok(UpdateOutcome::Unchanged(c.clone()));
             }
         }
-        // The newest `need` scans, no older than the algorithm can track.
-        let from = latest.time - Duration::seconds(nowcast::MAX_STEP_S * need as i64);
-        let manifests = store.list_scans(radar, from, latest.time, now).await?;
-        // Only scans on the newest scan's grid (a radar whose grid changed
-        // waits for scans on the new one instead of failing every refresh).
-        let grid_of = |m: &ScanManifest| sparse::header_info(&m.header).ok().map(|h| h.grid);
-        let newest_grid = manifests.last().and_then(grid_of);
-        let manifests: Vec<&ScanManifest> = manifests
-            .iter()
-            .filter(|m| match (&newest_grid, grid_of(m)) {
-                (Some(g), Some(h)) => g.same_geometry(&h),
-                _ => true, // unreadable: the load names the problem
-            })
-            .collect();
-        // Equally spaced scans ending with the newest (a missing scan
-        // widens the interval, `nowcast::equally_spaced`).
-        let times: Vec<DateTime<Utc>> = manifests.iter().map(|m| m.time).collect();
-        let tolerance = self.inner.settings.config.step_tolerance;
-        let picked = match times.len().checked_sub(1) {
-            Some(newest) => nowcast::equally_spaced(&times, newest, need, tolerance),
-            None => None,
+        let previous = previous.map(|c| c.base_time);
+        let pick = match self.pick(radar, latest.time, now, first_look).await? {
+            Ok(pick) => pick,
+            Err(waiting) => return Ok(waiting),
         };
-        let Some(picked) = picked else {
-            // Too few scans, or none equally spaced within 30 minutes of
-            // each other (after an outage): wait for scans, without loading
-            // any or failing on every refresh.
-            let recent: Vec<DateTime<Utc>> = match times.last() {
-                Some(t) => times
-                    .iter()
-                    .filter(|u| (*t - **u).num_seconds() <= nowcast::MAX_STEP_S)
-                    .copied()
-                    .collect(),
-                None => Vec::new(),
-            };
-            if first_look && recent.len() >= need {
-                // Enough recent scans, but not equally spaced: said once per
-                // newest scan, with their times.
-                tracing::warn!(%radar, times = ?recent, need,
-                    "no equally spaced scans to nowcast from; waiting for more");
-            }
-            let have = recent.len().min(need - 1);
-            return Ok(UpdateOutcome::NotEnoughScans { have, need });
-        };
-        let used: Vec<&ScanManifest> = picked.iter().map(|i| manifests[*i]).collect();
-        let step_s = (used[used.len() - 1].time - used[used.len() - 2].time).num_seconds();
-        // Leads follow the radar's cadence, not a gap's wider interval: the
-        // same leads (and lead series) every cycle.
-        let leads = self.leads(nowcast::modal_step(&times).unwrap_or(step_s));
-        let inputs = used.iter().map(|m| (radar.to_string(), m.time)).collect();
-        let fields = self.load_fields(inputs, now).await?;
+        let fields = self.load_fields(pick.inputs(radar), now).await?;
         let started = std::time::Instant::now();
-        let cals = self.calibrations(radar, &leads);
+        let cals = self.calibrations(radar, &pick.leads);
         if let Some(mut n) = self
-            .load_stored(radar, &fields, step_s, &leads, now)
+            .load_stored(radar, &fields, pick.step_s, &pick.leads, now)
             .await?
         {
             if cals.iter().any(Option::is_some) {
@@ -503,16 +483,12 @@ impl NowcastService {
             }
             let n = Arc::new(n);
             self.cache_it(radar, n.clone());
-            self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
+            self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, previous, now);
             return Ok(UpdateOutcome::Loaded(n));
         }
-        let radar_owned = radar.to_string();
-        let inner = self.inner.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            inner.on_pool(|| build(&radar_owned, fields, &leads, &inner.settings, now))
-        })
-        .await
-        .map_err(|e| NowcastServiceError::Task(e.to_string()))??;
+        let built = self
+            .build_off_async(radar, fields, pick.leads, true, now)
+            .await?;
         // Frames are stored raw (the scorer's input); the cached probability
         // is calibrated where the live record allows.
         let built = if cals.iter().any(Option::is_some) {
@@ -538,33 +514,128 @@ impl NowcastService {
             ms = match n.origin { Origin::Computed { motion_and_forecast_ms } => motion_and_forecast_ms, Origin::Stored => 0.0 },
             "nowcast built"
         );
-        self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
+        self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, previous, now);
         Ok(UpdateOutcome::Built(n))
     }
 
-    /// After `n` is published: keeps its observed field for the scans to
-    /// come and spawns the scoring of its scan ([`Self::score_scan`]) as a
-    /// background task, so scoring never delays a nowcast. The task logs how
-    /// long it took next to `build_ms`, the time taken to build (or load)
-    /// `n`; failures are logged and never fail an update.
-    fn spawn_scoring(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
+    /// The scans a nowcast issued at the scan `at` uses, and its leads:
+    /// equally spaced scans on `at`'s grid ending with it (a missing scan
+    /// widens the interval, `nowcast::equally_spaced`), no older than the
+    /// algorithm can track. `Err` holds the outcome to report when there
+    /// are not enough (too few scans, or none equally spaced within 30
+    /// minutes of each other, after an outage: wait for scans without
+    /// loading any or failing on every refresh); with `warn`, enough recent
+    /// scans none equally spaced are logged.
+    async fn pick(
+        &self,
+        radar: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        warn: bool,
+    ) -> Result<Result<Pick, UpdateOutcome>, NowcastServiceError> {
+        let need = self.inner.settings.config.frames.max(nowcast::MIN_FRAMES);
+        let from = at - Duration::seconds(nowcast::MAX_STEP_S * need as i64);
+        let manifests = self.inner.store.list_scans(radar, from, at, now).await?;
+        // Only scans on the newest scan's grid (a radar whose grid changed
+        // waits for scans on the new one instead of failing every refresh).
+        let grid_of = |m: &ScanManifest| sparse::header_info(&m.header).ok().map(|h| h.grid);
+        let newest_grid = manifests.last().and_then(grid_of);
+        let manifests: Vec<&ScanManifest> = manifests
+            .iter()
+            .filter(|m| match (&newest_grid, grid_of(m)) {
+                (Some(g), Some(h)) => g.same_geometry(&h),
+                _ => true, // unreadable: the load names the problem
+            })
+            .collect();
+        let times: Vec<DateTime<Utc>> = manifests.iter().map(|m| m.time).collect();
+        let tolerance = self.inner.settings.config.step_tolerance;
+        let picked = match times.len().checked_sub(1) {
+            Some(newest) => nowcast::equally_spaced(&times, newest, need, tolerance),
+            None => None,
+        };
+        let Some(picked) = picked else {
+            let recent: Vec<DateTime<Utc>> = match times.last() {
+                Some(t) => times
+                    .iter()
+                    .filter(|u| (*t - **u).num_seconds() <= nowcast::MAX_STEP_S)
+                    .copied()
+                    .collect(),
+                None => Vec::new(),
+            };
+            if warn && recent.len() >= need {
+                // Enough recent scans, but not equally spaced: said once per
+                // newest scan, with their times.
+                tracing::warn!(%radar, times = ?recent, need,
+                    "no equally spaced scans to nowcast from; waiting for more");
+            }
+            let have = recent.len().min(need - 1);
+            return Ok(Err(UpdateOutcome::NotEnoughScans { have, need }));
+        };
+        let used: Vec<DateTime<Utc>> = picked.iter().map(|i| times[*i]).collect();
+        let step_s = (used[used.len() - 1] - used[used.len() - 2]).num_seconds();
+        // Leads follow the radar's cadence, not a gap's wider interval: the
+        // same leads (and lead series) every cycle.
+        let leads = self.leads(nowcast::modal_step(&times).unwrap_or(step_s));
+        Ok(Ok(Pick {
+            used,
+            step_s,
+            leads,
+        }))
+    }
+
+    /// Builds a nowcast on the nowcast's threads, off the async workers
+    /// (with its probability fields, or without: a catch-up nowcast is
+    /// stored and scored, never served).
+    async fn build_off_async(
+        &self,
+        radar: &str,
+        fields: Vec<RainField>,
+        leads: Vec<u32>,
+        probability: bool,
+        now: DateTime<Utc>,
+    ) -> Result<LatestNowcast, NowcastServiceError> {
+        let radar = radar.to_string();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner.on_pool(|| build(&radar, fields, &leads, &inner.settings, probability, now))
+        })
+        .await
+        .map_err(|e| NowcastServiceError::Task(e.to_string()))?
+    }
+
+    /// After `n` is published: spawns a background task that first catches
+    /// up on the scans since `previous` (the base time of the nowcast `n`
+    /// replaces; [`Self::catch_up`]), then keeps `n`'s observed field for
+    /// the scans to come and scores `n`'s scan ([`Self::score_scan`]), so
+    /// scoring never delays a nowcast. A radar's tasks run one after
+    /// another, in the order of the updates: a scan is scored after the
+    /// nowcasts before it are stored. The task logs how long the scoring
+    /// took next to `build_ms`, the time taken to build (or load) `n`;
+    /// failures are logged and never fail an update.
+    fn spawn_scoring(
+        &self,
+        n: &Arc<LatestNowcast>,
+        build_ms: f64,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
         if self.inner.skill_state.is_none() {
             return;
         }
-        self.keep_observed(n);
+        // The previous task's end for this radar (its sender dropped), and
+        // this task's, for the next one.
+        let (done, next) = tokio::sync::oneshot::channel::<()>();
+        let after = lock(&self.inner.scoring_chain).insert(n.radar.clone(), next);
         let this = self.clone();
         let n = n.clone();
         let task = tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let scored = this.score_scan(&n, now).await;
-            let score_ms = started.elapsed().as_secs_f64() * 1000.0;
-            match scored {
-                Ok(Some(leads)) => {
-                    tracing::info!(radar = %n.radar, scan_time = %n.base_time, leads, score_ms, build_ms, "live skill scored");
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not scored"),
+            if let Some(after) = after {
+                let _ = after.await;
             }
+            let _done = done;
+            this.catch_up(&n, previous, now).await;
+            this.keep_observed(&n);
+            this.score_and_log(&n, build_ms, now).await;
             // Whoever scored it, the 24 h sums may have changed.
             match this.skill(&n.radar, skill::Window::Day).await {
                 Ok(Some(r)) => {
@@ -581,6 +652,170 @@ impl NowcastService {
         let mut tasks = lock(&self.inner.scoring);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
+    }
+
+    /// [`Self::score_scan`], logged.
+    async fn score_and_log(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
+        let started = std::time::Instant::now();
+        let scored = self.score_scan(n, now).await;
+        let score_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match scored {
+            Ok(Some(leads)) => {
+                tracing::info!(radar = %n.radar, scan_time = %n.base_time, leads, score_ms, build_ms, "live skill scored");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not scored"),
+        }
+    }
+
+    /// The scans before `n`'s that arrived since the previous update (a
+    /// backfill at start, a burst after an outage, a replayed day), each
+    /// nowcast, its frames stored, and scored, oldest first: without them
+    /// `n`'s scan and the ones after it would find no nowcast to score for
+    /// the leads that fall on them. Which scans: those after `previous`
+    /// (the nowcast `n` replaces), from `catch_up_since` if set, else at
+    /// most `catch_up_min` before `n`'s scan, at most one per lead step
+    /// counted back from `n`'s scan (the issue times a later scan's scores
+    /// look for). A scan whose frames are stored already (another instance,
+    /// an earlier run) is not nowcast again; one already scored is passed
+    /// over. Never served: the map and the alerts keep `n`.
+    async fn catch_up(
+        &self,
+        n: &Arc<LatestNowcast>,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        let settings = &self.inner.settings;
+        if settings.catch_up_min == 0 || !settings.store_frames {
+            return;
+        }
+        let from = settings
+            .catch_up_since
+            .unwrap_or(n.base_time - Duration::minutes(settings.catch_up_min as i64));
+        let from = match previous {
+            Some(p) => from.max(p + Duration::seconds(1)),
+            None => from,
+        };
+        let until = n.base_time - Duration::seconds(1);
+        if from > until {
+            return;
+        }
+        let listed = match self
+            .inner
+            .store
+            .list_scans(&n.radar, from, until, now)
+            .await
+        {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(radar = %n.radar, error = %e, "cannot list the scans to catch up on");
+                return;
+            }
+        };
+        let step_s = n.leads_min.first().copied().unwrap_or(1).max(1) as i64 * 60;
+        let mut times: Vec<DateTime<Utc>> = Vec::new();
+        let mut last = n.base_time;
+        for m in listed.iter().rev() {
+            if (last - m.time).num_seconds() >= step_s {
+                times.push(m.time);
+                last = m.time;
+            }
+        }
+        times.reverse();
+        if times.is_empty() {
+            return;
+        }
+        tracing::info!(radar = %n.radar, scans = times.len(), from = %times[0], until = %n.base_time,
+            "catching up: nowcasting and scoring the scans before the newest, oldest first");
+        for (i, t) in times.iter().enumerate() {
+            let started = std::time::Instant::now();
+            match self.catch_up_one(&n.radar, *t, &n.leads_min, now).await {
+                Ok(Some(m)) => {
+                    self.keep_observed(&m);
+                    let build_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    self.score_and_log(&m, build_ms, now).await;
+                    tracing::debug!(radar = %n.radar, scan_time = %t, "caught up [{}/{}]", i + 1, times.len());
+                }
+                Ok(None) => {
+                    tracing::debug!(radar = %n.radar, scan_time = %t, "catch-up: no nowcast for this scan (too few scans before it, or scored already)")
+                }
+                Err(e) => {
+                    tracing::warn!(radar = %n.radar, scan_time = %t, error = %e, "catch-up: scan not nowcast; going on")
+                }
+            }
+        }
+    }
+
+    /// The nowcast issued at the scan `t` for [`Self::catch_up`], its
+    /// frames stored; `None` when it cannot be made (too few scans before
+    /// `t`) or the scan is scored already. When its frames are stored
+    /// already, only `t`'s observed field is loaded (what scoring needs).
+    async fn catch_up_one(
+        &self,
+        radar: &str,
+        t: DateTime<Utc>,
+        leads: &[u32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<LatestNowcast>>, NowcastServiceError> {
+        let Some(state) = self.inner.skill_state.as_deref() else {
+            return Ok(None);
+        };
+        if skill::claimed(state, radar, t).await? {
+            return Ok(None);
+        }
+        if self.frames_stored(radar, t, leads, now).await? {
+            let Some(f) = self
+                .load_fields(vec![(radar.to_string(), t)], now)
+                .await?
+                .pop()
+            else {
+                return Ok(None);
+            };
+            return Ok(Some(Arc::new(LatestNowcast {
+                radar: radar.to_string(),
+                grid: f.grid,
+                base_time: t,
+                step_s: 0,
+                inputs: vec![t],
+                leads_min: leads.to_vec(),
+                rate_mm_h: Vec::new(),
+                probability: Vec::new(),
+                threshold_mm_h: self.inner.settings.probability_threshold_mm_h,
+                probability_calibrated: Vec::new(),
+                observed_mm_h: f.rate_mm_h,
+                earlier_inputs_mm_h: Vec::new(),
+                created_at: now,
+                origin: Origin::Stored,
+            })));
+        }
+        let pick = match self.pick(radar, t, now, false).await? {
+            Ok(pick) => pick,
+            Err(_) => return Ok(None),
+        };
+        let fields = self.load_fields(pick.inputs(radar), now).await?;
+        let n = Arc::new(
+            self.build_off_async(radar, fields, pick.leads, false, now)
+                .await?,
+        );
+        self.store_frames(&n, now).await?;
+        Ok(Some(n))
+    }
+
+    /// Whether every lead's frame of the nowcast issued at `t` is stored.
+    async fn frames_stored(
+        &self,
+        radar: &str,
+        t: DateTime<Utc>,
+        leads: &[u32],
+        now: DateTime<Utc>,
+    ) -> Result<bool, NowcastServiceError> {
+        let found = all_at_once(leads.to_vec(), |lead| {
+            let store = self.inner.store.clone();
+            let series = frame_series_id(radar, lead);
+            async move { Ok(store.get_manifest(&series, t, now).await?.is_some()) }
+        })
+        .await?;
+        Ok(found.iter().all(|f| *f))
     }
 
     /// Waits until every scoring task spawned so far has finished (tests,
@@ -1222,6 +1457,7 @@ fn build(
     mut fields: Vec<RainField>,
     leads: &[u32],
     s: &NowcastSettings,
+    with_probability: bool,
     now: DateTime<Utc>,
 ) -> Result<LatestNowcast, NowcastServiceError> {
     let start = std::time::Instant::now();
@@ -1231,7 +1467,11 @@ fn build(
             source,
         }
     })?;
-    let probability = n.probability(s.probability_threshold_mm_h);
+    let probability = if with_probability {
+        n.probability(s.probability_threshold_mm_h)
+    } else {
+        Vec::new()
+    };
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let used = fields.len().min(s.config.frames.max(nowcast::MIN_FRAMES));
     // The inputs before the newest are kept (moved, not copied) for the

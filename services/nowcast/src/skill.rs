@@ -314,6 +314,20 @@ pub async fn claim(
     }
 }
 
+/// Whether the scoring of the scan of `radar` at `t` has been claimed
+/// already (by any instance); a read only, [`claim`] decides.
+pub async fn claimed(
+    state: &dyn StateStore,
+    radar: &str,
+    t: DateTime<Utc>,
+) -> Result<bool, SkillError> {
+    Ok(state
+        .get_record(&claim_key(radar, t))
+        .await?
+        .and_then(|r| DateTime::parse_from_rfc3339(&r.value).ok())
+        .is_some_and(|c| c.with_timezone(&Utc) == t))
+}
+
 /// Adds the sums of the scan at `t` (per lead) to its hourly bucket, with
 /// compare-and-set retries. A slot still holding an hour later than `t`'s
 /// (`t` is more than a ring older) keeps it and the sums are dropped.

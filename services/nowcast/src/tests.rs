@@ -764,6 +764,103 @@ async fn two_instances_score_each_scan_once() {
     assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
 }
 
+/// Scans that arrive together (a backfill, a burst after an outage, a
+/// replayed day) are each nowcast and scored, oldest first, after the newest
+/// is published: the live skill is the one of a service that saw them one at
+/// a time. A restarted service does not score them again; without the
+/// catch-up (`catch_up_min = 0`) the burst leaves nothing to score.
+#[tokio::test]
+async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
+    let one_by_one = {
+        let dir = TempDir::new("raincast-skill-steady");
+        let store = store(&dir).await;
+        let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+        replay(store.as_ref(), std::slice::from_ref(&svc), 0..12).await;
+        svc.skill(RADAR, Window::Day).await.unwrap().unwrap()
+    };
+    let dir = TempDir::new("raincast-skill-burst");
+    let store = store(&dir).await;
+    let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+    for k in 0..9 {
+        put(store.as_ref(), k).await;
+    }
+    let outcome = svc.update(RADAR, time(9)).await.unwrap();
+    // The newest scan's nowcast is published at once, the rest follows.
+    assert!(matches!(outcome, UpdateOutcome::Built(_)), "{outcome:?}");
+    assert_eq!(svc.latest(RADAR).unwrap().base_time, time(8));
+    svc.scoring_settled().await;
+    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
+    assert_eq!(cases, vec![6, 5, 4], "scans 3..=8 scored as they come");
+    for lead in &report.leads {
+        let (rc, pe) = batch(store.as_ref(), lead.lead_min, 0..9).await;
+        rc.check(&lead.raincast, "first burst");
+        pe.check(&lead.persistence, "first burst");
+    }
+    // A second burst continues from the published nowcast.
+    for k in 9..12 {
+        put(store.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(12)).await.unwrap();
+    svc.scoring_settled().await;
+    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    assert_eq!(report, one_by_one, "bursts score as one scan at a time");
+    // A restarted service catching up from the first scan scores nothing twice.
+    let again = NowcastService::with_live_skill(
+        store.clone(),
+        store.clone(),
+        NowcastSettings {
+            catch_up_since: Some(time(0)),
+            ..skill_settings()
+        },
+    );
+    again.update(RADAR, time(12)).await.unwrap();
+    again.scoring_settled().await;
+    assert_eq!(
+        again.skill(RADAR, Window::Day).await.unwrap().unwrap(),
+        one_by_one
+    );
+
+    // Two bursts in quick succession: the second's scoring waits for the
+    // first's catch-up (else its scans would find frames not stored yet).
+    let dir = TempDir::new("raincast-skill-two-bursts");
+    let quick = self::store(&dir).await;
+    let svc = NowcastService::with_live_skill(quick.clone(), quick.clone(), skill_settings());
+    for k in 0..9 {
+        put(quick.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(9)).await.unwrap();
+    for k in 9..12 {
+        put(quick.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(12)).await.unwrap();
+    svc.scoring_settled().await;
+    assert_eq!(
+        svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
+        one_by_one
+    );
+
+    // Without the catch-up, the same burst leaves no case: the newest scan
+    // finds no nowcast issued before it.
+    let dir = TempDir::new("raincast-skill-no-catch-up");
+    let plain = self::store(&dir).await;
+    let off = NowcastService::with_live_skill(
+        plain.clone(),
+        plain.clone(),
+        NowcastSettings {
+            catch_up_min: 0,
+            ..skill_settings()
+        },
+    );
+    for k in 0..9 {
+        put(plain.as_ref(), k).await;
+    }
+    off.update(RADAR, time(9)).await.unwrap();
+    off.scoring_settled().await;
+    let report = off.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    assert!(report.leads.is_empty(), "{report:?}");
+}
+
 /// A DynamoDB store on `server` (dynalite), its tables named `prefix…`.
 async fn dynamo_store(
     server: &raincast_testkit::Server,

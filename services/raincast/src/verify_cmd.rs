@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use raincast_algorithms::nowcast::{NowcastConfig, MIN_FRAMES};
 use raincast_algorithms::scan::Format;
 use raincast_algorithms::verify::{
-    verify_series, CalibrationFit, Method, Reliability, VerifyConfig, VerifyReport,
-    SERVED_WINDOW_HOURS,
+    verify_series, CalibrationFit, Method, Reliability, SkillSums, VerifyConfig, VerifyReport,
+    SERVED_WINDOW_HOURS, SKILL_CSI_THRESHOLDS_MM_H,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -130,6 +130,8 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             frames: args.frames,
             ..Default::default()
         },
+        // The pooled table is the live skill's: its 10-km FSS window.
+        pooled_fss_window: Some(raincast_nowcast::skill::fss_window_cells(grid.cell_m())),
         prob_threshold: args.prob_threshold,
         min_samples: args.min_samples,
         calibration_half_life_min: args.calibration_half_life,
@@ -181,7 +183,51 @@ fn cell(v: Option<f64>) -> String {
     v.map_or_else(|| "   -  ".to_string(), |x| format!("{x:6.3}"))
 }
 
-/// The text report: one skill table, then the reliability of the probability.
+/// The pooled scores of every lead, as the nowcast service's live skill
+/// keeps and serves them (`GET /v1/radars/{id}/skill`): a replayed day's
+/// live scores can be read against these line by line.
+fn format_pooled(s: &mut String, report: &VerifyReport, cfg: &VerifyConfig) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "\nPooled over the cases (sums of every case's cells, not means), as the nowcast service's live \
+         skill keeps them (GET /v1/radars/{{id}}/skill): Raincast and persistence on the cells where the \
+         observation and both are known; FSS {} mm/h in a window of {} px (the service's 10 km); Brier \
+         score of the probability of rain >= {} mm/h (the service's is 0.1 by default: --prob-threshold 0.1).",
+        cfg.fss_threshold,
+        cfg.pooled_fss_window.unwrap_or(cfg.fss_window),
+        cfg.prob_threshold
+    );
+    let mut head = String::from("lead_min cases");
+    for t in SKILL_CSI_THRESHOLDS_MM_H {
+        let _ = write!(head, " | CSI>={t:<4} pers  rainc");
+    }
+    let _ = write!(
+        head,
+        " | FSS      pers  rainc | MAE wet  pers  rainc | Brier    pers  rainc"
+    );
+    let _ = writeln!(s, "{head}");
+    for row in &report.rows {
+        let [rc, pe] = &row.pooled;
+        let mut line = format!("{:8} {:5}", row.lead_min, rc.cases);
+        for i in 0..SKILL_CSI_THRESHOLDS_MM_H.len() {
+            line.push_str(" |         ");
+            for m in [pe, rc] {
+                line.push_str(&cell(m.contingency(i).csi()));
+            }
+        }
+        for score in [SkillSums::fss, SkillSums::mae_wet, SkillSums::brier] {
+            line.push_str(" |       ");
+            for m in [pe, rc] {
+                line.push_str(&cell(score(m)));
+            }
+        }
+        let _ = writeln!(s, "{line}");
+    }
+}
+
+/// The text report: one skill table, the pooled table of the live skill,
+/// then the reliability of the probability.
 pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -222,6 +268,7 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
         }
         let _ = writeln!(s, "{line}");
     }
+    format_pooled(&mut s, report, cfg);
     // Reliability over all leads.
     let mut all = Reliability::new(10);
     for row in &report.rows {
