@@ -840,6 +840,30 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         one_by_one
     );
 
+    // Two instances catching up one burst at the same time: each scan
+    // scored once (the sums' additions may come in another order).
+    let dir = TempDir::new("raincast-skill-burst-two");
+    let both = self::store(&dir).await;
+    let a = NowcastService::with_live_skill(both.clone(), both.clone(), skill_settings());
+    let b = NowcastService::with_live_skill(both.clone(), both.clone(), skill_settings());
+    for k in 0..12 {
+        put(both.as_ref(), k).await;
+    }
+    let (ua, ub) = tokio::join!(a.update(RADAR, time(12)), b.update(RADAR, time(12)));
+    ua.unwrap();
+    ub.unwrap();
+    a.scoring_settled().await;
+    b.scoring_settled().await;
+    let report = a.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let cases =
+        |r: &skill::SkillReport| -> Vec<u64> { r.leads.iter().map(|l| l.raincast.cases).collect() };
+    assert_eq!(cases(&report), cases(&one_by_one), "each scan scored once");
+    for lead in &report.leads {
+        let (rc, pe) = batch(both.as_ref(), lead.lead_min, 0..12).await;
+        rc.check(&lead.raincast, "two instances, one burst");
+        pe.check(&lead.persistence, "two instances, one burst");
+    }
+
     // Without the catch-up, the same burst leaves no case: the newest scan
     // finds no nowcast issued before it.
     let dir = TempDir::new("raincast-skill-no-catch-up");

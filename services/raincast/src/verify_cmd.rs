@@ -186,7 +186,11 @@ fn cell(v: Option<f64>) -> String {
 /// The pooled scores of every lead, as the nowcast service's live skill
 /// keeps and serves them (`GET /v1/radars/{id}/skill`): a replayed day's
 /// live scores can be read against these line by line.
-fn format_pooled(s: &mut String, report: &VerifyReport, cfg: &VerifyConfig) {
+fn format_pooled<'a>(
+    s: &mut String,
+    rows: impl Iterator<Item = (u32, &'a [SkillSums; 2])>,
+    cfg: &VerifyConfig,
+) {
     use std::fmt::Write;
     let _ = writeln!(
         s,
@@ -198,29 +202,30 @@ fn format_pooled(s: &mut String, report: &VerifyReport, cfg: &VerifyConfig) {
         cfg.pooled_fss_window.unwrap_or(cfg.fss_window),
         cfg.prob_threshold
     );
+    // Groups of a 9-character label and two 8-character columns (a space,
+    // then 7 characters: MAE values reach tens of mm/h).
+    let value = |v: Option<f64>| v.map_or_else(|| format!(" {:>7}", "-"), |x| format!(" {x:7.3}"));
+    let mut labels: Vec<String> = SKILL_CSI_THRESHOLDS_MM_H
+        .iter()
+        .map(|t| format!("CSI>={t}"))
+        .collect();
+    labels.extend(["FSS", "MAE wet", "Brier"].map(String::from));
     let mut head = String::from("lead_min cases");
-    for t in SKILL_CSI_THRESHOLDS_MM_H {
-        let _ = write!(head, " | CSI>={t:<4} pers  rainc");
+    for l in &labels {
+        let _ = write!(head, " | {l:<9}    pers   rainc");
     }
-    let _ = write!(
-        head,
-        " | FSS      pers  rainc | MAE wet  pers  rainc | Brier    pers  rainc"
-    );
     let _ = writeln!(s, "{head}");
-    for row in &report.rows {
-        let [rc, pe] = &row.pooled;
-        let mut line = format!("{:8} {:5}", row.lead_min, rc.cases);
-        for i in 0..SKILL_CSI_THRESHOLDS_MM_H.len() {
-            line.push_str(" |         ");
-            for m in [pe, rc] {
-                line.push_str(&cell(m.contingency(i).csi()));
-            }
-        }
-        for score in [SkillSums::fss, SkillSums::mae_wet, SkillSums::brier] {
-            line.push_str(" |       ");
-            for m in [pe, rc] {
-                line.push_str(&cell(score(m)));
-            }
+    for (lead_min, [rc, pe]) in rows {
+        let mut line = format!("{lead_min:8} {:5}", rc.cases);
+        let scores = (0..SKILL_CSI_THRESHOLDS_MM_H.len())
+            .map(|i| [pe, rc].map(|m| m.contingency(i).csi()))
+            .chain(
+                [SkillSums::fss, SkillSums::mae_wet, SkillSums::brier]
+                    .into_iter()
+                    .map(|score| [pe, rc].map(score)),
+            );
+        for [p, r] in scores {
+            let _ = write!(line, " | {:9}{}{}", "", value(p), value(r));
         }
         let _ = writeln!(s, "{line}");
     }
@@ -268,7 +273,8 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
         }
         let _ = writeln!(s, "{line}");
     }
-    format_pooled(&mut s, report, cfg);
+    let pooled = report.rows.iter().map(|r| (r.lead_min, &r.pooled));
+    format_pooled(&mut s, pooled, cfg);
     // Reliability over all leads.
     let mut all = Reliability::new(10);
     for row in &report.rows {
@@ -341,4 +347,63 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Persistence before Raincast in every group, and every value its own
+    /// column even when it has two digits before the point (MAE in mm/h).
+    #[test]
+    fn the_pooled_table_keeps_its_columns() {
+        let mut rc = SkillSums {
+            cases: 3,
+            ..Default::default()
+        };
+        rc.hits = [8, 6, 1];
+        rc.misses = [2, 2, 1];
+        rc.false_alarms = [0, 2, 2];
+        (rc.fss_num, rc.fss_den) = (1.0, 4.0);
+        (rc.abs_err_mm_h, rc.wet_cells) = (10.5, 1);
+        (rc.brier_sum, rc.brier_cells) = (1.0, 8);
+        let pe = SkillSums {
+            cases: 3,
+            hits: [1, 1, 0],
+            misses: [1, 3, 0],
+            abs_err_mm_h: 123.25,
+            wet_cells: 10,
+            ..Default::default()
+        };
+        let sums = [rc, pe];
+        let mut s = String::new();
+        format_pooled(
+            &mut s,
+            std::iter::once((30, &sums)),
+            &VerifyConfig::default(),
+        );
+        let lines: Vec<&str> = s.lines().collect();
+        let (head, row) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+        let cells: Vec<&str> = row.split_whitespace().filter(|w| *w != "|").collect();
+        assert_eq!(
+            cells,
+            [
+                "30", "3", "0.500", "0.800", "0.250", "0.600", "-", "0.250", "-", "0.750",
+                "12.325", "10.500", "-", "0.125"
+            ],
+            "{s}"
+        );
+        // Each value ends under the end of its column's name.
+        for name in ["pers", "rainc"] {
+            let mut from = 0;
+            while let Some(i) = head[from..].find(name) {
+                let end = from + i + name.len();
+                assert!(
+                    row[..end].ends_with(|c: char| c.is_ascii_digit() || c == '-'),
+                    "{name} at {end}:\n{head}\n{row}"
+                );
+                from = end;
+            }
+        }
+    }
 }
