@@ -11,7 +11,9 @@
 //! Every listed file that matches the template is then, in time order:
 //! * deferred (left for a later run, not checkpointed) when its time is
 //!   more than `future_tolerance` ahead of now, or when it is a file in a
-//!   folder modified less than `settle` ago;
+//!   folder modified less than `settle` ago; such a file also holds the
+//!   checkpoint before its time, so that the next listing finds it again
+//!   even when newer files were stored meanwhile;
 //! * skipped when a stored scan already came from it, or it is quarantined;
 //! * quarantined as `too_large` without being fetched when the listing says
 //!   it is above `max_file_bytes`, or as soon as the fetch finds it larger
@@ -457,6 +459,10 @@ impl Ingester {
                 .then(|| now - self.settings.settle),
         };
         let mut candidates = Vec::new();
+        // The earliest time of a file left to settle: the checkpoint stays
+        // before it, so that the next listing (a lookback behind the
+        // checkpoint) finds it again however far behind the newest it is.
+        let mut hold: Option<DateTime<Utc>> = None;
         for obj in listing {
             let Some(m) = template.match_key(radar, &obj.key) else {
                 continue;
@@ -476,6 +482,7 @@ impl Ingester {
             if let (Some(before), Some(modified)) = (settle_before, obj.last_modified) {
                 if modified > before {
                     summary.deferred += 1;
+                    hold = Some(hold.map_or(time, |h| h.min(time)));
                     debug!(radar, key = %obj.key, modified = %modified,
                         "modified less than settle_seconds ago; left for the next run");
                     continue;
@@ -545,14 +552,19 @@ impl Ingester {
         let mut result = Ok(());
         for c in &candidates {
             let key = &c.object.key;
+            // The checkpoint's next position, unless a file left to settle
+            // comes at or before it.
+            let next = hold
+                .is_none_or(|h| c.time < h)
+                .then(|| (c.time, key.clone()));
             if stored.contains(key) {
                 summary.skipped += 1;
                 self.metrics.skipped.with_label_values(&[radar]).inc();
-                cursor = Some((c.time, key.clone()));
+                cursor = next.or(cursor);
                 continue;
             }
             if quarantined.contains(key) {
-                cursor = Some((c.time, key.clone()));
+                cursor = next.or(cursor);
                 continue;
             }
             if done_new >= self.settings.batch_size {
@@ -581,7 +593,7 @@ impl Ingester {
                         warn!(radar, key = %key, time = %c.time.format("%Y-%m-%dT%H:%M:%SZ"),
                             "the reconciler found a file the queue missed (its notification was lost or never sent)");
                     }
-                    cursor = Some((c.time, key.clone()))
+                    cursor = next.or(cursor)
                 }
                 Err(e) => {
                     result = Err(e);

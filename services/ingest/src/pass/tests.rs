@@ -590,6 +590,53 @@ async fn files_still_being_written_are_left_for_the_next_run() {
     assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
 }
 
+/// Sets a bucket file's modification time `ago` before now.
+fn modified_ago(f: &Fixture, key: &str, ago: std::time::Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(f.bucket.join(key))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+/// A file still being written when newer files are ingested (a late upload,
+/// a day copied in any order) holds the checkpoint back: the next run lists
+/// it again, however far behind the newest scan it is timed. Before, the
+/// checkpoint moved to the newest scan and the next listing, which starts a
+/// lookback behind it, never saw the file again: it was neither stored nor
+/// quarantined.
+#[tokio::test]
+async fn a_file_left_to_settle_is_listed_again_however_old_its_time() {
+    let f = Fixture::new().await;
+    let settled = std::time::Duration::from_secs(120);
+    let late = f.put_scan("r1", recent(240));
+    for t in [recent(120), recent(10)] {
+        let key = f.put_scan("r1", t);
+        modified_ago(&f, &key, settled);
+    }
+    let ing = f.ingester(
+        IngestSettings {
+            settle: Duration::seconds(60),
+            ..settings(recent(300), 50)
+        },
+        "a",
+    );
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (2, 1), "{s:?}");
+    modified_ago(&f, &late, settled);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.deferred), (1, 0), "{s:?}");
+    assert_eq!(
+        stored_times(&f.store, "r1").await,
+        vec![recent(240), recent(120), recent(10)]
+    );
+    // Then the checkpoint moves on to the newest scan.
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert_eq!(cp.last_time, recent(10));
+}
+
 /// A radar `r1` with a small scan (10 min ago) and a scan of over 200 bytes
 /// (5 min ago), and an ingester whose `max_file_bytes` is 100: returns the
 /// fixture, the ingester and the two keys.
