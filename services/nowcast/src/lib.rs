@@ -432,8 +432,8 @@ impl NowcastService {
     }
 
     /// Brings the radar's nowcast up to date with its newest stored scan.
-    /// With live skill, the scans that arrived since the previous update
-    /// (up to `catch_up_min` back) get their nowcasts afterwards, in the
+    /// With live skill, the earlier scans not scored yet (up to
+    /// `catch_up_min` back) get their nowcasts afterwards, in the
     /// background ([`Self::spawn_scoring`]).
     pub async fn update(
         &self,
@@ -455,13 +455,11 @@ impl NowcastService {
             .unwrap_or_else(|e| e.into_inner())
             .insert(radar.to_string(), latest.time)
             != Some(latest.time);
-        let previous = self.latest(radar);
-        if let Some(c) = &previous {
+        if let Some(c) = self.latest(radar) {
             if c.base_time >= latest.time {
-                return Ok(UpdateOutcome::Unchanged(c.clone()));
+                return Ok(UpdateOutcome::Unchanged(c));
             }
         }
-        let previous = previous.map(|c| c.base_time);
         let pick = match self.pick(radar, latest.time, now, first_look).await? {
             Ok(pick) => pick,
             Err(waiting) => return Ok(waiting),
@@ -483,7 +481,7 @@ impl NowcastService {
             }
             let n = Arc::new(n);
             self.cache_it(radar, n.clone());
-            self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, previous, now);
+            self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
             return Ok(UpdateOutcome::Loaded(n));
         }
         let built = self
@@ -514,7 +512,7 @@ impl NowcastService {
             ms = match n.origin { Origin::Computed { motion_and_forecast_ms } => motion_and_forecast_ms, Origin::Stored => 0.0 },
             "nowcast built"
         );
-        self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, previous, now);
+        self.spawn_scoring(&n, started.elapsed().as_secs_f64() * 1000.0, now);
         Ok(UpdateOutcome::Built(n))
     }
 
@@ -604,21 +602,15 @@ impl NowcastService {
     }
 
     /// After `n` is published: spawns a background task that first catches
-    /// up on the scans since `previous` (the base time of the nowcast `n`
-    /// replaces; [`Self::catch_up`]), then keeps `n`'s observed field for
+    /// up on the scans before `n`'s not scored yet ([`Self::catch_up`]),
+    /// then keeps `n`'s observed field for
     /// the scans to come and scores `n`'s scan ([`Self::score_scan`]), so
     /// scoring never delays a nowcast. A radar's tasks run one after
     /// another, in the order of the updates: a scan is scored after the
     /// nowcasts before it are stored. The task logs how long the scoring
     /// took next to `build_ms`, the time taken to build (or load) `n`;
     /// failures are logged and never fail an update.
-    fn spawn_scoring(
-        &self,
-        n: &Arc<LatestNowcast>,
-        build_ms: f64,
-        previous: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) {
+    fn spawn_scoring(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
         if self.inner.skill_state.is_none() {
             return;
         }
@@ -633,7 +625,7 @@ impl NowcastService {
                 let _ = after.await;
             }
             let _done = done;
-            this.catch_up(&n, previous, now).await;
+            this.catch_up(&n, now).await;
             this.keep_observed(&n);
             this.score_and_log(&n, build_ms, now).await;
             // Whoever scored it, the 24 h sums may have changed.
@@ -668,34 +660,27 @@ impl NowcastService {
         }
     }
 
-    /// The scans before `n`'s that arrived since the previous update (a
-    /// backfill at start, a burst after an outage, a replayed day), each
+    /// The scans before `n`'s not scored yet (a backfill at start, a burst
+    /// after an outage, a replayed day, a scan that arrived late), each
     /// nowcast, its frames stored, and scored, oldest first: without them
     /// `n`'s scan and the ones after it would find no nowcast to score for
-    /// the leads that fall on them. Which scans: those after `previous`
-    /// (the nowcast `n` replaces), from `catch_up_since` if set, else at
-    /// most `catch_up_min` before `n`'s scan, at most one per lead step
-    /// counted back from `n`'s scan (the issue times a later scan's scores
-    /// look for). A scan whose frames are stored already (another instance,
-    /// an earlier run) is not nowcast again; one already scored is passed
-    /// over. Never served: the map and the alerts keep `n`.
-    async fn catch_up(
-        &self,
-        n: &Arc<LatestNowcast>,
-        previous: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) {
+    /// the leads that fall on them. Which scans: from `catch_up_since` if
+    /// set, else at most `catch_up_min` before `n`'s scan, at most one per
+    /// lead step counted back from `n`'s scan (the issue times a later
+    /// scan's scores look for), whose scoring nobody has claimed. A scan
+    /// whose frames are stored already (another instance, an earlier run)
+    /// is not nowcast again. Never served: the map and the alerts keep `n`.
+    async fn catch_up(&self, n: &Arc<LatestNowcast>, now: DateTime<Utc>) {
         let settings = &self.inner.settings;
+        let Some(state) = self.inner.skill_state.clone() else {
+            return;
+        };
         if settings.catch_up_min == 0 || !settings.store_frames {
             return;
         }
         let from = settings
             .catch_up_since
             .unwrap_or(n.base_time - Duration::minutes(settings.catch_up_min as i64));
-        let from = match previous {
-            Some(p) => from.max(p + Duration::seconds(1)),
-            None => from,
-        };
         let until = n.base_time - Duration::seconds(1);
         if from > until {
             return;
@@ -722,6 +707,24 @@ impl NowcastService {
             }
         }
         times.reverse();
+        let claimed = all_at_once(times.clone(), |t| {
+            let state = state.clone();
+            let radar = n.radar.clone();
+            async move { Ok(skill::claimed(state.as_ref(), &radar, t).await?) }
+        })
+        .await;
+        let times: Vec<DateTime<Utc>> = match claimed {
+            Ok(claimed) => times
+                .into_iter()
+                .zip(claimed)
+                .filter(|(_, c)| !c)
+                .map(|(t, _)| t)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(radar = %n.radar, error = %e, "cannot read which scans are scored");
+                return;
+            }
+        };
         if times.is_empty() {
             return;
         }
@@ -737,7 +740,7 @@ impl NowcastService {
                     tracing::debug!(radar = %n.radar, scan_time = %t, "caught up [{}/{}]", i + 1, times.len());
                 }
                 Ok(None) => {
-                    tracing::debug!(radar = %n.radar, scan_time = %t, "catch-up: no nowcast for this scan (too few scans before it, or scored already)")
+                    tracing::debug!(radar = %n.radar, scan_time = %t, "catch-up: too few scans before this one to nowcast it")
                 }
                 Err(e) => {
                     tracing::warn!(radar = %n.radar, scan_time = %t, error = %e, "catch-up: scan not nowcast; going on")
@@ -748,8 +751,8 @@ impl NowcastService {
 
     /// The nowcast issued at the scan `t` for [`Self::catch_up`], its
     /// frames stored; `None` when it cannot be made (too few scans before
-    /// `t`) or the scan is scored already. When its frames are stored
-    /// already, only `t`'s observed field is loaded (what scoring needs).
+    /// `t`). When its frames are stored already, only `t`'s observed field
+    /// is loaded (what scoring needs).
     async fn catch_up_one(
         &self,
         radar: &str,
@@ -757,12 +760,6 @@ impl NowcastService {
         leads: &[u32],
         now: DateTime<Utc>,
     ) -> Result<Option<Arc<LatestNowcast>>, NowcastServiceError> {
-        let Some(state) = self.inner.skill_state.as_deref() else {
-            return Ok(None);
-        };
-        if skill::claimed(state, radar, t).await? {
-            return Ok(None);
-        }
         if self.frames_stored(radar, t, leads, now).await? {
             let Some(f) = self
                 .load_fields(vec![(radar.to_string(), t)], now)
@@ -918,7 +915,9 @@ impl NowcastService {
         .into_iter()
         .flatten()
         .collect();
-        if found.is_empty() || !skill::claim(state, &n.radar, t).await? {
+        // Claimed even when there is nothing to score (no nowcast before
+        // it): the catch-up then does not look at the scan again.
+        if !skill::claim(state, &n.radar, t).await? || found.is_empty() {
             return Ok(None);
         }
         // Fetch now, decode on the nowcast's threads.

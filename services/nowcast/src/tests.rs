@@ -864,6 +864,39 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         pe.check(&lead.persistence, "two instances, one burst");
     }
 
+    // Scans that arrive late, after newer ones were scored, are nowcast and
+    // scored at the next update.
+    let dir = TempDir::new("raincast-skill-late");
+    let late = self::store(&dir).await;
+    let svc = NowcastService::with_live_skill(late.clone(), late.clone(), skill_settings());
+    for k in (0..12).filter(|k| !(5..8).contains(k)) {
+        put(late.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(12)).await.unwrap();
+    svc.scoring_settled().await;
+    let frame_at = |k: usize| {
+        let late = late.clone();
+        async move {
+            late.get_manifest(&frame_series_id(RADAR, 5), time(k), time(14))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(!frame_at(6).await);
+    for k in (5..8).chain([12]) {
+        put(late.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(13)).await.unwrap();
+    svc.scoring_settled().await;
+    for k in 5..8 {
+        assert!(frame_at(k).await, "scan {k} nowcast");
+        assert!(
+            skill::claimed(late.as_ref(), RADAR, time(k)).await.unwrap(),
+            "scan {k} scored"
+        );
+    }
+
     // Without the catch-up, the same burst leaves no case: the newest scan
     // finds no nowcast issued before it.
     let dir = TempDir::new("raincast-skill-no-catch-up");
