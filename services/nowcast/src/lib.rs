@@ -278,6 +278,9 @@ struct Inner {
     /// Per radar, the end of its latest scoring task (its sender dropped):
     /// the next one waits for it, so a radar's scans are scored in order.
     scoring_chain: Mutex<HashMap<String, tokio::sync::oneshot::Receiver<()>>>,
+    /// Per radar, the newest scan up to which a catch-up of this process
+    /// has gone through every scan (`catch_up_since` then applies once).
+    caught_up: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The latest mosaic and the radars' mosaic geometry.
     mosaic: Mutex<mosaic::MosaicCache>,
     /// One mosaic build at a time.
@@ -359,6 +362,7 @@ impl NowcastService {
                 observed: Mutex::new(HashMap::new()),
                 scoring: Mutex::new(Vec::new()),
                 scoring_chain: Mutex::new(HashMap::new()),
+                caught_up: Mutex::new(HashMap::new()),
                 mosaic: Mutex::new(Default::default()),
                 mosaic_build: Arc::new(tokio::sync::Mutex::new(())),
             }),
@@ -678,9 +682,17 @@ impl NowcastService {
         if settings.catch_up_min == 0 || !settings.store_frames {
             return;
         }
-        let from = settings
-            .catch_up_since
-            .unwrap_or(n.base_time - Duration::minutes(settings.catch_up_min as i64));
+        let window = n.base_time - Duration::minutes(settings.catch_up_min as i64);
+        // From `catch_up_since` on, but not again over what an earlier
+        // catch-up of this process went through (a service left running
+        // after a replay would otherwise list the whole replay at every
+        // update), except for the last `catch_up_min` (late scans).
+        let done = lock(&self.inner.caught_up).get(&n.radar).copied();
+        let from = match (settings.catch_up_since, done) {
+            (Some(since), Some(done)) => since.max(done.min(window)),
+            (Some(since), None) => since,
+            (None, _) => window,
+        };
         let until = n.base_time - Duration::seconds(1);
         if from > until {
             return;
@@ -725,7 +737,11 @@ impl NowcastService {
                 return;
             }
         };
+        let caught_up = |this: &Self| {
+            lock(&this.inner.caught_up).insert(n.radar.clone(), n.base_time);
+        };
         if times.is_empty() {
+            caught_up(self);
             return;
         }
         tracing::info!(radar = %n.radar, scans = times.len(), from = %times[0], until = %n.base_time,
@@ -747,6 +763,7 @@ impl NowcastService {
                 }
             }
         }
+        caught_up(self);
     }
 
     /// The nowcast issued at the scan `t` for [`Self::catch_up`], its

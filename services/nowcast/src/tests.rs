@@ -864,6 +864,32 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         pe.check(&lead.persistence, "two instances, one burst");
     }
 
+    // A replay from `--since` ingested in batches longer than the window
+    // (ingest's batch_size): each batch is caught up from where the last
+    // one ended, not only `catch_up_min` back.
+    let dir = TempDir::new("raincast-skill-batches");
+    let batches = self::store(&dir).await;
+    let svc = NowcastService::with_live_skill(
+        batches.clone(),
+        batches.clone(),
+        NowcastSettings {
+            catch_up_min: 10,
+            catch_up_since: Some(time(0)),
+            ..skill_settings()
+        },
+    );
+    for ks in [0..6, 6..12] {
+        for k in ks.clone() {
+            put(batches.as_ref(), k).await;
+        }
+        svc.update(RADAR, time(ks.end)).await.unwrap();
+    }
+    svc.scoring_settled().await;
+    assert_eq!(
+        svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
+        one_by_one
+    );
+
     // Scans that arrive late, after newer ones were scored, are nowcast and
     // scored at the next update.
     let dir = TempDir::new("raincast-skill-late");
