@@ -12,7 +12,7 @@
 //! smoothing = "sprog"           # or "none"
 //! min_samples = 2000            # cell-cases before a lead's probability is calibrated
 //! threads = 0                   # threads of the nowcast work (fields, leads, frames, scoring); 0 = every core
-//! catch_up_minutes = 120        # scans that arrive together each get their nowcast, this far back; 0 = off
+//! catch_up_minutes = 120        # earlier scans not scored yet get their nowcast and score, this far back; 0 = off
 //! ```
 
 use crate::{invalid, ConfigError, Origins};
@@ -48,13 +48,13 @@ pub struct NowcastSettings {
     /// The fields, frames and scores are the same, bit for bit, with any
     /// number; more threads cut a nowcast's wall time, not its work.
     pub threads: usize,
-    /// With live skill: when several scans arrive between two updates (a
-    /// backfill, a burst after an outage, a replayed day), the scans before
-    /// the newest that are at most this many minutes older than it each get
-    /// their nowcast too, oldest first and after the newest is published, so
-    /// that every scan is scored against the nowcasts before it (default
-    /// 120, the default longest lead: what the newest scan's scores need;
-    /// 0 = off). See `catch_up_since`.
+    /// With live skill: the scans before the newest that are not scored
+    /// yet (a backfill, a burst after an outage, a replayed day, a scan
+    /// that arrived late) and at most this many minutes older than it each
+    /// get their nowcast too, oldest first and after the newest is
+    /// published, so that every scan is scored against the nowcasts before
+    /// it (default 120, the default longest lead: what the newest scan's
+    /// scores need; 0 = off). See `catch_up_since`.
     pub catch_up_min: u32,
     /// Where the catch-up of a radar starts instead of `catch_up_min`
     /// before its newest scan (ingest's `--since`: a replayed day is
