@@ -797,6 +797,11 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         rc.check(&lead.raincast, "first burst");
         pe.check(&lead.persistence, "first burst");
     }
+    // The first nowcast's scan had nothing to score, and is claimed all the
+    // same: looked at once, not at every update.
+    assert!(skill::claimed(store.as_ref(), RADAR, time(2))
+        .await
+        .unwrap());
     // A second burst continues from the published nowcast.
     for k in 9..12 {
         put(store.as_ref(), k).await;
@@ -889,6 +894,41 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
         one_by_one
     );
+
+    // Once caught up from `since`, a later catch-up does not go back over
+    // the replay: a scan arriving that late (more than `catch_up_min`
+    // before the newest) is left alone.
+    let dir = TempDir::new("raincast-skill-since-once");
+    let once = self::store(&dir).await;
+    let svc = NowcastService::with_live_skill(
+        once.clone(),
+        once.clone(),
+        NowcastSettings {
+            catch_up_min: 10,
+            catch_up_since: Some(time(0)),
+            ..skill_settings()
+        },
+    );
+    for k in (0..12).filter(|k| *k != 4) {
+        put(once.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(12)).await.unwrap();
+    for k in [4, 12] {
+        put(once.as_ref(), k).await;
+    }
+    svc.update(RADAR, time(13)).await.unwrap();
+    svc.scoring_settled().await;
+    let stored_frame = |k: usize| {
+        let once = once.clone();
+        async move {
+            once.get_manifest(&frame_series_id(RADAR, 5), time(k), time(14))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(stored_frame(11).await && stored_frame(12).await);
+    assert!(!stored_frame(4).await, "the replay was gone over again");
 
     // Scans that arrive late, after newer ones were scored, are nowcast and
     // scored at the next update.
