@@ -764,6 +764,15 @@ async fn two_instances_score_each_scan_once() {
     assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
 }
 
+/// Whether the +5-min frame of the nowcast issued at scan `k` is stored.
+async fn frame_stored(store: &dyn ScanStore, k: usize) -> bool {
+    store
+        .get_manifest(&frame_series_id(RADAR, 5), time(k), time(14))
+        .await
+        .unwrap()
+        .is_some()
+}
+
 /// Scans that arrive together (a backfill, a burst after an outage, a
 /// replayed day) are each nowcast and scored, oldest first, after the newest
 /// is published: the live skill is the one of a service that saw them one at
@@ -918,17 +927,11 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     }
     svc.update(RADAR, time(13)).await.unwrap();
     svc.scoring_settled().await;
-    let stored_frame = |k: usize| {
-        let once = once.clone();
-        async move {
-            once.get_manifest(&frame_series_id(RADAR, 5), time(k), time(14))
-                .await
-                .unwrap()
-                .is_some()
-        }
-    };
-    assert!(stored_frame(11).await && stored_frame(12).await);
-    assert!(!stored_frame(4).await, "the replay was gone over again");
+    assert!(frame_stored(once.as_ref(), 11).await && frame_stored(once.as_ref(), 12).await);
+    assert!(
+        !frame_stored(once.as_ref(), 4).await,
+        "the replay was gone over again"
+    );
 
     // Scans that arrive late, after newer ones were scored, are nowcast and
     // scored at the next update.
@@ -940,23 +943,14 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     }
     svc.update(RADAR, time(12)).await.unwrap();
     svc.scoring_settled().await;
-    let frame_at = |k: usize| {
-        let late = late.clone();
-        async move {
-            late.get_manifest(&frame_series_id(RADAR, 5), time(k), time(14))
-                .await
-                .unwrap()
-                .is_some()
-        }
-    };
-    assert!(!frame_at(6).await);
+    assert!(!frame_stored(late.as_ref(), 6).await);
     for k in (5..8).chain([12]) {
         put(late.as_ref(), k).await;
     }
     svc.update(RADAR, time(13)).await.unwrap();
     svc.scoring_settled().await;
     for k in 5..8 {
-        assert!(frame_at(k).await, "scan {k} nowcast");
+        assert!(frame_stored(late.as_ref(), k).await, "scan {k} nowcast");
         assert!(
             skill::claimed(late.as_ref(), RADAR, time(k)).await.unwrap(),
             "scan {k} scored"
