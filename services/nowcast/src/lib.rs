@@ -693,14 +693,13 @@ impl NowcastService {
             (Some(since), None) => since,
             (None, _) => window,
         };
-        let until = n.base_time - Duration::seconds(1);
-        if from > until {
+        if from >= n.base_time {
             return;
         }
         let listed = match self
             .inner
             .store
-            .list_scans(&n.radar, from, until, now)
+            .list_scans(&n.radar, from, n.base_time, now)
             .await
         {
             Ok(listed) => listed,
@@ -709,16 +708,14 @@ impl NowcastService {
                 return;
             }
         };
+        // One per lead step counted back from `n`'s scan (listed last),
+        // which is scored after the catch-up.
         let step_s = n.leads_min.first().copied().unwrap_or(1).max(1) as i64 * 60;
-        let mut times: Vec<DateTime<Utc>> = Vec::new();
-        let mut last = n.base_time;
-        for m in listed.iter().rev() {
-            if (last - m.time).num_seconds() >= step_s {
-                times.push(m.time);
-                last = m.time;
-            }
-        }
-        times.reverse();
+        let times: Vec<DateTime<Utc>> = spaced_by(listed, step_s)
+            .into_iter()
+            .map(|m| m.time)
+            .filter(|t| *t < n.base_time)
+            .collect();
         let claimed = all_at_once(times.clone(), |t| {
             let state = state.clone();
             let radar = n.radar.clone();
@@ -1136,19 +1133,12 @@ impl NowcastService {
         leads: &[u32],
         now: DateTime<Utc>,
     ) -> Result<Option<LatestNowcast>, NowcastServiceError> {
-        let store = self.inner.store.as_ref();
         let Some(latest) = fields.last() else {
             return Ok(None);
         };
         let base = latest.time;
-        for lead in leads {
-            if store
-                .get_manifest(&frame_series_id(radar, *lead), base, now)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
+        if !self.frames_stored(radar, base, leads, now).await? {
+            return Ok(None);
         }
         let frames = leads
             .iter()
@@ -1323,6 +1313,12 @@ pub async fn run(
 /// nowcast's lead step (at least its scan interval), newest kept, oldest first.
 pub fn spaced(manifests: Vec<ScanManifest>, n: &LatestNowcast) -> Vec<ScanManifest> {
     let spacing_s = (n.leads_min.first().copied().unwrap_or(0) as i64 * 60).max(n.step_s);
+    spaced_by(manifests, spacing_s)
+}
+
+/// `manifests` (oldest first) thinned so that no two are closer than
+/// `spacing_s` seconds, the newest kept, oldest first.
+fn spaced_by(manifests: Vec<ScanManifest>, spacing_s: i64) -> Vec<ScanManifest> {
     let mut out: Vec<ScanManifest> = Vec::with_capacity(manifests.len());
     for m in manifests.into_iter().rev() {
         if out
