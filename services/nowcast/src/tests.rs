@@ -764,6 +764,42 @@ async fn two_instances_score_each_scan_once() {
     assert_eq!(a.score_scan(&n, time(9)).await.unwrap(), None);
 }
 
+/// A live-skill service over the embedded `store`.
+fn live(store: &Arc<EmbeddedStore>, settings: NowcastSettings) -> NowcastService {
+    NowcastService::with_live_skill(store.clone(), store.clone(), settings)
+}
+
+/// The live-skill test settings, caught up from the first scan on and
+/// otherwise `catch_up_min` back.
+fn since_first(catch_up_min: u32) -> NowcastSettings {
+    NowcastSettings {
+        catch_up_min,
+        catch_up_since: Some(time(0)),
+        ..skill_settings()
+    }
+}
+
+/// Stores the scans `ks` together, then updates `svc` once, a minute after
+/// the newest of them (as after one ingest run).
+async fn burst(
+    store: &dyn ScanStore,
+    svc: &NowcastService,
+    ks: impl IntoIterator<Item = usize>,
+) -> UpdateOutcome {
+    let mut newest = 0;
+    for k in ks {
+        put(store, k).await;
+        newest = newest.max(k);
+    }
+    svc.update(RADAR, time(newest + 1)).await.unwrap()
+}
+
+/// The 24-h live skill once every scoring of `svc` has settled.
+async fn settled_report(svc: &NowcastService) -> skill::SkillReport {
+    svc.scoring_settled().await;
+    svc.skill(RADAR, Window::Day).await.unwrap().unwrap()
+}
+
 /// Whether the +5-min frame of the nowcast issued at scan `k` is stored.
 async fn frame_stored(store: &dyn ScanStore, k: usize) -> bool {
     store
@@ -783,22 +819,18 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     let one_by_one = {
         let dir = TempDir::new("raincast-skill-steady");
         let store = store(&dir).await;
-        let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
+        let svc = live(&store, skill_settings());
         replay(store.as_ref(), std::slice::from_ref(&svc), 0..12).await;
         svc.skill(RADAR, Window::Day).await.unwrap().unwrap()
     };
     let dir = TempDir::new("raincast-skill-burst");
     let store = store(&dir).await;
-    let svc = NowcastService::with_live_skill(store.clone(), store.clone(), skill_settings());
-    for k in 0..9 {
-        put(store.as_ref(), k).await;
-    }
-    let outcome = svc.update(RADAR, time(9)).await.unwrap();
+    let svc = live(&store, skill_settings());
+    let outcome = burst(store.as_ref(), &svc, 0..9).await;
     // The newest scan's nowcast is published at once, the rest follows.
     assert!(matches!(outcome, UpdateOutcome::Built(_)), "{outcome:?}");
     assert_eq!(svc.latest(RADAR).unwrap().base_time, time(8));
-    svc.scoring_settled().await;
-    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let report = settled_report(&svc).await;
     let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
     assert_eq!(cases, vec![6, 5, 4], "scans 3..=8 scored as they come");
     for lead in &report.leads {
@@ -812,63 +844,36 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
         .await
         .unwrap());
     // A second burst continues from the published nowcast.
-    for k in 9..12 {
-        put(store.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(12)).await.unwrap();
-    svc.scoring_settled().await;
-    let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    burst(store.as_ref(), &svc, 9..12).await;
+    let report = settled_report(&svc).await;
     assert_eq!(report, one_by_one, "bursts score as one scan at a time");
     // A restarted service catching up from the first scan scores nothing twice.
-    let again = NowcastService::with_live_skill(
-        store.clone(),
-        store.clone(),
-        NowcastSettings {
-            catch_up_since: Some(time(0)),
-            ..skill_settings()
-        },
-    );
+    let again = live(&store, since_first(120));
     again.update(RADAR, time(12)).await.unwrap();
-    again.scoring_settled().await;
-    assert_eq!(
-        again.skill(RADAR, Window::Day).await.unwrap().unwrap(),
-        one_by_one
-    );
+    assert_eq!(settled_report(&again).await, one_by_one);
 
     // Two bursts in quick succession: the second's scoring waits for the
     // first's catch-up (else its scans would find frames not stored yet).
     let dir = TempDir::new("raincast-skill-two-bursts");
     let quick = self::store(&dir).await;
-    let svc = NowcastService::with_live_skill(quick.clone(), quick.clone(), skill_settings());
-    for k in 0..9 {
-        put(quick.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(9)).await.unwrap();
-    for k in 9..12 {
-        put(quick.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(12)).await.unwrap();
-    svc.scoring_settled().await;
-    assert_eq!(
-        svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
-        one_by_one
-    );
+    let svc = live(&quick, skill_settings());
+    burst(quick.as_ref(), &svc, 0..9).await;
+    burst(quick.as_ref(), &svc, 9..12).await;
+    assert_eq!(settled_report(&svc).await, one_by_one);
 
     // Two instances catching up one burst at the same time: each scan
     // scored once (the sums' additions may come in another order).
     let dir = TempDir::new("raincast-skill-burst-two");
     let both = self::store(&dir).await;
-    let a = NowcastService::with_live_skill(both.clone(), both.clone(), skill_settings());
-    let b = NowcastService::with_live_skill(both.clone(), both.clone(), skill_settings());
+    let (a, b) = (live(&both, skill_settings()), live(&both, skill_settings()));
     for k in 0..12 {
         put(both.as_ref(), k).await;
     }
     let (ua, ub) = tokio::join!(a.update(RADAR, time(12)), b.update(RADAR, time(12)));
     ua.unwrap();
     ub.unwrap();
-    a.scoring_settled().await;
     b.scoring_settled().await;
-    let report = a.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    let report = settled_report(&a).await;
     let cases =
         |r: &skill::SkillReport| -> Vec<u64> { r.leads.iter().map(|l| l.raincast.cases).collect() };
     assert_eq!(cases(&report), cases(&one_by_one), "each scan scored once");
@@ -883,49 +888,19 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     // one ended, not only `catch_up_min` back.
     let dir = TempDir::new("raincast-skill-batches");
     let batches = self::store(&dir).await;
-    let svc = NowcastService::with_live_skill(
-        batches.clone(),
-        batches.clone(),
-        NowcastSettings {
-            catch_up_min: 10,
-            catch_up_since: Some(time(0)),
-            ..skill_settings()
-        },
-    );
-    for ks in [0..6, 6..12] {
-        for k in ks.clone() {
-            put(batches.as_ref(), k).await;
-        }
-        svc.update(RADAR, time(ks.end)).await.unwrap();
-    }
-    svc.scoring_settled().await;
-    assert_eq!(
-        svc.skill(RADAR, Window::Day).await.unwrap().unwrap(),
-        one_by_one
-    );
+    let svc = live(&batches, since_first(10));
+    burst(batches.as_ref(), &svc, 0..6).await;
+    burst(batches.as_ref(), &svc, 6..12).await;
+    assert_eq!(settled_report(&svc).await, one_by_one);
 
     // Once caught up from `since`, a later catch-up does not go back over
     // the replay: a scan arriving that late (more than `catch_up_min`
     // before the newest) is left alone.
     let dir = TempDir::new("raincast-skill-since-once");
     let once = self::store(&dir).await;
-    let svc = NowcastService::with_live_skill(
-        once.clone(),
-        once.clone(),
-        NowcastSettings {
-            catch_up_min: 10,
-            catch_up_since: Some(time(0)),
-            ..skill_settings()
-        },
-    );
-    for k in (0..12).filter(|k| *k != 4) {
-        put(once.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(12)).await.unwrap();
-    for k in [4, 12] {
-        put(once.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(13)).await.unwrap();
+    let svc = live(&once, since_first(10));
+    burst(once.as_ref(), &svc, (0..12).filter(|k| *k != 4)).await;
+    burst(once.as_ref(), &svc, [4, 12]).await;
     svc.scoring_settled().await;
     assert!(frame_stored(once.as_ref(), 11).await && frame_stored(once.as_ref(), 12).await);
     assert!(
@@ -937,17 +912,11 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     // scored at the next update.
     let dir = TempDir::new("raincast-skill-late");
     let late = self::store(&dir).await;
-    let svc = NowcastService::with_live_skill(late.clone(), late.clone(), skill_settings());
-    for k in (0..12).filter(|k| !(5..8).contains(k)) {
-        put(late.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(12)).await.unwrap();
+    let svc = live(&late, skill_settings());
+    burst(late.as_ref(), &svc, (0..12).filter(|k| !(5..8).contains(k))).await;
     svc.scoring_settled().await;
     assert!(!frame_stored(late.as_ref(), 6).await);
-    for k in (5..8).chain([12]) {
-        put(late.as_ref(), k).await;
-    }
-    svc.update(RADAR, time(13)).await.unwrap();
+    burst(late.as_ref(), &svc, (5..8).chain([12])).await;
     svc.scoring_settled().await;
     for k in 5..8 {
         assert!(frame_stored(late.as_ref(), k).await, "scan {k} nowcast");
@@ -961,20 +930,15 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     // finds no nowcast issued before it.
     let dir = TempDir::new("raincast-skill-no-catch-up");
     let plain = self::store(&dir).await;
-    let off = NowcastService::with_live_skill(
-        plain.clone(),
-        plain.clone(),
+    let off = live(
+        &plain,
         NowcastSettings {
             catch_up_min: 0,
             ..skill_settings()
         },
     );
-    for k in 0..9 {
-        put(plain.as_ref(), k).await;
-    }
-    off.update(RADAR, time(9)).await.unwrap();
-    off.scoring_settled().await;
-    let report = off.skill(RADAR, Window::Day).await.unwrap().unwrap();
+    burst(plain.as_ref(), &off, 0..9).await;
+    let report = settled_report(&off).await;
     assert!(report.leads.is_empty(), "{report:?}");
 }
 
