@@ -18,12 +18,13 @@ use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
 use raincast_algorithms::prep::RainField;
 use raincast_algorithms::Grid;
 use raincast_notifier::text::{about_minutes, format_rate};
+mod common;
+
+use common::{raincast_cmd, Running};
 use raincast_testkit::TempDir;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Instant;
 
 const RADAR: &str = "pipe";
@@ -89,27 +90,6 @@ fn write_three_scans(bucket: &Path) -> DateTime<Utc> {
     base
 }
 
-/// The binary, with no `RAINCAST_*` variable of the test's environment.
-fn raincast_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raincast"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
-        cmd.env_remove(k);
-    }
-    cmd
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn get(base: &str, path: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,26 +146,7 @@ radius_km = 0.1
         ),
     )
     .unwrap();
-    let mut cmd = raincast_cmd();
-    let mut child = cmd
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RAINCAST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let run = Running::start(raincast_cmd().args(["run", "--config"]).arg(&cfg));
 
     // The map's address, then the outbox record of the alert.
     let start = Instant::now();
@@ -197,7 +158,10 @@ radius_km = 0.1
             "no alert written:\n{}",
             log.join("\n")
         );
-        while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        while let Ok(l) = run
+            .lines
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
             if let Some(addr) = l.split("Raincast map: ").nth(1) {
                 base_url = Some(addr.trim().trim_end_matches('/').to_string());
             }
@@ -358,23 +322,18 @@ fn notify_once_needs_only_a_store_and_a_place() {
     assert!(!again.contains("\"posted\""), "{again}");
 
     // `raincast api` over the same store serves the registered radar.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raincast"))
-        .args([
-            "api",
-            "--store",
-            store.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _running = Running(child);
-    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let api = Running::start(
+        raincast_cmd()
+            .args([
+                "api",
+                "--store",
+                store.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir.path()),
+    );
+    let mut lines = api.lines.iter();
     let base_url = lines
         .find_map(|l| {
             l.split("Raincast map: ")

@@ -7,28 +7,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use raincast_testkit::TempDir;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_raincast");
 /// Scans replayed: BOM radar 02's first ten (6-minute cadence).
 const SCANS: usize = 10;
 /// Leads compared, minutes.
 const LEADS: [u32; 3] = [6, 12, 18];
-
-/// Kills the service when the test ends, however it ends.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Per lead: cases, then CSI at 0.5, 1, 5 mm/h (persistence, Raincast),
 /// FSS, wet MAE and Brier (persistence, Raincast), as `verify` prints them
@@ -38,7 +27,7 @@ type Row = (u64, Vec<f64>);
 /// The pooled table of `raincast verify`'s report.
 fn verify_pooled(day: &std::path::Path) -> BTreeMap<u32, Row> {
     let leads = LEADS.map(|l| l.to_string()).join(",");
-    let out = Command::new(BIN)
+    let out = common::raincast_cmd()
         .arg("verify")
         .arg(day)
         .args(["--leads", &leads, "--prob-threshold", "0.1"])
@@ -112,32 +101,18 @@ fn a_day_replayed_through_run_is_scored_live_as_verify_pools_it() {
     let want = verify_pooled(&day);
 
     let port = raincast_testkit::free_port();
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg("--source")
-        .arg(dir.path().join("bucket"))
-        .arg("--store")
-        .arg(dir.path().join("store"))
-        .args(["--radar", "bom02", "--since", "2018-06-16T00:00:00Z"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env("RAINCAST_LOG", "info")
-        .env_remove("RAINCAST_SOURCE")
-        .env_remove("RAINCAST_STORE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let service = Service(child);
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let mut service = common::Running::start(
+        common::raincast_cmd()
+            .arg("run")
+            .arg("--source")
+            .arg(dir.path().join("bucket"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["--radar", "bom02", "--since", "2018-06-16T00:00:00Z"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path()),
+    );
+    let mut log = Vec::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = format!("http://127.0.0.1:{port}/v1/radars/bom02/skill?window=24h");
     let started = Instant::now();
@@ -157,14 +132,15 @@ fn a_day_replayed_through_run_is_scored_live_as_verify_pools_it() {
                 break rows;
             }
         }
+        log.extend(service.lines.try_iter());
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "the replay was not scored in 5 minutes; want {want:?}\n{}",
-            log.lock().unwrap().join("\n")
+            log.join("\n")
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    drop(service);
+    service.stop();
     assert_eq!(
         want.keys().collect::<Vec<_>>(),
         LEADS.iter().collect::<Vec<_>>()

@@ -9,34 +9,16 @@
 mod common;
 
 use raincast_testkit::TempDir;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 #[test]
 fn run_without_config_ingests_the_demo_radar() {
     let dir = TempDir::new("run-demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raincast"))
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("RAINCAST_LOG", "info")
-        .env_remove("RAINCAST_SOURCE")
-        .env_remove("RAINCAST_STORE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut run = common::Running::start(
+        common::raincast_cmd()
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path()),
+    );
     let mut log = Vec::new();
     let start = Instant::now();
     // Three progress lines of the demo radars, at least one of each.
@@ -54,20 +36,14 @@ fn run_without_config_ingests_the_demo_radar() {
             "no demo scans ingested:\n{}",
             log.join("\n")
         );
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Ok(l) = run.lines.recv_timeout(Duration::from_millis(200)) {
             log.push(l);
         }
     }
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let status = child.wait().unwrap();
+    let status = run.stop();
     // Every line up to the end of its stderr (the exit status can come
     // before the reader has the last lines).
-    log.extend(rx.iter());
+    log.extend(run.lines.iter());
     assert!(status.success(), "{status}\n{}", log.join("\n"));
     let text = log.join("\n");
     assert!(
@@ -89,11 +65,9 @@ fn run_without_config_ingests_the_demo_radar() {
     // Nothing the demo wrote is skipped: every file up to the newest stored
     // scan is stored, the oldest of the backfill included.
     for radar in ["demo", "demo2"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_raincast"))
+        let out = common::raincast_cmd()
             .args(["scans", "list", "--radar", radar])
             .current_dir(dir.path())
-            .env_remove("RAINCAST_SOURCE")
-            .env_remove("RAINCAST_STORE")
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

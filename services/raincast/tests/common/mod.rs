@@ -60,3 +60,77 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The `raincast` binary, without the test environment's `RAINCAST_*`
+/// variables (a developer's own settings must not reach the tests).
+pub fn raincast_cmd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_raincast"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAINCAST_")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// A long-running `raincast` process of a test: its stderr lines arrive on
+/// `lines` (read on a thread until the process closes it), and it is
+/// stopped (SIGTERM, then waited for) when dropped, unless [`Running::stop`]
+/// did that first.
+pub struct Running {
+    child: Option<std::process::Child>,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Starts `cmd` with stdin and stdout closed and `RAINCAST_LOG=info`.
+    pub fn start(cmd: &mut std::process::Command) -> Running {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = cmd
+            .env("RAINCAST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child: Some(child),
+            lines,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process: its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("not stopped yet");
+        let sent = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {}", child.id());
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
