@@ -74,8 +74,27 @@ pub struct KeyTemplate {
 pub struct KeyMatch {
     /// The time, when the key or file name holds one.
     pub time: Option<DateTime<Utc>>,
+    /// The folders' date, when the template has year, month and day.
+    pub date: Option<NaiveDate>,
     /// The file name (last segment).
     pub file_name: String,
+}
+
+impl KeyMatch {
+    /// The span of time the key names: its time (a span of no length), else
+    /// its folders' whole day (`[00:00, next 00:00)`); `None` when the key
+    /// names neither. A scan's content time is expected in it, give or take
+    /// the ingest's `key_time_tolerance`.
+    pub fn time_span(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        match (self.time, self.date) {
+            (Some(t), _) => Some((t, t)),
+            (None, Some(d)) => {
+                let start = Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
+                Some((start, start + chrono::Duration::days(1)))
+            }
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -321,7 +340,11 @@ impl KeyTemplate {
                 }
             }
         };
-        Some(KeyMatch { time, file_name })
+        Some(KeyMatch {
+            time,
+            date,
+            file_name,
+        })
     }
 }
 

@@ -283,6 +283,12 @@ pub struct IngestSettings {
     /// ingested, not checkpointed) until their time comes. At most the
     /// lookback, so a deferred window never hides a later real file.
     pub future_tolerance: Duration,
+    /// A file whose content is timed further than this from the time its
+    /// key names (its time, else its folders' day) is quarantined as
+    /// `time_mismatch`: a file put under the wrong radar or day would
+    /// otherwise be stored at its content's time, as that radar's scan.
+    /// Zero turns the check off.
+    pub key_time_tolerance: Duration,
     /// Files of a local-folder source modified less than this ago are left
     /// for the next run (they may still be being written).
     pub settle: Duration,
@@ -344,6 +350,7 @@ impl Default for IngestSettings {
             max_file_bytes: 256 * 1024 * 1024,
             max_cells: raincast_algorithms::scan::DEFAULT_MAX_CELLS,
             future_tolerance: Duration::minutes(10),
+            key_time_tolerance: Duration::hours(24),
             settle: Duration::seconds(5),
             max_attempts: 2,
             failpoint: None,
@@ -552,6 +559,7 @@ struct FileIngest {
     max_file_mb: Option<f64>,
     max_cells: Option<u64>,
     future_tolerance_minutes: Option<f64>,
+    key_time_tolerance_hours: Option<f64>,
     settle_seconds: Option<f64>,
     max_attempts: Option<u32>,
 }
@@ -967,6 +975,14 @@ impl Config {
                 ),
             ));
         }
+        let key_time_tolerance = minutes(
+            "RAINCAST_KEY_TIME_TOLERANCE_HOURS",
+            fi.key_time_tolerance_hours,
+            d.key_time_tolerance,
+            3600.0,
+            0.0,
+            "ingest.key_time_tolerance_hours",
+        )?;
         let settle = minutes(
             "RAINCAST_SETTLE_SECONDS",
             fi.settle_seconds,
@@ -998,6 +1014,7 @@ impl Config {
             max_file_bytes,
             max_cells,
             future_tolerance,
+            key_time_tolerance,
             settle,
             max_attempts,
             failpoint,
@@ -1523,9 +1540,10 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(d.ingest.future_tolerance, Duration::minutes(10));
         assert_eq!(d.ingest.settle, Duration::seconds(5));
         assert_eq!(d.ingest.max_attempts, 2);
+        assert_eq!(d.ingest.key_time_tolerance, Duration::hours(24));
         let c = Config::from_toml(
             "[ingest]\nmax_file_mb = 1.5\nmax_cells = 1000\nfuture_tolerance_minutes = 2\n\
-             settle_seconds = 0\nmax_attempts = 3",
+             settle_seconds = 0\nmax_attempts = 3\nkey_time_tolerance_hours = 0",
             &env(&[("RAINCAST_MAX_CELLS", "2000")]),
             &Overrides::default(),
         )
@@ -1535,6 +1553,10 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.ingest.future_tolerance, Duration::minutes(2));
         assert_eq!(c.ingest.settle, Duration::zero());
         assert_eq!(c.ingest.max_attempts, 3);
+        assert_eq!(c.ingest.key_time_tolerance, Duration::zero());
+        let e = env(&[("RAINCAST_KEY_TIME_TOLERANCE_HOURS", "1.5")]);
+        let c = Config::from_toml("", &e, &Overrides::default()).unwrap();
+        assert_eq!(c.ingest.key_time_tolerance, Duration::minutes(90));
         for (toml, e, want) in [
             ("[ingest]\nmax_cells = 0", vec![], "ingest.max_cells"),
             (
@@ -1544,6 +1566,11 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             ),
             ("[ingest]\nmax_file_mb = -1", vec![], "ingest.max_file_mb"),
             ("[ingest]\nmax_attempts = 0", vec![], "ingest.max_attempts"),
+            (
+                "[ingest]\nkey_time_tolerance_hours = -1",
+                vec![],
+                "ingest.key_time_tolerance_hours",
+            ),
             (
                 "[ingest]\nlookback_minutes = 5\nfuture_tolerance_minutes = 6",
                 vec![],

@@ -156,10 +156,47 @@ const DEFERRED_LOG_MEMORY: usize = 10_000;
 struct Candidate {
     object: SourceObject,
     time: DateTime<Utc>,
+    /// The span of time the key names (`KeyMatch::time_span`), which the
+    /// content's time must fall in, give or take `key_time_tolerance`.
+    key_span: Option<(DateTime<Utc>, DateTime<Utc>)>,
     file_name: String,
     /// Named by a notification (the object must exist: a missing one is a
     /// failure to retry, not a file that vanished after a listing).
     notified: bool,
+}
+
+/// Why a scan timed `content` cannot be the file `key` whose key names
+/// `span` (`KeyMatch::time_span`): its time is more than `tolerance` outside
+/// the span (a file put under the wrong radar or day, which would otherwise
+/// be stored as that radar's scan at its content's time). `None` when it
+/// fits, when the key names no time, or when `tolerance` is zero (the check
+/// is off).
+fn key_time_mismatch(
+    key: &str,
+    content: DateTime<Utc>,
+    span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    tolerance: chrono::Duration,
+) -> Option<Rejection> {
+    let (from, to) = span?;
+    if tolerance.is_zero() || (from - tolerance <= content && content <= to + tolerance) {
+        return None;
+    }
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let named = if from == to {
+        fmt(from)
+    } else {
+        format!("the day {}", from.format("%Y-%m-%d"))
+    };
+    Some(Rejection {
+        code: "time_mismatch".into(),
+        reason: format!(
+            "{key}: its content is timed {}, but its key names {named}: more than \
+             key_time_tolerance_hours = {} apart (a file under the wrong radar or day?); \
+             not stored",
+            fmt(content),
+            tolerance.num_minutes() as f64 / 60.0
+        ),
+    })
 }
 
 /// An owner id unique to this process: host, pid and a clock-derived suffix.
@@ -286,6 +323,7 @@ impl Ingester {
                 last_modified: None,
             },
             time: m.time.unwrap_or(now),
+            key_span: m.time_span(),
             file_name: m.file_name,
             notified: true,
         };
@@ -491,6 +529,7 @@ impl Ingester {
             candidates.push(Candidate {
                 object: obj,
                 time,
+                key_span: m.time_span(),
                 file_name: m.file_name,
                 notified: false,
             });
@@ -759,6 +798,11 @@ impl Ingester {
                     self.settings.future_tolerance.num_minutes()
                 ),
             };
+            return self.quarantine(radar, c, &rej, summary).await;
+        }
+        if let Some(rej) =
+            key_time_mismatch(key, scan.time, c.key_span, self.settings.key_time_tolerance)
+        {
             return self.quarantine(radar, c, &rej, summary).await;
         }
         let new = to_new_scan(radar, key, scan);

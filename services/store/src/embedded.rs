@@ -113,7 +113,15 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend {
                 backend: BACKEND,
                 op: "open",
-                reason: format!("{}: {e}", path.display()),
+                reason: match e {
+                    // Another process (a running `raincast run`) holds it.
+                    redb::DatabaseError::DatabaseAlreadyOpen => format!(
+                        "{}: in use by another process; the embedded store serves one \
+                         process at a time (stop the other, or read through its HTTP API)",
+                        path.display()
+                    ),
+                    e => format!("{}: {e}", path.display()),
+                },
             })?;
         let txn = db.begin_write().map_err(|e| db_err("open", e))?;
         {
@@ -800,4 +808,27 @@ fn update_lease(
     };
     txn.commit().map_err(|e| db_err("lease", e))?;
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_held_by_another_opener_says_so() {
+        let dir = raincast_testkit::TempDir::new("held-store");
+        let path = dir.path().join("raincast.redb");
+        let held = EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+        let err = EmbeddedStore::open(&path, Duration::days(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("in use by another process"),
+            "{err}"
+        );
+        drop(held);
+        EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+    }
 }

@@ -565,6 +565,91 @@ async fn a_scan_whose_content_is_timed_in_the_future_is_quarantined() {
 }
 
 #[tokio::test]
+async fn a_scan_whose_content_is_timed_far_from_its_key_is_quarantined() {
+    // Another radar's file of another year, put under this radar's folder
+    // with a name of this radar's day: stored at its content's time, it
+    // would be this radar's scan of that time (and its latest, were that
+    // time newer).
+    let f = Fixture::new().await;
+    let (before, at, after) = (recent(10), recent(5), recent(0));
+    f.put_scan("r1", before);
+    let key = scan_key("r1", at);
+    f.put(&key, "RAINTEST 2021-07-04T15:50:00Z 5");
+    // A content time a few minutes off its name (a volume's start against
+    // its nominal time) is stored at the content's time.
+    let near = scan_key("r1", after);
+    f.put(
+        &near,
+        &format!("RAINTEST {} 5", (after - Duration::minutes(3)).to_rfc3339()),
+    );
+    // Under a layout whose keys name only the day, the content must fall
+    // within that day, give or take the tolerance.
+    let day_only = "{radar}/{yyyy}/{mm}/{dd}/{file}";
+    let day_radar = RadarSource {
+        radar: RadarConfig::ad_hoc("r2", &KeyTemplate::parse(day_only).unwrap()),
+        source: Arc::new(LocalSource::new(f.bucket.clone())),
+    };
+    let day = at.date_naive();
+    let (in_day, off_day) = (
+        format!("r2/{}/a.txt", day.format("%Y/%m/%d")),
+        format!("r2/{}/b.txt", day.format("%Y/%m/%d")),
+    );
+    f.put(&in_day, &format!("RAINTEST {} 5", at.to_rfc3339()));
+    f.put(
+        &off_day,
+        &format!("RAINTEST {} 5", (at - Duration::days(3)).to_rfc3339()),
+    );
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let s = ing.run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    assert_eq!(
+        stored_times(&f.store, "r1").await,
+        vec![before, after - Duration::minutes(3)]
+    );
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(
+        q.iter()
+            .map(|q| (q.key.as_str(), q.reason_code.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(key.as_str(), "time_mismatch")]
+    );
+    let named = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert!(
+        q[0].reason.contains("2021-07-04T15:50:00Z")
+            && q[0].reason.contains(&named)
+            && q[0].reason.contains("key_time_tolerance_hours"),
+        "{q:?}"
+    );
+    let s = f
+        .ingester(settings(at - Duration::days(1), 50), "a")
+        .run_once(&day_radar)
+        .await
+        .unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 1), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r2").await, vec![at]);
+    let q = f.store.list_quarantined("r2").await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        (q[0].key.as_str(), q[0].reason_code.as_str()),
+        (off_day.as_str(), "time_mismatch")
+    );
+    assert!(
+        q[0].reason
+            .contains(&format!("the day {}", day.format("%Y-%m-%d"))),
+        "{q:?}"
+    );
+    // Zero turns the check off: the file is stored at its content's time.
+    let f = Fixture::new().await;
+    f.put(&key, "RAINTEST 2021-07-04T15:50:00Z 5");
+    let off = IngestSettings {
+        key_time_tolerance: Duration::zero(),
+        ..settings(recent(20), 50)
+    };
+    let s = f.ingester(off, "a").run_once(&f.radar("r1")).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+}
+
+#[tokio::test]
 async fn files_still_being_written_are_left_for_the_next_run() {
     let f = Fixture::new().await;
     let t = recent(0);
