@@ -7,6 +7,13 @@
 //! single-machine default (several instances need DynamoDB).
 //!
 //! Every call runs on tokio's blocking pool.
+//!
+//! redb latches an I/O error (a full disk, a failed write): from then on
+//! every call on that `Database` fails with "previous I/O error" until the
+//! file is opened again. The store does that itself: a call that fails on a
+//! latched database drops it, and the next call opens the file again (redb
+//! repairs it from its last commit), so a service whose disk filled up and
+//! was cleared goes on without a restart.
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
@@ -20,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 const BACKEND: &str = "embedded";
 
@@ -49,7 +56,9 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// A redb file as [`ScanStore`] and [`StateStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    /// The open database; `None` after an I/O error latched it (see the
+    /// module's notes), until the next call opens the file again.
+    db: Arc<RwLock<Option<Arc<Database>>>>,
     path: PathBuf,
     retention: Duration,
 }
@@ -89,17 +98,37 @@ impl EmbeddedStore {
     pub async fn open(path: impl Into<PathBuf>, retention: Duration) -> StoreResult<Self> {
         let path = path.into();
         let p = path.clone();
-        let db = tokio::task::spawn_blocking(move || Self::open_blocking(&p))
+        let db = tokio::task::spawn_blocking(move || Self::open_blocking(&p, false))
             .await
             .map_err(join_err)??;
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(Arc::new(db)))),
             path,
             retention,
         })
     }
 
-    fn open_blocking(path: &Path) -> StoreResult<Database> {
+    /// The open database, opened again first if an I/O error latched the
+    /// previous one. Blocking.
+    fn database(slot: &RwLock<Option<Arc<Database>>>, path: &Path) -> StoreResult<Arc<Database>> {
+        if let Some(db) = slot.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        let mut slot = slot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        // Fails (and the next call tries again) while the disk is still
+        // full, or while a call still holds the latched database.
+        let db = Arc::new(Self::open_blocking(path, true)?);
+        tracing::info!(path = %path.display(), "embedded store opened again after an I/O error");
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Opens the file; `again` after an I/O error latched this process's
+    /// previous `Database` on it.
+    fn open_blocking(path: &Path, again: bool) -> StoreResult<Database> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
                 backend: BACKEND,
@@ -114,6 +143,12 @@ impl EmbeddedStore {
                 backend: BACKEND,
                 op: "open",
                 reason: match e {
+                    // A call of this process still holds the latched one.
+                    redb::DatabaseError::DatabaseAlreadyOpen if again => format!(
+                        "{}: not opened again yet after an I/O error (a call still holds \
+                         it); tried again at the next call",
+                        path.display()
+                    ),
                     // Another process (a running `raincast run`) holds it.
                     redb::DatabaseError::DatabaseAlreadyOpen => format!(
                         "{}: in use by another process; the embedded store serves one \
@@ -146,10 +181,32 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(join_err)?
+        let (slot, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let db = Self::database(&slot, &path)?;
+            let out = f(&db);
+            // `try_begin_write` reports a latched I/O error before anything
+            // else, and does not wait for another writer.
+            let latched = out.is_err()
+                && matches!(
+                    db.try_begin_write(),
+                    Err(redb::TransactionError::Storage(
+                        redb::StorageError::PreviousIo
+                    ))
+                );
+            if latched {
+                let mut slot = slot.write().unwrap_or_else(|p| p.into_inner());
+                if slot.as_ref().is_some_and(|d| Arc::ptr_eq(d, &db)) {
+                    tracing::warn!(path = %path.display(),
+                        "embedded store: an I/O error (a full disk?) stopped the database; \
+                         opening it again at the next call");
+                    *slot = None;
+                }
+            }
+            out
+        })
+        .await
+        .map_err(join_err)?
     }
 
     /// Purges expired scans now and then every `every` until `shutdown`
