@@ -199,6 +199,13 @@ fn key_time_mismatch(
     })
 }
 
+impl Candidate {
+    /// Whether its time is the key's (not the source's modification time).
+    fn key_timed(&self) -> bool {
+        self.key_span.is_some_and(|(from, to)| from == to)
+    }
+}
+
 /// An owner id unique to this process: host, pid and a clock-derived suffix.
 pub fn default_owner() -> String {
     let host = std::env::var("HOSTNAME")
@@ -602,8 +609,15 @@ impl Ingester {
                 cursor = next.or(cursor);
                 continue;
             }
+            // A quarantined file whose key names no time (a README, a
+            // stray file) has only its modification time, which says
+            // nothing of where the radar's scans are: it does not move the
+            // checkpoint (it moved it to the day it was copied, and the
+            // day's real files behind it were never listed again).
             if quarantined.contains(key) {
-                cursor = next.or(cursor);
+                if c.key_timed() {
+                    cursor = next.or(cursor);
+                }
                 continue;
             }
             if done_new >= self.settings.batch_size {
@@ -621,6 +635,7 @@ impl Ingester {
             }
             done_new += 1;
             let before = summary.ingested + summary.quarantined;
+            let ingested_before = summary.ingested;
             match self
                 .ingest_one(rs, c, done_new, new_total, &mut summary)
                 .await
@@ -632,7 +647,9 @@ impl Ingester {
                         warn!(radar, key = %key, time = %c.time.format("%Y-%m-%dT%H:%M:%SZ"),
                             "the reconciler found a file the queue missed (its notification was lost or never sent)");
                     }
-                    cursor = next.or(cursor)
+                    if c.key_timed() || summary.ingested > ingested_before {
+                        cursor = next.or(cursor)
+                    }
                 }
                 Err(e) => {
                     result = Err(e);

@@ -650,6 +650,34 @@ async fn a_scan_whose_content_is_timed_far_from_its_key_is_quarantined() {
 }
 
 #[tokio::test]
+async fn a_stray_file_without_a_time_does_not_move_the_checkpoint() {
+    // A README (or any file whose name holds no time) in a day folder has
+    // only its modification time, here an hour after the scans: it moved
+    // the checkpoint there, and the radar's next scan, timed before it, was
+    // never listed (found from outside, replaying a day with a README in it).
+    let f = Fixture::new().await;
+    let (t0, t1) = (recent(10), recent(5));
+    f.put_scan("r1", t0);
+    f.put_scan("r1", t1);
+    let stray = format!("r1/{}/README.txt", t1.format("%Y/%m/%d"));
+    f.put(&stray, "not a scan");
+    let ing = f.ingester(settings(recent(20), 50), "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (2, 1), "{s:?}");
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert_eq!(cp.last_time, t1, "{cp:?}");
+    // The next scan arrives; the stray file is listed again and skipped.
+    let t2 = recent(0);
+    f.put_scan("r1", t2);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, vec![t0, t1, t2]);
+    let q = f.store.list_quarantined("r1").await.unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+}
+
+#[tokio::test]
 async fn files_still_being_written_are_left_for_the_next_run() {
     let f = Fixture::new().await;
     let t = recent(0);
