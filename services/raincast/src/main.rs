@@ -1,6 +1,5 @@
 //! `raincast`: the command-line entry point.
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod cli;
@@ -120,7 +119,35 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn main() -> Result<()> {
+/// Runs the command; an error ends the process with status 1 after its
+/// message and causes, one per line, and never a stack backtrace: these are
+/// operators' errors (a bad flag value, a file that is not there), which
+/// anyhow would print with a backtrace of the binary whenever
+/// `RUST_BACKTRACE` is set. Panics keep theirs.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", error_report(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Error: …` and a `caused by: …` line per cause whose text the lines
+/// before do not already hold (many errors repeat their source's text).
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = format!("Error: {e}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    out
+}
+
+fn run() -> anyhow::Result<()> {
     tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.log_json);
@@ -134,5 +161,23 @@ fn main() -> Result<()> {
         Command::Api(args) => serve_cmd::run(args),
         Command::Nowcast(args) => nowcast_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[test]
+    fn the_error_report_lists_each_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(io).context("reading scans.toml");
+        assert_eq!(
+            error_report(&e),
+            "Error: reading scans.toml\n  caused by: disk on fire"
+        );
+        // A message that already holds its cause's text says it once.
+        let e = anyhow::anyhow!("inner").context("outer: inner");
+        assert_eq!(error_report(&e), "Error: outer: inner");
     }
 }

@@ -71,3 +71,53 @@ fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
     assert_eq!(summary["deferred"], 0, "{summary}");
     assert!(!log.contains(hint), "{log}");
 }
+
+/// An operator's error (here a config value out of range) ends the process
+/// with status 1 and a message that names the setting, its causes on lines
+/// of their own, and no stack backtrace even with `RUST_BACKTRACE` set.
+#[test]
+fn an_error_names_its_cause_without_a_backtrace() {
+    let dir = TempDir::new("cli-error");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[nowcast]\nmax_lead_min = 100000\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["ingest", "--once", "--config"])
+        .arg(&config)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RAINCAST_FAILPOINT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Error: ") && err.contains("nowcast.max_lead_min"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("backtrace") && !err.contains("main.rs"),
+        "{err}"
+    );
+    // A missing store folder's parent that cannot be made: the cause chain.
+    let out = Command::new(BIN)
+        .args([
+            "ingest",
+            "--once",
+            "--store",
+            "/proc/raincast/store",
+            "--source",
+        ])
+        .arg(dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RAINCAST_FAILPOINT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/proc/raincast"), "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("main.rs"),
+        "{err}"
+    );
+}
