@@ -72,6 +72,23 @@ fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
     assert!(!log.contains(hint), "{log}");
 }
 
+/// `raincast ingest --once ARGS` with `RUST_BACKTRACE` set: its exit code
+/// and stderr.
+fn failing_ingest(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["ingest", "--once"])
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RAINCAST_FAILPOINT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// An operator's error (here a config value out of range) ends the process
 /// with status 1 and a message that names the setting, its causes on lines
 /// of their own, and no stack backtrace even with `RUST_BACKTRACE` set.
@@ -80,16 +97,8 @@ fn an_error_names_its_cause_without_a_backtrace() {
     let dir = TempDir::new("cli-error");
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[nowcast]\nmax_lead_min = 100000\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["ingest", "--once", "--config"])
-        .arg(&config)
-        .env("RUST_BACKTRACE", "1")
-        .env_remove("RAINCAST_FAILPOINT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = failing_ingest(&["--config".as_ref(), config.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("Error: ") && err.contains("nowcast.max_lead_min"),
         "{err}"
@@ -98,23 +107,14 @@ fn an_error_names_its_cause_without_a_backtrace() {
         !err.contains("backtrace") && !err.contains("main.rs"),
         "{err}"
     );
-    // A missing store folder's parent that cannot be made: the cause chain.
-    let out = Command::new(BIN)
-        .args([
-            "ingest",
-            "--once",
-            "--store",
-            "/proc/raincast/store",
-            "--source",
-        ])
-        .arg(dir.path())
-        .env("RUST_BACKTRACE", "1")
-        .env_remove("RAINCAST_FAILPOINT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // A store folder that cannot be made.
+    let (code, err) = failing_ingest(&[
+        "--store".as_ref(),
+        "/proc/raincast/store".as_ref(),
+        "--source".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("/proc/raincast"), "{err}");
     assert!(
         !err.contains("backtrace") && !err.contains("main.rs"),
