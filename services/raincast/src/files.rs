@@ -42,9 +42,37 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
     raincast_store::files_below(dir).with_context(|| format!("{}: cannot list", dir.display()))
 }
 
+/// The bytes of one scan file: a regular file (a FIFO or a device such as
+/// `/dev/zero` would block or never end) of at most ingest's default
+/// `max_file_mb` (256), read no further than that.
+pub fn read_scan(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = raincast_config::IngestSettings::default().max_file_bytes;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{}: not a regular file", path.display());
+    }
+    let mut bytes = Vec::new();
+    if meta.len() <= limit {
+        // It may grow meanwhile: read no further than the limit.
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+    }
+    if meta.len() > limit || bytes.len() as u64 > limit {
+        anyhow::bail!(
+            "{}: larger than {} MB, ingest's max_file_mb for one scan; not read further",
+            path.display(),
+            limit >> 20
+        );
+    }
+    Ok(bytes)
+}
+
 /// Decodes and preps one scan (default prep: 0.1 mm/h threshold).
 pub fn load_field(path: &Path, format: Option<Format>) -> Result<RainField> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = read_scan(path)?;
     let name = path.file_name().and_then(|n| n.to_str());
     let scan = decode::decode(&bytes, name, format)
         .with_context(|| format!("{}: cannot decode", path.display()))?;
@@ -77,6 +105,34 @@ mod tests {
             .map(|p| p.strip_prefix(r).map(|p| p.display().to_string()))
             .collect::<Result<_, _>>()?;
         assert_eq!(names, ["a.h5", "c.h5", "day/b.h5"]);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_scan_is_read_from_a_regular_file_of_bounded_size_only() -> Result<()> {
+        let dir = raincast_testkit::TempDir::new("files-read");
+        let ok = dir.path().join("a.h5");
+        std::fs::write(&ok, b"bytes")?;
+        assert_eq!(read_scan(&ok)?, b"bytes");
+        for (path, want) in [
+            (Path::new("/dev/zero"), "/dev/zero: not a regular file"),
+            (dir.path(), "not a regular file"),
+        ] {
+            let err = read_scan(path)
+                .map(|_| ())
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        // Past the limit: a sparse file, no disk used.
+        let big = dir.path().join("big.h5");
+        std::fs::File::create(&big)?.set_len((256 << 20) + 1)?;
+        let err = read_scan(&big)
+            .map(|_| ())
+            .expect_err("too large")
+            .to_string();
+        assert!(err.contains("larger than 256 MB"), "{err}");
         Ok(())
     }
 }

@@ -111,7 +111,7 @@ pub fn prep_file(
     opts: &PrepOptions,
     npy_out: Option<&Path>,
 ) -> Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = crate::files::read_scan(path)?;
     let name = path.file_name().and_then(|n| n.to_str());
     let scan = decode::decode_with_options(&bytes, name, format, decode_opts)
         .with_context(|| format!("{}: cannot decode", path.display()))?;
