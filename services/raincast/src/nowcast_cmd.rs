@@ -61,8 +61,9 @@ pub struct NowcastArgs {
     /// same, bit for bit, with any number; each thread beyond the first
     /// cuts the wall time and holds one more lead's buffers (about 60 MB on
     /// the 2200 × 1900 OPERA grid). The default, 1, gives the single-thread
-    /// figures of docs/PERFORMANCE.md.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// figures of docs/PERFORMANCE.md. At most 1024, as `[nowcast] threads`.
+    #[arg(long, default_value_t = 1, value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub threads: usize,
     /// Force a decoder instead of detecting the format: odim, bom, mch-gif, fmi-pgm.
     #[arg(long, value_name = "F")]

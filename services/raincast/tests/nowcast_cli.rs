@@ -181,3 +181,25 @@ fn verify_on_too_few_scans_says_what_it_had_and_what_it_needs() {
         "{err}"
     );
 }
+
+/// `--threads` is bounded as `[nowcast] threads` is: 100000 asked rayon for
+/// that many threads and hung the command.
+#[test]
+fn a_thread_count_out_of_range_is_refused_with_its_flag() {
+    let out = Command::new(BIN)
+        .args([
+            "nowcast",
+            "a.h5",
+            "b.h5",
+            "c.h5",
+            "--out",
+            "x",
+            "--threads",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--threads") && err.contains("100000"), "{err}");
+}
