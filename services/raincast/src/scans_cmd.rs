@@ -53,6 +53,11 @@ pub fn run(args: ScansArgs) -> Result<()> {
         ScansCommand::List(a) => {
             let cfg = a.cfg.load(&env, Overrides::default())?;
             raincast_store::model::validate_radar_id(&a.radar)?;
+            if let (Some(from), Some(to)) = (a.from, a.to) {
+                if from > to {
+                    anyhow::bail!("--from ({from}) is after --to ({to}): no scan can be in it");
+                }
+            }
             runtime()?.block_on(async {
                 let stores = Connector::new(&cfg, &env).stores().await?;
                 let from = a

@@ -348,6 +348,20 @@ async fn scenario_2_3_all_scans_once_then_nothing_new() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // An inverted range is refused, not answered with nothing.
+    let bad = w
+        .cmd()
+        .args(["scans", "list", "--radar", w.data.radar])
+        .args([
+            "--from",
+            "2022-01-01T00:00:00Z",
+            "--to",
+            "2020-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--from"), "{err}");
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
