@@ -8,7 +8,7 @@
 use crate::cli::{
     announce_map, load_secrets, process_env, runtime, shutdown_signal, ConfigArgs, RadarArgs,
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_config::secrets::Secrets;
@@ -180,8 +180,45 @@ async fn ensure_demo_key(
         }
     }
     let (key, rec) = keys::create(state, "demo", chrono::Utc::now()).await?;
-    crate::files::write_private(file, format!("{key}\n").as_bytes())?;
+    // Its folder may not exist yet: the demo radars create it as they write
+    // their first scans, at the same time (with `--store` elsewhere nothing
+    // else does).
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    }
+    crate::files::write_private(file, format!("{key}\n").as_bytes())
+        .with_context(|| format!("{}: cannot write the demo API key", file.display()))?;
     tracing::info!(key_id = %rec.id, file = %file.display(), "created the demo API key");
     eprintln!("Demo API key: in {}", file.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ensure_demo_key;
+
+    /// The key's folder need not exist: with `--store` elsewhere nothing
+    /// but the demo radars (at the same moment) creates it, and the demo
+    /// stopped on "No such file or directory (os error 2)" when it lost
+    /// that race.
+    #[tokio::test]
+    async fn the_demo_key_is_written_into_a_folder_not_made_yet() -> anyhow::Result<()> {
+        let dir = raincast_testkit::TempDir::new("demo-key");
+        let store = raincast_store::EmbeddedStore::open(
+            dir.path().join("store/raincast.redb"),
+            chrono::Duration::days(1),
+        )
+        .await?;
+        let file = dir.path().join("var/demo-api-key");
+        ensure_demo_key(&store, &file).await?;
+        let key = std::fs::read_to_string(&file)?;
+        assert!(raincast_store::keys::lookup(&store, key.trim())
+            .await?
+            .is_some_and(|k| k.is_active()));
+        // Kept at the next start.
+        ensure_demo_key(&store, &file).await?;
+        assert_eq!(std::fs::read_to_string(&file)?, key);
+        Ok(())
+    }
 }
