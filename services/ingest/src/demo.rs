@@ -324,6 +324,12 @@ impl DemoRadar {
             match tokio::task::spawn_blocking(move || t.write_step(step)).await {
                 Ok(Ok(w)) => written += usize::from(w),
                 Ok(Err(e)) => warn!(error = %e, "demo radar: backfill write failed"),
+                // The runtime is going away (the process stops, e.g. on an
+                // error at start-up): one line, not one per scan left.
+                Err(e) if e.is_cancelled() => {
+                    debug!("demo radar: backfill cancelled");
+                    return;
+                }
                 Err(e) => warn!(error = %e, "demo radar: backfill task failed"),
             }
         }
