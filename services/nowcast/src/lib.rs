@@ -651,7 +651,14 @@ impl NowcastService {
     }
 
     /// [`Self::score_scan`], logged.
-    async fn score_and_log(&self, n: &Arc<LatestNowcast>, build_ms: f64, now: DateTime<Utc>) {
+    /// Scores `n`'s scan and logs how it went; false when it failed (a
+    /// store error: the scan is not claimed, so a later catch-up takes it).
+    async fn score_and_log(
+        &self,
+        n: &Arc<LatestNowcast>,
+        build_ms: f64,
+        now: DateTime<Utc>,
+    ) -> bool {
         let started = std::time::Instant::now();
         let scored = self.score_scan(n, now).await;
         let score_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -660,8 +667,12 @@ impl NowcastService {
                 tracing::info!(radar = %n.radar, scan_time = %n.base_time, leads, score_ms, build_ms, "live skill scored");
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not scored"),
+            Err(e) => {
+                tracing::warn!(radar = %n.radar, error = %e, "live skill not scored");
+                return false;
+            }
         }
+        true
     }
 
     /// The scans before `n`'s not scored yet (a backfill at start, a burst
@@ -734,13 +745,16 @@ impl NowcastService {
                 return;
             }
         };
-        let caught_up = |this: &Self| {
-            lock(&this.inner.caught_up).insert(n.radar.clone(), n.base_time);
+        // The next catch-up starts at the first scan this one failed on
+        // (a store error: a full disk, a lost connection), else after it.
+        let caught_up = |this: &Self, failed: Option<DateTime<Utc>>| {
+            lock(&this.inner.caught_up).insert(n.radar.clone(), failed.unwrap_or(n.base_time));
         };
         if times.is_empty() {
-            caught_up(self);
+            caught_up(self, None);
             return;
         }
+        let mut failed = None;
         tracing::info!(radar = %n.radar, scans = times.len(), from = %times[0], until = %n.base_time,
             "catching up: nowcasting and scoring the scans before the newest, oldest first");
         for (i, t) in times.iter().enumerate() {
@@ -749,18 +763,21 @@ impl NowcastService {
                 Ok(Some(m)) => {
                     self.keep_observed(&m);
                     let build_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    self.score_and_log(&m, build_ms, now).await;
+                    if !self.score_and_log(&m, build_ms, now).await {
+                        failed = failed.or(Some(*t));
+                    }
                     tracing::debug!(radar = %n.radar, scan_time = %t, "caught up [{}/{}]", i + 1, times.len());
                 }
                 Ok(None) => {
                     tracing::debug!(radar = %n.radar, scan_time = %t, "catch-up: too few scans before this one to nowcast it")
                 }
                 Err(e) => {
-                    tracing::warn!(radar = %n.radar, scan_time = %t, error = %e, "catch-up: scan not nowcast; going on")
+                    tracing::warn!(radar = %n.radar, scan_time = %t, error = %e, "catch-up: scan not nowcast; going on");
+                    failed = failed.or(Some(*t));
                 }
             }
         }
-        caught_up(self);
+        caught_up(self, failed);
     }
 
     /// The nowcast issued at the scan `t` for [`Self::catch_up`], its

@@ -794,6 +794,15 @@ async fn burst(
     svc.update(RADAR, time(newest + 1)).await.unwrap()
 }
 
+/// The 24-h live skill of a service that saw the scans `ks` one at a time.
+async fn one_by_one(ks: std::ops::Range<usize>) -> skill::SkillReport {
+    let dir = TempDir::new("raincast-skill-steady");
+    let store = store(&dir).await;
+    let svc = live(&store, skill_settings());
+    replay(store.as_ref(), std::slice::from_ref(&svc), ks).await;
+    svc.skill(RADAR, Window::Day).await.unwrap().unwrap()
+}
+
 /// The 24-h live skill once every scoring of `svc` has settled.
 async fn settled_report(svc: &NowcastService) -> skill::SkillReport {
     svc.scoring_settled().await;
@@ -816,13 +825,7 @@ async fn frame_stored(store: &dyn ScanStore, k: usize) -> bool {
 /// catch-up (`catch_up_min = 0`) the burst leaves nothing to score.
 #[tokio::test]
 async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
-    let one_by_one = {
-        let dir = TempDir::new("raincast-skill-steady");
-        let store = store(&dir).await;
-        let svc = live(&store, skill_settings());
-        replay(store.as_ref(), std::slice::from_ref(&svc), 0..12).await;
-        svc.skill(RADAR, Window::Day).await.unwrap().unwrap()
-    };
+    let one_by_one = one_by_one(0..12).await;
     let dir = TempDir::new("raincast-skill-burst");
     let store = store(&dir).await;
     let svc = live(&store, skill_settings());
@@ -900,6 +903,10 @@ async fn a_burst_of_scans_is_caught_up_and_scored_as_if_they_came_one_by_one() {
     let once = self::store(&dir).await;
     let svc = live(&once, since_first(10));
     burst(once.as_ref(), &svc, (0..12).filter(|k| *k != 4)).await;
+    // Scan 4 arrives after that catch-up is over (one still listing would
+    // take it in, as it should: in one CI run of five, under load, the
+    // background task had not listed yet when the second burst was stored).
+    svc.scoring_settled().await;
     burst(once.as_ref(), &svc, [4, 12]).await;
     svc.scoring_settled().await;
     assert!(frame_stored(once.as_ref(), 11).await && frame_stored(once.as_ref(), 12).await);
@@ -990,11 +997,13 @@ async fn two_instances_and_a_restart_on_dynamodb() {
     assert_eq!(cases, vec![7, 6, 5]);
 }
 
-/// A state store whose skill records wait for a gate: a scoring that
-/// cannot finish.
+/// A state store whose skill records wait for a gate (a scoring that
+/// cannot finish), and fail while `failing` is set (a full disk, a lost
+/// connection).
 struct GatedState {
     inner: Arc<EmbeddedStore>,
     gate: tokio::sync::Semaphore,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -1068,6 +1077,13 @@ impl StateStore for GatedState {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         let _open = self.gate.acquire().await.expect("gate");
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend {
+                backend: "test",
+                op: "put record",
+                reason: "No space left on device".into(),
+            });
+        }
         self.inner.put_record(key, value, expected).await
     }
     async fn list_records(
@@ -1087,6 +1103,7 @@ async fn scoring_never_delays_a_nowcast() {
     let state = Arc::new(GatedState {
         inner: store.clone(),
         gate: tokio::sync::Semaphore::new(0),
+        failing: false.into(),
     });
     let svc = NowcastService::with_live_skill(store.clone(), state.clone(), skill_settings());
     for k in 0..6 {
@@ -1109,6 +1126,34 @@ async fn scoring_never_delays_a_nowcast() {
     let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
     let cases: Vec<u64> = report.leads.iter().map(|l| l.raincast.cases).collect();
     assert_eq!(cases, vec![3, 2, 1]);
+}
+
+/// A catch-up whose store fails part-way (found from outside: a full disk
+/// under a replay) is taken up again from the first scan it failed on,
+/// once the store works, instead of leaving those scans unscored for good.
+#[tokio::test]
+async fn a_catch_up_that_failed_is_taken_up_again_from_where_it_failed() {
+    let one_by_one = one_by_one(0..12).await;
+    let dir = TempDir::new("raincast-skill-catch-up-fails");
+    let store = store(&dir).await;
+    let state = Arc::new(GatedState {
+        inner: store.clone(),
+        gate: tokio::sync::Semaphore::new(1_000_000),
+        failing: true.into(),
+    });
+    // A window shorter than the replay: only the failure can bring the
+    // second catch-up back to the first burst's scans.
+    let svc = NowcastService::with_live_skill(store.clone(), state.clone(), since_first(10));
+    burst(store.as_ref(), &svc, 0..9).await;
+    svc.scoring_settled().await;
+    assert!(!skill::claimed(store.as_ref(), RADAR, time(3))
+        .await
+        .unwrap());
+    state
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    burst(store.as_ref(), &svc, 9..12).await;
+    assert_eq!(settled_report(&svc).await, one_by_one);
 }
 
 #[tokio::test]
