@@ -157,14 +157,22 @@ async fn ingest_once_drains_a_queue_fed_by_s3_notifications() {
     w.queue.send("not an event").await.unwrap();
 
     let s = w.ingest_once(&[]);
-    // 60 scans + the corrupt one + the stray message + the test event. S3
-    // notifies at least once (an upload the SDK retried under load notifies
-    // twice): a repeated notification is received, found already stored,
-    // counted as skipped and deleted, never stored twice.
-    let repeats = n(&s, "skipped");
-    assert_eq!(n(&s, "messages"), 63 + repeats, "{s}");
-    assert_eq!(n(&s, "ignored_messages"), 2, "{s}");
-    assert_eq!(n(&s, "deleted"), 63 + repeats, "{s}");
+    // 60 scans + the corrupt one + the stray message + the test event: 63
+    // sent. S3 notifies and SQS delivers at least once: under load an upload
+    // the SDK retried was notified twice (a CI run), and so was the bucket's
+    // notification configuration, a second test event (a stress run). Every
+    // delivery beyond the 63 must end as one that stores nothing (an object
+    // found already stored, skipped; a message about no object, ignored) and
+    // be deleted; with none, each count is exactly one delivery's.
+    let messages = n(&s, "messages");
+    assert!(
+        (63..=66).contains(&messages),
+        "a few repeated deliveries at most: {s}"
+    );
+    let ignored = n(&s, "ignored_messages");
+    assert!(ignored >= 2, "the stray message and the test event: {s}");
+    assert_eq!(n(&s, "skipped") + ignored - 2, messages - 63, "{s}");
+    assert_eq!(n(&s, "deleted"), messages, "{s}");
     assert_eq!(n(&s, "ingested"), 60, "{s}");
     assert_eq!(n(&s, "quarantined"), 1, "{s}");
     assert_eq!(w.stored().await, keys);
@@ -201,10 +209,14 @@ async fn two_consumer_processes_store_each_object_once() {
         summary_of(b.wait_with_output().unwrap()),
     );
     assert_eq!(n(&a, "ingested") + n(&b, "ingested"), 40, "{a}\n{b}");
-    // 40 scans + the test event, plus any repeated S3 notification (at least
-    // once: found already stored, counted as skipped, deleted, not stored
-    // again; see the test above).
-    let repeats = n(&a, "skipped") + n(&b, "skipped");
+    // 40 scans + the test event, plus any repeated delivery (at least once:
+    // an object found already stored, counted as skipped, or a repeated test
+    // event, ignored; deleted either way, nothing stored again; see the test
+    // above).
+    let ignored = n(&a, "ignored_messages") + n(&b, "ignored_messages");
+    assert!(ignored >= 1, "the test event: {a}\n{b}");
+    let repeats = n(&a, "skipped") + n(&b, "skipped") + ignored - 1;
+    assert!(repeats <= 3, "a few repeated deliveries at most: {a}\n{b}");
     assert_eq!(
         n(&a, "deleted") + n(&b, "deleted"),
         41 + repeats,
