@@ -72,6 +72,23 @@ pub enum NowcastServiceError {
     Skill(#[from] skill::SkillError),
 }
 
+impl NowcastServiceError {
+    /// Whether trying again later can succeed: a store that failed (a full
+    /// disk, a lost connection), a task that died, records still changing.
+    /// A stored scan that does not decode, or scans that cannot be nowcast
+    /// together, fail the same way every time.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(_) | Self::Task(_) => true,
+            Self::Skill(e) => matches!(
+                e,
+                skill::SkillError::Store(_) | skill::SkillError::Contended { .. }
+            ),
+            Self::BadScan { .. } | Self::Nowcast { .. } => false,
+        }
+    }
+}
+
 pub mod mosaic;
 pub mod skill;
 
@@ -650,9 +667,10 @@ impl NowcastService {
         tasks.push(task);
     }
 
-    /// [`Self::score_scan`], logged.
-    /// Scores `n`'s scan and logs how it went; false when it failed (a
-    /// store error: the scan is not claimed, so a later catch-up takes it).
+    /// [`Self::score_scan`], logged. True when it failed in a way a later
+    /// try can mend ([`NowcastServiceError::is_transient`]; the claim is
+    /// the first write, so a store that fails leaves the scan unclaimed for
+    /// a later catch-up).
     async fn score_and_log(
         &self,
         n: &Arc<LatestNowcast>,
@@ -669,10 +687,10 @@ impl NowcastService {
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(radar = %n.radar, error = %e, "live skill not scored");
-                return false;
+                return e.is_transient();
             }
         }
-        true
+        false
     }
 
     /// The scans before `n`'s not scored yet (a backfill at start, a burst
@@ -745,8 +763,10 @@ impl NowcastService {
                 return;
             }
         };
-        // The next catch-up starts at the first scan this one failed on
-        // (a store error: a full disk, a lost connection), else after it.
+        // The next catch-up starts at the first scan this one failed on in
+        // a way a later try can mend (a store error: a full disk, a lost
+        // connection), else after it: a scan that fails the same way every
+        // time (it does not decode) does not hold every later catch-up back.
         let caught_up = |this: &Self, failed: Option<DateTime<Utc>>| {
             lock(&this.inner.caught_up).insert(n.radar.clone(), failed.unwrap_or(n.base_time));
         };
@@ -763,7 +783,7 @@ impl NowcastService {
                 Ok(Some(m)) => {
                     self.keep_observed(&m);
                     let build_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    if !self.score_and_log(&m, build_ms, now).await {
+                    if self.score_and_log(&m, build_ms, now).await {
                         failed = failed.or(Some(*t));
                     }
                     tracing::debug!(radar = %n.radar, scan_time = %t, "caught up [{}/{}]", i + 1, times.len());
@@ -773,7 +793,9 @@ impl NowcastService {
                 }
                 Err(e) => {
                     tracing::warn!(radar = %n.radar, scan_time = %t, error = %e, "catch-up: scan not nowcast; going on");
-                    failed = failed.or(Some(*t));
+                    if e.is_transient() {
+                        failed = failed.or(Some(*t));
+                    }
                 }
             }
         }

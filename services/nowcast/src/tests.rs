@@ -1156,6 +1156,48 @@ async fn a_catch_up_that_failed_is_taken_up_again_from_where_it_failed() {
     assert_eq!(settled_report(&svc).await, one_by_one);
 }
 
+/// A stored scan that does not decode fails every catch-up the same way:
+/// it does not hold the next ones back (they would list the replay again
+/// from it at every update, for good), as a store that failed does.
+#[tokio::test]
+async fn a_scan_that_never_decodes_does_not_hold_the_catch_up_back() {
+    let dir = TempDir::new("raincast-skill-catch-up-corrupt");
+    let store = store(&dir).await;
+    let svc = live(&store, since_first(10));
+    let corrupt = NewScan {
+        radar: RADAR.into(),
+        time: time(2),
+        source_key: format!("{RADAR}/corrupt.h5"),
+        format: "odim".into(),
+        header: b"not a sparse header".to_vec(),
+        rain_cells: 0,
+        tiles: Vec::new(),
+    };
+    store.put_scan(&corrupt, time(2)).await.unwrap();
+    // Scans 2, 3 and 4 need scan 2 and fail; scan 8 is missing.
+    burst(
+        store.as_ref(),
+        &svc,
+        (0..12).filter(|k| ![2, 8].contains(k)),
+    )
+    .await;
+    svc.scoring_settled().await;
+    assert!(
+        frame_stored(store.as_ref(), 5).await,
+        "the catch-up went on"
+    );
+    assert!(!frame_stored(store.as_ref(), 3).await);
+    // Scan 8 arrives more than `catch_up_min` late: left alone, as in the
+    // burst test's since-once part.
+    burst(store.as_ref(), &svc, [8, 12]).await;
+    svc.scoring_settled().await;
+    assert!(frame_stored(store.as_ref(), 12).await);
+    assert!(
+        !frame_stored(store.as_ref(), 8).await,
+        "the catch-up went back to the scan that does not decode"
+    );
+}
+
 #[tokio::test]
 async fn claims_are_once_per_scan_and_reuse_the_ring() {
     let dir = TempDir::new("raincast-skill-claim");
