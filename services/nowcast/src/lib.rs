@@ -74,17 +74,22 @@ pub enum NowcastServiceError {
 
 impl NowcastServiceError {
     /// Whether trying again later can succeed: a store that failed (a full
-    /// disk, a lost connection), a task that died, records still changing.
-    /// A stored scan that does not decode, or scans that cannot be nowcast
-    /// together, fail the same way every time.
+    /// disk, a lost connection, a write that lost a race), a task that
+    /// died, records still changing. A stored scan that does not decode,
+    /// a record that does not parse, or scans that cannot be nowcast
+    /// together fail the same way every time.
     fn is_transient(&self) -> bool {
+        // The store's own `is_transient` (unavailable only) is ingest's
+        // retry-at-once rule; a failed I/O call (`Backend`: a full disk) can
+        // also succeed at a later update.
+        let store = |e: &StoreError| {
+            e.is_transient()
+                || matches!(e, StoreError::Backend { .. } | StoreError::Conflict { .. })
+        };
         match self {
-            Self::Store(_) | Self::Task(_) => true,
-            Self::Skill(e) => matches!(
-                e,
-                skill::SkillError::Store(_) | skill::SkillError::Contended { .. }
-            ),
-            Self::BadScan { .. } | Self::Nowcast { .. } => false,
+            Self::Store(e) | Self::Skill(skill::SkillError::Store(e)) => store(e),
+            Self::Task(_) | Self::Skill(skill::SkillError::Contended { .. }) => true,
+            Self::Skill(_) | Self::BadScan { .. } | Self::Nowcast { .. } => false,
         }
     }
 }

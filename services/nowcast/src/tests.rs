@@ -1156,6 +1156,51 @@ async fn a_catch_up_that_failed_is_taken_up_again_from_where_it_failed() {
     assert_eq!(settled_report(&svc).await, one_by_one);
 }
 
+/// Which failures hold the catch-up back ([`NowcastServiceError::is_transient`]).
+#[test]
+fn failures_a_later_try_can_mend_are_told_apart() {
+    let store = |e: StoreError| NowcastServiceError::Store(e).is_transient();
+    let (what, reason) = (String::from("x"), String::from("y"));
+    assert!(store(StoreError::Backend {
+        backend: "test",
+        op: "put",
+        reason: "No space left on device".into(),
+    }));
+    assert!(store(StoreError::Unavailable {
+        backend: "test",
+        op: "get",
+        reason: reason.clone(),
+    }));
+    assert!(store(StoreError::Conflict {
+        what: what.clone(),
+        reason: reason.clone(),
+    }));
+    assert!(!store(StoreError::Corrupt {
+        what: what.clone(),
+        reason: reason.clone(),
+    }));
+    assert!(!store(StoreError::Invalid {
+        field: what.clone(),
+        reason: reason.clone(),
+    }));
+    let skill = |e: skill::SkillError| NowcastServiceError::Skill(e).is_transient();
+    assert!(skill(skill::SkillError::Contended {
+        key: what.clone(),
+        attempts: 16,
+    }));
+    assert!(!skill(skill::SkillError::Corrupt {
+        key: what.clone(),
+        reason: reason.clone(),
+    }));
+    assert!(NowcastServiceError::Task("joined".into()).is_transient());
+    assert!(!NowcastServiceError::BadScan {
+        radar: RADAR.into(),
+        time: time(0),
+        reason,
+    }
+    .is_transient());
+}
+
 /// A stored scan that does not decode fails every catch-up the same way:
 /// it does not hold the next ones back (they would list the replay again
 /// from it at every update, for good), as a store that failed does.
