@@ -44,30 +44,19 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The bytes of one scan file: a regular file (a FIFO or a device such as
 /// `/dev/zero` would block or never end) of at most ingest's default
-/// `max_file_mb` (256), read no further than that.
+/// `max_file_mb` (256), read no further than that, as the folder source
+/// reads a scan ([`raincast_store::local::read_at_most`]).
 pub fn read_scan(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
     let limit = raincast_config::IngestSettings::default().max_file_bytes;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if !meta.is_file() {
-        anyhow::bail!("{}: not a regular file", path.display());
-    }
-    let mut bytes = Vec::new();
-    if meta.len() <= limit {
-        // It may grow meanwhile: read no further than the limit.
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-    }
-    if meta.len() > limit || bytes.len() as u64 > limit {
-        anyhow::bail!(
+    raincast_store::local::read_at_most(path, limit).map_err(|e| match e {
+        raincast_store::StoreError::TooLarge { .. } => anyhow::anyhow!(
             "{}: larger than {} MB, ingest's max_file_mb for one scan; not read further",
             path.display(),
             limit >> 20
-        );
-    }
-    Ok(bytes)
+        ),
+        // The store's error names the file and why.
+        e => anyhow::Error::new(e),
+    })
 }
 
 /// Decodes and preps one scan (default prep: 0.1 mm/h threshold).

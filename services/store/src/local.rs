@@ -82,16 +82,30 @@ fn fetch_err(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
-/// The bytes of the file at `path`, or [`StoreError::TooLarge`] when it
-/// holds more than `max_bytes`: its length is checked first, and the read
-/// stops one byte past the limit (a file that grows while it is read).
-fn read_at_most(path: &Path, max_bytes: u64) -> StoreResult<Vec<u8>> {
+/// The bytes of the regular file at `path` (links followed), or
+/// [`StoreError::TooLarge`] when it holds more than `max_bytes`: its length
+/// is checked first, and the read stops one byte past the limit (a file that
+/// grows while it is read). Anything but a regular file (a folder, a FIFO
+/// that would block, a device such as `/dev/zero` that never ends) is
+/// [`StoreError::Unreadable`] before it is opened. Blocking; the folder
+/// source's fetch, and the offline commands' reads of scan files.
+pub fn read_at_most(path: &Path, max_bytes: u64) -> StoreResult<Vec<u8>> {
     use std::io::Read;
     let too_large = |size: u64| StoreError::TooLarge {
         what: path.display().to_string(),
         size: usize::try_from(size).unwrap_or(usize::MAX),
         limit: usize::try_from(max_bytes).unwrap_or(usize::MAX),
     };
+    if !std::fs::metadata(path)
+        .map_err(|e| fetch_err(path, e))?
+        .is_file()
+    {
+        return Err(StoreError::Unreadable {
+            backend: BACKEND,
+            what: path.display().to_string(),
+            reason: "not a regular file".into(),
+        });
+    }
     let file = std::fs::File::open(path).map_err(|e| fetch_err(path, e))?;
     let len = file.metadata().map_err(|e| fetch_err(path, e))?.len();
     if len > max_bytes {
