@@ -172,9 +172,13 @@ impl NowcastSection {
             s.min_samples = v;
         }
         if let Some(v) = f.threads {
-            if v > 1024 {
+            if v > MAX_THREADS {
                 let (setting, origin) = at("threads");
-                return Err(invalid(&setting, origin, format!("{v} is not in 0..=1024")));
+                return Err(invalid(
+                    &setting,
+                    origin,
+                    format!("{v} is not in 0..={MAX_THREADS}"),
+                ));
             }
             s.threads = v;
         }
@@ -218,6 +222,9 @@ impl NowcastSection {
 
 /// Longest `catch_up_minutes`: 7 days, the longest live-skill window.
 pub const MAX_CATCH_UP_MIN: u32 = 7 * 24 * 60;
+
+/// Most threads `threads` (and `raincast nowcast --threads`) may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 /// Default interval of the nowcast job, seconds.
 pub const DEFAULT_REFRESH_S: u64 = 15;

@@ -63,7 +63,8 @@ pub struct NowcastArgs {
     /// the 2200 × 1900 OPERA grid). The default, 1, gives the single-thread
     /// figures of docs/PERFORMANCE.md. At most 1024, as `[nowcast] threads`.
     #[arg(long, default_value_t = 1, value_name = "N",
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+            .range(0..=raincast_config::nowcast::MAX_THREADS as u64))]
     pub threads: usize,
     /// Force a decoder instead of detecting the format: odim, bom, mch-gif, fmi-pgm.
     #[arg(long, value_name = "F")]
