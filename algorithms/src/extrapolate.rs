@@ -185,6 +185,16 @@ struct Tiles {
 }
 
 impl Tiles {
+    /// Summaries of `data` (`rows × cols`, row-major). Each tile row's
+    /// full tiles keep [`TILE`] lanes of minimum, maximum and NaN count,
+    /// one lane per column of the tile, updated row by row (a loop that
+    /// vectorises) and reduced once per tile; a narrower last tile column
+    /// is summed cell by cell. Minimum and maximum of a set of finite
+    /// values do not depend on the order they are taken in (but for the
+    /// sign of a zero), so the summaries are those of a cell-by-cell pass
+    /// (test `lane_tiles_equal_cell_by_cell_tiles`); before, the
+    /// cell-by-cell pass was a fifth of the warp (docs/PERFORMANCE.md,
+    /// "Issue 16, session 30").
     fn new(data: &[f32], rows: usize, cols: usize) -> Self {
         let (tr, tc) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
         let mut t = Tiles {
@@ -194,22 +204,59 @@ impl Tiles {
             any_nan: vec![false; tr * tc],
             all_nan: vec![true; tr * tc],
         };
-        for (r, row) in data.chunks_exact(cols).enumerate() {
-            let base = (r / TILE) * tc;
-            for (j, chunk) in row.chunks(TILE).enumerate() {
-                let (mut lo, mut hi, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
-                // Plain comparisons (NaN fails both, as f32::min ignores
-                // NaN) so that the loop vectorises.
-                for &v in chunk {
-                    lo = if v < lo { v } else { lo };
-                    hi = if v > hi { v } else { hi };
-                    nan += v.is_nan() as usize;
+        let full = cols / TILE;
+        let mut lo = vec![[f32::INFINITY; TILE]; full];
+        let mut hi = vec![[f32::NEG_INFINITY; TILE]; full];
+        let mut nan = vec![[0u32; TILE]; full];
+        for (band, band_rows) in data.chunks(TILE * cols).take(tr).enumerate() {
+            let base = band * tc;
+            let height = band_rows.len() / cols;
+            lo.iter_mut().for_each(|l| *l = [f32::INFINITY; TILE]);
+            hi.iter_mut().for_each(|h| *h = [f32::NEG_INFINITY; TILE]);
+            nan.iter_mut().for_each(|n| *n = [0; TILE]);
+            for row in band_rows.chunks_exact(cols) {
+                for (j, chunk) in row.chunks_exact(TILE).enumerate() {
+                    let (Ok(vs), Some(l), Some(h), Some(n)) = (
+                        <&[f32; TILE]>::try_from(chunk),
+                        lo.get_mut(j),
+                        hi.get_mut(j),
+                        nan.get_mut(j),
+                    ) else {
+                        continue; // unreachable: `full` chunks of TILE
+                    };
+                    // Plain comparisons (NaN fails both, as f32::min
+                    // ignores NaN) so that the loop vectorises.
+                    for k in 0..TILE {
+                        let v = vs[k];
+                        l[k] = if v < l[k] { v } else { l[k] };
+                        h[k] = if v > h[k] { v } else { h[k] };
+                        n[k] += v.is_nan() as u32;
+                    }
                 }
+                if full < tc {
+                    let (mut l, mut h, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+                    let tail = &row[full * TILE..];
+                    for &v in tail {
+                        l = if v < l { v } else { l };
+                        h = if v > h { v } else { h };
+                        n += v.is_nan() as usize;
+                    }
+                    let k = base + full;
+                    t.min[k] = t.min[k].min(l);
+                    t.max[k] = t.max[k].max(h);
+                    t.any_nan[k] |= n > 0;
+                    t.all_nan[k] &= n == tail.len();
+                }
+            }
+            for (j, ((l, h), n)) in lo.iter().zip(&hi).zip(&nan).enumerate() {
                 let k = base + j;
-                t.min[k] = t.min[k].min(lo);
-                t.max[k] = t.max[k].max(hi);
-                t.any_nan[k] |= nan > 0;
-                t.all_nan[k] &= nan == chunk.len();
+                for i in 0..TILE {
+                    t.min[k] = if l[i] < t.min[k] { l[i] } else { t.min[k] };
+                    t.max[k] = if h[i] > t.max[k] { h[i] } else { t.max[k] };
+                }
+                let n: usize = n.iter().map(|&x| x as usize).sum();
+                t.any_nan[k] = n > 0;
+                t.all_nan[k] = n == height * TILE;
             }
         }
         t
@@ -706,6 +753,77 @@ pub fn extrapolate(
 mod tests {
     use super::*;
     use crate::raster::Img;
+
+    /// The tile summaries of a plain cell-by-cell pass over every cell of
+    /// each tile, in row order: `(min, max, any NaN, all NaN)` per tile.
+    fn tiles_cell_by_cell(data: &[f32], rows: usize, cols: usize) -> Vec<(f32, f32, bool, bool)> {
+        let (tr, tc) = (rows.div_ceil(TILE), cols.div_ceil(TILE));
+        let mut out = Vec::new();
+        for a in 0..tr {
+            for b in 0..tc {
+                let (mut lo, mut hi, mut nan, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0, 0);
+                for r in a * TILE..((a + 1) * TILE).min(rows) {
+                    for c in b * TILE..((b + 1) * TILE).min(cols) {
+                        let v = data[r * cols + c];
+                        lo = lo.min(v);
+                        hi = hi.max(v);
+                        nan += v.is_nan() as usize;
+                        n += 1;
+                    }
+                }
+                out.push((lo, hi, nan > 0, nan == n));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lane_tiles_equal_cell_by_cell_tiles() {
+        // Grids with and without a narrow last tile row and column, tiles
+        // all NaN, partly NaN, constant, with ±∞, and random values.
+        let mut seed = 11u64;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (seed >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for (rows, cols) in [(1, 1), (5, 7), (16, 16), (17, 33), (64, 48), (100, 131)] {
+            for kind in 0..4 {
+                let data: Vec<f32> = (0..rows * cols)
+                    .map(|i| {
+                        let x = rnd();
+                        match kind {
+                            0 => x * 100.0 - 50.0,
+                            1 if x < 0.3 => f32::NAN,
+                            1 => x,
+                            2 if (i / cols) % 32 < 16 => f32::NAN,
+                            2 => 2.5,
+                            _ if x < 0.05 => f32::INFINITY,
+                            _ if x < 0.1 => f32::NEG_INFINITY,
+                            _ if x < 0.4 => f32::NAN,
+                            _ => (x * 8.0).floor(),
+                        }
+                    })
+                    .collect();
+                let t = Tiles::new(&data, rows, cols);
+                let lanes: Vec<(f32, f32, bool, bool)> = (0..t.min.len())
+                    .map(|k| (t.min[k], t.max[k], t.any_nan[k], t.all_nan[k]))
+                    .collect();
+                let want = tiles_cell_by_cell(&data, rows, cols);
+                assert_eq!(lanes.len(), want.len());
+                for (k, (got, want)) in lanes.iter().zip(&want).enumerate() {
+                    // Bits of the minimum and maximum, so that a constant
+                    // block is filled with the very same value.
+                    let bits =
+                        |x: &(f32, f32, bool, bool)| (x.0.to_bits(), x.1.to_bits(), x.2, x.3);
+                    assert_eq!(
+                        bits(got),
+                        bits(want),
+                        "{rows}×{cols}, kind {kind}, tile {k}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn segment_helpers_equal_their_plain_forms() {
