@@ -1623,6 +1623,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
             ("RAINCAST_NOWCAST__FRAMES", "4"),
             ("RAINCAST_NOWCAST__THREADS", "2"),
             ("RAINCAST_NOWCAST__CATCH_UP_MINUTES", "1440"),
+            ("RAINCAST_NOWCAST__PERSISTENCE_CACHE_MB", "64"),
             ("RAINCAST_API__CPU_QUEUE", "8"),
             ("RAINCAST_API__TILE_CACHE_MB", "16"),
             ("RAINCAST_API__PUBLIC_URL", "https://rain.example"),
@@ -1643,6 +1644,7 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(n.config.frames, 4);
         assert_eq!(n.threads, 2);
         assert_eq!(n.catch_up_min, 1440);
+        assert_eq!(n.persistence_cache_mb, 64);
         assert_eq!(
             n.config.smoothing,
             raincast_algorithms::nowcast::Smoothing::None
@@ -1696,6 +1698,11 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 "",
                 vec![("RAINCAST_NOWCAST__CATCH_UP_MINUTES", "20000")],
                 "RAINCAST_NOWCAST__CATCH_UP_MINUTES (from environment)",
+            ),
+            (
+                "[nowcast]\npersistence_cache_mb = 9999999",
+                vec![],
+                "nowcast.persistence_cache_mb (from config file)",
             ),
             ("[nowcast]\nsmoothing = \"fancy\"", vec![], "smoothing"),
             (

@@ -274,6 +274,25 @@ pub struct NowcastService {
 /// Observed fields (mm/h) kept by scan time, for persistence.
 type ObservedRing = BTreeMap<DateTime<Utc>, Arc<Array2<f32>>>;
 
+/// Drops the oldest fields of `ring` until the rest hold at most `budget`
+/// bytes of `f32` cells (the newest that fit, newest first; none when the
+/// newest alone is larger).
+fn keep_newest_within(ring: &mut ObservedRing, budget: u64) {
+    let mut held = 0u64;
+    let mut keep_from = None;
+    for (time, f) in ring.iter().rev() {
+        held = held.saturating_add((f.len() * std::mem::size_of::<f32>()) as u64);
+        if held > budget {
+            break;
+        }
+        keep_from = Some(*time);
+    }
+    match keep_from {
+        Some(from) => ring.retain(|time, _| *time >= from),
+        None => ring.clear(),
+    }
+}
+
 struct Inner {
     store: Arc<dyn ScanStore>,
     /// Where live skill is claimed and summed; `None`: no live skill.
@@ -888,7 +907,9 @@ impl NowcastService {
     }
 
     /// Keeps `n`'s observed field as persistence for later scans: at most
-    /// one per lead step, none older than the longest lead.
+    /// one per lead step, none older than the longest lead, and no more
+    /// than `persistence_cache_mb` per radar (the newest that fit; a scan
+    /// scored against an older one reads it from the store again).
     fn keep_observed(&self, n: &LatestNowcast) {
         let step = n.leads_min.first().copied().unwrap_or(1).max(1) as i64;
         let max = n.leads_min.last().copied().unwrap_or(0) as i64;
@@ -907,6 +928,18 @@ impl NowcastService {
         }
         let oldest = t - Duration::minutes(max);
         ring.retain(|time, _| *time >= oldest);
+        let mb = self.inner.settings.persistence_cache_mb;
+        keep_newest_within(ring, mb.saturating_mul(1 << 20));
+    }
+
+    /// Bytes of the observed fields held for `radar`'s live skill
+    /// (see [`Self::keep_observed`]).
+    pub fn held_observed_bytes(&self, radar: &str) -> u64 {
+        lock(&self.inner.observed).get(radar).map_or(0, |ring| {
+            ring.values()
+                .map(|f| (f.len() * std::mem::size_of::<f32>()) as u64)
+                .sum()
+        })
     }
 
     /// The observed field at `time` when held in memory: an input of `n`

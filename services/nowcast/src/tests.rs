@@ -1581,3 +1581,62 @@ async fn all_at_once_keeps_the_order_and_stops_at_an_error() {
         "{failed:?}"
     );
 }
+
+/// `persistence_cache_mb` bounds the observed fields a radar's scorer
+/// holds: with 0 none is held, every persistence forecast is read again
+/// from the store, and the live scores are the same as with them held.
+#[tokio::test]
+async fn persistence_beyond_the_memory_cap_is_read_from_the_store_with_the_same_scores() {
+    let mut reports = Vec::new();
+    for mb in [512, 0] {
+        let dir = TempDir::new("raincast-skill-cap");
+        let store = store(&dir).await;
+        let settings = NowcastSettings {
+            persistence_cache_mb: mb,
+            ..skill_settings()
+        };
+        let svc = NowcastService::with_live_skill(store.clone(), store.clone(), settings);
+        replay(store.as_ref(), std::slice::from_ref(&svc), 0..8).await;
+        let held = svc.held_observed_bytes(RADAR);
+        if mb == 0 {
+            assert_eq!(held, 0, "nothing held with persistence_cache_mb = 0");
+        } else {
+            // One field per lead step over the 15-min longest lead.
+            assert!(held >= 3 * (ROWS * COLS * 4) as u64, "held {held} bytes");
+        }
+        let report = svc.skill(RADAR, Window::Day).await.unwrap().unwrap();
+        assert_eq!(
+            report
+                .leads
+                .iter()
+                .map(|l| l.persistence.cases)
+                .collect::<Vec<_>>(),
+            vec![5, 4, 3]
+        );
+        reports.push(report);
+    }
+    assert_eq!(reports[0], reports[1]);
+}
+
+#[test]
+fn the_newest_observed_fields_that_fit_are_kept() {
+    let field = Arc::new(Array2::<f32>::zeros((10, 10))); // 400 bytes
+    let ring = || -> ObservedRing { (0..5).map(|k| (time(k), field.clone())).collect() };
+    for (budget, want) in [
+        (u64::MAX, 0..5),
+        (2000, 0..5),
+        (1999, 1..5),
+        (1000, 3..5),
+        (400, 4..5),
+        (399, 0..0),
+        (0, 0..0),
+    ] {
+        let mut r = ring();
+        keep_newest_within(&mut r, budget);
+        assert_eq!(
+            r.keys().copied().collect::<Vec<_>>(),
+            want.map(time).collect::<Vec<_>>(),
+            "budget {budget}"
+        );
+    }
+}
