@@ -10,7 +10,7 @@ pub mod netcdf;
 
 pub use crs::{Crs, CrsError};
 pub use geotiff::{encode_geotiff, BandInfo};
-pub use netcdf::{encode_nowcast_netcdf, NowcastFile};
+pub use netcdf::{encode_nowcast_netcdf, NetcdfStream, NowcastFile};
 
 use crate::Grid;
 

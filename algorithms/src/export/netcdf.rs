@@ -1,8 +1,17 @@
-//! A whole nowcast as a CF-1.8 netCDF file (classic 64-bit offset format),
-//! written in memory by the `netcdf-writer` crate.
+//! A whole nowcast as a CF-1.8 netCDF file (classic 64-bit offset format).
+//!
+//! The `netcdf-writer` crate writes the header and the small variables; the
+//! rain rates follow as the file's records, one per lead, which
+//! [`NetcdfStream`] hands out a piece at a time, so that a nowcast of any
+//! size is written with one piece in memory (the crate holds a whole file
+//! in memory twice: a 1-km European composite's 24 leads, a 1.6-GB file,
+//! took 6 GB). [`encode_nowcast_netcdf`] joins the pieces; the bytes are
+//! those the crate writes for the whole file (test
+//! `the_stream_is_the_file_the_crate_writes`).
 //!
 //! Contents:
-//! * dimensions `time` (one per lead), `y` (rows, north first), `x` (columns);
+//! * dimensions `time` (unlimited, one record per lead), `y` (rows, north
+//!   first), `x` (columns);
 //! * `time(time)`: valid times, seconds since 1970-01-01 UTC;
 //!   `forecast_period(time)`: leads, minutes; `forecast_reference_time`: the
 //!   issue time (also the global attribute of the same name, ISO 8601);
@@ -48,8 +57,128 @@ fn text(s: impl Into<String>) -> NcAttrValue {
     NcAttrValue::Chars(s.into())
 }
 
-/// Encodes the nowcast; returns the file's bytes.
+/// Encodes the nowcast; returns the file's bytes (all the pieces of a
+/// [`NetcdfStream`]).
 pub fn encode_nowcast_netcdf(n: &NowcastFile<'_>) -> Result<Vec<u8>, ExportError> {
+    let mut stream = NetcdfStream::new(n)?;
+    let mut out = Vec::with_capacity(usize::try_from(stream.len()).unwrap_or(0));
+    while let Some(piece) = stream.next_piece(n, usize::MAX) {
+        out.extend_from_slice(&piece);
+    }
+    Ok(out)
+}
+
+/// The netCDF file of a nowcast in pieces: the header and the small
+/// variables first, then per lead its record (valid time, lead, and the
+/// rain rates, big-endian) in pieces of a bounded size.
+#[derive(Debug, Clone)]
+pub struct NetcdfStream {
+    /// The header and fixed-size variables, until handed out.
+    head: Option<Vec<u8>>,
+    /// The next record (lead) and its next cell.
+    lead: usize,
+    cell: usize,
+    /// Bytes of the whole file and bytes handed out.
+    len: u64,
+    sent: u64,
+}
+
+/// Bytes of one record before its rain rates: valid time and lead (f64).
+const RECORD_PREFIX: usize = 16;
+
+impl NetcdfStream {
+    /// Checks `n` and writes its header (with the record count).
+    pub fn new(n: &NowcastFile<'_>) -> Result<Self, ExportError> {
+        let b = builder(n, false)?;
+        let (_, mut head) = b.to_vec(NcWriteOptions::offset64()).map_err(nc_err)?;
+        // The classic header opens with the magic `CDF\x02` and the record
+        // count (a big-endian 32-bit integer), which is 0 here: the records
+        // are written after it.
+        let records = u32::try_from(n.leads_min.len())
+            .map_err(|_| ExportError::Shape(format!("{} leads", n.leads_min.len())))?;
+        match head.get_mut(..8) {
+            Some(start) if start.starts_with(b"CDF\x02") && start[4..] == [0; 4] => {
+                start[4..].copy_from_slice(&records.to_be_bytes());
+            }
+            _ => return Err(ExportError::NetCdf("unexpected header".into())),
+        }
+        let cells = (n.grid.rows as u64) * (n.grid.cols as u64);
+        let record = RECORD_PREFIX as u64 + 4 * cells;
+        Ok(Self {
+            len: head.len() as u64 + u64::from(records) * record,
+            head: Some(head),
+            lead: 0,
+            cell: 0,
+            sent: 0,
+        })
+    }
+
+    /// Bytes of the whole file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for a file of no bytes (never: the header is there).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes not handed out yet.
+    pub fn remaining(&self) -> u64 {
+        self.len - self.sent
+    }
+
+    /// The next piece of the file, of at most about `max_bytes` (at least
+    /// one record prefix or one cell), from the same `n` as [`Self::new`];
+    /// `None` at the end.
+    pub fn next_piece(&mut self, n: &NowcastFile<'_>, max_bytes: usize) -> Option<Vec<u8>> {
+        let piece = self.piece(n, max_bytes)?;
+        self.sent += piece.len() as u64;
+        Some(piece)
+    }
+
+    fn piece(&mut self, n: &NowcastFile<'_>, max_bytes: usize) -> Option<Vec<u8>> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        let (field, &lead) = n.rate_mm_h.get(self.lead).zip(n.leads_min.get(self.lead))?;
+        let cells = field.len();
+        let take = (max_bytes / 4).max(1).min(cells - self.cell);
+        let mut out = Vec::with_capacity(RECORD_PREFIX + 4 * take);
+        if self.cell == 0 {
+            let (valid, period) = record_times(n.issued, lead);
+            out.extend_from_slice(&valid.to_be_bytes());
+            out.extend_from_slice(&period.to_be_bytes());
+        }
+        let range = self.cell..self.cell + take;
+        match field.as_slice() {
+            Some(s) => s[range]
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_be_bytes())),
+            None => field
+                .iter()
+                .skip(range.start)
+                .take(take)
+                .for_each(|v| out.extend_from_slice(&v.to_be_bytes())),
+        }
+        self.cell += take;
+        if self.cell == cells {
+            (self.lead, self.cell) = (self.lead + 1, 0);
+        }
+        Some(out)
+    }
+}
+
+/// Valid time (seconds since the epoch) and lead (minutes) of a record.
+fn record_times(issued: DateTime<Utc>, lead_min: u32) -> (f64, f64) {
+    let issued_s = issued.timestamp() as f64;
+    (issued_s + 60.0 * f64::from(lead_min), f64::from(lead_min))
+}
+
+/// The file's definitions and small variables; with `records`, the
+/// records too (the whole file the crate would write on its own: the
+/// reference of the tests).
+fn builder(n: &NowcastFile<'_>, records: bool) -> Result<NcFileBuilder, ExportError> {
     let grid = n.grid;
     if n.leads_min.len() != n.rate_mm_h.len() {
         return Err(ExportError::Shape(format!(
@@ -92,9 +221,7 @@ pub fn encode_nowcast_netcdf(n: &NowcastFile<'_>) -> Result<Vec<u8>, ExportError
         b.add_attribute(k, text(v)).map_err(nc_err)?;
     }
 
-    let t = b
-        .add_dimension("time", n.leads_min.len() as u64)
-        .map_err(nc_err)?;
+    let t = b.add_unlimited_dimension("time").map_err(nc_err)?;
     let y = b.add_dimension("y", grid.rows as u64).map_err(nc_err)?;
     let x = b.add_dimension("x", grid.cols as u64).map_err(nc_err)?;
 
@@ -184,14 +311,15 @@ pub fn encode_nowcast_netcdf(n: &NowcastFile<'_>) -> Result<Vec<u8>, ExportError
     }
 
     let issued_s = n.issued.timestamp() as f64;
-    let valid: Vec<f64> = n
-        .leads_min
-        .iter()
-        .map(|l| issued_s + 60.0 * f64::from(*l))
-        .collect();
-    b.write_variable(time, &valid).map_err(nc_err)?;
-    let leads: Vec<f64> = n.leads_min.iter().map(|l| f64::from(*l)).collect();
-    b.write_variable(period, &leads).map_err(nc_err)?;
+    if records {
+        let (valid, leads): (Vec<f64>, Vec<f64>) = n
+            .leads_min
+            .iter()
+            .map(|l| record_times(n.issued, *l))
+            .unzip();
+        b.write_variable(time, &valid).map_err(nc_err)?;
+        b.write_variable(period, &leads).map_err(nc_err)?;
+    }
     b.write_variable(reference, &[issued_s]).map_err(nc_err)?;
     let ys: Vec<f64> = (0..grid.rows)
         .map(|r| grid.rowcol_to_xy(r as f64 + 0.5, 0.0).1)
@@ -202,17 +330,11 @@ pub fn encode_nowcast_netcdf(n: &NowcastFile<'_>) -> Result<Vec<u8>, ExportError
     b.write_variable(yv, &ys).map_err(nc_err)?;
     b.write_variable(xv, &xs).map_err(nc_err)?;
     b.write_variable(crs_var, &[0i32]).map_err(nc_err)?;
-    let mut all = Vec::with_capacity(grid.rows * grid.cols * n.rate_mm_h.len());
-    for f in n.rate_mm_h {
-        match f.as_slice() {
-            Some(s) => all.extend_from_slice(s),
-            None => all.extend(f.iter().copied()),
-        }
+    if records {
+        let all: Vec<f32> = n.rate_mm_h.iter().flat_map(|f| f.iter().copied()).collect();
+        b.write_variable(rain, &all).map_err(nc_err)?;
     }
-    b.write_variable(rain, &all).map_err(nc_err)?;
-    drop(all);
-    let (_, bytes) = b.to_vec(NcWriteOptions::offset64()).map_err(nc_err)?;
-    Ok(bytes)
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -221,6 +343,63 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use netcdf_reader::NcFile;
+
+    #[test]
+    fn the_stream_is_the_file_the_crate_writes() {
+        // In pieces of any size (a cell, a few cells, whole records), the
+        // bytes are those of the crate's own whole file, records included.
+        let grid = Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            5,
+            7,
+            1000.0,
+            1000.0,
+            -3500.0,
+            2500.0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let issued = Utc.with_ymd_and_hms(2024, 6, 16, 10, 0, 0).unwrap();
+        let rates: Vec<Array2<f32>> = (0..3)
+            .map(|k| {
+                Array2::from_shape_fn((5, 7), |(r, c)| match (r + c + k) % 5 {
+                    0 => f32::NAN,
+                    1 => 0.0,
+                    m => m as f32 * 1.7 + k as f32,
+                })
+            })
+            .collect();
+        // One field not in standard layout (a transposed view made owned).
+        let mut rates = rates;
+        rates[1] = Array2::from_shape_fn((7, 5), |(c, r)| rates[1][[r, c]]).reversed_axes();
+        assert!(rates[1].as_slice().is_none());
+        let file = NowcastFile {
+            grid: &grid,
+            radar: "r",
+            radar_name: "Radar",
+            issued,
+            leads_min: &[5, 10, 15],
+            rate_mm_h: &rates,
+            created: issued,
+            source: "Raincast test",
+        };
+        let (_, whole) = builder(&file, true)
+            .and_then(|b| b.to_vec(NcWriteOptions::offset64()).map_err(nc_err))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for max in [1, 4, 12, 30, 4 * 35, usize::MAX] {
+            let mut stream = NetcdfStream::new(&file).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(stream.len(), whole.len() as u64);
+            let mut joined = Vec::new();
+            while let Some(piece) = stream.next_piece(&file, max) {
+                assert!(
+                    piece.len() <= max.max(4).saturating_add(RECORD_PREFIX) || joined.is_empty()
+                );
+                joined.extend_from_slice(&piece);
+                assert_eq!(stream.remaining(), (whole.len() - joined.len()) as u64);
+            }
+            assert!(joined == whole, "pieces of {max} bytes");
+        }
+        assert!(encode_nowcast_netcdf(&file).unwrap_or_else(|e| panic!("{e}")) == whole);
+    }
 
     #[test]
     fn the_file_reads_back() {

@@ -378,8 +378,12 @@ async fn the_nowcast_exports_open_in_gdal_and_pass_the_cf_check() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-netcdf");
     assert!(resp.headers().contains_key("etag"));
+    // Streamed with its exact length (the Content-Length).
+    let exact = axum::body::HttpBody::size_hint(resp.body()).exact();
+    let bytes = body_bytes(resp).await;
+    assert_eq!(exact, Some(bytes.len() as u64));
     let nc = dir.path().join("nowcast.nc");
-    std::fs::write(&nc, body_bytes(resp).await).unwrap();
+    std::fs::write(&nc, bytes).unwrap();
     let info = gdalinfo(&t, &format!("NETCDF:{}:rainfall_rate", nc.display()));
     check_georeference(&info, &grid, "netCDF");
     let bands = info["bands"].as_array().unwrap();
