@@ -913,6 +913,13 @@ impl NowcastService {
     fn keep_observed(&self, n: &LatestNowcast) {
         let step = n.leads_min.first().copied().unwrap_or(1).max(1) as i64;
         let max = n.leads_min.last().copied().unwrap_or(0) as i64;
+        let budget = self
+            .inner
+            .settings
+            .persistence_cache_mb
+            .saturating_mul(1 << 20);
+        // A field larger than the cap is not copied only to be dropped.
+        let fits = (n.observed_mm_h.len() * std::mem::size_of::<f32>()) as u64 <= budget;
         let mut all = lock(&self.inner.observed);
         let ring = all.entry(n.radar.clone()).or_default();
         let t = n.base_time;
@@ -923,13 +930,12 @@ impl NowcastService {
             )
             .next()
             .is_none();
-        if spaced {
+        if spaced && fits {
             ring.insert(t, Arc::new(n.observed_mm_h.clone()));
         }
         let oldest = t - Duration::minutes(max);
         ring.retain(|time, _| *time >= oldest);
-        let mb = self.inner.settings.persistence_cache_mb;
-        keep_newest_within(ring, mb.saturating_mul(1 << 20));
+        keep_newest_within(ring, budget);
     }
 
     /// Bytes of the observed fields held for `radar`'s live skill
