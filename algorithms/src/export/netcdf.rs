@@ -344,20 +344,25 @@ mod tests {
     use chrono::TimeZone;
     use netcdf_reader::NcFile;
 
+    /// A grid of 1-km cells centred on its projection's origin.
+    fn grid(rows: usize, cols: usize) -> Grid {
+        Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            rows,
+            cols,
+            1000.0,
+            1000.0,
+            -500.0 * cols as f64,
+            500.0 * rows as f64,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn the_stream_is_the_file_the_crate_writes() {
         // In pieces of any size (a cell, a few cells, whole records), the
         // bytes are those of the crate's own whole file, records included.
-        let grid = Grid::new(
-            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
-            5,
-            7,
-            1000.0,
-            1000.0,
-            -3500.0,
-            2500.0,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let grid = grid(5, 7);
         let issued = Utc.with_ymd_and_hms(2024, 6, 16, 10, 0, 0).unwrap();
         let rates: Vec<Array2<f32>> = (0..3)
             .map(|k| {
@@ -403,16 +408,7 @@ mod tests {
 
     #[test]
     fn the_file_reads_back() {
-        let grid = Grid::new(
-            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
-            3,
-            4,
-            1000.0,
-            1000.0,
-            -2000.0,
-            1500.0,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let grid = grid(3, 4);
         let issued = Utc.with_ymd_and_hms(2024, 6, 16, 10, 0, 0).unwrap();
         let f0 = Array2::from_shape_fn((3, 4), |(r, c)| (r * 4 + c) as f32);
         let mut f1 = f0.clone();
