@@ -62,51 +62,40 @@ fn laplacian_levels(img: Img, levels: usize) -> Vec<Img> {
 
 /// The statistics of one pyramid level that the AR(2) model needs, from one
 /// pass over the three fields (the latest `a`, the previous advected `b`,
-/// the one before `c`).
+/// the one before `c`), over every cell of the level.
 struct LevelStats {
     /// Pearson correlations of `a` with `b` (lag 1) and of `a` with `c`
-    /// (lag 2) over the cells where the mask is true (`None` with fewer than
-    /// 16 cells or no variance).
+    /// (lag 2) (`None` with fewer than 16 cells or no variance).
     corrs: (Option<f32>, Option<f32>),
-    /// Mean and standard deviation of `a` over all its cells ([`mean_std`]).
+    /// Mean and standard deviation of `a` over every cell.
     a: (f32, f32),
     /// The same for `b`.
     b: (f32, f32),
 }
 
-/// [`LevelStats`] in two passes: the masked correlation sums over `a`, `b`,
-/// `c`, then the plain sums of `a` and `b` together (one pass instead of one
-/// per field, four independent running sums instead of two). Every sum is
-/// in f64 and in cell order, so each one has the same bits as when it is
-/// computed alone ([`masked_corrs`], [`mean_std`]).
-fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
-    let (mut n, mut sa, mut saa) = (0f64, 0f64, 0f64);
+/// [`LevelStats`] in one pass over every cell, as S-PROG estimates the
+/// lag correlations (Seed 2003; pysteps' `temporal_autocorrelation`
+/// without a mask): over the whole level the AR(2) evolves, no data
+/// filled with the dry floor (docs/ARCHITECTURE.md, "The lag
+/// correlations are S-PROG's too"). Every sum is in f64 and in cell order,
+/// so the means and deviations have the bits of `mean_std` (a pass
+/// per field, in the tests).
+fn level_stats(a: &Img, b: &Img, c: &Img) -> LevelStats {
+    let (mut sa, mut saa) = (0f64, 0f64);
     let (mut sb, mut sbb, mut sab) = (0f64, 0f64, 0f64);
     let (mut sc, mut scc, mut sac) = (0f64, 0f64, 0f64);
-    for (((x, y), z), m) in a.data.iter().zip(&b.data).zip(&c.data).zip(mask) {
-        if *m {
-            let (x, y, z) = (*x as f64, *y as f64, *z as f64);
-            n += 1.0;
-            sa += x;
-            saa += x * x;
-            sb += y;
-            sbb += y * y;
-            sab += x * y;
-            sc += z;
-            scc += z * z;
-            sac += x * z;
-        }
+    for ((x, y), z) in a.data.iter().zip(&b.data).zip(&c.data) {
+        let (x, y, z) = (*x as f64, *y as f64, *z as f64);
+        sa += x;
+        saa += x * x;
+        sb += y;
+        sbb += y * y;
+        sab += x * y;
+        sc += z;
+        scc += z * z;
+        sac += x * z;
     }
-    // The plain sums of `a` and `b` in a second loop: four more running
-    // sums in the loop above would not fit in the registers.
-    let (mut ta, mut taa, mut tb, mut tbb) = (0f64, 0f64, 0f64, 0f64);
-    for (x, y) in a.data.iter().zip(&b.data) {
-        let (x, y) = (*x as f64, *y as f64);
-        ta += x;
-        taa += x * x;
-        tb += y;
-        tbb += y * y;
-    }
+    let n = a.data.len().min(b.data.len()).min(c.data.len()) as f64;
     let corrs = if n < 16.0 {
         (None, None)
     } else {
@@ -120,19 +109,12 @@ fn level_stats(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> LevelStats {
         };
         (corr(sb, sbb, sab), corr(sc, scc, sac))
     };
-    let cells = a.data.len().max(1) as f64;
+    let cells = n.max(1.0);
     LevelStats {
         corrs,
-        a: finish_mean_std(ta, taa, cells),
-        b: finish_mean_std(tb, tbb, cells),
+        a: finish_mean_std(sa, saa, cells),
+        b: finish_mean_std(sb, sbb, cells),
     }
-}
-
-/// Pearson correlations of `a` with `b` and of `a` with `c` over the cells
-/// where `mask` is true (`None` with fewer than 16 cells or no variance).
-#[cfg(test)]
-fn masked_corrs(a: &Img, b: &Img, c: &Img, mask: &[bool]) -> (Option<f32>, Option<f32>) {
-    level_stats(a, b, c, mask).corrs
 }
 
 /// Yule–Walker parameters `(φ1, φ2)` of an AR(2) process with lag-1 and
@@ -711,28 +693,6 @@ impl Sprog {
                 .collect()
         });
         let n_bands = pyramid_levels(rows, cols);
-        // Correlations over the cells known in all three fields; the mask at
-        // each level is the cells the REDUCE samples sit on.
-        let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n_bands + 1);
-        masks.push(
-            x0.data
-                .iter()
-                .zip(&x1.data)
-                .zip(&x2.data)
-                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
-                .collect(),
-        );
-        let (mut mr, mut mc) = (rows, cols);
-        for _ in 0..n_bands {
-            let m = &masks[masks.len() - 1];
-            let (r2, c2) = (mr.div_ceil(2), mc.div_ceil(2));
-            let mut next = Vec::with_capacity(r2 * c2);
-            for i in 0..r2 {
-                next.extend((0..c2).map(|j| m[2 * i * mc + 2 * j]));
-            }
-            masks.push(next);
-            (mr, mc) = (r2, c2);
-        }
         // Level k < n_bands is band k; level n_bands is the residual. The
         // three pyramids are independent too (on one thread, one after the
         // other, as before).
@@ -744,7 +704,7 @@ impl Sprog {
         let mut levels = Vec::with_capacity(l0.len());
         let mut rho = Vec::with_capacity(l0.len());
         for (k, ((a, b), c)) in l0.into_iter().zip(l1).zip(l2).enumerate() {
-            let stats = level_stats(&a, &b, &c, &masks[k]);
+            let stats = level_stats(&a, &b, &c);
             let (r1, r2) = stats.corrs;
             drop(c);
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
@@ -1438,15 +1398,17 @@ mod tests {
         let a = img(&|x| (x * 0.37).sin());
         let b = img(&|x| (x * 0.37).sin() * 2.0 + 1.0); // r = 1
         let c = img(&|x| -(x * 0.37).sin()); // r = −1
-        let mut mask = vec![true; n];
-        mask[5] = false;
-        let (r1, r2) = masked_corrs(&a, &b, &c, &mask);
+        let (r1, r2) = level_stats(&a, &b, &c).corrs;
         assert!((r1.unwrap() - 1.0).abs() < 1e-5 && (r2.unwrap() + 1.0).abs() < 1e-5);
         let flat = Img::filled(20, 20, 3.0);
-        assert_eq!(masked_corrs(&a, &flat, &b, &mask).0, None, "no variance");
-        let few = vec![false; n];
+        assert_eq!(level_stats(&a, &flat, &b).corrs.0, None, "no variance");
+        let small = |x: &Img| Img {
+            rows: 3,
+            cols: 5,
+            data: x.data[..15].to_vec(),
+        };
         assert_eq!(
-            masked_corrs(&a, &b, &c, &few),
+            level_stats(&small(&a), &small(&b), &small(&c)).corrs,
             (None, None),
             "too few cells"
         );
@@ -1454,9 +1416,9 @@ mod tests {
 
     #[test]
     fn level_stats_equal_each_statistic_alone() {
-        // The fused pass gives each sum the bits of the pass that computes
-        // it alone: the means and deviations over all cells (mask or not),
-        // and correlations over the masked cells only.
+        // The fused pass gives the means and deviations the bits of the
+        // pass that computes each alone, and the correlations of a
+        // two-pass Pearson computation.
         let img = |seed: f32| Img {
             rows: 17,
             cols: 23,
@@ -1465,27 +1427,63 @@ mod tests {
                 .collect(),
         };
         let (a, b, c) = (img(0.37), img(0.41), img(0.53));
-        let mask: Vec<bool> = (0..17 * 23).map(|i| i % 7 != 3).collect();
-        let st = level_stats(&a, &b, &c, &mask);
+        let st = level_stats(&a, &b, &c);
         let bits = |(m, s): (f32, f32)| (m.to_bits(), s.to_bits());
         assert_eq!(bits(st.a), bits(mean_std(&a)));
         assert_eq!(bits(st.b), bits(mean_std(&b)));
-        // Correlations over the masked cells: the same as over a copy
-        // holding only those cells.
-        let keep = |x: &Img| Img {
-            rows: 1,
-            cols: mask.iter().filter(|m| **m).count(),
-            data: x
-                .data
-                .iter()
-                .zip(&mask)
-                .filter(|(_, m)| **m)
-                .map(|(v, _)| *v)
-                .collect(),
+        let pearson = |x: &Img, y: &Img| {
+            let n = x.data.len() as f64;
+            let mx = x.data.iter().map(|v| *v as f64).sum::<f64>() / n;
+            let my = y.data.iter().map(|v| *v as f64).sum::<f64>() / n;
+            let (mut sxy, mut sxx, mut syy) = (0f64, 0f64, 0f64);
+            for (p, q) in x.data.iter().zip(&y.data) {
+                let (dp, dq) = (*p as f64 - mx, *q as f64 - my);
+                sxy += dp * dq;
+                sxx += dp * dp;
+                syy += dq * dq;
+            }
+            sxy / (sxx * syy).sqrt()
         };
-        let all = vec![true; keep(&a).data.len()];
-        let alone = level_stats(&keep(&a), &keep(&b), &keep(&c), &all).corrs;
-        assert!(st.corrs.0.is_some() && st.corrs.1.is_some());
-        assert_eq!(st.corrs, alone);
+        let (r1, r2) = (st.corrs.0.unwrap(), st.corrs.1.unwrap());
+        assert!((r1 as f64 - pearson(&a, &b)).abs() < 1e-5, "{r1}");
+        assert!((r2 as f64 - pearson(&a, &c)).abs() < 1e-5, "{r2}");
+    }
+
+    #[test]
+    fn lag_correlations_are_over_every_cell_with_no_data_as_the_floor() {
+        // As S-PROG estimates them: each level's lag correlations over the
+        // whole level the AR(2) evolves, the cells without data included as
+        // the dry floor they are filled with, not over the cells known in
+        // all three fields only. Rain moving within a radar's circular
+        // view, held at rest (no advection), so the expected levels are
+        // the pyramids of the three floor-filled fields.
+        use crate::synth::Coverage;
+        let cov = Coverage::Circle {
+            centre_row: 60.0,
+            centre_col: 64.0,
+            radius_px: 50.0,
+        };
+        let f = crate::nowcast::tests::radar(120, 128, (2.5, -1.0), cov).fields(31, 3);
+        assert!(f[2].rate_mm_h.iter().any(|v| v.is_nan()));
+        let cfg = NowcastConfig::default();
+        let sp = at_rest([&f[0].rate_mm_h, &f[1].rate_mm_h, &f[2].rate_mm_h], &cfg);
+        let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
+        let (rows, cols) = f[2].rate_mm_h.dim();
+        let top = sp.levels.len() - 1;
+        let pyramid = |x: &ndarray::Array2<f32>| {
+            let mut img = Img {
+                rows,
+                cols,
+                data: x.iter().map(|r| to_dbr(*r, thr, floor)).collect(),
+            };
+            fill_no_data(&mut img, floor);
+            laplacian_levels(img, top)
+        };
+        let [l2, l1, l0] = [0, 1, 2].map(|i| pyramid(&f[i].rate_mm_h));
+        for k in 0..=top {
+            let (r1, r2) = level_stats(&l0[k], &l1[k], &l2[k]).corrs;
+            let want = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
+            assert_eq!(sp.rho[k], want, "level {k}");
+        }
     }
 }

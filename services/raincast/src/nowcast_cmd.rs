@@ -208,6 +208,14 @@ fn start(input: &NowcastInput, args: &NowcastArgs) -> Result<Started> {
     let t_motion = Instant::now();
     let motion = input.motion()?;
     let motion_ms = t_motion.elapsed().as_secs_f64() * 1e3;
+    // Experiment (session 31, scripts/sprog_replica.py): the motion field,
+    // u and v in cells per step, as .npy in this folder.
+    if let Some(dir) = std::env::var_os("RC_DUMP_MOTION") {
+        let dir = std::path::PathBuf::from(dir);
+        let (u, v) = motion.dense();
+        std::fs::write(dir.join("u.npy"), raincast_algorithms::npy::encode_f32(&u))?;
+        std::fs::write(dir.join("v.npy"), raincast_algorithms::npy::encode_f32(&v))?;
+    }
     let t_extra = Instant::now();
     let leads = input.leads(&motion, &args.leads)?;
     let cascade = t_extra.elapsed();
