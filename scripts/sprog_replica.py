@@ -49,10 +49,20 @@ def reduce_(g):
 
 
 def expand(g, shape):
+    # Normalised convolution of the zero-interleaved samples: 4 × the
+    # binomial filter inside, and a constant stays that constant at the
+    # edges too (a plain "reflect" of the interleaved array breaks the
+    # parity there and leaves edge artefacts of the size of the field's
+    # values in every band, identical in all three frames).
     up = np.zeros(shape)
     up[::2, ::2] = g
-    return convolve1d(convolve1d(up, 2 * K5, axis=0, mode="reflect"), 2 * K5, axis=1,
-                      mode="reflect")
+    w = np.zeros(shape)
+    w[::2, ::2] = 1.0
+
+    def blur(x):
+        return convolve1d(convolve1d(x, K5, axis=0, mode="constant"), K5, axis=1,
+                          mode="constant")
+    return blur(up) / blur(w)
 
 
 def n_bands(rows, cols):
