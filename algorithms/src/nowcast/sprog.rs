@@ -665,6 +665,10 @@ impl Sprog {
         let advected = |prev: &ArrayView2<f32>, d: &Displacement| {
             let mut tmp = Vec::new();
             dbr_into(prev, &mut tmp);
+            // No data is the dry floor before the field is advected, as
+            // S-PROG fills it; NaN after the warp is then only where a
+            // trajectory starts outside the grid.
+            tmp.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = floor);
             let src = Img {
                 rows,
                 cols,
@@ -719,7 +723,7 @@ impl Sprog {
                 .iter()
                 .zip(&x1.data)
                 .zip(&x2.data)
-                .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
+                .map(|((_a, b), c)| b.is_finite() && c.is_finite())
                 .collect(),
         );
         let (mut mr, mut mc) = (rows, cols);
