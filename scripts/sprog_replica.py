@@ -19,6 +19,8 @@ cells every method knows):
   fields, the quantile matching over the latest field's known cells and
   the advection in mm/h, as Raincast does;
 * ``rep_pyr_rc_all``: the same with the correlations over every cell;
+* ``rep_fft_rc``: pysteps' FFT cascade with Raincast's other parts (as
+  ``rep_pyr_rc``): what a Fourier cascade could give Raincast;
 * ``raincast``: ``raincast nowcast`` itself.
 
 Usage (pysteps' venv, a release build of this commit):
@@ -192,7 +194,8 @@ def main():
     if len(cases) > args.max_cases:
         pick = np.linspace(0, len(cases) - 1, args.max_cases).round().astype(int)
         cases = [cases[i] for i in sorted(set(pick))]
-    variants = ["sprog", "rep_fft", "rep_pyr", "rep_pyr_rc", "rep_pyr_rc_all", "raincast"]
+    variants = ["sprog", "rep_fft", "rep_pyr", "rep_pyr_rc", "rep_pyr_rc_all", "rep_fft_rc",
+                "raincast"]
     csi = {v: {n: [] for n in report} for v in variants}
     for c, idx in enumerate(cases):
         past = [np.load(scans[k]["npy"]).astype(np.float64) for k in idx[:3]]
@@ -218,7 +221,9 @@ def main():
                              ("rep_pyr_rc", dict(vel=rc_vel, decomp="pyr", known_corr=True,
                                                  raincast_like=True)),
                              ("rep_pyr_rc_all", dict(vel=rc_vel, decomp="pyr",
-                                                     raincast_like=True))):
+                                                     raincast_like=True)),
+                             ("rep_fft_rc", dict(vel=rc_vel, decomp="fft", known_corr=True,
+                                                 raincast_like=True))):
                 r = replica(dbr, steps=args.steps, report=report, **kw)
                 fcs[name] = {n: cp.from_dbr(r[n]) for n in report}
         for n in report:
