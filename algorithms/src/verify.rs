@@ -1735,6 +1735,24 @@ pub fn verify_series(
         }
         progress(base + 1, total);
     }
+    // Experiment (session 31): the fit's and the second half's reliability
+    // tables per lead, raw and calibrated, on stderr.
+    if std::env::var_os("RC_RELIABILITY_DUMP").is_some() {
+        for r in &rows {
+            eprintln!("LEAD {}", r.lead_min);
+            for (name, t) in [
+                ("fit", &r.fit.reliability),
+                ("second half raw", &r.held_out_raw.reliability),
+                ("second half calibrated", &r.held_out_calibrated.reliability),
+            ] {
+                eprintln!(" {name}: ECE {:?}", t.ece());
+                for (lo, _hi, n, p, f) in t.table() {
+                    let w = (f - p).abs() * n as f64 / t.cells().max(1) as f64;
+                    eprintln!("   bin {lo:.1} cells {n:>9} p {p:.4} freq {f:.4} ECE part {w:.4}");
+                }
+            }
+        }
+    }
     VerifyReport {
         step_s,
         rows,
