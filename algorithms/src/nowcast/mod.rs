@@ -61,6 +61,7 @@
 //! * `nowcast/point.rs`: step 5, [`PointSeries`], [`Intensity`],
 //!   [`summary_text`].
 
+mod fourier;
 mod point;
 mod probability;
 mod sprog;
