@@ -28,7 +28,9 @@ pub(crate) struct Fft2 {
 #[derive(Default)]
 pub(crate) struct FftScratch {
     row_in: Vec<f32>,
-    row_out: Vec<Complex32>,
+    /// The spectrum row by row (`rows × h`), between the row transforms
+    /// and the blocked transpose.
+    by_row: Vec<Complex32>,
     real_scratch: Vec<Complex32>,
     col_scratch: Vec<Complex32>,
 }
@@ -55,7 +57,7 @@ impl Fft2 {
     fn prepare(&self, s: &mut FftScratch) {
         let h = self.cols / 2 + 1;
         s.row_in.resize(self.cols, 0.0);
-        s.row_out.resize(h, Complex32::default());
+        s.by_row.resize(h * self.rows, Complex32::default());
         let real = self
             .r2c
             .get_scratch_len()
@@ -74,43 +76,64 @@ impl Fft2 {
         self.prepare(s);
         spec.clear();
         spec.resize(self.spectrum_len(), Complex32::default());
-        for (r, row) in x.chunks_exact(cols).take(rows).enumerate() {
+        let h = cols / 2 + 1;
+        for (row, out) in x.chunks_exact(cols).zip(s.by_row.chunks_exact_mut(h)) {
             s.row_in.copy_from_slice(row);
             // The lengths are the plan's own: the transform cannot fail.
             let ok = self
                 .r2c
-                .process_with_scratch(&mut s.row_in, &mut s.row_out, &mut s.real_scratch);
+                .process_with_scratch(&mut s.row_in, out, &mut s.real_scratch);
             debug_assert!(ok.is_ok());
-            for (j, v) in s.row_out.iter().enumerate() {
-                spec[j * rows + r] = *v;
-            }
         }
+        transpose::transpose(&s.by_row, spec, h, rows);
         self.col_fwd.process_with_scratch(spec, &mut s.col_scratch);
     }
 
     /// The grid of the spectrum `spec` (overwritten) into `out`
     /// (`rows · cols`), not normalised.
     pub(crate) fn inverse(&self, spec: &mut [Complex32], out: &mut Vec<f32>, s: &mut FftScratch) {
+        self.inverse_part(spec, (self.rows, self.cols), out, s);
+    }
+
+    /// As [`Fft2::inverse`], but only the first `part.0` rows and
+    /// `part.1` columns of the grid, row-major into `out` (the rows
+    /// below are not transformed).
+    pub(crate) fn inverse_part(
+        &self,
+        spec: &mut [Complex32],
+        part: (usize, usize),
+        out: &mut Vec<f32>,
+        s: &mut FftScratch,
+    ) {
         let (rows, cols) = (self.rows, self.cols);
+        let (out_rows, out_cols) = (part.0.min(rows), part.1.min(cols));
         self.prepare(s);
         out.clear();
-        out.resize(rows * cols, 0.0);
+        out.resize(out_rows * out_cols, 0.0);
         self.col_inv.process_with_scratch(spec, &mut s.col_scratch);
         let h = cols / 2 + 1;
-        for (r, row) in out.chunks_exact_mut(cols).enumerate() {
-            for (j, v) in s.row_out.iter_mut().enumerate() {
-                *v = spec[j * rows + r];
-            }
+        transpose::transpose(spec, &mut s.by_row, rows, h);
+        for (row, input) in out
+            .chunks_exact_mut(out_cols.max(1))
+            .zip(s.by_row.chunks_exact_mut(h))
+        {
             // The spectrum of a real field has real entries at horizontal
             // wavenumber 0 (and cols / 2 when even); rounding leaves a
             // trace of an imaginary part, which the real transform refuses.
-            s.row_out[0].im = 0.0;
+            input[0].im = 0.0;
             if cols % 2 == 0 {
-                s.row_out[h - 1].im = 0.0;
+                input[h - 1].im = 0.0;
             }
-            let ok = self
-                .c2r
-                .process_with_scratch(&mut s.row_out, row, &mut s.real_scratch);
+            // The lengths are the plan's own: the transform cannot fail.
+            let ok = if out_cols == cols {
+                self.c2r.process_with_scratch(input, row, &mut s.real_scratch)
+            } else {
+                let ok = self
+                    .c2r
+                    .process_with_scratch(input, &mut s.row_in, &mut s.real_scratch);
+                row.copy_from_slice(&s.row_in[..out_cols]);
+                ok
+            };
             debug_assert!(ok.is_ok());
         }
     }
@@ -118,6 +141,27 @@ impl Fft2 {
 
 /// Table entries per unit of wavenumber in [`Bands`]' radial tables.
 const PER_WAVENUMBER: f32 = 8.0;
+
+/// A level's weight below which [`Bands::grid`] leaves a wavenumber out.
+const NEGLIGIBLE: f32 = 1e-3;
+
+/// The smallest `n' ≥ n` whose only prime factors are 2, 3 and 5 (fast
+/// transform sizes).
+pub(crate) fn smooth(n: usize) -> usize {
+    let mut m = n.max(1);
+    loop {
+        let mut r = m;
+        for p in [2, 3, 5] {
+            while r % p == 0 {
+                r /= p;
+            }
+        }
+        if r == 1 {
+            return m;
+        }
+        m += 1;
+    }
+}
 
 /// The band-pass filters of the cascade: `levels` Gaussian weights in log
 /// wavenumber, with central wavenumbers `c_k = (q^(k−1) + q^k) / 2` for
@@ -133,7 +177,12 @@ const PER_WAVENUMBER: f32 = 8.0;
 /// as radial tables (`PER_WAVENUMBER` entries per unit) and every spectrum
 /// entry as its index into them.
 pub(crate) struct Bands {
+    rows: usize,
+    cols: usize,
     levels: usize,
+    /// Per level, the largest wavenumber (cycles per `L` cells) where its
+    /// weight is at least [`NEGLIGIBLE`].
+    reach: Vec<f32>,
     /// `weights[k][t]`: level `k`'s weight at radius `t / PER_WAVENUMBER`.
     weights: Vec<Vec<f32>>,
     /// Per spectrum entry ([`Fft2`]'s order), its index in the tables.
@@ -191,10 +240,105 @@ impl Bands {
                 weights[levels - 1][t] = 1.0;
             }
         }
+        let reach = weights
+            .iter()
+            .map(|w| {
+                let t = w.iter().rposition(|v| *v >= NEGLIGIBLE).unwrap_or(0);
+                t as f32 / PER_WAVENUMBER
+            })
+            .collect();
         Self {
+            rows,
+            cols,
             levels,
+            reach,
             weights,
             index,
+        }
+    }
+
+    /// The sampling stride of level `k`'s statistics: the largest `s`
+    /// dividing both sides of the grid such that the grid of every `s`-th
+    /// row and column either still resolves the level (more than twice its
+    /// reach along each axis: then sums of products of two levels over it
+    /// equal the full grid's exactly, their spectra cannot alias onto the
+    /// mean) or holds at least `min_samples` cells (a regular sample of
+    /// the level's own values, the same estimator on fewer cells).
+    pub(crate) fn stride(&self, k: usize, min_samples: usize) -> usize {
+        let l = self.rows.max(self.cols) as f32;
+        let reach = self.reach[k];
+        let (mut best, mut s) = (1, 2);
+        while self.rows % s == 0 && self.cols % s == 0 {
+            let (r, c) = (self.rows / s, self.cols / s);
+            let resolved = (r as f32) > 2.0 * reach * self.rows as f32 / l
+                && (c as f32) > 2.0 * reach * self.cols as f32 / l;
+            if resolved || r * c >= min_samples {
+                best = s;
+            } else {
+                break;
+            }
+            s *= 2;
+        }
+        best
+    }
+
+    /// Level `k` of the spectrum `spec`, times `scale`, sampled at every
+    /// `stride`-th row and column, as the spectrum (in [`Fft2`]'s order)
+    /// of that grid of `rows / stride × cols / stride` cells: the sum of
+    /// the level's entries that alias onto each of its wavenumbers. Only
+    /// the box of wavenumbers within the level's reach is visited.
+    pub(crate) fn fold(
+        &self,
+        k: usize,
+        spec: &[Complex32],
+        stride: usize,
+        scale: f32,
+        out: &mut Vec<Complex32>,
+    ) {
+        let (pr, pc) = (self.rows, self.cols);
+        let (r, c) = (pr / stride, pc / stride);
+        let hc = c / 2 + 1;
+        out.clear();
+        out.resize(hc * r, Complex32::default());
+        let w = &self.weights[k];
+        let l = pr.max(pc) as f32;
+        let reach = self.reach[k];
+        // Rows and columns of the full spectrum within the reach.
+        let ry = ((reach * pr as f32 / l).ceil() as usize).min(pr / 2);
+        let rx = ((reach * pc as f32 / l).ceil() as usize).min(pc / 2);
+        // The rows within the reach, as two runs (non-negative and
+        // negative wavenumbers).
+        let runs = [0..ry + 1, (pr - ry).max(ry + 1)..pr];
+        for (j, (col, index)) in spec
+            .chunks_exact(pr)
+            .zip(self.index.chunks_exact(pr))
+            .enumerate()
+            .take(rx + 1)
+        {
+            // The entry (i, j) stands for itself and, but in columns 0 and
+            // pc / 2, for its conjugate at (−i, −j).
+            let mirrored = j != 0 && 2 * j != pc;
+            let (v, vm) = (j % c, (pc - j) % c);
+            let direct = (v < hc).then(|| v * r);
+            let mirror = (mirrored && vm < hc).then(|| vm * r);
+            for run in runs.clone() {
+                // Row i lands on row i mod r, its mirror on −i mod r (r
+                // divides pr), kept as counters rather than divisions.
+                let mut u = run.start % r;
+                for i in run {
+                    let x = col[i] * (w[index[i] as usize] * scale);
+                    if let Some(d) = direct {
+                        out[d + u] += x;
+                    }
+                    if let Some(m) = mirror {
+                        out[m + if u == 0 { 0 } else { r - u }] += x.conj();
+                    }
+                    u += 1;
+                    if u == r {
+                        u = 0;
+                    }
+                }
+            }
         }
     }
 
@@ -315,6 +459,48 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < 1e-3, "{worst}");
+    }
+
+    #[test]
+    fn a_folded_level_is_the_level_sampled_at_every_stride_th_cell() {
+        // Odd and even quotients, a square and an oblong grid.
+        for (rows, cols, stride) in [(96, 120, 2), (96, 120, 4), (40, 40, 8), (48, 30, 3)] {
+            let x = field(rows, cols);
+            let fft = Fft2::new(rows, cols);
+            let bands = Bands::new(rows, cols, 6);
+            let (mut sx, mut s) = (Vec::new(), FftScratch::default());
+            fft.forward(&x, &mut sx, &mut s);
+            let n = (rows * cols) as f32;
+            let small = Fft2::new(rows / stride, cols / stride);
+            for k in 0..bands.levels() {
+                let (mut lv, mut full, mut sampled) = (Vec::new(), Vec::new(), Vec::new());
+                bands.level(k, &sx, 1.0 / n, &mut lv);
+                fft.inverse(&mut lv, &mut full, &mut s);
+                bands.fold(k, &sx, stride, 1.0 / n, &mut lv);
+                small.inverse(&mut lv, &mut sampled, &mut s);
+                let sc = cols / stride;
+                let worst = sampled
+                    .iter()
+                    .enumerate()
+                    .map(|(m, v)| (v - full[(m / sc) * stride * cols + (m % sc) * stride]).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-3, "{rows}x{cols}/{stride}, level {k}: {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn statistics_strides_resolve_coarse_levels_and_keep_enough_cells() {
+        let bands = Bands::new(512, 512, 6);
+        let strides: Vec<usize> = (0..6).map(|k| bands.stride(k, 1 << 16)).collect();
+        // The coarsest level is resolved on a few hundred cells; the
+        // finest is sampled on at least 2^16 cells; strides divide the grid.
+        assert!(strides[0] >= 16, "{strides:?}");
+        assert_eq!(strides[5], 2, "{strides:?}");
+        assert!(strides.windows(2).all(|s| s[0] >= s[1]), "{strides:?}");
+        assert_eq!(Bands::new(45, 40, 6).stride(5, 1 << 16), 1);
+        assert_eq!(smooth(97), 100);
+        assert_eq!(smooth(1), 1);
     }
 
     #[test]

@@ -16,6 +16,16 @@ use realfft::num_complex::Complex32;
 /// Levels of the Fourier cascade, as pysteps' S-PROG has by default.
 const CASCADE_LEVELS: usize = 6;
 
+/// Cells on which a level's statistics are taken at least, unless a
+/// coarser sample resolves it (`Bands::stride`): 256 × 256.
+const STAT_SAMPLES: usize = 1 << 16;
+
+/// The side of the transforms' grid for a side of `n` cells: the smallest
+/// multiple of 8 at least `n` whose eighth has no prime factor above 5.
+fn padded(n: usize) -> usize {
+    8 * super::fourier::smooth(n.div_ceil(8))
+}
+
 /// No data enters the cascade as the dry floor (dBR), as in pysteps'
 /// S-PROG: beyond the radar's view nothing says it rains, and the forecast
 /// masks those cells again at the end (they stay unknown).
@@ -591,6 +601,8 @@ struct Level {
 pub(super) struct Sprog {
     rows: usize,
     cols: usize,
+    /// The grid of the transforms ([`padded`]).
+    padded: (usize, usize),
     fft: Fft2,
     bands: Bands,
     /// The spectra of the latest field and of the previous one advected
@@ -699,10 +711,21 @@ impl Sprog {
             .zip(&x2.data)
             .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
             .collect();
-        let fft = Fft2::new(rows, cols);
-        let bands = Bands::new(rows, cols, CASCADE_LEVELS);
+        // The transforms run on a grid padded with the floor to sides that
+        // are multiples of 8 with small factors (fast transforms, and a
+        // dry margin between opposite edges of the periodic grid).
+        let (pr, pc) = (padded(rows), padded(cols));
+        let fft = Fft2::new(pr, pc);
+        let bands = Bands::new(pr, pc, CASCADE_LEVELS);
         let spectrum = |mut img: Img| {
             fill_no_data(&mut img, floor);
+            if (pr, pc) != (rows, cols) {
+                let mut data = vec![floor; pr * pc];
+                for (dst, src) in data.chunks_exact_mut(pc).zip(img.data.chunks_exact(cols)) {
+                    dst[..cols].copy_from_slice(src);
+                }
+                img.data = data;
+            }
             let mut spec = Vec::new();
             fft.forward(&img.data, &mut spec, &mut FftScratch::default());
             spec
@@ -713,22 +736,37 @@ impl Sprog {
             || spectrum(x0),
             || rayon::join(|| spectrum(x1), || spectrum(x2)),
         );
-        let n = (rows * cols) as f32;
-        // Level `k` of a field on the grid, for its statistics.
-        let on_grid = |k: usize, spec: &[Complex32]| {
-            let (mut lv, mut data) = (Vec::new(), Vec::new());
-            bands.level(k, spec, 1.0 / n, &mut lv);
-            fft.inverse(&mut lv, &mut data, &mut FftScratch::default());
-            Img { rows, cols, data }
-        };
+        let n = (pr * pc) as f32;
         let mut levels = Vec::with_capacity(bands.levels());
         let mut rho = Vec::with_capacity(bands.levels());
         for k in 0..bands.levels() {
+            // Each level's statistics on every `stride`-th cell of the
+            // grid (Bands::stride): the cells of the unpadded grid there.
+            let stride = bands.stride(k, STAT_SAMPLES);
+            let small = (stride > 1).then(|| Fft2::new(pr / stride, pc / stride));
+            let fft_k = small.as_ref().unwrap_or(&fft);
+            let part = (rows.div_ceil(stride), cols.div_ceil(stride));
+            let sampled = |spec: &[Complex32]| {
+                let (mut lv, mut data) = (Vec::new(), Vec::new());
+                bands.fold(k, spec, stride, 1.0 / n, &mut lv);
+                fft_k.inverse_part(&mut lv, part, &mut data, &mut FftScratch::default());
+                Img {
+                    rows: part.0,
+                    cols: part.1,
+                    data,
+                }
+            };
+            let mask_k: Vec<bool> = (0..part.0)
+                .flat_map(|i| {
+                    let row = &mask[i * stride * cols..];
+                    (0..part.1).map(move |j| row[j * stride])
+                })
+                .collect();
             let (a, (b, c)) = rayon::join(
-                || on_grid(k, &s0),
-                || rayon::join(|| on_grid(k, &s1), || on_grid(k, &s2)),
+                || sampled(&s0),
+                || rayon::join(|| sampled(&s1), || sampled(&s2)),
             );
-            let stats = level_stats(&a, &b, &c, &mask);
+            let stats = level_stats(&a, &b, &c, &mask_k);
             let (r1, r2) = stats.corrs;
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
             rho.push((r1, r2));
@@ -751,6 +789,7 @@ impl Sprog {
         Self {
             rows,
             cols,
+            padded: (pr, pc),
             fft,
             bands,
             x0: s0,
@@ -770,7 +809,7 @@ impl Sprog {
     /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
     /// when there are none).
     fn recompose(&self, lead_steps: f32, scratch: &mut LeadScratch) -> (f32, f32) {
-        let n = (self.rows * self.cols) as f32;
+        let n = (self.padded.0 * self.padded.1) as f32;
         let coef: Vec<(f32, f32)> = self
             .levels
             .iter()
@@ -807,7 +846,8 @@ impl Sprog {
                     a * h[0] + b * h[1]
                 }),
         );
-        self.fft.inverse(spec, &mut field.data, fft);
+        self.fft
+            .inverse_part(spec, (self.rows, self.cols), &mut field.data, fft);
         (field.rows, field.cols) = (self.rows, self.cols);
         let mean = self.mean;
         match &self.nodata {
