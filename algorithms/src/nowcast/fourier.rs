@@ -11,10 +11,12 @@ use std::sync::Arc;
 /// A 2-D real FFT of a `rows × cols` grid (row-major `f32`).
 ///
 /// The spectrum holds the `h = cols / 2 + 1` non-negative horizontal
-/// wavenumbers (the rest follow by Hermitian symmetry), stored column by
-/// column: entry `j · rows + i` is horizontal wavenumber `j` and vertical
-/// wavenumber `i` (`i − rows` above `rows / 2`). The inverse is not
-/// normalised: `inverse(forward(x)) = rows · cols · x`.
+/// wavenumbers (the rest follow by Hermitian symmetry), row-major: entry
+/// `i · h + j` is vertical wavenumber `i` (`i − rows` above `rows / 2`) and
+/// horizontal wavenumber `j`. The row transforms work in place; the column
+/// transforms go through blocks of [`BLOCK`] columns copied out and back,
+/// so a transform needs no second buffer of the grid's size. The inverse is
+/// not normalised: `inverse(forward(x)) = rows · cols · x`.
 pub(crate) struct Fft2 {
     rows: usize,
     cols: usize,
@@ -24,15 +26,17 @@ pub(crate) struct Fft2 {
     col_inv: Arc<dyn Fft<f32>>,
 }
 
+/// Columns per block of [`Fft2`]'s column transforms.
+const BLOCK: usize = 16;
+
 /// Buffers of [`Fft2`], kept from one transform to the next.
 #[derive(Default)]
 pub(crate) struct FftScratch {
     row_in: Vec<f32>,
-    /// The spectrum row by row (`rows × h`), between the row transforms
-    /// and the blocked transpose.
-    by_row: Vec<Complex32>,
     real_scratch: Vec<Complex32>,
     col_scratch: Vec<Complex32>,
+    /// A block of columns, each contiguous.
+    block: Vec<Complex32>,
 }
 
 impl Fft2 {
@@ -49,15 +53,13 @@ impl Fft2 {
         }
     }
 
-    /// Entries of the spectrum: `(cols / 2 + 1) · rows`.
+    /// Entries of the spectrum: `rows · (cols / 2 + 1)`.
     pub(crate) fn spectrum_len(&self) -> usize {
         (self.cols / 2 + 1) * self.rows
     }
 
     fn prepare(&self, s: &mut FftScratch) {
-        let h = self.cols / 2 + 1;
         s.row_in.resize(self.cols, 0.0);
-        s.by_row.resize(h * self.rows, Complex32::default());
         let real = self
             .r2c
             .get_scratch_len()
@@ -68,16 +70,36 @@ impl Fft2 {
             .get_inplace_scratch_len()
             .max(self.col_inv.get_inplace_scratch_len());
         s.col_scratch.resize(col, Complex32::default());
+        s.block.resize(BLOCK * self.rows, Complex32::default());
+    }
+
+    /// The column transforms of a row-major spectrum, in place.
+    fn columns(&self, spec: &mut [Complex32], fft: &dyn Fft<f32>, s: &mut FftScratch) {
+        let (rows, h) = (self.rows, self.cols / 2 + 1);
+        for j0 in (0..h).step_by(BLOCK) {
+            let b = BLOCK.min(h - j0);
+            let block = &mut s.block[..b * rows];
+            for (i, row) in spec.chunks_exact(h).enumerate() {
+                for (t, v) in row[j0..j0 + b].iter().enumerate() {
+                    block[t * rows + i] = *v;
+                }
+            }
+            fft.process_with_scratch(block, &mut s.col_scratch);
+            for (i, row) in spec.chunks_exact_mut(h).enumerate() {
+                for (t, v) in row[j0..j0 + b].iter_mut().enumerate() {
+                    *v = block[t * rows + i];
+                }
+            }
+        }
     }
 
     /// The spectrum of `x` (`rows · cols` finite values) into `spec`.
     pub(crate) fn forward(&self, x: &[f32], spec: &mut Vec<Complex32>, s: &mut FftScratch) {
-        let (rows, cols) = (self.rows, self.cols);
+        let (cols, h) = (self.cols, self.cols / 2 + 1);
         self.prepare(s);
         spec.clear();
         spec.resize(self.spectrum_len(), Complex32::default());
-        let h = cols / 2 + 1;
-        for (row, out) in x.chunks_exact(cols).zip(s.by_row.chunks_exact_mut(h)) {
+        for (row, out) in x.chunks_exact(cols).zip(spec.chunks_exact_mut(h)) {
             s.row_in.copy_from_slice(row);
             // The lengths are the plan's own: the transform cannot fail.
             let ok = self
@@ -85,8 +107,7 @@ impl Fft2 {
                 .process_with_scratch(&mut s.row_in, out, &mut s.real_scratch);
             debug_assert!(ok.is_ok());
         }
-        transpose::transpose(&s.by_row, spec, h, rows);
-        self.col_fwd.process_with_scratch(spec, &mut s.col_scratch);
+        self.columns(spec, &*self.col_fwd, s);
     }
 
     /// The grid of the spectrum `spec` (overwritten) into `out`
@@ -110,12 +131,11 @@ impl Fft2 {
         self.prepare(s);
         out.clear();
         out.resize(out_rows * out_cols, 0.0);
-        self.col_inv.process_with_scratch(spec, &mut s.col_scratch);
+        self.columns(spec, &*self.col_inv, s);
         let h = cols / 2 + 1;
-        transpose::transpose(spec, &mut s.by_row, rows, h);
         for (row, input) in out
             .chunks_exact_mut(out_cols.max(1))
-            .zip(s.by_row.chunks_exact_mut(h))
+            .zip(spec.chunks_exact_mut(h))
         {
             // The spectrum of a real field has real entries at horizontal
             // wavenumber 0 (and cols / 2 when even); rounding leaves a
@@ -197,14 +217,14 @@ impl Bands {
         let (sy, sx) = (l / rows as f32, l / cols as f32);
         let mut index = Vec::with_capacity(h * rows);
         let mut longest = 0u32;
-        for j in 0..h {
-            let kx = j as f32 * sx;
-            for i in 0..rows {
-                let ky = if i <= rows / 2 {
-                    i as f32
-                } else {
-                    i as f32 - rows as f32
-                } * sy;
+        for i in 0..rows {
+            let ky = if i <= rows / 2 {
+                i as f32
+            } else {
+                i as f32 - rows as f32
+            } * sy;
+            for j in 0..h {
+                let kx = j as f32 * sx;
                 let t = ((kx * kx + ky * ky).sqrt() * PER_WAVENUMBER).round() as u32;
                 longest = longest.max(t);
                 index.push(t);
@@ -306,37 +326,31 @@ impl Bands {
         // Rows and columns of the full spectrum within the reach.
         let ry = ((reach * pr as f32 / l).ceil() as usize).min(pr / 2);
         let rx = ((reach * pc as f32 / l).ceil() as usize).min(pc / 2);
+        let h = pc / 2 + 1;
         // The rows within the reach, as two runs (non-negative and
-        // negative wavenumbers).
-        let runs = [0..ry + 1, (pr - ry).max(ry + 1)..pr];
-        for (j, (col, index)) in spec
-            .chunks_exact(pr)
-            .zip(self.index.chunks_exact(pr))
-            .enumerate()
-            .take(rx + 1)
-        {
-            // The entry (i, j) stands for itself and, but in columns 0 and
-            // pc / 2, for its conjugate at (−i, −j).
-            let mirrored = j != 0 && 2 * j != pc;
-            let (v, vm) = (j % c, (pc - j) % c);
-            let direct = (v < hc).then(|| v * r);
-            let mirror = (mirrored && vm < hc).then(|| vm * r);
-            for run in runs.clone() {
-                // Row i lands on row i mod r, its mirror on −i mod r (r
-                // divides pr), kept as counters rather than divisions.
-                let mut u = run.start % r;
-                for i in run {
-                    let x = col[i] * (w[index[i] as usize] * scale);
-                    if let Some(d) = direct {
-                        out[d + u] += x;
+        // negative wavenumbers); row i lands on row i mod r, its mirror on
+        // −i mod r (r divides pr).
+        for run in [0..ry + 1, (pr - ry).max(ry + 1)..pr] {
+            for i in run {
+                let u = i % r;
+                let um = (r - u) % r;
+                let row = &spec[i * h..i * h + rx + 1];
+                let index = &self.index[i * h..i * h + rx + 1];
+                // Column j lands on column j mod c, its mirror on −j mod c,
+                // kept as counters rather than divisions.
+                let (mut v, mut vm) = (0, 0);
+                for (j, (x, t)) in row.iter().zip(index).enumerate() {
+                    let x = x * (w[*t as usize] * scale);
+                    if v < hc {
+                        out[u * hc + v] += x;
                     }
-                    if let Some(m) = mirror {
-                        out[m + if u == 0 { 0 } else { r - u }] += x.conj();
+                    // The entry (i, j) stands for itself and, but in
+                    // columns 0 and pc / 2, for its conjugate at (−i, −j).
+                    if j != 0 && 2 * j != pc && vm < hc {
+                        out[um * hc + vm] += x.conj();
                     }
-                    u += 1;
-                    if u == r {
-                        u = 0;
-                    }
+                    v = if v + 1 == c { 0 } else { v + 1 };
+                    vm = if vm == 0 { c - 1 } else { vm - 1 };
                 }
             }
         }
@@ -425,7 +439,7 @@ mod tests {
                     want.1 += v * a.sin();
                 }
             }
-            let got = spec[j * rows + i];
+            let got = spec[i * (cols / 2 + 1) + j];
             assert!(
                 (got.re as f64 - want.0).abs() < 1e-3 && (got.im as f64 - want.1).abs() < 1e-3,
                 "({i}, {j}): {got} against {want:?}"
