@@ -73,21 +73,33 @@ impl Fft2 {
         s.block.resize(BLOCK * self.rows, Complex32::default());
     }
 
-    /// The column transforms of a row-major spectrum, in place.
+    /// The column transforms of a row-major spectrum, in place: blocks of
+    /// [`BLOCK`] columns are copied out into contiguous columns (a block of
+    /// rows at a time, so that both sides stay in cache), transformed, and
+    /// copied back.
     fn columns(&self, spec: &mut [Complex32], fft: &dyn Fft<f32>, s: &mut FftScratch) {
+        const ROWS: usize = 64;
         let (rows, h) = (self.rows, self.cols / 2 + 1);
         for j0 in (0..h).step_by(BLOCK) {
             let b = BLOCK.min(h - j0);
             let block = &mut s.block[..b * rows];
-            for (i, row) in spec.chunks_exact(h).enumerate() {
-                for (t, v) in row[j0..j0 + b].iter().enumerate() {
-                    block[t * rows + i] = *v;
+            for i0 in (0..rows).step_by(ROWS) {
+                let n = ROWS.min(rows - i0);
+                for (t, col) in block.chunks_exact_mut(rows).enumerate() {
+                    let dst = &mut col[i0..i0 + n];
+                    for (d, row) in dst.iter_mut().zip(spec[i0 * h..].chunks_exact(h)) {
+                        *d = row[j0 + t];
+                    }
                 }
             }
             fft.process_with_scratch(block, &mut s.col_scratch);
-            for (i, row) in spec.chunks_exact_mut(h).enumerate() {
-                for (t, v) in row[j0..j0 + b].iter_mut().enumerate() {
-                    *v = block[t * rows + i];
+            for i0 in (0..rows).step_by(ROWS) {
+                let n = ROWS.min(rows - i0);
+                for (t, col) in block.chunks_exact(rows).enumerate() {
+                    let src = &col[i0..i0 + n];
+                    for (v, row) in src.iter().zip(spec[i0 * h..].chunks_exact_mut(h)) {
+                        row[j0 + t] = *v;
+                    }
                 }
             }
         }
