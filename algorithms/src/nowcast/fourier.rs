@@ -60,10 +60,7 @@ impl Fft2 {
 
     fn prepare(&self, s: &mut FftScratch) {
         s.row_in.resize(self.cols, 0.0);
-        let real = self
-            .r2c
-            .get_scratch_len()
-            .max(self.c2r.get_scratch_len());
+        let real = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
         s.real_scratch.resize(real, Complex32::default());
         let col = self
             .col_fwd
@@ -124,6 +121,7 @@ impl Fft2 {
 
     /// The grid of the spectrum `spec` (overwritten) into `out`
     /// (`rows · cols`), not normalised.
+    #[cfg(test)]
     pub(crate) fn inverse(&self, spec: &mut [Complex32], out: &mut Vec<f32>, s: &mut FftScratch) {
         self.inverse_part(spec, (self.rows, self.cols), out, s);
     }
@@ -158,7 +156,8 @@ impl Fft2 {
             }
             // The lengths are the plan's own: the transform cannot fail.
             let ok = if out_cols == cols {
-                self.c2r.process_with_scratch(input, row, &mut s.real_scratch)
+                self.c2r
+                    .process_with_scratch(input, row, &mut s.real_scratch)
             } else {
                 let ok = self
                     .c2r
@@ -184,7 +183,7 @@ pub(crate) fn smooth(n: usize) -> usize {
     loop {
         let mut r = m;
         for p in [2, 3, 5] {
-            while r % p == 0 {
+            while r.is_multiple_of(p) {
                 r /= p;
             }
         }
@@ -300,7 +299,7 @@ impl Bands {
         let l = self.rows.max(self.cols) as f32;
         let reach = self.reach[k];
         let (mut best, mut s) = (1, 2);
-        while self.rows % s == 0 && self.cols % s == 0 {
+        while self.rows.is_multiple_of(s) && self.cols.is_multiple_of(s) {
             let (r, c) = (self.rows / s, self.cols / s);
             let resolved = (r as f32) > 2.0 * reach * self.rows as f32 / l
                 && (c as f32) > 2.0 * reach * self.cols as f32 / l;
@@ -388,6 +387,7 @@ impl Bands {
     }
 
     /// Level `k` of the spectrum `spec` into `out`, times `scale`.
+    #[cfg(test)]
     pub(crate) fn level(&self, k: usize, spec: &[Complex32], scale: f32, out: &mut Vec<Complex32>) {
         let w = &self.weights[k];
         out.clear();

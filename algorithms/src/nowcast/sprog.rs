@@ -997,30 +997,34 @@ mod tests {
         fill_no_data(&mut img, -15.0);
         assert_eq!(img.data, vec![10.0, -15.0, 12.0, -15.0, 11.0, -15.0]);
         // And through the cascade: rain leaving a radar's circular view
-        // (no data outside it). The spectra are those of the floor-filled
-        // field (its mean is the cascade's), and at lead 0 the cascade
-        // gives back the latest field where it is known and no data
-        // elsewhere.
+        // (no data outside it), on a grid that the transforms pad (118 ×
+        // 125 → 120 × 128). The spectra are those of the floor-filled field
+        // padded with the floor (its mean is the cascade's), and at lead 0
+        // the cascade gives back the latest field where it is known and
+        // no data elsewhere.
         use crate::synth::Coverage;
         let cov = Coverage::Circle {
             centre_row: 60.0,
             centre_col: 64.0,
             radius_px: 58.0,
         };
-        let f = crate::nowcast::tests::radar(120, 128, (2.5, -1.0), cov).fields(30, 3);
+        let f = crate::nowcast::tests::radar(118, 125, (2.5, -1.0), cov).fields(30, 3);
         let latest = &f[2].rate_mm_h;
         assert!(latest.iter().any(|v| v.is_nan()) && latest.iter().any(|v| *v >= 1.0));
         let cfg = NowcastConfig::default();
         let sp = at_rest([&f[0].rate_mm_h, &f[1].rate_mm_h, latest], &cfg);
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let (rows, cols) = latest.dim();
+        assert_eq!(sp.padded, (120, 128));
         let mut x0 = Img {
             rows,
             cols,
             data: latest.iter().map(|r| to_dbr(*r, thr, floor)).collect(),
         };
         fill_no_data(&mut x0, floor);
-        let mean = x0.data.iter().map(|v| *v as f64).sum::<f64>() / x0.data.len() as f64;
+        let pad_cells = (120 * 128 - rows * cols) as f64;
+        let mean = (x0.data.iter().map(|v| *v as f64).sum::<f64>() + pad_cells * floor as f64)
+            / (120.0 * 128.0);
         assert!((sp.mean as f64 - mean).abs() < 1e-3, "{} {mean}", sp.mean);
         let mut scratch = LeadScratch::default();
         sp.recompose(0.0, &mut scratch);
