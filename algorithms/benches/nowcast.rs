@@ -9,7 +9,7 @@
 //! Per-stage figures of the default forecast (`stage_*`, every scan step to
 //! 60 min): `stage_displacements` (the backward trajectories of every lead
 //! and of lags 1 and 2), `stage_cascade` (the lag fields advected onto the
-//! latest, three pyramids, correlations), `stage_lead` (one lead's
+//! latest, three spectra, correlations), `stage_lead` (one lead's
 //! recomposition and quantile matching, the per-lead loop without the
 //! warp) and `stage_warp` (one lead's advection of a rain field); motion is
 //! `motion/`.

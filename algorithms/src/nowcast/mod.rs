@@ -13,11 +13,12 @@
 //! 3. **Forecast** every lead ([`NowcastInput::forecast`], or one lead at a
 //!    time, as an iterator, with [`NowcastInput::leads`]). With
 //!    [`Smoothing::Sprog`] (the default) this is an S-PROG-like forecast
-//!    (Seed 2003), built from cheap spatial-domain parts:
+//!    (Seed 2003):
 //!    * the latest field in dBR (10·log₁₀ R, −15 dBR where dry; no data
 //!      enters as dry, as in pysteps' S-PROG, and is unknown again in the
-//!      forecast) is split into a Laplacian pyramid: band-pass levels of 1,
-//!      2, 4, … cells plus a coarse residual;
+//!      forecast) is split into a cascade of six Gaussian band passes in
+//!      the Fourier domain, as pysteps' `filter_gaussian` (`nowcast/fourier.rs`;
+//!      the grid padded with the dry floor to fast transform sizes);
 //!    * for every level, the **Lagrangian** lag-1 and lag-2 correlations are
 //!      measured from the data (the previous two fields advected onto the
 //!      latest), and an AR(2) autocorrelation function is derived from them,
@@ -57,10 +58,13 @@
 //! # Modules
 //! * `nowcast/sprog.rs`: step 3's cascade, its AR(2) evolution per level and
 //!   the quantile matching;
+//! * `nowcast/fourier.rs`: the 2-D real FFT and the band-pass filters of
+//!   the cascade (with each level's statistics on a sub-grid);
 //! * `nowcast/probability.rs`: step 4, [`neighbourhood_probability`];
 //! * `nowcast/point.rs`: step 5, [`PointSeries`], [`Intensity`],
 //!   [`summary_text`].
 
+mod fourier;
 mod point;
 mod probability;
 mod sprog;
@@ -505,7 +509,7 @@ pub struct Leads {
 }
 
 impl Leads {
-    /// Lagrangian `(lag-1, lag-2)` correlation of each pyramid level, finest
+    /// Lagrangian `(lag-1, lag-2)` correlation of each cascade level, finest
     /// first (empty without smoothing). Diagnostics.
     pub fn level_correlations(&self) -> &[(f32, f32)] {
         match &self.source {
@@ -619,7 +623,7 @@ pub mod stages {
     use crate::motion::MotionField;
 
     /// The cascade of the latest field with its AR(2) parameters (the
-    /// previous two fields advected onto it, three pyramids, correlations).
+    /// previous two fields advected onto it, three spectra, correlations).
     pub struct Cascade(Sprog);
 
     /// Backward displacements for leads given in steps.
@@ -699,7 +703,7 @@ pub struct Nowcast {
     pub observed_mm_h: Array2<f32>,
     /// The motion used, pixels per step.
     pub motion: MotionField,
-    /// Lagrangian `(lag-1, lag-2)` correlation of each pyramid level, finest
+    /// Lagrangian `(lag-1, lag-2)` correlation of each cascade level, finest
     /// first (empty without smoothing). Diagnostics.
     pub level_correlations: Vec<(f32, f32)>,
     prob_radius_km: f32,
