@@ -28,11 +28,14 @@ fn padded(n: usize) -> usize {
 
 /// No data enters the cascade as the dry floor (dBR), as in pysteps'
 /// S-PROG: beyond the radar's view nothing says it rains, and the forecast
-/// masks those cells again at the end (they stay unknown).
+/// masks those cells again at the end (they stay unknown). An infinite
+/// value, which no decoder makes but a caller's raster could hold, is
+/// taken as the floor too: in a Fourier transform one cell that is not
+/// finite would make every cell of every level NaN.
 fn fill_no_data(img: &mut Img, floor: f32) {
     img.data
         .iter_mut()
-        .filter(|v| v.is_nan())
+        .filter(|v| !v.is_finite())
         .for_each(|v| *v = floor);
 }
 
@@ -1035,6 +1038,22 @@ mod tests {
             } else {
                 assert!((g - x).abs() < 1e-3, "{g} against {x}");
             }
+        }
+    }
+
+    #[test]
+    fn an_infinite_cell_does_not_spread_through_the_spectrum() {
+        let f = crate::nowcast::tests::radar(64, 72, (1.5, 0.5), crate::synth::Coverage::Full)
+            .fields(30, 3);
+        let mut latest = f[2].rate_mm_h.clone();
+        latest[[10, 20]] = f32::INFINITY;
+        let cfg = NowcastConfig::default();
+        let sp = at_rest([&f[0].rate_mm_h, &f[1].rate_mm_h, &latest], &cfg);
+        let mut scratch = LeadScratch::default();
+        for lead in [0.0, 1.0, 6.0] {
+            sp.recompose(lead, &mut scratch);
+            let finite = scratch.field.data.iter().filter(|v| v.is_finite()).count();
+            assert_eq!(finite, 64 * 72, "lead {lead}");
         }
     }
 
