@@ -173,7 +173,8 @@ impl Fft2 {
 /// Table entries per unit of wavenumber in [`Bands`]' radial tables.
 const PER_WAVENUMBER: f32 = 8.0;
 
-/// A level's weight below which [`Bands::grid`] leaves a wavenumber out.
+/// A level's weight below which [`Bands::stride`] and [`Bands::fold`] leave
+/// a wavenumber out of its reach.
 const NEGLIGIBLE: f32 = 1e-3;
 
 /// The smallest `n' ≥ n` whose only prime factors are 2, 3 and 5 (fast
@@ -292,8 +293,9 @@ impl Bands {
     /// dividing both sides of the grid such that the grid of every `s`-th
     /// row and column either still resolves the level (more than twice its
     /// reach along each axis: then sums of products of two levels over it
-    /// equal the full grid's exactly, their spectra cannot alias onto the
-    /// mean) or holds at least `min_samples` cells (a regular sample of
+    /// equal the full grid's, their spectra cannot alias onto the mean, up
+    /// to the weights below [`NEGLIGIBLE`] left out; with the correlations'
+    /// mask, a regular sample of it) or holds at least `min_samples` cells (a regular sample of
     /// the level's own values, the same estimator on fewer cells).
     pub(crate) fn stride(&self, k: usize, min_samples: usize) -> usize {
         let l = self.rows.max(self.cols) as f32;
