@@ -742,6 +742,7 @@ impl Sprog {
         let n = (pr * pc) as f32;
         let mut levels = Vec::with_capacity(bands.levels());
         let mut rho = Vec::with_capacity(bands.levels());
+        let mut masks: Vec<(usize, Vec<bool>)> = Vec::new();
         for k in 0..bands.levels() {
             // Each level's statistics on every `stride`-th cell of the
             // grid (Bands::stride): the cells of the unpadded grid there.
@@ -759,17 +760,26 @@ impl Sprog {
                     data,
                 }
             };
-            let mask_k: Vec<bool> = (0..part.0)
-                .flat_map(|i| {
-                    let row = &mask[i * stride * cols..];
-                    (0..part.1).map(move |j| row[j * stride])
-                })
-                .collect();
+            // The mask on that sample, built once per stride (several
+            // levels share one).
+            let at = match masks.iter().position(|(s, _)| *s == stride) {
+                Some(at) => at,
+                None => {
+                    let sampled: Vec<bool> = mask
+                        .chunks(cols.max(1))
+                        .step_by(stride)
+                        .flat_map(|row| row.iter().step_by(stride).copied())
+                        .collect();
+                    masks.push((stride, sampled));
+                    masks.len() - 1
+                }
+            };
+            let mask_k = &masks[at].1;
             let (a, (b, c)) = rayon::join(
                 || sampled(&s0),
                 || rayon::join(|| sampled(&s1), || sampled(&s2)),
             );
-            let stats = level_stats(&a, &b, &c, &mask_k);
+            let stats = level_stats(&a, &b, &c, mask_k);
             let (r1, r2) = stats.corrs;
             let (r1, r2) = (r1.unwrap_or(0.0), r2.unwrap_or(0.0));
             rho.push((r1, r2));
