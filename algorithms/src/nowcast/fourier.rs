@@ -136,6 +136,21 @@ impl Fft2 {
         out: &mut Vec<f32>,
         s: &mut FftScratch,
     ) {
+        self.inverse_part_with(spec, part, out, s, |_, _| {});
+    }
+
+    /// [`Self::inverse_part`], handing each output row to `finish` (its
+    /// index and values) as soon as it is transformed, while it is still
+    /// in the cache: a pass over the rows there instead of over the whole
+    /// field afterwards.
+    pub(crate) fn inverse_part_with(
+        &self,
+        spec: &mut [Complex32],
+        part: (usize, usize),
+        out: &mut Vec<f32>,
+        s: &mut FftScratch,
+        mut finish: impl FnMut(usize, &mut [f32]),
+    ) {
         let (rows, cols) = (self.rows, self.cols);
         let (out_rows, out_cols) = (part.0.min(rows), part.1.min(cols));
         self.prepare(s);
@@ -143,9 +158,10 @@ impl Fft2 {
         out.resize(out_rows * out_cols, 0.0);
         self.columns(spec, &*self.col_inv, s);
         let h = cols / 2 + 1;
-        for (row, input) in out
+        for (r, (row, input)) in out
             .chunks_exact_mut(out_cols.max(1))
             .zip(spec.chunks_exact_mut(h))
+            .enumerate()
         {
             // The spectrum of a real field has real entries at horizontal
             // wavenumber 0 (and cols / 2 when even); rounding leaves a
@@ -166,6 +182,7 @@ impl Fft2 {
                 ok
             };
             debug_assert!(ok.is_ok());
+            finish(r, row);
         }
     }
 }

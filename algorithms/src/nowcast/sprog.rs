@@ -859,18 +859,33 @@ impl Sprog {
                     a * h[0] + b * h[1]
                 }),
         );
-        self.fft
-            .inverse_part(spec, (self.rows, self.cols), &mut field.data, fft);
+        // Each row, as the transform gives it: the mean added back, no
+        // data masked again, and its range (NaN skipped) folded into the
+        // field's.
+        let (mean, cols) = (self.mean, self.cols);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        self.fft.inverse_part_with(
+            spec,
+            (self.rows, self.cols),
+            &mut field.data,
+            fft,
+            |r, row| {
+                match &self.nodata {
+                    Some(nodata) => {
+                        let nodata = &nodata[r * cols..(r + 1) * cols];
+                        row.iter_mut().zip(nodata).for_each(|(v, nd)| {
+                            *v = if *nd { f32::NAN } else { *v + mean };
+                        })
+                    }
+                    None => row.iter_mut().for_each(|v| *v += mean),
+                }
+                let (l, h) = value_range(row);
+                lo = if l < lo { l } else { lo };
+                hi = if h > hi { h } else { hi };
+            },
+        );
         (field.rows, field.cols) = (self.rows, self.cols);
-        let mean = self.mean;
-        match &self.nodata {
-            Some(nodata) => field.data.iter_mut().zip(nodata).for_each(|(v, nd)| {
-                *v = if *nd { f32::NAN } else { *v + mean };
-            }),
-            None => field.data.iter_mut().for_each(|v| *v += mean),
-        }
-        // NaN (no data) is skipped.
-        value_range(&field.data)
+        (lo, hi)
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
