@@ -103,13 +103,40 @@ impl Fft2 {
     }
 
     /// The spectrum of `x` (`rows · cols` finite values) into `spec`.
+    #[cfg(test)]
     pub(crate) fn forward(&self, x: &[f32], spec: &mut Vec<Complex32>, s: &mut FftScratch) {
-        let (cols, h) = (self.cols, self.cols / 2 + 1);
+        self.forward_padded(x, self.cols, 0.0, |v| v, spec, s);
+    }
+
+    /// The spectrum into `spec` of the field `x` (row-major, `x_cols`
+    /// columns, at most this transform's rows and columns) with every value
+    /// passed through `map`, padded with `pad` to the transform's size. The
+    /// padding and `map` are applied as each row is copied into the row
+    /// transform's input: no padded copy of the field is made.
+    pub(crate) fn forward_padded(
+        &self,
+        x: &[f32],
+        x_cols: usize,
+        pad: f32,
+        map: impl Fn(f32) -> f32,
+        spec: &mut Vec<Complex32>,
+        s: &mut FftScratch,
+    ) {
+        let h = self.cols / 2 + 1;
+        let x_cols = x_cols.clamp(1, self.cols.max(1));
         self.prepare(s);
         spec.clear();
         spec.resize(self.spectrum_len(), Complex32::default());
-        for (row, out) in x.chunks_exact(cols).zip(spec.chunks_exact_mut(h)) {
-            s.row_in.copy_from_slice(row);
+        let mut rows = x.chunks_exact(x_cols);
+        for out in spec.chunks_exact_mut(h) {
+            match rows.next() {
+                Some(row) => {
+                    let (head, tail) = s.row_in.split_at_mut(x_cols);
+                    head.iter_mut().zip(row).for_each(|(d, v)| *d = map(*v));
+                    tail.fill(pad);
+                }
+                None => s.row_in.fill(pad),
+            }
             // The lengths are the plan's own: the transform cannot fail.
             let ok = self
                 .r2c

@@ -32,11 +32,20 @@ fn padded(n: usize) -> usize {
 /// value, which no decoder makes but a caller's raster could hold, is
 /// taken as the floor too: in a Fourier transform one cell that is not
 /// finite would make every cell of every level NaN.
+fn floor_no_data(v: f32, floor: f32) -> f32 {
+    if v.is_finite() {
+        v
+    } else {
+        floor
+    }
+}
+
+/// [`floor_no_data`] over a whole field.
+#[cfg(test)]
 fn fill_no_data(img: &mut Img, floor: f32) {
     img.data
         .iter_mut()
-        .filter(|v| !v.is_finite())
-        .for_each(|v| *v = floor);
+        .for_each(|v| *v = floor_no_data(*v, floor));
 }
 
 /// The statistics of one cascade level that the AR(2) model needs, from one
@@ -720,17 +729,18 @@ impl Sprog {
         let (pr, pc) = (padded(rows), padded(cols));
         let fft = Fft2::new(pr, pc);
         let bands = Bands::new(pr, pc, CASCADE_LEVELS);
-        let spectrum = |mut img: Img| {
-            fill_no_data(&mut img, floor);
-            if (pr, pc) != (rows, cols) {
-                let mut data = vec![floor; pr * pc];
-                for (dst, src) in data.chunks_exact_mut(pc).zip(img.data.chunks_exact(cols)) {
-                    dst[..cols].copy_from_slice(src);
-                }
-                img.data = data;
-            }
+        // No data becomes the floor, and the padding is the floor, as each
+        // row enters the transform.
+        let spectrum = |img: Img| {
             let mut spec = Vec::new();
-            fft.forward(&img.data, &mut spec, &mut FftScratch::default());
+            fft.forward_padded(
+                &img.data,
+                cols,
+                floor,
+                |v| floor_no_data(v, floor),
+                &mut spec,
+                &mut FftScratch::default(),
+            );
             spec
         };
         // The three spectra are independent (on one thread, one after the
