@@ -181,7 +181,9 @@ impl Fft2 {
         let (rows, cols) = (self.rows, self.cols);
         let (out_rows, out_cols) = (part.0.min(rows), part.1.min(cols));
         self.prepare(s);
-        out.clear();
+        // Every value is written below: a buffer kept from the previous
+        // lead is not cleared first (a pass of its size less).
+        out.truncate(out_rows * out_cols);
         out.resize(out_rows * out_cols, 0.0);
         self.columns(spec, &*self.col_inv, s);
         let h = cols / 2 + 1;
@@ -505,6 +507,29 @@ mod tests {
         // Half-way radii round away from zero, as `f32::round` does.
         for v in [0.5f32, 1.5, 2.5, 8.5, 1e6 + 0.5, 0.49999997] {
             assert_eq!((v as f64 + 0.5) as u32, v.round() as u32, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_reused_output_buffer_is_overwritten_entirely() {
+        // The per-lead buffer is not cleared between leads: whatever it
+        // held (here NaN, of the right size and of a larger one), the
+        // inverse writes every value.
+        let (rows, cols) = (17, 24);
+        let fft = Fft2::new(rows, cols);
+        let x = field(rows, cols);
+        let (mut spec, mut s) = (Vec::new(), FftScratch::default());
+        fft.forward(&x, &mut spec, &mut s);
+        let mut fresh = Vec::new();
+        fft.inverse_part(&mut spec.clone(), (rows, 20), &mut fresh, &mut s);
+        for len in [rows * 20, rows * cols + 5] {
+            let mut reused = vec![f32::NAN; len];
+            fft.inverse_part(&mut spec.clone(), (rows, 20), &mut reused, &mut s);
+            assert_eq!(reused.len(), fresh.len());
+            assert!(reused
+                .iter()
+                .zip(&fresh)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 
