@@ -752,12 +752,28 @@ impl Sprog {
         let n = (pr * pc) as f32;
         let mut levels = Vec::with_capacity(bands.levels());
         let mut rho = Vec::with_capacity(bands.levels());
-        let mut masks: Vec<(usize, Vec<bool>)> = Vec::new();
+        // Per stride (several levels share one): the transform of the
+        // sampled grid (`None`: the full grid's) and the mask on it, made
+        // once.
+        let mut per_stride: Vec<(usize, Option<Fft2>, Vec<bool>)> = Vec::new();
         for k in 0..bands.levels() {
             // Each level's statistics on every `stride`-th cell of the
             // grid (Bands::stride): the cells of the unpadded grid there.
             let stride = bands.stride(k, STAT_SAMPLES);
-            let small = (stride > 1).then(|| Fft2::new(pr / stride, pc / stride));
+            let at = match per_stride.iter().position(|(s, _, _)| *s == stride) {
+                Some(at) => at,
+                None => {
+                    let small = (stride > 1).then(|| Fft2::new(pr / stride, pc / stride));
+                    let sampled: Vec<bool> = mask
+                        .chunks(cols.max(1))
+                        .step_by(stride)
+                        .flat_map(|row| row.iter().step_by(stride).copied())
+                        .collect();
+                    per_stride.push((stride, small, sampled));
+                    per_stride.len() - 1
+                }
+            };
+            let (_, small, mask_k) = &per_stride[at];
             let fft_k = small.as_ref().unwrap_or(&fft);
             let part = (rows.div_ceil(stride), cols.div_ceil(stride));
             let sampled = |spec: &[Complex32]| {
@@ -770,21 +786,6 @@ impl Sprog {
                     data,
                 }
             };
-            // The mask on that sample, built once per stride (several
-            // levels share one).
-            let at = match masks.iter().position(|(s, _)| *s == stride) {
-                Some(at) => at,
-                None => {
-                    let sampled: Vec<bool> = mask
-                        .chunks(cols.max(1))
-                        .step_by(stride)
-                        .flat_map(|row| row.iter().step_by(stride).copied())
-                        .collect();
-                    masks.push((stride, sampled));
-                    masks.len() - 1
-                }
-            };
-            let mask_k = &masks[at].1;
             let (a, (b, c)) = rayon::join(
                 || sampled(&s0),
                 || rayon::join(|| sampled(&s1), || sampled(&s2)),
