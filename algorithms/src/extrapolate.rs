@@ -309,7 +309,8 @@ impl Tiles {
 }
 
 /// Warps `src` (row-major, `d.shape()`) by a displacement into `out`
-/// (resized): bilinear, NaN outside the grid or in no data. With
+/// (cleared, then filled a row at a time): bilinear, NaN outside the grid
+/// or in no data. With
 /// `dry_below = Some(t)`, values below `t` become 0 as each row is finished
 /// (the nowcast's rain threshold, without a second pass over the field).
 ///
@@ -320,8 +321,12 @@ impl Tiles {
 /// compiler vectorises). Other cells take the general per-cell path.
 pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out: &mut Vec<f32>) {
     let (rows, cols) = d.shape;
+    // Each row is made in a buffer that stays in cache and then appended:
+    // the field is written once, not filled with NaN first. Every path
+    // below writes each cell of the row (NaN where unknown).
     out.clear();
-    out.resize(rows * cols, f32::NAN);
+    out.reserve_exact(rows * cols);
+    let mut orow = vec![f32::NAN; cols];
     let f = d.factor as f32;
     let (wr, wc) = (d.du.rows, d.du.cols);
     let ry = axis_weights(wr, rows, 1.0 / f);
@@ -372,7 +377,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
         // loop zipping all six did not).
         lerp_into(&mut du, u0, u1, wy);
         lerp_into(&mut dv, v0, v1, wy);
-        let orow = &mut out[r * cols..(r + 1) * cols];
+        let orow = &mut orow[..];
         let mut start = 0;
         while start < cols {
             if start % BLOCK_COLS == 0 {
@@ -385,7 +390,12 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         continue;
                     }
                     Block::Unknown => {
-                        // Already NaN.
+                        // (Written although the row before, still in the
+                        // buffer, reads about the same source region and
+                        // was unknown in every case tried: the test
+                        // `unknown_rows_after_rain_are_unknown` cannot
+                        // make this fill matter.)
+                        orow[start..end].fill(f32::NAN);
                         start = end;
                         continue;
                     }
@@ -403,7 +413,8 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             let (sc_lo, sc_hi) = (start as f32 - umax, (end - 1) as f32 - umin);
             let (rmax, cmax) = (rows as f32 - 0.5, cols as f32 - 0.5);
             if sr_hi < -0.5 || sc_hi < -0.5 || sr_lo > rmax || sc_lo > cmax {
-                // Entirely outside the grid: unknown (already NaN).
+                // Entirely outside the grid: unknown.
+                orow[start..end].fill(f32::NAN);
                 start = end;
                 continue;
             }
@@ -420,6 +431,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 }
             }
             if tiles.all_nan(r0, r1, c0, c1) {
+                orow[start..end].fill(f32::NAN);
                 start = end;
                 continue;
             }
@@ -548,6 +560,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
+        out.extend_from_slice(orow);
     }
 }
 
@@ -1047,6 +1060,56 @@ mod tests {
             filled > before.0 + 10 && unknown > before.1 + 10,
             "the block paths were not taken: {filled} filled, {unknown} unknown"
         );
+    }
+
+    #[test]
+    fn unknown_rows_after_rain_are_unknown() {
+        // The warp makes each row in one buffer, so a row whose cells are
+        // unknown must say so itself: the row before it, here rain, is
+        // still in the buffer. No data from a block row's first row (32)
+        // and from a row inside a block row (40), and sources beyond the
+        // grid's southern edge: the segments' all-no-data and outside
+        // paths; whole unknown blocks further down.
+        let (rows, cols, factor) = (80usize, 200usize, 4usize);
+        let mut rng = crate::synth::SplitMix64::new(5);
+        let before = BLOCKS_TAKEN.with(|b| b.get());
+        for first_unknown in [32usize, 40] {
+            let data: Vec<f32> = (0..rows * cols)
+                .map(|k| {
+                    if k / cols >= first_unknown {
+                        f32::NAN
+                    } else {
+                        rng.uniform(0.5, 20.0) as f32
+                    }
+                })
+                .collect();
+            let src = Img { rows, cols, data };
+            for shift in [(0.0f32, 0.0f32), (0.5, 0.25), (-2.5, 1.75), (0.0, -60.0)] {
+                let d = coarse_displacement((rows, cols), factor, |k, _, _| match k {
+                    0 => shift.0,
+                    _ => shift.1,
+                });
+                let case = format!("no data from row {first_unknown}, shift {shift:?}");
+                assert_bilinear(&src, &d, &case);
+            }
+        }
+        // Rain everywhere, and from row 32 down sources beyond the southern
+        // edge (the displacement jumps between two rows of its coarse
+        // grid): the rows just above are rain.
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.uniform(0.5, 20.0) as f32)
+            .collect();
+        let src = Img { rows, cols, data };
+        let d = coarse_displacement((rows, cols), factor, |k, r, _| {
+            if k == 1 && r > 31.5 {
+                -100.0
+            } else {
+                0.0
+            }
+        });
+        assert_bilinear(&src, &d, "sources beyond the edge from row 32");
+        let (_, unknown) = BLOCKS_TAKEN.with(|b| b.get());
+        assert!(unknown > before.1, "no block was left unknown");
     }
 
     fn blob(rows: usize, cols: usize, r0: f32, c0: f32, sigma: f32) -> Array2<f32> {
