@@ -12,7 +12,12 @@
 //! latest, three spectra, correlations), `stage_lead` (one lead's
 //! recomposition and quantile matching, the per-lead loop without the
 //! warp) and `stage_warp` (one lead's advection of a rain field); motion is
-//! `motion/`.
+//! `motion/`. `floor_forward` and `floor_inverse` are one forward and one
+//! inverse transform of the cascade's padded grid alone: the S-PROG layer
+//! makes three forward and one inverse per lead, so with the motion and one
+//! warp per lead (the plain extrapolation) they are the least this method
+//! can cost on these transforms (docs/PERFORMANCE.md, "Issue 16, session
+//! 34").
 //!
 //! Run: `cargo bench -p raincast-algorithms --bench nowcast` (add a filter
 //! such as `-- bom` for one). Figures: docs/PERFORMANCE.md. Times are the
@@ -119,6 +124,15 @@ fn bench_stages(c: &mut Crit, name: &str, fields: &[RainField], hour: &[u32]) {
     let d = &disp[disp.len() - 3];
     c.bench_function(&format!("stage_warp/{name}"), |b| {
         b.iter(|| warp(black_box(&latest), d).map(|a| a.len()))
+    });
+    // The floor of the S-PROG layer: its Fourier transforms alone (three
+    // forward, one inverse per lead), with no other work.
+    let mut t = stages::Transforms::new(&latest);
+    c.bench_function(&format!("floor_forward/{name}"), |b| {
+        b.iter(|| black_box(t.forward()))
+    });
+    c.bench_function(&format!("floor_inverse/{name}"), |b| {
+        b.iter(|| black_box(t.inverse()))
     });
 }
 

@@ -309,8 +309,7 @@ impl Tiles {
 }
 
 /// Warps `src` (row-major, `d.shape()`) by a displacement into `out`
-/// (cleared, then filled a row at a time): bilinear, NaN outside the grid
-/// or in no data. With
+/// (resized): bilinear, NaN outside the grid or in no data. With
 /// `dry_below = Some(t)`, values below `t` become 0 as each row is finished
 /// (the nowcast's rain threshold, without a second pass over the field).
 ///
@@ -321,12 +320,8 @@ impl Tiles {
 /// compiler vectorises). Other cells take the general per-cell path.
 pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out: &mut Vec<f32>) {
     let (rows, cols) = d.shape;
-    // Each row is made in a buffer that stays in cache and then appended:
-    // the field is written once, not filled with NaN first. Every path
-    // below writes each cell of the row (NaN where unknown).
     out.clear();
-    out.reserve_exact(rows * cols);
-    let mut orow = vec![f32::NAN; cols];
+    out.resize(rows * cols, f32::NAN);
     let f = d.factor as f32;
     let (wr, wc) = (d.du.rows, d.du.cols);
     let ry = axis_weights(wr, rows, 1.0 / f);
@@ -377,7 +372,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
         // loop zipping all six did not).
         lerp_into(&mut du, u0, u1, wy);
         lerp_into(&mut dv, v0, v1, wy);
-        let orow = &mut orow[..];
+        let orow = &mut out[r * cols..(r + 1) * cols];
         let mut start = 0;
         while start < cols {
             if start % BLOCK_COLS == 0 {
@@ -390,12 +385,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                         continue;
                     }
                     Block::Unknown => {
-                        // (Written although the row before, still in the
-                        // buffer, reads about the same source region and
-                        // was unknown in every case tried: the test
-                        // `unknown_rows_after_rain_are_unknown` cannot
-                        // make this fill matter.)
-                        orow[start..end].fill(f32::NAN);
+                        // Already NaN.
                         start = end;
                         continue;
                     }
@@ -413,8 +403,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             let (sc_lo, sc_hi) = (start as f32 - umax, (end - 1) as f32 - umin);
             let (rmax, cmax) = (rows as f32 - 0.5, cols as f32 - 0.5);
             if sr_hi < -0.5 || sc_hi < -0.5 || sr_lo > rmax || sc_lo > cmax {
-                // Entirely outside the grid: unknown.
-                orow[start..end].fill(f32::NAN);
+                // Entirely outside the grid: unknown (already NaN).
                 start = end;
                 continue;
             }
@@ -431,7 +420,6 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 }
             }
             if tiles.all_nan(r0, r1, c0, c1) {
-                orow[start..end].fill(f32::NAN);
                 start = end;
                 continue;
             }
@@ -560,7 +548,6 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             orow.iter_mut()
                 .for_each(|v| *v = if *v < t { 0.0 } else { *v });
         }
-        out.extend_from_slice(orow);
     }
 }
 
@@ -1064,12 +1051,13 @@ mod tests {
 
     #[test]
     fn unknown_rows_after_rain_are_unknown() {
-        // The warp makes each row in one buffer, so a row whose cells are
-        // unknown must say so itself: the row before it, here rain, is
-        // still in the buffer. No data from a block row's first row (32)
-        // and from a row inside a block row (40), and sources beyond the
-        // grid's southern edge: the segments' all-no-data and outside
-        // paths; whole unknown blocks further down.
+        // Rows whose cells are unknown right after rows of rain (a warp
+        // that made each row in one reused buffer would have to write
+        // their NaN itself; docs/PERFORMANCE.md, "Issue 16, session 34").
+        // No data from a block row's first row (32) and from a row inside
+        // a block row (40), and sources beyond the grid's southern edge:
+        // the segments' all-no-data and outside paths; whole unknown
+        // blocks further down.
         let (rows, cols, factor) = (80usize, 200usize, 4usize);
         let mut rng = crate::synth::SplitMix64::new(5);
         let before = BLOCKS_TAKEN.with(|b| b.get());

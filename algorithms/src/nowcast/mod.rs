@@ -617,10 +617,13 @@ impl ExactSizeIterator for Leads {}
 /// what [`NowcastInput::forecast`] runs, in the same code.
 #[doc(hidden)]
 pub mod stages {
-    use super::sprog::{LeadScratch, Sprog};
+    use super::fourier::{Fft2, FftScratch};
+    use super::sprog::{padded, LeadScratch, Sprog};
     use super::{NowcastError, NowcastInput};
     use crate::extrapolate::{displacements, Displacement};
     use crate::motion::MotionField;
+    use ndarray::ArrayView2;
+    use realfft::num_complex::Complex32;
 
     /// The cascade of the latest field with its AR(2) parameters (the
     /// previous two fields advected onto it, three spectra, correlations).
@@ -656,6 +659,110 @@ pub mod stages {
         /// returns the number of cells.
         pub fn matched(&self, lead_steps: f32, scratch: &mut Scratch) -> usize {
             self.0.matched(lead_steps, &mut scratch.0).len()
+        }
+    }
+
+    /// The cascade's Fourier transforms alone, with nothing else: the 2-D
+    /// real FFT of the padded grid the cascade uses for a field, forward
+    /// (the nowcast makes three) and inverse (one per lead). For the
+    /// benches' floor of the S-PROG layer (docs/PERFORMANCE.md).
+    pub struct Transforms {
+        fft: Fft2,
+        field: Vec<f32>,
+        cols: usize,
+        spectrum: Vec<Complex32>,
+        work: Vec<Complex32>,
+        out: Vec<f32>,
+        scratch: FftScratch,
+    }
+
+    impl Transforms {
+        /// For `field` (mm/h; no data is taken as 0).
+        pub fn new(field: &ArrayView2<f32>) -> Self {
+            let (rows, cols) = field.dim();
+            let fft = Fft2::new(padded(rows), padded(cols));
+            let field: Vec<f32> = field
+                .iter()
+                .map(|v| if v.is_finite() { *v } else { 0.0 })
+                .collect();
+            let mut t = Self {
+                fft,
+                field,
+                cols,
+                spectrum: Vec::new(),
+                work: Vec::new(),
+                out: Vec::new(),
+                scratch: FftScratch::default(),
+            };
+            t.forward();
+            t
+        }
+
+        /// One forward transform of the field (padded with 0); returns the
+        /// spectrum's length.
+        pub fn forward(&mut self) -> usize {
+            let Self {
+                fft,
+                field,
+                cols,
+                spectrum,
+                scratch,
+                ..
+            } = self;
+            fft.forward_padded(field, *cols, 0.0, |v| v, spectrum, scratch);
+            spectrum.len()
+        }
+
+        /// One inverse transform of the whole padded grid (from a copy of
+        /// the spectrum, as a lead's is written before its transform);
+        /// returns the cells written.
+        pub fn inverse(&mut self) -> usize {
+            self.work.clear();
+            self.work.extend_from_slice(&self.spectrum);
+            let all = (usize::MAX, usize::MAX);
+            self.fft
+                .inverse_part(&mut self.work, all, &mut self.out, &mut self.scratch);
+            self.out.len()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use ndarray::Array2;
+
+        #[test]
+        fn the_floors_transforms_are_the_cascades_round_trip() {
+            // The bench's floor times real transforms: the inverse of the
+            // forward is the field (padded with 0, scaled by the cells of
+            // the padded grid), however often each runs.
+            let f = Array2::from_shape_fn((37, 50), |(r, c)| {
+                if (r + c) % 11 == 0 {
+                    f32::NAN
+                } else {
+                    ((r * 7 + c * 3) % 13) as f32
+                }
+            });
+            let mut t = Transforms::new(&f.view());
+            let (pr, pc) = (padded(37), padded(50));
+            for _ in 0..2 {
+                assert_eq!(t.forward(), pr * (pc / 2 + 1));
+                assert_eq!(t.inverse(), pr * pc);
+            }
+            let n = (pr * pc) as f32;
+            for r in 0..pr {
+                for c in 0..pc {
+                    let want = match f.get((r, c)) {
+                        Some(v) if v.is_finite() => *v,
+                        _ => 0.0,
+                    };
+                    let got = t.out[r * pc + c] / n;
+                    assert!(
+                        (got - want).abs() < 1e-3,
+                        "({r}, {c}): {got} against {want}"
+                    );
+                }
+            }
         }
     }
 }

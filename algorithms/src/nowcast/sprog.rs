@@ -13,10 +13,6 @@ use crate::raster::{floor_small, value_range, Img};
 use ndarray::ArrayView2;
 use realfft::num_complex::Complex32;
 
-/// Cells converted to dBR at a time into a buffer in cache (a multiple of
-/// `dbr_row`'s groups).
-const DBR_CHUNK: usize = 1024;
-
 /// Levels of the Fourier cascade, as pysteps' S-PROG has by default.
 const CASCADE_LEVELS: usize = 6;
 
@@ -26,7 +22,7 @@ const STAT_SAMPLES: usize = 1 << 16;
 
 /// The side of the transforms' grid for a side of `n` cells: the smallest
 /// multiple of 8 at least `n` whose eighth has no prime factor above 5.
-fn padded(n: usize) -> usize {
+pub(super) fn padded(n: usize) -> usize {
     8 * super::fourier::smooth(n.div_ceil(8))
 }
 
@@ -652,30 +648,18 @@ impl Sprog {
     ) -> Self {
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let (rows, cols) = latest.dim();
-        // dBR in one pass from the view into `out` (reused), appended a
-        // chunk at a time through a small buffer that stays in cache: the
-        // field is written once, not zero-filled first (on OPERA's grid,
-        // three fills of 17 MB). (`dbr_row` is `to_dbr` in a loop the
-        // compiler vectorises; cell by cell, so the chunks do not change a
-        // bit.)
+        // dBR in one pass from the view into `out` (reused).
+        // (`dbr_row` is `to_dbr` in a loop the compiler vectorises.)
         let dbr_into = |a: &ArrayView2<f32>, out: &mut Vec<f32>| {
             out.clear();
-            out.reserve_exact(rows * cols);
-            let mut buf = [0f32; DBR_CHUNK];
-            let mut append = |src: &[f32]| {
-                for s in src.chunks(DBR_CHUNK) {
-                    let b = &mut buf[..s.len()];
-                    dbr_row(s, b, thr, floor);
-                    out.extend_from_slice(b);
-                }
-            };
+            out.resize(rows * cols, 0.0);
             match a.as_slice() {
-                Some(s) => append(s),
+                Some(s) => dbr_row(s, out, thr, floor),
                 None => {
                     let mut row = vec![0f32; cols];
-                    for src in a.rows() {
+                    for (src, dst) in a.rows().into_iter().zip(out.chunks_exact_mut(cols)) {
                         row.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
-                        append(&row);
+                        dbr_row(&row, dst, thr, floor);
                     }
                 }
             }
