@@ -17,8 +17,15 @@ use realfft::num_complex::Complex32;
 const CASCADE_LEVELS: usize = 6;
 
 /// Cells on which a level's statistics are taken at least, unless a
-/// coarser sample resolves it (`Bands::stride`): 256 × 256.
-const STAT_SAMPLES: usize = 1 << 16;
+/// coarser sample resolves it (`Bands::stride`): 128 × 128. Only the fine
+/// levels, which no coarser sample resolves, are estimated on this many;
+/// their values decorrelate within a few cells, so a sample every few
+/// cells is close to independent and a lag correlation's standard error
+/// is below `1/√16384 ≈ 0.008`. (2¹⁶ until session 34: the same skill to
+/// the third decimal on every shared day and three unseen ones, 3 % less
+/// time on the four smaller grids; docs/PERFORMANCE.md, "Issue 16,
+/// session 34".)
+const STAT_SAMPLES: usize = 1 << 14;
 
 /// The side of the transforms' grid for a side of `n` cells: the smallest
 /// multiple of 8 at least `n` whose eighth has no prime factor above 5.
