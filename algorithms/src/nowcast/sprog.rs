@@ -20,8 +20,10 @@ const CASCADE_LEVELS: usize = 6;
 /// coarser sample resolves it (`Bands::stride`): 128 × 128. Only the fine
 /// levels, which no coarser sample resolves, are estimated on this many;
 /// their values decorrelate within a few cells, so a sample every few
-/// cells is close to independent and a lag correlation's standard error
-/// is below `1/√16384 ≈ 0.008`. (2¹⁶ until session 34: the same skill to
+/// cells is close to independent: with every sampled cell known, a lag
+/// correlation's standard error is below `1/√16384 ≈ 0.008` (fewer known
+/// cells, as on a composite's partial view, raise it as `1/√n`). (2¹⁶
+/// until session 34: the same skill to
 /// the third decimal on every shared day and three unseen ones, 3 % less
 /// time on the four smaller grids; docs/PERFORMANCE.md, "Issue 16,
 /// session 34".)
