@@ -149,7 +149,6 @@ impl Fft2 {
 
     /// The grid of the spectrum `spec` (overwritten) into `out`
     /// (`rows · cols`), not normalised.
-    #[cfg(test)]
     pub(crate) fn inverse(&self, spec: &mut [Complex32], out: &mut Vec<f32>, s: &mut FftScratch) {
         self.inverse_part(spec, (self.rows, self.cols), out, s);
     }

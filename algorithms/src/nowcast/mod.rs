@@ -719,9 +719,8 @@ pub mod stages {
         pub fn inverse(&mut self) -> usize {
             self.work.clear();
             self.work.extend_from_slice(&self.spectrum);
-            let all = (usize::MAX, usize::MAX);
             self.fft
-                .inverse_part(&mut self.work, all, &mut self.out, &mut self.scratch);
+                .inverse(&mut self.work, &mut self.out, &mut self.scratch);
             self.out.len()
         }
     }
