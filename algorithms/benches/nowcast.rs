@@ -13,7 +13,7 @@
 //! recomposition and quantile matching, the per-lead loop without the
 //! warp) and `stage_warp` (one lead's advection of a rain field); motion is
 //! `motion/`. `floor_forward` and `floor_inverse` are one forward and one
-//! inverse transform of the cascade's padded grid alone: the S-PROG layer
+//! inverse transform of the cascade's padded half grid alone: the S-PROG layer
 //! makes three forward and one inverse per lead, so with the motion and one
 //! warp per lead (the plain extrapolation) they are the least this method
 //! can cost on these transforms (docs/PERFORMANCE.md, "Issue 16, session

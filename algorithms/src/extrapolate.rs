@@ -42,7 +42,9 @@ pub enum ExtrapolateError {
 pub struct Displacement {
     du: Img,
     dv: Img,
-    factor: usize,
+    /// Cells of the full-resolution grid per cell of the reduced grid,
+    /// along each axis (fractional for [`Displacement::halved`]).
+    factor: f32,
     shape: (usize, usize),
     /// The lead, in steps.
     pub lead_steps: f32,
@@ -51,7 +53,7 @@ pub struct Displacement {
 impl Displacement {
     /// `(du, dv)` in input pixels at a full-resolution cell.
     pub fn at(&self, row: usize, col: usize) -> (f32, f32) {
-        let f = self.factor as f32;
+        let f = self.factor;
         let (wr, wc) = ((row as f32 + 0.5) / f - 0.5, (col as f32 + 0.5) / f - 0.5);
         sample_clamped(&self.du, &self.dv, wr, wc)
     }
@@ -59,6 +61,25 @@ impl Displacement {
     /// Shape of the full-resolution grid.
     pub fn shape(&self) -> (usize, usize) {
         self.shape
+    }
+
+    /// The same displacement for the grid of 2 × 2 blocks of this one's
+    /// cells (`⌈rows/2⌉ × ⌈cols/2⌉`): in its pixels (half the values), for
+    /// its cells, whose centres lie between those of their blocks'
+    /// cells (a factor half as large).
+    pub(crate) fn halved(&self) -> Displacement {
+        let half = |img: &Img| Img {
+            rows: img.rows,
+            cols: img.cols,
+            data: img.data.iter().map(|v| 0.5 * v).collect(),
+        };
+        Displacement {
+            du: half(&self.du),
+            dv: half(&self.dv),
+            factor: 0.5 * self.factor,
+            shape: (self.shape.0.div_ceil(2), self.shape.1.div_ceil(2)),
+            lead_steps: self.lead_steps,
+        }
     }
 }
 
@@ -105,7 +126,7 @@ pub fn displacements(
                 cols: wc,
                 data: std::mem::take(&mut ov),
             },
-            factor: motion.factor,
+            factor: motion.factor as f32,
             shape: motion.shape,
             lead_steps: lead,
         });
@@ -322,7 +343,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let (rows, cols) = d.shape;
     out.clear();
     out.resize(rows * cols, f32::NAN);
-    let f = d.factor as f32;
+    let f = d.factor;
     let (wr, wc) = (d.du.rows, d.du.cols);
     let ry = axis_weights(wr, rows, 1.0 / f);
     let cx = axis_weights(wc, cols, 1.0 / f);
@@ -936,7 +957,7 @@ mod tests {
         Displacement {
             du: component(0),
             dv: component(1),
-            factor,
+            factor: factor as f32,
             shape,
             lead_steps: 1.0,
         }
@@ -949,8 +970,8 @@ mod tests {
         let (wr, wc, factor) = (d.du.rows, d.du.cols, d.factor);
         let mut out = Vec::new();
         warp_into(src, d, None, &mut out);
-        let ry = axis_weights(wr, rows, 1.0 / factor as f32);
-        let cx = axis_weights(wc, cols, 1.0 / factor as f32);
+        let ry = axis_weights(wr, rows, 1.0 / factor);
+        let cx = axis_weights(wc, cols, 1.0 / factor);
         let along = |img: &Img, i: usize, c: usize| {
             let (j0, j1, t) = cx[c];
             let row = &img.data[i * wc..(i + 1) * wc];

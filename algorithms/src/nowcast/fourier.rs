@@ -268,7 +268,18 @@ pub(crate) struct Bands {
 }
 
 impl Bands {
+    #[cfg(test)]
     pub(crate) fn new(rows: usize, cols: usize, levels: usize) -> Self {
+        Self::new_scaled(rows, cols, levels, 1.0)
+    }
+
+    /// The bands of a field whose cells are `1 / scale` of this grid's
+    /// (`scale = 2`: the grid's cells are 2 × 2 blocks of the field's):
+    /// the same wavenumbers, in cycles per `L` of this grid's cells, but
+    /// `q = (scale · L / 2)^(1 / levels)`, so that the levels are the
+    /// field's octaves; those finer than this grid resolves are cut off at
+    /// its Nyquist wavenumber.
+    pub(crate) fn new_scaled(rows: usize, cols: usize, levels: usize, scale: f32) -> Self {
         let levels = levels.max(1);
         let l = rows.max(cols) as f32;
         let h = cols / 2 + 1;
@@ -302,7 +313,7 @@ impl Bands {
         }
         let longest = index.iter().copied().max().unwrap_or(0);
         let n = longest as usize + 1;
-        let q = (0.5 * l).max(1.5).powf(1.0 / levels as f32);
+        let q = (0.5 * scale * l).max(1.5).powf(1.0 / levels as f32);
         let ln_q = q.ln();
         let centres: Vec<f32> = (1..=levels as i32)
             .map(|k| 0.5 * (q.powi(k - 1) + q.powi(k)))

@@ -18,7 +18,11 @@
 //!      enters as dry, as in pysteps' S-PROG, and is unknown again in the
 //!      forecast) is split into a cascade of six Gaussian band passes in
 //!      the Fourier domain, as pysteps' `filter_gaussian` (`nowcast/fourier.rs`;
-//!      the grid padded with the dry floor to fast transform sizes);
+//!      on the half grid of 2 × 2 block means, padded with the dry floor
+//!      to fast transform sizes: the octave below four cells, whose
+//!      memory is a few minutes, is left out, and each lead is
+//!      interpolated bilinearly back to the field's cells before its
+//!      quantile matching);
 //!    * for every level, the **Lagrangian** lag-1 and lag-2 correlations are
 //!      measured from the data (the previous two fields advected onto the
 //!      latest), and an AR(2) autocorrelation function is derived from them,
@@ -618,7 +622,7 @@ impl ExactSizeIterator for Leads {}
 #[doc(hidden)]
 pub mod stages {
     use super::fourier::{Fft2, FftScratch};
-    use super::sprog::{padded, LeadScratch, Sprog};
+    use super::sprog::{cascade_grid, halve_into, LeadScratch, Sprog};
     use super::{NowcastError, NowcastInput};
     use crate::extrapolate::{displacements, Displacement};
     use crate::motion::MotionField;
@@ -663,7 +667,7 @@ pub mod stages {
     }
 
     /// The cascade's Fourier transforms alone, with nothing else: the 2-D
-    /// real FFT of the padded grid the cascade uses for a field, forward
+    /// real FFT of the padded half grid the cascade uses for a field, forward
     /// (the nowcast makes three) and inverse (one per lead). For the
     /// benches' floor of the S-PROG layer (docs/PERFORMANCE.md).
     pub struct Transforms {
@@ -677,18 +681,20 @@ pub mod stages {
     }
 
     impl Transforms {
-        /// For `field` (mm/h; no data is taken as 0).
+        /// For `field` (mm/h; no data is taken as 0), as the cascade's
+        /// half grid holds it (its 2 × 2 block means).
         pub fn new(field: &ArrayView2<f32>) -> Self {
             let (rows, cols) = field.dim();
-            let fft = Fft2::new(padded(rows), padded(cols));
-            let field: Vec<f32> = field
-                .iter()
-                .map(|v| if v.is_finite() { *v } else { 0.0 })
-                .collect();
+            let ((_, hc), (pr, pc)) = cascade_grid(rows, cols);
+            let fft = Fft2::new(pr, pc);
+            let full: Vec<f32> = field.iter().copied().collect();
+            let mut half = Vec::new();
+            let zero_no_data = |v: f32| if v.is_finite() { v } else { 0.0 };
+            halve_into(&full, rows, cols, zero_no_data, 0.0, &mut half);
             let mut t = Self {
                 fft,
-                field,
-                cols,
+                field: half,
+                cols: hc,
                 spectrum: Vec::new(),
                 work: Vec::new(),
                 out: Vec::new(),
@@ -733,8 +739,9 @@ pub mod stages {
         #[test]
         fn the_floors_transforms_are_the_cascades_round_trip() {
             // The bench's floor times real transforms: the inverse of the
-            // forward is the field (padded with 0, scaled by the cells of
-            // the padded grid), however often each runs.
+            // forward is the cascade's half-grid field (the 2 × 2 block
+            // means, padded with 0, scaled by the cells of the padded
+            // grid), however often each runs.
             let f = Array2::from_shape_fn((37, 50), |(r, c)| {
                 if (r + c) % 11 == 0 {
                     f32::NAN
@@ -743,17 +750,27 @@ pub mod stages {
                 }
             });
             let mut t = Transforms::new(&f.view());
-            let (pr, pc) = (padded(37), padded(50));
+            let ((hr, hc), (pr, pc)) = cascade_grid(37, 50);
+            assert_eq!(((hr, hc), (pr, pc)), ((19, 25), (24, 32)));
             for _ in 0..2 {
                 assert_eq!(t.forward(), pr * (pc / 2 + 1));
                 assert_eq!(t.inverse(), pr * pc);
             }
             let n = (pr * pc) as f32;
+            let cell = |r: usize, c: usize| match f.get((r, c)) {
+                Some(v) if v.is_finite() => *v,
+                _ => 0.0,
+            };
             for r in 0..pr {
                 for c in 0..pc {
-                    let want = match f.get((r, c)) {
-                        Some(v) if v.is_finite() => *v,
-                        _ => 0.0,
+                    let want = if r < hr && c < hc {
+                        let (r2, c2) = (2 * r, 2 * c);
+                        0.25 * (cell(r2, c2)
+                            + cell(r2, c2 + 1)
+                            + cell(r2 + 1, c2)
+                            + cell(r2 + 1, c2 + 1))
+                    } else {
+                        0.0
                     };
                     let got = t.out[r * pc + c] / n;
                     assert!(

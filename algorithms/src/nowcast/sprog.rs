@@ -9,7 +9,7 @@ use crate::extrapolate::{warp_into, Displacement};
 use crate::motion::dbr_row;
 #[cfg(test)]
 use crate::motion::to_dbr;
-use crate::raster::{floor_small, value_range, Img};
+use crate::raster::{axis_weights, floor_small, value_range, Img};
 use ndarray::ArrayView2;
 use realfft::num_complex::Complex32;
 
@@ -33,6 +33,80 @@ const STAT_SAMPLES: usize = 1 << 14;
 /// multiple of 8 at least `n` whose eighth has no prime factor above 5.
 pub(super) fn padded(n: usize) -> usize {
     8 * super::fourier::smooth(n.div_ceil(8))
+}
+
+/// The cascade's grid for a field of `rows × cols` cells: its cells are
+/// 2 × 2 blocks of the field's (`⌈rows/2⌉ × ⌈cols/2⌉` of them, the half
+/// grid), and its transforms run on the half grid [`padded`]. Returns
+/// `((half rows, half cols), (padded rows, padded cols))`.
+///
+/// Why half the resolution: the octave of wavelengths below four cells is
+/// the cascade's finest level, whose lag-1 correlation is small (0.1 on
+/// BOM 02, 0.5 on MeteoSwiss), so its AR(2) part is all but gone after a
+/// few steps; a forecast without it scored the same CSI at 1 mm/h at 30
+/// and 60 min on every shared day (docs/PERFORMANCE.md, "Issue 16, session
+/// 35"), and the transforms, the spectra and the level statistics cost a
+/// quarter.
+pub(super) fn cascade_grid(rows: usize, cols: usize) -> ((usize, usize), (usize, usize)) {
+    let (hr, hc) = (rows.div_ceil(2), cols.div_ceil(2));
+    ((hr, hc), (padded(hr), padded(hc)))
+}
+
+/// The 2 × 2 block means of `data` (`rows × cols`, row-major) with each
+/// cell taken as `f` of it, into `out` (`⌈rows/2⌉ × ⌈cols/2⌉`); on an odd
+/// side the blocks of the last row or column take `pad` for their cells
+/// beyond the grid. (With `f` the identity and `pad` NaN, a block with a
+/// cell of no data, or reaching beyond the grid, is NaN.)
+pub(super) fn halve_into(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    f: impl Fn(f32) -> f32,
+    pad: f32,
+    out: &mut Vec<f32>,
+) {
+    let ((hr, hc), _) = cascade_grid(rows, cols);
+    out.clear();
+    out.reserve(hr * hc);
+    let pad_row = vec![pad; cols];
+    for i in 0..hr {
+        let a = &data[2 * i * cols..(2 * i + 1) * cols];
+        let b = match data.get((2 * i + 1) * cols..(2 * i + 2) * cols) {
+            Some(b) => b,
+            None => &pad_row,
+        };
+        out.extend(
+            a.chunks_exact(2)
+                .zip(b.chunks_exact(2))
+                .map(|(p, q)| 0.25 * ((f(p[0]) + f(p[1])) + (f(q[0]) + f(q[1])))),
+        );
+        if cols % 2 == 1 {
+            let j = cols - 1;
+            out.push(0.25 * ((f(a[j]) + pad) + (f(b[j]) + pad)));
+        }
+    }
+}
+
+/// Which cells of the half grid are 2 × 2 blocks of cells all `true` in
+/// `mask` (`rows × cols`); a block reaching beyond the grid is `false`.
+fn halve_mask(mask: &[bool], rows: usize, cols: usize) -> Vec<bool> {
+    let ((hr, hc), _) = cascade_grid(rows, cols);
+    let mut out = Vec::with_capacity(hr * hc);
+    for i in 0..hr {
+        let a = &mask[2 * i * cols..(2 * i + 1) * cols];
+        match mask.get((2 * i + 1) * cols..(2 * i + 2) * cols) {
+            Some(b) => out.extend(
+                a.chunks_exact(2)
+                    .zip(b.chunks_exact(2))
+                    .map(|(p, q)| p[0] && p[1] && q[0] && q[1]),
+            ),
+            None => out.extend(std::iter::repeat_n(false, cols / 2)),
+        }
+        if cols % 2 == 1 {
+            out.push(false);
+        }
+    }
+    out
 }
 
 /// No data enters the cascade as the dry floor (dBR), as in pysteps'
@@ -622,12 +696,21 @@ struct Level {
 pub(super) struct Sprog {
     rows: usize,
     cols: usize,
-    /// The grid of the transforms ([`padded`]).
+    /// The half grid ([`cascade_grid`]): the cascade's cells.
+    half: (usize, usize),
+    /// The grid of the transforms ([`cascade_grid`]).
     padded: (usize, usize),
+    /// Per row and per column of the field, the two half-grid rows
+    /// (columns) between whose centres it lies and its weight toward the
+    /// second (`raster::axis_weights`): the bilinear interpolation of a
+    /// recomposed lead back to the field's cells.
+    up_rows: Vec<(usize, usize, f32)>,
+    up_cols: Vec<(usize, usize, f32)>,
     fft: Fft2,
     bands: Bands,
     /// The spectra of the latest field and of the previous one advected
-    /// onto it (dBR, no data as the floor), without their means.
+    /// onto it (dBR, no data as the floor, on the half grid), without
+    /// their means.
     x0: Vec<Complex32>,
     x1: Vec<Complex32>,
     levels: Vec<Level>,
@@ -676,17 +759,28 @@ impl Sprog {
         // The latest field in dBR and the previous two advected onto its
         // time (Lagrangian frame): independent, so on the threads of the
         // current rayon pool (one thread runs them in turn; the same bits).
+        // Advected on the half grid ([`cascade_grid`]): the block means
+        // (a block with a cell of no data is no data, and so is a block
+        // reaching beyond the grid) warped by the displacement halved.
+        let ((hr, hc), (pr, pc)) = cascade_grid(rows, cols);
         let advected = |prev: &ArrayView2<f32>, d: &Displacement| {
             let mut tmp = Vec::new();
             dbr_into(prev, &mut tmp);
+            let mut half = Vec::new();
+            halve_into(&tmp, rows, cols, |v| v, f32::NAN, &mut half);
+            drop(tmp);
             let src = Img {
-                rows,
-                cols,
-                data: tmp,
+                rows: hr,
+                cols: hc,
+                data: half,
             };
             let mut data = Vec::new();
-            warp_into(&src, d, None, &mut data);
-            Img { rows, cols, data }
+            warp_into(&src, &d.halved(), None, &mut data);
+            Img {
+                rows: hr,
+                cols: hc,
+                data,
+            }
         };
         let latest_dbr = || {
             let mut x0 = Img {
@@ -724,27 +818,30 @@ impl Sprog {
                 )
                 .collect()
         });
-        // Correlations over the cells known in all three fields.
-        let mask: Vec<bool> = x0
-            .data
-            .iter()
+        // Correlations over the cells of the half grid known in all three
+        // fields: the latest field's blocks of four known cells.
+        let known: Vec<bool> = nodata.iter().map(|n| !n).collect();
+        let mask: Vec<bool> = halve_mask(&known, rows, cols)
+            .into_iter()
             .zip(&x1.data)
             .zip(&x2.data)
-            .map(|((a, b), c)| a.is_finite() && b.is_finite() && c.is_finite())
+            .map(|((a, b), c)| a && b.is_finite() && c.is_finite())
             .collect();
-        // The transforms run on a grid padded with the floor to sides that
-        // are multiples of 8 with small factors (fast transforms, and a
-        // dry margin between opposite edges of the periodic grid).
-        let (pr, pc) = (padded(rows), padded(cols));
+        drop(known);
+        // The transforms run on the half grid padded with the floor to
+        // sides that are multiples of 8 with small factors (fast
+        // transforms). The levels are the field's bands (the octaves
+        // counted from the field's resolution), the finest of them mostly
+        // beyond the half grid's reach.
         let fft = Fft2::new(pr, pc);
-        let bands = Bands::new(pr, pc, CASCADE_LEVELS);
+        let bands = Bands::new_scaled(pr, pc, CASCADE_LEVELS, 2.0);
         // No data becomes the floor, and the padding is the floor, as each
         // row enters the transform.
-        let spectrum = |img: Img| {
+        let spectrum = |half: &[f32]| {
             let mut spec = Vec::new();
             fft.forward_padded(
-                &img.data,
-                cols,
+                half,
+                hc,
                 floor,
                 |v| floor_no_data(v, floor),
                 &mut spec,
@@ -752,12 +849,26 @@ impl Sprog {
             );
             spec
         };
+        let latest_half = |x0: Img| {
+            let mut half = Vec::new();
+            halve_into(
+                &x0.data,
+                rows,
+                cols,
+                |v| floor_no_data(v, floor),
+                floor,
+                &mut half,
+            );
+            drop(x0);
+            spectrum(&half)
+        };
         // The three spectra are independent (on one thread, one after the
         // other).
         let (mut s0, (mut s1, s2)) = rayon::join(
-            || spectrum(x0),
-            || rayon::join(|| spectrum(x1), || spectrum(x2)),
+            || latest_half(x0),
+            || rayon::join(|| spectrum(&x1.data), || spectrum(&x2.data)),
         );
+        drop((x1, x2));
         let n = (pr * pc) as f32;
         let mut levels = Vec::with_capacity(bands.levels());
         let mut rho = Vec::with_capacity(bands.levels());
@@ -774,7 +885,7 @@ impl Sprog {
                 None => {
                     let small = (stride > 1).then(|| Fft2::new(pr / stride, pc / stride));
                     let sampled: Vec<bool> = mask
-                        .chunks(cols.max(1))
+                        .chunks(hc.max(1))
                         .step_by(stride)
                         .flat_map(|row| row.iter().step_by(stride).copied())
                         .collect();
@@ -784,7 +895,7 @@ impl Sprog {
             };
             let (_, small, mask_k) = &per_stride[at];
             let fft_k = small.as_ref().unwrap_or(&fft);
-            let part = (rows.div_ceil(stride), cols.div_ceil(stride));
+            let part = (hr.div_ceil(stride), hc.div_ceil(stride));
             let sampled = |spec: &[Complex32]| {
                 let (mut lv, mut data) = (Vec::new(), Vec::new());
                 bands.fold(k, spec, stride, 1.0 / n, &mut lv);
@@ -822,7 +933,10 @@ impl Sprog {
         Self {
             rows,
             cols,
+            half: (hr, hc),
             padded: (pr, pc),
+            up_rows: axis_weights(hr, rows, 0.5),
+            up_cols: axis_weights(hc, cols, 0.5),
             fft,
             bands,
             x0: s0,
@@ -838,7 +952,9 @@ impl Sprog {
 
     /// Recomposes the field at `lead_steps` into `scratch.field` (dBR, NaN
     /// where the latest field has no data): the lead's filters as radial
-    /// tables, applied to the two spectra, one inverse FFT, the mean.
+    /// tables, applied to the two spectra, one inverse FFT of the half
+    /// grid, the mean, and bilinear interpolation between the half grid's
+    /// cell centres back to the field's cells.
     /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
     /// when there are none).
     fn recompose(&self, lead_steps: f32, scratch: &mut LeadScratch) -> (f32, f32) {
@@ -856,6 +972,8 @@ impl Sprog {
             spec,
             table,
             fft,
+            half,
+            row: tmp,
             ..
         } = scratch;
         table.clear();
@@ -879,31 +997,43 @@ impl Sprog {
                     a * h[0] + b * h[1]
                 }),
         );
-        // Each row, as the transform gives it: the mean added back, no
-        // data masked again, and its range (NaN skipped) folded into the
-        // field's.
         let (mean, cols) = (self.mean, self.cols);
+        let (hr, hc) = self.half;
+        self.fft
+            .inverse_part_with(spec, (hr, hc), half, fft, |_, row| {
+                row.iter_mut().for_each(|v| *v += mean)
+            });
+        // Each row of the field: between two rows of the half grid, then
+        // between two of its columns; no data masked again, and its range
+        // (NaN skipped) folded into the field's.
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        self.fft.inverse_part_with(
-            spec,
-            (self.rows, self.cols),
-            &mut field.data,
-            fft,
-            |r, row| {
-                match &self.nodata {
-                    Some(nodata) => {
-                        let nodata = &nodata[r * cols..(r + 1) * cols];
-                        row.iter_mut().zip(nodata).for_each(|(v, nd)| {
-                            *v = if *nd { f32::NAN } else { *v + mean };
-                        })
-                    }
-                    None => row.iter_mut().for_each(|v| *v += mean),
-                }
-                let (l, h) = value_range(row);
-                lo = if l < lo { l } else { lo };
-                hi = if h > hi { h } else { hi };
-            },
-        );
+        field.data.clear();
+        field.data.resize(self.rows * cols, 0.0);
+        tmp.clear();
+        tmp.resize(hc, 0.0);
+        for (r, (&(i0, i1, w), out)) in self
+            .up_rows
+            .iter()
+            .zip(field.data.chunks_exact_mut(cols.max(1)))
+            .enumerate()
+        {
+            let (a, b) = (&half[i0 * hc..(i0 + 1) * hc], &half[i1 * hc..(i1 + 1) * hc]);
+            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                *t = a + w * (b - a);
+            }
+            for (o, &(j0, j1, t)) in out.iter_mut().zip(&self.up_cols) {
+                *o = tmp[j0] + t * (tmp[j1] - tmp[j0]);
+            }
+            if let Some(nodata) = &self.nodata {
+                let nodata = &nodata[r * cols..(r + 1) * cols];
+                out.iter_mut().zip(nodata).for_each(|(v, nd)| {
+                    *v = if *nd { f32::NAN } else { *v };
+                });
+            }
+            let (l, h) = value_range(out);
+            lo = if l < lo { l } else { lo };
+            hi = if h > hi { h } else { hi };
+        }
         (field.rows, field.cols) = (self.rows, self.cols);
         (lo, hi)
     }
@@ -932,6 +1062,9 @@ impl Sprog {
 /// Buffers of the per-lead work, kept from one lead to the next.
 pub(super) struct LeadScratch {
     field: Img,
+    /// The recomposed lead on the half grid, and one of its rows.
+    half: Vec<f32>,
+    row: Vec<f32>,
     spec: Vec<Complex32>,
     table: Vec<[f32; 2]>,
     fft: FftScratch,
@@ -943,6 +1076,8 @@ impl Default for LeadScratch {
     fn default() -> Self {
         Self {
             field: Img::filled(0, 0, 0.0),
+            half: Vec::new(),
+            row: Vec::new(),
             spec: Vec::new(),
             table: Vec::new(),
             fft: FftScratch::default(),
@@ -1045,11 +1180,13 @@ mod tests {
         fill_no_data(&mut img, -15.0);
         assert_eq!(img.data, vec![10.0, -15.0, 12.0, -15.0, 11.0, -15.0]);
         // And through the cascade: rain leaving a radar's circular view
-        // (no data outside it), on a grid that the transforms pad (118 ×
-        // 125 → 120 × 128). The spectra are those of the floor-filled field
-        // padded with the floor (its mean is the cascade's), and at lead 0
-        // the cascade gives back the latest field where it is known and
-        // no data elsewhere.
+        // (no data outside it), on a grid of 118 × 125 cells, whose half
+        // grid of 59 × 63 block means the transforms pad to 64 × 64. The
+        // spectra are those of the floor-filled field's block means padded
+        // with the floor (its mean is the cascade's), and at lead 0 the
+        // cascade gives back, where the latest field is known, the block
+        // means interpolated bilinearly between their centres, and no data
+        // elsewhere.
         use crate::synth::Coverage;
         let cov = Coverage::Circle {
             centre_row: 60.0,
@@ -1063,27 +1200,90 @@ mod tests {
         let sp = at_rest([&f[0].rate_mm_h, &f[1].rate_mm_h, latest], &cfg);
         let (thr, floor) = (cfg.rain_threshold_mm_h, cfg.motion.floor_dbr);
         let (rows, cols) = latest.dim();
-        assert_eq!(sp.padded, (120, 128));
+        assert_eq!((sp.half, sp.padded), ((59, 63), (64, 64)));
         let mut x0 = Img {
             rows,
             cols,
             data: latest.iter().map(|r| to_dbr(*r, thr, floor)).collect(),
         };
         fill_no_data(&mut x0, floor);
-        let pad_cells = (120 * 128 - rows * cols) as f64;
-        let mean = (x0.data.iter().map(|v| *v as f64).sum::<f64>() + pad_cells * floor as f64)
-            / (120.0 * 128.0);
+        // Block means by hand: the last column's blocks are half beyond
+        // the grid, and take the floor there.
+        let at = |r: usize, c: usize| {
+            if r < rows && c < cols {
+                x0.data[r * cols + c] as f64
+            } else {
+                floor as f64
+            }
+        };
+        let half: Vec<f64> = (0..59 * 63)
+            .map(|k| {
+                let (r, c) = (2 * (k / 63), 2 * (k % 63));
+                0.25 * (at(r, c) + at(r, c + 1) + at(r + 1, c) + at(r + 1, c + 1))
+            })
+            .collect();
+        let pad_cells = (64 * 64 - 59 * 63) as f64;
+        let mean = (half.iter().sum::<f64>() + pad_cells * floor as f64) / (64.0 * 64.0);
         assert!((sp.mean as f64 - mean).abs() < 1e-3, "{} {mean}", sp.mean);
         let mut scratch = LeadScratch::default();
         sp.recompose(0.0, &mut scratch);
         let got = &scratch.field.data;
-        for ((g, x), r) in got.iter().zip(&x0.data).zip(latest.iter()) {
-            if r.is_nan() {
-                assert!(g.is_nan());
-            } else {
-                assert!((g - x).abs() < 1e-3, "{g} against {x}");
+        // A cell's centre lies at (r/2 − 1/4, c/2 − 1/4) on the half grid.
+        let position = |x: usize, n: usize| {
+            let p = (x as f64 / 2.0 - 0.25).clamp(0.0, (n - 1) as f64);
+            let i = (p.floor() as usize).min(n - 1);
+            (i, (i + 1).min(n - 1), p - i as f64)
+        };
+        for r in 0..rows {
+            let (i0, i1, wy) = position(r, 59);
+            for c in 0..cols {
+                let g = got[r * cols + c];
+                if latest[[r, c]].is_nan() {
+                    assert!(g.is_nan(), "({r}, {c})");
+                    continue;
+                }
+                let (j0, j1, wx) = position(c, 63);
+                let v = |i: usize, j: usize| half[i * 63 + j];
+                let top = v(i0, j0) + wx * (v(i0, j1) - v(i0, j0));
+                let bot = v(i1, j0) + wx * (v(i1, j1) - v(i1, j0));
+                let want = top + wy * (bot - top);
+                assert!(
+                    (g as f64 - want).abs() < 1e-3,
+                    "({r}, {c}): {g} against {want}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn the_half_grid_holds_block_means_and_wholly_known_blocks() {
+        // 3 × 5 cells: the last row's and the last column's blocks reach
+        // beyond the grid; their cells there are the floor, and such a
+        // block is not known.
+        let nan = f32::NAN;
+        #[rustfmt::skip]
+        let data = [
+            1.0, 2.0, 3.0, 4.0, 5.0,
+            5.0, 6.0, nan, 8.0, 9.0,
+            -1.0, 1.0, 2.0, 2.0, 4.0,
+        ];
+        let mut half = Vec::new();
+        halve_into(&data, 3, 5, |v| floor_no_data(v, -10.0), -10.0, &mut half);
+        let want = [
+            3.5,
+            (3.0 - 10.0 + 4.0 + 8.0) / 4.0,
+            (5.0 + 9.0 - 20.0) / 4.0,
+            (-1.0 + 1.0 - 20.0) / 4.0,
+            (2.0 + 2.0 - 20.0) / 4.0,
+            (4.0 - 30.0) / 4.0,
+        ];
+        assert_eq!(half, want);
+        let mask: Vec<bool> = data.iter().map(|v| v.is_finite()).collect();
+        assert_eq!(
+            halve_mask(&mask, 3, 5),
+            [true, false, false, false, false, false]
+        );
+        assert_eq!(cascade_grid(3, 5), ((2, 3), (8, 8)));
     }
 
     #[test]
