@@ -1141,6 +1141,40 @@ mod tests {
     }
 
     #[test]
+    fn a_halved_displacement_is_the_same_motion_on_the_grid_of_blocks() {
+        // A displacement linear in the position (which the bilinear
+        // interpolation between coarse cells reproduces exactly away from
+        // the edges), on a grid of 90 × 70 cells with coarse cells of 6.
+        // On the grid of 2 × 2 blocks (45 × 35), a block's centre lies at
+        // the full grid's (2i + 1/2, 2j + 1/2): its displacement is half
+        // the full grid's there, in block pixels.
+        let (rows, cols, factor) = (90usize, 70usize, 6usize);
+        let u = |r: f32, c: f32| 3.0 + 0.05 * r - 0.02 * c;
+        let v = |r: f32, c: f32| -1.5 + 0.01 * r + 0.04 * c;
+        let d = coarse_displacement(
+            (rows, cols),
+            factor,
+            |k, r, c| {
+                if k == 0 {
+                    u(r, c)
+                } else {
+                    v(r, c)
+                }
+            },
+        );
+        let h = d.halved();
+        assert_eq!(h.shape(), (45, 35));
+        for i in 2..43 {
+            for j in 2..33 {
+                let (r, c) = (2.0 * i as f32 + 0.5, 2.0 * j as f32 + 0.5);
+                let (hu, hv) = h.at(i, j);
+                assert!((hu - 0.5 * u(r, c)).abs() < 1e-4, "({i}, {j}): du {hu}");
+                assert!((hv - 0.5 * v(r, c)).abs() < 1e-4, "({i}, {j}): dv {hv}");
+            }
+        }
+    }
+
+    #[test]
     fn uniform_motion_moves_a_blob_exactly() {
         let f = blob(80, 100, 30.0, 20.0, 4.0);
         let m = MotionField::uniform((80, 100), 3.0, 1.0);
