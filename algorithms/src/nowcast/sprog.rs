@@ -43,10 +43,10 @@ pub(super) fn padded(n: usize) -> usize {
 /// Why half the resolution: the octave of wavelengths below four cells is
 /// the cascade's finest level, whose lag-1 correlation is small (0.1 on
 /// BOM 02, 0.5 on MeteoSwiss), so its AR(2) part is all but gone after a
-/// few steps; a forecast without it scored the same CSI at 1 mm/h at 30
-/// and 60 min on every shared day (docs/PERFORMANCE.md, "Issue 16, session
-/// 35"), and the transforms, the spectra and the level statistics cost a
-/// quarter.
+/// few steps; a forecast without it scored CSI at 1 mm/h at 30 and 60 min
+/// within 0.002 of the full grid's on every shared day (lower at 5 min, by
+/// up to 0.012; docs/PERFORMANCE.md, "Issue 16, session 35"), and the
+/// transforms, the spectra and the level statistics cost a quarter.
 pub(super) fn cascade_grid(rows: usize, cols: usize) -> ((usize, usize), (usize, usize)) {
     let (hr, hc) = (rows.div_ceil(2), cols.div_ceil(2));
     ((hr, hc), (padded(hr), padded(hc)))
@@ -1021,8 +1021,19 @@ impl Sprog {
             for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
                 *t = a + w * (b - a);
             }
-            for (o, &(j0, j1, t)) in out.iter_mut().zip(&self.up_cols) {
-                *o = tmp[j0] + t * (tmp[j1] - tmp[j0]);
+            // Columns 2m and 2m + 1 lie a quarter of a half cell either
+            // side of half column m: weights 0.75 and 0.25 (`up_cols`'
+            // own, exactly), a loop over pairs that vectorises; the
+            // clamped edges by the table.
+            let mut next = 2;
+            for (o, t) in out[2.min(cols)..].chunks_exact_mut(2).zip(tmp.windows(3)) {
+                o[0] = t[0] + 0.75 * (t[1] - t[0]);
+                o[1] = t[1] + 0.25 * (t[2] - t[1]);
+                next += 2;
+            }
+            for j in (0..2.min(cols)).chain(next..cols) {
+                let (j0, j1, t) = self.up_cols[j];
+                out[j] = tmp[j0] + t * (tmp[j1] - tmp[j0]);
             }
             if let Some(nodata) = &self.nodata {
                 let nodata = &nodata[r * cols..(r + 1) * cols];
