@@ -369,6 +369,7 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let small = rows.max(cols) < 1 << 21;
     let blocks = cols.div_ceil(BLOCK_COLS);
     let mut filled = vec![Block::Segments; blocks];
+    let mut any_segments = true;
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
         if r % BLOCK_ROWS == 0 {
             uniform_blocks(
@@ -380,6 +381,23 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 (rows, cols),
                 &mut filled,
             );
+            any_segments = filled.iter().any(|b| matches!(b, Block::Segments));
+        }
+        let orow = &mut out[r * cols..(r + 1) * cols];
+        if !any_segments {
+            // Every block of the row is filled or unknown: no cell needs
+            // its displacement.
+            for (b, fill) in filled.iter().enumerate() {
+                if let Block::Fill(v) = fill {
+                    let (c0, c1) = (b * BLOCK_COLS, ((b + 1) * BLOCK_COLS).min(cols));
+                    orow[c0..c1].iter_mut().for_each(|o| *o = *v);
+                }
+            }
+            if let Some(t) = dry_below {
+                orow.iter_mut()
+                    .for_each(|v| *v = if *v < t { 0.0 } else { *v });
+            }
+            continue;
         }
         let (u0, u1) = (
             &wu[i0 * cols..(i0 + 1) * cols],
@@ -389,17 +407,20 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             &wv[i0 * cols..(i0 + 1) * cols],
             &wv[i1 * cols..(i1 + 1) * cols],
         );
-        // Two plain loops over equal-length slices (they vectorise; one
-        // loop zipping all six did not).
-        lerp_into(&mut du, u0, u1, wy);
-        lerp_into(&mut dv, v0, v1, wy);
-        let orow = &mut out[r * cols..(r + 1) * cols];
         let mut start = 0;
         while start < cols {
             if start % BLOCK_COLS == 0 {
                 let end = (start + BLOCK_COLS).min(cols);
                 match filled[start / BLOCK_COLS] {
-                    Block::Segments => {}
+                    Block::Segments => {
+                        // The block's displacements, only where some
+                        // segment needs them (two plain loops over
+                        // equal-length slices: they vectorise; one loop
+                        // zipping all six did not).
+                        let b = start..end;
+                        lerp_into(&mut du[b.clone()], &u0[b.clone()], &u1[b.clone()], wy);
+                        lerp_into(&mut dv[b.clone()], &v0[b.clone()], &v1[b], wy);
+                    }
                     Block::Fill(v) => {
                         orow[start..end].iter_mut().for_each(|o| *o = v);
                         start = end;
@@ -999,9 +1020,9 @@ mod tests {
     fn whole_blocks_equal_the_cell_by_cell_warp() {
         // Blocks of one dry or one rainy value, of no data only, and blocks
         // whose source lies beyond an edge of the grid (the block paths),
-        // beside noise and edges (the segments); and a dry field with rain
+        // beside noise and edges (the segments); a dry field with rain
         // dots on a lattice, where a block's source region drawn too small
-        // would miss a dot. Motions: shifts, rotations, divergences and
+        // would miss a dot; and bands of whole rows of one value. Motions: shifts, rotations, divergences and
         // noise on the coarse grid, large enough to move blocks' sources
         // across all of them.
         let (rows, cols, factor) = (112usize, 300usize, 4usize);
@@ -1021,6 +1042,16 @@ mod tests {
                 // On the first and the last row and column of a tile.
                 (32, 48) | (15, 15) => 2.0,
                 _ => 0.0,
+            })
+            .collect();
+        // Bands of whole rows of one value (dry, rain, no data): rows whose
+        // blocks are all filled or unknown, which the warp writes without
+        // their displacements.
+        let bands: Vec<f32> = (0..rows * cols)
+            .map(|k| match k / cols {
+                0..=47 => 0.0,
+                48..=79 => 3.5,
+                _ => f32::NAN,
             })
             .collect();
         let (rc, cc) = (rows as f32 / 2.0, cols as f32 / 2.0);
@@ -1051,7 +1082,7 @@ mod tests {
                         _ => shift.1 + omega * (c - cc) + div * (r - rc),
                     }
             });
-            for (name, data) in [("regions", &regions), ("dots", &dots)] {
+            for (name, data) in [("regions", &regions), ("dots", &dots), ("bands", &bands)] {
                 let src = Img {
                     rows,
                     cols,

@@ -582,16 +582,22 @@ impl RankMap<'_> {
     fn apply(&self, vs: &mut [f32; LANES]) {
         let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
         let (mut x, mut bin) = ([0f32; LANES], [0i32; LANES]);
-        let mut dry = true;
+        let (mut dry, mut unknown) = (true, true);
         for k in 0..LANES {
             x[k] = (vs[k] - self.lo) * self.scale;
             bin[k] = floor_small(x[k].min(last_bin)) & (RANK_BINS as i32 - 1);
             // NaN fails both comparisons.
             dry &= (x[k] >= 0.0) & (x[k] < self.dry_below);
+            unknown &= x[k].is_nan();
         }
         if dry {
             // Every lane maps below the threshold: 0, without the lookups.
             *vs = [0.0; LANES];
+            return;
+        }
+        if unknown {
+            // Every lane is no data, which stays NaN (as the lookups
+            // would leave it: NaN through every interpolation).
             return;
         }
         let mut pos = [0f32; LANES];
@@ -1582,6 +1588,16 @@ mod tests {
         sorted.sort_by(f32::total_cmp);
         cases.push(stretches);
         cases.push(sorted);
+        // Stretches of no data longer than a group of lanes amid rain: the
+        // groups wholly unknown, which stay NaN without the lookups.
+        cases.push(
+            (0..5000)
+                .map(|i| match (i / 24) % 4 {
+                    1 => f32::NAN,
+                    _ => 40.0 * rnd().powi(3) - 15.0,
+                })
+                .collect(),
+        );
         for case in &cases {
             let (lo, hi) = range(case);
             let (mut new, mut old) = (case.clone(), case.clone());
