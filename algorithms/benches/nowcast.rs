@@ -120,8 +120,17 @@ fn bench_stages(c: &mut Crit, name: &str, fields: &[RainField], hour: &[u32]) {
     c.bench_function(&format!("stage_lead/{name}"), |b| {
         b.iter(|| cascade.matched(black_box(last), &mut scratch))
     });
-    let latest = input.latest().rate_mm_h.view();
     let d = &disp[disp.len() - 3];
+    c.bench_function(&format!("stage_lead_whole/{name}"), |b| {
+        b.iter(|| cascade.lead(black_box(last), d, &mut scratch))
+    });
+    c.bench_function(&format!("stage_mask_warp/{name}"), |b| {
+        b.iter(|| cascade.mask_warp(black_box(d)))
+    });
+    c.bench_function(&format!("stage_half_warp/{name}"), |b| {
+        b.iter(|| cascade.half_warp(black_box(d), &mut scratch))
+    });
+    let latest = input.latest().rate_mm_h.view();
     c.bench_function(&format!("stage_warp/{name}"), |b| {
         b.iter(|| warp(black_box(&latest), d).map(|a| a.len()))
     });

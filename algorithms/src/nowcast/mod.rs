@@ -533,9 +533,7 @@ impl Leads {
         let mut data = Vec::new();
         let dry = Some(self.dry_below);
         match &self.source {
-            LeadSource::Sprog(sp) => {
-                warp_into(sp.matched(self.lead_steps[i], scratch), d, dry, &mut data)
-            }
+            LeadSource::Sprog(sp) => sp.lead_into(self.lead_steps[i], d, scratch, &mut data),
             LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
         }
         let (rows, cols) = self.shape;
@@ -663,6 +661,32 @@ pub mod stages {
         /// returns the number of cells.
         pub fn matched(&self, lead_steps: f32, scratch: &mut Scratch) -> usize {
             self.0.matched(lead_steps, &mut scratch.0).len()
+        }
+
+        /// TEMP
+        pub fn mask_warp(&self, d: &Displacement) -> usize {
+            let mut out = Vec::new();
+            crate::extrapolate::warp_into(&self.0.known, d, None, &mut out);
+            out.len()
+        }
+        /// TEMP
+        pub fn half_warp(&self, d: &Displacement, scratch: &mut Scratch) -> usize {
+            let mut out = Vec::new();
+            let h = d.halved();
+            let (hr, hc) = h.shape();
+            if scratch.0.half.len() != hr * hc { scratch.0.half = vec![1.0; hr * hc]; for (i, v) in scratch.0.half.iter_mut().enumerate() { *v = (i % 17) as f32; } }
+            let src = crate::raster::Img { rows: hr, cols: hc, data: std::mem::take(&mut scratch.0.half) };
+            crate::extrapolate::warp_into(&src, &h, None, &mut out);
+            scratch.0.half = src.data;
+            out.len()
+        }
+
+        /// One whole lead (recomposition, quantile map, advection by `d`);
+        /// returns the number of cells.
+        pub fn lead(&self, lead_steps: f32, d: &Displacement, scratch: &mut Scratch) -> usize {
+            let mut out = Vec::new();
+            self.0.lead_into(lead_steps, d, &mut scratch.0, &mut out);
+            out.len()
         }
     }
 

@@ -423,34 +423,90 @@ fn quantile_match_in(
     edges: &mut Vec<[f32; 2]>,
     spans: Option<(&[(usize, usize)], usize)>,
 ) {
-    // The stretches of `values` that can hold a finite value.
-    let ranges = |n: usize| -> Vec<std::ops::Range<usize>> {
-        match spans {
-            Some((spans, cols)) => spans
-                .iter()
-                .enumerate()
-                .filter(|(_, (a, b))| a <= b)
-                .map(|(r, (a, b))| {
-                    let start = (r * cols + a).min(n);
-                    start..(r * cols + b + 1).clamp(start, n)
-                })
-                .collect(),
-            None => std::iter::once(0..n).collect(),
+    let ranges = span_ranges(spans, values.len());
+    let map = quantile_map(values, &ranges, lo, hi, target, counts, edges);
+    map.apply_to(values, ranges);
+}
+
+/// The stretches of `n` values that can hold a finite value (see
+/// [`quantile_match_in`]'s `spans`).
+fn span_ranges(
+    spans: Option<(&[(usize, usize)], usize)>,
+    n: usize,
+) -> Vec<std::ops::Range<usize>> {
+    match spans {
+        Some((spans, cols)) => spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, b))| a <= b)
+            .map(|(r, (a, b))| {
+                let start = (r * cols + a).min(n);
+                start..(r * cols + b + 1).clamp(start, n)
+            })
+            .collect(),
+        None => std::iter::once(0..n).collect(),
+    }
+}
+
+/// The quantile map of [`quantile_match_in`]: from values to the target
+/// distribution by their rank among `values[ranges]`.
+enum QuantileMap<'a> {
+    /// No finite value: nothing changes.
+    Nothing,
+    /// Every finite value is the same: it becomes the target's median.
+    Constant(f32),
+    Rank(RankMap<'a>),
+}
+
+impl QuantileMap<'_> {
+    /// Maps the values in `ranges` of `values` (NaN stays NaN).
+    fn apply_to(&self, values: &mut [f32], ranges: Vec<std::ops::Range<usize>>) {
+        match self {
+            QuantileMap::Nothing => {}
+            QuantileMap::Constant(out) => values
+                .iter_mut()
+                .filter(|v| v.is_finite())
+                .for_each(|v| *v = *out),
+            QuantileMap::Rank(map) => {
+                for range in ranges {
+                    let mut chunks = values[range].chunks_exact_mut(LANES);
+                    for ch in &mut chunks {
+                        if let Ok(vs) = <&mut [f32; LANES]>::try_from(ch) {
+                            map.apply(vs);
+                        }
+                    }
+                    let rest = chunks.into_remainder();
+                    if !rest.is_empty() {
+                        let mut vs = [f32::NAN; LANES];
+                        vs[..rest.len()].copy_from_slice(rest);
+                        map.apply(&mut vs);
+                        rest.copy_from_slice(&vs[..rest.len()]);
+                    }
+                }
+            }
         }
-    };
+    }
+}
+
+/// The rank histogram of `values[ranges]` (finite values in `[lo, hi]`)
+/// and the map it gives (see [`quantile_match_in`]).
+fn quantile_map<'a>(
+    values: &[f32],
+    ranges: &[std::ops::Range<usize>],
+    lo: f32,
+    hi: f32,
+    target: &'a TargetDistribution,
+    counts: &mut Vec<u32>,
+    edges: &'a mut Vec<[f32; 2]>,
+) -> QuantileMap<'a> {
     if lo
         .partial_cmp(&hi)
         .is_none_or(|o| o == std::cmp::Ordering::Greater)
     {
-        return; // no finite value
+        return QuantileMap::Nothing; // no finite value
     }
     if hi <= lo {
-        let out = target.quantile(0.5);
-        values
-            .iter_mut()
-            .filter(|v| v.is_finite())
-            .for_each(|v| *v = out);
-        return;
+        return QuantileMap::Constant(target.quantile(0.5));
     }
     let scale = (RANK_BINS as f32 - 1e-3) / (hi - lo);
     let last_bin = (RANK_BINS - 1) as f32;
@@ -460,8 +516,7 @@ fn quantile_match_in(
     // increment; no-data cells add 0. Integer counts: the same totals.
     counts.clear();
     counts.resize(SUBS * RANK_BINS, 0);
-    let ranges = ranges(values.len());
-    for range in &ranges {
+    for range in ranges {
         let mut chunks = values[range.clone()].chunks_exact(LANES);
         for ch in &mut chunks {
             let mut b = [0usize; LANES];
@@ -499,31 +554,16 @@ fn quantile_match_in(
         left = right;
     }
     let Ok(edges) = <&[[f32; 2]; RANK_BINS]>::try_from(&edges[..]) else {
-        return; // unreachable: one edge pair per bin
+        return QuantileMap::Nothing; // unreachable: one edge pair per bin
     };
-    let map = RankMap {
+    QuantileMap::Rank(RankMap {
         lo,
         scale,
         edges,
         steps: &target.steps,
         threshold: target.threshold,
         dry_below: dry_below(edges, &target.steps, target.threshold),
-    };
-    for range in ranges {
-        let mut chunks = values[range].chunks_exact_mut(LANES);
-        for ch in &mut chunks {
-            if let Ok(vs) = <&mut [f32; LANES]>::try_from(ch) {
-                map.apply(vs);
-            }
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let mut vs = [f32::NAN; LANES];
-            vs[..rest.len()].copy_from_slice(rest);
-            map.apply(&mut vs);
-            rest.copy_from_slice(&vs[..rest.len()]);
-        }
-    }
+    })
 }
 
 /// The scaled value `x` below which [`RankMap::apply`] gives 0 (dry) for
@@ -724,6 +764,13 @@ pub(super) struct Sprog {
     /// `None` when every cell is known. Outside them a lead is no data:
     /// its quantile matching skips those cells.
     spans: Option<Vec<(usize, usize)>>,
+    /// The latest field's cells: 0 where known, NaN where not (advected
+    /// with each lead, it gives the lead's unknown cells).
+    pub(super) known: Img,
+    /// The half grid's wholly known blocks (`None`: every cell known).
+    half_known: Option<Vec<bool>>,
+    /// Rates below this are dry, mm/h.
+    threshold: f32,
     /// Lag-1 and lag-2 correlation per level, finest first (diagnostics).
     pub(super) rho: Vec<(f32, f32)>,
     target: TargetDistribution,
@@ -943,6 +990,19 @@ impl Sprog {
             x1: s1,
             levels,
             mean,
+            known: Img {
+                rows,
+                cols,
+                data: nodata
+                    .iter()
+                    .map(|n| if *n { f32::NAN } else { 0.0 })
+                    .collect(),
+            },
+            half_known: any_nodata.then(|| {
+                let known: Vec<bool> = nodata.iter().map(|n| !n).collect();
+                halve_mask(&known, rows, cols)
+            }),
+            threshold: thr,
             nodata: any_nodata.then_some(nodata),
             spans,
             rho,
@@ -958,6 +1018,74 @@ impl Sprog {
     /// Returns the range `(lo, hi)` of the finite values (NaN-free `lo > hi`
     /// when there are none).
     fn recompose(&self, lead_steps: f32, scratch: &mut LeadScratch) -> (f32, f32) {
+        self.recompose_half(lead_steps, scratch);
+        let LeadScratch {
+            field,
+            half,
+            row: tmp,
+            ..
+        } = scratch;
+        let hc = self.half.1;
+        let cols = self.cols;
+        // Each row of the field: between two rows of the half grid, then
+        // between two of its columns; no data masked again, and its range
+        // (NaN skipped) folded into the field's.
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        field.data.clear();
+        field.data.resize(self.rows * cols, 0.0);
+        tmp.clear();
+        tmp.resize(hc, 0.0);
+        for (r, (&(i0, i1, w), out)) in self
+            .up_rows
+            .iter()
+            .zip(field.data.chunks_exact_mut(cols.max(1)))
+            .enumerate()
+        {
+            let (a, b) = (&half[i0 * hc..(i0 + 1) * hc], &half[i1 * hc..(i1 + 1) * hc]);
+            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                *t = a + w * (b - a);
+            }
+            self.columns_up(tmp, out);
+            if let Some(nodata) = &self.nodata {
+                let nodata = &nodata[r * cols..(r + 1) * cols];
+                out.iter_mut().zip(nodata).for_each(|(v, nd)| {
+                    *v = if *nd { f32::NAN } else { *v };
+                });
+            }
+            let (l, h) = value_range(out);
+            lo = if l < lo { l } else { lo };
+            hi = if h > hi { h } else { hi };
+        }
+        (field.rows, field.cols) = (self.rows, self.cols);
+        (lo, hi)
+    }
+
+    /// One row of the half grid (`tmp`, already between two of its rows)
+    /// interpolated between its columns onto the field's `out`.
+    #[inline(always)]
+    fn columns_up(&self, tmp: &[f32], out: &mut [f32]) {
+        let cols = self.cols;
+        // Columns 2m and 2m + 1 lie a quarter of a half cell either
+        // side of half column m: weights 0.75 and 0.25 (`up_cols`'
+        // own, exactly), a loop over pairs that vectorises; the
+        // clamped edges by the table.
+        let mut next = 2;
+        for (o, t) in out[2.min(cols)..].chunks_exact_mut(2).zip(tmp.windows(3)) {
+            o[0] = t[0] + 0.75 * (t[1] - t[0]);
+            o[1] = t[1] + 0.25 * (t[2] - t[1]);
+            next += 2;
+        }
+        for j in (0..2.min(cols)).chain(next..cols) {
+            let (j0, j1, t) = self.up_cols[j];
+            out[j] = tmp[j0] + t * (tmp[j1] - tmp[j0]);
+        }
+    }
+
+    /// The lead at `lead_steps` on the half grid (dBR, no data as the
+    /// floor: finite everywhere) into `scratch.half`: the lead's filters
+    /// as radial tables applied to the two spectra, one inverse FFT, the
+    /// mean.
+    fn recompose_half(&self, lead_steps: f32, scratch: &mut LeadScratch) {
         let n = (self.padded.0 * self.padded.1) as f32;
         let coef: Vec<(f32, f32)> = self
             .levels
@@ -968,12 +1096,10 @@ impl Sprog {
             })
             .collect();
         let LeadScratch {
-            field,
             spec,
             table,
             fft,
             half,
-            row: tmp,
             ..
         } = scratch;
         table.clear();
@@ -997,56 +1123,130 @@ impl Sprog {
                     a * h[0] + b * h[1]
                 }),
         );
-        let (mean, cols) = (self.mean, self.cols);
-        let (hr, hc) = self.half;
+        let mean = self.mean;
         self.fft
-            .inverse_part_with(spec, (hr, hc), half, fft, |_, row| {
+            .inverse_part_with(spec, self.half, half, fft, |_, row| {
                 row.iter_mut().for_each(|v| *v += mean)
             });
-        // Each row of the field: between two rows of the half grid, then
-        // between two of its columns; no data masked again, and its range
-        // (NaN skipped) folded into the field's.
+    }
+
+    /// The lead at `lead_steps`, advected by `d` (its displacement on the
+    /// field's grid), into `out` (mm/h, the field's cells, NaN unknown).
+    /// Recomposed on the half grid ([`Self::recompose_half`]), where its
+    /// quantile map to the latest observation is taken (the ranks of its
+    /// wholly known blocks, in the Lagrangian frame, as pysteps matches);
+    /// advected there by the displacement halved; interpolated bilinearly
+    /// back to the field's cells, and mapped there (so the jump from dry
+    /// to wet stays as sharp as the field's cells). A cell is unknown where
+    /// advecting the latest field itself would make it so (its source
+    /// outside the grid or on no data: the latest field's known cells, as
+    /// zeros, advected by `d` at full resolution), and where no wholly
+    /// known block lies next to its source.
+    pub(super) fn lead_into(
+        &self,
+        lead_steps: f32,
+        d: &Displacement,
+        scratch: &mut LeadScratch,
+        out: &mut Vec<f32>,
+    ) {
+        self.recompose_half(lead_steps, scratch);
+        let (hr, hc) = self.half;
+        let cols = self.cols;
+        let LeadScratch {
+            half,
+            warped,
+            row: tmp,
+            field,
+            counts,
+            edges,
+            spans,
+            ..
+        } = scratch;
+        // The half grid's blocks with a cell of no data are no data.
+        if let Some(known) = &self.half_known {
+            half.iter_mut()
+                .zip(known)
+                .for_each(|(v, k)| *v = if *k { *v } else { f32::NAN });
+        }
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        field.data.clear();
-        field.data.resize(self.rows * cols, 0.0);
-        tmp.clear();
-        tmp.resize(hc, 0.0);
-        for (r, (&(i0, i1, w), out)) in self
-            .up_rows
-            .iter()
-            .zip(field.data.chunks_exact_mut(cols.max(1)))
-            .enumerate()
-        {
-            let (a, b) = (&half[i0 * hc..(i0 + 1) * hc], &half[i1 * hc..(i1 + 1) * hc]);
-            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
-                *t = a + w * (b - a);
-            }
-            // Columns 2m and 2m + 1 lie a quarter of a half cell either
-            // side of half column m: weights 0.75 and 0.25 (`up_cols`'
-            // own, exactly), a loop over pairs that vectorises; the
-            // clamped edges by the table.
-            let mut next = 2;
-            for (o, t) in out[2.min(cols)..].chunks_exact_mut(2).zip(tmp.windows(3)) {
-                o[0] = t[0] + 0.75 * (t[1] - t[0]);
-                o[1] = t[1] + 0.25 * (t[2] - t[1]);
-                next += 2;
-            }
-            for j in (0..2.min(cols)).chain(next..cols) {
-                let (j0, j1, t) = self.up_cols[j];
-                out[j] = tmp[j0] + t * (tmp[j1] - tmp[j0]);
-            }
-            if let Some(nodata) = &self.nodata {
-                let nodata = &nodata[r * cols..(r + 1) * cols];
-                out.iter_mut().zip(nodata).for_each(|(v, nd)| {
-                    *v = if *nd { f32::NAN } else { *v };
-                });
-            }
-            let (l, h) = value_range(out);
+        for row in half.chunks_exact(hc.max(1)) {
+            let (l, h) = value_range(row);
             lo = if l < lo { l } else { lo };
             hi = if h > hi { h } else { hi };
         }
-        (field.rows, field.cols) = (self.rows, self.cols);
-        (lo, hi)
+        let all = [0..half.len()];
+        let map = quantile_map(half, &all, lo, hi, &self.target, counts, edges);
+        let src = Img {
+            rows: hr,
+            cols: hc,
+            data: std::mem::take(half),
+        };
+        warp_into(&src, &d.halved(), None, warped);
+        *half = src.data;
+        warp_into(&self.known, d, None, out);
+        // A half row with an unknown cell (NaN).
+        let nan_rows: Vec<bool> = warped
+            .chunks_exact(hc.max(1))
+            .map(|row| row.iter().any(|v| v.is_nan()))
+            .collect();
+        tmp.clear();
+        tmp.resize(hc, 0.0);
+        let vals = &mut field.data;
+        vals.clear();
+        vals.resize(cols, 0.0);
+        spans.clear();
+        for (&(i0, i1, w), orow) in self.up_rows.iter().zip(out.chunks_exact_mut(cols.max(1))) {
+            let (a, b) = (
+                &warped[i0 * hc..(i0 + 1) * hc],
+                &warped[i1 * hc..(i1 + 1) * hc],
+            );
+            for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                *t = a + w * (b - a);
+            }
+            self.columns_up(tmp, vals);
+            if nan_rows[i0] | nan_rows[i1] {
+                // Next to an unknown block: from the known neighbours
+                // alone (the nearer one's value where only one is known).
+                let pick = |x: f32, y: f32, t: f32| match (x.is_nan(), y.is_nan()) {
+                    (false, false) => x + t * (y - x),
+                    (false, true) => x,
+                    (true, false) => y,
+                    (true, true) => f32::NAN,
+                };
+                for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
+                    if t.is_nan() {
+                        *t = pick(*a, *b, w);
+                    }
+                }
+                for (j, v) in vals.iter_mut().enumerate() {
+                    if v.is_nan() {
+                        let (j0, j1, t) = self.up_cols[j];
+                        *v = pick(tmp[j0], tmp[j1], t);
+                    }
+                }
+            }
+            // Unknown cells stay NaN; known ones (0) take the value, kept
+            // within the map's range against rounding (NaN fails `max`'s
+            // test only when both are NaN, so the value's NaN is kept apart).
+            orow.iter_mut().zip(vals.iter()).for_each(|(o, v)| {
+                *o = if o.is_nan() | v.is_nan() {
+                    f32::NAN
+                } else {
+                    v.max(lo)
+                };
+            });
+            spans.push(
+                match (
+                    orow.iter().position(|v| !v.is_nan()),
+                    orow.iter().rposition(|v| !v.is_nan()),
+                ) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => (usize::MAX, 0),
+                },
+            );
+        }
+        let ranges = span_ranges(Some((spans, cols)), out.len());
+        map.apply_to(out, ranges);
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
@@ -1074,8 +1274,12 @@ impl Sprog {
 pub(super) struct LeadScratch {
     field: Img,
     /// The recomposed lead on the half grid, and one of its rows.
-    half: Vec<f32>,
+    pub(super) half: Vec<f32>,
     row: Vec<f32>,
+    /// The recomposed lead advected on the half grid.
+    warped: Vec<f32>,
+    /// Per row of the lead, its first and last known column.
+    spans: Vec<(usize, usize)>,
     spec: Vec<Complex32>,
     table: Vec<[f32; 2]>,
     fft: FftScratch,
@@ -1089,6 +1293,8 @@ impl Default for LeadScratch {
             field: Img::filled(0, 0, 0.0),
             half: Vec::new(),
             row: Vec::new(),
+            warped: Vec::new(),
+            spans: Vec::new(),
             spec: Vec::new(),
             table: Vec::new(),
             fft: FftScratch::default(),
