@@ -533,6 +533,9 @@ impl Leads {
         let mut data = Vec::new();
         let dry = Some(self.dry_below);
         match &self.source {
+            LeadSource::Sprog(sp) if std::env::var_os("RC_FULLWARP").is_some() => {
+                sp.lead_full_into(self.lead_steps[i], d, scratch, &mut data)
+            }
             LeadSource::Sprog(sp) => sp.lead_into(self.lead_steps[i], d, scratch, &mut data),
             LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
         }

@@ -1130,6 +1130,35 @@ impl Sprog {
             });
     }
 
+    /// EXPERIMENT: the old full-resolution path, but the quantile map
+    /// (ranks of the recomposed field in the Lagrangian frame) applied
+    /// after the full-resolution advection.
+    pub(super) fn lead_full_into(
+        &self,
+        lead_steps: f32,
+        d: &Displacement,
+        scratch: &mut LeadScratch,
+        out: &mut Vec<f32>,
+    ) {
+        let (lo, hi) = self.recompose(lead_steps, scratch);
+        let LeadScratch {
+            field,
+            counts,
+            edges,
+            ..
+        } = scratch;
+        let all = [0..field.data.len()];
+        let map = quantile_map(&field.data, &all, lo, hi, &self.target, counts, edges);
+        warp_into(field, d, None, out);
+        out.iter_mut().for_each(|v| {
+            if v.is_finite() {
+                *v = v.max(lo)
+            }
+        });
+        let n = out.len();
+        map.apply_to(out, vec![0..n]);
+    }
+
     /// The lead at `lead_steps`, advected by `d` (its displacement on the
     /// field's grid), into `out` (mm/h, the field's cells, NaN unknown).
     /// Recomposed on the half grid ([`Self::recompose_half`]), where its
