@@ -340,6 +340,38 @@ impl Tiles {
 /// segment is one shifted block with constant bilinear weights (a loop the
 /// compiler vectorises). Other cells take the general per-cell path.
 pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out: &mut Vec<f32>) {
+    let tiles = Tiles::new(&src.data, d.shape.0, d.shape.1);
+    warp_with_tiles(src, &tiles, d, dry_below, out);
+}
+
+/// The tile summaries of a field the warp takes ([`warp_with_tiles`]):
+/// for a field warped many times, made once.
+pub(crate) struct WarpTiles(Tiles);
+
+impl WarpTiles {
+    pub(crate) fn new(src: &Img) -> Self {
+        Self(Tiles::new(&src.data, src.rows, src.cols))
+    }
+}
+
+/// [`warp_into`] with the field's tile summaries made before.
+pub(crate) fn warp_tiled(
+    src: &Img,
+    tiles: &WarpTiles,
+    d: &Displacement,
+    dry_below: Option<f32>,
+    out: &mut Vec<f32>,
+) {
+    warp_with_tiles(src, &tiles.0, d, dry_below, out);
+}
+
+fn warp_with_tiles(
+    src: &Img,
+    tiles: &Tiles,
+    d: &Displacement,
+    dry_below: Option<f32>,
+    out: &mut Vec<f32>,
+) {
     let (rows, cols) = d.shape;
     out.clear();
     out.resize(rows * cols, f32::NAN);
@@ -363,16 +395,16 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let mut du = vec![0f32; cols];
     let mut dv = vec![0f32; cols];
     let data = &src.data;
-    let tiles = Tiles::new(data, rows, cols);
     let has_nan = tiles.any_nan.iter().any(|x| *x);
     // Grids whose positions `floor_small` covers (all real radar grids).
     let small = rows.max(cols) < 1 << 21;
     let blocks = cols.div_ceil(BLOCK_COLS);
     let mut filled = vec![Block::Segments; blocks];
+    let mut any_segments = true;
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
         if r % BLOCK_ROWS == 0 {
             uniform_blocks(
-                &tiles,
+                tiles,
                 &wu,
                 &wv,
                 &ry[r..(r + BLOCK_ROWS).min(rows)],
@@ -380,6 +412,23 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 (rows, cols),
                 &mut filled,
             );
+            any_segments = filled.iter().any(|b| matches!(b, Block::Segments));
+        }
+        let orow = &mut out[r * cols..(r + 1) * cols];
+        if !any_segments {
+            // Every block of the row is filled or unknown: no cell needs
+            // its displacement.
+            for (b, fill) in filled.iter().enumerate() {
+                if let Block::Fill(v) = fill {
+                    let (c0, c1) = (b * BLOCK_COLS, ((b + 1) * BLOCK_COLS).min(cols));
+                    orow[c0..c1].iter_mut().for_each(|o| *o = *v);
+                }
+            }
+            if let Some(t) = dry_below {
+                orow.iter_mut()
+                    .for_each(|v| *v = if *v < t { 0.0 } else { *v });
+            }
+            continue;
         }
         let (u0, u1) = (
             &wu[i0 * cols..(i0 + 1) * cols],
@@ -389,17 +438,19 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
             &wv[i0 * cols..(i0 + 1) * cols],
             &wv[i1 * cols..(i1 + 1) * cols],
         );
-        // Two plain loops over equal-length slices (they vectorise; one
-        // loop zipping all six did not).
-        lerp_into(&mut du, u0, u1, wy);
-        lerp_into(&mut dv, v0, v1, wy);
-        let orow = &mut out[r * cols..(r + 1) * cols];
         let mut start = 0;
         while start < cols {
             if start % BLOCK_COLS == 0 {
                 let end = (start + BLOCK_COLS).min(cols);
                 match filled[start / BLOCK_COLS] {
-                    Block::Segments => {}
+                    Block::Segments => {
+                        // The block's displacements (two plain loops over
+                        // equal-length slices: they vectorise; one loop
+                        // zipping all six did not).
+                        let b = start..end;
+                        lerp_into(&mut du[b.clone()], &u0[b.clone()], &u1[b.clone()], wy);
+                        lerp_into(&mut dv[b.clone()], &v0[b.clone()], &v1[b], wy);
+                    }
                     Block::Fill(v) => {
                         orow[start..end].iter_mut().for_each(|o| *o = v);
                         start = end;

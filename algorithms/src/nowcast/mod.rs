@@ -669,7 +669,7 @@ pub mod stages {
         /// TEMP
         pub fn mask_warp(&self, d: &Displacement) -> usize {
             let mut out = Vec::new();
-            crate::extrapolate::warp_into(&self.0.known, d, None, &mut out);
+            crate::extrapolate::warp_tiled(&self.0.known, &self.0.known_tiles, d, None, &mut out);
             out.len()
         }
         /// TEMP

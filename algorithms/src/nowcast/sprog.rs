@@ -5,7 +5,7 @@
 
 use super::fourier::{Bands, Fft2, FftScratch};
 use super::NowcastConfig;
-use crate::extrapolate::{warp_into, Displacement};
+use crate::extrapolate::{warp_into, warp_tiled, Displacement, WarpTiles};
 use crate::motion::dbr_row;
 #[cfg(test)]
 use crate::motion::to_dbr;
@@ -622,16 +622,21 @@ impl RankMap<'_> {
     fn apply(&self, vs: &mut [f32; LANES]) {
         let (last_bin, last_pos) = ((RANK_BINS - 1) as f32, (QUANTILES - 2) as f32);
         let (mut x, mut bin) = ([0f32; LANES], [0i32; LANES]);
-        let mut dry = true;
+        let (mut dry, mut unknown) = (true, true);
         for k in 0..LANES {
             x[k] = (vs[k] - self.lo) * self.scale;
             bin[k] = floor_small(x[k].min(last_bin)) & (RANK_BINS as i32 - 1);
             // NaN fails both comparisons.
             dry &= (x[k] >= 0.0) & (x[k] < self.dry_below);
+            unknown &= x[k].is_nan();
         }
         if dry {
             // Every lane maps below the threshold: 0, without the lookups.
             *vs = [0.0; LANES];
+            return;
+        }
+        if unknown {
+            // Every lane is unknown and stays so.
             return;
         }
         let mut pos = [0f32; LANES];
@@ -767,6 +772,7 @@ pub(super) struct Sprog {
     /// The latest field's cells: 0 where known, NaN where not (advected
     /// with each lead, it gives the lead's unknown cells).
     pub(super) known: Img,
+    pub(super) known_tiles: WarpTiles,
     /// The half grid's wholly known blocks (`None`: every cell known).
     half_known: Option<Vec<bool>>,
     /// Rates below this are dry, mm/h.
@@ -977,6 +983,14 @@ impl Sprog {
                 *dc = Complex32::default();
             }
         }
+        let known = Img {
+            rows,
+            cols,
+            data: nodata
+                .iter()
+                .map(|n| if *n { f32::NAN } else { 0.0 })
+                .collect(),
+        };
         Self {
             rows,
             cols,
@@ -990,14 +1004,8 @@ impl Sprog {
             x1: s1,
             levels,
             mean,
-            known: Img {
-                rows,
-                cols,
-                data: nodata
-                    .iter()
-                    .map(|n| if *n { f32::NAN } else { 0.0 })
-                    .collect(),
-            },
+            known_tiles: WarpTiles::new(&known),
+            known,
             half_known: any_nodata.then(|| {
                 let known: Vec<bool> = nodata.iter().map(|n| !n).collect();
                 halve_mask(&known, rows, cols)
@@ -1188,7 +1196,6 @@ impl Sprog {
             field,
             counts,
             edges,
-            spans,
             ..
         } = scratch;
         // The half grid's blocks with a cell of no data are no data.
@@ -1212,18 +1219,12 @@ impl Sprog {
         };
         warp_into(&src, &d.halved(), None, warped);
         *half = src.data;
-        warp_into(&self.known, d, None, out);
-        // A half row with an unknown cell (NaN).
-        let nan_rows: Vec<bool> = warped
-            .chunks_exact(hc.max(1))
-            .map(|row| row.iter().any(|v| v.is_nan()))
-            .collect();
+        warp_tiled(&self.known, &self.known_tiles, d, None, out);
         tmp.clear();
         tmp.resize(hc, 0.0);
         let vals = &mut field.data;
         vals.clear();
         vals.resize(cols, 0.0);
-        spans.clear();
         for (&(i0, i1, w), orow) in self.up_rows.iter().zip(out.chunks_exact_mut(cols.max(1))) {
             let (a, b) = (
                 &warped[i0 * hc..(i0 + 1) * hc],
@@ -1233,9 +1234,25 @@ impl Sprog {
                 *t = a + w * (b - a);
             }
             self.columns_up(tmp, vals);
-            if nan_rows[i0] | nan_rows[i1] {
-                // Next to an unknown block: from the known neighbours
-                // alone (the nearer one's value where only one is known).
+            // Unknown cells stay NaN; known ones (0) take the value, kept
+            // within the map's range against rounding. A known cell whose
+            // value is NaN (next to an unknown block) is marked +∞ and
+            // counted.
+            let mut holes = 0u32;
+            orow.iter_mut().zip(vals.iter()).for_each(|(o, v)| {
+                let hole = !o.is_nan() & v.is_nan();
+                holes += hole as u32;
+                *o = if hole {
+                    f32::INFINITY
+                } else if o.is_nan() {
+                    f32::NAN
+                } else {
+                    v.max(lo)
+                };
+            });
+            if holes > 0 {
+                // From the known neighbours alone (the nearer one's value
+                // where only one is known); NaN where none is.
                 let pick = |x: f32, y: f32, t: f32| match (x.is_nan(), y.is_nan()) {
                     (false, false) => x + t * (y - x),
                     (false, true) => x,
@@ -1243,39 +1260,18 @@ impl Sprog {
                     (true, true) => f32::NAN,
                 };
                 for ((t, a), b) in tmp.iter_mut().zip(a).zip(b) {
-                    if t.is_nan() {
-                        *t = pick(*a, *b, w);
-                    }
+                    *t = pick(*a, *b, w);
                 }
-                for (j, v) in vals.iter_mut().enumerate() {
-                    if v.is_nan() {
-                        let (j0, j1, t) = self.up_cols[j];
-                        *v = pick(tmp[j0], tmp[j1], t);
+                for (o, &(j0, j1, t)) in orow.iter_mut().zip(&self.up_cols) {
+                    if *o == f32::INFINITY {
+                        let v = pick(tmp[j0], tmp[j1], t);
+                        *o = if v.is_nan() { f32::NAN } else { v.max(lo) };
                     }
                 }
             }
-            // Unknown cells stay NaN; known ones (0) take the value, kept
-            // within the map's range against rounding (NaN fails `max`'s
-            // test only when both are NaN, so the value's NaN is kept apart).
-            orow.iter_mut().zip(vals.iter()).for_each(|(o, v)| {
-                *o = if o.is_nan() | v.is_nan() {
-                    f32::NAN
-                } else {
-                    v.max(lo)
-                };
-            });
-            spans.push(
-                match (
-                    orow.iter().position(|v| !v.is_nan()),
-                    orow.iter().rposition(|v| !v.is_nan()),
-                ) {
-                    (Some(a), Some(b)) => (a, b),
-                    _ => (usize::MAX, 0),
-                },
-            );
         }
-        let ranges = span_ranges(Some((spans, cols)), out.len());
-        map.apply_to(out, ranges);
+        let n = out.len();
+        map.apply_to(out, vec![0..n]);
     }
 
     /// The lead's field before advection: recomposed and quantile-matched to
