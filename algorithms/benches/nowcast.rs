@@ -117,11 +117,11 @@ fn bench_stages(c: &mut Crit, name: &str, fields: &[RainField], hour: &[u32]) {
     let cascade = stages::cascade(&input, lags);
     let mut scratch = stages::Scratch::default();
     let last = steps[steps.len() - 3];
+    let d = &disp[disp.len() - 3];
     c.bench_function(&format!("stage_lead/{name}"), |b| {
-        b.iter(|| cascade.matched(black_box(last), &mut scratch))
+        b.iter(|| cascade.lead(black_box(last), d, &mut scratch))
     });
     let latest = input.latest().rate_mm_h.view();
-    let d = &disp[disp.len() - 3];
     c.bench_function(&format!("stage_warp/{name}"), |b| {
         b.iter(|| warp(black_box(&latest), d).map(|a| a.len()))
     });

@@ -39,6 +39,12 @@
 //!    * its distribution is mapped back onto that of the latest observation
 //!      (quantile matching, as in pysteps' S-PROG), so the forecast keeps the
 //!      observed wet area and intensities instead of a washed-out field.
+//!      The map comes from the weighted field's ranks before the advection
+//!      (in the Lagrangian frame, as pysteps takes them) and is applied
+//!      after it, so the advection's interpolation does not smooth the
+//!      mapped rates: the forecast keeps the observation's rate classes and
+//!      a sharp edge between dry and wet (since session 36; before, the
+//!      mapped field was advected).
 //!
 //!    With [`Smoothing::None`], the latest rain rate is simply advected.
 //! 4. **Probability** of rain ≥ a threshold ([`Nowcast::probability`]): the
@@ -533,9 +539,7 @@ impl Leads {
         let mut data = Vec::new();
         let dry = Some(self.dry_below);
         match &self.source {
-            LeadSource::Sprog(sp) => {
-                warp_into(sp.matched(self.lead_steps[i], scratch), d, dry, &mut data)
-            }
+            LeadSource::Sprog(sp) => sp.lead_into(self.lead_steps[i], d, scratch, &mut data),
             LeadSource::Plain(src) => warp_into(src, d, dry, &mut data),
         }
         let (rows, cols) = self.shape;
@@ -659,10 +663,13 @@ pub mod stages {
     pub struct Scratch(LeadScratch);
 
     impl Cascade {
-        /// One lead before advection (recomposition and quantile matching);
-        /// returns the number of cells.
-        pub fn matched(&self, lead_steps: f32, scratch: &mut Scratch) -> usize {
-            self.0.matched(lead_steps, &mut scratch.0).len()
+        /// One lead as the nowcast makes it (recomposition, the quantile
+        /// map from its ranks, advection by `d`, the map applied); returns
+        /// the number of cells.
+        pub fn lead(&self, lead_steps: f32, d: &Displacement, scratch: &mut Scratch) -> usize {
+            let mut out = Vec::new();
+            self.0.lead_into(lead_steps, d, &mut scratch.0, &mut out);
+            out.len()
         }
     }
 
