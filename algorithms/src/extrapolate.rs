@@ -1022,9 +1022,9 @@ mod tests {
         // whose source lies beyond an edge of the grid (the block paths),
         // beside noise and edges (the segments); a dry field with rain
         // dots on a lattice, where a block's source region drawn too small
-        // would miss a dot; and bands of whole rows of one value. Motions: shifts, rotations, divergences and
-        // noise on the coarse grid, large enough to move blocks' sources
-        // across all of them.
+        // would miss a dot; and bands of whole rows of one value. Motions:
+        // shifts, rotations, divergences and noise on the coarse grid,
+        // large enough to move blocks' sources across all of them.
         let (rows, cols, factor) = (112usize, 300usize, 4usize);
         let mut rng = crate::synth::SplitMix64::new(11);
         let regions: Vec<f32> = (0..rows * cols)
