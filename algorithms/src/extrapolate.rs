@@ -369,7 +369,6 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
     let small = rows.max(cols) < 1 << 21;
     let blocks = cols.div_ceil(BLOCK_COLS);
     let mut filled = vec![Block::Segments; blocks];
-    let mut any_segments = true;
     for (r, &(i0, i1, wy)) in ry.iter().enumerate() {
         if r % BLOCK_ROWS == 0 {
             uniform_blocks(
@@ -381,24 +380,8 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 (rows, cols),
                 &mut filled,
             );
-            any_segments = filled.iter().any(|b| matches!(b, Block::Segments));
         }
         let orow = &mut out[r * cols..(r + 1) * cols];
-        if !any_segments {
-            // Every block of the row is filled or unknown: no cell needs
-            // its displacement.
-            for (b, fill) in filled.iter().enumerate() {
-                if let Block::Fill(v) = fill {
-                    let (c0, c1) = (b * BLOCK_COLS, ((b + 1) * BLOCK_COLS).min(cols));
-                    orow[c0..c1].iter_mut().for_each(|o| *o = *v);
-                }
-            }
-            if let Some(t) = dry_below {
-                orow.iter_mut()
-                    .for_each(|v| *v = if *v < t { 0.0 } else { *v });
-            }
-            continue;
-        }
         let (u0, u1) = (
             &wu[i0 * cols..(i0 + 1) * cols],
             &wu[i1 * cols..(i1 + 1) * cols],
@@ -413,9 +396,10 @@ pub(crate) fn warp_into(src: &Img, d: &Displacement, dry_below: Option<f32>, out
                 let end = (start + BLOCK_COLS).min(cols);
                 match filled[start / BLOCK_COLS] {
                     Block::Segments => {
-                        // The block's displacements, only where some
-                        // segment needs them (two plain loops over
-                        // equal-length slices: they vectorise; one loop
+                        // The block's displacements, only where its
+                        // segments need them (a row of filled or unknown
+                        // blocks takes none; two plain loops over
+                        // equal-length slices: they vectorise, one loop
                         // zipping all six did not).
                         let b = start..end;
                         lerp_into(&mut du[b.clone()], &u0[b.clone()], &u1[b.clone()], wy);
@@ -1045,8 +1029,7 @@ mod tests {
             })
             .collect();
         // Bands of whole rows of one value (dry, rain, no data): rows whose
-        // blocks are all filled or unknown, which the warp writes without
-        // their displacements.
+        // blocks are all filled or unknown, which take no displacement.
         let bands: Vec<f32> = (0..rows * cols)
             .map(|k| match k / cols {
                 0..=47 => 0.0,
