@@ -1505,6 +1505,10 @@ impl LeadRow {
     }
 }
 
+fn leads_of_rc(rc: &crate::nowcast::Nowcast) -> Vec<u32> {
+    rc.leads_min.clone()
+}
+
 /// The result of [`verify_series`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifyReport {
@@ -1638,7 +1642,29 @@ pub fn verify_series(
                 }
             }
         }
-        let probs = rc.probability(cfg.prob_threshold);
+        let probs = match std::env::var("RC_PROBX").ok().as_deref() {
+            Some(kind) => rc
+                .rate_mm_h
+                .iter()
+                .zip(&leads_of_rc(&rc))
+                .map(|(f, &lead)| {
+                    let r = rc.prob_radius_cells(lead);
+                    let radii: Vec<usize> = match kind {
+                        "half2" => vec![r / 2, r, 2 * r],
+                        "r2" => vec![r, 2 * r],
+                        "r3" => vec![r, 3 * r],
+                        "big" => vec![2 * r],
+                        _ => vec![r],
+                    };
+                    let mut acc = crate::nowcast::neighbourhood_probability(&f.view(), cfg.prob_threshold, radii[0]);
+                    for &q in &radii[1..] {
+                        acc = acc + crate::nowcast::neighbourhood_probability(&f.view(), cfg.prob_threshold, q);
+                    }
+                    acc.mapv(|v| v / radii.len() as f32)
+                })
+                .collect(),
+            None => rc.probability(cfg.prob_threshold),
+        };
         let persistence = &sorted[base].rate_mm_h;
         for (j, &k) in wanted.iter().enumerate() {
             let Some(oi) = obs_idx[k] else { continue };
