@@ -29,9 +29,10 @@
 # FUZZ_OVERFLOW_CHECKS=off builds the target as `cargo build --release` does
 # (`cargo fuzz run -O`: no overflow checks, no debug assertions). cargo-fuzz's
 # default keeps both on, and there decode_odim and decode_bom stop within
-# minutes at a known overflow inside `hdf5-reader` that release builds do not
-# have and that the decoders turn into an error anyway (docs/PERFORMANCE.md,
-# "Fuzzing"); with the switch they fuzz past it.
+# minutes at a known overflow inside `hdf5-reader`: it panics only where
+# overflow checks are on (a release build wraps, then refuses the file), and
+# the decoders turn a panic into an error for the file anyway
+# (docs/PERFORMANCE.md, "Fuzzing"). With the switch they fuzz past it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 usage="usage: scripts/fuzz-run.sh TARGET [SECONDS] [-runs=N]"
@@ -114,7 +115,7 @@ dict="$here/fuzz/dicts/$target.dict"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cd "$here/fuzz"
-echo "fuzz-run: $target: ${build_flags[*]} ${limits[*]}"
+echo "fuzz-run: $target: ${build_flags[*]:+${build_flags[*]} }${limits[*]}"
 start=$(date +%s)
 set +e
 cargo fuzz run "${build_flags[@]}" --sanitizer "$sanitizer" "$target" "$corpus" -- \
