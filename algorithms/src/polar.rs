@@ -114,9 +114,15 @@ pub enum PolarError {
 }
 
 fn bad(field: &'static str, value: impl ToString, reason: &'static str) -> PolarError {
+    // A hostile 1e300 is shown as such, not as three hundred digits.
+    let value = value.to_string();
+    let value = match value.parse::<f64>() {
+        Ok(v) if value.len() > 12 => crate::scan::short_number(v),
+        _ => value,
+    };
     PolarError::BadParameter {
         field,
-        value: value.to_string(),
+        value,
         reason,
     }
 }
@@ -875,6 +881,11 @@ mod tests {
         let mut s = empty_sweep(10, 10, 250.0);
         s.site.lat_deg = 91.0;
         assert!(gridder.grid(&s).is_err());
+        // A hostile 1e300 is named short, not in three hundred digits.
+        let mut s = empty_sweep(10, 10, 250.0);
+        s.first_gate_m = 1e300;
+        let err = gridder.grid(&s).expect_err("1e300 m").to_string();
+        assert!(err.contains("first gate range = 1e300:"), "{err}");
         let mut huge = PolarGridder::new(PolarOptions {
             grid: GridSpec {
                 max_range_m: 1e9,

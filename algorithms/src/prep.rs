@@ -173,33 +173,10 @@ pub fn prep(scan: &RadarScan, opts: &PrepOptions) -> RainField {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::Format;
     use ndarray::array;
 
-    fn grid(rows: usize, cols: usize) -> Grid {
-        Grid::new(
-            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84",
-            rows,
-            cols,
-            1000.0,
-            1000.0,
-            0.0,
-            0.0,
-        )
-        .expect("grid")
-    }
-
     fn scan(values: Array2<f32>, quantity: Quantity) -> RadarScan {
-        let (r, c) = values.dim();
-        RadarScan {
-            format: Format::Odim,
-            source: "test".into(),
-            time: DateTime::<Utc>::from_timestamp(1_600_000_000, 0).expect("time"),
-            quantity,
-            grid: grid(r, c),
-            values,
-            zr_hint: None,
-        }
+        crate::scan::test_scan(values, quantity)
     }
 
     #[test]

@@ -213,6 +213,20 @@ pub enum DecodeError {
     /// The content is valid but uses a feature Raincast does not support.
     #[error("{format}: unsupported {what}")]
     Unsupported { format: Format, what: String },
+    /// Decoded values that no radar measures (an infinite, negative or
+    /// impossibly large rain rate, a reflectivity beyond ±100 dBZ): usually a
+    /// wrong gain, offset or undeclared no-data value. The scan is refused as
+    /// a whole, never stored with them ([`check_values`]).
+    #[error("{format}: implausible {quantity}: {cells} cells outside {allowed} (first {} at row {row}, column {col}); is the product's gain, offset or no-data value wrong?", short_number(*.value as f64))]
+    Implausible {
+        format: Format,
+        quantity: &'static str,
+        cells: u64,
+        value: f32,
+        row: usize,
+        col: usize,
+        allowed: String,
+    },
     /// The grid described by the file is invalid.
     #[error("{format}: invalid grid: {source}")]
     Grid {
@@ -237,9 +251,107 @@ impl DecodeError {
             DecodeError::Shape { .. } => "shape",
             DecodeError::Container { .. } => "container",
             DecodeError::Unsupported { .. } => "unsupported",
+            DecodeError::Implausible { .. } => "implausible",
             DecodeError::Grid { .. } => "grid",
         }
     }
+}
+
+/// A number for an error message: as written when short, else in
+/// scientific notation (`1e30`, not thirty-one digits).
+pub fn short_number(v: f64) -> String {
+    let plain = v.to_string();
+    if plain.len() <= 12 {
+        plain
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// The largest rain rate a scan may hold, mm/h. The heaviest rain ever
+/// gauged is about 30 mm in one minute (1800 mm/h); radar products cap
+/// their rates far lower (the reflectivity behind 2000 mm/h under
+/// Marshall–Palmer is 81 dBZ, hail). Above it a value is not rain but a
+/// decoding mistake (a wrong gain or an undeclared marker).
+pub const MAX_PLAUSIBLE_RATE_MM_H: f32 = 2000.0;
+/// The reflectivity range a scan may hold, dBZ (`-inf` is "undetect").
+/// Weather radars report about −32 to 95 dBZ.
+pub const PLAUSIBLE_DBZ: (f32, f32) = (-100.0, 100.0);
+/// The most negative rain rate a scan may hold, mm/h. Products carry small
+/// negative codes that mean "nothing measured here" (BOM's Rainfields
+/// `prcp-c10` has a few cells of raw −2, −0.1 mm in 10 min, beside its fill
+/// value −1), which the hot prep reads as no rain, as pysteps does. An
+/// undeclared no-data marker (OPERA's −9 999 000) or a wrong offset lies far
+/// below this.
+pub const MIN_PLAUSIBLE_RATE_MM_H: f32 = -10.0;
+
+/// Checks that a decoded scan holds only values a radar can measure: NaN
+/// (no data) anywhere; rain rates and accumulations (as rates) from
+/// [`MIN_PLAUSIBLE_RATE_MM_H`] to [`MAX_PLAUSIBLE_RATE_MM_H`]; reflectivity
+/// from −100 to 100 dBZ or `-inf` (undetect). Anything else — an infinite
+/// value, a negative rate, 1e30 mm/h — means the product's scaling or its
+/// no-data marker was not what the file declares, and storing it would
+/// turn a wrong value into rain (or a missing value into no rain): the
+/// scan is refused with [`DecodeError::Implausible`], which names the
+/// quantity, the count and the first offending cell.
+pub fn check_values(scan: &RadarScan) -> Result<(), DecodeError> {
+    let (quantity, lo, hi, allow_neg_inf, allowed): (&'static str, f32, f32, bool, String) =
+        match scan.quantity {
+            Quantity::RainRate => (
+                "rain rate (mm/h)",
+                MIN_PLAUSIBLE_RATE_MM_H,
+                MAX_PLAUSIBLE_RATE_MM_H,
+                false,
+                format!(
+                    "{MIN_PLAUSIBLE_RATE_MM_H} … {MAX_PLAUSIBLE_RATE_MM_H} mm/h or NaN (no data)"
+                ),
+            ),
+            Quantity::Accumulation { seconds } => {
+                let per = |rate: f32| (rate as f64 * seconds / 3600.0) as f32;
+                let (lo, hi) = (per(MIN_PLAUSIBLE_RATE_MM_H), per(MAX_PLAUSIBLE_RATE_MM_H));
+                (
+                    "accumulation (mm)",
+                    lo,
+                    hi,
+                    false,
+                    format!(
+                        "{lo} … {hi} mm over {seconds} s ({MIN_PLAUSIBLE_RATE_MM_H} … {MAX_PLAUSIBLE_RATE_MM_H} mm/h) or NaN (no data)"
+                    ),
+                )
+            }
+            Quantity::Reflectivity => (
+                "reflectivity (dBZ)",
+                PLAUSIBLE_DBZ.0,
+                PLAUSIBLE_DBZ.1,
+                true,
+                format!(
+                    "{} … {} dBZ, -inf (undetect) or NaN (no data)",
+                    PLAUSIBLE_DBZ.0, PLAUSIBLE_DBZ.1
+                ),
+            ),
+        };
+    let bad =
+        |v: f32| !(v.is_nan() || (v >= lo && v <= hi) || (allow_neg_inf && v == f32::NEG_INFINITY));
+    let cells = scan.values.iter().filter(|v| bad(**v)).count() as u64;
+    if cells == 0 {
+        return Ok(());
+    }
+    let cols = scan.values.ncols().max(1);
+    let (i, value) = scan
+        .values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| bad(**v))
+        .map_or((0, f32::NAN), |(i, v)| (i, *v));
+    Err(DecodeError::Implausible {
+        format: scan.format,
+        quantity,
+        cells,
+        value,
+        row: i / cols,
+        col: i % cols,
+        allowed,
+    })
 }
 
 /// Upper bound on the number of cells of any decoded field (~400 M cells =
@@ -273,6 +385,30 @@ pub fn check_cells(
     Ok(())
 }
 
+/// Test helper: a scan of `values` (1-km cells) from a made-up ODIM source.
+#[cfg(test)]
+pub(crate) fn test_scan(values: Array2<f32>, quantity: Quantity) -> RadarScan {
+    let (rows, cols) = values.dim();
+    RadarScan {
+        format: Format::Odim,
+        source: "test".into(),
+        time: DateTime::<Utc>::from_timestamp(1_600_000_000, 0).expect("time"),
+        quantity,
+        grid: Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84",
+            rows,
+            cols,
+            1000.0,
+            1000.0,
+            0.0,
+            0.0,
+        )
+        .expect("grid"),
+        values,
+        zr_hint: None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -286,6 +422,98 @@ mod tests {
         assert!("MCH-GIF".parse::<Format>().is_ok());
         let err = "tiff".parse::<Format>().unwrap_err();
         assert!(err.to_string().contains("tiff"));
+    }
+
+    fn scan_of(values: Vec<f32>, quantity: Quantity) -> RadarScan {
+        test_scan(
+            Array2::from_shape_vec((values.len() / 3, 3), values).expect("shape"),
+            quantity,
+        )
+    }
+
+    #[test]
+    fn values_no_radar_measures_are_refused_with_the_first_cell_named() {
+        let acc = Quantity::Accumulation { seconds: 360.0 };
+        // Plausible: no data anywhere, undetect, rounding below 0, the
+        // limits themselves (an accumulation's limit scales with its period).
+        for (values, q) in [
+            (
+                vec![f32::NAN, 0.0, -0.005, 1.5, MAX_PLAUSIBLE_RATE_MM_H, 60.0],
+                Quantity::RainRate,
+            ),
+            (vec![f32::NAN, 0.0, 200.0, 12.0, 0.1, -0.01], acc),
+            (
+                vec![f32::NAN, f32::NEG_INFINITY, -32.0, 95.5, 100.0, -100.0],
+                Quantity::Reflectivity,
+            ),
+        ] {
+            assert_eq!(
+                check_values(&scan_of(values.clone(), q)),
+                Ok(()),
+                "{values:?}"
+            );
+        }
+        // Implausible: each of these was stored as rain (or as no rain) by an
+        // audit's hostile files before the check.
+        for (values, q, cells, row, col) in [
+            (
+                vec![0.0, 1.0, 2.0, 3.0, f32::INFINITY, f32::INFINITY],
+                Quantity::RainRate,
+                2,
+                1,
+                1,
+            ),
+            (
+                vec![0.0, 1e30, 0.0, 0.0, 0.0, 0.0],
+                Quantity::RainRate,
+                1,
+                0,
+                1,
+            ),
+            (
+                vec![0.0, 0.0, 0.0, -9_999_000.0, f32::NAN, -50.0],
+                Quantity::RainRate,
+                2,
+                1,
+                0,
+            ),
+            (
+                vec![0.0, f32::NEG_INFINITY, 0.0, 0.0, 0.0, 0.0],
+                Quantity::RainRate,
+                1,
+                0,
+                1,
+            ),
+            (vec![0.0, 0.0, 0.0, 0.0, 0.0, 201.0], acc, 1, 1, 2),
+            (
+                vec![f32::INFINITY, 20.0, 30.0, 100.5, -32.0, -101.0],
+                Quantity::Reflectivity,
+                3,
+                0,
+                0,
+            ),
+        ] {
+            let err = check_values(&scan_of(values.clone(), q)).expect_err("implausible");
+            assert_eq!(err.code(), "implausible");
+            assert!(
+                matches!(err, DecodeError::Implausible { cells: c, row: r, col: k, .. } if c == cells && r == row && k == col),
+                "{values:?}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{cells} cells")) && text.contains("gain"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_numbers_are_shown_short() {
+        assert_eq!(short_number(1e30), "1e30");
+        assert_eq!(short_number(-9_999_000.0), "-9999000");
+        assert_eq!(short_number(f64::INFINITY), "inf");
+        assert_eq!(short_number(1e300), "1e300");
+        assert_eq!(short_number(0.1), "0.1");
     }
 
     #[test]

@@ -63,7 +63,8 @@ const VAR: &str = "precipitation";
 const CDF_MAGIC: &[u8; 3] = b"CDF";
 
 /// True for netCDF bytes that are a Rainfields product: the file name holds
-/// `prcp-c`, or the root has the variables `precipitation` and `valid_time`.
+/// `prcp-c`, or the root has the variable `precipitation` or `valid_time`
+/// (both are required: the decoder's error names the one that is missing).
 pub fn looks_like(bytes: &[u8], file_name: Option<&str>) -> bool {
     let hdf5 = bytes.starts_with(HDF5_MAGIC);
     if !(hdf5 || bytes.starts_with(CDF_MAGIC)) {
@@ -84,12 +85,14 @@ pub fn looks_like(bytes: &[u8], file_name: Option<&str>) -> bool {
             .root_group()
             .and_then(|g| g.member_names())
             .map(|(_, datasets)| {
-                datasets.iter().any(|d| d == VAR) && datasets.iter().any(|d| d == "valid_time")
+                // Either of the two: a Rainfields file that lacks the other
+                // gets the BOM decoder's error naming it, not ODIM's.
+                datasets.iter().any(|d| d == VAR || d == "valid_time")
             })
             .unwrap_or(false);
     }
     NcFile::from_bytes(bytes)
-        .map(|f| f.variable(VAR).is_ok() && f.variable("valid_time").is_ok())
+        .map(|f| f.variable(VAR).is_ok() || f.variable("valid_time").is_ok())
         .unwrap_or(false)
 }
 
@@ -917,6 +920,25 @@ mod tests {
                     format: F,
                     path: VAR.into()
                 }
+            );
+        }
+
+        // A Rainfields file that lacks one of its two variables is still
+        // detected as one, so the error names the variable (ODIM's decoder
+        // would only say the file is not ODIM_H5).
+        let mut b = NcFileBuilder::new();
+        let vt = b.add_variable::<i32>("valid_time", &[]).unwrap();
+        b.write_variable(vt, &[1_529_143_200i32]).unwrap();
+        for format in [NcWriteFormat::Nc4, NcWriteFormat::Classic] {
+            let bytes = b.to_vec(NcWriteOptions { format }).unwrap().1;
+            assert_eq!(super::super::detect(&bytes, None), Some(F), "{format:?}");
+            assert_eq!(
+                super::super::decode(&bytes, None, None).unwrap_err(),
+                DecodeError::Missing {
+                    format: F,
+                    path: VAR.into()
+                },
+                "{format:?}"
             );
         }
     }

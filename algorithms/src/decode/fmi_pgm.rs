@@ -266,7 +266,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<PgmHeader>, DecodeError> {
             let end = buf.len().min(start + 16);
             return Err(bad(
                 &format!("PGM {name}"),
-                String::from_utf8_lossy(&buf[start..end]),
+                // Escaped: a header's newlines and controls stay on one line.
+                String::from_utf8_lossy(&buf[start..end])
+                    .escape_debug()
+                    .to_string(),
                 "expected a decimal number followed by a blank",
             ));
         }
@@ -679,6 +682,8 @@ mod tests {
             let err = decode(&b, None).unwrap_err();
             assert_eq!(err.code(), want, "{text:?}: {err}");
             assert!(err.to_string().contains(needle), "{text:?}: {err}");
+            // The header's bytes are quoted escaped: one line per error.
+            assert!(!err.to_string().contains('\n'), "{text:?}: {err}");
         }
         // Metadata: missing, not numbers, out of range, inconsistent.
         let edit = |from: &str, to: &str| {

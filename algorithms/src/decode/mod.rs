@@ -131,7 +131,9 @@ pub fn decode_with_gridder(
             nexrad::decode_with(bytes, file_name, &nexrad, gridder)
         }
     }));
-    decoded.unwrap_or_else(|payload| Err(panicked(format, &*payload)))
+    let scan = decoded.unwrap_or_else(|payload| Err(panicked(format, &*payload)))?;
+    crate::scan::check_values(&scan)?;
+    Ok(scan)
 }
 
 /// The error for a decoder of `format` that panicked (`payload` from

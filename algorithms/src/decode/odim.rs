@@ -785,6 +785,40 @@ mod tests {
     }
 
     #[test]
+    fn a_scaling_that_decodes_to_impossible_rates_is_refused_not_stored() {
+        // A real-format file whose gain makes a cell 2500 mm/h (above any
+        // rain): the format's own decoder reads it, the entry point refuses
+        // it (negative and infinite values: `scan::tests`).
+        let mut big = RATES;
+        big[4] = 2500.0;
+        let mut opts = OdimRateOptions::u16("NOD:x");
+        opts.gain = 0.1;
+        let bytes = encode_rate(&field(&big), &opts).unwrap();
+        assert!(
+            decode(&bytes, None).is_ok(),
+            "the ODIM layer itself reads it"
+        );
+        let err = super::super::decode(&bytes, None, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Implausible {
+                    cells: 1,
+                    row: 1,
+                    col: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.code(), "implausible", "{err}");
+        assert!(err.to_string().contains("rain rate"), "{err}");
+        // The same file with a sane scaling decodes.
+        let bytes = encode_rate(&field(&RATES), &OdimRateOptions::u16("NOD:x")).unwrap();
+        assert!(super::super::decode(&bytes, None, None).is_ok());
+    }
+
+    #[test]
     fn round_trip_u8_uncompressed() {
         let mut opts = OdimRateOptions::u8("NOD:xxdem");
         opts.deflate_level = None;
