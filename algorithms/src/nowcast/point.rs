@@ -160,7 +160,9 @@ impl fmt::Display for Intensity {
 /// One line describing a point forecast, e.g. "Light rain starting in about
 /// 15 min, easing after 40 min". `now_mm_h` is the observed rate, `rates`
 /// and `probs` (same length as `leads_min`, probability of rain, may be empty)
-/// the forecast. Unknown (NaN) entries are skipped.
+/// the forecast. Unknown (NaN) entries are skipped, and nothing is said
+/// beyond the last known lead ("continuing for at least 30 min", "no
+/// forecast here" when none is known).
 pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f32]) -> String {
     let series: Vec<(u32, f32, f32)> = leads_min
         .iter()
@@ -170,10 +172,21 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
         .map(|(i, (l, r))| (*l, *r, probs.get(i).copied().unwrap_or(f32::NAN)))
         .collect();
     let horizon = leads_min.iter().copied().max().unwrap_or(0);
-    if series.is_empty() && !now_mm_h.is_finite() {
-        return "No radar data here".to_string();
-    }
     let band = |r: f32| Intensity::of(r);
+    // Only what is known is told: the last known lead bounds every "next
+    // N min" (the rain's source may lie outside the radar's view upwind).
+    let Some(known) = series.last().map(|s| s.0) else {
+        return if !now_mm_h.is_finite() {
+            "No radar data here".to_string()
+        } else if band(now_mm_h) == Intensity::Dry {
+            "No rain now, no forecast here".to_string()
+        } else {
+            format!(
+                "{} rain now, no forecast here",
+                band(now_mm_h).capitalised()
+            )
+        };
+    };
     let now = if now_mm_h.is_finite() {
         band(now_mm_h)
     } else {
@@ -181,7 +194,7 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
     };
     if now == Intensity::Dry {
         let Some(start) = series.iter().position(|s| band(s.1) > Intensity::Dry) else {
-            return format!("No rain expected in the next {horizon} min");
+            return format!("No rain expected in the next {known} min");
         };
         // The spell: from `start` while it keeps raining.
         let end = series[start..]
@@ -236,6 +249,9 @@ pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f3
         }
         match end {
             Some(e) => text.push_str(&format!(", stopping in about {} min", series[e].0)),
+            None if known < horizon => {
+                text.push_str(&format!(", continuing for at least {known} min"))
+            }
             None => text.push_str(&format!(", continuing for the next {horizon} min")),
         }
         text
@@ -285,6 +301,25 @@ mod tests {
         assert_eq!(
             summary_text(f32::NAN, &leads, &[f32::NAN; 6], &p),
             "No radar data here"
+        );
+        // Leads without data (the rain's source outside the radar's view)
+        // bound what is said.
+        assert_eq!(
+            summary_text(6.4, &leads, &[f32::NAN; 6], &p),
+            "Moderate rain now, no forecast here"
+        );
+        assert_eq!(
+            summary_text(0.0, &leads, &[f32::NAN; 6], &p),
+            "No rain now, no forecast here"
+        );
+        let nan = f32::NAN;
+        assert_eq!(
+            summary_text(3.0, &leads, &[3.0, 3.0, 3.0, nan, nan, nan], &p),
+            "Moderate rain now, continuing for at least 30 min"
+        );
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0, 0.0, nan, nan, nan, nan], &p),
+            "No rain expected in the next 20 min"
         );
         assert_eq!(Intensity::of(2.49), Intensity::Light);
         assert_eq!(Intensity::of(2.5), Intensity::Moderate);

@@ -124,16 +124,34 @@ async fn forecast_frames_are_pngs_with_bounds_and_validators() {
         "unknown_lead",
     )
     .await;
+    // A segment that is no lead in whole minutes: named, without the
+    // parser's words (it said "Cannot parse ... to a `u32`").
+    for bad in ["soon", "-5", "5.0", "4294967296"] {
+        let p = expect_problem(
+            get(
+                &f.state,
+                &format!("/v1/radars/{RADAR}/nowcast/frames/{bad}"),
+            )
+            .await,
+            404,
+            "unknown_lead",
+        )
+        .await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("lead_min") && detail.contains(bad) && !detail.contains("u32"),
+            "{detail}"
+        );
+    }
+    // A nowcast later than the latest was never issued: 404, not 410.
     expect_problem(
-        get(&f.state, &format!("/v1/radars/{RADAR}/nowcast/frames/soon")).await,
-        400,
-        "invalid_path",
-    )
-    .await;
-    expect_problem(
-        get(&f.state, &format!("/v1/radars/{RADAR}/nowcast/frames/-5")).await,
-        400,
-        "invalid_path",
+        get(
+            &f.state,
+            &format!("/v1/radars/{RADAR}/nowcast/frames/30?issued=2099-01-01T00:00:00Z"),
+        )
+        .await,
+        404,
+        "nowcast_not_issued",
     )
     .await;
 }
@@ -191,6 +209,7 @@ async fn bad_forecast_queries() {
         ("lat=47&lon=-180.5", 400, "out_of_range"),
         ("lat=NaN&lon=8", 400, "out_of_range"),
         ("lat=inf&lon=8", 400, "out_of_range"),
+        ("lat=1e308&lon=8", 400, "out_of_range"),
         ("lat=0&lon=0", 422, "out_of_coverage"),
         ("lat=47&lon=8&radar=nope", 404, "unknown_radar"),
     ];
@@ -201,8 +220,24 @@ async fn bad_forecast_queries() {
             code,
         )
         .await;
-        assert!(!p["detail"].as_str().unwrap().is_empty(), "{q}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(!detail.is_empty() && detail.len() < 200, "{q}: {detail}");
     }
+    // A named radar that does not see the point: the radar is named (not
+    // "no radar covers", which another radar may).
+    let p = expect_problem(
+        get(&f.state, &format!("/v1/forecast?lat=0&lon=0&radar={RADAR}")).await,
+        422,
+        "out_of_coverage",
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("radar {RADAR} does not cover")),
+        "{p}"
+    );
     // Inside the grid but in its no-data corner: not covered.
     let (lon, lat) = lonlat(2.5, 2.5);
     expect_problem(

@@ -266,9 +266,18 @@ async fn scan_as_json_npy_and_png() {
     let (w, h, _) = decode_png(&body_bytes(r).await);
     assert!((w as f64 / h as f64 - 80.0 / 64.0).abs() < 0.15, "{w}x{h}");
 
-    // `latest` resolves to the newest scan.
-    let v = json(get(&f.state, &format!("/v1/radars/{RADAR}/scans/latest")).await).await;
+    // `latest` resolves to the newest scan, and is cached briefly: it
+    // names another scan after the next one (a scan's own time, an hour).
+    let r = get(&f.state, &format!("/v1/radars/{RADAR}/scans/latest")).await;
+    assert_eq!(r.headers()["cache-control"], "public, max-age=10");
+    let v = json(r).await;
     assert_eq!(v["time"], "2024-06-16T10:55:00Z");
+    let r = get(
+        &f.state,
+        &format!("/v1/radars/{RADAR}/scans/2024-06-16T10:55:00Z"),
+    )
+    .await;
+    assert_eq!(r.headers()["cache-control"], "public, max-age=3600");
 }
 
 #[tokio::test]

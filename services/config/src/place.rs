@@ -236,8 +236,10 @@ impl Place {
         Ok(place)
     }
 
-    /// Checks coordinates, radius and thresholds.
+    /// Checks coordinates, radius and thresholds (a bad value is quoted
+    /// short: 1e308, not 309 digits).
     pub fn validate(&self) -> Result<(), PlaceError> {
+        use raincast_algorithms::scan::short_number;
         let bad = |field: &'static str, value: String| PlaceError::BadValue {
             place: self.name.clone(),
             field,
@@ -247,13 +249,13 @@ impl Place {
             return Err(bad("name", self.name.clone()));
         }
         if !(self.lat.is_finite() && (-90.0..=90.0).contains(&self.lat)) {
-            return Err(bad("lat", self.lat.to_string()));
+            return Err(bad("lat", short_number(self.lat)));
         }
         if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
-            return Err(bad("lon", self.lon.to_string()));
+            return Err(bad("lon", short_number(self.lon)));
         }
         if !(self.radius_km.is_finite() && self.radius_km > 0.0 && self.radius_km <= 200.0) {
-            return Err(bad("radius_km", self.radius_km.to_string()));
+            return Err(bad("radius_km", short_number(self.radius_km)));
         }
         self.thresholds.validate(&self.name)
     }

@@ -484,6 +484,23 @@ fn rain_words(mm_h: f32) -> &'static str {
     }
 }
 
+/// `currently`'s summary and icon for a rate (mm/h, NaN unknown). Unknown
+/// (the nowcast has no data here now): neither rain nor "No precipitation"
+/// is claimed, and no icon is sent.
+fn current_words(
+    rate: f32,
+    threshold: f32,
+    clear: &'static str,
+) -> (&'static str, Option<&'static str>) {
+    if !rate.is_finite() {
+        ("Unknown precipitation", None)
+    } else if rate >= threshold {
+        (rain_words(rate), Some("rain"))
+    } else {
+        ("No precipitation", Some(clear))
+    }
+}
+
 /// The hour's summary, from the minute rates (mm/h, NaN unknown).
 fn hour_summary(rates: &[f32], threshold: f32) -> String {
     let wet = |r: &f32| r.is_finite() && *r >= threshold;
@@ -500,8 +517,13 @@ fn hour_summary(rates: &[f32], threshold: f32) -> String {
         }
         (false, None) => "No precipitation expected where the radar can see.".into(),
         (false, Some(m)) => format!("{} starting in {m} min.", rain_words(peak)),
-        (true, _) => match rates.iter().position(|r| r.is_finite() && *r < threshold) {
-            Some(m) => format!("{} stopping in {m} min.", rain_words(peak)),
+        // Raining now: until it stops, or until the forecast is unknown
+        // (nothing is claimed past the last known minute).
+        (true, _) => match rates.iter().position(|r| !wet(r)) {
+            Some(m) if rates[m].is_finite() => {
+                format!("{} stopping in {m} min.", rain_words(peak))
+            }
+            Some(m) => format!("{} for at least {m} min; unknown after.", rain_words(peak)),
             None => format!("{} for the hour.", rain_words(peak)),
         },
     }
@@ -598,13 +620,8 @@ async fn answer(
 
     let currently = at(&samples, since_issue(now).max(0.0)).map(|smp| {
         let mut dp = point(now, smp, units);
-        let wet = smp.rate.is_finite() && smp.rate >= n.threshold_mm_h;
-        dp.summary = Some(if wet {
-            rain_words(smp.rate).to_string()
-        } else {
-            "No precipitation".into()
-        });
-        dp.icon = Some(if wet { "rain" } else { clear });
+        let (summary, icon) = current_words(smp.rate, n.threshold_mm_h, clear);
+        (dp.summary, dp.icon) = (Some(summary.into()), icon);
         dp
     });
     let minute_samples: Option<Vec<(DateTime<Utc>, Sample)>> = (0..MINUTES)
@@ -750,6 +767,23 @@ mod tests {
         assert_eq!(hour_summary(&rates, 0.1), "Light rain starting in 12 min.");
         let stops: Vec<f32> = (0..61).map(|m| if m < 20 { 12.0 } else { 0.0 }).collect();
         assert_eq!(hour_summary(&stops, 0.1), "Heavy rain stopping in 20 min.");
+        assert_eq!(current_words(6.4, 0.1, "clear-day"), ("Rain", Some("rain")));
+        assert_eq!(
+            current_words(0.0, 0.1, "clear-day"),
+            ("No precipitation", Some("clear-day"))
+        );
+        assert_eq!(
+            current_words(f32::NAN, 0.1, "clear-day"),
+            ("Unknown precipitation", None)
+        );
+        // Raining now with the rest of the hour unknown: no "for the hour".
+        let unknown: Vec<f32> = (0..61)
+            .map(|m| if m < 5 { 6.4 } else { f32::NAN })
+            .collect();
+        assert_eq!(
+            hour_summary(&unknown, 0.1),
+            "Rain for at least 5 min; unknown after."
+        );
         let f = Array2::from_shape_fn((5, 5), |(r, _)| if r < 2 { 2.0 } else { 0.0 });
         assert_eq!(window_std(&f, 2, 2, 0), 0.0);
         let sd = window_std(&f, 2, 2, 2);

@@ -172,7 +172,10 @@ fn check_range(name: &str, v: f64, max: f64) -> Result<(), ApiError> {
     if !(v.is_finite() && v.abs() <= max) {
         return Err(ApiError::bad_request(
             "out_of_range",
-            format!("{name} must be between -{max} and {max}, got {v}"),
+            format!(
+                "{name} must be between -{max} and {max}, got {}",
+                raincast_algorithms::scan::short_number(v)
+            ),
         ));
     }
     Ok(())
@@ -228,7 +231,13 @@ pub(crate) async fn point_forecast(
             Some(e) if !any_nowcast => e,
             _ => ApiError::Unprocessable {
                 code: "out_of_coverage",
-                detail: format!("no radar covers lat {lat} lon {lon}"),
+                detail: match radar {
+                    Some(id) => format!(
+                        "radar {} does not cover lat {lat} lon {lon}; leave `radar` out to use any radar",
+                        crate::state::truncate(id, 64)
+                    ),
+                    None => format!("no radar covers lat {lat} lon {lon}"),
+                },
             },
         }),
     }

@@ -143,15 +143,7 @@ async fn get_geotiff(
         ));
     };
     s.radar(&id)?;
-    let lead: u32 = lead.parse().map_err(|_| {
-        ApiError::not_found(
-            "unknown_lead",
-            format!(
-                "{:?} is not a lead in minutes",
-                crate::state::truncate(lead, 32)
-            ),
-        )
-    })?;
+    let lead = super::nowcast::parse_lead(lead)?;
     let (n, pinned) = nowcast_for(&s, &id, &q).await?;
     let i = lead_index(&n, lead)?;
     let info = cache_info(&id, &n, &format!("{lead}-tif"), pinned);

@@ -198,6 +198,15 @@ pub(crate) fn check_issued(
     issued: Option<DateTime<Utc>>,
 ) -> Result<(), ApiError> {
     match issued {
+        // Later than the latest: no such nowcast (yet), not a superseded one.
+        Some(t) if t > n.base_time => Err(ApiError::not_found(
+            "nowcast_not_issued",
+            format!(
+                "no nowcast was issued at {}; the latest was issued at {}",
+                url_time(t),
+                url_time(n.base_time)
+            ),
+        )),
         Some(t) if t != n.base_time => Err(ApiError::Gone {
             code: "nowcast_superseded",
             detail: format!(
@@ -208,6 +217,20 @@ pub(crate) fn check_issued(
         }),
         _ => Ok(()),
     }
+}
+
+/// A lead in whole minutes from its path segment, or a 404 naming it (the
+/// segment is not a lead whatever the nowcast).
+pub(crate) fn parse_lead(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::not_found(
+            "unknown_lead",
+            format!(
+                "lead_min {:?} is not a lead in whole minutes",
+                crate::state::truncate(text, 32)
+            ),
+        )
+    })
 }
 
 /// The index of a lead of the nowcast, or a 404 listing its leads.
@@ -264,17 +287,18 @@ pub struct FrameQuery {
             )),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown radar or lead", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown radar or lead, or no nowcast issued at `issued`", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "That nowcast has been superseded", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No nowcast yet", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_frame(
     State(s): State<AppState>,
-    ApiPath((id, lead)): ApiPath<(String, u32)>,
+    ApiPath((id, lead)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<FrameQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.radar(&id)?;
+    let lead = parse_lead(&lead)?;
     let projection = q.projection.unwrap_or_default();
     let issued = q
         .issued

@@ -321,9 +321,15 @@ pub fn with_bounds(mut resp: Response, b: Option<Bounds>) -> Response {
     resp
 }
 
+/// `Cache-Control` max-age of `scans/latest`, seconds: short against a
+/// radar's 5-minute cadence (the demo's is 10 s), and a revalidation is a
+/// 304 from the manifest.
+const LATEST_MAX_AGE_S: u32 = 10;
+
 /// A scan's metadata and field as JSON, NumPy `.npy` or PNG.
 ///
-/// `time` is an RFC 3339 scan time (as listed) or `latest`.
+/// `time` is an RFC 3339 scan time (as listed, cached for an hour) or
+/// `latest` (cached for 10 s: it moves on with every scan).
 #[utoipa::path(get, path = "/v1/radars/{id}/scans/{time}", tag = "scans",
     params(
         ("id" = String, Path, description = "Radar id"),
@@ -355,6 +361,13 @@ async fn get_scan(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     s.radar(&id)?;
+    // `latest` names another scan after every scan: cached briefly, where
+    // a scan's own time names the same scan for good.
+    let max_age_s = if time.eq_ignore_ascii_case("latest") {
+        LATEST_MAX_AGE_S
+    } else {
+        3600
+    };
     let time = resolve_time(&s, &id, &time).await?;
     let format = q.format.unwrap_or_default();
     let projection = q.projection.unwrap_or_default();
@@ -378,7 +391,7 @@ async fn get_scan(
     let info = CacheInfo {
         etag: format!("{}-{tag}", manifest.digest),
         last_modified: Some(manifest.ingested_at),
-        max_age_s: 3600,
+        max_age_s,
     };
     if http_cache::is_fresh(&headers, &info) {
         return Ok(http_cache::respond(

@@ -142,11 +142,12 @@ fn invalid(name: &str, detail: String) -> ApiError {
 }
 
 fn number(name: &str, v: &str) -> Result<u32, ApiError> {
-    v.parse::<u32>().map_err(|_| {
-        invalid(
-            name,
-            format!("must be a whole number, got {:?}", truncate(v, 20)),
-        )
+    v.parse::<u32>().map_err(|e| {
+        let what = match e.kind() {
+            std::num::IntErrorKind::PosOverflow => "is too large",
+            _ => "must be a whole number",
+        };
+        invalid(name, format!("{what}, got {:?}", truncate(v, 20)))
     })
 }
 
