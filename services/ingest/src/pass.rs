@@ -14,7 +14,10 @@
 //!   folder modified less than `settle` ago; such a file also holds the
 //!   checkpoint before its time, so that the next listing finds it again
 //!   even when newer files were stored meanwhile;
-//! * skipped when a stored scan already came from it, or it is quarantined;
+//! * skipped when a stored scan already came from it, or it is quarantined
+//!   and unchanged since (a quarantined file whose size changed is tried
+//!   again; one older than the window is looked at by its exact key, a few
+//!   per run: [`Ingester::retry_changed_old_quarantined`]);
 //! * quarantined as `too_large` without being fetched when the listing says
 //!   it is above `max_file_bytes`, or as soon as the fetch finds it larger
 //!   (the read stops at the limit);
@@ -58,6 +61,14 @@ fn changed_since_quarantine(q: &QuarantineRecord, listed: &SourceObject) -> bool
         && matches!((q.modified, listed.last_modified), (Some(a), Some(b)) if a != b);
     size || touched
 }
+
+/// Quarantined files older than the listing window looked at per run, at
+/// most ([`Ingester::retry_changed_old_quarantined`]).
+const RECHECK_PER_RUN: usize = 8;
+/// How often this process looks at one such file again.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// When this process forgets that it looked at one (bounds its memory).
+const RECHECK_FORGET: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Quarantine code of a file the source lists but cannot read.
 const UNREADABLE: &str = "unreadable";
@@ -103,6 +114,9 @@ pub struct PassSummary {
     pub skipped: usize,
     /// Files quarantined by this run.
     pub quarantined: usize,
+    /// Files quarantined by an earlier run and unchanged since: not tried
+    /// again (`raincast scans quarantined` says why).
+    pub still_quarantined: usize,
     /// New files left for the next run (batch limit, shutdown).
     pub remaining: usize,
     /// Files left for a later run because their time is too far ahead of
@@ -144,6 +158,11 @@ pub struct Ingester {
     stored_total: std::sync::atomic::AtomicUsize,
     /// Future-dated keys already logged, so each is logged once.
     deferred_logged: std::sync::Mutex<HashSet<String>>,
+    /// When this process last looked at each quarantined file older than
+    /// the listing window ([`Self::retry_changed_old_quarantined`]).
+    rechecked: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// How often one of them is looked at again ([`RECHECK_EVERY`]).
+    recheck_every: std::time::Duration,
     /// Radars this process has registered in the state store.
     registered: std::sync::Mutex<HashSet<String>>,
 }
@@ -248,6 +267,8 @@ impl Ingester {
             #[cfg(debug_assertions)]
             stored_total: std::sync::atomic::AtomicUsize::new(0),
             deferred_logged: std::sync::Mutex::default(),
+            rechecked: std::sync::Mutex::default(),
+            recheck_every: RECHECK_EVERY,
             registered: std::sync::Mutex::default(),
         }
     }
@@ -492,6 +513,8 @@ impl Ingester {
             radar: radar.to_string(),
             ..Default::default()
         };
+        self.retry_changed_old_quarantined(rs, start, &mut summary)
+            .await?;
         let settle_before = match &self.settings.queue {
             // The reconciler leaves recent objects to their notification.
             Some(q) if rs.source.needs_settling() => {
@@ -615,6 +638,7 @@ impl Ingester {
             // checkpoint (it moved it to the day it was copied, and the
             // day's real files behind it were never listed again).
             if quarantined.contains(key) {
+                summary.still_quarantined += 1;
                 if c.key_timed() {
                     cursor = next.or(cursor);
                 }
@@ -673,6 +697,97 @@ impl Ingester {
             }
         }
         result.map(|()| summary)
+    }
+
+    /// Quarantined files older than the listing window (`start`) are never
+    /// listed again, so one completed or re-uploaded later (a truncated
+    /// upload written whole an hour on) would stay lost. Each run looks at
+    /// a few of them — [`RECHECK_PER_RUN`], the ones this process looked at
+    /// longest ago, each at most every [`RECHECK_EVERY`] — with a listing
+    /// of its exact key, and tries again one whose size changed since it
+    /// was quarantined. The checkpoint does not move for them.
+    async fn retry_changed_old_quarantined(
+        &self,
+        rs: &RadarSource,
+        start: DateTime<Utc>,
+        summary: &mut PassSummary,
+    ) -> Result<(), IngestError> {
+        let radar = rs.radar.id.as_str();
+        let store_err = |op, source| IngestError::Store {
+            radar: radar.to_string(),
+            op,
+            source,
+        };
+        let records = self
+            .state
+            .list_quarantined(radar)
+            .await
+            .map_err(|e| store_err("list quarantine", e))?;
+        let now = std::time::Instant::now();
+        let due: Vec<QuarantineRecord> = {
+            let mut looked = self.rechecked.lock().unwrap_or_else(|e| e.into_inner());
+            looked.retain(|_, at| now.duration_since(*at) < RECHECK_FORGET);
+            let mut old: Vec<QuarantineRecord> = records
+                .into_iter()
+                .filter(|q| q.time.is_some_and(|t| t < start) && q.size.is_some())
+                .filter(|q| {
+                    looked
+                        .get(&q.key)
+                        .is_none_or(|at| now.duration_since(*at) >= self.recheck_every)
+                })
+                .collect();
+            // Never looked at first, then the longest ago.
+            old.sort_by_key(|q| looked.get(&q.key).copied());
+            old.truncate(RECHECK_PER_RUN);
+            for q in &old {
+                looked.insert(q.key.clone(), now);
+            }
+            old
+        };
+        for q in due {
+            let listed = rs
+                .source
+                .list(&q.key, None)
+                .await
+                .map_err(|e| store_err("list a quarantined file", e))?;
+            let Some(object) = listed.into_iter().find(|o| o.key == q.key) else {
+                continue;
+            };
+            if !changed_since_quarantine(&q, &object) {
+                continue;
+            }
+            let Some(m) = rs.radar.key_template.match_key(radar, &object.key) else {
+                continue;
+            };
+            let Some(time) = m.time.or(object.last_modified) else {
+                continue;
+            };
+            // Stored since (a record outlives the file's retry): done.
+            let stored = self
+                .scans
+                .list_scans(
+                    radar,
+                    time - Duration::hours(6),
+                    time + Duration::hours(6),
+                    Utc::now(),
+                )
+                .await
+                .map_err(|e| store_err("list stored scans", e))?;
+            if stored.iter().any(|m| m.source_key == q.key) {
+                continue;
+            }
+            info!(radar, key = %q.key, code = %q.reason_code,
+                "a quarantined file older than the listing window changed since; trying it again");
+            let c = Candidate {
+                object,
+                time,
+                key_span: m.time_span(),
+                file_name: m.file_name,
+                notified: false,
+            };
+            self.ingest_one(rs, &c, 1, 1, summary).await?;
+        }
+        Ok(())
     }
 
     /// Fetch, process, store (or quarantine) one new file.

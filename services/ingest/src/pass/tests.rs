@@ -265,9 +265,13 @@ async fn a_quarantined_file_that_changes_afterwards_is_tried_again() {
         q.iter().all(|r| r.size.is_some() && r.modified.is_some()),
         "{q:?}"
     );
-    // Unchanged: still skipped.
+    // Unchanged: still skipped, and counted as such.
     let s = ing.run_once(&rs).await.unwrap();
-    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
+    assert_eq!(
+        (s.ingested, s.quarantined, s.still_quarantined),
+        (0, 0, 2),
+        "{s:?}"
+    );
     // Completed: tried again and stored; the untouched bad file stays out.
     f.put(&key, &whole);
     let s = ing.run_once(&rs).await.unwrap();
@@ -275,6 +279,49 @@ async fn a_quarantined_file_that_changes_afterwards_is_tried_again() {
     assert_eq!(stored_times(&f.store, "r1").await, vec![t]);
     let s = ing.run_once(&rs).await.unwrap();
     assert_eq!((s.ingested, s.quarantined, s.skipped), (0, 0, 1), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_quarantined_file_completed_after_the_listing_window_passed_it_is_tried_again() {
+    // The same writer, but the file is completed hours later, when newer
+    // scans have moved the checkpoint far past it: the listing (a lookback
+    // behind the checkpoint) no longer sees it, so only the look at old
+    // quarantined files can save it.
+    let f = Fixture::new().await;
+    let old = recent(180);
+    let key = f.put_scan("r1", old);
+    let whole = std::fs::read_to_string(f.bucket.join(&key)).unwrap();
+    f.put(&key, "RAINTEST");
+    let newer: Vec<_> = [20, 10, 0].map(recent).to_vec();
+    for t in &newer {
+        f.put_scan("r1", *t);
+    }
+    let settings = settings(recent(200), 50);
+    assert!(
+        settings.lookback < Duration::minutes(150),
+        "the file lies outside the window"
+    );
+    let ing = f.ingester(settings, "a");
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (3, 1), "{s:?}");
+    // Unchanged: nothing to do, and the old file is not even listed.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.listed, s.ingested, s.quarantined), (3, 0, 0), "{s:?}");
+    f.put(&key, &whole);
+    // Looked at by the last run: not again before `RECHECK_EVERY`.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
+    let mut ing = ing;
+    ing.recheck_every = std::time::Duration::ZERO;
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (1, 0), "{s:?}");
+    let mut want = newer.clone();
+    want.insert(0, old);
+    assert_eq!(stored_times(&f.store, "r1").await, want);
+    // Stored once: later runs leave it alone.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (0, 0), "{s:?}");
 }
 
 /// A folder whose files named in `locked` cannot be read (as a file with
