@@ -330,7 +330,30 @@ pub fn app(state: AppState) -> Router {
             X_REQUEST_ID.clone(),
             RequestIds::new(),
         ))
+        .layer(middleware::from_fn(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// Longest client `X-Request-Id` kept, characters.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// A client's `X-Request-Id` is kept (echoed, logged, put in problems) only
+/// when it is a short token (at most [`MAX_REQUEST_ID_CHARS`] of letters,
+/// digits and `-_.:`); otherwise it is dropped and the server makes one, so
+/// that nobody can write quotes, markup or kilobytes into the logs and
+/// responses through it.
+async fn drop_unsafe_request_id(mut req: Request, next: Next) -> Response {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_CHARS
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    };
+    if req.headers().get(&X_REQUEST_ID).is_some_and(|v| !safe(v)) {
+        req.headers_mut().remove(&X_REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// The HTTP service: binds `listen` and serves `state` until `shutdown`

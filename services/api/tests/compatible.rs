@@ -204,6 +204,16 @@ async fn unknown_and_revoked_keys_are_refused() {
     )
     .await;
     assert!(e.contains("not valid"), "{e}");
+    // An empty key: told where this endpoint takes it (the path), not the
+    // `Authorization` header the /v1 endpoints read.
+    for empty in ["", "%20"] {
+        let e = expect_ds_error(
+            get(&s.state, &format!("/forecast/{empty}/{LAT0},{LON0}")).await,
+            401,
+        )
+        .await;
+        assert!(e.contains("in its path") && !e.contains("Bearer"), "{e}");
+    }
     let id = keys::key_id(&s.key);
     keys::revoke(s.store.as_ref() as &dyn StateStore, &id, scan_time(1))
         .await

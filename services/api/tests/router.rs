@@ -383,6 +383,34 @@ async fn unknown_routes_methods_and_bodies() {
 }
 
 #[tokio::test]
+async fn a_client_request_id_is_kept_only_when_it_is_a_short_token() {
+    let f = fixture().await;
+    let with_id = |id: &str| {
+        Request::get("/v2/nothing")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let p = expect_problem(
+        call(&f.state, with_id("abc-123_x.y:z")).await,
+        404,
+        "no_such_route",
+    )
+    .await;
+    assert_eq!(p["request_id"], "abc-123_x.y:z");
+    // Quotes and markup, or a 10 kB id: replaced by the server's own.
+    for bad in [
+        "a\"b<script>".to_string(),
+        "a b".to_string(),
+        "x".repeat(10_000),
+    ] {
+        let p = expect_problem(call(&f.state, with_id(&bad)).await, 404, "no_such_route").await;
+        let id = p["request_id"].as_str().unwrap();
+        assert!(id != bad && id.len() <= 64 && !id.contains('"'), "{id}");
+    }
+}
+
+#[tokio::test]
 async fn cors_is_configurable() {
     let closed = fixture().await;
     let req = Request::get("/healthz")

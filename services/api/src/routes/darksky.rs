@@ -590,6 +590,12 @@ async fn answer(
 ) -> Result<DarkSkyResponse, Response> {
     s.keys().check(key).await.map_err(|r| match r {
         KeyRefusal::Unavailable(e) => ds_from_api(e),
+        // This endpoint takes its key in the path, as Dark Sky's did.
+        KeyRefusal::Missing => ds_error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs an API key in its path: /forecast/{KEY}/{LAT},{LON} \
+             (an operator creates keys with `raincast keys create`)",
+        ),
         r => ds_from_api(ApiError::from(r)),
     })?;
     let (lat, lon) = parse_location(location).map_err(|m| ds_error(StatusCode::BAD_REQUEST, m))?;
