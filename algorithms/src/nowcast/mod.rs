@@ -121,10 +121,15 @@ pub fn modal_step(times: &[DateTime<Utc>]) -> Option<i64> {
 }
 
 /// How far, in seconds, an interval between input fields may differ from
-/// a step of `step_s`: the fraction `tolerance` of it, at least 30 s (what
-/// [`NowcastInput::new`] accepts and [`equally_spaced`] picks).
+/// a step of `step_s`: the fraction `tolerance` of it, at least 30 s for
+/// the jitter of real radars' scan times (NEXRAD volumes start a few tens
+/// of seconds off their nominal cadence), but never more than a quarter of
+/// the step, so that a radar scanning every 10 s (the demo) cannot take
+/// 10 and 20 s as equal (what [`NowcastInput::new`] accepts and
+/// [`equally_spaced`] picks).
 fn step_tolerance_s(tolerance: f32, step_s: i64) -> f64 {
-    (f64::from(tolerance) * step_s as f64).max(30.0)
+    let step = step_s as f64;
+    (f64::from(tolerance) * step).max(30.0f64.min(0.25 * step))
 }
 
 /// Which scans a nowcast ending with `times[newest]` uses: `need` scans,
@@ -1313,6 +1318,14 @@ pub(crate) mod tests {
         let extra = [t(10, 30, 0), t(10, 36, 0), t(10, 38, 30), t(10, 42, 0)];
         let got = at(&extra, equally_spaced(&extra, 3, 3, 0.1).unwrap());
         assert_eq!(got, want(&[t(10, 30, 0), t(10, 36, 0), t(10, 42, 0)]));
+        // A radar scanning every 10 s (the demo) with one scan missing:
+        // 10 and 20 s are not equal (a 30-s floor took them as such), so
+        // three scans 30 s apart are used.
+        let fast: Vec<_> = [0, 10, 20, 30, 40, 50, 60, 80, 90]
+            .map(|s| t(10, 0, 0) + chrono::Duration::seconds(s))
+            .to_vec();
+        let got = at(&fast, equally_spaced(&fast, 8, 3, 0.1).unwrap());
+        assert_eq!(got, want(&[t(10, 0, 30), t(10, 1, 0), t(10, 1, 30)]));
         // Nothing fits within 30 minutes, or too few scans: none.
         let sparse = [t(9, 0, 0), t(10, 0, 0), t(10, 36, 0), t(10, 42, 0)];
         assert_eq!(equally_spaced(&sparse, 3, 3, 0.1), None);
