@@ -224,6 +224,12 @@ fn walk(root: &Path, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec
                     size: meta.len(),
                     last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
                 });
+            } else if !ft.is_dir() && !ft.is_file() && key.starts_with(prefix) {
+                // A FIFO, socket or device (also behind a link): no scan,
+                // and reading it could block or never end. Said, so that
+                // it is not left out without a word.
+                warn!(path = %entry.path().display(),
+                    "not a regular file (a FIFO, socket or device); not listed");
             }
         }
     }
