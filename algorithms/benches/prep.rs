@@ -99,6 +99,10 @@ fn benches(c: &mut Crit) {
         c.bench_function(&format!("decode/{name}"), |b| {
             b.iter(|| decode::decode(black_box(&bytes), file_name, None).map(|s| s.values.len()))
         });
+        // The decoded values' plausibility check alone (part of `decode/`).
+        c.bench_function(&format!("check_values/{name}"), |b| {
+            b.iter(|| raincast_algorithms::scan::check_values(black_box(&scan)).is_ok())
+        });
         c.bench_function(&format!("prep/{name}"), |b| {
             b.iter(|| prep::prep(black_box(&scan), &opts).rate_mm_h.len())
         });

@@ -330,9 +330,19 @@ pub fn check_values(scan: &RadarScan) -> Result<(), DecodeError> {
                 ),
             ),
         };
-    let bad =
-        |v: f32| !(v.is_nan() || (v >= lo && v <= hi) || (allow_neg_inf && v == f32::NEG_INFINITY));
-    let cells = scan.values.iter().filter(|v| bad(**v)).count() as u64;
+    // Without short-circuits, so that the count over a contiguous field
+    // is one vectorised pass.
+    let bad = |v: f32| {
+        !(v.is_nan() | ((v >= lo) & (v <= hi)) | (allow_neg_inf & (v == f32::NEG_INFINITY)))
+    };
+    let cells = match scan.values.as_slice_memory_order() {
+        // u32 lanes per block (u64 lanes halve the vector width).
+        Some(all) => all
+            .chunks(1 << 16)
+            .map(|c| c.iter().map(|v| bad(*v) as u32).sum::<u32>() as u64)
+            .sum(),
+        None => scan.values.iter().filter(|v| bad(**v)).count() as u64,
+    };
     if cells == 0 {
         return Ok(());
     }
