@@ -295,41 +295,24 @@ pub const MIN_PLAUSIBLE_RATE_MM_H: f32 = -10.0;
 /// scan is refused with [`DecodeError::Implausible`], which names the
 /// quantity, the count and the first offending cell.
 pub fn check_values(scan: &RadarScan) -> Result<(), DecodeError> {
-    let (quantity, lo, hi, allow_neg_inf, allowed): (&'static str, f32, f32, bool, String) =
-        match scan.quantity {
-            Quantity::RainRate => (
-                "rain rate (mm/h)",
-                MIN_PLAUSIBLE_RATE_MM_H,
-                MAX_PLAUSIBLE_RATE_MM_H,
+    let (quantity, lo, hi, allow_neg_inf) = match scan.quantity {
+        Quantity::RainRate => (
+            "rain rate (mm/h)",
+            MIN_PLAUSIBLE_RATE_MM_H,
+            MAX_PLAUSIBLE_RATE_MM_H,
+            false,
+        ),
+        Quantity::Accumulation { seconds } => {
+            let per = |rate: f32| (rate as f64 * seconds / 3600.0) as f32;
+            (
+                "accumulation (mm)",
+                per(MIN_PLAUSIBLE_RATE_MM_H),
+                per(MAX_PLAUSIBLE_RATE_MM_H),
                 false,
-                format!(
-                    "{MIN_PLAUSIBLE_RATE_MM_H} … {MAX_PLAUSIBLE_RATE_MM_H} mm/h or NaN (no data)"
-                ),
-            ),
-            Quantity::Accumulation { seconds } => {
-                let per = |rate: f32| (rate as f64 * seconds / 3600.0) as f32;
-                let (lo, hi) = (per(MIN_PLAUSIBLE_RATE_MM_H), per(MAX_PLAUSIBLE_RATE_MM_H));
-                (
-                    "accumulation (mm)",
-                    lo,
-                    hi,
-                    false,
-                    format!(
-                        "{lo} … {hi} mm over {seconds} s ({MIN_PLAUSIBLE_RATE_MM_H} … {MAX_PLAUSIBLE_RATE_MM_H} mm/h) or NaN (no data)"
-                    ),
-                )
-            }
-            Quantity::Reflectivity => (
-                "reflectivity (dBZ)",
-                PLAUSIBLE_DBZ.0,
-                PLAUSIBLE_DBZ.1,
-                true,
-                format!(
-                    "{} … {} dBZ, -inf (undetect) or NaN (no data)",
-                    PLAUSIBLE_DBZ.0, PLAUSIBLE_DBZ.1
-                ),
-            ),
-        };
+            )
+        }
+        Quantity::Reflectivity => ("reflectivity (dBZ)", PLAUSIBLE_DBZ.0, PLAUSIBLE_DBZ.1, true),
+    };
     // Without short-circuits, so that the count over a contiguous field
     // is one vectorised pass.
     let bad = |v: f32| {
@@ -346,6 +329,13 @@ pub fn check_values(scan: &RadarScan) -> Result<(), DecodeError> {
     if cells == 0 {
         return Ok(());
     }
+    let allowed = match scan.quantity {
+        Quantity::RainRate => format!("{lo} … {hi} mm/h or NaN (no data)"),
+        Quantity::Accumulation { seconds } => format!(
+            "{lo} … {hi} mm over {seconds} s ({MIN_PLAUSIBLE_RATE_MM_H} … {MAX_PLAUSIBLE_RATE_MM_H} mm/h) or NaN (no data)"
+        ),
+        Quantity::Reflectivity => format!("{lo} … {hi} dBZ, -inf (undetect) or NaN (no data)"),
+    };
     let cols = scan.values.ncols().max(1);
     let (i, value) = scan
         .values
