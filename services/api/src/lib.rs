@@ -19,6 +19,7 @@ mod http_cache;
 pub mod metrics;
 pub mod models;
 mod routes;
+pub use routes::health::READY_STORE_TIMEOUT;
 pub use routes::subscriptions::WebhookPolicy;
 pub mod server;
 pub mod state;

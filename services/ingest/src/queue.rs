@@ -31,7 +31,7 @@ use crate::pass::{IngestError, Ingester, PassSummary, RadarSource};
 use events::{Notification, ObjectRecord};
 use raincast_store::{MessageQueue, QueueMessage, ScanSource};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,7 +139,13 @@ pub struct QueueConsumer {
     /// One lock per object key being processed in this process.
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counters: Counters,
+    /// Where skipped records came from (reason, bucket, first key segment),
+    /// each warned about once ([`Self::resolve`]).
+    warned: Mutex<HashSet<(String, String, String)>>,
 }
+
+/// Sources of skipped records warned about per process, at most.
+const MAX_WARNED: usize = 1000;
 
 /// The (id, receipt) of the messages of a batch not handled yet.
 type Pending = Arc<Mutex<Vec<(String, String)>>>;
@@ -164,6 +170,7 @@ impl QueueConsumer {
             settings,
             in_flight: Mutex::default(),
             counters: Counters::default(),
+            warned: Mutex::default(),
         })
     }
 
@@ -422,7 +429,21 @@ impl QueueConsumer {
     /// and logged) when it is not to be ingested.
     fn resolve(&self, r: &ObjectRecord) -> Option<(RadarSource, String)> {
         let skip = |reason: &str| {
-            debug!(bucket = %r.bucket, key = %r.key, event = %r.event_name, reason, "notified object skipped");
+            // A record for another bucket, prefix or radar is deleted: say
+            // so once per bucket and first key segment (a wrong `[queue]` or
+            // source setting would otherwise leave no trace but a counter).
+            let segment = r.key.split('/').next().unwrap_or_default();
+            let first = reason != "not_created"
+                && self.warned.lock().is_ok_and(|mut w| {
+                    w.len() < MAX_WARNED
+                        && w.insert((reason.into(), r.bucket.clone(), segment.into()))
+                });
+            if first {
+                warn!(bucket = %r.bucket, key = %r.key, reason,
+                    "a notified object is not ingested (outside_source: another bucket or prefix; unconfigured_radar: a radar not configured, see [queue] all_radars; no_match: not the key template); its message is deleted, and more like it are only counted");
+            } else {
+                debug!(bucket = %r.bucket, key = %r.key, event = %r.event_name, reason, "notified object skipped");
+            }
             self.counters.skipped_records.fetch_add(1, Ordering::SeqCst);
             self.ingester
                 .metrics()

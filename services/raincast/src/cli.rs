@@ -114,34 +114,78 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// A shutdown flag that turns true on Ctrl-C or SIGTERM.
-pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        tx.send_replace(true);
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+/// Seconds a graceful shutdown may take before the process exits anyway
+/// (`RAINCAST_SHUTDOWN_GRACE_S`): below systemd's `TimeoutStopSec=30s` of
+/// the packaged unit, so that the exit is the service's own, logged, and
+/// not a SIGKILL.
+pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 25;
+
+/// The shutdown grace from `RAINCAST_SHUTDOWN_GRACE_S` (whole seconds, at
+/// least 1), else [`DEFAULT_SHUTDOWN_GRACE_S`].
+fn shutdown_grace() -> std::time::Duration {
+    let s = match std::env::var("RAINCAST_SHUTDOWN_GRACE_S") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                tracing::warn!(value = %v, default = DEFAULT_SHUTDOWN_GRACE_S,
+                    "RAINCAST_SHUTDOWN_GRACE_S is not a whole number of seconds >= 1; using the default");
+                DEFAULT_SHUTDOWN_GRACE_S
+            }
+        },
+        Err(_) => DEFAULT_SHUTDOWN_GRACE_S,
+    };
+    std::time::Duration::from_secs(s)
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        tracing::info!("shutdown requested");
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// A shutdown flag that turns true on Ctrl-C or SIGTERM. The services then
+/// stop between steps and drain; a request to a store or queue that hangs
+/// (a server that accepts connections and never answers: the SDK waits up
+/// to 3 attempts of 30 s) could hold that for minutes, so the process exits
+/// with status 1 once the grace ([`DEFAULT_SHUTDOWN_GRACE_S`],
+/// `RAINCAST_SHUTDOWN_GRACE_S`) has passed, or at a second signal, saying
+/// so in the log. Work cut short that way is what a crash leaves, which the
+/// services are built to survive (leases run out, messages come back).
+pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let grace = shutdown_grace();
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!(grace_s = grace.as_secs(), "shutdown requested");
         tx.send_replace(true);
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {
+                tracing::error!(grace_s = grace.as_secs(),
+                    "shutdown did not finish within the grace (a store or queue request hanging?); exiting now");
+            }
+            _ = stop_signal() => {
+                tracing::warn!("a second stop signal; exiting now");
+            }
+        }
+        std::process::exit(1);
     });
     rx
 }

@@ -132,6 +132,23 @@ impl World {
         self.raincast(&self.moto.endpoint(), &self.dynamo_server().endpoint())
     }
 
+    /// The scheduled ingest job (every second) for the dataset's radar,
+    /// `batch` scans per run, through `s3` and `dynamodb`.
+    fn scheduled(&self, s3: &str, dynamodb: &str, batch: &str) -> Command {
+        let mut c = self.raincast(s3, dynamodb);
+        c.args([
+            "ingest",
+            "--radar",
+            self.data.radar,
+            "--since",
+            self.data.since,
+            "--batch-size",
+            batch,
+        ])
+        .env("RAINCAST_SCHEDULE", "* * * * * *");
+        c
+    }
+
     /// `raincast ingest --once` for the dataset's radar; the parsed summary and the log.
     fn ingest_once(&self, extra: &[&str]) -> (Value, String) {
         let out = self
@@ -477,20 +494,8 @@ async fn scenario_5b_two_scheduled_ingesters() {
     };
     let total = w.data.files.len();
     w.upload_files(0..total).await;
-    let spawn = || {
-        let mut c = w.cmd();
-        c.args([
-            "ingest",
-            "--radar",
-            w.data.radar,
-            "--since",
-            w.data.since,
-            "--batch-size",
-            "4",
-        ])
-        .env("RAINCAST_SCHEDULE", "* * * * * *");
-        Running::spawn(c)
-    };
+    let spawn =
+        || Running::spawn(w.scheduled(&w.moto.endpoint(), &w.dynamo_server().endpoint(), "4"));
     let (a, b) = (spawn(), spawn());
     let start = Instant::now();
     while w.stored().await.len() < total {
@@ -689,19 +694,9 @@ async fn scenario_8_servers_unreachable_for_a_while() {
     w.upload_files(0..total).await;
     let s3_proxy = TcpProxy::start(w.moto.addr()).await;
     let ddb_proxy = TcpProxy::start(w.dynamo_server().addr()).await;
-    let mut c = w.raincast(&s3_proxy.endpoint(), &ddb_proxy.endpoint());
-    c.args([
-        "ingest",
-        "--radar",
-        w.data.radar,
-        "--since",
-        w.data.since,
-        "--batch-size",
-        "5",
-    ])
-    .env("RAINCAST_SCHEDULE", "* * * * * *")
-    .env("RAINCAST_BACKOFF_BASE_SECONDS", "1")
-    .env("RAINCAST_BACKOFF_MAX_SECONDS", "2");
+    let mut c = w.scheduled(&s3_proxy.endpoint(), &ddb_proxy.endpoint(), "5");
+    c.env("RAINCAST_BACKOFF_BASE_SECONDS", "1")
+        .env("RAINCAST_BACKOFF_MAX_SECONDS", "2");
     let mut r = Running::spawn(c);
     r.wait_for("ingested scan [", 120).await;
 
@@ -743,6 +738,43 @@ async fn scenario_8_servers_unreachable_for_a_while() {
     if let Err(e) = each_scan_ingested_once(&log, total, failures) {
         panic!("{e}:\n{log}");
     }
+}
+
+/// 9. DynamoDB hangs (accepts connections, never answers: a frozen server
+/// or a black-holed network) when the operator stops the service: the
+/// graceful shutdown cannot finish (the SDK would wait 3 attempts of 30 s),
+/// so the process exits on its own once `RAINCAST_SHUTDOWN_GRACE_S` has
+/// passed, with status 1 and a log line that says why, not after minutes
+/// or by systemd's SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_9_a_hanging_store_does_not_hold_the_shutdown_past_its_grace() {
+    let Some(w) = World::new(false).await else {
+        return;
+    };
+    let total = w.data.files.len();
+    w.upload_files(0..total).await;
+    let ddb_proxy = TcpProxy::start(w.dynamo_server().addr()).await;
+    let mut c = w.scheduled(&w.moto.endpoint(), &ddb_proxy.endpoint(), "1");
+    c.env("RAINCAST_SHUTDOWN_GRACE_S", "3");
+    let mut r = Running::spawn(c);
+    r.wait_for("ingested scan [", 120).await;
+    ddb_proxy.stall();
+    // A run starts within a second and hangs on its first request.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let stopped_at = Instant::now();
+    r.signal("-TERM");
+    let status = r.wait();
+    let took = stopped_at.elapsed();
+    let log = r.log();
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?} to exit:\n{log}"
+    );
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    assert!(
+        log.contains("shutdown did not finish within the grace"),
+        "{log}"
+    );
 }
 
 /// Checks a log's progress lines: no scan twice, and `total` scans less at

@@ -300,10 +300,13 @@ pub fn shared_data() -> Option<PathBuf> {
 /// A TCP forwarder from a loopback port to `target` that can be switched
 /// off: while down it closes every open connection and every new one at
 /// once, as an unreachable server would look to a client. The target keeps
-/// its data.
+/// its data. It can also stall ([`Self::stall`]): connections are accepted
+/// and held, and nothing is forwarded or answered, as a server that hangs
+/// (a frozen process, a black-holed network) looks to a client.
 pub struct TcpProxy {
     port: u16,
     up: tokio::sync::watch::Sender<bool>,
+    stalled: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -315,6 +318,7 @@ impl TcpProxy {
             .expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let (tx, rx) = tokio::sync::watch::channel(true);
+        let (stall_tx, stall_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -325,18 +329,42 @@ impl TcpProxy {
                     continue;
                 }
                 let mut down = rx.clone();
+                let mut stalled = stall_rx.clone();
                 tokio::spawn(async move {
+                    let stall_now = *stalled.borrow();
+                    if stall_now {
+                        // Held open, never answered, until the proxy is
+                        // down or dropped.
+                        let _ = down.wait_for(|up| !*up).await.is_ok();
+                        return;
+                    }
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = down.wait_for(|up| !*up) => {}
+                    let stall_now = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = async { down.wait_for(|up| !*up).await.is_ok() } => false,
+                        _ = async { stalled.wait_for(|s| *s).await.is_ok() } => true,
+                    };
+                    if stall_now {
+                        // Stop forwarding; the connection stays open.
+                        let _ = down.wait_for(|up| !*up).await.is_ok();
                     }
                 });
             }
         });
-        TcpProxy { port, up: tx, task }
+        TcpProxy {
+            port,
+            up: tx,
+            stalled: stall_tx,
+            task,
+        }
+    }
+
+    /// From now on nothing is forwarded: open and new connections are held
+    /// and never answered (until [`Self::set_up`]`(false)` closes them).
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
     }
 
     /// Switches forwarding on or off.

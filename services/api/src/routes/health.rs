@@ -19,6 +19,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
+/// How long `/readyz` waits for the store per radar before it answers 503
+/// `store_unreachable`.
+pub const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Liveness answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
@@ -78,14 +82,26 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiError> 
     }
     let mut radars = Vec::with_capacity(s.radars().len());
     for r in s.radars() {
-        let latest = s.store().latest(&r.id, now).await.map_err(|e| {
-            tracing::warn!(radar = %r.id, error = %e, "readiness: store check failed");
+        // A store that hangs (accepts, never answers) must not hang the
+        // probe: a load balancer's health check gives up after a few
+        // seconds and learns nothing.
+        let unreachable = |why: String| {
+            tracing::warn!(radar = %r.id, error = %why, "readiness: store check failed");
             ApiError::Unavailable {
                 code: "store_unreachable",
                 detail: "the scan store did not answer".into(),
                 retry_after_s: 10,
             }
-        })?;
+        };
+        let latest = tokio::time::timeout(READY_STORE_TIMEOUT, s.store().latest(&r.id, now))
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no answer within {} s",
+                    READY_STORE_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| unreachable(e.to_string()))?;
         let age = latest.as_ref().map(|m| (now - m.time).num_seconds());
         radars.push(RadarFreshness {
             id: r.id.clone(),
