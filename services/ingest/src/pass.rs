@@ -513,7 +513,15 @@ impl Ingester {
             radar: radar.to_string(),
             ..Default::default()
         };
-        self.retry_changed_old_quarantined(rs, start, &mut summary)
+        // Read once: for the old files looked at first, then for the
+        // listed ones below (the records the retry itself writes concern
+        // files older than the window, which the listing does not hold).
+        let quarantine = self
+            .state
+            .list_quarantined(radar)
+            .await
+            .map_err(|e| store_err("list quarantine", e))?;
+        self.retry_changed_old_quarantined(rs, start, &quarantine, &mut summary)
             .await?;
         let settle_before = match &self.settings.queue {
             // The reconciler leaves recent objects to their notification.
@@ -577,11 +585,7 @@ impl Ingester {
             .iter()
             .map(|c| (c.object.key.as_str(), &c.object))
             .collect();
-        let quarantined: HashSet<String> = self
-            .state
-            .list_quarantined(radar)
-            .await
-            .map_err(|e| store_err("list quarantine", e))?
+        let quarantined: HashSet<String> = quarantine
             .into_iter()
             .filter(|q| {
                 let changed = by_key
@@ -710,6 +714,7 @@ impl Ingester {
         &self,
         rs: &RadarSource,
         start: DateTime<Utc>,
+        records: &[QuarantineRecord],
         summary: &mut PassSummary,
     ) -> Result<(), IngestError> {
         let radar = rs.radar.id.as_str();
@@ -718,23 +723,19 @@ impl Ingester {
             op,
             source,
         };
-        let records = self
-            .state
-            .list_quarantined(radar)
-            .await
-            .map_err(|e| store_err("list quarantine", e))?;
         let now = std::time::Instant::now();
         let due: Vec<QuarantineRecord> = {
             let mut looked = self.rechecked.lock().unwrap_or_else(|e| e.into_inner());
             looked.retain(|_, at| now.duration_since(*at) < RECHECK_FORGET);
             let mut old: Vec<QuarantineRecord> = records
-                .into_iter()
+                .iter()
                 .filter(|q| q.time.is_some_and(|t| t < start) && q.size.is_some())
                 .filter(|q| {
                     looked
                         .get(&q.key)
                         .is_none_or(|at| now.duration_since(*at) >= self.recheck_every)
                 })
+                .cloned()
                 .collect();
             // Never looked at first, then the longest ago.
             old.sort_by_key(|q| looked.get(&q.key).copied());
