@@ -43,6 +43,11 @@ pub enum ApiError {
     /// `WWW-Authenticate: Bearer`).
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
+    /// The request body is larger than `[api] body_limit_bytes` (413).
+    #[error(
+        "the request body is larger than the limit of {limit_bytes} bytes ([api] body_limit_bytes)"
+    )]
+    PayloadTooLarge { limit_bytes: usize },
     /// The key made more requests than its per-minute limit (429, with
     /// `Retry-After`).
     #[error("rate limit exceeded; retry in {retry_after_s} s")]
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,6 +101,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. }
             | ApiError::Unavailable { code, .. }
             | ApiError::Unauthorized { code, .. } => code,
+            ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",

@@ -8,6 +8,11 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
 
+/// `[api] body_limit_bytes`, put in each request's extensions so that a
+/// body refused while it is read is answered with the limit.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 /// Like `axum::extract::Query`, but a malformed or missing parameter is a
 /// 400 `application/problem+json` naming it.
 pub struct ApiQuery<T>(pub T);
@@ -57,8 +62,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            // A body streamed past the limit (one without a Content-Length).
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge {
+                    limit_bytes: limit.unwrap_or_default(),
+                })
+            }
             Err(e) => Err(ApiError::bad_request(
                 "invalid_body",
                 truncate(&e.body_text(), 300),

@@ -173,13 +173,24 @@ async fn enrich_problems(req: Request, next: Next) -> Response {
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let limit = req.extensions().get::<extract::BodyLimit>().map(|l| l.0);
     let resp = next.run(req).await;
     let is_problem = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == error::PROBLEM_JSON.as_bytes());
     if !is_problem {
-        return resp;
+        if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+            return resp;
+        }
+        // tower-http's body limit answers in plain text.
+        let mut p = ApiError::PayloadTooLarge {
+            limit_bytes: limit.unwrap_or_default(),
+        }
+        .problem();
+        p.instance = Some(path);
+        p.request_id = id;
+        return error::problem_response(&p);
     }
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
@@ -251,11 +262,31 @@ async fn method_not_allowed(req: Request) -> Response {
 /// are public, read-only data that web apps on other origins fetch (as
 /// they fetched RainViewer's): they carry `Access-Control-Allow-Origin: *`
 /// unless `[api] cors_origins` already answered for the request's origin.
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) for
+/// them is answered here, for any origin, with the methods they serve.
 async fn public_cors(req: axum::extract::Request, next: middleware::Next) -> Response {
     let public = {
         let p = req.uri().path();
         p.starts_with("/public/") || p.starts_with("/v2/")
     };
+    if public
+        && req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"),
+                // Any request header: the data are public and no credentials are sent.
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "*"),
+                (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+            ],
+        )
+            .into_response();
+    }
     let mut resp = next.run(req).await;
     if public {
         resp.headers_mut()
@@ -305,10 +336,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_key_for_v1,
         ))
+        // Inside the problem layer, so that its bare 413 becomes a problem.
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .layer(middleware::from_fn(enrich_problems))
-        .layer(Extension(routes::openapi::OpenApiJson(doc_json)))
-        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes));
+        .layer(Extension(extract::BodyLimit(cfg.body_limit_bytes)))
+        .layer(Extension(routes::openapi::OpenApiJson(doc_json)));
     if let Some(c) = cors(&cfg.cors_origins) {
         router = router.layer(c);
     }

@@ -376,10 +376,9 @@ async fn unknown_routes_methods_and_bodies() {
         .header("content-length", "1000")
         .body(Body::from(vec![b'x'; 1000]))
         .unwrap();
-    assert_eq!(
-        call(&small.state, req).await.status(),
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
+    let p = expect_problem(call(&small.state, req).await, 413, "body_too_large").await;
+    assert!(p["detail"].as_str().unwrap().contains("16 bytes"), "{p}");
+    assert_eq!(p["instance"], "/healthz");
 }
 
 #[tokio::test]
@@ -642,6 +641,21 @@ async fn rainviewer_paths_are_open_to_other_origins() {
     };
     let r = call(&f.state, req("/public/weather-maps.json")).await;
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // A preflight (a fetch with a header outside the safelisted ones).
+    let preflight = Request::options("/public/weather-maps.json")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-app-version")
+        .body(Body::empty())
+        .unwrap();
+    let r = call(&f.state, preflight).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
+    assert_eq!(r.headers()["access-control-allow-headers"], "*");
     // An unknown frame's problem too (a client must read the error).
     let r = call(&f.state, req("/v2/radar/nope/256/0/0/0/1/1_0.png")).await;
     assert_eq!(r.headers()["access-control-allow-origin"], "*");

@@ -297,4 +297,16 @@ async fn bad_bodies_name_what_is_wrong() {
         .await;
         expect_problem(resp, 400, code).await;
     }
+    // A body over `[api] body_limit_bytes` sent without a Content-Length is
+    // refused while it is read: a 413 naming the limit, not a 400.
+    let mut big = request(PUBLIC_URL);
+    big["name"] = json!("n".repeat(70 * 1024));
+    let req = Request::post("/v1/subscriptions")
+        .header("authorization", format!("Bearer {}", s.key))
+        .header("content-type", "application/json")
+        .body(Body::from(big.to_string()))
+        .unwrap();
+    assert!(req.headers().get("content-length").is_none());
+    let p = expect_problem(call(&s.state, req).await, 413, "body_too_large").await;
+    assert!(p["detail"].as_str().unwrap().contains("65536 bytes"), "{p}");
 }

@@ -15,7 +15,7 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Longest time a request may take, seconds; slower ones get a 503 problem.
     pub request_timeout_s: f64,
-    /// Largest request body accepted, bytes (every endpoint is a GET).
+    /// Largest request body accepted, bytes (only `POST /v1/subscriptions` takes one); larger: 413.
     pub body_limit_bytes: usize,
     /// `/readyz` fails when the newest scan of every radar is older than
     /// this, seconds. A radar whose newest scan is older is also `stale` in
