@@ -442,6 +442,7 @@ mod tests {
     use crate::gif::tests::{field, grid, t0};
     use crate::notify::ReportStatus;
     use crate::EventKind;
+    use chrono::Timelike;
     use raincast_algorithms::prep::RainField;
     use raincast_algorithms::sparse::{encode, SparseOptions};
     use raincast_nowcast::NowcastSettings;
@@ -456,8 +457,19 @@ mod tests {
 
     /// [`fill`] for radar `radar`.
     async fn fill_radar(store: &EmbeddedStore, radar: &str, from: i64, to: i64) {
+        fill_around(store, radar, t0(), from, to).await
+    }
+
+    /// [`fill_radar`] with the minutes counted from `base`.
+    async fn fill_around(
+        store: &EmbeddedStore,
+        radar: &str,
+        base: DateTime<Utc>,
+        from: i64,
+        to: i64,
+    ) {
         for m in (from..=to).step_by(5) {
-            let time = t0() + Duration::minutes(m);
+            let time = base + Duration::minutes(m);
             let rf = RainField {
                 grid: grid(),
                 time,
@@ -535,6 +547,143 @@ mod tests {
             .await
             .expect("pass");
         assert!(fresh_only.is_empty(), "{fresh_only:?}");
+    }
+
+    /// Files written to the outbox folder (none when it does not exist).
+    fn outbox_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Under [`run`], a nowcast of scans older than `max_alert_age` gives
+    /// no alert (a backlog being ingested is history); once a recent scan's
+    /// nowcast is cached, the loop posts it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_run_only_nowcasts_of_recent_scans_give_alerts() {
+        let dir = raincast_testkit::TempDir::new("notifier-run-recent");
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+                .await
+                .expect("store"),
+        );
+        let nowcasts = NowcastService::new(store.clone(), NowcastSettings::default());
+        let deps = NotifierDeps {
+            state: store.clone(),
+            nowcasts: nowcasts.clone(),
+            radars: vec![RadarRef {
+                id: "synthetic".into(),
+                name: "Synthetic".into(),
+                location: None,
+            }],
+        };
+        let outbox = dir.path().join("outbox");
+        let mut settings =
+            NotifierSettings::new(vec![Place::new("Brussels", 50.85, 4.35)], outbox.clone());
+        settings.interval = std::time::Duration::from_millis(50);
+        // The whole minute, so that the scans' times are those of a radar.
+        let base = Utc::now()
+            .with_nanosecond(0)
+            .and_then(|t| t.with_second(0))
+            .expect("a whole minute");
+        // The scans of the test above, 30 min earlier: the cell is 60 km
+        // west of the place at the last one, 40 min ago, 10 min before
+        // the cut-off.
+        fill_around(&store, "synthetic", base - Duration::minutes(30), -50, -10).await;
+        let n = nowcasts
+            .update("synthetic", Utc::now())
+            .await
+            .expect("update");
+        assert!(n.nowcast().is_some(), "no nowcast from the older scans");
+        // Without the cut-off, that nowcast would give an alert (a dry run,
+        // its claims in memory, to another folder).
+        let mut probe = settings.clone();
+        probe.dry_run = true;
+        probe.outbox = dir.path().join("probe");
+        let would = pass(&probe, &deps, Utc::now(), None, None)
+            .await
+            .expect("pass");
+        assert_eq!(would.len(), 1, "{would:?}");
+        assert_eq!(would[0].status, ReportStatus::Posted, "{would:?}");
+        let (stop, rx) = watch::channel(false);
+        let job = tokio::spawn(run(settings, deps, rx));
+        // The loop's first look is at once; a pass it started now would end
+        // before it looks at the next nowcast.
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        // The scans up to 10 min ago: the loop sees the newer nowcast.
+        fill_around(&store, "synthetic", base, -35, -10).await;
+        nowcasts
+            .update("synthetic", Utc::now())
+            .await
+            .expect("update");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while outbox_files(&outbox) == 0 && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stop.send(true).expect("stop");
+        job.await.expect("run");
+        // Every post is of the recent scan (a post of the old one would also
+        // have kept the recent one's back, inside the place's cool-down).
+        let scans: Vec<String> = std::fs::read_dir(&outbox)
+            .expect("outbox")
+            .filter_map(|e| {
+                let path = e.expect("entry").path();
+                let json = path.extension().is_some_and(|x| x == "json");
+                json.then(|| std::fs::read(&path).expect("record"))
+            })
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
+                v["scan_time"].as_str().expect("scan_time").to_string()
+            })
+            .collect();
+        let recent = (base - Duration::minutes(10)).to_rfc3339();
+        assert!(!scans.is_empty(), "no alert from a recent scan");
+        assert!(
+            scans.iter().all(|t| *t == recent),
+            "{scans:?}, not {recent}"
+        );
+    }
+
+    /// A dry run writes to the outbox even when the X credentials are set
+    /// (here with X's API on a port nobody listens on, so a post to X
+    /// could not succeed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_posts_only_to_the_outbox_even_with_x_credentials() {
+        let dir = raincast_testkit::TempDir::new("notifier-dry-run");
+        let store = Arc::new(
+            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
+                .await
+                .expect("store"),
+        );
+        fill(&store, -80, -10).await;
+        let deps = NotifierDeps {
+            state: store.clone(),
+            nowcasts: NowcastService::new(store.clone(), NowcastSettings::default()),
+            radars: vec![RadarRef {
+                id: "synthetic".into(),
+                name: "Synthetic".into(),
+                location: None,
+            }],
+        };
+        let outbox = dir.path().join("outbox");
+        let mut settings =
+            NotifierSettings::new(vec![Place::new("Brussels", 50.85, 4.35)], outbox.clone());
+        let env: HashMap<String, String> = raincast_config::notifier::X_CREDENTIAL_VARS
+            .iter()
+            .map(|v| (v.to_string(), "credential".to_string()))
+            .collect();
+        settings.secrets = Secrets::from_env(&env);
+        settings.x_config.base_url = "http://127.0.0.1:9".into();
+        settings.x_config.max_attempts = 1;
+        assert!(
+            matches!(publisher(&settings), Ok(AnyPublisher::X(_))),
+            "the credentials make an X account"
+        );
+        settings.dry_run = true;
+        let reports = pass(&settings, &deps, t0(), None, None)
+            .await
+            .expect("pass");
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].status, ReportStatus::Posted, "{reports:?}");
+        assert!(outbox_files(&outbox) > 0, "nothing in the outbox");
     }
 
     /// Two radars see the place with the same rain: one alert, from the
