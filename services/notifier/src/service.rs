@@ -489,15 +489,14 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stored_scans_become_a_nowcast_frames_and_one_post() {
-        let dir = raincast_testkit::TempDir::new("notifier-service");
+    /// An embedded store in `dir` and the notifier's dependencies on it,
+    /// watching the one radar `synthetic`.
+    async fn synthetic_deps(dir: &raincast_testkit::TempDir) -> (Arc<EmbeddedStore>, NotifierDeps) {
         let store = Arc::new(
             EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
                 .await
                 .expect("store"),
         );
-        let now = t0();
         let deps = NotifierDeps {
             state: store.clone(),
             nowcasts: NowcastService::new(store.clone(), NowcastSettings::default()),
@@ -507,6 +506,14 @@ mod tests {
                 location: None,
             }],
         };
+        (store, deps)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_scans_become_a_nowcast_frames_and_one_post() {
+        let dir = raincast_testkit::TempDir::new("notifier-service");
+        let (store, deps) = synthetic_deps(&dir).await;
+        let now = t0();
         let place = Place::new("Brussels", 50.85, 4.35);
         let settings = NotifierSettings::new(vec![place], dir.path().join("outbox"));
         // Nothing stored: no nowcast, no events.
@@ -560,21 +567,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn under_run_only_nowcasts_of_recent_scans_give_alerts() {
         let dir = raincast_testkit::TempDir::new("notifier-run-recent");
-        let store = Arc::new(
-            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
-                .await
-                .expect("store"),
-        );
-        let nowcasts = NowcastService::new(store.clone(), NowcastSettings::default());
-        let deps = NotifierDeps {
-            state: store.clone(),
-            nowcasts: nowcasts.clone(),
-            radars: vec![RadarRef {
-                id: "synthetic".into(),
-                name: "Synthetic".into(),
-                location: None,
-            }],
-        };
+        let (store, deps) = synthetic_deps(&dir).await;
+        let nowcasts = deps.nowcasts.clone();
         let outbox = dir.path().join("outbox");
         let mut settings =
             NotifierSettings::new(vec![Place::new("Brussels", 50.85, 4.35)], outbox.clone());
@@ -648,21 +642,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dry_run_posts_only_to_the_outbox_even_with_x_credentials() {
         let dir = raincast_testkit::TempDir::new("notifier-dry-run");
-        let store = Arc::new(
-            EmbeddedStore::open(dir.path().join("raincast.redb"), Duration::days(7))
-                .await
-                .expect("store"),
-        );
+        let (store, deps) = synthetic_deps(&dir).await;
         fill(&store, -80, -10).await;
-        let deps = NotifierDeps {
-            state: store.clone(),
-            nowcasts: NowcastService::new(store.clone(), NowcastSettings::default()),
-            radars: vec![RadarRef {
-                id: "synthetic".into(),
-                name: "Synthetic".into(),
-                location: None,
-            }],
-        };
         let outbox = dir.path().join("outbox");
         let mut settings =
             NotifierSettings::new(vec![Place::new("Brussels", 50.85, 4.35)], outbox.clone());
