@@ -160,17 +160,24 @@ impl fmt::Display for Intensity {
 /// One line describing a point forecast, e.g. "Light rain starting in about
 /// 15 min, easing after 40 min". `now_mm_h` is the observed rate, `rates`
 /// and `probs` (same length as `leads_min`, probability of rain, may be empty)
-/// the forecast. Unknown (NaN) entries are skipped, and nothing is said
-/// beyond the last known lead ("continuing for at least 30 min", "no
-/// forecast here" when none is known).
+/// the forecast. Only the leads before the first unknown (NaN) one are
+/// told, and nothing is said beyond them ("continuing for at least 30 min",
+/// "no forecast here" when the first lead is unknown): an unknown lead
+/// is never summarised as dry.
 pub fn summary_text(now_mm_h: f32, leads_min: &[u32], rates: &[f32], probs: &[f32]) -> String {
     let series: Vec<(u32, f32, f32)> = leads_min
         .iter()
         .zip(rates)
         .enumerate()
-        .filter(|(_, (_, r))| r.is_finite())
+        .take_while(|(_, (_, r))| r.is_finite())
         .map(|(i, (l, r))| (*l, *r, probs.get(i).copied().unwrap_or(f32::NAN)))
         .collect();
+    if !now_mm_h.is_finite() && !series.is_empty() {
+        // Not seen now (outside the scan), but a lead is known there.
+        let leads = summary_text(0.0, leads_min, rates, probs);
+        let (first, rest) = leads.split_at(leads.chars().next().map_or(0, char::len_utf8));
+        return format!("No radar data here now; {}{rest}", first.to_lowercase());
+    }
     let horizon = leads_min.iter().copied().max().unwrap_or(0);
     let band = |r: f32| Intensity::of(r);
     // Only what is known is told: the last known lead bounds every "next
@@ -320,6 +327,24 @@ mod tests {
         assert_eq!(
             summary_text(0.0, &leads, &[0.0, 0.0, nan, nan, nan, nan], &p),
             "No rain expected in the next 20 min"
+        );
+        // An unknown lead between known ones ends what is told: it is not dry.
+        assert_eq!(
+            summary_text(0.0, &leads, &[0.0, nan, 0.0, 0.0, 0.0, 0.0], &p),
+            "No rain expected in the next 10 min"
+        );
+        assert_eq!(
+            summary_text(3.0, &leads, &[3.0, 3.0, nan, 3.0, 3.0, 3.0], &p),
+            "Moderate rain now, continuing for at least 20 min"
+        );
+        assert_eq!(
+            summary_text(0.0, &leads, &[nan, 0.0, 0.0, 0.0, 0.0, 0.0], &p),
+            "No rain now, no forecast here"
+        );
+        // Nothing seen now, leads known (rain advected out of the scan).
+        assert_eq!(
+            summary_text(nan, &leads, &[0.0, 1.0, 1.0, 0.0, nan, nan], &p),
+            "No radar data here now; light rain starting in about 20 min, stopping by 40 min"
         );
         assert_eq!(Intensity::of(2.49), Intensity::Light);
         assert_eq!(Intensity::of(2.5), Intensity::Moderate);

@@ -190,14 +190,19 @@ impl LatestNowcast {
         self.leads_min.iter().position(|l| *l == lead_min)
     }
 
-    /// The grid cell at a lon/lat when it lies in the grid and the newest
-    /// scan has data there (inside the radar's coverage).
+    /// The grid cell at a lon/lat when it lies in the grid and something
+    /// is known there: the newest scan has data, or a lead does (rain
+    /// advected out of the radar's view, which the frames, tiles and GIS
+    /// exports show too).
     pub fn covered_cell(&self, lon: f64, lat: f64) -> Option<(usize, usize)> {
         let (r, c) = self.grid.cell_at_lonlat(lon, lat)?;
-        self.observed_mm_h[[r, c]].is_finite().then_some((r, c))
+        let known = self.observed_mm_h[[r, c]].is_finite()
+            || self.rate_mm_h.iter().any(|f| f[[r, c]].is_finite());
+        known.then_some((r, c))
     }
 
-    /// The forecast at a lon/lat; `None` outside the coverage.
+    /// The forecast at a lon/lat; `None` where nothing is known
+    /// ([`Self::covered_cell`]). `now_mm_h` is NaN where only leads are.
     pub fn point(&self, lon: f64, lat: f64) -> Option<PointForecast> {
         let (row, col) = self.covered_cell(lon, lat)?;
         let steps: Vec<PointStep> = (0..self.leads_min.len())

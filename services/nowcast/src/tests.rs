@@ -122,6 +122,25 @@ async fn builds_stores_caches_and_reloads() {
     assert!(n.point(30.0, 10.0).is_none());
     let (lon, lat) = lonlat(0.5, 40.5);
     assert!(n.point(lon, lat).is_none());
+    // Where the newest scan has no data but the leads do (rain advected out
+    // of the radar's view), the leads are told and "now" is unknown, as the
+    // frames and tiles show them.
+    let mut blind = (*n).clone();
+    blind.observed_mm_h[[32, 38]] = f32::NAN;
+    let (lon, lat) = lonlat(32.5, 38.5);
+    let q = blind.point(lon, lat).expect("the leads are known");
+    assert!(q.now_mm_h.is_nan());
+    let bits = |s: &[PointStep]| -> Vec<(u32, u32)> {
+        s.iter()
+            .map(|s| (s.lead_min, s.rate_mm_h.to_bits()))
+            .collect()
+    };
+    assert_eq!(bits(&q.steps), bits(&p.steps));
+    assert!(
+        q.summary.starts_with("No radar data here now; "),
+        "{}",
+        q.summary
+    );
 
     // Frames are stored as sparse scans of the lead's pseudo-radar.
     let m = store
