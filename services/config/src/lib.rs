@@ -379,7 +379,8 @@ pub struct AwsSettings {
 pub struct Config {
     pub source: SourceSpec,
     /// False when no source was configured anywhere (flag, environment,
-    /// file): `raincast run` then starts the synthetic demo radar.
+    /// file) and no `[[radars]]` either (a radar's own `source` counts):
+    /// `raincast run` then starts the synthetic demo radars.
     pub source_given: bool,
     pub store: StoreSpec,
     /// Create missing DynamoDB tables.
@@ -1158,7 +1159,9 @@ impl Config {
 
         Ok(Config {
             source,
-            source_given,
+            // Configured radars are never replaced by the demo's, whether
+            // they name their own sources or use the default folder.
+            source_given: source_given || !radars.is_empty(),
             store,
             create_tables,
             retention,
@@ -1383,6 +1386,22 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.radars.len(), 1);
         assert_eq!(c.radars[0].format, None);
         assert_eq!(c.radars[0].key_template.as_str(), DEFAULT_TEMPLATE);
+    }
+
+    /// `raincast run` starts the demo radars only when nothing is
+    /// configured: radars with their own sources, or on the default folder,
+    /// are never replaced by it.
+    #[test]
+    fn configured_radars_are_not_the_demo() {
+        let none = Config::from_toml("", &HashMap::new(), &Overrides::default()).unwrap();
+        assert!(!none.source_given);
+        for toml in [
+            "[[radars]]\nid = \"katx\"\nsource = \"s3://unidata-nexrad-level2\"\nformat = \"nexrad\"\n",
+            "[[radars]]\nid = \"bom02\"\n",
+        ] {
+            let c = Config::from_toml(toml, &HashMap::new(), &Overrides::default()).unwrap();
+            assert!(c.source_given, "{toml}");
+        }
     }
 
     /// (TOML text, environment, expected part of the error).

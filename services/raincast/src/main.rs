@@ -40,7 +40,7 @@ enum Command {
     /// Create, list and revoke API keys.
     Keys(keys_cmd::KeysArgs),
     /// Run every job (ingest, nowcast, notifier) and the HTTP API with the
-    /// map page until Ctrl-C; with no source configured, on the synthetic
+    /// map page until Ctrl-C; with no source and no radar configured, on the synthetic
     /// demo radar.
     Run(run_cmd::RunArgs),
     /// Serve the HTTP API and map page over an existing store (no ingest).
