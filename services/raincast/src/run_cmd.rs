@@ -14,7 +14,9 @@ use raincast_api::{AppState, RadarInfo, WebhookPolicy};
 use raincast_config::secrets::Secrets;
 use raincast_config::SourceSpec;
 use raincast_ingest::demo::{backfill_inside, demo_places, DemoOptions, DemoRadar};
-use raincast_ingest::{Connector, IngestDeps, IngestMetrics, Overrides, RadarSource};
+use raincast_ingest::{
+    ConnectError, Connector, IngestDeps, IngestMetrics, Overrides, RadarSource, Stores,
+};
 use raincast_notifier::service::{NotifierDeps, NotifierSettings, RadarRef};
 use raincast_nowcast::NowcastService;
 use raincast_store::LocalSource;
@@ -68,6 +70,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 shutdown.clone(),
             )));
         }
+        let mut listen = cfg.listen.clone();
         let radars = if demo {
             let SourceSpec::Local { dir } = &cfg.source else {
                 anyhow::bail!("the demo radar needs a local folder as its source");
@@ -92,7 +95,21 @@ pub fn run(args: RunArgs) -> Result<()> {
             ensure_demo_key(stores.state.as_ref(), &key_file).await?;
             sources
         } else {
-            conn.radar_sources().await?
+            match conn.radar_sources().await {
+                Ok(r) => r,
+                Err(ConnectError::NoRadars { .. }) => {
+                    match wait_for_radars(&cfg, &conn, &stores, shutdown.clone()).await? {
+                        (Some(r), addr) => {
+                            // The same address (port 0 picked one).
+                            listen = addr.to_string();
+                            r
+                        }
+                        // Stopped while waiting.
+                        (None, _) => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         let ids: Vec<String> = radars.iter().map(|r| r.radar.id.clone()).collect();
         // One registry for every service: /metrics shows them all.
@@ -121,7 +138,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .radars(radars.iter().map(|r| RadarInfo::from(&r.radar)).collect())
             .registry(registry)
             .build()?;
-        let (addr, http) = raincast_api::run(&cfg.listen, state, shutdown.clone()).await?;
+        let (addr, http) = raincast_api::run(&listen, state, shutdown.clone()).await?;
         announce_map(addr);
         tasks.push(http);
 
@@ -159,6 +176,53 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// How often a service with no radars yet looks for the first one.
+const RADAR_LOOK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// No radar configured and none in the source yet (a new deployment's
+/// empty bucket): rather than exit (and be restarted in a loop by systemd,
+/// compose or the load balancer's health check), serve the API with no
+/// radars (`/healthz` 200, `/readyz` 503 `no_radars`) and look again every
+/// [`RADAR_LOOK`] until the first radar's folder appears. Then that API
+/// stops and the caller starts every service with the radars found, on
+/// the same address (returned); `None` when shutdown came first.
+async fn wait_for_radars(
+    cfg: &raincast_config::Config,
+    conn: &Connector<'_>,
+    stores: &Stores,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(Option<Vec<RadarSource>>, std::net::SocketAddr)> {
+    let nowcasts = NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone());
+    let state = AppState::builder(stores.scans.clone(), nowcasts)
+        .config(cfg.api.clone())
+        .state_store(stores.state.clone())
+        .build()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (addr, http) = raincast_api::run(&cfg.listen, state, stopped).await?;
+    announce_map(addr);
+    tracing::warn!(source = %cfg.source, template = %cfg.key_template.as_str(),
+        every_s = RADAR_LOOK.as_secs(),
+        "no radars configured and none in the source yet: serving /healthz, looking again until a radar's first scan arrives");
+    let found = loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break None,
+            _ = tokio::time::sleep(RADAR_LOOK) => {}
+        }
+        match conn.radar_sources().await {
+            Ok(r) => {
+                let ids: Vec<&str> = r.iter().map(|r| r.radar.id.as_str()).collect();
+                tracing::info!(radars = ?ids, "radars found: starting every service");
+                break Some(r);
+            }
+            Err(ConnectError::NoRadars { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for radars failed; trying again"),
+        }
+    };
+    let _ = stop.send(true);
+    let _ = http.await;
+    Ok((found, addr))
 }
 
 /// The demo's API key: kept in `file` (next to the demo bucket, readable by

@@ -344,3 +344,94 @@ fn notify_once_needs_only_a_store_and_a_place() {
     let radars = get(&base_url, "/v1/radars");
     assert!(radars.to_string().contains("\"pipe\""), "{radars}");
 }
+
+/// The status and body of a GET; `None` when nothing answers.
+fn status_of(base: &str, path: &str) -> Option<(u16, Value)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("{base}{path}")).await.ok()?;
+        let status = r.status().as_u16();
+        let body = serde_json::from_slice(&r.bytes().await.ok()?).unwrap_or(Value::Null);
+        Some((status, body))
+    })
+}
+
+/// A new deployment's source holds no radar yet (an empty bucket, no
+/// `[[radars]]`): `raincast run` stays up and answers `/healthz` (it exited,
+/// and systemd, compose or the load balancer restarted it in a loop), and
+/// serves the first radar whose scans arrive.
+#[test]
+fn run_on_an_empty_source_waits_for_its_first_radar() {
+    let dir = TempDir::new("run-empty-source");
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let mut run = Running::start(
+        raincast_cmd()
+            .arg("run")
+            .arg("--source")
+            .arg(&bucket)
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path()),
+    );
+    let start = Instant::now();
+    let mut log = Vec::new();
+    let base_url = loop {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no address:\n{}",
+            log.join("\n")
+        );
+        let Ok(l) = run
+            .lines
+            .recv_timeout(std::time::Duration::from_millis(200))
+        else {
+            continue;
+        };
+        let addr = l.split("Raincast map: ").nth(1).map(str::to_string);
+        log.push(l);
+        if let Some(a) = addr {
+            break a.trim().trim_end_matches('/').to_string();
+        }
+    };
+    assert_eq!(status_of(&base_url, "/healthz").unwrap().0, 200);
+    let (status, body) = status_of(&base_url, "/readyz").unwrap();
+    assert_eq!((status, &body["code"]), (503, &Value::from("no_radars")));
+    // The radar's first scans.
+    let now = Utc::now().duration_trunc(Duration::minutes(5)).unwrap();
+    for k in 0..3 {
+        write_scan(
+            &bucket,
+            now - Duration::minutes(10 - 5 * k),
+            40.0 + k as f32,
+        );
+    }
+    loop {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(180),
+            "the radar was not served:\n{}",
+            log.join("\n")
+        );
+        log.extend(run.lines.try_iter());
+        // Between the two APIs the address may not answer for a moment.
+        let listed = status_of(&base_url, "/v1/radars")
+            .is_some_and(|(s, v)| s == 200 && v.to_string().contains(&format!("\"{RADAR}\"")));
+        if listed {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let status = run.stop();
+    log.extend(run.lines.iter());
+    assert!(status.success(), "{status}\n{}", log.join("\n"));
+    let text = log.join("\n");
+    assert!(text.contains("none in the source yet"), "{text}");
+    assert!(
+        text.contains("radars found: starting every service"),
+        "{text}"
+    );
+}
