@@ -91,6 +91,23 @@ async fn skill_per_lead_and_method_after_scans_arrive() {
         }
     }
     assert_eq!(entries[0]["probability_calibrated"], true);
+    // A restarted service (or `raincast api` over the same store) builds or
+    // loads the same nowcast calibrated from the record in the store, not
+    // raw until its first scoring.
+    let restarted = raincast_nowcast::NowcastService::with_live_skill(
+        f.store.clone(),
+        f.store.clone(),
+        raincast_nowcast::NowcastSettings {
+            max_lead_min: 60,
+            ..raincast_nowcast::NowcastSettings::default()
+        },
+    );
+    let again = restarted
+        .update(RADAR, scan_time(11) + Duration::minutes(1))
+        .await
+        .unwrap();
+    let again = again.nowcast().expect("the nowcast again");
+    assert!(again.is_calibrated(0), "served raw after a restart");
     // The reliability diagram.
     let resp = get(
         &f.state,

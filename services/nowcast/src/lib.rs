@@ -516,6 +516,7 @@ impl NowcastService {
         };
         let fields = self.load_fields(pick.inputs(radar), now).await?;
         let started = std::time::Instant::now();
+        self.read_recent_skill_once(radar).await;
         let cals = self.calibrations(radar, &pick.leads);
         if let Some(mut n) = self
             .load_stored(radar, &fields, pick.step_s, &pick.leads, now)
@@ -679,17 +680,7 @@ impl NowcastService {
             this.keep_observed(&n);
             this.score_and_log(&n, build_ms, now).await;
             // Whoever scored it, the 24 h sums may have changed.
-            match this.skill(&n.radar, skill::Window::Day).await {
-                Ok(Some(r)) => {
-                    this.inner
-                        .recent_skill
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(n.radar.clone(), Arc::new(r));
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(radar = %n.radar, error = %e, "live skill not read"),
-            }
+            this.read_recent_skill(&n.radar).await;
         });
         let mut tasks = lock(&self.inner.scoring);
         tasks.retain(|t| !t.is_finished());
@@ -1108,6 +1099,31 @@ impl NowcastService {
         match self.inner.skill_state.as_deref() {
             Some(state) => Ok(Some(skill::skill(state, radar, window, None).await?)),
             None => Ok(None),
+        }
+    }
+
+    /// Reads the radar's 24 h live skill into [`Self::recent_skill`].
+    async fn read_recent_skill(&self, radar: &str) {
+        match self.skill(radar, skill::Window::Day).await {
+            Ok(Some(r)) => {
+                self.inner
+                    .recent_skill
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(radar.to_string(), Arc::new(r));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%radar, error = %e, "live skill not read"),
+        }
+    }
+
+    /// [`Self::read_recent_skill`] when this process has not read it yet
+    /// (after a restart, or in a process that does not score): a nowcast
+    /// built or loaded then is calibrated from the record in the store,
+    /// as it was before the restart, not served raw.
+    async fn read_recent_skill_once(&self, radar: &str) {
+        if self.inner.skill_state.is_some() && self.recent_skill(radar).is_none() {
+            self.read_recent_skill(radar).await;
         }
     }
 
