@@ -1085,7 +1085,7 @@ impl NowcastService {
         .into_iter()
         .flatten()
         .collect::<BTreeMap<_, _>>();
-        skill::record(state, &n.radar, t, &sums).await?;
+        skill::record(state, &n.radar, t, threshold, &sums).await?;
         Ok(Some(sums.len()))
     }
 
@@ -1097,7 +1097,16 @@ impl NowcastService {
         window: skill::Window,
     ) -> Result<Option<skill::SkillReport>, skill::SkillError> {
         match self.inner.skill_state.as_deref() {
-            Some(state) => Ok(Some(skill::skill(state, radar, window, None).await?)),
+            Some(state) => Ok(Some(
+                skill::skill(
+                    state,
+                    radar,
+                    window,
+                    None,
+                    self.inner.settings.probability_threshold_mm_h,
+                )
+                .await?,
+            )),
             None => Ok(None),
         }
     }

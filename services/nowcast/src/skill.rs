@@ -182,8 +182,35 @@ impl LeadSums {
 struct Bucket {
     /// Start of the hour of the verifying scans.
     hour: DateTime<Utc>,
+    /// The probability's threshold the Brier sums and the reliability table
+    /// are of, mm/h (absent in records written before it was kept: the
+    /// default, [`DEFAULT_PROB_THRESHOLD_MM_H`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prob_threshold_mm_h: Option<f32>,
     /// Per lead (minutes).
     leads: BTreeMap<u32, LeadSums>,
+}
+
+/// `[nowcast] probability_threshold_mm_h`'s default, mm/h: that of the
+/// records that do not say theirs.
+pub const DEFAULT_PROB_THRESHOLD_MM_H: f32 = 0.1;
+
+impl Bucket {
+    fn new(hour: DateTime<Utc>, threshold: f32) -> Self {
+        Self {
+            hour,
+            prob_threshold_mm_h: Some(threshold),
+            leads: BTreeMap::new(),
+        }
+    }
+
+    /// Whether its probability is of rain at least `threshold` mm/h.
+    fn of_threshold(&self, threshold: f32) -> bool {
+        let t = self
+            .prob_threshold_mm_h
+            .unwrap_or(DEFAULT_PROB_THRESHOLD_MM_H);
+        (t - threshold).abs() <= 1e-6 * threshold.abs().max(1.0)
+    }
 }
 
 /// A window of [`skill`].
@@ -328,13 +355,17 @@ pub async fn claimed(
         .is_some_and(|c| c.with_timezone(&Utc) == t))
 }
 
-/// Adds the sums of the scan at `t` (per lead) to its hourly bucket, with
+/// Adds the sums of the scan at `t` (per lead), whose probability is of
+/// rain at least `threshold` mm/h, to its hourly bucket, with
 /// compare-and-set retries. A slot still holding an hour later than `t`'s
-/// (`t` is more than a ring older) keeps it and the sums are dropped.
+/// (`t` is more than a ring older) keeps it and the sums are dropped. A
+/// bucket of the same hour kept for another threshold (the setting
+/// changed) is started afresh: sums of two events are never added.
 pub async fn record(
     state: &dyn StateStore,
     radar: &str,
     t: DateTime<Utc>,
+    threshold: f32,
     leads: &BTreeMap<u32, LeadSums>,
 ) -> Result<(), SkillError> {
     let hour = hour_of(t);
@@ -343,22 +374,21 @@ pub async fn record(
         let stored = state.get_record(&key).await?;
         let expected = stored.as_ref().map(|r| r.version);
         let mut bucket = match stored.map(|r| serde_json::from_str::<Bucket>(&r.value)) {
-            Some(Ok(b)) if b.hour == hour => b,
+            Some(Ok(b)) if b.hour == hour && b.of_threshold(threshold) => b,
+            Some(Ok(b)) if b.hour == hour => {
+                tracing::warn!(%key, was = ?b.prob_threshold_mm_h, now = threshold,
+                    "the probability's threshold changed: this hour's live skill starts afresh");
+                Bucket::new(hour, threshold)
+            }
             Some(Ok(b)) if b.hour > hour => {
                 tracing::debug!(radar, %t, "scan older than the skill ring; not recorded");
                 return Ok(());
             }
             Some(Err(e)) => {
                 tracing::warn!(%key, error = %e, "skill bucket does not parse; reset");
-                Bucket {
-                    hour,
-                    leads: BTreeMap::new(),
-                }
+                Bucket::new(hour, threshold)
             }
-            _ => Bucket {
-                hour,
-                leads: BTreeMap::new(),
-            },
+            _ => Bucket::new(hour, threshold),
         };
         for (lead, s) in leads {
             bucket.leads.entry(*lead).or_default().add(s);
@@ -380,17 +410,23 @@ pub async fn record(
 }
 
 /// The skill of `radar` over `window`, ending with the hour of `until`
-/// (default: the newest bucket's hour, the data clock).
+/// (default: the newest bucket's hour, the data clock), from the hours
+/// recorded with the probability of rain at least `threshold` mm/h (a
+/// change of `probability_threshold_mm_h` starts the record afresh; the
+/// other hours are left out whole, so every score of a window is of the
+/// same cases).
 pub async fn skill(
     state: &dyn StateStore,
     radar: &str,
     window: Window,
     until: Option<DateTime<Utc>>,
+    threshold: f32,
 ) -> Result<SkillReport, SkillError> {
     let mut buckets = Vec::new();
     for (key, r) in state.list_records(&bucket_prefix(radar)).await? {
         match serde_json::from_str::<Bucket>(&r.value) {
-            Ok(b) => buckets.push(b),
+            Ok(b) if b.of_threshold(threshold) => buckets.push(b),
+            Ok(_) => {}
             Err(e) => tracing::warn!(%key, error = %e, "skill bucket does not parse; skipped"),
         }
     }

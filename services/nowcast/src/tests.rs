@@ -1299,7 +1299,7 @@ async fn windows_sum_hourly_buckets_and_old_slots_are_reset() {
         let store = store.clone();
         async move {
             let leads = BTreeMap::from([(5u32, sums_with(cases, cases))]);
-            skill::record(store.as_ref(), RADAR, t + Duration::hours(hours), &leads)
+            skill::record(store.as_ref(), RADAR, t + Duration::hours(hours), P, &leads)
                 .await
                 .unwrap();
         }
@@ -1309,12 +1309,12 @@ async fn windows_sum_hourly_buckets_and_old_slots_are_reset() {
     at(30, 4).await; // a day later
     at(100, 8).await; // four days later
     let cases = |r: &skill::SkillReport| r.leads[0].raincast.cases;
-    let day = skill::skill(store.as_ref(), RADAR, Window::Day, None)
+    let day = skill::skill(store.as_ref(), RADAR, Window::Day, None, P)
         .await
         .unwrap();
     assert_eq!(cases(&day), 8);
     assert_eq!(day.until, Some(hour_start(t) + Duration::hours(101)));
-    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None, P)
         .await
         .unwrap();
     assert_eq!(cases(&week), 15);
@@ -1324,18 +1324,19 @@ async fn windows_sum_hourly_buckets_and_old_slots_are_reset() {
         RADAR,
         Window::Day,
         Some(t + Duration::hours(30)),
+        P,
     )
     .await
     .unwrap();
     assert_eq!(cases(&then), 4);
     // The hour 8 days after the first reuses its slot: the old sums go.
     at(skill::RING_HOURS, 16).await;
-    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None, P)
         .await
         .unwrap();
     assert_eq!(cases(&week), 16 + 8 + 4);
     let first_day = |store: Arc<EmbeddedStore>| async move {
-        skill::skill(store.as_ref(), RADAR, Window::Day, Some(t))
+        skill::skill(store.as_ref(), RADAR, Window::Day, Some(t), P)
             .await
             .unwrap()
     };
@@ -1346,11 +1347,78 @@ async fn windows_sum_hourly_buckets_and_old_slots_are_reset() {
     // A scan older than its slot's hour is dropped, not mixed in.
     at(0, 32).await;
     assert!(first_day(store.clone()).await.leads.is_empty());
-    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None)
+    let week = skill::skill(store.as_ref(), RADAR, Window::Week, None, P)
         .await
         .unwrap();
     assert_eq!(cases(&week), 16 + 8 + 4);
     assert_eq!(store.list_records("skill/").await.unwrap().len(), 3);
+}
+
+/// The probability's threshold of these tests, mm/h.
+const P: f32 = skill::DEFAULT_PROB_THRESHOLD_MM_H;
+
+/// A change of `probability_threshold_mm_h` starts the live record afresh:
+/// a window's Brier sums and reliability table are of one event only, and
+/// the calibration fitted on them is of the probability it maps.
+#[tokio::test]
+async fn a_new_probability_threshold_starts_the_record_afresh() {
+    let dir = TempDir::new("raincast-skill-threshold");
+    let store = store(&dir).await;
+    let t = time(0);
+    let at = |minutes: i64, threshold: f32, cases: u64| {
+        let store = store.clone();
+        async move {
+            let leads = BTreeMap::from([(5u32, sums_with(cases, cases))]);
+            skill::record(
+                store.as_ref(),
+                RADAR,
+                t + Duration::minutes(minutes),
+                threshold,
+                &leads,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let cases = |r: &skill::SkillReport| r.leads.first().map_or(0, |l| l.raincast.cases);
+    let day = |threshold: f32| {
+        let store = store.clone();
+        async move {
+            skill::skill(store.as_ref(), RADAR, Window::Day, None, threshold)
+                .await
+                .unwrap()
+        }
+    };
+    at(0, P, 1).await;
+    // A record written before the threshold was kept (no such field) is
+    // the default threshold's.
+    let (key, rec) = store
+        .list_records("skill/")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k.contains("/h/"))
+        .expect("the hour's record");
+    let mut old: serde_json::Value = serde_json::from_str(&rec.value).unwrap();
+    assert!(old["prob_threshold_mm_h"].is_number(), "{old}");
+    old.as_object_mut().unwrap().remove("prob_threshold_mm_h");
+    store
+        .put_record(&key, &old.to_string(), Some(rec.version))
+        .await
+        .unwrap();
+    at(60, P, 2).await;
+    assert_eq!(cases(&day(P).await), 3);
+    // The setting changes to 5 mm/h in the second hour.
+    at(65, 5.0, 4).await;
+    assert_eq!(cases(&day(5.0).await), 4, "only the 5 mm/h cases");
+    assert_eq!(cases(&day(P).await), 1, "the hour of 0.1 mm/h cases left");
+    at(125, 5.0, 8).await;
+    assert_eq!(cases(&day(5.0).await), 12);
+    // Records written before the threshold was kept are the default's.
+    assert_eq!(
+        skill::DEFAULT_PROB_THRESHOLD_MM_H,
+        NowcastSettings::default().probability_threshold_mm_h
+    );
 }
 
 fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
