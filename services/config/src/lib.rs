@@ -1388,6 +1388,17 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         assert_eq!(c.radars[0].key_template.as_str(), DEFAULT_TEMPLATE);
     }
 
+    /// Two `[[notifier.places]]` with one id are refused at start-up (one
+    /// place's alerts would be lost: their events share keys).
+    #[test]
+    fn places_with_one_id_are_refused() {
+        let toml = "[[notifier.places]]\nname = \"Zürich\"\nlat = 47.37\nlon = 8.54\n\n\
+                    [[notifier.places]]\nname = \"Zurich\"\nlat = 47.5\nlon = 8.7\n";
+        let e = Config::from_toml(toml, &HashMap::new(), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("notifier.places"), "{e}");
+        assert!(e.to_string().contains("same id"), "{e}");
+    }
+
     /// `raincast run` starts the demo radars only when nothing is
     /// configured: radars with their own sources, or on the default folder,
     /// are never replaced by it.

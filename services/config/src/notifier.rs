@@ -198,6 +198,10 @@ impl NotifierSection {
                 invalid(&format!("{setting}[{i}]"), origin, e.to_string())
             })?;
         }
+        crate::place::check_unique(&f.places).map_err(|e| {
+            let (setting, origin) = origins.of("notifier", "places");
+            invalid(&setting, origin, e.to_string())
+        })?;
         let outbox = env
             .text("RAINCAST_OUTBOX")
             .map(PathBuf::from)

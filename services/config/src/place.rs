@@ -39,6 +39,29 @@ pub enum PlaceError {
     /// The time zone is not an IANA name known to chrono-tz.
     #[error("place {place:?}: unknown time zone {zone:?}")]
     UnknownZone { place: String, zone: String },
+    /// Two places share an id (their `id`, else their name, as a slug):
+    /// their events would share keys, and one place's alerts would be lost.
+    #[error("places {first:?} and {second:?} have the same id {slug:?}; give one an `id`")]
+    Duplicate {
+        first: String,
+        second: String,
+        slug: String,
+    },
+}
+
+/// Checks that no two places share an id ([`Place::slug`]).
+pub fn check_unique(places: &[Place]) -> Result<(), PlaceError> {
+    let mut seen: std::collections::HashMap<String, &Place> = std::collections::HashMap::new();
+    for p in places {
+        if let Some(first) = seen.insert(p.slug(), p) {
+            return Err(PlaceError::Duplicate {
+                first: first.name.clone(),
+                second: p.name.clone(),
+                slug: p.slug(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Rain thresholds and timings for one place. Rates in mm/h, times in minutes.
@@ -370,6 +393,17 @@ mod tests {
         assert!(Place::new("X", 0.0, 0.0)
             .with_time_zone("Nowhere/Land")
             .is_err());
+    }
+
+    #[test]
+    fn two_places_with_one_id_are_refused() {
+        let a = Place::new("Zürich", 47.37, 8.54);
+        let b = Place::new("Zurich", 47.38, 8.55);
+        let e = check_unique(&[a.clone(), b.clone()]).unwrap_err();
+        assert!(e.to_string().contains("\"zurich\""), "{e}");
+        let mut c = b.clone();
+        c.id = Some("zurich-west".into());
+        assert!(check_unique(&[a, c]).is_ok());
     }
 
     #[test]

@@ -86,6 +86,7 @@ fn places(args: &NotifyArgs, cfg: &Config) -> Result<Vec<Place>> {
     if out.is_empty() {
         out = cfg.notifier.places.clone();
     }
+    raincast_config::place::check_unique(&out)?;
     if out.is_empty() {
         info!(
             "no places (--place, --places-file or [[notifier.places]]): webhook subscriptions only"
