@@ -49,10 +49,27 @@ pub enum PlaceError {
     },
 }
 
-/// Checks that no two places share an id ([`Place::slug`]).
+/// Ids that configured places may not take: webhook subscriptions' places
+/// have them (the notifier tells its channels apart by it).
+pub const RESERVED_ID_PREFIX: &str = "sub_";
+
+/// Checks that no two places share an id ([`Place::slug`]) and that none
+/// takes a subscription's id ([`RESERVED_ID_PREFIX`]).
 pub fn check_unique(places: &[Place]) -> Result<(), PlaceError> {
     let mut seen: std::collections::HashMap<String, &Place> = std::collections::HashMap::new();
     for p in places {
+        if let Some(id) =
+            p.id.as_deref()
+                .filter(|i| i.starts_with(RESERVED_ID_PREFIX))
+        {
+            return Err(PlaceError::BadValue {
+                place: p.name.clone(),
+                field: "id",
+                value: format!(
+                    "{id} (ids starting {RESERVED_ID_PREFIX} are webhook subscriptions')"
+                ),
+            });
+        }
         if let Some(first) = seen.insert(p.slug(), p) {
             return Err(PlaceError::Duplicate {
                 first: first.name.clone(),
@@ -403,7 +420,10 @@ mod tests {
         assert!(e.to_string().contains("\"zurich\""), "{e}");
         let mut c = b.clone();
         c.id = Some("zurich-west".into());
-        assert!(check_unique(&[a, c]).is_ok());
+        assert!(check_unique(&[a.clone(), c.clone()]).is_ok());
+        c.id = Some("sub_1".into());
+        let e = check_unique(&[a, c]).unwrap_err();
+        assert!(e.to_string().contains("invalid id"), "{e}");
     }
 
     #[test]

@@ -133,6 +133,15 @@ pub struct Notifier<P> {
     kinds: Option<BTreeMap<String, BTreeSet<EventKind>>>,
 }
 
+/// Whether a claim's place is a webhook subscription's: its id is the
+/// subscription's (`sub_…`, which configured places may not use).
+pub fn is_subscription_place(place: &crate::Place) -> bool {
+    place
+        .id
+        .as_deref()
+        .is_some_and(|id| id.starts_with(raincast_store::subscriptions::ID_PREFIX))
+}
+
 fn report(record: &ClaimRecord, status: ReportStatus) -> Report {
     Report {
         key: record.event.key.clone(),
@@ -301,6 +310,12 @@ impl<P: Publisher> Notifier<P> {
             .collect();
         for (record, version) in self.claims.retryable(now).await? {
             if held.contains(&record.event.key) {
+                continue;
+            }
+            // Each channel retries its own events only: a webhook
+            // subscription's (private: its place is the subscriber's) never
+            // goes to X, Mastodon or the outbox, nor a place's to webhooks.
+            if is_subscription_place(&record.place) != self.kinds.is_some() {
                 continue;
             }
             let clock = data_now

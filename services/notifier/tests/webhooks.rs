@@ -19,8 +19,9 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use common::{jobs_at, state_store, t0, two_instances, TestStores};
 use hmac::{Hmac, KeyInit, Mac};
-use raincast_notifier::claims::Claims;
+use raincast_notifier::claims::{ClaimRecord, ClaimStatus, Claims};
 use raincast_notifier::notify::{Job, NoGif, Notifier, ReportStatus};
+use raincast_notifier::publish::outbox::OutboxPublisher;
 use raincast_notifier::publish::webhook::WebhookPublisher;
 use raincast_notifier::webhook::{
     self, subscription_kinds, subscription_place, Deliverer, DeliveryStatus, WebhookSettings,
@@ -444,4 +445,77 @@ async fn a_removed_subscription_gets_nothing_more() {
         .expect("deliver");
     assert_eq!(rep[0].status, DeliveryStatus::Failed);
     assert_eq!(r.got.lock().expect("lock").len(), 1);
+}
+
+/// A subscription's event left open by a crashed instance is retried by the
+/// subscriptions' notifier only. The places' publisher (X, Mastodon, the
+/// outbox) retried every open claim, and so posted a private subscription's
+/// alert, with its name, publicly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_channel_retries_only_its_own_events() {
+    let (r, addr) = start_receiver().await;
+    let dir = raincast_testkit::TempDir::new("webhooks-channels");
+    let store = state_store(&dir).await;
+    let sub = subscribe(store.as_ref(), &r, &format!("http://{addr}/hook")).await;
+    let (n, _deliverer) = instance(&store, "a", &sub);
+    queue_first_event(&n, &sub).await;
+    // The claim as a holder that crashed before posting leaves it.
+    let (key, rec) = store
+        .list_records("notifier/event/")
+        .await
+        .expect("claims")
+        .into_iter()
+        .next()
+        .expect("a claim");
+    let mut claim: ClaimRecord = serde_json::from_str(&rec.value).expect("claim");
+    claim.status = ClaimStatus::Pending;
+    claim.owner = Some("crashed".into());
+    claim.lease_until = Some(t0() - Duration::hours(1));
+    store
+        .put_record(
+            &key,
+            &serde_json::to_string(&claim).expect("json"),
+            Some(rec.version),
+        )
+        .await
+        .expect("reopen");
+    // The places' notifier, writing to an outbox, with a place of its own.
+    let outbox = dir.path().join("outbox");
+    let places = Notifier::new(
+        Claims::new(store.clone(), "b", Duration::minutes(10)),
+        OutboxPublisher::new(outbox.clone()),
+    );
+    let elsewhere = raincast_notifier::Place::new("Elsewhere", 10.0, 10.0);
+    let reports = places
+        .run_once(&jobs_at(elsewhere, 3), &NoGif, t0() + Duration::minutes(16))
+        .await
+        .expect("pass");
+    assert!(
+        reports.iter().all(|r| r.key != claim.event.key),
+        "{reports:?}"
+    );
+    let slug = subscription_place(&sub).slug();
+    let leaked: Vec<String> = std::fs::read_dir(&outbox)
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|f| f.starts_with(&slug))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leaked.is_empty(),
+        "the subscription's alert in the outbox: {leaked:?}"
+    );
+    // The subscriptions' notifier takes it over (and finds its delivery
+    // already queued: it is not queued twice).
+    let reports = n
+        .run_once(&sub_jobs(&sub, 3), &NoGif, t0() + Duration::minutes(16))
+        .await
+        .expect("pass");
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.key == claim.event.key && r.status == ReportStatus::AlreadyPosted),
+        "{reports:?}"
+    );
 }
