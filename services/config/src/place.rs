@@ -416,13 +416,13 @@ mod tests {
     fn two_places_with_one_id_are_refused() {
         let a = Place::new("Zürich", 47.37, 8.54);
         let b = Place::new("Zurich", 47.38, 8.55);
-        let e = check_unique(&[a.clone(), b.clone()]).unwrap_err();
+        let e = check_unique(&[a.clone(), b.clone()]).expect_err("one id");
         assert!(e.to_string().contains("\"zurich\""), "{e}");
         let mut c = b.clone();
         c.id = Some("zurich-west".into());
         assert!(check_unique(&[a.clone(), c.clone()]).is_ok());
         c.id = Some("sub_1".into());
-        let e = check_unique(&[a, c]).unwrap_err();
+        let e = check_unique(&[a, c]).expect_err("a reserved id");
         assert!(e.to_string().contains("invalid id"), "{e}");
     }
 
