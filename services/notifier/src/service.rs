@@ -72,6 +72,10 @@ pub struct NotifierSettings {
     pub interval: std::time::Duration,
     /// Under [`run`]: nowcasts issued longer ago give no alerts.
     pub max_alert_age: Duration,
+    /// Whether [`pass`] sends the due webhook deliveries at its end (one-off
+    /// passes); under [`run`] a task of their own sends them, so a slow
+    /// receiver never holds up the posts.
+    pub deliver_after_pass: bool,
 }
 
 impl NotifierSettings {
@@ -89,6 +93,7 @@ impl NotifierSettings {
             past_min: PAST_MIN,
             interval: std::time::Duration::from_secs(15),
             max_alert_age: Duration::minutes(MAX_ALERT_AGE_MIN),
+            deliver_after_pass: true,
         }
     }
 }
@@ -301,7 +306,9 @@ pub async fn pass(
         }
         reports.extend(notifier.run_once(&sub_jobs, &NoGif, Utc::now()).await?);
     }
-    deliver(settings, deps, claims.owner()).await;
+    if settings.deliver_after_pass {
+        deliver(settings, deps, claims.owner()).await;
+    }
     Ok(reports)
 }
 
@@ -357,15 +364,43 @@ async fn deliver(settings: &NotifierSettings, deps: &NotifierDeps, owner: &str) 
     }
 }
 
+/// How often the delivery task of [`run`] looks for due webhook deliveries.
+const DELIVERY_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The webhook deliveries of [`run`], in a task of their own: first
+/// attempts as soon as a pass queued them, retries when they fall due.
+/// Shutdown ends the attempts in flight at once (each is tried again after
+/// its lease, with the same `webhook-id`).
+async fn deliveries(
+    settings: NotifierSettings,
+    deps: NotifierDeps,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let owner = format!("notify-{}", std::process::id());
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = deliver(&settings, &deps, &owner) => {}
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(DELIVERY_LOOK) => {}
+        }
+    }
+}
+
 /// The notifier job of `raincast run`: a [`pass`] whenever a radar's
 /// cached nowcast is newer than at the last pass, until `shutdown`.
 /// Publishing sees the shutdown signal: a stopping process ends between
 /// posts (or during a wait), never in the middle of one.
 pub async fn run(
-    settings: NotifierSettings,
+    mut settings: NotifierSettings,
     deps: NotifierDeps,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    settings.deliver_after_pass = false;
+    let deliveries = (!settings.dry_run)
+        .then(|| tokio::spawn(deliveries(settings.clone(), deps.clone(), shutdown.clone())));
     match publisher(&settings) {
         Ok(AnyPublisher::X(x)) => info!(places = settings.places.len(), x = %x.config().base_url,
             "notifier runs after every nowcast, posting to X"),
@@ -399,11 +434,6 @@ pub async fn run(
             }
         }
         if !fresh {
-            // Webhook retries fall due between nowcasts.
-            if !settings.dry_run {
-                let owner = format!("notify-{}", std::process::id());
-                deliver(&settings, &deps, &owner).await;
-            }
             continue;
         }
         // Only cached nowcasts: the nowcast job builds them, never the notifier.
@@ -433,6 +463,9 @@ pub async fn run(
             }
             Err(e) => warn!(error = %e, "notifier pass failed"),
         }
+    }
+    if let Some(d) = deliveries {
+        let _ = d.await;
     }
 }
 

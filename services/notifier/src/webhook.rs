@@ -302,6 +302,9 @@ enum Outcome {
     Fail(String),
 }
 
+/// Attempts of one [`Deliverer::run_due`] in flight at once.
+pub const CONCURRENT_DELIVERIES: usize = 16;
+
 /// Sends due deliveries, one instance among many.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -334,10 +337,14 @@ impl Deliverer {
     }
 
     /// Makes one attempt of every pending delivery due at `now` that no
-    /// other instance holds. Store errors on one delivery are logged and
-    /// leave it for the next run.
+    /// other instance holds, up to [`CONCURRENT_DELIVERIES`] at once (a slow
+    /// receiver holds up only its own). Each attempt is timed, signed and
+    /// scheduled at its own start: `now` plus the time since this run began.
+    /// Store errors on one delivery are logged and leave it for the next run.
     pub async fn run_due(&self, now: DateTime<Utc>) -> Result<Vec<DeliveryReport>, StoreError> {
-        let mut reports = Vec::new();
+        let started = std::time::Instant::now();
+        let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DELIVERIES));
+        let mut attempts = tokio::task::JoinSet::new();
         for (key, rec) in self.store.list_records(DELIVERY_PREFIX).await? {
             let d = match from_json(&key, &rec.value) {
                 Ok(d) => d,
@@ -350,10 +357,31 @@ impl Deliverer {
             if d.status != DeliveryStatus::Pending || d.next_attempt_at > now || held {
                 continue;
             }
-            match self.attempt(&key, d, rec.version, now).await {
+            let Ok(permit) = gate.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            attempts.spawn(async move {
+                let _permit = permit;
+                // Whole seconds: the timestamp's unit (and a run's clock
+                // stays exact for the attempts that start at once).
+                let waited = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+                let at = now + Duration::seconds(waited.min(86_400));
+                match this.attempt(&key, d, rec.version, at).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(record = %key, error = %e, "delivery left for a later run");
+                        None
+                    }
+                }
+            });
+        }
+        let mut reports = Vec::new();
+        while let Some(done) = attempts.join_next().await {
+            match done {
                 Ok(Some(r)) => reports.push(r),
                 Ok(None) => {}
-                Err(e) => warn!(record = %key, error = %e, "delivery left for a later run"),
+                Err(e) => warn!(error = %e, "a delivery attempt did not finish"),
             }
         }
         Ok(reports)

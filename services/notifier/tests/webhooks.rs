@@ -42,6 +42,8 @@ struct Received {
     body: String,
     signature_ok: bool,
     answered: u16,
+    /// When the request arrived, UNIX seconds.
+    received_at: i64,
 }
 
 #[derive(Default)]
@@ -50,6 +52,8 @@ struct Receiver {
     secret: Mutex<Option<String>>,
     /// Answer 500 to this many requests first.
     fail_first: AtomicU32,
+    /// Hold every answer this long, milliseconds (a slow receiver).
+    delay_ms: AtomicU32,
     got: Mutex<Vec<Received>>,
 }
 
@@ -79,6 +83,11 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let received_at = Utc::now().timestamp();
+    let delay = r.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(delay))).await;
+    }
     let secret = r.secret.lock().expect("lock").clone().unwrap_or_default();
     let fail = r
         .fail_first
@@ -102,6 +111,7 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
         body: String::from_utf8_lossy(&body).into_owned(),
         signature_ok: verify(&secret, &headers, &body),
         answered: status.as_u16(),
+        received_at,
     });
     status
 }
@@ -325,7 +335,11 @@ async fn a_receiver_that_keeps_failing_gets_every_attempt_then_none() {
     let span: i64 = (1..settings.max_attempts)
         .map(|k| settings.backoff(k).num_seconds())
         .sum();
-    assert!(span >= 3600 && settings.max_attempts >= 6, "{span}");
+    // README: 15 s, 30 s, 1 min, … doubling: 9 attempts over about an hour.
+    assert_eq!(settings.max_attempts, 9);
+    let first: Vec<i64> = (1..=3).map(|k| settings.backoff(k).num_seconds()).collect();
+    assert_eq!(first, [15, 30, 60]);
+    assert_eq!(span, 15 * 255, "{span}");
     let mut now = Utc::now();
     let mut last = None;
     for k in 1..=settings.max_attempts {
@@ -518,4 +532,54 @@ async fn each_channel_retries_only_its_own_events() {
             .any(|r| r.key == claim.event.key && r.status == ReportStatus::AlreadyPosted),
         "{reports:?}"
     );
+}
+
+/// A slow receiver holds up only its own delivery: the others are sent at
+/// once, each stamped (`webhook-timestamp`, signed) with its own attempt
+/// time. Deliveries went one at a time, stamped with the run's start, so
+/// one behind a slow receiver came late and already too old for Standard
+/// Webhooks' 5-minute tolerance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_delays_no_other_delivery() {
+    let (one, one_addr) = start_receiver().await;
+    let (two, two_addr) = start_receiver().await;
+    let dir = raincast_testkit::TempDir::new("webhooks-slow");
+    let store = state_store(&dir).await;
+    let mut subs = Vec::new();
+    for (r, addr) in [(&one, one_addr), (&two, two_addr)] {
+        subs.push(subscribe(store.as_ref(), r, &format!("http://{addr}/hook")).await);
+    }
+    // The slow receiver is the one whose delivery is listed first (in key
+    // order: by subscription id).
+    let (slow, fast) = if subs[0].id < subs[1].id {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    slow.delay_ms.store(4000, Ordering::SeqCst);
+    for sub in &subs {
+        let (n, _) = instance(&store, "a", sub);
+        queue_first_event(&n, sub).await;
+    }
+    let (_, d) = instance(&store, "a", &subs[0]);
+    // The run's clock is an hour ahead of the wall's: an attempt's time is
+    // the run's `now` plus the time since the run began.
+    let ahead = Duration::hours(1);
+    let begun = Utc::now();
+    let reports = d.run_due(begun + ahead).await.expect("deliver");
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let got = |r: &Receiver| r.got.lock().expect("lock").clone();
+    let (s, f) = (got(&slow), got(&fast));
+    assert_eq!((s.len(), f.len()), (1, 1));
+    assert!(
+        f[0].received_at < begun.timestamp() + 3,
+        "the fast receiver waited for the slow one: {} s after the start",
+        f[0].received_at - begun.timestamp()
+    );
+    for g in [&s[0], &f[0]] {
+        assert!(g.signature_ok);
+        let stamped: i64 = g.timestamp.parse().expect("a timestamp");
+        let sent_at = stamped - ahead.num_seconds();
+        assert!((sent_at - g.received_at).abs() <= 2, "{g:?}");
+    }
 }
