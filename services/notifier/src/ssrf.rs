@@ -17,7 +17,9 @@
 //!
 //! The check runs when a subscription is created and again before every
 //! delivery. `[notifier] allow_private_webhooks = true` lifts the address
-//! and scheme rules (tests, private networks); resolution and pinning stay.
+//! and scheme rules (tests, private networks), except for the cloud's
+//! metadata service (169.254.0.0/16, `fd00:ec2::254`, in any form);
+//! resolution and pinning stay.
 
 use reqwest::Url;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -98,10 +100,25 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return v4_kind(v4);
     }
+    let v4_of =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         // NAT64: the IPv4 address in the last 32 bits.
-        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-        return v4_kind(v4);
+        return v4_kind(v4_of(s[6], s[7]));
+    }
+    if s[0..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        // IPv4-compatible (deprecated, `::169.254.169.254`): the last 32 bits.
+        return v4_kind(v4_of(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        // 6to4: the IPv4 address in bits 16–47.
+        return v4_kind(v4_of(s[1], s[2]));
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some("Teredo tunnel");
+    }
+    if s[0] == 0x2001 && s[1] == 0x0db8 {
+        return Some("documentation");
     }
     if ip.is_loopback() {
         Some("loopback")
@@ -115,6 +132,18 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         Some("multicast")
     } else {
         None
+    }
+}
+
+/// Whether `ip` is a cloud metadata service's (IPv4 link-local
+/// 169.254.0.0/16 in any IPv6 form, or AWS's `fd00:ec2::254`).
+fn is_metadata(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6_kind(v6) == Some("link-local (cloud metadata)")
+        }
     }
 }
 
@@ -172,16 +201,18 @@ pub async fn check(url: &str, allow_private: bool) -> Result<CheckedUrl, UrlErro
             message: "no addresses".into(),
         });
     }
-    if !allow_private {
-        for a in &addrs {
-            if let Some(why) = forbidden(a.ip()) {
-                return Err(UrlError::Forbidden {
-                    host,
-                    addr: a.ip(),
-                    why,
-                });
-            }
-        }
+    for a in &addrs {
+        // The cloud's metadata service stays out of reach even when private
+        // networks are allowed: it hands out the host's credentials.
+        let why = match forbidden(a.ip()) {
+            Some(why) if !allow_private || is_metadata(a.ip()) => why,
+            _ => continue,
+        };
+        return Err(UrlError::Forbidden {
+            host,
+            addr: a.ip(),
+            why,
+        });
     }
     Ok(CheckedUrl {
         url: u,
@@ -229,11 +260,22 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "::a9fe:a9fe",
+            "::169.254.169.254",
+            "2002:a9fe:a9fe::",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
         ] {
             let ip: IpAddr = bad.parse().expect("ip");
             assert!(forbidden(ip).is_some(), "{bad} allowed");
         }
-        for good in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111"] {
+        for good in [
+            "93.184.215.14",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "2002:5db8:d70e::1",
+        ] {
             let ip: IpAddr = good.parse().expect("ip");
             assert_eq!(forbidden(ip), None, "{good}");
         }
@@ -271,5 +313,15 @@ mod tests {
             .await
             .expect("allowed");
         assert_eq!(ok.addrs, vec!["127.0.0.1:9".parse().expect("addr")]);
+        // Except for the cloud's metadata service, in any form.
+        for url in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[fd00:ec2::254]/",
+        ] {
+            let err = check(url, true).await.expect_err(url);
+            assert!(matches!(err, UrlError::Forbidden { .. }), "{url}: {err:?}");
+        }
     }
 }
