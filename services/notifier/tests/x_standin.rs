@@ -215,6 +215,9 @@ struct StandIn {
     rate_limit_reset_s: AtomicI64,
     /// Cut the network (through the proxy) when the next APPEND arrives.
     cut_on_append: AtomicBool,
+    /// Create the next post, then answer 503 (the answer is lost: the
+    /// client cannot know the post exists).
+    lose_next_created: AtomicBool,
     proxy_cut: Mutex<Option<watch::Sender<bool>>>,
 }
 
@@ -441,6 +444,9 @@ async fn tweets(State(s): State<Shared>, body: Bytes) -> Response {
         text: text.clone(),
         media_ids,
     });
+    if s.lose_next_created.swap(false, Ordering::SeqCst) {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    }
     json_response(
         StatusCode::CREATED,
         json!({"data": {"id": id, "text": text}}),
@@ -1150,6 +1156,51 @@ async fn shutdown_during_a_rate_limit_wait_posts_nothing_then_once() {
         .expect("pass");
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].status, ReportStatus::Posted, "{r:?}");
+    let g = s.lock();
+    assert_eq!(g.tweets.len(), 1);
+    assert_eq!(g.duplicate_refusals, 0);
+}
+
+/// The answer to the post's creation is lost (here a 503 after X created
+/// it): the publisher does not send the post again blindly (X's refusal of
+/// duplicate texts is no guarantee); the claim stays "attempting", and the
+/// next pass finds the post among the account's recent posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_the_post_is_not_answered_by_posting_again() {
+    let (s, addr) = start_standin().await;
+    s.lose_next_created.store(true, Ordering::SeqCst);
+    let dir = TempDir::new("x-standin-lost");
+    let store = state_store(&dir).await;
+    let a = Notifier::new(
+        Claims::new(store.clone(), "instance-a", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    let r = a.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_ne!(r[0].status, ReportStatus::Posted, "{r:?}");
+    {
+        let g = s.lock();
+        assert_eq!(g.tweets.len(), 1);
+        assert_eq!(g.duplicate_refusals, 0, "the post was sent again");
+        let creates = g
+            .log
+            .iter()
+            .filter(|l| l.as_str() == "POST /2/tweets")
+            .count();
+        assert_eq!(creates, 1, "{:?}", g.log);
+    }
+    let open = a.claims().all().await.expect("claims");
+    assert_eq!(open[0].status, ClaimStatus::Attempting);
+    // After the lease, a pass finds it on the account.
+    let b = Notifier::new(
+        Claims::new(store.clone(), "instance-b", Duration::minutes(10)),
+        publisher(addr, creds()),
+    );
+    let r = b
+        .run_once(&jobs(0), &TestGifs, t0() + Duration::minutes(11))
+        .await
+        .expect("pass");
+    assert_eq!(r[0].status, ReportStatus::AlreadyPosted, "{r:?}");
     let g = s.lock();
     assert_eq!(g.tweets.len(), 1);
     assert_eq!(g.duplicate_refusals, 0);

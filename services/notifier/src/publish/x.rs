@@ -26,7 +26,9 @@
 //! `retry-after`) when that is within [`XConfig::max_rate_limit_wait`],
 //! otherwise gives up with [`PublishError::RateLimited`]. 5xx answers and
 //! network errors are retried with exponential backoff, up to
-//! [`XConfig::max_attempts`] per request. Other 4xx answers are final.
+//! [`XConfig::max_attempts`] per request, except the post's creation (a
+//! lost answer may hide a post: see [`Publisher::find`]). Other 4xx
+//! answers are final.
 //! A 403 to the post whose body says "duplicate" means X already has this
 //! text: reported as already posted.
 //!
@@ -157,7 +159,14 @@ impl XPublisher {
         ctx: &PublishContext,
     ) -> Result<(StatusCode, Vec<u8>), PublishError> {
         let (url, sign) = self.signed(&method, path_and_query);
-        let retry = self.retry();
+        let mut retry = self.retry();
+        if stage == CREATE_STAGE {
+            // A create whose answer was lost (a cut connection, a 5xx) may
+            // have posted: it is never sent again blindly. The claim stays
+            // "attempting", and whoever retries it first looks for the post
+            // on the account (`Publisher::find`).
+            retry.max_attempts = 1;
+        }
         http::send(
             &self.client,
             &retry,
