@@ -131,6 +131,8 @@ pub struct Notifier<P> {
     /// When set: the only event kinds posted per place slug (webhook
     /// subscriptions choose theirs); other kinds are evaluated, not claimed.
     kinds: Option<BTreeMap<String, BTreeSet<EventKind>>>,
+    /// A pass's `now` is the wall clock of a live service ([`Self::with_live_clock`]).
+    live: bool,
 }
 
 /// Whether a claim's place is a webhook subscription's: its id is the
@@ -164,6 +166,7 @@ impl<P: Publisher> Notifier<P> {
             publisher,
             shutdown: None,
             kinds: None,
+            live: false,
         }
     }
 
@@ -178,6 +181,16 @@ impl<P: Publisher> Notifier<P> {
         self.kinds
             .as_ref()
             .is_none_or(|k| k.get(&place.slug()).is_some_and(|set| set.contains(&kind)))
+    }
+
+    /// The passes' `now` is the wall clock of a live service (`raincast
+    /// run`), later than the scan by the time ingest and nowcast took: an
+    /// expected rain is told in minutes from `now` (not from the scan), and
+    /// one whose start has come by `now` is not posted as expected (the
+    /// "rain started" event follows from the next scan).
+    pub fn with_live_clock(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     /// Stops publishing (between steps, and in the middle of waits) once
@@ -231,7 +244,17 @@ impl<P: Publisher> Notifier<P> {
                 .iter()
                 .filter(|e| serving && self.wanted(&job.place, e.kind))
             {
-                let text = compose(event, &job.place);
+                let mut told = event.clone();
+                if self.live && event.kind == EventKind::RainExpected {
+                    let ahead = (event.start_time - now.max(event.scan_time)).num_minutes();
+                    if ahead <= 0 {
+                        info!(key = %event.key, start = %event.start_time,
+                            "expected rain already due: not posted");
+                        continue;
+                    }
+                    told.lead_min = Some(u32::try_from(ahead).unwrap_or(u32::MAX));
+                }
+                let text = compose(&told, &job.place);
                 match self.claims.claim(event, &job.place, &text, now).await? {
                     ClaimOutcome::Acquired { version, record } => {
                         to_publish.push((record, version))

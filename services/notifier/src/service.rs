@@ -286,6 +286,11 @@ pub async fn pass(
     if let Some(rx) = shutdown.clone() {
         notifier = notifier.with_shutdown(rx);
     }
+    // Under `run` (the passes get a cut-off) `now` is the live wall clock.
+    let live = not_before.is_some();
+    if live {
+        notifier = notifier.with_live_clock();
+    }
     let mut reports = notifier.run_once(&jobs, &gifs, Utc::now()).await?;
     if settings.dry_run {
         return Ok(reports);
@@ -303,6 +308,9 @@ pub async fn pass(
         let mut notifier = Notifier::new(claims.clone(), hooks).with_kinds(kinds);
         if let Some(rx) = shutdown {
             notifier = notifier.with_shutdown(rx);
+        }
+        if live {
+            notifier = notifier.with_live_clock();
         }
         reports.extend(notifier.run_once(&sub_jobs, &NoGif, Utc::now()).await?);
     }
