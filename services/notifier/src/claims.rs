@@ -41,6 +41,21 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// Prefix of [`Claims::process_owner`] ids.
+const OWNER_PREFIX: &str = "notify-";
+
+/// This process: its id and start, `pid.ms` (no `-`).
+fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        format!(
+            "{}.{}",
+            std::process::id(),
+            Utc::now().timestamp_millis().unsigned_abs()
+        )
+    })
+}
+
 /// Key prefix of claim records.
 pub const EVENT_PREFIX: &str = "notifier/event/";
 /// Key prefix of place states.
@@ -244,6 +259,34 @@ impl Claims {
         }
     }
 
+    /// The owner id of a notifier pass of this process:
+    /// `notify-{process}-{ms}`, where `{process}` is the process id and its
+    /// start (`pid.ms`: a restarted container's process 1 differs from the
+    /// one before) and `{ms}` the pass's start ([`Self::held_by_the_dead`]
+    /// reads it back).
+    pub fn process_owner() -> String {
+        format!(
+            "{OWNER_PREFIX}{}-{}",
+            process_token(),
+            Utc::now().timestamp_millis()
+        )
+    }
+
+    /// Whether `record`'s lease is held by a process that no longer runs:
+    /// on a store only one process can open ([`StateStore::single_process`]),
+    /// an owner of [`Self::process_owner`]'s form from another process. Its
+    /// claims are taken over at once instead of after the lease (20 min), so
+    /// a crash or a `kill -9` delays no alert.
+    fn held_by_the_dead(&self, record: &ClaimRecord) -> bool {
+        let single = self.store.as_ref().is_some_and(|s| s.single_process());
+        let process = record
+            .owner
+            .as_deref()
+            .and_then(|o| o.strip_prefix(OWNER_PREFIX))
+            .and_then(|rest| rest.split('-').next());
+        single && process.is_some_and(|p| p != process_token())
+    }
+
     /// Another instance `owner` over the same records (and memory).
     pub fn for_owner(&self, owner: impl Into<String>) -> Self {
         Self {
@@ -389,7 +432,9 @@ impl Claims {
             ClaimStatus::Posted | ClaimStatus::Expired => {
                 return Ok(ClaimOutcome::Done { record: existing })
             }
-            ClaimStatus::Pending | ClaimStatus::Attempting if existing.leased_at(now) => {
+            ClaimStatus::Pending | ClaimStatus::Attempting
+                if existing.leased_at(now) && !self.held_by_the_dead(&existing) =>
+            {
                 return Ok(ClaimOutcome::Busy { record: existing })
             }
             ClaimStatus::Pending | ClaimStatus::Attempting => {}
@@ -416,7 +461,7 @@ impl Claims {
         let mut out = Vec::new();
         for (key, v) in self.list_raw(EVENT_PREFIX).await? {
             let record: ClaimRecord = from_json(&key, &v.value)?;
-            if record.is_open() && !record.leased_at(now) {
+            if record.is_open() && (!record.leased_at(now) || self.held_by_the_dead(&record)) {
                 out.push((record, v.version));
             }
         }
@@ -646,6 +691,45 @@ mod tests {
             b.claim(&event, &place, "t", later).await.expect("claim"),
             ClaimOutcome::Acquired { .. }
         ));
+    }
+
+    /// On a store one process at a time can open (the embedded store), a
+    /// claim leased by a notifier of another process (crashed: it is not
+    /// running, or the store would not have opened) is taken over at once;
+    /// this process's own, and leases of other owner forms, are waited out.
+    #[tokio::test]
+    async fn a_dead_processs_claim_on_the_embedded_store_is_taken_over_at_once() {
+        let (event, place) = first_event();
+        for (owner, dead) in [
+            ("notify-99999999.1-1".to_string(), true),
+            (Claims::process_owner(), false),
+            ("instance-a".to_string(), false),
+        ] {
+            let dir = raincast_testkit::TempDir::new("claims-dead");
+            let store: Arc<dyn StateStore> = Arc::new(
+                raincast_store::EmbeddedStore::open(dir.path().join("s.redb"), Duration::days(7))
+                    .await
+                    .expect("store"),
+            );
+            let mine = Claims::new(store, Claims::process_owner(), Duration::minutes(20));
+            let holder = mine.for_owner(owner.clone());
+            assert!(matches!(
+                holder
+                    .claim(&event, &place, "t", now())
+                    .await
+                    .expect("claim"),
+                ClaimOutcome::Acquired { .. }
+            ));
+            let soon = now() + Duration::minutes(1);
+            let open = mine.retryable(soon).await.expect("list");
+            assert_eq!(open.len(), usize::from(dead), "{owner}");
+            let got = mine.claim(&event, &place, "t", soon).await.expect("claim");
+            assert_eq!(
+                matches!(got, ClaimOutcome::Acquired { .. }),
+                dead,
+                "{owner}: {got:?}"
+            );
+        }
     }
 
     #[tokio::test]

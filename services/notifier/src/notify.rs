@@ -193,6 +193,20 @@ impl<P: Publisher> Notifier<P> {
         self
     }
 
+    /// The event as told at `now`: under a live clock an expected rain's
+    /// lead counts from `now`, and `None` once its start has come.
+    fn as_told(&self, event: &Event, now: DateTime<Utc>) -> Option<Event> {
+        let mut told = event.clone();
+        if self.live && event.kind == EventKind::RainExpected {
+            let ahead = (event.start_time - now.max(event.scan_time)).num_minutes();
+            if ahead <= 0 {
+                return None;
+            }
+            told.lead_min = Some(u32::try_from(ahead).unwrap_or(u32::MAX));
+        }
+        Some(told)
+    }
+
     /// Stops publishing (between steps, and in the middle of waits) once
     /// `shutdown` turns true: a stopping process never dies mid-post.
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
@@ -244,16 +258,11 @@ impl<P: Publisher> Notifier<P> {
                 .iter()
                 .filter(|e| serving && self.wanted(&job.place, e.kind))
             {
-                let mut told = event.clone();
-                if self.live && event.kind == EventKind::RainExpected {
-                    let ahead = (event.start_time - now.max(event.scan_time)).num_minutes();
-                    if ahead <= 0 {
-                        info!(key = %event.key, start = %event.start_time,
-                            "expected rain already due: not posted");
-                        continue;
-                    }
-                    told.lead_min = Some(u32::try_from(ahead).unwrap_or(u32::MAX));
-                }
+                let Some(told) = self.as_told(event, now) else {
+                    info!(key = %event.key, start = %event.start_time,
+                        "expected rain already due: not posted");
+                    continue;
+                };
                 let text = compose(&told, &job.place);
                 match self.claims.claim(event, &job.place, &text, now).await? {
                     ClaimOutcome::Acquired { version, record } => {
@@ -345,7 +354,9 @@ impl<P: Publisher> Notifier<P> {
                 .get(record.event.radar.as_str())
                 .copied()
                 .unwrap_or(now);
-            if clock > record.event.expires_at {
+            // A retry under a live clock: told anew, or expired once due.
+            let told = self.as_told(&record.event, now);
+            if clock > record.event.expires_at || told.is_none() {
                 let mut expired = record.clone();
                 expired.status = ClaimStatus::Expired;
                 expired.owner = Some(self.claims.owner().to_string());
@@ -358,6 +369,10 @@ impl<P: Publisher> Notifier<P> {
                     Err(e) => return Err(e.into()),
                 }
                 continue;
+            }
+            let mut record = record;
+            if let Some(t) = told.filter(|_| self.live) {
+                record.text = compose(&t, &record.place);
             }
             match self.claims.acquire(record, version, now).await? {
                 ClaimOutcome::Acquired { version, record } => to_publish.push((record, version)),

@@ -270,11 +270,7 @@ pub async fn pass(
     }
     choose_serving_radars(&mut jobs, &sites);
     choose_serving_radars(&mut sub_jobs, &sites);
-    let owner = format!(
-        "notify-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_millis()
-    );
+    let owner = Claims::process_owner();
     // Claims and posting records live in the one state store; a dry run
     // reads it and keeps its writes in memory.
     let claims = if settings.dry_run {

@@ -54,3 +54,33 @@ async fn expected_rain_is_told_from_now_and_not_once_due() {
     let reports = passes("live-clock-due", Duration::minutes(45)).await;
     assert!(expected(&reports).is_empty(), "{reports:?}");
 }
+
+/// An expected rain's claim left open by a crashed holder and retried once
+/// its start has come is expired, not posted late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_start_expires_the_expected_rain() {
+    let dir = raincast_testkit::TempDir::new("live-clock-retry");
+    let store = state_store(&dir).await;
+    let place = Place::new("Office", 50.85, 4.35);
+    let n = Notifier::new(
+        Claims::new(store.clone(), "a", Duration::minutes(10)),
+        OutboxPublisher::new(dir.path().join("outbox")),
+    )
+    .with_live_clock();
+    let scan = outlook(0).scan_time;
+    let r = n
+        .run_once(&jobs_at(place.clone(), 0), &NoGif, scan)
+        .await
+        .expect("pass");
+    assert_eq!(expected(&r).len(), 1, "{r:?}");
+    // The claim as a holder that crashed before posting leaves it.
+    let claim = common::reopen_first_claim(store.as_ref(), scan).await;
+    let late = claim.event.start_time + Duration::minutes(5);
+    let r = n
+        .run_once(&jobs_at(place, 0), &NoGif, late)
+        .await
+        .expect("pass");
+    let retried: Vec<&Report> = r.iter().filter(|r| r.key == claim.event.key).collect();
+    assert_eq!(retried.len(), 1, "{r:?}");
+    assert_eq!(retried[0].status, ReportStatus::Expired, "{r:?}");
+}

@@ -19,7 +19,7 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use common::{jobs_at, state_store, t0, two_instances, TestStores};
 use hmac::{Hmac, KeyInit, Mac};
-use raincast_notifier::claims::{ClaimRecord, ClaimStatus, Claims};
+use raincast_notifier::claims::Claims;
 use raincast_notifier::notify::{Job, NoGif, Notifier, ReportStatus};
 use raincast_notifier::publish::outbox::OutboxPublisher;
 use raincast_notifier::publish::webhook::WebhookPublisher;
@@ -474,25 +474,7 @@ async fn each_channel_retries_only_its_own_events() {
     let (n, _deliverer) = instance(&store, "a", &sub);
     queue_first_event(&n, &sub).await;
     // The claim as a holder that crashed before posting leaves it.
-    let (key, rec) = store
-        .list_records("notifier/event/")
-        .await
-        .expect("claims")
-        .into_iter()
-        .next()
-        .expect("a claim");
-    let mut claim: ClaimRecord = serde_json::from_str(&rec.value).expect("claim");
-    claim.status = ClaimStatus::Pending;
-    claim.owner = Some("crashed".into());
-    claim.lease_until = Some(t0() - Duration::hours(1));
-    store
-        .put_record(
-            &key,
-            &serde_json::to_string(&claim).expect("json"),
-            Some(rec.version),
-        )
-        .await
-        .expect("reopen");
+    let claim = common::reopen_first_claim(store.as_ref(), t0() - Duration::hours(1)).await;
     // The places' notifier, writing to an outbox, with a place of its own.
     let outbox = dir.path().join("outbox");
     let places = Notifier::new(

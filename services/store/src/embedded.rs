@@ -546,6 +546,10 @@ impl ScanStore for EmbeddedStore {
 
 #[async_trait]
 impl StateStore for EmbeddedStore {
+    fn single_process(&self) -> bool {
+        true
+    }
+
     async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>> {
         let radar = radar.to_string();
         self.run(move |db| {

@@ -197,6 +197,13 @@ pub trait ScanStore: Send + Sync {
 /// Small coordination records shared by every Raincast instance.
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// Whether only one process at a time can open this store (the embedded
+    /// store locks its file): then a lease held by another process is a
+    /// dead process's, and need not be waited out.
+    fn single_process(&self) -> bool {
+        false
+    }
+
     /// The ingest checkpoint of a radar.
     async fn get_checkpoint(&self, radar: &str) -> StoreResult<Option<Checkpoint>>;
 

@@ -135,3 +135,34 @@ pub async fn two_instances<P: Publisher>(
     }
     posted
 }
+
+/// Reopens the first stored claim as a holder that crashed before posting
+/// leaves it (pending, another owner, its lease over at `lease_until`) and
+/// returns it.
+#[allow(dead_code)]
+pub async fn reopen_first_claim(
+    store: &dyn StateStore,
+    lease_until: DateTime<Utc>,
+) -> raincast_notifier::claims::ClaimRecord {
+    let (key, rec) = store
+        .list_records("notifier/event/")
+        .await
+        .expect("claims")
+        .into_iter()
+        .next()
+        .expect("a claim");
+    let mut claim: raincast_notifier::claims::ClaimRecord =
+        serde_json::from_str(&rec.value).expect("claim");
+    claim.status = raincast_notifier::claims::ClaimStatus::Pending;
+    claim.owner = Some("crashed".into());
+    claim.lease_until = Some(lease_until);
+    store
+        .put_record(
+            &key,
+            &serde_json::to_string(&claim).expect("json"),
+            Some(rec.version),
+        )
+        .await
+        .expect("reopen");
+    claim
+}
