@@ -69,6 +69,16 @@ fn capitalise(word: &str) -> String {
     }
 }
 
+/// The intensity a text tells: of the peak for an expected rain ("Heavy
+/// rain expected … up to 16 mm/h"), of the rate now otherwise. Webhook
+/// bodies carry the same word, so the two never disagree.
+pub fn told_intensity(event: &Event) -> Intensity {
+    match event.kind {
+        EventKind::RainExpected => Intensity::of_rain(event.peak_mm_h),
+        _ => Intensity::of_rain(event.rate_mm_h),
+    }
+}
+
 fn body(event: &Event, place: &Place, name: &str) -> String {
     let radius = format!("{:.0} km", event.radius_km);
     let mut s = String::new();
@@ -79,7 +89,7 @@ fn body(event: &Event, place: &Place, name: &str) -> String {
             write!(
                 s,
                 "{} rain expected at {name} in about {} min (around {}), up to {} within {radius}.",
-                capitalise(Intensity::of_rain(event.peak_mm_h).word()),
+                capitalise(told_intensity(event).word()),
                 about_minutes(lead),
                 local_time(place, event.start_time),
                 format_rate(event.peak_mm_h),
@@ -94,7 +104,7 @@ fn body(event: &Event, place: &Place, name: &str) -> String {
                 s,
                 "Rain has started at {name} ({}): {}, about {} within {radius}. {until}",
                 local_time(place, event.start_time),
-                Intensity::of_rain(event.rate_mm_h).word(),
+                told_intensity(event).word(),
                 format_rate(event.rate_mm_h),
             )
         }

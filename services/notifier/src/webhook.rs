@@ -31,7 +31,6 @@ use crate::ssrf;
 use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use raincast_algorithms::nowcast::Intensity;
 use raincast_store::subscriptions::Subscription;
 use raincast_store::{StateStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -199,7 +198,8 @@ pub fn body(event: &Event, sub: &Subscription, summary: &str, public_url: Option
             "expires_at": rfc3339(event.expires_at),
             "rate_mm_h": tenths(event.rate_mm_h),
             "peak_mm_h": tenths(event.peak_mm_h),
-            "intensity": Intensity::of_rain(event.rate_mm_h),
+            // The word the summary tells (the peak's, for expected rain).
+            "intensity": crate::text::told_intensity(event),
             "summary": summary,
             "links": {
                 "gif": format!("{base}/v1/radars/{}/animation.gif", event.radar),

@@ -242,7 +242,13 @@ async fn deliveries_are_signed_and_carry_the_event() {
             .as_str()
             .is_some_and(|l| l.starts_with("/v1/forecast?lat=50.85&lon=4.35")));
         assert!(v["data"]["rate_mm_h"].as_f64().is_some());
-        assert!(v["data"]["intensity"].as_str().is_some());
+        // The intensity is the word the summary tells.
+        let intensity = v["data"]["intensity"].as_str().expect("intensity");
+        let summary = v["data"]["summary"].as_str().expect("summary");
+        assert!(
+            summary.to_lowercase().contains(intensity),
+            "{intensity} / {summary}"
+        );
         kinds.push(kind);
     }
     kinds.sort();
@@ -564,4 +570,24 @@ async fn a_slow_receiver_delays_no_other_delivery() {
         let sent_at = stamped - ahead.num_seconds();
         assert!((sent_at - g.received_at).abs() <= 2, "{g:?}");
     }
+}
+
+/// A body's `intensity` is the word its summary tells: for an expected
+/// rain, the peak's ("Heavy rain expected … up to 16 mm/h"), not the rate
+/// at its start (which said "light" beside that summary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bodys_intensity_is_its_summarys() {
+    let (r, addr) = start_receiver().await;
+    let dir = raincast_testkit::TempDir::new("webhooks-intensity");
+    let store = state_store(&dir).await;
+    let sub = subscribe(store.as_ref(), &r, &format!("http://{addr}/hook")).await;
+    let place = subscription_place(&sub);
+    let mut event = common::first_event(&place);
+    event.rate_mm_h = 1.0;
+    event.peak_mm_h = 16.0;
+    let summary = raincast_notifier::text::compose(&event, &place);
+    let v: Value =
+        serde_json::from_str(&webhook::body(&event, &sub, &summary, None)).expect("json");
+    assert_eq!(v["data"]["intensity"], "heavy", "{summary}");
+    assert!(summary.starts_with("Heavy rain expected"), "{summary}");
 }
