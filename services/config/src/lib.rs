@@ -483,6 +483,78 @@ impl Origins {
     }
 }
 
+/// The `RAINCAST_*` variables read by their own name (the other settings
+/// are `RAINCAST_{SECTION}__{KEY}`), secrets included.
+pub const NAMED_ENV_VARS: &[&str] = &[
+    "RAINCAST_BACKFILL_HOURS",
+    "RAINCAST_BACKOFF_BASE_SECONDS",
+    "RAINCAST_BACKOFF_MAX_SECONDS",
+    "RAINCAST_BATCH_SIZE",
+    "RAINCAST_CORS_ORIGINS",
+    "RAINCAST_CREATE_TABLES",
+    "RAINCAST_FAILPOINT",
+    "RAINCAST_FUTURE_TOLERANCE_MINUTES",
+    "RAINCAST_KEY_TEMPLATE",
+    "RAINCAST_KEY_TIME_TOLERANCE_HOURS",
+    "RAINCAST_LEASE_TTL_SECONDS",
+    "RAINCAST_LISTEN",
+    "RAINCAST_LOG",
+    "RAINCAST_LOG_JSON",
+    "RAINCAST_LOOKBACK_MINUTES",
+    "RAINCAST_MASTODON_TOKEN",
+    "RAINCAST_MAX_ATTEMPTS",
+    "RAINCAST_MAX_CELLS",
+    "RAINCAST_MAX_FILE_MB",
+    "RAINCAST_OUTBOX",
+    "RAINCAST_QUEUE_URL",
+    "RAINCAST_RETENTION_DAYS",
+    "RAINCAST_S3_ANONYMOUS",
+    "RAINCAST_S3_PATH_STYLE",
+    "RAINCAST_SCHEDULE",
+    "RAINCAST_SETTLE_SECONDS",
+    "RAINCAST_SHUTDOWN_GRACE_S",
+    "RAINCAST_SOURCE",
+    "RAINCAST_STORE",
+    "RAINCAST_X_ACCESS_SECRET",
+    "RAINCAST_X_ACCESS_TOKEN",
+    "RAINCAST_X_API_BASE",
+    "RAINCAST_X_CONSUMER_KEY",
+    "RAINCAST_X_CONSUMER_SECRET",
+    // Read by the test suite, .ci and the scripts, not the service.
+    "RAINCAST_BIN",
+    "RAINCAST_BINARY",
+    "RAINCAST_BROWSER_DEPS",
+    "RAINCAST_BROWSER_SKILL_WAIT_MS",
+    "RAINCAST_BROWSER_TIMEOUT",
+    "RAINCAST_BROWSER_WAIT_MS",
+    "RAINCAST_CFCHECK_VERSION",
+    "RAINCAST_DEPLOY_CACHE",
+    "RAINCAST_DEPLOY_TIERS",
+    "RAINCAST_DYNALITE_VERSION",
+    "RAINCAST_E2E_DATASET",
+    "RAINCAST_MOTO_VERSION",
+    "RAINCAST_NOTIFIER_SAMPLE_DIR",
+    "RAINCAST_SERVERS_DIR",
+];
+
+/// The `RAINCAST_*` variables of `env` that nothing reads: a name in no
+/// [`NAMED_ENV_VARS`] and no `RAINCAST_{SECTION}__{KEY}` of a known
+/// section (a key unknown in a known section is an error already). Most
+/// often a typo (`RAINCAST_SOTRE`), which would otherwise be silent.
+pub fn unknown_env_vars(env: &HashMap<String, String>) -> Vec<String> {
+    let mut out: Vec<String> = env
+        .keys()
+        .filter(|k| k.starts_with("RAINCAST_"))
+        .filter(|k| match k["RAINCAST_".len()..].split_once("__") {
+            Some((section, _)) => !SECTIONS.contains(&section.to_ascii_lowercase().as_str()),
+            None => !NAMED_ENV_VARS.contains(&k.as_str()),
+        })
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
 /// The name of the variable overriding `section.key`.
 pub fn env_var_for(section: &str, key: &str) -> String {
     format!(
@@ -1397,6 +1469,26 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         let e = Config::from_toml(toml, &HashMap::new(), &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("notifier.places"), "{e}");
         assert!(e.to_string().contains("same id"), "{e}");
+    }
+
+    #[test]
+    fn unknown_raincast_variables_are_listed() {
+        let env: HashMap<String, String> = [
+            "RAINCAST_SOTRE",
+            "RAINCAST_BOGUS__X",
+            "RAINCAST_RADARS",
+            "RAINCAST_STORE",
+            "RAINCAST_NOWCAST__FRAMES",
+            "RAINCAST_X_CONSUMER_KEY",
+            "HOME",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), "1".to_string()))
+        .collect();
+        assert_eq!(
+            unknown_env_vars(&env),
+            ["RAINCAST_BOGUS__X", "RAINCAST_RADARS", "RAINCAST_SOTRE"]
+        );
     }
 
     /// `raincast run` starts the demo radars only when nothing is

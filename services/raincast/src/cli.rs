@@ -40,7 +40,11 @@ impl ConfigArgs {
             create_tables: self.create_tables.then_some(true),
             ..extra
         };
-        Ok(Config::load(self.config.as_deref(), env, &overrides)?)
+        let cfg = Config::load(self.config.as_deref(), env, &overrides)?;
+        for var in raincast_config::unknown_env_vars(env) {
+            tracing::warn!(%var, "environment variable not read by any setting (a typo?); see docs/OPERATIONS.md for the names");
+        }
+        Ok(cfg)
     }
 }
 
