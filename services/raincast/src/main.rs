@@ -51,11 +51,32 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
 }
 
+/// The top-level `log_json` of the `--config` file among `args`, read
+/// before logging starts (the configuration itself is loaded, and checked,
+/// by the command); false when there is none or it does not parse.
+fn file_log_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.filter_map(|a| a.into_string().ok()).collect();
+    let path = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
+    });
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("log_json").and_then(toml::Value::as_bool))
+        .unwrap_or(false)
+}
+
 fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: a journal or a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -150,7 +171,13 @@ fn error_report(e: &anyhow::Error) -> String {
 fn run() -> anyhow::Result<()> {
     tune_allocator();
     let cli = Cli::parse();
-    init_tracing(cli.log_json);
+    // The flag or RAINCAST_LOG_JSON first, else the file's `log_json`.
+    let json = if std::env::var_os("RAINCAST_LOG_JSON").is_some() || cli.log_json {
+        cli.log_json
+    } else {
+        file_log_json(std::env::args_os())
+    };
+    init_tracing(json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Notify(args) => notify_cmd::run(args),
@@ -167,6 +194,28 @@ fn run() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::error_report;
+
+    #[test]
+    fn log_json_is_read_from_the_config_file() {
+        let dir = raincast_testkit::TempDir::new("log-json");
+        let file = dir.path().join("raincast.toml");
+        std::fs::write(&file, "log_json = true\n").expect("write");
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let f = file.display().to_string();
+        assert!(super::file_log_json(
+            args(&["raincast", "run", "--config", &f]).into_iter()
+        ));
+        assert!(super::file_log_json(
+            args(&["raincast", "run", &format!("--config={f}")]).into_iter()
+        ));
+        assert!(!super::file_log_json(
+            args(&["raincast", "run"]).into_iter()
+        ));
+        std::fs::write(&file, "log_json = false\n").expect("write");
+        assert!(!super::file_log_json(
+            args(&["raincast", "run", "--config", &f]).into_iter()
+        ));
+    }
 
     #[test]
     fn the_error_report_lists_each_cause_once() {
