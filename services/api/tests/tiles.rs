@@ -50,6 +50,10 @@ async fn new_store() -> (raincast_testkit::TempDir, Arc<EmbeddedStore>) {
 }
 
 async fn two_radars(east_scans: usize) -> Two {
+    two_radars_with(east_scans, ApiConfig::default()).await
+}
+
+async fn two_radars_with(east_scans: usize, config: ApiConfig) -> Two {
     let (dir, store) = new_store().await;
     put_scans(store.as_ref(), RADAR, 12).await;
     put_scans_on(store.as_ref(), EAST, east_scans, &east_grid()).await;
@@ -65,12 +69,7 @@ async fn two_radars(east_scans: usize) -> Two {
             location: Some((EAST_LON, LAT0)),
         },
     ];
-    let state = state_for(
-        store,
-        radars,
-        scan_time(11) + Duration::minutes(2),
-        ApiConfig::default(),
-    );
+    let state = state_for(store, radars, scan_time(11) + Duration::minutes(2), config);
     Two { _dir: dir, state }
 }
 
@@ -133,15 +132,36 @@ async fn weather_maps_json_has_rainviewers_shape() {
         .to_str()
         .unwrap()
         .contains("max-age"));
+    // `host` follows the request's Host header: caches key on it.
+    assert_eq!(r.headers()["vary"], "Host");
     let v = json(r).await;
     assert_eq!(v["version"], "2.0");
     assert_eq!(v["host"], "http://rain.example:8080");
+    // RainViewer's satellite block, empty: typed clients parse it.
+    assert_eq!(v["satellite"], serde_json::json!({"infrared": []}));
+    // With `[api] public_url`, `host` is that URL whatever the request says.
+    let public = two_radars_with(
+        12,
+        ApiConfig {
+            public_url: Some("https://rain.example".into()),
+            ..ApiConfig::default()
+        },
+    )
+    .await;
+    let r = get_with(
+        &public.state,
+        "/public/weather-maps.json",
+        &[("host", "evil.example")],
+    )
+    .await;
+    assert!(r.headers().get("vary").is_none());
+    assert_eq!(json(r).await["host"], "https://rain.example");
     assert_eq!(
         v["generated"].as_i64().unwrap(),
         (scan_time(11) + Duration::minutes(2)).timestamp()
     );
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.len(), 5, "{keys:?}");
     let past = v["radar"]["past"].as_array().unwrap();
     let nowcast = v["radar"]["nowcast"].as_array().unwrap();
     // Twelve 5-minute scans: twelve past frames, oldest first, the last the

@@ -59,7 +59,8 @@ pub struct RadarFrames {
     "radar": {
         "past": [{"time": 1718531700, "path": "/v2/radar/1718531700"}, {"time": 1718532000, "path": "/v2/radar/1718532000"}],
         "nowcast": [{"time": 1718532300, "path": "/v2/radar/nowcast_1718532000_5_3fa2c1d0"}]
-    }
+    },
+    "satellite": {"infrared": []}
 }))]
 pub struct WeatherMaps {
     /// Always `2.0`.
@@ -69,6 +70,16 @@ pub struct WeatherMaps {
     /// Scheme and host of the tiles (`[api] public_url`, else `http://` and the request's `Host`).
     pub host: String,
     pub radar: RadarFrames,
+    /// RainViewer's satellite frames: always empty here (no satellite
+    /// imagery), present so that clients typed on RainViewer's schema parse.
+    pub satellite: SatelliteFrames,
+}
+
+/// RainViewer's `satellite` block.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct SatelliteFrames {
+    /// Infrared frames: none.
+    pub infrared: Vec<MapFrame>,
 }
 
 fn host(s: &AppState, headers: &HeaderMap) -> String {
@@ -116,12 +127,18 @@ async fn weather_maps(State(s): State<AppState>, headers: HeaderMap) -> Result<R
             past: frames(&m, &m.past),
             nowcast: frames(&m, &m.nowcast),
         },
+        satellite: SatelliteFrames::default(),
     };
     let mut resp = Json(doc).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=10"),
     );
+    if s.config().public_url.is_none() {
+        // `host` follows the request's Host: shared caches must key on it.
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Host"));
+    }
     Ok(resp)
 }
 
