@@ -63,7 +63,7 @@ impl IngestMetrics {
         let lag_seconds = GaugeVec::new(
             Opts::new(
                 "raincast_ingest_lag_seconds",
-                "Seconds between the newest stored scan's time and when it was stored",
+                "Seconds from the newest stored scan's time to now (set as each scan is stored and after each ingest run): it grows while a radar is quiet",
             ),
             &["radar"],
         )?;

@@ -434,6 +434,9 @@ impl Ingester {
 
         let result = self.pass(rs, &lost).await;
         renewer.abort();
+        if result.is_ok() {
+            self.update_lag(&radar).await;
+        }
         if !lost.load(Ordering::SeqCst) {
             match self
                 .state
@@ -454,6 +457,24 @@ impl Ingester {
         let mut summary = result?;
         summary.duration = elapsed;
         Ok(summary)
+    }
+
+    /// Sets the lag gauge to now minus the newest stored scan's time, also
+    /// when this run stored nothing: it grows while a radar is quiet, which
+    /// is what the lag alert watches. A failed read leaves it as it was.
+    async fn update_lag(&self, radar: &str) {
+        let now = Utc::now();
+        match self.scans.latest(radar, now).await {
+            Ok(Some(m)) => {
+                let lag = (now - m.time).num_milliseconds() as f64 / 1000.0;
+                self.metrics
+                    .lag_seconds
+                    .with_label_values(&[radar])
+                    .set(lag.max(0.0));
+            }
+            Ok(None) => {}
+            Err(e) => debug!(radar, error = %e, "newest scan not read for the lag gauge"),
+        }
     }
 
     /// Records the radar in the store's registry once per process, so that

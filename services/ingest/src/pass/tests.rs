@@ -1136,3 +1136,27 @@ mod model {
         }
     }
 }
+
+/// The lag gauge is now minus the newest stored scan's time after every
+/// run, also one that stored nothing: it grows while a radar is quiet
+/// (it stayed at the last stored scan's lag, so the lag alert could not
+/// fire when a radar stopped uploading).
+#[tokio::test]
+async fn the_lag_grows_while_a_radar_is_quiet() {
+    let f = Fixture::new().await;
+    let t = recent(0); // an hour ago
+    f.put_scan("r1", t);
+    let ing = f.ingester(settings(t, 50), "a");
+    let rs = f.radar("r1");
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 1);
+    let lag = || ing.metrics().lag_seconds.with_label_values(&["r1"]).get();
+    assert!(lag() >= 3600.0, "{}", lag());
+    // A run that stores nothing still sets it, from the store.
+    ing.metrics()
+        .lag_seconds
+        .with_label_values(&["r1"])
+        .set(0.0);
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 0);
+    assert!(lag() >= 3600.0, "{}", lag());
+}
