@@ -24,6 +24,15 @@ struct Setup {
 /// 12 scans of the test radar, 2-hour nowcasts, a clock 7 minutes after
 /// the last scan, one API key.
 async fn setup(config: ApiConfig) -> Setup {
+    setup_at(
+        config,
+        scan_time(11) + Duration::minutes(7) + Duration::seconds(20),
+    )
+    .await
+}
+
+/// [`setup`] with the clock at `now`.
+async fn setup_at(config: ApiConfig, now: chrono::DateTime<chrono::Utc>) -> Setup {
     let dir = TempDir::new("raincast-compat");
     let store = Arc::new(
         EmbeddedStore::open(dir.path().join("store.redb"), Duration::days(3650))
@@ -34,7 +43,6 @@ async fn setup(config: ApiConfig) -> Setup {
     let (key, _) = keys::create(store.as_ref(), "test app", scan_time(0))
         .await
         .unwrap();
-    let now = scan_time(11) + Duration::minutes(7) + Duration::seconds(20);
     let nowcasts = NowcastService::new(
         store.clone(),
         NowcastSettings {
@@ -289,4 +297,30 @@ async fn error_bodies_never_echo_the_key() {
     let body = String::from_utf8(body_bytes(resp).await).unwrap();
     assert!(!body.contains(&s.key), "{body}");
     assert!(body.contains("/forecast/KEY/47,8"), "{body}");
+}
+
+/// Scans that stopped three hours ago: the nowcast does not reach the
+/// present. `currently` says so ("Unknown precipitation", no rate: never
+/// the old rain), `minutely` is left out, and `flags` carries Dark Sky's
+/// `darksky-unavailable`. (The answer had neither block and nothing saying
+/// why.)
+#[tokio::test]
+async fn a_nowcast_that_does_not_reach_the_present_says_so() {
+    let s = setup_at(ApiConfig::default(), scan_time(11) + Duration::hours(3)).await;
+    let (lon, lat) = grid().rowcol_to_lonlat(32.5, 30.5).unwrap();
+    let r = get(
+        &s.state,
+        &format!("/forecast/{}/{lat},{lon}?units=si", s.key),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v = json(r).await;
+    assert_eq!(v["currently"]["summary"], "Unknown precipitation", "{v}");
+    assert!(v["currently"].get("precipIntensity").is_none(), "{v}");
+    assert!(v["currently"].get("icon").is_none(), "{v}");
+    assert!(v.get("minutely").is_none(), "{v}");
+    let why = v["flags"]["darksky-unavailable"]
+        .as_str()
+        .expect("the flag");
+    assert!(why.contains(RADAR), "{why}");
 }

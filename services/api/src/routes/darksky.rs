@@ -225,6 +225,15 @@ pub struct Flags {
     pub units: &'static str,
     /// Raincast's version.
     pub version: String,
+    /// Set, as Dark Sky set it, when the data cannot answer for now: the
+    /// newest nowcast no longer covers this time (its radar's scans are
+    /// late or stopped). `currently` then says "Unknown precipitation" and
+    /// `minutely` is left out.
+    #[serde(
+        rename = "darksky-unavailable",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unavailable: Option<String>,
 }
 
 /// A Dark Sky forecast response (only the blocks a radar can fill).
@@ -624,11 +633,31 @@ async fn answer(
     let day = daylight(lon, lat, now);
     let clear = if day { "clear-day" } else { "clear-night" };
 
-    let currently = at(&samples, since_issue(now).max(0.0)).map(|smp| {
-        let mut dp = point(now, smp, units);
-        let (summary, icon) = current_words(smp.rate, n.threshold_mm_h, clear);
-        (dp.summary, dp.icon) = (Some(summary.into()), icon);
-        dp
+    let current = at(&samples, since_issue(now).max(0.0));
+    // A nowcast too old for now: `currently` is unknown, never the old rain.
+    let unavailable = current.is_none().then(|| {
+        format!(
+            "the newest nowcast of radar {} (issued {}) does not reach the present: its scans are late or stopped",
+            radar.id,
+            n.base_time.format("%Y-%m-%d %H:%MZ")
+        )
+    });
+    let currently = Some(match current {
+        Some(smp) => {
+            let mut dp = point(now, smp, units);
+            let (summary, icon) = current_words(smp.rate, n.threshold_mm_h, clear);
+            (dp.summary, dp.icon) = (Some(summary.into()), icon);
+            dp
+        }
+        None => DataPoint {
+            time: now.timestamp(),
+            summary: Some("Unknown precipitation".into()),
+            icon: None,
+            precip_intensity: None,
+            precip_intensity_error: None,
+            precip_probability: None,
+            precip_type: None,
+        },
     });
     let minute_samples: Option<Vec<(DateTime<Utc>, Sample)>> = (0..MINUTES)
         .map(|m| {
@@ -671,6 +700,7 @@ async fn answer(
             source_times,
             units: units.name(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            unavailable,
         }),
     })
 }
