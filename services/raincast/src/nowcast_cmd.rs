@@ -69,8 +69,12 @@ pub struct NowcastArgs {
     /// Force a decoder instead of detecting the format: odim, bom, mch-gif, fmi-pgm.
     #[arg(long, value_name = "F")]
     pub format: Option<Format>,
-    /// Latest scans used for motion and smoothing (3 or more).
-    #[arg(long, default_value_t = MIN_FRAMES)]
+    /// Latest scans used for motion and smoothing (3 to 12, as `[nowcast] frames`).
+    #[arg(
+        long,
+        default_value_t = MIN_FRAMES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=12)
+    )]
     pub frames: usize,
     /// Post-processing of the advected field.
     #[arg(long, value_enum, default_value_t = SmoothingArg::Sprog)]

@@ -27,8 +27,12 @@ pub struct VerifyArgs {
     /// Force a decoder instead of detecting the format.
     #[arg(long, value_name = "F")]
     pub format: Option<Format>,
-    /// Latest scans used per nowcast (3 or more).
-    #[arg(long, default_value_t = MIN_FRAMES)]
+    /// Latest scans used per nowcast (3 to 12, as `[nowcast] frames`).
+    #[arg(
+        long,
+        default_value_t = MIN_FRAMES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..=12)
+    )]
     pub frames: usize,
     /// Event of the probability (reliability, Brier score, calibration),
     /// mm/h: rain at or above this rate. The service's default is 0.1.

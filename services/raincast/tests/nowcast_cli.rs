@@ -203,3 +203,23 @@ fn a_thread_count_out_of_range_is_refused_with_its_flag() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--threads") && err.contains("100000"), "{err}");
 }
+
+/// `--frames` outside 3..=12 is refused naming the flag, in `nowcast` and
+/// `verify` alike (1 and 2 ran silently as 3), as `[nowcast] frames` is.
+#[test]
+fn a_frame_count_out_of_range_is_refused_with_its_flag() {
+    for (cmd, frames) in [
+        (vec!["nowcast", "a.h5", "b.h5", "c.h5", "--out", "x"], "2"),
+        (vec!["nowcast", "a.h5", "b.h5", "c.h5", "--out", "x"], "13"),
+        (vec!["verify", "."], "1"),
+    ] {
+        let out = Command::new(BIN)
+            .args(&cmd)
+            .args(["--frames", frames])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?} {frames}: {err}");
+        assert!(err.contains("--frames") && err.contains(frames), "{err}");
+    }
+}
