@@ -65,8 +65,23 @@ impl SsmSecrets {
     /// Every parameter directly below the prefix, decrypted, by secret
     /// name. Parameters whose names are no secret names (see
     /// [`is_secret_name`]) are left out with a warning naming them.
+    /// Parameters that are not SecureString (stored unencrypted) are read,
+    /// with a warning naming them.
     pub async fn fetch(&self) -> Result<BTreeMap<String, Secret>, SecretsError> {
+        let (out, plain) = self.fetch_noting_plain().await?;
+        for p in plain {
+            warn!(parameter = %p,
+                "SSM parameter is not a SecureString: stored unencrypted; make it a SecureString");
+        }
+        Ok(out)
+    }
+
+    /// [`Self::fetch`], and the parameters read that are not SecureString.
+    pub async fn fetch_noting_plain(
+        &self,
+    ) -> Result<(BTreeMap<String, Secret>, Vec<String>), SecretsError> {
         let mut out = BTreeMap::new();
+        let mut plain = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = self
@@ -92,11 +107,14 @@ impl SsmSecrets {
                         "SSM parameter ignored: a secret's name is lower case letters, digits and '_'");
                     continue;
                 }
+                if p.r#type() != Some(&aws_sdk_ssm::types::ParameterType::SecureString) {
+                    plain.push(full.to_string());
+                }
                 out.insert(name.to_string(), Secret::new(value));
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
+                _ => return Ok((out, plain)),
             }
         }
     }
@@ -122,6 +140,9 @@ pub async fn load(
     let names = ssm.refresh(secrets).await?;
     info!(prefix = %prefix, secrets = ?names, refresh_s = section.refresh.as_secs(),
         "secrets read from SSM");
+    if names.is_empty() {
+        warn!(prefix = %prefix, "no parameters under the SSM prefix (a typo in [secrets] ssm_prefix?)");
+    }
     let shadowed = secrets.shadowed_by_env();
     if !shadowed.is_empty() {
         warn!(secrets = ?shadowed,

@@ -173,3 +173,25 @@ async fn the_environment_wins_and_no_prefix_reads_nothing() {
     assert!(err.contains("RAINCAST_X_CONSUMER_SECRET"), "{err}");
     assert!(!err.contains("from-env"), "{err}");
 }
+
+/// A parameter that is not a SecureString (stored unencrypted) is read, and
+/// named (the service warns about it at each read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_that_is_not_a_secure_string_is_named() {
+    let Some(moto) = Server::moto() else { return };
+    let sdk = sdk_config_for_endpoint(&moto.endpoint(), 3).await;
+    let client = aws_sdk_ssm::Client::new(&sdk);
+    put(&client, "/raincast/plain/mastodon_token", "sealed").await;
+    client
+        .put_parameter()
+        .name("/raincast/plain/x_access_token")
+        .value("open")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let ssm = SsmSecrets::new(&sdk, "/raincast/plain/");
+    let (read, plain) = ssm.fetch_noting_plain().await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(plain, ["/raincast/plain/x_access_token"]);
+}
