@@ -33,6 +33,10 @@ pub enum ConnectError {
         #[source]
         source: StoreError,
     },
+    #[error(
+        "no store at {path}: nothing was ever written there (check --store or RAINCAST_STORE)"
+    )]
+    NoStore { path: String },
     #[error("no radars configured, and none found in {source_desc} (expected folders named after radars under {template})")]
     NoRadars {
         source_desc: String,
@@ -100,6 +104,20 @@ impl<'a> Connector<'a> {
     }
 
     /// Opens the configured store.
+    /// [`Self::stores`] for a command that only reads: an embedded store
+    /// must exist already (a mistyped `--store` is an error, not a new
+    /// empty store that answers "nothing").
+    pub async fn existing_stores(&self) -> Result<Stores, ConnectError> {
+        if let StoreSpec::Embedded { path } = &self.cfg.store {
+            if !path.exists() {
+                return Err(ConnectError::NoStore {
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        self.stores().await
+    }
+
     pub async fn stores(&self) -> Result<Stores, ConnectError> {
         let spec = &self.cfg.store;
         let err = |source| ConnectError::Store {

@@ -69,7 +69,12 @@ pub fn run(args: KeysArgs) -> Result<()> {
     };
     let cfg = cfg_args.load(&env, Overrides::default())?;
     runtime()?.block_on(async {
-        let stores = Connector::new(&cfg, &env).stores().await?;
+        let conn = Connector::new(&cfg, &env);
+        // Only `create` may start a store; listing or revoking reads one.
+        let stores = match &args.command {
+            KeysCommand::Create(_) => conn.stores().await?,
+            _ => conn.existing_stores().await?,
+        };
         let state = stores.state.as_ref();
         match &args.command {
             KeysCommand::Create(a) => {

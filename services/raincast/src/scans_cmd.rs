@@ -59,7 +59,7 @@ pub fn run(args: ScansArgs) -> Result<()> {
                 }
             }
             runtime()?.block_on(async {
-                let stores = Connector::new(&cfg, &env).stores().await?;
+                let stores = Connector::new(&cfg, &env).existing_stores().await?;
                 let from = a
                     .from
                     .unwrap_or_else(|| Utc.timestamp_opt(0, 0).single().unwrap_or_default());
@@ -91,7 +91,7 @@ pub fn run(args: ScansArgs) -> Result<()> {
             let cfg = a.cfg.load(&env, Overrides::default())?;
             raincast_store::model::validate_radar_id(&a.radar)?;
             runtime()?.block_on(async {
-                let stores = Connector::new(&cfg, &env).stores().await?;
+                let stores = Connector::new(&cfg, &env).existing_stores().await?;
                 let mut out = std::io::stdout().lock();
                 for q in stores.state.list_quarantined(&a.radar).await? {
                     let line = json!({

@@ -41,7 +41,7 @@ pub fn run(args: ApiArgs) -> Result<()> {
     cfg.nowcast.settings.store_frames = false;
     runtime()?.block_on(async move {
         let conn = Connector::new(&cfg, &env);
-        let stores = conn.stores().await?;
+        let stores = conn.existing_stores().await?;
         // Configured radars, else the source's folders, else the radars
         // ingest registered in the store.
         let radars: Vec<RadarInfo> = if !cfg.radars.is_empty() {

@@ -99,6 +99,19 @@ async fn keys_on_the_embedded_store() {
         c.env("RAINCAST_STORE", &store);
         c
     };
+    // Listing a store that does not exist (a mistyped --store) is an error
+    // naming it, and creates nothing.
+    let out = with_store()
+        .args(["keys", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no store at"),
+        "{err}"
+    );
+    assert!(!store.exists(), "a store was created by a listing");
     let key = create_list_revoke(with_store);
     let s = raincast_store::EmbeddedStore::open(
         store.join(raincast_config::EMBEDDED_FILE),
