@@ -136,6 +136,30 @@ impl EmbeddedStore {
                 reason: format!("{}: {e}", parent.display()),
             })?;
         }
+        // A new file is readable by its owner only: it holds the webhook
+        // subscriptions' signing secrets and the API keys' hashes. redb
+        // initialises an empty file as a new database.
+        #[cfg(unix)]
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                // Another process made it meanwhile: redb decides below.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::Backend {
+                        backend: BACKEND,
+                        op: "create",
+                        reason: format!("{}: {e}", path.display()),
+                    })
+                }
+            }
+        }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -891,5 +915,18 @@ mod tests {
         );
         drop(held);
         EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+    }
+
+    /// A new store file is its owner's alone (signing secrets, key hashes).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_store_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = raincast_testkit::TempDir::new("store-mode");
+        let path = dir.path().join("raincast.redb");
+        let store = EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+        store.put_record("k", "v", None).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 }
