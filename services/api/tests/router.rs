@@ -179,6 +179,24 @@ async fn scan_listing_and_bad_ranges() {
         "unknown_radar",
     )
     .await;
+    // `[api] max_scan_range_h` (168 by default): a week is answered, a
+    // week and an hour is refused.
+    let week = get(
+        &f.state,
+        &format!("/v1/radars/{RADAR}/scans?from=2024-06-09T11:00:00Z&to=2024-06-16T11:00:00Z"),
+    )
+    .await;
+    assert_eq!(week.status(), 200);
+    expect_problem(
+        get(
+            &f.state,
+            &format!("/v1/radars/{RADAR}/scans?from=2024-06-09T10:00:00Z&to=2024-06-16T11:00:00Z"),
+        )
+        .await,
+        400,
+        "range_too_long",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -608,12 +626,18 @@ async fn basemap_geojson_and_map_settings() {
     for q in [
         "west=10&south=45&east=5&north=48",
         "west=-170&south=-80&east=170&north=80",
+        // Just over 90° a side (OPERATIONS: at most 90°).
+        "west=0&south=0&east=90.5&north=10",
+        "west=0&south=-45.5&east=10&north=45",
         "west=5&south=95&east=6&north=96",
         "west=5&south=45",
     ] {
         let r = get(&f.state, &format!("/v1/basemap?{q}")).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
     }
+    // 90° a side is served.
+    let r = get(&f.state, "/v1/basemap?west=0&south=-45&east=90&north=45").await;
+    assert_eq!(r.status(), StatusCode::OK);
     // The settings: no online basemap unless configured.
     let v = json(get(&f.state, "/v1/map-settings").await).await;
     assert!(v["basemap_url"].is_null());
