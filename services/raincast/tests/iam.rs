@@ -352,3 +352,53 @@ fn the_scanner_finds_calls_and_skips_tests() {
         ["dynamodb:GetItem", "s3:GetObject"]
     );
 }
+
+/// The stack's other promises in docs/OPERATIONS.md, section 5, read from
+/// the template: data kept when the stack is deleted, TLS-only bucket,
+/// HTTPS by default, /metrics and /readyz closed on the load balancer, and
+/// IMDSv2 only. (cfn-lint checks the template's form, not these.)
+#[test]
+fn the_stacks_documented_protections_are_in_the_template() {
+    let template = std::fs::read_to_string(workspace().join("infra/raincast.yaml")).unwrap();
+    for kept in ["RawScanBucket", "ScansTable", "StateTable", "SecretsKey"] {
+        let r = resource(&template, kept);
+        assert!(
+            r.contains("DeletionPolicy: Retain"),
+            "{kept} is not kept: {r}"
+        );
+    }
+    let policy = resource(&template, "RawScanBucketPolicy");
+    assert!(
+        policy.contains("Effect: Deny") && policy.contains("aws:SecureTransport: \"false\""),
+        "the bucket must refuse plain HTTP: {policy}"
+    );
+    let rules = &template[template.find("\nRules:").expect("Rules")..];
+    assert!(
+        rules.contains("!Not [!Equals [!Ref CertificateArn, \"\"]]")
+            && rules.contains("RuleCondition: !Equals [!Ref PlainHttpForTestingOnly, \"false\"]"),
+        "a stack without a certificate must be refused: {rules}"
+    );
+    let http = resource(&template, "HttpListener");
+    assert!(
+        http.contains("Protocol: HTTPS") && http.contains("StatusCode: HTTP_301"),
+        "port 80 must redirect to HTTPS: {http}"
+    );
+    for (rule, listener) in [
+        ("HttpInternalPathsRule", "HttpListener"),
+        ("HttpsInternalPathsRule", "HttpsListener"),
+    ] {
+        let r = resource(&template, rule);
+        assert!(
+            r.contains(&format!("ListenerArn: !Ref {listener}"))
+                && r.contains("Values: [/metrics, /metrics/*, /readyz, /readyz/*]")
+                && r.contains("StatusCode: \"404\"")
+                && r.contains("Priority: 1"),
+            "{rule} must answer 404 for /metrics and /readyz on {listener}: {r}"
+        );
+    }
+    let launch = resource(&template, "LaunchTemplate");
+    assert!(
+        launch.contains("MetadataOptions:") && launch.contains("HttpTokens: required"),
+        "IMDSv2 only: {launch}"
+    );
+}
