@@ -751,16 +751,7 @@ async fn scenario_9_a_hanging_store_does_not_hold_the_shutdown_past_its_grace() 
     let Some(w) = World::new(false).await else {
         return;
     };
-    let total = w.data.files.len();
-    w.upload_files(0..total).await;
-    let ddb_proxy = TcpProxy::start(w.dynamo_server().addr()).await;
-    let mut c = w.scheduled(&w.moto.endpoint(), &ddb_proxy.endpoint(), "1");
-    c.env("RAINCAST_SHUTDOWN_GRACE_S", "3");
-    let mut r = Running::spawn(c);
-    r.wait_for("ingested scan [", 120).await;
-    ddb_proxy.stall();
-    // A run starts within a second and hangs on its first request.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (mut r, _proxy) = hanging_on_its_store(&w, "3").await;
     let stopped_at = Instant::now();
     r.signal("-TERM");
     let status = r.wait();
@@ -775,6 +766,46 @@ async fn scenario_9_a_hanging_store_does_not_hold_the_shutdown_past_its_grace() 
         log.contains("shutdown did not finish within the grace"),
         "{log}"
     );
+}
+
+/// A scheduled ingest (shutdown grace `grace_s`) that stored a scan, then
+/// hangs on its store (DynamoDB behind a stalled proxy, returned to keep
+/// it stalled).
+async fn hanging_on_its_store(w: &World, grace_s: &str) -> (Running, TcpProxy) {
+    let total = w.data.files.len();
+    w.upload_files(0..total).await;
+    let ddb_proxy = TcpProxy::start(w.dynamo_server().addr()).await;
+    let mut c = w.scheduled(&w.moto.endpoint(), &ddb_proxy.endpoint(), "1");
+    c.env("RAINCAST_SHUTDOWN_GRACE_S", grace_s);
+    let mut r = Running::spawn(c);
+    r.wait_for("ingested scan [", 120).await;
+    ddb_proxy.stall();
+    // A run starts within a second and hangs on its first request.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    (r, ddb_proxy)
+}
+
+/// OPERATIONS: a second Ctrl-C or SIGTERM ends the process at once, with
+/// status 1, whatever the grace (here 300 s, with the store hanging).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_9b_a_second_signal_ends_the_shutdown_at_once() {
+    let Some(w) = World::new(false).await else {
+        return;
+    };
+    let (mut r, _proxy) = hanging_on_its_store(&w, "300").await;
+    let stopped_at = Instant::now();
+    r.signal("-TERM");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    r.signal("-TERM");
+    let status = r.wait();
+    let took = stopped_at.elapsed();
+    let log = r.log();
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "took {took:?} to exit:\n{log}"
+    );
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    assert!(log.contains("a second stop signal"), "{log}");
 }
 
 /// Checks a log's progress lines: no scan twice, and `total` scans less at
