@@ -370,8 +370,10 @@ impl<P: Publisher> Notifier<P> {
                 }
                 continue;
             }
+            // Told anew only if never attempted: an attempt that may have
+            // posted is looked for on the account by its text, unchanged.
             let mut record = record;
-            if let Some(t) = told.filter(|_| self.live) {
+            if let Some(t) = told.filter(|_| self.live && record.status == ClaimStatus::Pending) {
                 record.text = compose(&t, &record.place);
             }
             match self.claims.acquire(record, version, now).await? {

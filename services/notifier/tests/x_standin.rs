@@ -1084,10 +1084,13 @@ async fn taking_over_an_attempt_checks_the_account_before_posting() {
     assert_eq!(open[0].status, ClaimStatus::Attempting);
     assert!(open[0].attempt_at.is_some());
 
+    // B runs as `raincast run` does (a live clock): the attempt's text is
+    // kept, so the post is found on the account by it.
     let b = Notifier::new(
         Claims::new(flaky.clone(), "instance-b", Duration::minutes(10)),
         publisher(addr, creds()),
-    );
+    )
+    .with_live_clock();
     flaky.fail_posted.store(0, Ordering::SeqCst);
     let r = b
         .run_once(&jobs(0), &TestGifs, t0() + Duration::minutes(11))
