@@ -368,13 +368,11 @@ async fn deliver(settings: &NotifierSettings, deps: &NotifierDeps, owner: &str) 
     }
 }
 
-/// How often the delivery task of [`run`] looks for due webhook deliveries.
-const DELIVERY_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The webhook deliveries of [`run`], in a task of their own: first
-/// attempts as soon as a pass queued them, retries when they fall due.
-/// Shutdown ends the attempts in flight at once (each is tried again after
-/// its lease, with the same `webhook-id`).
+/// The webhook deliveries of [`run`], in a task of their own, looking for
+/// due ones every `settings.interval` (as the notifier's loop did, so the
+/// store sees no more reads): first attempts once a pass queued them,
+/// retries when they fall due. Shutdown ends the attempts in flight at once
+/// (each is tried again after its lease, with the same `webhook-id`).
 async fn deliveries(
     settings: NotifierSettings,
     deps: NotifierDeps,
@@ -388,7 +386,7 @@ async fn deliveries(
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(DELIVERY_LOOK) => {}
+            _ = tokio::time::sleep(settings.interval) => {}
         }
     }
 }
