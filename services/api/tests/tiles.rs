@@ -426,3 +426,53 @@ async fn a_replaced_nowcasts_tiles_stay_served_for_the_grace_period() {
     expect_problem(get(&state, &tile(&old)).await, 404, "unknown_frame").await;
     assert_eq!(get(&state, &tile(&new)).await.status(), StatusCode::OK);
 }
+
+/// OPERATIONS: the server keeps at most four replaced mosaics for the
+/// grace period: a fifth replacement within it drops the oldest (404),
+/// and the four after it are still served.
+#[tokio::test]
+async fn at_most_four_replaced_mosaics_are_kept() {
+    let (_dir, store) = new_store().await;
+    put_scans(store.as_ref(), RADAR, 12).await;
+    // One clock for every replacement: all within the grace period.
+    let now = scan_time(17) + Duration::minutes(2);
+    let radars = vec![RadarInfo {
+        id: RADAR.into(),
+        name: "Test radar".into(),
+        location: Some((LON0, LAT0)),
+    }];
+    let state = state_with_clock(
+        store.clone(),
+        radars,
+        Arc::new(move || now),
+        ApiConfig::default(),
+    );
+    let (t, _, _) = tile_of(7, LON0, LAT0);
+    let tile = |path: &str| format!("{path}/256/{}/{}/{}/1/0_0.png", t.z, t.x, t.y);
+    let latest_path = |v: serde_json::Value| {
+        v["radar"]["nowcast"].as_array().unwrap().last().unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut replaced = vec![latest_path(
+        json(get(&state, "/public/weather-maps.json").await).await,
+    )];
+    for k in 12..=16 {
+        put_scan_on(store.as_ref(), RADAR, k, &grid()).await;
+        state.nowcasts().update(RADAR, now).await.unwrap();
+        replaced.push(latest_path(
+            json(get(&state, "/public/weather-maps.json").await).await,
+        ));
+    }
+    let current = replaced.pop().unwrap();
+    assert_eq!(replaced.len(), 5);
+    expect_problem(get(&state, &tile(&replaced[0])).await, 404, "unknown_frame").await;
+    for path in replaced[1..].iter().chain([&current]) {
+        assert_eq!(
+            get(&state, &tile(path)).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}

@@ -1160,3 +1160,35 @@ async fn the_lag_grows_while_a_radar_is_quiet() {
     assert_eq!(s.ingested, 0);
     assert!(lag() >= 3600.0, "{}", lag());
 }
+
+/// OPERATIONS: old quarantined files (outside the listing window) are
+/// looked at up to eight per run; the others wait for the next runs.
+#[tokio::test]
+async fn at_most_eight_old_quarantined_files_are_looked_at_per_run() {
+    let f = Fixture::new().await;
+    let mut completed = Vec::new();
+    for i in 0..10 {
+        let key = f.put_scan("r1", recent(180 + 5 * i));
+        completed.push((
+            key.clone(),
+            std::fs::read_to_string(f.bucket.join(&key)).unwrap(),
+        ));
+        f.put(&key, "RAINTEST");
+    }
+    for t in [20, 10, 0].map(recent) {
+        f.put_scan("r1", t);
+    }
+    let mut ing = f.ingester(settings(recent(300), 50), "a");
+    ing.recheck_every = std::time::Duration::ZERO;
+    let rs = f.radar("r1");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!((s.ingested, s.quarantined), (3, 10), "{s:?}");
+    for (key, whole) in &completed {
+        f.put(key, whole);
+    }
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 8, "{s:?}");
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(s.ingested, 2, "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await.len(), 13);
+}
