@@ -72,10 +72,6 @@ pub struct NotifierSettings {
     pub interval: std::time::Duration,
     /// Under [`run`]: nowcasts issued longer ago give no alerts.
     pub max_alert_age: Duration,
-    /// Whether [`pass`] sends the due webhook deliveries at its end (one-off
-    /// passes); under [`run`] a task of their own sends them, so a slow
-    /// receiver never holds up the posts.
-    pub deliver_after_pass: bool,
 }
 
 impl NotifierSettings {
@@ -93,7 +89,6 @@ impl NotifierSettings {
             past_min: PAST_MIN,
             interval: std::time::Duration::from_secs(15),
             max_alert_age: Duration::minutes(MAX_ALERT_AGE_MIN),
-            deliver_after_pass: true,
         }
     }
 }
@@ -282,7 +277,8 @@ pub async fn pass(
     if let Some(rx) = shutdown.clone() {
         notifier = notifier.with_shutdown(rx);
     }
-    // Under `run` (the passes get a cut-off) `now` is the live wall clock.
+    // Under `run` (the passes get a cut-off): `now` is the live wall clock,
+    // and webhook deliveries have a task of their own.
     let live = not_before.is_some();
     if live {
         notifier = notifier.with_live_clock();
@@ -310,7 +306,9 @@ pub async fn pass(
         }
         reports.extend(notifier.run_once(&sub_jobs, &NoGif, Utc::now()).await?);
     }
-    if settings.deliver_after_pass {
+    // A one-off pass sends the deliveries it queued; under `run` a task of
+    // their own does, so a slow receiver never holds up the posts.
+    if !live {
         deliver(settings, deps, claims.owner()).await;
     }
     Ok(reports)
@@ -396,11 +394,10 @@ async fn deliveries(
 /// Publishing sees the shutdown signal: a stopping process ends between
 /// posts (or during a wait), never in the middle of one.
 pub async fn run(
-    mut settings: NotifierSettings,
+    settings: NotifierSettings,
     deps: NotifierDeps,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    settings.deliver_after_pass = false;
     let deliveries = (!settings.dry_run)
         .then(|| tokio::spawn(deliveries(settings.clone(), deps.clone(), shutdown.clone())));
     match publisher(&settings) {

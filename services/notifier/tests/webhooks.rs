@@ -473,6 +473,12 @@ async fn a_removed_subscription_gets_nothing_more() {
 /// alert, with its name, publicly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_channel_retries_only_its_own_events() {
+    // The channels are told apart by the subscriptions' id prefix, which
+    // configured places may not take: one prefix in both crates.
+    assert_eq!(
+        raincast_config::place::RESERVED_ID_PREFIX,
+        raincast_store::subscriptions::ID_PREFIX
+    );
     let (r, addr) = start_receiver().await;
     let dir = raincast_testkit::TempDir::new("webhooks-channels");
     let store = state_store(&dir).await;
