@@ -1491,6 +1491,59 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         );
     }
 
+    /// Every `"RAINCAST_…"` name the code reads by its own name is in
+    /// [`NAMED_ENV_VARS`], so the start-up warning never names a variable
+    /// that something does read.
+    #[test]
+    fn every_named_variable_in_the_code_is_known() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() && !p.ends_with("target") {
+                    rust_files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        for dir in ["services", "algorithms"] {
+            rust_files(&root.join(dir), &mut files);
+        }
+        assert!(
+            files.len() > 50,
+            "{} files under {}",
+            files.len(),
+            root.display()
+        );
+        let mut unknown = std::collections::BTreeSet::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, _) in text.match_indices("\"RAINCAST_") {
+                let name: String = text[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let whole = text[i + 1 + name.len()..].starts_with('"');
+                // The typos of `unknown_raincast_variables_are_listed`.
+                let typo = ["RAINCAST_SOTRE", "RAINCAST_RADARS"].contains(&name.as_str());
+                if whole
+                    && !typo
+                    && !name.contains("__")
+                    && !name.ends_with('_')
+                    && !NAMED_ENV_VARS.contains(&name.as_str())
+                {
+                    unknown.insert(name);
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "read by the code, not in NAMED_ENV_VARS: {unknown:?}"
+        );
+    }
+
     /// `raincast run` starts the demo radars only when nothing is
     /// configured: radars with their own sources, or on the default folder,
     /// are never replaced by it.
