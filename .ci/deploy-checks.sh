@@ -381,6 +381,37 @@ EOF
     MOTO_PID=""
 }
 
+# A bad setting: the unit fails with status 78 (EX_CONFIG) and the line
+# naming the setting in its journal, and is not restarted in a loop
+# (RestartPreventExitStatus=78); fixed, it starts again.
+config_error() {
+    log "tier 2: a configuration error leaves the unit failed, not restarting"
+    local since i state
+    in_ct sh -c 'umask 077 && echo RAINCAST_API__MAX_CONNECTIONS=0 >/etc/raincast/cloud.env'
+    since=$(in_ct date '+%Y-%m-%d %H:%M:%S')
+    in_ct systemctl restart raincast.service || true
+    for i in $(seq 1 40); do
+        state=$(in_ct systemctl show -p ActiveState --value raincast.service)
+        [ "$state" = failed ] && break
+        sleep 0.5
+    done
+    [ "$state" = failed ] || die "a bad setting left raincast.service '$state', not failed"
+    # Longer than RestartSec=5s: a restart would have happened by now.
+    sleep 7
+    state=$(in_ct systemctl show -p ActiveState --value raincast.service)
+    [ "$state" = failed ] || die "raincast.service was restarted after a configuration error ('$state')"
+    [ "$(in_ct systemctl show -p NRestarts --value raincast.service)" = 0 ] \
+        || die "raincast.service restarted after a configuration error"
+    [ "$(in_ct systemctl show -p ExecMainStatus --value raincast.service)" = 78 ] \
+        || die "a configuration error did not exit with status 78"
+    journal_since "$since" | grep -F 'RAINCAST_API__MAX_CONNECTIONS (from environment)' >/dev/null \
+        || { journal_since "$since"; die "the journal does not name the bad setting"; }
+    echo "bad setting: failed with status 78, no restart, named in the journal"
+    in_ct rm -f /etc/raincast/cloud.env
+    in_ct systemctl restart raincast.service
+    service_ok
+}
+
 # Sets BASE_ROOTFS to the cached debootstrap root, building it when missing.
 base_rootfs() {
     local base=$CACHE/rootfs-$SUITE stamp want
@@ -422,6 +453,18 @@ tier2() {
     log "tier 2: playbook into the root file system over community.general.chroot"
     printf '[raincast]\n%s ansible_connection=community.general.chroot ansible_become=false\n' "$rootfs" \
         >"$WORK/chroot.ini"
+    # A secret in raincast_extra_env is refused before anything changes.
+    if (cd ansible && ansible-playbook -i "$WORK/chroot.ini" site.yml -e "raincast_binary_src=$BINARY" \
+        -e '{"raincast_extra_env": {"RAINCAST_X_ACCESS_TOKEN": "ci-leak-0001"}}') >"$WORK/refused.log" 2>&1; then
+        cat "$WORK/refused.log"
+        die "the role accepted a secret in raincast_extra_env"
+    fi
+    grep -F 'Secrets do not go through Ansible' "$WORK/refused.log" >/dev/null \
+        || { cat "$WORK/refused.log"; die "the refused run did not name the rule"; }
+    grep -E '^\S+ +: ok=.* changed=0 ' "$WORK/refused.log" >/dev/null \
+        || { cat "$WORK/refused.log"; die "the refused run changed the host"; }
+    [ ! -e "$rootfs/etc/raincast" ] || die "the refused run left /etc/raincast behind"
+    echo "a secret in raincast_extra_env: refused, nothing changed"
     playbook "$WORK/chroot.ini" "$WORK/run1.log"
     [ "$(stat -c '%a %U' "$rootfs/etc/raincast/raincast.env")" = "600 root" ] \
         || die "raincast.env is not mode 0600 owned by root"
@@ -484,6 +527,7 @@ tier2() {
     service_ok
 
     ssm_secrets
+    config_error
 
     log "tier 2: power off"
     in_ct systemctl poweroff || true
@@ -497,7 +541,7 @@ tier2() {
     wait "$NSPAWN_PID" || true
     NSPAWN_PID=""
     LEADER=""
-    echo "tier 2: booted the stripped binary, served /healthz and /readyz, idempotent, restarted by the handler, secrets from SSM with rotation"
+    echo "tier 2: booted the stripped binary, served /healthz and /readyz, idempotent, restarted by the handler, secrets from SSM with rotation, a bad setting not restarted"
 }
 
 install_tools

@@ -256,6 +256,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn random_keys_cannot_grow_the_cache_past_its_cap() {
+        let (_d, s) = store().await;
+        let auth = KeyAuth::new(Some(s), Duration::from_secs(3600), 100);
+        // Every unknown key's answer is remembered too ("no such key"), so a
+        // client sending random keys fills the map: at the cap it is emptied.
+        for i in 0..=MAX_CACHED {
+            assert_eq!(
+                auth.check(&format!("rc_{i:040x}")).await,
+                Err(KeyRefusal::Unknown)
+            );
+            let len = auth.cache.lock().expect("cache").len();
+            assert!(len <= MAX_CACHED, "{len} entries after {} keys", i + 1);
+        }
+        assert_eq!(auth.cache.lock().expect("cache").len(), 1);
+    }
+
+    #[tokio::test]
     async fn the_rate_limit_holds_per_key() {
         let (_d, s) = store().await;
         let now = chrono::Utc::now();

@@ -235,6 +235,28 @@ async fn unknown_and_revoked_keys_are_refused() {
 }
 
 #[tokio::test]
+async fn a_revoked_key_works_for_the_configured_key_cache_time_only() {
+    // `[api] key_cache_s` reaches the check: with an hour, a key revoked
+    // after a request still answers from the cache (the documented cost);
+    // with 0 (the test above) the revocation is seen at once.
+    let s = setup(ApiConfig {
+        key_cache_s: 3600,
+        ..ApiConfig::default()
+    })
+    .await;
+    let url = format!("/forecast/{}/{LAT0},{LON0}", s.key);
+    assert_eq!(get(&s.state, &url).await.status(), 200);
+    keys::revoke(
+        s.store.as_ref() as &dyn StateStore,
+        &keys::key_id(&s.key),
+        scan_time(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&s.state, &url).await.status(), 200);
+}
+
+#[tokio::test]
 async fn the_rate_limit_answers_429_with_retry_after() {
     let s = setup(ApiConfig {
         rate_limit_per_minute: 3,

@@ -394,6 +394,58 @@ async fn the_nowcast_exports_open_in_gdal_and_pass_the_cf_check() {
     check_with_netcdf4(&t, &nc, &grid, n.base_time, &n.leads_min, &n.rate_mm_h);
 }
 
+/// The netCDF export carries `ETag` and `Last-Modified` (the nowcast's
+/// creation) and answers `If-None-Match` and `If-Modified-Since` with an
+/// empty 304; a stale validator gets the file.
+#[tokio::test]
+async fn the_netcdf_export_answers_conditional_requests() {
+    let f = fixture().await;
+    let n = f
+        .state
+        .nowcasts()
+        .ensure(RADAR, f.state.now())
+        .await
+        .unwrap()
+        .expect("a nowcast");
+    let url = format!("/v1/radars/{RADAR}/nowcast.nc");
+    let resp = get(&f.state, &url).await;
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].clone();
+    let last_modified = resp.headers()["last-modified"].clone();
+    assert_eq!(
+        last_modified.to_str().unwrap(),
+        n.created_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    );
+    assert!(!body_bytes(resp).await.is_empty());
+    let conditional = |name: &'static str, value: axum::http::HeaderValue| {
+        axum::http::Request::get(&url)
+            .header(name, value)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    for (name, value) in [
+        ("if-none-match", etag),
+        ("if-modified-since", last_modified),
+    ] {
+        let resp = call(&f.state, conditional(name, value)).await;
+        assert_eq!(resp.status(), 304, "{name}");
+        assert!(body_bytes(resp).await.is_empty(), "{name}");
+    }
+    let stale = [
+        ("if-none-match", "\"an-older-version\""),
+        ("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ];
+    for (name, value) in stale {
+        let resp = call(
+            &f.state,
+            conditional(name, axum::http::HeaderValue::from_static(value)),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{name}: {value}");
+        assert!(!body_bytes(resp).await.is_empty(), "{name}: {value}");
+    }
+}
+
 /// The projections of every supported product, exported directly: GDAL and
 /// pyproj place the grid where proj4rs does, and the CF check passes.
 #[test]

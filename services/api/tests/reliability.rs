@@ -325,6 +325,69 @@ async fn a_slow_client_is_cut_off_by_the_header_timeout() {
     assert_eq!(status_of(&ok), 200, "{ok}");
 }
 
+/// At `max_connections` open connections the server stops accepting: a new
+/// connection waits (in the kernel's backlog) until one closes, then it is
+/// served; `raincast_http_open_connections` counts the open ones.
+#[tokio::test]
+async fn at_the_connection_cap_a_new_connection_waits_for_a_free_slot() {
+    let config = ApiConfig {
+        max_connections: 2,
+        header_read_timeout_s: 3600.0,
+        idle_timeout_s: 3600.0,
+        ..ApiConfig::default()
+    };
+    let f = fixture_with(3, scan_time(2), config).await;
+    let server = serve(f.state.clone()).await;
+    // Two keep-alive connections, each served once and left open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_exact(&mut buf))
+            .await
+            .expect("a connection under the cap is served")
+            .unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    // A third connects (the kernel queues it) but is not served.
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let early = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        third.read_to_end(&mut out),
+    )
+    .await;
+    assert!(
+        early.is_err() && out.is_empty(),
+        "a third connection was served at a cap of 2: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // One held connection closes: the third is accepted and answered.
+    drop(held.pop());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        third.read_to_end(&mut out),
+    )
+    .await
+    .expect("the waiting connection is served once a slot is free")
+    .unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&out)), 200);
+    // Open now: the one still held and the one asking.
+    let metrics = raw(server.addr, "GET", "/metrics").await;
+    assert!(
+        metrics.contains("\nraincast_http_open_connections 2\n"),
+        "{metrics}"
+    );
+}
+
 /// A keep-alive connection that goes quiet after its response is closed by
 /// the idle timeout.
 #[tokio::test]

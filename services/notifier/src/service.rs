@@ -724,19 +724,40 @@ mod tests {
             nowcasts: nowcasts.clone(),
             radars,
         };
-        let settings = NotifierSettings::new(vec![place], dir.path().join("outbox"));
+        let mut settings = NotifierSettings::new(vec![place], dir.path().join("outbox"));
+        // A webhook subscription at the same place is served the same way.
+        // (Its receiver refuses connections: the delivery stays queued.)
+        settings.webhooks.allow_private = true;
+        raincast_store::subscriptions::create(
+            store.as_ref(),
+            "key1",
+            raincast_store::subscriptions::NewSubscription {
+                name: "Office".into(),
+                lat: 50.85,
+                lon: 4.35,
+                radius_km: 10.0,
+                url: "http://127.0.0.1:9/hook".into(),
+                events: vec!["rain_expected".into(), "rain_started".into()],
+            },
+            10,
+            t0(),
+        )
+        .await
+        .expect("subscribe");
         // "west" stands 0.3° from the place, "east" 0.6°: west serves it.
         let both = deps(vec![radar("east", 4.95), radar("west", 4.05)]);
         let reports = pass(&settings, &both, t0(), None, None)
             .await
             .expect("pass");
-        let posted: Vec<_> = reports
-            .iter()
-            .filter(|r| r.status == ReportStatus::Posted)
-            .collect();
-        assert_eq!(posted.len(), 1, "{reports:?}");
-        assert_eq!(posted[0].kind, EventKind::RainExpected);
-        assert_eq!(posted[0].radar, "west");
+        for place in ["Brussels", "Office"] {
+            let posted: Vec<_> = reports
+                .iter()
+                .filter(|r| r.status == ReportStatus::Posted && r.place == place)
+                .collect();
+            assert_eq!(posted.len(), 1, "{place}: {reports:?}");
+            assert_eq!(posted[0].kind, EventKind::RainExpected);
+            assert_eq!(posted[0].radar, "west");
+        }
         // West drops out; east, whose state followed the place all along,
         // takes over without announcing the same rain again.
         fill_radar(&store, "east", -5, -5).await;

@@ -213,6 +213,8 @@ struct StandIn {
     rate_limit_next_tweet: AtomicBool,
     /// Seconds to the reset of that 429 (0 = the default, 1 s).
     rate_limit_reset_s: AtomicI64,
+    /// Answer this many of the next INITIALIZE requests with 503.
+    fail_initialize: AtomicU32,
     /// Cut the network (through the proxy) when the next APPEND arrives.
     cut_on_append: AtomicBool,
     /// Create the next post, then answer 503 (the answer is lost: the
@@ -278,6 +280,12 @@ async fn oauth_layer(State(s): State<Shared>, req: Request, next: Next) -> Respo
 }
 
 async fn initialize(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if s.fail_initialize
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    }
     if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
         return problem(StatusCode::BAD_REQUEST, "expected JSON");
     }
@@ -1162,6 +1170,81 @@ async fn shutdown_during_a_rate_limit_wait_posts_nothing_then_once() {
     let g = s.lock();
     assert_eq!(g.tweets.len(), 1);
     assert_eq!(g.duplicate_refusals, 0);
+}
+
+/// A 429 whose reset is more than 15 minutes away is not waited for: the
+/// event stays pending for a later pass, and nothing is posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_reset_beyond_15_minutes_leaves_the_event_pending() {
+    let (s, addr) = start_standin().await;
+    s.rate_limit_next_tweet.store(true, Ordering::SeqCst);
+    s.rate_limit_reset_s.store(16 * 60, Ordering::SeqCst);
+    let dir = TempDir::new("x-standin-429");
+    // The default longest wait (15 min), not the test publisher's.
+    assert_eq!(
+        XConfig::default().max_rate_limit_wait,
+        std::time::Duration::from_secs(15 * 60)
+    );
+    // A claim lease of an hour, so that only the 15-minute rule (and not
+    // the end of the lease) can make the publisher give up.
+    let n = Notifier::new(
+        Claims::new(state_store(&dir).await, "instance-a", Duration::minutes(60)),
+        publisher(addr, creds()),
+    );
+    // Waiting out the reset would take 16 minutes: a minute means it gave up.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        n.run_once(&jobs(0), &TestGifs, t0()),
+    )
+    .await
+    .expect("a 16-minute reset was waited for")
+    .expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Pending, "{r:?}");
+    assert_eq!(s.lock().rate_limited, 1);
+    assert!(s.lock().tweets.is_empty());
+    let claims = n.claims().all().await.expect("claims");
+    assert_eq!(claims[0].status, ClaimStatus::Pending, "{claims:?}");
+}
+
+/// A 5xx answer is tried again, up to 4 attempts per request (the default):
+/// three 503s in a row still post; four leave the event pending after
+/// exactly four requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_tried_four_times_per_request() {
+    let (s, addr) = start_standin().await;
+    let cfg = XConfig {
+        max_attempts: XConfig::default().max_attempts,
+        ..publisher(addr, creds()).config().clone()
+    };
+    let initializes = |s: &StandIn| {
+        s.lock()
+            .log
+            .iter()
+            .filter(|l| l.as_str() == "POST /2/media/upload/initialize")
+            .count()
+    };
+    let dir = TempDir::new("x-standin-5xx");
+    let n = Notifier::new(
+        Claims::new(state_store(&dir).await, "instance-a", Duration::minutes(10)),
+        XPublisher::new(creds(), cfg).expect("client"),
+    );
+    s.fail_initialize.store(4, Ordering::SeqCst);
+    let r = n.run_once(&jobs(0), &TestGifs, t0()).await.expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Pending, "{r:?}");
+    assert_eq!(initializes(&s), 4, "{:?}", s.lock().log);
+    assert!(s.lock().tweets.is_empty());
+
+    s.fail_initialize.store(3, Ordering::SeqCst);
+    let r = n
+        .run_once(&jobs(0), &TestGifs, t0() + Duration::minutes(1))
+        .await
+        .expect("pass");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, ReportStatus::Posted, "{r:?}");
+    assert_eq!(initializes(&s), 8, "{:?}", s.lock().log);
+    assert_eq!(s.lock().tweets.len(), 1);
 }
 
 /// The answer to the post's creation is lost (here a 503 after X created

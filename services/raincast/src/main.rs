@@ -140,8 +140,18 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-/// Runs the command; an error ends the process with status 1 after its
-/// message and causes, one per line, and never a stack backtrace: these are
+/// Exit status of a configuration error (sysexits' `EX_CONFIG`): the
+/// packaged unit does not restart on it (`RestartPreventExitStatus=78`),
+/// since a restart cannot mend the file.
+const EXIT_CONFIG: u8 = 78;
+
+/// Whether the logs are JSON lines (set once the command line is parsed):
+/// the final error is one JSON line too.
+static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Runs the command; an error ends the process with status 1 (78 for a
+/// configuration error) after its message and causes, one per line (one
+/// JSON line under `--log-json`), and never a stack backtrace: these are
 /// operators' errors (a bad flag value, a file that is not there), which
 /// anyhow would print with a backtrace of the binary whenever
 /// `RUST_BACKTRACE` is set. Panics keep theirs.
@@ -149,10 +159,38 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", error_report(&e));
-            std::process::ExitCode::FAILURE
+            if LOG_JSON.get().copied().unwrap_or(false) {
+                eprintln!("{}", error_json(&e, chrono::Utc::now()));
+            } else {
+                eprintln!("{}", error_report(&e));
+            }
+            if is_config_error(&e) {
+                std::process::ExitCode::from(EXIT_CONFIG)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Whether the error comes from reading or validating the configuration.
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<raincast_config::ConfigError>().is_some())
+}
+
+/// The final error as one line in the shape of the JSON logs
+/// (`timestamp`, `level`, `fields.message`, `target`), its causes in
+/// `fields.causes`.
+fn error_json(e: &anyhow::Error, now: chrono::DateTime<chrono::Utc>) -> String {
+    let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+    serde_json::json!({
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "ERROR",
+        "fields": {"message": e.to_string(), "causes": causes},
+        "target": "raincast",
+    })
+    .to_string()
 }
 
 /// `Error: …` and a `caused by: …` line per cause whose text the lines
@@ -178,6 +216,7 @@ fn run() -> anyhow::Result<()> {
         file_log_json(std::env::args_os())
     };
     init_tracing(json);
+    let _ = LOG_JSON.set(json);
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Notify(args) => notify_cmd::run(args),

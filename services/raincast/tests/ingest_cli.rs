@@ -34,11 +34,12 @@ fn ingest_once(bucket: &TempDir, store: &TempDir, settle_s: u32) -> (Value, Stri
     (serde_json::from_str(stdout.trim()).unwrap(), log)
 }
 
-#[test]
-fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
+/// A folder bucket holding the last 10 minutes of a small demo radar's
+/// scans (written now), an empty store, and the number of scans written.
+fn demo_bucket(name: &str) -> (TempDir, TempDir, usize) {
     let (bucket, store) = (
-        TempDir::new("ingest-cli-src"),
-        TempDir::new("ingest-cli-store"),
+        TempDir::new(&format!("{name}-src")),
+        TempDir::new(&format!("{name}-store")),
     );
     let radar = DemoRadar::new(DemoOptions {
         side: 32,
@@ -48,6 +49,12 @@ fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
     })
     .unwrap();
     let written = radar.backfill(Utc::now()).unwrap();
+    (bucket, store, written)
+}
+
+#[test]
+fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
+    let (bucket, store, written) = demo_bucket("ingest-cli");
     assert!(written >= 2, "{written}");
     // Written a moment ago: younger than settle_seconds (an hour here, so
     // that a slow start of the process cannot let them settle first).
@@ -72,6 +79,37 @@ fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
     assert!(!log.contains(hint), "{log}");
 }
 
+/// A file whose name is not UTF-8 cannot be a key: it is left out with a
+/// warning naming it (OPERATIONS "Ingest"), and the scans beside it are
+/// ingested.
+#[test]
+fn a_file_name_that_is_not_utf8_is_named_and_the_rest_ingested() {
+    use std::os::unix::ffi::OsStrExt;
+    let (bucket, store, written) = demo_bucket("ingest-cli-utf8");
+    // Beside the demo's scans: the folder of the first file found.
+    let mut dir = bucket.path().to_path_buf();
+    while let Some(sub) = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+    {
+        dir = sub;
+    }
+    let bad = dir.join(std::ffi::OsStr::from_bytes(b"demo_\xff\xfe.h5"));
+    std::fs::write(&bad, b"not a scan").unwrap();
+    let (summary, log) = ingest_once(&bucket, &store, 0);
+    assert_eq!(
+        summary["ingested"].as_u64(),
+        Some(written as u64),
+        "{summary}"
+    );
+    assert!(
+        log.contains("a file name that is not UTF-8 cannot be a key; not listed")
+            && log.contains("demo_\u{fffd}\u{fffd}.h5"),
+        "{log}"
+    );
+}
+
 /// `raincast ingest --once ARGS` with `RUST_BACKTRACE` set: its exit code
 /// and stderr.
 fn failing_ingest(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
@@ -90,7 +128,7 @@ fn failing_ingest(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
 }
 
 /// An operator's error (here a config value out of range) ends the process
-/// with status 1 and a message that names the setting, its causes on lines
+/// with status 78 (a configuration error) and a message that names the setting, its causes on lines
 /// of their own, and no stack backtrace even with `RUST_BACKTRACE` set.
 #[test]
 fn an_error_names_its_cause_without_a_backtrace() {
@@ -98,7 +136,7 @@ fn an_error_names_its_cause_without_a_backtrace() {
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[nowcast]\nmax_lead_min = 100000\n").unwrap();
     let (code, err) = failing_ingest(&["--config".as_ref(), config.as_os_str()]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("Error: ") && err.contains("nowcast.max_lead_min"),
         "{err}"

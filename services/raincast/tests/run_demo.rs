@@ -105,3 +105,101 @@ fn run_without_config_ingests_the_demo_radar() {
         );
     }
 }
+
+/// With `[secrets] ssm_prefix` set, a failure to read SSM at start stops the
+/// start (OPERATIONS "Secrets"): the process exits non-zero naming the prefix,
+/// and never serves.
+#[test]
+fn an_unreachable_ssm_at_start_stops_the_start() {
+    let dir = TempDir::new("run-ssm-down");
+    // A loopback port nothing listens on: every SSM request is refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = common::raincast_cmd()
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RAINCAST_SECRETS__SSM_PREFIX", "/raincast/down/")
+        .env("AWS_ENDPOINT_URL_SSM", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("`raincast run` still running 120 s after SSM refused it");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "exit {status}:\n{err}");
+    assert!(
+        err.contains("cannot read the SSM parameters under /raincast/down/"),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "{err}");
+}
+
+/// A configuration error exits with status 78 (`EX_CONFIG`, which the
+/// packaged unit does not restart on) and names the setting; under
+/// `--log-json` that last line is JSON like the logs. Other errors exit 1.
+#[test]
+fn a_configuration_error_exits_78_and_names_the_setting() {
+    let dir = TempDir::new("run-bad-config");
+    let config = dir.path().join("raincast.toml");
+    std::fs::write(&config, "[api]\nmax_connections = 0\n").unwrap();
+    let named = "api.max_connections (from config file)";
+    let plain = common::raincast_cmd()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(78), "{err}");
+    assert!(err.contains(&format!("Error: {named}")), "{err}");
+
+    let json = common::raincast_cmd()
+        .args(["--log-json", "run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&json.stderr);
+    assert_eq!(json.status.code(), Some(78), "{err}");
+    for line in err.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    let last: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(
+        last["fields"]["message"].as_str().unwrap().contains(named),
+        "{last}"
+    );
+
+    // Not a configuration error: status 1.
+    let other = common::raincast_cmd()
+        .args(["verify"])
+        .arg(dir.path().join("no such folder"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}
