@@ -34,6 +34,11 @@ pub enum ConnectError {
         source: StoreError,
     },
     #[error(
+        "[queue] url {url}: the queue's notifications name S3 objects, but the source {source_desc} \
+         is a folder (set --source or RAINCAST_SOURCE to the bucket, s3://BUCKET/PREFIX)"
+    )]
+    QueueWithoutS3 { url: String, source_desc: String },
+    #[error(
         "no store at {path}: nothing was ever written there (check --store or RAINCAST_STORE)"
     )]
     NoStore { path: String },
@@ -189,11 +194,36 @@ impl<'a> Connector<'a> {
         let Some(q) = &self.cfg.ingest.queue else {
             return Ok(None);
         };
+        // Notifications name S3 objects: with only folder sources every one
+        // would be deleted as outside the source.
+        let s3 = std::iter::once(&self.cfg.source)
+            .chain(self.cfg.radars.iter().map(|r| self.cfg.source_of(r)))
+            .any(|s| matches!(s, SourceSpec::S3 { .. }));
+        if !s3 {
+            return Err(ConnectError::QueueWithoutS3 {
+                url: q.url.clone(),
+                source_desc: self.cfg.source.to_string(),
+            });
+        }
         let sdk = self.dynamo_sdk().await;
         let queue = SqsQueue::new(sdk, &q.url).map_err(|source| ConnectError::Queue {
             url: q.url.clone(),
             source,
         })?;
+        // A queue that does not exist stops the start (it would otherwise
+        // be retried for ever, leaving everything to the reconciler); SQS
+        // not answering now does not: the consumer keeps trying.
+        match queue.check().await {
+            Ok(()) => {}
+            Err(source @ StoreError::NotFound { .. }) => {
+                return Err(ConnectError::Queue {
+                    url: q.url.clone(),
+                    source,
+                })
+            }
+            Err(e) => tracing::warn!(queue = %q.url, error = %e,
+                "cannot ask SQS about the queue now; the consumer keeps trying"),
+        }
         Ok(Some(crate::queue::QueueDeps {
             queue: Arc::new(queue),
             source: self.source(&self.cfg.source).await?,

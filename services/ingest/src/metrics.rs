@@ -12,6 +12,7 @@
 //! | `raincast_ingest_queue_messages_total` | counter: queue messages by outcome (`done`, `test_event`, `not_s3`, `retry`) | outcome |
 //! | `raincast_ingest_queue_records_skipped_total` | counter: notified objects not ingested (`outside_source`, `unconfigured_radar`, `no_match`, `not_created`) | reason |
 //! | `raincast_ingest_queue_lag_seconds` | histogram: notification's event time to the scan stored | |
+//! | `raincast_ingest_queue_receive_failures_total` | counter: receives from the queue that failed (SQS unreachable, access denied) | |
 
 use prometheus::{GaugeVec, TextEncoder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -29,6 +30,7 @@ pub struct IngestMetrics {
     pub reconciled: IntCounterVec,
     pub queue_messages: IntCounterVec,
     pub queue_records_skipped: IntCounterVec,
+    pub queue_receive_failures: prometheus::IntCounter,
     pub queue_lag: prometheus::Histogram,
 }
 
@@ -107,6 +109,11 @@ impl IngestMetrics {
             ),
             &["reason"],
         )?;
+        let queue_receive_failures = prometheus::IntCounter::new(
+            "raincast_ingest_queue_receive_failures_total",
+            "Receives from the queue that failed (SQS unreachable, access denied); \
+             the consumer keeps trying with a backoff of up to 32 s",
+        )?;
         let queue_lag = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "raincast_ingest_queue_lag_seconds",
@@ -120,6 +127,7 @@ impl IngestMetrics {
         registry.register(Box::new(queue_messages.clone()))?;
         registry.register(Box::new(queue_records_skipped.clone()))?;
         registry.register(Box::new(queue_lag.clone()))?;
+        registry.register(Box::new(queue_receive_failures.clone()))?;
         registry.register(Box::new(scans.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
         registry.register(Box::new(failures.clone()))?;
@@ -137,6 +145,7 @@ impl IngestMetrics {
             reconciled,
             queue_messages,
             queue_records_skipped,
+            queue_receive_failures,
             queue_lag,
         })
     }

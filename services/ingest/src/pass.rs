@@ -344,12 +344,34 @@ impl Ingester {
                 return Ok(summary);
             }
         }
+        let object = SourceObject {
+            key: key.to_string(),
+            size,
+            last_modified: None,
+        };
+        // Quarantined and unchanged (the notified size is the quarantined
+        // file's): not fetched, decoded or counted again, as the listing
+        // does not; a repeated delivery or a redrive would otherwise run the
+        // decoder on a known bad file each time.
+        let quarantined =
+            self.state
+                .get_quarantined(radar, key)
+                .await
+                .map_err(|e| IngestError::Store {
+                    radar: radar.to_string(),
+                    op: "read quarantine record",
+                    source: e,
+                })?;
+        if quarantined.is_some_and(|q| !changed_since_quarantine(&q, &object)) {
+            summary.still_quarantined += 1;
+            debug!(
+                radar,
+                key, "quarantined and unchanged since; notification acknowledged"
+            );
+            return Ok(summary);
+        }
         let c = Candidate {
-            object: SourceObject {
-                key: key.to_string(),
-                size,
-                last_modified: None,
-            },
+            object,
             time: m.time.unwrap_or(now),
             key_span: m.time_span(),
             file_name: m.file_name,

@@ -71,6 +71,14 @@ pub struct QueueSummary {
     pub skipped: usize,
     /// Records quarantined.
     pub quarantined: usize,
+    /// Records of files quarantined before and unchanged since (the same
+    /// size): not fetched or decoded again.
+    pub still_quarantined: usize,
+    /// Receives from the queue that failed.
+    pub receive_failures: usize,
+    /// Workers of a drain (`--once`) that stopped after three failed
+    /// receives in a row: the queue was not read to its end.
+    pub workers_gave_up: usize,
     /// Seconds from each stored object's notification event time (its
     /// creation) to its scan stored: median, 99th percentile, maximum.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +112,9 @@ struct Counters {
     ingested: AtomicUsize,
     skipped: AtomicUsize,
     quarantined: AtomicUsize,
+    still_quarantined: AtomicUsize,
+    receive_failures: AtomicUsize,
+    workers_gave_up: AtomicUsize,
     lags: Mutex<Vec<f64>>,
 }
 
@@ -126,6 +137,9 @@ impl Counters {
             ingested: g(&self.ingested),
             skipped: g(&self.skipped),
             quarantined: g(&self.quarantined),
+            still_quarantined: g(&self.still_quarantined),
+            receive_failures: g(&self.receive_failures),
+            workers_gave_up: g(&self.workers_gave_up),
         }
     }
 }
@@ -233,9 +247,14 @@ impl QueueConsumer {
                 }
                 Err(e) => {
                     failures += 1;
+                    self.counters
+                        .receive_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    self.ingester.metrics().queue_receive_failures.inc();
                     let delay = Duration::from_secs(1 << failures.min(5));
                     warn!(worker, error = %e, retry_in_s = delay.as_secs(), "receiving from the queue failed");
                     if until_empty && failures >= 3 {
+                        self.counters.workers_gave_up.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                     tokio::select! {
@@ -364,6 +383,9 @@ impl QueueConsumer {
                     self.counters
                         .quarantined
                         .fetch_add(s.quarantined, Ordering::SeqCst);
+                    self.counters
+                        .still_quarantined
+                        .fetch_add(s.still_quarantined, Ordering::SeqCst);
                     if s.ingested > 0 {
                         if let Some(t) = r.event_time {
                             let lag = ((chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0)

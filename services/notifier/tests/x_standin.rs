@@ -926,6 +926,13 @@ impl StateStore for FlakyState {
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
         self.inner.list_quarantined(radar).await
     }
+    async fn get_quarantined(
+        &self,
+        radar: &str,
+        key: &str,
+    ) -> StoreResult<Option<QuarantineRecord>> {
+        self.inner.get_quarantined(radar, key).await
+    }
     async fn begin_attempt(
         &self,
         radar: &str,

@@ -1071,6 +1071,13 @@ impl StateStore for GatedState {
     ) -> Result<Vec<raincast_store::QuarantineRecord>, StoreError> {
         self.inner.list_quarantined(radar).await
     }
+    async fn get_quarantined(
+        &self,
+        radar: &str,
+        key: &str,
+    ) -> Result<Option<raincast_store::QuarantineRecord>, StoreError> {
+        self.inner.get_quarantined(radar, key).await
+    }
     async fn begin_attempt(
         &self,
         radar: &str,

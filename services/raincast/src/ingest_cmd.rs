@@ -59,6 +59,12 @@ pub fn run(args: IngestArgs) -> Result<()> {
                  run again to ingest them"
             );
         }
+        if let Some(q) = report.queue.as_ref().filter(|q| q.workers_gave_up > 0) {
+            anyhow::bail!(
+                "the queue was not read to its end: {} receives failed (the warnings above say why)",
+                q.receive_failures
+            );
+        }
         if !report.errors.is_empty() {
             anyhow::bail!("{} of {radars} radars failed", report.errors.len());
         }

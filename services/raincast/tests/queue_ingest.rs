@@ -96,10 +96,15 @@ impl World {
 
     /// `raincast ingest --once --source … --queue … --store … --create-tables`.
     fn ingest_cmd(&self) -> Command {
+        self.ingest_cmd_with(&format!("s3://{BUCKET}"), self.queue.url())
+    }
+
+    /// [`Self::ingest_cmd`] with this source and queue.
+    fn ingest_cmd_with(&self, source: &str, queue: &str) -> Command {
         let mut cmd = self.cmd();
         cmd.args(["ingest", "--once", "--radar", RADAR])
-            .args(["--source", &format!("s3://{BUCKET}")])
-            .args(["--queue", self.queue.url()])
+            .args(["--source", source])
+            .args(["--queue", queue])
             .args([
                 "--store",
                 &format!("dynamodb://{TABLES}"),
@@ -338,4 +343,53 @@ async fn a_queue_fed_by_an_eventbridge_rule_ingests_as_well() {
     assert_eq!(n(&s, "ignored_messages"), 0, "{s}");
     assert_eq!(w.stored().await, keys);
     assert!(take_all(&w.dlq).await.is_empty(), "dead-letter queue empty");
+}
+
+/// Settings the queue cannot work with stop the start with a line naming
+/// them, instead of a consumer that retries for ever (a queue that does not
+/// exist) or deletes every notification as outside the source (a folder
+/// source). A queue that stops answering makes `ingest --once` fail, not
+/// report an empty queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_it_cannot_use_is_an_error_not_an_empty_queue() {
+    let Some(w) = World::new().await else { return };
+    let missing = format!(
+        "{}/123456789012/no-such-queue",
+        w.moto.endpoint().trim_end_matches('/')
+    );
+    let out = w
+        .ingest_cmd_with(&format!("s3://{BUCKET}"), &missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("Error: queue {missing}")) && err.contains("not found"),
+        "{err}"
+    );
+
+    let folder = TempDir::new("queue-folder-source");
+    let out = w
+        .ingest_cmd_with(folder.path().to_str().unwrap(), w.queue.url())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is a folder"), "{err}");
+
+    // SQS refusing every request (here from the start: the start-up check
+    // cannot tell, so it only warns): three failed receives in a row, then
+    // an error naming them.
+    let proxy = raincast_testkit::TcpProxy::start(w.moto.addr()).await;
+    proxy.set_up(false);
+    let mut cmd = w.ingest_cmd();
+    cmd.env("AWS_ENDPOINT_URL_SQS", proxy.endpoint());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot ask SQS about the queue now"), "{err}");
+    assert!(err.contains("the queue was not read to its end"), "{err}");
 }

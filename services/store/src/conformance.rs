@@ -525,6 +525,28 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].key, "qr/2018/06/16/a.h5");
     assert_eq!(listed[1], q("qr", "qr/2018/06/16/b.h5", "second"));
+    // One record read alone: the latest, and only under its own radar.
+    assert_eq!(
+        store
+            .get_quarantined("qr", "qr/2018/06/16/b.h5")
+            .await
+            .unwrap(),
+        Some(q("qr", "qr/2018/06/16/b.h5", "second"))
+    );
+    assert_eq!(
+        store
+            .get_quarantined("qr2", "qr/2018/06/16/b.h5")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_quarantined("qr", "qr/2018/06/16/c.h5")
+            .await
+            .unwrap(),
+        None
+    );
     let mut untimed = q("qr3", "qr3/z", "no time");
     untimed.time = None;
     store.quarantine(&untimed).await.unwrap();
@@ -535,7 +557,14 @@ pub async fn state_store_suite(store: &dyn StateStore, races: bool) {
     sized.size = Some(100_000);
     sized.modified = Some(Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap());
     store.quarantine(&sized).await.unwrap();
-    assert_eq!(store.list_quarantined("qr4").await.unwrap(), vec![sized]);
+    assert_eq!(
+        store.list_quarantined("qr4").await.unwrap(),
+        vec![sized.clone()]
+    );
+    assert_eq!(
+        store.get_quarantined("qr4", "qr4/a.h5").await.unwrap(),
+        Some(sized)
+    );
 
     // Versioned records (the notifier's claims and place states).
     record_suite(store, "conf/", races).await;

@@ -769,6 +769,31 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn get_quarantined(
+        &self,
+        radar: &str,
+        key: &str,
+    ) -> StoreResult<Option<QuarantineRecord>> {
+        let (radar, key) = (radar.to_string(), key.to_string());
+        // A record past the retention is hidden, as in the listing.
+        let oldest = Utc::now() - self.retention;
+        self.run(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("quarantine", e))?;
+            let table = txn
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err("quarantine", e))?;
+            let Some(v) = table
+                .get((radar.as_str(), key.as_str()))
+                .map_err(|e| db_err("quarantine", e))?
+            else {
+                return Ok(None);
+            };
+            let rec: QuarantineRecord = from_json("quarantine", v.value())?;
+            Ok((rec.recorded_at > oldest).then_some(rec))
+        })
+        .await
+    }
+
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>> {
         let radar = radar.to_string();
         // Records past the retention are hidden until the purge deletes them.

@@ -243,6 +243,14 @@ pub trait StateStore: Send + Sync {
     /// Every quarantine record of a radar, in key order.
     async fn list_quarantined(&self, radar: &str) -> StoreResult<Vec<QuarantineRecord>>;
 
+    /// The quarantine record of one source object of a radar, if any (one
+    /// read: the queue path asks this for every notified file).
+    async fn get_quarantined(
+        &self,
+        radar: &str,
+        key: &str,
+    ) -> StoreResult<Option<QuarantineRecord>>;
+
     /// Marks the source object `key` of `radar` as being decoded by `owner`
     /// from `now`, and returns how many earlier attempts at it were marked
     /// and never ended: each is a process that died while decoding it. The

@@ -9,7 +9,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::{MessageQueue, QueueMessage};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 
@@ -59,6 +59,41 @@ impl SqsQueue {
     /// The queue URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Asks SQS whether the queue exists (`GetQueueAttributes`, which the
+    /// documented policy allows): [`StoreError::NotFound`] when it does not
+    /// (a wrong URL, or a queue in another region or account), another
+    /// error when SQS cannot answer now.
+    pub async fn check(&self) -> StoreResult<()> {
+        use aws_sdk_sqs::error::ProvideErrorMetadata;
+        let result = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let missing = e.as_service_error().is_some_and(|se| {
+                    se.is_queue_does_not_exist()
+                        || matches!(
+                            se.code(),
+                            Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+                        )
+                });
+                if missing {
+                    Err(StoreError::NotFound {
+                        backend: BACKEND,
+                        what: format!("queue {}", self.url),
+                    })
+                } else {
+                    Err(sdk_error(BACKEND, "GetQueueAttributes", e))
+                }
+            }
+        }
     }
 }
 

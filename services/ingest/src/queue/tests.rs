@@ -186,12 +186,17 @@ fn key_of(radar: &str, t: DateTime<Utc>) -> String {
 
 /// An S3 event record for `key`, as S3 writes it.
 fn s3_event(key: &str) -> String {
+    s3_event_sized(key, 40)
+}
+
+/// S3's notification of `key` created with `size` bytes.
+fn s3_event_sized(key: &str, size: u64) -> String {
     serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2018-06-16T10:00:01.000Z", "eventName": "ObjectCreated:Put",
         "s3": {"s3SchemaVersion": "1.0", "configurationId": "raw",
                "bucket": {"name": BUCKET, "arn": format!("arn:aws:s3:::{BUCKET}")},
-               "object": {"key": key, "size": 40}}}]})
+               "object": {"key": key, "size": size}}}]})
     .to_string()
 }
 
@@ -267,7 +272,12 @@ async fn notified_objects_are_stored_and_every_message_is_deleted() {
     assert_eq!(s.ingested, 13, "nothing stored twice: {s:?}");
     // One outcome per delivery.
     assert_eq!(
-        s.ignored_messages + s.skipped_records + s.ingested + s.skipped + s.quarantined,
+        s.ignored_messages
+            + s.skipped_records
+            + s.ingested
+            + s.skipped
+            + s.quarantined
+            + s.still_quarantined,
         s.messages,
         "{s:?}"
     );
@@ -279,6 +289,7 @@ async fn notified_objects_are_stored_and_every_message_is_deleted() {
         ),
         (s.skipped, 1, "the SNS copy of a stored object"),
         (s.quarantined, 1, "the corrupt file"),
+        (s.still_quarantined, 0, "the corrupt file again"),
         (s.skipped_records, 2, "r9 and README"),
     ];
     for (got, want, what) in at_least {
@@ -324,6 +335,49 @@ async fn notified_objects_are_stored_and_every_message_is_deleted() {
     for line in &lines {
         assert!(m.contains(line.as_str()), "{line} in\n{m}");
     }
+}
+
+/// A file quarantined through the queue and notified again unchanged (SQS
+/// delivers at least once; a redrive sends it again) is not fetched,
+/// decoded or counted again, as the listing does not try it again either;
+/// re-uploaded with other bytes, it is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quarantined_file_notified_again_unchanged_is_not_decoded_again() {
+    let Some(w) = World::new(3).await else { return };
+    let settings = w.settings(1, false);
+    let processor = Arc::new(SlowProcessor {
+        delay: Duration::ZERO,
+        calls: AtomicUsize::new(0),
+    });
+    let (c, ingester, _) = w.consumer(&settings, processor.clone(), None).await;
+    let key = "r1/2018/06/16/r1_20180616_120000.txt";
+    // Uploaded: S3 notifies the queue.
+    w.put(key, "garbage").await;
+    let s = w.drain(&c).await;
+    assert_eq!((s.quarantined, s.still_quarantined), (1, 0), "{s:?}");
+    assert_eq!(processor.calls.load(Ordering::SeqCst), 1);
+    let failures = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("raincast_ingest_failures_total{") && l.contains("r1"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    assert_eq!(failures(&ingester.metrics().render()), 1.0);
+    // Its notification twice more, the file unchanged.
+    for _ in 0..2 {
+        w.queue.send(&s3_event_sized(key, 7)).await.unwrap();
+    }
+    let s = w.drain(&c).await;
+    assert_eq!((s.quarantined, s.still_quarantined), (1, 2), "{s:?}");
+    assert_eq!(s.retried, 0, "{s:?}");
+    assert_eq!(processor.calls.load(Ordering::SeqCst), 1, "decoded again");
+    assert_eq!(failures(&ingester.metrics().render()), 1.0);
+    // Re-uploaded with other bytes (another size): tried again.
+    w.put(key, "still garbage").await;
+    let s = w.drain(&c).await;
+    assert_eq!((s.quarantined, s.still_quarantined), (2, 2), "{s:?}");
+    assert_eq!(processor.calls.load(Ordering::SeqCst), 2);
+    assert!(take_all(&w.queue).await.is_empty(), "queue empty");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

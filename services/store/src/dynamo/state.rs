@@ -226,37 +226,25 @@ impl StateStore for DynamoStore {
         let now = Utc::now().timestamp();
         let mut out = Vec::with_capacity(items.len());
         for it in &items {
-            if get_n(it, TTL_ATTRIBUTE).is_ok_and(|t| t <= now) {
-                continue;
+            if let Some(q) = quarantine_from_item(radar, it, now)? {
+                out.push(q);
             }
-            out.push(QuarantineRecord {
-                radar: radar.to_string(),
-                key: get_s(it, "key")?.to_string(),
-                reason_code: get_s(it, "code")?.to_string(),
-                reason: get_s(it, "reason")?.to_string(),
-                time: it
-                    .get("t")
-                    .and_then(|v| v.as_s().ok())
-                    .map(|t| parse_time_key(t))
-                    .transpose()?,
-                recorded_at: epoch(get_n(it, "at")?)?,
-                size: it
-                    .get("sz")
-                    .and_then(|v| v.as_n().ok())
-                    .map(|v| {
-                        v.parse().map_err(|_| {
-                            StoreError::corrupt("quarantine record", format!("sz = {v:?}"))
-                        })
-                    })
-                    .transpose()?,
-                modified: it
-                    .get("mod")
-                    .and_then(|v| v.as_s().ok())
-                    .map(|t| parse_time_key(t))
-                    .transpose()?,
-            });
         }
         Ok(out)
+    }
+
+    async fn get_quarantined(
+        &self,
+        radar: &str,
+        key: &str,
+    ) -> StoreResult<Option<QuarantineRecord>> {
+        match self
+            .get_item(&self.state, &radar_pk(radar), &format!("q#{key}"))
+            .await?
+        {
+            Some(it) => quarantine_from_item(radar, &it, Utc::now().timestamp()),
+            None => Ok(None),
+        }
     }
 
     async fn get_record(&self, key: &str) -> StoreResult<Option<VersionedRecord>> {
@@ -348,4 +336,37 @@ impl DynamoStore {
             Err(e) => Err(sdk_error(BACKEND, "UpdateItem", e)),
         }
     }
+}
+
+/// A quarantine item as its record; `None` once past its TTL (`now`, epoch
+/// seconds), as DynamoDB may still return it until its sweep.
+fn quarantine_from_item(radar: &str, it: &Item, now: i64) -> StoreResult<Option<QuarantineRecord>> {
+    if get_n(it, TTL_ATTRIBUTE).is_ok_and(|t| t <= now) {
+        return Ok(None);
+    }
+    Ok(Some(QuarantineRecord {
+        radar: radar.to_string(),
+        key: get_s(it, "key")?.to_string(),
+        reason_code: get_s(it, "code")?.to_string(),
+        reason: get_s(it, "reason")?.to_string(),
+        time: it
+            .get("t")
+            .and_then(|v| v.as_s().ok())
+            .map(|t| parse_time_key(t))
+            .transpose()?,
+        recorded_at: epoch(get_n(it, "at")?)?,
+        size: it
+            .get("sz")
+            .and_then(|v| v.as_n().ok())
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| StoreError::corrupt("quarantine record", format!("sz = {v:?}")))
+            })
+            .transpose()?,
+        modified: it
+            .get("mod")
+            .and_then(|v| v.as_s().ok())
+            .map(|t| parse_time_key(t))
+            .transpose()?,
+    }))
 }
