@@ -923,7 +923,8 @@ impl Ingester {
                 key,
                 earlier,
                 limit = self.settings.max_attempts,
-                "an earlier decode of this file never finished; trying again"
+                "an earlier decode of this file has not ended (a process died in it, or \
+                 another one is decoding it now, from a repeated notification); trying again"
             );
         }
         let processor = self.processor.clone();
