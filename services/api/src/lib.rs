@@ -96,7 +96,7 @@ impl utoipa::Modify for BearerKey {
 
 /// The router with every route, and the OpenAPI document describing them.
 pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::openapi::router())
         .merge(routes::radars::router())
@@ -110,7 +110,46 @@ pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::tiles::router())
         .merge(routes::page::router())
         .merge(routes::basemap::router())
-        .split_for_parts()
+        .split_for_parts();
+    binary_bodies(&mut doc);
+    (router, doc)
+}
+
+/// Binary bodies (GIF, PNG, GeoTIFF, netCDF, npy) as `string` with format
+/// `binary`: utoipa describes a `Vec<u8>` body as an array of integers,
+/// which a generated client would try to parse as JSON.
+fn binary_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.head,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                for (media, content) in response.content.iter_mut() {
+                    if !media.contains("json")
+                        && matches!(content.schema, Some(RefOr::T(Schema::Array(_))))
+                    {
+                        content.schema = Some(RefOr::T(Schema::Object(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                                .build(),
+                        )));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI document (as served at `/openapi.json`).
@@ -230,11 +269,14 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
+/// 405 for a route that exists but not with this method. The `Allow`
+/// header with the route's own methods is axum's (it adds one to a 405
+/// that has none), so it is right for the routes that take POST or DELETE.
 async fn method_not_allowed(req: Request) -> Response {
     let mut resp = ApiError::BadRequest {
         code: "method_not_allowed",
         detail: format!(
-            "{} is not allowed here; use GET",
+            "{} is not allowed here; the Allow header lists the methods this path takes",
             state::truncate(req.method().as_str(), 16)
         ),
     }
@@ -249,10 +291,7 @@ async fn method_not_allowed(req: Request) -> Response {
         Ok(mut p) => {
             p.status = 405;
             p.title = "Method Not Allowed".into();
-            let mut out = error::problem_response(&p);
-            out.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            out
+            error::problem_response(&p)
         }
         Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
     }

@@ -222,6 +222,15 @@ async fn unknown_and_revoked_keys_are_refused() {
         .await;
         assert!(e.contains("in its path") && !e.contains("Bearer"), "{e}");
     }
+    // A key or location that is not UTF-8 once decoded: Dark Sky's JSON
+    // error too (axum's rejection was plain text), echoing nothing.
+    for path in [
+        "/forecast/%ff%fe/47,8",
+        &format!("/forecast/{}/4%ff7,8", s.key),
+    ] {
+        let e = expect_ds_error(get(&s.state, path).await, 400).await;
+        assert!(e.contains("UTF-8") && !e.contains(&s.key), "{e}");
+    }
     let id = keys::key_id(&s.key);
     keys::revoke(s.store.as_ref() as &dyn StateStore, &id, scan_time(1))
         .await

@@ -300,6 +300,8 @@ async fn animation_gif_past_and_future() {
 
     for (q, code) in [
         ("past=0&future=0", "empty_window"),
+        // Shorter than the first lead (5 min), no past: no frame at all.
+        ("past=0&future=1", "empty_window"),
         ("past=1000", "out_of_range"),
         ("future=500", "out_of_range"),
         ("past=abc", "invalid_query"),

@@ -191,6 +191,36 @@ fn document_is_well_formed() {
     }
 }
 
+/// Binary bodies (images, GeoTIFF, netCDF, npy) are `string`/`binary`, not
+/// the array of integers utoipa makes of a `Vec<u8>` (a generated client
+/// would parse that as JSON).
+#[test]
+fn binary_bodies_are_binary_strings() {
+    let d = doc();
+    let mut binary = 0;
+    for (path, item) in d["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for (status, r) in responses {
+                for (media, content) in r["content"].as_object().into_iter().flatten() {
+                    if media.contains("json") {
+                        continue;
+                    }
+                    let where_ = format!("{method} {path} {status} {media}");
+                    assert_eq!(content["schema"]["type"], "string", "{where_}: {content}");
+                    if media != "text/html" && !media.starts_with("text/") {
+                        assert_eq!(content["schema"]["format"], "binary", "{where_}: {content}");
+                        binary += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(binary >= 7, "{binary} binary bodies");
+}
+
 /// The methods the router serves (and documents).
 const METHODS: [&str; 3] = ["get", "post", "delete"];
 

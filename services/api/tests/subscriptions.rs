@@ -112,6 +112,16 @@ async fn create_list_and_delete_per_key() {
     let secret = created["secret"].as_str().unwrap().to_string();
     assert_eq!(location, format!("/v1/subscriptions/{id}"));
     assert!(id.starts_with("sub_") && secret.starts_with("whsec_"));
+    // Another method on a subscription: 405 with the route's own methods
+    // (DELETE only), on the collection its two.
+    for (path, allow) in [
+        (location.as_str(), "DELETE"),
+        ("/v1/subscriptions", "POST,GET,HEAD"),
+    ] {
+        let resp = send(&s, "PUT", path, Some(&s.key), None).await;
+        assert_eq!(resp.status(), 405, "{path}");
+        assert_eq!(resp.headers()["allow"], allow, "{path}");
+    }
     assert_eq!(
         created["subscription"]["events"],
         json!(["rain_expected", "heavy_rain"]),

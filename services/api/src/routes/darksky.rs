@@ -300,7 +300,7 @@ fn trunc(s: &str) -> String {
 /// is not supported.
 fn parse_location(s: &str) -> Result<(f64, f64), String> {
     let parts: Vec<&str> = s.split(',').collect();
-    if parts.len() == 3 {
+    if parts.len() == 3 && !parts[2].trim().is_empty() {
         return Err("time machine requests (a time after the location) are not supported".into());
     }
     let [lat, lon] = parts[..] else {
@@ -561,9 +561,18 @@ fn hour_summary(rates: &[f32], threshold: f32) -> String {
     ))]
 async fn darksky_forecast(
     State(s): State<AppState>,
-    Path((key, location)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // Dark Sky's error shape here too (axum's own rejection is plain text),
+    // and nothing of the path echoed: it holds the key.
+    let Ok(Path((key, location))) = path else {
+        return ds_error(
+            StatusCode::BAD_REQUEST,
+            "the key or the location in the path cannot be read (percent-encoded bytes that are \
+             not UTF-8 text)",
+        );
+    };
     match answer(&s, &key, &location, query.as_deref()).await {
         Ok(r) => {
             // One buffer sized for the usual 6 KB answer (axum's `Json`
@@ -725,6 +734,10 @@ mod tests {
             .expect_err("refused")
             .contains("time machine"));
         assert!(parse_location("1")
+            .expect_err("refused")
+            .contains("LAT,LON"));
+        // A trailing comma is a malformed location, not a time.
+        assert!(parse_location("47.37,8.54,")
             .expect_err("refused")
             .contains("LAT,LON"));
         assert_eq!(parse_query(None), Ok((Some(Units::Us), vec![])));

@@ -472,6 +472,18 @@ async fn get_animation(
     let forecast: Vec<usize> = (0..n.leads_min.len())
         .filter(|&i| n.leads_min[i] <= future)
         .collect();
+    if manifests.is_empty() && forecast.is_empty() {
+        // A window shorter than the first lead, with no scan in the past
+        // part: nothing to draw, said as such (not an internal error).
+        return Err(ApiError::bad_request(
+            "empty_window",
+            format!(
+                "the window holds no frame: no scan in the last {past} min, and future = {future} \
+                 is shorter than the first lead ({} min)",
+                n.leads_min.first().copied().unwrap_or(0)
+            ),
+        ));
+    }
     let budget_past =
         MAX_ANIMATION_FRAMES.saturating_sub(forecast.len().min(MAX_ANIMATION_FRAMES / 2));
     let manifests = thin(manifests, budget_past);
