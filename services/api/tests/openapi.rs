@@ -221,6 +221,43 @@ fn binary_bodies_are_binary_strings() {
     assert!(binary >= 7, "{binary} binary bodies");
 }
 
+/// Parameter limits the server enforces are in the parameters' schemas too,
+/// so that a client (or a fuzzer) generated from the document keeps to them.
+#[test]
+fn parameter_limits_are_in_their_schemas() {
+    let d = doc();
+    let param = |path: &str, name: &str| -> Value {
+        d["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: no parameters"))
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path}: no {name}"))["schema"]
+            .clone()
+    };
+    let range = |path: &str, name: &str, lo: f64, hi: f64| {
+        let s = param(path, name);
+        assert_eq!(
+            (s["minimum"].as_f64(), s["maximum"].as_f64()),
+            (Some(lo), Some(hi)),
+            "{path} {name}: {s}"
+        );
+    };
+    range("/v1/forecast", "lat", -90.0, 90.0);
+    range("/v1/forecast", "lon", -180.0, 180.0);
+    range("/v1/radars/{id}/scans", "limit", 1.0, 1000.0);
+    range("/v1/radars/{id}/animation.gif", "past", 0.0, 360.0);
+    range("/v1/basemap", "north", -90.0, 90.0);
+    assert_eq!(
+        param("/v1/radars/{id}/scans", "from")["format"],
+        "date-time"
+    );
+    assert_eq!(
+        param("/v1/radars/{id}/skill", "window")["pattern"],
+        "^(24h|7d)$"
+    );
+}
+
 /// The methods the router serves (and documents).
 const METHODS: [&str; 3] = ["get", "post", "delete"];
 

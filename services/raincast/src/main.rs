@@ -69,10 +69,16 @@ fn file_log_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
         .unwrap_or(false)
 }
 
+/// The log filter without `RAINCAST_LOG`. rustls' certificate verifier logs
+/// each failed check at ERROR itself: one subscriber's broken webhook
+/// certificate would page whoever alerts on ERROR lines. The delivery's own
+/// warning names the failure.
+const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn,rustls_platform_verifier=off";
+
 fn init_tracing(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAINCAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only on a terminal: a journal or a log file gets plain text.
@@ -233,6 +239,27 @@ fn run() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::error_report;
+
+    #[test]
+    fn the_default_filter_keeps_info_and_drops_rustls_own_errors() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                super::DEFAULT_LOG_FILTER,
+            ))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(
+                tracing::event_enabled!(target: "raincast_notifier::webhook", tracing::Level::INFO)
+            );
+            assert!(!tracing::event_enabled!(
+                target: "rustls_platform_verifier::verification::others",
+                tracing::Level::ERROR
+            ));
+            assert!(
+                !tracing::event_enabled!(target: "tokio_cron_scheduler::job", tracing::Level::INFO)
+            );
+        });
+    }
 
     #[test]
     fn log_json_is_read_from_the_config_file() {

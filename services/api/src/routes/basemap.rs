@@ -37,12 +37,16 @@ const MAX_SPAN_DEG: f64 = 90.0;
 #[into_params(parameter_in = Query)]
 pub struct BasemapQuery {
     /// West edge, degrees (-180..180).
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub west: f64,
     /// South edge, degrees (-90..90).
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub south: f64,
     /// East edge, degrees; more than `west`, at most 90° from it.
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub east: f64,
     /// North edge, degrees; more than `south`, at most 90° from it.
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub north: f64,
     /// Smallest town, inhabitants (default 100000, the smallest embedded).
     pub min_population: Option<u32>,

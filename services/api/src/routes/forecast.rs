@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
     /// Latitude, degrees north (-90..=90).
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
     /// Longitude, degrees east (-180..=180).
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// Use this radar instead of the best one covering the point.
     pub radar: Option<String>,

@@ -47,6 +47,7 @@ pub struct ExportQuery {
     /// Issue time of the nowcast (RFC 3339, as `issued_at` in
     /// `/v1/radars/{id}/nowcast`). When it is no longer the latest, the
     /// answer is 410 Gone; without it, the latest nowcast is exported.
+    #[param(format = DateTime)]
     pub issued: Option<String>,
 }
 
@@ -121,7 +122,7 @@ fn iso(t: DateTime<Utc>) -> String {
             )),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown radar or lead", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown radar or lead, or no nowcast issued at `issued` (`nowcast_not_issued`: later than the latest)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "That nowcast has been superseded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The radar's projection cannot be exported", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No nowcast yet", body = Problem, content_type = "application/problem+json"),
@@ -200,7 +201,7 @@ async fn get_geotiff(
             )),
         (status = 304, description = "Not modified"),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown radar", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown radar, or no nowcast issued at `issued` (`nowcast_not_issued`: later than the latest)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "That nowcast has been superseded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The radar's projection cannot be exported", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No nowcast yet", body = Problem, content_type = "application/problem+json"),

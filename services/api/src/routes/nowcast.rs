@@ -67,6 +67,7 @@ fn bounds_of(s: &AppState, n: &LatestNowcast) -> Result<Bounds, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct PastQuery {
     /// Minutes of observed scans before the issue time to list (0..=360, default 60).
+    #[param(minimum = 0, maximum = 360)]
     pub past: Option<u32>,
 }
 
@@ -263,6 +264,7 @@ pub struct FrameQuery {
     /// Issue time the frame belongs to (as linked from the nowcast). When it
     /// is no longer the latest, the answer is 410 Gone; without it, the
     /// frame of the latest nowcast is returned.
+    #[param(format = DateTime)]
     pub issued: Option<String>,
     /// `map` (default) or `native`.
     #[param(inline)]
@@ -358,6 +360,7 @@ async fn get_frame(
 #[into_params(parameter_in = Query)]
 pub struct AnimationQuery {
     /// Minutes of observed scans before the issue time (0..=360, default 60).
+    #[param(minimum = 0, maximum = 360)]
     pub past: Option<u32>,
     /// Minutes of forecast after it (0..=the longest lead, default 60).
     pub future: Option<u32>,

@@ -38,12 +38,16 @@ pub const MAX_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
     /// Start (RFC 3339, inclusive). Default: `to` minus 2 hours.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End (RFC 3339, inclusive). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Scans per page (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Cursor: list scans after this time (RFC 3339, exclusive), as set in the `next` link.
+    #[param(format = DateTime)]
     pub after: Option<String>,
 }
 

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct SkillQuery {
     /// `24h` (default) or `7d`: the hourly buckets of the last day or week,
     /// ending with the newest hour scored.
+    #[param(pattern = "^(24h|7d)$")]
     pub window: Option<String>,
 }
 
@@ -204,6 +205,7 @@ async fn report(
 #[into_params(parameter_in = Query)]
 pub struct ReliabilityQuery {
     /// `24h` (default) or `7d`.
+    #[param(pattern = "^(24h|7d)$")]
     pub window: Option<String>,
     /// One lead, minutes; default: every lead pooled.
     pub lead: Option<u32>,

@@ -207,6 +207,7 @@ fn validate(req: SubscriptionRequest) -> Result<NewSubscription, ApiError> {
             headers(("Location" = String, description = "/v1/subscriptions/{id}"))),
         (status = 400, description = "Bad body, name, place, events or URL (not https, private or unresolvable address)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key has `max_subscriptions_per_key` subscriptions already", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Past the key's rate limit", body = Problem, content_type = "application/problem+json"),
     ))]
