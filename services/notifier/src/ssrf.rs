@@ -46,7 +46,7 @@ pub enum UrlError {
     NoHost,
     #[error("url host {host:?} does not resolve: {message}")]
     Resolve { host: String, message: String },
-    #[error("url host {host:?} resolves to {addr}, a {why} address, which webhooks may not reach")]
+    #[error("url host {host:?} resolves to {addr}, which webhooks may not reach ({why} address)")]
     Forbidden {
         host: String,
         addr: IpAddr,
