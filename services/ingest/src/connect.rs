@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// Longest wait for SQS's answer about the queue at start.
+const QUEUE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A source, store or radar list could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -212,17 +215,20 @@ impl<'a> Connector<'a> {
         })?;
         // A queue that does not exist stops the start (it would otherwise
         // be retried for ever, leaving everything to the reconciler); SQS
-        // not answering now does not: the consumer keeps trying.
-        match queue.check().await {
-            Ok(()) => {}
-            Err(source @ StoreError::NotFound { .. }) => {
+        // not answering now (or within 10 s: the start must not wait on a
+        // hung endpoint) does not: the consumer keeps trying.
+        match tokio::time::timeout(QUEUE_CHECK_TIMEOUT, queue.check()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(source @ StoreError::NotFound { .. })) => {
                 return Err(ConnectError::Queue {
                     url: q.url.clone(),
                     source,
                 })
             }
-            Err(e) => tracing::warn!(queue = %q.url, error = %e,
+            Ok(Err(e)) => tracing::warn!(queue = %q.url, error = %e,
                 "cannot ask SQS about the queue now; the consumer keeps trying"),
+            Err(_) => tracing::warn!(queue = %q.url, timeout_s = QUEUE_CHECK_TIMEOUT.as_secs(),
+                "cannot ask SQS about the queue now (no answer); the consumer keeps trying"),
         }
         Ok(Some(crate::queue::QueueDeps {
             queue: Arc::new(queue),

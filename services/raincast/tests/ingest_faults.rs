@@ -431,7 +431,7 @@ async fn a_file_that_keeps_crashing_the_decoder_is_quarantined() {
         assert!(log.contains("failpoint abort_decoding"), "{log}");
         if attempt == 2 {
             assert!(
-                log.contains("an earlier decode of this file never finished"),
+                log.contains("an earlier decode of this file has not ended"),
                 "{log}"
             );
         }

@@ -393,3 +393,48 @@ async fn a_queue_it_cannot_use_is_an_error_not_an_empty_queue() {
     assert!(err.contains("cannot ask SQS about the queue now"), "{err}");
     assert!(err.contains("the queue was not read to its end"), "{err}");
 }
+
+/// SQS that accepts connections and never answers (a hung endpoint): the
+/// start-up question about the queue gives up after 10 s with a warning,
+/// and `run` serves its API instead of waiting out the SDK's retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_sqs_does_not_hold_the_start() {
+    let Some(w) = World::new().await else { return };
+    let proxy = raincast_testkit::TcpProxy::start(w.moto.addr()).await;
+    proxy.stall();
+    let mut cmd = w.cmd();
+    cmd.env("AWS_ENDPOINT_URL_SQS", proxy.endpoint())
+        .args(["run", "--radar", RADAR, "--listen", "127.0.0.1:0"])
+        .args(["--source", &format!("s3://{BUCKET}")])
+        .args(["--queue", w.queue.url()])
+        .args([
+            "--store",
+            &format!("dynamodb://{TABLES}"),
+            "--create-tables",
+        ]);
+    let mut run = common::Running::start(&mut cmd);
+    let mut log = Vec::new();
+    // The SDK alone would take about 90 s (three 30-s attempts).
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("HTTP API listening"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving 60 s after the start:\n{}",
+            log.join("\n")
+        );
+        if let Ok(l) = run.lines.recv_timeout(StdDuration::from_millis(200)) {
+            log.push(l);
+        }
+    }
+    run.stop();
+    log.extend(run.lines.try_iter());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("cannot ask SQS about the queue now (no answer)")),
+        "{}",
+        log.join("\n")
+    );
+}
