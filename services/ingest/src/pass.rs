@@ -326,17 +326,18 @@ impl Ingester {
         };
         self.register(&rs.radar).await;
         summary.listed = 1;
+        let store_err = |op, source| IngestError::Store {
+            radar: radar.to_string(),
+            op,
+            source,
+        };
         let now = Utc::now();
         if let Some(t) = m.time {
-            let stored =
-                self.scans
-                    .get_manifest(radar, t, now)
-                    .await
-                    .map_err(|e| IngestError::Store {
-                        radar: radar.to_string(),
-                        op: "read stored manifest",
-                        source: e,
-                    })?;
+            let stored = self
+                .scans
+                .get_manifest(radar, t, now)
+                .await
+                .map_err(|e| store_err("read stored manifest", e))?;
             if stored.is_some_and(|s| s.source_key == key) {
                 summary.skipped += 1;
                 self.metrics.skipped.with_label_values(&[radar]).inc();
@@ -353,15 +354,11 @@ impl Ingester {
         // file's): not fetched, decoded or counted again, as the listing
         // does not; a repeated delivery or a redrive would otherwise run the
         // decoder on a known bad file each time.
-        let quarantined =
-            self.state
-                .get_quarantined(radar, key)
-                .await
-                .map_err(|e| IngestError::Store {
-                    radar: radar.to_string(),
-                    op: "read quarantine record",
-                    source: e,
-                })?;
+        let quarantined = self
+            .state
+            .get_quarantined(radar, key)
+            .await
+            .map_err(|e| store_err("read quarantine record", e))?;
         if quarantined.is_some_and(|q| !changed_since_quarantine(&q, &object)) {
             summary.still_quarantined += 1;
             debug!(

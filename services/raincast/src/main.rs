@@ -151,10 +151,6 @@ fn tune_allocator() {}
 /// since a restart cannot mend the file.
 const EXIT_CONFIG: u8 = 78;
 
-/// Whether the logs are JSON lines (set once the command line is parsed):
-/// the final error is one JSON line too.
-static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
 /// Runs the command; an error ends the process with status 1 (78 for a
 /// configuration error) after its message and causes, one per line (one
 /// JSON line under `--log-json`), and never a stack backtrace: these are
@@ -162,10 +158,19 @@ static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// anyhow would print with a backtrace of the binary whenever
 /// `RUST_BACKTRACE` is set. Panics keep theirs.
 fn main() -> std::process::ExitCode {
-    match run() {
+    tune_allocator();
+    let cli = Cli::parse();
+    // The flag or RAINCAST_LOG_JSON first, else the file's `log_json`.
+    let json = if std::env::var_os("RAINCAST_LOG_JSON").is_some() || cli.log_json {
+        cli.log_json
+    } else {
+        file_log_json(std::env::args_os())
+    };
+    init_tracing(json);
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            if LOG_JSON.get().copied().unwrap_or(false) {
+            if json {
                 eprintln!("{}", error_json(&e, chrono::Utc::now()));
             } else {
                 eprintln!("{}", error_report(&e));
@@ -212,17 +217,7 @@ fn error_report(e: &anyhow::Error) -> String {
     out
 }
 
-fn run() -> anyhow::Result<()> {
-    tune_allocator();
-    let cli = Cli::parse();
-    // The flag or RAINCAST_LOG_JSON first, else the file's `log_json`.
-    let json = if std::env::var_os("RAINCAST_LOG_JSON").is_some() || cli.log_json {
-        cli.log_json
-    } else {
-        file_log_json(std::env::args_os())
-    };
-    init_tracing(json);
-    let _ = LOG_JSON.set(json);
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Prep(args) => prep_cmd::run(args),
         Command::Notify(args) => notify_cmd::run(args),
