@@ -27,6 +27,10 @@ pub enum ApiError {
     /// superseded nowcast.
     #[error("{detail}")]
     Gone { code: &'static str, detail: String },
+    /// The request clashes with what exists (409), e.g. a second
+    /// subscription of one key to the same URL and place.
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     /// The request is well-formed but cannot be answered here (422), e.g. a
     /// point outside every radar's coverage.
     #[error("{detail}")]
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +103,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::NotFound { code, .. }
             | ApiError::Gone { code, .. }
+            | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. }
             | ApiError::Unavailable { code, .. }
             | ApiError::Unauthorized { code, .. } => code,

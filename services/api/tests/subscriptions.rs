@@ -85,6 +85,11 @@ async fn send(
     call(&s.state, req.body(body).unwrap()).await
 }
 
+/// `POST /v1/subscriptions` with `body`, as key `key`.
+async fn post(s: &Setup, key: &str, body: Value) -> axum::http::Response<Body> {
+    send(s, "POST", "/v1/subscriptions", Some(key), Some(body)).await
+}
+
 fn request(url: &str) -> Value {
     json!({
         "name": "Office", "lat": 47.377, "lon": 8.54, "radius_km": 5,
@@ -97,14 +102,7 @@ const PUBLIC_URL: &str = "https://93.184.215.14/hooks/rain";
 #[tokio::test]
 async fn create_list_and_delete_per_key() {
     let s = setup(WebhookPolicy::default()).await;
-    let resp = send(
-        &s,
-        "POST",
-        "/v1/subscriptions",
-        Some(&s.key),
-        Some(request(PUBLIC_URL)),
-    )
-    .await;
+    let resp = post(&s, &s.key, request(PUBLIC_URL)).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let created = json(resp).await;
@@ -150,6 +148,15 @@ async fn create_list_and_delete_per_key() {
     let resp = send(&s, "GET", "/v1/subscriptions", Some(&s.other), None).await;
     assert_eq!(json(resp).await["subscriptions"], json!([]));
 
+    // The same URL and place again (a retried create, or another name):
+    // 409 naming the first, so that no event is posted twice to one URL.
+    let mut again = request(PUBLIC_URL);
+    again["name"] = json!("Office again");
+    let resp = post(&s, &s.key, again).await;
+    let problem = expect_problem(resp, 409, "subscription_exists").await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(&id), "{detail}");
+
     // Another key cannot remove it; its own key can, once.
     let uri = format!("/v1/subscriptions/{id}");
     let resp = send(&s, "DELETE", &uri, Some(&s.other), None).await;
@@ -160,6 +167,9 @@ async fn create_list_and_delete_per_key() {
     expect_problem(resp, 404, "unknown_subscription").await;
     let resp = send(&s, "GET", "/v1/subscriptions", Some(&s.key), None).await;
     assert_eq!(json(resp).await["subscriptions"], json!([]));
+    // Removed, its URL and place can be subscribed again.
+    let resp = post(&s, &s.key, request(PUBLIC_URL)).await;
+    assert_eq!(resp.status(), 201);
 }
 
 #[tokio::test]
@@ -178,14 +188,7 @@ async fn a_key_is_required_and_a_revoked_key_is_refused() {
     keys::revoke(s.store.as_ref(), &keys::key_id(&s.key), Utc::now())
         .await
         .unwrap();
-    let resp = send(
-        &s,
-        "POST",
-        "/v1/subscriptions",
-        Some(&s.key),
-        Some(request(PUBLIC_URL)),
-    )
-    .await;
+    let resp = post(&s, &s.key, request(PUBLIC_URL)).await;
     expect_problem(resp, 401, "revoked_key").await;
     let state: &dyn StateStore = s.store.as_ref();
     assert!(subscriptions::list_all(state).await.unwrap().is_empty());
@@ -198,35 +201,14 @@ async fn at_most_max_subscriptions_per_key() {
         ..WebhookPolicy::default()
     })
     .await;
-    for _ in 0..2 {
-        let resp = send(
-            &s,
-            "POST",
-            "/v1/subscriptions",
-            Some(&s.key),
-            Some(request(PUBLIC_URL)),
-        )
-        .await;
+    for i in 0..2 {
+        let resp = post(&s, &s.key, request(&format!("{PUBLIC_URL}/{i}"))).await;
         assert_eq!(resp.status(), 201);
     }
-    let resp = send(
-        &s,
-        "POST",
-        "/v1/subscriptions",
-        Some(&s.key),
-        Some(request(PUBLIC_URL)),
-    )
-    .await;
+    let resp = post(&s, &s.key, request(PUBLIC_URL)).await;
     expect_problem(resp, 422, "subscription_limit").await;
     // The limit is per key.
-    let resp = send(
-        &s,
-        "POST",
-        "/v1/subscriptions",
-        Some(&s.other),
-        Some(request(PUBLIC_URL)),
-    )
-    .await;
+    let resp = post(&s, &s.other, request(PUBLIC_URL)).await;
     assert_eq!(resp.status(), 201);
 }
 
@@ -245,14 +227,7 @@ async fn private_and_metadata_urls_are_refused_at_subscription_time() {
         "http://93.184.215.14/hook",
         "https://user:pw@93.184.215.14/hook",
     ] {
-        let resp = send(
-            &s,
-            "POST",
-            "/v1/subscriptions",
-            Some(&s.key),
-            Some(request(url)),
-        )
-        .await;
+        let resp = post(&s, &s.key, request(url)).await;
         let p = expect_problem(resp, 400, "invalid_url").await;
         assert!(!p["detail"].as_str().unwrap().is_empty(), "{url}");
     }
@@ -297,14 +272,7 @@ async fn bad_bodies_name_what_is_wrong() {
     bad("url", json!("not a url"), "invalid_url");
     bad("extra", json!(1), "invalid_body");
     for (body, code) in cases {
-        let resp = send(
-            &s,
-            "POST",
-            "/v1/subscriptions",
-            Some(&s.key),
-            Some(body.clone()),
-        )
-        .await;
+        let resp = post(&s, &s.key, body.clone()).await;
         expect_problem(resp, 400, code).await;
     }
     // A body over `[api] body_limit_bytes` sent without a Content-Length is

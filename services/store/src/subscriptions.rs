@@ -11,6 +11,17 @@
 //! protect the store (file permissions of the embedded store, IAM on the
 //! DynamoDB table) as the credential store it is.
 //!
+//! **One subscription per key, URL and place.** Two subscriptions of one
+//! key with the same URL, point and radius would post every event twice
+//! to the same endpoint (a client that retries a create whose answer it
+//! lost makes exactly that). A target record per key, URL and place,
+//! `subscription-target/{key id}/{digest}`, written create-only before the
+//! subscription, names the subscription that holds it; a second create
+//! meets it and is refused ([`SubscriptionError::Exists`], naming the
+//! first, also while the first is being written). Deleting the
+//! subscription empties its target; a target whose subscription was never
+//! written (a crash between the two writes) is taken over after a minute.
+//!
 //! **The per-key limit** is kept by a count record per key,
 //! `subscription-count/{key id}`, updated with a compare-and-set before the
 //! subscription is written: two instances creating at once cannot both take
@@ -25,6 +36,8 @@ use serde::{Deserialize, Serialize};
 pub const PREFIX: &str = "subscription/";
 /// Key prefix of the per-key count records.
 pub const COUNT_PREFIX: &str = "subscription-count/";
+/// Key prefix of the target records (one per key, URL and place).
+pub const TARGET_PREFIX: &str = "subscription-target/";
 /// Prefix of a subscription id.
 pub const ID_PREFIX: &str = "sub_";
 /// Prefix of a signing secret (Standard Webhooks: `whsec_` + base64 of the key bytes).
@@ -125,6 +138,8 @@ pub enum SubscriptionError {
     TooMany { max: usize },
     #[error("no subscription {0:?} for this key")]
     Unknown(String),
+    #[error("subscription {id} of this key already posts to this URL for this place")]
+    Exists { id: String },
     #[error("no random bytes from the operating system: {0}")]
     Random(String),
     #[error(transparent)]
@@ -133,6 +148,87 @@ pub enum SubscriptionError {
 
 fn record_key(key_id: &str, id: &str) -> String {
     format!("{PREFIX}{key_id}/{id}")
+}
+
+/// The target record of a key's subscriptions to `url` for the disk of
+/// `radius_km` around `(lat, lon)`: a digest of the three (SHA-256, hex;
+/// the URL may be long and hold any character).
+fn target_key(key_id: &str, url: &str, lat: f64, lon: f64, radius_km: f64) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(url.as_bytes());
+    h.update([0u8]);
+    for v in [lat, lon, radius_km] {
+        h.update(v.to_le_bytes());
+    }
+    format!("{TARGET_PREFIX}{key_id}/{}", hex::encode(h.finalize()))
+}
+
+/// How long a target record may name a subscription that is not written
+/// yet: a create writes the subscription right after its target, so a
+/// target older than this whose subscription is missing was left by a
+/// crash between the two writes and is taken over.
+const TARGET_IN_FLIGHT_S: i64 = 60;
+
+/// Takes the target record `at` for subscription `id` (the record holds
+/// `{id} {time}`): create-only, or over a target whose subscription is gone
+/// (deleted, or never written and older than [`TARGET_IN_FLIGHT_S`]).
+/// `Err(Exists)` names the subscription that holds it (live, or being
+/// created).
+async fn take_target(
+    state: &dyn StateStore,
+    key_id: &str,
+    at: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), SubscriptionError> {
+    let value = format!("{id} {}", now.to_rfc3339());
+    loop {
+        let version = match state.get_record(at).await? {
+            None => None,
+            Some(r) => {
+                let mut parts = r.value.split_whitespace();
+                if let Some(holder) = parts.next() {
+                    let since = parts
+                        .next()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                    let in_flight =
+                        since.is_some_and(|t| (now - t).num_seconds() < TARGET_IN_FLIGHT_S);
+                    let written = state.get_record(&record_key(key_id, holder)).await?;
+                    let live = match written {
+                        Some(s) => !s.value.is_empty(),
+                        None => in_flight,
+                    };
+                    if live {
+                        return Err(SubscriptionError::Exists {
+                            id: holder.to_owned(),
+                        });
+                    }
+                }
+                Some(r.version)
+            }
+        };
+        match state.put_record(at, &value, version).await {
+            Ok(_) => return Ok(()),
+            // Another create (or a delete) got there first: look again.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Empties target record `at` if subscription `id` holds it.
+async fn release_target(state: &dyn StateStore, at: &str, id: &str) -> StoreResult<()> {
+    if let Some(r) = state.get_record(at).await? {
+        if r.value.split_whitespace().next() == Some(id) {
+            match state.put_record(at, "", Some(r.version)).await {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn count_key(key_id: &str) -> String {
@@ -196,7 +292,12 @@ pub async fn create(
         "{SECRET_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(random(SECRET_BYTES)?)
     );
-    bump_count(state, key_id, 1, max).await?;
+    let target = target_key(key_id, &new.url, new.lat, new.lon, new.radius_km);
+    take_target(state, key_id, &target, &id, now).await?;
+    if let Err(e) = bump_count(state, key_id, 1, max).await {
+        let _ = release_target(state, &target, &id).await;
+        return Err(e);
+    }
     let sub = Subscription {
         id,
         key_id: key_id.to_owned(),
@@ -212,8 +313,9 @@ pub async fn create(
     let at = record_key(key_id, &sub.id);
     let value = serde_json::to_string(&sub).map_err(|e| corrupt(&at, e))?;
     if let Err(e) = state.put_record(&at, &value, None).await {
-        // Give the place back; the subscription was not written.
+        // Give the place and the target back; the subscription was not written.
         let _ = bump_count(state, key_id, -1, max).await;
+        let _ = release_target(state, &target, &sub.id).await;
         return Err(e.into());
     }
     Ok(sub)
@@ -266,13 +368,27 @@ pub async fn delete(
     if r.value.is_empty() {
         return Err(unknown());
     }
+    // (A record that does not parse is removed all the same; its target,
+    // if any, is taken over by the next create to it.)
+    let sub = serde_json::from_str::<Subscription>(&r.value).ok();
     match state.put_record(&at, "", Some(r.version)).await {
         Ok(_) => {}
         // Removed by a concurrent request: gone either way.
         Err(StoreError::Conflict { .. }) => return Err(unknown()),
         Err(e) => return Err(e.into()),
     }
-    bump_count(state, key_id, -1, usize::MAX).await
+    bump_count(state, key_id, -1, usize::MAX).await?;
+    // A failure here leaves a target naming a deleted subscription, which
+    // the next create takes over.
+    if let Some(sub) = sub {
+        release_target(
+            state,
+            &target_key(key_id, &sub.url, sub.lat, sub.lon, sub.radius_km),
+            id,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -286,9 +402,65 @@ mod tests {
             lat: 50.85,
             lon: 4.35,
             radius_km: 10.0,
-            url: "https://example.org/hook".into(),
+            url: format!("https://example.org/hook/{name}"),
             events: vec!["rain_expected".into()],
         }
+    }
+
+    #[tokio::test]
+    async fn a_second_subscription_to_the_same_url_and_place_is_refused() {
+        let dir = raincast_testkit::TempDir::new("raincast-subs");
+        let s = EmbeddedStore::open(dir.path().join("s.redb"), chrono::Duration::days(1))
+            .await
+            .expect("store");
+        let now = Utc::now();
+        let a = create(&s, "keya", new("one"), 10, now)
+            .await
+            .expect("create");
+        // The same URL and place, even under another name or for other
+        // events: refused, naming the first; nothing written or counted.
+        let mut again = new("one");
+        again.name = "renamed".into();
+        again.events = vec!["heavy_rain".into()];
+        match create(&s, "keya", again, 10, now).await {
+            Err(SubscriptionError::Exists { id }) => assert_eq!(id, a.id),
+            other => panic!("a duplicate was not refused: {other:?}"),
+        }
+        assert_eq!(list_for_key(&s, "keya").await.expect("list").len(), 1);
+        // Another radius, another URL or another key is another target.
+        let mut wider = new("one");
+        wider.radius_km = 20.0;
+        create(&s, "keya", wider, 10, now)
+            .await
+            .expect("another radius");
+        create(&s, "keya", new("two"), 10, now)
+            .await
+            .expect("another url");
+        create(&s, "keyb", new("one"), 10, now)
+            .await
+            .expect("another key");
+        // Two creates of one target at once: exactly one is stored.
+        let (x, y) = tokio::join!(
+            create(&s, "keyc", new("same"), 10, now),
+            create(&s, "keyc", new("same"), 10, now)
+        );
+        assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+        assert_eq!(list_for_key(&s, "keyc").await.expect("list").len(), 1);
+        // Deleted, the target is free again, and the count allows it.
+        delete(&s, "keya", &a.id).await.expect("delete");
+        let b = create(&s, "keya", new("one"), 3, now)
+            .await
+            .expect("re-create");
+        assert_ne!(b.id, a.id);
+        // A target whose subscription was never written (a crash between
+        // the two writes) is taken over.
+        let at = target_key("keyd", "https://example.org/hook/one", 50.85, 4.35, 10.0);
+        s.put_record(&at, "sub_0000000000000000", None)
+            .await
+            .expect("put");
+        create(&s, "keyd", new("one"), 10, now)
+            .await
+            .expect("taken over");
     }
 
     #[tokio::test]

@@ -207,6 +207,7 @@ fn validate(req: SubscriptionRequest) -> Result<NewSubscription, ApiError> {
             headers(("Location" = String, description = "/v1/subscriptions/{id}"))),
         (status = 400, description = "Bad body, name, place, events or URL (not https, private or unresolvable address)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown or revoked key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key has a subscription to this URL for this point and radius already (`subscription_exists`, naming it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than `[api] body_limit_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key has `max_subscriptions_per_key` subscriptions already", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Past the key's rate limit", body = Problem, content_type = "application/problem+json"),
@@ -227,6 +228,13 @@ async fn create_subscription(
             SubscriptionError::TooMany { .. } => ApiError::Unprocessable {
                 code: "subscription_limit",
                 detail: e.to_string(),
+            },
+            SubscriptionError::Exists { .. } => ApiError::Conflict {
+                code: "subscription_exists",
+                detail: format!(
+                    "{e}: delete it first to change its name or events \
+                     (one subscription per URL and place, so that no event is posted twice)"
+                ),
             },
             SubscriptionError::Store(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
