@@ -9,6 +9,7 @@
 //! | `raincast_ingest_job_duration_seconds` | histogram: one run of the job | radar |
 //! | `raincast_ingest_lease_takeovers_total` | counter: leases taken from an expired holder | radar |
 //! | `raincast_ingest_reconciled_total` | counter: files the reconciling listing stored that the queue missed | radar |
+//! | `raincast_ingest_late_total` | counter: files found timed before the listing window (uploaded after a newer scan) and ingested or quarantined | radar |
 //! | `raincast_ingest_queue_messages_total` | counter: queue messages by outcome (`done`, `test_event`, `not_s3`, `retry`) | outcome |
 //! | `raincast_ingest_queue_records_skipped_total` | counter: notified objects not ingested (`outside_source`, `unconfigured_radar`, `no_match`, `not_created`) | reason |
 //! | `raincast_ingest_queue_lag_seconds` | histogram: notification's event time to the scan stored | |
@@ -28,6 +29,7 @@ pub struct IngestMetrics {
     pub job_duration: HistogramVec,
     pub lease_takeovers: IntCounterVec,
     pub reconciled: IntCounterVec,
+    pub late: IntCounterVec,
     pub queue_messages: IntCounterVec,
     pub queue_records_skipped: IntCounterVec,
     pub queue_receive_failures: prometheus::IntCounter,
@@ -94,6 +96,14 @@ impl IngestMetrics {
             ),
             &["radar"],
         )?;
+        let late = IntCounterVec::new(
+            Opts::new(
+                "raincast_ingest_late_total",
+                "Files timed before the listing window (uploaded after a newer scan had \
+                 moved the checkpoint) found and ingested or quarantined",
+            ),
+            &["radar"],
+        )?;
         let queue_messages = IntCounterVec::new(
             Opts::new(
                 "raincast_ingest_queue_messages_total",
@@ -124,6 +134,7 @@ impl IngestMetrics {
             ]),
         )?;
         registry.register(Box::new(reconciled.clone()))?;
+        registry.register(Box::new(late.clone()))?;
         registry.register(Box::new(queue_messages.clone()))?;
         registry.register(Box::new(queue_records_skipped.clone()))?;
         registry.register(Box::new(queue_lag.clone()))?;
@@ -143,6 +154,7 @@ impl IngestMetrics {
             job_duration,
             lease_takeovers,
             reconciled,
+            late,
             queue_messages,
             queue_records_skipped,
             queue_receive_failures,

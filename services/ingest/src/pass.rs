@@ -8,6 +8,13 @@
 //! is listed however its key sorts. A long window (a backfill of months)
 //! discovers the existing day folders with delimiter listings instead.
 //!
+//! A listed file timed before the window (up to [`LATE_HOURS`] before it)
+//! was uploaded late: after a newer scan had moved the checkpoint (an
+//! uploader that sends the newest scan first and then backfills, an
+//! unordered copy of a backlog). It is ingested like any other when no
+//! stored scan came from it and it is not quarantined, and it does not move
+//! the checkpoint.
+//!
 //! Every listed file that matches the template is then, in time order:
 //! * deferred (left for a later run, not checkpointed) when its time is
 //!   more than `future_tolerance` ahead of now, or when it is a file in a
@@ -73,6 +80,14 @@ const RECHECK_FORGET: std::time::Duration = std::time::Duration::from_secs(86_40
 /// Quarantine code of a file the source lists but cannot read.
 const UNREADABLE: &str = "unreadable";
 
+/// How far before the listing window a late file is still ingested (see
+/// the module docs). Only the listed day folders are looked at, so with a
+/// day-folder layout a file is found while its day is listed (its day and
+/// the lookback's), and a file arriving later than that needs
+/// `raincast ingest --once --since` on a radar without a checkpoint, or
+/// the reconciler of a queue.
+const LATE_HOURS: i64 = 24;
+
 /// Windows up to this many days are listed day by day; longer ones discover
 /// the existing day folders first.
 const MAX_DIRECT_DAYS: i64 = 14;
@@ -122,6 +137,11 @@ pub struct PassSummary {
     /// Files left for a later run because their time is too far ahead of
     /// now, or (folder sources) they were modified too recently.
     pub deferred: usize,
+    /// Files timed before the listing window (uploaded after a newer scan
+    /// had moved the checkpoint) found new and ingested or quarantined by
+    /// this run; also counted in `ingested` or `quarantined`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late: usize,
     /// Seconds the run took.
     pub duration: f64,
     /// Set when another instance held the lease and nothing was done.
@@ -182,6 +202,9 @@ struct Candidate {
     /// Named by a notification (the object must exist: a missing one is a
     /// failure to retry, not a file that vanished after a listing).
     notified: bool,
+    /// Timed before the listing window (a late upload): it never moves the
+    /// checkpoint, and is left out unless it is new.
+    late: bool,
 }
 
 /// Why a scan timed `content` cannot be the file `key` whose key names
@@ -373,6 +396,7 @@ impl Ingester {
             key_span: m.time_span(),
             file_name: m.file_name,
             notified: true,
+            late: false,
         };
         self.ingest_one(rs, &c, 1, 1, &mut summary).await?;
         summary.duration = started.elapsed().as_secs_f64();
@@ -587,7 +611,8 @@ impl Ingester {
                 debug!(radar, key = %obj.key, "no time in key and none from the source; ignored");
                 continue;
             };
-            if time < start {
+            let late = time < start;
+            if time < start - Duration::hours(LATE_HOURS) {
                 continue;
             }
             if time > horizon {
@@ -598,7 +623,10 @@ impl Ingester {
             if let (Some(before), Some(modified)) = (settle_before, obj.last_modified) {
                 if modified > before {
                     summary.deferred += 1;
-                    hold = Some(hold.map_or(time, |h| h.min(time)));
+                    // (A late file needs no checkpoint to be found again.)
+                    if !late {
+                        hold = Some(hold.map_or(time, |h| h.min(time)));
+                    }
                     debug!(radar, key = %obj.key, modified = %modified,
                         "modified less than settle_seconds ago; left for the next run");
                     continue;
@@ -610,10 +638,10 @@ impl Ingester {
                 key_span: m.time_span(),
                 file_name: m.file_name,
                 notified: false,
+                late,
             });
         }
         candidates.sort_by(|a, b| (a.time, &a.object.key).cmp(&(b.time, &b.object.key)));
-        summary.listed = candidates.len();
         if candidates.is_empty() {
             debug!(radar, start = %start, "nothing listed");
             return Ok(summary);
@@ -625,6 +653,10 @@ impl Ingester {
             .iter()
             .map(|c| (c.object.key.as_str(), &c.object))
             .collect();
+        // A late file quarantined before is left to
+        // `retry_changed_old_quarantined`, changed or not.
+        let quarantined_before: HashSet<String> =
+            quarantine.iter().map(|q| q.key.clone()).collect();
         let quarantined: HashSet<String> = quarantine
             .into_iter()
             .filter(|q| {
@@ -655,6 +687,14 @@ impl Ingester {
             .into_iter()
             .map(|m| m.source_key)
             .collect();
+        // Late files only when they are new: the stored and quarantined ones
+        // of the listed days are not counted as listed or skipped again at
+        // every run.
+        candidates.retain(|c| {
+            !c.late
+                || !(stored.contains(&c.object.key) || quarantined_before.contains(&c.object.key))
+        });
+        summary.listed = candidates.len();
 
         let new_total = candidates
             .iter()
@@ -667,9 +707,7 @@ impl Ingester {
             let key = &c.object.key;
             // The checkpoint's next position, unless a file left to settle
             // comes at or before it.
-            let next = hold
-                .is_none_or(|h| c.time < h)
-                .then(|| (c.time, key.clone()));
+            let next = (!c.late && hold.is_none_or(|h| c.time < h)).then(|| (c.time, key.clone()));
             if stored.contains(key) {
                 summary.skipped += 1;
                 self.metrics.skipped.with_label_values(&[radar]).inc();
@@ -702,6 +740,12 @@ impl Ingester {
                 break;
             }
             done_new += 1;
+            if c.late {
+                summary.late += 1;
+                self.metrics.late.with_label_values(&[radar]).inc();
+                info!(radar, key = %key, time = %c.time.format("%Y-%m-%dT%H:%M:%SZ"), window_start = %start.format("%Y-%m-%dT%H:%M:%SZ"),
+                    "a file timed before the listing window was uploaded late; ingesting it");
+            }
             let before = summary.ingested + summary.quarantined;
             let ingested_before = summary.ingested;
             match self
@@ -825,6 +869,7 @@ impl Ingester {
                 key_span: m.time_span(),
                 file_name: m.file_name,
                 notified: false,
+                late: true,
             };
             self.ingest_one(rs, &c, 1, 1, summary).await?;
         }

@@ -205,9 +205,53 @@ async fn a_late_file_behind_the_checkpoint_is_picked_up() {
     let s = ing.run_once(&rs).await.unwrap();
     assert_eq!(s.ingested, 1, "{s:?}");
     assert_eq!(stored_times(&f.store, "r1").await, times);
-    // One far behind the lookback is not: it is older than the window.
-    f.put_scan("r1", times[0] - Duration::minutes(5));
-    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 0);
+}
+
+/// 12:00 UTC of the latest day on which it is at least an hour past: scans
+/// around it, and the lookback behind them, never cross midnight (the
+/// listing is per day folder).
+fn midday() -> DateTime<Utc> {
+    let now = Utc::now();
+    let today = now.date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    if now - today >= Duration::hours(1) {
+        today
+    } else {
+        today - Duration::days(1)
+    }
+}
+
+#[tokio::test]
+async fn a_file_uploaded_late_behind_the_lookback_is_ingested_without_moving_the_checkpoint() {
+    // The newest scan is uploaded first, the hour before it afterwards (an
+    // uploader that backfills, an unordered copy): the files more than the
+    // lookback (30 min) behind the checkpoint are late, and still stored.
+    let f = Fixture::new().await;
+    let t0 = midday();
+    let times: Vec<_> = (0..12).map(|i| t0 + Duration::minutes(5 * i)).collect();
+    f.put_scan("r1", times[11]);
+    let ing = f.ingester(settings(t0 - Duration::minutes(10), 50), "a");
+    let rs = f.radar("r1");
+    assert_eq!(ing.run_once(&rs).await.unwrap().ingested, 1);
+    for t in &times[..11] {
+        f.put_scan("r1", *t);
+    }
+    let s = ing.run_once(&rs).await.unwrap();
+    // t0 .. t0 + 20 min lie before the window (t0 + 25 min on).
+    assert_eq!((s.ingested, s.late, s.quarantined), (11, 5, 0), "{s:?}");
+    assert_eq!(stored_times(&f.store, "r1").await, times);
+    let cp = f.store.get_checkpoint("r1").await.unwrap().unwrap();
+    assert_eq!(cp.last_time, times[11], "a late file moved the checkpoint");
+    assert!(ing
+        .metrics()
+        .render()
+        .contains("raincast_ingest_late_total{radar=\"r1\"} 5"));
+    // Stored, the late files are neither listed nor skipped again.
+    let s = ing.run_once(&rs).await.unwrap();
+    assert_eq!(
+        (s.listed, s.skipped, s.ingested, s.late),
+        (7, 7, 0, 0),
+        "{s:?}"
+    );
 }
 
 #[tokio::test]
