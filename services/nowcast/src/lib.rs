@@ -43,7 +43,7 @@ use raincast_algorithms::verify;
 use raincast_algorithms::Grid;
 use raincast_store::{NewScan, ScanManifest, ScanStore, StateStore, StoreError};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -324,9 +324,8 @@ struct Inner {
     /// Per radar, the end of its latest scoring task (its sender dropped):
     /// the next one waits for it, so a radar's scans are scored in order.
     scoring_chain: Mutex<HashMap<String, tokio::sync::oneshot::Receiver<()>>>,
-    /// Per radar, the newest scan up to which a catch-up of this process
-    /// has gone through every scan (`catch_up_since` then applies once).
-    caught_up: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Per radar, what the catch-ups of this process went through.
+    caught_up: Mutex<HashMap<String, CaughtUp>>,
     /// The latest mosaic and the radars' mosaic geometry.
     mosaic: Mutex<mosaic::MosaicCache>,
     /// One mosaic build at a time.
@@ -736,7 +735,10 @@ impl NowcastService {
         // catch-up of this process went through (a service left running
         // after a replay would otherwise list the whole replay at every
         // update), except for the last `catch_up_min` (late scans).
-        let done = lock(&self.inner.caught_up).get(&n.radar).copied();
+        let (done, seen) = match lock(&self.inner.caught_up).get(&n.radar) {
+            Some(c) => (Some(c.until), c.seen.clone()),
+            None => (None, BTreeSet::new()),
+        };
         let from = match (settings.catch_up_since, done) {
             (Some(since), Some(done)) => since.max(done.min(window)),
             (Some(since), None) => since,
@@ -757,6 +759,19 @@ impl NowcastService {
                 return;
             }
         };
+        // Only scans no earlier catch-up of this process listed (late ones,
+        // a burst after it): the scans it listed and left out were left out
+        // by the lead step's spacing, and looking at them again from a
+        // newer scan's phase of the step nowcast the whole window again at
+        // every update of a radar scanning faster than the step (the
+        // demo's, every 10 s with 5-min leads: 23 catch-up nowcasts per
+        // scan for its first 5 minutes; found by an outside audit in
+        // session 41).
+        let listed_times: Vec<DateTime<Utc>> = listed.iter().map(|m| m.time).collect();
+        let listed: Vec<ScanManifest> = listed
+            .into_iter()
+            .filter(|m| !seen.contains(&m.time))
+            .collect();
         // One per lead step counted back from `n`'s scan (listed last),
         // which is scored after the catch-up.
         let step_s = n.leads_min.first().copied().unwrap_or(1).max(1) as i64 * 60;
@@ -787,8 +802,16 @@ impl NowcastService {
         // a way a later try can mend (a store error: a full disk, a lost
         // connection), else after it: a scan that fails the same way every
         // time (it does not decode) does not hold every later catch-up back.
+        // The scans listed are seen (those within `catch_up_min` of `n`'s,
+        // which later listings cover), except from the first failure on.
         let caught_up = |this: &Self, failed: Option<DateTime<Utc>>| {
-            lock(&this.inner.caught_up).insert(n.radar.clone(), failed.unwrap_or(n.base_time));
+            let until = failed.unwrap_or(n.base_time);
+            let seen = listed_times
+                .iter()
+                .copied()
+                .filter(|t| *t >= window && failed.is_none_or(|f| *t < f))
+                .collect();
+            lock(&this.inner.caught_up).insert(n.radar.clone(), CaughtUp { until, seen });
         };
         if times.is_empty() {
             caught_up(self, None);
@@ -1455,6 +1478,17 @@ fn calibrate(n: &mut LatestNowcast, cals: &[Option<verify::Calibration>]) {
             n.probability_calibrated[i] = true;
         }
     }
+}
+
+/// What the catch-ups of one radar in this process went through
+/// ([`NowcastService::catch_up`]).
+struct CaughtUp {
+    /// The newest scan up to which every scan was gone through
+    /// (`catch_up_since` then applies once).
+    until: DateTime<Utc>,
+    /// The times of the scans the latest catch-up listed within
+    /// `catch_up_min` of its newest: the next one looks only at others.
+    seen: BTreeSet<DateTime<Utc>>,
 }
 
 /// Observed scans fetched for the frames of one nowcast

@@ -837,6 +837,72 @@ async fn frame_stored(store: &dyn ScanStore, k: usize) -> bool {
         .is_some()
 }
 
+/// A radar that scans faster than the lead step (the demo's, every 10 s,
+/// with 5-min leads) is caught up once: later updates nowcast their own
+/// scan, and go over the first catch-up's scans again at no new phase of
+/// the lead step (each minute's phase left 5 nowcasts more per update).
+#[tokio::test]
+async fn a_radar_faster_than_the_lead_step_is_caught_up_once() {
+    let dir = TempDir::new("raincast-skill-fast");
+    let store = store(&dir).await;
+    let svc = live(
+        &store,
+        NowcastSettings {
+            lead_step_min: Some(5),
+            ..skill_settings()
+        },
+    );
+    let at = |m: usize| time(0) + Duration::minutes(m as i64);
+    let put_at = |m: usize| {
+        let store = store.clone();
+        async move {
+            let mut f = field(m / 5);
+            f.time = at(m);
+            put_field(store.as_ref(), &f).await;
+        }
+    };
+    let built = |upto: usize| {
+        let store = store.clone();
+        async move {
+            let mut n = 0;
+            for m in 0..upto {
+                n += store
+                    .get_manifest(&frame_series_id(RADAR, 5), at(m), at(upto + 60))
+                    .await
+                    .unwrap()
+                    .is_some() as usize;
+            }
+            n
+        }
+    };
+    // A backfill of 30 scans a minute apart: the newest and one per lead
+    // step before it (minutes 29, 24, …, 4) are nowcast.
+    for m in 0..30 {
+        put_at(m).await;
+    }
+    svc.update(RADAR, at(30)).await.unwrap();
+    svc.scoring_settled().await;
+    assert_eq!(built(30).await, 6);
+    // Then each scan as it comes: its own nowcast only.
+    for m in 30..40 {
+        put_at(m).await;
+        svc.update(RADAR, at(m) + Duration::seconds(10))
+            .await
+            .unwrap();
+        svc.scoring_settled().await;
+    }
+    assert_eq!(built(40).await, 6 + 10, "the window was caught up again");
+    // Its scans are scored as they come: at 5 min from minute 34 on (the
+    // live nowcasts from minute 29), at 10 and 15 min from the backfill's
+    // phase (minutes 34 and 39 have nowcasts issued 10 and 15 min before).
+    for m in 30..40 {
+        assert!(
+            skill::claimed(store.as_ref(), RADAR, at(m)).await.unwrap(),
+            "minute {m} scored"
+        );
+    }
+}
+
 /// Scans that arrive together (a backfill, a burst after an outage, a
 /// replayed day) are each nowcast and scored, oldest first, after the newest
 /// is published: the live skill is the one of a service that saw them one at
