@@ -243,10 +243,16 @@ pub async fn pass(
                 .nowcast()
                 .cloned(),
         };
-        let Some(nowcast) = nowcast.filter(|n| not_before.is_none_or(|t| n.base_time >= t)) else {
+        let Some(nowcast) = nowcast else {
             info!(radar = %radar.id, "no current nowcast");
             continue;
         };
+        if let Some(t) = not_before.filter(|t| nowcast.base_time < *t) {
+            info!(radar = %radar.id, issued = %nowcast.base_time, not_before = %t,
+                "the radar's latest nowcast is older than alerts allow (its scan more than {} min old): no alerts from it",
+                (now - t).num_minutes());
+            continue;
+        }
         let frames =
             RadarFrames::load(&deps.nowcasts, nowcast, &radar.name, settings.past_min, now).await?;
         jobs.extend(jobs_for(&frames, &settings.places));

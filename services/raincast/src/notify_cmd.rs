@@ -197,7 +197,13 @@ pub fn run(args: NotifyArgs) -> Result<()> {
             nowcasts: NowcastService::new(stores.scans.clone(), cfg.nowcast.settings.clone()),
             radars,
         };
-        let reports = service::pass(&settings, &deps, Utc::now(), None, None).await?;
+        // As under `run`: only a nowcast of a scan less than
+        // `max_alert_age` old gives alerts (a store holding an old day would
+        // otherwise post its rain as news), told from the wall clock. A dry
+        // run posts nothing, so it previews any day's alerts as of its scans.
+        let now = Utc::now();
+        let not_before = (!settings.dry_run).then(|| now - settings.max_alert_age);
+        let reports = service::pass(&settings, &deps, now, not_before, None).await?;
         print(&reports)?;
         info!(
             events = reports.len(),

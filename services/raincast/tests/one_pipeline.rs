@@ -80,6 +80,11 @@ fn write_scan(bucket: &Path, time: DateTime<Utc>, col: f32) {
 /// per scan and sits at column 60 at the issue time, which is returned.
 fn write_three_scans(bucket: &Path) -> DateTime<Utc> {
     let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
+    write_three_scans_at(bucket, base)
+}
+
+/// [`write_three_scans`] with the newest at `base`.
+fn write_three_scans_at(bucket: &Path, base: DateTime<Utc>) -> DateTime<Utc> {
     for k in 0..3 {
         write_scan(
             bucket,
@@ -256,6 +261,77 @@ radius_km = 0.1
     assert_eq!(frames, past + leads, "{nowcast}");
 }
 
+/// Runs `raincast ARGS` in `dir` (files settle at once) and requires
+/// success; returns its stdout and stderr.
+fn run_ok(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = raincast_cmd()
+        .args(args)
+        .current_dir(dir)
+        .env("RAINCAST_SETTLE_SECONDS", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+    (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+}
+
+/// `notify --once` on a store whose newest scan is hours old posts nothing,
+/// as under `run` (old rain is not news), and says why; `--dry-run`
+/// previews that day's alerts in the outbox.
+#[test]
+fn notify_once_posts_no_alert_from_an_old_nowcast() {
+    let dir = TempDir::new("notify-once-old");
+    let bucket = dir.path().join("bucket");
+    let store = dir.path().join("store");
+    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::hours(3);
+    write_three_scans_at(&bucket, base);
+    let raincast = |args: &[&str]| run_ok(dir.path(), args);
+    let since = (base - Duration::hours(1)).to_rfc3339();
+    let (summary, _) = raincast(&[
+        "ingest",
+        "--once",
+        "--source",
+        bucket.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--since",
+        &since,
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["ingested"], 3, "{summary}");
+    let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
+    let place = format!("Testville,{lat},{lon},0.1");
+    let outbox = dir.path().join("var").join("outbox");
+    let posts = || {
+        std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let notify = [
+        "notify",
+        "--once",
+        "--store",
+        store.to_str().unwrap(),
+        "--place",
+        &place,
+    ];
+    let (out, err) = raincast(&notify);
+    assert!(
+        out.trim().is_empty(),
+        "alerts from a 3-hour-old nowcast: {out}"
+    );
+    assert!(err.contains("older than alerts allow"), "{err}");
+    assert_eq!(posts(), 0);
+    let (out, _) = raincast(&[&notify[..], &["--dry-run"]].concat());
+    assert!(out.contains("rain_expected"), "{out}");
+    assert_eq!(posts(), 1, "the dry run previews the day's alert");
+}
+
 /// `raincast notify --once` needs nothing but a store and a place: it finds
 /// the radars in the store's registry (ingest registered them), builds the
 /// nowcast through the nowcast service, and posts to the default outbox.
@@ -265,19 +341,7 @@ fn notify_once_needs_only_a_store_and_a_place() {
     let bucket = dir.path().join("bucket");
     let store = dir.path().join("store");
     write_three_scans(&bucket);
-    let raincast = |args: &[&str]| {
-        let mut cmd = raincast_cmd();
-        let out = cmd
-            .args(args)
-            .current_dir(dir.path())
-            .env("RAINCAST_SETTLE_SECONDS", "0")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "{args:?} failed:\n{stderr}");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let raincast = |args: &[&str]| run_ok(dir.path(), args).0;
     let summary: Value = serde_json::from_str(&raincast(&[
         "ingest",
         "--once",
