@@ -114,6 +114,10 @@ pub fn listing_schedule(settings: &IngestSettings) -> &str {
         })
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// What [`run_once`] did, printed as JSON by `raincast ingest --once`.
 #[derive(Debug, Clone, Serialize)]
 pub struct OnceReport {
@@ -121,6 +125,12 @@ pub struct OnceReport {
     pub ingested: usize,
     pub skipped: usize,
     pub quarantined: usize,
+    /// Files quarantined before and unchanged since (not tried again).
+    pub still_quarantined: usize,
+    /// Files uploaded after a newer scan, found behind the listing window
+    /// and ingested or quarantined (also in `ingested` or `quarantined`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late: usize,
     pub remaining: usize,
     pub deferred: usize,
     /// Radars whose lease another instance held.
@@ -189,6 +199,8 @@ pub async fn run_once(
         ingested: total(|s| s.ingested) + q.ingested,
         skipped: total(|s| s.skipped) + q.skipped,
         quarantined: total(|s| s.quarantined) + q.quarantined,
+        still_quarantined: total(|s| s.still_quarantined) + q.still_quarantined,
+        late: total(|s| s.late),
         remaining: total(|s| s.remaining),
         deferred: total(|s| s.deferred),
         leases_held: summaries

@@ -86,15 +86,8 @@ fn files_still_settling_are_left_for_the_next_run_with_a_reason() {
 fn a_file_name_that_is_not_utf8_is_named_and_the_rest_ingested() {
     use std::os::unix::ffi::OsStrExt;
     let (bucket, store, written) = demo_bucket("ingest-cli-utf8");
-    // Beside the demo's scans: the folder of the first file found.
-    let mut dir = bucket.path().to_path_buf();
-    while let Some(sub) = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-    {
-        dir = sub;
-    }
+    // Beside the demo's scans.
+    let dir = first_day_folder(bucket.path());
     let bad = dir.join(std::ffi::OsStr::from_bytes(b"demo_\xff\xfe.h5"));
     std::fs::write(&bad, b"not a scan").unwrap();
     let (summary, log) = ingest_once(&bucket, &store, 0);
@@ -107,6 +100,40 @@ fn a_file_name_that_is_not_utf8_is_named_and_the_rest_ingested() {
         log.contains("a file name that is not UTF-8 cannot be a key; not listed")
             && log.contains("demo_\u{fffd}\u{fffd}.h5"),
         "{log}"
+    );
+}
+
+/// The folder of the first file found under `bucket` (a day folder of the
+/// demo's scans).
+fn first_day_folder(bucket: &std::path::Path) -> std::path::PathBuf {
+    let mut dir = bucket.to_path_buf();
+    while let Some(sub) = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+    {
+        dir = sub;
+    }
+    dir
+}
+
+/// The summary's totals (README) count a file quarantined by an earlier run
+/// and unchanged since as `still_quarantined`, as each radar's does.
+#[test]
+fn a_second_run_counts_the_files_quarantined_before() {
+    let (bucket, store, _) = demo_bucket("ingest-cli-still");
+    let dir = first_day_folder(bucket.path());
+    std::fs::write(dir.join("junk.h5"), b"not a scan").unwrap();
+    let (first, _) = ingest_once(&bucket, &store, 0);
+    assert_eq!(first["quarantined"], 1, "{first}");
+    let (second, _) = ingest_once(&bucket, &store, 0);
+    assert_eq!(
+        (
+            second["quarantined"].as_u64(),
+            second["still_quarantined"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{second}"
     );
 }
 
