@@ -1517,21 +1517,58 @@ pub struct VerifyReport {
     pub cases: usize,
 }
 
-/// Runs a nowcast at every time of `fields` that has enough past fields and
-/// at least one observation at a requested lead, and scores persistence,
-/// plain extrapolation and Raincast against the observations. All methods are
-/// scored on the same cells: where the observation and every forecast are
-/// finite. `progress(done, total)` is called after each start time.
+/// The scans of a day for [`verify_series_from`]: every scan's time up
+/// front, each field only when a start time needs it, so that a caller can
+/// decode it then and a day of a large composite is never held whole
+/// (a day of 96 OPERA scans is 1.6 GB of fields).
+pub trait SeriesFields {
+    /// The scans' times; index `i` is [`Self::field`]'s `i` (any order,
+    /// no time twice).
+    fn times(&self) -> Vec<chrono::DateTime<chrono::Utc>>;
+    /// Scan `i`, or why it cannot be had (named in the report's skipped
+    /// start times). Asked for in the order of the start times, each a few
+    /// times: the scans of one start time's nowcast and its leads.
+    fn field(&mut self, i: usize) -> Result<std::sync::Arc<crate::prep::RainField>, String>;
+}
+
+/// Fields held in memory.
+struct InMemory(Vec<std::sync::Arc<crate::prep::RainField>>);
+
+impl SeriesFields for InMemory {
+    fn times(&self) -> Vec<chrono::DateTime<chrono::Utc>> {
+        self.0.iter().map(|f| f.time).collect()
+    }
+    fn field(&mut self, i: usize) -> Result<std::sync::Arc<crate::prep::RainField>, String> {
+        self.0.get(i).cloned().ok_or_else(|| format!("no scan {i}"))
+    }
+}
+
+/// [`verify_series_from`] over fields in memory.
 pub fn verify_series(
     fields: &[crate::prep::RainField],
     cfg: &VerifyConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> VerifyReport {
+    let held = InMemory(fields.iter().cloned().map(std::sync::Arc::new).collect());
+    verify_series_from(held, cfg, progress)
+}
+
+/// Runs a nowcast at every time of `fields` that has enough past fields and
+/// at least one observation at a requested lead, and scores persistence,
+/// plain extrapolation and Raincast against the observations. All methods are
+/// scored on the same cells: where the observation and every forecast are
+/// finite. `progress(done, total)` is called after each start time.
+pub fn verify_series_from(
+    mut fields: impl SeriesFields,
+    cfg: &VerifyConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> VerifyReport {
     use crate::nowcast::{NowcastInput, Smoothing};
-    let mut order: Vec<usize> = (0..fields.len()).collect();
-    order.sort_by_key(|i| fields[*i].time);
-    let sorted: Vec<&crate::prep::RainField> = order.iter().map(|i| &fields[*i]).collect();
-    let times: Vec<_> = sorted.iter().map(|f| f.time).collect();
+    let all_times = fields.times();
+    let mut order: Vec<usize> = (0..all_times.len()).collect();
+    order.sort_by_key(|i| all_times[*i]);
+    let times: Vec<_> = order.iter().map(|i| all_times[*i]).collect();
+    let mut sorted = |i: usize| fields.field(order[i]);
     let step_s = crate::nowcast::modal_step(&times).unwrap_or(300);
     let leads: Vec<u32> = cfg.leads_min.clone().unwrap_or_else(|| {
         let step_min = (step_s / 60).max(1) as u32;
@@ -1579,8 +1616,8 @@ pub fn verify_series(
     };
     let mut skipped = Vec::new();
     let mut cases = 0;
-    let total = sorted.len();
-    for base in 0..sorted.len() {
+    let total = times.len();
+    for base in 0..total {
         if base + 1 < need {
             progress(base + 1, total);
             continue;
@@ -1604,8 +1641,19 @@ pub fn verify_series(
         let picked =
             crate::nowcast::equally_spaced(&times[..=base], base, need, cfg.nowcast.step_tolerance)
                 .unwrap_or_else(|| (base + 1 - need..=base).collect());
-        let window: Vec<crate::prep::RainField> =
-            picked.iter().map(|i| sorted[*i].clone()).collect();
+        let window: Result<Vec<crate::prep::RainField>, String> = picked
+            .iter()
+            .map(|i| sorted(*i).map(|f| (*f).clone()))
+            .collect();
+        let base_field = window.and_then(|w| Ok((w, sorted(base)?)));
+        let (window, base_field) = match base_field {
+            Ok(x) => x,
+            Err(e) => {
+                skipped.push((times[base], e));
+                progress(base + 1, total);
+                continue;
+            }
+        };
         let mut ext_cfg = cfg.nowcast;
         ext_cfg.smoothing = Smoothing::None;
         let mut rc_cfg = cfg.nowcast;
@@ -1639,12 +1687,13 @@ pub fn verify_series(
             }
         }
         let probs = rc.probability(cfg.prob_threshold);
-        let persistence = &sorted[base].rate_mm_h;
+        let persistence = &base_field.rate_mm_h;
         for (j, &k) in wanted.iter().enumerate() {
             let Some(oi) = obs_idx[k] else { continue };
-            let obs = &sorted[oi].rate_mm_h;
-            if obs.dim() != persistence.dim() || !sorted[oi].grid.same_geometry(&sorted[base].grid)
-            {
+            // (A scan that cannot be had now leaves this lead out.)
+            let Ok(obs_field) = sorted(oi) else { continue };
+            let obs = &obs_field.rate_mm_h;
+            if obs.dim() != persistence.dim() || !obs_field.grid.same_geometry(&base_field.grid) {
                 continue;
             }
             // The common mask.

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tracing::warn;
 
 /// How the advected field is post-processed (see `nowcast` module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,13 +109,17 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
             args.files.len()
         );
     }
-    let mut fields = Vec::with_capacity(args.files.len());
+    // Each scan's time, its field dropped once read (a day of a large
+    // composite given as `day/*.hdf` is never held whole); the scans used
+    // are decoded again below.
+    let mut timed = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        fields.push(crate::files::load_field(path, args.format)?);
+        let time = crate::files::load_field(path, args.format)?.time;
+        timed.push((time, path));
     }
     // By scan time, whatever order the file names came in (stable: two
     // scans of one time stay in the order given, and the nowcast names them).
-    fields.sort_by_key(|f| f.time);
+    timed.sort_by_key(|(t, _)| *t);
     let cfg = NowcastConfig {
         frames: args.frames,
         smoothing: args.smoothing.into(),
@@ -123,13 +128,20 @@ fn nowcast(args: NowcastArgs) -> Result<()> {
     // The scans the service would use: the newest and the ones before it
     // equally spaced, bridging a missing scan (`equally_spaced`); without
     // such, all of them, and the nowcast names what is wrong.
-    let times: Vec<_> = fields.iter().map(|f| f.time).collect();
+    let times: Vec<_> = timed.iter().map(|(t, _)| *t).collect();
     let need = cfg.frames.max(MIN_FRAMES);
-    if let Some(picked) = equally_spaced(&times, times.len() - 1, need, cfg.step_tolerance) {
-        fields = (fields.into_iter().enumerate())
-            .filter(|(i, _)| picked.contains(i))
-            .map(|(_, f)| f)
-            .collect();
+    let picked = equally_spaced(&times, times.len() - 1, need, cfg.step_tolerance)
+        .unwrap_or_else(|| (0..times.len()).collect());
+    let mut fields = Vec::with_capacity(picked.len());
+    for (_, path) in picked.iter().map(|i| timed[*i]) {
+        fields.push(crate::files::load_field(path, args.format)?);
+    }
+    if args.frames > fields.len() {
+        warn!(
+            frames = args.frames,
+            used = fields.len(),
+            "fewer equally spaced scans than --frames: the nowcast uses those there are"
+        );
     }
     let inputs: Vec<String> = fields
         .iter()

@@ -3,15 +3,119 @@
 //! to persistence.
 
 use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use raincast_algorithms::nowcast::{NowcastConfig, MIN_FRAMES};
+use raincast_algorithms::prep::RainField;
 use raincast_algorithms::scan::Format;
 use raincast_algorithms::verify::{
-    verify_series, CalibrationFit, Method, Reliability, SkillSums, VerifyConfig, VerifyReport,
-    SERVED_WINDOW_HOURS, SKILL_CSI_THRESHOLDS_MM_H,
+    verify_series_from, CalibrationFit, Method, Reliability, SeriesFields, SkillSums, VerifyConfig,
+    VerifyReport, SERVED_WINDOW_HOURS, SKILL_CSI_THRESHOLDS_MM_H,
 };
+use raincast_algorithms::Grid;
+use std::collections::VecDeque;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// Progress on stderr: one line rewritten in place on a terminal, else a
+/// line at every tenth (a log file gets no carriage returns); other
+/// messages start on a line of their own.
+struct Progress {
+    tty: bool,
+    open: bool,
+    tenth: usize,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            open: false,
+            tenth: 0,
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize, msg: impl FnOnce() -> String) {
+        if self.tty {
+            eprint!("\r{}", msg());
+            self.open = true;
+        } else {
+            let tenth = done * 10 / total.max(1);
+            if tenth > self.tenth || done == total {
+                self.tenth = tenth;
+                eprintln!("{}", msg());
+            }
+        }
+    }
+
+    fn line(&mut self, msg: &str) {
+        self.end();
+        eprintln!("{msg}");
+    }
+
+    fn end(&mut self) {
+        if self.open {
+            eprintln!();
+            self.open = false;
+        }
+    }
+}
+
+/// A scan found by the first reading: decoded once for its time and grid,
+/// then dropped.
+struct Found {
+    path: PathBuf,
+    time: DateTime<Utc>,
+    grid: Grid,
+}
+
+/// The day's scans for [`verify_series_from`], decoded again when a start
+/// time needs them, the last [`FileSeries::KEEP`] kept: memory holds a
+/// few dozen fields, not the day (session 41: a day of 48 OPERA scans
+/// peaked at 1.15 GB when every field was kept).
+struct FileSeries {
+    found: Vec<Found>,
+    format: Option<Format>,
+    kept: VecDeque<(usize, Arc<RainField>)>,
+}
+
+impl FileSeries {
+    /// Fields kept: more than one start time's nowcast scans and leads
+    /// (12 frames and a lead every scan to 60 min at 5 min: 24).
+    const KEEP: usize = 40;
+}
+
+impl SeriesFields for FileSeries {
+    fn times(&self) -> Vec<DateTime<Utc>> {
+        self.found.iter().map(|f| f.time).collect()
+    }
+
+    fn field(&mut self, i: usize) -> std::result::Result<Arc<RainField>, String> {
+        if let Some(at) = self.kept.iter().position(|(k, _)| *k == i) {
+            let hit = self.kept.remove(at).expect("position is in range");
+            let field = hit.1.clone();
+            self.kept.push_back(hit);
+            return Ok(field);
+        }
+        let found = self.found.get(i).ok_or_else(|| format!("no scan {i}"))?;
+        let field =
+            crate::files::load_field(&found.path, self.format).map_err(|e| format!("{e:#}"))?;
+        if field.time != found.time || !field.grid.same_geometry(&found.grid) {
+            return Err(format!(
+                "{}: changed since it was first read",
+                found.path.display()
+            ));
+        }
+        let field = Arc::new(field);
+        if self.kept.len() >= Self::KEEP {
+            self.kept.pop_front();
+        }
+        self.kept.push_back((i, field.clone()));
+        Ok(field)
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -89,20 +193,29 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     if files.is_empty() {
         bail!("{}: no files found", args.dir.display());
     }
-    let mut fields = Vec::with_capacity(files.len());
+    // Every scan's time and grid, each field dropped once read: the
+    // start times decode the scans they need again.
+    let mut progress = Progress::new();
+    let mut fields: Vec<Found> = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
         match crate::files::load_field(path, args.format) {
-            Ok(f) => fields.push(f),
-            Err(e) => eprintln!("verify: skipping {e:#}"),
+            Ok(f) => fields.push(Found {
+                path: path.clone(),
+                time: f.time,
+                grid: f.grid,
+            }),
+            Err(e) => progress.line(&format!("verify: skipping {e:#}")),
         }
-        eprint!(
-            "\rverify: read {}/{} files, {} scans decoded",
-            i + 1,
-            files.len(),
-            fields.len()
-        );
+        progress.update(i + 1, files.len(), || {
+            format!(
+                "verify: read {}/{} files, {} scans decoded",
+                i + 1,
+                files.len(),
+                fields.len()
+            )
+        });
     }
-    eprintln!();
+    progress.end();
     // Keep the scans on the grid of the majority (one radar).
     let Some(first) = fields.first() else {
         bail!("{}: no scan could be decoded", args.dir.display());
@@ -119,13 +232,30 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             grid = f.grid.clone();
         }
     }
-    let before = fields.len();
-    fields.retain(|f| f.grid.same_geometry(&grid));
-    if fields.len() < before {
+    let (kept, other): (Vec<Found>, Vec<Found>) = fields
+        .into_iter()
+        .partition(|f| f.grid.same_geometry(&grid));
+    if let Some(o) = other.first() {
         eprintln!(
-            "verify: ignoring {} scans on another grid than the majority",
-            before - fields.len()
+            "verify: ignoring {} scans on another grid than the majority's ({} scans), e.g. {}",
+            other.len(),
+            kept.len(),
+            o.path.display()
         );
+    }
+    // One scan per time: a copy of a scan under another name (or two
+    // products of one time) would count each case twice.
+    let mut fields: Vec<Found> = Vec::with_capacity(kept.len());
+    for f in kept {
+        match fields.iter().find(|g| g.time == f.time) {
+            Some(g) => eprintln!(
+                "verify: ignoring {}: a scan of the same time ({}) was read from {}",
+                f.path.display(),
+                f.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                g.path.display()
+            ),
+            None => fields.push(f),
+        }
     }
     let cfg = VerifyConfig {
         leads_min: args.leads.clone(),
@@ -146,22 +276,30 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let report = verify_series(&fields, &cfg, &mut |done, total| {
-        eprint!(
-            "\rverify: start time {done}/{total} ({:.0} s)",
-            t0.elapsed().as_secs_f64()
-        );
+    let scans = fields.len();
+    let times: Vec<DateTime<Utc>> = fields.iter().map(|f| f.time).collect();
+    let series = FileSeries {
+        found: fields,
+        format: args.format,
+        kept: VecDeque::new(),
+    };
+    let report = verify_series_from(series, &cfg, &mut |done, total| {
+        progress.update(done, total, || {
+            format!(
+                "verify: start time {done}/{total} ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            )
+        });
     });
-    eprintln!();
+    progress.end();
     for (t, why) in &report.skipped {
         eprintln!("verify: skipped start time {t}: {why}");
     }
     if report.cases == 0 {
-        let times = fields.iter().map(|f| f.time);
-        let span = match (times.clone().min(), times.max()) {
+        let span = match (times.iter().min(), times.iter().max()) {
             (Some(a), Some(b)) => format!(
                 "{} scans from {} to {}",
-                fields.len(),
+                scans,
                 a.format("%Y-%m-%dT%H:%M:%SZ"),
                 b.format("%Y-%m-%dT%H:%M:%SZ")
             ),
@@ -178,7 +316,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             cfg.nowcast.frames.max(MIN_FRAMES) + 1
         );
     }
-    print!("{}", format_report(&report, &cfg, fields.len()));
+    print!("{}", format_report(&report, &cfg, scans));
     eprintln!("verify: done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -354,8 +492,76 @@ pub fn format_report(report: &VerifyReport, cfg: &VerifyConfig, scans: usize) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The day's scans are decoded when a start time needs them and at most
+    /// [`FileSeries::KEEP`] are held; one dropped is decoded again, the same.
+    #[test]
+    fn the_series_holds_a_bounded_number_of_fields() {
+        use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
+        let dir = raincast_testkit::TempDir::new("raincast-verify-series");
+        let grid = Grid::new(
+            "+proj=aeqd +lat_0=47 +lon_0=8 +ellps=WGS84 +units=m",
+            16,
+            16,
+            1000.0,
+            1000.0,
+            -8000.0,
+            8000.0,
+        )
+        .unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2024-06-16T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let n = FileSeries::KEEP + 10;
+        let found: Vec<Found> = (0..n)
+            .map(|k| {
+                let rf = RainField {
+                    grid: grid.clone(),
+                    time: t0 + chrono::Duration::minutes(5 * k as i64),
+                    rate_mm_h: ndarray::Array2::from_elem((16, 16), k as f32 * 0.1),
+                };
+                let bytes = encode_rate(&rf, &OdimRateOptions::u16("NOD:xxtst")).unwrap();
+                let path = dir.path().join(format!("scan_{k:03}.h5"));
+                std::fs::write(&path, bytes).unwrap();
+                Found {
+                    path,
+                    time: rf.time,
+                    grid: grid.clone(),
+                }
+            })
+            .collect();
+        let mut series = FileSeries {
+            found,
+            format: None,
+            kept: VecDeque::new(),
+        };
+        let first = series.field(0).unwrap();
+        for k in 0..n {
+            let f = series.field(k).unwrap();
+            assert_eq!(f.time, t0 + chrono::Duration::minutes(5 * k as i64));
+            assert!(series.kept.len() <= FileSeries::KEEP);
+        }
+        assert!(
+            series.kept.iter().all(|(k, _)| *k != 0),
+            "scan 0 still held"
+        );
+        let again = series.field(0).unwrap();
+        assert_eq!(
+            (again.time, &again.rate_mm_h),
+            (first.time, &first.rate_mm_h)
+        );
+        // A file changed since the first reading is named, not used.
+        std::fs::copy(&series.found[1].path, &series.found[2].path).unwrap();
+        series.kept.clear();
+        let err = series.field(2).unwrap_err();
+        assert!(
+            err.contains("scan_002.h5") && err.contains("changed"),
+            "{err}"
+        );
+    }
 
     /// Persistence before Raincast in every group, and every value its own
     /// column even when it has two digits before the point (MAE in mm/h).

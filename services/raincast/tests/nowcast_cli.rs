@@ -182,6 +182,42 @@ fn verify_on_too_few_scans_says_what_it_had_and_what_it_needs() {
     );
 }
 
+/// A scan given twice (a copy under another name) is read once: the copy is
+/// named and ignored, and the report is that of the scans alone (each case
+/// was counted twice).
+#[test]
+fn verify_reads_one_scan_per_time_and_names_a_copy() {
+    let Some(data) = raincast_testkit::shared_data() else {
+        return;
+    };
+    let alone = raincast_testkit::TempDir::new("raincast-verify-alone");
+    let twice = raincast_testkit::TempDir::new("raincast-verify-twice");
+    let files = bom_files(&data);
+    for f in files.iter().take(6) {
+        std::fs::copy(f, alone.path().join(f.file_name().unwrap())).unwrap();
+        std::fs::copy(f, twice.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let copy = twice.path().join("copy_of_the_fourth.nc");
+    std::fs::copy(&files[3], &copy).unwrap();
+    let verify = |dir: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["verify", "--leads", "6,12"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        (String::from_utf8_lossy(&out.stdout).to_string(), err)
+    };
+    let (report, _) = verify(alone.path());
+    let (with_copy, err) = verify(twice.path());
+    assert!(
+        err.contains("a scan of the same time") && err.contains("copy_of_the_fourth.nc"),
+        "{err}"
+    );
+    assert_eq!(with_copy, report);
+}
+
 /// `--threads` is bounded as `[nowcast] threads` is: 100000 asked rayon for
 /// that many threads and hung the command.
 #[test]
