@@ -1529,6 +1529,10 @@ pub trait SeriesFields {
     /// start times). Asked for in the order of the start times, each a few
     /// times: the scans of one start time's nowcast and its leads.
     fn field(&mut self, i: usize) -> Result<std::sync::Arc<crate::prep::RainField>, String>;
+    /// Told once, before the first [`Self::field`]: how many scans one
+    /// start time asks for at most (its nowcast's and its leads'), so a
+    /// cache can hold a few start times' worth and no more.
+    fn working_set(&mut self, _scans: usize) {}
 }
 
 /// Fields held in memory.
@@ -1568,7 +1572,6 @@ pub fn verify_series_from(
     let mut order: Vec<usize> = (0..all_times.len()).collect();
     order.sort_by_key(|i| all_times[*i]);
     let times: Vec<_> = order.iter().map(|i| all_times[*i]).collect();
-    let mut sorted = |i: usize| fields.field(order[i]);
     let step_s = crate::nowcast::modal_step(&times).unwrap_or(300);
     let leads: Vec<u32> = cfg.leads_min.clone().unwrap_or_else(|| {
         let step_min = (step_s / 60).max(1) as u32;
@@ -1601,6 +1604,8 @@ pub fn verify_series_from(
         })
         .collect();
     let need = cfg.nowcast.frames.max(crate::nowcast::MIN_FRAMES);
+    fields.working_set(need + leads.len() + 1);
+    let mut sorted = |i: usize| fields.field(order[i]);
     // The halves of the day: fit on cases verified before `mid`, score the
     // cases issued from `mid` on (no observation is in both).
     let mid = match (times.first(), times.last()) {

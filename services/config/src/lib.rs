@@ -745,7 +745,15 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     let secs = v * unit_s;
     if !secs.is_finite() || secs < min_s || secs > 3.2e9 {
-        return Err(invalid(setting, origin, format!("{v} is out of range")));
+        return Err(invalid(
+            setting,
+            origin,
+            format!(
+                "{v} is out of range: from {} to {:.0}",
+                min_s / unit_s,
+                3.2e9 / unit_s
+            ),
+        ));
     }
     Ok(Duration::milliseconds((secs * 1000.0).round() as i64))
 }
@@ -775,8 +783,13 @@ pub fn normalise_schedule(s: &str) -> Result<String, String> {
             ))
         }
     };
-    tokio_cron_scheduler::Job::new_async(six.as_str(), |_, _| Box::pin(async {}))
-        .map_err(|e| format!("{s:?}: {e}"))?;
+    tokio_cron_scheduler::Job::new_async(six.as_str(), |_, _| Box::pin(async {})).map_err(|e| {
+        format!(
+            "{s:?} is not a cron expression the scheduler reads ({e}): fields are \
+                 [seconds] minutes hours day-of-month month day-of-week, e.g. \"0 * * * * *\" \
+                 (every minute)"
+        )
+    })?;
     Ok(six)
 }
 
@@ -967,11 +980,30 @@ impl Config {
             0.0,
             "ingest.backoff_max_seconds",
         )?;
+        // A check across two settings names the one it reports as its
+        // origin says (each may come from the file or the environment).
+        let from = |var: &str| {
+            if env.get(var).is_some_and(|v| !v.trim().is_empty()) {
+                (var.to_string(), "environment")
+            } else {
+                (String::new(), "config file")
+            }
+        };
         if backoff_max < backoff_base {
+            let (var, origin) = from("RAINCAST_BACKOFF_MAX_SECONDS");
+            let setting = if var.is_empty() {
+                "ingest.backoff_max_seconds".to_string()
+            } else {
+                var
+            };
             return Err(invalid(
-                "ingest.backoff_max_seconds",
-                "config",
-                "must not be below backoff_base_seconds",
+                &setting,
+                origin,
+                format!(
+                    "{} s is below backoff_base_seconds ({} s)",
+                    backoff_max.num_seconds(),
+                    backoff_base.num_seconds()
+                ),
             ));
         }
 
@@ -1037,9 +1069,15 @@ impl Config {
             "ingest.future_tolerance_minutes",
         )?;
         if future_tolerance > lookback {
+            let (var, origin) = from("RAINCAST_FUTURE_TOLERANCE_MINUTES");
+            let setting = if var.is_empty() {
+                "ingest.future_tolerance_minutes".to_string()
+            } else {
+                var
+            };
             return Err(invalid(
-                "ingest.future_tolerance_minutes",
-                "config",
+                &setting,
+                origin,
                 format!(
                     "{} min is above lookback_minutes ({} min): a file that far ahead could \
                      move the checkpoint past real files that arrive later",
@@ -1577,6 +1615,23 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
                 vec![("RAINCAST_BATCH_SIZE", "lots")],
                 "RAINCAST_BATCH_SIZE",
             ),
+            // Checks across two settings name the one that comes from the
+            // environment as such (they said "from config" for both).
+            (
+                "",
+                vec![("RAINCAST_FUTURE_TOLERANCE_MINUTES", "45")],
+                "RAINCAST_FUTURE_TOLERANCE_MINUTES (from environment): 45 min is above lookback_minutes",
+            ),
+            (
+                "[ingest]\nbackoff_base_seconds = 60\nbackoff_max_seconds = 30",
+                vec![],
+                "ingest.backoff_max_seconds (from config file): 30 s is below backoff_base_seconds (60 s)",
+            ),
+            (
+                "[ingest]\nbackoff_base_seconds = 60",
+                vec![("RAINCAST_BACKOFF_MAX_SECONDS", "30")],
+                "RAINCAST_BACKOFF_MAX_SECONDS (from environment): 30 s is below",
+            ),
             ("[ingest]\nbatch_size = 0", vec![], "batch_size"),
             ("[ingest]\nschedule = \"every minute\"", vec![], "schedule"),
             (
@@ -2065,6 +2120,29 @@ key_template = "{yyyy}/{mm}/{dd}/{RADAR}/{RADAR}{yyyy}{mm}{dd}_{HH}{MM}{SS}{*}"
         );
         assert!(
             err.starts_with("ingest.schedule (from config file): "),
+            "{err}"
+        );
+        // Six fields the parser refuses: it says only "ParseSchedule"; the
+        // message says what a cron expression is.
+        let err = config_error(
+            "[ingest]\nschedule = \"0 0 25 * * *\"\n",
+            &[],
+            &Overrides::default(),
+        );
+        assert!(
+            err.contains("is not a cron expression") && err.contains("e.g. \"0 * * * * *\""),
+            "{err}"
+        );
+        // A duration out of range says the range.
+        let err = config_error(
+            "",
+            &[("RAINCAST_LOOKBACK_MINUTES", "-5")],
+            &Overrides::default(),
+        );
+        assert!(
+            err.starts_with(
+                "RAINCAST_LOOKBACK_MINUTES (from environment): -5 is out of range: from "
+            ),
             "{err}"
         );
         let err = config_error("", &[("RAINCAST_MAX_FILE_MB", "0")], &Overrides::default());

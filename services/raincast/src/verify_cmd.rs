@@ -72,19 +72,25 @@ struct Found {
 }
 
 /// The day's scans for [`verify_series_from`], decoded again when a start
-/// time needs them, the last [`FileSeries::KEEP`] kept: memory holds a
-/// few dozen fields, not the day (session 41: a day of 48 OPERA scans
-/// peaked at 1.15 GB when every field was kept).
+/// time needs them, the last used kept: twice one start time's scans
+/// (`working_set`), not the day (session 41: a day of 48 OPERA scans
+/// peaked at 1.07 GB when every field was kept).
 struct FileSeries {
     found: Vec<Found>,
     format: Option<Format>,
     kept: VecDeque<(usize, Arc<RainField>)>,
+    keep: usize,
 }
 
 impl FileSeries {
-    /// Fields kept: more than one start time's nowcast scans and leads
-    /// (12 frames and a lead every scan to 60 min at 5 min: 24).
-    const KEEP: usize = 40;
+    fn new(found: Vec<Found>, format: Option<Format>) -> Self {
+        Self {
+            found,
+            format,
+            kept: VecDeque::new(),
+            keep: 2 * (MIN_FRAMES + 1),
+        }
+    }
 }
 
 impl SeriesFields for FileSeries {
@@ -109,11 +115,15 @@ impl SeriesFields for FileSeries {
             ));
         }
         let field = Arc::new(field);
-        if self.kept.len() >= Self::KEEP {
+        while self.kept.len() >= self.keep {
             self.kept.pop_front();
         }
         self.kept.push_back((i, field.clone()));
         Ok(field)
+    }
+
+    fn working_set(&mut self, scans: usize) {
+        self.keep = 2 * scans.max(1);
     }
 }
 
@@ -278,11 +288,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let scans = fields.len();
     let times: Vec<DateTime<Utc>> = fields.iter().map(|f| f.time).collect();
-    let series = FileSeries {
-        found: fields,
-        format: args.format,
-        kept: VecDeque::new(),
-    };
+    let series = FileSeries::new(fields, args.format);
     let report = verify_series_from(series, &cfg, &mut |done, total| {
         progress.update(done, total, || {
             format!(
@@ -497,7 +503,7 @@ mod tests {
     use super::*;
 
     /// The day's scans are decoded when a start time needs them and at most
-    /// [`FileSeries::KEEP`] are held; one dropped is decoded again, the same.
+    /// twice a start time's are held; one dropped is decoded again, the same.
     #[test]
     fn the_series_holds_a_bounded_number_of_fields() {
         use raincast_algorithms::encode::odim::{encode_rate, OdimRateOptions};
@@ -515,7 +521,7 @@ mod tests {
         let t0 = DateTime::parse_from_rfc3339("2024-06-16T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let n = FileSeries::KEEP + 10;
+        let n = 30;
         let found: Vec<Found> = (0..n)
             .map(|k| {
                 let rf = RainField {
@@ -533,16 +539,13 @@ mod tests {
                 }
             })
             .collect();
-        let mut series = FileSeries {
-            found,
-            format: None,
-            kept: VecDeque::new(),
-        };
+        let mut series = FileSeries::new(found, None);
+        series.working_set(8);
         let first = series.field(0).unwrap();
         for k in 0..n {
             let f = series.field(k).unwrap();
             assert_eq!(f.time, t0 + chrono::Duration::minutes(5 * k as i64));
-            assert!(series.kept.len() <= FileSeries::KEEP);
+            assert!(series.kept.len() <= 16);
         }
         assert!(
             series.kept.iter().all(|(k, _)| *k != 0),
