@@ -41,7 +41,13 @@ pub struct NowcastArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Lead times in minutes after the latest scan.
-    #[arg(long, value_delimiter = ',', default_value = "10,20,30,40,50,60")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,30,40,50,60",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=raincast_algorithms::nowcast::MAX_LEAD_MIN as i64)
+    )]
     pub leads: Vec<u32>,
     /// Output folder (created if missing): one `lead_MMM.npy` per lead,
     /// float32 mm/h on the grid of the latest scan, C order, row 0 north,
@@ -101,8 +107,11 @@ pub fn run(args: NowcastArgs) -> Result<()> {
         .install(|| nowcast(args))
 }
 
-fn nowcast(args: NowcastArgs) -> Result<()> {
+fn nowcast(mut args: NowcastArgs) -> Result<()> {
     let started = Instant::now();
+    // A lead asked twice is written once.
+    let mut seen = std::collections::BTreeSet::new();
+    args.leads.retain(|l| seen.insert(*l));
     if args.files.len() < MIN_FRAMES {
         bail!(
             "a nowcast needs at least {MIN_FRAMES} consecutive scans, got {}",

@@ -133,7 +133,12 @@ pub struct VerifyArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// Lead times in minutes. Default: every scan interval up to 60 min.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=raincast_algorithms::nowcast::MAX_LEAD_MIN as i64)
+    )]
     pub leads: Option<Vec<u32>>,
     /// Thresholds of the CSI columns, mm/h.
     #[arg(long, value_delimiter = ',', default_value = "0.5,1,5")]
@@ -176,7 +181,11 @@ pub enum FitArg {
     Served,
 }
 
-pub fn run(args: VerifyArgs) -> Result<()> {
+pub fn run(mut args: VerifyArgs) -> Result<()> {
+    if let Some(leads) = args.leads.as_mut() {
+        let mut seen = std::collections::BTreeSet::new();
+        leads.retain(|l| seen.insert(*l));
+    }
     if !(args.prob_threshold.is_finite() && args.prob_threshold > 0.0) {
         bail!(
             "--prob-threshold must be a positive number, got {}",
@@ -288,6 +297,24 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let scans = fields.len();
     let times: Vec<DateTime<Utc>> = fields.iter().map(|f| f.time).collect();
+    // A lead the scans cannot verify: said now, not as "too few scans"
+    // after the whole day.
+    let mut sorted_times = times.clone();
+    sorted_times.sort();
+    if let (Some(step_s), Some(leads)) = (
+        raincast_algorithms::nowcast::modal_step(&sorted_times),
+        &cfg.leads_min,
+    ) {
+        for l in leads
+            .iter()
+            .filter(|l| (**l as i64 * 60) % step_s.max(1) != 0)
+        {
+            eprintln!(
+                "verify: --leads {l}: not a multiple of the scans' interval ({} s), so no scan verifies it",
+                step_s
+            );
+        }
+    }
     let series = FileSeries::new(fields, args.format);
     let report = verify_series_from(series, &cfg, &mut |done, total| {
         progress.update(done, total, || {

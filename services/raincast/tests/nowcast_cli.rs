@@ -259,3 +259,39 @@ fn a_frame_count_out_of_range_is_refused_with_its_flag() {
         assert!(err.contains("--frames") && err.contains(frames), "{err}");
     }
 }
+
+/// A lead of 0 (the analysis scored against itself), beyond 6 hours or
+/// negative is refused before any file is read, naming `--leads` and the
+/// value; `nowcast` creates no output folder for it.
+#[test]
+fn a_lead_out_of_range_is_refused_with_its_flag() {
+    let dir = raincast_testkit::TempDir::new("raincast-leads-range");
+    let out_dir = dir.path().join("out");
+    for leads in ["0", "10,0", "100000", "-10"] {
+        for cmd in [
+            vec![
+                "nowcast",
+                "a.h5",
+                "b.h5",
+                "c.h5",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            vec!["verify", "."],
+        ] {
+            let out = Command::new(BIN)
+                .args(&cmd)
+                .arg(format!("--leads={leads}"))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} {leads}: {err}");
+            let bad = leads.rsplit(',').next().unwrap();
+            assert!(
+                err.contains("--leads") && err.contains(&format!("'{bad}'")),
+                "{err}"
+            );
+        }
+    }
+    assert!(!out_dir.exists(), "an output folder for a refused lead");
+}
