@@ -520,6 +520,11 @@ mod tests {
         assert!(t.match_key("bom03", "bom02/2018/06/16/x.nc").is_none());
         assert!(t.match_key("bom02", "bom02/2018/06/x.nc").is_none());
         assert!(t.match_key("bom02", "bom02/2018/06/16/sub/x.nc").is_none());
+        // A name starting with '.' (a file in transit) is no scan, whatever
+        // the source (docs/OPERATIONS.md "Radars and the bucket layout").
+        assert!(t
+            .match_key("bom02", "bom02/2018/06/16/.2_20180616_100600.prcp-cscn.nc")
+            .is_none());
         // Name date disagreeing with the folders: no time.
         let m = t
             .match_key("bom02", "bom02/2018/06/17/2_20180616_100600.nc")
