@@ -54,6 +54,10 @@ pub fn read_scan(path: &Path) -> Result<Vec<u8>> {
             path.display(),
             limit >> 20
         ),
+        // A file named on the command line: say so, not "local folder".
+        raincast_store::StoreError::NotFound { .. } => {
+            anyhow::anyhow!("{}: no such file", path.display())
+        }
         // The store's error names the file and why.
         e => anyhow::Error::new(e),
     })

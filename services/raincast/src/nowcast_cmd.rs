@@ -109,6 +109,13 @@ pub fn run(args: NowcastArgs) -> Result<()> {
 
 fn nowcast(mut args: NowcastArgs) -> Result<()> {
     let started = Instant::now();
+    if let Some(dir) = args.files.iter().find(|p| p.is_dir()) {
+        bail!(
+            "{}: a folder; nowcast takes scan files, e.g. {}/* (raincast verify takes a folder)",
+            dir.display(),
+            dir.display()
+        );
+    }
     // A lead asked twice is written once.
     let mut seen = std::collections::BTreeSet::new();
     args.leads.retain(|l| seen.insert(*l));

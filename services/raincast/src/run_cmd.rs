@@ -56,6 +56,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         cfg.nowcast.refresh(),
         secrets.clone(),
     )?;
+    // The listen address first: a port in use stops the start before the
+    // store is opened or the demo writes its first files (it failed only
+    // after them). The socket is closed again; the API binds it below.
+    std::net::TcpListener::bind(cfg.listen.as_str())
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     runtime()?.block_on(async move {
         let ssm = load_secrets(&cfg, &secrets).await?;
         let conn = Connector::new(&cfg, &env);

@@ -260,6 +260,34 @@ fn a_frame_count_out_of_range_is_refused_with_its_flag() {
     }
 }
 
+/// A folder given to `nowcast` (which takes files) and a file that does not
+/// exist are named as such (they read "needs at least 3 scans, got 1" and
+/// "local folder: … not found").
+#[test]
+fn nowcast_names_a_folder_or_a_missing_file() {
+    let dir = raincast_testkit::TempDir::new("raincast-nowcast-paths");
+    let out_dir = dir.path().join("out");
+    let run = |files: &[std::path::PathBuf]| {
+        let out = Command::new(BIN)
+            .arg("nowcast")
+            .args(files)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&[dir.path().to_path_buf()]);
+    assert!(err.contains("a folder; nowcast takes scan files"), "{err}");
+    let missing: Vec<_> = ["a.h5", "b.h5", "c.h5"]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+    let err = run(&missing);
+    assert!(err.contains("a.h5: no such file"), "{err}");
+}
+
 /// A lead of 0 (the analysis scored against itself), beyond 6 hours or
 /// negative is refused before any file is read, naming `--leads` and the
 /// value; `nowcast` creates no output folder for it.

@@ -151,6 +151,27 @@ fn an_unreachable_ssm_at_start_stops_the_start() {
     assert!(!err.contains("listening"), "{err}");
 }
 
+/// A listen port in use stops `run` before it writes anything: no store,
+/// no demo files (they were written first, then the bind failed).
+#[test]
+fn a_port_in_use_stops_the_start_before_anything_is_written() {
+    let dir = TempDir::new("run-port-in-use");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = common::raincast_cmd()
+        .args(["run", "--listen", &addr])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        !dir.path().join("var").exists(),
+        "files written before the bind: {err}"
+    );
+}
+
 /// A configuration error exits with status 78 (`EX_CONFIG`, which the
 /// packaged unit does not restart on) and names the setting; under
 /// `--log-json` that last line is JSON like the logs. Other errors exit 1.

@@ -98,14 +98,54 @@ impl EmbeddedStore {
     pub async fn open(path: impl Into<PathBuf>, retention: Duration) -> StoreResult<Self> {
         let path = path.into();
         let p = path.clone();
-        let db = tokio::task::spawn_blocking(move || Self::open_blocking(&p, false))
-            .await
-            .map_err(join_err)??;
+        let db = tokio::task::spawn_blocking(move || {
+            let db = Self::open_blocking(&p, false)?;
+            Self::release_dead_leases(&db)?;
+            Ok::<_, StoreError>(db)
+        })
+        .await
+        .map_err(join_err)??;
         Ok(Self {
             db: Arc::new(RwLock::new(Some(Arc::new(db)))),
             path,
             retention,
         })
+    }
+
+    /// Releases every lease found when the file is opened: only one process
+    /// at a time can open it, so they are a process's that ended without
+    /// releasing them (a crash, a `kill -9`, an out-of-memory kill), and
+    /// the restarted service need not wait them out (it waited a lease's
+    /// TTL, about a minute, per radar, and `ingest --once` meanwhile
+    /// reported the radars as held by another instance). Not on a re-open
+    /// after an I/O error: those leases are this process's own.
+    fn release_dead_leases(db: &Database) -> StoreResult<()> {
+        let txn = db.begin_write().map_err(|e| db_err("lease", e))?;
+        let mut released = Vec::new();
+        {
+            let mut table = txn.open_table(LEASES).map_err(|e| db_err("lease", e))?;
+            let mut held = Vec::new();
+            for entry in table.iter().map_err(|e| db_err("lease", e))? {
+                let (k, v) = entry.map_err(|e| db_err("lease", e))?;
+                let rec: LeaseRecord = from_json("lease", v.value())?;
+                if !rec.released {
+                    held.push((k.value().to_string(), rec));
+                }
+            }
+            for (name, mut rec) in held {
+                rec.released = true;
+                table
+                    .insert(name.as_str(), to_json("lease", &rec)?.as_slice())
+                    .map_err(|e| db_err("lease", e))?;
+                released.push(format!("{name} ({})", rec.owner));
+            }
+        }
+        txn.commit().map_err(|e| db_err("lease", e))?;
+        if !released.is_empty() {
+            tracing::info!(leases = ?released,
+                "leases of a process that ended without releasing them are released (one process at a time opens the embedded store)");
+        }
+        Ok(())
     }
 
     /// The open database, opened again first if an I/O error latched the
@@ -940,6 +980,46 @@ mod tests {
         );
         drop(held);
         EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+    }
+
+    /// A lease left by a process that ended without releasing it is
+    /// released when the file is opened again (only one process opens it):
+    /// the next process takes it at once instead of after its TTL. Leases
+    /// taken after the opening are kept as ever.
+    #[tokio::test]
+    async fn a_dead_processs_lease_is_released_when_the_store_is_opened_again() {
+        let dir = raincast_testkit::TempDir::new("dead-lease");
+        let path = dir.path().join("raincast.redb");
+        let now = Utc::now();
+        let ttl = Duration::minutes(10);
+        let first = EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+        assert!(matches!(
+            first
+                .acquire_lease("ingest:r1", "dead", ttl, now)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired { .. }
+        ));
+        drop(first);
+        let second = EmbeddedStore::open(&path, Duration::days(1)).await.unwrap();
+        match second
+            .acquire_lease("ingest:r1", "new", ttl, now)
+            .await
+            .unwrap()
+        {
+            LeaseOutcome::Acquired {
+                predecessor: crate::LeasePredecessor::Released { owner },
+                ..
+            } => assert_eq!(owner, "dead"),
+            other => panic!("the dead process's lease was not released: {other:?}"),
+        }
+        assert!(matches!(
+            second
+                .acquire_lease("ingest:r1", "other", ttl, now)
+                .await
+                .unwrap(),
+            LeaseOutcome::Held { .. }
+        ));
     }
 
     /// A new store file is its owner's alone (signing secrets, key hashes).
