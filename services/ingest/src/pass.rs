@@ -83,9 +83,9 @@ const UNREADABLE: &str = "unreadable";
 /// How far before the listing window a late file is still ingested (see
 /// the module docs). Only the listed day folders are looked at, so with a
 /// day-folder layout a file is found while its day is listed (its day and
-/// the lookback's), and a file arriving later than that needs
-/// `raincast ingest --once --since` on a radar without a checkpoint, or
-/// the reconciler of a queue.
+/// the lookback's); a file arriving later than that is found by a queue's
+/// notification, or by `raincast ingest --once --since` on a radar
+/// without a checkpoint.
 const LATE_HOURS: i64 = 24;
 
 /// Windows up to this many days are listed day by day; longer ones discover
