@@ -265,15 +265,19 @@ pub fn run(mut args: VerifyArgs) -> Result<()> {
     // One scan per time: a copy of a scan under another name (or two
     // products of one time) would count each case twice.
     let mut fields: Vec<Found> = Vec::with_capacity(kept.len());
+    let mut at: std::collections::HashMap<DateTime<Utc>, usize> = Default::default();
     for f in kept {
-        match fields.iter().find(|g| g.time == f.time) {
-            Some(g) => eprintln!(
+        match at.get(&f.time) {
+            Some(&i) => eprintln!(
                 "verify: ignoring {}: a scan of the same time ({}) was read from {}",
                 f.path.display(),
                 f.time.format("%Y-%m-%dT%H:%M:%SZ"),
-                g.path.display()
+                fields[i].path.display()
             ),
-            None => fields.push(f),
+            None => {
+                at.insert(f.time, fields.len());
+                fields.push(f);
+            }
         }
     }
     let cfg = VerifyConfig {

@@ -276,32 +276,46 @@ fn run_ok(dir: &Path, args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
 }
 
+/// [`write_three_scans_at`] `base` into `dir/bucket`, ingested by
+/// `raincast ingest --once` into `dir/store` (returned); all three stored.
+fn ingest_three_scans(dir: &Path, base: DateTime<Utc>) -> std::path::PathBuf {
+    let (bucket, store) = (dir.join("bucket"), dir.join("store"));
+    write_three_scans_at(&bucket, base);
+    let since = (base - Duration::hours(1)).to_rfc3339();
+    let (summary, _) = run_ok(
+        dir,
+        &[
+            "ingest",
+            "--once",
+            "--source",
+            bucket.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--since",
+            &since,
+        ],
+    );
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["ingested"], 3, "{summary}");
+    store
+}
+
+/// `--place` of the watched place, 40 km east of the cell.
+fn testville() -> String {
+    let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
+    format!("Testville,{lat},{lon},0.1")
+}
+
 /// `notify --once` on a store whose newest scan is hours old posts nothing,
 /// as under `run` (old rain is not news), and says why; `--dry-run`
 /// previews that day's alerts in the outbox.
 #[test]
 fn notify_once_posts_no_alert_from_an_old_nowcast() {
     let dir = TempDir::new("notify-once-old");
-    let bucket = dir.path().join("bucket");
-    let store = dir.path().join("store");
     let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::hours(3);
-    write_three_scans_at(&bucket, base);
+    let store = ingest_three_scans(dir.path(), base);
     let raincast = |args: &[&str]| run_ok(dir.path(), args);
-    let since = (base - Duration::hours(1)).to_rfc3339();
-    let (summary, _) = raincast(&[
-        "ingest",
-        "--once",
-        "--source",
-        bucket.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--since",
-        &since,
-    ]);
-    let summary: Value = serde_json::from_str(&summary).unwrap();
-    assert_eq!(summary["ingested"], 3, "{summary}");
-    let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
-    let place = format!("Testville,{lat},{lon},0.1");
+    let place = testville();
     let outbox = dir.path().join("var").join("outbox");
     let posts = || {
         std::fs::read_dir(&outbox)
@@ -338,23 +352,10 @@ fn notify_once_posts_no_alert_from_an_old_nowcast() {
 #[test]
 fn notify_once_needs_only_a_store_and_a_place() {
     let dir = TempDir::new("notify-once-store");
-    let bucket = dir.path().join("bucket");
-    let store = dir.path().join("store");
-    write_three_scans(&bucket);
+    let base = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(2);
+    let store = ingest_three_scans(dir.path(), base);
     let raincast = |args: &[&str]| run_ok(dir.path(), args).0;
-    let summary: Value = serde_json::from_str(&raincast(&[
-        "ingest",
-        "--once",
-        "--source",
-        bucket.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ]))
-    .unwrap();
-    assert_eq!(summary["ingested"], 3, "{summary}");
-
-    let (lon, lat) = grid().rowcol_to_lonlat(PLACE.0, PLACE.1).unwrap();
-    let place = format!("Testville,{lat},{lon},0.1");
+    let place = testville();
     let out = raincast(&[
         "notify",
         "--once",

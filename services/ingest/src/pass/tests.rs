@@ -163,12 +163,8 @@ async fn ingests_once_and_skips_on_rerun() {
     // A stored file re-written with other content is not read again: the
     // stored scan stands (OPERATIONS "Quarantined files").
     let last = times[11];
-    let before = f
-        .store
-        .get_manifest("r1", last, Utc::now())
-        .await
-        .unwrap()
-        .unwrap();
+    let manifest = || f.store.get_manifest("r1", last, Utc::now());
+    let before = manifest().await.unwrap().unwrap();
     f.put(
         &scan_key("r1", last),
         &format!("RAINTEST {} 40", last.to_rfc3339()),
@@ -176,12 +172,7 @@ async fn ingests_once_and_skips_on_rerun() {
     let s = ing.run_once(&rs).await.unwrap();
     assert_eq!((s.ingested, s.quarantined, s.deferred), (0, 0, 0), "{s:?}");
     assert!(s.skipped >= 1, "listed and skipped: {s:?}");
-    let after = f
-        .store
-        .get_manifest("r1", last, Utc::now())
-        .await
-        .unwrap()
-        .unwrap();
+    let after = manifest().await.unwrap().unwrap();
     assert_eq!(
         (after.rain_cells, after.digest),
         (before.rain_cells, before.digest)
